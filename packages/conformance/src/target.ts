@@ -1,0 +1,94 @@
+import type { Capabilities, Clock, InboxEvent, InboxRepository, OutboxEvent, OutboxRepository } from '@txbox/core'
+
+/** A database server a target needs; embedded stores (SQLite, memory) need none. */
+export type ServerEngine = 'postgres' | 'mysql' | 'mongodb' | 'redis' | 'dynamodb' | 'nats'
+
+/** Where a target's server was found. */
+export interface ServerConnection {
+  readonly engine: ServerEngine
+  /** A driver connection string: `postgres://...`, `mysql://...`, `mongodb://...`, `redis://...`, `http://...` (DynamoDB). */
+  readonly url: string
+  /** How it was found: an explicit URL (`--url` or `TXBOX_<ENGINE>_URL`) or a container started for this run. */
+  readonly source: 'option' | 'env' | 'testcontainers'
+}
+
+/** What a target learned when it connected, for the report. */
+export interface TargetInfo {
+  /** e.g. `PostgreSQL 15.8`, `MariaDB 10.11.6`, `FerretDB 1.24.2 (MongoDB 7.0.77 wire)`. */
+  readonly serverVersion?: string
+  /**
+   * Capabilities detected at run time, when they depend on the deployment (e.g. MongoDB
+   * transactions need a replica set). Replaces the target's static `capabilities`.
+   */
+  readonly capabilities?: Capabilities
+}
+
+/**
+ * A reader that bypasses the adapter: each target implements it with raw driver calls
+ * (a plain SELECT, HGETALL, GetItem...) so the suite checks what was really stored and an
+ * adapter cannot hide a bug by reading its own bad data. It decodes the adapter's storage
+ * format (column types, lossless text escapes) but applies none of its logic.
+ */
+export interface Oracle {
+  /** The stored outbox row, or null. */
+  outbox(eventId: string): Promise<OutboxEvent | null>
+  /** The stored inbox row, or null. */
+  inbox(eventId: string): Promise<InboxEvent | null>
+  /** How many outbox rows are stored in this fixture's namespace. */
+  outboxCount(): Promise<number>
+  /** How many inbox rows are stored in this fixture's namespace. */
+  inboxCount(): Promise<number>
+}
+
+/**
+ * One isolated store (its own schema, table prefix, key prefix or table) with its schema
+ * already migrated. Every case gets a fresh one.
+ */
+export interface ConformanceFixture<Tx = unknown> {
+  readonly outbox: OutboxRepository<Tx>
+  readonly inbox: InboxRepository<Tx>
+  /** Runs the adapter's `migrate()` again on this namespace. */
+  migrate(): Promise<void>
+  /**
+   * Runs `fn(tx)` inside the store's own transaction, then commits, or rolls back when
+   * `rollback` is true (returning what `fn` returned). If `fn` throws it rolls back and
+   * rethrows. Stores whose capability is `transactions: 'none'` may throw.
+   */
+  transaction<T>(fn: (tx: Tx) => Promise<T>, options?: { rollback?: boolean }): Promise<T>
+  readonly oracle: Oracle
+  /** Drops this fixture's namespace and releases what it holds. */
+  dispose(): Promise<void>
+}
+
+/**
+ * An adapter under certification. Our adapters export one from `@txbox/<db>/conformance`
+ * as `createConformanceTarget()`; a third party writes the same in its own module and runs
+ * `txbox-conformance run --target ./its-module.js`.
+ */
+export interface ConformanceTarget<Tx = unknown> {
+  /** The adapter's name, e.g. `postgres`. */
+  readonly name: string
+  /** The adapter package's version, for the report. */
+  readonly version?: string
+  /** The server it needs; provisioning finds one (URL, testcontainers) or reports the target as not run. */
+  readonly engine?: ServerEngine
+  /** The adapter's static capabilities. */
+  readonly capabilities: Capabilities
+  /** Connects once before the cases run. `server` is given when `engine` is set. */
+  setup?(server: ServerConnection | undefined): Promise<TargetInfo | undefined>
+  /** Creates an isolated, migrated fixture whose repositories use `clock`. */
+  create(options: { clock: Clock }): Promise<ConformanceFixture<Tx>>
+  /** Closes what `setup` opened. */
+  teardown?(): Promise<void>
+}
+
+/** The shape of a target module: what `--target ./module.js` must export. */
+export interface ConformanceTargetModule {
+  createConformanceTarget(): ConformanceTarget | Promise<ConformanceTarget>
+}
+
+/** A short random suffix for namespaces, so parallel test files never share tables or keys. */
+export const uniqueSuffix = (): string =>
+  `${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 6)
+    .toString(36)
+    .padStart(6, '0')}`

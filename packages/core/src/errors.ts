@@ -1,0 +1,106 @@
+/** Stable machine-readable codes carried by every {@link TxboxError}. */
+export type TxboxErrorCode =
+  | 'VALIDATION'
+  | 'EVENT_NOT_FOUND'
+  | 'LEASE_LOST'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'STORAGE'
+
+/** Builds the message prefix every txbox error starts with: `[txbox] [<adapter>]`. */
+export const errorPrefix = (adapter: string): string => `[txbox] [${adapter}]`
+
+/**
+ * The base class of every error txbox throws. Messages start with `[txbox] [<adapter>]`;
+ * the original driver error, when there is one, is kept as `cause`.
+ */
+export class TxboxError extends Error {
+  /** A stable code to branch on instead of the message. */
+  readonly code: TxboxErrorCode
+  /** The adapter (or component) that raised the error, e.g. `postgres`, `relay`. */
+  readonly adapter: string
+
+  constructor(code: TxboxErrorCode, adapter: string, message: string, options?: { cause?: unknown }) {
+    super(`${errorPrefix(adapter)} ${message}`, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = code
+    this.adapter = adapter
+  }
+}
+
+/** Input that can never be valid. Thrown before any I/O; storage is left unchanged. */
+export class ValidationError extends TxboxError {
+  constructor(adapter: string, message: string, options?: { cause?: unknown }) {
+    super('VALIDATION', adapter, message, options)
+  }
+}
+
+/** `markAs*`, `retryLater` or `requeueFailed` named an event id that is not stored. */
+export class EventNotFoundError extends TxboxError {
+  /** The id that was not found. */
+  readonly eventId: string
+
+  constructor(adapter: string, eventId: string, store: 'outbox' | 'inbox' = 'outbox') {
+    super('EVENT_NOT_FOUND', adapter, `${store} event not found: ${JSON.stringify(eventId)}`)
+    this.eventId = eventId
+  }
+}
+
+/**
+ * A fenced write (one that named a `workerId`) found that the worker no longer holds the
+ * claim: the lease expired and another worker claimed the event, or it was reset. The
+ * worker MUST stop working on the event.
+ */
+export class LeaseLostError extends TxboxError {
+  readonly eventId: string
+  readonly workerId: string
+
+  constructor(adapter: string, eventId: string, workerId: string) {
+    super('LEASE_LOST', adapter, `worker ${JSON.stringify(workerId)} no longer holds the lease on ${JSON.stringify(eventId)}`)
+    this.eventId = eventId
+    this.workerId = workerId
+  }
+}
+
+/** The event is larger than the store can hold (e.g. DynamoDB's 400 KB item limit). */
+export class PayloadTooLargeError extends TxboxError {
+  readonly eventId: string
+  readonly sizeBytes: number
+  readonly limitBytes: number
+
+  constructor(adapter: string, eventId: string, sizeBytes: number, limitBytes: number) {
+    super(
+      'PAYLOAD_TOO_LARGE',
+      adapter,
+      `event ${JSON.stringify(eventId)} is ${sizeBytes} bytes, over the store's limit of ${limitBytes} bytes`,
+    )
+    this.eventId = eventId
+    this.sizeBytes = sizeBytes
+    this.limitBytes = limitBytes
+  }
+}
+
+/** The database or its driver failed. The driver's error is kept as `cause`. */
+export class StorageError extends TxboxError {
+  /** The repository operation that failed, e.g. `outbox.claim`. */
+  readonly operation: string
+
+  constructor(adapter: string, operation: string, cause: unknown, detail?: string) {
+    const reason = detail ?? (cause instanceof Error ? cause.message : String(cause))
+    super('STORAGE', adapter, `${operation} failed: ${reason}`, { cause })
+    this.operation = operation
+  }
+}
+
+/**
+ * Runs a storage call and wraps whatever the driver throws in a {@link StorageError},
+ * leaving txbox's own errors untouched. Adapters call this once per operation so that
+ * driver errors are mapped in one place and never swallowed.
+ */
+export const withStorageErrors = async <T>(adapter: string, operation: string, run: () => Promise<T>): Promise<T> => {
+  try {
+    return await run()
+  } catch (error) {
+    if (error instanceof TxboxError) throw error
+    throw new StorageError(adapter, operation, error)
+  }
+}

@@ -1,0 +1,106 @@
+/** Where a received event is: being handled, handled, or failed. */
+export type InboxStatus = 'processing' | 'processed' | 'failed'
+
+/** Every inbox status. */
+export const INBOX_STATUSES: readonly InboxStatus[] = Object.freeze(['processing', 'processed', 'failed'])
+
+/** An event recorded by the inbox. */
+export interface InboxEvent {
+  eventId: string
+  subject: string
+  payload: string
+  headers?: string
+  /** The JetStream stream the message came from. */
+  stream?: string
+  /** The message's sequence in that stream. */
+  streamSeq?: number
+  status: InboxStatus
+  receivedAt: Date
+  processedAt?: Date
+  /** How many times this event was delivered (every `findOrCreate` or `claim` that saw it). */
+  deliveries: number
+  errorMessage?: string
+  claimedAt?: Date
+  claimedBy?: string
+  leaseUntil?: Date
+}
+
+/** What the inbox records of a received message. */
+export interface InboxParams {
+  eventId: string
+  subject: string
+  payload: string
+  headers?: string | undefined
+  /** With `streamSeq`: a second id of the same delivery (JetStream redelivery under a new id). */
+  stream?: string | undefined
+  streamSeq?: number | undefined
+}
+
+/** Options of the inbox `claim`. */
+export interface InboxClaimOptions {
+  leaseMs: number
+  workerId: string
+}
+
+/** The result of the inbox `claim`. */
+export interface InboxClaimResult {
+  /** The stored event after the claim. */
+  event: InboxEvent
+  /** True for exactly one caller: run the handler. False: a duplicate, ack it without running. */
+  shouldProcess: boolean
+}
+
+/** A count for every inbox status, zeros included. */
+export type InboxCounts = Record<InboxStatus, number>
+
+/** The inbox: records each received event so that it is processed once. */
+export interface InboxRepository<Tx = never> {
+  /**
+   * Inserts a `processing` event with `deliveries` 1, or returns the stored one with
+   * `deliveries` + 1 (atomic). An event whose `(stream, streamSeq)` is already stored under
+   * another `eventId` is the same delivery: the stored one is returned.
+   */
+  findOrCreate(params: InboxParams): Promise<InboxEvent>
+
+  /**
+   * Sets status `processed`, `processedAt` = now. With `tx`, commits or rolls back with the
+   * caller's handler writes. Unknown id: `EventNotFoundError`.
+   */
+  markAsProcessed(eventId: string, options?: { tx?: Tx | undefined }): Promise<void>
+
+  /** Sets status `failed` and `errorMessage`; the lease is cleared. Unknown id: `EventNotFoundError`. */
+  markAsFailed(eventId: string, errorMessage: string): Promise<void>
+
+  /** True only for a `processed` event. */
+  isProcessed(eventId: string): Promise<boolean>
+
+  /** Deletes `processed` events with `processedAt < now - olderThanDays`; returns how many. */
+  cleanup(olderThanDays: number): Promise<number>
+
+  /**
+   * Moves `processing` events whose claim time (`claimedAt ?? receivedAt`) is older than
+   * `now - staleMinutes` to `failed` with `errorMessage` 'Processing timeout'; returns how many.
+   */
+  resetStale(staleMinutes: number): Promise<number>
+
+  /** A count for all three statuses, zeros included. */
+  getCountByStatus(): Promise<InboxCounts>
+
+  /** Failed events, oldest received first, at most `limit`. */
+  getFailedEvents(limit?: number): Promise<InboxEvent[]>
+
+  /**
+   * Atomic begin. Exactly one of N concurrent callers with the same event gets
+   * `shouldProcess: true` when the event is new, `failed`, or `processing` with an expired
+   * lease; that caller now holds the lease (`claimedBy`, `claimedAt` = now, `leaseUntil` =
+   * now + `leaseMs`). `processed`, or a live lease, gives `false` to everyone. Every call
+   * counts a delivery.
+   */
+  claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult>
+
+  /** The stored event, or `null`. */
+  get(eventId: string): Promise<InboxEvent | null>
+}
+
+/** The message inbox `resetStale` stores on an event that timed out. */
+export const PROCESSING_TIMEOUT_MESSAGE = 'Processing timeout'

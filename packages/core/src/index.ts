@@ -1,0 +1,52 @@
+export { type Capabilities, defineCapabilities } from './capabilities.js'
+export { addMs, type Clock, cutoffDays, cutoffMinutes, ManualClock, systemClock } from './clock.js'
+export { inboxCounts, outboxCounts } from './counts.js'
+export {
+  EventNotFoundError,
+  errorPrefix,
+  LeaseLostError,
+  PayloadTooLargeError,
+  StorageError,
+  TxboxError,
+  type TxboxErrorCode,
+  ValidationError,
+  withStorageErrors,
+} from './errors.js'
+export {
+  INBOX_STATUSES,
+  type InboxClaimOptions,
+  type InboxClaimResult,
+  type InboxCounts,
+  type InboxEvent,
+  type InboxParams,
+  type InboxRepository,
+  type InboxStatus,
+  PROCESSING_TIMEOUT_MESSAGE,
+} from './inbox.js'
+export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'
+export { MemoryInboxRepository } from './memory/memory-inbox-repository.js'
+export { MemoryOutboxRepository } from './memory/memory-outbox-repository.js'
+export { MemoryTransaction } from './memory/memory-transaction.js'
+export {
+  type ClaimOptions,
+  type EnqueueParams,
+  type FenceOptions,
+  OUTBOX_STATUSES,
+  type OutboxCounts,
+  type OutboxEvent,
+  type OutboxRepository,
+  type OutboxStatus,
+  type RenewLeaseOptions,
+  type RetryLaterOptions,
+  type WriteOptions,
+} from './outbox.js'
+export type { TxboxStore } from './store.js'
+export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
+export {
+  DEFAULT_LIMIT,
+  MAX_EVENT_ID_LENGTH,
+  MAX_LIMIT,
+  MAX_NAME_LENGTH,
+  MAX_SUBJECT_LENGTH,
+  Validator,
+} from './validation.js'

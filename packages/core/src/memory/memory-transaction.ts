@@ -1,0 +1,32 @@
+import { ValidationError } from '../errors.js'
+
+/**
+ * The memory store's transaction handle: writes made with `{ tx }` are buffered and applied
+ * in order on `commit()`; `rollback()` drops them. Like a database transaction, nothing is
+ * visible to other readers before commit.
+ */
+export class MemoryTransaction {
+  #writes: (() => void)[] = []
+  #state: 'open' | 'committed' | 'rolled back' = 'open'
+
+  /** Queues a write to apply at commit. */
+  enlist(write: () => void): void {
+    if (this.#state !== 'open') throw new ValidationError('memory', `the transaction is already ${this.#state}`)
+    this.#writes.push(write)
+  }
+
+  /** Applies every buffered write, in order. */
+  commit(): void {
+    if (this.#state !== 'open') throw new ValidationError('memory', `the transaction is already ${this.#state}`)
+    this.#state = 'committed'
+    for (const write of this.#writes) write()
+    this.#writes = []
+  }
+
+  /** Drops every buffered write. */
+  rollback(): void {
+    if (this.#state !== 'open') throw new ValidationError('memory', `the transaction is already ${this.#state}`)
+    this.#state = 'rolled back'
+    this.#writes = []
+  }
+}

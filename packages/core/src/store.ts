@@ -1,0 +1,12 @@
+import type { Capabilities } from './capabilities.js'
+import type { InboxRepository } from './inbox.js'
+import type { OutboxRepository } from './outbox.js'
+
+/** What every `create<Db>Store` factory returns. */
+export interface TxboxStore<Tx = never> {
+  readonly outbox: OutboxRepository<Tx>
+  readonly inbox: InboxRepository<Tx>
+  /** Creates or upgrades the schema. Idempotent; safe to run from two processes at once. */
+  migrate(): Promise<void>
+  readonly capabilities: Capabilities
+}

@@ -1,0 +1,246 @@
+import { ValidationError } from './errors.js'
+import type { InboxClaimOptions, InboxParams } from './inbox.js'
+import type { ClaimOptions, EnqueueParams, RenewLeaseOptions, RetryLaterOptions } from './outbox.js'
+
+/** Longest accepted `eventId`, in UTF-16 code units. */
+export const MAX_EVENT_ID_LENGTH = 255
+/** Longest accepted `subject`. */
+export const MAX_SUBJECT_LENGTH = 500
+/** Longest accepted `workerId` and `stream`. */
+export const MAX_NAME_LENGTH = 255
+/** The largest `limit` (and the largest batch a bulk call takes). */
+export const MAX_LIMIT = 10_000
+/** The `limit` when none is given. */
+export const DEFAULT_LIMIT = 100
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
+const WHITESPACE = /\s/
+
+/** A short, safe description of a bad value for an error message (never the whole value). */
+const describe = (value: unknown): string => {
+  if (value === null) return 'null'
+  if (typeof value === 'string') return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value)
+  if (typeof value === 'number') return String(value)
+  if (Array.isArray(value)) return `an array of length ${value.length}`
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'an invalid Date' : value.toISOString()
+  return typeof value
+}
+
+const isWellFormed = (value: string): boolean => (value as unknown as { isWellFormed(): boolean }).isWellFormed()
+
+/**
+ * The checks every adapter runs before any I/O, with identical messages for all of them
+ * (only the `[txbox] [<adapter>]` prefix differs). Each method returns the normalized
+ * value or throws {@link ValidationError}.
+ */
+export class Validator {
+  readonly adapter: string
+
+  constructor(adapter: string) {
+    this.adapter = adapter
+  }
+
+  #fail(message: string): never {
+    throw new ValidationError(this.adapter, message)
+  }
+
+  /** A non-empty string of at most 255 UTF-16 code units. */
+  eventId(value: unknown, name = 'eventId'): string {
+    if (typeof value !== 'string' || value.length === 0 || value.length > MAX_EVENT_ID_LENGTH) {
+      this.#fail(`${name} must be a non-empty string of at most ${MAX_EVENT_ID_LENGTH} characters; got ${describe(value)}`)
+    }
+    if (!isWellFormed(value)) this.#fail(`${name} must be well-formed UTF-16 (it has a lone surrogate)`)
+    return value
+  }
+
+  /** A list of event ids: an array of at most 10,000 valid ids. */
+  eventIds(value: unknown, name = 'eventIds'): string[] {
+    if (!Array.isArray(value)) this.#fail(`${name} must be an array of event ids; got ${describe(value)}`)
+    if (value.length > MAX_LIMIT) this.#fail(`${name} must hold at most ${MAX_LIMIT} ids; got ${value.length}`)
+    return value.map((id, index) => this.eventId(id, `${name}[${index}]`))
+  }
+
+  /** A non-empty NATS subject of at most 500 characters without whitespace. */
+  subject(value: unknown): string {
+    if (typeof value !== 'string' || value.length === 0 || value.length > MAX_SUBJECT_LENGTH) {
+      this.#fail(`subject must be a non-empty string of at most ${MAX_SUBJECT_LENGTH} characters; got ${describe(value)}`)
+    }
+    if (WHITESPACE.test(value)) this.#fail(`subject must not contain whitespace; got ${describe(value)}`)
+    if (!isWellFormed(value)) this.#fail('subject must be well-formed UTF-16 (it has a lone surrogate)')
+    return value
+  }
+
+  /**
+   * Any string that can be stored without change. A lone surrogate cannot be encoded as
+   * UTF-8 by any driver without being replaced, so it is rejected rather than altered.
+   */
+  text(value: unknown, name: string): string {
+    if (typeof value !== 'string') this.#fail(`${name} must be a string; got ${describe(value)}`)
+    if (!isWellFormed(value)) {
+      this.#fail(`${name} must be well-formed UTF-16: a lone surrogate cannot be stored without being altered`)
+    }
+    return value
+  }
+
+  /** A string or undefined. */
+  optionalText(value: unknown, name: string): string | undefined {
+    return value === undefined ? undefined : this.text(value, name)
+  }
+
+  /** A valid Date or undefined. */
+  optionalDate(value: unknown, name: string): Date | undefined {
+    if (value === undefined) return undefined
+    if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
+      this.#fail(`${name} must be a valid Date; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  /** An integer from 1 to 10,000; `undefined` gives the default of 100. */
+  limit(value: unknown, name = 'limit'): number {
+    if (value === undefined) return DEFAULT_LIMIT
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_LIMIT) {
+      this.#fail(`${name} must be an integer from 1 to ${MAX_LIMIT}; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  /** A finite number >= 0 (fractions allowed): `olderThanDays`, `staleMinutes`. */
+  nonNegative(value: unknown, name: string): number {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      this.#fail(`${name} must be a finite number >= 0; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  /** An integer > 0, at most 2^31 - 1 milliseconds (about 24.8 days). */
+  leaseMs(value: unknown): number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > 2_147_483_647) {
+      this.#fail(`leaseMs must be an integer from 1 to 2147483647; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  /** An integer >= 0 of milliseconds. */
+  delayMs(value: unknown): number {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      this.#fail(`delayMs must be an integer >= 0; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  /** A non-empty string of at most 255 characters. */
+  workerId(value: unknown): string {
+    if (typeof value !== 'string' || value.length === 0 || value.length > MAX_NAME_LENGTH) {
+      this.#fail(`workerId must be a non-empty string of at most ${MAX_NAME_LENGTH} characters; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  /** `undefined` or a valid workerId. */
+  optionalWorkerId(value: unknown): string | undefined {
+    return value === undefined ? undefined : this.workerId(value)
+  }
+
+  /** A table / collection / key-prefix name: `^[A-Za-z_][A-Za-z0-9_]{0,62}$`. */
+  identifier(value: unknown, name: string): string {
+    if (typeof value !== 'string' || !IDENTIFIER.test(value)) {
+      this.#fail(`${name} must match ${IDENTIFIER.source}; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  #object<T>(value: unknown, name: string): T {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      this.#fail(`${name} must be an object; got ${describe(value)}`)
+    }
+    return value as T
+  }
+
+  /** The whole of `findOrCreate`'s input, normalized (optional fields absent, not undefined). */
+  enqueueParams(value: unknown, name = 'params'): EnqueueParams {
+    const params = this.#object<Record<string, unknown>>(value, name)
+    const normalized: EnqueueParams = {
+      eventId: this.eventId(params.eventId),
+      subject: this.subject(params.subject),
+      payload: this.text(params.payload, 'payload'),
+    }
+    const headers = this.optionalText(params.headers, 'headers')
+    if (headers !== undefined) normalized.headers = headers
+    const availableAt = this.optionalDate(params.availableAt, 'availableAt')
+    if (availableAt !== undefined) normalized.availableAt = availableAt
+    return normalized
+  }
+
+  /** `findOrCreateMany`'s input: an array of at most 10,000 valid events. */
+  enqueueParamsList(value: unknown): EnqueueParams[] {
+    if (!Array.isArray(value)) this.#fail(`params must be an array of events; got ${describe(value)}`)
+    if (value.length > MAX_LIMIT) this.#fail(`params must hold at most ${MAX_LIMIT} events; got ${value.length}`)
+    return value.map((item, index) => this.enqueueParams(item, `params[${index}]`))
+  }
+
+  /** The inbox's input, normalized; `stream` and `streamSeq` come together or not at all. */
+  inboxParams(value: unknown): InboxParams {
+    const params = this.#object<Record<string, unknown>>(value, 'params')
+    const normalized: InboxParams = {
+      eventId: this.eventId(params.eventId),
+      subject: this.subject(params.subject),
+      payload: this.text(params.payload, 'payload'),
+    }
+    const headers = this.optionalText(params.headers, 'headers')
+    if (headers !== undefined) normalized.headers = headers
+    const { stream, streamSeq } = params
+    if ((stream === undefined) !== (streamSeq === undefined)) {
+      this.#fail('stream and streamSeq must be given together or not at all')
+    }
+    if (stream !== undefined) {
+      if (typeof stream !== 'string' || stream.length === 0 || stream.length > MAX_NAME_LENGTH) {
+        this.#fail(`stream must be a non-empty string of at most ${MAX_NAME_LENGTH} characters; got ${describe(stream)}`)
+      }
+      if (typeof streamSeq !== 'number' || !Number.isSafeInteger(streamSeq) || streamSeq < 1) {
+        this.#fail(`streamSeq must be a positive safe integer; got ${describe(streamSeq)}`)
+      }
+      normalized.stream = stream
+      normalized.streamSeq = streamSeq
+    }
+    return normalized
+  }
+
+  /** `claim`'s options. */
+  claimOptions(value: unknown): Required<Pick<ClaimOptions, 'leaseMs' | 'workerId'>> & { limit: number } {
+    const options = this.#object<Record<string, unknown>>(value, 'options')
+    return {
+      limit: this.limit(options.limit),
+      leaseMs: this.leaseMs(options.leaseMs),
+      workerId: this.workerId(options.workerId),
+    }
+  }
+
+  /** `renewLease`'s and the inbox `claim`'s options. */
+  leaseOptions(value: unknown): RenewLeaseOptions & InboxClaimOptions {
+    const options = this.#object<Record<string, unknown>>(value, 'options')
+    return { leaseMs: this.leaseMs(options.leaseMs), workerId: this.workerId(options.workerId) }
+  }
+
+  /** `retryLater`'s options. */
+  retryLaterOptions(value: unknown): { errorMessage: string; delayMs: number; workerId: string | undefined } {
+    const options = this.#object<RetryLaterOptions & Record<string, unknown>>(value, 'options')
+    return {
+      errorMessage: this.text(options.errorMessage, 'errorMessage'),
+      delayMs: this.delayMs(options.delayMs),
+      workerId: this.optionalWorkerId(options.workerId),
+    }
+  }
+
+  /** The optional `{ workerId }` of fenced writes. */
+  fence(value: unknown): string | undefined {
+    if (value === undefined) return undefined
+    return this.optionalWorkerId(this.#object<Record<string, unknown>>(value, 'options').workerId)
+  }
+
+  /** The optional `{ limit }` of `findPending`. */
+  limitOption(value: unknown): number {
+    if (value === undefined) return DEFAULT_LIMIT
+    return this.limit(this.#object<Record<string, unknown>>(value, 'options').limit)
+  }
+}

@@ -1,0 +1,32 @@
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vitest/config'
+
+// Tests run against the TypeScript sources of every workspace package, so `pnpm test`
+// needs no build step and a change in core is seen by every adapter's suite at once.
+const src = (path: string) => fileURLToPath(new URL(`./packages/${path}`, import.meta.url))
+const adapters = ['sqlite', 'postgres', 'mysql', 'mongodb', 'redis', 'dynamodb']
+
+export default defineConfig({
+  resolve: {
+    alias: [
+      { find: /^@txbox\/core\/nats$/, replacement: src('core/src/nats/index.ts') },
+      { find: /^@txbox\/core$/, replacement: src('core/src/index.ts') },
+      { find: /^@txbox\/conformance\/vitest$/, replacement: src('conformance/src/vitest.ts') },
+      { find: /^@txbox\/conformance$/, replacement: src('conformance/src/index.ts') },
+      ...adapters.flatMap((name) => [
+        { find: new RegExp(`^@txbox/${name}/conformance$`), replacement: src(`${name}/src/conformance-target.ts`) },
+        { find: new RegExp(`^@txbox/${name}$`), replacement: src(`${name}/src/index.ts`) },
+      ]),
+    ],
+  },
+  test: {
+    // Integration suites talk to real servers; a generous ceiling keeps a slow CI machine
+    // from failing a correct run, while a hung server still fails.
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
+    projects: ['core', 'conformance', ...adapters].map((name) => ({
+      extends: true,
+      test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
+    })),
+  },
+})
