@@ -1,4 +1,38 @@
 export {
+  type CaseContext,
+  type ConformanceCase,
+  defineCase,
+  requiresTransactions,
+  SUITE_EPOCH,
+} from './case.js'
+export { conformanceCases } from './cases/index.js'
+export { CONTAINER_PRESETS, type ContainerPreset, type StartedServer, startContainer } from './containers.js'
+export { BUILT_IN_TARGETS, loadTarget } from './load-target.js'
+export { createMemoryTarget } from './memory-target.js'
+export {
+  dockerConfigured,
+  type ProvisionedServer,
+  provisionServer,
+  requireAll,
+  type Unprovisioned,
+  urlVariable,
+} from './provision.js'
+export {
+  type CaseResult,
+  type CaseStatus,
+  type ConformanceReport,
+  formatReport,
+  summarize,
+} from './report.js'
+export {
+  buildReport,
+  CASE_TIMEOUT_MS,
+  type RunOptions,
+  runCase,
+  runConformance,
+  selectCases,
+} from './runner.js'
+export {
   type ConformanceFixture,
   type ConformanceTarget,
   type ConformanceTargetModule,
@@ -8,3 +42,4 @@ export {
   type TargetInfo,
   uniqueSuffix,
 } from './target.js'
+export { SUITE_VERSION } from './version.js'

@@ -1,4 +1,11 @@
-import type { Capabilities, Clock, InboxEvent, InboxRepository, OutboxEvent, OutboxRepository } from '@txbox/core'
+import type {
+  Capabilities,
+  Clock,
+  InboxEvent,
+  InboxRepository,
+  OutboxEvent,
+  OutboxRepository,
+} from '@txbox/core'
 
 /** A database server a target needs; embedded stores (SQLite, memory) need none. */
 export type ServerEngine = 'postgres' | 'mysql' | 'mongodb' | 'redis' | 'dynamodb' | 'nats'

@@ -59,7 +59,8 @@ const MS_PER_MINUTE = 60_000
 const MS_PER_DAY = 86_400_000
 
 /** `now - olderThanDays`, the cutoff below which `cleanup` deletes. */
-export const cutoffDays = (now: Date, olderThanDays: number): Date => new Date(now.getTime() - olderThanDays * MS_PER_DAY)
+export const cutoffDays = (now: Date, olderThanDays: number): Date =>
+  new Date(now.getTime() - olderThanDays * MS_PER_DAY)
 
 /** `now - staleMinutes`, the claim time below which `resetStale` resets. */
 export const cutoffMinutes = (now: Date, staleMinutes: number): Date =>

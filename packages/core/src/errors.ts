@@ -1,10 +1,5 @@
 /** Stable machine-readable codes carried by every {@link TxboxError}. */
-export type TxboxErrorCode =
-  | 'VALIDATION'
-  | 'EVENT_NOT_FOUND'
-  | 'LEASE_LOST'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'STORAGE'
+export type TxboxErrorCode = 'VALIDATION' | 'EVENT_NOT_FOUND' | 'LEASE_LOST' | 'PAYLOAD_TOO_LARGE' | 'STORAGE'
 
 /** Builds the message prefix every txbox error starts with: `[txbox] [<adapter>]`. */
 export const errorPrefix = (adapter: string): string => `[txbox] [${adapter}]`
@@ -20,7 +15,10 @@ export class TxboxError extends Error {
   readonly adapter: string
 
   constructor(code: TxboxErrorCode, adapter: string, message: string, options?: { cause?: unknown }) {
-    super(`${errorPrefix(adapter)} ${message}`, options?.cause === undefined ? undefined : { cause: options.cause })
+    super(
+      `${errorPrefix(adapter)} ${message}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    )
     this.name = new.target.name
     this.code = code
     this.adapter = adapter
@@ -55,7 +53,11 @@ export class LeaseLostError extends TxboxError {
   readonly workerId: string
 
   constructor(adapter: string, eventId: string, workerId: string) {
-    super('LEASE_LOST', adapter, `worker ${JSON.stringify(workerId)} no longer holds the lease on ${JSON.stringify(eventId)}`)
+    super(
+      'LEASE_LOST',
+      adapter,
+      `worker ${JSON.stringify(workerId)} no longer holds the lease on ${JSON.stringify(eventId)}`,
+    )
     this.eventId = eventId
     this.workerId = workerId
   }
@@ -96,7 +98,11 @@ export class StorageError extends TxboxError {
  * leaving txbox's own errors untouched. Adapters call this once per operation so that
  * driver errors are mapped in one place and never swallowed.
  */
-export const withStorageErrors = async <T>(adapter: string, operation: string, run: () => Promise<T>): Promise<T> => {
+export const withStorageErrors = async <T>(
+  adapter: string,
+  operation: string,
+  run: () => Promise<T>,
+): Promise<T> => {
   try {
     return await run()
   } catch (error) {

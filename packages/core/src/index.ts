@@ -23,9 +23,9 @@ export {
   type InboxStatus,
   PROCESSING_TIMEOUT_MESSAGE,
 } from './inbox.js'
-export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'
 export { MemoryInboxRepository } from './memory/memory-inbox-repository.js'
 export { MemoryOutboxRepository } from './memory/memory-outbox-repository.js'
+export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'
 export { MemoryTransaction } from './memory/memory-transaction.js'
 export {
   type ClaimOptions,

@@ -2,7 +2,12 @@
 export type OutboxStatus = 'pending' | 'publishing' | 'sent' | 'failed'
 
 /** Every outbox status, in life-cycle order. */
-export const OUTBOX_STATUSES: readonly OutboxStatus[] = Object.freeze(['pending', 'publishing', 'sent', 'failed'])
+export const OUTBOX_STATUSES: readonly OutboxStatus[] = Object.freeze([
+  'pending',
+  'publishing',
+  'sent',
+  'failed',
+])
 
 /** An event stored in the outbox. */
 export interface OutboxEvent {

@@ -17,7 +17,9 @@ export const encodeStoredText = (text: string): string =>
 
 /** The inverse of {@link encodeStoredText}. */
 export const decodeStoredText = (stored: string): string =>
-  stored.indexOf(ESCAPE) === -1 ? stored : stored.replace(ESCAPED, (_, code: string) => (code === '\u0002' ? NUL : ESCAPE))
+  stored.indexOf(ESCAPE) === -1
+    ? stored
+    : stored.replace(ESCAPED, (_, code: string) => (code === '\u0002' ? NUL : ESCAPE))
 
 /** The UTF-8 size of a string in bytes, for stores with a hard item limit. */
 export const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8')

@@ -19,14 +19,16 @@ const WHITESPACE = /\s/
 /** A short, safe description of a bad value for an error message (never the whole value). */
 const describe = (value: unknown): string => {
   if (value === null) return 'null'
-  if (typeof value === 'string') return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value)
+  if (typeof value === 'string')
+    return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value)
   if (typeof value === 'number') return String(value)
   if (Array.isArray(value)) return `an array of length ${value.length}`
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'an invalid Date' : value.toISOString()
   return typeof value
 }
 
-const isWellFormed = (value: string): boolean => (value as unknown as { isWellFormed(): boolean }).isWellFormed()
+const isWellFormed = (value: string): boolean =>
+  (value as unknown as { isWellFormed(): boolean }).isWellFormed()
 
 /**
  * The checks every adapter runs before any I/O, with identical messages for all of them
@@ -47,7 +49,9 @@ export class Validator {
   /** A non-empty string of at most 255 UTF-16 code units. */
   eventId(value: unknown, name = 'eventId'): string {
     if (typeof value !== 'string' || value.length === 0 || value.length > MAX_EVENT_ID_LENGTH) {
-      this.#fail(`${name} must be a non-empty string of at most ${MAX_EVENT_ID_LENGTH} characters; got ${describe(value)}`)
+      this.#fail(
+        `${name} must be a non-empty string of at most ${MAX_EVENT_ID_LENGTH} characters; got ${describe(value)}`,
+      )
     }
     if (!isWellFormed(value)) this.#fail(`${name} must be well-formed UTF-16 (it has a lone surrogate)`)
     return value
@@ -56,14 +60,17 @@ export class Validator {
   /** A list of event ids: an array of at most 10,000 valid ids. */
   eventIds(value: unknown, name = 'eventIds'): string[] {
     if (!Array.isArray(value)) this.#fail(`${name} must be an array of event ids; got ${describe(value)}`)
-    if (value.length > MAX_LIMIT) this.#fail(`${name} must hold at most ${MAX_LIMIT} ids; got ${value.length}`)
+    if (value.length > MAX_LIMIT)
+      this.#fail(`${name} must hold at most ${MAX_LIMIT} ids; got ${value.length}`)
     return value.map((id, index) => this.eventId(id, `${name}[${index}]`))
   }
 
   /** A non-empty NATS subject of at most 500 characters without whitespace. */
   subject(value: unknown): string {
     if (typeof value !== 'string' || value.length === 0 || value.length > MAX_SUBJECT_LENGTH) {
-      this.#fail(`subject must be a non-empty string of at most ${MAX_SUBJECT_LENGTH} characters; got ${describe(value)}`)
+      this.#fail(
+        `subject must be a non-empty string of at most ${MAX_SUBJECT_LENGTH} characters; got ${describe(value)}`,
+      )
     }
     if (WHITESPACE.test(value)) this.#fail(`subject must not contain whitespace; got ${describe(value)}`)
     if (!isWellFormed(value)) this.#fail('subject must be well-formed UTF-16 (it has a lone surrogate)')
@@ -77,7 +84,9 @@ export class Validator {
   text(value: unknown, name: string): string {
     if (typeof value !== 'string') this.#fail(`${name} must be a string; got ${describe(value)}`)
     if (!isWellFormed(value)) {
-      this.#fail(`${name} must be well-formed UTF-16: a lone surrogate cannot be stored without being altered`)
+      this.#fail(
+        `${name} must be well-formed UTF-16: a lone surrogate cannot be stored without being altered`,
+      )
     }
     return value
   }
@@ -132,7 +141,9 @@ export class Validator {
   /** A non-empty string of at most 255 characters. */
   workerId(value: unknown): string {
     if (typeof value !== 'string' || value.length === 0 || value.length > MAX_NAME_LENGTH) {
-      this.#fail(`workerId must be a non-empty string of at most ${MAX_NAME_LENGTH} characters; got ${describe(value)}`)
+      this.#fail(
+        `workerId must be a non-empty string of at most ${MAX_NAME_LENGTH} characters; got ${describe(value)}`,
+      )
     }
     return value
   }
@@ -175,7 +186,8 @@ export class Validator {
   /** `findOrCreateMany`'s input: an array of at most 10,000 valid events. */
   enqueueParamsList(value: unknown): EnqueueParams[] {
     if (!Array.isArray(value)) this.#fail(`params must be an array of events; got ${describe(value)}`)
-    if (value.length > MAX_LIMIT) this.#fail(`params must hold at most ${MAX_LIMIT} events; got ${value.length}`)
+    if (value.length > MAX_LIMIT)
+      this.#fail(`params must hold at most ${MAX_LIMIT} events; got ${value.length}`)
     return value.map((item, index) => this.enqueueParams(item, `params[${index}]`))
   }
 
@@ -195,7 +207,9 @@ export class Validator {
     }
     if (stream !== undefined) {
       if (typeof stream !== 'string' || stream.length === 0 || stream.length > MAX_NAME_LENGTH) {
-        this.#fail(`stream must be a non-empty string of at most ${MAX_NAME_LENGTH} characters; got ${describe(stream)}`)
+        this.#fail(
+          `stream must be a non-empty string of at most ${MAX_NAME_LENGTH} characters; got ${describe(stream)}`,
+        )
       }
       if (typeof streamSeq !== 'number' || !Number.isSafeInteger(streamSeq) || streamSeq < 1) {
         this.#fail(`streamSeq must be a positive safe integer; got ${describe(streamSeq)}`)

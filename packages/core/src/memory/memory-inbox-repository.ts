@@ -90,7 +90,9 @@ export class MemoryInboxRepository implements InboxRepository<MemoryTransaction>
       // A `processing` event without a lease came from the reference `findOrCreate` flow: its
       // handler may be running, so it stays taken until `resetStale` times it out.
       const leaseExpired =
-        stored.status === 'processing' && stored.leaseUntil !== undefined && stored.leaseUntil.getTime() <= now.getTime()
+        stored.status === 'processing' &&
+        stored.leaseUntil !== undefined &&
+        stored.leaseUntil.getTime() <= now.getTime()
       if (stored.status === 'processed' || (stored.status === 'processing' && !leaseExpired)) {
         return { event: copy(stored), shouldProcess: false }
       }
@@ -140,7 +142,10 @@ export class MemoryInboxRepository implements InboxRepository<MemoryTransaction>
   }
 
   async cleanup(olderThanDays: number): Promise<number> {
-    const cutoff = cutoffDays(this.clock(), this.validate.nonNegative(olderThanDays, 'olderThanDays')).getTime()
+    const cutoff = cutoffDays(
+      this.clock(),
+      this.validate.nonNegative(olderThanDays, 'olderThanDays'),
+    ).getTime()
     let deleted = 0
     for (const event of [...this.events.values()]) {
       if (event.status === 'processed' && event.processedAt && event.processedAt.getTime() < cutoff) {
@@ -155,7 +160,10 @@ export class MemoryInboxRepository implements InboxRepository<MemoryTransaction>
   }
 
   async resetStale(staleMinutes: number): Promise<number> {
-    const cutoff = cutoffMinutes(this.clock(), this.validate.nonNegative(staleMinutes, 'staleMinutes')).getTime()
+    const cutoff = cutoffMinutes(
+      this.clock(),
+      this.validate.nonNegative(staleMinutes, 'staleMinutes'),
+    ).getTime()
     let reset = 0
     for (const event of this.events.values()) {
       const claimTime = (event.claimedAt ?? event.receivedAt).getTime()

@@ -1,4 +1,5 @@
 import { addMs, type Clock, cutoffDays, cutoffMinutes, systemClock } from '../clock.js'
+import { outboxCounts } from '../counts.js'
 import { EventNotFoundError, LeaseLostError } from '../errors.js'
 import type {
   ClaimOptions,
@@ -11,7 +12,6 @@ import type {
   RetryLaterOptions,
   WriteOptions,
 } from '../outbox.js'
-import { outboxCounts } from '../counts.js'
 import { Validator } from '../validation.js'
 import type { MemoryTransaction } from './memory-transaction.js'
 
@@ -146,7 +146,10 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
   }
 
   async cleanup(olderThanDays: number): Promise<number> {
-    const cutoff = cutoffDays(this.clock(), this.validate.nonNegative(olderThanDays, 'olderThanDays')).getTime()
+    const cutoff = cutoffDays(
+      this.clock(),
+      this.validate.nonNegative(olderThanDays, 'olderThanDays'),
+    ).getTime()
     let deleted = 0
     for (const event of [...this.events.values()]) {
       if (event.status === 'sent' && event.sentAt && event.sentAt.getTime() < cutoff) {
@@ -158,7 +161,10 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
   }
 
   async resetStale(staleMinutes: number): Promise<number> {
-    const cutoff = cutoffMinutes(this.clock(), this.validate.nonNegative(staleMinutes, 'staleMinutes')).getTime()
+    const cutoff = cutoffMinutes(
+      this.clock(),
+      this.validate.nonNegative(staleMinutes, 'staleMinutes'),
+    ).getTime()
     let reset = 0
     for (const event of this.events.values()) {
       if (event.status === 'publishing' && event.claimedAt && event.claimedAt.getTime() < cutoff) {
@@ -191,7 +197,9 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
 
   protected isClaimable(event: StoredOutboxEvent, nowMs: number): boolean {
     if (event.status === 'pending') return event.availableAt.getTime() <= nowMs
-    return event.status === 'publishing' && event.leaseUntil !== undefined && event.leaseUntil.getTime() <= nowMs
+    return (
+      event.status === 'publishing' && event.leaseUntil !== undefined && event.leaseUntil.getTime() <= nowMs
+    )
   }
 
   async renewLease(eventIds: readonly string[], options: RenewLeaseOptions): Promise<string[]> {
@@ -213,7 +221,8 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
     return ids.filter((id) => {
       const event = this.events.get(id)
       if (!event) return true
-      if (workerId !== undefined && (event.status !== 'publishing' || event.claimedBy !== workerId)) return true
+      if (workerId !== undefined && (event.status !== 'publishing' || event.claimedBy !== workerId))
+        return true
       event.status = 'sent'
       event.sentAt = now
       this.clearLease(event)

@@ -11,13 +11,15 @@ export class MemoryTransaction {
 
   /** Queues a write to apply at commit. */
   enlist(write: () => void): void {
-    if (this.#state !== 'open') throw new ValidationError('memory', `the transaction is already ${this.#state}`)
+    if (this.#state !== 'open')
+      throw new ValidationError('memory', `the transaction is already ${this.#state}`)
     this.#writes.push(write)
   }
 
   /** Applies every buffered write, in order. */
   commit(): void {
-    if (this.#state !== 'open') throw new ValidationError('memory', `the transaction is already ${this.#state}`)
+    if (this.#state !== 'open')
+      throw new ValidationError('memory', `the transaction is already ${this.#state}`)
     this.#state = 'committed'
     for (const write of this.#writes) write()
     this.#writes = []
@@ -25,7 +27,8 @@ export class MemoryTransaction {
 
   /** Drops every buffered write. */
   rollback(): void {
-    if (this.#state !== 'open') throw new ValidationError('memory', `the transaction is already ${this.#state}`)
+    if (this.#state !== 'open')
+      throw new ValidationError('memory', `the transaction is already ${this.#state}`)
     this.#state = 'rolled back'
     this.#writes = []
   }

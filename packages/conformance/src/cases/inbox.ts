@@ -1,0 +1,270 @@
+import { expectEqual, expectNoLease, expectSame, storedInbox, storedOutbox } from '../assertions.js'
+import { defineCase, requiresTransactions } from '../case.js'
+import { inboxEvent, outboxEvent } from '../events.js'
+
+const MINUTE = 60_000
+const DAY = 86_400_000
+const LEASE = { leaseMs: 60_000, workerId: 'inbox-worker' }
+
+export const inboxCases = [
+  defineCase({
+    id: 'inbox.dedupe.find-or-create',
+    title: 'findOrCreate records a delivery once and counts every redelivery',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      const first = await store.inbox.findOrCreate(inboxEvent('msg-1', { payload: 'first', headers: 'h' }))
+      expectSame(first.status, 'processing', 'a new message is processing')
+      expectSame(first.deliveries, 1, 'first delivery')
+      expectSame(first.receivedAt.getTime(), t0, 'receivedAt from the injected clock')
+      clock.advance(1_000)
+      const again = await store.inbox.findOrCreate(inboxEvent('msg-1', { payload: 'second' }))
+      expectSame(again.deliveries, 2, 'the redelivery is counted')
+      expectSame(again.payload, 'first', 'the stored payload is kept')
+      expectSame(again.receivedAt.getTime(), t0, 'receivedAt is the first one')
+      const stored = await storedInbox(store, 'msg-1')
+      expectSame(stored.deliveries, 2, 'oracle: deliveries 2')
+      expectSame(stored.headers, 'h', 'oracle: headers stored')
+      expectSame(await store.oracle.inboxCount(), 1, 'oracle: one row')
+    },
+  }),
+  defineCase({
+    id: 'inbox.dedupe.concurrent-same-id',
+    title: '20 concurrent claims of one new message: exactly one may process it, every delivery counted',
+    async run({ store }) {
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, index) =>
+          store.inbox.claim(inboxEvent('dup-1'), { leaseMs: 60_000, workerId: `w${index}` }),
+        ),
+      )
+      const winners = results.filter((result) => result.shouldProcess)
+      expectSame(winners.length, 1, 'exactly one caller processes the message')
+      const stored = await storedInbox(store, 'dup-1')
+      expectSame(stored.deliveries, 20, 'oracle: all 20 deliveries counted')
+      expectSame(stored.status, 'processing', 'oracle: processing')
+      expectSame(stored.claimedBy, winners[0]?.event.claimedBy, 'oracle: held by the one that processes it')
+      await Promise.all(Array.from({ length: 20 }, () => store.inbox.findOrCreate(inboxEvent('dup-2'))))
+      expectSame(
+        (await storedInbox(store, 'dup-2')).deliveries,
+        20,
+        'oracle: 20 concurrent findOrCreate counted exactly',
+      )
+      expectSame(await store.oracle.inboxCount(), 2, 'oracle: two rows')
+    },
+  }),
+  defineCase({
+    id: 'inbox.dedupe.stream-seq',
+    title: 'a message whose (stream, streamSeq) is stored under another id is the same delivery',
+    async run({ store }) {
+      const first = await store.inbox.claim(inboxEvent('a', { stream: 'ORDERS', streamSeq: 7 }), LEASE)
+      expectSame(first.shouldProcess, true, 'the first delivery is processed')
+      const alias = await store.inbox.claim(inboxEvent('b', { stream: 'ORDERS', streamSeq: 7 }), LEASE)
+      expectSame(alias.shouldProcess, false, 'the same stream position under another id is a duplicate')
+      expectSame(alias.event.eventId, 'a', 'the stored event is returned')
+      expectSame(
+        (await store.inbox.findOrCreate(inboxEvent('c', { stream: 'ORDERS', streamSeq: 7 }))).eventId,
+        'a',
+        'findOrCreate too',
+      )
+      expectSame(await store.oracle.inbox('b'), null, 'oracle: no row for the alias id')
+      const stored = await storedInbox(store, 'a')
+      expectSame(stored.deliveries, 3, 'oracle: three deliveries of one event')
+      expectSame(stored.stream, 'ORDERS', 'oracle: stream stored')
+      expectSame(stored.streamSeq, 7, 'oracle: streamSeq stored')
+      expectSame(
+        (await store.inbox.claim(inboxEvent('d', { stream: 'ORDERS', streamSeq: 8 }), LEASE)).shouldProcess,
+        true,
+        'next seq',
+      )
+      expectSame(
+        (await store.inbox.claim(inboxEvent('e', { stream: 'OTHER', streamSeq: 7 }), LEASE)).shouldProcess,
+        true,
+        'other stream',
+      )
+      expectSame(await store.oracle.inboxCount(), 3, 'oracle: three rows')
+    },
+  }),
+  defineCase({
+    id: 'inbox.claim.processed-is-final',
+    title: 'a processed message is never processed again',
+    async run({ store, clock }) {
+      expectSame((await store.inbox.claim(inboxEvent('done'), LEASE)).shouldProcess, true, 'first claim')
+      clock.advance(5)
+      await store.inbox.markAsProcessed('done')
+      const stored = await storedInbox(store, 'done')
+      expectSame(stored.status, 'processed', 'oracle: processed')
+      expectSame(stored.processedAt?.getTime(), clock.peekMs(), 'oracle: processedAt = now')
+      expectNoLease(stored, 'oracle: processed')
+      expectSame(await store.inbox.isProcessed('done'), true, 'isProcessed')
+      expectSame(await store.inbox.isProcessed('unknown'), false, 'isProcessed of an unknown id')
+      expectSame(
+        (await store.inbox.claim(inboxEvent('done'), LEASE)).shouldProcess,
+        false,
+        'a redelivery is a duplicate',
+      )
+      clock.advance(DAY)
+      expectSame(
+        (await store.inbox.claim(inboxEvent('done'), LEASE)).shouldProcess,
+        false,
+        'still a duplicate a day later',
+      )
+    },
+  }),
+  defineCase({
+    id: 'inbox.claim.failed-retries',
+    title: 'a failed message may be claimed again; the new claim clears the error',
+    async run({ store }) {
+      await store.inbox.claim(inboxEvent('retry-me'), { leaseMs: 60_000, workerId: 'w1' })
+      await store.inbox.markAsFailed('retry-me', 'handler crashed')
+      const failed = await storedInbox(store, 'retry-me')
+      expectSame(failed.status, 'failed', 'oracle: failed')
+      expectSame(failed.errorMessage, 'handler crashed', 'oracle: errorMessage')
+      expectNoLease(failed, 'oracle: failed')
+      expectEqual(
+        (await store.inbox.getFailedEvents()).map((event) => event.eventId),
+        ['retry-me'],
+        'listed as failed',
+      )
+      const again = await store.inbox.claim(inboxEvent('retry-me'), { leaseMs: 60_000, workerId: 'w2' })
+      expectSame(again.shouldProcess, true, 'a failed message is processed again')
+      const reclaimed = await storedInbox(store, 'retry-me')
+      expectSame(reclaimed.status, 'processing', 'oracle: processing')
+      expectSame(reclaimed.claimedBy, 'w2', 'oracle: held by w2')
+      expectSame(reclaimed.errorMessage, undefined, 'oracle: the old error is cleared')
+      expectSame(reclaimed.deliveries, 2, 'oracle: two deliveries')
+    },
+  }),
+  defineCase({
+    id: 'inbox.claim.expired-lease',
+    title: 'a live lease makes redeliveries duplicates; an expired one lets another worker take over',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      await store.inbox.claim(inboxEvent('slow'), { leaseMs: 1_000, workerId: 'w1' })
+      clock.advance(999)
+      expectSame(
+        (await store.inbox.claim(inboxEvent('slow'), { leaseMs: 1_000, workerId: 'w2' })).shouldProcess,
+        false,
+        'live lease',
+      )
+      clock.advance(1)
+      const takeover = await store.inbox.claim(inboxEvent('slow'), { leaseMs: 1_000, workerId: 'w2' })
+      expectSame(takeover.shouldProcess, true, 'expired at leaseUntil')
+      const stored = await storedInbox(store, 'slow')
+      expectSame(stored.claimedBy, 'w2', 'oracle: held by w2')
+      expectSame(stored.claimedAt?.getTime(), t0 + 1_000, 'oracle: claimedAt = now')
+      expectSame(stored.leaseUntil?.getTime(), t0 + 2_000, 'oracle: leaseUntil = now + leaseMs')
+      await store.inbox.findOrCreate(inboxEvent('reference-flow'))
+      clock.advance(DAY)
+      const unleased = await store.inbox.claim(inboxEvent('reference-flow'), LEASE)
+      expectSame(
+        unleased.shouldProcess,
+        false,
+        'a message taken by findOrCreate has no lease to expire: only resetStale frees it',
+      )
+    },
+  }),
+  defineCase({
+    id: 'inbox.tx.commit-visible',
+    title: "markAsProcessed with { tx } commits together with the handler's writes",
+    skipReason: requiresTransactions,
+    async run({ store }) {
+      await store.inbox.claim(inboxEvent('handled'), LEASE)
+      await store.transaction(async (tx) => {
+        await store.outbox.findOrCreate(outboxEvent('effect-1'), { tx })
+        await store.inbox.markAsProcessed('handled', { tx })
+      })
+      expectSame((await storedInbox(store, 'handled')).status, 'processed', 'oracle: processed')
+      await storedOutbox(store, 'effect-1')
+    },
+  }),
+  defineCase({
+    id: 'inbox.tx.rollback-invisible',
+    title: "rolling back the handler's transaction leaves the message unprocessed",
+    skipReason: requiresTransactions,
+    async run({ store }) {
+      await store.inbox.claim(inboxEvent('unhandled'), LEASE)
+      await store.transaction(
+        async (tx) => {
+          await store.outbox.findOrCreate(outboxEvent('effect-2'), { tx })
+          await store.inbox.markAsProcessed('unhandled', { tx })
+        },
+        { rollback: true },
+      )
+      expectSame((await storedInbox(store, 'unhandled')).status, 'processing', 'oracle: still processing')
+      expectSame(await store.inbox.isProcessed('unhandled'), false, 'not processed')
+      expectSame(await store.oracle.outbox('effect-2'), null, "oracle: the handler's write is gone too")
+    },
+  }),
+  defineCase({
+    id: 'inbox.cleanup.processed-only',
+    title: 'inbox cleanup deletes processed messages older than the cutoff and nothing else',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      for (const id of ['old-done', 'new-done', 'stuck', 'failed'])
+        await store.inbox.claim(inboxEvent(id), LEASE)
+      await store.inbox.markAsProcessed('old-done')
+      await store.inbox.markAsFailed('failed', 'x')
+      clock.set(t0 + 2 * DAY)
+      await store.inbox.markAsProcessed('new-done')
+      clock.set(t0 + 3 * DAY)
+      expectSame(await store.inbox.cleanup(2), 1, 'one processed message is older than 2 days')
+      expectSame(await store.oracle.inbox('old-done'), null, 'oracle: deleted')
+      for (const id of ['new-done', 'stuck', 'failed']) await storedInbox(store, id)
+      expectSame(await store.inbox.cleanup(0.5), 1, 'fractional days')
+      expectSame(await store.oracle.inboxCount(), 2, 'oracle: the unprocessed messages remain')
+    },
+  }),
+  defineCase({
+    id: 'inbox.reset-stale.claim-time',
+    title: 'inbox resetStale fails messages whose claim (or receipt) is older than the cutoff',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      await store.inbox.claim(inboxEvent('reclaimed'), LEASE)
+      await store.inbox.findOrCreate(inboxEvent('unclaimed'))
+      await store.inbox.claim(inboxEvent('done'), LEASE)
+      await store.inbox.markAsProcessed('done')
+      clock.set(t0 + MINUTE)
+      await store.inbox.markAsFailed('reclaimed', 'first try failed')
+      clock.set(t0 + 50 * MINUTE)
+      await store.inbox.claim(inboxEvent('stale'), LEASE)
+      clock.set(t0 + 60 * MINUTE)
+      await store.inbox.claim(inboxEvent('reclaimed'), LEASE)
+      clock.set(t0 + 66 * MINUTE)
+      expectSame(await store.inbox.resetStale(10), 2, 'the stale claim and the unclaimed message time out')
+      const stale = await storedInbox(store, 'stale')
+      expectSame(stale.status, 'failed', 'oracle: failed')
+      expectSame(stale.errorMessage, 'Processing timeout', 'oracle: the timeout message')
+      expectNoLease(stale, 'oracle: timed out')
+      expectSame(
+        (await storedInbox(store, 'unclaimed')).status,
+        'failed',
+        'oracle: receivedAt counts when never claimed',
+      )
+      expectSame(
+        (await storedInbox(store, 'reclaimed')).status,
+        'processing',
+        'oracle: received long ago but claimed recently',
+      )
+      expectSame(
+        (await storedInbox(store, 'done')).status,
+        'processed',
+        'oracle: processed messages are untouched',
+      )
+    },
+  }),
+  defineCase({
+    id: 'inbox.counts.all-statuses',
+    title: 'inbox getCountByStatus returns all three statuses, zeros included',
+    async run({ store }) {
+      expectEqual(
+        await store.inbox.getCountByStatus(),
+        { processing: 0, processed: 0, failed: 0 },
+        'an empty inbox',
+      )
+      for (const id of ['i1', 'i2', 'i3', 'i4']) await store.inbox.claim(inboxEvent(id), LEASE)
+      await store.inbox.markAsProcessed('i1')
+      await store.inbox.markAsFailed('i2', 'x')
+      expectEqual(await store.inbox.getCountByStatus(), { processing: 2, processed: 1, failed: 1 }, 'counts')
+      expectSame(await store.oracle.inboxCount(), 4, 'oracle: four rows')
+    },
+  }),
+]

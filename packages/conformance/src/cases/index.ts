@@ -1,0 +1,25 @@
+import type { ConformanceCase } from '../case.js'
+import { inboxCases } from './inbox.js'
+import { outboxClaimCases } from './outbox-claim.js'
+import { outboxIdempotencyCases } from './outbox-idempotency.js'
+import { outboxMaintenanceCases } from './outbox-maintenance.js'
+import { outboxOrderCases } from './outbox-order.js'
+import { outboxRetryCases } from './outbox-retry.js'
+import { outboxTransactionCases } from './outbox-transactions.js'
+import { payloadCases } from './payload.js'
+import { schemaCases } from './schema.js'
+import { validationCases } from './validation.js'
+
+/** Every case of the suite, in report order. Ids are stable (CONTRACT §6). */
+export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
+  ...outboxIdempotencyCases,
+  ...outboxOrderCases,
+  ...outboxClaimCases,
+  ...outboxRetryCases,
+  ...outboxMaintenanceCases,
+  ...outboxTransactionCases,
+  ...validationCases,
+  ...payloadCases,
+  ...inboxCases,
+  ...schemaCases,
+])

@@ -1,0 +1,125 @@
+import { expectEqual, expectNoLease, expectSame, storedOutbox } from '../assertions.js'
+import { defineCase } from '../case.js'
+import { chunk, outboxEvent, outboxEvents } from '../events.js'
+
+const DAY = 86_400_000
+const MINUTE = 60_000
+
+export const outboxMaintenanceCases = [
+  defineCase({
+    id: 'outbox.cleanup.sent-only',
+    title: 'cleanup deletes sent events older than the cutoff and never touches other statuses',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      await store.outbox.findOrCreateMany(
+        ['old-sent', 'pending', 'failed', 'publishing', 'new-sent', 'edge-sent'].map((id) => outboxEvent(id)),
+      )
+      await store.outbox.markAsSent('old-sent')
+      await store.outbox.markAsFailed('failed', 'dead')
+      await store.outbox.markAsPublishing('publishing')
+      clock.set(t0 + DAY)
+      await store.outbox.markAsSent('edge-sent')
+      clock.set(t0 + 2 * DAY)
+      await store.outbox.markAsSent('new-sent')
+      clock.set(t0 + 3 * DAY)
+      expectSame(
+        await store.outbox.cleanup(2),
+        1,
+        'one sent event is older than 2 days (the one sent exactly at the cutoff stays)',
+      )
+      expectSame(await store.oracle.outbox('old-sent'), null, 'oracle: the old sent event is gone')
+      for (const id of ['pending', 'failed', 'publishing', 'new-sent', 'edge-sent']) {
+        await storedOutbox(store, id)
+      }
+      expectSame(await store.outbox.cleanup(2), 0, 'a second cleanup finds nothing')
+      expectSame(
+        await store.outbox.cleanup(0.5),
+        2,
+        'fractional days: everything sent before 2.5 days is deleted',
+      )
+      expectSame(await store.oracle.outboxCount(), 3, 'oracle: pending, failed and publishing remain')
+      expectSame(await store.outbox.cleanup(0), 0, 'unsent events are never deleted')
+    },
+  }),
+  defineCase({
+    id: 'outbox.cleanup.batches',
+    title: 'cleanup removes more rows than one batch holds and returns the exact count',
+    async run({ store, clock }) {
+      const events = outboxEvents(1_200, 'bulk')
+      for (const batch of chunk(events, 200)) {
+        await store.outbox.findOrCreateMany(batch)
+        const unapplied = await store.outbox.markManyAsSent(batch.map((event) => event.eventId))
+        expectEqual(unapplied, [], 'every stored event is marked sent')
+      }
+      await store.outbox.findOrCreate(outboxEvent('survivor'))
+      clock.advance(DAY + 1)
+      expectSame(await store.outbox.cleanup(1), 1_200, 'all 1,200 sent events are deleted')
+      expectSame(await store.oracle.outboxCount(), 1, 'oracle: only the pending event remains')
+      expectSame((await store.outbox.getCountByStatus()).sent, 0, 'no sent event is counted')
+    },
+  }),
+  defineCase({
+    id: 'outbox.reset-stale.claim-time-not-enqueue-time',
+    title: 'resetStale resets by claim time, never by enqueue time',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      // Not due until +55 min, so the claim at +50 min takes the other event first.
+      await store.outbox.findOrCreate(
+        outboxEvent('enqueued-long-ago', { availableAt: new Date(t0 + 55 * MINUTE) }),
+      )
+      clock.set(t0 + 50 * MINUTE)
+      await store.outbox.findOrCreate(outboxEvent('claimed-long-ago'))
+      await store.outbox.claim({ limit: 1, leaseMs: 3_600_000, workerId: 'w-old' })
+      clock.set(t0 + 60 * MINUTE)
+      await store.outbox.claim({ limit: 1, leaseMs: 3_600_000, workerId: 'w-new' })
+      await store.outbox.findOrCreate(outboxEvent('still-pending'))
+      clock.set(t0 + 66 * MINUTE)
+      expectSame(
+        await store.outbox.resetStale(10),
+        1,
+        'only the event claimed more than 10 minutes ago is reset',
+      )
+      const reset = await storedOutbox(store, 'claimed-long-ago')
+      expectSame(reset.status, 'pending', 'oracle: the stale claim is pending again')
+      expectNoLease(reset, 'oracle: the stale claim')
+      expectSame(reset.availableAt.getTime(), t0 + 50 * MINUTE, 'oracle: availableAt unchanged')
+      const live = await storedOutbox(store, 'enqueued-long-ago')
+      expectSame(
+        live.status,
+        'publishing',
+        'oracle: an event enqueued long ago but claimed recently is left alone',
+      )
+      expectSame(live.claimedBy, 'w-new', 'oracle: still held by its worker')
+      clock.set(t0 + 70 * MINUTE)
+      expectSame(await store.outbox.resetStale(10), 0, 'a claim exactly at the cutoff is not stale')
+      expectSame(await store.outbox.resetStale(9.5), 1, 'fractional minutes')
+      expectSame(
+        (await storedOutbox(store, 'still-pending')).status,
+        'pending',
+        'oracle: pending events are untouched',
+      )
+    },
+  }),
+  defineCase({
+    id: 'outbox.counts.all-statuses',
+    title: 'getCountByStatus returns all four statuses, zeros included',
+    async run({ store }) {
+      expectEqual(
+        await store.outbox.getCountByStatus(),
+        { pending: 0, publishing: 0, sent: 0, failed: 0 },
+        'an empty outbox',
+      )
+      await store.outbox.findOrCreateMany(['c1', 'c2', 'c3', 'c4', 'c5'].map((id) => outboxEvent(id)))
+      await store.outbox.claim({ limit: 3, leaseMs: 60_000, workerId: 'w' })
+      await store.outbox.markAsSent('c1', { workerId: 'w' })
+      await store.outbox.markAsFailed('c2', 'dead', { workerId: 'w' })
+      expectEqual(
+        await store.outbox.getCountByStatus(),
+        { pending: 2, publishing: 1, sent: 1, failed: 1 },
+        'one of each, two pending',
+      )
+      expectSame(await store.oracle.outboxCount(), 5, 'oracle: five rows')
+      expectSame((await storedOutbox(store, 'c3')).status, 'publishing', 'oracle: c3 publishing')
+    },
+  }),
+]

@@ -1,0 +1,4 @@
+import { describeConformance } from '@txbox/conformance/vitest'
+import { createMemoryTarget } from '../src/memory-target.js'
+
+describeConformance(createMemoryTarget())
