@@ -1,0 +1,132 @@
+import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
+import { uniqueSuffix } from '@txbox/conformance'
+import type { InboxEvent, OutboxEvent } from '@txbox/core'
+import { type ChainableCommander, Redis } from 'ioredis'
+import { execTransaction } from './errors.js'
+import { inboxKeys, outboxKeys, storeBase } from './keys.js'
+import { createRedisStore, redisCapabilities } from './redis-store.js'
+
+const VERSION = '0.1.0'
+
+/** Counts the keys matching a glob with SCAN (fine for tests; never on the hot path). */
+const scanKeys = async (redis: Redis, pattern: string): Promise<string[]> => {
+  const found: string[] = []
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+    cursor = next
+    found.push(...keys)
+  } while (cursor !== '0')
+  return found
+}
+
+// The oracle maps the raw hash itself (no adapter code), so a bug in the adapter's decoding
+// cannot hide a bug in what it stored.
+const ms = (value: string | undefined): Date | undefined =>
+  value === undefined ? undefined : new Date(Number(value))
+
+const rawOutbox = (h: Record<string, string>): OutboxEvent | null => {
+  if (Object.keys(h).length === 0) return null
+  const event = {
+    eventId: h.eventId,
+    subject: h.subject,
+    payload: h.payload,
+    headers: h.headers,
+    status: h.status,
+    enqueuedAt: ms(h.enqueuedAt),
+    sentAt: ms(h.sentAt),
+    errorMessage: h.errorMessage,
+    retryCount: Number(h.retryCount),
+    availableAt: ms(h.availableAt),
+    claimedAt: ms(h.claimedAt),
+    claimedBy: h.claimedBy,
+    leaseUntil: ms(h.leaseUntil),
+  }
+  return Object.fromEntries(
+    Object.entries(event).filter(([, v]) => v !== undefined),
+  ) as unknown as OutboxEvent
+}
+
+const rawInbox = (h: Record<string, string>): InboxEvent | null => {
+  if (Object.keys(h).length === 0) return null
+  const event = {
+    eventId: h.eventId,
+    subject: h.subject,
+    payload: h.payload,
+    headers: h.headers,
+    stream: h.stream,
+    streamSeq: h.streamSeq === undefined ? undefined : Number(h.streamSeq),
+    status: h.status,
+    receivedAt: ms(h.receivedAt),
+    processedAt: ms(h.processedAt),
+    deliveries: Number(h.deliveries),
+    errorMessage: h.errorMessage,
+    claimedAt: ms(h.claimedAt),
+    claimedBy: h.claimedBy,
+    leaseUntil: ms(h.leaseUntil),
+  }
+  return Object.fromEntries(Object.entries(event).filter(([, v]) => v !== undefined)) as unknown as InboxEvent
+}
+
+/** The conformance target of `@txbox/redis`: each fixture is its own key prefix. */
+export const createConformanceTarget = (): ConformanceTarget<ChainableCommander> => {
+  let redis: Redis | undefined
+  const client = (): Redis => {
+    if (!redis) throw new Error('[txbox] [redis] conformance target used before setup()')
+    return redis
+  }
+
+  return {
+    name: 'redis',
+    version: VERSION,
+    engine: 'redis',
+    capabilities: redisCapabilities,
+
+    async setup(server) {
+      if (!server) throw new Error('[txbox] [redis] the redis target needs a server URL')
+      redis = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 3 })
+      await redis.connect()
+      const info = await redis.info('server')
+      const version = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown'
+      return { serverVersion: `Redis ${version}` }
+    },
+
+    async create({ clock }): Promise<ConformanceFixture<ChainableCommander>> {
+      const connection = client()
+      const keyPrefix = `t_${uniqueSuffix()}`
+      const store = createRedisStore({ redis: connection, keyPrefix, clock })
+      await store.migrate()
+      const outbox = outboxKeys(keyPrefix)
+      const inbox = inboxKeys(keyPrefix)
+      const oracle: Oracle = {
+        outbox: async (eventId) => rawOutbox(await connection.hgetall(outbox.event(eventId))),
+        inbox: async (eventId) => rawInbox(await connection.hgetall(inbox.event(eventId))),
+        outboxCount: async () => (await scanKeys(connection, `${outbox.eventPrefix}*`)).length,
+        inboxCount: async () => (await scanKeys(connection, `${inbox.eventPrefix}*`)).length,
+      }
+      return {
+        outbox: store.outbox,
+        inbox: store.inbox,
+        migrate: () => store.migrate(),
+        oracle,
+        async transaction(fn, options) {
+          const multi = connection.multi()
+          // Never calling exec() is the rollback: a pipelined MULTI sends nothing before it.
+          const result = await fn(multi)
+          if (options?.rollback) multi.discard()
+          else await execTransaction(multi)
+          return result
+        },
+        async dispose() {
+          const keys = await scanKeys(connection, `${storeBase(keyPrefix)}:*`)
+          for (let i = 0; i < keys.length; i += 500) await connection.unlink(...keys.slice(i, i + 500))
+        },
+      }
+    },
+
+    async teardown() {
+      await redis?.quit()
+      redis = undefined
+    },
+  }
+}

@@ -1,0 +1,38 @@
+import { defineCapabilities, type TxboxStore, Validator } from '@txbox/core'
+import type { ChainableCommander } from 'ioredis'
+import { ADAPTER, storage } from './errors.js'
+import { DEFAULT_KEY_PREFIX, SCHEMA_VERSION, schemaKey } from './keys.js'
+import { RedisInboxRepository } from './redis-inbox-repository.js'
+import type { RedisStoreOptions } from './redis-options.js'
+import { RedisOutboxRepository } from './redis-outbox-repository.js'
+
+/**
+ * What Redis can promise: `{ tx }` is a MULTI pipeline (isolated, but no rollback of
+ * commands that ran), and claims are disjoint because each is one Lua script.
+ */
+export const redisCapabilities = defineCapabilities({ transactions: 'multi', claim: 'atomic-script' })
+
+/** The store `createRedisStore` returns. */
+export interface RedisStore extends TxboxStore<ChainableCommander> {
+  readonly outbox: RedisOutboxRepository
+  readonly inbox: RedisInboxRepository
+}
+
+/**
+ * Creates the outbox and inbox on one ioredis client, sharing a key prefix and a clock.
+ * `migrate()` creates nothing (Redis has no schema); it records the layout version under
+ * `txbox:{<keyPrefix>}:schema` so that a later version can detect and upgrade old data.
+ */
+export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
+  const keyPrefix = new Validator(ADAPTER).identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix')
+  const resolved = { ...options, keyPrefix }
+  return {
+    outbox: new RedisOutboxRepository(resolved),
+    inbox: new RedisInboxRepository(resolved),
+    capabilities: redisCapabilities,
+    migrate: async () => {
+      // SET is idempotent, so two processes migrating at once both succeed.
+      await storage('migrate', () => options.redis.set(schemaKey(keyPrefix), SCHEMA_VERSION))
+    },
+  }
+}

@@ -1,0 +1,563 @@
+import { createHash } from 'node:crypto'
+import type { ChainableCommander, Cluster, Redis } from 'ioredis'
+
+/**
+ * Every state change of the store is ONE of these Lua scripts. Redis runs a script
+ * atomically (no other command interleaves), so a script that reads an event, checks it and
+ * writes it cannot race with another client: that is the whole concurrency story of this
+ * adapter, the Redis counterpart of `FOR UPDATE SKIP LOCKED`.
+ *
+ * Conventions:
+ * - Timestamps arrive as ARGV (epoch milliseconds from the injected clock), never from
+ *   Redis `TIME`, so tests drive time and every writer agrees on what "now" was.
+ * - KEYS[1] is the prefix of the per-event hashes (`txbox:{p}:outbox:e:`). It is not a key
+ *   but is passed as one so that an ioredis `keyPrefix` option is applied to it like to the
+ *   real keys. Scripts that touch events they learn about only while running (claim,
+ *   cleanup, resetStale, the inbox alias) build those keys from it: that is allowed on a
+ *   Cluster only because every key of a store shares the `{p}` hash tag, i.e. one slot.
+ * - Each status has exactly one index (see keys.ts), and the `counts` hash is adjusted by
+ *   the same script as the status, so counts never need KEYS or SCAN.
+ */
+
+// ---------------------------------------------------------------------------------------
+// Outbox
+// ---------------------------------------------------------------------------------------
+
+const OUTBOX_PRELUDE = `
+local EVENT, READY, DELAYED, LEASES, PUBLISHING, SENT, FAILED, COUNTS, SEQ =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+
+-- A field at zero is removed, so an empty store leaves no counts hash behind.
+local function bump(status, delta)
+  if redis.call('HINCRBY', COUNTS, status, delta) == 0 then redis.call('HDEL', COUNTS, status) end
+end
+
+-- Takes the event out of the one index of its current status.
+local function leave(id, status)
+  if status == 'pending' then
+    redis.call('ZREM', READY, id)
+    redis.call('ZREM', DELAYED, id)
+  elseif status == 'publishing' then
+    redis.call('ZREM', PUBLISHING, id)
+  elseif status == 'sent' then
+    redis.call('ZREM', SENT, id)
+  elseif status == 'failed' then
+    redis.call('ZREM', FAILED, id)
+  end
+  bump(status, -1)
+end
+
+local function clear_lease(key, id)
+  redis.call('HDEL', key, 'claimedBy', 'leaseUntil')
+  redis.call('ZREM', LEASES, id)
+end
+
+-- A due pending event waits in READY ordered by seq (claim order); one that is not due yet
+-- waits in DELAYED ordered by availableAt until a claim promotes it.
+local function enter_pending(key, id, now)
+  local f = redis.call('HMGET', key, 'availableAt', 'seq')
+  if tonumber(f[1]) <= tonumber(now) then
+    redis.call('ZADD', READY, f[2], id)
+  else
+    redis.call('ZADD', DELAYED, f[1], id)
+  end
+  bump('pending', 1)
+end
+
+-- The fence: returns the status, or nil and 0 (not stored) / -1 (lease lost).
+-- worker '' means the caller did not fence (a workerId is never empty).
+local function fenced_status(key, worker)
+  local f = redis.call('HMGET', key, 'status', 'claimedBy')
+  if not f[1] then return nil, 0 end
+  if worker ~= '' and (f[1] ~= 'publishing' or f[2] ~= worker) then return nil, -1 end
+  return f[1], 1
+end
+
+local function mark_sent(key, id, status, now)
+  leave(id, status)
+  clear_lease(key, id)
+  redis.call('HSET', key, 'status', 'sent', 'sentAt', now)
+  redis.call('ZADD', SENT, now, id)
+  bump('sent', 1)
+end
+
+-- First write wins: an existing event is returned as stored (HGETALL), a new one is
+-- written and its seq returned. The seq comes from INCR inside the script, so enqueue
+-- order is the order in which scripts ran, ties on enqueuedAt included.
+local function find_or_create(key, id, subject, payload, has_headers, headers, now, available_at)
+  if redis.call('EXISTS', key) == 1 then return redis.call('HGETALL', key) end
+  local seq = redis.call('INCR', SEQ)
+  redis.call('HSET', key, 'eventId', id, 'subject', subject, 'payload', payload, 'status', 'pending',
+    'enqueuedAt', now, 'availableAt', available_at, 'retryCount', 0, 'seq', seq)
+  if has_headers == '1' then redis.call('HSET', key, 'headers', headers) end
+  enter_pending(key, id, now)
+  return seq
+end
+`
+
+/** KEYS: prelude, event key. ARGV: id, subject, payload, hasHeaders, headers, now, availableAt. */
+export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_PRELUDE}
+return find_or_create(KEYS[10], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+`
+
+/**
+ * KEYS: prelude, one event key per event. ARGV: now, then 6 per event (id, subject, payload,
+ * hasHeaders, headers, availableAt). One script for the whole batch: all or nothing, one
+ * round trip, consecutive seqs.
+ */
+export const OUTBOX_FIND_OR_CREATE_MANY = `${OUTBOX_PRELUDE}
+local now, out = ARGV[1], {}
+for i = 10, #KEYS do
+  local a = 2 + (i - 10) * 6
+  out[#out + 1] = find_or_create(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], now, ARGV[a + 5])
+end
+return out
+`
+
+/**
+ * ARGV: now, leaseUntil, workerId, limit, cap. Returns the claimed events (HGETALL each).
+ *
+ * Claimable = due pending (READY, after promoting DELAYED events whose availableAt <= now)
+ * or publishing with an expired lease (LEASES scored by leaseUntil <= now). The first
+ * \`limit\` of READY by seq and the expired leases are merged by seq, so the result is in
+ * enqueue order across both kinds. Everything happens inside one script, so two claimers
+ * can never take the same event: the second one runs after the first has moved it out of
+ * READY and pushed its lease into the future.
+ *
+ * \`cap\` bounds the work of one call: at most that many due events are promoted and that
+ * many expired leases considered (the rest on the next call).
+ */
+export const OUTBOX_CLAIM = `${OUTBOX_PRELUDE}
+local now, lease_until, worker, limit, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, cap)
+for _, id in ipairs(due) do
+  redis.call('ZADD', READY, redis.call('HGET', EVENT .. id, 'seq'), id)
+  redis.call('ZREM', DELAYED, id)
+end
+local candidates = {}
+local ready = redis.call('ZRANGE', READY, 0, limit - 1, 'WITHSCORES')
+for i = 1, #ready, 2 do candidates[#candidates + 1] = { ready[i], tonumber(ready[i + 1]), true } end
+local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, cap)
+for _, id in ipairs(expired) do
+  candidates[#candidates + 1] = { id, tonumber(redis.call('HGET', EVENT .. id, 'seq')), false }
+end
+table.sort(candidates, function(a, b) return a[2] < b[2] end)
+local out = {}
+for i = 1, math.min(limit, #candidates) do
+  local id, from_ready = candidates[i][1], candidates[i][3]
+  local key = EVENT .. id
+  if from_ready then
+    leave(id, 'pending')
+    bump('publishing', 1)
+  end
+  redis.call('HSET', key, 'status', 'publishing', 'claimedAt', now, 'claimedBy', worker, 'leaseUntil', lease_until)
+  redis.call('ZADD', LEASES, lease_until, id)
+  redis.call('ZADD', PUBLISHING, now, id)
+  out[#out + 1] = redis.call('HGETALL', key)
+end
+return out
+`
+
+/**
+ * Read-only. ARGV: now, limit, cap. Due pending events in enqueue order: the head of READY
+ * merged by seq with the DELAYED events that are due by now but not promoted yet (a claim
+ * promotes them; findPending must not write, so it computes the same set without moving).
+ */
+export const OUTBOX_FIND_PENDING = `${OUTBOX_PRELUDE}
+local now, limit, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local candidates = {}
+local ready = redis.call('ZRANGE', READY, 0, limit - 1, 'WITHSCORES')
+for i = 1, #ready, 2 do candidates[#candidates + 1] = { ready[i], tonumber(ready[i + 1]) } end
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, cap)
+for _, id in ipairs(due) do
+  candidates[#candidates + 1] = { id, tonumber(redis.call('HGET', EVENT .. id, 'seq')) }
+end
+table.sort(candidates, function(a, b) return a[2] < b[2] end)
+local out = {}
+for i = 1, math.min(limit, #candidates) do out[i] = redis.call('HGETALL', EVENT .. candidates[i][1]) end
+return out
+`
+
+/** KEYS: prelude, event key. ARGV: id, now. Returns 0 when not stored, else 1. */
+export const OUTBOX_MARK_PUBLISHING = `${OUTBOX_PRELUDE}
+local key, id, now = KEYS[10], ARGV[1], ARGV[2]
+local status = redis.call('HGET', key, 'status')
+if not status then return 0 end
+leave(id, status)
+-- claimedBy and leaseUntil are left as they are: an event leased by claim keeps its lease.
+redis.call('HSET', key, 'status', 'publishing', 'claimedAt', now)
+redis.call('ZADD', PUBLISHING, now, id)
+bump('publishing', 1)
+return 1
+`
+
+/** KEYS: prelude, event key. ARGV: id, now, workerId or ''. Returns 1, 0 (not stored) or -1 (lease lost). */
+export const OUTBOX_MARK_SENT = `${OUTBOX_PRELUDE}
+local key, id = KEYS[10], ARGV[1]
+local status, code = fenced_status(key, ARGV[3])
+if not status then return code end
+mark_sent(key, id, status, ARGV[2])
+return 1
+`
+
+/** KEYS: prelude, one event key per id. ARGV: now, workerId or '', ids... Returns the ids not applied. */
+export const OUTBOX_MARK_MANY_SENT = `${OUTBOX_PRELUDE}
+local now, worker, skipped = ARGV[1], ARGV[2], {}
+for i = 10, #KEYS do
+  local id = ARGV[i - 7]
+  local status = fenced_status(KEYS[i], worker)
+  if status then mark_sent(KEYS[i], id, status, now) else skipped[#skipped + 1] = id end
+end
+return skipped
+`
+
+/** KEYS: prelude, event key. ARGV: id, errorMessage, workerId or ''. Returns 1, 0 or -1. */
+export const OUTBOX_MARK_FAILED = `${OUTBOX_PRELUDE}
+local key, id = KEYS[10], ARGV[1]
+local status, code = fenced_status(key, ARGV[3])
+if not status then return code end
+leave(id, status)
+clear_lease(key, id)
+redis.call('HSET', key, 'status', 'failed', 'errorMessage', ARGV[2])
+redis.call('HINCRBY', key, 'retryCount', 1)
+redis.call('ZADD', FAILED, redis.call('HGET', key, 'seq'), id)
+bump('failed', 1)
+return 1
+`
+
+/** KEYS: prelude, event key. ARGV: id, now, availableAt, errorMessage, workerId or ''. Returns 1, 0 or -1. */
+export const OUTBOX_RETRY_LATER = `${OUTBOX_PRELUDE}
+local key, id = KEYS[10], ARGV[1]
+local status, code = fenced_status(key, ARGV[5])
+if not status then return code end
+leave(id, status)
+clear_lease(key, id)
+redis.call('HSET', key, 'status', 'pending', 'errorMessage', ARGV[4], 'availableAt', ARGV[3])
+redis.call('HINCRBY', key, 'retryCount', 1)
+enter_pending(key, id, ARGV[2])
+return 1
+`
+
+/**
+ * KEYS: prelude, one event key per id. ARGV: now, ids... Returns { requeued, first missing
+ * id or '' }: the others are requeued before the caller throws for the missing one.
+ */
+export const OUTBOX_REQUEUE_FAILED = `${OUTBOX_PRELUDE}
+local now, requeued, missing = ARGV[1], 0, ''
+for i = 10, #KEYS do
+  local key, id = KEYS[i], ARGV[i - 8]
+  local status = redis.call('HGET', key, 'status')
+  if not status then
+    if missing == '' then missing = id end
+  elseif status == 'failed' then
+    leave(id, status)
+    clear_lease(key, id)
+    redis.call('HSET', key, 'status', 'pending', 'availableAt', now, 'retryCount', 0)
+    enter_pending(key, id, now)
+    requeued = requeued + 1
+  end
+end
+return { requeued, missing }
+`
+
+/** KEYS: prelude, one event key per id. ARGV: leaseUntil, workerId, ids... Returns the ids renewed. */
+export const OUTBOX_RENEW_LEASE = `${OUTBOX_PRELUDE}
+local lease_until, worker, renewed = ARGV[1], ARGV[2], {}
+for i = 10, #KEYS do
+  local id = ARGV[i - 7]
+  local f = redis.call('HMGET', KEYS[i], 'status', 'claimedBy')
+  if f[1] == 'publishing' and f[2] == worker then
+    redis.call('HSET', KEYS[i], 'leaseUntil', lease_until)
+    redis.call('ZADD', LEASES, lease_until, id)
+    renewed[#renewed + 1] = id
+  end
+end
+return renewed
+`
+
+/**
+ * ARGV: cutoff, now, batch. Publishing events claimed before the cutoff (PUBLISHING is
+ * scored by claimedAt, never enqueuedAt) go back to pending with availableAt unchanged.
+ * Returns how many; the caller repeats while a full batch came back.
+ */
+export const OUTBOX_RESET_STALE = `${OUTBOX_PRELUDE}
+local now = ARGV[2]
+local ids = redis.call('ZRANGEBYSCORE', PUBLISHING, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  local key = EVENT .. id
+  leave(id, 'publishing')
+  clear_lease(key, id)
+  redis.call('HSET', key, 'status', 'pending')
+  enter_pending(key, id, now)
+end
+return #ids
+`
+
+/** ARGV: cutoff, batch. Deletes up to \`batch\` sent events with sentAt < cutoff; returns how many. */
+export const OUTBOX_CLEANUP = `${OUTBOX_PRELUDE}
+local ids = redis.call('ZRANGEBYSCORE', SENT, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('DEL', EVENT .. id)
+  leave(id, 'sent')
+end
+return #ids
+`
+
+/** Read-only. ARGV: limit. Dead letters, oldest enqueued first. */
+export const OUTBOX_GET_FAILED = `${OUTBOX_PRELUDE}
+local ids = redis.call('ZRANGE', FAILED, 0, tonumber(ARGV[1]) - 1)
+local out = {}
+for i, id in ipairs(ids) do out[i] = redis.call('HGETALL', EVENT .. id) end
+return out
+`
+
+// ---------------------------------------------------------------------------------------
+// Inbox
+// ---------------------------------------------------------------------------------------
+
+const INBOX_PRELUDE = `
+local EVENT, ALIAS, PROCESSING, PROCESSED, FAILED, COUNTS, SEQ =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+
+local function bump(status, delta)
+  if redis.call('HINCRBY', COUNTS, status, delta) == 0 then redis.call('HDEL', COUNTS, status) end
+end
+
+local function pad(s, n)
+  s = tostring(s)
+  return string.rep('0', n - #s) .. s
+end
+
+-- FAILED is ordered lexically (all scores 0): receivedAt, then seq, then the id.
+local function failed_member(key, id)
+  local f = redis.call('HMGET', key, 'receivedAt', 'seq')
+  return pad(f[1], 15) .. pad(f[2], 16) .. id
+end
+
+local function leave(key, id, status)
+  if status == 'processing' then
+    redis.call('ZREM', PROCESSING, id)
+  elseif status == 'processed' then
+    redis.call('ZREM', PROCESSED, id)
+  elseif status == 'failed' then
+    redis.call('ZREM', FAILED, failed_member(key, id))
+  end
+  bump(status, -1)
+end
+
+local function enter_failed(key, id, message)
+  redis.call('HSET', key, 'status', 'failed', 'errorMessage', message)
+  redis.call('HDEL', key, 'claimedBy', 'leaseUntil')
+  redis.call('ZADD', FAILED, 0, failed_member(key, id))
+  bump('failed', 1)
+end
+
+-- The stored event of this delivery: by id, else by the (stream, streamSeq) alias, whose
+-- target key is built here from EVENT (same hash tag, same slot).
+local function lookup(key, alias_key)
+  if redis.call('EXISTS', key) == 1 then return key end
+  if alias_key then
+    local other = redis.call('GET', alias_key)
+    if other then return EVENT .. other end
+  end
+  return nil
+end
+
+-- ARGV layout shared by findOrCreate and claim:
+-- id, subject, payload, hasHeaders, headers, stream ('' = none), streamSeq, now
+local function insert(key, alias_key)
+  local id, now = ARGV[1], ARGV[8]
+  local seq = redis.call('INCR', SEQ)
+  redis.call('HSET', key, 'eventId', id, 'subject', ARGV[2], 'payload', ARGV[3], 'status', 'processing',
+    'receivedAt', now, 'deliveries', 1, 'seq', seq)
+  if ARGV[4] == '1' then redis.call('HSET', key, 'headers', ARGV[5]) end
+  if alias_key then
+    redis.call('HSET', key, 'stream', ARGV[6], 'streamSeq', ARGV[7])
+    redis.call('SET', alias_key, id)
+  end
+  redis.call('ZADD', PROCESSING, now, id)
+  bump('processing', 1)
+end
+`
+
+/**
+ * KEYS: prelude, event key[, alias key]. ARGV: see insert(). Returns 1 for a new event
+ * (the caller knows what was written) or the stored event with deliveries + 1.
+ */
+export const INBOX_FIND_OR_CREATE = `${INBOX_PRELUDE}
+local key, alias_key = KEYS[8], KEYS[9]
+local found = lookup(key, alias_key)
+if found then
+  redis.call('HINCRBY', found, 'deliveries', 1)
+  return redis.call('HGETALL', found)
+end
+insert(key, alias_key)
+return 1
+`
+
+/**
+ * KEYS: prelude, event key[, alias key]. ARGV: insert()'s, then leaseUntil, workerId.
+ * Returns { 1 } for a new event (claimed), { 2, event } when a stored event is taken over,
+ * { 0, event } for a duplicate. The check and the takeover are one script, so of N
+ * concurrent claims exactly one sees the event claimable; every call counts a delivery.
+ */
+export const INBOX_CLAIM = `${INBOX_PRELUDE}
+local key, alias_key = KEYS[8], KEYS[9]
+local now, lease_until, worker = ARGV[8], ARGV[9], ARGV[10]
+local found = lookup(key, alias_key)
+if not found then
+  insert(key, alias_key)
+  redis.call('HSET', key, 'claimedAt', now, 'claimedBy', worker, 'leaseUntil', lease_until)
+  return { 1 }
+end
+redis.call('HINCRBY', found, 'deliveries', 1)
+local f = redis.call('HMGET', found, 'status', 'leaseUntil', 'eventId')
+local status, lease, id = f[1], f[2], f[3]
+-- processing without a lease comes from the findOrCreate flow: its handler may be running.
+if status == 'processed' or (status == 'processing' and (not lease or tonumber(lease) > tonumber(now))) then
+  return { 0, redis.call('HGETALL', found) }
+end
+leave(found, id, status)
+redis.call('HSET', found, 'status', 'processing', 'claimedAt', now, 'claimedBy', worker, 'leaseUntil', lease_until)
+redis.call('HDEL', found, 'errorMessage')
+redis.call('ZADD', PROCESSING, now, id)
+bump('processing', 1)
+return { 2, redis.call('HGETALL', found) }
+`
+
+/**
+ * KEYS: prelude, event key. ARGV: id, now. Returns 0 when not stored (a no-op, so that a
+ * caller's EXEC is not failed by an event cleaned up meanwhile), else 1.
+ */
+export const INBOX_MARK_PROCESSED = `${INBOX_PRELUDE}
+local key, id, now = KEYS[8], ARGV[1], ARGV[2]
+local status = redis.call('HGET', key, 'status')
+if not status then return 0 end
+leave(key, id, status)
+redis.call('HSET', key, 'status', 'processed', 'processedAt', now)
+redis.call('HDEL', key, 'claimedBy', 'leaseUntil')
+redis.call('ZADD', PROCESSED, now, id)
+bump('processed', 1)
+return 1
+`
+
+/** KEYS: prelude, event key. ARGV: id, errorMessage. Returns 0 when not stored, else 1. */
+export const INBOX_MARK_FAILED = `${INBOX_PRELUDE}
+local key, id = KEYS[8], ARGV[1]
+local status = redis.call('HGET', key, 'status')
+if not status then return 0 end
+leave(key, id, status)
+enter_failed(key, id, ARGV[2])
+return 1
+`
+
+/**
+ * ARGV: cutoff, batch, message. Processing events whose claim time (PROCESSING's score:
+ * claimedAt, else receivedAt) is before the cutoff become failed. Returns how many.
+ */
+export const INBOX_RESET_STALE = `${INBOX_PRELUDE}
+local ids = redis.call('ZRANGEBYSCORE', PROCESSING, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  local key = EVENT .. id
+  leave(key, id, 'processing')
+  enter_failed(key, id, ARGV[3])
+end
+return #ids
+`
+
+/** ARGV: cutoff, batch. Deletes processed events (and their alias) with processedAt < cutoff. */
+export const INBOX_CLEANUP = `${INBOX_PRELUDE}
+local ids = redis.call('ZRANGEBYSCORE', PROCESSED, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  local key = EVENT .. id
+  local f = redis.call('HMGET', key, 'stream', 'streamSeq')
+  if f[1] then
+    local alias_key = ALIAS .. f[2] .. ':' .. f[1]
+    if redis.call('GET', alias_key) == id then redis.call('DEL', alias_key) end
+  end
+  redis.call('DEL', key)
+  leave(key, id, 'processed')
+end
+return #ids
+`
+
+/** Read-only. ARGV: limit. Failed events, oldest received first (seq breaks ties). */
+export const INBOX_GET_FAILED = `${INBOX_PRELUDE}
+local members = redis.call('ZRANGE', FAILED, 0, tonumber(ARGV[1]) - 1)
+local out = {}
+for i, m in ipairs(members) do out[i] = redis.call('HGETALL', EVENT .. string.sub(m, 32)) end
+return out
+`
+
+// ---------------------------------------------------------------------------------------
+// Running scripts
+// ---------------------------------------------------------------------------------------
+
+/** A connection the adapter runs scripts on: an ioredis `Redis` or `Cluster`. */
+export type RedisClient = Redis | Cluster
+
+type Arg = string | number
+
+/**
+ * A Lua script called by its SHA1 (EVALSHA), falling back to EVAL when the server answers
+ * NOSCRIPT (after a restart, a failover to a replica that never saw it, or SCRIPT FLUSH).
+ * EVAL both runs and caches the script, so the next call is an EVALSHA again.
+ *
+ * We do not use `redis.defineCommand` (which does the same fallback per socket) so that
+ * the adapter never adds methods to the caller's client and stays typed.
+ */
+export class LuaScript {
+  readonly lua: string
+  readonly sha: string
+
+  constructor(lua: string) {
+    this.lua = lua
+    this.sha = createHash('sha1').update(lua).digest('hex')
+  }
+
+  async run(redis: RedisClient, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.sha, keys.length, ...keys, ...args)
+    } catch (error) {
+      if (!isNoScript(error)) throw error
+      return await redis.eval(this.lua, keys.length, ...keys, ...args)
+    }
+  }
+
+  /**
+   * Queues the script into a caller's MULTI. EVAL, not EVALSHA: inside MULTI a NOSCRIPT
+   * would only surface in the EXEC reply, after the caller's other commands were applied,
+   * and could not be retried atomically. Sending the text makes the queued call always
+   * runnable.
+   */
+  queue(tx: ChainableCommander, keys: readonly string[], args: readonly Arg[]): void {
+    tx.eval(this.lua, keys.length, ...keys, ...args)
+  }
+}
+
+const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith('NOSCRIPT')
+
+/** The scripts, compiled once per process (the SHA1 is computed here, not per call). */
+export const scripts = {
+  outboxFindOrCreate: new LuaScript(OUTBOX_FIND_OR_CREATE),
+  outboxFindOrCreateMany: new LuaScript(OUTBOX_FIND_OR_CREATE_MANY),
+  outboxClaim: new LuaScript(OUTBOX_CLAIM),
+  outboxFindPending: new LuaScript(OUTBOX_FIND_PENDING),
+  outboxMarkPublishing: new LuaScript(OUTBOX_MARK_PUBLISHING),
+  outboxMarkSent: new LuaScript(OUTBOX_MARK_SENT),
+  outboxMarkManySent: new LuaScript(OUTBOX_MARK_MANY_SENT),
+  outboxMarkFailed: new LuaScript(OUTBOX_MARK_FAILED),
+  outboxRetryLater: new LuaScript(OUTBOX_RETRY_LATER),
+  outboxRequeueFailed: new LuaScript(OUTBOX_REQUEUE_FAILED),
+  outboxRenewLease: new LuaScript(OUTBOX_RENEW_LEASE),
+  outboxResetStale: new LuaScript(OUTBOX_RESET_STALE),
+  outboxCleanup: new LuaScript(OUTBOX_CLEANUP),
+  outboxGetFailed: new LuaScript(OUTBOX_GET_FAILED),
+  inboxFindOrCreate: new LuaScript(INBOX_FIND_OR_CREATE),
+  inboxClaim: new LuaScript(INBOX_CLAIM),
+  inboxMarkProcessed: new LuaScript(INBOX_MARK_PROCESSED),
+  inboxMarkFailed: new LuaScript(INBOX_MARK_FAILED),
+  inboxResetStale: new LuaScript(INBOX_RESET_STALE),
+  inboxCleanup: new LuaScript(INBOX_CLEANUP),
+  inboxGetFailed: new LuaScript(INBOX_GET_FAILED),
+} as const
