@@ -1,0 +1,66 @@
+import { ValidationError } from '@txbox/core'
+import type { Statement } from 'better-sqlite3'
+import { ADAPTER } from './errors.js'
+import type { SqliteDatabase } from './sqlite-options.js'
+
+/**
+ * One repository's view of the connection: its prepared statements and its transactions.
+ * better-sqlite3 is synchronous, so each repository method does all of its statements in
+ * one synchronous step; no other statement of this process can run in between.
+ */
+export class Connection<Name extends string> {
+  readonly db: SqliteDatabase
+  readonly #sql: Readonly<Record<Name, string>>
+  readonly #statements = new Map<Name, Statement<unknown[], unknown>>()
+  readonly #transaction: ReturnType<SqliteDatabase['transaction']>
+
+  constructor(db: SqliteDatabase, sql: Readonly<Record<Name, string>>) {
+    this.db = db
+    this.#sql = sql
+    this.#transaction = db.transaction((work: () => unknown) => work())
+  }
+
+  /**
+   * The prepared statement, prepared on first use (so a repository can be built before
+   * `migrate()`). Integers are read as numbers even if the caller turned on
+   * `defaultSafeIntegers`: every integer the adapter stores is a safe integer.
+   */
+  statement<Row = unknown>(name: Name): Statement<unknown[], Row> {
+    let statement = this.#statements.get(name)
+    if (statement === undefined) {
+      statement = this.db.prepare<unknown[], unknown>(this.#sql[name]).safeIntegers(false)
+      this.#statements.set(name, statement)
+    }
+    return statement as Statement<unknown[], Row>
+  }
+
+  /**
+   * Runs `work` atomically. Outside a transaction: `BEGIN IMMEDIATE`, which takes SQLite's
+   * single write lock before the first read, so what `work` reads cannot change under it
+   * in another connection or process (it waits up to the connection's busy timeout for
+   * the lock). Inside a transaction already open on this connection (the caller's): a
+   * SAVEPOINT, so the work joins that transaction instead of failing on a nested BEGIN,
+   * and is undone alone if it throws. better-sqlite3's transaction functions make exactly
+   * this choice from `db.inTransaction`.
+   */
+  atomic<T>(work: () => T): T {
+    return this.#transaction.immediate(work) as T
+  }
+
+  /**
+   * Checks a `{ tx }` handle: it must be this very connection, because a write can only
+   * join a transaction open on the connection that runs it.
+   */
+  joinable(tx: unknown): void {
+    if (tx !== undefined && tx !== this.db) {
+      throw new ValidationError(
+        ADAPTER,
+        'tx must be the better-sqlite3 Database this store was created with: a different connection cannot join its transaction',
+      )
+    }
+  }
+}
+
+/** Epoch milliseconds as a Date, or undefined for NULL. */
+export const dateOrUndefined = (ms: number | null): Date | undefined =>
+  ms === null ? undefined : new Date(ms)

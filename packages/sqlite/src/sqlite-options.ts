@@ -1,0 +1,53 @@
+import { type Clock, systemClock, ValidationError, Validator } from '@txbox/core'
+import type Database from 'better-sqlite3'
+import { ADAPTER } from './errors.js'
+import { type Tables, tablesFor } from './sql.js'
+
+/** The better-sqlite3 connection; it is also the `{ tx }` handle of this adapter. */
+export type SqliteDatabase = Database.Database
+
+/** The table prefix when none is given: tables `txbox_outbox`, `txbox_inbox`, `txbox_schema_version`. */
+export const DEFAULT_TABLE_PREFIX = 'txbox_'
+
+/** Options of the SQLite repositories and of `createSqliteStore`. */
+export interface SqliteOptions {
+  /**
+   * A better-sqlite3 `Database` you opened (a file, or `':memory:'` for tests). Every
+   * statement runs on it, so a write with `{ tx: db }` joins the transaction open on it.
+   */
+  db: SqliteDatabase
+  /** Prefix of every table and index name; a validated identifier. Default `txbox_`. */
+  tablePrefix?: string | undefined
+  /** The source of every timestamp. Default: the system clock. */
+  clock?: Clock | undefined
+}
+
+/** The options after validation. */
+export interface ResolvedSqliteOptions {
+  readonly db: SqliteDatabase
+  readonly tables: Tables
+  readonly clock: Clock
+}
+
+const looksLikeDatabase = (value: unknown): value is SqliteDatabase =>
+  typeof value === 'object' &&
+  value !== null &&
+  typeof (value as Partial<SqliteDatabase>).prepare === 'function' &&
+  typeof (value as Partial<SqliteDatabase>).transaction === 'function' &&
+  typeof (value as Partial<SqliteDatabase>).inTransaction === 'boolean'
+
+/** Validates the options before anything touches the database. */
+export const resolveSqliteOptions = (options: SqliteOptions): ResolvedSqliteOptions => {
+  const validate = new Validator(ADAPTER)
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError(ADAPTER, 'options must be an object with a better-sqlite3 Database as `db`')
+  }
+  if (!looksLikeDatabase(options.db)) {
+    throw new ValidationError(ADAPTER, 'db must be a better-sqlite3 Database (new Database(file))')
+  }
+  if (options.clock !== undefined && typeof options.clock !== 'function') {
+    throw new ValidationError(ADAPTER, 'clock must be a function returning a Date')
+  }
+  const prefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
+  return { db: options.db, tables: tablesFor(prefix), clock: options.clock ?? systemClock }
+}

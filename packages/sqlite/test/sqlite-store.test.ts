@@ -1,0 +1,286 @@
+import { readFileSync } from 'node:fs'
+import { EventNotFoundError, LeaseLostError, ManualClock, StorageError, ValidationError } from '@txbox/core'
+import Database from 'better-sqlite3'
+import { afterAll, describe, expect, it } from 'vitest'
+import { createSqliteStore } from '../src/index.js'
+import { initSchema, outboxSql, tablesFor } from '../src/sql.js'
+import { event, LEASE, openStore, tempDirectory } from './helpers.js'
+
+const temp = tempDirectory()
+afterAll(() => temp.cleanup())
+
+describe.each([
+  ['a file database', () => temp.file(`basic-${Math.random().toString(36).slice(2)}.db`)],
+  ['a :memory: database', () => ':memory:'],
+])('on %s', (_name, location) => {
+  it('runs the outbox life cycle and keeps FIFO with a frozen clock', async () => {
+    const clock = new ManualClock()
+    const { db, store } = await openStore(location(), { clock: clock.now })
+    const ids = Array.from({ length: 10 }, (_, index) => `e-${index}`)
+    for (const id of ids) await store.outbox.findOrCreate(event(id))
+    expect((await store.outbox.findPending({ limit: 3 })).map((e) => e.eventId)).toEqual(ids.slice(0, 3))
+    const claimed = await store.outbox.claim({ limit: 4, workerId: 'w1', ...LEASE })
+    expect(claimed.map((e) => e.eventId)).toEqual(ids.slice(0, 4))
+    expect(claimed[0]).toMatchObject({ status: 'publishing', claimedBy: 'w1' })
+    await expect(store.outbox.markAsSent('e-0', { workerId: 'w2' })).rejects.toBeInstanceOf(LeaseLostError)
+    await store.outbox.markAsSent('e-0', { workerId: 'w1' })
+    expect(await store.outbox.markManyAsSent(['e-1', 'missing', 'e-9'], { workerId: 'w1' })).toEqual([
+      'missing',
+      'e-9',
+    ])
+    await store.outbox.retryLater('e-2', { errorMessage: 'nats down', delayMs: 1000, workerId: 'w1' })
+    await store.outbox.markAsFailed('e-3', 'poison', { workerId: 'w1' })
+    expect(await store.outbox.getCountByStatus()).toEqual({ pending: 7, publishing: 0, sent: 2, failed: 1 })
+    await expect(store.outbox.markAsSent('nope')).rejects.toBeInstanceOf(EventNotFoundError)
+    await expect(store.outbox.requeueFailed(['e-3', 'e-4', 'nope'])).rejects.toBeInstanceOf(
+      EventNotFoundError,
+    )
+    expect(await store.outbox.get('e-3')).toMatchObject({
+      status: 'pending',
+      retryCount: 0,
+      errorMessage: 'poison',
+    })
+    db.close()
+  })
+
+  it('runs the inbox claim and dedupes by (stream, streamSeq)', async () => {
+    const clock = new ManualClock()
+    const { db, store } = await openStore(location(), { clock: clock.now })
+    const params = { ...event('in-1'), stream: 'ORDERS', streamSeq: 7 }
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, index) =>
+        store.inbox.claim(params, { workerId: `w${index}`, ...LEASE }),
+      ),
+    )
+    expect(results.filter((result) => result.shouldProcess)).toHaveLength(1)
+    expect((await store.inbox.get('in-1'))?.deliveries).toBe(20)
+    const alias = await store.inbox.findOrCreate({ ...params, eventId: 'in-1-redelivered' })
+    expect(alias).toMatchObject({ eventId: 'in-1', deliveries: 21 })
+    expect(await store.inbox.get('in-1-redelivered')).toBeNull()
+    clock.advance(LEASE.leaseMs)
+    expect((await store.inbox.claim(params, { workerId: 'late', ...LEASE })).shouldProcess).toBe(true)
+    await store.inbox.markAsProcessed('in-1')
+    expect(await store.inbox.isProcessed('in-1')).toBe(true)
+    expect(await store.inbox.getCountByStatus()).toEqual({ processing: 0, processed: 1, failed: 0 })
+    db.close()
+  })
+})
+
+describe('payload fidelity', () => {
+  it('stores U+0000, U+0001, emoji, astral characters and 1 MiB unchanged, with no escaping in the column', async () => {
+    const { db, store } = await openStore(':memory:')
+    const tricky = 'nul\u0000soh\u0001 "quotes" \\backslash\\ 😀 \u{10FFFF} \u{1D11E} é'
+    const big = 'x'.repeat(1024 * 1024 - tricky.length) + tricky
+    const stored = await store.outbox.findOrCreate(event('nul\u0000id', { payload: big, headers: tricky }))
+    expect(stored.payload).toBe(big)
+    const raw = db.prepare('SELECT payload, headers, event_id FROM txbox_outbox').get() as {
+      payload: string
+      headers: string
+      event_id: string
+    }
+    expect(raw).toEqual({ payload: big, headers: tricky, event_id: 'nul\u0000id' })
+    expect((await store.outbox.get('nul\u0000id'))?.payload).toBe(big)
+    expect(await store.outbox.get('nul\u0000')).toBeNull()
+    const inbox = await store.inbox.findOrCreate({ ...event('in'), payload: big, headers: tricky })
+    expect(inbox).toMatchObject({ payload: big, headers: tricky })
+    db.close()
+  })
+
+  it('reads numbers even on a connection that defaults to BigInt', async () => {
+    const { db, store } = await openStore(':memory:')
+    db.defaultSafeIntegers(true)
+    const stored = await store.outbox.findOrCreate(event('big'))
+    expect(typeof stored.retryCount).toBe('number')
+    expect(await store.outbox.getCountByStatus()).toEqual({ pending: 1, publishing: 0, sent: 0, failed: 0 })
+    db.close()
+  })
+})
+
+describe('migrate', () => {
+  it('runs the DDL shipped in migrations/001_init.sql', () => {
+    const shipped = readFileSync(new URL('../migrations/001_init.sql', import.meta.url), 'utf8')
+    const withoutComments = shipped
+      .split('\n')
+      .filter((line) => !line.startsWith('--'))
+      .join('\n')
+    expect(withoutComments.trim()).toBe(initSchema(tablesFor('txbox_')).trim())
+  })
+
+  it('is idempotent, records version 1, and turns WAL on for a file', async () => {
+    const file = temp.file('migrate-twice.db')
+    const { db, store } = await openStore(file)
+    await store.migrate()
+    await store.migrate()
+    expect(db.prepare('SELECT version FROM txbox_schema_version').all()).toEqual([{ version: 1 }])
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
+    db.close()
+  })
+
+  it('succeeds from two connections to one file, and leaves one schema', async () => {
+    const file = temp.file('migrate-two.db')
+    const a = new Database(file)
+    const b = new Database(file)
+    const stores = [createSqliteStore({ db: a }), createSqliteStore({ db: b })]
+    await Promise.all(stores.map((store) => store.migrate()))
+    await Promise.all(stores.map((store) => store.migrate()))
+    expect(a.prepare('SELECT COUNT(*) FROM txbox_schema_version').pluck().get()).toBe(1)
+    await stores[0]?.outbox.findOrCreate(event('from-a'))
+    expect((await stores[1]?.outbox.get('from-a'))?.eventId).toBe('from-a')
+    a.close()
+    b.close()
+  })
+
+  it('keeps stores with different prefixes apart in one database', async () => {
+    const db = new Database(':memory:')
+    const one = createSqliteStore({ db, tablePrefix: 'one_' })
+    const two = createSqliteStore({ db, tablePrefix: 'two_' })
+    await one.migrate()
+    await two.migrate()
+    await one.outbox.findOrCreate(event('only-in-one'))
+    expect(await two.outbox.get('only-in-one')).toBeNull()
+    expect((await two.outbox.claim({ workerId: 'w', ...LEASE })).length).toBe(0)
+    db.close()
+  })
+
+  it('rejects a table prefix that is not an identifier', () => {
+    const db = new Database(':memory:')
+    expect(() => createSqliteStore({ db, tablePrefix: 'x; DROP TABLE y; --' })).toThrow(ValidationError)
+    expect(() => createSqliteStore({ db: {} as Database.Database })).toThrow(ValidationError)
+    db.close()
+  })
+})
+
+describe('transactions', () => {
+  it('commits with the caller: manual BEGIN, await findOrCreate({ tx: db }), COMMIT', async () => {
+    const { db, store } = await openStore(':memory:')
+    db.exec('BEGIN')
+    await store.outbox.findOrCreate(event('committed'), { tx: db })
+    await store.outbox.findOrCreateMany([event('many-1'), event('many-2'), event('many-1')], { tx: db })
+    await store.inbox.findOrCreate(event('in'))
+    await store.inbox.markAsProcessed('in', { tx: db })
+    db.exec('COMMIT')
+    expect((await store.outbox.findPending()).map((e) => e.eventId)).toEqual([
+      'committed',
+      'many-1',
+      'many-2',
+    ])
+    expect(await store.inbox.isProcessed('in')).toBe(true)
+    db.close()
+  })
+
+  it('rolls back with the caller and leaves no trace', async () => {
+    const { db, store } = await openStore(':memory:')
+    await store.inbox.findOrCreate(event('in'))
+    db.exec('BEGIN IMMEDIATE')
+    await store.outbox.findOrCreate(event('gone'), { tx: db })
+    await store.outbox.findOrCreateMany([event('gone-1'), event('gone-2')], { tx: db })
+    await store.inbox.markAsProcessed('in', { tx: db })
+    db.exec('ROLLBACK')
+    expect(db.prepare('SELECT COUNT(*) FROM txbox_outbox').pluck().get()).toBe(0)
+    expect(await store.inbox.get('in')).toMatchObject({ status: 'processing' })
+    db.close()
+  })
+
+  it('joins an open transaction without tx through a savepoint, instead of failing on a nested BEGIN', async () => {
+    const { db, store } = await openStore(':memory:')
+    db.exec('BEGIN')
+    await store.outbox.findOrCreateMany([event('a'), event('b')])
+    await store.inbox.claim(event('in'), { workerId: 'w', ...LEASE })
+    expect(db.inTransaction).toBe(true)
+    db.exec('ROLLBACK')
+    expect(await store.outbox.getCountByStatus()).toEqual({ pending: 0, publishing: 0, sent: 0, failed: 0 })
+    db.close()
+  })
+
+  it('refuses a tx that is another connection, before writing', async () => {
+    const file = temp.file('other-connection.db')
+    const { db, store } = await openStore(file)
+    const other = new Database(file)
+    other.exec('BEGIN')
+    await expect(store.outbox.findOrCreate(event('x'), { tx: other })).rejects.toBeInstanceOf(ValidationError)
+    await expect(store.outbox.findOrCreateMany([event('x')], { tx: other })).rejects.toBeInstanceOf(
+      ValidationError,
+    )
+    await store.inbox.findOrCreate(event('in'))
+    await expect(store.inbox.markAsProcessed('in', { tx: other })).rejects.toBeInstanceOf(ValidationError)
+    other.exec('ROLLBACK')
+    expect(await store.outbox.get('x')).toBeNull()
+    expect(await store.inbox.isProcessed('in')).toBe(false)
+    other.close()
+    db.close()
+  })
+
+  it('refuses to claim inside an open transaction, which could publish an event that is then rolled back', async () => {
+    const { db, store } = await openStore(':memory:')
+    db.exec('BEGIN')
+    await store.outbox.findOrCreate(event('uncommitted'), { tx: db })
+    await expect(store.outbox.claim({ workerId: 'w', ...LEASE })).rejects.toBeInstanceOf(ValidationError)
+    db.exec('ROLLBACK')
+    expect(await store.outbox.claim({ workerId: 'w', ...LEASE })).toEqual([])
+    db.close()
+  })
+})
+
+describe('errors and limits', () => {
+  it('wraps driver errors in StorageError with the SQLite code and the cause', async () => {
+    const db = new Database(':memory:')
+    const store = createSqliteStore({ db })
+    const error = await store.outbox.findOrCreate(event('before-migrate')).catch((caught: unknown) => caught)
+    expect(error).toBeInstanceOf(StorageError)
+    expect((error as StorageError).message).toMatch(
+      /^\[txbox\] \[sqlite\] outbox\.findOrCreate failed: SQLITE_ERROR/,
+    )
+    expect((error as StorageError).cause).toBeInstanceOf(Database.SqliteError)
+    db.close()
+    await expect(store.outbox.get('x')).rejects.toBeInstanceOf(StorageError)
+  })
+
+  it('reports SQLITE_BUSY as a StorageError when another connection holds the write lock too long', async () => {
+    const file = temp.file('busy.db')
+    const { db: holder } = await openStore(file)
+    const db = new Database(file, { timeout: 0 })
+    const store = createSqliteStore({ db })
+    holder.exec('BEGIN IMMEDIATE')
+    const error = await store.outbox.findOrCreate(event('blocked')).catch((caught: unknown) => caught)
+    expect(error).toBeInstanceOf(StorageError)
+    expect((error as StorageError).message).toContain('SQLITE_BUSY')
+    holder.exec('ROLLBACK')
+    holder.close()
+    db.close()
+  })
+
+  it('validates before any I/O', async () => {
+    const { db, store } = await openStore(':memory:')
+    await expect(store.outbox.findOrCreate({ ...event('x'), subject: 'has space' })).rejects.toBeInstanceOf(
+      ValidationError,
+    )
+    await expect(store.outbox.claim({ workerId: '', ...LEASE })).rejects.toBeInstanceOf(ValidationError)
+    expect(db.prepare('SELECT COUNT(*) FROM txbox_outbox').pluck().get()).toBe(0)
+    db.close()
+  })
+
+  it('cleans up in batches of 1000 and only old sent events', async () => {
+    const clock = new ManualClock()
+    const { db, store } = await openStore(':memory:', { clock: clock.now })
+    const ids = Array.from({ length: 2500 }, (_, index) => `old-${index}`)
+    await store.outbox.findOrCreateMany(ids.map((id) => event(id)))
+    await store.outbox.findOrCreate(event('still-pending'))
+    expect(await store.outbox.markManyAsSent(ids)).toEqual([])
+    clock.advance(2 * 86_400_000)
+    expect(await store.outbox.cleanup(1)).toBe(2500)
+    expect(await store.outbox.getCountByStatus()).toEqual({ pending: 1, publishing: 0, sent: 0, failed: 0 })
+    db.close()
+  })
+
+  it('claims through the partial claimable index, in seq order without a sort', async () => {
+    const { db, store } = await openStore(':memory:')
+    await store.outbox.findOrCreate(event('x'))
+    const claim = outboxSql(tablesFor('txbox_')).claim
+    const parameters = Array.from({ length: claim.split('?').length - 1 }, () => 0)
+    const plan = db.prepare(`EXPLAIN QUERY PLAN ${claim}`).all(...parameters) as { detail: string }[]
+    const details = plan.map((step) => step.detail).join('\n')
+    expect(details).toContain('USING INDEX txbox_outbox_claimable')
+    expect(details).not.toContain('TEMP B-TREE')
+    db.close()
+  })
+})
