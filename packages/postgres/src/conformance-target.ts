@@ -1,0 +1,106 @@
+import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
+import { uniqueSuffix } from '@txbox/conformance'
+import { encodeStoredText } from '@txbox/core'
+import type { PoolClient } from 'pg'
+import pg from 'pg'
+import { createPostgresStore, postgresCapabilities } from './postgres-store.js'
+import { type InboxRow, inboxEventFromRow, type OutboxRow, outboxEventFromRow } from './rows.js'
+
+/**
+ * The conformance target of @txbox/postgres: one pool for the run, a fresh schema
+ * `txbox_t_<suffix>` per fixture (dropped on dispose), and an oracle that reads the rows with
+ * plain SELECTs.
+ */
+export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
+  let pool: pg.Pool | undefined
+  const requirePool = (): pg.Pool => {
+    if (!pool) throw new Error('setup() was not called')
+    return pool
+  }
+  return {
+    name: 'postgres',
+    version: '0.1.0',
+    engine: 'postgres',
+    capabilities: postgresCapabilities,
+    async setup(server) {
+      if (!server) throw new Error('the postgres target needs a server URL')
+      pool = new pg.Pool({ connectionString: server.url, max: 10 })
+      const result = await pool.query<{ server_version: string }>('SHOW server_version')
+      return { serverVersion: `PostgreSQL ${result.rows[0]?.server_version ?? 'unknown'}` }
+    },
+    async create({ clock }): Promise<ConformanceFixture<PoolClient>> {
+      const db = requirePool()
+      const schema = `txbox_t_${uniqueSuffix()}`
+      const store = createPostgresStore({ pool: db, schema, clock })
+      await store.migrate()
+      const outboxTable = `"${schema}"."txbox_outbox"`
+      const inboxTable = `"${schema}"."txbox_inbox"`
+      const oracle: Oracle = {
+        async outbox(eventId) {
+          const result = await db.query<OutboxRow>(`SELECT * FROM ${outboxTable} WHERE event_id = $1`, [
+            encodeStoredText(eventId),
+          ])
+          const row = result.rows[0]
+          return row ? outboxEventFromRow(row) : null
+        },
+        async inbox(eventId) {
+          const result = await db.query<InboxRow>(`SELECT * FROM ${inboxTable} WHERE event_id = $1`, [
+            encodeStoredText(eventId),
+          ])
+          const row = result.rows[0]
+          return row ? inboxEventFromRow(row) : null
+        },
+        async outboxCount() {
+          const result = await db.query<{ count: number }>(
+            `SELECT count(*)::int AS count FROM ${outboxTable}`,
+          )
+          return result.rows[0]?.count ?? 0
+        },
+        async inboxCount() {
+          const result = await db.query<{ count: number }>(`SELECT count(*)::int AS count FROM ${inboxTable}`)
+          return result.rows[0]?.count ?? 0
+        },
+      }
+      return {
+        outbox: store.outbox,
+        inbox: store.inbox,
+        migrate: () => store.migrate(),
+        oracle,
+        async transaction(fn, options) {
+          const client = await db.connect()
+          let broken: Error | undefined
+          // A client whose BEGIN, COMMIT or ROLLBACK failed is destroyed, not reused.
+          const end = async (command: 'COMMIT' | 'ROLLBACK') => {
+            try {
+              await client.query(command)
+            } catch (error) {
+              broken = error instanceof Error ? error : new Error(String(error))
+              throw error
+            }
+          }
+          try {
+            await client.query('BEGIN')
+            let result: Awaited<ReturnType<typeof fn>>
+            try {
+              result = await fn(client)
+            } catch (error) {
+              await end('ROLLBACK')
+              throw error
+            }
+            await end(options?.rollback ? 'ROLLBACK' : 'COMMIT')
+            return result
+          } finally {
+            client.release(broken)
+          }
+        },
+        async dispose() {
+          await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+        },
+      }
+    },
+    async teardown() {
+      await pool?.end()
+      pool = undefined
+    },
+  }
+}

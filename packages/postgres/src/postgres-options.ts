@@ -1,0 +1,141 @@
+import { createHash } from 'node:crypto'
+import { type Clock, systemClock, ValidationError, Validator } from '@txbox/core'
+import type { ClientBase, Pool } from 'pg'
+
+/** The adapter name in every error message: `[txbox] [postgres] ...`. */
+export const ADAPTER = 'postgres'
+
+/** The shared validator; every method calls it before any I/O. */
+export const validate = new Validator(ADAPTER)
+
+/**
+ * The transaction handle accepted as `{ tx }`: a `PoolClient` (or a `Client`) on which the
+ * caller has run `BEGIN`. The statement runs on that connection, so it commits or rolls back
+ * with the caller's own writes.
+ */
+export type PostgresTransaction = ClientBase
+
+/** Anything that can run a parameterized query: the pool, or the caller's client. */
+export type Queryable = Pool | ClientBase
+
+/** Options of {@link createPostgresStore} and of the repository classes. */
+export interface PostgresStoreOptions {
+  /** A `pg` Pool. The store never ends it: the pool belongs to the caller. */
+  pool: Pool
+  /** The schema holding the tables (default `public`); created by `migrate()` when missing. */
+  schema?: string | undefined
+  /** Prepended to every table and index name (default `txbox_`). */
+  tablePrefix?: string | undefined
+  /** The source of every timestamp (default the wall clock); the database's `now()` is never used. */
+  clock?: Clock | undefined
+  /**
+   * Run `pg_notify` when an enqueue inserts events, so a relay can wait on `LISTEN` instead
+   * of polling (default `true`). The notification is transactional: a rolled-back enqueue
+   * wakes nobody.
+   */
+  notify?: boolean | undefined
+  /** The `LISTEN/NOTIFY` channel (default: derived from schema and prefix, see {@link defaultChannel}). */
+  channel?: string | undefined
+}
+
+/** The options after validation, with defaults applied. */
+export interface ResolvedPostgresOptions {
+  readonly pool: Pool
+  readonly schema: string
+  readonly tablePrefix: string
+  readonly clock: Clock
+  readonly notify: boolean
+  readonly channel: string
+}
+
+/** Default schema. */
+export const DEFAULT_SCHEMA = 'public'
+/** Default table prefix. */
+export const DEFAULT_TABLE_PREFIX = 'txbox_'
+
+/** PostgreSQL truncates identifiers (and rejects channel names) beyond 63 bytes. */
+const MAX_IDENTIFIER_BYTES = 63
+
+/**
+ * The channel an outbox notifies on: `<prefix>outbox` in `public`, `<schema>_<prefix>outbox`
+ * elsewhere. When that would exceed PostgreSQL's 63-byte name limit, a stable hash of
+ * schema and prefix is used instead, so two namespaces never share a channel by truncation.
+ */
+export const defaultChannel = (schema: string, tablePrefix: string): string => {
+  const readable = schema === DEFAULT_SCHEMA ? `${tablePrefix}outbox` : `${schema}_${tablePrefix}outbox`
+  if (readable.length <= MAX_IDENTIFIER_BYTES) return readable
+  const digest = createHash('sha256').update(`${schema}\u0000${tablePrefix}`).digest('hex').slice(0, 32)
+  return `txbox_outbox_${digest}`
+}
+
+const isPool = (value: unknown): value is Pool =>
+  typeof value === 'object' &&
+  value !== null &&
+  typeof (value as Pool).connect === 'function' &&
+  typeof (value as Pool).query === 'function' &&
+  'totalCount' in value &&
+  'idleCount' in value
+
+/** Validates the store options (identifiers before any SQL is built from them). */
+export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresOptions => {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError(ADAPTER, 'options must be an object with a pg Pool as `pool`')
+  }
+  if (!isPool(options.pool)) throw new ValidationError(ADAPTER, 'options.pool must be a pg Pool')
+  const schema = validate.identifier(options.schema ?? DEFAULT_SCHEMA, 'schema')
+  // The longest derived name is `<prefix>outbox_claimable_idx`; keep it within 63 bytes so
+  // PostgreSQL never silently truncates two names into one.
+  const tablePrefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
+  if (tablePrefix.length > MAX_IDENTIFIER_BYTES - LONGEST_SUFFIX.length) {
+    throw new ValidationError(
+      ADAPTER,
+      `tablePrefix must be at most ${MAX_IDENTIFIER_BYTES - LONGEST_SUFFIX.length} characters so that ` +
+        `"${LONGEST_SUFFIX}" fits PostgreSQL's 63-byte names; got ${tablePrefix.length}`,
+    )
+  }
+  if (options.clock !== undefined && typeof options.clock !== 'function') {
+    throw new ValidationError(ADAPTER, 'options.clock must be a function returning a Date')
+  }
+  if (options.notify !== undefined && typeof options.notify !== 'boolean') {
+    throw new ValidationError(ADAPTER, 'options.notify must be a boolean')
+  }
+  const channel =
+    options.channel === undefined
+      ? defaultChannel(schema, tablePrefix)
+      : validate.identifier(options.channel, 'channel')
+  return {
+    pool: options.pool,
+    schema,
+    tablePrefix,
+    clock: options.clock ?? systemClock,
+    notify: options.notify ?? true,
+    channel,
+  }
+}
+
+/** The longest name suffix the DDL appends to the prefix. */
+export const LONGEST_SUFFIX = 'outbox_claimable_idx'
+
+/**
+ * Checks a `{ tx }` handle at run time. Passing the Pool by mistake would silently
+ * autocommit the event outside the caller's transaction, so it is refused.
+ */
+export const transactionHandle = (tx: unknown): PostgresTransaction | undefined => {
+  if (tx === undefined) return undefined
+  if (isPool(tx)) {
+    throw new ValidationError(
+      ADAPTER,
+      'tx must be the client of an open transaction (pool.connect() then BEGIN), not the Pool itself',
+    )
+  }
+  if (typeof tx !== 'object' || tx === null || typeof (tx as ClientBase).query !== 'function') {
+    throw new ValidationError(ADAPTER, 'tx must be a pg PoolClient or Client inside BEGIN')
+  }
+  // pg tracks the server's transaction status ('I' idle, 'T' in a transaction, 'E' failed).
+  // A client outside BEGIN would autocommit the write, which is never what `{ tx }` means.
+  const status = (tx as Partial<Pick<ClientBase, 'getTransactionStatus'>>).getTransactionStatus?.()
+  if (status === 'I') {
+    throw new ValidationError(ADAPTER, 'tx is not inside a transaction: run BEGIN on the client first')
+  }
+  return tx as PostgresTransaction
+}

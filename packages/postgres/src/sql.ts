@@ -1,0 +1,310 @@
+import { readdirSync, readFileSync } from 'node:fs'
+
+/**
+ * Every statement of the adapter, built once per store from the validated schema and table
+ * prefix. Identifiers are always double-quoted (they passed `^[A-Za-z_][A-Za-z0-9_]{0,62}$`,
+ * so they contain no quote), and every value is a bind parameter.
+ */
+
+/** How many rows one cleanup statement deletes at most, so it never holds long locks. */
+export const CLEANUP_BATCH = 1000
+
+const OUTBOX_COLUMNS =
+  'seq, event_id, subject, payload, headers, status, enqueued_at, sent_at, error_message, retry_count, available_at, claimed_at, claimed_by, lease_until'
+const INBOX_COLUMNS =
+  'seq, event_id, subject, payload, headers, stream, stream_seq, status, received_at, processed_at, deliveries, error_message, claimed_at, claimed_by, lease_until'
+
+const prefixed = (columns: string, alias: string): string =>
+  columns
+    .split(', ')
+    .map((column) => `${alias}.${column}`)
+    .join(', ')
+
+/** A quoted, schema-qualified name. */
+export const qualified = (schema: string, name: string): string => `"${schema}"."${name}"`
+
+export interface OutboxSql {
+  readonly table: string
+  readonly insertMany: (notify: boolean) => string
+  readonly selectByIds: string
+  readonly get: string
+  readonly exists: string
+  readonly findPending: string
+  readonly claim: string
+  readonly markAsPublishing: string
+  readonly markAsSent: string
+  readonly markManyAsSent: string
+  readonly markAsFailed: string
+  readonly retryLater: string
+  readonly renewLease: string
+  readonly resetStale: string
+  readonly cleanupBatch: string
+  readonly countByStatus: string
+  readonly failed: string
+  readonly requeueFailed: string
+}
+
+export const outboxSql = (schema: string, prefix: string): OutboxSql => {
+  const table = qualified(schema, `${prefix}outbox`)
+  // "Holds the claim" for fenced writes: $2 is the workerId, or NULL for an unfenced write.
+  const fence = `($2::text IS NULL OR (status = 'publishing' AND claimed_by = $2::text))`
+  return {
+    table,
+    // One round trip enqueues a whole batch (ids are deduplicated by the caller, first
+    // occurrence kept, and inserted in input order so seq follows it). ON CONFLICT DO NOTHING
+    // RETURNING yields only the rows inserted now, so the stored rows of ids that already
+    // existed are read back in the same statement: the data-modifying CTE's rows are not
+    // visible to that second read (same snapshot), so the two halves are disjoint.
+    // With notify, every inserted row calls pg_notify on the same channel and payload:
+    // PostgreSQL folds those into one notification, delivered only if the transaction commits.
+    insertMany: (notify) => `
+      WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+          WITH ORDINALITY AS u(event_id, subject, payload, headers, available_at, ord)
+      ), inserted AS (
+        INSERT INTO ${table} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+        SELECT event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at
+        FROM input ORDER BY ord
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING ${OUTBOX_COLUMNS}${notify ? ", pg_notify($7::text, '') AS notified" : ''}
+      )
+      SELECT ${OUTBOX_COLUMNS} FROM inserted
+      UNION ALL
+      SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = ANY($1::text[])`,
+    selectByIds: `SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = ANY($1::text[])`,
+    get: `SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = $1`,
+    exists: `SELECT 1 FROM ${table} WHERE event_id = $1`,
+    findPending: `
+      SELECT ${OUTBOX_COLUMNS} FROM ${table}
+      WHERE status = 'pending' AND available_at <= $1
+      ORDER BY seq LIMIT $2`,
+    // The heart of the adapter. The inner SELECT walks the live-row index in enqueue order and
+    // locks up to $4 claimable rows, skipping rows another claimer has locked, instead of
+    // waiting for them; so concurrent relays take disjoint batches without blocking each
+    // other. Under READ COMMITTED a row changed by a claimer that committed after our
+    // snapshot is re-checked against the WHERE clause before it is locked, so an event just
+    // claimed by someone else (lease in the future) is never taken twice. The redundant
+    // `status IN (...)` lets the planner match the partial index whatever it makes of the OR.
+    // One statement: no transaction stays open after it returns.
+    claim: `
+      UPDATE ${table}
+      SET status = 'publishing', claimed_by = $1, claimed_at = $2, lease_until = $3
+      WHERE seq IN (
+        SELECT seq FROM ${table}
+        WHERE status IN ('pending', 'publishing')
+          AND ((status = 'pending' AND available_at <= $2) OR (status = 'publishing' AND lease_until <= $2))
+        ORDER BY seq
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED
+      )
+      RETURNING ${OUTBOX_COLUMNS}`,
+    markAsPublishing: `
+      UPDATE ${table} SET status = 'publishing', claimed_at = $2
+      WHERE event_id = $1`,
+    markAsSent: `
+      UPDATE ${table} SET status = 'sent', sent_at = $3, claimed_by = NULL, lease_until = NULL
+      WHERE event_id = $1 AND ${fence}`,
+    markManyAsSent: `
+      UPDATE ${table} SET status = 'sent', sent_at = $3, claimed_by = NULL, lease_until = NULL
+      WHERE event_id = ANY($1::text[]) AND ${fence}
+      RETURNING event_id`,
+    markAsFailed: `
+      UPDATE ${table}
+      SET status = 'failed', error_message = $3, retry_count = retry_count + 1, claimed_by = NULL, lease_until = NULL
+      WHERE event_id = $1 AND ${fence}`,
+    retryLater: `
+      UPDATE ${table}
+      SET status = 'pending', error_message = $3, retry_count = retry_count + 1, available_at = $4,
+          claimed_by = NULL, lease_until = NULL
+      WHERE event_id = $1 AND ${fence}`,
+    renewLease: `
+      UPDATE ${table} SET lease_until = $3
+      WHERE event_id = ANY($1::text[]) AND status = 'publishing' AND claimed_by = $2
+      RETURNING event_id`,
+    resetStale: `
+      UPDATE ${table} SET status = 'pending', claimed_by = NULL, lease_until = NULL
+      WHERE status = 'publishing' AND claimed_at < $1`,
+    // Bounded: at most CLEANUP_BATCH rows per statement, found through the sent_at partial
+    // index; rows locked by a concurrent writer are skipped rather than waited for.
+    cleanupBatch: `
+      DELETE FROM ${table}
+      WHERE seq IN (
+        SELECT seq FROM ${table}
+        WHERE status = 'sent' AND sent_at < $1
+        LIMIT ${CLEANUP_BATCH}
+        FOR UPDATE SKIP LOCKED
+      )`,
+    countByStatus: `SELECT status, count(*) AS count FROM ${table} GROUP BY status`,
+    failed: `
+      SELECT ${OUTBOX_COLUMNS} FROM ${table}
+      WHERE status = 'failed'
+      ORDER BY seq LIMIT $1`,
+    // Moves the failed ones and, in the same statement, lists the ids that are not stored
+    // at all (input order), so the caller can raise EventNotFoundError after the others moved.
+    requeueFailed: `
+      WITH moved AS (
+        UPDATE ${table}
+        SET status = 'pending', available_at = $2, retry_count = 0, claimed_by = NULL, lease_until = NULL
+        WHERE event_id = ANY($1::text[]) AND status = 'failed'
+        RETURNING event_id
+      )
+      SELECT
+        (SELECT count(*) FROM moved)::int AS moved,
+        ARRAY(
+          SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
+          WHERE NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.event_id = u.id)
+          ORDER BY u.ord
+        ) AS missing`,
+  }
+}
+
+export interface InboxSql {
+  readonly table: string
+  readonly findOrCreate: string
+  readonly claim: string
+  readonly get: string
+  readonly markAsProcessed: string
+  readonly markAsFailed: string
+  readonly cleanupBatch: string
+  readonly resetStale: string
+  readonly countByStatus: string
+  readonly failed: string
+}
+
+export const inboxSql = (schema: string, prefix: string): InboxSql => {
+  const table = qualified(schema, `${prefix}inbox`)
+  // The stored row for this delivery: by event id first, else by its (stream, streamSeq) alias.
+  const lookup = `
+    SELECT seq FROM ${table}
+    WHERE event_id = $1 OR (stream = $5::text AND stream_seq = $6::bigint)
+    ORDER BY (event_id = $1) DESC
+    LIMIT 1`
+  // Both statements try the insert first; ON CONFLICT DO NOTHING (no target) yields to either
+  // key. If a visible row conflicts, the second CTE updates it under a row lock. If the
+  // conflicting row was committed by a concurrent inserter after this statement's snapshot,
+  // neither CTE returns a row, and the caller runs the statement again with a new snapshot.
+  const insert = (claim: boolean) => `
+    INSERT INTO ${table}
+      (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries${claim ? ', claimed_at, claimed_by, lease_until' : ''})
+    VALUES ($1, $2, $3, $4, $5::text, $6::bigint, 'processing', $7, 1${claim ? ', $7, $8, $9' : ''})
+    ON CONFLICT DO NOTHING
+    RETURNING ${INBOX_COLUMNS}, true AS should_process`
+  return {
+    table,
+    findOrCreate: `
+      WITH inserted AS (${insert(false)}),
+      updated AS (
+        UPDATE ${table} SET deliveries = deliveries + 1
+        WHERE seq = (${lookup})
+        RETURNING ${INBOX_COLUMNS}, false AS should_process
+      )
+      SELECT * FROM inserted UNION ALL SELECT * FROM updated`,
+    // `current` locks the stored row and, under READ COMMITTED, reads its latest committed
+    // version (SELECT FOR UPDATE re-fetches a row changed since the snapshot), so `take` is
+    // decided on what is really stored while no one else can change it: exactly one of N
+    // concurrent claimers sees a new/failed/expired row and takes it; the rest see its lease.
+    claim: `
+      WITH inserted AS (${insert(true)}),
+      current AS (
+        -- A processing row without a lease (findOrCreate flow) is live: NULL <= $7 must read
+        -- as false, not NULL, hence COALESCE.
+        SELECT seq, COALESCE(status = 'failed' OR (status = 'processing' AND lease_until <= $7), false) AS take
+        FROM ${table}
+        WHERE seq = (${lookup})
+        FOR UPDATE
+      ),
+      updated AS (
+        UPDATE ${table} i
+        SET deliveries = i.deliveries + 1,
+            status = CASE WHEN c.take THEN 'processing' ELSE i.status END,
+            claimed_at = CASE WHEN c.take THEN $7 ELSE i.claimed_at END,
+            claimed_by = CASE WHEN c.take THEN $8 ELSE i.claimed_by END,
+            lease_until = CASE WHEN c.take THEN $9 ELSE i.lease_until END,
+            error_message = CASE WHEN c.take THEN NULL ELSE i.error_message END
+        FROM current c
+        WHERE i.seq = c.seq
+        RETURNING ${prefixed(INBOX_COLUMNS, 'i')}, c.take AS should_process
+      )
+      SELECT * FROM inserted UNION ALL SELECT * FROM updated`,
+    get: `SELECT ${INBOX_COLUMNS} FROM ${table} WHERE event_id = $1`,
+    markAsProcessed: `
+      UPDATE ${table} SET status = 'processed', processed_at = $2, claimed_by = NULL, lease_until = NULL
+      WHERE event_id = $1`,
+    markAsFailed: `
+      UPDATE ${table} SET status = 'failed', error_message = $2, claimed_by = NULL, lease_until = NULL
+      WHERE event_id = $1`,
+    cleanupBatch: `
+      DELETE FROM ${table}
+      WHERE seq IN (
+        SELECT seq FROM ${table}
+        WHERE status = 'processed' AND processed_at < $1
+        LIMIT ${CLEANUP_BATCH}
+        FOR UPDATE SKIP LOCKED
+      )`,
+    resetStale: `
+      UPDATE ${table} SET status = 'failed', error_message = $2, claimed_by = NULL, lease_until = NULL
+      WHERE status = 'processing' AND COALESCE(claimed_at, received_at) < $1`,
+    countByStatus: `SELECT status, count(*) AS count FROM ${table} GROUP BY status`,
+    failed: `
+      SELECT ${INBOX_COLUMNS} FROM ${table}
+      WHERE status = 'failed'
+      ORDER BY received_at, seq LIMIT $1`,
+  }
+}
+
+/** The schema version table; migrate() creates it before reading which versions are applied. */
+export const migrationSql = (schema: string, prefix: string) => {
+  const versions = qualified(schema, `${prefix}schema_version`)
+  return {
+    schemaExists: 'SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1',
+    createSchema: `CREATE SCHEMA IF NOT EXISTS "${schema}"`,
+    // One lock per schema: every prefix in it shares the CREATE SCHEMA step, and two
+    // processes migrating the same namespace serialize here instead of racing on the
+    // catalog (concurrent CREATE ... IF NOT EXISTS can fail with a duplicate key).
+    lock: `SELECT pg_advisory_xact_lock(hashtextextended('txbox:migrate:' || $1::text, 0))`,
+    createVersionTable: `
+      CREATE TABLE IF NOT EXISTS ${versions} (
+        version    integer PRIMARY KEY,
+        name       text NOT NULL,
+        applied_at timestamptz NOT NULL
+      )`,
+    appliedVersions: `SELECT version FROM ${versions}`,
+    recordVersion: `INSERT INTO ${versions} (version, name, applied_at) VALUES ($1, $2, $3)`,
+  }
+}
+
+/** A DDL file of migrations/, with its version taken from the file name (`001_initial.sql`). */
+export interface Migration {
+  readonly version: number
+  readonly name: string
+  /** The file's text with `{{schema}}` and `{{prefix}}` still in it. */
+  readonly template: string
+}
+
+const MIGRATION_FILE = /^(\d{3})_([a-z0-9_]+)\.sql$/
+
+/** Where the DDL files are: `migrations/` beside both `src/` and `dist/`. */
+export const migrationsDirectory = new URL('../migrations/', import.meta.url)
+
+let loaded: readonly Migration[] | undefined
+
+/** The shipped DDL files, in version order (read once per process). */
+export const loadMigrations = (): readonly Migration[] => {
+  if (loaded) return loaded
+  const files = readdirSync(migrationsDirectory).filter((file) => MIGRATION_FILE.test(file))
+  loaded = files
+    .map((file) => {
+      const [, version, name] = MIGRATION_FILE.exec(file) as RegExpExecArray
+      return {
+        version: Number(version),
+        name: name as string,
+        template: readFileSync(new URL(file, migrationsDirectory), 'utf8'),
+      }
+    })
+    .sort((a, b) => a.version - b.version)
+  return loaded
+}
+
+/** Fills a migration's placeholders with the validated schema and prefix. */
+export const renderMigration = (template: string, schema: string, prefix: string): string =>
+  template.replaceAll('{{schema}}', schema).replaceAll('{{prefix}}', prefix)
