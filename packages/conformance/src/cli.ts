@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { conformanceCases } from './cases/index.js'
 import { BUILT_IN_TARGETS, loadTarget } from './load-target.js'
-import { provisionServer, requireAll } from './provision.js'
+import { provisionServer } from './provision.js'
 import { formatReport } from './report.js'
 import { runConformance } from './runner.js'
 
@@ -21,18 +21,36 @@ Usage:
 
 Exit status: 0 certified; 1 a case failed; 2 usage or loading error; 3 the target's server was not reached.`
 
-const main = async (argv: string[]): Promise<number> => {
+/** Where the CLI writes: the terminal, or a test's buffers. */
+export interface CliIo {
+  readonly out: (line: string) => void
+  readonly err: (line: string) => void
+}
+
+const consoleIo: CliIo = { out: (line) => console.log(line), err: (line) => console.error(line) }
+
+/** Runs the CLI and returns its exit status (0 certified, 1 failed, 2 usage, 3 not reached). */
+export const runCli = async (argv: readonly string[], io: CliIo = consoleIo): Promise<number> => {
+  try {
+    return await run(argv, io)
+  } catch (error) {
+    io.err(error instanceof Error ? error.message : String(error))
+    return 2
+  }
+}
+
+const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
   const [command, ...rest] = argv
   if (command === 'list') {
-    for (const c of conformanceCases) console.log(`${c.id.padEnd(48)} ${c.title}`)
+    for (const c of conformanceCases) io.out(`${c.id.padEnd(48)} ${c.title}`)
     return 0
   }
   if (command !== 'run') {
-    console.error(USAGE)
+    io.err(USAGE)
     return command === '--help' || command === 'help' ? 0 : 2
   }
   const { values } = parseArgs({
-    args: rest,
+    args: [...rest],
     options: {
       target: { type: 'string' },
       url: { type: 'string' },
@@ -43,7 +61,7 @@ const main = async (argv: string[]): Promise<number> => {
     strict: true,
   })
   if (!values.target) {
-    console.error(`--target is required\n\n${USAGE}`)
+    io.err(`--target is required\n\n${USAGE}`)
     return 2
   }
   const target = await loadTarget(values.target)
@@ -53,7 +71,7 @@ const main = async (argv: string[]): Promise<number> => {
   if (!values.json) {
     const where =
       server && 'connection' in server ? ` (${target.engine} from ${server.connection.source})` : ''
-    console.error(`certifying ${target.name}${where}...`)
+    io.err(`certifying ${target.name}${where}...`)
   }
   try {
     const report = await runConformance(target, {
@@ -62,8 +80,8 @@ const main = async (argv: string[]): Promise<number> => {
       ...(notRunReason !== undefined ? { notRunReason } : {}),
     })
     if (values.report) writeFileSync(values.report, `${JSON.stringify(report, null, 2)}\n`)
-    console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report))
-    if (values.report && !values.json) console.log(`report written to ${values.report}`)
+    io.out(values.json ? JSON.stringify(report, null, 2) : formatReport(report))
+    if (values.report && !values.json) io.out(`report written to ${values.report}`)
     if (report.summary.failed > 0) return 1
     if (report.summary.notRun > 0) return 3
     return 0
@@ -71,13 +89,3 @@ const main = async (argv: string[]): Promise<number> => {
     if (server && 'stop' in server) await server.stop()
   }
 }
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code
-  },
-  (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error)
-    process.exitCode = 2
-  },
-)

@@ -46,6 +46,7 @@ export const runCase = async (target: ConformanceTarget, c: ConformanceCase, cap
     fixtures.push(fixture)
     return fixture
   }
+  let failure: unknown
   try {
     const context: CaseContext = {
       clock,
@@ -54,11 +55,13 @@ export const runCase = async (target: ConformanceTarget, c: ConformanceCase, cap
       createStore: (other) => open(other ?? clock),
     }
     await withTimeout(c.run(context), CASE_TIMEOUT_MS, c.id)
-  } finally {
-    const disposed = await Promise.allSettled(fixtures.map((fixture) => fixture.dispose()))
-    const failed = disposed.find((result) => result.status === 'rejected')
-    if (failed) throw new Error(`dispose failed: ${String((failed as PromiseRejectedResult).reason)}`)
+  } catch (error) {
+    failure = error
   }
+  const disposed = await Promise.allSettled(fixtures.map((fixture) => fixture.dispose()))
+  if (failure !== undefined) throw failure
+  const rejected = disposed.find((result): result is PromiseRejectedResult => result.status === 'rejected')
+  if (rejected) throw new Error(`dispose failed: ${String(rejected.reason)}`)
 }
 
 const errorText = (error: unknown): string =>

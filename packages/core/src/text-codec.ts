@@ -6,7 +6,9 @@
  */
 const ESCAPE = '\u0001'
 const NUL = '\u0000'
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching NUL and the escape character is this codec's purpose
 const NEEDS_ESCAPE = /[\u0000\u0001]/g
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape sequences are control characters by design
 const ESCAPED = /\u0001([\u0001\u0002])/g
 
 /** Escapes U+0000 and U+0001; other text is returned as is. */

@@ -208,7 +208,7 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
     const leaseUntil = addMs(this.clock(), leaseMs)
     return ids.filter((id) => {
       const event = this.events.get(id)
-      if (!event || event.status !== 'publishing' || event.claimedBy !== workerId) return false
+      if (event?.status !== 'publishing' || event.claimedBy !== workerId) return false
       event.leaseUntil = leaseUntil
       return true
     })

@@ -1,0 +1,138 @@
+import {
+  addMs,
+  type ClaimOptions,
+  cutoffMinutes,
+  type EnqueueParams,
+  MemoryOutboxRepository,
+  type MemoryTransaction,
+  type OutboxEvent,
+  type WriteOptions,
+} from '@txbox/core'
+import type { ConformanceTarget } from '../src/index.js'
+import { createMemoryTarget } from '../src/memory-target.js'
+
+/**
+ * Deliberately broken outboxes, each with one defect of the widely copied reference
+ * implementations. They prove the suite can fail: each must fail exactly its named cases.
+ */
+
+const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+/** Check-then-insert with an await in between: concurrent callers each insert their own row. */
+class CheckThenInsertOutbox extends MemoryOutboxRepository {
+  override async findOrCreate(
+    params: EnqueueParams,
+    options?: WriteOptions<MemoryTransaction>,
+  ): Promise<OutboxEvent> {
+    const existing = await this.get(params.eventId)
+    if (existing) return existing
+    await yieldToOthers()
+    this.events.delete(params.eventId)
+    return super.findOrCreate(params, options)
+  }
+}
+
+/** `claim` as `findPending` + `markAsPublishing`: two relays publish the same rows. */
+class FindThenMarkClaimOutbox extends MemoryOutboxRepository {
+  override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    const { limit, leaseMs, workerId } = this.validate.claimOptions(options)
+    const now = this.clock()
+    const candidates = this.ordered()
+      .filter((event) => this.isClaimable(event, now.getTime()))
+      .slice(0, limit)
+    await yieldToOthers()
+    return candidates.map((event) => {
+      Object.assign(event, {
+        status: 'publishing',
+        claimedAt: now,
+        claimedBy: workerId,
+        leaseUntil: addMs(now, leaseMs),
+      })
+      const { seq: _seq, ...copy } = event
+      return { ...copy }
+    })
+  }
+}
+
+/** `resetStale` keyed on `enqueuedAt`: resets events that are being published right now. */
+class ResetByEnqueueTimeOutbox extends MemoryOutboxRepository {
+  override async resetStale(staleMinutes: number): Promise<number> {
+    const cutoff = cutoffMinutes(
+      this.clock(),
+      this.validate.nonNegative(staleMinutes, 'staleMinutes'),
+    ).getTime()
+    let reset = 0
+    for (const event of this.events.values()) {
+      if (event.status === 'publishing' && event.enqueuedAt.getTime() < cutoff) {
+        event.status = 'pending'
+        this.clearLease(event)
+        reset++
+      }
+    }
+    return reset
+  }
+}
+
+/** FIFO by timestamp alone: ties (same millisecond) break by id, as a Redis sorted set would. */
+class TimestampOnlyOrderOutbox extends MemoryOutboxRepository {
+  protected override ordered() {
+    return [...this.events.values()].sort(
+      (a, b) => a.enqueuedAt.getTime() - b.enqueuedAt.getTime() || (a.eventId < b.eventId ? -1 : 1),
+    )
+  }
+}
+
+type OutboxClass = new (options: { clock?: () => Date }) => MemoryOutboxRepository
+
+/** The memory target with its outbox replaced by a broken one. */
+const brokenTarget = (name: string, Outbox: OutboxClass): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name,
+    async create(options) {
+      const fixture = await base.create(options)
+      const outbox = new Outbox({ clock: options.clock })
+      return {
+        ...fixture,
+        outbox,
+        oracle: {
+          ...fixture.oracle,
+          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          outboxCount: async () => outbox.snapshot().length,
+        },
+        transaction: fixture.transaction,
+      }
+    },
+  }
+}
+
+/** Each broken adapter and the case ids it must fail, no more and no fewer. */
+export const brokenAdapters: readonly {
+  target: ConformanceTarget<MemoryTransaction>
+  mustFail: readonly string[]
+}[] = [
+  {
+    target: brokenTarget('check-then-insert', CheckThenInsertOutbox),
+    mustFail: ['outbox.idempotency.concurrent-same-id'],
+  },
+  {
+    target: brokenTarget('find-then-mark-claim', FindThenMarkClaimOutbox),
+    mustFail: ['outbox.claim.disjoint-concurrent'],
+  },
+  {
+    target: brokenTarget('reset-by-enqueue-time', ResetByEnqueueTimeOutbox),
+    mustFail: ['outbox.reset-stale.claim-time-not-enqueue-time'],
+  },
+  {
+    target: brokenTarget('timestamp-only-order', TimestampOnlyOrderOutbox),
+    // Every case that checks order while the clock is frozen catches it, not only the one
+    // named for it: claims, dead letters (oldest first) and redrive all order events.
+    mustFail: [
+      'outbox.order.frozen-clock',
+      'outbox.order.claim-order',
+      'outbox.retry.dead-letter',
+      'outbox.retry.requeue',
+    ],
+  },
+]

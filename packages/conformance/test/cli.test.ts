@@ -1,0 +1,131 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it, vi } from 'vitest'
+import { runCli } from '../src/cli.js'
+import { conformanceCases } from '../src/index.js'
+
+/** A directory outside the repository, where a third party's target module lives. */
+const outside = mkdtempSync(join(tmpdir(), 'txbox-third-party-'))
+afterAll(() => rmSync(outside, { recursive: true, force: true }))
+
+const capture = () => {
+  const out: string[] = []
+  const err: string[] = []
+  return { io: { out: (line: string) => out.push(line), err: (line: string) => err.push(line) }, out, err }
+}
+
+const writeModule = (name: string, body: string): string => {
+  const file = join(outside, name)
+  writeFileSync(file, body)
+  return file
+}
+
+// A third party's adapter: it builds on the reference store, under its own name and version.
+const goodModule = writeModule(
+  'acme-target.mjs',
+  `import { createMemoryTarget } from '@txbox/conformance'
+export const createConformanceTarget = () => ({ ...createMemoryTarget(), name: 'acme-outbox', version: '1.2.3' })
+`,
+)
+
+// The same adapter with a defect: its counts leave out statuses with no events.
+const brokenModule = writeModule(
+  'acme-broken-target.mjs',
+  `import { createMemoryTarget } from '@txbox/conformance'
+const base = createMemoryTarget()
+export const createConformanceTarget = () => ({
+  ...base,
+  name: 'acme-broken',
+  async create(options) {
+    const fixture = await base.create(options)
+    const getCountByStatus = fixture.outbox.getCountByStatus.bind(fixture.outbox)
+    fixture.outbox.getCountByStatus = async () =>
+      Object.fromEntries(Object.entries(await getCountByStatus()).filter(([, count]) => count > 0))
+    return fixture
+  },
+})
+`,
+)
+
+// An adapter that needs a server nobody provided.
+const serverModule = writeModule(
+  'acme-server-target.mjs',
+  `import { createMemoryTarget } from '@txbox/conformance'
+export const createConformanceTarget = () => ({ ...createMemoryTarget(), name: 'acme-server', engine: 'nats' })
+`,
+)
+
+describe('txbox-conformance', () => {
+  it('lists every case id', async () => {
+    const { io, out } = capture()
+    expect(await runCli(['list'], io)).toBe(0)
+    expect(out.map((line) => line.split(' ')[0])).toEqual(conformanceCases.map((c) => c.id))
+  })
+
+  it('certifies a target module defined outside the repository and writes the JSON report', async () => {
+    const { io, out } = capture()
+    const reportFile = join(outside, 'report.json')
+    expect(await runCli(['run', '--target', goodModule, '--report', reportFile], io)).toBe(0)
+    const report = JSON.parse(readFileSync(reportFile, 'utf8'))
+    expect(report.adapter).toEqual({ name: 'acme-outbox', version: '1.2.3' })
+    expect(report.ok).toBe(true)
+    expect(report.summary.failed).toBe(0)
+    expect(report.summary.passed).toBe(conformanceCases.length - report.summary.skipped)
+    expect(
+      report.cases
+        .filter((c: { status: string }) => c.status === 'skip')
+        .every((c: { reason?: string }) => c.reason),
+    ).toBe(true)
+    expect(out.join('\n')).toContain('CERTIFIED')
+  })
+
+  it('exits 1 and names the failing cases when the adapter is broken', async () => {
+    const { io, out } = capture()
+    expect(await runCli(['run', '--target', brokenModule, '--json'], io)).toBe(1)
+    const report = JSON.parse(out.join('\n'))
+    const failed = report.cases
+      .filter((c: { status: string }) => c.status === 'fail')
+      .map((c: { id: string }) => c.id)
+    // Every case that reads a zero count catches it.
+    expect(failed).toEqual([
+      'outbox.cleanup.batches',
+      'outbox.counts.all-statuses',
+      'outbox.tx.rollback-invisible',
+      'isolation.prefix',
+    ])
+  })
+
+  it('runs only the selected cases', async () => {
+    const { io, out } = capture()
+    expect(await runCli(['run', '--target', goodModule, '--only', 'inbox.dedupe.*', '--json'], io)).toBe(0)
+    expect(JSON.parse(out.join('\n')).cases.map((c: { id: string }) => c.id)).toEqual([
+      'inbox.dedupe.find-or-create',
+      'inbox.dedupe.concurrent-same-id',
+      'inbox.dedupe.stream-seq',
+    ])
+  })
+
+  it('reports every case as not run, with the reason, when the server cannot be found', async () => {
+    vi.stubEnv('TXBOX_NATS_URL', '')
+    vi.stubEnv('DOCKER_HOST', '')
+    try {
+      const { io, out } = capture()
+      expect(await runCli(['run', '--target', serverModule, '--json'], io)).toBe(3)
+      const report = JSON.parse(out.join('\n'))
+      expect(report.summary.notRun).toBe(conformanceCases.length)
+      expect(report.cases[0].reason).toMatch(/TXBOX_NATS_URL/)
+      expect(report.ok).toBe(false)
+    } finally {
+      vi.unstubAllEnvs()
+    }
+  })
+
+  it('rejects unknown targets and missing modules with a usage error', async () => {
+    const { io, err } = capture()
+    expect(await runCli(['run', '--target', 'cassandra'], io)).toBe(2)
+    expect(await runCli(['run', '--target', join(outside, 'missing.mjs')], io)).toBe(2)
+    expect(await runCli(['run'], io)).toBe(2)
+    expect(err.join('\n')).toMatch(/unknown target "cassandra"/)
+  })
+})
