@@ -14,7 +14,10 @@ export default defineConfig({
       { find: /^@txbox\/conformance\/vitest$/, replacement: src('conformance/src/vitest.ts') },
       { find: /^@txbox\/conformance$/, replacement: src('conformance/src/index.ts') },
       ...adapters.flatMap((name) => [
-        { find: new RegExp(`^@txbox/${name}/conformance$`), replacement: src(`${name}/src/conformance-target.ts`) },
+        {
+          find: new RegExp(`^@txbox/${name}/conformance$`),
+          replacement: src(`${name}/src/conformance-target.ts`),
+        },
         { find: new RegExp(`^@txbox/${name}$`), replacement: src(`${name}/src/index.ts`) },
       ]),
     ],
