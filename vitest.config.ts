@@ -11,6 +11,7 @@ export default defineConfig({
     alias: [
       { find: /^@txbox\/core\/nats$/, replacement: src('core/src/nats/index.ts') },
       { find: /^@txbox\/core$/, replacement: src('core/src/index.ts') },
+      { find: /^@txbox\/relay$/, replacement: src('relay/src/index.ts') },
       { find: /^@txbox\/conformance\/vitest$/, replacement: src('conformance/src/vitest.ts') },
       { find: /^@txbox\/conformance$/, replacement: src('conformance/src/index.ts') },
       ...adapters.flatMap((name) => [
@@ -27,7 +28,7 @@ export default defineConfig({
     // from failing a correct run, while a hung server still fails.
     testTimeout: 120_000,
     hookTimeout: 180_000,
-    projects: ['core', 'conformance', ...adapters].map((name) => ({
+    projects: ['core', 'conformance', ...adapters, 'relay'].map((name) => ({
       extends: true,
       test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
     })),
