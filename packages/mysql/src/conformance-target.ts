@@ -1,0 +1,140 @@
+import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
+import { uniqueSuffix } from '@txbox/conformance'
+import type { InboxEvent, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/core'
+import { createPool, type Pool, type PoolConnection, type RowDataPacket } from 'mysql2/promise'
+import { detectDialect } from './dialect.js'
+import { createMySqlStore, mysqlCapabilities } from './mysql-store.js'
+
+const VERSION = '0.1.0'
+
+const poolFor = (url: string, connectionLimit: number): Pool =>
+  createPool({ uri: url, connectionLimit, multipleStatements: false, charset: 'utf8mb4_bin' })
+
+// The oracle's own decoding of the stored columns, written apart from the adapter's mappers
+// so that a mapping bug in the adapter cannot hide itself.
+const READ = { dateStrings: true, supportBigNumbers: true, bigNumberStrings: true } as const
+const utc = (value: unknown): Date => new Date(`${String(value).replace(' ', 'T')}Z`)
+const has = (value: unknown): boolean => value !== null && value !== undefined
+
+const outboxFromRow = (row: RowDataPacket): OutboxEvent => ({
+  eventId: row.event_id,
+  subject: row.subject,
+  payload: row.payload,
+  ...(has(row.headers) ? { headers: row.headers } : {}),
+  status: row.status as OutboxStatus,
+  enqueuedAt: utc(row.enqueued_at),
+  ...(has(row.sent_at) ? { sentAt: utc(row.sent_at) } : {}),
+  ...(has(row.error_message) ? { errorMessage: row.error_message } : {}),
+  retryCount: Number(row.retry_count),
+  availableAt: utc(row.available_at),
+  ...(has(row.claimed_at) ? { claimedAt: utc(row.claimed_at) } : {}),
+  ...(has(row.claimed_by) ? { claimedBy: row.claimed_by } : {}),
+  ...(has(row.lease_until) ? { leaseUntil: utc(row.lease_until) } : {}),
+})
+
+const inboxFromRow = (row: RowDataPacket): InboxEvent => ({
+  eventId: row.event_id,
+  subject: row.subject,
+  payload: row.payload,
+  ...(has(row.headers) ? { headers: row.headers } : {}),
+  ...(has(row.stream) ? { stream: row.stream, streamSeq: Number(row.stream_seq) } : {}),
+  status: row.status as InboxStatus,
+  receivedAt: utc(row.received_at),
+  ...(has(row.processed_at) ? { processedAt: utc(row.processed_at) } : {}),
+  deliveries: Number(row.deliveries),
+  ...(has(row.error_message) ? { errorMessage: row.error_message } : {}),
+  ...(has(row.claimed_at) ? { claimedAt: utc(row.claimed_at) } : {}),
+  ...(has(row.claimed_by) ? { claimedBy: row.claimed_by } : {}),
+  ...(has(row.lease_until) ? { leaseUntil: utc(row.lease_until) } : {}),
+})
+
+/**
+ * The conformance target of `@txbox/mysql`. `setup` opens an admin pool (server version,
+ * dropping fixtures); each fixture gets its own small pool and a fresh table prefix, and
+ * closing that pool on `dispose` also frees its prepared statements, which would otherwise
+ * pile up towards the server's `max_prepared_stmt_count` across hundreds of prefixes.
+ */
+export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => {
+  let admin: Pool | undefined
+  let url: string | undefined
+  return {
+    name: 'mysql',
+    version: VERSION,
+    engine: 'mysql',
+    capabilities: mysqlCapabilities,
+    async setup(server) {
+      if (!server) throw new Error('the mysql target needs a server URL (TXBOX_MYSQL_URL)')
+      url = server.url
+      admin = poolFor(url, 4)
+      const dialect = await detectDialect(admin)
+      return { serverVersion: dialect.label }
+    },
+    async create({ clock }): Promise<ConformanceFixture<PoolConnection>> {
+      if (!admin || !url) throw new Error('setup() has not run')
+      const adminPool = admin
+      const tablePrefix = `t_${uniqueSuffix()}_`
+      const pool = poolFor(url, 12)
+      const store = createMySqlStore({ pool, tablePrefix, clock })
+      await store.migrate()
+      const outboxTable = `\`${tablePrefix}outbox\``
+      const inboxTable = `\`${tablePrefix}inbox\``
+      const one = async (sql: string, id: string): Promise<RowDataPacket | undefined> => {
+        const [rows] = await adminPool.query<RowDataPacket[]>({ sql, ...READ }, [id])
+        return rows[0]
+      }
+      const count = async (table: string): Promise<number> => {
+        const [rows] = await adminPool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM ${table}`)
+        return Number(rows[0]?.n)
+      }
+      const oracle: Oracle = {
+        outbox: async (eventId) => {
+          const row = await one(`SELECT * FROM ${outboxTable} WHERE event_id = ?`, eventId)
+          return row ? outboxFromRow(row) : null
+        },
+        inbox: async (eventId) => {
+          const row = await one(`SELECT * FROM ${inboxTable} WHERE event_id = ?`, eventId)
+          return row ? inboxFromRow(row) : null
+        },
+        outboxCount: () => count(outboxTable),
+        inboxCount: () => count(inboxTable),
+      }
+      return {
+        outbox: store.outbox,
+        inbox: store.inbox,
+        migrate: () => store.migrate(),
+        async transaction(fn, options) {
+          const connection = await pool.getConnection()
+          try {
+            await connection.beginTransaction()
+            let result: Awaited<ReturnType<typeof fn>>
+            try {
+              result = await fn(connection)
+            } catch (error) {
+              await connection.rollback()
+              throw error
+            }
+            if (options?.rollback) await connection.rollback()
+            else await connection.commit()
+            return result
+          } finally {
+            connection.release()
+          }
+        },
+        oracle,
+        async dispose() {
+          try {
+            await pool.end()
+          } finally {
+            await adminPool.query(
+              `DROP TABLE IF EXISTS ${outboxTable}, ${inboxTable}, \`${tablePrefix}schema_version\``,
+            )
+          }
+        },
+      }
+    },
+    async teardown() {
+      await admin?.end()
+      admin = undefined
+    },
+  }
+}

@@ -1,0 +1,5 @@
+export { type Dialect, type DialectName, detectDialect, parseDialect } from './dialect.js'
+export { MySqlInboxRepository } from './mysql-inbox-repository.js'
+export { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions, type RetryEvent } from './mysql-options.js'
+export { MySqlOutboxRepository } from './mysql-outbox-repository.js'
+export { createMySqlStore, type MySqlStore, mysqlCapabilities } from './mysql-store.js'

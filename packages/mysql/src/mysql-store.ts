@@ -1,0 +1,35 @@
+import { defineCapabilities, systemClock, type TxboxStore, Validator } from '@txbox/core'
+import type { PoolConnection } from 'mysql2/promise'
+import { ADAPTER } from './errors.js'
+import { MySqlInboxRepository } from './mysql-inbox-repository.js'
+import { migrate } from './mysql-migrate.js'
+import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
+import { MySqlOutboxRepository } from './mysql-outbox-repository.js'
+
+/** What the MySQL / MariaDB store can promise. */
+export const mysqlCapabilities = defineCapabilities({ transactions: 'native', claim: 'skip-locked' })
+
+/** The store `createMySqlStore` returns; `{ tx }` is a mysql2 `PoolConnection` inside a transaction. */
+export interface MySqlStore extends TxboxStore<PoolConnection> {
+  readonly outbox: MySqlOutboxRepository
+  readonly inbox: MySqlInboxRepository
+  /** The validated table prefix. */
+  readonly tablePrefix: string
+}
+
+/** Creates the outbox and inbox on one mysql2/promise pool, sharing a table prefix and a clock. */
+export const createMySqlStore = (options: MySqlStoreOptions): MySqlStore => {
+  const validate = new Validator(ADAPTER)
+  const tablePrefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
+  const outbox = new MySqlOutboxRepository({ ...options, tablePrefix })
+  const inbox = new MySqlInboxRepository({ ...options, tablePrefix })
+  validate.identifier(`${tablePrefix}schema_version`, 'schema version table name')
+  const clock = options.clock ?? systemClock
+  return {
+    outbox,
+    inbox,
+    tablePrefix,
+    migrate: () => migrate(options.pool, tablePrefix, clock),
+    capabilities: mysqlCapabilities,
+  }
+}

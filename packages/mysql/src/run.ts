@@ -1,0 +1,137 @@
+import { withStorageErrors } from '@txbox/core'
+import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
+import { ADAPTER, isRetryable } from './errors.js'
+import type { RetryEvent } from './mysql-options.js'
+
+/** What a statement can run on: the pool (autocommit) or one connection (a transaction). */
+export type Queryable = Pool | PoolConnection
+
+/** A statement parameter: the adapter sends text (including DATETIMEs), integers and NULL. */
+export type Param = string | number | null
+
+/** A row as the adapter reads it: every column by name. */
+export type Row = RowDataPacket & Record<string, unknown>
+
+/**
+ * Per-statement options that make results independent of how the user configured the pool:
+ * DATETIME as strings (parsed as UTC by us, never through the connection's time zone),
+ * BIGINT as strings (no precision loss), objects not arrays, and the user's global typeCast
+ * bypassed.
+ */
+const READ_OPTIONS = {
+  dateStrings: true,
+  supportBigNumbers: true,
+  bigNumberStrings: true,
+  rowsAsArray: false,
+  typeCast: (_field: unknown, next: () => unknown) => next(),
+} as const
+
+/**
+ * Runs a prepared statement (binary protocol). Prepared statements send values out of band,
+ * so payloads never go through client-side escaping, which would be wrong on a server with
+ * `NO_BACKSLASH_ESCAPES`.
+ */
+export const selectRows = async (db: Queryable, sql: string, values: readonly Param[]): Promise<Row[]> => {
+  const [rows] = await db.execute<Row[]>({ sql, ...READ_OPTIONS }, [...values])
+  return rows
+}
+
+/** Runs a write and returns the server's result header. */
+export const runWrite = async (
+  db: Queryable,
+  sql: string,
+  values: readonly Param[],
+): Promise<ResultSetHeader> => {
+  const [result] = await db.execute<ResultSetHeader>({ sql }, [...values])
+  return result
+}
+
+/** How many times a deadlocked or timed-out autocommit step or short transaction runs in all. */
+export const MAX_ATTEMPTS = 5
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** 10, 20, 40, 80 ms, each scaled by a random factor in [0.5, 1.5) so retriers spread out. */
+const backoffMs = (attempt: number): number => 10 * 2 ** (attempt - 1) * (0.5 + Math.random())
+
+/**
+ * Runs the adapter's statements: wraps driver errors as `StorageError` once, retries work
+ * the adapter owns (autocommit statements and its own short transactions) on deadlock and
+ * lock wait timeout, and never retries inside the caller's transaction (InnoDB rolled the
+ * caller's whole transaction back; only the caller can run it again).
+ */
+export class Runner {
+  readonly pool: Pool
+  readonly #onRetry: ((event: RetryEvent) => void) | undefined
+
+  constructor(pool: Pool, onRetry?: (event: RetryEvent) => void) {
+    this.pool = pool
+    this.#onRetry = onRetry
+  }
+
+  async #retrying<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run()
+      } catch (error) {
+        if (attempt >= MAX_ATTEMPTS || !isRetryable(error)) throw error
+        this.#onRetry?.({ operation, attempt, error })
+        await sleep(backoffMs(attempt))
+      }
+    }
+  }
+
+  /** Autocommit statements on the pool, or on `tx` (no retry) when the caller gave one. */
+  write<T>(
+    operation: string,
+    tx: PoolConnection | undefined,
+    run: (db: Queryable) => Promise<T>,
+  ): Promise<T> {
+    if (tx !== undefined) return withStorageErrors(ADAPTER, operation, () => run(tx))
+    return withStorageErrors(ADAPTER, operation, () => this.#retrying(operation, () => run(this.pool)))
+  }
+
+  /** Autocommit statements on the pool, retried as a whole on deadlock. */
+  auto<T>(operation: string, run: (db: Queryable) => Promise<T>): Promise<T> {
+    return this.write(operation, undefined, run)
+  }
+
+  /**
+   * A short READ COMMITTED transaction on one pooled connection, committed before this
+   * returns and retried as a whole on deadlock. READ COMMITTED keeps InnoDB from taking gap
+   * locks, and releases the locks of rows a locking read examined but did not match.
+   */
+  transaction<T>(operation: string, run: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    return withStorageErrors(ADAPTER, operation, () => this.#retrying(operation, () => this.#once(run)))
+  }
+
+  async #once<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    const connection = await this.pool.getConnection()
+    // Returned to the pool only in a known state: committed or rolled back, with no pending
+    // `SET TRANSACTION` that would make the user's next transaction READ COMMITTED.
+    let clean = false
+    try {
+      await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
+      await connection.beginTransaction()
+      try {
+        const result = await run(connection)
+        await connection.commit()
+        clean = true
+        return result
+      } catch (error) {
+        await connection.rollback().then(
+          () => {
+            clean = true
+          },
+          () => {
+            // Keep the original error; the connection is destroyed below.
+          },
+        )
+        throw error
+      }
+    } finally {
+      if (clean) connection.release()
+      else connection.destroy()
+    }
+  }
+}

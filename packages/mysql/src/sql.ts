@@ -1,0 +1,212 @@
+import { readFileSync } from 'node:fs'
+import { PROCESSING_TIMEOUT_MESSAGE } from '@txbox/core'
+
+/**
+ * Every statement of the adapter, built once per table prefix from validated identifiers.
+ * Values always travel as prepared-statement parameters.
+ *
+ * Lists of ids (`IN (...)`) are padded up to a few fixed sizes by repeating the last value
+ * (harmless in `IN`, and a no-op duplicate in `INSERT ... ON DUPLICATE KEY UPDATE`), so each
+ * connection prepares a bounded number of distinct statements instead of one per list length.
+ */
+
+/** The largest list one statement takes; longer lists are split. */
+export const MAX_LIST = 1000
+const LIST_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, MAX_LIST]
+
+/** The padded size of a list of `n` values (1 <= n <= MAX_LIST). */
+export const listSize = (n: number): number => LIST_SIZES.find((size) => size >= n) ?? MAX_LIST
+
+/** `values` padded to its list size by repeating the last value. */
+export const padList = <T>(values: readonly T[]): T[] => {
+  const padded = [...values]
+  const last = values[values.length - 1]
+  if (last === undefined) throw new TypeError('padList needs at least one value')
+  while (padded.length < listSize(values.length)) padded.push(last)
+  return padded
+}
+
+/** Splits `values` into consecutive chunks of at most `size`. */
+export const chunk = <T>(values: readonly T[], size: number): T[][] => {
+  const chunks: T[][] = []
+  for (let i = 0; i < values.length; i += size) chunks.push(values.slice(i, i + size))
+  return chunks
+}
+
+const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ')
+
+/** Memoizes a statement builder per list size. */
+const bySize = (build: (n: number) => string): ((n: number) => string) => {
+  const cache = new Map<number, string>()
+  return (n) => {
+    const size = listSize(n)
+    let sql = cache.get(size)
+    if (sql === undefined) {
+      sql = build(size)
+      cache.set(size, sql)
+    }
+    return sql
+  }
+}
+
+/** The names of a store's tables. */
+export interface TableNames {
+  readonly outbox: string
+  readonly inbox: string
+  readonly schemaVersion: string
+}
+
+export const tableNames = (prefix: string): TableNames => ({
+  outbox: `${prefix}outbox`,
+  inbox: `${prefix}inbox`,
+  schemaVersion: `${prefix}schema_version`,
+})
+
+export const OUTBOX_COLUMNS =
+  'seq, event_id, subject, payload, headers, status, enqueued_at, available_at, sent_at, error_message, retry_count, claimed_at, claimed_by, lease_until'
+
+export const INBOX_COLUMNS =
+  'seq, event_id, subject, payload, headers, stream, stream_seq, status, received_at, processed_at, deliveries, error_message, claimed_at, claimed_by, lease_until'
+
+/** Rows per multi-row INSERT; also bounded by `MAX_INSERT_BYTES` of text. */
+export const MAX_INSERT_ROWS = 512
+/** Text per multi-row INSERT, well under the smallest common `max_allowed_packet` (16 MiB on MariaDB). */
+export const MAX_INSERT_BYTES = 4 * 1024 * 1024
+/** Rows deleted per cleanup statement. */
+export const CLEANUP_BATCH = 1000
+
+export const outboxSql = (table: string) => {
+  const t = `\`${table}\``
+  const clearLease = 'claimed_by = NULL, lease_until = NULL'
+  const fenced = (sql: string) => ({
+    open: sql,
+    fenced: `${sql} AND status = 'publishing' AND claimed_by = ?`,
+  })
+  return {
+    // A no-op update on the unique key: a duplicate id is the idempotent case and leaves the
+    // stored row untouched (first write wins). INSERT IGNORE would also swallow truncation
+    // and other errors, so it is never used.
+    insert: bySize(
+      (n) =>
+        `INSERT INTO ${t} (event_id, subject, payload, headers, status, enqueued_at, available_at, retry_count) VALUES ${Array.from(
+          { length: n },
+          () => "(?, ?, ?, ?, 'pending', ?, ?, 0)",
+        ).join(', ')} ON DUPLICATE KEY UPDATE event_id = event_id`,
+    ),
+    byIds: bySize((n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} WHERE event_id IN (${marks(n)})`),
+    // Inside the caller's REPEATABLE READ transaction a plain SELECT reads its snapshot and
+    // may miss a row another session committed after it; the locking read sees it (and we
+    // already hold the row lock from the duplicate-key check).
+    byIdsLocking: bySize(
+      (n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} WHERE event_id IN (${marks(n)}) FOR UPDATE`,
+    ),
+    get: `SELECT ${OUTBOX_COLUMNS} FROM ${t} WHERE event_id = ?`,
+    probe: `SELECT status, claimed_by FROM ${t} WHERE event_id = ?`,
+    existing: bySize((n) => `SELECT event_id FROM ${t} WHERE event_id IN (${marks(n)})`),
+    markAsPublishing: `UPDATE ${t} SET status = 'publishing', claimed_at = ? WHERE event_id = ?`,
+    markAsSent: fenced(`UPDATE ${t} SET status = 'sent', sent_at = ?, ${clearLease} WHERE event_id = ?`),
+    markAsFailed: fenced(
+      `UPDATE ${t} SET status = 'failed', error_message = ?, retry_count = retry_count + 1, ${clearLease} WHERE event_id = ?`,
+    ),
+    retryLater: fenced(
+      `UPDATE ${t} SET status = 'pending', retry_count = retry_count + 1, error_message = ?, available_at = ?, ${clearLease} WHERE event_id = ?`,
+    ),
+    findPending: `SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?`,
+    failed: `SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'failed' ORDER BY seq LIMIT ?`,
+    cleanup: `DELETE FROM ${t} WHERE status = 'sent' AND sent_at < ? ORDER BY seq LIMIT ${CLEANUP_BATCH}`,
+    resetStale: `UPDATE ${t} SET status = 'pending', ${clearLease} WHERE status = 'publishing' AND claimed_at < ?`,
+    counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
+    // The claim, part 1: two index range scans of ix_claim in seq order, one per claimable
+    // status (an OR across two statuses would force a filesort over every candidate, and a
+    // locking read locks every row it examines). Each stops after `limit` matches; rows
+    // another claimer holds are skipped, never waited for, so claimers never return the same
+    // row and never block each other.
+    claimExpired: `SELECT seq FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'publishing' AND lease_until <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED`,
+    claimDue: `SELECT seq FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED`,
+    // Part 2, on the rows part 1 locked, in the same short transaction.
+    claimUpdate: bySize(
+      (n) =>
+        `UPDATE ${t} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ? WHERE seq IN (${marks(n)})`,
+    ),
+    bySeqs: bySize((n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} WHERE seq IN (${marks(n)})`),
+    heldBy: bySize(
+      (n) =>
+        `SELECT seq, event_id FROM ${t} WHERE event_id IN (${marks(n)}) AND status = 'publishing' AND claimed_by = ? FOR UPDATE`,
+    ),
+    renew: bySize((n) => `UPDATE ${t} SET lease_until = ? WHERE seq IN (${marks(n)})`),
+    lockForSend: bySize(
+      (n) => `SELECT seq, event_id, status, claimed_by FROM ${t} WHERE event_id IN (${marks(n)}) FOR UPDATE`,
+    ),
+    sendSeqs: bySize(
+      (n) => `UPDATE ${t} SET status = 'sent', sent_at = ?, ${clearLease} WHERE seq IN (${marks(n)})`,
+    ),
+    requeue: bySize(
+      (n) =>
+        `UPDATE ${t} SET status = 'pending', available_at = ?, retry_count = 0, ${clearLease} WHERE event_id IN (${marks(n)}) AND status = 'failed'`,
+    ),
+  }
+}
+
+export type OutboxSql = ReturnType<typeof outboxSql>
+
+export const inboxSql = (table: string) => {
+  const t = `\`${table}\``
+  const clearLease = 'claimed_by = NULL, lease_until = NULL'
+  return {
+    byIdLocking: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE event_id = ? FOR UPDATE`,
+    byStreamLocking: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE stream = ? AND stream_seq = ? FOR UPDATE`,
+    bySeq: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE seq = ?`,
+    get: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE event_id = ?`,
+    exists: `SELECT 1 AS found FROM ${t} WHERE event_id = ?`,
+    insert: `INSERT INTO ${t} (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries, claimed_at, claimed_by, lease_until) VALUES (?, ?, ?, ?, ?, ?, 'processing', ?, 1, ?, ?, ?)`,
+    countDelivery: `UPDATE ${t} SET deliveries = deliveries + 1 WHERE seq = ?`,
+    claimStored: `UPDATE ${t} SET deliveries = deliveries + 1, status = 'processing', claimed_at = ?, claimed_by = ?, lease_until = ?, error_message = NULL WHERE seq = ?`,
+    markAsProcessed: `UPDATE ${t} SET status = 'processed', processed_at = ?, ${clearLease} WHERE event_id = ?`,
+    markAsFailed: `UPDATE ${t} SET status = 'failed', error_message = ?, ${clearLease} WHERE event_id = ?`,
+    status: `SELECT status FROM ${t} WHERE event_id = ?`,
+    cleanup: `DELETE FROM ${t} WHERE status = 'processed' AND processed_at < ? ORDER BY received_at, seq LIMIT ${CLEANUP_BATCH}`,
+    resetStale: `UPDATE ${t} SET status = 'failed', error_message = '${PROCESSING_TIMEOUT_MESSAGE}', ${clearLease} WHERE status = 'processing' AND COALESCE(claimed_at, received_at) < ?`,
+    counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
+    failed: `SELECT ${INBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_status_received) WHERE status = 'failed' ORDER BY received_at, seq LIMIT ?`,
+  }
+}
+
+export type InboxSql = ReturnType<typeof inboxSql>
+
+/** The schema version table: which migration files have run on this prefix. */
+export const schemaVersionSql = (table: string) => {
+  const t = `\`${table}\``
+  return {
+    create: `CREATE TABLE IF NOT EXISTS ${t} (\`version\` INT UNSIGNED NOT NULL, \`name\` VARCHAR(255) NOT NULL, \`applied_at\` DATETIME(3) NOT NULL, PRIMARY KEY (\`version\`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+    applied: `SELECT version FROM ${t}`,
+    record: `INSERT INTO ${t} (version, name, applied_at) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE version = version`,
+  }
+}
+
+/** One DDL file of `migrations/`: `NNNN_name.sql`, one statement each. */
+export interface Migration {
+  readonly version: number
+  readonly name: string
+  readonly sql: string
+}
+
+const MIGRATION_FILES = ['0001_outbox.sql', '0002_inbox.sql'] as const
+
+let migrationCache: Migration[] | undefined
+
+/**
+ * The DDL files shipped in `migrations/` (next to `src/` and `dist/`), read once: `migrate()`
+ * runs exactly what users who bring their own migration tool run.
+ */
+export const migrations = (): Migration[] => {
+  migrationCache ??= MIGRATION_FILES.map((file) => ({
+    version: Number(file.slice(0, 4)),
+    name: file.replace(/\.sql$/, ''),
+    sql: readFileSync(new URL(`../migrations/${file}`, import.meta.url), 'utf8'),
+  }))
+  return migrationCache
+}
+
+/** A migration's DDL with its placeholders filled in. */
+export const renderMigration = (sql: string, values: { prefix: string; idCollation: string }): string =>
+  sql.replaceAll('{{prefix}}', values.prefix).replaceAll('{{id_collation}}', values.idCollation)

@@ -1,0 +1,32 @@
+import { randomBytes } from 'node:crypto'
+import { createPool, type Pool, type PoolOptions } from 'mysql2/promise'
+import { createMySqlStore, type MySqlStore, type MySqlStoreOptions } from '../src/index.js'
+
+/** The server for these tests; without it they are skipped (or fail under TXBOX_REQUIRE_ALL=1). */
+export const MYSQL_URL = process.env.TXBOX_MYSQL_URL
+export const SKIP = MYSQL_URL === undefined && process.env.TXBOX_REQUIRE_ALL !== '1'
+export const SKIP_REASON =
+  'TXBOX_MYSQL_URL is not set (start MariaDB with `bash scripts/services.sh up mariadb`)'
+
+export const makePool = (options: Partial<PoolOptions> = {}): Pool => {
+  if (MYSQL_URL === undefined) throw new Error(`TXBOX_REQUIRE_ALL=1 but ${SKIP_REASON}`)
+  return createPool({ uri: MYSQL_URL, connectionLimit: 12, charset: 'utf8mb4_bin', ...options })
+}
+
+export const freshPrefix = (): string => `t_${randomBytes(5).toString('hex')}_`
+
+/** A migrated store on a fresh prefix, and a function that drops its tables. */
+export const freshStore = async (
+  pool: Pool,
+  options: Partial<MySqlStoreOptions> = {},
+): Promise<{ store: MySqlStore; drop: () => Promise<void> }> => {
+  const store = createMySqlStore({ pool, tablePrefix: freshPrefix(), ...options })
+  await store.migrate()
+  const p = store.tablePrefix
+  return {
+    store,
+    drop: async () => {
+      await pool.query(`DROP TABLE IF EXISTS \`${p}outbox\`, \`${p}inbox\`, \`${p}schema_version\``)
+    },
+  }
+}
