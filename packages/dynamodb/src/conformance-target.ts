@@ -1,0 +1,110 @@
+import {
+  DeleteTableCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  ScanCommand,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
+} from '@aws-sdk/client-dynamodb'
+import type { ConformanceFixture, ConformanceTarget, ServerConnection } from '@txbox/conformance'
+import { uniqueSuffix } from '@txbox/conformance'
+import { toInboxEvent } from './dynamodb-inbox-repository.js'
+import { toOutboxEvent } from './dynamodb-outbox-repository.js'
+import { createDynamoStore, dynamodbCapabilities } from './dynamodb-store.js'
+import { INBOX_EVENT_PREFIX, inboxPk, OUTBOX_EVENT_PREFIX, outboxPk } from './keys.js'
+
+/** A DynamoDBClient for a local endpoint (DynamoDB Local accepts any credentials). */
+export const localClient = (url: string): DynamoDBClient =>
+  new DynamoDBClient({
+    endpoint: url,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  })
+
+/** Items in `tableName` whose pk starts with `prefix`, by a raw paginated Scan. */
+const countByPrefix = async (client: DynamoDBClient, tableName: string, prefix: string): Promise<number> => {
+  let total = 0
+  let startKey: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue> | undefined
+  do {
+    const page = await client.send(
+      new ScanCommand({
+        TableName: tableName,
+        FilterExpression: 'begins_with(pk, :prefix)',
+        ExpressionAttributeValues: { ':prefix': { S: prefix } },
+        Select: 'COUNT',
+        ConsistentRead: true,
+        ExclusiveStartKey: startKey,
+      }),
+    )
+    total += page.Count ?? 0
+    startKey = page.LastEvaluatedKey
+  } while (startKey !== undefined)
+  return total
+}
+
+/**
+ * The conformance target of `@txbox/dynamodb`: each fixture is a fresh table `t_<suffix>`
+ * on the server, deleted by `dispose`. The oracle reads items with raw GetItem/Scan.
+ */
+export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]> => {
+  let client: DynamoDBClient | undefined
+  const connected = (): DynamoDBClient => {
+    if (!client) throw new Error('setup() has not connected to DynamoDB')
+    return client
+  }
+  return {
+    name: 'dynamodb',
+    version: '0.1.0',
+    engine: 'dynamodb',
+    capabilities: dynamodbCapabilities,
+    async setup(server: ServerConnection | undefined) {
+      if (!server) throw new Error('the dynamodb target needs a server URL (TXBOX_DYNAMODB_URL)')
+      client = localClient(server.url)
+      return { serverVersion: 'DynamoDB Local' }
+    },
+    async create({ clock }): Promise<ConformanceFixture<TransactWriteItem[]>> {
+      const raw = connected()
+      const tableName = `t_${uniqueSuffix()}`
+      const store = createDynamoStore({ client: raw, tableName, clock })
+      await store.migrate()
+      const getRaw = async (pk: string) =>
+        (
+          await raw.send(
+            new GetItemCommand({ TableName: tableName, Key: { pk: { S: pk } }, ConsistentRead: true }),
+          )
+        ).Item
+      return {
+        outbox: store.outbox,
+        inbox: store.inbox,
+        migrate: () => store.migrate(),
+        async transaction(fn, options) {
+          const items: TransactWriteItem[] = []
+          const result = await fn(items)
+          if (!options?.rollback && items.length > 0) {
+            await raw.send(new TransactWriteItemsCommand({ TransactItems: items }))
+          }
+          return result
+        },
+        oracle: {
+          async outbox(eventId) {
+            const item = await getRaw(outboxPk(eventId))
+            return item ? toOutboxEvent(item) : null
+          },
+          async inbox(eventId) {
+            const item = await getRaw(inboxPk(eventId))
+            return item ? toInboxEvent(item) : null
+          },
+          outboxCount: () => countByPrefix(raw, tableName, OUTBOX_EVENT_PREFIX),
+          inboxCount: () => countByPrefix(raw, tableName, INBOX_EVENT_PREFIX),
+        },
+        async dispose() {
+          await raw.send(new DeleteTableCommand({ TableName: tableName }))
+        },
+      }
+    },
+    async teardown() {
+      client?.destroy()
+      client = undefined
+    },
+  }
+}

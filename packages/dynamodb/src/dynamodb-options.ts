@@ -1,0 +1,90 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import { type Clock, systemClock, ValidationError, Validator } from '@txbox/core'
+import { TableClient } from './table-client.js'
+
+/** The adapter name in every error message. */
+export const ADAPTER = 'dynamodb'
+
+/** Shards of the claim and status indexes when none is given: about 1,000 events/s (README). */
+export const DEFAULT_SHARDS = 4
+/** The most shards accepted: every claim queries each shard, so more costs every relay poll. */
+export const MAX_SHARDS = 64
+
+/** Options of `createDynamoStore` and of each repository. */
+export interface DynamoStoreOptions {
+  /** A DynamoDBClient you created (region, credentials, endpoint). txbox never closes it. */
+  client: DynamoDBClient
+  /** The table holding outbox and inbox items. Default `txbox`. */
+  tableName?: string | undefined
+  /**
+   * Shards of the sparse indexes, 1..64. Default 4. Increase it for more throughput;
+   * never decrease it on a table with events (events in the dropped shards would be
+   * invisible to claim until their next write).
+   */
+  shards?: number | undefined
+  /** The source of every timestamp. Default the system clock. */
+  clock?: Clock | undefined
+  /**
+   * When set, sent outbox events and processed inbox events get an `expiresAt` (epoch
+   * seconds) this many days after they were sent/processed, and `migrate()` turns on
+   * DynamoDB TTL for it, so they are deleted without `cleanup` (fractions allowed).
+   */
+  ttlDays?: number | undefined
+  /** How long `migrate()` waits for the table to become ACTIVE. Default 120,000 ms. */
+  migrateTimeoutMs?: number | undefined
+}
+
+/** The options after validation, shared by the repositories of one store. */
+export interface ResolvedOptions {
+  table: TableClient
+  client: DynamoDBClient
+  tableName: string
+  shards: number
+  clock: Clock
+  ttlDays: number | undefined
+  migrateTimeoutMs: number
+}
+
+/** Validates the options (before any I/O) and fills in the defaults. */
+export const resolveOptions = (options: DynamoStoreOptions): ResolvedOptions => {
+  const validate = new Validator(ADAPTER)
+  if (typeof options !== 'object' || options === null)
+    throw new ValidationError(ADAPTER, 'options must be an object')
+  const { client } = options
+  if (
+    typeof client !== 'object' ||
+    client === null ||
+    typeof (client as { send?: unknown }).send !== 'function'
+  ) {
+    throw new ValidationError(ADAPTER, 'client must be a DynamoDBClient')
+  }
+  const tableName = validate.identifier(options.tableName ?? 'txbox', 'tableName')
+  const shards = options.shards ?? DEFAULT_SHARDS
+  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) {
+    throw new ValidationError(
+      ADAPTER,
+      `shards must be an integer from 1 to ${MAX_SHARDS}; got ${String(shards)}`,
+    )
+  }
+  const ttlDays = options.ttlDays === undefined ? undefined : validate.nonNegative(options.ttlDays, 'ttlDays')
+  const migrateTimeoutMs = options.migrateTimeoutMs ?? 120_000
+  if (!Number.isFinite(migrateTimeoutMs) || migrateTimeoutMs <= 0) {
+    throw new ValidationError(
+      ADAPTER,
+      `migrateTimeoutMs must be a positive number; got ${String(migrateTimeoutMs)}`,
+    )
+  }
+  return {
+    table: new TableClient(client, tableName),
+    client,
+    tableName,
+    shards,
+    clock: options.clock ?? systemClock,
+    ttlDays,
+    migrateTimeoutMs,
+  }
+}
+
+/** `expiresAt` for an event that became sent/processed at `nowMs`, or undefined without TTL. */
+export const expiresAt = (options: ResolvedOptions, nowMs: number): number | undefined =>
+  options.ttlDays === undefined ? undefined : Math.ceil((nowMs + options.ttlDays * 86_400_000) / 1000)

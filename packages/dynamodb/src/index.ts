@@ -1,0 +1,7 @@
+export { MAX_TRANSACTION_ACTIONS } from './collector.js'
+export { DynamoInboxRepository, toInboxEvent } from './dynamodb-inbox-repository.js'
+export { DEFAULT_SHARDS, type DynamoStoreOptions, MAX_SHARDS } from './dynamodb-options.js'
+export { DynamoOutboxRepository, toOutboxEvent } from './dynamodb-outbox-repository.js'
+export { createDynamoStore, type DynamoStore, dynamodbCapabilities } from './dynamodb-store.js'
+export { MAX_ITEM_BYTES } from './items.js'
+export { SCHEMA_VERSION, TTL_ATTRIBUTE, tableDefinition } from './tables.js'

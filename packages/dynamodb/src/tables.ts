@@ -1,0 +1,144 @@
+import {
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  type DynamoDBClient,
+  PutItemCommand,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb'
+import { isConditionalCheckFailed, isResourceInUse, isResourceNotFound } from './errors.js'
+import { N, S } from './items.js'
+import { DUE_INDEX, SCHEMA_PK, STATUS_INDEX } from './keys.js'
+import { backoff } from './table-client.js'
+
+/** The schema version `migrate()` creates; recorded in the table as item `txbox#schema`. */
+export const SCHEMA_VERSION = 1
+
+/** The attribute DynamoDB's TTL deletes by (epoch seconds), set on sent/processed events when `ttlDays` is given. */
+export const TTL_ATTRIBUTE = 'expiresAt'
+
+/**
+ * The table, as `migrate()` creates it and as migrations/001_create_table.json ships it
+ * for users who provision with their own tool (CloudFormation, Terraform, the CLI).
+ *
+ * - `pk` alone keys every item (no sort key: every access is by event id).
+ * - `gsi1` (due): pending and leased publishing outbox events, per shard, in enqueue
+ *   order. It projects only `dueAt` and `status`, so the claim query reads small entries and
+ *   the full item comes back from the conditional UpdateItem that takes it.
+ * - `gsi2` (by status): every event under `<ob|ib>#<status>#<shard>`, sorted by the time
+ *   that status is queried by (enqueue order for failed outbox events, sentAt, claimedAt,
+ *   processedAt...). Keys only: counts, cleanup and resetStale read keys, then act by `pk`.
+ * On-demand billing: the adapter cannot guess capacity, and on-demand has no hot-key
+ * throttling beyond the per-partition ceilings the sharding is sized for.
+ */
+export const tableDefinition = (tableName: string): CreateTableCommandInput => ({
+  TableName: tableName,
+  BillingMode: 'PAY_PER_REQUEST',
+  AttributeDefinitions: [
+    { AttributeName: 'pk', AttributeType: 'S' },
+    { AttributeName: 'gsi1pk', AttributeType: 'S' },
+    { AttributeName: 'gsi1sk', AttributeType: 'S' },
+    { AttributeName: 'gsi2pk', AttributeType: 'S' },
+    { AttributeName: 'gsi2sk', AttributeType: 'S' },
+  ],
+  KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+  GlobalSecondaryIndexes: [
+    {
+      IndexName: DUE_INDEX,
+      KeySchema: [
+        { AttributeName: 'gsi1pk', KeyType: 'HASH' },
+        { AttributeName: 'gsi1sk', KeyType: 'RANGE' },
+      ],
+      Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['dueAt', 'status'] },
+    },
+    {
+      IndexName: STATUS_INDEX,
+      KeySchema: [
+        { AttributeName: 'gsi2pk', KeyType: 'HASH' },
+        { AttributeName: 'gsi2sk', KeyType: 'RANGE' },
+      ],
+      Projection: { ProjectionType: 'KEYS_ONLY' },
+    },
+  ],
+})
+
+/** What `migrate()` needs. */
+export interface MigrateOptions {
+  client: DynamoDBClient
+  tableName: string
+  ttlDays: number | undefined
+  /** How long to wait for the table and its indexes to become ACTIVE. */
+  timeoutMs: number
+}
+
+/**
+ * Creates the table and its indexes if they do not exist, waits until they are ACTIVE,
+ * enables TTL when asked, and records the schema version. Idempotent, and safe from two
+ * processes at once: the loser of the CreateTable race gets ResourceInUseException, which
+ * means the same as success here, and both then wait for ACTIVE.
+ */
+export const migrateTable = async (options: MigrateOptions): Promise<void> => {
+  const { client, tableName } = options
+  try {
+    await client.send(new CreateTableCommand(tableDefinition(tableName)))
+  } catch (error) {
+    if (!isResourceInUse(error)) throw error
+  }
+  await waitUntilActive(client, tableName, options.timeoutMs)
+  if (options.ttlDays !== undefined) await enableTtl(client, tableName)
+  try {
+    await client.send(
+      new PutItemCommand({
+        TableName: tableName,
+        Item: { pk: S(SCHEMA_PK), version: N(SCHEMA_VERSION) },
+        ConditionExpression: 'attribute_not_exists(pk) OR version < :v',
+        ExpressionAttributeValues: { ':v': N(SCHEMA_VERSION) },
+      }),
+    )
+  } catch (error) {
+    // Already at this version (or a newer one, written by a later release): nothing to do.
+    if (!isConditionalCheckFailed(error)) throw error
+  }
+}
+
+const waitUntilActive = async (
+  client: DynamoDBClient,
+  tableName: string,
+  timeoutMs: number,
+): Promise<void> => {
+  const deadline = Date.now() + timeoutMs
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }))
+      const indexesActive = (Table?.GlobalSecondaryIndexes ?? []).every(
+        (index) => index.IndexStatus === 'ACTIVE',
+      )
+      if (Table?.TableStatus === 'ACTIVE' && indexesActive) return
+    } catch (error) {
+      // A concurrent creator's table may not be visible yet right after ResourceInUse.
+      if (!isResourceNotFound(error)) throw error
+    }
+    if (Date.now() >= deadline)
+      throw new Error(`table ${tableName} did not become ACTIVE within ${timeoutMs} ms`)
+    await backoff(Math.min(attempt, 6))
+  }
+}
+
+const enableTtl = async (client: DynamoDBClient, tableName: string): Promise<void> => {
+  const { TimeToLiveDescription } = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }))
+  const status = TimeToLiveDescription?.TimeToLiveStatus
+  if (status === 'ENABLED' || status === 'ENABLING') return
+  try {
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
+      }),
+    )
+  } catch (error) {
+    // Two migrations enabling TTL at once: the second is told it is already enabled.
+    const message = error instanceof Error ? error.message : ''
+    if (!/already enabled/i.test(message)) throw error
+  }
+}
