@@ -45,6 +45,8 @@ export const describeConformance = (
           if (requireAll())
             throw new Error(`TXBOX_REQUIRE_ALL=1 and target ${target.name} was not run: ${found.notRun}`)
           notRun = found.notRun
+          // Visible in every reporter: a target that did not run must never look like a pass.
+          console.warn(`[txbox] conformance target ${target.name} NOT RUN: ${found.notRun}`)
           return
         }
         server = found.connection
