@@ -1,0 +1,127 @@
+import { uniqueSuffix } from '@txbox/conformance'
+import { ManualClock } from '@txbox/core'
+import { Redis } from 'ioredis'
+import { createRedisStore, type RedisStore } from '../src/index.js'
+import { storeBase } from '../src/keys.js'
+
+/** The server these tests need; without it they are skipped (or fail under TXBOX_REQUIRE_ALL=1). */
+export const REDIS_URL = process.env.TXBOX_REDIS_URL
+export const SKIP = REDIS_URL === undefined && process.env.TXBOX_REQUIRE_ALL !== '1'
+export const SKIP_REASON =
+  'TXBOX_REDIS_URL is not set (run `bash scripts/services.sh up redis` and export it)'
+
+export const connect = (): Redis => {
+  if (REDIS_URL === undefined) throw new Error(`TXBOX_REQUIRE_ALL=1 but ${SKIP_REASON}`)
+  return new Redis(REDIS_URL, { maxRetriesPerRequest: 3 })
+}
+
+/** Every key of a store, by SCAN (tests only). */
+export const keysOf = async (redis: Redis, keyPrefix: string): Promise<string[]> => {
+  const found: string[] = []
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${storeBase(keyPrefix)}:*`, 'COUNT', 1000)
+    cursor = next
+    found.push(...keys)
+  } while (cursor !== '0')
+  return found.sort()
+}
+
+export const dropStore = async (redis: Redis, keyPrefix: string): Promise<void> => {
+  const keys = await keysOf(redis, keyPrefix)
+  for (let i = 0; i < keys.length; i += 500) await redis.unlink(...keys.slice(i, i + 500))
+}
+
+export interface TestStore {
+  store: RedisStore
+  keyPrefix: string
+  clock: ManualClock
+}
+
+export const newStore = async (redis: Redis, clock = new ManualClock()): Promise<TestStore> => {
+  const keyPrefix = `t_${uniqueSuffix()}`
+  const store = createRedisStore({ redis, keyPrefix, clock: clock.now })
+  await store.migrate()
+  return { store, keyPrefix, clock }
+}
+
+/** Recounts statuses from the event hashes, the slow way the counts hash exists to avoid. */
+export const recount = async (redis: Redis, eventPrefix: string): Promise<Record<string, number>> => {
+  const counts: Record<string, number> = {}
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${eventPrefix}*`, 'COUNT', 1000)
+    cursor = next
+    for (const key of keys) {
+      const status = await redis.hget(key, 'status')
+      if (status) counts[status] = (counts[status] ?? 0) + 1
+    }
+  } while (cursor !== '0')
+  return counts
+}
+
+/**
+ * Checks the outbox indexes against the event hashes: each event sits in exactly the index
+ * of its status (with the right score), the lease index holds exactly the leased events,
+ * and the counts hash equals a recount. Returns the problems found (empty = consistent).
+ */
+export const outboxProblems = async (redis: Redis, store: RedisStore): Promise<string[]> => {
+  const k = store.outbox.keys
+  const problems: string[] = []
+  const zset = async (key: string) => {
+    const flat = await redis.zrange(key, 0, -1, 'WITHSCORES')
+    const map = new Map<string, number>()
+    for (let i = 0; i < flat.length; i += 2) map.set(flat[i]!, Number(flat[i + 1]))
+    return map
+  }
+  const [ready, delayed, leases, publishing, sent, failed] = await Promise.all(
+    [k.ready, k.delayed, k.leases, k.publishing, k.sent, k.failed].map(zset),
+  )
+  const indexed = new Map<string, string[]>()
+  for (const [name, set] of Object.entries({ ready, delayed, publishing, sent, failed })) {
+    for (const id of set!.keys()) indexed.set(id, [...(indexed.get(id) ?? []), name])
+  }
+  const seen = new Set<string>()
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${k.eventPrefix}*`, 'COUNT', 1000)
+    cursor = next
+    for (const key of keys) {
+      const h = await redis.hgetall(key)
+      const id = h.eventId!
+      seen.add(id)
+      const where = indexed.get(id) ?? []
+      // A pending event is in exactly one of ready (due) and delayed (not due when written).
+      const expected = h.status === 'pending' ? (ready!.has(id) ? 'ready' : 'delayed') : h.status!
+      if (where.length !== 1 || where[0] !== expected)
+        problems.push(`${id} (${h.status}) indexed in [${where}]`)
+      if (h.status === 'pending' && delayed!.has(id) && delayed!.get(id) !== Number(h.availableAt))
+        problems.push(`${id} delayed score is not availableAt`)
+      if (h.status === 'pending' && ready!.has(id) && ready!.get(id) !== Number(h.seq))
+        problems.push(`${id} ready score is not seq`)
+      if (h.status === 'publishing' && publishing!.get(id) !== Number(h.claimedAt))
+        problems.push(`${id} publishing score is not claimedAt`)
+      if (h.status === 'sent' && sent!.get(id) !== Number(h.sentAt))
+        problems.push(`${id} sent score is not sentAt`)
+      if (h.status === 'failed' && failed!.get(id) !== Number(h.seq))
+        problems.push(`${id} failed score is not seq`)
+      const leased = h.leaseUntil !== undefined
+      if (leased !== leases!.has(id))
+        problems.push(`${id} lease index disagrees (leaseUntil ${h.leaseUntil})`)
+      if (leased && h.status !== 'publishing') problems.push(`${id} has a lease while ${h.status}`)
+      if (leased && leases!.get(id) !== Number(h.leaseUntil))
+        problems.push(`${id} lease score is not leaseUntil`)
+    }
+  } while (cursor !== '0')
+  for (const id of indexed.keys()) if (!seen.has(id)) problems.push(`${id} is indexed but not stored`)
+  for (const id of leases!.keys()) if (!seen.has(id)) problems.push(`${id} is leased but not stored`)
+  const counts = await redis.hgetall(k.counts)
+  const actual = await recount(redis, k.eventPrefix)
+  const asNumbers = Object.fromEntries(Object.entries(counts).map(([s, n]) => [s, Number(n)]))
+  if (JSON.stringify(sortKeys(asNumbers)) !== JSON.stringify(sortKeys(actual)))
+    problems.push(`counts hash ${JSON.stringify(asNumbers)} != recount ${JSON.stringify(actual)}`)
+  return problems
+}
+
+const sortKeys = (o: Record<string, number>) =>
+  Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)))

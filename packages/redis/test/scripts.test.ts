@@ -1,0 +1,251 @@
+import { EventNotFoundError, LeaseLostError, ManualClock } from '@txbox/core'
+import type { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { schemaKey } from '../src/keys.js'
+import { scripts } from '../src/scripts.js'
+import {
+  connect,
+  dropStore,
+  keysOf,
+  newStore,
+  outboxProblems,
+  recount,
+  SKIP,
+  SKIP_REASON,
+  type TestStore,
+} from './helpers.js'
+
+const LEASE = { leaseMs: 30_000, workerId: 'w1' }
+const ev = (eventId: string, extra: { availableAt?: Date } = {}) => ({
+  eventId,
+  subject: 'lua.test',
+  payload: `{"id":"${eventId}"}`,
+  ...extra,
+})
+const inboxEv = (eventId: string, extra: { stream?: string; streamSeq?: number } = {}) => ({
+  eventId,
+  subject: 'lua.in',
+  payload: eventId,
+  ...extra,
+})
+const MINUTE = 60_000
+const DAY = 86_400_000
+
+describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
+  let redis: Redis
+  const made: TestStore[] = []
+  const fresh = async () => {
+    const t = await newStore(redis, new ManualClock())
+    made.push(t)
+    return t
+  }
+
+  beforeAll(() => {
+    redis = connect()
+  })
+  afterEach(async () => {
+    for (const t of made.splice(0)) await dropStore(redis, t.keyPrefix)
+  })
+  afterAll(async () => {
+    await redis.quit()
+  })
+
+  it('keeps the outbox counts hash and every index exact through every transition', async () => {
+    const { store, clock } = await fresh()
+    const { outbox } = store
+    const check = async (step: string) => expect(await outboxProblems(redis, store), step).toEqual([])
+
+    await outbox.findOrCreateMany(['a', 'b', 'c', 'd', 'e', 'f'].map((id) => ev(id)))
+    await outbox.findOrCreate(ev('later', { availableAt: new Date(clock.peekMs() + 10 * MINUTE) }))
+    await outbox.findOrCreate(ev('a'))
+    await check('enqueued')
+    const claimed = await outbox.claim({ ...LEASE, limit: 4 })
+    expect(claimed.map((e) => e.eventId)).toEqual(['a', 'b', 'c', 'd'])
+    await check('claimed')
+    await outbox.markAsSent('a', { workerId: 'w1' })
+    await expect(outbox.markAsSent('e', { workerId: 'w1' })).rejects.toBeInstanceOf(LeaseLostError)
+    await outbox.markAsFailed('b', 'boom', { workerId: 'w1' })
+    await outbox.retryLater('c', { errorMessage: 'later', delayMs: 5 * MINUTE, workerId: 'w1' })
+    await outbox.retryLater('d', { errorMessage: 'now', delayMs: 0, workerId: 'w1' })
+    await check('fenced writes')
+    expect(await outbox.markManyAsSent(['e', 'nope'], { workerId: 'w1' })).toEqual(['e', 'nope'])
+    expect(await outbox.markManyAsSent(['e', 'e'])).toEqual([])
+    await outbox.markAsPublishing('f')
+    await outbox.markAsPublishing('a')
+    await check('markAsPublishing / markManyAsSent')
+    expect(await outbox.requeueFailed(['b', 'f'])).toBe(1)
+    await check('requeue')
+    clock.advance(6 * MINUTE)
+    // c (retry due), b and d (due) are promoted/claimed in seq order; f/a have no lease.
+    expect((await outbox.claim({ ...LEASE, workerId: 'w2', limit: 10 })).map((e) => e.eventId)).toEqual([
+      'b',
+      'c',
+      'd',
+    ])
+    await check('promotion')
+    clock.advance(MINUTE)
+    // w2's leases expire: reclaimable, merged by seq with the now-due 'later'.
+    clock.advance(30_000)
+    clock.advance(5 * MINUTE)
+    expect((await outbox.claim({ ...LEASE, workerId: 'w3', limit: 10 })).map((e) => e.eventId)).toEqual([
+      'b',
+      'c',
+      'd',
+      'later',
+    ])
+    await check('expired leases reclaimed')
+    expect(await outbox.renewLease(['b', 'c', 'x'], { workerId: 'w3', leaseMs: 1000 })).toEqual(['b', 'c'])
+    await check('renew')
+    // Only a and f (markAsPublishing, 13 minutes ago) are stale; w3 claimed the rest just now.
+    expect(await outbox.resetStale(1)).toBe(2)
+    await check('resetStale')
+    await outbox.markManyAsSent(['a', 'b', 'c', 'd', 'e', 'f', 'later'])
+    await check('all sent')
+    clock.advance(2 * DAY)
+    expect(await outbox.cleanup(1)).toBe(7)
+    await check('cleaned')
+    expect(await outbox.getCountByStatus()).toEqual({ pending: 0, publishing: 0, sent: 0, failed: 0 })
+  })
+
+  it('keeps the inbox counts hash exact through every transition', async () => {
+    const { store, clock } = await fresh()
+    const { inbox } = store
+    const check = async (step: string) => {
+      const stored = Object.fromEntries(
+        Object.entries(await redis.hgetall(inbox.keys.counts)).map(([s, n]) => [s, Number(n)]),
+      )
+      expect(stored, step).toEqual(await recount(redis, inbox.keys.eventPrefix))
+    }
+    await inbox.findOrCreate(inboxEv('i1', { stream: 'S', streamSeq: 1 }))
+    await inbox.findOrCreate(inboxEv('i1-dup', { stream: 'S', streamSeq: 1 }))
+    await inbox.claim(inboxEv('i2'), LEASE)
+    await inbox.claim(inboxEv('i3'), LEASE)
+    await check('created')
+    await inbox.markAsFailed('i2', 'x')
+    expect((await inbox.claim(inboxEv('i2'), LEASE)).shouldProcess).toBe(true)
+    await inbox.markAsProcessed('i3')
+    await check('transitions')
+    clock.advance(10 * MINUTE)
+    expect(await inbox.resetStale(5)).toBe(2)
+    await check('reset')
+    await inbox.markAsProcessed('i1')
+    await inbox.markAsProcessed('i2')
+    clock.advance(2 * DAY)
+    expect(await inbox.cleanup(1)).toBe(3)
+    await check('cleaned')
+    expect(await inbox.getCountByStatus()).toEqual({ processing: 0, processed: 0, failed: 0 })
+  })
+
+  it('cleanup of everything leaves no per-event key, index, alias or counts behind', async () => {
+    const { store, keyPrefix, clock } = await fresh()
+    const ids = Array.from({ length: 2500 }, (_, i) => `k${i}`)
+    await store.outbox.findOrCreateMany(ids.map((id) => ev(id)))
+    await store.outbox.findOrCreate(ev('delayed', { availableAt: new Date(clock.peekMs() + MINUTE) }))
+    await store.outbox.claim({ ...LEASE, limit: 100 })
+    await store.outbox.markAsFailed('k5', 'dead')
+    await store.outbox.requeueFailed(['k5'])
+    clock.advance(2 * MINUTE)
+    await store.outbox.markManyAsSent([...ids, 'delayed'])
+    for (let i = 0; i < 30; i++)
+      await store.inbox.claim(inboxEv(`m${i}`, { stream: 'ORDERS', streamSeq: i + 1 }), LEASE)
+    for (let i = 0; i < 30; i++) await store.inbox.markAsProcessed(`m${i}`)
+    expect((await keysOf(redis, keyPrefix)).length).toBeGreaterThan(2500)
+    clock.advance(DAY + 1)
+    // 2501 > one batch of 1000: cleanup loops over bounded batches.
+    expect(await store.outbox.cleanup(1)).toBe(2501)
+    expect(await store.inbox.cleanup(1)).toBe(30)
+    // What stays is constant-size: the two sequences (ordering must survive) and the schema version.
+    expect(await keysOf(redis, keyPrefix)).toEqual(
+      [store.inbox.keys.seq, store.outbox.keys.seq, schemaKey(keyPrefix)].sort(),
+    )
+  })
+
+  it('falls back to EVAL after SCRIPT FLUSH (NOSCRIPT), also for a MULTI', async () => {
+    const { store } = await fresh()
+    await store.outbox.findOrCreate(ev('n1'))
+    await redis.script('FLUSH')
+    expect(await redis.script('EXISTS', scripts.outboxClaim.sha)).toEqual([0])
+    expect((await store.outbox.claim(LEASE)).map((e) => e.eventId)).toEqual(['n1'])
+    expect(await redis.script('EXISTS', scripts.outboxClaim.sha)).toEqual([1])
+    await redis.script('FLUSH')
+    const multi = redis.multi()
+    await store.outbox.findOrCreate(ev('n2'), { tx: multi })
+    const results = await multi.exec()
+    expect(results?.every(([error]) => error === null)).toBe(true)
+    expect((await store.outbox.get('n2'))?.status).toBe('pending')
+  })
+
+  it('findPending writes nothing: delayed events that became due stay where they are until a claim', async () => {
+    const { store, clock } = await fresh()
+    const t0 = clock.peekMs()
+    await store.outbox.findOrCreate(ev('late', { availableAt: new Date(t0 + 2000) }))
+    await store.outbox.findOrCreate(ev('soon', { availableAt: new Date(t0 + 1000) }))
+    await store.outbox.findOrCreate(ev('now'))
+    clock.advance(5000)
+    const snapshot = async () =>
+      Promise.all(
+        [store.outbox.keys.ready, store.outbox.keys.delayed].map((key) =>
+          redis.zrange(key, 0, -1, 'WITHSCORES'),
+        ),
+      )
+    const before = await snapshot()
+    // Enqueue order (seq), not availableAt order and not member-name order.
+    expect((await store.outbox.findPending()).map((e) => e.eventId)).toEqual(['late', 'soon', 'now'])
+    expect(await snapshot()).toEqual(before)
+    expect((await store.outbox.claim({ ...LEASE, limit: 2 })).map((e) => e.eventId)).toEqual(['late', 'soon'])
+    expect((await store.outbox.findPending()).map((e) => e.eventId)).toEqual(['now'])
+  })
+
+  it('orders by the INCR sequence with a frozen clock, not by member name', async () => {
+    const { store } = await fresh()
+    const ids = ['z', 'a', 'm', '0', 'b']
+    for (const id of ids) await store.outbox.findOrCreate(ev(id))
+    expect((await store.outbox.findPending()).map((e) => e.eventId)).toEqual(ids)
+    expect((await store.outbox.claim(LEASE)).map((e) => e.eventId)).toEqual(ids)
+  })
+
+  it('inbox: the (stream, streamSeq) alias is one delivery and goes away with its event', async () => {
+    const { store, clock } = await fresh()
+    const first = await store.inbox.claim(inboxEv('orig', { stream: 'S', streamSeq: 7 }), LEASE)
+    const again = await store.inbox.claim(inboxEv('other-id', { stream: 'S', streamSeq: 7 }), LEASE)
+    expect(first.shouldProcess).toBe(true)
+    expect(again).toMatchObject({ shouldProcess: false, event: { eventId: 'orig', deliveries: 2 } })
+    expect(await store.inbox.get('other-id')).toBeNull()
+    const alias = store.inbox.keys.alias('S', 7)
+    expect(await redis.get(alias)).toBe('orig')
+    await store.inbox.markAsProcessed('orig')
+    clock.advance(2 * DAY)
+    expect(await store.inbox.cleanup(1)).toBe(1)
+    expect(await redis.exists(alias)).toBe(0)
+    await expect(store.inbox.markAsProcessed('orig')).rejects.toBeInstanceOf(EventNotFoundError)
+  })
+
+  it('inbox getFailedEvents orders by receivedAt, then seq (not member name)', async () => {
+    const { store, clock } = await fresh()
+    for (const id of ['zz', 'aa']) await store.inbox.findOrCreate(inboxEv(id))
+    clock.advance(-1000)
+    await store.inbox.findOrCreate(inboxEv('early'))
+    for (const id of ['zz', 'aa', 'early']) await store.inbox.markAsFailed(id, 'x')
+    expect((await store.inbox.getFailedEvents()).map((e) => e.eventId)).toEqual(['early', 'zz', 'aa'])
+  })
+
+  it('migrate() run concurrently from many clients succeeds and is idempotent', async () => {
+    const { store, keyPrefix } = await fresh()
+    const others = Array.from({ length: 4 }, () => connect())
+    try {
+      await Promise.all([
+        store.migrate(),
+        store.migrate(),
+        ...others.map((c) => newStoreMigrate(c, keyPrefix)),
+      ])
+      expect(await redis.get(schemaKey(keyPrefix))).toBe('1')
+    } finally {
+      await Promise.all(others.map((c) => c.quit()))
+    }
+  })
+})
+
+const newStoreMigrate = async (redis: Redis, keyPrefix: string) => {
+  const { createRedisStore } = await import('../src/index.js')
+  await createRedisStore({ redis, keyPrefix }).migrate()
+}

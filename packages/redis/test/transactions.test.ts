@@ -1,0 +1,103 @@
+import { EventNotFoundError, ManualClock, StorageError } from '@txbox/core'
+import type { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { execTransaction } from '../src/index.js'
+import { schemaKey, storeBase } from '../src/keys.js'
+import {
+  connect,
+  dropStore,
+  keysOf,
+  newStore,
+  outboxProblems,
+  SKIP,
+  SKIP_REASON,
+  type TestStore,
+} from './helpers.js'
+
+const ev = (eventId: string, payload = 'p') => ({ eventId, subject: 'tx.test', payload })
+
+describe.skipIf(SKIP)(`{ tx } = a MULTI (${SKIP ? SKIP_REASON : 'redis'})`, () => {
+  let redis: Redis
+  const made: TestStore[] = []
+  const fresh = async () => {
+    const t = await newStore(redis, new ManualClock())
+    made.push(t)
+    return t
+  }
+  beforeAll(() => {
+    redis = connect()
+  })
+  afterEach(async () => {
+    for (const t of made.splice(0)) await dropStore(redis, t.keyPrefix)
+  })
+  afterAll(async () => {
+    await redis.quit()
+  })
+
+  it("enqueue joins the caller's MULTI: applied at exec with the caller's own write", async () => {
+    const { store, keyPrefix } = await fresh()
+    // The caller's key uses the store's hash tag, so the MULTI also works on a Cluster.
+    const orderKey = `${storeBase(keyPrefix)}:order:1`
+    const multi = redis.multi()
+    multi.hset(orderKey, 'status', 'placed')
+    const returned = await store.outbox.findOrCreate(ev('o-1'), { tx: multi })
+    await store.outbox.findOrCreateMany([ev('o-2'), ev('o-3'), ev('o-2', 'ignored')], { tx: multi })
+    expect(await store.outbox.get('o-1')).toBeNull()
+    await execTransaction(multi)
+    expect(await redis.hget(orderKey, 'status')).toBe('placed')
+    expect(await store.outbox.get('o-1')).toEqual(returned)
+    expect((await store.outbox.findPending()).map((e) => e.eventId)).toEqual(['o-1', 'o-2', 'o-3'])
+    expect(await outboxProblems(redis, store)).toEqual([])
+  })
+
+  it('a discarded MULTI leaves no trace at all', async () => {
+    const { store, keyPrefix } = await fresh()
+    const multi = redis.multi()
+    await store.outbox.findOrCreate(ev('ghost'), { tx: multi })
+    await store.outbox.findOrCreateMany([ev('ghost-2')], { tx: multi })
+    multi.discard()
+    expect(await keysOf(redis, keyPrefix)).toEqual([schemaKey(keyPrefix)])
+  })
+
+  it('with an id already stored, the stored event is returned and exec keeps it (first write wins)', async () => {
+    const { store, clock } = await fresh()
+    const first = await store.outbox.findOrCreate(ev('dup', 'first'))
+    clock.advance(1000)
+    const multi = redis.multi()
+    const returned = await store.outbox.findOrCreate(ev('dup', 'second'), { tx: multi })
+    const many = await store.outbox.findOrCreateMany([ev('dup', 'third'), ev('new', 'n')], { tx: multi })
+    expect(returned).toEqual(first)
+    expect(many[0]).toEqual(first)
+    await execTransaction(multi)
+    expect(await store.outbox.get('dup')).toEqual(first)
+    expect((await store.outbox.get('new'))?.payload).toBe('n')
+  })
+
+  it('inbox markAsProcessed with tx: unknown id throws before exec; known id applies at exec', async () => {
+    const { store } = await fresh()
+    await store.inbox.claim({ eventId: 'm', subject: 's', payload: 'x' }, { leaseMs: 1000, workerId: 'w' })
+    const multi = redis.multi()
+    await expect(store.inbox.markAsProcessed('unknown', { tx: multi })).rejects.toBeInstanceOf(
+      EventNotFoundError,
+    )
+    await store.inbox.markAsProcessed('m', { tx: multi })
+    expect(await store.inbox.isProcessed('m')).toBe(false)
+    await execTransaction(multi)
+    expect(await store.inbox.isProcessed('m')).toBe(true)
+    expect(await store.inbox.getCountByStatus()).toEqual({ processing: 0, processed: 1, failed: 0 })
+  })
+
+  it('execTransaction reports a partly applied MULTI (Redis has no rollback)', async () => {
+    const { store, keyPrefix } = await fresh()
+    const wrongType = `${storeBase(keyPrefix)}:not-a-number`
+    await redis.hset(wrongType, 'f', 'v')
+    const multi = redis.multi()
+    await store.outbox.findOrCreate(ev('applied-anyway'), { tx: multi })
+    multi.incr(wrongType)
+    const error = await execTransaction(multi).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(StorageError)
+    expect((error as StorageError).message).toContain('1 of 2 queued commands failed')
+    // The enqueue ran: EXEC does not undo the commands that succeeded.
+    expect((await store.outbox.get('applied-anyway'))?.status).toBe('pending')
+  })
+})
