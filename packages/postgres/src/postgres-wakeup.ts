@@ -129,6 +129,8 @@ export class PostgresWakeup {
     const { signal } = options
     if (signal?.aborted || this.#closed) return false
     await this.listen()
+    // Re-checked: the signal may have fired, or close() run, while LISTEN was being set up.
+    if (signal?.aborted || this.#closed) return false
     if (this.#pending) {
       this.#pending = false
       return true

@@ -125,15 +125,17 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
       UPDATE ${table} SET status = 'pending', claimed_by = NULL, lease_until = NULL
       WHERE status = 'publishing' AND claimed_at < $1`,
     // Bounded: at most CLEANUP_BATCH rows per statement, found through the sent_at partial
-    // index; rows locked by a concurrent writer are skipped rather than waited for.
+    // index; rows locked by a concurrent writer are skipped rather than waited for. The ids go
+    // through an array (an InitPlan evaluated once) so the DELETE itself is a primary-key
+    // lookup, where `seq IN (subquery)` lets the planner hash-join against a scan of the table.
     cleanupBatch: `
       DELETE FROM ${table}
-      WHERE seq IN (
+      WHERE seq = ANY(ARRAY(
         SELECT seq FROM ${table}
         WHERE status = 'sent' AND sent_at < $1
         LIMIT ${CLEANUP_BATCH}
         FOR UPDATE SKIP LOCKED
-      )`,
+      ))`,
     countByStatus: `SELECT status, count(*) AS count FROM ${table} GROUP BY status`,
     failed: `
       SELECT ${OUTBOX_COLUMNS} FROM ${table}
@@ -235,12 +237,12 @@ export const inboxSql = (schema: string, prefix: string): InboxSql => {
       WHERE event_id = $1`,
     cleanupBatch: `
       DELETE FROM ${table}
-      WHERE seq IN (
+      WHERE seq = ANY(ARRAY(
         SELECT seq FROM ${table}
         WHERE status = 'processed' AND processed_at < $1
         LIMIT ${CLEANUP_BATCH}
         FOR UPDATE SKIP LOCKED
-      )`,
+      ))`,
     resetStale: `
       UPDATE ${table} SET status = 'failed', error_message = $2, claimed_by = NULL, lease_until = NULL
       WHERE status = 'processing' AND COALESCE(claimed_at, received_at) < $1`,

@@ -1,0 +1,82 @@
+import { ValidationError } from '@txbox/core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createNamespace, event, inTransaction, type Namespace, noServer, skipReason } from './helpers.js'
+
+describe.skipIf(noServer)(`{ tx }${noServer ? ` (skipped: ${skipReason})` : ''}`, () => {
+  let ns: Namespace
+  const orders = () => `"${ns.schema}".orders`
+
+  beforeAll(async () => {
+    ns = await createNamespace()
+    await ns.pool.query(`CREATE TABLE ${orders()} (id text PRIMARY KEY)`)
+  })
+  afterAll(async () => {
+    await ns?.dispose()
+  })
+
+  const count = async (table: string, id: string, column = 'id') =>
+    (await ns.pool.query(`SELECT 1 FROM ${table} WHERE ${column} = $1`, [id])).rowCount
+
+  it('an enqueue rolled back with the business write leaves no trace; committed, both are there', async () => {
+    const { outbox } = ns.store
+    await expect(
+      inTransaction(ns.pool, async (client) => {
+        await client.query(`INSERT INTO ${orders()} (id) VALUES ('o1')`)
+        await outbox.findOrCreate(event('e1'), { tx: client })
+        await outbox.findOrCreateMany([event('e2'), event('e3')], { tx: client })
+        throw new Error('business rule failed')
+      }),
+    ).rejects.toThrow('business rule failed')
+    expect(await count(orders(), 'o1')).toBe(0)
+    expect(await outbox.get('e1')).toBeNull()
+    expect(await outbox.get('e2')).toBeNull()
+
+    await inTransaction(ns.pool, async (client) => {
+      await client.query(`INSERT INTO ${orders()} (id) VALUES ('o2')`)
+      const created = await outbox.findOrCreate(event('e4'), { tx: client })
+      expect(created.status).toBe('pending')
+      // Not visible outside the transaction before COMMIT.
+      expect(await outbox.get('e4')).toBeNull()
+    })
+    expect(await count(orders(), 'o2')).toBe(1)
+    expect((await outbox.get('e4'))?.status).toBe('pending')
+  })
+
+  it("the inbox's processed mark commits or rolls back with the handler's writes", async () => {
+    const { inbox } = ns.store
+    const claimed = await inbox.claim(event('in-1'), { leaseMs: 30_000, workerId: 'w' })
+    expect(claimed.shouldProcess).toBe(true)
+    await inTransaction(
+      ns.pool,
+      async (client) => {
+        await client.query(`INSERT INTO ${orders()} (id) VALUES ('from-in-1')`)
+        await inbox.markAsProcessed('in-1', { tx: client })
+      },
+      'ROLLBACK',
+    )
+    expect(await inbox.isProcessed('in-1')).toBe(false)
+    expect(await count(orders(), 'from-in-1')).toBe(0)
+
+    await inTransaction(ns.pool, async (client) => {
+      await client.query(`INSERT INTO ${orders()} (id) VALUES ('from-in-1')`)
+      await inbox.markAsProcessed('in-1', { tx: client })
+    })
+    expect(await inbox.isProcessed('in-1')).toBe(true)
+    expect(await count(orders(), 'from-in-1')).toBe(1)
+  })
+
+  it('refuses the Pool, or a client outside BEGIN, as tx (it would autocommit)', async () => {
+    const { outbox } = ns.store
+    await expect(outbox.findOrCreate(event('bad-1'), { tx: ns.pool as never })).rejects.toThrow(
+      ValidationError,
+    )
+    const client = await ns.pool.connect()
+    try {
+      await expect(outbox.findOrCreate(event('bad-2'), { tx: client })).rejects.toThrow(/BEGIN/)
+    } finally {
+      client.release()
+    }
+    expect(await outbox.get('bad-1')).toBeNull()
+    expect(await outbox.get('bad-2')).toBeNull()
+  })
+})
