@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest'
+import {
+  EventNotFoundError,
+  LeaseLostError,
+  ManualClock,
+  PayloadTooLargeError,
+  StorageError,
+  TxboxError,
+  ValidationError,
+  withStorageErrors,
+} from '../src/index.js'
+
+describe('errors', () => {
+  it('carry a stable code, the adapter and the [txbox] [<adapter>] prefix', () => {
+    const cases: [TxboxError, string, string][] = [
+      [new ValidationError('pg', 'bad'), 'ValidationError', 'VALIDATION'],
+      [new EventNotFoundError('pg', 'e1'), 'EventNotFoundError', 'EVENT_NOT_FOUND'],
+      [new LeaseLostError('pg', 'e1', 'w1'), 'LeaseLostError', 'LEASE_LOST'],
+      [new PayloadTooLargeError('pg', 'e1', 500_000, 400_000), 'PayloadTooLargeError', 'PAYLOAD_TOO_LARGE'],
+      [new StorageError('pg', 'outbox.claim', new Error('connection reset')), 'StorageError', 'STORAGE'],
+    ]
+    for (const [error, name, code] of cases) {
+      expect(error).toBeInstanceOf(TxboxError)
+      expect(error.name).toBe(name)
+      expect(error.code).toBe(code)
+      expect(error.adapter).toBe('pg')
+      expect(error.message.startsWith('[txbox] [pg] ')).toBe(true)
+    }
+  })
+
+  it('withStorageErrors wraps driver errors once, keeps the cause, and passes txbox errors through', async () => {
+    const driverError = Object.assign(new Error('deadlock detected'), { code: '40P01' })
+    const wrapped = await withStorageErrors('pg', 'outbox.claim', async () => {
+      throw driverError
+    }).catch((error: unknown) => error)
+    expect(wrapped).toBeInstanceOf(StorageError)
+    expect((wrapped as StorageError).cause).toBe(driverError)
+    expect((wrapped as StorageError).message).toBe('[txbox] [pg] outbox.claim failed: deadlock detected')
+    const own = new LeaseLostError('pg', 'e', 'w')
+    await expect(withStorageErrors('pg', 'op', async () => Promise.reject(own))).rejects.toBe(own)
+  })
+})
+
+describe('ManualClock', () => {
+  it('moves only when told, and can advance on every read', () => {
+    const clock = new ManualClock(1_000)
+    expect(clock.now().getTime()).toBe(1_000)
+    expect(clock.now().getTime()).toBe(1_000)
+    clock.advance(500)
+    expect(clock.now().getTime()).toBe(1_500)
+    clock.setAutoAdvance(1)
+    expect([clock.now().getTime(), clock.now().getTime()]).toEqual([1_500, 1_501])
+    expect(clock.peekMs()).toBe(1_502)
+  })
+})
