@@ -1,4 +1,4 @@
-import { StorageError, TxboxError } from '@txbox/core'
+import { PayloadTooLargeError, StorageError, TxboxError, utf8Bytes } from '@txbox/core'
 
 /** The adapter name every error message of this package carries. */
 export const ADAPTER = 'sqlite'
@@ -38,4 +38,26 @@ export const runStorage = async <T>(operation: string, run: () => T): Promise<T>
       code === undefined ? message : `${code}: ${message}${hint}`,
     )
   }
+}
+
+/**
+ * SQLite's default SQLITE_MAX_LENGTH: no string, and no row, may exceed 1,000,000,000 bytes.
+ * A JavaScript string can: a payload of 400 million three-byte characters is 1.2 GB as UTF-8.
+ */
+export const SQLITE_MAX_LENGTH = 1_000_000_000
+
+/**
+ * Throws `PayloadTooLargeError` for an event SQLite cannot store (instead of the driver's
+ * SQLITE_TOOBIG after the transaction began). Counting UTF-8 bytes costs a pass over the
+ * text, so it is done only when the event could be that large: UTF-8 takes at most three
+ * bytes per UTF-16 code unit.
+ */
+export const assertStorable = (
+  event: { eventId: string; payload: string; headers?: string | undefined },
+  limitBytes = SQLITE_MAX_LENGTH,
+): void => {
+  const units = event.payload.length + (event.headers?.length ?? 0)
+  if (units * 3 <= limitBytes) return
+  const bytes = utf8Bytes(event.payload) + (event.headers === undefined ? 0 : utf8Bytes(event.headers))
+  if (bytes > limitBytes) throw new PayloadTooLargeError(ADAPTER, event.eventId, bytes, limitBytes)
 }

@@ -16,7 +16,7 @@ import {
   Validator,
 } from '@txbox/core'
 import { Connection } from './connection.js'
-import { ADAPTER, runStorage } from './errors.js'
+import { ADAPTER, assertStorable, runStorage } from './errors.js'
 import { CLEANUP_BATCH, inboxSql } from './sql.js'
 import { resolveSqliteOptions, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 
@@ -121,6 +121,7 @@ export class SqliteInboxRepository implements InboxRepository<SqliteDatabase> {
 
   async findOrCreate(params: InboxParams): Promise<InboxEvent> {
     const valid = this.#validate.inboxParams(params)
+    assertStorable(valid)
     const nowMs = this.#clock().getTime()
     return runStorage('inbox.findOrCreate', () =>
       this.#connection.atomic(() => {
@@ -136,6 +137,7 @@ export class SqliteInboxRepository implements InboxRepository<SqliteDatabase> {
 
   async claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
     const valid = this.#validate.inboxParams(params)
+    assertStorable(valid)
     const { leaseMs, workerId } = this.#validate.leaseOptions(options)
     const now = this.#clock()
     const lease: Lease = { workerId, claimedAtMs: now.getTime(), leaseUntilMs: addMs(now, leaseMs).getTime() }

@@ -20,7 +20,7 @@ import {
   type WriteOptions,
 } from '@txbox/core'
 import { Connection } from './connection.js'
-import { ADAPTER, runStorage } from './errors.js'
+import { ADAPTER, assertStorable, runStorage } from './errors.js'
 import { CLEANUP_BATCH, outboxSql } from './sql.js'
 import { resolveSqliteOptions, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 
@@ -106,6 +106,7 @@ export class SqliteOutboxRepository implements OutboxRepository<SqliteDatabase> 
   async findOrCreate(params: EnqueueParams, options?: WriteOptions<SqliteDatabase>): Promise<OutboxEvent> {
     const valid = this.#validate.enqueueParams(params)
     this.#connection.joinable(options?.tx)
+    assertStorable(valid)
     const nowMs = this.#clock().getTime()
     return runStorage('outbox.findOrCreate', () => this.#connection.atomic(() => this.#insert(valid, nowMs)))
   }
@@ -116,6 +117,7 @@ export class SqliteOutboxRepository implements OutboxRepository<SqliteDatabase> 
   ): Promise<OutboxEvent[]> {
     const valid = this.#validate.enqueueParamsList(params)
     this.#connection.joinable(options?.tx)
+    for (const event of valid) assertStorable(event)
     if (valid.length === 0) return []
     const nowMs = this.#clock().getTime()
     return runStorage('outbox.findOrCreateMany', () =>

@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs'
-import { EventNotFoundError, LeaseLostError, ManualClock, StorageError, ValidationError } from '@txbox/core'
+import {
+  EventNotFoundError,
+  LeaseLostError,
+  ManualClock,
+  PayloadTooLargeError,
+  StorageError,
+  ValidationError,
+} from '@txbox/core'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
+import { assertStorable } from '../src/errors.js'
 import { createSqliteStore } from '../src/index.js'
 import { initSchema, outboxSql, tablesFor } from '../src/sql.js'
 import { event, LEASE, openStore, tempDirectory } from './helpers.js'
@@ -247,6 +255,15 @@ describe('errors and limits', () => {
     holder.exec('ROLLBACK')
     holder.close()
     db.close()
+  })
+
+  it('raises PayloadTooLargeError for an event over the SQLite length limit, counting UTF-8 bytes', () => {
+    // Shown with a small limit: a real 1 GB string would not fit the test machine.
+    expect(() => assertStorable({ eventId: 'e', payload: '€'.repeat(4) }, 12)).not.toThrow()
+    expect(() => assertStorable({ eventId: 'e', payload: '€'.repeat(4), headers: 'h' }, 12)).toThrow(
+      PayloadTooLargeError,
+    )
+    expect(() => assertStorable({ eventId: 'e', payload: 'x'.repeat(12) }, 12)).not.toThrow()
   })
 
   it('validates before any I/O', async () => {
