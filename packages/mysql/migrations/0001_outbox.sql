@@ -2,10 +2,14 @@
 -- Placeholders: {{prefix}} = your table prefix (default txbox_);
 -- {{id_collation}} = utf8mb4_nopad_bin on MariaDB, utf8mb4_0900_bin on MySQL 8.0.17+.
 -- seq is the enqueue order (FIFO even when many events share one enqueued_at).
--- ix_claim: (status, seq) lets "WHERE status = ? ... ORDER BY seq LIMIT n FOR UPDATE
--- SKIP LOCKED" walk the index in seq order and stop after n matches, so a claimer locks
--- the rows it returns and not every due row; available_at and lease_until ride along so
--- the time filter is checked in the index.
+-- The claim's locking reads must not lock rows they do not return (InnoDB locks every
+-- index record a locking read examines, and keeps secondary-index locks even under
+-- READ COMMITTED):
+-- ix_claim (status, seq): "status = 'pending' AND available_at <= ? ORDER BY seq LIMIT n"
+--   walks due rows in seq order and stops after n matches; only pending rows that are not
+--   due yet and come first are stepped over. An index led by available_at would instead
+--   sort every due row and lock them all.
+-- ix_lease (status, lease_until): the expired-lease range holds only rows that match.
 CREATE TABLE IF NOT EXISTS `{{prefix}}outbox` (
   `seq` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
   `event_id` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {{id_collation}} NOT NULL,
@@ -23,5 +27,6 @@ CREATE TABLE IF NOT EXISTS `{{prefix}}outbox` (
   `lease_until` DATETIME(3) NULL,
   PRIMARY KEY (`seq`),
   UNIQUE KEY `ux_event_id` (`event_id`),
-  KEY `ix_claim` (`status`, `seq`, `available_at`, `lease_until`)
+  KEY `ix_claim` (`status`, `seq`),
+  KEY `ix_lease` (`status`, `lease_until`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin

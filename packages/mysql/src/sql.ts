@@ -116,12 +116,13 @@ export const outboxSql = (table: string) => {
     cleanup: `DELETE FROM ${t} WHERE status = 'sent' AND sent_at < ? ORDER BY seq LIMIT ${CLEANUP_BATCH}`,
     resetStale: `UPDATE ${t} SET status = 'pending', ${clearLease} WHERE status = 'publishing' AND claimed_at < ?`,
     counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
-    // The claim, part 1: two index range scans of ix_claim in seq order, one per claimable
-    // status (an OR across two statuses would force a filesort over every candidate, and a
-    // locking read locks every row it examines). Each stops after `limit` matches; rows
-    // another claimer holds are skipped, never waited for, so claimers never return the same
-    // row and never block each other.
-    claimExpired: `SELECT seq FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'publishing' AND lease_until <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED`,
+    // The claim, part 1: one index range scan per claimable status (an OR across the two
+    // would make the server sort every candidate, and a locking read locks every row it
+    // examines). Due pending rows in seq order through ix_claim, stopping after `limit`
+    // matches; expired leases through ix_lease, whose range holds only matching rows (they
+    // are rare: a crashed relay's events). Rows another claimer holds are skipped, never
+    // waited for: claimers never return the same row and never block each other.
+    claimExpired: `SELECT seq FROM ${t} FORCE INDEX (ix_lease) WHERE status = 'publishing' AND lease_until <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED`,
     claimDue: `SELECT seq FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED`,
     // Part 2, on the rows part 1 locked, in the same short transaction.
     claimUpdate: bySize(
