@@ -111,7 +111,7 @@ db.close()
           stdio: ['pipe', 'pipe', 'inherit'],
           timeout: 60_000,
         },
-      ) as ChildProcessWithoutNullStreams
+      )
       const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
       const next = async () => {
         const line = await lines.next()
