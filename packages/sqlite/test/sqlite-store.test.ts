@@ -30,6 +30,7 @@ describe.each([
     const claimed = await store.outbox.claim({ limit: 4, workerId: 'w1', ...LEASE })
     expect(claimed.map((e) => e.eventId)).toEqual(ids.slice(0, 4))
     expect(claimed[0]).toMatchObject({ status: 'publishing', claimedBy: 'w1' })
+    expect(db.inTransaction).toBe(false)
     await expect(store.outbox.markAsSent('e-0', { workerId: 'w2' })).rejects.toBeInstanceOf(LeaseLostError)
     await store.outbox.markAsSent('e-0', { workerId: 'w1' })
     expect(await store.outbox.markManyAsSent(['e-1', 'missing', 'e-9'], { workerId: 'w1' })).toEqual([
