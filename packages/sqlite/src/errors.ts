@@ -46,18 +46,28 @@ export const runStorage = async <T>(operation: string, run: () => T): Promise<T>
  */
 export const SQLITE_MAX_LENGTH = 1_000_000_000
 
+/** Room left in a row for the integer columns, the small text columns and SQLite's record header. */
+const ROW_OVERHEAD_BYTES = 1024
+
 /**
- * Throws `PayloadTooLargeError` for an event SQLite cannot store (instead of the driver's
- * SQLITE_TOOBIG after the transaction began). Counting UTF-8 bytes costs a pass over the
- * text, so it is done only when the event could be that large: UTF-8 takes at most three
- * bytes per UTF-16 code unit.
+ * Throws `PayloadTooLargeError` for an event whose row SQLite cannot store (instead of the
+ * driver's SQLITE_TOOBIG once the transaction has begun). Counting UTF-8 bytes costs a pass
+ * over the text, so it is done only when the row could be that large: UTF-8 takes at most
+ * three bytes per UTF-16 code unit.
  */
 export const assertStorable = (
-  event: { eventId: string; payload: string; headers?: string | undefined },
+  event: {
+    eventId: string
+    subject: string
+    payload: string
+    headers?: string | undefined
+    stream?: string | undefined
+  },
   limitBytes = SQLITE_MAX_LENGTH,
 ): void => {
-  const units = event.payload.length + (event.headers?.length ?? 0)
-  if (units * 3 <= limitBytes) return
-  const bytes = utf8Bytes(event.payload) + (event.headers === undefined ? 0 : utf8Bytes(event.headers))
+  const texts = [event.eventId, event.subject, event.payload, event.headers ?? '', event.stream ?? '']
+  const units = texts.reduce((sum, text) => sum + text.length, 0)
+  if (units * 3 + ROW_OVERHEAD_BYTES <= limitBytes) return
+  const bytes = texts.reduce((sum, text) => sum + utf8Bytes(text), ROW_OVERHEAD_BYTES)
   if (bytes > limitBytes) throw new PayloadTooLargeError(ADAPTER, event.eventId, bytes, limitBytes)
 }

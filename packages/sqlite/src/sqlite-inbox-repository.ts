@@ -137,8 +137,8 @@ export class SqliteInboxRepository implements InboxRepository<SqliteDatabase> {
 
   async claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
     const valid = this.#validate.inboxParams(params)
-    assertStorable(valid)
     const { leaseMs, workerId } = this.#validate.leaseOptions(options)
+    assertStorable(valid)
     const now = this.#clock()
     const lease: Lease = { workerId, claimedAtMs: now.getTime(), leaseUntilMs: addMs(now, leaseMs).getTime() }
     return runStorage('inbox.claim', () =>

@@ -259,12 +259,12 @@ describe('errors and limits', () => {
   })
 
   it('raises PayloadTooLargeError for an event over the SQLite length limit, counting UTF-8 bytes', () => {
-    // Shown with a small limit: a real 1 GB string would not fit the test machine.
-    expect(() => assertStorable({ eventId: 'e', payload: '€'.repeat(4) }, 12)).not.toThrow()
-    expect(() => assertStorable({ eventId: 'e', payload: '€'.repeat(4), headers: 'h' }, 12)).toThrow(
-      PayloadTooLargeError,
-    )
-    expect(() => assertStorable({ eventId: 'e', payload: 'x'.repeat(12) }, 12)).not.toThrow()
+    // Shown with a small limit: a real 1 GB string would not fit the test machine. The row
+    // keeps 1024 bytes for the other columns; the payload's UTF-8 bytes count, not its length.
+    const fits = { eventId: 'e', subject: 's', payload: '€'.repeat(4) }
+    expect(() => assertStorable(fits, 1024 + 14)).not.toThrow()
+    expect(() => assertStorable({ ...fits, headers: 'h' }, 1024 + 14)).toThrow(PayloadTooLargeError)
+    expect(() => assertStorable({ ...fits, payload: 'x'.repeat(12) }, 1024 + 14)).not.toThrow()
   })
 
   it('validates before any I/O', async () => {
