@@ -20,7 +20,8 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
       `EXPLAIN (FORMAT JSON) ${text}`,
       values,
     )
-    return nodes((result.rows[0]?.['QUERY PLAN'][0] as { Plan: PlanNode }).Plan)
+    const [explained] = result.rows[0]!['QUERY PLAN']
+    return nodes(explained.Plan)
   }
 
   beforeAll(async () => {

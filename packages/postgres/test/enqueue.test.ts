@@ -1,0 +1,149 @@
+import type pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createNamespace, event, type Namespace, newPool, noServer, skipReason } from './helpers.js'
+
+describe.skipIf(noServer)(`enqueue and inbox races${noServer ? ` (skipped: ${skipReason})` : ''}`, () => {
+  let ns: Namespace
+  let other: pg.Pool
+
+  beforeAll(async () => {
+    ns = await createNamespace({ max: 10 })
+    other = newPool(10)
+  })
+  afterAll(async () => {
+    await other?.end()
+    await ns?.dispose()
+  })
+
+  it('20 concurrent findOrCreate of one id on 20 connections store one row; all return it', async () => {
+    const stores = [ns.store, ns.storeOn(other)]
+    ns.clock.setAutoAdvance(1)
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        stores[i % 2]!.outbox.findOrCreate(event('same', { payload: `writer-${i}` })),
+      ),
+    )
+    ns.clock.setAutoAdvance(0)
+    const stored = await ns.pool.query(
+      `SELECT payload, enqueued_at FROM "${ns.schema}".txbox_outbox WHERE event_id = 'same'`,
+    )
+    expect(stored.rowCount).toBe(1)
+    for (const result of results) {
+      expect(result.payload).toBe(stored.rows[0].payload)
+      expect(result.enqueuedAt).toEqual(stored.rows[0].enqueued_at)
+    }
+  })
+
+  /** Resolves once some session of this test waits on a row lock (polled, with a deadline). */
+  const someoneWaitsOnALock = async () => {
+    const deadline = Date.now() + 10_000
+    while (Date.now() < deadline) {
+      const waiting = await other.query(
+        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%${ns.schema}%'`,
+      )
+      if (waiting.rowCount) return
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    throw new Error('no session waited on the lock within 10 s')
+  }
+
+  it('an enqueue that waits on a concurrent inserter returns the winner row once it commits', async () => {
+    // The waiting statement's snapshot predates the winner's commit, so its read-back half
+    // cannot see the row: this exercises the re-read with a fresh snapshot.
+    const winner = await ns.pool.connect()
+    try {
+      await winner.query('BEGIN')
+      await ns.store.outbox.findOrCreate(event('contended', { payload: 'winner' }), { tx: winner })
+      const loser = ns.storeOn(other).outbox.findOrCreate(event('contended', { payload: 'loser' }))
+      await someoneWaitsOnALock()
+      await winner.query('COMMIT')
+      expect((await loser).payload).toBe('winner')
+    } finally {
+      winner.release()
+    }
+  })
+
+  it('overlapping findOrCreateMany batches from two pools: one row per id, input order, first write wins', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `batch-${i}`)
+    const batches = Array.from({ length: 8 }, (_, b) =>
+      // Each batch: a shuffled overlap of the ids, with an in-batch duplicate at the end.
+      [...ids.slice(b * 10, b * 10 + 100), ids[b * 10]!].map((id) => event(id, { payload: `b${b}` })),
+    )
+    const stores = [ns.store, ns.storeOn(other)]
+    const results = await Promise.all(
+      batches.map((batch, b) => stores[b % 2]!.outbox.findOrCreateMany(batch)),
+    )
+    for (const [b, batch] of batches.entries()) {
+      expect(results[b]!.map((e) => e.eventId)).toEqual(batch.map((e) => e.eventId))
+      // The duplicate position carries the stored event, like the first occurrence.
+      expect(results[b]!.at(-1)).toEqual(results[b]![0])
+    }
+    const stored = await ns.pool.query<{ event_id: string; payload: string }>(
+      `SELECT event_id, payload FROM "${ns.schema}".txbox_outbox WHERE event_id LIKE 'batch-%'`,
+    )
+    expect(stored.rowCount).toBe(170)
+    const byId = new Map(stored.rows.map((row) => [row.event_id, row.payload]))
+    for (const result of results) for (const e of result) expect(e.payload).toBe(byId.get(e.eventId))
+  })
+
+  it('a batch keeps input order in seq even when some ids already exist', async () => {
+    await ns.store.outbox.findOrCreate(event('ord-2'))
+    const batch = ['ord-1', 'ord-2', 'ord-3', 'ord-1'].map((id) => event(id))
+    const result = await ns.store.outbox.findOrCreateMany(batch)
+    expect(result.map((e) => e.eventId)).toEqual(['ord-1', 'ord-2', 'ord-3', 'ord-1'])
+    const seqs = await ns.pool.query<{ event_id: string }>(
+      `SELECT event_id FROM "${ns.schema}".txbox_outbox WHERE event_id LIKE 'ord-%' ORDER BY seq`,
+    )
+    expect(seqs.rows.map((row) => row.event_id)).toEqual(['ord-2', 'ord-1', 'ord-3'])
+  })
+
+  it('U+0000 round-trips in every text field, stored escaped (PostgreSQL text cannot hold it)', async () => {
+    const id = 'nul\u0000id\u0001'
+    const created = await ns.store.outbox.findOrCreate({
+      eventId: id,
+      subject: 'sub\u0000ject',
+      payload: '\u0000{"a":"\u0001\u0002"}\u0000',
+      headers: '\u0000',
+    })
+    expect(created.eventId).toBe(id)
+    const [claimed] = await ns.store.outbox.claim({ limit: 10_000, leaseMs: 1000, workerId: 'w\u0000' })
+    expect(claimed).toBeDefined()
+    const all = await ns.store.outbox.get(id)
+    expect(all?.payload).toBe('\u0000{"a":"\u0001\u0002"}\u0000')
+    expect(all?.headers).toBe('\u0000')
+    await ns.store.outbox.markAsFailed(id, 'bad \u0000 thing', { workerId: 'w\u0000' })
+    expect((await ns.store.outbox.get(id))?.errorMessage).toBe('bad \u0000 thing')
+  })
+
+  it('inbox: 20 concurrent claims of one new id on two pools: exactly one processes, 20 deliveries', async () => {
+    const stores = [ns.store, ns.storeOn(other)]
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        stores[i % 2]!.inbox.claim(event('in-race', { stream: 'S', streamSeq: 7 }), {
+          leaseMs: 30_000,
+          workerId: `w${i}`,
+        }),
+      ),
+    )
+    expect(results.filter((r) => r.shouldProcess)).toHaveLength(1)
+    const raw = await ns.pool.query(
+      `SELECT deliveries FROM "${ns.schema}".txbox_inbox WHERE event_id = 'in-race'`,
+    )
+    expect(raw.rows).toEqual([{ deliveries: 20 }])
+    // A redelivery under another id with the same (stream, streamSeq) is the same event.
+    const alias = await ns.store.inbox.findOrCreate(event('in-race-alias', { stream: 'S', streamSeq: 7 }))
+    expect(alias.eventId).toBe('in-race')
+    expect(alias.deliveries).toBe(21)
+  })
+
+  it('inbox: 20 concurrent findOrCreate of one id store one row with 20 deliveries', async () => {
+    const stores = [ns.store, ns.storeOn(other)]
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => stores[i % 2]!.inbox.findOrCreate(event('in-foc'))),
+    )
+    const raw = await ns.pool.query(
+      `SELECT deliveries, status FROM "${ns.schema}".txbox_inbox WHERE event_id = 'in-foc'`,
+    )
+    expect(raw.rows).toEqual([{ deliveries: 20, status: 'processing' }])
+  })
+})
