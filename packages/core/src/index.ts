@@ -50,3 +50,5 @@ export {
   MAX_SUBJECT_LENGTH,
   Validator,
 } from './validation.js'
+export * from './inbox-processor/index.js'
+export * from './relay/index.js'

@@ -1,0 +1,364 @@
+import { type Clock, systemClock } from '../clock.js'
+import { ValidationError } from '../errors.js'
+import type { InboxEvent, InboxParams, InboxRepository } from '../inbox.js'
+import {
+  type BackoffOptions,
+  backoffDelayMs,
+  type ResolvedBackoff,
+  resolveBackoff,
+} from '../relay/backoff.js'
+import type { HealthReport } from '../relay/metrics.js'
+import { messageOf, silentLogger, type TxboxLogger } from '../relay/sleep.js'
+import type {
+  InboxHandler,
+  InboxMessage,
+  InboxSource,
+  InboxSubscription,
+  TransactionRunner,
+} from './types.js'
+
+const COMPONENT = 'inbox-processor'
+const MAX_ERROR_MESSAGE = 2_000
+
+/** Options of {@link InboxProcessor}. */
+export interface InboxProcessorOptions<Tx> {
+  /** Any inbox repository. */
+  inbox: InboxRepository<Tx>
+  /** The messages (e.g. `createJetStreamInboxSource` from `@txbox/core/nats`). */
+  source: InboxSource
+  /** The user's work for one event. */
+  handler: InboxHandler<Tx>
+  /**
+   * Runs the handler and the processed mark in one transaction of the inbox's store, so the
+   * handler's writes and the mark commit together. Without it the handler runs first and
+   * the mark follows (at-least-once effects if the process dies in between).
+   */
+  transaction?: TransactionRunner<Tx> | undefined
+  /** Who holds the inbox claims (default `inbox-<random>`). */
+  workerId?: string | undefined
+  /** How long a claim protects a running handler from a concurrent duplicate (default 60,000 ms). */
+  leaseMs?: number | undefined
+  /** Messages handled at once (default 1). Keep 1 for stores with one connection (SQLite). */
+  concurrency?: number | undefined
+  /** Deliveries before a failing message is terminated (default 5): the inbox event stays `failed`. */
+  maxDeliveries?: number | undefined
+  /** Redelivery delay after a handler error (`nak(delay)`), by delivery count. */
+  backoff?: BackoffOptions | undefined
+  clock?: Clock | undefined
+  random?: (() => number) | undefined
+  logger?: TxboxLogger | undefined
+}
+
+/** Counters of an {@link InboxProcessor}. */
+export interface InboxProcessorCounters {
+  /** Messages received. */
+  received: number
+  /** Handlers that ran and committed (with the processed mark). */
+  processed: number
+  /** Messages acked without running the handler: the event was already processed. */
+  duplicates: number
+  /** Messages put back because another worker's handler holds the event right now. */
+  inFlightElsewhere: number
+  /** Handler (or processed-mark) failures. */
+  handlerErrors: number
+  /** Messages nak'ed for redelivery after a failure. */
+  redelivered: number
+  /** Messages terminated after `maxDeliveries` (or unstorable). */
+  terminated: number
+  /** Store calls that failed outside a handler (claim, markAsFailed). */
+  storeErrors: number
+}
+
+/** A point-in-time view of a processor. */
+export interface InboxProcessorMetrics extends InboxProcessorCounters {
+  workerId: string
+  state: 'idle' | 'running' | 'stopping' | 'stopped'
+  inFlight: number
+  lastTickAt: number | null
+}
+
+type State = InboxProcessorMetrics['state']
+
+const positiveInteger = (value: number, name: string): number => {
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new ValidationError(COMPONENT, `${name} must be a positive integer; got ${String(value)}`)
+  return value
+}
+
+/**
+ * The id a message is recorded under. JetStream messages from txbox always carry
+ * `Nats-Msg-Id`; a message published by something else may not, and then the delivery's
+ * stream position is its identity: `<stream>:<seq>` (a republish of the same payload is
+ * then a new event: only the producer can say two messages are the same event).
+ */
+export const inboxEventId = (message: InboxMessage): string | undefined => {
+  if (message.eventId !== undefined && message.eventId.length > 0) return message.eventId
+  if (message.stream !== undefined && message.streamSeq !== undefined)
+    return `${message.stream}:${message.streamSeq}`
+  return undefined
+}
+
+/**
+ * Consumes messages into the inbox and runs the handler once per event:
+ * claim (atomic dedupe + lease) -> handler and `markAsProcessed` (in one transaction when a
+ * runner is given) -> ack. A duplicate of a processed event is acked without running the
+ * handler; a duplicate of an event another worker is handling right now is nak'ed until
+ * that worker finishes; a handler error marks the event `failed` and naks with backoff, and
+ * after `maxDeliveries` the message is terminated (the inbox keeps the `failed` event for a
+ * redrive).
+ */
+export class InboxProcessor<Tx = never> {
+  readonly workerId: string
+  readonly #inbox: InboxRepository<Tx>
+  readonly #source: InboxSource
+  readonly #handler: InboxHandler<Tx>
+  readonly #transaction: TransactionRunner<Tx> | undefined
+  readonly #leaseMs: number
+  readonly #concurrency: number
+  readonly #maxDeliveries: number
+  readonly #backoff: ResolvedBackoff
+  readonly #clock: Clock
+  readonly #random: () => number
+  readonly #logger: TxboxLogger
+
+  #state: State = 'idle'
+  #subscription: InboxSubscription | undefined
+  #loop: Promise<void> | undefined
+  #inFlight = 0
+  #lastTickAt: number | null = null
+  #counters: InboxProcessorCounters = {
+    received: 0,
+    processed: 0,
+    duplicates: 0,
+    inFlightElsewhere: 0,
+    handlerErrors: 0,
+    redelivered: 0,
+    terminated: 0,
+    storeErrors: 0,
+  }
+
+  constructor(options: InboxProcessorOptions<Tx>) {
+    if (typeof options !== 'object' || options === null)
+      throw new ValidationError(COMPONENT, 'options must be an object')
+    if (typeof options.inbox?.claim !== 'function')
+      throw new ValidationError(COMPONENT, 'options.inbox must be an InboxRepository')
+    if (typeof options.source?.subscribe !== 'function')
+      throw new ValidationError(COMPONENT, 'options.source must have subscribe()')
+    if (typeof options.handler !== 'function')
+      throw new ValidationError(COMPONENT, 'options.handler must be a function')
+    this.#inbox = options.inbox
+    this.#source = options.source
+    this.#handler = options.handler
+    this.#transaction = options.transaction
+    this.workerId = options.workerId ?? `inbox-${globalThis.crypto.randomUUID().slice(0, 8)}`
+    this.#leaseMs = positiveInteger(options.leaseMs ?? 60_000, 'leaseMs')
+    this.#concurrency = positiveInteger(options.concurrency ?? 1, 'concurrency')
+    this.#maxDeliveries = positiveInteger(options.maxDeliveries ?? 5, 'maxDeliveries')
+    this.#backoff = resolveBackoff(
+      COMPONENT,
+      options.backoff ?? { baseMs: 1_000, maxMs: 60_000, jitter: 0.2 },
+    )
+    this.#clock = options.clock ?? systemClock
+    this.#random = options.random ?? Math.random
+    this.#logger = options.logger ?? silentLogger
+  }
+
+  /** Subscribes and starts handling messages in the background. */
+  async start(): Promise<void> {
+    if (this.#state !== 'idle')
+      throw new ValidationError(COMPONENT, `the processor is already ${this.#state}`)
+    this.#state = 'running'
+    this.#subscription = await this.#source.subscribe()
+    this.#lastTickAt = this.#clock().getTime()
+    this.#loop = this.#run(this.#subscription)
+  }
+
+  /** Stops taking messages and waits for the handlers in flight to finish (and ack). */
+  async stop(): Promise<void> {
+    if (this.#state === 'idle') {
+      this.#state = 'stopped'
+      return
+    }
+    if (this.#state === 'running') {
+      this.#state = 'stopping'
+      await this.#subscription?.stop()
+    }
+    await this.#loop
+  }
+
+  counters(): InboxProcessorCounters {
+    return { ...this.#counters }
+  }
+
+  async metrics(): Promise<InboxProcessorMetrics> {
+    return {
+      ...this.#counters,
+      workerId: this.workerId,
+      state: this.#state,
+      inFlight: this.#inFlight,
+      lastTickAt: this.#lastTickAt,
+    }
+  }
+
+  /** Store reachable and transport connected; `loop` is ok while the processor runs. */
+  async health(): Promise<HealthReport> {
+    let store: HealthReport['store']
+    try {
+      await this.#inbox.getCountByStatus()
+      store = { ok: true }
+    } catch (error) {
+      store = { ok: false, detail: messageOf(error) }
+    }
+    const reported = this.#source.health?.()
+    const publisher = reported
+      ? { ok: reported.ok, detail: reported.detail }
+      : { ok: true, detail: 'the source does not report health' }
+    const lastTickAgoMs = this.#lastTickAt === null ? null : this.#clock().getTime() - this.#lastTickAt
+    const loop =
+      this.#state === 'running'
+        ? { ok: true, lastTickAgoMs }
+        : { ok: false, lastTickAgoMs, detail: `the processor is ${this.#state}` }
+    return { ok: store.ok && publisher.ok && loop.ok, store, publisher, loop }
+  }
+
+  async #run(subscription: InboxSubscription): Promise<void> {
+    const running = new Set<Promise<void>>()
+    try {
+      for await (const message of subscription) {
+        const work = this.handle(message).finally(() => running.delete(work))
+        running.add(work)
+        if (running.size >= this.#concurrency) await Promise.race(running)
+      }
+    } catch (error) {
+      this.#logger.error('inbox subscription failed', { error: messageOf(error) })
+    } finally {
+      await Promise.allSettled(running)
+      this.#state = 'stopped'
+    }
+  }
+
+  /**
+   * Handles one message to the end (ack, nak or term); never throws. Exposed for transports
+   * that push messages themselves, and for tests.
+   */
+  async handle(message: InboxMessage): Promise<void> {
+    this.#inFlight++
+    this.#counters.received++
+    this.#lastTickAt = this.#clock().getTime()
+    try {
+      await this.#handle(message)
+    } finally {
+      this.#inFlight--
+      this.#lastTickAt = this.#clock().getTime()
+    }
+  }
+
+  async #handle(message: InboxMessage): Promise<void> {
+    const eventId = inboxEventId(message)
+    if (eventId === undefined) {
+      this.#counters.terminated++
+      await this.#settle(() => message.term('no Nats-Msg-Id and no stream position: cannot deduplicate'))
+      return
+    }
+    const params: InboxParams = {
+      eventId,
+      subject: message.subject,
+      payload: message.payload,
+      headers: message.storedHeaders,
+      stream: message.stream,
+      streamSeq: message.streamSeq,
+    }
+    let claim: { event: InboxEvent; shouldProcess: boolean }
+    try {
+      claim = await this.#inbox.claim(params, { leaseMs: this.#leaseMs, workerId: this.workerId })
+    } catch (error) {
+      if (error instanceof ValidationError) {
+        // The message can never be stored (e.g. an id over 255 characters): retrying is futile.
+        this.#counters.terminated++
+        this.#logger.error('message cannot be stored in the inbox; terminated', {
+          eventId,
+          error: error.message,
+        })
+        await this.#settle(() => message.term(error.message.slice(0, MAX_ERROR_MESSAGE)))
+        return
+      }
+      this.#counters.storeErrors++
+      this.#logger.error('inbox.claim failed', { eventId, error: messageOf(error) })
+      await this.#settle(() => message.nak(this.#delay(message.deliveryCount)))
+      return
+    }
+    if (!claim.shouldProcess) {
+      if (claim.event.status === 'processed') {
+        this.#counters.duplicates++
+        await this.#settle(() => message.ack())
+      } else {
+        // Another worker holds a live lease: its handler may still fail, so this copy must
+        // not be acked away. Come back once that lease has had time to end.
+        this.#counters.inFlightElsewhere++
+        await this.#settle(() => message.nak(this.#leaseMs))
+      }
+      return
+    }
+    const event = claim.event
+    try {
+      const context = { event, headers: message.headers, message }
+      const transaction = this.#transaction
+      if (transaction) {
+        await transaction(async (tx) => {
+          await this.#handler({ ...context, tx })
+          await this.#inbox.markAsProcessed(event.eventId, { tx })
+        })
+      } else {
+        await this.#handler({ ...context, tx: undefined })
+        await this.#inbox.markAsProcessed(event.eventId)
+      }
+    } catch (error) {
+      await this.#failed(message, event, error)
+      return
+    }
+    this.#counters.processed++
+    await this.#settle(() => message.ack())
+  }
+
+  async #failed(message: InboxMessage, event: InboxEvent, error: unknown): Promise<void> {
+    this.#counters.handlerErrors++
+    const errorMessage = messageOf(error).slice(0, MAX_ERROR_MESSAGE)
+    try {
+      await this.#inbox.markAsFailed(event.eventId, errorMessage)
+    } catch (markError) {
+      // The claim's lease expires on its own; the redelivery then claims the event again.
+      this.#counters.storeErrors++
+      this.#logger.error('inbox.markAsFailed failed', { eventId: event.eventId, error: messageOf(markError) })
+    }
+    if (message.deliveryCount >= this.#maxDeliveries) {
+      this.#counters.terminated++
+      this.#logger.error('message terminated after max deliveries', {
+        eventId: event.eventId,
+        deliveries: message.deliveryCount,
+        error: errorMessage,
+      })
+      await this.#settle(() =>
+        message.term(`failed ${message.deliveryCount} times: ${errorMessage}`.slice(0, 500)),
+      )
+      return
+    }
+    this.#counters.redelivered++
+    this.#logger.warn('handler failed; redelivering', { eventId: event.eventId, error: errorMessage })
+    await this.#settle(() => message.nak(this.#delay(message.deliveryCount)))
+  }
+
+  #delay(deliveryCount: number): number {
+    return backoffDelayMs(Math.max(1, deliveryCount), this.#backoff, this.#random)
+  }
+
+  /** ack / nak / term errors (connection gone) only mean the transport redelivers later. */
+  async #settle(action: () => void | Promise<void>): Promise<void> {
+    try {
+      await action()
+    } catch (error) {
+      this.#logger.warn('could not settle the message; the transport will redeliver it', {
+        error: messageOf(error),
+      })
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import type { InboxEvent } from '../inbox.js'
+
+/**
+ * One received message, transport-neutral. `@txbox/core/nats` adapts JetStream messages to
+ * it; tests use plain objects.
+ */
+export interface InboxMessage {
+  /** The producer's event id (`Nats-Msg-Id`); undefined when the message carried none. */
+  eventId: string | undefined
+  subject: string
+  payload: string
+  /** The headers as a name -> value map (what the handler sees), `Nats-Msg-Id` excluded. */
+  headers: Readonly<Record<string, string>>
+  /** The headers in the outbox's stored form (a JSON object string, or the raw string carried), for the inbox row. */
+  storedHeaders: string | undefined
+  /** The JetStream stream, when known. */
+  stream: string | undefined
+  /** The message's sequence in that stream, when known. */
+  streamSeq: number | undefined
+  /** How many times the transport has delivered this message, this delivery included (1 = first). */
+  deliveryCount: number
+  /** Done: never deliver again. */
+  ack(): void | Promise<void>
+  /** Not done: deliver again after `delayMs`. */
+  nak(delayMs: number): void | Promise<void>
+  /** Give up: never deliver again (poison message). */
+  term(reason: string): void | Promise<void>
+  /** Still working: postpone redelivery (JetStream `+WPI`). */
+  working?(): void | Promise<void>
+}
+
+/** A running subscription: the messages, one by one, until `stop()`. */
+export interface InboxSubscription extends AsyncIterable<InboxMessage> {
+  /** Ends the iteration (messages not yet handed out are redelivered later by the transport). */
+  stop(): void | Promise<void>
+}
+
+/** Where the processor gets its messages (a JetStream durable pull consumer). */
+export interface InboxSource {
+  subscribe(): Promise<InboxSubscription>
+  /** Whether the transport is usable right now (for `health()`). */
+  health?(): { ok: boolean; detail?: string | undefined }
+}
+
+/** What a handler receives. */
+export interface InboxHandlerContext<Tx> {
+  /** The stored inbox event (after the claim). */
+  event: InboxEvent
+  /** The message headers (e.g. `traceparent`), `Nats-Msg-Id` excluded. */
+  headers: Readonly<Record<string, string>>
+  /** The message as received. */
+  message: InboxMessage
+  /**
+   * The open transaction when the processor has a `transaction` runner: write with it and
+   * your writes commit together with the processed mark (exactly-once effects). Undefined
+   * without a runner (at-least-once effects).
+   */
+  tx: Tx | undefined
+}
+
+/** The user's handler. Throw to fail the delivery (it is retried with backoff). */
+export type InboxHandler<Tx> = (context: InboxHandlerContext<Tx>) => Promise<void>
+
+/** Runs `fn` inside one database transaction of the inbox's store: commit on resolve, roll back on throw. */
+export type TransactionRunner<Tx> = <T>(fn: (tx: Tx) => Promise<T>) => Promise<T>

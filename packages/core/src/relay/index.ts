@@ -1,0 +1,18 @@
+export {
+  type BackoffOptions,
+  backoffDelayMs,
+  DEFAULT_BACKOFF,
+  type ResolvedBackoff,
+  resolveBackoff,
+} from './backoff.js'
+export type { HealthReport, RelayCounters, RelayMetrics } from './metrics.js'
+export { OutboxRelay, type OutboxRelayOptions, type RetentionOptions } from './outbox-relay.js'
+export {
+  createPrometheusExporter,
+  type MetricsSource,
+  type PrometheusExporter,
+  type PrometheusOptions,
+  type PromRegistry,
+} from './prometheus.js'
+export { messageOf, realSleep, type Sleep, silentLogger, type TxboxLogger } from './sleep.js'
+export type { OutboxPublisher, PublishReceipt, RelayWakeup } from './types.js'

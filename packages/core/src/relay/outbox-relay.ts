@@ -1,0 +1,482 @@
+import { type Clock, systemClock } from '../clock.js'
+import { LeaseLostError, ValidationError } from '../errors.js'
+import type { OutboxEvent, OutboxRepository } from '../outbox.js'
+import { type BackoffOptions, backoffDelayMs, type ResolvedBackoff, resolveBackoff } from './backoff.js'
+import { type HealthReport, type RelayCounters, type RelayMetrics, zeroCounters } from './metrics.js'
+import { messageOf, realSleep, type Sleep, silentLogger, type TxboxLogger } from './sleep.js'
+import type { OutboxPublisher, RelayWakeup } from './types.js'
+
+const COMPONENT = 'relay'
+
+/** Longest `errorMessage` the relay stores; a transport error can carry a whole stack. */
+const MAX_ERROR_MESSAGE = 2_000
+
+/** Periodic upkeep of the outbox. `null` turns a task off. */
+export interface RetentionOptions {
+  /** `cleanup(days)`: delete `sent` events older than this (default 7). */
+  sentOlderThanDays?: number | null | undefined
+  /**
+   * `resetStale(minutes)`: put back `publishing` events claimed longer ago than this
+   * (default 10). Expired leases are reclaimed by `claim` itself; this catches events moved
+   * to `publishing` by the reference `markAsPublishing` flow, which have no lease.
+   */
+  staleMinutes?: number | null | undefined
+  /** How often both run (default 60,000 ms). */
+  everyMs?: number | undefined
+}
+
+/** Options of {@link OutboxRelay}. Only `outbox` and `publisher` are required. */
+export interface OutboxRelayOptions {
+  /** Any outbox repository: the relay only calls its methods, never a transaction of its own. */
+  outbox: OutboxRepository<never>
+  /** Where events go (the NATS JetStream publisher from `@txbox/core/nats`). */
+  publisher: OutboxPublisher
+  /** Who holds the claims; unique per relay process (default `relay-<random>`). */
+  workerId?: string | undefined
+  /** Events per claim, 1..10,000 (default 100). A full batch makes the loop claim again at once. */
+  batchSize?: number | undefined
+  /** How long a claim is held before another relay may take the event (default 30,000 ms). */
+  leaseMs?: number | undefined
+  /** How often the leases of an in-flight batch are renewed (default leaseMs / 3). */
+  renewEveryMs?: number | undefined
+  /** Publishes in flight at once within a batch (default 32). */
+  concurrency?: number | undefined
+  /** Publish attempts before an event is dead-lettered (default 10; compared with `retryCount + 1`). */
+  maxAttempts?: number | undefined
+  /** Delay between attempts, persisted as `availableAt`. */
+  backoff?: BackoffOptions | undefined
+  /** Wait between claims when the last batch was not full (default 1,000 ms), or a wake-up hint, whichever first. */
+  pollIntervalMs?: number | undefined
+  /** Periodic `resetStale` and `cleanup`. */
+  retention?: RetentionOptions | undefined
+  /** A wake-up hint (e.g. PostgreSQL LISTEN/NOTIFY) that ends the poll wait early. */
+  wakeup?: RelayWakeup | undefined
+  /** The relay's own time source: maintenance schedule, claim latency, loop liveness, pending age. */
+  clock?: Clock | undefined
+  /** How the relay waits (poll interval, renewal interval); injected by tests. */
+  sleep?: Sleep | undefined
+  /** The jitter's random source, [0, 1). */
+  random?: (() => number) | undefined
+  logger?: TxboxLogger | undefined
+  /** `health()` reports the loop dead when it made no progress for this long (default max(30,000, 3 x pollIntervalMs)). */
+  healthStaleMs?: number | undefined
+}
+
+type State = RelayMetrics['state']
+
+const positiveInteger = (value: number, name: string, max = Number.MAX_SAFE_INTEGER): number => {
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new ValidationError(
+      COMPONENT,
+      `${name} must be an integer between 1 and ${max}; got ${String(value)}`,
+    )
+  }
+  return value
+}
+
+const nonNegative = (value: number, name: string): number => {
+  if (!Number.isFinite(value) || value < 0) {
+    throw new ValidationError(COMPONENT, `${name} must be a finite number >= 0; got ${String(value)}`)
+  }
+  return value
+}
+
+/**
+ * Moves events from the outbox to the transport: claim a batch, publish it with bounded
+ * concurrency, mark the successes sent in one call, retry failures with persisted backoff,
+ * dead-letter after `maxAttempts`.
+ *
+ * Why it is safe to run many of them, and to kill any of them:
+ * - It never holds a database transaction across a publish: it only calls repository
+ *   methods, each of which commits before returning (`claim` MUST NOT leave a transaction open).
+ * - Every write after the claim is fenced by `workerId`: if the lease expired and another
+ *   relay took the event, the write is refused (LeaseLostError, or the id comes back from
+ *   `markManyAsSent`) and counted, never applied.
+ * - Leases are renewed while a batch is in flight; an event whose renewal failed is dropped
+ *   from the batch and not marked, whatever its publish did.
+ * - A relay killed after publishing but before marking leaves the event `publishing` with a
+ *   lease that expires; the next claim publishes it again with the same `Nats-Msg-Id`, which
+ *   JetStream deduplicates, and the inbox deduplicates beyond the JetStream window.
+ */
+export class OutboxRelay {
+  readonly workerId: string
+  readonly #outbox: OutboxRepository<never>
+  readonly #publisher: OutboxPublisher
+  readonly #batchSize: number
+  readonly #leaseMs: number
+  readonly #renewEveryMs: number
+  readonly #concurrency: number
+  readonly #maxAttempts: number
+  readonly #backoff: ResolvedBackoff
+  readonly #pollIntervalMs: number
+  readonly #sentOlderThanDays: number | null
+  readonly #staleMinutes: number | null
+  readonly #maintenanceEveryMs: number
+  readonly #wakeup: RelayWakeup | undefined
+  readonly #clock: Clock
+  readonly #sleep: Sleep
+  readonly #random: () => number
+  readonly #logger: TxboxLogger
+  readonly #healthStaleMs: number
+
+  #state: State = 'idle'
+  readonly #stopController = new AbortController()
+  #loop: Promise<void> | undefined
+  #counters: RelayCounters = zeroCounters()
+  #inFlight = 0
+  #lastTickAt: number | null = null
+  #nextMaintenanceAt: number | null = null
+  #claimLatency = { last: 0, total: 0, max: 0 }
+
+  constructor(options: OutboxRelayOptions) {
+    if (typeof options !== 'object' || options === null)
+      throw new ValidationError(COMPONENT, 'options must be an object')
+    if (typeof options.outbox?.claim !== 'function')
+      throw new ValidationError(COMPONENT, 'options.outbox must be an OutboxRepository')
+    if (typeof options.publisher?.publish !== 'function')
+      throw new ValidationError(COMPONENT, 'options.publisher must have publish(event)')
+    this.#outbox = options.outbox
+    this.#publisher = options.publisher
+    const workerId = options.workerId ?? `relay-${globalThis.crypto.randomUUID().slice(0, 8)}`
+    if (typeof workerId !== 'string' || workerId.length === 0)
+      throw new ValidationError(COMPONENT, 'workerId must be a non-empty string')
+    this.workerId = workerId
+    this.#batchSize = positiveInteger(options.batchSize ?? 100, 'batchSize', 10_000)
+    this.#leaseMs = positiveInteger(options.leaseMs ?? 30_000, 'leaseMs')
+    this.#renewEveryMs = positiveInteger(
+      options.renewEveryMs ?? Math.max(1, Math.floor(this.#leaseMs / 3)),
+      'renewEveryMs',
+    )
+    this.#concurrency = positiveInteger(options.concurrency ?? 32, 'concurrency', 10_000)
+    this.#maxAttempts = positiveInteger(options.maxAttempts ?? 10, 'maxAttempts')
+    this.#backoff = resolveBackoff(COMPONENT, options.backoff)
+    this.#pollIntervalMs = nonNegative(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
+    const retention = options.retention ?? {}
+    this.#sentOlderThanDays =
+      retention.sentOlderThanDays === null
+        ? null
+        : nonNegative(retention.sentOlderThanDays ?? 7, 'retention.sentOlderThanDays')
+    this.#staleMinutes =
+      retention.staleMinutes === null
+        ? null
+        : nonNegative(retention.staleMinutes ?? 10, 'retention.staleMinutes')
+    this.#maintenanceEveryMs = nonNegative(retention.everyMs ?? 60_000, 'retention.everyMs')
+    this.#wakeup = options.wakeup
+    this.#clock = options.clock ?? systemClock
+    this.#sleep = options.sleep ?? realSleep
+    this.#random = options.random ?? Math.random
+    this.#logger = options.logger ?? silentLogger
+    this.#healthStaleMs = nonNegative(
+      options.healthStaleMs ?? Math.max(30_000, 3 * this.#pollIntervalMs),
+      'healthStaleMs',
+    )
+  }
+
+  /** Starts the loop in the background. Call {@link stop} to end it. */
+  start(): void {
+    if (this.#state !== 'idle') throw new ValidationError(COMPONENT, `the relay is already ${this.#state}`)
+    this.#state = 'running'
+    this.#tick()
+    this.#loop = this.#run()
+  }
+
+  /**
+   * Stops claiming, lets the batch in flight finish (publishes awaited, successes marked,
+   * failures scheduled), then resolves. Idempotent.
+   */
+  async stop(): Promise<void> {
+    if (this.#state === 'idle') {
+      this.#state = 'stopped'
+      return
+    }
+    if (this.#state === 'running') {
+      this.#state = 'stopping'
+      this.#stopController.abort()
+    }
+    await this.#loop
+  }
+
+  /** Resolves when the loop has ended (after {@link stop}, or never while running). */
+  get done(): Promise<void> {
+    return this.#loop ?? Promise.resolve()
+  }
+
+  /** The relay's state. */
+  get state(): State {
+    return this.#state
+  }
+
+  /** The counters so far (a copy). */
+  counters(): RelayCounters {
+    return { ...this.#counters }
+  }
+
+  /**
+   * One turn of the loop without waiting: claim a batch and publish it. Returns how many
+   * events were claimed (0: nothing due). For tests and for a one-shot drain.
+   */
+  async runOnce(): Promise<number> {
+    const claimed = await this.#turn()
+    return claimed ?? 0
+  }
+
+  /** Runs `resetStale` and `cleanup` now (each failure is logged and counted, not thrown). */
+  async runMaintenance(): Promise<void> {
+    this.#nextMaintenanceAt = this.#clock().getTime() + this.#maintenanceEveryMs
+    if (this.#staleMinutes !== null) {
+      try {
+        const reset = await this.#outbox.resetStale(this.#staleMinutes)
+        this.#counters.staleReset += reset
+        if (reset > 0) this.#logger.warn('reset stale publishing events', { count: reset })
+      } catch (error) {
+        this.#storeError('outbox.resetStale', error)
+      }
+    }
+    if (this.#sentOlderThanDays !== null) {
+      try {
+        this.#counters.cleanedUp += await this.#outbox.cleanup(this.#sentOlderThanDays)
+      } catch (error) {
+        this.#storeError('outbox.cleanup', error)
+      }
+    }
+  }
+
+  /** Counters, gauges and the age of the oldest due event (one cheap store read). */
+  async metrics(): Promise<RelayMetrics> {
+    let oldestPendingAgeMs: number | null = null
+    try {
+      const [oldest] = await this.#outbox.findPending({ limit: 1 })
+      if (oldest) oldestPendingAgeMs = Math.max(0, this.#clock().getTime() - oldest.enqueuedAt.getTime())
+    } catch (error) {
+      this.#storeError('outbox.findPending', error)
+    }
+    const { last, total, max } = this.#claimLatency
+    return {
+      ...this.#counters,
+      workerId: this.workerId,
+      state: this.#state,
+      inFlight: this.#inFlight,
+      claimLatencyMs: { last, mean: this.#counters.claims === 0 ? 0 : total / this.#counters.claims, max },
+      oldestPendingAgeMs,
+      lastTickAt: this.#lastTickAt,
+    }
+  }
+
+  /** Store reachable, transport connected, loop alive (made progress within `healthStaleMs`). */
+  async health(): Promise<HealthReport> {
+    let store: HealthReport['store']
+    try {
+      await this.#outbox.getCountByStatus()
+      store = { ok: true }
+    } catch (error) {
+      store = { ok: false, detail: messageOf(error) }
+    }
+    const reported = this.#publisher.health?.()
+    const publisher: HealthReport['publisher'] = reported
+      ? { ok: reported.ok, detail: reported.detail }
+      : { ok: true, detail: 'the publisher does not report health' }
+    const lastTickAgoMs = this.#lastTickAt === null ? null : this.#clock().getTime() - this.#lastTickAt
+    let loop: HealthReport['loop']
+    if (this.#state !== 'running') loop = { ok: false, lastTickAgoMs, detail: `the relay is ${this.#state}` }
+    else if (lastTickAgoMs !== null && lastTickAgoMs > this.#healthStaleMs)
+      loop = { ok: false, lastTickAgoMs, detail: `no progress for ${lastTickAgoMs} ms` }
+    else loop = { ok: true, lastTickAgoMs }
+    return { ok: store.ok && publisher.ok && loop.ok, store, publisher, loop }
+  }
+
+  async #run(): Promise<void> {
+    try {
+      if (this.#wakeup?.listen) {
+        try {
+          await this.#wakeup.listen()
+        } catch (error) {
+          this.#logger.warn('wakeup listen failed; polling only until it recovers', {
+            error: messageOf(error),
+          })
+        }
+      }
+      while (this.#state === 'running') {
+        this.#tick()
+        if (this.#nextMaintenanceAt === null || this.#clock().getTime() >= this.#nextMaintenanceAt) {
+          await this.runMaintenance()
+        }
+        if (this.#state !== 'running') break
+        const claimed = await this.#turn()
+        if (this.#state !== 'running') break
+        // A full batch means more is probably due: claim again at once. Otherwise wait for the
+        // poll interval or a wake-up hint. After a store error, never trust the hint (it may
+        // fire at once while the database is down) and just wait.
+        if (claimed === undefined) await this.#idle(false)
+        else if (claimed < this.#batchSize) await this.#idle(true)
+      }
+    } catch (error) {
+      // Every expected failure is handled inside the turn; this is a bug or a broken store
+      // object, and a dead loop must show in health(), not crash the process silently.
+      this.#logger.error('relay loop crashed', { error: messageOf(error) })
+    } finally {
+      this.#state = 'stopped'
+    }
+  }
+
+  #tick(): void {
+    this.#lastTickAt = this.#clock().getTime()
+  }
+
+  #storeError(operation: string, error: unknown): void {
+    this.#counters.storeErrors++
+    this.#logger.error(`${operation} failed`, { workerId: this.workerId, error: messageOf(error) })
+  }
+
+  async #idle(useWakeup: boolean): Promise<void> {
+    const controller = new AbortController()
+    const stop = this.#stopController.signal
+    const abort = () => controller.abort()
+    stop.addEventListener('abort', abort, { once: true })
+    try {
+      const timeout = this.#sleep(this.#pollIntervalMs, controller.signal)
+      const waits: Promise<unknown>[] = [timeout]
+      if (useWakeup && this.#wakeup) {
+        // A failing hint must not turn into a hot loop: fall back to the poll timeout.
+        waits.push(
+          this.#wakeup.wait(controller.signal).catch((error: unknown) => {
+            this.#logger.warn('wakeup failed; polling', { error: messageOf(error) })
+            return timeout
+          }),
+        )
+      }
+      await Promise.race(waits)
+    } finally {
+      stop.removeEventListener('abort', abort)
+      controller.abort()
+    }
+  }
+
+  /** Claims and publishes one batch. Returns how many were claimed, or undefined when the claim failed. */
+  async #turn(): Promise<number | undefined> {
+    const started = this.#clock().getTime()
+    let events: OutboxEvent[]
+    try {
+      events = await this.#outbox.claim({
+        limit: this.#batchSize,
+        leaseMs: this.#leaseMs,
+        workerId: this.workerId,
+      })
+    } catch (error) {
+      this.#storeError('outbox.claim', error)
+      return undefined
+    }
+    const latency = Math.max(0, this.#clock().getTime() - started)
+    this.#claimLatency.last = latency
+    this.#claimLatency.total += latency
+    this.#claimLatency.max = Math.max(this.#claimLatency.max, latency)
+    this.#counters.claims++
+    this.#counters.claimed += events.length
+    this.#tick()
+    if (events.length > 0) await this.#publishBatch(events)
+    return events.length
+  }
+
+  async #publishBatch(events: readonly OutboxEvent[]): Promise<void> {
+    // The ids this relay still holds. An id leaves the set when its lease is lost or when a
+    // failure was recorded; only ids still in it are marked sent.
+    const held = new Set(events.map((event) => event.eventId))
+    const published: string[] = []
+    const batchDone = new AbortController()
+    const renewal = this.#renewWhileInFlight(held, batchDone.signal)
+    try {
+      let next = 0
+      const worker = async (): Promise<void> => {
+        for (let event = events[next++]; event !== undefined; event = events[next++]) {
+          if (!held.has(event.eventId)) continue
+          this.#inFlight++
+          try {
+            const receipt = await this.#publisher.publish(event)
+            if (receipt.duplicate) this.#counters.duplicates++
+            published.push(event.eventId)
+          } catch (error) {
+            this.#counters.failed++
+            if (held.has(event.eventId)) await this.#recordFailure(event, error, held)
+          } finally {
+            this.#inFlight--
+            this.#tick()
+          }
+        }
+      }
+      const workers = Math.min(this.#concurrency, events.length)
+      await Promise.all(Array.from({ length: workers }, worker))
+    } finally {
+      batchDone.abort()
+      await renewal
+    }
+    const toMark = published.filter((id) => held.has(id))
+    if (toMark.length === 0) return
+    try {
+      const notApplied = await this.#outbox.markManyAsSent(toMark, { workerId: this.workerId })
+      // Not applied = another relay owns the event now (our lease expired): it will publish
+      // again under the same Nats-Msg-Id, which JetStream deduplicates.
+      this.#counters.leaseLost += notApplied.length
+      this.#counters.published += toMark.length - notApplied.length
+      if (notApplied.length > 0)
+        this.#logger.warn('leases lost before marking sent', {
+          workerId: this.workerId,
+          count: notApplied.length,
+        })
+    } catch (error) {
+      // The events stay `publishing` until the lease expires, then are published again
+      // (deduplicated downstream). Nothing is lost.
+      this.#storeError('outbox.markManyAsSent', error)
+    }
+  }
+
+  async #renewWhileInFlight(held: Set<string>, done: AbortSignal): Promise<void> {
+    while (!done.aborted) {
+      await this.#sleep(this.#renewEveryMs, done)
+      if (done.aborted || held.size === 0) continue
+      const ids = [...held]
+      try {
+        const renewed = new Set(
+          await this.#outbox.renewLease(ids, { workerId: this.workerId, leaseMs: this.#leaseMs }),
+        )
+        for (const id of ids) {
+          if (renewed.has(id) || !held.has(id)) continue
+          held.delete(id)
+          this.#counters.leaseLost++
+          this.#logger.warn('lease lost while publishing', { workerId: this.workerId, eventId: id })
+        }
+        this.#tick()
+      } catch (error) {
+        // Keep going: the lease is still valid until it expires, and the fenced marks will
+        // refuse anything that was taken over meanwhile.
+        this.#storeError('outbox.renewLease', error)
+      }
+    }
+  }
+
+  async #recordFailure(event: OutboxEvent, error: unknown, held: Set<string>): Promise<void> {
+    held.delete(event.eventId)
+    const attempt = event.retryCount + 1
+    const errorMessage = `publish failed: ${messageOf(error)}`.slice(0, MAX_ERROR_MESSAGE)
+    try {
+      if (attempt >= this.#maxAttempts) {
+        await this.#outbox.markAsFailed(event.eventId, errorMessage, { workerId: this.workerId })
+        this.#counters.dead++
+        this.#logger.error('event dead-lettered', {
+          eventId: event.eventId,
+          attempts: attempt,
+          error: errorMessage,
+        })
+      } else {
+        const delayMs = backoffDelayMs(attempt, this.#backoff, this.#random)
+        await this.#outbox.retryLater(event.eventId, { errorMessage, delayMs, workerId: this.workerId })
+        this.#counters.retried++
+      }
+    } catch (markError) {
+      if (markError instanceof LeaseLostError) this.#counters.leaseLost++
+      else
+        this.#storeError(
+          attempt >= this.#maxAttempts ? 'outbox.markAsFailed' : 'outbox.retryLater',
+          markError,
+        )
+    }
+  }
+}

@@ -1,0 +1,238 @@
+import { describe, expect, it } from 'vitest'
+import {
+  createMemoryStore,
+  type InboxHandler,
+  InboxProcessor,
+  type InboxProcessorOptions,
+  ManualClock,
+  type MemoryTransaction,
+} from '../src/index.js'
+import { FakeSource, flush, message } from './helpers.js'
+
+const setup = (
+  handler: InboxHandler<MemoryTransaction>,
+  options: Partial<InboxProcessorOptions<MemoryTransaction>> = {},
+) => {
+  const clock = new ManualClock()
+  const store = createMemoryStore({ clock: clock.now })
+  const source = new FakeSource()
+  // The business table: written only through the handler's transaction.
+  const ledger: string[] = []
+  const processor = new InboxProcessor<MemoryTransaction>({
+    inbox: store.inbox,
+    source,
+    handler,
+    workerId: 'inbox-a',
+    clock: clock.now,
+    random: () => 0,
+    backoff: { baseMs: 100, maxMs: 1_000, jitter: 0.5 },
+    maxDeliveries: 3,
+    leaseMs: 5_000,
+    transaction: async (fn) => {
+      const tx = store.begin()
+      try {
+        const result = await fn(tx)
+        tx.commit()
+        return result
+      } catch (error) {
+        tx.rollback()
+        throw error
+      }
+    },
+    ...options,
+  })
+  return { clock, store, source, processor, ledger }
+}
+
+describe('InboxProcessor', () => {
+  it('runs the handler once per event and acks duplicates without running it', async () => {
+    const seen: string[] = []
+    const { store, processor } = setup(async ({ event }) => {
+      seen.push(event.eventId)
+    })
+    const first = message({ eventId: 'e-1', streamSeq: 1 })
+    await processor.handle(first)
+    expect(first.settled).toEqual({ kind: 'ack' })
+    // The same event again: redelivered, and republished past the JetStream window (new seq).
+    const redelivered = message({ eventId: 'e-1', streamSeq: 1, deliveryCount: 2 })
+    const republished = message({ eventId: 'e-1', streamSeq: 9 })
+    await processor.handle(redelivered)
+    await processor.handle(republished)
+    expect(redelivered.settled).toEqual({ kind: 'ack' })
+    expect(republished.settled).toEqual({ kind: 'ack' })
+    expect(seen).toEqual(['e-1'])
+    expect(await store.inbox.get('e-1')).toMatchObject({
+      status: 'processed',
+      deliveries: 3,
+      stream: 'ORDERS',
+    })
+    expect(processor.counters()).toMatchObject({ received: 3, processed: 1, duplicates: 2 })
+  })
+
+  it('commits the handler writes and the processed mark together', async () => {
+    const ledgerRows: string[] = []
+    let fail = true
+    const { store, processor } = setup(async ({ event, tx }) => {
+      // A write that joins the transaction: applied only on commit.
+      tx?.enlist(() => ledgerRows.push(event.eventId))
+      if (fail) throw new Error('downstream busy')
+    })
+    const first = message({ eventId: 'e-1' })
+    await processor.handle(first)
+    expect(first.settled).toEqual({ kind: 'nak', delayMs: 100 })
+    expect(ledgerRows).toEqual([])
+    expect(await store.inbox.get('e-1')).toMatchObject({ status: 'failed', errorMessage: 'downstream busy' })
+    fail = false
+    const second = message({ eventId: 'e-1', deliveryCount: 2 })
+    await processor.handle(second)
+    expect(second.settled).toEqual({ kind: 'ack' })
+    expect(ledgerRows).toEqual(['e-1'])
+    expect(await store.inbox.get('e-1')).toMatchObject({ status: 'processed' })
+    expect(processor.counters()).toMatchObject({ handlerErrors: 1, redelivered: 1, processed: 1 })
+  })
+
+  it('naks with growing backoff and terminates after maxDeliveries', async () => {
+    const { store, processor } = setup(async () => {
+      throw new Error('poison')
+    })
+    const delays: unknown[] = []
+    for (let delivery = 1; delivery <= 3; delivery++) {
+      const copy = message({ eventId: 'p-1', deliveryCount: delivery })
+      await processor.handle(copy)
+      delays.push(copy.settled)
+    }
+    expect(delays).toEqual([
+      { kind: 'nak', delayMs: 100 },
+      { kind: 'nak', delayMs: 200 },
+      { kind: 'term', reason: 'failed 3 times: poison' },
+    ])
+    expect(await store.inbox.get('p-1')).toMatchObject({
+      status: 'failed',
+      deliveries: 3,
+      errorMessage: 'poison',
+    })
+    expect(processor.counters()).toMatchObject({ terminated: 1, redelivered: 2, handlerErrors: 3 })
+  })
+
+  it('puts back a copy whose event another worker is handling right now', async () => {
+    const { store, processor } = setup(async () => {})
+    await store.inbox.claim(
+      { eventId: 'e-1', subject: 'orders.created', payload: '{}' },
+      { leaseMs: 60_000, workerId: 'inbox-b' },
+    )
+    const copy = message({ eventId: 'e-1' })
+    await processor.handle(copy)
+    // Not acked: if inbox-b's handler fails, this copy is what brings the event back.
+    expect(copy.settled).toEqual({ kind: 'nak', delayMs: 5_000 })
+    expect(processor.counters().inFlightElsewhere).toBe(1)
+  })
+
+  it('takes over an event whose lease expired', async () => {
+    const seen: string[] = []
+    const { clock, store, processor } = setup(async ({ event }) => {
+      seen.push(event.eventId)
+    })
+    await store.inbox.claim(
+      { eventId: 'e-1', subject: 'orders.created', payload: '{}' },
+      { leaseMs: 1_000, workerId: 'crashed' },
+    )
+    clock.advance(1_000)
+    await processor.handle(message({ eventId: 'e-1', deliveryCount: 2 }))
+    expect(seen).toEqual(['e-1'])
+  })
+
+  it('records a message without Nats-Msg-Id under <stream>:<seq>', async () => {
+    const seen: string[] = []
+    const { processor } = setup(async ({ event }) => {
+      seen.push(event.eventId)
+    })
+    await processor.handle(message({ eventId: undefined, stream: 'ORDERS', streamSeq: 42 }))
+    await processor.handle(message({ eventId: undefined, stream: 'ORDERS', streamSeq: 42, deliveryCount: 2 }))
+    expect(seen).toEqual(['ORDERS:42'])
+    const orphan = message({ eventId: undefined, stream: undefined, streamSeq: undefined })
+    await processor.handle(orphan)
+    expect(orphan.settled?.kind).toBe('term')
+  })
+
+  it('terminates a message the inbox can never store', async () => {
+    const { processor } = setup(async () => {})
+    const tooLong = message({ eventId: 'x'.repeat(300) })
+    await processor.handle(tooLong)
+    expect(tooLong.settled?.kind).toBe('term')
+  })
+
+  it('hands the headers (traceparent) to the handler and stores them', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+    let received: Readonly<Record<string, string>> | undefined
+    const { store, processor } = setup(async ({ headers }) => {
+      received = headers
+    })
+    await processor.handle(
+      message({ eventId: 'e-1', headers: { traceparent }, storedHeaders: JSON.stringify({ traceparent }) }),
+    )
+    expect(received).toEqual({ traceparent })
+    expect((await store.inbox.get('e-1'))?.headers).toBe(JSON.stringify({ traceparent }))
+  })
+
+  it('naks (does not ack) when the inbox is unreachable', async () => {
+    const { store, processor } = setup(async () => {})
+    store.inbox.claim = async () => {
+      throw new Error('db down')
+    }
+    const copy = message({ eventId: 'e-1' })
+    await processor.handle(copy)
+    expect(copy.settled).toEqual({ kind: 'nak', delayMs: 100 })
+    expect(processor.counters().storeErrors).toBe(1)
+  })
+
+  it('works without a transaction runner (handler, then mark)', async () => {
+    const seen: string[] = []
+    const { store, processor } = setup(
+      async ({ event, tx }) => {
+        expect(tx).toBeUndefined()
+        seen.push(event.eventId)
+      },
+      { transaction: undefined },
+    )
+    await processor.handle(message({ eventId: 'e-1' }))
+    expect(await store.inbox.isProcessed('e-1')).toBe(true)
+  })
+
+  it('consumes from its source with bounded concurrency and drains on stop()', async () => {
+    let active = 0
+    let maxActive = 0
+    let release: (() => void) | undefined
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const { source, processor, store } = setup(
+      async () => {
+        active++
+        maxActive = Math.max(maxActive, active)
+        await gate
+        active--
+      },
+      { concurrency: 2 },
+    )
+    await processor.start()
+    const messages = Array.from({ length: 5 }, (_, index) =>
+      message({ eventId: `e-${index}`, streamSeq: index }),
+    )
+    source.push(...messages)
+    await flush()
+    expect(maxActive).toBe(2)
+    let stopped = false
+    const stopping = processor.stop().then(() => {
+      stopped = true
+    })
+    await flush()
+    expect(stopped).toBe(false)
+    release?.()
+    await stopping
+    // The two in flight finished and were acked; the rest stay with the transport.
+    expect(messages.filter((copy) => copy.settled?.kind === 'ack')).toHaveLength(2)
+    expect((await store.inbox.getCountByStatus()).processed).toBe(2)
+    expect(maxActive).toBe(2)
+    expect((await processor.health()).loop.ok).toBe(false)
+  })
+})
