@@ -15,17 +15,21 @@ export const connect = (): Redis => {
   return new Redis(REDIS_URL, { maxRetriesPerRequest: 3 })
 }
 
-/** Every key of a store, by SCAN (tests only). */
-export const keysOf = async (redis: Redis, keyPrefix: string): Promise<string[]> => {
+/** Every key matching a glob, by a full SCAN (tests only). */
+export const scanAll = async (redis: Redis, pattern: string): Promise<string[]> => {
   const found: string[] = []
   let cursor = '0'
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${storeBase(keyPrefix)}:*`, 'COUNT', 1000)
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
     cursor = next
     found.push(...keys)
   } while (cursor !== '0')
   return found.sort()
 }
+
+/** Every key of a store. */
+export const keysOf = (redis: Redis, keyPrefix: string): Promise<string[]> =>
+  scanAll(redis, `${storeBase(keyPrefix)}:*`)
 
 export const dropStore = async (redis: Redis, keyPrefix: string): Promise<void> => {
   const keys = await keysOf(redis, keyPrefix)

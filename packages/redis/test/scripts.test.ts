@@ -1,6 +1,8 @@
+import { uniqueSuffix } from '@txbox/conformance'
 import { EventNotFoundError, LeaseLostError, ManualClock } from '@txbox/core'
-import type { Redis } from 'ioredis'
+import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { createRedisStore, execTransaction } from '../src/index.js'
 import { schemaKey } from '../src/keys.js'
 import { scripts } from '../src/scripts.js'
 import {
@@ -12,6 +14,7 @@ import {
   recount,
   SKIP,
   SKIP_REASON,
+  scanAll,
   type TestStore,
 } from './helpers.js'
 
@@ -227,6 +230,26 @@ describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
     await store.inbox.findOrCreate(inboxEv('early'))
     for (const id of ['zz', 'aa', 'early']) await store.inbox.markAsFailed(id, 'x')
     expect((await store.inbox.getFailedEvents()).map((e) => e.eventId)).toEqual(['early', 'zz', 'aa'])
+  })
+
+  it('honours an ioredis keyPrefix option, also for keys the scripts build and for a MULTI', async () => {
+    const prefixed = new Redis(process.env.TXBOX_REDIS_URL!, { keyPrefix: 'app:' })
+    const keyPrefix = `t_${uniqueSuffix()}`
+    try {
+      const store = createRedisStore({ redis: prefixed, keyPrefix })
+      await store.outbox.findOrCreate(ev('a'))
+      const multi = prefixed.multi()
+      await store.outbox.findOrCreate(ev('b'), { tx: multi })
+      await execTransaction(multi)
+      expect((await store.outbox.claim(LEASE)).map((e) => e.eventId)).toEqual(['a', 'b'])
+      expect(await keysOf(redis, keyPrefix)).toEqual([])
+      const keys = await scanAll(redis, `app:txbox:{${keyPrefix}}:*`)
+      expect(keys).toContain(`app:${store.outbox.keys.event('a')}`)
+      expect(keys).toContain(`app:${store.outbox.keys.leases}`)
+      await redis.unlink(...keys)
+    } finally {
+      prefixed.disconnect()
+    }
   })
 
   it('migrate() run concurrently from many clients succeeds and is idempotent', async () => {
