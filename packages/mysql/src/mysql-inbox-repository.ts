@@ -11,6 +11,7 @@ import {
   type InboxParams,
   type InboxRepository,
   inboxCounts,
+  PayloadTooLargeError,
   systemClock,
   Validator,
 } from '@txbox/core'
@@ -18,7 +19,7 @@ import type { PoolConnection } from 'mysql2/promise'
 import { ADAPTER, isDuplicateKey } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { fromDateTime, toDateTime, toInboxEvent } from './rows.js'
-import { type Param, type Row, Runner, runWrite, selectRows } from './run.js'
+import { eventBytes, type Param, type Row, Runner, runWrite, selectRows } from './run.js'
 import { CLEANUP_BATCH, type InboxSql, inboxSql, tableNames } from './sql.js'
 
 /** How often a delivery is looked up again after losing an insert race (each time to a committed row). */
@@ -74,6 +75,9 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
     onStored: (connection: PoolConnection, row: Row) => Promise<T>,
     onInserted: (row: Row) => T,
   ): Promise<T> {
+    const limit = await this.run.maxEventBytes()
+    const size = eventBytes(fresh.params)
+    if (size > limit) throw new PayloadTooLargeError(ADAPTER, fresh.params.eventId, size, limit)
     for (let race = 0; ; race++) {
       const outcome = await this.run.transaction(operation, async (connection) => {
         const stored = await this.#lookup(connection, fresh.params)

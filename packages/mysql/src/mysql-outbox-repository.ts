@@ -12,10 +12,10 @@ import {
   type OutboxEvent,
   type OutboxRepository,
   outboxCounts,
+  PayloadTooLargeError,
   type RenewLeaseOptions,
   type RetryLaterOptions,
   systemClock,
-  utf8Bytes,
   Validator,
   type WriteOptions,
 } from '@txbox/core'
@@ -23,7 +23,7 @@ import type { PoolConnection } from 'mysql2/promise'
 import { ADAPTER } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { compareSeq, toDateTime, toOutboxEvent } from './rows.js'
-import { type Param, type Queryable, type Row, Runner, runWrite, selectRows } from './run.js'
+import { eventBytes, type Param, type Queryable, type Row, Runner, runWrite, selectRows } from './run.js'
 import {
   CLEANUP_BATCH,
   chunk,
@@ -42,7 +42,7 @@ const insertBatches = (events: readonly EnqueueParams[]): EnqueueParams[][] => {
   let current: EnqueueParams[] = []
   let bytes = 0
   for (const event of events) {
-    const size = utf8Bytes(event.payload) + utf8Bytes(event.headers ?? '') + utf8Bytes(event.eventId) + 600
+    const size = eventBytes(event)
     if (current.length > 0 && (current.length >= MAX_INSERT_ROWS || bytes + size > MAX_INSERT_BYTES)) {
       batches.push(current)
       current = []
@@ -75,6 +75,11 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     this.run = new Runner(options.pool, options.onRetry)
   }
 
+  /** The largest event this server accepts, in UTF-8 bytes (see `MySqlStore.maxEventBytes`). */
+  maxEventBytes(): Promise<number> {
+    return this.run.maxEventBytes()
+  }
+
   async findOrCreate(params: EnqueueParams, options?: WriteOptions<PoolConnection>): Promise<OutboxEvent> {
     const valid = this.validate.enqueueParams(params)
     const [event] = await this.#enqueue('outbox.findOrCreate', [valid], options?.tx)
@@ -101,6 +106,11 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     events: EnqueueParams[],
     tx: PoolConnection | undefined,
   ): Promise<OutboxEvent[]> {
+    const limit = await this.run.maxEventBytes()
+    for (const event of events) {
+      const size = eventBytes(event)
+      if (size > limit) throw new PayloadTooLargeError(ADAPTER, event.eventId, size, limit)
+    }
     const now = toDateTime(this.clock())
     return this.run.write(operation, tx, async (db) => {
       for (const batch of insertBatches(events)) {

@@ -15,6 +15,12 @@ export interface MySqlStore extends TxboxStore<PoolConnection> {
   readonly inbox: MySqlInboxRepository
   /** The validated table prefix. */
   readonly tablePrefix: string
+  /**
+   * The largest event (payload + headers + id + subject, UTF-8 bytes) this server accepts:
+   * `max_allowed_packet` less 16 KiB. Bigger events raise `PayloadTooLargeError` before any
+   * write.
+   */
+  maxEventBytes(): Promise<number>
 }
 
 /** Creates the outbox and inbox on one mysql2/promise pool, sharing a table prefix and a clock. */
@@ -30,6 +36,7 @@ export const createMySqlStore = (options: MySqlStoreOptions): MySqlStore => {
     inbox,
     tablePrefix,
     migrate: () => migrate(options.pool, tablePrefix, clock),
+    maxEventBytes: () => outbox.maxEventBytes(),
     capabilities: mysqlCapabilities,
   }
 }

@@ -1,4 +1,4 @@
-import { withStorageErrors } from '@txbox/core'
+import { utf8Bytes, withStorageErrors } from '@txbox/core'
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
 import { ADAPTER, isRetryable } from './errors.js'
 import type { RetryEvent } from './mysql-options.js'
@@ -46,6 +46,21 @@ export const runWrite = async (
   return result
 }
 
+/** What an event weighs in a statement: its text values in UTF-8. */
+export const eventBytes = (event: {
+  eventId: string
+  subject: string
+  payload: string
+  headers?: string | undefined
+}): number =>
+  utf8Bytes(event.payload) +
+  utf8Bytes(event.headers ?? '') +
+  utf8Bytes(event.eventId) +
+  utf8Bytes(event.subject)
+
+/** Room in a packet for the statement text, the other columns and the protocol framing. */
+export const PACKET_OVERHEAD_BYTES = 16 * 1024
+
 /** How many times a deadlocked or timed-out autocommit step or short transaction runs in all. */
 export const MAX_ATTEMPTS = 5
 
@@ -64,9 +79,27 @@ export class Runner {
   readonly pool: Pool
   readonly #onRetry: ((event: RetryEvent) => void) | undefined
 
+  #maxEventBytes: Promise<number> | undefined
+
   constructor(pool: Pool, onRetry?: (event: RetryEvent) => void) {
     this.pool = pool
     this.#onRetry = onRetry
+  }
+
+  /**
+   * The largest event this server accepts: one statement (all its values) must fit in
+   * `max_allowed_packet`, and a bigger one makes the server drop the connection (errno
+   * 1153), so events are measured before they are sent. Read once per repository.
+   */
+  maxEventBytes(): Promise<number> {
+    this.#maxEventBytes ??= withStorageErrors(ADAPTER, 'maxEventBytes', async () => {
+      const [rows] = await this.pool.query<Row[]>('SELECT @@max_allowed_packet AS bytes')
+      return Number(rows[0]?.bytes) - PACKET_OVERHEAD_BYTES
+    }).catch((error: unknown) => {
+      this.#maxEventBytes = undefined
+      throw error
+    })
+    return this.#maxEventBytes
   }
 
   async #retrying<T>(operation: string, run: () => Promise<T>): Promise<T> {

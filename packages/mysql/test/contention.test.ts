@@ -21,7 +21,11 @@ describe.skipIf(SKIP)(`claim under contention${SKIP ? ` (skipped: ${SKIP_REASON}
     ;({ store, drop } = await freshStore(setupPool, { clock: clock.now }))
     for (let start = 0; start < EVENTS; start += 1000) {
       await store.outbox.findOrCreateMany(
-        Array.from({ length: 1000 }, (_, i) => ({ eventId: `e-${start + i}`, subject: 's', payload: `${start + i}` })),
+        Array.from({ length: 1000 }, (_, i) => ({
+          eventId: `e-${start + i}`,
+          subject: 's',
+          payload: `${start + i}`,
+        })),
       )
     }
   })
@@ -74,9 +78,17 @@ describe.skipIf(SKIP)(`claim under contention${SKIP ? ` (skipped: ${SKIP_REASON}
     const twice = [...claimedBy].filter(([, workers]) => workers.length > 1)
     expect(twice).toEqual([])
     expect(claimedBy.size).toBe(EVENTS)
-    expect(await store.outbox.getCountByStatus()).toEqual({ pending: 0, publishing: EVENTS, sent: 0, failed: 0 })
+    expect(await store.outbox.getCountByStatus()).toEqual({
+      pending: 0,
+      publishing: EVENTS,
+      sent: 0,
+      failed: 0,
+    })
     const perWorker = Object.fromEntries(
-      claimers.map(({ workerId }) => [workerId, [...claimedBy.values()].filter((w) => w[0] === workerId).length]),
+      claimers.map(({ workerId }) => [
+        workerId,
+        [...claimedBy.values()].filter((w) => w[0] === workerId).length,
+      ]),
     )
     // Reported, not asserted: how the claimers shared the work and how often InnoDB made
     // the adapter retry (a deadlock that escaped would have failed the claims above).

@@ -12,7 +12,9 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
   })
 
   afterAll(async () => {
-    await pool?.query(`DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}inbox\`, \`${prefix}schema_version\``)
+    await pool?.query(
+      `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
+    )
     await pool?.end()
   })
 
@@ -25,7 +27,9 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
     } finally {
       await Promise.all(pools.map((p) => p.end()))
     }
-    const [versions] = await pool.query<RowDataPacket[]>(`SELECT version, name FROM \`${prefix}schema_version\` ORDER BY version`)
+    const [versions] = await pool.query<RowDataPacket[]>(
+      `SELECT version, name FROM \`${prefix}schema_version\` ORDER BY version`,
+    )
     expect(versions.map((row) => [row.version, row.name])).toEqual([
       [1, '0001_outbox'],
       [2, '0002_inbox'],
@@ -43,7 +47,9 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
   it('re-runs a step whose version row is missing without failing (each DDL is idempotent)', async () => {
     await pool.query(`DELETE FROM \`${prefix}schema_version\` WHERE version = 2`)
     await createMySqlStore({ pool, tablePrefix: prefix }).migrate()
-    const [versions] = await pool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM \`${prefix}schema_version\``)
+    const [versions] = await pool.query<RowDataPacket[]>(
+      `SELECT COUNT(*) AS n FROM \`${prefix}schema_version\``,
+    )
     expect(Number(versions[0]?.n)).toBe(2)
   })
 })

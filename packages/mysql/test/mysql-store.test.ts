@@ -1,4 +1,11 @@
-import { EventNotFoundError, LeaseLostError, ManualClock, StorageError, ValidationError } from '@txbox/core'
+import {
+  EventNotFoundError,
+  LeaseLostError,
+  ManualClock,
+  PayloadTooLargeError,
+  StorageError,
+  ValidationError,
+} from '@txbox/core'
 import type { Pool, RowDataPacket } from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createMySqlStore, type MySqlStore } from '../src/index.js'
@@ -193,5 +200,19 @@ describe.skipIf(SKIP)(`mysql store against a real server${SKIP ? ` (skipped: ${S
         availableAt: new Date(Date.UTC(10000, 0)),
       }),
     ).rejects.toBeInstanceOf(StorageError)
+  })
+
+  it('rejects an event over max_allowed_packet with PayloadTooLargeError instead of losing the connection', async () => {
+    const limit = await store.maxEventBytes()
+    const [[server]] = await pool.query<RowDataPacket[]>('SELECT @@max_allowed_packet AS bytes')
+    expect(limit).toBe(Number(server?.bytes) - 16 * 1024)
+    const payload = 'x'.repeat(limit)
+    await expect(
+      store.outbox.findOrCreate({ eventId: 'huge', subject: 's', payload }),
+    ).rejects.toBeInstanceOf(PayloadTooLargeError)
+    await expect(
+      store.inbox.claim({ eventId: 'huge', subject: 's', payload }, { leaseMs: 1, workerId: 'w' }),
+    ).rejects.toBeInstanceOf(PayloadTooLargeError)
+    expect(await store.outbox.get('huge')).toBeNull()
   })
 })
