@@ -9,6 +9,7 @@ import { event, tempDirectory } from './helpers.js'
 import { betterSqlite3Entry, compileForProcesses } from './process-harness.js'
 
 const EVENTS = 2000
+const INBOX_DELIVERIES = 300
 const temp = tempDirectory()
 afterAll(() => temp.cleanup())
 
@@ -68,7 +69,7 @@ describe('claim exclusivity across connections', () => {
     for (const db of connections) db.close()
   })
 
-  it(`races two OS processes (migrate, enqueue the same ids, claim) on one file: each event claimed exactly once`, async () => {
+  it(`races two OS processes (migrate, enqueue the same ids, claim, inbox claim) on one file: each event taken exactly once`, async () => {
     const file = temp.file('processes.db')
     const entry = compileForProcesses(temp.file('compiled'))
     const script = temp.file('claimer.mjs')
@@ -98,7 +99,16 @@ for (;;) {
   batches++
   for (const event of batch) claimed.push(event.eventId)
 }
-process.stdout.write(JSON.stringify({ claimed, batches, ms: performance.now() - started }) + '\\n')
+const ms = performance.now() - started
+// The inbox: both processes receive the same deliveries, in opposite orders.
+const won = []
+const deliveries = Array.from({ length: ${INBOX_DELIVERIES} }, (_, index) => 'in-' + index)
+if (workerId === 'b') deliveries.reverse()
+for (const id of deliveries) {
+  const result = await store.inbox.claim({ eventId: id, subject: 's', payload: '{}' }, { workerId, leaseMs: 600000 })
+  if (result.shouldProcess) won.push(result.event.eventId)
+}
+process.stdout.write(JSON.stringify({ claimed, batches, ms, won }) + '\\n')
 db.close()
 `,
     )
@@ -126,7 +136,12 @@ db.close()
     const results = await Promise.all(
       workers.map(async (worker) => ({
         workerId: worker.workerId,
-        ...(JSON.parse(await worker.next()) as { claimed: string[]; batches: number; ms: number }),
+        ...(JSON.parse(await worker.next()) as {
+          claimed: string[]
+          batches: number
+          ms: number
+          won: string[]
+        }),
       })),
     )
     await Promise.all(
@@ -136,6 +151,11 @@ db.close()
     const db = new Database(file)
     expect(db.prepare('SELECT COUNT(*) FROM txbox_schema_version').pluck().get()).toBe(1)
     expectExactlyOnce(new Map(results.map((result) => [result.workerId, result.claimed])), db)
+    // Every inbox delivery was taken by exactly one process, and both deliveries were counted.
+    const won = results.flatMap((result) => result.won)
+    expect(won).toHaveLength(INBOX_DELIVERIES)
+    expect(new Set(won).size).toBe(INBOX_DELIVERIES)
+    expect(db.prepare('SELECT DISTINCT deliveries FROM txbox_inbox').pluck().all()).toEqual([2])
     db.close()
     // Both processes took part: the claims really interleaved.
     for (const result of results) expect(result.batches).toBeGreaterThan(0)
@@ -143,7 +163,8 @@ db.close()
       `[sqlite contention] ${EVENTS} events, 2 processes: ${results
         .map(
           (result) =>
-            `${result.workerId} ${result.claimed.length} events in ${result.batches} claims, ${result.ms.toFixed(0)} ms`,
+            `${result.workerId} ${result.claimed.length} events in ${result.batches} claims, ${result.ms.toFixed(0)} ms,` +
+            ` won ${result.won.length} of ${INBOX_DELIVERIES} inbox deliveries`,
         )
         .join('; ')}`,
     )
