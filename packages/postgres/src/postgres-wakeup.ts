@@ -121,12 +121,13 @@ export class PostgresWakeup {
 
   /**
    * Resolves `true` when an enqueue has committed since the last wait (at once if one
-   * already did), `false` on timeout, abort or close.
+   * already did), `false` on timeout, abort or close. Takes `{ timeoutMs, signal }`, or just
+   * an AbortSignal (the relay's `RelayWakeup.wait(signal)` shape).
    */
-  async wait(options: WaitOptions = {}): Promise<boolean> {
-    const timeoutMs =
-      options.timeoutMs === undefined ? undefined : validate.nonNegative(options.timeoutMs, 'timeoutMs')
-    const { signal } = options
+  async wait(options: WaitOptions | AbortSignal = {}): Promise<boolean> {
+    const { timeoutMs: rawTimeout, signal }: WaitOptions =
+      options instanceof AbortSignal ? { signal: options } : options
+    const timeoutMs = rawTimeout === undefined ? undefined : validate.nonNegative(rawTimeout, 'timeoutMs')
     if (signal?.aborted || this.#closed) return false
     await this.listen()
     // Re-checked: the signal may have fired, or close() run, while LISTEN was being set up.

@@ -1,3 +1,4 @@
+import type { RelayWakeup } from '@txbox/core'
 import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createPostgresWakeup, type PostgresWakeup } from '../src/index.js'
@@ -101,6 +102,23 @@ describe.skipIf(noServer)(`LISTEN/NOTIFY wake-up${noServer ? ` (skipped: ${skipR
     const quiet = ns.storeOn(ns.pool, { notify: false })
     await quiet.outbox.findOrCreate(event('w-8'))
     expect(await flush()).toEqual([])
+  })
+
+  it("fits the relay's RelayWakeup: wait(signal) resolves on a commit and on abort", async () => {
+    const relayWakeup: RelayWakeup = wakeup
+    await flush()
+    while (await wakeup.wait({ timeoutMs: 0 })) {}
+    const controller = new AbortController()
+    const woken = relayWakeup.wait(controller.signal)
+    await ns.store.outbox.findOrCreate(event('w-9'))
+    await expect(woken).resolves.toBe(true)
+    await flush()
+    while (await wakeup.wait({ timeoutMs: 0 })) {}
+    const aborted = relayWakeup.wait(controller.signal)
+    // Let the wait register before aborting, as the relay does on its poll timeout.
+    await new Promise((resolve) => setImmediate(resolve))
+    controller.abort()
+    await expect(aborted).resolves.toBe(false)
   })
 
   it('a wakeup built from schema and prefix listens on the store channel; close() returns its connection', async () => {
