@@ -79,7 +79,7 @@ describe.skipIf(!url)(
     let jsm: JetStreamManager
 
     beforeAll(async () => {
-      nc = await connect({ servers: url })
+      nc = await connect({ servers: url as string })
       jsm = await nc.jetstreamManager()
       await ensureStream(jsm, { name: stream, subjects: [subject('>')], duplicateWindowMs: 60_000 })
     })
