@@ -45,6 +45,8 @@ export const resolveSqliteOptions = (options: SqliteOptions): ResolvedSqliteOpti
   if (!looksLikeDatabase(options.db)) {
     throw new ValidationError(ADAPTER, 'db must be a better-sqlite3 Database (new Database(file))')
   }
+  if (!options.db.open)
+    throw new ValidationError(ADAPTER, 'db is closed: pass an open better-sqlite3 Database')
   if (options.clock !== undefined && typeof options.clock !== 'function') {
     throw new ValidationError(ADAPTER, 'clock must be a function returning a Date')
   }

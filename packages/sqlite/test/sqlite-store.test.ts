@@ -156,6 +156,7 @@ describe('migrate', () => {
     expect(() => createSqliteStore({ db, tablePrefix: 'x; DROP TABLE y; --' })).toThrow(ValidationError)
     expect(() => createSqliteStore({ db: {} as Database.Database })).toThrow(ValidationError)
     db.close()
+    expect(() => createSqliteStore({ db })).toThrow(/db is closed/)
   })
 })
 
