@@ -1,22 +1,24 @@
 import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
 import type { InboxEvent, OutboxEvent } from '@txbox/core'
-import { type ChainableCommander, Redis } from 'ioredis'
+import { type ChainableCommander, Cluster, Redis } from 'ioredis'
 import { execTransaction } from './errors.js'
 import { inboxKeys, outboxKeys, storeBase } from './keys.js'
 import { createRedisStore, redisCapabilities } from './redis-store.js'
 
 const VERSION = '0.1.0'
 
-/** Counts the keys matching a glob with SCAN (fine for tests; never on the hot path). */
-const scanKeys = async (redis: Redis, pattern: string): Promise<string[]> => {
+/** The keys matching a glob, by SCAN on every master (fine for tests; never on the hot path). */
+const scanKeys = async (redis: Redis | Cluster, pattern: string): Promise<string[]> => {
   const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-    cursor = next
-    found.push(...keys)
-  } while (cursor !== '0')
+  for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
+    let cursor = '0'
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = next
+      found.push(...keys)
+    } while (cursor !== '0')
+  }
   return found
 }
 
@@ -68,27 +70,48 @@ const rawInbox = (h: Record<string, string>): InboxEvent | null => {
   return Object.fromEntries(Object.entries(event).filter(([, v]) => v !== undefined)) as unknown as InboxEvent
 }
 
+/** Options of {@link createConformanceTarget}. */
+export interface RedisConformanceOptions {
+  /**
+   * Run against a Redis Cluster: `host:port` of some nodes (the server URL from the suite is
+   * then only used to find out that Redis is there). The target is named `redis-cluster`.
+   */
+  clusterNodes?: readonly string[] | undefined
+}
+
 /** The conformance target of `@txbox/redis`: each fixture is its own key prefix. */
-export const createConformanceTarget = (): ConformanceTarget<ChainableCommander> => {
-  let redis: Redis | undefined
-  const client = (): Redis => {
+export const createConformanceTarget = (
+  options: RedisConformanceOptions = {},
+): ConformanceTarget<ChainableCommander> => {
+  const clusterNodes = options.clusterNodes
+  let redis: Redis | Cluster | undefined
+  const client = (): Redis | Cluster => {
     if (!redis) throw new Error('[txbox] [redis] conformance target used before setup()')
     return redis
   }
 
   return {
-    name: 'redis',
+    name: clusterNodes ? 'redis-cluster' : 'redis',
     version: VERSION,
     engine: 'redis',
     capabilities: redisCapabilities,
 
     async setup(server) {
       if (!server) throw new Error('[txbox] [redis] the redis target needs a server URL')
-      redis = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 3 })
+      redis = clusterNodes
+        ? new Cluster(
+            clusterNodes.map((node) => {
+              const [host = '127.0.0.1', port = '6379'] = node.split(':')
+              return { host, port: Number(port) }
+            }),
+            { lazyConnect: true },
+          )
+        : new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 3 })
       await redis.connect()
-      const info = await redis.info('server')
+      const info =
+        redis instanceof Cluster ? await redis.nodes('master')[0]!.info('server') : await redis.info('server')
       const version = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown'
-      return { serverVersion: `Redis ${version}` }
+      return { serverVersion: `Redis ${version}${clusterNodes ? ' (Cluster)' : ''}` }
     },
 
     async create({ clock }): Promise<ConformanceFixture<ChainableCommander>> {
