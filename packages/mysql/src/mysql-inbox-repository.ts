@@ -19,7 +19,7 @@ import type { PoolConnection } from 'mysql2/promise'
 import { ADAPTER, isDuplicateKey } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { fromDateTime, toDateTime, toInboxEvent } from './rows.js'
-import { eventBytes, type Param, type Row, Runner, runWrite, selectRows } from './run.js'
+import { eventBytes, limitParam, type Param, type Row, Runner, runWrite, selectRows } from './run.js'
 import { CLEANUP_BATCH, type InboxSql, inboxSql, tableNames } from './sql.js'
 
 /** How often a delivery is looked up again after losing an insert race (each time to a committed row). */
@@ -227,7 +227,7 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
   async getFailedEvents(limit?: number): Promise<InboxEvent[]> {
     const max = this.validate.limit(limit)
     return this.run.auto('inbox.getFailedEvents', async (db) =>
-      (await selectRows(db, this.sql.failed, [max])).map(toInboxEvent),
+      (await selectRows(db, this.sql.failed, [limitParam(max)])).map(toInboxEvent),
     )
   }
 

@@ -23,7 +23,16 @@ import type { PoolConnection } from 'mysql2/promise'
 import { ADAPTER } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { compareSeq, toDateTime, toOutboxEvent } from './rows.js'
-import { eventBytes, type Param, type Queryable, type Row, Runner, runWrite, selectRows } from './run.js'
+import {
+  eventBytes,
+  limitParam,
+  type Param,
+  type Queryable,
+  type Row,
+  Runner,
+  runWrite,
+  selectRows,
+} from './run.js'
 import {
   CLEANUP_BATCH,
   chunk,
@@ -209,7 +218,7 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     const limit = this.validate.limitOption(options)
     const now = toDateTime(this.clock())
     return this.run.auto('outbox.findPending', async (db) =>
-      (await selectRows(db, this.sql.findPending, [now, limit])).map(toOutboxEvent),
+      (await selectRows(db, this.sql.findPending, [now, limitParam(limit)])).map(toOutboxEvent),
     )
   }
 
@@ -258,8 +267,8 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     const nowText = toDateTime(now)
     const leaseUntil = toDateTime(addMs(now, leaseMs))
     return this.run.transaction('outbox.claim', async (connection) => {
-      const expired = await selectRows(connection, this.sql.claimExpired, [nowText, limit])
-      const due = await selectRows(connection, this.sql.claimDue, [nowText, limit])
+      const expired = await selectRows(connection, this.sql.claimExpired, [nowText, limitParam(limit)])
+      const due = await selectRows(connection, this.sql.claimDue, [nowText, limitParam(limit)])
       const seqs = [...expired, ...due]
         .map((row) => String(row.seq))
         .sort(compareSeq)
@@ -333,7 +342,7 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
   async getFailedEvents(limit?: number): Promise<OutboxEvent[]> {
     const max = this.validate.limit(limit)
     return this.run.auto('outbox.getFailedEvents', async (db) =>
-      (await selectRows(db, this.sql.failed, [max])).map(toOutboxEvent),
+      (await selectRows(db, this.sql.failed, [limitParam(max)])).map(toOutboxEvent),
     )
   }
 

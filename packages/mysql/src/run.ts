@@ -1,4 +1,4 @@
-import { utf8Bytes, withStorageErrors } from '@txbox/core'
+import { StorageError, utf8Bytes, withStorageErrors } from '@txbox/core'
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
 import { ADAPTER, isRetryable } from './errors.js'
 import type { RetryEvent } from './mysql-options.js'
@@ -8,6 +8,13 @@ export type Queryable = Pool | PoolConnection
 
 /** A statement parameter: the adapter sends text (including DATETIMEs), integers and NULL. */
 export type Param = string | number | null
+
+/**
+ * A `LIMIT ?` value. Sent as text: mysql2 releases before 3.2x bind JS numbers as DOUBLE,
+ * which MySQL 8.0.22+ rejects for LIMIT ("Incorrect arguments to mysqld_stmt_execute");
+ * both servers accept the integer as a string.
+ */
+export const limitParam = (limit: number): string => String(limit)
 
 /** A row as the adapter reads it: every column by name. */
 export type Row = RowDataPacket & Record<string, unknown>
@@ -89,11 +96,24 @@ export class Runner {
   /**
    * The largest event this server accepts: one statement (all its values) must fit in
    * `max_allowed_packet`, and a bigger one makes the server drop the connection (errno
-   * 1153), so events are measured before they are sent. Read once per repository.
+   * 1153), so events are measured before they are sent. Read once per repository, with a
+   * check that the pool talks utf8mb4: a utf8mb3 connection cannot carry emoji, and a
+   * non-strict server would store them as '?'.
    */
   maxEventBytes(): Promise<number> {
-    this.#maxEventBytes ??= withStorageErrors(ADAPTER, 'maxEventBytes', async () => {
-      const [rows] = await this.pool.query<Row[]>('SELECT @@max_allowed_packet AS bytes')
+    this.#maxEventBytes ??= withStorageErrors(ADAPTER, 'connection check', async () => {
+      const [rows] = await this.pool.query<Row[]>(
+        'SELECT @@max_allowed_packet AS bytes, @@character_set_connection AS charset',
+      )
+      const charset = String(rows[0]?.charset)
+      if (charset !== 'utf8mb4') {
+        throw new StorageError(
+          ADAPTER,
+          'connection check',
+          undefined,
+          `the connection character set is ${charset}, not utf8mb4: create the pool with charset: 'utf8mb4_bin'`,
+        )
+      }
       return Number(rows[0]?.bytes) - PACKET_OVERHEAD_BYTES
     }).catch((error: unknown) => {
       this.#maxEventBytes = undefined

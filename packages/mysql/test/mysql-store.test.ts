@@ -215,4 +215,19 @@ describe.skipIf(SKIP)(`mysql store against a real server${SKIP ? ` (skipped: ${S
     ).rejects.toBeInstanceOf(PayloadTooLargeError)
     expect(await store.outbox.get('huge')).toBeNull()
   })
+
+  it('refuses to write through a utf8mb3 connection, where emoji would not survive', async () => {
+    const narrow = makePool({ charset: 'UTF8_GENERAL_CI', connectionLimit: 1 })
+    try {
+      const local = createMySqlStore({ pool: narrow, tablePrefix: store.tablePrefix })
+      const error = await local.outbox
+        .findOrCreate({ eventId: 'narrow', subject: 's', payload: '😀' })
+        .catch((caught: unknown) => caught)
+      expect(error).toBeInstanceOf(StorageError)
+      expect((error as Error).message).toMatch(/not utf8mb4/)
+    } finally {
+      await narrow.end()
+    }
+    expect(await store.outbox.get('narrow')).toBeNull()
+  })
 })
