@@ -41,6 +41,7 @@ import {
 } from './items.js'
 import {
   aliasPk,
+  inboxIdOf,
   inboxPk,
   inboxStatusPk,
   nextSequence,
@@ -417,7 +418,7 @@ export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[
                 ':processing': S('processing'),
                 ':msg': S(PROCESSING_TIMEOUT_MESSAGE),
                 ':cutoff': N(cutoff),
-                ':g2pk': S(inboxStatusPk('failed', this.#shard(pk.slice('ib#e#'.length)))),
+                ':g2pk': S(inboxStatusPk('failed', this.#shard(inboxIdOf(pk)))),
               },
             })
           })

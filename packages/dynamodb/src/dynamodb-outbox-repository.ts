@@ -43,10 +43,12 @@ import {
   str,
 } from './items.js'
 import {
-  DUE_INDEX,
-  duePk,
+  CLAIM_INDEX,
+  type ClaimPartition,
+  claimPk,
   nextSequence,
   orderKey,
+  outboxIdOf,
   outboxPk,
   outboxStatusPk,
   STATUS_INDEX,
@@ -62,6 +64,18 @@ const WRITE_CONCURRENCY = 16
 const MAINTENANCE_PAGE = 1_000
 /** Rounds of "insert, else read" before a row that keeps vanishing is reported. */
 const MAX_ATTEMPTS = 5
+/** Under contention a claim picks from a window up to 2^MAX_SPREAD times the batch it wants. */
+const MAX_SPREAD = 4
+
+/** `count` entries of `items` picked at random (all of them when there are not more). */
+const sample = <T>(items: readonly T[], count: number): T[] => {
+  const pool = [...items]
+  for (let index = 0; index < Math.min(count, pool.length); index++) {
+    const pick = index + Math.floor(Math.random() * (pool.length - index))
+    ;[pool[index], pool[pick]] = [pool[pick] as T, pool[index] as T]
+  }
+  return pool.slice(0, count)
+}
 
 /** The event an outbox item stores (index keys and bookkeeping left out). */
 export const toOutboxEvent = (item: Item): OutboxEvent => {
@@ -111,6 +125,11 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
   readonly #validate = new Validator(ADAPTER)
   /** The time part of the last order key: never goes back, so a clock set back keeps FIFO. */
   #lastOrderMs = 0
+  /**
+   * How contended this instance's recent claims were (0..MAX_SPREAD): raised when a claim
+   * loses races, lowered by a claim that loses none. See `claim`.
+   */
+  #spread = 0
 
   constructor(options: DynamoStoreOptions) {
     this.#options = resolveOptions(options)
@@ -143,6 +162,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     const shard = this.#shard(params.eventId)
     const availableAt = params.availableAt?.getTime() ?? nowMs
     const key = this.#nextOrderKey(nowMs)
+    const ready = availableAt <= nowMs
     const item: Item = {
       pk: S(outboxPk(params.eventId)),
       eventId: S(params.eventId),
@@ -154,8 +174,8 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
       availableAt: N(availableAt),
       seqKey: S(key),
       dueAt: N(availableAt),
-      gsi1pk: S(duePk(shard)),
-      gsi1sk: S(key),
+      gsi1pk: S(claimPk(ready ? 'ready' : 'later', shard)),
+      gsi1sk: S(ready ? key : timeKey(availableAt)),
       gsi2pk: S(outboxStatusPk('pending', shard)),
       gsi2sk: S(key),
     }
@@ -299,18 +319,18 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
       const values: Values = {
         ':publishing': S('publishing'),
         ':now': N(nowMs),
-        ':due': S(duePk(shard)),
         ':g2pk': S(outboxStatusPk('publishing', shard)),
         ':g2sk': S(timeKey(nowMs)),
       }
       const set = '#status = :publishing, #claimedAt = :now, #gsi2pk = :g2pk, #gsi2sk = :g2sk'
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        // claimedBy/leaseUntil stay as they are. A lease keeps the event in the due index
-        // (reclaimable when it expires); without one it must leave it, since only
-        // resetStale may free an event marked publishing by hand. Which case applies is
-        // part of each write's condition, so a concurrent claim cannot slip in between.
+        // claimedBy/leaseUntil stay as they are. A leased event is already in the lease
+        // partition of the claim index (reclaimable when the lease expires) and stays there;
+        // one without a lease must leave the index, since only resetStale may free an event
+        // marked publishing by hand. Which case applies is part of each write's condition,
+        // so a concurrent claim cannot slip in between.
         const leased = await this.#table.update(pk, {
-          update: `SET ${set}, #gsi1pk = :due, #gsi1sk = #seqKey, #dueAt = #leaseUntil REMOVE #expiresAt`,
+          update: `SET ${set} REMOVE #expiresAt`,
           condition: 'attribute_exists(#leaseUntil)',
           values,
         })
@@ -364,41 +384,70 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     return this.#run('retryLater', () => {
       const shard = this.#shard(id)
       const availableAt = this.#now() + delayMs
+      // Due now: back into `ready` at its enqueue position. Backoff: into `later` until then.
+      const partition: ClaimPartition = delayMs === 0 ? 'ready' : 'later'
       return this.#fencedUpdate(id, workerId, {
-        // Back into the due index at its enqueue position; dueAt holds it back until the backoff ends.
         update:
           'SET #status = :pending, #retryCount = #retryCount + :one, #errorMessage = :msg, #availableAt = :available,' +
-          ' #dueAt = :available, #gsi1pk = :due, #gsi1sk = #seqKey, #gsi2pk = :g2pk, #gsi2sk = #seqKey' +
-          ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
+          ` #dueAt = :available, #gsi1pk = :g1pk, #gsi1sk = ${partition === 'ready' ? '#seqKey' : ':g1sk'},` +
+          ' #gsi2pk = :g2pk, #gsi2sk = #seqKey REMOVE #claimedBy, #leaseUntil, #expiresAt',
         values: {
           ':pending': S('pending'),
           ':one': N(1),
           ':msg': S(errorMessage),
           ':available': N(availableAt),
-          ':due': S(duePk(shard)),
+          ':g1pk': S(claimPk(partition, shard)),
+          ':g1sk': S(timeKey(availableAt)),
           ':g2pk': S(outboxStatusPk('pending', shard)),
         },
       })
     })
   }
 
+  /**
+   * Claimable (or, with `withLeases` false, pending-due) index entries, the first `window`
+   * in enqueue order: the head of `ready` plus the due part of `later` (and of `lease`),
+   * merged by the projected seqKey. Exact whenever no more than `window` delayed or
+   * lease-expired events are due at once; beyond that the earliest-due of them come first.
+   */
+  async #claimable(
+    nowMs: number,
+    window: number,
+    skip: ReadonlySet<string>,
+    withLeases: boolean,
+  ): Promise<Item[]> {
+    const { shards } = this.#options
+    const dueBelow = timeKey(nowMs + 1)
+    const partition = (name: ClaimPartition) =>
+      firstAcrossShards(
+        this.#table,
+        shards,
+        (shard) => ({
+          index: CLAIM_INDEX,
+          pkName: 'gsi1pk',
+          pk: claimPk(name, shard),
+          skName: 'gsi1sk',
+          // `ready` holds events due when written; the filter only guards a clock set back.
+          ...(name === 'ready'
+            ? { filter: '#dueAt <= :now', values: { ':now': N(nowMs) } }
+            : { skBelow: dueBelow }),
+        }),
+        window,
+        skip,
+      )
+    const parts = await Promise.all([
+      partition('ready'),
+      partition('later'),
+      ...(withLeases ? [partition('lease')] : []),
+    ])
+    return parts.flat().sort(bySeqKey).slice(0, window)
+  }
+
   async findPending(options?: { limit?: number | undefined }): Promise<OutboxEvent[]> {
     const limit = this.#validate.limitOption(options)
     return this.#run('findPending', async () => {
       const nowMs = this.#now()
-      const entries = await firstAcrossShards(
-        this.#table,
-        this.#options.shards,
-        (shard) => ({
-          index: DUE_INDEX,
-          pkName: 'gsi1pk',
-          pk: duePk(shard),
-          skName: 'gsi1sk',
-          filter: '#status = :pending AND #dueAt <= :now',
-          values: { ':pending': S('pending'), ':now': N(nowMs) },
-        }),
-        limit,
-      )
+      const entries = await this.#claimable(nowMs, limit, new Set(), false)
       // The index is eventually consistent: confirm each entry on the item itself.
       const items = await this.#table.batchGet(entries.map((entry) => entry.pk?.S ?? ''))
       return entries
@@ -458,21 +507,28 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
         }),
         MAINTENANCE_PAGE,
         async (entries) => {
-          const reset = await mapLimit(entries, WRITE_CONCURRENCY, (entry) => {
-            const pk = entry.pk?.S ?? ''
-            const shard = this.#shard(pk.slice('ob#e#'.length))
-            // Keyed on claimedAt only, re-checked on the item: an event claimed again since
-            // the index was read keeps its new claim.
+          const reset = await mapLimit(entries, WRITE_CONCURRENCY, async (entry) => {
+            const pk = requiredStr(entry, 'pk')
+            const shard = this.#shard(outboxIdOf(pk))
+            // availableAt is projected into the status index: the event goes back to the
+            // `later` partition keyed by it (due already, so the next claim sees it). The
+            // condition re-checks claimedAt (only claim time counts) and that availableAt is
+            // the value read, so an event claimed or retried since keeps its new state.
+            const availableAt =
+              num(entry, 'availableAt') ?? num((await this.#table.get(pk)) ?? {}, 'availableAt')
+            if (availableAt === undefined) return undefined
             return this.#table.update(pk, {
               update:
-                'SET #status = :pending, #gsi1pk = :due, #gsi1sk = #seqKey, #dueAt = #availableAt, #gsi2pk = :g2pk,' +
+                'SET #status = :pending, #gsi1pk = :g1pk, #gsi1sk = :g1sk, #dueAt = #availableAt, #gsi2pk = :g2pk,' +
                 ' #gsi2sk = #seqKey REMOVE #claimedBy, #leaseUntil, #expiresAt',
-              condition: '#status = :publishing AND #claimedAt < :cutoff',
+              condition: '#status = :publishing AND #claimedAt < :cutoff AND #availableAt = :available',
               values: {
                 ':pending': S('pending'),
                 ':publishing': S('publishing'),
                 ':cutoff': N(cutoff),
-                ':due': S(duePk(shard)),
+                ':available': N(availableAt),
+                ':g1pk': S(claimPk('later', shard)),
+                ':g1sk': S(timeKey(availableAt)),
                 ':g2pk': S(outboxStatusPk('pending', shard)),
               },
             })
@@ -507,34 +563,30 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
       const leaseUntil = nowMs + leaseMs
       const claimed: Item[] = []
       const tried = new Set<string>()
+      let lost = 0
       while (claimed.length < limit) {
+        const want = limit - claimed.length
         // Candidates come from the eventually consistent due index in enqueue order; the
         // index only proposes. The conditional UpdateItem is the truth: it takes the item
         // only if it is still pending and due, or publishing with an expired lease, at the
         // moment of the write. Of N racing claimers exactly one condition holds, because the
-        // winner's write makes leaseUntil > now. A loser simply moves on to later candidates.
-        const candidates = await firstAcrossShards(
-          this.#table,
-          this.#options.shards,
-          (shard) => ({
-            index: DUE_INDEX,
-            pkName: 'gsi1pk',
-            pk: duePk(shard),
-            skName: 'gsi1sk',
-            filter: '#dueAt <= :now',
-            values: { ':now': N(nowMs) },
-          }),
-          limit - claimed.length,
-          tried,
-        )
+        // winner's write makes leaseUntil > now. A loser simply moves on to other candidates.
+        //
+        // Uncontended (spread 0) a claim takes exactly the first `want` claimable events.
+        // When this instance has been losing races, every claimer is chasing the same head
+        // of the queue, so it picks `want` at random from a window 2^spread times larger:
+        // claimers spread out instead of all losing the same writes (each costs a WCU).
+        const window = Math.min(1_000, want * 2 ** this.#spread)
+        const candidates = await this.#claimable(nowMs, window, tried, true)
         if (candidates.length === 0) break
-        const taken = await mapLimit(candidates, WRITE_CONCURRENCY, (candidate) => {
-          const pk = candidate.pk?.S ?? ''
+        const chosen = candidates.length > want ? sample(candidates, want) : candidates
+        const taken = await mapLimit(chosen, WRITE_CONCURRENCY, (candidate) => {
+          const pk = requiredStr(candidate, 'pk')
           tried.add(pk)
           return this.#table.update(pk, {
             update:
               'SET #status = :publishing, #claimedBy = :worker, #claimedAt = :now, #leaseUntil = :lease,' +
-              ' #dueAt = :lease, #gsi2pk = :g2pk, #gsi2sk = :g2sk',
+              ' #dueAt = :lease, #gsi1pk = :g1pk, #gsi1sk = :g1sk, #gsi2pk = :g2pk, #gsi2sk = :g2sk',
             condition:
               '(#status = :pending AND #availableAt <= :now) OR (#status = :publishing AND #leaseUntil <= :now)',
             values: {
@@ -543,13 +595,19 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
               ':worker': S(workerId),
               ':now': N(nowMs),
               ':lease': N(leaseUntil),
-              ':g2pk': S(outboxStatusPk('publishing', this.#shard(requiredStr(candidate, 'pk').slice(5)))),
+              ':g1pk': S(claimPk('lease', this.#shard(outboxIdOf(pk)))),
+              ':g1sk': S(timeKey(leaseUntil)),
+              ':g2pk': S(outboxStatusPk('publishing', this.#shard(outboxIdOf(pk)))),
               ':g2sk': S(timeKey(nowMs)),
             },
           })
         })
         for (const item of taken) if (item) claimed.push(item)
+        const lostNow = taken.filter((item) => item === undefined).length
+        if (lostNow > 0) this.#spread = Math.min(MAX_SPREAD, this.#spread + 1)
+        lost += lostNow
       }
+      if (lost === 0 && this.#spread > 0) this.#spread--
       return claimed.sort(bySeqKey).map(toOutboxEvent)
     })
   }
@@ -561,9 +619,15 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
       const leaseUntil = this.#now() + leaseMs
       const renewed = await mapLimit(ids, WRITE_CONCURRENCY, (id) =>
         this.#table.update(outboxPk(id), {
-          update: 'SET #leaseUntil = :lease, #dueAt = :lease',
+          update: 'SET #leaseUntil = :lease, #dueAt = :lease, #gsi1pk = :g1pk, #gsi1sk = :g1sk',
           condition: FENCE,
-          values: { ':lease': N(leaseUntil), ':publishing': S('publishing'), ':worker': S(workerId) },
+          values: {
+            ':lease': N(leaseUntil),
+            ':publishing': S('publishing'),
+            ':worker': S(workerId),
+            ':g1pk': S(claimPk('lease', this.#shard(id))),
+            ':g1sk': S(timeKey(leaseUntil)),
+          },
         }),
       )
       return ids.filter((_, index) => renewed[index] !== undefined)
@@ -622,7 +686,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
         const pk = outboxPk(id)
         const moved = await this.#table.update(pk, {
           update:
-            'SET #status = :pending, #availableAt = :now, #dueAt = :now, #retryCount = :zero, #gsi1pk = :due,' +
+            'SET #status = :pending, #availableAt = :now, #dueAt = :now, #retryCount = :zero, #gsi1pk = :g1pk,' +
             ' #gsi1sk = #seqKey, #gsi2pk = :g2pk, #gsi2sk = #seqKey REMOVE #claimedBy, #leaseUntil, #expiresAt',
           condition: '#status = :failed',
           values: {
@@ -630,7 +694,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
             ':failed': S('failed'),
             ':now': N(nowMs),
             ':zero': N(0),
-            ':due': S(duePk(shard)),
+            ':g1pk': S(claimPk('ready', shard)),
             ':g2pk': S(outboxStatusPk('pending', shard)),
           },
         })

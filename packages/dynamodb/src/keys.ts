@@ -8,6 +8,8 @@ import type { InboxStatus, OutboxStatus } from '@txbox/core'
 
 /** `pk` of an outbox event. */
 export const outboxPk = (eventId: string): string => `ob#e#${eventId}`
+/** The event id of an outbox event's `pk`. */
+export const outboxIdOf = (pk: string): string => pk.slice('ob#e#'.length)
 /** `pk` of an inbox event. */
 export const inboxPk = (eventId: string): string => `ib#e#${eventId}`
 /**
@@ -17,6 +19,9 @@ export const inboxPk = (eventId: string): string => `ib#e#${eventId}`
  */
 export const aliasPk = (stream: string, streamSeq: number): string => `ib#s#${stream}#${streamSeq}`
 
+/** The event id of an inbox event's `pk`. */
+export const inboxIdOf = (pk: string): string => pk.slice('ib#e#'.length)
+
 /** Prefixes, for raw scans (the conformance oracle counts by them). */
 export const OUTBOX_EVENT_PREFIX = 'ob#e#'
 export const INBOX_EVENT_PREFIX = 'ib#e#'
@@ -24,13 +29,23 @@ export const INBOX_EVENT_PREFIX = 'ib#e#'
 /** `pk` of the item that records the schema version `migrate()` applied. */
 export const SCHEMA_PK = 'txbox#schema'
 
-/** The sparse, sharded "due" index: pending events and leased publishing events. */
-export const DUE_INDEX = 'gsi1'
+/**
+ * The sparse, sharded claim index (`gsi1`). An event that can become claimable is in
+ * exactly one of three partitions of its shard; every other event is absent from the index:
+ * - `ob#ready#<shard>`: pending and already due when written, sorted by enqueue order;
+ * - `ob#later#<shard>`: pending but due later (delayed publish, backoff), sorted by availableAt;
+ * - `ob#lease#<shard>`: publishing with a lease, sorted by leaseUntil.
+ * A claim reads the head of `ready` and only the due part of `later` and `lease` (a key
+ * range up to now), so live leases and backoff never sit in front of claimable events.
+ */
+export const CLAIM_INDEX = 'gsi1'
 /** The sparse, sharded "by status" index: every event under `<store>#<status>#<shard>`. */
 export const STATUS_INDEX = 'gsi2'
 
-/** `gsi1pk` of an outbox event that can become claimable. */
-export const duePk = (shard: number): string => `ob#due#${shard}`
+/** The partitions of the claim index. */
+export type ClaimPartition = 'ready' | 'later' | 'lease'
+/** `gsi1pk` of an outbox event that is claimable now or later. */
+export const claimPk = (partition: ClaimPartition, shard: number): string => `ob#${partition}#${shard}`
 /** `gsi2pk` of an outbox event. */
 export const outboxStatusPk = (status: OutboxStatus, shard: number): string => `ob#${status}#${shard}`
 /** `gsi2pk` of an inbox event. */

@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-dynamodb'
 import { isConditionalCheckFailed, isResourceInUse, isResourceNotFound } from './errors.js'
 import { N, S } from './items.js'
-import { DUE_INDEX, SCHEMA_PK, STATUS_INDEX } from './keys.js'
+import { CLAIM_INDEX, SCHEMA_PK, STATUS_INDEX } from './keys.js'
 import { backoff } from './table-client.js'
 
 /** The schema version `migrate()` creates; recorded in the table as item `txbox#schema`. */
@@ -23,12 +23,14 @@ export const TTL_ATTRIBUTE = 'expiresAt'
  * for users who provision with their own tool (CloudFormation, Terraform, the CLI).
  *
  * - `pk` alone keys every item (no sort key: every access is by event id).
- * - `gsi1` (due): pending and leased publishing outbox events, per shard, in enqueue
- *   order. It projects only `dueAt` and `status`, so the claim query reads small entries and
- *   the full item comes back from the conditional UpdateItem that takes it.
+ * - `gsi1` (claim): pending and leased publishing outbox events, per shard, in three
+ *   partitions (ready / later / lease, see keys.ts). It projects only `dueAt` and `seqKey`,
+ *   so the claim query reads small entries and the full item comes back from the
+ *   conditional UpdateItem that takes it.
  * - `gsi2` (by status): every event under `<ob|ib>#<status>#<shard>`, sorted by the time
  *   that status is queried by (enqueue order for failed outbox events, sentAt, claimedAt,
- *   processedAt...). Keys only: counts, cleanup and resetStale read keys, then act by `pk`.
+ *   processedAt...). Keys plus `availableAt` (outbox resetStale needs it): counts,
+ *   cleanup and resetStale read these small entries, then act on the item by `pk`.
  * On-demand billing: the adapter cannot guess capacity, and on-demand has no hot-key
  * throttling beyond the per-partition ceilings the sharding is sized for.
  */
@@ -45,12 +47,12 @@ export const tableDefinition = (tableName: string): CreateTableCommandInput => (
   KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
   GlobalSecondaryIndexes: [
     {
-      IndexName: DUE_INDEX,
+      IndexName: CLAIM_INDEX,
       KeySchema: [
         { AttributeName: 'gsi1pk', KeyType: 'HASH' },
         { AttributeName: 'gsi1sk', KeyType: 'RANGE' },
       ],
-      Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['dueAt', 'status'] },
+      Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['dueAt', 'seqKey'] },
     },
     {
       IndexName: STATUS_INDEX,
@@ -58,7 +60,7 @@ export const tableDefinition = (tableName: string): CreateTableCommandInput => (
         { AttributeName: 'gsi2pk', KeyType: 'HASH' },
         { AttributeName: 'gsi2sk', KeyType: 'RANGE' },
       ],
-      Projection: { ProjectionType: 'KEYS_ONLY' },
+      Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['availableAt'] },
     },
   ],
 })

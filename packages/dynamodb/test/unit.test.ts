@@ -1,0 +1,143 @@
+import { readFileSync } from 'node:fs'
+import type { DynamoDBClient, TransactWriteItem } from '@aws-sdk/client-dynamodb'
+import { ValidationError } from '@txbox/core'
+import { describe, expect, it } from 'vitest'
+import { createDynamoStore, MAX_ITEM_BYTES, tableDefinition } from '../src/index.js'
+import { orderKey, shardOf, timeKey } from '../src/keys.js'
+
+/** A client that records every command and answers reads with "nothing stored". */
+const fakeClient = (fail?: Error) => {
+  const sent: string[] = []
+  const client = {
+    send: async (command: { constructor: { name: string } }) => {
+      sent.push(command.constructor.name)
+      if (fail) throw fail
+      if (command.constructor.name === 'BatchGetItemCommand') return { Responses: {} }
+      return {}
+    },
+  } as unknown as DynamoDBClient
+  return { client, sent }
+}
+
+const event = (eventId: string, payload = 'p') => ({ eventId, subject: 'orders.created', payload })
+
+describe('before any call', () => {
+  it('rejects an event over the 400 KB item limit with PayloadTooLargeError and sends nothing', async () => {
+    const { client, sent } = fakeClient()
+    const store = createDynamoStore({ client })
+    const big = 'x'.repeat(MAX_ITEM_BYTES)
+    await expect(store.outbox.findOrCreate(event('big', big))).rejects.toMatchObject({
+      name: 'PayloadTooLargeError',
+      limitBytes: MAX_ITEM_BYTES,
+    })
+    // Multi-byte characters count by their UTF-8 size: 140,000 × 3 bytes is over the limit.
+    await expect(store.outbox.findOrCreate(event('wide', '€'.repeat(140_000)))).rejects.toMatchObject({
+      name: 'PayloadTooLargeError',
+    })
+    // One oversized event fails the whole batch before the first write.
+    await expect(store.outbox.findOrCreateMany([event('ok'), event('big', big)])).rejects.toMatchObject({
+      name: 'PayloadTooLargeError',
+    })
+    await expect(store.inbox.findOrCreate(event('big', big))).rejects.toMatchObject({
+      name: 'PayloadTooLargeError',
+    })
+    await expect(
+      store.inbox.claim(event('big', big), { leaseMs: 1_000, workerId: 'w' }),
+    ).rejects.toMatchObject({ name: 'PayloadTooLargeError' })
+    expect(sent).toEqual([])
+  })
+
+  it('refuses to push the collector past 100 actions', async () => {
+    const { client, sent } = fakeClient()
+    const store = createDynamoStore({ client })
+    const full: TransactWriteItem[] = Array.from({ length: 100 }, (_, index) => ({
+      ConditionCheck: {
+        TableName: 'other',
+        Key: { pk: { S: `k${index}` } },
+        ConditionExpression: 'attribute_exists(pk)',
+      },
+    }))
+    await expect(store.outbox.findOrCreate(event('one'), { tx: full })).rejects.toBeInstanceOf(
+      ValidationError,
+    )
+    await expect(store.inbox.markAsProcessed('one', { tx: full })).rejects.toBeInstanceOf(ValidationError)
+    const almost = full.slice(0, 99)
+    await expect(store.outbox.findOrCreateMany([event('a'), event('b')], { tx: almost })).rejects.toThrow(
+      /would exceed DynamoDB's limit of 100/,
+    )
+    expect(almost).toHaveLength(99)
+    expect(sent).toEqual([])
+    // Exactly at the limit is fine (duplicates inside one batch take one action).
+    await store.outbox.findOrCreateMany([event('a'), event('a')], { tx: almost })
+    expect(almost).toHaveLength(100)
+  })
+
+  it('refuses a second action on one event in the same collector', async () => {
+    const { client } = fakeClient()
+    const store = createDynamoStore({ client })
+    const tx: TransactWriteItem[] = []
+    await store.outbox.findOrCreate(event('twice'), { tx })
+    expect(tx).toHaveLength(1)
+    await expect(store.outbox.findOrCreate(event('twice'), { tx })).rejects.toThrow(
+      /already has an action on item/,
+    )
+    await expect(
+      store.outbox.findOrCreateMany([event('other'), event('twice')], { tx }),
+    ).rejects.toBeInstanceOf(ValidationError)
+    expect(tx).toHaveLength(1)
+  })
+
+  it('validates options and tx', async () => {
+    const { client } = fakeClient()
+    expect(() => createDynamoStore({ client, tableName: 'bad-name' })).toThrow(ValidationError)
+    expect(() => createDynamoStore({ client, shards: 0 })).toThrow(ValidationError)
+    expect(() => createDynamoStore({ client, ttlDays: -1 })).toThrow(ValidationError)
+    const store = createDynamoStore({ client })
+    await expect(
+      store.outbox.findOrCreate(event('x'), { tx: {} as unknown as TransactWriteItem[] }),
+    ).rejects.toBeInstanceOf(ValidationError)
+  })
+})
+
+describe('driver errors', () => {
+  it('become StorageError with the driver error as cause', async () => {
+    const boom = Object.assign(new Error('throttled'), { name: 'InternalServerError' })
+    const { client } = fakeClient(boom)
+    const store = createDynamoStore({ client })
+    const error = await store.outbox
+      .claim({ leaseMs: 1_000, workerId: 'w' })
+      .catch((caught: unknown) => caught)
+    expect(error).toMatchObject({
+      name: 'StorageError',
+      code: 'STORAGE',
+      operation: 'outbox.claim',
+      cause: boom,
+    })
+    expect(String((error as Error).message)).toMatch(
+      /^\[txbox\] \[dynamodb\] outbox\.claim failed: throttled/,
+    )
+    await expect(store.inbox.get('x')).rejects.toMatchObject({ name: 'StorageError', cause: boom })
+    await expect(store.migrate()).rejects.toMatchObject({ name: 'StorageError', operation: 'migrate' })
+  })
+})
+
+describe('keys', () => {
+  it('order keys sort by time, then sequence', () => {
+    const keys = [orderKey(2, 1), orderKey(1, 3), orderKey(1, 2), orderKey(10, 0)]
+    expect([...keys].sort()).toEqual([orderKey(1, 2), orderKey(1, 3), orderKey(2, 1), orderKey(10, 0)])
+    expect(timeKey(Date.UTC(2026, 0, 1))).toHaveLength(16)
+  })
+
+  it('spreads ids over every shard', () => {
+    const used = new Set(Array.from({ length: 1_000 }, (_, index) => shardOf(`evt-${index}`, 8)))
+    expect(used.size).toBe(8)
+    expect(shardOf('same', 4)).toBe(shardOf('same', 4))
+  })
+
+  it('ships the same table definition migrate() creates', () => {
+    const shipped = JSON.parse(
+      readFileSync(new URL('../migrations/001_create_table.json', import.meta.url), 'utf8'),
+    )
+    expect(shipped).toEqual(tableDefinition('txbox'))
+  })
+})
