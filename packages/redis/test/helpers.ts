@@ -129,3 +129,54 @@ export const outboxProblems = async (redis: Redis, store: RedisStore): Promise<s
 
 const sortKeys = (o: Record<string, number>) =>
   Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)))
+
+/** The inbox twin of {@link outboxProblems}, including the `(stream, streamSeq)` aliases. */
+export const inboxProblems = async (redis: Redis, store: RedisStore): Promise<string[]> => {
+  const k = store.inbox.keys
+  const problems: string[] = []
+  const scores = async (key: string) => {
+    const flat = await redis.zrange(key, 0, -1, 'WITHSCORES')
+    const map = new Map<string, number>()
+    for (let i = 0; i < flat.length; i += 2) map.set(flat[i]!, Number(flat[i + 1]))
+    return map
+  }
+  const processing = await scores(k.processing)
+  const processed = await scores(k.processed)
+  const failedMembers = new Set(await redis.zrange(k.failed, 0, -1))
+  const aliases = new Set(await scanAll(redis, `${k.aliasPrefix}*`))
+  const events = await scanAll(redis, `${k.eventPrefix}*`)
+  for (const key of events) {
+    const h = await redis.hgetall(key)
+    const id = h.eventId!
+    const inProcessing = processing.has(id)
+    const inProcessed = processed.has(id)
+    const member = `${h.receivedAt!.padStart(15, '0')}${h.seq!.padStart(16, '0')}${id}`
+    const inFailed = failedMembers.delete(member)
+    const where = [inProcessing && 'processing', inProcessed && 'processed', inFailed && 'failed'].filter(
+      Boolean,
+    )
+    if (where.length !== 1 || where[0] !== h.status)
+      problems.push(`${id} (${h.status}) indexed in [${where}]`)
+    if (inProcessing && processing.get(id) !== Number(h.claimedAt ?? h.receivedAt))
+      problems.push(`${id} processing score is not the claim time`)
+    if (inProcessed && processed.get(id) !== Number(h.processedAt)) problems.push(`${id} processed score`)
+    processing.delete(id)
+    processed.delete(id)
+    if (h.stream !== undefined) {
+      const alias = k.alias(h.stream, Number(h.streamSeq))
+      if ((await redis.get(alias)) !== id) problems.push(`${id} alias missing`)
+      aliases.delete(alias)
+    }
+  }
+  for (const id of [...processing.keys(), ...processed.keys()])
+    problems.push(`${id} is indexed but not stored`)
+  for (const member of failedMembers) problems.push(`failed member ${member} has no event`)
+  for (const alias of aliases) problems.push(`alias ${alias} has no event`)
+  const counts = Object.fromEntries(
+    Object.entries(await redis.hgetall(k.counts)).map(([s, n]) => [s, Number(n)]),
+  )
+  const actual = await recount(redis, k.eventPrefix)
+  if (JSON.stringify(sortKeys(counts)) !== JSON.stringify(sortKeys(actual)))
+    problems.push(`counts hash ${JSON.stringify(counts)} != recount ${JSON.stringify(actual)}`)
+  return problems
+}
