@@ -1,0 +1,178 @@
+import {
+  DeleteTableCommand,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
+} from '@aws-sdk/client-dynamodb'
+import { uniqueSuffix } from '@txbox/conformance'
+import { ManualClock } from '@txbox/core'
+import { afterAll, describe, expect, it } from 'vitest'
+import { localClient } from '../src/conformance-target.js'
+import { createDynamoStore, type DynamoStoreOptions, MAX_ITEM_BYTES } from '../src/index.js'
+
+const url = process.env.TXBOX_DYNAMODB_URL
+const reason = 'TXBOX_DYNAMODB_URL is not set (bash scripts/services.sh up dynamodb)'
+if (!url && process.env.TXBOX_REQUIRE_ALL === '1') throw new Error(`TXBOX_REQUIRE_ALL=1 but ${reason}`)
+
+const event = (eventId: string, payload = `{"id":"${eventId}"}`) => ({
+  eventId,
+  subject: 'orders.created',
+  payload,
+})
+
+describe.skipIf(!url)(`DynamoDB Local (${url ? 'TXBOX_DYNAMODB_URL' : reason})`, () => {
+  const clients: DynamoDBClient[] = []
+  const tables: string[] = []
+  const client = () => {
+    const created = localClient(url ?? '')
+    clients.push(created)
+    return created
+  }
+  const freshStore = async (options: Partial<DynamoStoreOptions> = {}) => {
+    const tableName = `t_${uniqueSuffix()}`
+    tables.push(tableName)
+    const clock = new ManualClock()
+    const store = createDynamoStore({ client: client(), tableName, clock: clock.now, ...options })
+    await store.migrate()
+    return { store, clock, tableName }
+  }
+
+  afterAll(async () => {
+    const admin = client()
+    for (const tableName of tables)
+      await admin.send(new DeleteTableCommand({ TableName: tableName })).catch(() => {})
+    for (const created of clients) created.destroy()
+  })
+
+  it('migrate() from two processes at once both succeed, and again later', async () => {
+    const tableName = `t_${uniqueSuffix()}`
+    tables.push(tableName)
+    const a = createDynamoStore({ client: client(), tableName, ttlDays: 7 })
+    const b = createDynamoStore({ client: client(), tableName, ttlDays: 7 })
+    await Promise.all([a.migrate(), b.migrate()])
+    await a.migrate()
+    const { Table } = await clients[0]!.send(new DescribeTableCommand({ TableName: tableName }))
+    expect(Table?.TableStatus).toBe('ACTIVE')
+    expect(Table?.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort()).toEqual(['gsi1', 'gsi2'])
+    const ttl = await clients[0]!.send(new DescribeTimeToLiveCommand({ TableName: tableName }))
+    expect(ttl.TimeToLiveDescription?.AttributeName).toBe('expiresAt')
+  })
+
+  it('sets expiresAt on sent and processed events when ttlDays is given, and removes it if they move on', async () => {
+    const { store, clock, tableName } = await freshStore({ ttlDays: 2 })
+    await store.outbox.findOrCreate(event('ttl'))
+    await store.outbox.markAsSent('ttl')
+    const raw = async (pk: string) =>
+      (
+        await clients[0]!.send(
+          new GetItemCommand({ TableName: tableName, Key: { pk: { S: pk } }, ConsistentRead: true }),
+        )
+      ).Item
+    const expected = Math.ceil((clock.peekMs() + 2 * 86_400_000) / 1000)
+    expect((await raw('ob#e#ttl'))?.expiresAt?.N).toBe(String(expected))
+    await store.outbox.markAsFailed('ttl', 'no, it was not sent')
+    expect((await raw('ob#e#ttl'))?.expiresAt).toBeUndefined()
+    await store.inbox.findOrCreate(event('in'))
+    await store.inbox.markAsProcessed('in')
+    expect((await raw('ib#e#in'))?.expiresAt?.N).toBe(String(expected))
+  })
+
+  it('stores an event just under the item limit and round-trips NUL, astral characters and empty strings', async () => {
+    const { store } = await freshStore()
+    const payload = `\u0000${'x'.repeat(MAX_ITEM_BYTES - 3_000)}😀\u0001"\\`
+    const stored = await store.outbox.findOrCreate({ ...event('near-limit', payload), headers: '' })
+    expect(stored.payload).toBe(payload)
+    const read = await store.outbox.get('near-limit')
+    expect(read?.payload).toBe(payload)
+    expect(read?.headers).toBe('')
+    const empty = await store.inbox.findOrCreate({ ...event('nul\u0000id', ''), headers: '\u0000' })
+    expect((await store.inbox.get('nul\u0000id'))?.payload).toBe('')
+    expect(empty.headers).toBe('\u0000')
+  })
+
+  it('a collector Put for an id created meanwhile cancels the caller transaction with ConditionalCheckFailed at that action', async () => {
+    const { store, tableName } = await freshStore()
+    const tx: TransactWriteItem[] = [
+      { Put: { TableName: tableName, Item: { pk: { S: 'app#order-1' }, total: { N: '42' } } } },
+    ]
+    await store.outbox.findOrCreate(event('raced'), { tx })
+    // Another writer stores the same id before the caller commits.
+    await store.outbox.findOrCreate(event('raced', 'the other one'))
+    const error = await clients
+      .at(-1)!
+      .send(new TransactWriteItemsCommand({ TransactItems: tx }))
+      .catch((caught: unknown) => caught)
+    expect(error).toMatchObject({ name: 'TransactionCanceledException' })
+    const codes = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons?.map(
+      (r) => r.Code,
+    )
+    expect(codes).toEqual(['None', 'ConditionalCheckFailed'])
+    expect((await store.outbox.get('raced'))?.payload).toBe('the other one')
+    // An id already stored when the caller enqueues adds no action: the stored event is returned.
+    const again: TransactWriteItem[] = []
+    expect((await store.outbox.findOrCreate(event('raced', 'third'), { tx: again })).payload).toBe(
+      'the other one',
+    )
+    expect(again).toEqual([])
+  })
+
+  it('keeps FIFO across shards with a frozen clock, whatever the shard count', async () => {
+    for (const shards of [1, 7]) {
+      const { store } = await freshStore({ shards })
+      const ids = Array.from({ length: 30 }, (_, index) => `s${shards}-${(index * 37) % 101}`)
+      for (const id of ids.slice(0, 10)) await store.outbox.findOrCreate(event(id))
+      await store.outbox.findOrCreateMany(ids.slice(10).map((id) => event(id)))
+      expect((await store.outbox.findPending({ limit: 100 })).map((e) => e.eventId)).toEqual(ids)
+      expect(
+        (await store.outbox.claim({ limit: 12, leaseMs: 1_000, workerId: 'w' })).map((e) => e.eventId),
+      ).toEqual(ids.slice(0, 12))
+      expect(await store.outbox.getCountByStatus()).toEqual({
+        pending: 18,
+        publishing: 12,
+        sent: 0,
+        failed: 0,
+      })
+    }
+  })
+
+  it('delayed, retried and lease-expired events come back in enqueue order', async () => {
+    const { store, clock } = await freshStore()
+    const t0 = clock.peekMs()
+    await store.outbox.findOrCreate({ ...event('a'), availableAt: new Date(t0 + 5_000) })
+    await store.outbox.findOrCreate(event('b'))
+    await store.outbox.findOrCreate(event('c'))
+    expect(
+      (await store.outbox.claim({ limit: 1, leaseMs: 2_000, workerId: 'w' })).map((e) => e.eventId),
+    ).toEqual(['b'])
+    await store.outbox.findOrCreate(event('d'))
+    clock.advance(5_000)
+    // a (delayed, now due), b (lease expired), c and d (ready): enqueue order.
+    expect((await store.outbox.findPending()).map((e) => e.eventId)).toEqual(['a', 'c', 'd'])
+    expect(
+      (await store.outbox.claim({ limit: 2, leaseMs: 1_000, workerId: 'w2' })).map((e) => e.eventId),
+    ).toEqual(['a', 'b'])
+  })
+
+  it('concurrent inbox claims under different ids with one (stream, streamSeq): exactly one runs the handler', async () => {
+    const { store, tableName } = await freshStore()
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, index) =>
+        store.inbox.claim(
+          { ...event(`redelivered-${index}`), stream: 'ORDERS', streamSeq: 7 },
+          { leaseMs: 60_000, workerId: `w${index}` },
+        ),
+      ),
+    )
+    expect(results.filter((result) => result.shouldProcess)).toHaveLength(1)
+    const winner = results.find((result) => result.shouldProcess)!.event.eventId
+    expect(new Set(results.map((result) => result.event.eventId))).toEqual(new Set([winner]))
+    expect((await store.inbox.get(winner))?.deliveries).toBe(10)
+    const alias = await clients[0]!.send(
+      new GetItemCommand({ TableName: tableName, Key: { pk: { S: 'ib#s#ORDERS#7' } }, ConsistentRead: true }),
+    )
+    expect(alias.Item?.eventId?.S).toBe(winner)
+  })
+})
