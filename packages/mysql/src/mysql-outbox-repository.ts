@@ -124,11 +124,14 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     return this.run.write(operation, tx, async (db) => {
       for (const batch of insertBatches(events)) {
         const rows = padList(batch)
-        const values = rows.flatMap((event) => [
+        // Padding rows repeat the last id after it, so each one is a no-op duplicate; their
+        // payload is never stored and is sent empty rather than repeated.
+        const pad = rows.length - batch.length
+        const values = rows.flatMap((event, index) => [
           event.eventId,
           event.subject,
-          event.payload,
-          event.headers ?? null,
+          index < rows.length - pad ? event.payload : '',
+          index < rows.length - pad ? (event.headers ?? null) : null,
           now,
           event.availableAt === undefined ? now : toDateTime(event.availableAt),
         ])
