@@ -321,7 +321,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 }
 
-const bySeq = (a: { seq: string }, b: { seq: string }): number => {
+const bySeq = (a: Pick<OutboxRow, 'seq'>, b: Pick<OutboxRow, 'seq'>): number => {
   const x = BigInt(a.seq)
   const y = BigInt(b.seq)
   return x < y ? -1 : x > y ? 1 : 0

@@ -6,41 +6,50 @@ import {
   type OutboxStatus,
 } from '@txbox/core'
 
-/** An outbox row as pg returns it (timestamptz as Date, bigint as string). */
+/**
+ * A timestamp column: epoch milliseconds from the adapter's own queries (see sql.ts), or a
+ * Date from a plain `SELECT *` with pg's default parsers (the conformance oracle).
+ */
+export type StoredTime = Date | number | string
+
+const toDate = (value: StoredTime): Date =>
+  value instanceof Date ? new Date(value.getTime()) : new Date(Number(value))
+
+/** An outbox row as read from the table (bigint as string or number). */
 export interface OutboxRow {
-  seq: string
+  seq: string | number | bigint
   event_id: string
   subject: string
   payload: string
   headers: string | null
   status: string
-  enqueued_at: Date
-  sent_at: Date | null
+  enqueued_at: StoredTime
+  sent_at: StoredTime | null
   error_message: string | null
-  retry_count: number
-  available_at: Date
-  claimed_at: Date | null
+  retry_count: number | string
+  available_at: StoredTime
+  claimed_at: StoredTime | null
   claimed_by: string | null
-  lease_until: Date | null
+  lease_until: StoredTime | null
 }
 
-/** An inbox row as pg returns it. */
+/** An inbox row as read from the table. */
 export interface InboxRow {
-  seq: string
+  seq: string | number | bigint
   event_id: string
   subject: string
   payload: string
   headers: string | null
   stream: string | null
-  stream_seq: string | null
+  stream_seq: string | number | bigint | null
   status: string
-  received_at: Date
-  processed_at: Date | null
-  deliveries: number
+  received_at: StoredTime
+  processed_at: StoredTime | null
+  deliveries: number | string
   error_message: string | null
-  claimed_at: Date | null
+  claimed_at: StoredTime | null
   claimed_by: string | null
-  lease_until: Date | null
+  lease_until: StoredTime | null
 }
 
 /**
@@ -53,16 +62,16 @@ export const outboxEventFromRow = (row: OutboxRow): OutboxEvent => {
     subject: decodeStoredText(row.subject),
     payload: decodeStoredText(row.payload),
     status: row.status as OutboxStatus,
-    enqueuedAt: row.enqueued_at,
-    retryCount: row.retry_count,
-    availableAt: row.available_at,
+    enqueuedAt: toDate(row.enqueued_at),
+    retryCount: Number(row.retry_count),
+    availableAt: toDate(row.available_at),
   }
   if (row.headers !== null) event.headers = decodeStoredText(row.headers)
-  if (row.sent_at !== null) event.sentAt = row.sent_at
+  if (row.sent_at !== null) event.sentAt = toDate(row.sent_at)
   if (row.error_message !== null) event.errorMessage = decodeStoredText(row.error_message)
-  if (row.claimed_at !== null) event.claimedAt = row.claimed_at
+  if (row.claimed_at !== null) event.claimedAt = toDate(row.claimed_at)
   if (row.claimed_by !== null) event.claimedBy = decodeStoredText(row.claimed_by)
-  if (row.lease_until !== null) event.leaseUntil = row.lease_until
+  if (row.lease_until !== null) event.leaseUntil = toDate(row.lease_until)
   return event
 }
 
@@ -73,16 +82,16 @@ export const inboxEventFromRow = (row: InboxRow): InboxEvent => {
     subject: decodeStoredText(row.subject),
     payload: decodeStoredText(row.payload),
     status: row.status as InboxStatus,
-    receivedAt: row.received_at,
-    deliveries: row.deliveries,
+    receivedAt: toDate(row.received_at),
+    deliveries: Number(row.deliveries),
   }
   if (row.headers !== null) event.headers = decodeStoredText(row.headers)
   if (row.stream !== null) event.stream = decodeStoredText(row.stream)
   if (row.stream_seq !== null) event.streamSeq = Number(row.stream_seq)
-  if (row.processed_at !== null) event.processedAt = row.processed_at
+  if (row.processed_at !== null) event.processedAt = toDate(row.processed_at)
   if (row.error_message !== null) event.errorMessage = decodeStoredText(row.error_message)
-  if (row.claimed_at !== null) event.claimedAt = row.claimed_at
+  if (row.claimed_at !== null) event.claimedAt = toDate(row.claimed_at)
   if (row.claimed_by !== null) event.claimedBy = decodeStoredText(row.claimed_by)
-  if (row.lease_until !== null) event.leaseUntil = row.lease_until
+  if (row.lease_until !== null) event.leaseUntil = toDate(row.lease_until)
   return event
 }

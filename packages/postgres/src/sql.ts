@@ -9,16 +9,69 @@ import { readdirSync, readFileSync } from 'node:fs'
 /** How many rows one cleanup statement deletes at most, so it never holds long locks. */
 export const CLEANUP_BATCH = 1000
 
-const OUTBOX_COLUMNS =
-  'seq, event_id, subject, payload, headers, status, enqueued_at, sent_at, error_message, retry_count, available_at, claimed_at, claimed_by, lease_until'
-const INBOX_COLUMNS =
-  'seq, event_id, subject, payload, headers, stream, stream_seq, status, received_at, processed_at, deliveries, error_message, claimed_at, claimed_by, lease_until'
+const OUTBOX_NAMES = [
+  'seq',
+  'event_id',
+  'subject',
+  'payload',
+  'headers',
+  'status',
+  'enqueued_at',
+  'sent_at',
+  'error_message',
+  'retry_count',
+  'available_at',
+  'claimed_at',
+  'claimed_by',
+  'lease_until',
+]
+const INBOX_NAMES = [
+  'seq',
+  'event_id',
+  'subject',
+  'payload',
+  'headers',
+  'stream',
+  'stream_seq',
+  'status',
+  'received_at',
+  'processed_at',
+  'deliveries',
+  'error_message',
+  'claimed_at',
+  'claimed_by',
+  'lease_until',
+]
+const TIMESTAMPS = new Set([
+  'enqueued_at',
+  'sent_at',
+  'available_at',
+  'claimed_at',
+  'lease_until',
+  'received_at',
+  'processed_at',
+])
+const BIGINTS = new Set(['seq', 'stream_seq'])
 
-const prefixed = (columns: string, alias: string): string =>
-  columns
-    .split(', ')
-    .map((column) => `${alias}.${column}`)
+/**
+ * The select list of a row. Timestamps come back as epoch milliseconds and bigints as text,
+ * so the result does not depend on the type parsers the application may have installed
+ * globally on `pg.types` (a common `setTypeParser(1184, v => v)` would otherwise turn every
+ * Date into a string), nor on the session's DateStyle or TimeZone.
+ */
+// ORDER BY must name the table's columns (t.seq), not these converted output columns.
+const readList = (names: readonly string[], alias?: string): string =>
+  names
+    .map((name) => {
+      const column = alias === undefined ? name : `${alias}.${name}`
+      if (TIMESTAMPS.has(name)) return `(extract(epoch FROM ${column}) * 1000)::float8 AS ${name}`
+      if (BIGINTS.has(name)) return `${column}::text AS ${name}`
+      return column
+    })
     .join(', ')
+
+const OUTBOX_COLUMNS = readList(OUTBOX_NAMES)
+const INBOX_COLUMNS = readList(INBOX_NAMES)
 
 /** A quoted, schema-qualified name. */
 export const qualified = (schema: string, name: string): string => `"${schema}"."${name}"`
@@ -26,7 +79,6 @@ export const qualified = (schema: string, name: string): string => `"${schema}".
 export interface OutboxSql {
   readonly table: string
   readonly insertMany: (notify: boolean) => string
-  readonly selectByIds: string
   readonly get: string
   readonly exists: string
   readonly findPending: string
@@ -68,16 +120,15 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
         ON CONFLICT (event_id) DO NOTHING
         RETURNING ${OUTBOX_COLUMNS}${notify ? ", pg_notify($7::text, '') AS notified" : ''}
       )
-      SELECT ${OUTBOX_COLUMNS} FROM inserted
+      SELECT ${OUTBOX_NAMES.join(', ')} FROM inserted
       UNION ALL
       SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = ANY($1::text[])`,
-    selectByIds: `SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = ANY($1::text[])`,
     get: `SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = $1`,
     exists: `SELECT 1 FROM ${table} WHERE event_id = $1`,
     findPending: `
-      SELECT ${OUTBOX_COLUMNS} FROM ${table}
+      SELECT ${OUTBOX_COLUMNS} FROM ${table} t
       WHERE status = 'pending' AND available_at <= $1
-      ORDER BY seq LIMIT $2`,
+      ORDER BY t.seq LIMIT $2`,
     // The heart of the adapter. The inner SELECT walks the live-row index in enqueue order and
     // locks up to $4 claimable rows, skipping rows another claimer has locked, instead of
     // waiting for them; so concurrent relays take disjoint batches without blocking each
@@ -138,9 +189,9 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
       ))`,
     countByStatus: `SELECT status, count(*) AS count FROM ${table} GROUP BY status`,
     failed: `
-      SELECT ${OUTBOX_COLUMNS} FROM ${table}
+      SELECT ${OUTBOX_COLUMNS} FROM ${table} t
       WHERE status = 'failed'
-      ORDER BY seq LIMIT $1`,
+      ORDER BY t.seq LIMIT $1`,
     // Moves the failed ones and, in the same statement, lists the ids that are not stored
     // at all (input order), so the caller can raise EventNotFoundError after the others moved.
     requeueFailed: `
@@ -225,7 +276,7 @@ export const inboxSql = (schema: string, prefix: string): InboxSql => {
             error_message = CASE WHEN c.take THEN NULL ELSE i.error_message END
         FROM current c
         WHERE i.seq = c.seq
-        RETURNING ${prefixed(INBOX_COLUMNS, 'i')}, c.take AS should_process
+        RETURNING ${readList(INBOX_NAMES, 'i')}, c.take AS should_process
       )
       SELECT * FROM inserted UNION ALL SELECT * FROM updated`,
     get: `SELECT ${INBOX_COLUMNS} FROM ${table} WHERE event_id = $1`,
@@ -248,9 +299,9 @@ export const inboxSql = (schema: string, prefix: string): InboxSql => {
       WHERE status = 'processing' AND COALESCE(claimed_at, received_at) < $1`,
     countByStatus: `SELECT status, count(*) AS count FROM ${table} GROUP BY status`,
     failed: `
-      SELECT ${INBOX_COLUMNS} FROM ${table}
+      SELECT ${INBOX_COLUMNS} FROM ${table} t
       WHERE status = 'failed'
-      ORDER BY received_at, seq LIMIT $1`,
+      ORDER BY t.received_at, t.seq LIMIT $1`,
   }
 }
 
