@@ -1,0 +1,5 @@
+export { type CliIo, runRelayCli } from './cli.js'
+export { envName, helpText, type LogLevel, parseConfig, type RelayConfig, UsageError } from './config.js'
+export { serveHttp } from './http.js'
+export { jsonLogger } from './logger.js'
+export { type OpenedStore, openStore, STORE_KINDS, type StoreConfig, type StoreKind } from './stores.js'
