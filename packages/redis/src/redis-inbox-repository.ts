@@ -187,8 +187,9 @@ export class RedisInboxRepository implements InboxRepository<ChainableCommander>
   }
 
   async getCountByStatus(): Promise<InboxCounts> {
-    const counts = await storage('inbox.getCountByStatus', () => this.redis.hgetall(this.keys.counts))
-    return inboxCounts(Object.entries(counts))
+    return storage('inbox.getCountByStatus', async () =>
+      inboxCounts(Object.entries(await this.redis.hgetall(this.keys.counts))),
+    )
   }
 
   async getFailedEvents(limit?: number): Promise<InboxEvent[]> {
@@ -201,8 +202,9 @@ export class RedisInboxRepository implements InboxRepository<ChainableCommander>
 
   async get(eventId: string): Promise<InboxEvent | null> {
     const id = this.validate.eventId(eventId)
-    const record = await storage('inbox.get', () => this.redis.hgetall(this.keys.event(id)))
-    const fields = fieldsOfObject(record)
-    return fields ? toInboxEvent(fields) : null
+    return storage('inbox.get', async () => {
+      const fields = fieldsOfObject(await this.redis.hgetall(this.keys.event(id)))
+      return fields ? toInboxEvent(fields) : null
+    })
   }
 }

@@ -117,7 +117,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     const args = this.#enqueueArgs(valid, now)
     const tx = options?.tx
     if (tx) {
-      const stored = await this.get(valid.eventId)
+      const stored = await this.#read(valid.eventId, 'outbox.findOrCreate')
       scripts.outboxFindOrCreate.queue(tx, keys, args)
       return stored ?? this.#newEvent(valid, now)
     }
@@ -148,16 +148,17 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     const byId = new Map<string, OutboxEvent>()
     const tx = options?.tx
     if (tx) {
-      const stored = await storage('outbox.findOrCreateMany', async () => {
+      // Read what is stored already (outside the MULTI: its replies come only at EXEC).
+      await storage('outbox.findOrCreateMany', async () => {
         const pipeline = this.redis.pipeline()
         for (const event of batch) pipeline.hgetall(this.keys.event(event.eventId))
-        return (await pipeline.exec()) ?? []
-      })
-      batch.forEach((event, index) => {
-        const [error, record] = stored[index] ?? [null, {}]
-        if (error) throw unexpectedReply('outbox.findOrCreateMany', error.message)
-        const fields = fieldsOfObject(record as Record<string, string>)
-        byId.set(event.eventId, fields ? toOutboxEvent(fields) : this.#newEvent(event, now))
+        const stored = (await pipeline.exec()) ?? []
+        batch.forEach((event, index) => {
+          const [error, record] = stored[index] ?? [null, {}]
+          if (error) throw error
+          const fields = fieldsOfObject(record as Record<string, string>)
+          byId.set(event.eventId, fields ? toOutboxEvent(fields) : this.#newEvent(event, now))
+        })
       })
       scripts.outboxFindOrCreateMany.queue(tx, keys, args)
     } else {
@@ -262,8 +263,9 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
 
   /** One HGETALL of the counts hash the scripts keep exact. */
   async getCountByStatus(): Promise<OutboxCounts> {
-    const counts = await storage('outbox.getCountByStatus', () => this.redis.hgetall(this.keys.counts))
-    return outboxCounts(Object.entries(counts))
+    return storage('outbox.getCountByStatus', async () =>
+      outboxCounts(Object.entries(await this.redis.hgetall(this.keys.counts))),
+    )
   }
 
   /** One script: see OUTBOX_CLAIM for why two claimers never get the same event. */
@@ -353,9 +355,13 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
   }
 
   async get(eventId: string): Promise<OutboxEvent | null> {
-    const id = this.validate.eventId(eventId)
-    const record = await storage('outbox.get', () => this.redis.hgetall(this.keys.event(id)))
-    const fields = fieldsOfObject(record)
-    return fields ? toOutboxEvent(fields) : null
+    return this.#read(this.validate.eventId(eventId), 'outbox.get')
+  }
+
+  async #read(eventId: string, operation: string): Promise<OutboxEvent | null> {
+    return storage(operation, async () => {
+      const fields = fieldsOfObject(await this.redis.hgetall(this.keys.event(eventId)))
+      return fields ? toOutboxEvent(fields) : null
+    })
   }
 }

@@ -119,12 +119,12 @@ return out
  *
  * Claimable = due pending (READY, after promoting DELAYED events whose availableAt <= now)
  * or publishing with an expired lease (LEASES scored by leaseUntil <= now). The first
- * \`limit\` of READY by seq and the expired leases are merged by seq, so the result is in
+ * `limit` of READY by seq and the expired leases are merged by seq, so the result is in
  * enqueue order across both kinds. Everything happens inside one script, so two claimers
  * can never take the same event: the second one runs after the first has moved it out of
  * READY and pushed its lease into the future.
  *
- * \`cap\` bounds the work of one call: at most that many due events are promoted and that
+ * `cap` bounds the work of one call: at most that many due events are promoted and that
  * many expired leases considered (the rest on the next call).
  */
 export const OUTBOX_CLAIM = `${OUTBOX_PRELUDE}
@@ -293,7 +293,7 @@ end
 return #ids
 `
 
-/** ARGV: cutoff, batch. Deletes up to \`batch\` sent events with sentAt < cutoff; returns how many. */
+/** ARGV: cutoff, batch. Deletes up to `batch` sent events with sentAt < cutoff; returns how many. */
 export const OUTBOX_CLEANUP = `${OUTBOX_PRELUDE}
 local ids = redis.call('ZRANGEBYSCORE', SENT, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
