@@ -77,14 +77,14 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     return event
   }
 
-  #enqueueArgs(params: EnqueueParams, now: Date): (string | number)[] {
+  /** One event's ARGV: id, subject, payload, hasHeaders, headers, availableAt. */
+  #eventArgs(params: EnqueueParams, now: Date): (string | number)[] {
     return [
       params.eventId,
       params.subject,
       params.payload,
       params.headers === undefined ? '0' : '1',
       params.headers ?? '',
-      now.getTime(),
       (params.availableAt ?? now).getTime(),
     ]
   }
@@ -114,7 +114,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     const valid = this.validate.enqueueParams(params)
     const now = this.clock()
     const keys = [...this.keys.indexKeys, this.keys.event(valid.eventId)]
-    const args = this.#enqueueArgs(valid, now)
+    const args = [...this.#eventArgs(valid, now), now.getTime()]
     const tx = options?.tx
     if (tx) {
       const stored = await this.#read(valid.eventId, 'outbox.findOrCreate')
@@ -140,11 +140,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     for (const event of valid) if (!unique.has(event.eventId)) unique.set(event.eventId, event)
     const batch = [...unique.values()]
     const keys = [...this.keys.indexKeys, ...batch.map((event) => this.keys.event(event.eventId))]
-    const args: (string | number)[] = [now.getTime()]
-    for (const event of batch) {
-      const [id, subject, payload, hasHeaders, headers, , availableAt] = this.#enqueueArgs(event, now)
-      args.push(id!, subject!, payload!, hasHeaders!, headers!, availableAt!)
-    }
+    const args = [now.getTime(), ...batch.flatMap((event) => this.#eventArgs(event, now))]
     const byId = new Map<string, OutboxEvent>()
     const tx = options?.tx
     if (tx) {

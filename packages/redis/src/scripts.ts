@@ -95,9 +95,9 @@ local function find_or_create(key, id, subject, payload, has_headers, headers, n
 end
 `
 
-/** KEYS: prelude, event key. ARGV: id, subject, payload, hasHeaders, headers, now, availableAt. */
+/** KEYS: prelude, event key. ARGV: id, subject, payload, hasHeaders, headers, availableAt, now. */
 export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_PRELUDE}
-return find_or_create(KEYS[10], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return find_or_create(KEYS[10], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7], ARGV[6])
 `
 
 /**

@@ -166,7 +166,7 @@ describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
       script.run(
         redis,
         [...store.outbox.keys.indexKeys, store.outbox.keys.event(id)],
-        [id, 's', 'p', '0', '', 1, 1],
+        [id, 's', 'p', '0', '', 1, 1] /* availableAt, now */,
       )
     expect(await redis.script('EXISTS', script.sha)).toEqual([0])
     expect(typeof (await call('n0'))).toBe('number')
