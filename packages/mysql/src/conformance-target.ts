@@ -78,7 +78,10 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
       const tablePrefix = `t_${uniqueSuffix()}_`
       const pool = poolFor(url, 12)
       const store = createMySqlStore({ pool, tablePrefix, clock })
-      await store.migrate()
+      await store.migrate().catch(async (error: unknown) => {
+        await pool.end()
+        throw error
+      })
       const outboxTable = `\`${tablePrefix}outbox\``
       const inboxTable = `\`${tablePrefix}inbox\``
       const one = async (sql: string, id: string): Promise<RowDataPacket | undefined> => {
