@@ -2,9 +2,8 @@
 -- Placeholders: {{prefix}} = your table prefix (default txbox_);
 -- {{id_collation}} = utf8mb4_nopad_bin on MariaDB, utf8mb4_0900_bin on MySQL 8.0.17+.
 -- seq is the enqueue order (FIFO even when many events share one enqueued_at).
--- The claim's locking reads must not lock rows they do not return (InnoDB locks every
--- index record a locking read examines, and keeps secondary-index locks even under
--- READ COMMITTED):
+-- The claim's locking reads must not lock rows they do not return (a locking read through
+-- a secondary index keeps the lock of every record it examines, even under READ COMMITTED):
 -- ix_claim (status, seq): "status = 'pending' AND available_at <= ? ORDER BY seq LIMIT n"
 --   walks due rows in seq order and stops after n matches; only pending rows that are not
 --   due yet and come first are stepped over. An index led by available_at would instead
