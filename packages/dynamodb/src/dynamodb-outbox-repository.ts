@@ -56,7 +56,7 @@ import {
   timeKey,
 } from './keys.js'
 import { countAcrossShards, firstAcrossShards, forEachPageAcrossShards } from './sharded-index.js'
-import { mapLimit, type UpdateSpec, type Values } from './table-client.js'
+import { mapLimit, type QuerySpec, type UpdateSpec, type Values } from './table-client.js'
 
 /** Conditional writes in flight at once for one bulk call (claim, markManyAsSent...). */
 const WRITE_CONCURRENCY = 16
@@ -174,7 +174,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
       availableAt: N(availableAt),
       seqKey: S(key),
       dueAt: N(availableAt),
-      gsi1pk: S(claimPk(ready ? 'ready' : 'later', shard)),
+      gsi1pk: S(claimPk(ready ? 'ready' : 'timed', shard)),
       gsi1sk: S(ready ? key : timeKey(availableAt)),
       gsi2pk: S(outboxStatusPk('pending', shard)),
       gsi2sk: S(key),
@@ -384,8 +384,8 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     return this.#run('retryLater', () => {
       const shard = this.#shard(id)
       const availableAt = this.#now() + delayMs
-      // Due now: back into `ready` at its enqueue position. Backoff: into `later` until then.
-      const partition: ClaimPartition = delayMs === 0 ? 'ready' : 'later'
+      // Due now: back into `ready` at its enqueue position. Backoff: into `timed` until then.
+      const partition: ClaimPartition = delayMs === 0 ? 'ready' : 'timed'
       return this.#fencedUpdate(id, workerId, {
         update:
           'SET #status = :pending, #retryCount = #retryCount + :one, #errorMessage = :msg, #availableAt = :available,' +
@@ -405,20 +405,20 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
   }
 
   /**
-   * Claimable (or, with `withLeases` false, pending-due) index entries, the first `window`
-   * in enqueue order: the head of `ready` plus the due part of `later` (and of `lease`),
-   * merged by the projected seqKey. Exact whenever no more than `window` delayed or
-   * lease-expired events are due at once; beyond that the earliest-due of them come first.
+   * Claimable index entries (with `pendingOnly`, pending-due ones), the first `window` in
+   * enqueue order: the head of `ready` plus the due range of `timed`, merged by the
+   * projected seqKey. Exact whenever no more than `window` delayed or lease-expired events
+   * are due at once; beyond that the earliest-due of them come first.
    */
   async #claimable(
     nowMs: number,
     window: number,
     skip: ReadonlySet<string>,
-    withLeases: boolean,
+    pendingOnly: boolean,
   ): Promise<Item[]> {
     const { shards } = this.#options
-    const dueBelow = timeKey(nowMs + 1)
-    const partition = (name: ClaimPartition) =>
+    const now = N(nowMs)
+    const query = (name: ClaimPartition, range: Partial<QuerySpec>) =>
       firstAcrossShards(
         this.#table,
         shards,
@@ -427,18 +427,18 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
           pkName: 'gsi1pk',
           pk: claimPk(name, shard),
           skName: 'gsi1sk',
-          // `ready` holds events due when written; the filter only guards a clock set back.
-          ...(name === 'ready'
-            ? { filter: '#dueAt <= :now', values: { ':now': N(nowMs) } }
-            : { skBelow: dueBelow }),
+          ...range,
         }),
         window,
         skip,
       )
     const parts = await Promise.all([
-      partition('ready'),
-      partition('later'),
-      ...(withLeases ? [partition('lease')] : []),
+      // `ready` holds events due when written; the filter only guards a clock set back.
+      query('ready', { filter: '#dueAt <= :now', values: { ':now': now } }),
+      query('timed', {
+        skBelow: timeKey(nowMs + 1),
+        ...(pendingOnly ? { filter: '#status = :pending', values: { ':pending': S('pending') } } : {}),
+      }),
     ])
     return parts.flat().sort(bySeqKey).slice(0, window)
   }
@@ -447,7 +447,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     const limit = this.#validate.limitOption(options)
     return this.#run('findPending', async () => {
       const nowMs = this.#now()
-      const entries = await this.#claimable(nowMs, limit, new Set(), false)
+      const entries = await this.#claimable(nowMs, limit, new Set(), true)
       // The index is eventually consistent: confirm each entry on the item itself.
       const items = await this.#table.batchGet(entries.map((entry) => entry.pk?.S ?? ''))
       return entries
@@ -511,7 +511,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
             const pk = requiredStr(entry, 'pk')
             const shard = this.#shard(outboxIdOf(pk))
             // availableAt is projected into the status index: the event goes back to the
-            // `later` partition keyed by it (due already, so the next claim sees it). The
+            // `timed` partition keyed by it (due already, so the next claim sees it). The
             // condition re-checks claimedAt (only claim time counts) and that availableAt is
             // the value read, so an event claimed or retried since keeps its new state.
             const availableAt =
@@ -527,7 +527,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
                 ':publishing': S('publishing'),
                 ':cutoff': N(cutoff),
                 ':available': N(availableAt),
-                ':g1pk': S(claimPk('later', shard)),
+                ':g1pk': S(claimPk('timed', shard)),
                 ':g1sk': S(timeKey(availableAt)),
                 ':g2pk': S(outboxStatusPk('pending', shard)),
               },
@@ -577,7 +577,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
         // of the queue, so it picks `want` at random from a window 2^spread times larger:
         // claimers spread out instead of all losing the same writes (each costs a WCU).
         const window = Math.min(1_000, want * 2 ** this.#spread)
-        const candidates = await this.#claimable(nowMs, window, tried, true)
+        const candidates = await this.#claimable(nowMs, window, tried, false)
         if (candidates.length === 0) break
         const chosen = candidates.length > want ? sample(candidates, want) : candidates
         const taken = await mapLimit(chosen, WRITE_CONCURRENCY, (candidate) => {
@@ -595,7 +595,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
               ':worker': S(workerId),
               ':now': N(nowMs),
               ':lease': N(leaseUntil),
-              ':g1pk': S(claimPk('lease', this.#shard(outboxIdOf(pk)))),
+              ':g1pk': S(claimPk('timed', this.#shard(outboxIdOf(pk)))),
               ':g1sk': S(timeKey(leaseUntil)),
               ':g2pk': S(outboxStatusPk('publishing', this.#shard(outboxIdOf(pk)))),
               ':g2sk': S(timeKey(nowMs)),
@@ -625,7 +625,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
             ':lease': N(leaseUntil),
             ':publishing': S('publishing'),
             ':worker': S(workerId),
-            ':g1pk': S(claimPk('lease', this.#shard(id))),
+            ':g1pk': S(claimPk('timed', this.#shard(id))),
             ':g1sk': S(timeKey(leaseUntil)),
           },
         }),

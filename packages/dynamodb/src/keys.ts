@@ -31,19 +31,20 @@ export const SCHEMA_PK = 'txbox#schema'
 
 /**
  * The sparse, sharded claim index (`gsi1`). An event that can become claimable is in
- * exactly one of three partitions of its shard; every other event is absent from the index:
+ * exactly one of two partitions of its shard; every other event is absent from the index:
  * - `ob#ready#<shard>`: pending and already due when written, sorted by enqueue order;
- * - `ob#later#<shard>`: pending but due later (delayed publish, backoff), sorted by availableAt;
- * - `ob#lease#<shard>`: publishing with a lease, sorted by leaseUntil.
- * A claim reads the head of `ready` and only the due part of `later` and `lease` (a key
- * range up to now), so live leases and backoff never sit in front of claimable events.
+ * - `ob#timed#<shard>`: claimable from a known instant on, sorted by that instant: pending
+ *   with a later availableAt (delayed publish, backoff), or publishing with a lease
+ *   (leaseUntil: an expired lease is reclaimable).
+ * A claim reads the head of `ready` and only the due key range of `timed`, so live leases
+ * and backoff never sit in front of claimable events.
  */
 export const CLAIM_INDEX = 'gsi1'
 /** The sparse, sharded "by status" index: every event under `<store>#<status>#<shard>`. */
 export const STATUS_INDEX = 'gsi2'
 
 /** The partitions of the claim index. */
-export type ClaimPartition = 'ready' | 'later' | 'lease'
+export type ClaimPartition = 'ready' | 'timed'
 /** `gsi1pk` of an outbox event that is claimable now or later. */
 export const claimPk = (partition: ClaimPartition, shard: number): string => `ob#${partition}#${shard}`
 /** `gsi2pk` of an outbox event. */

@@ -23,9 +23,9 @@ export const TTL_ATTRIBUTE = 'expiresAt'
  * for users who provision with their own tool (CloudFormation, Terraform, the CLI).
  *
  * - `pk` alone keys every item (no sort key: every access is by event id).
- * - `gsi1` (claim): pending and leased publishing outbox events, per shard, in three
- *   partitions (ready / later / lease, see keys.ts). It projects only `dueAt` and `seqKey`,
- *   so the claim query reads small entries and the full item comes back from the
+ * - `gsi1` (claim): pending and leased publishing outbox events, per shard, in two
+ *   partitions (ready / timed, see keys.ts). It projects only `dueAt`, `seqKey` and
+ *   `status`, so the claim query reads small entries and the full item comes back from the
  *   conditional UpdateItem that takes it.
  * - `gsi2` (by status): every event under `<ob|ib>#<status>#<shard>`, sorted by the time
  *   that status is queried by (enqueue order for failed outbox events, sentAt, claimedAt,
@@ -52,7 +52,7 @@ export const tableDefinition = (tableName: string): CreateTableCommandInput => (
         { AttributeName: 'gsi1pk', KeyType: 'HASH' },
         { AttributeName: 'gsi1sk', KeyType: 'RANGE' },
       ],
-      Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['dueAt', 'seqKey'] },
+      Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['dueAt', 'seqKey', 'status'] },
     },
     {
       IndexName: STATUS_INDEX,

@@ -63,5 +63,5 @@ describe.skipIf(!url)(`claim under contention (${reason})`, () => {
     expect(owner.size).toBe(EVENTS)
     const counts = await producer.outbox.getCountByStatus()
     expect(counts).toEqual({ pending: 0, publishing: EVENTS, sent: 0, failed: 0 })
-  })
+  }, 900_000)
 })
