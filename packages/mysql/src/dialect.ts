@@ -1,5 +1,4 @@
-import type { RowDataPacket } from 'mysql2/promise'
-import type { Queryable } from './run.js'
+import { type Queryable, selectRows } from './run.js'
 
 /** Which server family answered: the two differ in collation names and version numbering. */
 export type DialectName = 'mariadb' | 'mysql'
@@ -62,7 +61,7 @@ export const parseDialect = (versionString: string): Dialect => {
 
 /** Asks the server who it is. */
 export const detectDialect = async (db: Queryable): Promise<Dialect> => {
-  const [rows] = await db.query<RowDataPacket[]>('SELECT VERSION() AS version')
+  const rows = await selectRows(db, 'SELECT VERSION() AS version', [])
   const version = rows[0]?.version
   return parseDialect(String(version))
 }

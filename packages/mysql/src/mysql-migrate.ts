@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
 import { withStorageErrors } from '@txbox/core'
-import type { Pool, RowDataPacket } from 'mysql2/promise'
+import type { Pool } from 'mysql2/promise'
 import { detectDialect } from './dialect.js'
 import { ADAPTER } from './errors.js'
 import { toDateTime } from './rows.js'
+import { runWrite, selectRows } from './run.js'
 import { migrations, renderMigration, schemaVersionSql, tableNames } from './sql.js'
 
 /** Seconds a migrator waits for another one to finish. */
@@ -29,14 +30,14 @@ export const migrate = (pool: Pool, prefix: string, clock: () => Date): Promise<
     const connection = await pool.getConnection()
     let healthy = false
     try {
-      const [[current]] = await connection.query<RowDataPacket[]>('SELECT DATABASE() AS db')
+      const [current] = await selectRows(connection, 'SELECT DATABASE() AS db', [])
       if (current?.db === null || current?.db === undefined) {
         throw new Error(
           'the connection has no default database: put one in the pool options (database or the URL path)',
         )
       }
       const lock = lockName(String(current.db), prefix)
-      const [[acquired]] = await connection.query<RowDataPacket[]>('SELECT GET_LOCK(?, ?) AS acquired', [
+      const [acquired] = await selectRows(connection, 'SELECT GET_LOCK(?, ?) AS acquired', [
         lock,
         LOCK_TIMEOUT_SECONDS,
       ])
@@ -46,15 +47,15 @@ export const migrate = (pool: Pool, prefix: string, clock: () => Date): Promise<
       try {
         const dialect = await detectDialect(connection)
         await connection.query(versions.create)
-        const [rows] = await connection.query<RowDataPacket[]>(versions.applied)
+        const rows = await selectRows(connection, versions.applied, [])
         const applied = new Set(rows.map((row) => Number(row.version)))
         for (const step of migrations()) {
           if (applied.has(step.version)) continue
           await connection.query(renderMigration(step.sql, { prefix, idCollation: dialect.idCollation }))
-          await connection.execute(versions.record, [step.version, step.name, toDateTime(clock())])
+          await runWrite(connection, versions.record, [step.version, step.name, toDateTime(clock())])
         }
       } finally {
-        await connection.query('SELECT RELEASE_LOCK(?)', [lock])
+        await selectRows(connection, 'SELECT RELEASE_LOCK(?) AS released', [lock])
       }
       healthy = true
     } finally {

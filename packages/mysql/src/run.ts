@@ -102,8 +102,10 @@ export class Runner {
    */
   maxEventBytes(): Promise<number> {
     this.#maxEventBytes ??= withStorageErrors(ADAPTER, 'connection check', async () => {
-      const [rows] = await this.pool.query<Row[]>(
+      const rows = await selectRows(
+        this.pool,
         'SELECT @@max_allowed_packet AS bytes, @@character_set_connection AS charset',
+        [],
       )
       const charset = String(rows[0]?.charset)
       if (charset !== 'utf8mb4') {
