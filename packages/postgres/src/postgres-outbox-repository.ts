@@ -24,7 +24,6 @@ import {
   ADAPTER,
   type PostgresStoreOptions,
   type PostgresTransaction,
-  type ResolvedPostgresOptions,
   resolveOptions,
   transactionHandle,
   validate,
@@ -56,7 +55,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   /** The `LISTEN/NOTIFY` channel an enqueue notifies on (see `createPostgresWakeup`). */
   readonly channel: string
 
-  constructor(options: PostgresStoreOptions | ResolvedPostgresOptions) {
+  constructor(options: PostgresStoreOptions) {
     const resolved = resolveOptions(options)
     this.#pool = resolved.pool
     this.#clock = resolved.clock

@@ -103,20 +103,26 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
   return {
     table,
     // One round trip enqueues a whole batch (ids are deduplicated by the caller, first
-    // occurrence kept, and inserted in input order so seq follows it). ON CONFLICT DO NOTHING
-    // RETURNING yields only the rows inserted now, so the stored rows of ids that already
-    // existed are read back in the same statement: the data-modifying CTE's rows are not
-    // visible to that second read (same snapshot), so the two halves are disjoint.
-    // With notify, every inserted row calls pg_notify on the same channel and payload:
-    // PostgreSQL folds those into one notification, delivered only if the transaction commits.
+    // occurrence kept).
+    // - seq is drawn from the identity's sequence in input order (unnest WITH ORDINALITY yields
+    //   the rows in array order, and a CTE with nextval is never inlined), so FIFO follows the
+    //   batch; but the rows are inserted in event_id order, so that two batches sharing ids
+    //   always take their locks in the same order and cannot deadlock each other.
+    // - ON CONFLICT DO NOTHING RETURNING yields only the rows inserted now, so the stored rows
+    //   of ids that already existed are read back in the same statement: the data-modifying
+    //   CTE's rows are not visible to that second read (same snapshot), so the halves are disjoint.
+    // - With notify, every inserted row calls pg_notify on the same channel and payload:
+    //   PostgreSQL folds those into one notification, delivered only if the transaction commits.
     insertMany: (notify) => `
       WITH input AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+        SELECT u.*, nextval((SELECT pg_get_serial_sequence('${table}', 'seq'))::regclass) AS seq
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
           WITH ORDINALITY AS u(event_id, subject, payload, headers, available_at, ord)
       ), inserted AS (
-        INSERT INTO ${table} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
-        SELECT event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at
-        FROM input ORDER BY ord
+        INSERT INTO ${table} (seq, event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+        OVERRIDING SYSTEM VALUE
+        SELECT seq, event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at
+        FROM input ORDER BY event_id COLLATE "C"
         ON CONFLICT (event_id) DO NOTHING
         RETURNING ${OUTBOX_COLUMNS}${notify ? ", pg_notify($7::text, '') AS notified" : ''}
       )

@@ -86,6 +86,19 @@ describe.skipIf(noServer)(`enqueue and inbox races${noServer ? ` (skipped: ${ski
     for (const result of results) for (const e of result) expect(e.payload).toBe(byId.get(e.eventId))
   })
 
+  it('autocommitted batches sharing ids in opposite orders never deadlock (rows are inserted in id order)', async () => {
+    const ids = Array.from({ length: 3000 }, (_, i) => `dl-${i}`)
+    const forward = ids.map((id) => event(id))
+    const backward = [...forward].reverse()
+    const stores = [ns.store, ns.storeOn(other)]
+    const results = await Promise.all(
+      [forward, backward, forward, backward].map((batch, i) => stores[i % 2]!.outbox.findOrCreateMany(batch)),
+    )
+    for (const result of results) expect(result).toHaveLength(3000)
+    const stored = await ns.pool.query(`SELECT 1 FROM "${ns.schema}".txbox_outbox WHERE event_id LIKE 'dl-%'`)
+    expect(stored.rowCount).toBe(3000)
+  })
+
   it('a batch keeps input order in seq even when some ids already exist', async () => {
     await ns.store.outbox.findOrCreate(event('ord-2'))
     const batch = ['ord-1', 'ord-2', 'ord-3', 'ord-1'].map((id) => event(id))
@@ -95,6 +108,14 @@ describe.skipIf(noServer)(`enqueue and inbox races${noServer ? ` (skipped: ${ski
       `SELECT event_id FROM "${ns.schema}".txbox_outbox WHERE event_id LIKE 'ord-%' ORDER BY seq`,
     )
     expect(seqs.rows.map((row) => row.event_id)).toEqual(['ord-2', 'ord-1', 'ord-3'])
+
+    // Rows are inserted in id order (lock ordering) but numbered in input order.
+    const shuffled = Array.from({ length: 500 }, (_, i) => `mix-${(i * 7919) % 500}`)
+    await ns.store.outbox.findOrCreateMany(shuffled.map((id) => event(id)))
+    const mixed = await ns.pool.query<{ event_id: string }>(
+      `SELECT event_id FROM "${ns.schema}".txbox_outbox WHERE event_id LIKE 'mix-%' ORDER BY seq`,
+    )
+    expect(mixed.rows.map((row) => row.event_id)).toEqual(shuffled)
   })
 
   it('U+0000 round-trips in every text field, stored escaped (PostgreSQL text cannot hold it)', async () => {
