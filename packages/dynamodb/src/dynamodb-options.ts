@@ -58,6 +58,13 @@ export const resolveOptions = (options: DynamoStoreOptions): ResolvedOptions => 
   ) {
     throw new ValidationError(ADAPTER, 'client must be a DynamoDBClient')
   }
+  // A DocumentClient would marshal the adapter's AttributeValues a second time.
+  if ((client as { constructor?: { name?: string } }).constructor?.name === 'DynamoDBDocumentClient') {
+    throw new ValidationError(
+      ADAPTER,
+      'client must be the DynamoDBClient itself, not a DynamoDBDocumentClient wrapping it',
+    )
+  }
   const tableName = validate.identifier(options.tableName ?? 'txbox', 'tableName')
   const shards = options.shards ?? DEFAULT_SHARDS
   if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) {

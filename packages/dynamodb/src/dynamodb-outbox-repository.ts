@@ -408,13 +408,15 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
    * Claimable index entries (with `pendingOnly`, pending-due ones), the first `window` in
    * enqueue order: the head of `ready` plus the due range of `timed`, merged by the
    * projected seqKey. Exact whenever no more than `window` delayed or lease-expired events
-   * are due at once; beyond that the earliest-due of them come first.
+   * are due at once; beyond that the earliest-due of them come first. With `sampling` the
+   * window only needs to be a wide slice of the head, so each shard reads its share of it.
    */
   async #claimable(
     nowMs: number,
     window: number,
     skip: ReadonlySet<string>,
     pendingOnly: boolean,
+    sampling = false,
   ): Promise<Item[]> {
     const { shards } = this.#options
     const now = N(nowMs)
@@ -431,6 +433,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
         }),
         window,
         skip,
+        sampling ? Math.ceil(window / shards) : window,
       )
     const parts = await Promise.all([
       // `ready` holds events due when written; the filter only guards a clock set back.
@@ -577,7 +580,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
         // of the queue, so it picks `want` at random from a window 2^spread times larger:
         // claimers spread out instead of all losing the same writes (each costs a WCU).
         const window = Math.min(1_000, want * 2 ** this.#spread)
-        const candidates = await this.#claimable(nowMs, window, tried, false)
+        const candidates = await this.#claimable(nowMs, window, tried, false, window > want)
         if (candidates.length === 0) break
         const chosen = candidates.length > want ? sample(candidates, want) : candidates
         const taken = await mapLimit(chosen, WRITE_CONCURRENCY, (candidate) => {

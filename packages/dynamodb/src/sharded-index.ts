@@ -10,10 +10,10 @@ const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 /**
  * The first `want` index entries across every shard, in sort-key order. Each shard is
- * queried in parallel and read only until it has `want` entries that pass the filter
- * (and are not in `skip`): no merged result can need more than that from one shard. Pages
- * start small and double, because the entries the filter drops (live leases, backoff) are
- * read and paid for too.
+ * queried in parallel and read only until it has `perShard` (default `want`) entries that
+ * pass the filter and are not in `skip`: with the default no merged result can need more
+ * than that from one shard. Pages start small and double, because entries the filter
+ * drops are read and paid for too.
  */
 export const firstAcrossShards = async (
   table: TableClient,
@@ -21,12 +21,13 @@ export const firstAcrossShards = async (
   query: ShardQuery,
   want: number,
   skip?: ReadonlySet<string>,
+  perShard = want,
 ): Promise<Item[]> => {
-  const perShard = await Promise.all(
+  const results = await Promise.all(
     shardList(shards).map(async (shard) => {
       const spec = query(shard)
       const found: Item[] = []
-      let pageSize = Math.min(1_000, want + (skip?.size ?? 0) + 10)
+      let pageSize = Math.min(1_000, perShard + (skip?.size ?? 0) + 10)
       let startKey: Item | undefined
       do {
         const page = await table.query({ ...spec, limit: pageSize, startKey })
@@ -36,12 +37,12 @@ export const firstAcrossShards = async (
         }
         startKey = page.lastKey
         pageSize = Math.min(1_000, pageSize * 2)
-      } while (found.length < want && startKey !== undefined)
+      } while (found.length < perShard && startKey !== undefined)
       return { skName: spec.skName, found }
     }),
   )
-  const skName = perShard[0]?.skName ?? ''
-  return perShard
+  const skName = results[0]?.skName ?? ''
+  return results
     .flatMap((shard) => shard.found)
     .sort((a, b) => compare(a[skName]?.S ?? '', b[skName]?.S ?? '') || compare(a.pk?.S ?? '', b.pk?.S ?? ''))
     .slice(0, want)

@@ -92,6 +92,13 @@ describe('before any call', () => {
     expect(() => createDynamoStore({ client, tableName: 'bad-name' })).toThrow(ValidationError)
     expect(() => createDynamoStore({ client, shards: 0 })).toThrow(ValidationError)
     expect(() => createDynamoStore({ client, ttlDays: -1 })).toThrow(ValidationError)
+    // Named like lib-dynamodb's wrapper, which would marshal the adapter's AttributeValues again.
+    class DynamoDBDocumentClient {
+      send() {}
+    }
+    expect(() =>
+      createDynamoStore({ client: new DynamoDBDocumentClient() as unknown as DynamoDBClient }),
+    ).toThrow(/not a DynamoDBDocumentClient/)
     const store = createDynamoStore({ client })
     await expect(
       store.outbox.findOrCreate(event('x'), { tx: {} as unknown as TransactWriteItem[] }),
