@@ -121,6 +121,30 @@ describe.skipIf(noServer)(`LISTEN/NOTIFY wake-up${noServer ? ` (skipped: ${skipR
     await expect(aborted).resolves.toBe(false)
   })
 
+  it('a lost listening connection wakes the waiter, and the next wait listens again', async () => {
+    const own = ns.store.createWakeup()
+    await own.listen()
+    const pid = await ns.pool.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE query = $1 AND datname = current_database()`,
+      [`LISTEN "${ns.store.channel}"`],
+    )
+    const waiting = own.wait()
+    // Terminate the wakeups' listening sessions (the shared one recovers the same way), not the raw listener.
+    const rawPid = await raw.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
+    for (const row of pid.rows) {
+      if (row.pid !== rawPid.rows[0]?.pid && row.pid !== undefined) {
+        await ns.pool.query('SELECT pg_terminate_backend($1)', [row.pid])
+      }
+    }
+    await expect(waiting).resolves.toBe(true)
+    // Listening again on a fresh connection: a commit wakes the next wait.
+    while (await own.wait({ timeoutMs: 0 })) {}
+    const next = own.wait()
+    await ns.store.outbox.findOrCreate(event('w-10'))
+    await expect(next).resolves.toBe(true)
+    await own.close()
+  })
+
   it('a wakeup built from schema and prefix listens on the store channel; close() returns its connection', async () => {
     const standalone = createPostgresWakeup({ pool: ns.pool, schema: ns.schema })
     expect(standalone.channel).toBe(ns.store.channel)
