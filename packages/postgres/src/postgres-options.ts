@@ -53,6 +53,9 @@ export const DEFAULT_SCHEMA = 'public'
 /** Default table prefix. */
 export const DEFAULT_TABLE_PREFIX = 'txbox_'
 
+/** The longest name suffix the DDL appends to the prefix. */
+export const LONGEST_SUFFIX = 'outbox_claimable_idx'
+
 /** PostgreSQL truncates identifiers (and rejects channel names) beyond 63 bytes. */
 const MAX_IDENTIFIER_BYTES = 63
 
@@ -112,9 +115,6 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
     channel,
   }
 }
-
-/** The longest name suffix the DDL appends to the prefix. */
-export const LONGEST_SUFFIX = 'outbox_claimable_idx'
 
 /**
  * Checks a `{ tx }` handle at run time. Passing the Pool by mistake would silently
