@@ -111,14 +111,15 @@ const bySeqKey = (a: Item, b: Item): number => {
 
 const FENCE = '#status = :publishing AND #claimedBy = :worker'
 const EXISTS = 'attribute_exists(#pk)'
-/** The attributes that make an event claimable later; removed when it leaves the due index. */
+/** The attributes that put an event in the claim index; removed when it can no longer be claimed. */
 const LEAVE_DUE = '#gsi1pk, #gsi1sk, #dueAt'
 
 /**
  * The outbox on DynamoDB. Each event is one item (`pk = ob#e#<eventId>`); two sparse,
  * sharded indexes replace the GSI on `status` that caps a naive design at one partition.
  * Every state change is one conditional UpdateItem whose condition is the state the
- * contract requires, so DynamoDB itself arbitrates races: there is no read-then-write.
+ * contract requires, so DynamoDB itself arbitrates races. No read ever decides a write;
+ * a read after a false condition only tells "not stored" from "lease lost".
  */
 export class DynamoOutboxRepository implements OutboxRepository<TransactWriteItem[]> {
   readonly #options: ResolvedOptions
@@ -290,7 +291,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     throw new LeaseLostError(ADAPTER, eventId, workerId ?? '')
   }
 
-  /** Leaves for `sent`: out of the due index, into `ob#sent#<shard>` by sentAt. */
+  /** Leaves for `sent`: out of the claim index, into `ob#sent#<shard>` by sentAt. */
   #sentSpec(eventId: string, nowMs: number): UpdateSpec {
     const expires = expiresAt(this.#options, nowMs)
     const values: Values = {
@@ -324,7 +325,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
       }
       const set = '#status = :publishing, #claimedAt = :now, #gsi2pk = :g2pk, #gsi2sk = :g2sk'
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        // claimedBy/leaseUntil stay as they are. A leased event is already in the lease
+        // claimedBy/leaseUntil stay as they are. A leased event is already in the timed
         // partition of the claim index (reclaimable when the lease expires) and stays there;
         // one without a lease must leave the index, since only resetStale may free an event
         // marked publishing by hand. Which case applies is part of each write's condition,
@@ -569,10 +570,10 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
       let lost = 0
       while (claimed.length < limit) {
         const want = limit - claimed.length
-        // Candidates come from the eventually consistent due index in enqueue order; the
+        // Candidates come from the eventually consistent claim index in enqueue order; the
         // index only proposes. The conditional UpdateItem is the truth: it takes the item
         // only if it is still pending and due, or publishing with an expired lease, at the
-        // moment of the write. Of N racing claimers exactly one condition holds, because the
+        // moment of the write. Of N racing claimers at most one condition holds, because the
         // winner's write makes leaseUntil > now. A loser simply moves on to other candidates.
         //
         // Uncontended (spread 0) a claim takes exactly the first `want` claimable events.
