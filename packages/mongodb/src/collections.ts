@@ -1,0 +1,194 @@
+import {
+  decodeStoredText,
+  encodeStoredText,
+  type InboxEvent,
+  type InboxStatus,
+  type OutboxEvent,
+  type OutboxStatus,
+} from '@txbox/core'
+import type { IndexDescription } from 'mongodb'
+
+/** The adapter name in every error message. */
+export const ADAPTER = 'mongodb'
+
+/** The schema version `migrate()` records in `<prefix>meta`. */
+export const SCHEMA_VERSION = 1
+
+/**
+ * The largest event accepted (payload + headers + subject, UTF-8 bytes): a BSON document
+ * holds at most 16 MiB, and the rest is left for the other fields.
+ */
+export const MAX_EVENT_BYTES = 16_000_000
+
+/** The default `collectionPrefix`. */
+export const DEFAULT_COLLECTION_PREFIX = 'txbox_'
+
+/** The collections of one store, all named from one validated prefix. */
+export interface CollectionNames {
+  /** Outbox events, `_id` = the encoded event id. */
+  readonly outbox: string
+  /** Inbox events, `_id` = the encoded event id. */
+  readonly inbox: string
+  /** `(stream, streamSeq)` aliases of inbox events: `_id` = the alias key, unique by construction. */
+  readonly inboxStreams: string
+  /** Short-lived write locks, used only where the server's updates are not atomic (FerretDB v1). */
+  readonly locks: string
+  /** The schema version document. */
+  readonly meta: string
+}
+
+export const collectionNames = (prefix: string): CollectionNames => ({
+  outbox: `${prefix}outbox`,
+  inbox: `${prefix}inbox`,
+  inboxStreams: `${prefix}inbox_streams`,
+  locks: `${prefix}locks`,
+  meta: `${prefix}meta`,
+})
+
+/**
+ * The indexes `migrate()` creates. None is partial (FerretDB v1 rejects partial indexes);
+ * every query of the repositories starts with an equality on `status`, so each has a prefix
+ * to use: claim and findPending (`status`, `availableAt` / `leaseUntil`, ordered by `seq`),
+ * cleanup (`status`, `sentAt` / `processedAt`), resetStale (`status`, `claimedAt`), counts
+ * (`status`).
+ */
+export const INDEXES: Readonly<Record<'outbox' | 'inbox', IndexDescription[]>> = {
+  outbox: [
+    { key: { status: 1, seq: 1 }, name: 'txbox_status_seq' },
+    { key: { status: 1, availableAt: 1 }, name: 'txbox_status_available_at' },
+    { key: { status: 1, leaseUntil: 1 }, name: 'txbox_status_lease_until' },
+    { key: { status: 1, claimedAt: 1 }, name: 'txbox_status_claimed_at' },
+    { key: { status: 1, sentAt: 1 }, name: 'txbox_status_sent_at' },
+  ],
+  inbox: [
+    { key: { status: 1, receivedAt: 1, seq: 1 }, name: 'txbox_status_received_at_seq' },
+    { key: { status: 1, claimedAt: 1 }, name: 'txbox_status_claimed_at' },
+    { key: { status: 1, processedAt: 1 }, name: 'txbox_status_processed_at' },
+  ],
+}
+
+/**
+ * An outbox document. Every string the caller gave goes through the core lossless text
+ * codec, because FerretDB rejects U+0000 in strings; text without U+0000 / U+0001 (every
+ * JSON document) is stored unchanged, so the same layout serves MongoDB too.
+ */
+export interface OutboxDocument {
+  _id: string
+  subject: string
+  payload: string
+  headers?: string
+  status: OutboxStatus
+  enqueuedAt: Date
+  sentAt?: Date
+  errorMessage?: string
+  retryCount: number
+  availableAt: Date
+  claimedAt?: Date
+  claimedBy?: string
+  leaseUntil?: Date
+  /** The enqueue-order key: see {@link SequenceClock}. */
+  seq: number
+  /** A fresh random token on every write: the compare-and-set version of the document. */
+  rev: string
+}
+
+/** An inbox document; same text encoding as {@link OutboxDocument}. */
+export interface InboxDocument {
+  _id: string
+  subject: string
+  payload: string
+  headers?: string
+  stream?: string
+  streamSeq?: number
+  status: InboxStatus
+  receivedAt: Date
+  processedAt?: Date
+  deliveries: number
+  errorMessage?: string
+  claimedAt?: Date
+  claimedBy?: string
+  leaseUntil?: Date
+  seq: number
+  rev: string
+}
+
+/** A `(stream, streamSeq)` alias: the first event stored for that stream position. */
+export interface StreamAliasDocument {
+  _id: string
+  eventId: string
+}
+
+export interface LockDocument {
+  _id: string
+  /** Wall-clock time the lock was taken, to recover a lock whose holder died. */
+  at: Date
+}
+
+export interface MetaDocument {
+  _id: string
+  version: number
+  migratedAt: Date
+}
+
+export const encode = encodeStoredText
+export const decode = decodeStoredText
+
+/** The alias key of a stream position; the number comes first, so the key is unambiguous. */
+export const streamKey = (stream: string, streamSeq: number): string => `${streamSeq}:${encode(stream)}`
+
+/** Maps a stored outbox document to the event, decoding the text codec; absent fields stay absent. */
+export const toOutboxEvent = (doc: OutboxDocument): OutboxEvent => {
+  const event: OutboxEvent = {
+    eventId: decode(doc._id),
+    subject: decode(doc.subject),
+    payload: decode(doc.payload),
+    status: doc.status,
+    enqueuedAt: doc.enqueuedAt,
+    retryCount: doc.retryCount,
+    availableAt: doc.availableAt,
+  }
+  if (doc.headers !== undefined && doc.headers !== null) event.headers = decode(doc.headers)
+  if (doc.sentAt instanceof Date) event.sentAt = doc.sentAt
+  if (typeof doc.errorMessage === 'string') event.errorMessage = decode(doc.errorMessage)
+  if (doc.claimedAt instanceof Date) event.claimedAt = doc.claimedAt
+  if (typeof doc.claimedBy === 'string') event.claimedBy = decode(doc.claimedBy)
+  if (doc.leaseUntil instanceof Date) event.leaseUntil = doc.leaseUntil
+  return event
+}
+
+/** Maps a stored inbox document to the event, decoding the text codec. */
+export const toInboxEvent = (doc: InboxDocument): InboxEvent => {
+  const event: InboxEvent = {
+    eventId: decode(doc._id),
+    subject: decode(doc.subject),
+    payload: decode(doc.payload),
+    status: doc.status,
+    receivedAt: doc.receivedAt,
+    deliveries: doc.deliveries,
+  }
+  if (doc.headers !== undefined && doc.headers !== null) event.headers = decode(doc.headers)
+  if (typeof doc.stream === 'string') event.stream = decode(doc.stream)
+  if (typeof doc.streamSeq === 'number') event.streamSeq = doc.streamSeq
+  if (doc.processedAt instanceof Date) event.processedAt = doc.processedAt
+  if (typeof doc.errorMessage === 'string') event.errorMessage = decode(doc.errorMessage)
+  if (doc.claimedAt instanceof Date) event.claimedAt = doc.claimedAt
+  if (typeof doc.claimedBy === 'string') event.claimedBy = decode(doc.claimedBy)
+  if (doc.leaseUntil instanceof Date) event.leaseUntil = doc.leaseUntil
+  return event
+}
+
+/**
+ * The enqueue-order key of one repository instance: a hybrid logical clock. It follows the
+ * injected clock (`ms * 1024`), so events of different instances sort by time, and it
+ * strictly increases within the instance even when the clock is frozen or steps back, so
+ * events of one instance sort in call order (CONTRACT §4). 1024 keys per millisecond before
+ * it runs ahead of the clock; exact in a double until the year 2248.
+ */
+export class SequenceClock {
+  #last = 0
+
+  next(now: Date): number {
+    this.#last = Math.max(this.#last + 1, now.getTime() * 1024)
+    return this.#last
+  }
+}

@@ -1,0 +1,127 @@
+import type { ConformanceFixture, ConformanceTarget, Oracle, ServerConnection } from '@txbox/conformance'
+import { uniqueSuffix } from '@txbox/conformance'
+import { ValidationError } from '@txbox/core'
+import { type ClientSession, type Db, MongoClient } from 'mongodb'
+import {
+  ADAPTER,
+  collectionNames,
+  encode,
+  type InboxDocument,
+  type OutboxDocument,
+  toInboxEvent,
+  toOutboxEvent,
+} from './collections.js'
+import { createMongoStore, mongodbCapabilities } from './mongodb-store.js'
+
+const VERSION = '0.1.0'
+
+/**
+ * The MongoDB adapter under certification. `setup` probes the deployment: on FerretDB v1
+ * or a standalone mongod the transaction cases are skipped with the reason; on a replica
+ * set they run. Each fixture is a fresh `t_<suffix>_` collection prefix in the URL's
+ * database, dropped by `dispose`.
+ */
+export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
+  let client: MongoClient | undefined
+  let db: Db | undefined
+  let transactions = false
+
+  const connected = (): { client: MongoClient; db: Db } => {
+    if (!client || !db) throw new Error('[txbox] [mongodb] conformance target: setup() has not connected')
+    return { client, db }
+  }
+
+  return {
+    name: ADAPTER,
+    version: VERSION,
+    engine: 'mongodb',
+    capabilities: mongodbCapabilities,
+
+    async setup(server: ServerConnection | undefined) {
+      if (!server) throw new Error('[txbox] [mongodb] conformance target needs a MongoDB server URL')
+      client = new MongoClient(server.url, { serverSelectionTimeoutMS: 10_000 })
+      await client.connect()
+      db = client.db()
+      const probe = createMongoStore({ db, collectionPrefix: `t_probe_${uniqueSuffix()}_` })
+      const capabilities = await probe.detectCapabilities()
+      transactions = capabilities.transactions !== 'none'
+      return { serverVersion: await probe.serverVersion(), capabilities }
+    },
+
+    async create({ clock }): Promise<ConformanceFixture<ClientSession>> {
+      const { client, db } = connected()
+      const prefix = `t_${uniqueSuffix()}_`
+      const store = createMongoStore({ db, collectionPrefix: prefix, clock })
+      await store.migrate()
+      const names = collectionNames(prefix)
+      const outbox = db.collection<OutboxDocument>(names.outbox)
+      const inbox = db.collection<InboxDocument>(names.inbox)
+
+      // Raw reads that bypass the repositories; they only undo the text codec.
+      const oracle: Oracle = {
+        outbox: async (eventId) => {
+          const doc = await outbox.findOne({ _id: encode(eventId) })
+          return doc ? toOutboxEvent(doc) : null
+        },
+        inbox: async (eventId) => {
+          const doc = await inbox.findOne({ _id: encode(eventId) })
+          return doc ? toInboxEvent(doc) : null
+        },
+        outboxCount: () => outbox.countDocuments({}),
+        inboxCount: () => inbox.countDocuments({}),
+      }
+
+      return {
+        outbox: store.outbox,
+        inbox: store.inbox,
+        migrate: () => store.migrate(),
+        oracle,
+        async transaction<T>(
+          fn: (tx: ClientSession) => Promise<T>,
+          options?: { rollback?: boolean },
+        ): Promise<T> {
+          if (!transactions) {
+            const { transactionsNote } = await store.detectCapabilities()
+            throw new ValidationError(
+              ADAPTER,
+              `this server has no transactions: ${transactionsNote ?? 'unknown reason'}`,
+            )
+          }
+          const session = client.startSession()
+          try {
+            session.startTransaction()
+            let result: T
+            try {
+              result = await fn(session)
+            } catch (error) {
+              await session.abortTransaction()
+              throw error
+            }
+            if (options?.rollback) await session.abortTransaction()
+            else await session.commitTransaction()
+            return result
+          } finally {
+            await session.endSession()
+          }
+        },
+        async dispose() {
+          for (const name of Object.values(names)) {
+            await db
+              .collection(name)
+              .drop()
+              .catch((error: unknown) => {
+                // 26 NamespaceNotFound: never created, nothing to drop.
+                if ((error as { code?: unknown }).code !== 26) throw error
+              })
+          }
+        },
+      }
+    },
+
+    async teardown() {
+      await client?.close()
+      client = undefined
+      db = undefined
+    },
+  }
+}
