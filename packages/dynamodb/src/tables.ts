@@ -113,10 +113,19 @@ const waitUntilActive = async (
   for (let attempt = 1; ; attempt++) {
     try {
       const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }))
-      const indexesActive = (Table?.GlobalSecondaryIndexes ?? []).every(
-        (index) => index.IndexStatus === 'ACTIVE',
-      )
-      if (Table?.TableStatus === 'ACTIVE' && indexesActive) return
+      const indexes = Table?.GlobalSecondaryIndexes ?? []
+      if (Table?.TableStatus === 'ACTIVE' && indexes.every((index) => index.IndexStatus === 'ACTIVE')) {
+        // A table created by hand without txbox's indexes would make every claim come back
+        // empty; say so instead.
+        const names = new Set(indexes.map((index) => index.IndexName))
+        const missing = [CLAIM_INDEX, STATUS_INDEX].filter((name) => !names.has(name))
+        if (missing.length > 0) {
+          throw new Error(
+            `table ${tableName} exists without the index(es) ${missing.join(', ')}; create it from migrations/001_create_table.json`,
+          )
+        }
+        return
+      }
     } catch (error) {
       // A concurrent creator's table may not be visible yet right after ResourceInUse.
       if (!isResourceNotFound(error)) throw error

@@ -1,4 +1,5 @@
 import {
+  CreateTableCommand,
   DeleteTableCommand,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
@@ -59,6 +60,24 @@ describe.skipIf(!url)(`DynamoDB Local (${url ? 'TXBOX_DYNAMODB_URL' : reason})`,
     expect(Table?.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort()).toEqual(['gsi1', 'gsi2'])
     const ttl = await clients[0]!.send(new DescribeTimeToLiveCommand({ TableName: tableName }))
     expect(ttl.TimeToLiveDescription?.AttributeName).toBe('expiresAt')
+  })
+
+  it('migrate() refuses a table that exists without the txbox indexes', async () => {
+    const tableName = `t_${uniqueSuffix()}`
+    tables.push(tableName)
+    const admin = client()
+    await admin.send(
+      new CreateTableCommand({
+        TableName: tableName,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+      }),
+    )
+    await expect(createDynamoStore({ client: admin, tableName }).migrate()).rejects.toMatchObject({
+      name: 'StorageError',
+      message: expect.stringMatching(/without the index\(es\) gsi1, gsi2/),
+    })
   })
 
   it('sets expiresAt on sent and processed events when ttlDays is given, and removes it if they move on', async () => {
