@@ -13,7 +13,7 @@ if (!url && process.env.TXBOX_REQUIRE_ALL === '1') throw new Error(`TXBOX_REQUIR
 const EVENTS = Number(process.env.TXBOX_DYNAMODB_CONTENTION_EVENTS ?? 5_000)
 const CLAIMERS = 8
 
-describe.skipIf(!url)(`claim under contention (${reason})`, () => {
+describe.skipIf(!url)(`claim under contention${url ? '' : ` (skipped: ${reason})`}`, () => {
   const clients: DynamoDBClient[] = []
   const tableName = `t_${uniqueSuffix()}`
   afterAll(async () => {

@@ -24,7 +24,7 @@ const event = (eventId: string, payload = `{"id":"${eventId}"}`) => ({
   payload,
 })
 
-describe.skipIf(!url)(`DynamoDB Local (${url ? 'TXBOX_DYNAMODB_URL' : reason})`, () => {
+describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () => {
   const clients: DynamoDBClient[] = []
   const tables: string[] = []
   const client = () => {
