@@ -1,0 +1,223 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { OutboxRelay } from '@txbox/core'
+import { ensureStream } from '@txbox/core/nats'
+import { connect } from 'nats'
+import { describe, expect, it } from 'vitest'
+import { envName, parseConfig, runRelayCli } from '../src/index.js'
+import { openStore, type StoreConfig, type StoreKind } from '../src/stores.js'
+
+const natsUrl = process.env.TXBOX_NATS_URL
+const required = process.env.TXBOX_REQUIRE_ALL === '1'
+const suffix = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
+
+const sink = () => {
+  const lines: string[] = []
+  return { lines, write: (text: string) => lines.push(text) }
+}
+
+describe('txbox-relay configuration', () => {
+  it('reads flags, falls back to TXBOX_RELAY_* variables, and lets a flag win', () => {
+    const config = parseConfig(['--store', 'postgres', '--batch-size', '25', '--retention-days', 'off'], {
+      [envName('url')]: 'postgres://db/app',
+      [envName('batch-size')]: '999',
+      TXBOX_RELAY_NATS: 'nats://a:4222, nats://b:4222',
+      TXBOX_RELAY_MIGRATE: '1',
+      TXBOX_RELAY_BACKOFF_JITTER: '0.5',
+    })
+    expect(config).toMatchObject({
+      store: { kind: 'postgres', url: 'postgres://db/app', migrate: true, wakeup: true },
+      natsServers: ['nats://a:4222', 'nats://b:4222'],
+      batchSize: 25,
+      backoff: { jitter: 0.5 },
+      retention: { sentOlderThanDays: null },
+    })
+  })
+
+  it('exits 2 with the help on a usage error, 0 on --help', async () => {
+    for (const argv of [[], ['--store', 'oracle', '--url', 'x'], ['--store', 'sqlite'], ['--bogus']]) {
+      const stderr = sink()
+      expect(await runRelayCli(argv, { env: {}, stderr })).toBe(2)
+      expect(stderr.lines.join('')).toContain('Usage: txbox-relay')
+    }
+    const stderr = sink()
+    expect(
+      await runRelayCli(['--store', 'sqlite', '--url', 'x.db', '--batch-size', '0'], { env: {}, stderr }),
+    ).toBe(2)
+    expect(stderr.lines.join('')).toContain('--batch-size must be an integer >= 1')
+    const stdout = sink()
+    expect(await runRelayCli(['--help'], { env: {}, stdout })).toBe(0)
+    expect(stdout.lines.join('')).toContain('TXBOX_RELAY_BATCH_SIZE')
+  })
+
+  it('exits 1 when the store cannot be opened', async () => {
+    const stderr = sink()
+    const code = await runRelayCli(
+      ['--store', 'sqlite', '--url', '/nonexistent/dir/x.db', '--nats', 'nats://127.0.0.1:1'],
+      {
+        env: {},
+        stderr,
+      },
+    )
+    expect(code).toBe(1)
+    expect(stderr.lines.join('')).toContain('"relay failed"')
+  })
+})
+
+/** Each store: where it is, and how to remove the namespace the test created. */
+interface StoreCase {
+  kind: StoreKind
+  url: string | undefined
+  config: (url: string) => Omit<StoreConfig, 'kind' | 'url'>
+  cleanup: (url: string) => Promise<void>
+}
+
+const name = `cli_${suffix}`
+const sqliteDir = mkdtempSync(join(tmpdir(), 'txbox-relay-cli-'))
+const cases: StoreCase[] = [
+  {
+    kind: 'sqlite',
+    url: join(sqliteDir, 'outbox.db'),
+    config: () => ({}),
+    cleanup: async () => rmSync(sqliteDir, { recursive: true, force: true }),
+  },
+  {
+    kind: 'postgres',
+    url: process.env.TXBOX_POSTGRES_URL,
+    config: () => ({ schema: name }),
+    cleanup: async (url) => {
+      const { default: pg } = await import('pg')
+      const pool = new pg.Pool({ connectionString: url, max: 1 })
+      await pool.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`)
+      await pool.end()
+    },
+  },
+  {
+    kind: 'mysql',
+    url: process.env.TXBOX_MYSQL_URL,
+    config: () => ({ prefix: `${name}_` }),
+    cleanup: async (url) => {
+      const { createConnection } = await import('mysql2/promise')
+      const connection = await createConnection({ uri: url })
+      const [rows] = await connection.query(`SHOW TABLES LIKE '${name}\\_%'`)
+      for (const row of rows as Record<string, string>[]) {
+        const table = Object.values(row)[0]
+        if (table) await connection.query(`DROP TABLE \`${table}\``)
+      }
+      await connection.end()
+    },
+  },
+  {
+    kind: 'mongodb',
+    url: process.env.TXBOX_MONGODB_URL,
+    config: () => ({ prefix: `${name}_` }),
+    cleanup: async (url) => {
+      const { MongoClient } = await import('mongodb')
+      const client = new MongoClient(url)
+      const db = client.db()
+      for (const collection of await db.listCollections({ name: { $regex: `^${name}_` } }).toArray())
+        await db.dropCollection(collection.name)
+      await client.close()
+    },
+  },
+  {
+    kind: 'redis',
+    url: process.env.TXBOX_REDIS_URL,
+    config: () => ({ prefix: name }),
+    cleanup: async (url) => {
+      const { Redis } = await import('ioredis')
+      const redis = new Redis(url)
+      const keys = await redis.keys(`*${name}*`)
+      if (keys.length > 0) await redis.del(...keys)
+      await redis.quit()
+    },
+  },
+  {
+    kind: 'dynamodb',
+    url: process.env.TXBOX_DYNAMODB_URL,
+    config: () => ({ prefix: name }),
+    cleanup: async (url) => {
+      const { DeleteTableCommand, DynamoDBClient } = await import('@aws-sdk/client-dynamodb')
+      const client = new DynamoDBClient({
+        endpoint: url,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      })
+      await client.send(new DeleteTableCommand({ TableName: name })).catch(() => {})
+      client.destroy()
+    },
+  },
+]
+
+describe.each(cases)('txbox-relay --store $kind', (store) => {
+  const missing = [
+    ...(natsUrl ? [] : ['TXBOX_NATS_URL']),
+    ...(store.url ? [] : [`TXBOX_${store.kind.toUpperCase()}_URL`]),
+  ]
+  it.skipIf(missing.length > 0 && !required)(
+    `publishes an enqueued event and exits 0 on stop${missing.length > 0 ? ` (skipped: no ${missing.join(', ')})` : ''}`,
+    async () => {
+      if (missing.length > 0) throw new Error(`TXBOX_REQUIRE_ALL=1 but missing ${missing.join(', ')}`)
+      const url = store.url as string
+      const stream = `CLI_${store.kind.toUpperCase()}_${suffix.toUpperCase()}`
+      const subject = `cli${store.kind}${suffix}.created`
+      const config: StoreConfig = { kind: store.kind, url, ...store.config(url), migrate: true }
+      const producer = await openStore(config)
+      const nc = await connect({ servers: natsUrl as string })
+      const jsm = await nc.jetstreamManager()
+      try {
+        await ensureStream(jsm, { name: stream, subjects: [`cli${store.kind}${suffix}.>`] })
+        await producer.outbox.findOrCreate({
+          eventId: `cli-${store.kind}-1`,
+          subject,
+          payload: '{"ok":true}',
+          headers: '{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}',
+        })
+        const stop = new AbortController()
+        let relay: OutboxRelay | undefined
+        const stderr = sink()
+        const argv = [
+          '--store',
+          store.kind,
+          '--url',
+          url,
+          '--nats',
+          natsUrl as string,
+          '--poll-interval-ms',
+          '50',
+        ]
+        if (config.prefix) argv.push('--prefix', config.prefix)
+        if (config.schema) argv.push('--schema', config.schema)
+        const exit = runRelayCli(argv, {
+          env: {},
+          stderr,
+          signal: stop.signal,
+          onReady: (running) => {
+            relay = running
+          },
+        })
+        const deadline = Date.now() + 20_000
+        while (
+          (await producer.outbox.get(`cli-${store.kind}-1`))?.status !== 'sent' &&
+          Date.now() < deadline
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+        stop.abort()
+        expect(await exit, stderr.lines.join('')).toBe(0)
+        expect(relay?.counters().published).toBe(1)
+        expect((await producer.outbox.get(`cli-${store.kind}-1`))?.status).toBe('sent')
+        const message = await jsm.streams.getMessage(stream, { last_by_subj: subject })
+        expect(message.header.get('Nats-Msg-Id')).toBe(`cli-${store.kind}-1`)
+        expect(stderr.lines.join('')).toContain('"relay stopped"')
+      } finally {
+        await jsm.streams.delete(stream).catch(() => false)
+        await nc.close()
+        await producer.close()
+        await store.cleanup(url)
+      }
+    },
+    60_000,
+  )
+})
