@@ -64,14 +64,22 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
   const workerId = config.workerId ?? `relay-${hostname()}-${process.pid}`
   try {
     store = await openStore(config.store)
-    nc = await connect({
+    const connecting = connect({
       servers: config.natsServers,
       name: workerId,
-      // Keep trying for as long as the relay runs: a NATS restart must not end it.
+      // Keep trying for as long as the relay runs: a NATS restart must not end it, and
+      // neither must a NATS that is not up yet when the relay starts.
       waitOnFirstConnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
     })
+    // A stop while NATS is still unreachable must not wait for it.
+    nc = await Promise.race([connecting, stopped.then(() => undefined)])
+    if (nc === undefined) {
+      connecting.then((late) => late.close()).catch(() => {})
+      logger.info('stopped before NATS was reachable', { workerId })
+      return 0
+    }
     if (config.stream) await ensureStream(await nc.jetstreamManager(), config.stream)
     const relay = new OutboxRelay({
       outbox: store.outbox,

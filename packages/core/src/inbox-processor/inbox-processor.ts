@@ -168,7 +168,13 @@ export class InboxProcessor<Tx = never> {
     if (this.#state !== 'idle')
       throw new ValidationError(COMPONENT, `the processor is already ${this.#state}`)
     this.#state = 'running'
-    this.#subscription = await this.#source.subscribe()
+    try {
+      this.#subscription = await this.#source.subscribe()
+    } catch (error) {
+      // Nothing runs yet (e.g. the durable consumer does not exist): start() may be retried.
+      this.#state = 'idle'
+      throw error
+    }
     this.#lastTickAt = this.#clock().getTime()
     this.#loop = this.#run(this.#subscription)
   }
