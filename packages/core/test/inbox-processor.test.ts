@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import {
   createMemoryStore,
   type InboxHandler,
@@ -234,5 +234,34 @@ describe('InboxProcessor', () => {
     expect((await store.inbox.getCountByStatus()).processed).toBe(2)
     expect(maxActive).toBe(2)
     expect((await processor.health()).loop.ok).toBe(false)
+  })
+
+  it('reports progress (working) while a long handler runs, when asked to', async () => {
+    vi.useFakeTimers()
+    try {
+      let finish: (() => void) | undefined
+      const { processor } = setup(
+        () =>
+          new Promise<void>((resolve) => {
+            finish = resolve
+          }),
+        { ackProgressEveryMs: 1_000 },
+      )
+      let working = 0
+      const copy = message({ eventId: 'slow-1' })
+      copy.working = () => {
+        working++
+      }
+      const handled = processor.handle(copy)
+      await vi.advanceTimersByTimeAsync(3_500)
+      expect(working).toBe(3)
+      finish?.()
+      await handled
+      await vi.advanceTimersByTimeAsync(5_000)
+      expect(working).toBe(3)
+      expect(copy.settled).toEqual({ kind: 'ack' })
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })

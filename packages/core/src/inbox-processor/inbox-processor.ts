@@ -42,6 +42,12 @@ export interface InboxProcessorOptions<Tx> {
   concurrency?: number | undefined
   /** Deliveries before a failing message is terminated (default 5): the inbox event stays `failed`. */
   maxDeliveries?: number | undefined
+  /**
+   * While a handler runs, tell the transport every this many milliseconds that the message
+   * is still being worked on (JetStream `working()`, which restarts its ack wait), so a long
+   * handler is not redelivered meanwhile. Off by default; set it below the consumer's ack wait.
+   */
+  ackProgressEveryMs?: number | undefined
   /** Redelivery delay after a handler error (`nak(delay)`), by delivery count. */
   backoff?: BackoffOptions | undefined
   clock?: Clock | undefined
@@ -114,6 +120,7 @@ export class InboxProcessor<Tx = never> {
   readonly #handler: InboxHandler<Tx>
   readonly #transaction: TransactionRunner<Tx> | undefined
   readonly #leaseMs: number
+  readonly #ackProgressEveryMs: number | undefined
   readonly #concurrency: number
   readonly #maxDeliveries: number
   readonly #backoff: ResolvedBackoff
@@ -152,6 +159,10 @@ export class InboxProcessor<Tx = never> {
     this.#transaction = options.transaction
     this.workerId = options.workerId ?? `inbox-${globalThis.crypto.randomUUID().slice(0, 8)}`
     this.#leaseMs = positiveInteger(options.leaseMs ?? 60_000, 'leaseMs')
+    this.#ackProgressEveryMs =
+      options.ackProgressEveryMs === undefined
+        ? undefined
+        : positiveInteger(options.ackProgressEveryMs, 'ackProgressEveryMs')
     this.#concurrency = positiveInteger(options.concurrency ?? 1, 'concurrency')
     this.#maxDeliveries = positiveInteger(options.maxDeliveries ?? 5, 'maxDeliveries')
     this.#backoff = resolveBackoff(
@@ -306,6 +317,13 @@ export class InboxProcessor<Tx = never> {
       return
     }
     const event = claim.event
+    const working = message.working?.bind(message)
+    const progress =
+      this.#ackProgressEveryMs === undefined || working === undefined
+        ? undefined
+        : setInterval(() => {
+            void this.#settle(working)
+          }, this.#ackProgressEveryMs)
     try {
       const context = { event, headers: message.headers, message }
       const transaction = this.#transaction
@@ -321,6 +339,8 @@ export class InboxProcessor<Tx = never> {
     } catch (error) {
       await this.#failed(message, event, error)
       return
+    } finally {
+      if (progress !== undefined) clearInterval(progress)
     }
     this.#counters.processed++
     await this.#settle(() => message.ack())
