@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
 import {
   createMemoryStore,
+  createPrometheusExporter,
   type InboxHandler,
   InboxProcessor,
   type InboxProcessorOptions,
@@ -263,5 +264,14 @@ describe('InboxProcessor', () => {
     } finally {
       vi.useRealTimers()
     }
+  })
+
+  it('exposes its counters to Prometheus', async () => {
+    const { processor } = setup(async () => {})
+    await processor.handle(message({ eventId: 'e-1' }))
+    await processor.handle(message({ eventId: 'e-1', deliveryCount: 2 }))
+    const text = await (await createPrometheusExporter({ processor })).metrics()
+    expect(text).toContain('txbox_inbox_processed_total{worker_id="inbox-a"} 1')
+    expect(text).toContain('txbox_inbox_duplicates_total{worker_id="inbox-a"} 1')
   })
 })

@@ -63,7 +63,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
   let server: Server | undefined
   const workerId = config.workerId ?? `relay-${hostname()}-${process.pid}`
   try {
-    store = await openStore(config.store)
+    store = await openStore(config.store, logger)
     const connecting = connect({
       servers: config.natsServers,
       name: workerId,

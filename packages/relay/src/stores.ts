@@ -1,4 +1,4 @@
-import type { OutboxRepository, RelayWakeup } from '@txbox/core'
+import { messageOf, type OutboxRepository, type RelayWakeup, type TxboxLogger } from '@txbox/core'
 
 /** The stores the relay can open. */
 export const STORE_KINDS = ['sqlite', 'postgres', 'mysql', 'mongodb', 'redis', 'dynamodb'] as const
@@ -35,8 +35,8 @@ const optional = <K extends string, V>(key: K, value: V | undefined): { [P in K]
  * Opens the chosen store. Each branch imports its adapter and driver dynamically, so only
  * the chosen database's driver has to be installed.
  */
-export const openStore = async (config: StoreConfig): Promise<OpenedStore> => {
-  const opened = await open(config)
+export const openStore = async (config: StoreConfig, logger?: TxboxLogger): Promise<OpenedStore> => {
+  const opened = await open(config, logger)
   if (config.migrate) {
     try {
       await opened.migrate()
@@ -48,7 +48,10 @@ export const openStore = async (config: StoreConfig): Promise<OpenedStore> => {
   return opened
 }
 
-const open = async (config: StoreConfig): Promise<OpenedStore & { migrate(): Promise<void> }> => {
+const open = async (
+  config: StoreConfig,
+  logger: TxboxLogger | undefined,
+): Promise<OpenedStore & { migrate(): Promise<void> }> => {
   switch (config.kind) {
     case 'sqlite': {
       const { default: Database } = await import('better-sqlite3')
@@ -67,8 +70,11 @@ const open = async (config: StoreConfig): Promise<OpenedStore & { migrate(): Pro
       const { default: pg } = await import('pg')
       const { createPostgresStore } = await import('@txbox/postgres')
       const pool = new pg.Pool({ connectionString: config.url, max: 4 })
-      // An idle client that the server drops would otherwise crash the process.
-      pool.on('error', () => {})
+      // An idle client that the server drops would otherwise crash the process; the pool
+      // replaces it, and the next query reports a real failure through the relay.
+      pool.on('error', (error) =>
+        logger?.warn('idle PostgreSQL connection lost', { error: messageOf(error) }),
+      )
       const store = createPostgresStore({
         pool,
         ...optional('schema', config.schema),
