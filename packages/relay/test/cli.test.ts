@@ -156,7 +156,7 @@ describe.each(cases)('txbox-relay --store $kind', (store) => {
     ...(store.url ? [] : [`TXBOX_${store.kind.toUpperCase()}_URL`]),
   ]
   it.skipIf(missing.length > 0 && !required)(
-    `publishes an enqueued event and exits 0 on stop${missing.length > 0 ? ` (skipped: no ${missing.join(', ')})` : ''}`,
+    `publishes an enqueued event and exits 0 on stop${missing.length > 0 ? ` (missing: ${missing.join(', ')})` : ''}`,
     async () => {
       if (missing.length > 0) throw new Error(`TXBOX_REQUIRE_ALL=1 but missing ${missing.join(', ')}`)
       const url = store.url as string

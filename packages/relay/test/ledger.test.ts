@@ -369,7 +369,7 @@ describe('ledger: outbox -> relay -> NATS -> inbox, exactly once in effect under
 
   const postgresMissing = missingFor({ postgres: true })
   it.skipIf(postgresMissing.length > 0 && !required)(
-    `PostgreSQL outbox -> relays -> NATS -> PostgreSQL inbox${postgresMissing.length > 0 ? ` (skipped: no ${postgresMissing.join(', ')})` : ''}`,
+    `PostgreSQL outbox -> relays -> NATS -> PostgreSQL inbox${postgresMissing.length > 0 ? ` (missing: ${postgresMissing.join(', ')})` : ''}`,
     async () => {
       if (postgresMissing.length > 0)
         throw new Error(`TXBOX_REQUIRE_ALL=1 but missing ${postgresMissing.join(', ')}`)
@@ -449,7 +449,7 @@ describe('ledger: outbox -> relay -> NATS -> inbox, exactly once in effect under
 
   const sqliteMissing = missingFor({ postgres: false })
   it.skipIf(sqliteMissing.length > 0 && !required)(
-    `SQLite file outbox -> relays -> NATS -> SQLite inbox${sqliteMissing.length > 0 ? ` (skipped: no ${sqliteMissing.join(', ')})` : ''}`,
+    `SQLite file outbox -> relays -> NATS -> SQLite inbox${sqliteMissing.length > 0 ? ` (missing: ${sqliteMissing.join(', ')})` : ''}`,
     async () => {
       if (sqliteMissing.length > 0)
         throw new Error(`TXBOX_REQUIRE_ALL=1 but missing ${sqliteMissing.join(', ')}`)
