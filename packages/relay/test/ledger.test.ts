@@ -20,8 +20,10 @@ import {
 } from '@txbox/core'
 import { createJetStreamInboxSource, ensureDurableConsumer, ensureStream } from '@txbox/core/nats'
 import { createPostgresStore, type PostgresTransaction } from '@txbox/postgres'
+import { createRedisStore } from '@txbox/redis'
 import { createSqliteStore, type SqliteDatabase } from '@txbox/sqlite'
 import Database from 'better-sqlite3'
+import { type ChainableCommander, Redis } from 'ioredis'
 import { connect, type NatsConnection } from 'nats'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -37,10 +39,12 @@ import {
 
 const required = process.env.TXBOX_REQUIRE_ALL === '1'
 const postgresUrl = process.env.TXBOX_POSTGRES_URL
+const redisUrl = process.env.TXBOX_REDIS_URL
 const haveNats = natsServerAvailable()
-const missingFor = (needs: { postgres: boolean }): string[] => [
+const missingFor = (needs: { postgres?: boolean; redis?: boolean }): string[] => [
   ...(haveNats ? [] : ['the nats-server binary (scripts/services.sh installs it)']),
   ...(needs.postgres && !postgresUrl ? ['TXBOX_POSTGRES_URL'] : []),
+  ...(needs.redis && !redisUrl ? ['TXBOX_REDIS_URL'] : []),
 ]
 
 const suffix = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
@@ -447,7 +451,7 @@ describe('ledger: outbox -> relay -> NATS -> inbox, exactly once in effect under
     240_000,
   )
 
-  const sqliteMissing = missingFor({ postgres: false })
+  const sqliteMissing = missingFor({})
   it.skipIf(sqliteMissing.length > 0 && !required)(
     `SQLite file outbox -> relays -> NATS -> SQLite inbox${sqliteMissing.length > 0 ? ` (missing: ${sqliteMissing.join(', ')})` : ''}`,
     async () => {
@@ -525,6 +529,81 @@ describe('ledger: outbox -> relay -> NATS -> inbox, exactly once in effect under
         producerDb.close()
         inboxDb.close()
         rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    240_000,
+  )
+
+  const redisMissing = missingFor({ redis: true })
+  it.skipIf(redisMissing.length > 0 && !required)(
+    `Redis outbox -> relays -> NATS -> Redis inbox${redisMissing.length > 0 ? ` (missing: ${redisMissing.join(', ')})` : ''}`,
+    async () => {
+      if (redisMissing.length > 0)
+        throw new Error(`TXBOX_REQUIRE_ALL=1 but missing ${redisMissing.join(', ')}`)
+      expect(built).toBe(true)
+      const keyPrefix = `ledger${suffix}`
+      const base = `txbox:{${keyPrefix}}`
+      const redis = new Redis(redisUrl as string)
+      const store = createRedisStore({ redis, keyPrefix })
+      await store.migrate()
+      // The application's own keys share the store's hash tag, so one MULTI may hold them on a Cluster.
+      const ledgerKey = `${base}:app:ledger`
+      // MULTI queues on the client until EXEC: not calling exec() is the rollback.
+      const transaction: TransactionRunner<ChainableCommander> = async (fn) => {
+        const multi = redis.multi()
+        const result = await fn(multi)
+        const replies = await multi.exec()
+        const failed = replies?.find(([error]) => error)
+        if (!replies || failed) throw failed?.[0] ?? new Error('EXEC aborted')
+        return result
+      }
+      try {
+        const figures = await runScenario<ChainableCommander>(
+          {
+            name: 'redis',
+            relayArgs: ['--store', 'redis', '--url', redisUrl as string, '--prefix', keyPrefix],
+            outbox: store.outbox,
+            inbox: store.inbox,
+            transaction,
+            inboxConcurrency: 8,
+            heldBy: async (workerId) => {
+              const ids = await redis.zrange(`${base}:outbox:publishing`, 0, -1)
+              if (ids.length === 0) return 0
+              const pipeline = redis.pipeline()
+              for (const id of ids) pipeline.hget(`${base}:outbox:e:${id}`, 'claimedBy')
+              const owners = (await pipeline.exec()) ?? []
+              return owners.filter(([, owner]) => owner === workerId).length
+            },
+            enqueue: async (events, rollback) => {
+              const multi = redis.multi()
+              multi.set(`${base}:app:orders:${events[0]?.eventId}`, '1')
+              await store.outbox.findOrCreateMany(events, { tx: multi })
+              if (rollback) return
+              const replies = await multi.exec()
+              const failed = replies?.find(([error]) => error)
+              if (!replies || failed) throw failed?.[0] ?? new Error('EXEC aborted')
+            },
+            recordInLedger: async (tx, eventId) => {
+              tx.hincrby(ledgerKey, eventId, 1)
+            },
+            ledger: async () => {
+              const rows = await redis.hgetall(ledgerKey)
+              return new Map(Object.entries(rows).map(([eventId, count]) => [eventId, Number(count)]))
+            },
+            close: async () => {},
+          },
+          nats as NatsServerProcess,
+          { transactions: 100, eventsPerTransaction: 8, rollbackEvery: 6 },
+        )
+        expect(figures.committed).toBeGreaterThan(600)
+      } finally {
+        let cursor = '0'
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', `${base}:*`, 'COUNT', 1000)
+          cursor = next
+          if (keys.length > 0) await redis.del(...keys)
+        } while (cursor !== '0')
+        await redis.quit()
       }
     },
     240_000,
