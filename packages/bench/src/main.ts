@@ -1,0 +1,263 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { countPerCall, timePair } from './harness.js'
+import { loadAverage, machineInfo } from './machine.js'
+import { runMemory } from './memory.js'
+import { runRelay } from './relay-e2e.js'
+import { writeDocs } from './report.js'
+import type { RelayRow, Results, ScenarioRow } from './results.js'
+import { makeWork, NotRun, SCENARIO_INFO, SCENARIOS, type ScenarioName } from './scenarios.js'
+import { STORE_NAMES, type StoreName, type Target } from './types.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const packageRoot = join(here, '..')
+const repoRoot = join(packageRoot, '..', '..')
+
+interface Options {
+  stores: StoreName[]
+  scenarios: ScenarioName[]
+  quick: boolean
+  runs: number
+  relay: boolean
+  memory: boolean
+  docs: boolean
+}
+
+const usage = `pnpm bench [-- options]
+  --stores a,b        only these stores (${STORE_NAMES.join(', ')})
+  --scenarios a,b     only these scenarios (${SCENARIOS.join(', ')}, relay, memory)
+  --quick             a tenth of the work and 2 runs: a smoke check, not numbers to publish
+  --runs N            timed runs per scenario and side (default 5)
+  --docs / --no-docs  write docs/BENCHMARKS.md and docs/benchmarks.svg (default: only on a full run)`
+
+const parseList = <T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T[] => {
+  const items = (value ?? '').split(',').filter((item) => item.length > 0)
+  for (const item of items) {
+    if (!allowed.includes(item as T))
+      throw new Error(`${flag}: unknown "${item}" (one of ${allowed.join(', ')})`)
+  }
+  return items as T[]
+}
+
+const parseOptions = (argv: readonly string[]): Options => {
+  const args = argv.filter((arg) => arg !== '--')
+  const value = (flag: string): string | undefined => {
+    const index = args.indexOf(flag)
+    return index === -1 ? undefined : args[index + 1]
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(usage)
+    process.exit(0)
+  }
+  const stores = parseList(value('--stores'), STORE_NAMES, '--stores')
+  const scenarios = parseList(value('--scenarios'), [...SCENARIOS, 'relay', 'memory'] as const, '--scenarios')
+  const quick = args.includes('--quick')
+  const runs = Number(value('--runs') ?? (quick ? 2 : 5))
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer')
+  const filtered = stores.length > 0 || scenarios.length > 0
+  const docs = args.includes('--docs') ? true : args.includes('--no-docs') ? false : !filtered && !quick
+  return {
+    stores: stores.length > 0 ? stores : [...STORE_NAMES],
+    scenarios:
+      scenarios.length > 0
+        ? (scenarios.filter((s) => s !== 'relay' && s !== 'memory') as ScenarioName[])
+        : [...SCENARIOS],
+    quick,
+    runs,
+    relay: scenarios.length === 0 || scenarios.includes('relay'),
+    memory: scenarios.length === 0 || scenarios.includes('memory'),
+    docs,
+  }
+}
+
+const ENV: Record<StoreName, string | undefined> = {
+  postgres: 'TXBOX_POSTGRES_URL',
+  sqlite: undefined,
+  mysql: 'TXBOX_MYSQL_URL',
+  mongodb: 'TXBOX_MONGODB_URL',
+  redis: 'TXBOX_REDIS_URL',
+  dynamodb: 'TXBOX_DYNAMODB_URL',
+}
+
+const messageOf = (error: unknown): string =>
+  (error instanceof Error ? error.message : String(error)).split('\n')[0]?.slice(0, 160) ?? 'unknown error'
+
+const withTimeout = async <T>(promise: Promise<T>, ms: number, what: string): Promise<T> => {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Connects to a store, or says why not. A store whose adapter fails to import = "build failed". */
+export const connect = async (store: StoreName): Promise<Target | string> => {
+  const variable = ENV[store]
+  const url = variable === undefined ? undefined : process.env[variable]
+  if (variable !== undefined && !url) return `${variable} is not set`
+  let loader: (url: string) => Promise<Target>
+  try {
+    switch (store) {
+      case 'postgres':
+        loader = (await import('./stores/postgres.js')).connectPostgres
+        break
+      case 'sqlite':
+        loader = (await import('./stores/sqlite.js')).connectSqlite
+        break
+      case 'mysql':
+        loader = (await import('./stores/mysql.js')).connectMySql
+        break
+      case 'mongodb':
+        loader = (await import('./stores/mongodb.js')).connectMongo
+        break
+      case 'redis':
+        loader = (await import('./stores/redis.js')).connectRedis
+        break
+      case 'dynamodb':
+        loader = (await import('./stores/dynamodb.js')).connectDynamo
+        break
+    }
+  } catch (error) {
+    return `build failed (${messageOf(error)})`
+  }
+  try {
+    return await withTimeout(loader(url ?? ''), 15_000, `${store} at ${variable}`)
+  } catch (error) {
+    return `server unreachable (${messageOf(error)})`
+  }
+}
+
+const log = (line: string): void => {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`)
+}
+
+/** A hung server must cost one row, not the whole run: each scenario gets a deadline. */
+const SCENARIO_DEADLINE_MS = 180_000
+
+const runScenario = async (
+  target: Target,
+  scenario: ScenarioName,
+  options: Options,
+): Promise<ScenarioRow> => {
+  try {
+    return await withTimeout(
+      measureScenario(target, scenario, options),
+      SCENARIO_DEADLINE_MS,
+      `${target.name} ${scenario}`,
+    )
+  } catch (error) {
+    return { scenario, store: target.name, notRun: messageOf(error) }
+  }
+}
+
+const measureScenario = async (
+  target: Target,
+  scenario: ScenarioName,
+  options: Options,
+): Promise<ScenarioRow> => {
+  const info = SCENARIO_INFO[scenario]
+  const perRun = (factor: number) =>
+    Math.max(100, Math.round((info.events * target.scale * factor) / 100) * 100)
+  const events = perRun(options.quick ? 0.1 : 1)
+  let ns: Awaited<ReturnType<Target['namespace']>>
+  try {
+    ns = await target.namespace()
+  } catch (error) {
+    return { scenario, store: target.name, notRun: `failed: ${messageOf(error)}` }
+  }
+  try {
+    const timing = await timePair(async (run) => {
+      const tag = `${scenario}-${run < 0 ? 'w' : run}`
+      return {
+        adapter: await makeWork(scenario, ns, 'adapter', events, tag),
+        raw: await makeWork(scenario, ns, 'raw', events, tag),
+      }
+    }, options.runs)
+    // Round trips per call, counted on a separate short pass so counting costs no timed work.
+    const small = scenario.startsWith('drain') || scenario === 'enqueue-batch' ? 1000 : 50
+    const adapterPerCall = await countPerCall(
+      await makeWork(scenario, ns, 'adapter', small, 'count'),
+      target.counter,
+    )
+    const rawPerCall = await countPerCall(await makeWork(scenario, ns, 'raw', small, 'count'), target.counter)
+    return {
+      scenario,
+      store: target.name,
+      adapter: timing.adapter.median,
+      raw: timing.raw.median,
+      ratio: timing.adapter.median / timing.raw.median,
+      adapterPerCall,
+      rawPerCall,
+      unit: target.counter.unit,
+      events,
+      runs: options.runs,
+    }
+  } catch (error) {
+    if (error instanceof NotRun) return { scenario, store: target.name, notRun: error.message }
+    log(`${target.name} ${scenario} failed: ${error instanceof Error ? error.stack : String(error)}`)
+    return { scenario, store: target.name, notRun: `failed: ${messageOf(error)}` }
+  } finally {
+    await ns.dispose().catch(() => undefined)
+  }
+}
+
+const main = async (): Promise<void> => {
+  const options = parseOptions(process.argv.slice(2))
+  const started = Date.now()
+  const machine = machineInfo()
+  log(`txbox bench: stores ${options.stores.join(',')}; load ${machine.loadBefore}`)
+  const results: Results = { machine, quick: options.quick, runs: options.runs, rows: [], relay: [] }
+  const targets = new Map<StoreName, Target>()
+  for (const store of options.stores) {
+    const target = await connect(store)
+    if (typeof target === 'string') {
+      log(`${store}: not run: ${target}`)
+      for (const scenario of options.scenarios) results.rows.push({ scenario, store, notRun: target })
+      if (options.relay)
+        for (const relays of [1, 4]) results.relay.push({ store, relays, events: 0, notRun: target })
+      continue
+    }
+    targets.set(store, target)
+    machine.servers[store] = target.serverVersion
+    for (const scenario of options.scenarios) {
+      const row = await runScenario(target, scenario, options)
+      results.rows.push(row)
+      log(
+        row.notRun
+          ? `${store} ${scenario}: not run: ${row.notRun}`
+          : `${store} ${scenario}: adapter ${row.adapter?.toFixed(0)}/s raw ${row.raw?.toFixed(0)}/s ratio ${row.ratio?.toFixed(2)} (${row.adapterPerCall?.toFixed(2)} vs ${row.rawPerCall?.toFixed(2)} ${row.unit}/call)`,
+      )
+    }
+  }
+  if (options.relay) {
+    for (const target of targets.values()) {
+      const rows: RelayRow[] = await runRelay(target, options.quick, log)
+      results.relay.push(...rows)
+    }
+  }
+  for (const target of targets.values()) await target.close().catch(() => undefined)
+  if (options.memory) results.memory = await runMemory(options.quick, log)
+  machine.loadAfter = loadAverage()
+  results.durationSeconds = Math.round((Date.now() - started) / 1000)
+  const out = join(packageRoot, 'results')
+  mkdirSync(out, { recursive: true })
+  writeFileSync(join(out, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`)
+  log(`results in ${join(out, 'latest.json')} (${results.durationSeconds} s)`)
+  if (options.docs) {
+    writeDocs(results, repoRoot)
+    log('wrote docs/BENCHMARKS.md and docs/benchmarks.svg')
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error)
+    process.exit(1)
+  },
+)

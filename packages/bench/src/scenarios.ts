@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto'
+import type { EnqueueParams, InboxParams } from '@txbox/core'
+import type { Work } from './harness.js'
+import type { Claimer, Namespace } from './types.js'
+
+export const SCENARIOS = [
+  'enqueue-one',
+  'enqueue-batch',
+  'enqueue-tx',
+  'drain-1',
+  'drain-4',
+  'inbox',
+] as const
+export type ScenarioName = (typeof SCENARIOS)[number]
+
+export interface ScenarioInfo {
+  readonly title: string
+  /** The goal for adapter/raw: 0.5 for single-event operations, 0.8 for batched ones. */
+  readonly target: number
+  /** Events per run at scale 1 (full mode). */
+  readonly events: number
+}
+
+export const SCENARIO_INFO: Record<ScenarioName, ScenarioInfo> = {
+  'enqueue-one': { title: 'enqueue 1 per call (autocommit)', target: 0.5, events: 1000 },
+  'enqueue-batch': { title: 'enqueue 100 per call', target: 0.8, events: 5000 },
+  'enqueue-tx': { title: "enqueue in the caller's transaction", target: 0.5, events: 500 },
+  'drain-1': { title: 'claim 100 + markManyAsSent, 1 claimer', target: 0.8, events: 5000 },
+  'drain-4': { title: 'claim 100 + markManyAsSent, 4 claimers', target: 0.8, events: 5000 },
+  inbox: { title: 'inbox claim + markAsProcessed', target: 0.5, events: 1000 },
+}
+
+export const BATCH = 100
+const LEASE_MS = 60_000
+const PAYLOAD = JSON.stringify({
+  orderId: 'ord_0000000000',
+  customerId: 'cus_0000000000',
+  total: 12345,
+  currency: 'EUR',
+  items: [{ sku: 'SKU-1', quantity: 2 }],
+  note: 'a typical small domain event of about two hundred bytes',
+})
+
+export const makeEvents = (tag: string, count: number, subject = 'bench.orders.created'): EnqueueParams[] =>
+  Array.from({ length: count }, (_, i) => ({ eventId: `${tag}-${i}`, subject, payload: PAYLOAD }))
+
+let streamSeq = 0
+const makeMessages = (tag: string, count: number): InboxParams[] =>
+  Array.from({ length: count }, (_, i) => ({
+    eventId: `${tag}-${i}`,
+    subject: 'bench.orders.created',
+    payload: PAYLOAD,
+    stream: 'BENCH',
+    streamSeq: ++streamSeq,
+  }))
+
+const chunks = <T>(values: readonly T[], size: number): T[][] => {
+  const out: T[][] = []
+  for (let i = 0; i < values.length; i += size) out.push(values.slice(i, i + size))
+  return out
+}
+
+const drain = async (
+  claimers: readonly Claimer[],
+  side: 'adapter' | 'raw',
+  expected: number,
+  tag: string,
+): Promise<void> => {
+  let total = 0
+  await Promise.all(
+    claimers.map(async (claimer, k) => {
+      const workerId = `${tag}-w${k}`
+      for (;;) {
+        let got: number
+        if (side === 'raw') got = await claimer.rawClaimAndMark(workerId, BATCH)
+        else {
+          const events = await claimer.outbox.claim({ limit: BATCH, leaseMs: LEASE_MS, workerId })
+          got = events.length
+          if (got > 0) {
+            const notApplied = await claimer.outbox.markManyAsSent(
+              events.map((event) => event.eventId),
+              { workerId },
+            )
+            if (notApplied.length > 0) throw new Error(`${notApplied.length} events were not marked sent`)
+          }
+        }
+        if (got === 0) return
+        total += got
+      }
+    }),
+  )
+  if (total !== expected) throw new Error(`drained ${total} events, expected ${expected}`)
+}
+
+/**
+ * The adapter's work and its raw twin for one run of a scenario. `events` is the amount of
+ * work; the same events (fresh ids per run and side) go through both.
+ */
+export const makeWork = async (
+  scenario: ScenarioName,
+  ns: Namespace,
+  side: 'adapter' | 'raw',
+  events: number,
+  tag: string,
+): Promise<Work> => {
+  const id = `${tag}-${side}-${randomUUID().slice(0, 8)}`
+  switch (scenario) {
+    case 'enqueue-one': {
+      const batch = makeEvents(id, events)
+      return {
+        events,
+        calls: events,
+        async run() {
+          if (side === 'adapter') for (const event of batch) await ns.outbox.findOrCreate(event)
+          else for (const event of batch) await ns.rawInsertOne(event)
+        },
+      }
+    }
+    case 'enqueue-batch': {
+      const groups = chunks(makeEvents(id, events), BATCH)
+      return {
+        events,
+        calls: groups.length,
+        async run() {
+          if (side === 'adapter') for (const group of groups) await ns.outbox.findOrCreateMany(group)
+          else for (const group of groups) await ns.rawInsertMany(group)
+        },
+      }
+    }
+    case 'enqueue-tx': {
+      const batch = makeEvents(id, events)
+      const fn = side === 'adapter' ? ns.adapterTx : ns.rawTx
+      if (typeof fn === 'string') throw new NotRun(fn)
+      return {
+        events,
+        calls: events,
+        async run() {
+          let n = 0
+          for (const event of batch) await fn(event, n++)
+        },
+      }
+    }
+    case 'drain-1':
+    case 'drain-4': {
+      const claimers = await Promise.all(
+        Array.from({ length: scenario === 'drain-1' ? 1 : 4 }, (_, k) => ns.claimer(k)),
+      )
+      const batch = makeEvents(id, events)
+      return {
+        events,
+        calls: Math.ceil(events / BATCH),
+        setup: () => ns.prefill(batch, side === 'raw'),
+        run: () => drain(claimers, side, events, id),
+      }
+    }
+    case 'inbox': {
+      const messages = makeMessages(id, events)
+      const workerId = `${id}-w`
+      return {
+        events,
+        calls: events,
+        async run() {
+          if (side === 'raw') {
+            for (const message of messages) await ns.rawInboxClaimAndMark(message, workerId)
+            return
+          }
+          for (const message of messages) {
+            const { shouldProcess } = await ns.inbox.claim(message, { leaseMs: LEASE_MS, workerId })
+            if (shouldProcess) await ns.inbox.markAsProcessed(message.eventId)
+          }
+        },
+      }
+    }
+  }
+}
+
+/** A scenario a store cannot run, with the reason for the report. */
+export class NotRun extends Error {
+  override name = 'NotRun'
+}

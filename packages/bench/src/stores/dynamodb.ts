@@ -1,0 +1,238 @@
+import {
+  type AttributeValue,
+  BatchWriteItemCommand,
+  ConditionalCheckFailedException,
+  DeleteTableCommand,
+  DynamoDBClient,
+  ListTablesCommand,
+  PutItemCommand,
+  QueryCommand,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb'
+import type { EnqueueParams, InboxParams } from '@txbox/core'
+import { createDynamoStore, tableDefinition } from '@txbox/dynamodb'
+import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { uniqueName } from './names.js'
+
+let requests = 0
+const counter: Counter = {
+  unit: 'requests',
+  reset: () => {
+    requests = 0
+  },
+  value: () => requests,
+}
+
+export const connectDynamo = async (url: string): Promise<Target> => {
+  const client = new DynamoDBClient({
+    endpoint: url,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  })
+  // One count per request the SDK sends.
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      requests++
+      return next(args)
+    },
+    { step: 'initialize', name: 'txboxBenchCounter' },
+  )
+  await client.send(new ListTablesCommand({ Limit: 1 }))
+  return {
+    name: 'dynamodb',
+    serverVersion: `DynamoDB-compatible endpoint at ${new URL(url).host} (DynamoDB Local)`,
+    counter,
+    scale: 0.2,
+    namespace: () => dynamoNamespace(client),
+    close: async () => client.destroy(),
+  }
+}
+
+const S = (value: string): AttributeValue => ({ S: value })
+const N = (value: number): AttributeValue => ({ N: String(value) })
+
+const isConditionFailure = (error: unknown): boolean =>
+  error instanceof ConditionalCheckFailedException ||
+  (error instanceof Error && error.name === 'ConditionalCheckFailedException')
+
+const dynamoNamespace = async (client: DynamoDBClient): Promise<Namespace> => {
+  const TableName = uniqueName('b')
+  const store = createDynamoStore({ client, tableName: TableName })
+  await store.migrate()
+  const claimIndex = tableDefinition(TableName).GlobalSecondaryIndexes?.[0]?.IndexName as string
+  let seq = 0
+  // The raw twin's minimal item: the event and its place in the claim index (own partition).
+  const item = (e: EnqueueParams, now: number): Record<string, AttributeValue> => {
+    const key = String(++seq).padStart(12, '0')
+    return {
+      pk: S(`raw#${e.eventId}`),
+      eventId: S(e.eventId),
+      subject: S(e.subject),
+      payload: S(e.payload),
+      status: S('pending'),
+      enqueuedAt: N(now),
+      availableAt: N(now),
+      retryCount: N(0),
+      gsi1pk: S('raw#ready'),
+      gsi1sk: S(key),
+    }
+  }
+  const batchWrite = async (events: readonly EnqueueParams[]) => {
+    const now = Date.now()
+    for (let i = 0; i < events.length; i += 25) {
+      let pending: Record<string, import('@aws-sdk/client-dynamodb').WriteRequest[]> | undefined = {
+        [TableName]: events.slice(i, i + 25).map((e) => ({ PutRequest: { Item: item(e, now) } })),
+      }
+      while (pending && Object.keys(pending).length > 0) {
+        pending = (await client.send(new BatchWriteItemCommand({ RequestItems: pending }))).UnprocessedItems
+      }
+    }
+  }
+  const putRaw = (e: EnqueueParams): TransactWriteItem => ({
+    Put: { TableName, Item: item(e, Date.now()), ConditionExpression: 'attribute_not_exists(pk)' },
+  })
+  const order = (n: number): TransactWriteItem => ({
+    Put: {
+      TableName,
+      Item: { pk: S(`order#${n}`), ref: S(`order-${n}`), total: N(100) },
+      ConditionExpression: 'attribute_not_exists(pk)',
+    },
+  })
+  let orderId = 0
+  const claimer: Claimer = {
+    outbox: store.outbox,
+    // Query the head of the claim partition, then take each item with a conditional
+    // UpdateItem (status still pending) in parallel, then mark the won ones sent.
+    async rawClaimAndMark(workerId, limit) {
+      for (;;) {
+        const head = await client.send(
+          new QueryCommand({
+            TableName,
+            IndexName: claimIndex,
+            KeyConditionExpression: 'gsi1pk = :p',
+            ExpressionAttributeValues: { ':p': S('raw#ready') },
+            Limit: limit,
+          }),
+        )
+        const keys = (head.Items ?? []).map((i) => i.pk as AttributeValue)
+        if (keys.length === 0) return 0
+        const now = Date.now()
+        const won = (
+          await Promise.all(
+            keys.map(async (pk) => {
+              try {
+                await client.send(
+                  new UpdateItemCommand({
+                    TableName,
+                    Key: { pk },
+                    UpdateExpression:
+                      'SET #s = :pub, claimedBy = :w, claimedAt = :now, leaseUntil = :l REMOVE gsi1pk, gsi1sk',
+                    ConditionExpression: '#s = :pending',
+                    ExpressionAttributeNames: { '#s': 'status' },
+                    ExpressionAttributeValues: {
+                      ':pub': S('publishing'),
+                      ':pending': S('pending'),
+                      ':w': S(workerId),
+                      ':now': N(now),
+                      ':l': N(now + 60_000),
+                    },
+                    ReturnValues: 'ALL_NEW',
+                  }),
+                )
+                return pk
+              } catch (error) {
+                if (isConditionFailure(error)) return undefined
+                throw error
+              }
+            }),
+          )
+        ).filter((pk): pk is AttributeValue => pk !== undefined)
+        if (won.length === 0) continue
+        await Promise.all(
+          won.map((pk) =>
+            client.send(
+              new UpdateItemCommand({
+                TableName,
+                Key: { pk },
+                UpdateExpression: 'SET #s = :sent, sentAt = :now REMOVE claimedBy, leaseUntil',
+                ConditionExpression: 'claimedBy = :w',
+                ExpressionAttributeNames: { '#s': 'status' },
+                ExpressionAttributeValues: { ':sent': S('sent'), ':now': N(Date.now()), ':w': S(workerId) },
+              }),
+            ),
+          ),
+        )
+        return won.length
+      }
+    },
+  }
+  return {
+    outbox: store.outbox,
+    inbox: store.inbox,
+    async rawInsertOne(e) {
+      await client.send(
+        new PutItemCommand({
+          TableName,
+          Item: item(e, Date.now()),
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      )
+    },
+    rawInsertMany: batchWrite,
+    async adapterTx(event) {
+      const items: TransactWriteItem[] = [order(++orderId)]
+      await store.outbox.findOrCreate(event, { tx: items })
+      await client.send(new TransactWriteItemsCommand({ TransactItems: items }))
+    },
+    async rawTx(event) {
+      await client.send(new TransactWriteItemsCommand({ TransactItems: [order(++orderId), putRaw(event)] }))
+    },
+    // One client: the SDK's HTTP agent gives concurrent claimers separate sockets.
+    claimer: async () => claimer,
+    async prefill(events, forRaw) {
+      if (forRaw) await batchWrite(events)
+      else
+        for (let i = 0; i < events.length; i += 100)
+          await store.outbox.findOrCreateMany(events.slice(i, i + 100))
+    },
+    async rawInboxClaimAndMark(m: InboxParams, workerId) {
+      const pk = S(`rawinbox#${m.eventId}`)
+      const now = Date.now()
+      const result = await client.send(
+        new UpdateItemCommand({
+          TableName,
+          Key: { pk },
+          UpdateExpression:
+            'SET subject = if_not_exists(subject, :s), payload = if_not_exists(payload, :p), #st = if_not_exists(#st, :processing), receivedAt = if_not_exists(receivedAt, :now), claimedBy = if_not_exists(claimedBy, :w), leaseUntil = if_not_exists(leaseUntil, :l) ADD deliveries :one',
+          ExpressionAttributeNames: { '#st': 'status' },
+          ExpressionAttributeValues: {
+            ':s': S(m.subject),
+            ':p': S(m.payload),
+            ':processing': S('processing'),
+            ':now': N(now),
+            ':w': S(workerId),
+            ':l': N(now + 60_000),
+            ':one': N(1),
+          },
+          ReturnValues: 'UPDATED_OLD',
+        }),
+      )
+      if (result.Attributes?.deliveries === undefined) {
+        await client.send(
+          new UpdateItemCommand({
+            TableName,
+            Key: { pk },
+            UpdateExpression: 'SET #st = :done, processedAt = :now REMOVE claimedBy, leaseUntil',
+            ExpressionAttributeNames: { '#st': 'status' },
+            ExpressionAttributeValues: { ':done': S('processed'), ':now': N(Date.now()) },
+          }),
+        )
+      }
+    },
+    async dispose() {
+      await client.send(new DeleteTableCommand({ TableName }))
+    },
+  }
+}

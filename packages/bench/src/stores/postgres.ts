@@ -1,0 +1,169 @@
+import type { EnqueueParams, InboxParams } from '@txbox/core'
+import { createPostgresStore } from '@txbox/postgres'
+import pg from 'pg'
+import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { uniqueName } from './names.js'
+
+let roundTrips = 0
+let patched = false
+/** Every statement pg sends is one `Client#query` call (Pool#query delegates to a client). */
+const patchCounter = (): void => {
+  if (patched) return
+  patched = true
+  const original = pg.Client.prototype.query
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    roundTrips++
+    return (original as (...a: unknown[]) => unknown).apply(this, args)
+  } as typeof original
+}
+
+const counter: Counter = {
+  unit: 'round trips',
+  reset: () => {
+    roundTrips = 0
+  },
+  value: () => roundTrips,
+}
+
+export const connectPostgres = async (url: string): Promise<Target> => {
+  patchCounter()
+  const pool = new pg.Pool({ connectionString: url, max: 8 })
+  const version = (await pool.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? 'unknown'
+  return {
+    name: 'postgres',
+    serverVersion: `PostgreSQL ${version}`,
+    counter,
+    scale: 1,
+    namespace: () => postgresNamespace(pool),
+    close: () => pool.end(),
+  }
+}
+
+export const postgresNamespace = async (pool: pg.Pool): Promise<Namespace> => {
+  const schema = uniqueName('bench')
+  const store = createPostgresStore({ pool, schema })
+  await store.migrate()
+  const outbox = `"${schema}"."txbox_outbox"`
+  const inbox = `"${schema}"."txbox_inbox"`
+  const orders = `"${schema}"."orders"`
+  await pool.query(
+    `CREATE TABLE ${orders} (id bigint PRIMARY KEY, ref text NOT NULL, total integer NOT NULL)`,
+  )
+
+  const insertOne = `INSERT INTO ${outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+    VALUES ($1, $2, $3, $4, 'pending', $5, 0, $5)`
+  const insertMany = (n: number) =>
+    `INSERT INTO ${outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at) VALUES ${Array.from(
+      { length: n },
+      (_, i) =>
+        `($${i * 4 + 1}, $${i * 4 + 2}, $${i * 4 + 3}, $${i * 4 + 4}, 'pending', $${n * 4 + 1}, 0, $${n * 4 + 1})`,
+    ).join(', ')}`
+  const manyParams = (events: readonly EnqueueParams[]) => {
+    const params: unknown[] = []
+    for (const e of events) params.push(e.eventId, e.subject, e.payload, e.headers ?? null)
+    params.push(new Date())
+    return params
+  }
+  const insertOrder = `INSERT INTO ${orders} (id, ref, total) VALUES ($1, $2, $3)`
+  // The same claim as the adapter's, by hand: the due rows in seq order, skipping rows other
+  // claimers hold, returning only what a relay needs to publish.
+  const claim = `UPDATE ${outbox} SET status = 'publishing', claimed_by = $1, claimed_at = $2, lease_until = $3
+    WHERE seq IN (
+      SELECT seq FROM ${outbox} WHERE status = 'pending' AND available_at <= $2
+      ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
+    RETURNING event_id, subject, payload, headers`
+  const markSent = `UPDATE ${outbox} SET status = 'sent', sent_at = $2, claimed_by = NULL, lease_until = NULL
+    WHERE event_id = ANY($1::text[]) AND claimed_by = $3`
+  const inboxUpsert = `INSERT INTO ${inbox}
+      (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries, claimed_at, claimed_by, lease_until)
+    VALUES ($1, $2, $3, $4, $5, $6, 'processing', $7, 1, $7, $8, $9)
+    ON CONFLICT (event_id) DO UPDATE SET deliveries = ${inbox}.deliveries + 1
+    RETURNING (xmax = 0) AS inserted`
+  const inboxDone = `UPDATE ${inbox} SET status = 'processed', processed_at = $2, claimed_by = NULL, lease_until = NULL
+    WHERE event_id = $1`
+  let orderId = 0
+
+  const inTx = async (write: (client: pg.PoolClient) => Promise<unknown>) => {
+    const client = await pool.connect()
+    try {
+      await client.query('BEGIN')
+      const id = ++orderId
+      await client.query(insertOrder, [id, `order-${id}`, 100])
+      await write(client)
+      await client.query('COMMIT')
+    } catch (error) {
+      await client.query('ROLLBACK')
+      throw error
+    } finally {
+      client.release()
+    }
+  }
+
+  const claimer: Claimer = {
+    outbox: store.outbox,
+    async rawClaimAndMark(workerId, limit) {
+      const now = new Date()
+      const rows = (
+        await pool.query<{ event_id: string }>(claim, [
+          workerId,
+          now,
+          new Date(now.getTime() + 60_000),
+          limit,
+        ])
+      ).rows
+      if (rows.length === 0) return 0
+      await pool.query(markSent, [rows.map((row) => row.event_id), new Date(), workerId])
+      return rows.length
+    },
+  }
+
+  return {
+    outbox: store.outbox,
+    inbox: store.inbox,
+    async rawInsertOne(e) {
+      await pool.query(insertOne, [e.eventId, e.subject, e.payload, e.headers ?? null, new Date()])
+    },
+    async rawInsertMany(events) {
+      await pool.query(insertMany(events.length), manyParams(events))
+    },
+    adapterTx: (event) => inTx((client) => store.outbox.findOrCreate(event, { tx: client })),
+    rawTx: (event) =>
+      inTx((client) =>
+        client.query(insertOne, [
+          event.eventId,
+          event.subject,
+          event.payload,
+          event.headers ?? null,
+          new Date(),
+        ]),
+      ),
+    // One pool: concurrent claimers each hold their own pooled connection for each statement.
+    claimer: async () => claimer,
+    async prefill(events) {
+      for (let i = 0; i < events.length; i += 500) {
+        const group = events.slice(i, i + 500)
+        await pool.query(insertMany(group.length), manyParams(group))
+      }
+    },
+    async rawInboxClaimAndMark(m: InboxParams, workerId) {
+      const now = new Date()
+      const inserted = (
+        await pool.query<{ inserted: boolean }>(inboxUpsert, [
+          m.eventId,
+          m.subject,
+          m.payload,
+          m.headers ?? null,
+          m.stream ?? null,
+          m.streamSeq ?? null,
+          now,
+          workerId,
+          new Date(now.getTime() + 60_000),
+        ])
+      ).rows[0]?.inserted
+      if (inserted) await pool.query(inboxDone, [m.eventId, new Date()])
+    },
+    async dispose() {
+      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    },
+  }
+}

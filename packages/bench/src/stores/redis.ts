@@ -1,0 +1,214 @@
+import type { EnqueueParams, InboxParams } from '@txbox/core'
+import { createRedisStore, execTransaction, inboxKeys, outboxKeys } from '@txbox/redis'
+import { type ChainableCommander, Redis } from 'ioredis'
+import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { uniqueName } from './names.js'
+
+let roundTrips = 0
+let patched = false
+/**
+ * Round trips: a command sent on its own is one; a pipeline or MULTI/EXEC is one for all its
+ * commands (ioredis writes them together and the caller awaits one reply batch).
+ */
+const patchCounter = (client: Redis): void => {
+  if (patched) return
+  patched = true
+  const redisProto = Redis.prototype as unknown as Record<string, unknown>
+  const send = redisProto.sendCommand as (...a: unknown[]) => unknown
+  redisProto.sendCommand = function (this: unknown, ...args: unknown[]) {
+    // Commands queued by a pipeline pass a stream argument; they are counted at exec.
+    if (args[1] === undefined) roundTrips++
+    return send.apply(this, args)
+  }
+  const pipelineProto = Object.getPrototypeOf(client.pipeline()) as Record<string, unknown>
+  const exec = pipelineProto.exec as (...a: unknown[]) => unknown
+  pipelineProto.exec = function (this: unknown, ...args: unknown[]) {
+    roundTrips++
+    return exec.apply(this, args)
+  }
+}
+
+const counter: Counter = {
+  unit: 'round trips',
+  reset: () => {
+    roundTrips = 0
+  },
+  value: () => roundTrips,
+}
+
+export const connectRedis = async (url: string): Promise<Target> => {
+  const main = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 })
+  await main.connect()
+  patchCounter(main)
+  const version = /redis_version:(\S+)/.exec(await main.info('server'))?.[1] ?? 'unknown'
+  const extra: Redis[] = []
+  return {
+    name: 'redis',
+    serverVersion: `Redis ${version}`,
+    counter,
+    scale: 1,
+    namespace: () =>
+      redisNamespace(main, async () => {
+        const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 })
+        await client.connect()
+        extra.push(client)
+        return client
+      }),
+    async close() {
+      for (const client of extra) client.disconnect()
+      main.disconnect()
+    },
+  }
+}
+
+/** Raw claim: pop the head of the ready set and lease each event, returning the hashes. */
+const RAW_CLAIM = `
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[4])
+local out = {}
+for i = 1, #popped, 2 do
+  local key = ARGV[5] .. popped[i]
+  redis.call('HSET', key, 'status', 'publishing', 'claimedBy', ARGV[1], 'claimedAt', ARGV[2], 'leaseUntil', ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[3], popped[i])
+  out[#out + 1] = redis.call('HGETALL', key)
+end
+return out`
+
+/** Raw mark: for each id still held by the worker, sent + out of the lease set. */
+const RAW_MARK = `
+for i = 4, #ARGV do
+  local key = ARGV[2] .. ARGV[i]
+  if redis.call('HGET', key, 'claimedBy') == ARGV[1] then
+    redis.call('HSET', key, 'status', 'sent', 'sentAt', ARGV[3])
+    redis.call('HDEL', key, 'claimedBy', 'leaseUntil')
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return 1`
+
+/** Raw inbox insert-or-count-delivery: 1 when new. */
+const RAW_INBOX = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+  return 0
+end
+redis.call('HSET', KEYS[1], 'eventId', ARGV[1], 'subject', ARGV[2], 'payload', ARGV[3], 'status', 'processing',
+  'receivedAt', ARGV[4], 'deliveries', 1, 'claimedAt', ARGV[4], 'claimedBy', ARGV[5], 'leaseUntil', ARGV[6])
+return 1`
+
+const redisNamespace = async (main: Redis, open: () => Promise<Redis>): Promise<Namespace> => {
+  const keyPrefix = uniqueName('b')
+  const store = createRedisStore({ redis: main, keyPrefix })
+  await store.migrate()
+  const keys = outboxKeys(keyPrefix)
+  const ikeys = inboxKeys(keyPrefix)
+  const orders = `${keys.eventPrefix.replace(/outbox:e:$/, '')}orders:`
+  let seq = 0
+  // The minimal write set of one event: its hash and its place in the ready set.
+  const queueEvent = (target: ChainableCommander, e: EnqueueParams, now: number) => {
+    const s = ++seq
+    target.hset(keys.event(e.eventId), {
+      eventId: e.eventId,
+      subject: e.subject,
+      payload: e.payload,
+      status: 'pending',
+      enqueuedAt: now,
+      availableAt: now,
+      retryCount: 0,
+      seq: s,
+    })
+    target.zadd(keys.ready, s, e.eventId)
+  }
+  const rawInsertMany = async (events: readonly EnqueueParams[]): Promise<void> => {
+    const pipeline = main.pipeline()
+    const now = Date.now()
+    for (const e of events) queueEvent(pipeline, e, now)
+    await pipeline.exec()
+  }
+  const claimers: Claimer[] = []
+  const claimerOn = (client: Redis): Claimer => ({
+    outbox: client === main ? store.outbox : createRedisStore({ redis: client, keyPrefix }).outbox,
+    async rawClaimAndMark(workerId, limit) {
+      const now = Date.now()
+      const claimed = (await client.eval(
+        RAW_CLAIM,
+        2,
+        keys.ready,
+        keys.leases,
+        workerId,
+        now,
+        now + 60_000,
+        limit,
+        keys.eventPrefix,
+      )) as string[][]
+      if (claimed.length === 0) return 0
+      const ids = claimed.map((fields) => fields[fields.indexOf('eventId') + 1] as string)
+      await client.eval(RAW_MARK, 1, keys.leases, workerId, keys.eventPrefix, Date.now(), ...ids)
+      return ids.length
+    },
+  })
+  return {
+    outbox: store.outbox,
+    inbox: store.inbox,
+    async rawInsertOne(e) {
+      const pipeline = main.pipeline()
+      queueEvent(pipeline, e, Date.now())
+      await pipeline.exec()
+    },
+    rawInsertMany,
+    async adapterTx(event, n) {
+      const multi = main.multi()
+      multi.hset(`${orders}${keyPrefix}-${n}`, { ref: `order-${n}`, total: 100 })
+      await store.outbox.findOrCreate(event, { tx: multi })
+      await execTransaction(multi)
+    },
+    async rawTx(event, n) {
+      const multi = main.multi()
+      multi.hset(`${orders}${keyPrefix}-${n}`, { ref: `order-${n}`, total: 100 })
+      queueEvent(multi, event, Date.now())
+      await multi.exec()
+    },
+    // A separate ioredis connection per claimer.
+    async claimer(k) {
+      while (claimers.length <= k) claimers.push(claimerOn(claimers.length === 0 ? main : await open()))
+      return claimers[k] as Claimer
+    },
+    async prefill(events, forRaw) {
+      if (forRaw) {
+        for (let i = 0; i < events.length; i += 500) await rawInsertMany(events.slice(i, i + 500))
+        return
+      }
+      // The adapter's claim also keeps per-status counts; fill through it so they stay right.
+      for (let i = 0; i < events.length; i += 500)
+        await store.outbox.findOrCreateMany(events.slice(i, i + 500))
+    },
+    async rawInboxClaimAndMark(m: InboxParams, workerId) {
+      const key = ikeys.event(m.eventId)
+      const now = Date.now()
+      const inserted = await main.eval(
+        RAW_INBOX,
+        1,
+        key,
+        m.eventId,
+        m.subject,
+        m.payload,
+        now,
+        workerId,
+        now + 60_000,
+      )
+      if (inserted === 1) {
+        const pipeline = main.pipeline()
+        pipeline.hset(key, 'status', 'processed', 'processedAt', Date.now())
+        pipeline.hdel(key, 'claimedBy', 'leaseUntil')
+        await pipeline.exec()
+      }
+    },
+    async dispose() {
+      let cursor = '0'
+      do {
+        const [next, found] = await main.scan(cursor, 'MATCH', `txbox:{${keyPrefix}}*`, 'COUNT', 1000)
+        cursor = next
+        if (found.length > 0) await main.unlink(...found)
+      } while (cursor !== '0')
+    },
+  }
+}

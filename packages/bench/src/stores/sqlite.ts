@@ -1,0 +1,211 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { EnqueueParams, InboxParams } from '@txbox/core'
+import { createSqliteStore } from '@txbox/sqlite'
+import Database from 'better-sqlite3'
+import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { uniqueName } from './names.js'
+
+let statements = 0
+let patched = false
+/** SQLite has no round trips: count the statements executed (Statement run/get/all/iterate, Database exec). */
+const patchCounter = (db: Database.Database): void => {
+  if (patched) return
+  patched = true
+  const statementProto = Object.getPrototypeOf(db.prepare('SELECT 1')) as Record<string, unknown>
+  for (const method of ['run', 'get', 'all', 'iterate']) {
+    const original = statementProto[method] as (...a: unknown[]) => unknown
+    statementProto[method] = function (this: unknown, ...args: unknown[]) {
+      statements++
+      return original.apply(this, args)
+    }
+  }
+  const dbProto = Database.prototype as unknown as Record<string, unknown>
+  const exec = dbProto.exec as (...a: unknown[]) => unknown
+  dbProto.exec = function (this: unknown, ...args: unknown[]) {
+    statements++
+    return exec.apply(this, args)
+  }
+}
+
+const counter: Counter = {
+  unit: 'statements',
+  reset: () => {
+    statements = 0
+  },
+  value: () => statements,
+}
+
+/** A WAL database in a temp directory; synchronous = NORMAL, the usual setting with WAL. */
+export const openSqlite = (file: string): Database.Database => {
+  const db = new Database(file)
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = NORMAL')
+  return db
+}
+
+export const connectSqlite = async (): Promise<Target> => {
+  const dir = mkdtempSync(join(tmpdir(), 'txbox-bench-'))
+  const file = join(dir, 'bench.db')
+  const main = openSqlite(file)
+  patchCounter(main)
+  const version = (main.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v
+  const extra: Database.Database[] = []
+  return {
+    name: 'sqlite',
+    serverVersion: `SQLite ${version} (better-sqlite3, file DB, WAL, synchronous=NORMAL)`,
+    counter,
+    scale: 1,
+    namespace: () =>
+      sqliteNamespace(main, () => {
+        const db = openSqlite(file)
+        extra.push(db)
+        return db
+      }),
+    async close() {
+      for (const db of extra) db.close()
+      main.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+export const sqliteNamespace = async (
+  db: Database.Database,
+  open: () => Database.Database,
+): Promise<Namespace> => {
+  const prefix = `${uniqueName('b')}_`
+  const store = createSqliteStore({ db, tablePrefix: prefix })
+  await store.migrate()
+  const outbox = `${prefix}outbox`
+  const inbox = `${prefix}inbox`
+  const orders = `${prefix}orders`
+  db.exec(`CREATE TABLE ${orders} (id INTEGER PRIMARY KEY, ref TEXT NOT NULL, total INTEGER NOT NULL)`)
+
+  const insertOneSql = `INSERT INTO ${outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+    VALUES (?, ?, ?, ?, 'pending', ?, 0, ?)`
+  const statementsFor = (conn: Database.Database) => ({
+    insertOne: conn.prepare(insertOneSql),
+    claim:
+      conn.prepare(`UPDATE ${outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ?
+      WHERE seq IN (SELECT seq FROM ${outbox} WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?)
+      RETURNING event_id, subject, payload, headers`),
+    markSent:
+      conn.prepare(`UPDATE ${outbox} SET status = 'sent', sent_at = ?, claimed_by = NULL, lease_until = NULL
+      WHERE event_id IN (SELECT value FROM json_each(?)) AND claimed_by = ?`),
+  })
+  const main = statementsFor(db)
+  const insertManyCache = new Map<number, Database.Statement>()
+  const insertMany = (n: number): Database.Statement => {
+    let statement = insertManyCache.get(n)
+    if (!statement) {
+      statement = db.prepare(
+        `INSERT INTO ${outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at) VALUES ${Array.from(
+          { length: n },
+          () => "(?, ?, ?, ?, 'pending', ?, 0, ?)",
+        ).join(', ')}`,
+      )
+      insertManyCache.set(n, statement)
+    }
+    return statement
+  }
+  const manyParams = (events: readonly EnqueueParams[]) => {
+    const now = Date.now()
+    const params: unknown[] = []
+    for (const e of events) params.push(e.eventId, e.subject, e.payload, e.headers ?? null, now, now)
+    return params
+  }
+  const insertOrder = db.prepare(`INSERT INTO ${orders} (id, ref, total) VALUES (?, ?, ?)`)
+  const inboxUpsert = db.prepare(`INSERT INTO ${inbox}
+      (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries, claimed_at, claimed_by, lease_until)
+    VALUES (?, ?, ?, ?, ?, ?, 'processing', ?, 1, ?, ?, ?)
+    ON CONFLICT (event_id) DO UPDATE SET deliveries = deliveries + 1`)
+  const inboxDone =
+    db.prepare(`UPDATE ${inbox} SET status = 'processed', processed_at = ?, claimed_by = NULL, lease_until = NULL
+    WHERE event_id = ?`)
+  let orderId = 0
+
+  const inTx = async (write: () => unknown) => {
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      const id = ++orderId
+      insertOrder.run(id, `order-${id}`, 100)
+      await write()
+      db.exec('COMMIT')
+    } catch (error) {
+      if (db.inTransaction) db.exec('ROLLBACK')
+      throw error
+    }
+  }
+
+  const claimers: Claimer[] = []
+  const claimerOn = (conn: Database.Database): Claimer => {
+    const s = conn === db ? main : statementsFor(conn)
+    const repository =
+      conn === db ? store.outbox : createSqliteStore({ db: conn, tablePrefix: prefix }).outbox
+    return {
+      outbox: repository,
+      async rawClaimAndMark(workerId, limit) {
+        const now = Date.now()
+        // One UPDATE ... RETURNING is atomic on its own (SQLite has one writer).
+        const rows = s.claim.all(workerId, now, now + 60_000, now, limit) as Array<{ event_id: string }>
+        if (rows.length === 0) return 0
+        s.markSent.run(Date.now(), JSON.stringify(rows.map((row) => row.event_id)), workerId)
+        return rows.length
+      },
+    }
+  }
+
+  return {
+    outbox: store.outbox,
+    inbox: store.inbox,
+    async rawInsertOne(e) {
+      const now = Date.now()
+      main.insertOne.run(e.eventId, e.subject, e.payload, e.headers ?? null, now, now)
+    },
+    async rawInsertMany(events) {
+      insertMany(events.length).run(...manyParams(events))
+    },
+    adapterTx: (event) => inTx(() => store.outbox.findOrCreate(event, { tx: db })),
+    rawTx: (event) =>
+      inTx(() => {
+        const now = Date.now()
+        main.insertOne.run(event.eventId, event.subject, event.payload, event.headers ?? null, now, now)
+      }),
+    // A separate better-sqlite3 connection per claimer, all on the same file.
+    async claimer(k) {
+      while (claimers.length <= k) claimers.push(claimerOn(claimers.length === 0 ? db : open()))
+      return claimers[k] as Claimer
+    },
+    async prefill(events) {
+      db.transaction(() => {
+        for (let i = 0; i < events.length; i += 100) {
+          const group = events.slice(i, i + 100)
+          insertMany(group.length).run(...manyParams(group))
+        }
+      })()
+    },
+    async rawInboxClaimAndMark(m: InboxParams, workerId) {
+      const now = Date.now()
+      const result = inboxUpsert.run(
+        m.eventId,
+        m.subject,
+        m.payload,
+        m.headers ?? null,
+        m.stream ?? null,
+        m.streamSeq ?? null,
+        now,
+        now,
+        workerId,
+        now + 60_000,
+      )
+      if (result.changes === 1) inboxDone.run(Date.now(), m.eventId)
+    },
+    async dispose() {
+      db.exec(
+        `DROP TABLE IF EXISTS ${outbox}; DROP TABLE IF EXISTS ${inbox}; DROP TABLE IF EXISTS ${orders};`,
+      )
+    },
+  }
+}
