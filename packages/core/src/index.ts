@@ -23,6 +23,7 @@ export {
   type InboxStatus,
   PROCESSING_TIMEOUT_MESSAGE,
 } from './inbox.js'
+export * from './inbox-processor/index.js'
 export { MemoryInboxRepository } from './memory/memory-inbox-repository.js'
 export { MemoryOutboxRepository } from './memory/memory-outbox-repository.js'
 export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'
@@ -40,6 +41,7 @@ export {
   type RetryLaterOptions,
   type WriteOptions,
 } from './outbox.js'
+export * from './relay/index.js'
 export type { TxboxStore } from './store.js'
 export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
 export {
@@ -50,5 +52,3 @@ export {
   MAX_SUBJECT_LENGTH,
   Validator,
 } from './validation.js'
-export * from './inbox-processor/index.js'
-export * from './relay/index.js'
