@@ -5,7 +5,9 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 const dir = process.argv[2] ?? 'reports/conformance'
-const files = readdirSync(dir).filter((name) => name.endsWith('.json')).sort()
+const files = readdirSync(dir)
+  .filter((name) => name.endsWith('.json'))
+  .sort()
 if (files.length === 0) {
   console.error(`no conformance reports in ${dir}`)
   process.exit(1)
