@@ -59,6 +59,8 @@ const LOCK_TTL_MS = 30_000
 const MAX_ATTEMPTS = 200
 /** Documents per resetStale / cleanup batch: no statement touches more. */
 export const BATCH = 1000
+/** Documents per compare-and-set updateMany (its filter is an `$or` of `{ _id, rev }`). */
+const OR_CHUNK = 500
 
 /**
  * What both repositories of one store share: the database, the validated collection names,
@@ -187,9 +189,7 @@ export class MongoContext {
   async migrate(): Promise<void> {
     await withStorageErrors(ADAPTER, 'migrate', async () => {
       await this.runtime()
-      for (const kind of ['outbox', 'inbox'] as const) {
-        await this.#retryOnce(() => this.collection(kind).createIndexes(INDEXES[kind]))
-      }
+      for (const kind of ['outbox', 'inbox'] as const) await this.#ensureIndexes(kind)
       for (const kind of ['inboxStreams', 'locks'] as const) {
         // Created up front so that no write inside a caller's transaction has to create one.
         await this.#retryOnce(() => this.#ensureCollection(this.names[kind]))
@@ -210,6 +210,34 @@ export class MongoContext {
         )
       }
     })
+  }
+
+  /**
+   * Creates the indexes that are missing. Only the missing ones: FerretDB v1.24 drops the
+   * connection on a createIndexes whose index already exists, so an identical spec is not
+   * sent twice. A concurrent migrate() may create one in between: the next pass sees it.
+   */
+  async #ensureIndexes(kind: 'outbox' | 'inbox'): Promise<void> {
+    const collection = this.collection(kind)
+    for (let attempt = 1; ; attempt++) {
+      const existing = await collection
+        .listIndexes()
+        .toArray()
+        .catch((error: unknown) => {
+          // 26 NamespaceNotFound: the collection does not exist yet.
+          if ((error as { code?: unknown }).code === 26) return []
+          throw error
+        })
+      const names = new Set(existing.map((index) => index.name as unknown))
+      const missing = INDEXES[kind].filter((index) => !names.has(index.name))
+      if (missing.length === 0) return
+      try {
+        await collection.createIndexes(missing)
+        return
+      } catch (error) {
+        if (attempt >= 3) throw error
+      }
+    }
   }
 
   async #ensureCollection(name: string): Promise<void> {
@@ -272,22 +300,38 @@ export class MongoContext {
         change.$unset = Object.fromEntries(write.unset.map((field) => [field, '']))
       return change
     }
-    let applied: Set<string>
-    const [single] = granted
-    if (granted.length === 1 && single) {
-      const result = await collection.updateOne({ _id: single.id, rev: single.rev }, update(single))
-      applied = result.matchedCount === 1 ? new Set([single.id]) : new Set()
-    } else {
-      await collection.bulkWrite(
-        granted.map((write) => ({
-          updateOne: { filter: { _id: write.id, rev: write.rev }, update: update(write) },
-        })),
-        { ordered: false },
-      )
-      // The new version is unique to this call: it names exactly the documents it changed.
-      const ids = granted.map((write) => write.id)
-      const changed = await collection.find({ _id: { $in: ids }, rev }, { projection: { _id: 1 } }).toArray()
-      applied = new Set(changed.map((doc) => doc._id))
+    // Writes that make the same change go out as one filtered updateMany, never as a
+    // multi-statement bulkWrite: FerretDB v1.24 keeps a read cursor (and a SQLite
+    // connection) open per statement until the whole command ends, and a command of ~100
+    // statements exhausts its pool and hangs the server.
+    const groups = new Map<string, GuardedWrite[]>()
+    for (const write of granted) {
+      const key = JSON.stringify([write.set, write.unset ?? []])
+      const group = groups.get(key)
+      if (group) group.push(write)
+      else groups.set(key, [write])
+    }
+    const applied = new Set<string>()
+    for (const group of groups.values()) {
+      for (let start = 0; start < group.length; start += OR_CHUNK) {
+        const chunk = group.slice(start, start + OR_CHUNK)
+        const [first] = chunk
+        if (!first) continue
+        if (chunk.length === 1) {
+          const result = await collection.updateOne({ _id: first.id, rev: first.rev }, update(first))
+          if (result.matchedCount === 1) applied.add(first.id)
+          continue
+        }
+        await collection.updateMany(
+          { $or: chunk.map((write) => ({ _id: write.id, rev: write.rev })) },
+          update(first),
+        )
+        // The new version is unique to this call: it names exactly the documents it changed.
+        const changed = await collection
+          .find({ _id: { $in: chunk.map((write) => write.id) }, rev }, { projection: { _id: 1 } })
+          .toArray()
+        for (const doc of changed) applied.add(doc._id)
+      }
     }
     if (lockIds.length > 0) await this.collection<LockDocument>('locks').deleteMany({ _id: { $in: lockIds } })
     return applied
