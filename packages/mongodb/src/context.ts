@@ -103,7 +103,11 @@ export class MongoContext {
 
   /** Detects the server once (hello + buildInfo) and caches the answer; a failed probe is retried next time. */
   runtime(): Promise<ServerRuntime> {
-    this.#runtime ??= withStorageErrors(ADAPTER, 'detectCapabilities', () => this.#detect()).catch(
+    this.#runtime ??= withStorageErrors(ADAPTER, 'detectCapabilities', () => this.#detect()).then(
+      (runtime) => {
+        this.detected = runtime
+        return runtime
+      },
       (error: unknown) => {
         this.#runtime = undefined
         throw error

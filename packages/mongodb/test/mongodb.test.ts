@@ -1,0 +1,220 @@
+import { randomUUID } from 'node:crypto'
+import { ManualClock, StorageError, ValidationError } from '@txbox/core'
+import { type Db, MongoClient } from 'mongodb'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { collectionNames, type OutboxDocument } from '../src/collections.js'
+import { createMongoStore, type MongoStore } from '../src/index.js'
+
+const url = process.env.TXBOX_MONGODB_URL
+if (!url && process.env.TXBOX_REQUIRE_ALL === '1') {
+  throw new Error(
+    'TXBOX_REQUIRE_ALL=1 but TXBOX_MONGODB_URL is not set: start it with scripts/services.sh up mongodb',
+  )
+}
+
+const prefixes: string[] = []
+const freshPrefix = (): string => {
+  const prefix = `t_${randomUUID().replaceAll('-', '').slice(0, 12)}_`
+  prefixes.push(prefix)
+  return prefix
+}
+
+describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)', () => {
+  let client: MongoClient
+  let db: Db
+  let ferretdb = false
+
+  beforeAll(async () => {
+    client = new MongoClient(url ?? '')
+    await client.connect()
+    db = client.db()
+    const build = await db.command({ buildInfo: 1 })
+    ferretdb = typeof build.ferretdbVersion === 'string'
+  })
+
+  afterAll(async () => {
+    for (const prefix of prefixes) {
+      for (const name of Object.values(collectionNames(prefix)))
+        await db
+          .collection(name)
+          .drop()
+          .catch(() => {})
+    }
+    await client?.close()
+  })
+
+  const store = async (
+    clock = new ManualClock(),
+  ): Promise<{ store: MongoStore; prefix: string; clock: ManualClock }> => {
+    const prefix = freshPrefix()
+    const created = createMongoStore({ db, collectionPrefix: prefix, clock: clock.now })
+    await created.migrate()
+    return { store: created, prefix, clock }
+  }
+
+  it('claims every event exactly once with 8 claimers on separate clients', async () => {
+    // FerretDB v1 filters and sorts in its own process (a scan per query), so the same
+    // proof runs on fewer events there; MongoDB takes the full 5,000.
+    const total = ferretdb ? 1_000 : 5_000
+    const { prefix, store: producer } = await store()
+    for (let start = 0; start < total; start += 1_000) {
+      await producer.outbox.findOrCreateMany(
+        Array.from({ length: Math.min(1_000, total - start) }, (_, index) => ({
+          eventId: `e-${start + index}`,
+          subject: 'orders.created',
+          payload: `{"n":${start + index}}`,
+        })),
+      )
+    }
+    const clients = await Promise.all(Array.from({ length: 8 }, () => new MongoClient(url ?? '').connect()))
+    try {
+      const owner = new Map<string, string>()
+      const twice: string[] = []
+      const started = performance.now()
+      await Promise.all(
+        clients.map(async (claimerClient, index) => {
+          const claimer = createMongoStore({
+            db: claimerClient.db(db.databaseName),
+            collectionPrefix: prefix,
+          })
+          const workerId = `claimer-${index}`
+          for (;;) {
+            const batch = await claimer.outbox.claim({ limit: 100, leaseMs: 600_000, workerId })
+            if (batch.length === 0) return
+            for (const event of batch) {
+              if (owner.has(event.eventId)) twice.push(event.eventId)
+              owner.set(event.eventId, workerId)
+            }
+          }
+        }),
+      )
+      const seconds = (performance.now() - started) / 1000
+      console.info(`[mongodb] ${total} events claimed by 8 clients in ${seconds.toFixed(1)} s`)
+      expect(twice).toEqual([])
+      expect(owner.size).toBe(total)
+      const stored = await db
+        .collection<OutboxDocument>(collectionNames(prefix).outbox)
+        .find({}, { projection: { _id: 1, status: 1, claimedBy: 1 } })
+        .toArray()
+      expect(stored.filter((doc) => doc.status !== 'publishing')).toEqual([])
+      expect(stored.filter((doc) => doc.claimedBy !== owner.get(doc._id))).toEqual([])
+    } finally {
+      await Promise.all(clients.map((claimerClient) => claimerClient.close()))
+    }
+  })
+
+  it('migrate() runs twice, and twice at once, and records the schema version', async () => {
+    const { store: migrated, prefix } = await store()
+    await migrated.outbox.findOrCreate({ eventId: 'kept', subject: 's', payload: 'p' })
+    await migrated.migrate()
+    await Promise.all([migrated.migrate(), createMongoStore({ db, collectionPrefix: prefix }).migrate()])
+    const names = collectionNames(prefix)
+    expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({ version: 1 })
+    const indexes = await db.collection(names.outbox).listIndexes().toArray()
+    expect(indexes.map((index) => index.name)).toEqual(
+      expect.arrayContaining(['txbox_status_seq', 'txbox_status_sent_at']),
+    )
+    expect((await migrated.outbox.get('kept'))?.status).toBe('pending')
+  })
+
+  it('round-trips U+0000 and U+0001 in every text field through the server, stored escaped', async () => {
+    const { store: codec, prefix } = await store()
+    const text = 'a\u0000b\u0001c\u0000'
+    const eventId = `id\u0000${text}`
+    const workerId = `w\u0000`
+    await codec.outbox.findOrCreate({ eventId, subject: 'sub\u0000ject', payload: text, headers: text })
+    const [claimed] = await codec.outbox.claim({ limit: 1, leaseMs: 1_000, workerId })
+    expect(claimed).toMatchObject({
+      eventId,
+      subject: 'sub\u0000ject',
+      payload: text,
+      headers: text,
+      claimedBy: workerId,
+    })
+    await codec.outbox.markAsFailed(eventId, text, { workerId })
+    expect(await codec.outbox.get(eventId)).toMatchObject({
+      payload: text,
+      errorMessage: text,
+      status: 'failed',
+    })
+    const raw = await db.collection(collectionNames(prefix).outbox).findOne({})
+    expect(JSON.stringify(raw).includes('\\u0000')).toBe(false)
+    const inbox = await codec.inbox.claim(
+      { eventId, subject: 's', payload: text, stream: 'S\u0000', streamSeq: 1 },
+      { leaseMs: 1_000, workerId },
+    )
+    expect(inbox.event).toMatchObject({ eventId, payload: text, stream: 'S\u0000', claimedBy: workerId })
+    expect(
+      (
+        await codec.inbox.findOrCreate({
+          eventId: 'other',
+          subject: 's',
+          payload: '',
+          stream: 'S\u0000',
+          streamSeq: 1,
+        })
+      ).eventId,
+    ).toBe(eventId)
+  })
+
+  it('reports its transactions and rejects { tx } where the server has none', async () => {
+    const { store: plain } = await store()
+    const capabilities = await plain.detectCapabilities()
+    expect(plain.capabilities).toEqual(capabilities)
+    if (capabilities.transactions !== 'none') return
+    expect(capabilities.transactionsNote).toMatch(ferretdb ? /FerretDB/ : /standalone/)
+    const session = client.startSession()
+    try {
+      const event = { eventId: 'tx', subject: 's', payload: 'p' }
+      await expect(plain.outbox.findOrCreate(event, { tx: session })).rejects.toBeInstanceOf(ValidationError)
+      await expect(plain.outbox.findOrCreateMany([event], { tx: session })).rejects.toThrow(
+        /not supported by this server/,
+      )
+      await plain.inbox.findOrCreate(event)
+      await expect(plain.inbox.markAsProcessed('tx', { tx: session })).rejects.toBeInstanceOf(ValidationError)
+      expect(await plain.outbox.get('tx')).toBeNull()
+      expect((await plain.inbox.get('tx'))?.status).toBe('processing')
+    } finally {
+      await session.endSession()
+    }
+  })
+
+  it('frees an event whose lock holder died (lock older than the TTL)', async () => {
+    if (!ferretdb) return // MongoDB's updates are atomic: no lock collection is used
+    const { store: guarded, prefix } = await store()
+    await guarded.outbox.findOrCreate({ eventId: 'stuck', subject: 's', payload: 'p' })
+    const names = collectionNames(prefix)
+    const doc = await db.collection<OutboxDocument>(names.outbox).findOne({ _id: 'stuck' })
+    await db.collection<{ _id: string; at: Date }>(names.locks).insertOne({
+      _id: `${doc?.rev}|outbox|stuck`,
+      at: new Date(Date.now() - 60_000),
+    })
+    await guarded.outbox.markAsSent('stuck')
+    expect((await guarded.outbox.get('stuck'))?.status).toBe('sent')
+    expect(await db.collection(names.locks).countDocuments({})).toBe(0)
+  })
+})
+
+describe('mongodb adapter without a server', () => {
+  it('validates the collection prefix before any I/O', () => {
+    const db = new MongoClient('mongodb://127.0.0.1:1').db('x')
+    expect(() => createMongoStore({ db, collectionPrefix: 'bad-prefix' })).toThrow(ValidationError)
+    expect(() => createMongoStore({ db, collectionPrefix: '' })).toThrow(/collectionPrefix/)
+  })
+
+  it('wraps driver errors in StorageError with the cause kept', async () => {
+    const client = new MongoClient('mongodb://127.0.0.1:1/txbox', { serverSelectionTimeoutMS: 200 })
+    try {
+      const unreachable = createMongoStore({ db: client.db(), collectionPrefix: 'nowhere_' })
+      const error = await unreachable.outbox.get('x').catch((caught: unknown) => caught)
+      expect(error).toBeInstanceOf(StorageError)
+      expect((error as StorageError).message).toMatch(/^\[txbox\] \[mongodb\] outbox\.get failed/)
+      expect((error as StorageError).cause).toBeInstanceOf(Error)
+      await expect(
+        unreachable.outbox.findOrCreate({ eventId: '', subject: 's', payload: 'p' }),
+      ).rejects.toBeInstanceOf(ValidationError)
+    } finally {
+      await client.close()
+    }
+  })
+})
