@@ -42,6 +42,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
       client = new MongoClient(server.url, { serverSelectionTimeoutMS: 10_000 })
       await client.connect()
       db = client.db()
+      await waitForWritablePrimary(db)
       const probe = createMongoStore({ db, collectionPrefix: `t_probe_${uniqueSuffix()}_` })
       const capabilities = await probe.detectCapabilities()
       transactions = capabilities.transactions !== 'none'
@@ -123,5 +124,20 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
       client = undefined
       db = undefined
     },
+  }
+}
+
+/**
+ * A replica set that was just initiated (the testcontainers preset runs `rs.initiate()`)
+ * answers before it has elected itself primary; probing it then would see no writable
+ * primary. Wait for one, with a deadline, instead of sleeping a fixed time.
+ */
+const waitForWritablePrimary = async (db: Db): Promise<void> => {
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const hello = await db.command({ hello: 1 }).catch(() => db.command({ isMaster: 1 }))
+    const writable = hello.isWritablePrimary === true || hello.ismaster === true
+    if (writable || Date.now() > deadline) return
+    await new Promise((resolve) => setTimeout(resolve, 250))
   }
 }

@@ -218,3 +218,19 @@ describe('mongodb adapter without a server', () => {
     }
   })
 })
+
+describe('mongodb migrations file', () => {
+  it('lists exactly the indexes migrate() creates', async () => {
+    const { readFile } = await import('node:fs/promises')
+    const file = JSON.parse(
+      await readFile(new URL('../migrations/001_indexes.json', import.meta.url), 'utf8'),
+    ) as {
+      schemaVersion: number
+      collections: Record<string, unknown>
+    }
+    const { INDEXES, SCHEMA_VERSION } = await import('../src/collections.js')
+    expect(file.schemaVersion).toBe(SCHEMA_VERSION)
+    expect(file.collections.outbox).toEqual(INDEXES.outbox)
+    expect(file.collections.inbox).toEqual(INDEXES.inbox)
+  })
+})
