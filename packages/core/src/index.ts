@@ -28,6 +28,7 @@ export { MemoryInboxRepository } from './memory/memory-inbox-repository.js'
 export { MemoryOutboxRepository } from './memory/memory-outbox-repository.js'
 export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'
 export { MemoryTransaction } from './memory/memory-transaction.js'
+export { newInboxEvent, newOutboxEvent } from './new-event.js'
 export {
   type ClaimOptions,
   type EnqueueParams,

@@ -11,6 +11,7 @@ import {
   type InboxParams,
   type InboxRepository,
   inboxCounts,
+  newInboxEvent,
   PROCESSING_TIMEOUT_MESSAGE,
   systemClock,
   Validator,
@@ -57,30 +58,13 @@ export class RedisInboxRepository implements InboxRepository<ChainableCommander>
     return { keys, args }
   }
 
-  #newEvent(params: InboxParams, now: Date): InboxEvent {
-    const event: InboxEvent = {
-      eventId: params.eventId,
-      subject: params.subject,
-      payload: params.payload,
-      status: 'processing',
-      receivedAt: now,
-      deliveries: 1,
-    }
-    if (params.headers !== undefined) event.headers = params.headers
-    if (params.stream !== undefined && params.streamSeq !== undefined) {
-      event.stream = params.stream
-      event.streamSeq = params.streamSeq
-    }
-    return event
-  }
-
   async findOrCreate(params: InboxParams): Promise<InboxEvent> {
     const valid = this.validate.inboxParams(params)
     const now = this.clock()
     const { keys, args } = this.#lookupCall(valid, now)
     return storage('inbox.findOrCreate', async () => {
       const reply = await scripts.inboxFindOrCreate.run(this.redis, keys, args)
-      if (reply === 1) return this.#newEvent(valid, now)
+      if (reply === 1) return newInboxEvent(valid, now)
       if (Array.isArray(reply)) return toInboxEvent(fieldsOf(reply))
       throw unexpectedReply('inbox.findOrCreate', reply)
     })
@@ -97,7 +81,7 @@ export class RedisInboxRepository implements InboxRepository<ChainableCommander>
       if (!Array.isArray(reply)) throw unexpectedReply('inbox.claim', reply)
       const [outcome, stored] = reply as [unknown, unknown]
       if (outcome === 1) {
-        const event = this.#newEvent(valid, now)
+        const event = newInboxEvent(valid, now)
         event.claimedAt = now
         event.claimedBy = workerId
         event.leaseUntil = leaseUntil

@@ -8,6 +8,7 @@ import {
   EventNotFoundError,
   type FenceOptions,
   LeaseLostError,
+  newOutboxEvent,
   type OutboxCounts,
   type OutboxEvent,
   type OutboxRepository,
@@ -63,20 +64,6 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     this.keys = outboxKeys(this.validate.identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix'))
   }
 
-  #newEvent(params: EnqueueParams, now: Date): OutboxEvent {
-    const event: OutboxEvent = {
-      eventId: params.eventId,
-      subject: params.subject,
-      payload: params.payload,
-      status: 'pending',
-      enqueuedAt: now,
-      retryCount: 0,
-      availableAt: params.availableAt ?? now,
-    }
-    if (params.headers !== undefined) event.headers = params.headers
-    return event
-  }
-
   /** One event's ARGV: id, subject, payload, hasHeaders, headers, availableAt. */
   #eventArgs(params: EnqueueParams, now: Date): (string | number)[] {
     return [
@@ -91,7 +78,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
 
   /** A script reply for one enqueued event: its seq when new (we know what we wrote), else the stored hash. */
   #enqueued(reply: unknown, params: EnqueueParams, now: Date, operation: string): OutboxEvent {
-    if (typeof reply === 'number') return this.#newEvent(params, now)
+    if (typeof reply === 'number') return newOutboxEvent(params, now)
     if (Array.isArray(reply)) return toOutboxEvent(fieldsOf(reply))
     throw unexpectedReply(operation, reply)
   }
@@ -119,7 +106,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     if (tx) {
       const stored = await this.#read(valid.eventId, 'outbox.findOrCreate')
       scripts.outboxFindOrCreate.queue(tx, keys, args)
-      return stored ?? this.#newEvent(valid, now)
+      return stored ?? newOutboxEvent(valid, now)
     }
     return storage('outbox.findOrCreate', async () => {
       const reply = await scripts.outboxFindOrCreate.run(this.redis, keys, args)
@@ -153,7 +140,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
           const [error, record] = stored[index] ?? [null, {}]
           if (error) throw error
           const fields = fieldsOfObject(record as Record<string, string>)
-          byId.set(event.eventId, fields ? toOutboxEvent(fields) : this.#newEvent(event, now))
+          byId.set(event.eventId, fields ? toOutboxEvent(fields) : newOutboxEvent(event, now))
         })
       })
       scripts.outboxFindOrCreateMany.queue(tx, keys, args)

@@ -10,6 +10,7 @@ import {
   type InboxRepository,
   PROCESSING_TIMEOUT_MESSAGE,
 } from '../inbox.js'
+import { newInboxEvent } from '../new-event.js'
 import { Validator } from '../validation.js'
 import type { MemoryTransaction } from './memory-transaction.js'
 
@@ -50,19 +51,8 @@ export class MemoryInboxRepository implements InboxRepository<MemoryTransaction>
   }
 
   protected insert(params: InboxParams, now: Date): StoredInboxEvent {
-    const event: StoredInboxEvent = {
-      eventId: params.eventId,
-      subject: params.subject,
-      payload: params.payload,
-      status: 'processing',
-      receivedAt: now,
-      deliveries: 1,
-      seq: this.#nextSeq++,
-    }
-    if (params.headers !== undefined) event.headers = params.headers
+    const event: StoredInboxEvent = { ...newInboxEvent(params, now), seq: this.#nextSeq++ }
     if (params.stream !== undefined && params.streamSeq !== undefined) {
-      event.stream = params.stream
-      event.streamSeq = params.streamSeq
       this.byStreamSeq.set(streamKey(params.stream, params.streamSeq), params.eventId)
     }
     this.events.set(event.eventId, event)

@@ -1,6 +1,7 @@
 import { addMs, type Clock, cutoffDays, cutoffMinutes, systemClock } from '../clock.js'
 import { outboxCounts } from '../counts.js'
 import { EventNotFoundError, LeaseLostError } from '../errors.js'
+import { newOutboxEvent } from '../new-event.js'
 import type {
   ClaimOptions,
   EnqueueParams,
@@ -68,16 +69,7 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
   protected insert(params: EnqueueParams, now: Date, tx: MemoryTransaction | undefined): OutboxEvent {
     const stored = this.events.get(params.eventId)
     if (stored) return copy(stored)
-    const event: OutboxEvent = {
-      eventId: params.eventId,
-      subject: params.subject,
-      payload: params.payload,
-      status: 'pending',
-      enqueuedAt: now,
-      retryCount: 0,
-      availableAt: params.availableAt ?? now,
-    }
-    if (params.headers !== undefined) event.headers = params.headers
+    const event = newOutboxEvent(params, now)
     const write = () => {
       if (!this.events.has(event.eventId)) this.events.set(event.eventId, { ...event, seq: this.#nextSeq++ })
     }

@@ -1,0 +1,39 @@
+import type { InboxEvent, InboxParams } from './inbox.js'
+import type { EnqueueParams, OutboxEvent } from './outbox.js'
+
+/**
+ * The event `findOrCreate` stores for new params: `pending`, `retryCount` 0, `availableAt`
+ * = `params.availableAt ?? now`. Adapters that must answer before the write is visible (a
+ * MULTI, a transaction collector) return this as the event that will be stored.
+ */
+export const newOutboxEvent = (params: EnqueueParams, now: Date): OutboxEvent => {
+  const event: OutboxEvent = {
+    eventId: params.eventId,
+    subject: params.subject,
+    payload: params.payload,
+    status: 'pending',
+    enqueuedAt: now,
+    retryCount: 0,
+    availableAt: params.availableAt ?? now,
+  }
+  if (params.headers !== undefined) event.headers = params.headers
+  return event
+}
+
+/** The event the inbox's `findOrCreate` stores for a first delivery: `processing`, `deliveries` 1, no lease. */
+export const newInboxEvent = (params: InboxParams, now: Date): InboxEvent => {
+  const event: InboxEvent = {
+    eventId: params.eventId,
+    subject: params.subject,
+    payload: params.payload,
+    status: 'processing',
+    receivedAt: now,
+    deliveries: 1,
+  }
+  if (params.headers !== undefined) event.headers = params.headers
+  if (params.stream !== undefined && params.streamSeq !== undefined) {
+    event.stream = params.stream
+    event.streamSeq = params.streamSeq
+  }
+  return event
+}
