@@ -52,7 +52,22 @@ export const describeConformance = (
         server = found.connection
         stopServer = found.stop
       }
-      info = await target.setup?.(server)
+      try {
+        info = await target.setup?.(server)
+      } catch (error) {
+        // Set up failed: the server did not answer, or refused us. Like a missing server,
+        // that is "not run" outside CI and a named failure under TXBOX_REQUIRE_ALL.
+        const where = server ? ` at ${server.url} (from ${server.source})` : ''
+        const reason = `setup failed${where}: ${error instanceof Error ? error.message : String(error)}`
+        setupDone = true
+        if (requireAll())
+          throw new Error(`TXBOX_REQUIRE_ALL=1 and target ${target.name} was not run: ${reason}`, {
+            cause: error,
+          })
+        notRun = reason
+        console.warn(`[txbox] conformance target ${target.name} NOT RUN: ${reason}`)
+        return
+      }
       setupDone = true
       capabilities = info?.capabilities ?? target.capabilities
     })
