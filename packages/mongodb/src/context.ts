@@ -446,17 +446,20 @@ export class MongoContext {
     kind: Kind,
     operation: string,
     filter: Filter<D>,
-    change: (doc: D) => Omit<GuardedWrite, 'id' | 'rev'>,
+    change: () => Omit<GuardedWrite, 'id' | 'rev'>,
   ): Promise<number> {
     return withStorageErrors(ADAPTER, operation, async () => {
       const collection = this.collection<D>(kind)
       let moved = 0
       for (let round = 1; round <= MAX_ATTEMPTS; round++) {
-        const batch = (await collection.find(filter).limit(BATCH).toArray()) as D[]
+        const batch = (await collection
+          .find(filter, { projection: { _id: 1, rev: 1 } })
+          .limit(BATCH)
+          .toArray()) as D[]
         if (batch.length === 0) break
         const applied = await this.compareAndSet(
           kind,
-          batch.map((doc) => ({ id: doc._id, rev: doc.rev, ...change(doc) })),
+          batch.map((doc) => ({ id: doc._id, rev: doc.rev, ...change() })),
         )
         moved += applied.size
         if (batch.length < BATCH && applied.size === batch.length) break
