@@ -87,7 +87,7 @@ export interface OutboxDocument {
   claimedBy?: string
   leaseUntil?: Date
   /** The enqueue-order key: see {@link SequenceClock}. */
-  seq: number
+  seq: string
   /** A fresh random token on every write: the compare-and-set version of the document. */
   rev: string
 }
@@ -108,7 +108,7 @@ export interface InboxDocument {
   claimedAt?: Date
   claimedBy?: string
   leaseUntil?: Date
-  seq: number
+  seq: string
   rev: string
 }
 
@@ -178,17 +178,25 @@ export const toInboxEvent = (doc: InboxDocument): InboxEvent => {
 }
 
 /**
- * The enqueue-order key of one repository instance: a hybrid logical clock. It follows the
- * injected clock (`ms * 1024`), so events of different instances sort by time, and it
- * strictly increases within the instance even when the clock is frozen or steps back, so
- * events of one instance sort in call order (CONTRACT §4). 1024 keys per millisecond before
- * it runs ahead of the clock; exact in a double until the year 2248.
+ * The enqueue-order key of one repository instance: a hybrid logical clock rendered as a
+ * fixed-width string (`<ms, 15 digits>.<counter, 9 digits>`, so string order is key order).
+ * The millisecond part follows the injected clock but never goes back, and the counter
+ * orders calls within one millisecond; so events of one instance sort in call order even
+ * when the clock is frozen or steps back, and events of different instances sort by time
+ * (CONTRACT §4), however many are enqueued per millisecond.
  */
 export class SequenceClock {
-  #last = 0
+  #ms = 0
+  #counter = 0
 
-  next(now: Date): number {
-    this.#last = Math.max(this.#last + 1, now.getTime() * 1024)
-    return this.#last
+  next(now: Date): string {
+    const ms = now.getTime()
+    if (ms > this.#ms) {
+      this.#ms = ms
+      this.#counter = 0
+    } else {
+      this.#counter += 1
+    }
+    return `${String(this.#ms).padStart(15, '0')}.${String(this.#counter).padStart(9, '0')}`
   }
 }

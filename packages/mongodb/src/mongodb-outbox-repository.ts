@@ -350,7 +350,7 @@ export class MongoOutboxRepository implements OutboxRepository<ClientSession> {
         for (const doc of candidates) if (applied.has(doc._id)) claimed.push({ ...doc, ...set })
         if (applied.size === candidates.length) break
       }
-      return claimed.sort((a, b) => a.seq - b.seq).map(toOutboxEvent)
+      return claimed.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(toOutboxEvent)
     })
   }
 
