@@ -164,6 +164,7 @@ const measureScenario = async (
   const perRun = (factor: number) =>
     Math.max(100, Math.round((info.events * target.scale * factor) / 100) * 100)
   const events = perRun(options.quick ? 0.1 : 1)
+  const runs = Math.min(options.runs, target.maxRuns ?? options.runs)
   let ns: Awaited<ReturnType<Target['namespace']>>
   try {
     ns = await target.namespace()
@@ -177,7 +178,7 @@ const measureScenario = async (
         adapter: await makeWork(scenario, ns, 'adapter', events, tag),
         raw: await makeWork(scenario, ns, 'raw', events, tag),
       }
-    }, options.runs)
+    }, runs)
     // Round trips per call, counted on a separate short pass so counting costs no timed work.
     const small = scenario.startsWith('drain') || scenario === 'enqueue-batch' ? 1000 : 50
     const adapterPerCall = await countPerCall(
@@ -195,7 +196,7 @@ const measureScenario = async (
       rawPerCall,
       unit: target.counter.unit,
       events,
-      runs: options.runs,
+      runs,
     }
   } catch (error) {
     if (error instanceof NotRun) return { scenario, store: target.name, notRun: error.message }
@@ -213,6 +214,7 @@ const main = async (): Promise<void> => {
   log(`txbox bench: stores ${options.stores.join(',')}; load ${machine.loadBefore}`)
   const results: Results = { machine, quick: options.quick, runs: options.runs, rows: [], relay: [] }
   const targets = new Map<StoreName, Target>()
+  const hungStores = new Map<StoreName, string>()
   for (const store of options.stores) {
     const target = await connect(store)
     if (typeof target === 'string') {
@@ -224,8 +226,15 @@ const main = async (): Promise<void> => {
     }
     targets.set(store, target)
     machine.servers[store] = target.serverVersion
+    let hung: string | undefined
     for (const scenario of options.scenarios) {
-      const row = await runScenario(target, scenario, options)
+      const row: ScenarioRow = hung
+        ? { scenario, store, notRun: hung }
+        : await runScenario(target, scenario, options)
+      if (!hung && row.notRun?.includes('did not answer within')) {
+        hung = `server stopped answering during an earlier scenario (${row.notRun})`
+      }
+      if (hung) hungStores.set(store, hung)
       results.rows.push(row)
       log(
         row.notRun
@@ -236,11 +245,17 @@ const main = async (): Promise<void> => {
   }
   if (options.relay) {
     for (const target of targets.values()) {
-      const rows: RelayRow[] = await runRelay(target, options.quick, log)
+      const hung = hungStores.get(target.name)
+      const rows: RelayRow[] = hung
+        ? [1, 4].map((relays) => ({ store: target.name, relays, events: 0, notRun: hung }))
+        : await runRelay(target, options.quick, log)
       results.relay.push(...rows)
     }
   }
-  for (const target of targets.values()) await target.close().catch(() => undefined)
+  for (const target of targets.values()) {
+    // A hung server's close() may never return either.
+    if (!hungStores.has(target.name)) await target.close().catch(() => undefined)
+  }
   if (options.memory) results.memory = await runMemory(options.quick, log)
   machine.loadAfter = loadAverage()
   results.durationSeconds = Math.round((Date.now() - started) / 1000)

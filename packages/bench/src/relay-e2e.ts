@@ -51,8 +51,9 @@ export const runRelay = async (
   log: (line: string) => void,
 ): Promise<RelayRow[]> => {
   const url = process.env.TXBOX_NATS_URL
-  const events = Math.round((quick ? 2_000 : 20_000) * Math.min(1, target.scale))
-  const runs = quick ? 1 : 3
+  const full = target.relayEvents ?? 20_000
+  const events = quick ? Math.min(2_000, full) : full
+  const runs = quick ? 1 : Math.min(3, target.maxRuns ?? 3)
   const rows: RelayRow[] = []
   for (const relays of [1, 4]) {
     if (!url) {

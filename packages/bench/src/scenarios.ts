@@ -89,7 +89,7 @@ const drain = async (
       }
     }),
   )
-  if (total !== expected) throw new Error(`drained ${total} events, expected ${expected}`)
+  if (total !== expected) throw new Error(`${side}: drained ${total} events, expected ${expected}`)
 }
 
 /**

@@ -41,6 +41,10 @@ export interface Target {
   readonly counter: Counter
   /** Workload scale relative to the default sizes (slow stores do less work per run). */
   readonly scale: number
+  /** At most this many timed runs (slow servers), else the run's setting. */
+  readonly maxRuns?: number
+  /** Events per relay run at full size (default 20,000). */
+  readonly relayEvents?: number
   namespace(): Promise<Namespace>
   close(): Promise<void>
 }

@@ -44,7 +44,9 @@ export const connectDynamo = async (url: string): Promise<Target> => {
     name: 'dynamodb',
     serverVersion: `DynamoDB-compatible endpoint at ${new URL(url).host} (DynamoDB Local)`,
     counter,
-    scale: 0.2,
+    scale: 0.1,
+    maxRuns: 3,
+    relayEvents: 1_000,
     namespace: () => dynamoNamespace(client),
     close: async () => client.destroy(),
   }

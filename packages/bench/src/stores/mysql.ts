@@ -50,6 +50,7 @@ export const connectMySql = async (url: string): Promise<Target> => {
     serverVersion: /mariadb/i.test(version) ? `MariaDB ${version}` : `MySQL ${version}`,
     counter,
     scale: 0.5,
+    relayEvents: 10_000,
     namespace: () => mysqlNamespace(pool),
     close: () => pool.end(),
   }

@@ -28,7 +28,8 @@ const counter: Counter = {
 export const connectPostgres = async (url: string): Promise<Target> => {
   patchCounter()
   const pool = new pg.Pool({ connectionString: url, max: 8 })
-  const version = (await pool.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? 'unknown'
+  const version =
+    (await pool.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? 'unknown'
   return {
     name: 'postgres',
     serverVersion: `PostgreSQL ${version}`,

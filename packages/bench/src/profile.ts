@@ -1,0 +1,191 @@
+/**
+ * Focused runs behind the explanations in docs/BENCHMARKS.md: the adapter's statements taken
+ * apart by hand, one variable at a time, so where the time goes is measured, not guessed.
+ *   node dist/profile.js postgres   (TXBOX_POSTGRES_URL): pg_notify on/off
+ *   node dist/profile.js mysql      (TXBOX_MYSQL_URL): padding, upsert and read-back
+ */
+import { createMySqlStore } from '@txbox/mysql'
+import { createPostgresStore } from '@txbox/postgres'
+import { createPool } from 'mysql2/promise'
+import pg from 'pg'
+import { median } from './harness.js'
+import { makeEvents } from './scenarios.js'
+import { uniqueName } from './stores/names.js'
+
+const rate = async (events: number, fn: () => Promise<void>): Promise<number> => {
+  const started = performance.now()
+  await fn()
+  return events / ((performance.now() - started) / 1000)
+}
+
+const report = (results: Record<string, number[]>): void => {
+  for (const [name, samples] of Object.entries(results)) {
+    console.log(`${name.padEnd(60)} ${Math.round(median(samples))} events/s (median of ${samples.length})`)
+  }
+}
+
+const postgres = async (url: string): Promise<void> => {
+  const pool = new pg.Pool({ connectionString: url, max: 4 })
+  const schemaOn = uniqueName('prof')
+  const schemaOff = uniqueName('prof')
+  const on = createPostgresStore({ pool, schema: schemaOn })
+  const off = createPostgresStore({ pool, schema: schemaOff, notify: false })
+  await on.migrate()
+  await off.migrate()
+  const rawInsert = `INSERT INTO "${schemaOff}"."txbox_outbox" (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+    VALUES ($1, $2, $3, NULL, 'pending', $4, 0, $4)`
+  const results: Record<string, number[]> = {}
+  const record = (name: string, value: number) => {
+    results[name] ??= []
+    results[name].push(value)
+  }
+  try {
+    for (let run = 0; run < 5; run++) {
+      const n = 1000
+      const a = makeEvents(`on-${run}`, n)
+      const b = makeEvents(`off-${run}`, n)
+      const c = makeEvents(`raw-${run}`, n)
+      record(
+        'findOrCreate, notify on (default)',
+        await rate(n, async () => {
+          for (const e of a) await on.outbox.findOrCreate(e)
+        }),
+      )
+      record(
+        'findOrCreate, notify: false',
+        await rate(n, async () => {
+          for (const e of b) await off.outbox.findOrCreate(e)
+        }),
+      )
+      record(
+        'raw INSERT',
+        await rate(n, async () => {
+          for (const e of c) await pool.query(rawInsert, [e.eventId, e.subject, e.payload, new Date()])
+        }),
+      )
+      const batches = (prefix: string) =>
+        Array.from({ length: 20 }, (_, i) => makeEvents(`${prefix}-${run}-${i}`, 100))
+      const bOn = batches('bon')
+      const bOff = batches('boff')
+      record(
+        'findOrCreateMany(100), notify on',
+        await rate(2000, async () => {
+          for (const group of bOn) await on.outbox.findOrCreateMany(group)
+        }),
+      )
+      record(
+        'findOrCreateMany(100), notify: false',
+        await rate(2000, async () => {
+          for (const group of bOff) await off.outbox.findOrCreateMany(group)
+        }),
+      )
+    }
+    report(results)
+  } finally {
+    await pool.query(`DROP SCHEMA IF EXISTS "${schemaOn}" CASCADE`)
+    await pool.query(`DROP SCHEMA IF EXISTS "${schemaOff}" CASCADE`)
+    await pool.end()
+  }
+}
+
+const dt = (): string => new Date().toISOString().slice(0, 23).replace('T', ' ')
+
+const mysql = async (url: string): Promise<void> => {
+  const pool = createPool({ uri: url, connectionLimit: 4, charset: 'utf8mb4_bin' })
+  const prefix = `${uniqueName('prof')}_`
+  const store = createMySqlStore({ pool, tablePrefix: prefix })
+  await store.migrate()
+  const t = `\`${prefix}outbox\``
+  const columns = '(event_id, subject, payload, headers, status, enqueued_at, available_at, retry_count)'
+  const insert = (n: number, upsert: boolean) =>
+    `INSERT INTO ${t} ${columns} VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, 'pending', ?, ?, 0)").join(', ')}${
+      upsert ? ' ON DUPLICATE KEY UPDATE event_id = event_id' : ''
+    }`
+  const params = (events: ReturnType<typeof makeEvents>, pad: number) => {
+    const now = dt()
+    const rows = [...events]
+    const last = events[events.length - 1]
+    for (let i = 0; i < pad && last; i++) rows.push({ ...last, payload: '' })
+    return rows.flatMap((e) => [e.eventId, e.subject, e.payload, null, now, now])
+  }
+  const select = (n: number) =>
+    `SELECT * FROM ${t} WHERE event_id IN (${Array.from({ length: n }, () => '?').join(', ')})`
+  const results: Record<string, number[]> = {}
+  const record = (name: string, value: number) => {
+    results[name] ??= []
+    results[name].push(value)
+  }
+  try {
+    for (let run = 0; run < 5; run++) {
+      const batches = (tag: string) =>
+        Array.from({ length: 20 }, (_, i) => makeEvents(`${tag}-${run}-${i}`, 100))
+      const variants: Array<[string, (group: ReturnType<typeof makeEvents>) => Promise<unknown>]> = [
+        ['adapter findOrCreateMany(100)', (g) => store.outbox.findOrCreateMany(g)],
+        ['raw INSERT 100 rows', (g) => pool.execute(insert(100, false), params(g, 0))],
+        ['raw INSERT 100 rows ON DUPLICATE KEY UPDATE', (g) => pool.execute(insert(100, true), params(g, 0))],
+        [
+          'raw INSERT 100 + 28 pad rows ON DUPLICATE KEY UPDATE',
+          (g) => pool.execute(insert(128, true), params(g, 28)),
+        ],
+        [
+          'raw INSERT 128 ODKU + SELECT 128 ids back',
+          async (g) => {
+            await pool.execute(insert(128, true), params(g, 28))
+            const ids = g.map((e) => e.eventId)
+            while (ids.length < 128) ids.push(ids[ids.length - 1] as string)
+            await pool.execute(select(128), ids)
+          },
+        ],
+      ]
+      for (const [name, fn] of variants) {
+        const groups = batches(name.replaceAll(/\W/g, '').slice(0, 12))
+        record(
+          name,
+          await rate(2000, async () => {
+            for (const g of groups) await fn(g)
+          }),
+        )
+      }
+      const singles = (tag: string) => makeEvents(`${tag}-${run}`, 300)
+      const singleVariants: Array<[string, (e: ReturnType<typeof makeEvents>[number]) => Promise<unknown>]> =
+        [
+          ['adapter findOrCreate', (e) => store.outbox.findOrCreate(e)],
+          ['raw INSERT 1 row', (e) => pool.execute(insert(1, false), params([e], 0))],
+          ['raw INSERT 1 row ODKU', (e) => pool.execute(insert(1, true), params([e], 0))],
+          [
+            'raw INSERT 1 row ODKU + SELECT back',
+            async (e) => {
+              await pool.execute(insert(1, true), params([e], 0))
+              await pool.execute(select(1), [e.eventId])
+            },
+          ],
+        ]
+      for (const [name, fn] of singleVariants) {
+        const events = singles(name.replaceAll(/\W/g, '').slice(0, 12))
+        record(
+          name,
+          await rate(300, async () => {
+            for (const e of events) await fn(e)
+          }),
+        )
+      }
+    }
+    report(results)
+  } finally {
+    await pool.query(`DROP TABLE IF EXISTS ${t}, \`${prefix}inbox\`, \`${prefix}schema_version\``)
+    await pool.end()
+  }
+}
+
+const main = async (): Promise<void> => {
+  const which = process.argv[2] ?? 'postgres'
+  const url = process.env[which === 'mysql' ? 'TXBOX_MYSQL_URL' : 'TXBOX_POSTGRES_URL']
+  if (!url) throw new Error(`the ${which} URL is not set`)
+  if (which === 'mysql') await mysql(url)
+  else await postgres(url)
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exit(1)
+})
