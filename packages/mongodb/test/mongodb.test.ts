@@ -101,7 +101,7 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     } finally {
       await Promise.all(clients.map((claimerClient) => claimerClient.close()))
     }
-  })
+  }, 300_000)
 
   it('migrate() runs twice, and twice at once, and records the schema version', async () => {
     const { store: migrated, prefix } = await store()
