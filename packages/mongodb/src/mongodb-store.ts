@@ -1,5 +1,6 @@
 import { type Capabilities, defineCapabilities, type TxboxStore } from '@txbox/core'
 import type { ClientSession } from 'mongodb'
+import { MAX_EVENT_BYTES } from './collections.js'
 import { MongoContext, type ServerRuntime } from './context.js'
 import { MongoInboxRepository } from './mongodb-inbox-repository.js'
 import type { MongoStoreOptions } from './mongodb-options.js'
@@ -10,7 +11,11 @@ import { MongoOutboxRepository } from './mongodb-outbox-repository.js'
  * mongod or FerretDB v1 there are no transactions: {@link MongoStore.detectCapabilities}
  * then reports `transactions: 'none'`.
  */
-export const mongodbCapabilities = defineCapabilities({ transactions: 'native', claim: 'conditional-update' })
+export const mongodbCapabilities = defineCapabilities({
+  transactions: 'native',
+  claim: 'conditional-update',
+  maxEventBytes: MAX_EVENT_BYTES,
+})
 
 /** The capabilities of the server behind `runtime`. */
 export const runtimeCapabilities = (runtime: ServerRuntime): Capabilities =>
@@ -19,6 +24,7 @@ export const runtimeCapabilities = (runtime: ServerRuntime): Capabilities =>
     : defineCapabilities({
         transactions: 'none',
         claim: 'conditional-update',
+        maxEventBytes: MAX_EVENT_BYTES,
         transactionsNote: runtime.transactionsNote ?? 'the server has no transactions',
       })
 
