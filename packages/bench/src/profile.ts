@@ -34,6 +34,37 @@ const postgres = async (url: string): Promise<void> => {
   await off.migrate()
   const rawInsert = `INSERT INTO "${schemaOff}"."txbox_outbox" (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
     VALUES ($1, $2, $3, NULL, 'pending', $4, 0, $4)`
+  // The adapter's enqueue statement (packages/postgres/src/sql.ts, notify off), sent by hand:
+  // separates what the statement costs in the server from what the adapter costs in Node.
+  const t = `"${schemaOff}"."txbox_outbox"`
+  const names =
+    'seq, event_id, subject, payload, headers, status, enqueued_at, sent_at, error_message, retry_count, available_at, claimed_at, claimed_by, lease_until'
+  const readList = names
+    .split(', ')
+    .map((name) =>
+      name.endsWith('_at') || name === 'lease_until'
+        ? `(extract(epoch FROM ${name}) * 1000)::float8 AS ${name}`
+        : name === 'seq'
+          ? 'seq::text AS seq'
+          : name,
+    )
+    .join(', ')
+  const adapterSql = `
+      WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+          WITH ORDINALITY AS u(event_id, subject, payload, headers, available_at, ord)
+      ), inserted AS (
+        INSERT INTO ${t} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+        SELECT event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at
+        FROM input ORDER BY ord
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING ${readList}
+      )
+      SELECT ${names} FROM inserted
+      UNION ALL
+      SELECT ${readList} FROM ${t} WHERE event_id = ANY($1::text[])`
+  const simpleReturning = `INSERT INTO ${t} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+    VALUES ($1, $2, $3, NULL, 'pending', $4, 0, $4) ON CONFLICT (event_id) DO NOTHING RETURNING ${readList}`
   const results: Record<string, number[]> = {}
   const record = (name: string, value: number) => {
     results[name] ??= []
@@ -42,6 +73,37 @@ const postgres = async (url: string): Promise<void> => {
   try {
     for (let run = 0; run < 5; run++) {
       const n = 1000
+      const d = makeEvents(`sql-${run}`, n)
+      record(
+        "the adapter's CTE statement by hand (1 event)",
+        await rate(n, async () => {
+          for (const e of d) {
+            const now = new Date()
+            await pool.query(adapterSql, [[e.eventId], [e.subject], [e.payload], [null], [now], now])
+          }
+        }),
+      )
+      const p = makeEvents(`prep-${run}`, n)
+      record(
+        "the adapter's CTE statement, named (prepared once per connection)",
+        await rate(n, async () => {
+          for (const e of p) {
+            const now = new Date()
+            await pool.query({
+              name: `bench_enqueue_${schemaOff}`,
+              text: adapterSql,
+              values: [[e.eventId], [e.subject], [e.payload], [null], [now], now],
+            })
+          }
+        }),
+      )
+      const f = makeEvents(`ret-${run}`, n)
+      record(
+        'INSERT ... ON CONFLICT DO NOTHING RETURNING (1 event)',
+        await rate(n, async () => {
+          for (const e of f) await pool.query(simpleReturning, [e.eventId, e.subject, e.payload, new Date()])
+        }),
+      )
       const a = makeEvents(`on-${run}`, n)
       const b = makeEvents(`off-${run}`, n)
       const c = makeEvents(`raw-${run}`, n)

@@ -22,8 +22,15 @@ const ratioCell = (row: ScenarioRow): string => {
 export const renderTables = (results: Results): string => {
   const m = results.machine
   const lines: string[] = []
+  const fewer = [
+    ...new Set(
+      results.rows
+        .filter((r) => r.runs !== undefined && r.runs < results.runs)
+        .map((r) => `${r.runs} for ${r.store}`),
+    ),
+  ]
   lines.push(
-    `Run of ${m.date}${results.quick ? ' (--quick: smoke check only)' : ''}, ${results.runs} timed runs per side after one warm-up, median reported; the whole run took ${results.durationSeconds ?? '?'} s.`,
+    `Run of ${m.date}${results.quick ? ' (--quick: smoke check only)' : ''}, ${results.runs} timed runs per side${fewer.length > 0 ? ` (${fewer.join(', ')}: slow servers)` : ''} after one warm-up, median reported; the whole run took ${results.durationSeconds ?? '?'} s.`,
     '',
     '| machine | |',
     '|---|---|',

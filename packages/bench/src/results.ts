@@ -24,7 +24,7 @@ export interface RelayRow {
   /** Median events/s from start to the last acknowledged publish. */
   eventsPerSecond?: number
   samples?: number[]
-  mode?: string
+  config?: string
   notRun?: string
 }
 
