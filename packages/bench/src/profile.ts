@@ -150,6 +150,64 @@ const postgres = async (url: string): Promise<void> => {
   }
 }
 
+/** Where a pg drain spends its time: claim vs mark, adapter vs the raw statements, 5,000 events each, alternating. */
+const postgresDrain = async (url: string): Promise<void> => {
+  const pool = new pg.Pool({ connectionString: url, max: 4 })
+  const schema = uniqueName('prof')
+  const store = createPostgresStore({ pool, schema })
+  await store.migrate()
+  const t = `"${schema}"."txbox_outbox"`
+  const fill = async (tag: string) => {
+    for (let i = 0; i < 10; i++) await store.outbox.findOrCreateMany(makeEvents(`${tag}-${i}`, 500))
+  }
+  const claimSql = `UPDATE ${t} SET status = 'publishing', claimed_by = $1, claimed_at = $2, lease_until = $3
+    WHERE seq IN (SELECT seq FROM ${t} WHERE status = 'pending' AND available_at <= $2 ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED)
+    RETURNING event_id, subject, payload, headers`
+  const markSql = `UPDATE ${t} SET status = 'sent', sent_at = $2, claimed_by = NULL, lease_until = NULL
+    WHERE event_id = ANY($1::text[]) AND claimed_by = $3`
+  const ms: Record<string, number[]> = {}
+  const add = (k: string, v: number) => {
+    ms[k] ??= []
+    ms[k].push(v)
+  }
+  try {
+    for (let run = 0; run < 4; run++) {
+      for (const side of run % 2 === 0 ? ['adapter', 'raw'] : ['raw', 'adapter']) {
+        await fill(`${side}-${run}`)
+        let claimMs = 0
+        let markMs = 0
+        for (;;) {
+          let started = performance.now()
+          let ids: string[]
+          if (side === 'adapter') {
+            ids = (await store.outbox.claim({ limit: 100, leaseMs: 60_000, workerId: 'w' })).map(
+              (e) => e.eventId,
+            )
+          } else {
+            const now = new Date()
+            ids = (
+              await pool.query<{ event_id: string }>(claimSql, ['w', now, new Date(now.getTime() + 60_000)])
+            ).rows.map((r) => r.event_id)
+          }
+          claimMs += performance.now() - started
+          if (ids.length === 0) break
+          started = performance.now()
+          if (side === 'adapter') await store.outbox.markManyAsSent(ids, { workerId: 'w' })
+          else await pool.query(markSql, [ids, new Date(), 'w'])
+          markMs += performance.now() - started
+        }
+        add(`${side} claim (ms per 100 events)`, claimMs / 50)
+        add(`${side} markManyAsSent (ms per 100 events)`, markMs / 50)
+      }
+    }
+    for (const [name, samples] of Object.entries(ms))
+      console.log(`${name.padEnd(45)} ${median(samples).toFixed(2)}`)
+  } finally {
+    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    await pool.end()
+  }
+}
+
 const dt = (): string => new Date().toISOString().slice(0, 23).replace('T', ' ')
 
 const mysql = async (url: string): Promise<void> => {
@@ -242,8 +300,10 @@ const mysql = async (url: string): Promise<void> => {
 const main = async (): Promise<void> => {
   const which = process.argv[2] ?? 'postgres'
   const url = process.env[which === 'mysql' ? 'TXBOX_MYSQL_URL' : 'TXBOX_POSTGRES_URL']
+  // postgres-drain: claim vs mark time, adapter vs raw
   if (!url) throw new Error(`the ${which} URL is not set`)
   if (which === 'mysql') await mysql(url)
+  else if (which === 'postgres-drain') await postgresDrain(url)
   else await postgres(url)
 }
 
