@@ -63,6 +63,20 @@ export const renderTables = (results: Results): string => {
       )
     }
   }
+  const below = results.rows.filter(
+    (row) => row.ratio !== undefined && row.ratio < SCENARIO_INFO[row.scenario].target,
+  )
+  if (below.length > 0) {
+    lines.push(
+      '',
+      `Below the goal in this run (${below.length} of ${results.rows.filter((r) => r.ratio !== undefined).length}; each is explained under "Where the time goes"): ${below
+        .map(
+          (row) =>
+            `${row.store} ${row.scenario} ${row.ratio?.toFixed(2)} (${perCall(row.adapterPerCall)} vs ${perCall(row.rawPerCall)} ${row.unit})`,
+        )
+        .join('; ')}.`,
+    )
+  }
   lines.push('', '### Relay end to end', '')
   lines.push(
     `From a pre-filled outbox to acknowledged JetStream messages (every event marked sent; the stream's message count is checked after each run). ${RELAY_MODE}. Median of the runs.`,
