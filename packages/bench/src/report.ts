@@ -81,17 +81,18 @@ export const renderTables = (results: Results): string => {
   lines.push(
     `From a pre-filled outbox to acknowledged JetStream messages (every event marked sent; the stream's message count is checked after each run). ${RELAY_MODE}. Median of the runs.`,
     '',
-    '| store | relays | events per run | events/s | runs (events/s) |',
-    '|---|--:|--:|--:|---|',
+    '| store | relays | relay options | events per run | events/s | runs (events/s) |',
+    '|---|--:|---|--:|--:|---|',
   )
   for (const row of results.relay) {
+    const config = row.config ?? ''
     if (row.notRun)
       lines.push(
-        `| ${row.store} | ${row.relays} | ${row.events || ''} | not run: ${row.notRun.replaceAll('|', '/')} | |`,
+        `| ${row.store} | ${row.relays} | ${config} | ${row.events || ''} | not run: ${row.notRun.replaceAll('|', '/')} | |`,
       )
     else
       lines.push(
-        `| ${row.store} | ${row.relays} | ${row.events.toLocaleString('en-US')} | ${rate(row.eventsPerSecond)} | ${(row.samples ?? []).map((s) => rate(s)).join(', ')} |`,
+        `| ${row.store} | ${row.relays} | ${config} | ${row.events.toLocaleString('en-US')} | ${rate(row.eventsPerSecond)} | ${(row.samples ?? []).map((s) => rate(s)).join(', ')} |`,
       )
   }
   const mem = results.memory
