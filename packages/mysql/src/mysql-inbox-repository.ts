@@ -12,6 +12,7 @@ import {
   type InboxRepository,
   inboxCounts,
   PayloadTooLargeError,
+  repeatInBatches,
   systemClock,
   Validator,
 } from '@txbox/core'
@@ -196,15 +197,12 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
     const cutoff = toDateTime(
       cutoffDays(this.clock(), this.validate.nonNegative(olderThanDays, 'olderThanDays')),
     )
-    let deleted = 0
-    for (;;) {
-      const batch = await this.run.auto(
+    return repeatInBatches(CLEANUP_BATCH, () =>
+      this.run.auto(
         'inbox.cleanup',
         async (db) => (await runWrite(db, this.sql.cleanup, [cutoff])).affectedRows,
-      )
-      deleted += batch
-      if (batch < CLEANUP_BATCH) return deleted
-    }
+      ),
+    )
   }
 
   async resetStale(staleMinutes: number): Promise<number> {

@@ -15,6 +15,7 @@ import {
   PayloadTooLargeError,
   type RenewLeaseOptions,
   type RetryLaterOptions,
+  repeatInBatches,
   systemClock,
   Validator,
   type WriteOptions,
@@ -229,16 +230,14 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     const cutoff = toDateTime(
       cutoffDays(this.clock(), this.validate.nonNegative(olderThanDays, 'olderThanDays')),
     )
-    let deleted = 0
     // One bounded DELETE per round trip, each its own autocommit statement: no long lock,
     // no statement over CLEANUP_BATCH rows, and a retry repeats only the failed batch.
-    for (;;) {
-      const batch = await this.run.auto('outbox.cleanup', async (db) => {
-        return (await runWrite(db, this.sql.cleanup, [cutoff])).affectedRows
-      })
-      deleted += batch
-      if (batch < CLEANUP_BATCH) return deleted
-    }
+    return repeatInBatches(CLEANUP_BATCH, () =>
+      this.run.auto(
+        'outbox.cleanup',
+        async (db) => (await runWrite(db, this.sql.cleanup, [cutoff])).affectedRows,
+      ),
+    )
   }
 
   async resetStale(staleMinutes: number): Promise<number> {

@@ -1,3 +1,4 @@
+import { repeatInBatches } from '@txbox/core'
 import type { Pool, QueryResult, QueryResultRow } from 'pg'
 import type { Queryable } from './postgres-options.js'
 import { CLEANUP_BATCH } from './sql.js'
@@ -13,12 +14,5 @@ export const query = <R extends QueryResultRow = QueryResultRow>(
  * Runs a bounded DELETE (at most CLEANUP_BATCH rows, each statement its own short
  * transaction) until a batch comes back short; returns the total deleted.
  */
-export const deleteInBatches = async (pool: Pool, text: string, cutoff: Date): Promise<number> => {
-  let total = 0
-  for (;;) {
-    const result = await query(pool, text, [cutoff])
-    const deleted = result.rowCount ?? 0
-    total += deleted
-    if (deleted < CLEANUP_BATCH) return total
-  }
-}
+export const deleteInBatches = (pool: Pool, text: string, cutoff: Date): Promise<number> =>
+  repeatInBatches(CLEANUP_BATCH, async () => (await query(pool, text, [cutoff])).rowCount ?? 0)

@@ -17,10 +17,11 @@ import {
   Validator,
 } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
+import { scriptBatches } from './batches.js'
 import { eventsOf, fieldsOf, fieldsOfObject, toInboxEvent } from './codec.js'
 import { ADAPTER, storage, unexpectedReply } from './errors.js'
 import { DEFAULT_KEY_PREFIX, type InboxKeys, inboxKeys } from './keys.js'
-import { BATCH_SIZE, type RedisStoreOptions } from './redis-options.js'
+import type { RedisStoreOptions } from './redis-options.js'
 import { type RedisClient, scripts } from './scripts.js'
 
 /**
@@ -139,7 +140,7 @@ export class RedisInboxRepository implements InboxRepository<ChainableCommander>
       this.clock(),
       this.validate.nonNegative(olderThanDays, 'olderThanDays'),
     ).getTime()
-    return this.#batches('inbox.cleanup', (batch) =>
+    return scriptBatches('inbox.cleanup', (batch) =>
       scripts.inboxCleanup.run(this.redis, this.keys.indexKeys, [cutoff, batch]),
     )
   }
@@ -149,25 +150,13 @@ export class RedisInboxRepository implements InboxRepository<ChainableCommander>
       this.clock(),
       this.validate.nonNegative(staleMinutes, 'staleMinutes'),
     ).getTime()
-    return this.#batches('inbox.resetStale', (batch) =>
+    return scriptBatches('inbox.resetStale', (batch) =>
       scripts.inboxResetStale.run(this.redis, this.keys.indexKeys, [
         cutoff,
         batch,
         PROCESSING_TIMEOUT_MESSAGE,
       ]),
     )
-  }
-
-  async #batches(operation: string, runBatch: (batchSize: number) => Promise<unknown>): Promise<number> {
-    return storage(operation, async () => {
-      let total = 0
-      for (;;) {
-        const reply = await runBatch(BATCH_SIZE)
-        if (typeof reply !== 'number') throw unexpectedReply(operation, reply)
-        total += reply
-        if (reply < BATCH_SIZE) return total
-      }
-    })
   }
 
   async getCountByStatus(): Promise<InboxCounts> {

@@ -20,6 +20,7 @@ import {
   type WriteOptions,
 } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
+import { scriptBatches } from './batches.js'
 import { eventsOf, fieldsOf, fieldsOfObject, toOutboxEvent } from './codec.js'
 import { ADAPTER, storage, unexpectedReply } from './errors.js'
 import { DEFAULT_KEY_PREFIX, type OutboxKeys, outboxKeys } from './keys.js'
@@ -219,7 +220,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
       this.clock(),
       this.validate.nonNegative(olderThanDays, 'olderThanDays'),
     ).getTime()
-    return this.#batches('outbox.cleanup', (run) =>
+    return scriptBatches('outbox.cleanup', (run) =>
       scripts.outboxCleanup.run(this.redis, this.keys.indexKeys, [cutoff, run]),
     )
   }
@@ -227,21 +228,9 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
   async resetStale(staleMinutes: number): Promise<number> {
     const now = this.clock()
     const cutoff = cutoffMinutes(now, this.validate.nonNegative(staleMinutes, 'staleMinutes')).getTime()
-    return this.#batches('outbox.resetStale', (run) =>
+    return scriptBatches('outbox.resetStale', (run) =>
       scripts.outboxResetStale.run(this.redis, this.keys.indexKeys, [cutoff, now.getTime(), run]),
     )
-  }
-
-  async #batches(operation: string, runBatch: (batchSize: number) => Promise<unknown>): Promise<number> {
-    return storage(operation, async () => {
-      let total = 0
-      for (;;) {
-        const reply = await runBatch(BATCH_SIZE)
-        if (typeof reply !== 'number') throw unexpectedReply(operation, reply)
-        total += reply
-        if (reply < BATCH_SIZE) return total
-      }
-    })
   }
 
   /** One HGETALL of the counts hash the scripts keep exact. */

@@ -13,6 +13,7 @@ import {
   type InboxStatus,
   inboxCounts,
   PROCESSING_TIMEOUT_MESSAGE,
+  repeatInBatches,
   Validator,
 } from '@txbox/core'
 import { Connection } from './connection.js'
@@ -195,14 +196,12 @@ export class SqliteInboxRepository implements InboxRepository<SqliteDatabase> {
   async cleanup(olderThanDays: number): Promise<number> {
     const days = this.#validate.nonNegative(olderThanDays, 'olderThanDays')
     const cutoffMs = cutoffDays(this.#clock(), days).getTime()
-    return runStorage('inbox.cleanup', () => {
-      let deleted = 0
-      for (;;) {
-        const { changes } = this.#connection.statement('cleanupBatch').run(cutoffMs, CLEANUP_BATCH)
-        deleted += changes
-        if (changes < CLEANUP_BATCH) return deleted
-      }
-    })
+    return repeatInBatches(CLEANUP_BATCH, (batchSize) =>
+      runStorage(
+        'inbox.cleanup',
+        () => this.#connection.statement('cleanupBatch').run(cutoffMs, batchSize).changes,
+      ),
+    )
   }
 
   async resetStale(staleMinutes: number): Promise<number> {

@@ -15,6 +15,7 @@ import {
   outboxCounts,
   type RenewLeaseOptions,
   type RetryLaterOptions,
+  repeatInBatches,
   ValidationError,
   Validator,
   type WriteOptions,
@@ -212,15 +213,13 @@ export class SqliteOutboxRepository implements OutboxRepository<SqliteDatabase> 
   async cleanup(olderThanDays: number): Promise<number> {
     const days = this.#validate.nonNegative(olderThanDays, 'olderThanDays')
     const cutoffMs = cutoffDays(this.#clock(), days).getTime()
-    return runStorage('outbox.cleanup', () => {
-      // One short write transaction per batch, so a large backlog never holds the write lock long.
-      let deleted = 0
-      for (;;) {
-        const { changes } = this.#connection.statement('cleanupBatch').run(cutoffMs, CLEANUP_BATCH)
-        deleted += changes
-        if (changes < CLEANUP_BATCH) return deleted
-      }
-    })
+    // One short write transaction per batch, so a large backlog never holds the write lock long.
+    return repeatInBatches(CLEANUP_BATCH, (batchSize) =>
+      runStorage(
+        'outbox.cleanup',
+        () => this.#connection.statement('cleanupBatch').run(cutoffMs, batchSize).changes,
+      ),
+    )
   }
 
   async resetStale(staleMinutes: number): Promise<number> {
