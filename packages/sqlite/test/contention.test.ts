@@ -157,8 +157,9 @@ db.close()
     expect(new Set(won).size).toBe(INBOX_DELIVERIES)
     expect(db.prepare('SELECT DISTINCT deliveries FROM txbox_inbox').pluck().all()).toEqual([2])
     db.close()
-    // Both processes took part: the claims really interleaved.
-    for (const result of results) expect(result.batches).toBeGreaterThan(0)
+    // How the claims split between the processes depends on the OS scheduler (under load one
+    // may drain everything before the other runs), so it is reported, not asserted; the
+    // deterministic interleaving is the two-connection test above.
     console.info(
       `[sqlite contention] ${EVENTS} events, 2 processes: ${results
         .map(
