@@ -15,7 +15,7 @@ export interface CaseContext {
 
 /** One named, stable check of the contract. */
 export interface ConformanceCase {
-  /** Stable id used by the report and `--only` (CONTRACT §6). */
+  /** Stable id used by the report and `--only` (docs/CONTRACT.md §6). */
   readonly id: string
   /** One sentence: what the case proves. */
   readonly title: string

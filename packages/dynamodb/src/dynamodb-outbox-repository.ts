@@ -152,7 +152,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     return this.#options.clock().getTime()
   }
 
-  /** The enqueue-order key: time, then this process's sequence (CONTRACT §4). */
+  /** The enqueue-order key: time, then this process's sequence (docs/CONTRACT.md §4). */
   #nextOrderKey(nowMs: number): string {
     this.#lastOrderMs = Math.max(nowMs, this.#lastOrderMs)
     return orderKey(this.#lastOrderMs, nextSequence())

@@ -78,7 +78,7 @@ export const shardOf = (eventId: string, shards: number): number => {
 
 /**
  * A process-wide counter behind every order key. It only has to grow within one repository
- * instance (CONTRACT §4); sharing it between instances keeps that true and costs nothing.
+ * instance (docs/CONTRACT.md §4); sharing it between instances keeps that true and costs nothing.
  */
 let sequence = 0
 export const nextSequence = (): number => {

@@ -183,7 +183,7 @@ export const toInboxEvent = (doc: InboxDocument): InboxEvent => {
  * The millisecond part follows the injected clock but never goes back, and the counter
  * orders calls within one millisecond; so events of one instance sort in call order even
  * when the clock is frozen or steps back, and events of different instances sort by time
- * (CONTRACT §4), however many are enqueued per millisecond.
+ * (docs/CONTRACT.md §4), however many are enqueued per millisecond.
  */
 export class SequenceClock {
   #ms = 0

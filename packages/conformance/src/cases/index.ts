@@ -10,7 +10,7 @@ import { payloadCases } from './payload.js'
 import { schemaCases } from './schema.js'
 import { validationCases } from './validation.js'
 
-/** Every case of the suite, in report order. Ids are stable (CONTRACT §6). */
+/** Every case of the suite, in report order. Ids are stable (docs/CONTRACT.md §6). */
 export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...outboxIdempotencyCases,
   ...outboxOrderCases,
