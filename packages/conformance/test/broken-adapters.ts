@@ -3,6 +3,8 @@ import {
   type ClaimOptions,
   cutoffMinutes,
   type EnqueueParams,
+  type InboxParams,
+  MemoryInboxRepository,
   MemoryOutboxRepository,
   type MemoryTransaction,
   type OutboxEvent,
@@ -82,6 +84,45 @@ class TimestampOnlyOrderOutbox extends MemoryOutboxRepository {
   }
 }
 
+/**
+ * The inbox that merged deliveries by `(stream, streamSeq)`: after a stream is re-created,
+ * every new event at a reused sequence is taken for a duplicate and never handled.
+ */
+class StreamPositionMergingInbox extends MemoryInboxRepository {
+  protected override lookup(params: InboxParams) {
+    const byId = this.events.get(params.eventId)
+    if (byId || params.stream === undefined) return byId
+    return [...this.events.values()].find(
+      (event) => event.stream === params.stream && event.streamSeq === params.streamSeq,
+    )
+  }
+}
+
+/** The memory target with its inbox replaced by a broken one. */
+const brokenInboxTarget = (
+  name: string,
+  Inbox: new (options: { clock?: () => Date }) => MemoryInboxRepository,
+): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name,
+    async create(options) {
+      const fixture = await base.create(options)
+      const inbox = new Inbox({ clock: options.clock })
+      return {
+        ...fixture,
+        inbox,
+        oracle: {
+          ...fixture.oracle,
+          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          inboxCount: async () => inbox.snapshot().length,
+        },
+      }
+    },
+  }
+}
+
 type OutboxClass = new (options: { clock?: () => Date }) => MemoryOutboxRepository
 
 /** The memory target with its outbox replaced by a broken one. */
@@ -134,5 +175,9 @@ export const brokenAdapters: readonly {
       'outbox.retry.dead-letter',
       'outbox.retry.requeue',
     ],
+  },
+  {
+    target: brokenInboxTarget('stream-position-merging-inbox', StreamPositionMergingInbox),
+    mustFail: ['inbox.dedupe.stream-seq'],
   },
 ]

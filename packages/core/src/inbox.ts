@@ -31,7 +31,10 @@ export interface InboxParams {
   subject: string
   payload: string
   headers?: string | undefined
-  /** With `streamSeq`: a second id of the same delivery (JetStream redelivery under a new id). */
+  /**
+   * With `streamSeq`: where JetStream delivered the message. Recorded, never an identity: a
+   * stream re-created under its name restarts at sequence 1.
+   */
   stream?: string | undefined
   streamSeq?: number | undefined
 }
@@ -57,8 +60,10 @@ export type InboxCounts = Record<InboxStatus, number>
 export interface InboxRepository<Tx = never> {
   /**
    * Inserts a `processing` event with `deliveries` 1, or returns the stored one with
-   * `deliveries` + 1 (atomic). An event whose `(stream, streamSeq)` is already stored under
-   * another `eventId` is the same delivery: the stored one is returned.
+   * `deliveries` + 1 (atomic). The `eventId` alone is the identity: `(stream, streamSeq)` is
+   * recorded, never used to merge two different `eventId`s (a JetStream stream deleted and
+   * re-created under the same name restarts its sequence at 1). A redelivery of a stored id
+   * at a new position keeps the position recorded first.
    */
   findOrCreate(params: InboxParams): Promise<InboxEvent>
 

@@ -53,34 +53,56 @@ export const inboxCases = [
   }),
   defineCase({
     id: 'inbox.dedupe.stream-seq',
-    title: 'a message whose (stream, streamSeq) is stored under another id is the same delivery',
+    title:
+      'the event id alone is the identity: a new id at a stored (stream, streamSeq) is a new event, a stored id at a new position a duplicate',
     async run({ store }) {
-      const first = await store.inbox.claim(inboxEvent('a', { stream: 'ORDERS', streamSeq: 7 }), LEASE)
-      expectSame(first.shouldProcess, true, 'the first delivery is processed')
-      const alias = await store.inbox.claim(inboxEvent('b', { stream: 'ORDERS', streamSeq: 7 }), LEASE)
-      expectSame(alias.shouldProcess, false, 'the same stream position under another id is a duplicate')
-      expectSame(alias.event.eventId, 'a', 'the stored event is returned')
+      // A JetStream stream deleted and re-created under its name restarts at sequence 1, so
+      // a stored position under a new id is a new event that must be processed.
       expectSame(
-        (await store.inbox.findOrCreate(inboxEvent('c', { stream: 'ORDERS', streamSeq: 7 }))).eventId,
-        'a',
-        'findOrCreate too',
-      )
-      expectSame(await store.oracle.inbox('b'), null, 'oracle: no row for the alias id')
-      const stored = await storedInbox(store, 'a')
-      expectSame(stored.deliveries, 3, 'oracle: three deliveries of one event')
-      expectSame(stored.stream, 'ORDERS', 'oracle: stream stored')
-      expectSame(stored.streamSeq, 7, 'oracle: streamSeq stored')
-      expectSame(
-        (await store.inbox.claim(inboxEvent('d', { stream: 'ORDERS', streamSeq: 8 }), LEASE)).shouldProcess,
+        (await store.inbox.claim(inboxEvent('a', { stream: 'ORDERS', streamSeq: 7 }), LEASE)).shouldProcess,
         true,
-        'next seq',
+        'the first event at ORDERS/7 is processed',
       )
+      await store.inbox.markAsProcessed('a')
+      const reused = await store.inbox.claim(inboxEvent('b', { stream: 'ORDERS', streamSeq: 7 }), LEASE)
+      expectSame(reused.shouldProcess, true, 'claim: a new id at a stored position is a new event')
+      expectSame(reused.event.eventId, 'b', 'claim: its own event is returned')
+      expectSame(reused.event.deliveries, 1, 'claim: its first delivery')
+      const created = await store.inbox.findOrCreate(inboxEvent('c', { stream: 'ORDERS', streamSeq: 7 }))
+      expectSame(created.eventId, 'c', 'findOrCreate: a new id at a stored position is a new event')
+      expectSame(created.deliveries, 1, 'findOrCreate: its first delivery')
+      expectSame(created.status, 'processing', 'findOrCreate: processing')
+      for (const id of ['b', 'c']) {
+        const row = await storedInbox(store, id)
+        expectSame(row.stream, 'ORDERS', `oracle: ${id} has its own row with its stream`)
+        expectSame(row.streamSeq, 7, `oracle: ${id} records streamSeq 7`)
+        expectSame(row.deliveries, 1, `oracle: ${id} delivered once`)
+      }
+      const first = await storedInbox(store, 'a')
+      expectSame(first.deliveries, 1, 'oracle: the stored event is not counted for the new ids')
+      expectSame(first.status, 'processed', 'oracle: the stored event stays processed')
+
+      // A redelivery of a stored id is a duplicate wherever JetStream delivers it, even at a
+      // position another event holds; the position recorded first is kept.
+      await store.inbox.findOrCreate(inboxEvent('d', { stream: 'ORDERS', streamSeq: 8 }))
+      const moved = await store.inbox.claim(inboxEvent('a', { stream: 'ORDERS', streamSeq: 8 }), LEASE)
+      expectSame(moved.shouldProcess, false, 'claim: a processed id at a new position is a duplicate')
+      expectSame(moved.event.eventId, 'a', 'claim: the stored event is returned')
+      expectSame(moved.event.deliveries, 2, 'claim: the redelivery is counted')
+      const again = await store.inbox.findOrCreate(inboxEvent('b', { stream: 'ORDERS', streamSeq: 12 }))
+      expectSame(again.eventId, 'b', 'findOrCreate: the stored event is returned')
+      expectSame(again.deliveries, 2, 'findOrCreate: the redelivery is counted')
+      const movedRow = await storedInbox(store, 'a')
+      expectSame(movedRow.deliveries, 2, 'oracle: a delivered twice')
+      expectSame(movedRow.streamSeq, 7, 'oracle: a keeps the position recorded first')
+      expectSame((await storedInbox(store, 'b')).streamSeq, 7, 'oracle: b keeps the position recorded first')
+      expectSame((await storedInbox(store, 'd')).deliveries, 1, 'oracle: d is not counted for a')
       expectSame(
         (await store.inbox.claim(inboxEvent('e', { stream: 'OTHER', streamSeq: 7 }), LEASE)).shouldProcess,
         true,
         'other stream',
       )
-      expectSame(await store.oracle.inboxCount(), 3, 'oracle: three rows')
+      expectSame(await store.oracle.inboxCount(), 5, 'oracle: one row per id (a, b, c, d, e)')
     },
   }),
   defineCase({

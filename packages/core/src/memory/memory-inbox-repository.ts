@@ -21,13 +21,10 @@ interface StoredInboxEvent extends InboxEvent {
 }
 
 const copy = ({ seq: _seq, ...event }: StoredInboxEvent): InboxEvent => ({ ...event })
-const streamKey = (stream: string, streamSeq: number): string => `${stream}\u0000${streamSeq}`
 
 /** The reference inbox: one synchronous step per operation, so each is atomic. */
 export class MemoryInboxRepository implements InboxRepository<MemoryTransaction> {
   protected readonly events = new Map<string, StoredInboxEvent>()
-  /** `(stream, streamSeq)` → the event id first stored for that delivery. */
-  protected readonly byStreamSeq = new Map<string, string>()
   protected readonly clock: Clock
   protected readonly validate = new Validator(ADAPTER)
   #nextSeq = 1
@@ -41,20 +38,18 @@ export class MemoryInboxRepository implements InboxRepository<MemoryTransaction>
     return [...this.events.values()].sort((a, b) => a.seq - b.seq).map(copy)
   }
 
-  /** The stored event for this delivery: by id, or by `(stream, streamSeq)` under another id. */
+  /**
+   * The stored event for this delivery, by its id alone. `(stream, streamSeq)` never merges
+   * two ids: a stream deleted and re-created under its name restarts at sequence 1, so a
+   * stored position with a new id is a new event. A redelivery of a stored id keeps the
+   * position recorded first.
+   */
   protected lookup(params: InboxParams): StoredInboxEvent | undefined {
-    const byId = this.events.get(params.eventId)
-    if (byId) return byId
-    if (params.stream === undefined || params.streamSeq === undefined) return undefined
-    const aliasId = this.byStreamSeq.get(streamKey(params.stream, params.streamSeq))
-    return aliasId === undefined ? undefined : this.events.get(aliasId)
+    return this.events.get(params.eventId)
   }
 
   protected insert(params: InboxParams, now: Date): StoredInboxEvent {
     const event: StoredInboxEvent = { ...newInboxEvent(params, now), seq: this.#nextSeq++ }
-    if (params.stream !== undefined && params.streamSeq !== undefined) {
-      this.byStreamSeq.set(streamKey(params.stream, params.streamSeq), params.eventId)
-    }
     this.events.set(event.eventId, event)
     return event
   }
@@ -140,9 +135,6 @@ export class MemoryInboxRepository implements InboxRepository<MemoryTransaction>
     for (const event of [...this.events.values()]) {
       if (event.status === 'processed' && event.processedAt && event.processedAt.getTime() < cutoff) {
         this.events.delete(event.eventId)
-        if (event.stream !== undefined && event.streamSeq !== undefined) {
-          this.byStreamSeq.delete(streamKey(event.stream, event.streamSeq))
-        }
         deleted++
       }
     }
