@@ -85,6 +85,15 @@ CREATE INDEX IF NOT EXISTS ${t.prefix}inbox_processed
   ON ${t.inbox} (processed_at) WHERE status = 'processed';
 `
 
+/**
+ * Version 2: the inbox keys on `event_id` alone. Version 1 made `(stream, stream_seq)` a
+ * second unique key, which turned every new event of a JetStream stream re-created under
+ * its name (sequences restart at 1) into a "duplicate" of an old one. Nothing queries by
+ * stream position any more, so no index replaces it.
+ */
+export const inboxIdOnlySchema = (t: Tables): string => `DROP INDEX IF EXISTS ${t.prefix}inbox_stream_seq;
+`
+
 /** One schema step. `migrate()` applies, in order, every step newer than the stored version. */
 export interface Migration {
   readonly version: number
@@ -96,6 +105,7 @@ export interface Migration {
 /** Every schema step, oldest first. */
 export const MIGRATIONS: readonly Migration[] = Object.freeze([
   { version: 1, file: '001_init.sql', sql: initSchema },
+  { version: 2, file: '002_inbox_id_only.sql', sql: inboxIdOnlySchema },
 ])
 
 /** The statements `migrate()` runs around the steps. */
@@ -174,7 +184,6 @@ WHERE event_id = ? AND status = 'failed'`,
 export const inboxSql = (t: Tables) =>
   ({
     selectById: `SELECT ${INBOX_COLUMNS} FROM ${t.inbox} WHERE event_id = ?`,
-    selectByStream: `SELECT ${INBOX_COLUMNS} FROM ${t.inbox} WHERE stream = ? AND stream_seq = ?`,
     insert: `INSERT INTO ${t.inbox} (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries,
   claimed_at, claimed_by, lease_until)
 VALUES (?, ?, ?, ?, ?, ?, 'processing', ?, 1, ?, ?, ?)

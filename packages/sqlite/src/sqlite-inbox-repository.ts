@@ -88,11 +88,13 @@ export class SqliteInboxRepository implements InboxRepository<SqliteDatabase> {
     this.#clock = clock
   }
 
-  /** The stored row of this delivery: by id, else by `(stream, streamSeq)` under another id. */
+  /**
+   * The stored row of this delivery, by its id alone: `(stream, streamSeq)` is recorded,
+   * never an identity (a re-created stream restarts at sequence 1). A redelivery of a stored
+   * id keeps the position recorded first.
+   */
   #lookup(params: InboxParams): InboxRow | undefined {
-    const byId = this.#connection.statement<InboxRow>('selectById').get(params.eventId)
-    if (byId !== undefined || params.stream === undefined || params.streamSeq === undefined) return byId
-    return this.#connection.statement<InboxRow>('selectByStream').get(params.stream, params.streamSeq)
+    return this.#connection.statement<InboxRow>('selectById').get(params.eventId)
   }
 
   #insert(params: InboxParams, receivedAtMs: number, lease: Lease | undefined): InboxRow {
