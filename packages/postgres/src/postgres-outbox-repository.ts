@@ -18,7 +18,7 @@ import {
   StorageError,
   type WriteOptions,
 } from '@txbox/core'
-import type { Pool } from 'pg'
+import type { Pool, QueryResult } from 'pg'
 import { withPostgresErrors } from './errors.js'
 import {
   ADAPTER,
@@ -231,14 +231,17 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
     const { limit, leaseMs, workerId } = validate.claimOptions(options)
     const now = this.#clock()
     return withPostgresErrors('outbox.claim', async () => {
-      const result = await query<OutboxRow>(this.#pool, this.#sql.claim, [
-        encode(workerId),
+      const text = this.#sql.claim({
+        workerId: encode(workerId),
         now,
-        addMs(now, leaseMs),
+        leaseUntil: addMs(now, leaseMs),
         limit,
-      ])
+      })
+      // A multi-statement query answers one result per statement; the UPDATE's is the last.
+      const results = (await this.#pool.query<OutboxRow>(text)) as unknown as QueryResult<OutboxRow>[]
+      const rows = results.at(-1)?.rows ?? []
       // RETURNING has no defined order; enqueue order is the seq order.
-      return result.rows.sort(bySeq).map(outboxEventFromRow)
+      return rows.sort(bySeq).map(outboxEventFromRow)
     })
   }
 
