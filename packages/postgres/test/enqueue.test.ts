@@ -151,10 +151,13 @@ describe.skipIf(noServer)(`enqueue and inbox races${noServer ? ` (skipped: ${ski
       `SELECT deliveries FROM "${ns.schema}".txbox_inbox WHERE event_id = 'in-race'`,
     )
     expect(raw.rows).toEqual([{ deliveries: 20 }])
-    // A redelivery under another id with the same (stream, streamSeq) is the same event.
-    const alias = await ns.store.inbox.findOrCreate(event('in-race-alias', { stream: 'S', streamSeq: 7 }))
-    expect(alias.eventId).toBe('in-race')
-    expect(alias.deliveries).toBe(21)
+    // A new id at the same (stream, streamSeq) is a new event (a re-created stream restarts at 1).
+    const reused = await ns.store.inbox.findOrCreate(event('in-race-reused', { stream: 'S', streamSeq: 7 }))
+    expect(reused).toMatchObject({ eventId: 'in-race-reused', deliveries: 1, streamSeq: 7 })
+    const again = await ns.pool.query(
+      `SELECT deliveries FROM "${ns.schema}".txbox_inbox WHERE event_id = 'in-race'`,
+    )
+    expect(again.rows).toEqual([{ deliveries: 20 }])
   })
 
   it('inbox: 20 concurrent findOrCreate of one id store one row with 20 deliveries', async () => {

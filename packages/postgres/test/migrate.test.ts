@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs'
+import { StorageError } from '@txbox/core'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createPostgresStore } from '../src/index.js'
-import { loadMigrations, migrationsDirectory, renderMigration } from '../src/sql.js'
+import { loadMigrations, migrationSql, migrationsDirectory, renderMigration } from '../src/sql.js'
 import { freshSchema, newPool, noServer, skipReason } from './helpers.js'
 
 describe('migration files', () => {
@@ -13,7 +14,7 @@ describe('migration files', () => {
       expect([...placeholders].sort()).toEqual(['{{prefix}}', '{{schema}}'])
       const rendered = renderMigration(migration.template, 'app', 'ob_')
       expect(rendered).not.toMatch(/\{\{/)
-      expect(rendered).toContain('"app"."ob_outbox"')
+      expect(rendered).toMatch(/"app"\."ob_(outbox|inbox)"/)
     }
     expect(readFileSync(new URL('001_initial.sql', migrationsDirectory), 'utf8')).toBe(
       migrations[0]?.template,
@@ -78,5 +79,40 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
     await store.migrate()
     await store.outbox.findOrCreate({ eventId: 'a', subject: 's', payload: 'p' })
     expect((await store.outbox.get('a'))?.status).toBe('pending')
+  })
+
+  it('upgrades a version 1 schema: a new id at a stored (stream, streamSeq) is a new event', async () => {
+    const schema = freshSchema()
+    schemas.push(schema)
+    const pool = pools[0]!
+    // The schema exactly as version 1 of migrate() left it, with its UNIQUE (stream, stream_seq).
+    const [initial] = loadMigrations()
+    const sql = migrationSql(schema, 'txbox_')
+    await pool.query(`CREATE SCHEMA "${schema}"`)
+    await pool.query(renderMigration(initial!.template, schema, 'txbox_'))
+    await pool.query(sql.createVersionTable)
+    await pool.query(sql.recordVersion, [initial!.version, initial!.name, new Date()])
+    const store = createPostgresStore({ pool, schema })
+    const lease = { leaseMs: 30_000, workerId: 'w' }
+    const old = { eventId: 'old-7', subject: 'orders.created', payload: '{}', stream: 'ORDERS', streamSeq: 7 }
+    expect((await store.inbox.claim(old, lease)).shouldProcess).toBe(true)
+    await store.inbox.markAsProcessed('old-7')
+    const reused = { ...old, eventId: 'new-7' }
+    // Before the upgrade the old constraint refuses the new event (version 1's queries merged it).
+    await expect(store.inbox.claim(reused, lease)).rejects.toThrow(StorageError)
+
+    await store.migrate()
+    expect(await versions(schema)).toEqual(loadMigrations().map((m) => m.version))
+    const claimed = await store.inbox.claim(reused, lease)
+    expect(claimed.shouldProcess).toBe(true)
+    expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
+    const created = await store.inbox.findOrCreate({ ...old, eventId: 'other-7' })
+    expect(created).toMatchObject({ eventId: 'other-7', deliveries: 1 })
+    expect((await store.inbox.get('old-7'))?.status).toBe('processed')
+    const constraints = await pool.query<{ conname: string }>(
+      `SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass ORDER BY conname`,
+      [`"${schema}"."txbox_inbox"`],
+    )
+    expect(constraints.rows.map((row) => row.conname)).not.toContain('txbox_inbox_stream_key')
   })
 })
