@@ -15,7 +15,13 @@ export interface Capabilities {
    * `single-writer` the database serializes all writers.
    */
   readonly claim: 'skip-locked' | 'atomic-script' | 'conditional-update' | 'single-writer'
-  /** The largest event (payload + headers + metadata) the store can hold, in bytes, if it has a hard limit. */
+  /**
+   * The largest event the store accepts, in bytes of its NATS message (payload + headers,
+   * see `natsMessageBytes`): the store's `maxEventBytes` option (default 1 MiB, NATS's
+   * `max_payload`), never above the database's own hard limit. `findOrCreate` raises
+   * `PayloadTooLargeError` above it. Every txbox store sets it; a third-party target that
+   * leaves it out is checked against the default.
+   */
   readonly maxEventBytes?: number
   /** Why `transactions` is `none`, said in the conformance report when the transaction cases are skipped. */
   readonly transactionsNote?: string

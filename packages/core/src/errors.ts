@@ -63,17 +63,21 @@ export class LeaseLostError extends TxboxError {
   }
 }
 
-/** The event is larger than the store can hold (e.g. DynamoDB's 400 KB item limit). */
+/**
+ * The event is larger than the store accepts: over its `maxEventBytes` (what NATS can
+ * carry) or its database's hard limit (e.g. DynamoDB's 400 KB item).
+ */
 export class PayloadTooLargeError extends TxboxError {
   readonly eventId: string
   readonly sizeBytes: number
   readonly limitBytes: number
 
-  constructor(adapter: string, eventId: string, sizeBytes: number, limitBytes: number) {
+  /** @param detail what was measured and what to do, appended to the message */
+  constructor(adapter: string, eventId: string, sizeBytes: number, limitBytes: number, detail?: string) {
     super(
       'PAYLOAD_TOO_LARGE',
       adapter,
-      `event ${JSON.stringify(eventId)} is ${sizeBytes} bytes, over the store's limit of ${limitBytes} bytes`,
+      `event ${JSON.stringify(eventId)} is ${sizeBytes} bytes, over the store's limit of ${limitBytes} bytes${detail === undefined ? '' : ` ${detail}`}`,
     )
     this.eventId = eventId
     this.sizeBytes = sizeBytes

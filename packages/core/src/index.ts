@@ -26,9 +26,15 @@ export {
 } from './inbox.js'
 export * from './inbox-processor/index.js'
 export { MemoryInboxRepository } from './memory/memory-inbox-repository.js'
-export { MemoryOutboxRepository } from './memory/memory-outbox-repository.js'
+export { type MemoryOutboxOptions, MemoryOutboxRepository } from './memory/memory-outbox-repository.js'
 export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'
 export { MemoryTransaction } from './memory/memory-transaction.js'
+export {
+  assertEventFits,
+  DEFAULT_MAX_EVENT_BYTES,
+  natsMessageBytes,
+  resolveMaxEventBytes,
+} from './nats-message.js'
 export { newInboxEvent, newOutboxEvent } from './new-event.js'
 export {
   type ClaimOptions,

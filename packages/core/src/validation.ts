@@ -15,6 +15,12 @@ export const DEFAULT_LIMIT = 100
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const WHITESPACE = /\s/
+// C0 (CR, LF, tab, ...), DEL and C1: a NATS header line cannot carry them as they are.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
+
+const codePoint = (char: string): string =>
+  `U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`
 
 /** A short, safe description of a bad value for an error message (never the whole value). */
 const describe = (value: unknown): string => {
@@ -57,6 +63,35 @@ export class Validator {
     return value
   }
 
+  /**
+   * The id of an event being created (`findOrCreate` of the outbox and the inbox): a valid
+   * {@link eventId} that a NATS header carries verbatim, because JetStream dedupes on
+   * `Nats-Msg-Id` and the NATS client trims header values (`o-1` and `o-1 ` would be one
+   * message). So no leading or trailing whitespace (anything `String.prototype.trim`
+   * removes) and no control character (C0 such as CR, LF, tab; DEL; C1).
+   *
+   * Applied at creation only: lookups (`get`, `markAsSent`, `requeueFailed`, ...) use
+   * {@link eventId}, so events stored before this rule can still be inspected and redriven.
+   */
+  newEventId(value: unknown, name = 'eventId'): string {
+    const id = this.eventId(value, name)
+    if (id.trim() !== id) {
+      const edge = id.trimStart() === id ? id.at(-1) : id.charAt(0)
+      this.#fail(
+        `${name} must not start or end with whitespace (it has ${codePoint(edge ?? ' ')}); got ${describe(id)}: ` +
+          'NATS trims header values, so JetStream would see another id (or merge it with one). Remove the whitespace',
+      )
+    }
+    const control = CONTROL.exec(id)
+    if (control) {
+      this.#fail(
+        `${name} must not contain control characters (${codePoint(control[0])} at index ${control.index}); got ${describe(id)}: ` +
+          'a NATS header cannot carry CR, LF, tab, U+0000-U+001F, U+007F-U+009F. Use printable characters',
+      )
+    }
+    return id
+  }
+
   /** A list of event ids: an array of at most 10,000 valid ids. */
   eventIds(value: unknown, name = 'eventIds'): string[] {
     if (!Array.isArray(value)) this.#fail(`${name} must be an array of event ids; got ${describe(value)}`)
@@ -65,7 +100,13 @@ export class Validator {
     return value.map((id, index) => this.eventId(id, `${name}[${index}]`))
   }
 
-  /** A non-empty NATS subject of at most 500 characters without whitespace. */
+  /**
+   * A NATS subject an event can be published to: non-empty, at most 500 characters, no
+   * whitespace, no empty token (`a..b`, `.a`, `a.`), and no wildcard token (`*` or `>`
+   * standing alone between dots, which NATS would treat as a pattern). `*` or `>` inside a
+   * longer token (`a*b`, `v>2`) is an ordinary character to nats-server: published, stored
+   * and matched by a consumer filter on that exact subject, so it is accepted.
+   */
   subject(value: unknown): string {
     if (typeof value !== 'string' || value.length === 0 || value.length > MAX_SUBJECT_LENGTH) {
       this.#fail(
@@ -74,6 +115,19 @@ export class Validator {
     }
     if (WHITESPACE.test(value)) this.#fail(`subject must not contain whitespace; got ${describe(value)}`)
     if (!isWellFormed(value)) this.#fail('subject must be well-formed UTF-16 (it has a lone surrogate)')
+    const tokens = value.split('.')
+    if (tokens.includes('')) {
+      this.#fail(
+        `subject must not have an empty token (a leading or trailing '.', or '..'); got ${describe(value)}: ` +
+          'NATS cannot publish to it',
+      )
+    }
+    if (tokens.some((token) => token === '*' || token === '>')) {
+      this.#fail(
+        `subject must be a literal subject, without a '*' or '>' wildcard token; got ${describe(value)}: ` +
+          'an event is published to one subject, not a pattern',
+      )
+    }
     return value
   }
 
@@ -168,11 +222,14 @@ export class Validator {
     return value as T
   }
 
-  /** The whole of `findOrCreate`'s input, normalized (optional fields absent, not undefined). */
+  /**
+   * The whole of `findOrCreate`'s input, normalized (optional fields absent, not undefined).
+   * The id must be one NATS carries verbatim ({@link newEventId}).
+   */
   enqueueParams(value: unknown, name = 'params'): EnqueueParams {
     const params = this.#object<Record<string, unknown>>(value, name)
     const normalized: EnqueueParams = {
-      eventId: this.eventId(params.eventId),
+      eventId: this.newEventId(params.eventId),
       subject: this.subject(params.subject),
       payload: this.text(params.payload, 'payload'),
     }
@@ -191,11 +248,14 @@ export class Validator {
     return value.map((item, index) => this.enqueueParams(item, `params[${index}]`))
   }
 
-  /** The inbox's input, normalized; `stream` and `streamSeq` come together or not at all. */
+  /**
+   * The inbox's input, normalized; `stream` and `streamSeq` come together or not at all.
+   * The id follows the creation rule ({@link newEventId}), as the outbox's does.
+   */
   inboxParams(value: unknown): InboxParams {
     const params = this.#object<Record<string, unknown>>(value, 'params')
     const normalized: InboxParams = {
-      eventId: this.eventId(params.eventId),
+      eventId: this.newEventId(params.eventId),
       subject: this.subject(params.subject),
       payload: this.text(params.payload, 'payload'),
     }

@@ -5,8 +5,11 @@ import {
   type InboxHandlerContext,
   InboxProcessor,
   type MemoryTransaction,
+  natsMessageBytes,
   type OutboxEvent,
   OutboxRelay,
+  PayloadTooLargeError,
+  ValidationError,
 } from '../src/index.js'
 import {
   createJetStreamInboxSource,
@@ -174,6 +177,187 @@ describe.skipIf(!url)(
       expect(await store.inbox.getCountByStatus()).toEqual({ processing: 0, processed: 50, failed: 0 })
       expect((await store.inbox.get('flow-7'))?.deliveries).toBe(2)
       expect((await processor.health()).ok).toBe(false)
+    })
+  },
+)
+
+describe.skipIf(!url)(
+  `ids, subjects and sizes refused at enqueue are exactly what NATS alters or refuses (${url ? 'TXBOX_NATS_URL' : 'skipped: TXBOX_NATS_URL not set'})`,
+  () => {
+    let nc: NatsConnection
+    let jsm: JetStreamManager
+    const wireStream = `${stream}_WIRE`
+    const wireSubject = (name: string) => `txboxwire${suffix}.${name}`
+
+    beforeAll(async () => {
+      nc = await connect({ servers: url as string })
+      jsm = await nc.jetstreamManager()
+      await ensureStream(jsm, { name: wireStream, subjects: [wireSubject('>')], duplicateWindowMs: 60_000 })
+    })
+
+    afterAll(async () => {
+      await jsm?.streams.delete(wireStream).catch(() => false)
+      await nc?.close()
+    })
+
+    /** The raw header block JetStream stored for `seq`, undecoded (nats.js's decoder trims values). */
+    const storedHeaderBytes = async (seq: number): Promise<Buffer> => {
+      const reply = await nc.request(`$JS.API.STREAM.MSG.GET.${wireStream}`, JSON.stringify({ seq }))
+      const { message } = JSON.parse(new TextDecoder().decode(reply.data)) as { message: { hdrs: string } }
+      return Buffer.from(message.hdrs, 'base64')
+    }
+
+    /** The bytes after `Nats-Msg-Id: ` up to the line's CRLF. */
+    const msgIdBytes = (block: Buffer): Buffer => {
+      const marker = Buffer.from('\r\nNats-Msg-Id: ')
+      const start = block.indexOf(marker) + marker.length
+      return block.subarray(start, block.indexOf('\r\n', start))
+    }
+
+    it('every awkward id the validator accepts arrives as Nats-Msg-Id byte for byte, and stays distinct', async () => {
+      const store = createMemoryStore()
+      const publisher = createJetStreamPublisher({ connection: nc })
+      const awkward = [
+        'plain-1',
+        'caf\u00e9', // NFC
+        'cafe\u0301', // NFD: same text to a reader, another event
+        'STRASSE',
+        'stra\u00dfe',
+        'strasse',
+        'a:b:c',
+        'Nats-Msg-Id: spoof',
+        '"double" \'single\' `back`',
+        'back\\slash',
+        'inner space',
+        'inner\u00a0nbsp',
+        'line\u2028separator',
+        'bom\ufeffinside',
+        '🎉👩‍👩‍👧‍👦',
+        '注文-주문-طلب',
+        '%41%0D%0A',
+        '{"json":true}',
+        'x'.repeat(255),
+        `${'🎉'.repeat(127)}x`,
+        // Refused by the validator: NATS would alter or refuse them.
+        'edge ',
+        ' edge',
+        'tab\tinside',
+        'cr\rinside',
+        'lf\ninside',
+        'nel\u0085inside',
+        'del\u007finside',
+        '\u3000ideographic',
+      ]
+      const accepted: string[] = []
+      for (const eventId of awkward) {
+        try {
+          await store.outbox.findOrCreate({ eventId, subject: wireSubject('ids'), payload: 'p' })
+          accepted.push(eventId)
+        } catch (error) {
+          expect(error).toBeInstanceOf(ValidationError)
+        }
+      }
+      expect(accepted).toEqual(awkward.slice(0, 20))
+      for (const eventId of accepted) {
+        const stored = (await store.outbox.get(eventId)) as OutboxEvent
+        const receipt = await publisher.publish(stored)
+        expect(receipt.duplicate, `${JSON.stringify(eventId)} is new to JetStream`).toBe(false)
+        const onWire = msgIdBytes(await storedHeaderBytes(receipt.seq as number))
+        expect(onWire.equals(Buffer.from(eventId, 'utf8')), JSON.stringify(eventId)).toBe(true)
+        // Republished, JetStream recognizes the very same id.
+        expect((await publisher.publish(stored)).duplicate).toBe(true)
+      }
+    })
+
+    it('two ids that differ only by edge whitespace cannot both be enqueued (NATS would make them one message)', async () => {
+      const store = createMemoryStore()
+      await store.outbox.findOrCreate({ eventId: 'o-1', subject: wireSubject('edge'), payload: 'first' })
+      for (const eventId of ['o-1 ', ' o-1', 'o-1\t', 'o-1\u00a0', 'o-1\ufeff']) {
+        await expect(
+          store.outbox.findOrCreate({ eventId, subject: wireSubject('edge'), payload: 'second' }),
+        ).rejects.toBeInstanceOf(ValidationError)
+      }
+      expect(store.outbox.snapshot().map((event) => event.eventId)).toEqual(['o-1'])
+      // Why: published anyway, the second id reaches JetStream trimmed and is taken for the first.
+      const publisher = createJetStreamPublisher({ connection: nc })
+      const first = await publisher.publish(event('w-1', { subject: wireSubject('edge') }))
+      const second = await publisher.publish(event('w-1 ', { subject: wireSubject('edge') }))
+      expect(first.duplicate).toBe(false)
+      expect(second).toMatchObject({ duplicate: true, seq: first.seq })
+    })
+
+    it("refuses wildcard subjects that nats-server would store under a pattern, accepts '*' inside a token", async () => {
+      const store = createMemoryStore()
+      for (const subject of [
+        wireSubject('*'),
+        wireSubject('>'),
+        `${wireSubject('a')}.`,
+        `${wireSubject('a')}..b`,
+      ]) {
+        await expect(
+          store.outbox.findOrCreate({ eventId: 'w', subject, payload: 'p' }),
+        ).rejects.toBeInstanceOf(ValidationError)
+      }
+      const literal = await store.outbox.findOrCreate({
+        eventId: 'lit',
+        subject: wireSubject('v*2>x'),
+        payload: 'p',
+      })
+      const receipt = await createJetStreamPublisher({ connection: nc }).publish(literal)
+      const stored = await jsm.streams.getMessage(wireStream, { seq: receipt.seq as number })
+      expect(stored.subject).toBe(wireSubject('v*2>x'))
+    })
+
+    it("natsMessageBytes is the message size NATS checks: an event at the server's max_payload publishes, one byte more is refused by both", async () => {
+      const maxPayload = nc.info?.max_payload as number
+      const headers = JSON.stringify({ traceparent: '00-abc-01' })
+      const base = { eventId: 'at-limit', subject: wireSubject('size'), payload: '', headers }
+      const payload = 'é'.repeat(Math.floor((maxPayload - natsMessageBytes(base)) / 2))
+      const filler = 'x'.repeat(maxPayload - natsMessageBytes({ ...base, payload }))
+      const atLimit = { ...base, payload: payload + filler }
+      expect(natsMessageBytes(atLimit)).toBe(maxPayload)
+      expect(
+        natsHeadersFor(atLimit.eventId, headers).encode().length + Buffer.byteLength(atLimit.payload),
+      ).toBe(maxPayload)
+
+      const store = createMemoryStore({ maxEventBytes: maxPayload })
+      const stored = await store.outbox.findOrCreate(atLimit)
+      const publisher = createJetStreamPublisher({ connection: nc })
+      const receipt = await publisher.publish(stored)
+      expect(receipt.duplicate).toBe(false)
+      const back = await jsm.streams.getMessage(wireStream, { seq: receipt.seq as number })
+      expect(back.data.length).toBe(Buffer.byteLength(atLimit.payload))
+
+      // Same id length, one more payload byte.
+      const overLimit = { ...atLimit, eventId: 'over-lim', payload: `${atLimit.payload}x` }
+      expect(natsMessageBytes(overLimit)).toBe(maxPayload + 1)
+      await expect(store.outbox.findOrCreate(overLimit)).rejects.toBeInstanceOf(PayloadTooLargeError)
+      expect(store.outbox.snapshot().map((event) => event.eventId)).toEqual(['at-limit'])
+      // NATS itself refuses the same bytes (the publisher's own guard left out of the way).
+      const refused = await nc
+        .jetstream()
+        .publish(overLimit.subject, new TextEncoder().encode(overLimit.payload), {
+          headers: natsHeadersFor(overLimit.eventId, overLimit.headers),
+        })
+        .catch((error: unknown) => error)
+      expect(refused).toMatchObject({ code: 'MAX_PAYLOAD_EXCEEDED' })
+    })
+
+    it('puts Nats-Msg-Id first, so a header that mentions it cannot hide the dedup id from JetStream', async () => {
+      const js = nc.jetstream()
+      for (const headers of [
+        JSON.stringify({ 'X-Nats-Msg-Id': 'other' }),
+        'raw mentioning Nats-Msg-Id: other',
+      ]) {
+        const first = await js.publish(wireSubject('order'), new Uint8Array(1), {
+          headers: natsHeadersFor(`order-${headers.length}`, headers),
+        })
+        const again = await js.publish(wireSubject('order'), new Uint8Array(1), {
+          headers: natsHeadersFor(`order-${headers.length}`, headers),
+        })
+        expect(first.duplicate).toBe(false)
+        expect(again).toMatchObject({ duplicate: true, seq: first.seq })
+      }
     })
   },
 )

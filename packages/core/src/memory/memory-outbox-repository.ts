@@ -1,6 +1,7 @@
 import { addMs, type Clock, cutoffDays, cutoffMinutes, systemClock } from '../clock.js'
 import { outboxCounts } from '../counts.js'
 import { EventNotFoundError, LeaseLostError } from '../errors.js'
+import { assertEventFits, resolveMaxEventBytes } from '../nats-message.js'
 import { newOutboxEvent } from '../new-event.js'
 import type {
   ClaimOptions,
@@ -23,6 +24,13 @@ interface StoredOutboxEvent extends OutboxEvent {
   seq: number
 }
 
+/** Options of {@link MemoryOutboxRepository}. */
+export interface MemoryOutboxOptions {
+  clock?: Clock
+  /** The largest event, as NATS message bytes (payload + headers). Default 1,048,576 (NATS's `max_payload`). */
+  maxEventBytes?: number | undefined
+}
+
 const copy = ({ seq: _seq, ...event }: StoredOutboxEvent): OutboxEvent => ({ ...event })
 
 /**
@@ -34,10 +42,13 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
   protected readonly events = new Map<string, StoredOutboxEvent>()
   protected readonly clock: Clock
   protected readonly validate = new Validator(ADAPTER)
+  /** The largest event accepted, as NATS message bytes (see `natsMessageBytes`). */
+  readonly maxEventBytes: number
   #nextSeq = 1
 
-  constructor(options: { clock?: Clock } = {}) {
+  constructor(options: MemoryOutboxOptions = {}) {
     this.clock = options.clock ?? systemClock
+    this.maxEventBytes = resolveMaxEventBytes(ADAPTER, options.maxEventBytes)
   }
 
   /** A raw view of the stored events, for tests that read around the repository (an oracle). */
@@ -47,6 +58,7 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
 
   async findOrCreate(params: EnqueueParams, options?: WriteOptions<MemoryTransaction>): Promise<OutboxEvent> {
     const valid = this.validate.enqueueParams(params)
+    assertEventFits(ADAPTER, valid, this.maxEventBytes)
     return this.insert(valid, this.clock(), options?.tx)
   }
 
@@ -55,6 +67,7 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
     options?: WriteOptions<MemoryTransaction>,
   ): Promise<OutboxEvent[]> {
     const valid = this.validate.enqueueParamsList(params)
+    for (const event of valid) assertEventFits(ADAPTER, event, this.maxEventBytes)
     const now = this.clock()
     const created = new Map<string, OutboxEvent>()
     return valid.map((event) => {
