@@ -8,6 +8,9 @@ export const ER_LOCK_DEADLOCK = 1213
 /** `ER_LOCK_WAIT_TIMEOUT`: a row lock was not granted within `innodb_lock_wait_timeout`. */
 export const ER_LOCK_WAIT_TIMEOUT = 1205
 
+/** `ER_CANT_DROP_FIELD_OR_KEY`: the column or key to drop does not exist. */
+export const ER_CANT_DROP_FIELD_OR_KEY = 1091
+
 /** The server error number mysql2 puts on its errors, or undefined for anything else. */
 export const errnoOf = (error: unknown): number | undefined => {
   if (typeof error !== 'object' || error === null) return undefined

@@ -52,20 +52,19 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
     this.run = new Runner(options.pool, options.onRetry)
   }
 
-  /** The stored row of this delivery, locked: by id, else by its `(stream, streamSeq)` alias. */
+  /**
+   * The stored row of this delivery, locked, by its id alone: `(stream, streamSeq)` is
+   * recorded, never an identity (a re-created stream restarts at sequence 1). A redelivery of
+   * a stored id keeps the position recorded first.
+   */
   async #lookup(connection: PoolConnection, params: InboxParams): Promise<Row | undefined> {
     const [byId] = await selectRows(connection, this.sql.byIdLocking, [params.eventId])
-    if (byId || params.stream === undefined || params.streamSeq === undefined) return byId
-    const [byStream] = await selectRows(connection, this.sql.byStreamLocking, [
-      params.stream,
-      params.streamSeq,
-    ])
-    return byStream
+    return byId
   }
 
   /**
    * The row of this delivery, inserted if new, in the caller's short transaction.
-   * Concurrent first deliveries race on the unique keys: the loser's INSERT waits for the
+   * Concurrent first deliveries race on the unique event id: the loser's INSERT waits for the
    * winner's commit and fails with a duplicate key, and the loser then commits nothing and
    * looks again (in a fresh transaction, so it holds no shared lock that could deadlock
    * with the other losers), finding the winner's row.

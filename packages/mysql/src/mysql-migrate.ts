@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { withStorageErrors } from '@txbox/core'
 import type { Pool } from 'mysql2/promise'
 import { detectDialect } from './dialect.js'
-import { ADAPTER } from './errors.js'
+import { ADAPTER, ER_CANT_DROP_FIELD_OR_KEY, errnoOf } from './errors.js'
 import { toDateTime } from './rows.js'
 import { runWrite, selectRows } from './run.js'
 import { migrations, renderMigration, schemaVersionSql, tableNames } from './sql.js'
@@ -51,7 +51,13 @@ export const migrate = (pool: Pool, prefix: string, clock: () => Date): Promise<
         const applied = new Set(rows.map((row) => Number(row.version)))
         for (const step of migrations()) {
           if (applied.has(step.version)) continue
-          await connection.query(renderMigration(step.sql, { prefix, idCollation: dialect.idCollation }))
+          try {
+            await connection.query(renderMigration(step.sql, { prefix, idCollation: dialect.idCollation }))
+          } catch (error) {
+            // A step that drops a key is idempotent only this way (MySQL has no DROP INDEX IF
+            // EXISTS): the key is already gone when the step ran before its version was recorded.
+            if (errnoOf(error) !== ER_CANT_DROP_FIELD_OR_KEY) throw error
+          }
           await runWrite(connection, versions.record, [step.version, step.name, toDateTime(clock())])
         }
       } finally {

@@ -155,7 +155,6 @@ export const inboxSql = (table: string) => {
   const clearLease = 'claimed_by = NULL, lease_until = NULL'
   return {
     byIdLocking: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE event_id = ? FOR UPDATE`,
-    byStreamLocking: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE stream = ? AND stream_seq = ? FOR UPDATE`,
     bySeq: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE seq = ?`,
     get: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE event_id = ?`,
     exists: `SELECT 1 AS found FROM ${t} WHERE event_id = ?`,
@@ -191,7 +190,7 @@ export interface Migration {
   readonly sql: string
 }
 
-const MIGRATION_FILES = ['0001_outbox.sql', '0002_inbox.sql'] as const
+const MIGRATION_FILES = ['0001_outbox.sql', '0002_inbox.sql', '0003_inbox_id_only.sql'] as const
 
 let migrationCache: Migration[] | undefined
 

@@ -1,6 +1,9 @@
+import { StorageError } from '@txbox/core'
 import type { Pool, RowDataPacket } from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { detectDialect } from '../src/dialect.js'
 import { createMySqlStore } from '../src/index.js'
+import { migrations, renderMigration, schemaVersionSql, tableNames } from '../src/sql.js'
 import { freshPrefix, makePool, SKIP, SKIP_REASON } from './helpers.js'
 
 describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () => {
@@ -33,6 +36,7 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
     expect(versions.map((row) => [row.version, row.name])).toEqual([
       [1, '0001_outbox'],
       [2, '0002_inbox'],
+      [3, '0003_inbox_id_only'],
     ])
     const [columns] = await pool.query<RowDataPacket[]>(
       `SELECT COLUMN_NAME AS name, COLLATION_NAME AS coll FROM information_schema.COLUMNS
@@ -45,11 +49,60 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
   })
 
   it('re-runs a step whose version row is missing without failing (each DDL is idempotent)', async () => {
-    await pool.query(`DELETE FROM \`${prefix}schema_version\` WHERE version = 2`)
+    // Version 3 drops a key that is already gone: migrate() must count that as done.
+    await pool.query(`DELETE FROM \`${prefix}schema_version\` WHERE version IN (2, 3)`)
     await createMySqlStore({ pool, tablePrefix: prefix }).migrate()
     const [versions] = await pool.query<RowDataPacket[]>(
       `SELECT COUNT(*) AS n FROM \`${prefix}schema_version\``,
     )
-    expect(Number(versions[0]?.n)).toBe(2)
+    expect(Number(versions[0]?.n)).toBe(3)
+  })
+
+  it('upgrades a version 2 schema: a new id at a stored (stream, streamSeq) is a new event', async () => {
+    const old = freshPrefix()
+    const drop = () =>
+      pool.query(`DROP TABLE IF EXISTS \`${old}outbox\`, \`${old}inbox\`, \`${old}schema_version\``)
+    try {
+      // The schema exactly as version 2 of migrate() left it, with its UNIQUE (stream, stream_seq).
+      const idCollation = (await detectDialect(pool)).idCollation
+      const versions = schemaVersionSql(tableNames(old).schemaVersion)
+      await pool.query(versions.create)
+      for (const step of migrations().filter((m) => m.version <= 2)) {
+        await pool.query(renderMigration(step.sql, { prefix: old, idCollation }))
+        await pool.query(versions.record, [step.version, step.name, new Date()])
+      }
+      const store = createMySqlStore({ pool, tablePrefix: old })
+      const lease = { leaseMs: 30_000, workerId: 'w' }
+      const first = {
+        eventId: 'old-7',
+        subject: 'orders.created',
+        payload: '{}',
+        stream: 'ORDERS',
+        streamSeq: 7,
+      }
+      expect((await store.inbox.claim(first, lease)).shouldProcess).toBe(true)
+      await store.inbox.markAsProcessed('old-7')
+      const reused = { ...first, eventId: 'new-7' }
+      // Before the upgrade the old key refuses the new event (version 2's queries merged it).
+      await expect(store.inbox.claim(reused, lease)).rejects.toThrow(StorageError)
+
+      await store.migrate()
+      const claimed = await store.inbox.claim(reused, lease)
+      expect(claimed.shouldProcess).toBe(true)
+      expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
+      expect(await store.inbox.findOrCreate({ ...first, eventId: 'other-7' })).toMatchObject({
+        eventId: 'other-7',
+        deliveries: 1,
+      })
+      expect((await store.inbox.get('old-7'))?.status).toBe('processed')
+      const [keys] = await pool.query<RowDataPacket[]>(
+        `SELECT DISTINCT INDEX_NAME AS name FROM information_schema.STATISTICS
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`,
+        [`${old}inbox`],
+      )
+      expect(keys.map((row) => row.name)).not.toContain('ux_stream_seq')
+    } finally {
+      await drop()
+    }
   })
 })

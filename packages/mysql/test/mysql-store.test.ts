@@ -186,14 +186,17 @@ describe.skipIf(SKIP)(`mysql store against a real server${SKIP ? ` (skipped: ${S
     expect(Number(row?.n)).toBe(1)
   })
 
-  it('treats a stored (stream, streamSeq) under a new id as the same delivery', async () => {
+  it('treats a stored (stream, streamSeq) under a new id as a new event (a re-created stream restarts at 1)', async () => {
     await store.inbox.findOrCreate({ eventId: 'js-1', subject: 's', payload: 'p', stream: 'S', streamSeq: 7 })
-    const again = await store.inbox.claim(
-      { eventId: 'js-1-redelivered', subject: 's', payload: 'p', stream: 'S', streamSeq: 7 },
+    const reused = await store.inbox.claim(
+      { eventId: 'js-1-after-recreate', subject: 's', payload: 'p', stream: 'S', streamSeq: 7 },
       { leaseMs: 10, workerId: 'w' },
     )
-    expect(again).toMatchObject({ shouldProcess: false, event: { eventId: 'js-1', deliveries: 2 } })
-    expect(await store.inbox.get('js-1-redelivered')).toBeNull()
+    expect(reused).toMatchObject({
+      shouldProcess: true,
+      event: { eventId: 'js-1-after-recreate', deliveries: 1 },
+    })
+    expect((await store.inbox.get('js-1'))?.deliveries).toBe(1)
   })
 
   it('wraps driver errors in StorageError with the cause, and validates before any I/O', async () => {

@@ -25,6 +25,7 @@ describe('statement helpers (no server)', () => {
     expect(files.map((file) => [file.version, file.name])).toEqual([
       [1, '0001_outbox'],
       [2, '0002_inbox'],
+      [3, '0003_inbox_id_only'],
     ])
     const sql = renderMigration(files[0]?.sql ?? '', { prefix: 'app_', idCollation: 'utf8mb4_nopad_bin' })
     expect(sql).toContain('CREATE TABLE IF NOT EXISTS `app_outbox`')
