@@ -25,6 +25,17 @@ export {
   PROCESSING_TIMEOUT_MESSAGE,
 } from './inbox.js'
 export * from './inbox-processor/index.js'
+export {
+  createJsonLogger,
+  type FieldsFirstLogger,
+  type JsonLoggerOptions,
+  LOG_LEVELS,
+  type LoggerOption,
+  type LogLevel,
+  resolveLogger,
+  silentLogger,
+  type TxboxLogger,
+} from './logger.js'
 export { MemoryInboxRepository } from './memory/memory-inbox-repository.js'
 export { type MemoryOutboxOptions, MemoryOutboxRepository } from './memory/memory-outbox-repository.js'
 export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'

@@ -4,7 +4,7 @@ import {
   createPrometheusExporter,
   type InboxHandler,
   InboxProcessor,
-  type InboxProcessorOptions,
+  type InboxProcessorCommonOptions,
   ManualClock,
   type MemoryTransaction,
 } from '../src/index.js'
@@ -12,7 +12,7 @@ import { FakeSource, flush, message } from './helpers.js'
 
 const setup = (
   handler: InboxHandler<MemoryTransaction>,
-  options: Partial<InboxProcessorOptions<MemoryTransaction>> = {},
+  options: Partial<InboxProcessorCommonOptions<MemoryTransaction>> = {},
 ) => {
   const clock = new ManualClock()
   const store = createMemoryStore({ clock: clock.now })
@@ -188,14 +188,17 @@ describe('InboxProcessor', () => {
 
   it('works without a transaction runner (handler, then mark)', async () => {
     const seen: string[] = []
-    const { store, processor } = setup(
-      async ({ event, tx }) => {
+    const store = createMemoryStore()
+    const processor = new InboxProcessor({
+      inbox: store.inbox,
+      source: new FakeSource(),
+      handler: async ({ event, tx }) => {
         expect(tx).toBeUndefined()
         seen.push(event.eventId)
       },
-      { transaction: undefined },
-    )
+    })
     await processor.handle(message({ eventId: 'e-1' }))
+    expect(seen).toEqual(['e-1'])
     expect(await store.inbox.isProcessed('e-1')).toBe(true)
   })
 

@@ -145,7 +145,7 @@ describe.skipIf(!url)(
         pollIntervalMs: 50,
       })
       const runs = new Map<string, number>()
-      const seen: InboxHandlerContext<MemoryTransaction>[] = []
+      const seen: InboxHandlerContext<undefined>[] = []
       let failOnce = true
       const processor = new InboxProcessor<MemoryTransaction>({
         inbox: store.inbox,

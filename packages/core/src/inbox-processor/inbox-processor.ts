@@ -1,6 +1,7 @@
 import { type Clock, systemClock } from '../clock.js'
 import { ValidationError } from '../errors.js'
 import type { InboxEvent, InboxParams, InboxRepository } from '../inbox.js'
+import { type LoggerOption, resolveLogger, type TxboxLogger } from '../logger.js'
 import {
   type BackoffOptions,
   backoffDelayMs,
@@ -8,7 +9,7 @@ import {
   resolveBackoff,
 } from '../relay/backoff.js'
 import type { HealthReport } from '../relay/metrics.js'
-import { messageOf, silentLogger, type TxboxLogger } from '../relay/sleep.js'
+import { messageOf } from '../relay/sleep.js'
 import type {
   InboxHandler,
   InboxMessage,
@@ -20,20 +21,12 @@ import type {
 const COMPONENT = 'inbox-processor'
 const MAX_ERROR_MESSAGE = 2_000
 
-/** Options of {@link InboxProcessor}. */
-export interface InboxProcessorOptions<Tx> {
+/** The options every {@link InboxProcessor} takes, with or without a transaction runner. */
+export interface InboxProcessorCommonOptions<Tx> {
   /** Any inbox repository. */
   inbox: InboxRepository<Tx>
   /** The messages (e.g. `createJetStreamInboxSource` from `@txbox/core/nats`). */
   source: InboxSource
-  /** The user's work for one event. */
-  handler: InboxHandler<Tx>
-  /**
-   * Runs the handler and the processed mark in one transaction of the inbox's store, so the
-   * handler's writes and the mark commit together. Without it the handler runs first and
-   * the mark follows (at-least-once effects if the process dies in between).
-   */
-  transaction?: TransactionRunner<Tx> | undefined
   /** Who holds the inbox claims (default `inbox-<random>`). */
   workerId?: string | undefined
   /** How long a claim protects a running handler from a concurrent duplicate (default 60,000 ms). */
@@ -52,8 +45,53 @@ export interface InboxProcessorOptions<Tx> {
   backoff?: BackoffOptions | undefined
   clock?: Clock | undefined
   random?: (() => number) | undefined
-  logger?: TxboxLogger | undefined
+  /**
+   * Where the processor logs (terminated messages, handler failures, store errors). Default:
+   * warnings and errors on stderr, one JSON object per line. Takes a `TxboxLogger` (`console`
+   * fits) or a pino/bunyan logger as is; `silentLogger` logs nothing.
+   */
+  logger?: LoggerOption | undefined
 }
+
+/** A processor whose handler writes in the same transaction as the processed mark. */
+export interface TransactionalInboxProcessorOptions<Tx> extends InboxProcessorCommonOptions<Tx> {
+  /**
+   * Runs the handler and the processed mark in one transaction of the inbox's store, so the
+   * handler's writes and the mark commit together (exactly-once effects in that database).
+   */
+  transaction: TransactionRunner<Tx>
+  /** The user's work for one event; `tx` is the open transaction. */
+  handler: InboxHandler<Tx>
+}
+
+/**
+ * A processor without a transaction runner: the handler runs first and the processed mark
+ * follows (at-least-once effects if the process dies in between).
+ */
+export interface PlainInboxProcessorOptions<Tx> extends InboxProcessorCommonOptions<Tx> {
+  transaction?: undefined
+  /** The user's work for one event; `tx` is `undefined`. */
+  handler: InboxHandler<undefined>
+}
+
+/**
+ * A processor whose runner is only known at run time (`TransactionRunner<Tx> | undefined`,
+ * e.g. a store that may lack transactions): the handler must accept both.
+ */
+export interface MaybeTransactionalInboxProcessorOptions<Tx> extends InboxProcessorCommonOptions<Tx> {
+  transaction?: TransactionRunner<Tx> | undefined
+  /** The user's work for one event; `tx` is the open transaction when there is a runner. */
+  handler: InboxHandler<Tx | undefined>
+}
+
+/**
+ * Options of {@link InboxProcessor}. The handler's `tx` follows from them: the store's
+ * transaction with a `transaction` runner, `undefined` without one.
+ */
+export type InboxProcessorOptions<Tx> =
+  | TransactionalInboxProcessorOptions<Tx>
+  | PlainInboxProcessorOptions<Tx>
+  | MaybeTransactionalInboxProcessorOptions<Tx>
 
 /** Counters of an {@link InboxProcessor}. */
 export interface InboxProcessorCounters {
@@ -117,8 +155,7 @@ export class InboxProcessor<Tx = never> {
   readonly workerId: string
   readonly #inbox: InboxRepository<Tx>
   readonly #source: InboxSource
-  readonly #handler: InboxHandler<Tx>
-  readonly #transaction: TransactionRunner<Tx> | undefined
+  readonly #options: InboxProcessorOptions<Tx>
   readonly #leaseMs: number
   readonly #ackProgressEveryMs: number | undefined
   readonly #concurrency: number
@@ -130,6 +167,7 @@ export class InboxProcessor<Tx = never> {
 
   #state: State = 'idle'
   #subscription: InboxSubscription | undefined
+  #subscribing: Promise<unknown> | undefined
   #loop: Promise<void> | undefined
   #inFlight = 0
   #lastTickAt: number | null = null
@@ -144,6 +182,12 @@ export class InboxProcessor<Tx = never> {
     storeErrors: 0,
   }
 
+  /** With a `transaction` runner: the handler's `tx` is the store's open transaction. */
+  constructor(options: TransactionalInboxProcessorOptions<Tx>)
+  /** Without a runner: the handler's `tx` is `undefined`. */
+  constructor(options: PlainInboxProcessorOptions<Tx>)
+  /** A runner that may be `undefined`: the handler's `tx` is `Tx | undefined`. */
+  constructor(options: MaybeTransactionalInboxProcessorOptions<Tx>)
   constructor(options: InboxProcessorOptions<Tx>) {
     if (typeof options !== 'object' || options === null)
       throw new ValidationError(COMPONENT, 'options must be an object')
@@ -155,8 +199,12 @@ export class InboxProcessor<Tx = never> {
       throw new ValidationError(COMPONENT, 'options.handler must be a function')
     this.#inbox = options.inbox
     this.#source = options.source
-    this.#handler = options.handler
-    this.#transaction = options.transaction
+    if (options.transaction !== undefined && typeof options.transaction !== 'function')
+      throw new ValidationError(
+        COMPONENT,
+        'options.transaction must be a function (fn) => Promise, or left out',
+      )
+    this.#options = options
     this.workerId = options.workerId ?? `inbox-${globalThis.crypto.randomUUID().slice(0, 8)}`
     this.#leaseMs = positiveInteger(options.leaseMs ?? 60_000, 'leaseMs')
     this.#ackProgressEveryMs =
@@ -171,7 +219,7 @@ export class InboxProcessor<Tx = never> {
     )
     this.#clock = options.clock ?? systemClock
     this.#random = options.random ?? Math.random
-    this.#logger = options.logger ?? silentLogger
+    this.#logger = resolveLogger(COMPONENT, options.logger, { workerId: this.workerId })
   }
 
   /** Subscribes and starts handling messages in the background. */
@@ -179,18 +227,36 @@ export class InboxProcessor<Tx = never> {
     if (this.#state !== 'idle')
       throw new ValidationError(COMPONENT, `the processor is already ${this.#state}`)
     this.#state = 'running'
+    let subscription: InboxSubscription
+    const subscribing = this.#source.subscribe()
+    this.#subscribing = subscribing.catch(() => {})
     try {
-      this.#subscription = await this.#source.subscribe()
+      subscription = await subscribing
     } catch (error) {
-      // Nothing runs yet (e.g. the durable consumer does not exist): start() may be retried.
-      this.#state = 'idle'
+      // Nothing runs yet (e.g. the durable consumer does not exist): start() may be retried,
+      // unless stop() was called meanwhile.
+      if (this.#state === 'running') this.#state = 'idle'
       throw error
+    } finally {
+      this.#subscribing = undefined
+    }
+    this.#subscription = subscription
+    if (this.#state !== 'running') {
+      // stop() ran while subscribing (e.g. SIGTERM during startup): the subscription it
+      // could not see must not run on, or keep the process alive.
+      await subscription.stop()
+      this.#state = 'stopped'
+      return
     }
     this.#lastTickAt = this.#clock().getTime()
-    this.#loop = this.#run(this.#subscription)
+    this.#loop = this.#run(subscription)
   }
 
-  /** Stops taking messages and waits for the handlers in flight to finish (and ack). */
+  /**
+   * Stops taking messages (ends the subscription it started, even one still being set up)
+   * and waits for the handlers in flight to finish (and ack). Idempotent. The source's
+   * connection, the store and its pool are yours: close them after `stop()` resolves.
+   */
   async stop(): Promise<void> {
     if (this.#state === 'idle') {
       this.#state = 'stopped'
@@ -200,7 +266,9 @@ export class InboxProcessor<Tx = never> {
       this.#state = 'stopping'
       await this.#subscription?.stop()
     }
+    await this.#subscribing
     await this.#loop
+    if (this.#loop === undefined) this.#state = 'stopped'
   }
 
   counters(): InboxProcessorCounters {
@@ -326,14 +394,15 @@ export class InboxProcessor<Tx = never> {
           }, this.#ackProgressEveryMs)
     try {
       const context = { event, headers: message.headers, message }
-      const transaction = this.#transaction
-      if (transaction) {
-        await transaction(async (tx) => {
-          await this.#handler({ ...context, tx })
+      const options = this.#options
+      if (options.transaction !== undefined) {
+        const { handler } = options
+        await options.transaction(async (tx) => {
+          await handler({ ...context, tx })
           await this.#inbox.markAsProcessed(event.eventId, { tx })
         })
       } else {
-        await this.#handler({ ...context, tx: undefined })
+        await options.handler({ ...context, tx: undefined })
         await this.#inbox.markAsProcessed(event.eventId)
       }
     } catch (error) {

@@ -52,13 +52,16 @@ export interface InboxHandlerContext<Tx> {
   message: InboxMessage
   /**
    * The open transaction when the processor has a `transaction` runner: write with it and
-   * your writes commit together with the processed mark (exactly-once effects). Undefined
-   * without a runner (at-least-once effects).
+   * your writes commit together with the processed mark (exactly-once effects). Without a
+   * runner it is `undefined`, and typed so (at-least-once effects).
    */
-  tx: Tx | undefined
+  tx: Tx
 }
 
-/** The user's handler. Throw to fail the delivery (it is retried with backoff). */
+/**
+ * The user's handler. Throw to fail the delivery (it is retried with backoff). `Tx` is the
+ * transaction handle it receives: the store's with a `transaction` runner, `undefined` without.
+ */
 export type InboxHandler<Tx> = (context: InboxHandlerContext<Tx>) => Promise<void>
 
 /** Runs `fn` inside one database transaction of the inbox's store: commit on resolve, roll back on throw. */

@@ -14,5 +14,5 @@ export {
   type PrometheusOptions,
   type PromRegistry,
 } from './prometheus.js'
-export { messageOf, realSleep, type Sleep, silentLogger, type TxboxLogger } from './sleep.js'
+export { messageOf, realSleep, type Sleep } from './sleep.js'
 export type { OutboxPublisher, PublishReceipt, RelayWakeup } from './types.js'

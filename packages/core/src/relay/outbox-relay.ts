@@ -1,9 +1,10 @@
 import { type Clock, systemClock } from '../clock.js'
 import { LeaseLostError, ValidationError } from '../errors.js'
+import { type LoggerOption, resolveLogger, type TxboxLogger } from '../logger.js'
 import type { OutboxEvent, OutboxRepository } from '../outbox.js'
 import { type BackoffOptions, backoffDelayMs, type ResolvedBackoff, resolveBackoff } from './backoff.js'
 import { type HealthReport, type RelayCounters, type RelayMetrics, zeroCounters } from './metrics.js'
-import { messageOf, realSleep, type Sleep, silentLogger, type TxboxLogger } from './sleep.js'
+import { messageOf, realSleep, type Sleep } from './sleep.js'
 import type { OutboxPublisher, RelayWakeup } from './types.js'
 
 const COMPONENT = 'relay'
@@ -49,15 +50,27 @@ export interface OutboxRelayOptions {
   pollIntervalMs?: number | undefined
   /** Periodic `resetStale` and `cleanup`. */
   retention?: RetentionOptions | undefined
-  /** A wake-up hint (e.g. PostgreSQL LISTEN/NOTIFY) that ends the poll wait early. */
+  /**
+   * A wake-up hint (e.g. PostgreSQL LISTEN/NOTIFY) that ends the poll wait early. The relay
+   * owns it: `stop()` calls its `close()` (the PostgreSQL wakeup then gives its LISTEN
+   * connection back to the pool, so `pool.end()` can finish). Set `ownsWakeup: false` to
+   * close it yourself, e.g. when several relays share one.
+   */
   wakeup?: RelayWakeup | undefined
+  /** Whether `stop()` closes `wakeup` (default true). */
+  ownsWakeup?: boolean | undefined
   /** The relay's own time source: maintenance schedule, claim latency, loop liveness, pending age. */
   clock?: Clock | undefined
   /** How the relay waits (poll interval, renewal interval); injected by tests. */
   sleep?: Sleep | undefined
   /** The jitter's random source, [0, 1). */
   random?: (() => number) | undefined
-  logger?: TxboxLogger | undefined
+  /**
+   * Where the relay logs (dead letters, store errors, lost leases). Default: warnings and
+   * errors on stderr, one JSON object per line. Takes a `TxboxLogger` (`console` fits) or a
+   * pino/bunyan logger as is; `silentLogger` logs nothing.
+   */
+  logger?: LoggerOption | undefined
   /** `health()` reports the loop dead when it made no progress for this long (default max(30,000, 3 x pollIntervalMs)). */
   healthStaleMs?: number | undefined
 }
@@ -113,6 +126,7 @@ export class OutboxRelay {
   readonly #staleMinutes: number | null
   readonly #maintenanceEveryMs: number
   readonly #wakeup: RelayWakeup | undefined
+  readonly #ownsWakeup: boolean
   readonly #clock: Clock
   readonly #sleep: Sleep
   readonly #random: () => number
@@ -122,6 +136,7 @@ export class OutboxRelay {
   #state: State = 'idle'
   readonly #stopController = new AbortController()
   #loop: Promise<void> | undefined
+  #released: Promise<void> | undefined
   #counters: RelayCounters = zeroCounters()
   #inFlight = 0
   #lastTickAt: number | null = null
@@ -162,10 +177,13 @@ export class OutboxRelay {
         : nonNegative(retention.staleMinutes ?? 10, 'retention.staleMinutes')
     this.#maintenanceEveryMs = nonNegative(retention.everyMs ?? 60_000, 'retention.everyMs')
     this.#wakeup = options.wakeup
+    if (options.ownsWakeup !== undefined && typeof options.ownsWakeup !== 'boolean')
+      throw new ValidationError(COMPONENT, `ownsWakeup must be a boolean; got ${String(options.ownsWakeup)}`)
+    this.#ownsWakeup = options.ownsWakeup ?? true
     this.#clock = options.clock ?? systemClock
     this.#sleep = options.sleep ?? realSleep
     this.#random = options.random ?? Math.random
-    this.#logger = options.logger ?? silentLogger
+    this.#logger = resolveLogger(COMPONENT, options.logger, { workerId: this.workerId })
     this.#healthStaleMs = nonNegative(
       options.healthStaleMs ?? Math.max(30_000, 3 * this.#pollIntervalMs),
       'healthStaleMs',
@@ -182,18 +200,30 @@ export class OutboxRelay {
 
   /**
    * Stops claiming, lets the batch in flight finish (publishes awaited, successes marked,
-   * failures scheduled), then resolves. Idempotent.
+   * failures scheduled), closes the wakeup it owns, then resolves. Idempotent. What you
+   * passed in besides the wakeup (the store, its pool, the NATS connection) stays open:
+   * close it after `stop()` resolves.
    */
   async stop(): Promise<void> {
-    if (this.#state === 'idle') {
-      this.#state = 'stopped'
-      return
-    }
+    if (this.#state === 'idle') this.#state = 'stopped'
     if (this.#state === 'running') {
       this.#state = 'stopping'
       this.#stopController.abort()
     }
     await this.#loop
+    this.#released ??= this.#releaseWakeup()
+    await this.#released
+  }
+
+  async #releaseWakeup(): Promise<void> {
+    if (!this.#ownsWakeup || typeof this.#wakeup?.close !== 'function') return
+    try {
+      await this.#wakeup.close()
+    } catch (error) {
+      // The loop has ended either way; a wakeup that cannot say UNLISTEN must not turn a
+      // clean shutdown into a crash.
+      this.#logger.warn('closing the wakeup failed', { error: messageOf(error) })
+    }
   }
 
   /** Resolves when the loop has ended (after {@link stop}, or never while running). */
@@ -336,12 +366,16 @@ export class OutboxRelay {
       const timeout = this.#sleep(this.#pollIntervalMs, controller.signal)
       const waits: Promise<unknown>[] = [timeout]
       if (useWakeup && this.#wakeup) {
-        // A failing hint must not turn into a hot loop: fall back to the poll timeout.
+        // A failing hint must not turn into a hot loop: fall back to the poll timeout. So does
+        // a wait that answers `false` at once (a closed PostgreSQL wakeup): that is no hint.
         waits.push(
-          this.#wakeup.wait(controller.signal).catch((error: unknown) => {
-            this.#logger.warn('wakeup failed; polling', { error: messageOf(error) })
-            return timeout
-          }),
+          this.#wakeup.wait(controller.signal).then(
+            (hint) => (hint === false ? timeout : hint),
+            (error: unknown) => {
+              this.#logger.warn('wakeup failed; polling', { error: messageOf(error) })
+              return timeout
+            },
+          ),
         )
       }
       await Promise.race(waits)

@@ -22,17 +22,6 @@ export const realSleep: Sleep = (ms, signal) =>
     signal?.addEventListener('abort', onAbort, { once: true })
   })
 
-/** Minimal structured logger; the relay and processor log nothing unless given one. */
-export interface TxboxLogger {
-  debug?(message: string, fields?: Record<string, unknown>): void
-  info?(message: string, fields?: Record<string, unknown>): void
-  warn(message: string, fields?: Record<string, unknown>): void
-  error(message: string, fields?: Record<string, unknown>): void
-}
-
-/** The logger used when none is given. */
-export const silentLogger: TxboxLogger = Object.freeze({ warn: () => {}, error: () => {} })
-
 /** An error's message, for `errorMessage` columns and logs. */
 export const messageOf = (error: unknown): string => {
   const text = error instanceof Error ? error.message : String(error)

@@ -30,11 +30,16 @@ export interface OutboxPublisher {
  * A wake-up hint: resolves when new events were probably enqueued, so the relay claims at
  * once instead of waiting for the next poll. A hint, not a queue: the relay keeps polling
  * as a fallback, so a lost notification only costs latency. The PostgreSQL adapter's
- * LISTEN/NOTIFY waiter fits: `{ wait: (signal) => pgWakeup.wait({ signal }), listen: () => pgWakeup.listen() }`.
+ * LISTEN/NOTIFY wakeup fits as is (`wakeup: store.createWakeup()`).
  */
 export interface RelayWakeup {
   /** Resolves on a hint, or when `signal` aborts (the relay aborts it on poll timeout and on stop). */
   wait(signal: AbortSignal): Promise<unknown>
   /** Starts listening before the first claim, so an enqueue between that claim and the first wait is seen. */
   listen?(): Promise<unknown>
+  /**
+   * Releases what the hint holds (the PostgreSQL wakeup's LISTEN connection). The relay
+   * calls it once from `stop()`, after its loop has ended, unless `ownsWakeup: false`.
+   */
+  close?(): unknown
 }
