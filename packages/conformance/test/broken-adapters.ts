@@ -8,6 +8,8 @@ import {
   MemoryOutboxRepository,
   type MemoryTransaction,
   type OutboxEvent,
+  PayloadTooLargeError,
+  Validator,
   type WriteOptions,
 } from '@txbox/core'
 import type { ConformanceTarget } from '../src/index.js'
@@ -123,6 +125,91 @@ const brokenInboxTarget = (
   }
 }
 
+/**
+ * The validation before NATS-safe ids: any well-formed id and any whitespace-free subject
+ * is accepted, so `o-1 ` is stored beside `o-1` and later published as the same message.
+ */
+class PreNatsRuleValidator extends Validator {
+  override newEventId(value: unknown, name = 'eventId'): string {
+    return this.eventId(value, name)
+  }
+
+  override subject(value: unknown): string {
+    // Only the token rules are missing: length, whitespace and surrogates are still checked.
+    if (typeof value !== 'string') return super.subject(value)
+    super.subject(value.replace(/[.*>]/g, '_'))
+    return value
+  }
+}
+
+class NatsUnsafeIdOutbox extends MemoryOutboxRepository {
+  protected override readonly validate = new PreNatsRuleValidator('memory')
+}
+
+class NatsUnsafeIdInbox extends MemoryInboxRepository {
+  protected override readonly validate = new PreNatsRuleValidator('memory')
+}
+
+/** The memory target with both repositories accepting ids and subjects NATS would alter. */
+const natsUnsafeIdTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name: 'nats-unsafe-ids',
+    async create(options) {
+      const fixture = await base.create(options)
+      const outbox = new NatsUnsafeIdOutbox({ clock: options.clock })
+      const inbox = new NatsUnsafeIdInbox({ clock: options.clock })
+      return {
+        ...fixture,
+        outbox,
+        inbox,
+        oracle: {
+          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          outboxCount: async () => outbox.snapshot().length,
+          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          inboxCount: async () => inbox.snapshot().length,
+        },
+      }
+    },
+  }
+}
+
+/** Measures only the payload, as a store that ignores the NATS header block would. */
+class PayloadOnlySizeOutbox extends MemoryOutboxRepository {
+  #check(events: readonly EnqueueParams[]): void {
+    for (const event of events) {
+      const bytes = Buffer.byteLength(event.payload, 'utf8')
+      if (bytes > this.maxEventBytes)
+        throw new PayloadTooLargeError('memory', event.eventId, bytes, this.maxEventBytes)
+    }
+  }
+
+  override async findOrCreate(
+    params: EnqueueParams,
+    options?: WriteOptions<MemoryTransaction>,
+  ): Promise<OutboxEvent> {
+    const valid = this.validate.enqueueParams(params)
+    this.#check([valid])
+    return this.insert(valid, this.clock(), options?.tx)
+  }
+
+  override async findOrCreateMany(
+    params: readonly EnqueueParams[],
+    options?: WriteOptions<MemoryTransaction>,
+  ): Promise<OutboxEvent[]> {
+    const valid = this.validate.enqueueParamsList(params)
+    this.#check(valid)
+    const now = this.clock()
+    const created = new Map<string, OutboxEvent>()
+    return valid.map((event) => {
+      const result = created.get(event.eventId) ?? this.insert(event, now, options?.tx)
+      created.set(event.eventId, result)
+      return { ...result }
+    })
+  }
+}
+
 type OutboxClass = new (options: { clock?: () => Date }) => MemoryOutboxRepository
 
 /** The memory target with its outbox replaced by a broken one. */
@@ -175,6 +262,14 @@ export const brokenAdapters: readonly {
       'outbox.retry.dead-letter',
       'outbox.retry.requeue',
     ],
+  },
+  {
+    target: natsUnsafeIdTarget(),
+    mustFail: ['outbox.validation.nats-verbatim', 'inbox.validation.nats-verbatim'],
+  },
+  {
+    target: brokenTarget('payload-only-size', PayloadOnlySizeOutbox),
+    mustFail: ['outbox.payload.too-large'],
   },
   {
     target: brokenInboxTarget('stream-position-merging-inbox', StreamPositionMergingInbox),

@@ -1,4 +1,4 @@
-import type { Capabilities } from '@txbox/core'
+import { type Capabilities, DEFAULT_MAX_EVENT_BYTES, natsMessageBytes } from '@txbox/core'
 import { expectSame, expectTxboxError } from '../assertions.js'
 import { defineCase } from '../case.js'
 import { inboxEvent, outboxEvent } from '../events.js'
@@ -7,10 +7,18 @@ const MiB = 1_048_576
 /** Above this, building an event over the store's limit would exhaust a test's memory. */
 const MAX_TESTABLE_LIMIT = 64 * MiB
 
+/** The limit a store enforces: its declared `maxEventBytes`, else the contract's default (NATS's 1 MiB). */
+const eventLimit = (capabilities: Capabilities): number =>
+  capabilities.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES
+
+/** A string of `bytes` UTF-8 bytes: 4-byte emoji, then ASCII for the rest. */
+const textOfBytes = (bytes: number): string =>
+  `${'🎉'.repeat(Math.floor(bytes / 8))}${'x'.repeat(bytes - 4 * Math.floor(bytes / 8))}`
+
 /** Text that stores commonly alter: encodings, escapes, control characters, sizes. */
 const samples = (capabilities: Capabilities): [string, string][] => {
-  // Payload and headers both carry it: together they stay well under a declared limit.
-  const big = Math.min(MiB, Math.floor((capabilities.maxEventBytes ?? Number.POSITIVE_INFINITY) * 0.4))
+  // Payload and headers both carry it: together they stay well under the store's limit.
+  const big = Math.min(MiB, Math.floor(eventLimit(capabilities) * 0.4))
   const bigText = `${'{"k":"v"}'.repeat(Math.floor((big - 64) / 9))}🎉`
   return [
     ['empty string', ''],
@@ -98,26 +106,37 @@ export const payloadCases = [
   }),
   defineCase({
     id: 'outbox.payload.too-large',
-    title: "an event over the store's hard size limit raises PayloadTooLargeError before any write",
+    title:
+      'an event whose NATS message (payload + headers) is over maxEventBytes raises PayloadTooLargeError before any write',
     skipReason: (capabilities) =>
-      capabilities.maxEventBytes === undefined
-        ? 'the store declares no hard event size limit (maxEventBytes)'
-        : capabilities.maxEventBytes > MAX_TESTABLE_LIMIT
-          ? `the store's limit (${capabilities.maxEventBytes} bytes) is too large to build an event over it in a test`
-          : undefined,
+      eventLimit(capabilities) > MAX_TESTABLE_LIMIT
+        ? `the store's limit (${eventLimit(capabilities)} bytes) is too large to build an event over it in a test`
+        : undefined,
     async run({ store, capabilities }) {
-      // 4 UTF-8 bytes per character: over the limit with a quarter of the string length.
-      const payload = '🎉'.repeat(Math.floor((capabilities.maxEventBytes ?? 0) / 4) + 1)
-      await expectTxboxError(
-        'PayloadTooLargeError',
-        () => store.outbox.findOrCreate(outboxEvent('huge', { payload })),
-        'findOrCreate',
-      )
-      await expectTxboxError(
-        'PayloadTooLargeError',
-        () => store.outbox.findOrCreateMany([outboxEvent('small'), outboxEvent('huge', { payload })]),
-        'findOrCreateMany',
-      )
+      const limit = eventLimit(capabilities)
+      // The payload alone fits; with the Nats-Msg-Id header block the message is one byte over.
+      const overhead = natsMessageBytes({ eventId: 'huge', payload: '' })
+      const huge = outboxEvent('huge', { payload: textOfBytes(limit + 1 - overhead) })
+      expectSame(natsMessageBytes(huge), limit + 1, 'the test event is one byte over the limit')
+      // Headers with a line break travel base64: 3 bytes become 4, so these fit only unencoded.
+      const rawHeaders = `line\n${'h'.repeat(Math.floor(limit * 0.8))}`
+      const wide = outboxEvent('wide-headers', { payload: '{}', headers: rawHeaders })
+      expectSame(natsMessageBytes(wide) > limit, true, 'the base64-encoded headers are over the limit')
+      for (const [label, event] of [
+        ['payload one byte over with its header block', huge],
+        ['headers over once base64-encoded', wide],
+      ] as const) {
+        await expectTxboxError(
+          'PayloadTooLargeError',
+          () => store.outbox.findOrCreate(event),
+          `findOrCreate: ${label}`,
+        )
+        await expectTxboxError(
+          'PayloadTooLargeError',
+          () => store.outbox.findOrCreateMany([outboxEvent('small'), event]),
+          `findOrCreateMany: ${label}`,
+        )
+      }
       expectSame(
         await store.oracle.outboxCount(),
         0,

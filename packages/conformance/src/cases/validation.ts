@@ -7,6 +7,38 @@ import { inboxEvent, outboxEvent } from '../events.js'
 const bad = <T>(value: unknown): T => value as T
 const LEASE = { leaseMs: 60_000, workerId: 'w' }
 
+/**
+ * Ids a NATS header cannot carry verbatim: the NATS client trims header values (so `o-1 `
+ * would reach JetStream as `o-1`, a duplicate) and a header line cannot hold control characters.
+ */
+const NATS_ALTERED_IDS: readonly [string, string][] = [
+  ['with a trailing space', 'o-1 '],
+  ['with a leading space', ' o-1'],
+  ['with a trailing tab', 'o-1\t'],
+  ['with a trailing no-break space', 'o-1\u00a0'],
+  ['with a leading byte order mark', '\ufeffo-1'],
+  ['with a trailing line separator', 'o-1\u2028'],
+  ['with CR LF inside', 'a\r\nb'],
+  ['with LF inside', 'a\nb'],
+  ['with NUL inside', 'a\u0000b'],
+  ['with DEL inside', 'a\u007fb'],
+  ['with a C1 control inside', 'a\u0085b'],
+]
+
+/** Subjects NATS cannot publish to, or would take as a pattern. */
+const UNPUBLISHABLE_SUBJECTS = [
+  'orders..created',
+  '.orders',
+  'orders.',
+  'orders.*',
+  'orders.>',
+  '>',
+  '*.created',
+]
+
+/** Ids that travel verbatim, though awkward: inner spaces, both Unicode normal forms, quotes, colons. */
+const VERBATIM_IDS = ['o 1', 'caf\u00e9', 'cafe\u0301', 'a:b', '"q\'', 'x'.repeat(255), '🎉\u00a0🎉']
+
 export const validationCases = [
   defineCase({
     id: 'outbox.validation.rejects-bad-input',
@@ -151,6 +183,103 @@ export const validationCases = [
       )
       expectSame(await i.get('nope'), null, 'inbox get of an unknown id is null')
       expectSame(await store.oracle.inboxCount(), 0, 'oracle: still nothing stored')
+    },
+  }),
+  defineCase({
+    id: 'outbox.validation.nats-verbatim',
+    title:
+      'findOrCreate refuses ids NATS would alter (edge whitespace, control characters) and subjects it cannot publish to; lookups still take old ids',
+    async run({ store }) {
+      const o = store.outbox
+      for (const [label, eventId] of NATS_ALTERED_IDS) {
+        await expectTxboxError(
+          'ValidationError',
+          () => o.findOrCreate(outboxEvent(eventId)),
+          `eventId ${label}`,
+        )
+      }
+      await expectTxboxError(
+        'ValidationError',
+        () => o.findOrCreateMany([outboxEvent('fine'), outboxEvent('o-1 ')]),
+        'findOrCreateMany with one id NATS would trim',
+      )
+      for (const subject of UNPUBLISHABLE_SUBJECTS) {
+        await expectTxboxError(
+          'ValidationError',
+          () => o.findOrCreate(outboxEvent('s', { subject })),
+          `subject ${JSON.stringify(subject)}`,
+        )
+      }
+      expectSame(await store.oracle.outboxCount(), 0, 'oracle: nothing refused was stored')
+      for (const eventId of VERBATIM_IDS)
+        await o.findOrCreate(outboxEvent(eventId, { subject: 'orders.v*2>x' }))
+      for (const eventId of VERBATIM_IDS) {
+        expectSame(
+          (await store.oracle.outbox(eventId))?.eventId,
+          eventId,
+          `oracle: ${JSON.stringify(eventId)} stored as is`,
+        )
+      }
+      expectSame(
+        await store.oracle.outboxCount(),
+        VERBATIM_IDS.length,
+        'oracle: NFC and NFD ids are two events',
+      )
+      // Rows stored before the rule must stay reachable for inspection and redrive.
+      expectSame(
+        await o.get('o-1 '),
+        null,
+        'get of an id with edge whitespace is a lookup, not a ValidationError',
+      )
+      await expectTxboxError(
+        'EventNotFoundError',
+        () => o.markAsSent(' o-1'),
+        'markAsSent of an old-style id',
+      )
+      await expectTxboxError(
+        'EventNotFoundError',
+        () => o.requeueFailed(['a\nb']),
+        'requeueFailed of an old-style id',
+      )
+    },
+  }),
+  defineCase({
+    id: 'inbox.validation.nats-verbatim',
+    title: 'the inbox refuses the same ids and subjects at creation, and still looks up old ids',
+    async run({ store }) {
+      const i = store.inbox
+      for (const [label, eventId] of NATS_ALTERED_IDS) {
+        await expectTxboxError(
+          'ValidationError',
+          () => i.findOrCreate(inboxEvent(eventId)),
+          `findOrCreate: eventId ${label}`,
+        )
+        await expectTxboxError(
+          'ValidationError',
+          () => i.claim(inboxEvent(eventId), LEASE),
+          `claim: eventId ${label}`,
+        )
+      }
+      for (const subject of UNPUBLISHABLE_SUBJECTS) {
+        await expectTxboxError(
+          'ValidationError',
+          () => i.findOrCreate(inboxEvent('s', { subject })),
+          `subject ${JSON.stringify(subject)}`,
+        )
+      }
+      expectSame(await store.oracle.inboxCount(), 0, 'oracle: nothing refused was stored')
+      for (const eventId of VERBATIM_IDS) await i.findOrCreate(inboxEvent(eventId))
+      expectSame(
+        await store.oracle.inboxCount(),
+        VERBATIM_IDS.length,
+        'oracle: every verbatim id stored apart',
+      )
+      expectSame(await i.get('o-1 '), null, 'inbox get of an old-style id is a lookup')
+      await expectTxboxError(
+        'EventNotFoundError',
+        () => i.markAsProcessed('a\r\nb'),
+        'markAsProcessed of an old-style id',
+      )
     },
   }),
 ]
