@@ -44,7 +44,8 @@ export class ManualSleeper {
   }
 }
 
-type Outcome = 'ok' | 'duplicate' | Error
+/** `ok`, a duplicate ack (unverified), a failure, or the exact receipt to return. */
+type Outcome = 'ok' | 'duplicate' | Error | PublishReceipt
 
 /** A publisher with scripted outcomes, an optional gate, and a record of what it published. */
 export class FakePublisher implements OutboxPublisher {
@@ -77,6 +78,7 @@ export class FakePublisher implements OutboxPublisher {
       const outcome = this.outcome(event)
       if (outcome instanceof Error) throw outcome
       this.published.push(event)
+      if (typeof outcome === 'object') return outcome
       return { duplicate: outcome === 'duplicate' }
     } finally {
       this.active--

@@ -8,6 +8,7 @@ import {
   OutboxRelay,
   type OutboxRelayOptions,
   resolveBackoff,
+  silentLogger,
   ValidationError,
 } from '../src/index.js'
 import { FakePublisher, flush, ManualSleeper } from './helpers.js'
@@ -33,6 +34,9 @@ const setup = (options: Partial<OutboxRelayOptions> = {}) => {
     sleep: sleeper.sleep,
     random: () => 0,
     backoff: { baseMs: 100, maxMs: 1_000, jitter: 0.5 },
+    // These tests are about batches; the ramp-up from a claim of 1 has its own tests.
+    claimRampUp: false,
+    logger: silentLogger,
     ...options,
   })
   return { clock, store, publisher, sleeper, relay }
@@ -141,7 +145,7 @@ describe('OutboxRelay', () => {
     expect(await store.outbox.get('e-0')).toMatchObject({
       status: 'failed',
       retryCount: 3,
-      errorMessage: 'publish failed: no stream',
+      errorMessage: 'publish failed 3 times: no stream',
     })
     expect(await relay.runOnce()).toBe(0)
     expect(relay.counters()).toMatchObject({ failed: 3, retried: 2, dead: 1 })
@@ -350,6 +354,11 @@ describe('OutboxRelay', () => {
       state: 'idle',
     })
     await relay.runOnce()
+    // Drained: nothing is waiting, so the age is 0 (not null, which means "unknown").
+    expect((await relay.metrics()).oldestPendingAgeMs).toBe(0)
+    store.outbox.findPending = async () => {
+      throw new Error('db down')
+    }
     expect((await relay.metrics()).oldestPendingAgeMs).toBeNull()
   })
 

@@ -1,15 +1,16 @@
-import { type JetStreamClient, type NatsConnection, NatsError } from 'nats'
+import { type JetStreamClient, type JetStreamManager, type NatsConnection, NatsError } from 'nats'
 import { ValidationError } from '../errors.js'
+import { natsMessageBytes } from '../nats-message.js'
 import type { OutboxEvent } from '../outbox.js'
-import type { OutboxPublisher, PublishReceipt } from '../relay/types.js'
+import type { DuplicateCheck, OutboxPublisher, PublishReceipt } from '../relay/types.js'
 import { ConnectionState } from './connection-state.js'
-import { natsHeadersFor } from './headers.js'
+import { MSG_ID, natsHeadersFor } from './headers.js'
 
 const COMPONENT = 'nats'
 const encoder = new TextEncoder()
 
-/** Why a publish failed. */
-export type PublishFailure = 'no-stream' | 'timeout' | 'rejected'
+/** Why a publish failed. `too-large` is permanent: no retry can publish it. */
+export type PublishFailure = 'no-stream' | 'timeout' | 'rejected' | 'too-large'
 
 /**
  * A publish that JetStream did not confirm. The relay retries it with backoff; `reason`
@@ -19,11 +20,14 @@ export class JetStreamPublishError extends Error {
   readonly reason: PublishFailure
   readonly subject: string
   readonly eventId: string
+  /** Retrying cannot help (the message is over the server's `max_payload`): the relay dead-letters at once. */
+  readonly permanent: boolean
 
   constructor(reason: PublishFailure, event: OutboxEvent, message: string, cause: unknown) {
     super(`[txbox] [${COMPONENT}] ${message}`, { cause })
     this.name = 'JetStreamPublishError'
     this.reason = reason
+    this.permanent = reason === 'too-large'
     this.subject = event.subject
     this.eventId = event.eventId
   }
@@ -45,11 +49,15 @@ export interface JetStreamPublisherOptions {
  * Publishes outbox events to JetStream: `Nats-Msg-Id` = `eventId` (so JetStream drops a
  * republish within the stream's `duplicate_window`), the event's headers as NATS headers
  * (see `encodeEventHeaders`), and the PubAck awaited: an event counts as published only
- * once a stream stored it. A duplicate ack is a success (the earlier copy stands).
+ * once a stream stored it. A duplicate ack is checked: the stored message at the sequence
+ * JetStream returned is read back and compared with the event (`duplicateCheck`), because
+ * another message may hold the event's id in the dedup window.
  * Publishes are asynchronous: many can be in flight on the one connection.
  */
 export class JetStreamPublisher implements OutboxPublisher {
+  readonly #connection: NatsConnection
   readonly #js: JetStreamClient
+  #jsm: Promise<JetStreamManager> | undefined
   readonly #timeoutMs: number
   readonly #expectStream: string | undefined
   readonly #window: number
@@ -58,6 +66,7 @@ export class JetStreamPublisher implements OutboxPublisher {
   constructor(options: JetStreamPublisherOptions) {
     if (typeof options?.connection?.jetstream !== 'function')
       throw new ValidationError(COMPONENT, 'options.connection must be a NatsConnection from connect()')
+    this.#connection = options.connection
     this.#js = options.connection.jetstream()
     this.#timeoutMs = options.timeoutMs ?? 5_000
     this.#expectStream = options.expectStream
@@ -70,18 +79,88 @@ export class JetStreamPublisher implements OutboxPublisher {
   }
 
   async publish(event: OutboxEvent): Promise<PublishReceipt> {
+    const data = encoder.encode(event.payload)
+    const headers = natsHeadersFor(event.eventId, event.headers)
+    const maxPayload = this.maxMessageBytes()
+    if (maxPayload !== undefined) {
+      const size =
+        natsMessageBytes(event) +
+        (this.#expectStream === undefined
+          ? 0
+          : Buffer.byteLength(`Nats-Expected-Stream: ${this.#expectStream}\r\n`))
+      if (size > maxPayload)
+        throw new JetStreamPublishError(
+          'too-large',
+          event,
+          `event ${JSON.stringify(event.eventId)} is a ${size}-byte NATS message (payload + headers), over the ` +
+            `server's max_payload of ${maxPayload}: raise max_payload in the NATS server configuration or split the event`,
+          undefined,
+        )
+    }
     let ack: Awaited<ReturnType<JetStreamClient['publish']>>
     try {
-      ack = await this.#js.publish(event.subject, encoder.encode(event.payload), {
+      ack = await this.#js.publish(event.subject, data, {
         msgID: event.eventId,
-        headers: natsHeadersFor(event.eventId, event.headers),
+        headers,
         timeout: this.#timeoutMs,
         ...(this.#expectStream === undefined ? {} : { expect: { streamName: this.#expectStream } }),
       })
     } catch (error) {
       throw publishError(event, error)
     }
-    return { duplicate: ack.duplicate, stream: ack.stream, seq: ack.seq }
+    if (!ack.duplicate) return { duplicate: false, stream: ack.stream, seq: ack.seq }
+    return {
+      duplicate: true,
+      stream: ack.stream,
+      seq: ack.seq,
+      ...(await this.#checkDuplicate(event, data, ack)),
+    }
+  }
+
+  /** The server's `max_payload` from the connection's INFO (undefined before it is known). */
+  maxMessageBytes(): number | undefined {
+    const maxPayload = this.#connection.info?.max_payload
+    return typeof maxPayload === 'number' && maxPayload > 0 ? maxPayload : undefined
+  }
+
+  /**
+   * Reads the message JetStream says it already holds and compares it with the event: the
+   * same id, subject and payload bytes mean this event was delivered before (a relay
+   * crashed after publishing, or lost its lease); anything else means another message took
+   * the id, and this event was not delivered.
+   */
+  async #checkDuplicate(
+    event: OutboxEvent,
+    data: Uint8Array,
+    ack: { stream: string; seq: number },
+  ): Promise<{ duplicateCheck: DuplicateCheck; duplicateDetail?: string }> {
+    let stored: Awaited<ReturnType<JetStreamManager['streams']['getMessage']>>
+    try {
+      this.#jsm ??= this.#connection.jetstreamManager({ checkAPI: false })
+      stored = await (await this.#jsm).streams.getMessage(ack.stream, { seq: ack.seq })
+    } catch (error) {
+      this.#jsm = undefined
+      return {
+        duplicateCheck: 'unverified',
+        duplicateDetail: `stored message ${ack.stream} #${ack.seq} could not be read: ${error instanceof Error ? error.message : String(error)}`,
+      }
+    }
+    const storedId = stored.header?.get(MSG_ID) ?? ''
+    const differences: string[] = []
+    if (storedId !== event.eventId) differences.push(`its Nats-Msg-Id is ${JSON.stringify(storedId)}`)
+    if (stored.subject !== event.subject)
+      differences.push(
+        `its subject is ${JSON.stringify(stored.subject)}, the event's ${JSON.stringify(event.subject)}`,
+      )
+    if (!sameBytes(stored.data, data))
+      differences.push(
+        `its payload is ${stored.data.length} bytes that differ from the event's ${data.length}`,
+      )
+    if (differences.length === 0) return { duplicateCheck: 'same' }
+    return {
+      duplicateCheck: 'conflict',
+      duplicateDetail: `stored message #${ack.seq}: ${differences.join('; ')}`,
+    }
   }
 
   /**
@@ -109,6 +188,9 @@ export class JetStreamPublisher implements OutboxPublisher {
     return this.#state.health()
   }
 }
+
+const sameBytes = (left: Uint8Array, right: Uint8Array): boolean =>
+  left.length === right.length && Buffer.compare(left, right) === 0
 
 const publishError = (event: OutboxEvent, error: unknown): JetStreamPublishError => {
   const code = error instanceof NatsError ? error.code : undefined

@@ -5,6 +5,8 @@ export {
   type ResolvedBackoff,
   resolveBackoff,
 } from './backoff.js'
+export { DEFAULT_MAX_BATCH_BYTES } from './claim-budget.js'
+export { type HistogramSnapshot, LATENCY_BUCKETS_MS } from './histogram.js'
 export type { HealthReport, RelayCounters, RelayMetrics } from './metrics.js'
 export { OutboxRelay, type OutboxRelayOptions, type RetentionOptions } from './outbox-relay.js'
 export {
@@ -15,4 +17,10 @@ export {
   type PromRegistry,
 } from './prometheus.js'
 export { messageOf, realSleep, type Sleep } from './sleep.js'
-export type { OutboxPublisher, PublishReceipt, RelayWakeup } from './types.js'
+export type {
+  DuplicateCheck,
+  OutboxPublisher,
+  PublishErrorFields,
+  PublishReceipt,
+  RelayWakeup,
+} from './types.js'

@@ -1,3 +1,6 @@
+import type { OutboxCounts } from '../outbox.js'
+import type { HistogramSnapshot } from './histogram.js'
+
 /** Counters of an {@link OutboxRelay} since it was created. */
 export interface RelayCounters {
   /** Claims made (one per loop turn that reached the store). */
@@ -6,13 +9,20 @@ export interface RelayCounters {
   claimed: number
   /** Events published and marked `sent` by this relay. */
   published: number
-  /** Publishes the transport answered as duplicates (deduplicated, counted as success). */
+  /** Publishes the transport answered as duplicates (every kind: verified, unverified, conflicts). */
   duplicates: number
+  /**
+   * Duplicates whose stored message is a different one (another message holds the event's
+   * id in the dedup window): the event was not delivered and was dead-lettered.
+   */
+  duplicateConflicts: number
+  /** Duplicates whose stored message could not be read (purged, no permission): counted as delivered. */
+  duplicatesUnverified: number
   /** Publish attempts that failed. */
   failed: number
   /** Events put back with backoff (`retryLater`). */
   retried: number
-  /** Events dead-lettered (`markAsFailed`) after `maxAttempts`. */
+  /** Events dead-lettered (`markAsFailed`) by this relay, for any reason (see `deadLettered`). */
   dead: number
   /** Events this relay stopped working on because its lease was gone (renewal or fenced write). */
   leaseLost: number
@@ -34,8 +44,25 @@ export interface RelayMetrics extends RelayCounters {
   inFlight: number
   /** Claim round-trip time: the last one, the mean, and the worst, in milliseconds. */
   claimLatencyMs: { last: number; mean: number; max: number }
-  /** Age of the oldest due `pending` event (from `findPending({ limit: 1 })`); null when none or the store failed. */
+  /** Every claim's round-trip time. */
+  claimDuration: HistogramSnapshot
+  /** Every publish's time until the transport answered (success or failure). */
+  publishDuration: HistogramSnapshot
+  /** Failed publishes by reason (`timeout`, `no-stream`, `rejected`, `too-large`, `error`, ...). */
+  publishFailures: Record<string, number>
+  /** Events dead-lettered by this relay, by reason: `max-attempts`, `too-large`, `duplicate-conflict`, `permanent`. */
+  deadLettered: Record<string, number>
+  /** The limit the next claim asks for (bounded by `batchSize` and by bytes; see `maxBatchBytes`). */
+  claimLimit: number
+  /** Bytes (payload + headers, UTF-8) of the last claimed batch. */
+  lastBatchBytes: number
+  /**
+   * Age of the oldest due `pending` event (from `findPending({ limit: 1 })`); 0 when none is
+   * due, null only when the store could not be read.
+   */
   oldestPendingAgeMs: number | null
+  /** The store's events per status (`getCountByStatus()`); null when the store could not be read. */
+  outboxEvents: OutboxCounts | null
   /** When the loop last made progress (epoch ms, from the relay's clock); null before start. */
   lastTickAt: number | null
 }
@@ -46,6 +73,8 @@ export const zeroCounters = (): RelayCounters => ({
   claimed: 0,
   published: 0,
   duplicates: 0,
+  duplicateConflicts: 0,
+  duplicatesUnverified: 0,
   failed: 0,
   retried: 0,
   dead: 0,

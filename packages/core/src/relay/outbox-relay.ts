@@ -1,11 +1,15 @@
 import { type Clock, systemClock } from '../clock.js'
 import { LeaseLostError, ValidationError } from '../errors.js'
 import { type LoggerOption, resolveLogger, type TxboxLogger } from '../logger.js'
+import { DEFAULT_MAX_EVENT_BYTES } from '../nats-message.js'
 import type { OutboxEvent, OutboxRepository } from '../outbox.js'
 import { type BackoffOptions, backoffDelayMs, type ResolvedBackoff, resolveBackoff } from './backoff.js'
+import { ClaimBudget, DEFAULT_MAX_BATCH_BYTES, eventBytes } from './claim-budget.js'
+import { LatencyHistogram } from './histogram.js'
 import { type HealthReport, type RelayCounters, type RelayMetrics, zeroCounters } from './metrics.js'
+import { failureReason, isPermanentFailure, PublishFailures } from './publish-failures.js'
 import { messageOf, realSleep, type Sleep } from './sleep.js'
-import type { OutboxPublisher, RelayWakeup } from './types.js'
+import type { OutboxPublisher, PublishReceipt, RelayWakeup } from './types.js'
 
 const COMPONENT = 'relay'
 
@@ -42,6 +46,25 @@ export interface OutboxRelayOptions {
   renewEveryMs?: number | undefined
   /** Publishes in flight at once within a batch (default 32). */
   concurrency?: number | undefined
+  /**
+   * Bytes (payload + headers, UTF-8) of events one claim may hold (default 128 MiB). A claim
+   * asks for min(batchSize, max(1, floor(maxBatchBytes / maxEventBytes))) events.
+   */
+  maxBatchBytes?: number | undefined
+  /**
+   * The largest event the relay publishes, in bytes of payload + headers (default: the
+   * publisher's `maxMessageBytes()`, i.e. the NATS server's `max_payload`, else 1 MiB).
+   * Keep it equal to the store's `maxEventBytes`. A larger event (stored before the store
+   * had a limit) is dead-lettered at once, never retried.
+   */
+  maxEventBytes?: number | undefined
+  /**
+   * Start with a claim of 1 event and double it after each full batch (default true), so a
+   * relay restarted after running out of memory on huge legacy rows still makes progress.
+   */
+  claimRampUp?: boolean | undefined
+  /** At most one log line per this long about publishes that failed and will be retried (default 10,000 ms). */
+  failureLogEveryMs?: number | undefined
   /** Publish attempts before an event is dead-lettered (default 10; compared with `retryCount + 1`). */
   maxAttempts?: number | undefined
   /** Delay between attempts, persisted as `availableAt`. */
@@ -142,6 +165,14 @@ export class OutboxRelay {
   #lastTickAt: number | null = null
   #nextMaintenanceAt: number | null = null
   #claimLatency = { last: 0, total: 0, max: 0 }
+  readonly #budget: ClaimBudget
+  readonly #maxEventBytes: number
+  readonly #failures: PublishFailures
+  readonly #claimDuration = new LatencyHistogram()
+  readonly #publishDuration = new LatencyHistogram()
+  readonly #deadLettered: Record<string, number> = {}
+  #lastClaimLimit = 0
+  #lastBatchBytes = 0
 
   constructor(options: OutboxRelayOptions) {
     if (typeof options !== 'object' || options === null)
@@ -187,6 +218,28 @@ export class OutboxRelay {
     this.#healthStaleMs = nonNegative(
       options.healthStaleMs ?? Math.max(30_000, 3 * this.#pollIntervalMs),
       'healthStaleMs',
+    )
+    const transportMax = this.#publisher.maxMessageBytes?.()
+    this.#maxEventBytes = positiveInteger(
+      options.maxEventBytes ?? transportMax ?? DEFAULT_MAX_EVENT_BYTES,
+      'maxEventBytes',
+    )
+    const maxBatchBytes = positiveInteger(options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES, 'maxBatchBytes')
+    if (options.claimRampUp !== undefined && typeof options.claimRampUp !== 'boolean')
+      throw new ValidationError(
+        COMPONENT,
+        `claimRampUp must be a boolean; got ${String(options.claimRampUp)}`,
+      )
+    this.#budget = new ClaimBudget({
+      batchSize: this.#batchSize,
+      maxBatchBytes,
+      maxEventBytes: this.#maxEventBytes,
+      rampUp: options.claimRampUp ?? true,
+    })
+    this.#failures = new PublishFailures(
+      this.#clock,
+      this.#logger,
+      nonNegative(options.failureLogEveryMs ?? 10_000, 'failureLogEveryMs'),
     )
   }
 
@@ -271,15 +324,25 @@ export class OutboxRelay {
     }
   }
 
-  /** Counters, gauges and the age of the oldest due event (one cheap store read). */
+  /**
+   * Counters, gauges, latency histograms, the store's count per status and the age of the
+   * oldest due event (two cheap store reads). Every field has a value at every call: a
+   * drained outbox reports an age of 0, a store that cannot be read reports null.
+   */
   async metrics(): Promise<RelayMetrics> {
-    let oldestPendingAgeMs: number | null = null
-    try {
-      const [oldest] = await this.#outbox.findPending({ limit: 1 })
-      if (oldest) oldestPendingAgeMs = Math.max(0, this.#clock().getTime() - oldest.enqueuedAt.getTime())
-    } catch (error) {
-      this.#storeError('outbox.findPending', error)
-    }
+    const [oldestPendingAgeMs, outboxEvents] = await Promise.all([
+      this.#outbox.findPending({ limit: 1 }).then(
+        ([oldest]) => (oldest ? Math.max(0, this.#clock().getTime() - oldest.enqueuedAt.getTime()) : 0),
+        (error: unknown) => {
+          this.#storeError('outbox.findPending', error)
+          return null
+        },
+      ),
+      this.#outbox.getCountByStatus().catch((error: unknown) => {
+        this.#storeError('outbox.getCountByStatus', error)
+        return null
+      }),
+    ])
     const { last, total, max } = this.#claimLatency
     return {
       ...this.#counters,
@@ -287,7 +350,14 @@ export class OutboxRelay {
       state: this.#state,
       inFlight: this.#inFlight,
       claimLatencyMs: { last, mean: this.#counters.claims === 0 ? 0 : total / this.#counters.claims, max },
+      claimDuration: this.#claimDuration.snapshot(),
+      publishDuration: this.#publishDuration.snapshot(),
+      publishFailures: { ...this.#failures.byReason },
+      deadLettered: { ...this.#deadLettered },
+      claimLimit: this.#budget.limit,
+      lastBatchBytes: this.#lastBatchBytes,
       oldestPendingAgeMs,
+      outboxEvents: outboxEvents === null ? null : { ...outboxEvents },
       lastTickAt: this.#lastTickAt,
     }
   }
@@ -302,9 +372,16 @@ export class OutboxRelay {
       store = { ok: false, detail: messageOf(error) }
     }
     const reported = this.#publisher.health?.()
-    const publisher: HealthReport['publisher'] = reported
-      ? { ok: reported.ok, detail: reported.detail }
-      : { ok: true, detail: 'the publisher does not report health' }
+    // A hung broker keeps the connection "connected": publishes that time out are the only sign.
+    const publishes = this.#failures.health()
+    const publisher: HealthReport['publisher'] =
+      reported && !reported.ok
+        ? { ok: false, detail: reported.detail }
+        : !publishes.ok
+          ? { ok: false, detail: publishes.detail }
+          : reported
+            ? { ok: true, detail: reported.detail }
+            : { ok: true, detail: 'the publisher does not report health' }
     const lastTickAgoMs = this.#lastTickAt === null ? null : this.#clock().getTime() - this.#lastTickAt
     let loop: HealthReport['loop']
     if (this.#state !== 'running') loop = { ok: false, lastTickAgoMs, detail: `the relay is ${this.#state}` }
@@ -337,7 +414,7 @@ export class OutboxRelay {
         // poll interval or a wake-up hint. After a store error, never trust the hint (it may
         // fire at once while the database is down) and just wait.
         if (claimed === undefined) await this.#idle(false)
-        else if (claimed < this.#batchSize) await this.#idle(true)
+        else if (claimed < this.#lastClaimLimit) await this.#idle(true)
       }
     } catch (error) {
       // Every expected failure is handled inside the turn; this is a bug or a broken store
@@ -388,13 +465,11 @@ export class OutboxRelay {
   /** Claims and publishes one batch. Returns how many were claimed, or undefined when the claim failed. */
   async #turn(): Promise<number | undefined> {
     const started = this.#clock().getTime()
+    const limit = this.#budget.limit
+    this.#lastClaimLimit = limit
     let events: OutboxEvent[]
     try {
-      events = await this.#outbox.claim({
-        limit: this.#batchSize,
-        leaseMs: this.#leaseMs,
-        workerId: this.workerId,
-      })
+      events = await this.#outbox.claim({ limit, leaseMs: this.#leaseMs, workerId: this.workerId })
     } catch (error) {
       this.#storeError('outbox.claim', error)
       return undefined
@@ -403,14 +478,28 @@ export class OutboxRelay {
     this.#claimLatency.last = latency
     this.#claimLatency.total += latency
     this.#claimLatency.max = Math.max(this.#claimLatency.max, latency)
+    this.#claimDuration.observe(latency)
     this.#counters.claims++
     this.#counters.claimed += events.length
+    const sizes = events.map(eventBytes)
+    const bytes = sizes.reduce((sum, size) => sum + size, 0)
+    this.#lastBatchBytes = bytes
+    this.#budget.record(events.length, bytes)
+    if (bytes > this.#budget.maxBatchBytes)
+      this.#logger.warn(
+        'claimed batch is larger than maxBatchBytes allows (events stored before the size limit); claiming fewer next',
+        {
+          events: events.length,
+          bytes,
+          nextClaimLimit: this.#budget.limit,
+        },
+      )
     this.#tick()
-    if (events.length > 0) await this.#publishBatch(events)
+    if (events.length > 0) await this.#publishBatch(events, sizes)
     return events.length
   }
 
-  async #publishBatch(events: readonly OutboxEvent[]): Promise<void> {
+  async #publishBatch(events: readonly OutboxEvent[], sizes: readonly number[]): Promise<void> {
     // The ids this relay still holds. An id leaves the set when its lease is lost or when a
     // failure was recorded; only ids still in it are marked sent.
     const held = new Set(events.map((event) => event.eventId))
@@ -420,16 +509,35 @@ export class OutboxRelay {
     try {
       let next = 0
       const worker = async (): Promise<void> => {
-        for (let event = events[next++]; event !== undefined; event = events[next++]) {
+        for (let index = next++; index < events.length; index = next++) {
+          const event = events[index] as OutboxEvent
           if (!held.has(event.eventId)) continue
+          const size = sizes[index] ?? 0
+          if (size > this.#maxEventBytes) {
+            // Stored before the store had a limit: no retry can ever publish it.
+            await this.#deadLetter(
+              event,
+              'too-large',
+              `event is a ${size}-byte NATS message (payload + headers), over the relay's maxEventBytes of ${this.#maxEventBytes}: ` +
+                'it can never be published, so it was dead-lettered without retry. Raise the NATS server max_payload ' +
+                'and maxEventBytes, or replace the event with smaller ones, then requeueFailed',
+              held,
+            )
+            continue
+          }
           this.#inFlight++
+          const started = this.#clock().getTime()
           try {
             const receipt = await this.#publisher.publish(event)
-            if (receipt.duplicate) this.#counters.duplicates++
+            this.#publishDuration.observe(this.#clock().getTime() - started)
+            this.#failures.succeeded()
+            if (receipt.duplicate && !(await this.#acceptDuplicate(event, receipt, held))) continue
             published.push(event.eventId)
           } catch (error) {
+            this.#publishDuration.observe(this.#clock().getTime() - started)
             this.#counters.failed++
             if (held.has(event.eventId)) await this.#recordFailure(event, error, held)
+            else this.#failures.failed(event.eventId, error, false)
           } finally {
             this.#inFlight--
             this.#tick()
@@ -486,31 +594,90 @@ export class OutboxRelay {
     }
   }
 
-  async #recordFailure(event: OutboxEvent, error: unknown, held: Set<string>): Promise<void> {
+  /**
+   * A duplicate answer is proof of delivery only if the stored message is this event.
+   * Returns whether to mark the event sent.
+   */
+  async #acceptDuplicate(event: OutboxEvent, receipt: PublishReceipt, held: Set<string>): Promise<boolean> {
+    this.#counters.duplicates++
+    const where = { eventId: event.eventId, stream: receipt.stream, storedSeq: receipt.seq }
+    if (receipt.duplicateCheck === 'same') {
+      this.#logger.warn(
+        'JetStream answered duplicate; the stored message is this event (delivered before)',
+        where,
+      )
+      return true
+    }
+    if (receipt.duplicateCheck === 'conflict') {
+      this.#counters.duplicateConflicts++
+      const message =
+        `NOT delivered: JetStream answered "duplicate" but stream ${String(receipt.stream)} holds a different ` +
+        `message under Nats-Msg-Id ${JSON.stringify(event.eventId)} at seq ${String(receipt.seq)} ` +
+        `(${receipt.duplicateDetail ?? 'contents differ'}). Another publisher uses this id within the ` +
+        "stream's duplicate_window: find it, then requeueFailed this event after the window has passed"
+      this.#logger.error(
+        'duplicate conflict: another message holds this event id; the event was not delivered',
+        {
+          ...where,
+          detail: receipt.duplicateDetail,
+        },
+      )
+      await this.#deadLetter(event, 'duplicate-conflict', message, held)
+      return false
+    }
+    this.#counters.duplicatesUnverified++
+    this.#logger.warn(
+      'JetStream answered duplicate and the stored message could not be compared; counted as delivered',
+      {
+        ...where,
+        detail: receipt.duplicateDetail ?? 'the publisher does not verify duplicates',
+      },
+    )
+    return true
+  }
+
+  /** Dead-letters at once (fenced); the reason is counted in `deadLettered`. */
+  async #deadLetter(event: OutboxEvent, reason: string, message: string, held: Set<string>): Promise<void> {
     held.delete(event.eventId)
-    const attempt = event.retryCount + 1
-    const errorMessage = `publish failed: ${messageOf(error)}`.slice(0, MAX_ERROR_MESSAGE)
+    const errorMessage = message.slice(0, MAX_ERROR_MESSAGE)
     try {
-      if (attempt >= this.#maxAttempts) {
-        await this.#outbox.markAsFailed(event.eventId, errorMessage, { workerId: this.workerId })
-        this.#counters.dead++
-        this.#logger.error('event dead-lettered', {
-          eventId: event.eventId,
-          attempts: attempt,
-          error: errorMessage,
-        })
-      } else {
-        const delayMs = backoffDelayMs(attempt, this.#backoff, this.#random)
-        await this.#outbox.retryLater(event.eventId, { errorMessage, delayMs, workerId: this.workerId })
-        this.#counters.retried++
-      }
+      await this.#outbox.markAsFailed(event.eventId, errorMessage, { workerId: this.workerId })
+      this.#counters.dead++
+      this.#deadLettered[reason] = (this.#deadLettered[reason] ?? 0) + 1
+      this.#logger.error('event dead-lettered', {
+        eventId: event.eventId,
+        reason,
+        attempts: event.retryCount + 1,
+        error: errorMessage,
+      })
     } catch (markError) {
       if (markError instanceof LeaseLostError) this.#counters.leaseLost++
-      else
-        this.#storeError(
-          attempt >= this.#maxAttempts ? 'outbox.markAsFailed' : 'outbox.retryLater',
-          markError,
-        )
+      else this.#storeError('outbox.markAsFailed', markError)
+    }
+  }
+
+  async #recordFailure(event: OutboxEvent, error: unknown, held: Set<string>): Promise<void> {
+    const attempt = event.retryCount + 1
+    const permanent = isPermanentFailure(error)
+    const willRetry = !permanent && attempt < this.#maxAttempts
+    this.#failures.failed(event.eventId, error, willRetry)
+    if (!willRetry) {
+      const reason = permanent ? failureReason(error) : 'max-attempts'
+      const prefix = permanent
+        ? 'publish failed permanently (not retried)'
+        : `publish failed ${attempt} times`
+      await this.#deadLetter(event, reason, `${prefix}: ${messageOf(error)}`, held)
+      return
+    }
+    held.delete(event.eventId)
+    const errorMessage = `publish failed: ${messageOf(error)}`.slice(0, MAX_ERROR_MESSAGE)
+    try {
+      const delayMs = backoffDelayMs(attempt, this.#backoff, this.#random)
+      await this.#outbox.retryLater(event.eventId, { errorMessage, delayMs, workerId: this.workerId })
+      this.#counters.retried++
+    } catch (markError) {
+      if (markError instanceof LeaseLostError) this.#counters.leaseLost++
+      else this.#storeError('outbox.retryLater', markError)
     }
   }
 }

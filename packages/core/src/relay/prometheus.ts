@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.js'
+import { type HistogramSnapshot, isHistogramSnapshot } from './histogram.js'
 
 /** Anything with a metrics snapshot of numeric fields: an OutboxRelay or an InboxProcessor. */
 export interface MetricsSource {
@@ -42,6 +43,8 @@ const COUNTERS = new Set([
   'claimed',
   'published',
   'duplicates',
+  'duplicateConflicts',
+  'duplicatesUnverified',
   'failed',
   'retried',
   'dead',
@@ -49,6 +52,8 @@ const COUNTERS = new Set([
   'storeErrors',
   'staleReset',
   'cleanedUp',
+  'publishFailures',
+  'deadLettered',
   'received',
   'processed',
   'handlerErrors',
@@ -56,25 +61,65 @@ const COUNTERS = new Set([
   'redelivered',
 ])
 
+/**
+ * Snapshot fields that map a label value to a number (`{ pending: 3, sent: 10 }`): one
+ * series per key, with this label. Named here, not guessed from the first snapshot, so
+ * a map that is null or empty at the first scrape is still registered.
+ */
+const LABELLED: Readonly<Record<string, string>> = {
+  outboxEvents: 'status',
+  publishFailures: 'reason',
+  deadLettered: 'reason',
+}
+
 const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)
 
-/** The numeric leaves of a snapshot, nested objects flattened with `_` (claimLatencyMs.max -> claim_latency_ms_max). */
-const numericFields = (snapshot: object, prefix = ''): Map<string, number> => {
-  const fields = new Map<string, number>()
+type Field =
+  | { kind: 'number'; value: number | null }
+  | { kind: 'labelled'; value: Record<string, number> | null }
+  | { kind: 'histogram'; value: HistogramSnapshot }
+
+/**
+ * The exported fields of a snapshot: numbers (null = unknown now, e.g. the store could not
+ * be read), labelled maps, histograms; other nested objects flattened with `_`
+ * (claimLatencyMs.max -> claim_latency_ms_max).
+ */
+const fieldsOf = (snapshot: object, prefix = ''): Map<string, Field> => {
+  const fields = new Map<string, Field>()
   for (const [key, value] of Object.entries(snapshot)) {
     const name = prefix === '' ? key : `${prefix}_${snake(key)}`
-    if (typeof value === 'number') fields.set(prefix === '' ? key : name, value)
-    else if (value !== null && typeof value === 'object') {
-      for (const [inner, number] of numericFields(value, snake(key))) fields.set(inner, number)
+    if (prefix === '' && key in LABELLED) {
+      fields.set(name, { kind: 'labelled', value: value === null ? null : (value as Record<string, number>) })
+    } else if (typeof value === 'number' || value === null) {
+      fields.set(name, { kind: 'number', value })
+    } else if (isHistogramSnapshot(value)) {
+      fields.set(name, { kind: 'histogram', value })
+    } else if (typeof value === 'object') {
+      for (const [inner, field] of fieldsOf(value, snake(key))) fields.set(inner, field)
     }
   }
   return fields
 }
 
+/** A histogram in Prometheus form (seconds, cumulative `le` buckets, `_sum`, `_count`). */
+const histogramValues = (name: string, labels: Record<string, string>, histogram: HistogramSnapshot) => [
+  ...histogram.bucketsMs.map((boundMs, index) => ({
+    metricName: `${name}_bucket`,
+    labels: { ...labels, le: boundMs / 1_000 },
+    value: histogram.counts[index] ?? 0,
+  })),
+  { metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: histogram.count },
+  { metricName: `${name}_sum`, labels, value: histogram.sumMs / 1_000 },
+  { metricName: `${name}_count`, labels, value: histogram.count },
+]
+
 /**
  * Prometheus exposition of relay and processor metrics through `prom-client`, an optional
  * peer dependency loaded only when this is called. One scrape reads each snapshot once
- * (one cheap store read for the pending age).
+ * (the relay's: two cheap store reads). Every series reflects that scrape's snapshot: a
+ * value that is unknown now (null) is left out of the scrape rather than repeating the
+ * last one, and latency histograms (`*_duration_seconds`) are kept by the relay itself,
+ * so the exporter sees observations made before it was created.
  */
 export const createPrometheusExporter = async (options: PrometheusOptions): Promise<PrometheusExporter> => {
   let client: typeof import('prom-client')
@@ -95,47 +140,84 @@ export const createPrometheusExporter = async (options: PrometheusOptions): Prom
   if (options.relay) sources.push(['relay', options.relay])
   if (options.processor) sources.push(['inbox', options.processor])
   for (const [component, source] of sources) {
-    // The field list comes from a first snapshot; the values are read again on every scrape.
-    const first = numericFields(await source.metrics())
-    let pending: Promise<Map<string, number>> | undefined
+    // The field list comes from a first snapshot (null and labelled fields included); the
+    // values are read again on every scrape.
+    const first = fieldsOf(await source.metrics())
+    let pending: Promise<Map<string, Field>> | undefined
     // Every metric's collect() of one scrape shares one snapshot.
-    const read = (): Promise<Map<string, number>> => {
+    const read = (): Promise<Map<string, Field>> => {
       pending ??= source.metrics().then((snapshot) => {
         queueMicrotask(() => {
           pending = undefined
         })
-        return numericFields(snapshot)
+        return fieldsOf(snapshot)
       })
       return pending
     }
-    for (const field of first.keys()) {
-      const base = `txbox_${component}_${snake(field)}`
+    const labels = { worker_id: source.workerId }
+    for (const [field, shape] of first) {
+      const counter = COUNTERS.has(field)
       const help = `txbox ${component} ${field}`
-      const labels = { worker_id: source.workerId }
-      if (COUNTERS.has(field)) {
+      if (shape.kind === 'histogram') {
+        const name = `txbox_${component}_${snake(field)}_seconds`
+        // prom-client's Histogram can only observe; the relay's buckets are already counted,
+        // so this metric hands the registry their current values at each scrape.
+        registry.registerMetric({
+          name,
+          help,
+          type: 'histogram',
+          aggregator: 'sum',
+          get: async () => {
+            const current = (await read()).get(field)
+            const values = current?.kind === 'histogram' ? histogramValues(name, labels, current.value) : []
+            return { name, help, type: 'histogram', aggregator: 'sum', values }
+          },
+          reset: () => {},
+        } as unknown as import('prom-client').Metric)
+        continue
+      }
+      const base = `txbox_${component}_${snake(field)}`
+      const label = shape.kind === 'labelled' ? LABELLED[field] : undefined
+      const labelNames = label === undefined ? ['worker_id'] : ['worker_id', label]
+      // Reset first: a series shows this scrape's value or is absent, never a stale one
+      // (a gauge whose value turned null used to keep its last number forever).
+      const fill = async (
+        reset: () => void,
+        put: (series: Record<string, string>, value: number) => void,
+      ) => {
+        const current = (await read()).get(field)
+        reset()
+        if (current === undefined || current.value === null) return
+        if (current.kind === 'number') put(labels, current.value)
+        else if (current.kind === 'labelled' && label !== undefined)
+          for (const [key, value] of Object.entries(current.value)) put({ ...labels, [label]: key }, value)
+      }
+      if (counter)
         new client.Counter({
           name: `${base}_total`,
           help,
-          labelNames: ['worker_id'],
+          labelNames,
           registers: [registry],
           async collect() {
-            const value = (await read()).get(field) ?? 0
-            this.reset()
-            this.inc(labels, value)
+            await fill(
+              () => this.reset(),
+              (series, value) => this.inc(series, value),
+            )
           },
         })
-      } else {
+      else
         new client.Gauge({
           name: base,
           help,
-          labelNames: ['worker_id'],
+          labelNames,
           registers: [registry],
           async collect() {
-            const value = (await read()).get(field)
-            if (value !== undefined) this.set(labels, value)
+            await fill(
+              () => this.reset(),
+              (series, value) => this.set(series, value),
+            )
           },
         })
-      }
     }
   }
   return { registry, contentType: registry.contentType, metrics: () => registry.metrics() }
