@@ -1,12 +1,15 @@
+import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import { hostname } from 'node:os'
-import { messageOf, OutboxRelay } from '@txbox/core'
-import { createJetStreamPublisher, ensureStream } from '@txbox/core/nats'
-import { connect, type NatsConnection } from 'nats'
-import { helpText, parseConfig, type RelayConfig, UsageError } from './config.js'
-import { serveHttp } from './http.js'
+import { messageOf, OutboxRelay, TxboxError, type TxboxLogger } from '@txbox/core'
+import type { NatsConnection } from 'nats'
+import { ConfigurationError, helpText, parseCli, type RelayConfig, UsageError } from './config.js'
+import { listeningPort, serveHttp } from './http.js'
 import { jsonLogger } from './logger.js'
-import { type OpenedStore, openStore } from './stores.js'
+import { retryUntilReady } from './retry.js'
+import { RelayStatus } from './status.js'
+import { type CreatedStore, createStore, type Importer, importFor, nodeImporter } from './stores.js'
+import { redactUrl } from './urls.js'
 
 /** Where the CLI reads and writes; the defaults are the process's. */
 export interface CliIo {
@@ -17,36 +20,64 @@ export interface CliIo {
   signal?: AbortSignal | undefined
   /** Called once the relay runs (after the store, NATS and the HTTP port are up). */
   onReady?: ((relay: OutboxRelay) => void) | undefined
+  /** Loads the store's adapter and driver and `nats` (default `import()`); tests simulate a missing package. */
+  importer?: Importer | undefined
 }
+
+/** `@txbox/relay`'s version, from its package.json (`src/` and `dist/` sit next to it). */
+export const RELAY_VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 
 const optional = <K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } =>
   (value === undefined ? {} : { [key]: value }) as { [P in K]?: V }
 
+/** Exit codes: see the README. */
+const EXIT = { stopped: 0, failed: 1, configuration: 2 } as const
+
 /**
  * Runs the relay until SIGTERM/SIGINT (or `io.signal`), then drains the batch in flight,
- * closes NATS and the database, and resolves the exit code: 0 after a clean stop, 1 when it
- * could not start or the loop died, 2 on a usage error.
+ * closes NATS and the database, and resolves the exit code: 0 after a stop (in any phase,
+ * also while still waiting for a server), 1 when the loop died or the HTTP port could not
+ * be opened, 2 for configuration that can never work (printed, naming the flag or variable).
+ *
+ * Start-up policy: the HTTP port opens first; then the store and NATS are each tried until
+ * they answer, with capped exponential backoff and one log line per failed attempt, while
+ * GET /health answers 200 and GET /ready 503 with the reason.
  */
 export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Promise<number> => {
   const env = io.env ?? process.env
   const stdout = io.stdout ?? process.stdout
   const stderr = io.stderr ?? process.stderr
-  let config: RelayConfig | undefined
+  let config: RelayConfig
   try {
-    config = parseConfig(argv, env)
+    const request = parseCli(argv, env)
+    if ('help' in request) {
+      stdout.write(helpText())
+      return EXIT.stopped
+    }
+    if ('version' in request) {
+      stdout.write(`${RELAY_VERSION}\n`)
+      return EXIT.stopped
+    }
+    config = request.run
   } catch (error) {
-    if (!(error instanceof UsageError)) throw error
-    stderr.write(`txbox-relay: ${error.message}\n\n${helpText()}`)
-    return 2
-  }
-  if (config === undefined) {
-    stdout.write(helpText())
-    return 0
+    if (!(error instanceof ConfigurationError)) throw error
+    stderr.write(
+      error instanceof UsageError
+        ? `${error.message}\n\n${helpText()}`
+        : `${error.message}\nSee txbox-relay --help.\n`,
+    )
+    return EXIT.configuration
   }
   const logger = jsonLogger(config.logLevel, stderr)
   const stop = new AbortController()
+  const status = new RelayStatus()
   const onSignal = (signal: NodeJS.Signals): void => {
-    logger.info('signal received; draining', { signal })
+    logger.info(status.phase === 'running' ? 'signal received; draining' : 'signal received; stopping', {
+      signal,
+      phase: status.phase,
+    })
     stop.abort()
   }
   const onAbort = () => stop.abort()
@@ -58,63 +89,162 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
     stop.signal.addEventListener('abort', () => resolve(), { once: true }),
   )
 
-  let store: OpenedStore | undefined
+  const importer = io.importer ?? nodeImporter
+  const workerId = config.workerId ?? `relay-${hostname()}-${process.pid}`
+  let store: CreatedStore | undefined
   let nc: NatsConnection | undefined
   let server: Server | undefined
-  const workerId = config.workerId ?? `relay-${hostname()}-${process.pid}`
   try {
-    store = await openStore(config.store, logger)
-    const connecting = connect({
-      servers: config.natsServers,
-      name: workerId,
-      // Keep trying for as long as the relay runs: a NATS restart must not end it, and
-      // neither must a NATS that is not up yet when the relay starts.
-      waitOnFirstConnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-    })
-    // A stop while NATS is still unreachable must not wait for it.
-    nc = await Promise.race([connecting, stopped.then(() => undefined)])
-    if (nc === undefined) {
-      connecting.then((late) => late.close()).catch(() => {})
-      logger.info('stopped before NATS was reachable', { workerId })
-      return 0
+    if (config.httpPort !== undefined) {
+      try {
+        server = await serveHttp(status, config.httpPort, logger)
+      } catch (error) {
+        logger.error('relay cannot open its HTTP port', {
+          httpPort: config.httpPort,
+          error: `--http-port ${config.httpPort}: ${messageOf(error)}`,
+        })
+        return EXIT.failed
+      }
+      logger.info('http listening', {
+        port: listeningPort(server),
+        endpoints: ['/health', '/ready', '/metrics'],
+      })
     }
-    if (config.stream) await ensureStream(await nc.jetstreamManager(), config.stream)
-    const relay = new OutboxRelay({
-      outbox: store.outbox,
-      publisher: createJetStreamPublisher({
-        connection: nc,
-        ...optional('timeoutMs', config.publishTimeoutMs),
-      }),
-      workerId,
-      ...optional('batchSize', config.batchSize),
-      ...optional('leaseMs', config.leaseMs),
-      ...optional('concurrency', config.concurrency),
-      ...optional('maxAttempts', config.maxAttempts),
-      ...optional('pollIntervalMs', config.pollIntervalMs),
-      backoff: config.backoff,
-      retention: config.retention,
-      ...optional('wakeup', store.wakeup),
+
+    const natsModule = await importFor<typeof import('nats')>(importer, 'nats', 'txbox-relay', ['nats'])
+    const { createJetStreamPublisher, ensureStream } = await importFor<typeof import('@txbox/core/nats')>(
+      importer,
+      '@txbox/core/nats',
+      'txbox-relay',
+      ['nats'],
+    )
+    store = await createStore(config.store, { logger, importer })
+    const opened = store
+
+    const storeFields = { store: config.store.kind, url: redactUrl(config.store.url) }
+    status.waiting('connecting to the store', `connecting to ${config.store.kind} at ${storeFields.url}`)
+    let migrated = !config.store.migrate
+    const storeReady = await retryUntilReady({
+      name: 'store',
+      fields: storeFields,
+      signal: stop.signal,
       logger,
+      onFailure: (reason) =>
+        status.waiting(
+          'connecting to the store',
+          `${config.store.kind} at ${storeFields.url} not reachable: ${reason}`,
+        ),
+      describe: (error) => {
+        const connection = opened.lastConnectionError()
+        return connection === undefined
+          ? messageOf(error)
+          : `${messageOf(error)} (last connection error: ${connection})`
+      },
+      attempt: async () => {
+        if (!migrated) {
+          await opened.migrate()
+          migrated = true
+        }
+        await opened.outbox.getCountByStatus()
+        return true
+      },
     })
-    if (config.httpPort !== undefined) server = await serveHttp(relay, config.httpPort, logger)
+    if (storeReady === undefined) return stoppedEarly(logger, status, workerId)
+
+    const natsFields = { nats: config.natsServers.map(redactUrl) }
+    status.waiting('connecting to NATS', `connecting to NATS at ${natsFields.nats.join(', ')}`)
+    nc = await retryUntilReady({
+      name: 'NATS',
+      fields: natsFields,
+      signal: stop.signal,
+      logger,
+      onFailure: (reason) =>
+        status.waiting(
+          'connecting to NATS',
+          `NATS at ${natsFields.nats.join(', ')} not reachable: ${reason}`,
+        ),
+      // Once connected, nats.js reconnects by itself for as long as the relay runs.
+      attempt: () =>
+        natsModule.connect({
+          servers: config.natsServers,
+          name: workerId,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          timeout: 5_000,
+        }),
+      discard: (late) => {
+        late.close().catch(() => {})
+      },
+    })
+    if (nc === undefined) return stoppedEarly(logger, status, workerId)
+    watchNats(nc, logger)
+    const connection = nc
+
+    const stream = config.stream
+    if (stream) {
+      status.waiting('creating the stream', `creating the JetStream stream ${stream.name}`)
+      const created = await retryUntilReady({
+        name: 'stream',
+        fields: { stream: stream.name, subjects: stream.subjects },
+        signal: stop.signal,
+        logger,
+        onFailure: (reason) =>
+          status.waiting('creating the stream', `JetStream stream ${stream.name} not created: ${reason}`),
+        attempt: async () => {
+          await ensureStream(await connection.jetstreamManager(), stream)
+          return true
+        },
+      })
+      if (created === undefined) return stoppedEarly(logger, status, workerId)
+    }
+
+    let relay: OutboxRelay
+    try {
+      relay = new OutboxRelay({
+        outbox: opened.outbox,
+        publisher: createJetStreamPublisher({
+          connection,
+          ...optional('timeoutMs', config.publishTimeoutMs),
+        }),
+        workerId,
+        ...optional('batchSize', config.batchSize),
+        ...optional('leaseMs', config.leaseMs),
+        ...optional('concurrency', config.concurrency),
+        ...optional('maxAttempts', config.maxAttempts),
+        ...optional('pollIntervalMs', config.pollIntervalMs),
+        backoff: config.backoff,
+        retention: config.retention,
+        ...optional('wakeup', opened.wakeup),
+        logger,
+      })
+    } catch (error) {
+      // parseCli checks each option against core; a combination core still refuses lands here.
+      if (error instanceof TxboxError) throw new ConfigurationError(messageOf(error), { cause: error })
+      throw error
+    }
     relay.start()
+    status.running(relay)
     logger.info('relay started', {
       workerId,
       store: config.store.kind,
-      nats: config.natsServers,
-      ...optional('httpPort', config.httpPort),
+      nats: natsFields.nats,
+      ...optional('httpPort', server === undefined ? undefined : listeningPort(server)),
     })
     io.onReady?.(relay)
     await Promise.race([stopped, relay.done])
     const crashed = relay.state === 'stopped' && !stop.signal.aborted
+    status.stopping(crashed ? 'the relay loop died' : 'draining after a stop signal')
     await relay.stop()
     logger.info('relay stopped', { workerId, counters: relay.counters() })
-    return crashed ? 1 : 0
+    return crashed ? EXIT.failed : EXIT.stopped
   } catch (error) {
+    if (error instanceof ConfigurationError) {
+      logger.error('relay cannot start: configuration', { workerId, error: error.message })
+      stderr.write(`${error.message}\n`)
+      return EXIT.configuration
+    }
     logger.error('relay failed', { workerId, error: messageOf(error) })
-    return 1
+    return EXIT.failed
   } finally {
     process.off('SIGTERM', onSignal)
     process.off('SIGINT', onSignal)
@@ -124,8 +254,40 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
       // drain() flushes what is buffered; while disconnected it cannot, so just close.
       await nc.drain().catch(() => nc?.close())
     }
-    await store
-      ?.close()
-      .catch((error: unknown) => logger.warn('closing the store failed', { error: messageOf(error) }))
+    // A store that never answered may not close promptly either: a stop must stay prompt.
+    await Promise.race([
+      store
+        ?.close()
+        .catch((error: unknown) => logger.warn('closing the store failed', { error: messageOf(error) })),
+      new Promise((resolve) => setTimeout(resolve, 2_000).unref()),
+    ])
   }
+}
+
+const stoppedEarly = (logger: Required<TxboxLogger>, status: RelayStatus, workerId: string): number => {
+  logger.info('stopped before the relay ran', { workerId, phase: status.phase })
+  status.stopping('stopped before the relay ran')
+  return EXIT.stopped
+}
+
+/** Logs NATS connection changes after start-up (nats.js reconnects by itself). */
+const watchNats = (nc: NatsConnection, logger: Required<TxboxLogger>): void => {
+  void (async () => {
+    for await (const event of nc.status()) {
+      const fields = { data: typeof event.data === 'object' ? JSON.stringify(event.data) : event.data }
+      switch (event.type) {
+        case 'disconnect':
+        case 'error':
+        case 'staleConnection':
+        case 'ldm':
+          logger.warn(`NATS ${event.type}`, fields)
+          break
+        case 'reconnect':
+          logger.info('NATS reconnected', fields)
+          break
+        default:
+          logger.debug(`NATS ${event.type}`, fields)
+      }
+    }
+  })().catch(() => {})
 }

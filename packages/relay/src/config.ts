@@ -1,15 +1,31 @@
 import { parseArgs } from 'node:util'
-import { STORE_KINDS, type StoreConfig, type StoreKind } from './stores.js'
+import {
+  cutoffDays,
+  cutoffMinutes,
+  DEFAULT_BACKOFF,
+  OutboxRelay,
+  type OutboxRelayOptions,
+  type OutboxRepository,
+  TxboxError,
+  ValidationError,
+  Validator,
+} from '@txbox/core'
+import { ConfigurationError, UsageError } from './errors.js'
+import { STORE_KINDS, type StoreConfig, type StoreKind, storeUrlProblem } from './stores.js'
+import { redactUrl, urlProblem } from './urls.js'
 
-/** Every flag, its env variable (`TXBOX_RELAY_<NAME>`), and its help line. */
+/**
+ * Every flag, its help line, and whether a `TXBOX_RELAY_<NAME>` variable can set it
+ * (`--help` and `--version` are flags only).
+ */
 const FLAGS = {
   store: { type: 'string', help: `the store: ${STORE_KINDS.join(' | ')} (required)` },
   url: { type: 'string', help: 'the database URL; for sqlite the database file path (required)' },
   nats: { type: 'string', help: 'NATS server URL(s), comma separated (default nats://127.0.0.1:4222)' },
   'worker-id': { type: 'string', help: "this relay's claim owner (default relay-<host>-<pid>)" },
-  'batch-size': { type: 'string', help: 'events per claim (default 100)' },
-  'lease-ms': { type: 'string', help: 'claim lease (default 30000)' },
-  concurrency: { type: 'string', help: 'publishes in flight per batch (default 32)' },
+  'batch-size': { type: 'string', help: 'events per claim, 1..10000 (default 100)' },
+  'lease-ms': { type: 'string', help: 'claim lease, 1..2147483647 (default 30000)' },
+  concurrency: { type: 'string', help: 'publishes in flight per batch, 1..10000 (default 32)' },
   'max-attempts': { type: 'string', help: 'publish attempts before dead letter (default 10)' },
   'poll-interval-ms': { type: 'string', help: 'wait when nothing is due (default 1000)' },
   'backoff-base-ms': { type: 'string', help: 'first retry delay (default 1000)' },
@@ -29,23 +45,27 @@ const FLAGS = {
   schema: { type: 'string', help: 'PostgreSQL schema (default public)' },
   database: { type: 'string', help: "MongoDB database (default: the URL's)" },
   wakeup: { type: 'string', help: 'PostgreSQL LISTEN/NOTIFY wake-up: on | off (default on)' },
-  migrate: { type: 'boolean', help: "run the store's migrate() first" },
+  migrate: { type: 'boolean', help: "run the store's migrate() first (variable: 1 | true | 0 | false)" },
   stream: { type: 'string', help: 'create this JetStream stream if missing (with --stream-subjects)' },
   'stream-subjects': { type: 'string', help: 'the subjects of --stream, comma separated' },
-  'http-port': { type: 'string', help: 'serve GET /metrics (Prometheus) and GET /health on this port' },
+  'http-port': {
+    type: 'string',
+    help: 'serve GET /health (liveness), GET /ready (readiness) and GET /metrics on this port',
+  },
   'log-level': { type: 'string', help: 'debug | info | warn | error (default info); JSON lines on stderr' },
-  help: { type: 'boolean', help: 'show this help' },
-} as const
+  help: { type: 'boolean', help: 'show this help', flagOnly: true },
+  version: { type: 'boolean', help: 'print the version and exit', flagOnly: true },
+} as const satisfies Record<string, { type: 'string' | 'boolean'; help: string; flagOnly?: true }>
 
 type FlagName = keyof typeof FLAGS
 
-/** A usage error: the CLI prints it with the help and exits 2. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError'
-}
+export { ConfigurationError, UsageError }
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Node's longest timer: a longer `setTimeout` fires after 1 ms, which would turn a wait into a hot loop. */
+export const MAX_TIMER_MS = 2_147_483_647
 
 /** The relay's configuration after flags and environment. */
 export interface RelayConfig {
@@ -65,44 +85,119 @@ export interface RelayConfig {
   logLevel: LogLevel
 }
 
+/** What the command line asks for: run with a configuration, or print the help or the version. */
+export type CliRequest = { run: RelayConfig } | { help: true } | { version: true }
+
 export const envName = (flag: string): string => `TXBOX_RELAY_${flag.toUpperCase().replace(/-/g, '_')}`
 
 export const helpText = (): string => {
-  const lines = Object.entries(FLAGS).map(
-    ([name, flag]) => `  --${name.padEnd(22)} ${flag.help}\n  ${''.padEnd(24)} env ${envName(name)}`,
-  )
+  const lines = Object.entries(FLAGS).map(([name, flag]) => {
+    const line = `  --${name.padEnd(22)} ${flag.help}`
+    return 'flagOnly' in flag ? line : `${line}\n  ${''.padEnd(24)} env ${envName(name)}`
+  })
   return `Usage: txbox-relay --store <kind> --url <url> [--nats nats://host:4222] [options]
 
 Publishes a txbox outbox to NATS JetStream until SIGTERM or SIGINT, then drains and exits 0.
 Every flag can also come from the environment; a flag wins over its variable.
+A store or NATS that is not reachable yet is retried (each attempt logged) while GET /health
+answers 200 and GET /ready 503 with the reason. Exit codes: 0 stopped cleanly, 1 the relay
+loop died or the HTTP port could not be opened, 2 configuration that can never work.
 
 ${lines.join('\n')}
 `
 }
 
-const number = (
-  name: string,
-  raw: string | undefined,
-  { integer = true, min = 0 } = {},
-): number | undefined => {
-  if (raw === undefined) return undefined
-  const value = Number(raw)
-  if (raw.trim() === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min) {
-    throw new UsageError(
-      `--${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}; got ${JSON.stringify(raw)}`,
-    )
-  }
-  return value
+const coreValidator = new Validator('relay')
+
+/** An outbox and a publisher that are never called: enough for core to validate options. */
+const inert = {
+  outbox: { claim: async () => [] } as unknown as OutboxRepository<never>,
+  publisher: { publish: async () => ({ duplicate: false }) },
 }
 
-const nullable = (name: string, raw: string | undefined): number | null | undefined =>
-  raw === 'off' ? null : number(name, raw, { integer: false })
+/** Reads each flag or its variable, and names the one that was used in every error. */
+class Source {
+  readonly #values: Record<string, string | boolean | undefined>
+  readonly #env: NodeJS.ProcessEnv
 
-/** Parses flags, falling back to `TXBOX_RELAY_*` variables. Returns undefined for --help. */
-export const parseConfig = (argv: readonly string[], env: NodeJS.ProcessEnv): RelayConfig | undefined => {
-  let values: Record<string, string | boolean | undefined>
+  constructor(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv) {
+    this.#values = values
+    this.#env = env
+  }
+
+  /** `--lease-ms` when the flag was given, else `TXBOX_RELAY_LEASE_MS`. */
+  label(name: FlagName): string {
+    return this.#values[name] === undefined ? envName(name) : `--${name}`
+  }
+
+  raw(name: FlagName): string | undefined {
+    const value = this.#values[name]
+    if (typeof value === 'string') return value
+    return this.#env[envName(name)]
+  }
+
+  fail(name: FlagName, message: string): never {
+    throw new ConfigurationError(`${this.label(name)} ${message}`)
+  }
+
+  boolean(name: FlagName): boolean {
+    if (this.#values[name] === true) return true
+    const raw = this.#env[envName(name)]
+    if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false
+    if (raw === '1' || raw === 'true') return true
+    return this.fail(name, `must be 1, true, 0 or false; got ${JSON.stringify(raw)}`)
+  }
+
+  number(name: FlagName, { integer = true } = {}): number | undefined {
+    const raw = this.raw(name)
+    if (raw === undefined) return undefined
+    const value = Number(raw)
+    if (raw.trim() === '' || !Number.isFinite(value))
+      this.fail(name, `must be a number; got ${JSON.stringify(raw)}`)
+    if (integer && !Number.isInteger(value)) this.fail(name, `must be an integer; got ${JSON.stringify(raw)}`)
+    // Beyond 2^53 - 1 an integer is no longer exact; core's checks would call 1e20 "not an integer".
+    if (integer && !Number.isSafeInteger(value))
+      this.fail(name, `must be at most ${Number.MAX_SAFE_INTEGER}; got ${JSON.stringify(raw)}`)
+    return value
+  }
+
+  /**
+   * Runs one of core's own checks and reports its complaint under this flag's name:
+   * core names the option (`leaseMs must be ...`), the user typed `--lease-ms`.
+   */
+  check(name: FlagName, value: number | string, ...checks: ((value: never) => unknown)[]): void {
+    for (const check of checks) {
+      try {
+        check(value as never)
+      } catch (error) {
+        if (!(error instanceof TxboxError)) throw error
+        const complaint = error.message.replace(/^\[txbox\] \[[^\]]*\] \S+ /, '')
+        this.fail(name, complaint)
+      }
+    }
+  }
+
+  /** A delay or interval that ends up in a timer. */
+  timer(name: FlagName, value: number): void {
+    if (value > MAX_TIMER_MS)
+      this.fail(name, `must be at most ${MAX_TIMER_MS} ms (Node's longest timer); got ${value}`)
+  }
+}
+
+const relayAccepts =
+  (options: (value: number) => Partial<OutboxRelayOptions>) =>
+  (value: number): void => {
+    new OutboxRelay({ ...inert, ...options(value) })
+  }
+
+const validCutoff = (cutoff: (now: Date, amount: number) => Date) => (value: number) => {
+  if (Number.isNaN(cutoff(new Date(), value).getTime()))
+    throw new ValidationError('relay', `value must be small enough to give a valid cutoff date; got ${value}`)
+}
+
+const parseFlags = (argv: readonly string[]): Record<string, string | boolean | undefined> => {
   try {
-    values = parseArgs({
+    return parseArgs({
       args: [...argv],
       options: Object.fromEntries(Object.entries(FLAGS).map(([name, flag]) => [name, { type: flag.type }])),
       allowPositionals: false,
@@ -111,71 +206,244 @@ export const parseConfig = (argv: readonly string[], env: NodeJS.ProcessEnv): Re
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error))
   }
-  if (values.help) return undefined
-  const get = (name: FlagName): string | undefined => {
-    const value = values[name]
-    if (typeof value === 'string') return value
-    return env[envName(name)]
-  }
-  const flag = (name: FlagName): boolean => {
-    if (values[name] === true) return true
-    const raw = env[envName(name)]
-    return raw === '1' || raw === 'true'
-  }
+}
+
+/** A `TXBOX_RELAY_*` variable that sets nothing is a typo that would silently be ignored. */
+const refuseUnknownVariables = (env: NodeJS.ProcessEnv): void => {
+  const known = new Set(
+    Object.entries(FLAGS)
+      .filter(([, flag]) => !('flagOnly' in flag))
+      .map(([name]) => envName(name)),
+  )
+  const unknown = Object.keys(env).filter((key) => key.startsWith('TXBOX_RELAY_') && !known.has(key))
+  if (unknown.length > 0)
+    throw new UsageError(`unknown variable ${unknown.join(', ')}: no txbox-relay option reads it`)
+}
+
+const natsUrlProblem = (server: string): string | undefined =>
+  // nats.js also takes host:port without a scheme.
+  urlProblem(/^[a-z][a-z0-9+.-]*:\/\//i.test(server) ? server : `nats://${server}`, ['nats:', 'tls:'])
+
+/**
+ * Parses flags, falling back to `TXBOX_RELAY_*` variables, and refuses at once every value
+ * that could never work, naming the flag or variable it came from. Numeric limits are
+ * core's own (an `OutboxRelay` is constructed with each value, and the store-call limits
+ * of core's `Validator` apply), so the CLI cannot accept what the relay would refuse later.
+ */
+export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRequest => {
+  const values = parseFlags(argv)
+  if (values.help) return { help: true }
+  if (values.version) return { version: true }
+  refuseUnknownVariables(env)
+  const source = new Source(values, env)
+  const get = (name: FlagName): string | undefined => source.raw(name)
+
   const kind = get('store')
   if (kind === undefined) throw new UsageError('--store is required')
   if (!(STORE_KINDS as readonly string[]).includes(kind))
-    throw new UsageError(`--store must be one of ${STORE_KINDS.join(', ')}; got ${JSON.stringify(kind)}`)
+    throw new UsageError(
+      `${source.label('store')} must be one of ${STORE_KINDS.join(', ')}; got ${JSON.stringify(kind)}`,
+    )
   const url = get('url')
   if (url === undefined || url === '') throw new UsageError('--url is required')
+  const urlIssue = storeUrlProblem(kind as StoreKind, url)
+  if (urlIssue !== undefined) source.fail('url', `${JSON.stringify(redactUrl(url))} ${urlIssue}`)
+
+  const natsServers = (get('nats') ?? 'nats://127.0.0.1:4222').split(',').map((server) => server.trim())
+  for (const server of natsServers) {
+    if (server === '') source.fail('nats', 'has an empty server in its comma separated list')
+    const issue = natsUrlProblem(server)
+    if (issue !== undefined) source.fail('nats', `${JSON.stringify(redactUrl(server))} ${issue}`)
+  }
+
   const wakeup = get('wakeup') ?? 'on'
-  if (wakeup !== 'on' && wakeup !== 'off') throw new UsageError('--wakeup must be on or off')
+  if (wakeup !== 'on' && wakeup !== 'off')
+    source.fail('wakeup', `must be on or off; got ${JSON.stringify(wakeup)}`)
   const logLevel = (get('log-level') ?? 'info') as LogLevel
   if (!LOG_LEVELS.includes(logLevel))
-    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
+    source.fail('log-level', `must be one of ${LOG_LEVELS.join(', ')}; got ${JSON.stringify(logLevel)}`)
+  const workerId = get('worker-id')
+  if (workerId !== undefined)
+    source.check('worker-id', workerId, (value: string) => coreValidator.workerId(value))
+
   const streamName = get('stream')
   const streamSubjects = get('stream-subjects')
   if ((streamName === undefined) !== (streamSubjects === undefined))
     throw new UsageError('--stream and --stream-subjects go together')
-  const backoff: RelayConfig['backoff'] = {}
-  const baseMs = number('backoff-base-ms', get('backoff-base-ms'))
-  const maxMs = number('backoff-max-ms', get('backoff-max-ms'))
-  const jitter = number('backoff-jitter', get('backoff-jitter'), { integer: false })
-  if (baseMs !== undefined) backoff.baseMs = baseMs
-  if (maxMs !== undefined) backoff.maxMs = maxMs
-  if (jitter !== undefined) backoff.jitter = jitter
-  const retention: RelayConfig['retention'] = {}
-  const days = nullable('retention-days', get('retention-days'))
-  const stale = nullable('stale-minutes', get('stale-minutes'))
-  const everyMs = number('maintenance-every-ms', get('maintenance-every-ms'))
-  if (days !== undefined) retention.sentOlderThanDays = days
-  if (stale !== undefined) retention.staleMinutes = stale
-  if (everyMs !== undefined) retention.everyMs = everyMs
-  return {
-    store: {
-      kind: kind as StoreKind,
-      url,
-      prefix: get('prefix'),
-      schema: get('schema'),
-      database: get('database'),
-      wakeup: wakeup === 'on',
-      migrate: flag('migrate'),
-    },
-    natsServers: (get('nats') ?? 'nats://127.0.0.1:4222').split(',').map((server) => server.trim()),
-    workerId: get('worker-id'),
-    batchSize: number('batch-size', get('batch-size'), { min: 1 }),
-    leaseMs: number('lease-ms', get('lease-ms'), { min: 1 }),
-    concurrency: number('concurrency', get('concurrency'), { min: 1 }),
-    maxAttempts: number('max-attempts', get('max-attempts'), { min: 1 }),
-    pollIntervalMs: number('poll-interval-ms', get('poll-interval-ms')),
-    backoff,
-    retention,
-    publishTimeoutMs: number('publish-timeout-ms', get('publish-timeout-ms'), { min: 1 }),
-    stream:
-      streamName === undefined || streamSubjects === undefined
-        ? undefined
-        : { name: streamName, subjects: streamSubjects.split(',').map((subject) => subject.trim()) },
-    httpPort: number('http-port', get('http-port')),
-    logLevel,
+  if (streamName !== undefined && !/^[^\s.*>/\\]+$/.test(streamName))
+    source.fail(
+      'stream',
+      `must be a JetStream stream name (no spaces, ".", "*", ">", "/", "\\"); got ${JSON.stringify(streamName)}`,
+    )
+  const subjects = streamSubjects?.split(',').map((subject) => subject.trim())
+  if (subjects?.some((subject) => subject === '' || /\s/.test(subject) || /(^|\.)(\.|$)/.test(subject)))
+    source.fail(
+      'stream-subjects',
+      `must be NATS subjects, comma separated; got ${JSON.stringify(streamSubjects)}`,
+    )
+
+  const batchSize = source.number('batch-size')
+  if (batchSize !== undefined)
+    source.check(
+      'batch-size',
+      batchSize,
+      relayAccepts((value) => ({ batchSize: value })),
+    )
+  const leaseMs = source.number('lease-ms')
+  if (leaseMs !== undefined)
+    source.check(
+      'lease-ms',
+      leaseMs,
+      relayAccepts((value) => ({ leaseMs: value })),
+      // Every claim passes leaseMs to the store, whose check is stricter than the relay's.
+      (value: number) => coreValidator.leaseMs(value),
+    )
+  const concurrency = source.number('concurrency')
+  if (concurrency !== undefined)
+    source.check(
+      'concurrency',
+      concurrency,
+      relayAccepts((value) => ({ concurrency: value })),
+    )
+  const maxAttempts = source.number('max-attempts')
+  if (maxAttempts !== undefined)
+    source.check(
+      'max-attempts',
+      maxAttempts,
+      relayAccepts((value) => ({ maxAttempts: value })),
+    )
+  const pollIntervalMs = source.number('poll-interval-ms')
+  if (pollIntervalMs !== undefined) {
+    source.check(
+      'poll-interval-ms',
+      pollIntervalMs,
+      relayAccepts((value) => ({ pollIntervalMs: value })),
+    )
+    source.timer('poll-interval-ms', pollIntervalMs)
   }
+
+  const backoff: RelayConfig['backoff'] = {}
+  // Each bound alone first (so the message names the flag that is wrong), then the pair.
+  // A delay also reaches the store through retryLater(delayMs), hence core's delayMs check.
+  const baseMs = source.number('backoff-base-ms')
+  if (baseMs !== undefined) {
+    source.check(
+      'backoff-base-ms',
+      baseMs,
+      relayAccepts((value) => ({ backoff: { baseMs: value, maxMs: value } })),
+      (value: number) => coreValidator.delayMs(value),
+    )
+    backoff.baseMs = baseMs
+  }
+  const maxMs = source.number('backoff-max-ms')
+  if (maxMs !== undefined) {
+    source.check(
+      'backoff-max-ms',
+      maxMs,
+      relayAccepts((value) => ({ backoff: { baseMs: 0, maxMs: value } })),
+      (value: number) => coreValidator.delayMs(value),
+    )
+    backoff.maxMs = maxMs
+  }
+  const effectiveBase = baseMs ?? DEFAULT_BACKOFF.baseMs
+  const effectiveMax = maxMs ?? DEFAULT_BACKOFF.maxMs
+  if (effectiveBase > effectiveMax) {
+    const maxLabel =
+      maxMs === undefined
+        ? `the default --backoff-max-ms ${effectiveMax}`
+        : `${source.label('backoff-max-ms')} ${effectiveMax}`
+    const baseLabel =
+      baseMs === undefined
+        ? `the default --backoff-base-ms ${effectiveBase}`
+        : `${source.label('backoff-base-ms')} ${effectiveBase}`
+    throw new ConfigurationError(
+      `${baseLabel} is larger than ${maxLabel}; raise the ceiling or lower the base`,
+    )
+  }
+  const jitter = source.number('backoff-jitter', { integer: false })
+  if (jitter !== undefined) {
+    source.check(
+      'backoff-jitter',
+      jitter,
+      relayAccepts((value) => ({ backoff: { jitter: value } })),
+    )
+    backoff.jitter = jitter
+  }
+
+  const retention: RelayConfig['retention'] = {}
+  const days = get('retention-days') === 'off' ? null : source.number('retention-days', { integer: false })
+  if (days !== undefined) {
+    if (days !== null)
+      source.check(
+        'retention-days',
+        days,
+        relayAccepts((value) => ({ retention: { sentOlderThanDays: value } })),
+        validCutoff(cutoffDays),
+      )
+    retention.sentOlderThanDays = days
+  }
+  const stale = get('stale-minutes') === 'off' ? null : source.number('stale-minutes', { integer: false })
+  if (stale !== undefined) {
+    if (stale !== null)
+      source.check(
+        'stale-minutes',
+        stale,
+        relayAccepts((value) => ({ retention: { staleMinutes: value } })),
+        validCutoff(cutoffMinutes),
+      )
+    retention.staleMinutes = stale
+  }
+  const everyMs = source.number('maintenance-every-ms')
+  if (everyMs !== undefined) {
+    source.check(
+      'maintenance-every-ms',
+      everyMs,
+      relayAccepts((value) => ({ retention: { everyMs: value } })),
+    )
+    source.timer('maintenance-every-ms', everyMs)
+    retention.everyMs = everyMs
+  }
+
+  const publishTimeoutMs = source.number('publish-timeout-ms')
+  if (publishTimeoutMs !== undefined) {
+    if (publishTimeoutMs < 1) source.fail('publish-timeout-ms', `must be at least 1; got ${publishTimeoutMs}`)
+    source.timer('publish-timeout-ms', publishTimeoutMs)
+  }
+  const httpPort = source.number('http-port')
+  if (httpPort !== undefined && (httpPort < 0 || httpPort > 65_535))
+    source.fail('http-port', `must be a TCP port, 0..65535 (0: any free port); got ${httpPort}`)
+
+  return {
+    run: {
+      store: {
+        kind: kind as StoreKind,
+        url,
+        prefix: get('prefix'),
+        schema: get('schema'),
+        database: get('database'),
+        wakeup: wakeup === 'on',
+        migrate: source.boolean('migrate'),
+      },
+      natsServers,
+      workerId,
+      batchSize,
+      leaseMs,
+      concurrency,
+      maxAttempts,
+      pollIntervalMs,
+      backoff,
+      retention,
+      publishTimeoutMs,
+      stream: streamName === undefined || subjects === undefined ? undefined : { name: streamName, subjects },
+      httpPort,
+      logLevel,
+    },
+  }
+}
+
+/** Parses flags and variables; undefined for `--help`. Kept for programmatic callers. */
+export const parseConfig = (argv: readonly string[], env: NodeJS.ProcessEnv): RelayConfig | undefined => {
+  const request = parseCli(argv, env)
+  if ('run' in request) return request.run
+  return undefined
 }

@@ -1,35 +1,121 @@
 import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import {
   createPrometheusExporter,
+  type HealthReport,
   messageOf,
-  type OutboxRelay,
   type PrometheusExporter,
   type TxboxLogger,
 } from '@txbox/core'
+import type { RelayStatus } from './status.js'
+
+/** A health check that takes longer (a store that does not answer) counts as not ready. */
+const HEALTH_TIMEOUT_MS = 2_000
+
+const withTimeout = async (check: Promise<HealthReport>): Promise<HealthReport | undefined> => {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      check,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), HEALTH_TIMEOUT_MS)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+const firstProblem = (report: HealthReport): string =>
+  [
+    report.store.ok ? undefined : `store: ${report.store.detail ?? 'not ok'}`,
+    report.publisher.ok ? undefined : `NATS: ${report.publisher.detail ?? 'not ok'}`,
+    report.loop.ok ? undefined : `loop: ${report.loop.detail ?? 'not ok'}`,
+  ]
+    .filter((part) => part !== undefined)
+    .join('; ')
 
 /**
- * GET /metrics (Prometheus text; needs the optional peer prom-client) and GET /health
- * (200 when store, NATS and loop are fine, else 503; JSON body either way).
+ * GET /health is liveness: 200 while the process is alive and either running or working
+ * towards it (waiting for a store or NATS that is not reachable yet is not a reason to be
+ * restarted: a new process would wait the same way), 503 only when the running relay's loop
+ * made no progress for `healthStaleMs`, which a restart may cure.
+ * GET /ready is readiness: 503 with the reason until the store and NATS answered and the
+ * loop runs, then `relay.health()` (200 only when store, NATS and loop are fine).
+ * GET /metrics is the Prometheus text (needs the optional peer prom-client), 503 before the
+ * relay runs. Every body but /metrics is JSON.
  */
-export const serveHttp = async (relay: OutboxRelay, port: number, logger: TxboxLogger): Promise<Server> => {
+export const serveHttp = async (status: RelayStatus, port: number, logger: TxboxLogger): Promise<Server> => {
   let exporter: Promise<PrometheusExporter> | undefined
+  const json = (response: import('node:http').ServerResponse, code: number, body: unknown): void => {
+    response.writeHead(code, { 'content-type': 'application/json' })
+    response.end(`${JSON.stringify(body)}\n`)
+  }
   const server = createServer((request, response) => {
     const reply = async (): Promise<void> => {
+      const relay = status.phase === 'running' ? status.relay : undefined
       if (request.method === 'GET' && request.url === '/health') {
-        const report = await relay.health()
-        response.writeHead(report.ok ? 200 : 503, { 'content-type': 'application/json' })
-        response.end(JSON.stringify(report))
+        if (relay === undefined) {
+          json(response, 200, { alive: true, ready: false, phase: status.phase, reason: status.reason })
+          return
+        }
+        const report = await withTimeout(relay.health())
+        if (report === undefined) {
+          json(response, 200, {
+            alive: true,
+            ready: false,
+            phase: status.phase,
+            reason: `relay.health() did not answer within ${HEALTH_TIMEOUT_MS} ms`,
+          })
+          return
+        }
+        const alive = report.loop.ok
+        json(response, alive ? 200 : 503, {
+          alive,
+          ready: report.ok,
+          phase: status.phase,
+          ...(report.ok ? {} : { reason: firstProblem(report) }),
+          health: report,
+        })
+        return
+      }
+      if (request.method === 'GET' && request.url === '/ready') {
+        if (relay === undefined) {
+          json(response, 503, { ready: false, phase: status.phase, reason: status.reason })
+          return
+        }
+        const report = await withTimeout(relay.health())
+        if (report === undefined) {
+          json(response, 503, {
+            ready: false,
+            phase: status.phase,
+            reason: `relay.health() did not answer within ${HEALTH_TIMEOUT_MS} ms`,
+          })
+          return
+        }
+        json(response, report.ok ? 200 : 503, {
+          ready: report.ok,
+          phase: status.phase,
+          ...(report.ok ? {} : { reason: firstProblem(report) }),
+          ...report,
+        })
         return
       }
       if (request.method === 'GET' && request.url === '/metrics') {
-        exporter ??= createPrometheusExporter({ relay })
+        const source = status.relay
+        if (source === undefined) {
+          response.writeHead(503, { 'content-type': 'text/plain' })
+          response.end(`the relay is not running yet: ${status.reason}\n`)
+          return
+        }
+        exporter ??= createPrometheusExporter({ relay: source })
         const ready = await exporter
         response.writeHead(200, { 'content-type': ready.contentType })
         response.end(await ready.metrics())
         return
       }
       response.writeHead(404, { 'content-type': 'text/plain' })
-      response.end('GET /metrics or GET /health\n')
+      response.end('GET /health, GET /ready or GET /metrics\n')
     }
     reply().catch((error: unknown) => {
       logger.error('http request failed', { url: request.url, error: messageOf(error) })
@@ -46,3 +132,6 @@ export const serveHttp = async (relay: OutboxRelay, port: number, logger: TxboxL
   })
   return server
 }
+
+/** The port a server listens on (the real one when it was asked for port 0). */
+export const listeningPort = (server: Server): number => (server.address() as AddressInfo).port

@@ -1,5 +1,29 @@
-export { type CliIo, runRelayCli } from './cli.js'
-export { envName, helpText, type LogLevel, parseConfig, type RelayConfig, UsageError } from './config.js'
-export { serveHttp } from './http.js'
+export { type CliIo, RELAY_VERSION, runRelayCli } from './cli.js'
+export {
+  type CliRequest,
+  envName,
+  helpText,
+  type LogLevel,
+  MAX_TIMER_MS,
+  parseCli,
+  parseConfig,
+  type RelayConfig,
+} from './config.js'
+export { ConfigurationError, UsageError } from './errors.js'
+export { listeningPort, serveHttp } from './http.js'
 export { jsonLogger } from './logger.js'
-export { type OpenedStore, openStore, STORE_KINDS, type StoreConfig, type StoreKind } from './stores.js'
+export { ATTEMPT_TIMEOUT_MS, retryUntilReady, STARTUP_BACKOFF } from './retry.js'
+export { type RelayPhase, RelayStatus } from './status.js'
+export {
+  type CreatedStore,
+  createStore,
+  type Importer,
+  type OpenedStore,
+  openStore,
+  STORE_KINDS,
+  STORE_PACKAGES,
+  type StoreConfig,
+  type StoreKind,
+  storeUrlProblem,
+} from './stores.js'
+export { redactUrl } from './urls.js'
