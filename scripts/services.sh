@@ -9,7 +9,8 @@
 #   scripts/services.sh env    [--export]   TXBOX_*_URL lines for the tests
 #
 # Names: postgres mariadb redis nats mongodb dynamodb (aliases: pg, postgresql,
-# mysql, ferretdb, mongo, dynamo, ddb). Default: all.
+# mysql, ferretdb, mongo, dynamo, ddb), and redis-cluster (three processes, in
+# scripts/services/redis-cluster.sh). Default: all.
 #
 # No init system is assumed: daemons are started directly, detached with
 # setsid, and tracked by pid files. See docs/SERVICES.md.
@@ -35,11 +36,20 @@ DYNAMODB_PORT=${TXBOX_DYNAMODB_PORT:-8000}
 FERRETDB_VERSION=1.24.2
 FERRETDB_HANDLER=${TXBOX_FERRETDB_HANDLER:-postgresql}   # postgresql (default) or sqlite
 FERRETDB_LOG_LEVEL=${TXBOX_FERRETDB_LOG_LEVEL:-warn}
+# An existing PostgreSQL database for FerretDB (a private instance beside the shared one, as
+# the ledger test starts); empty: database ferretdb of the postgres server started here.
+FERRETDB_POSTGRESQL_URL=${TXBOX_FERRETDB_POSTGRESQL_URL:-}
+# DynamoDB Local keeps its tables in memory unless given a directory (a restart then keeps them).
+DYNAMODB_DB_PATH=${TXBOX_DYNAMODB_DB_PATH:-}
 DYNAMODB_LOCAL_VERSION=$(sed -n 's:.*<dynamodb-local.version>\(.*\)</dynamodb-local.version>.*:\1:p' \
   "$ROOT_DIR/tools/dynamodb-local/pom.xml" 2>/dev/null)
 
 ALL_SERVICES=(postgres mariadb redis nats mongodb dynamodb)
+# Services of several processes each, in their own file under scripts/services/.
+ALL_CLUSTERS=(redis-cluster)
 HOST=127.0.0.1
+# shellcheck source=services/redis-cluster.sh
+. "$ROOT_DIR/scripts/services/redis-cluster.sh"
 
 # ---------------------------------------------------------------- helpers ---
 
@@ -75,25 +85,32 @@ canonical_name() {
     nats | nats-server | jetstream) echo nats ;;
     mongodb | mongo | ferretdb) echo mongodb ;;
     dynamodb | dynamo | ddb | dynamodb-local) echo dynamodb ;;
+    redis-cluster | rediscluster | redis_cluster) echo redis-cluster ;;
     *) return 1 ;;
   esac
 }
 
-# parse_names NAME... -> sets SERVICES (canonical, de-duplicated, in ALL_SERVICES order)
+# parse_names NAME... -> sets SERVICES and CLUSTERS (canonical, de-duplicated, in
+# ALL_SERVICES / ALL_CLUSTERS order)
 parse_names() {
   local want=() n c s
   if [ $# -eq 0 ]; then
     SERVICES=("${ALL_SERVICES[@]}")
+    CLUSTERS=("${ALL_CLUSTERS[@]}")
     return
   fi
   for n in "$@"; do
-    c=$(canonical_name "$n") || die "unknown server '$n' (known: ${ALL_SERVICES[*]})"
+    c=$(canonical_name "$n") || die "unknown server '$n' (known: ${ALL_SERVICES[*]} ${ALL_CLUSTERS[*]})"
     want+=("$c")
   done
   SERVICES=()
-  for s in "${ALL_SERVICES[@]}"; do
+  CLUSTERS=()
+  for s in "${ALL_SERVICES[@]}" "${ALL_CLUSTERS[@]}"; do
     for c in "${want[@]}"; do
-      if [ "$c" = "$s" ]; then SERVICES+=("$s"); break; fi
+      if [ "$c" = "$s" ]; then
+        if [[ " ${ALL_CLUSTERS[*]} " == *" $s "* ]]; then CLUSTERS+=("$s"); else SERVICES+=("$s"); fi
+        break
+      fi
     done
   done
 }
@@ -228,7 +245,7 @@ packages_needed() {
     case $s in
       postgres) pg_bin_dir >/dev/null || pkgs+=(postgresql) ;;
       mariadb) command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || pkgs+=(mariadb-server mariadb-client) ;;
-      redis) [ -x /usr/bin/redis-server ] || command -v redis-server >/dev/null || pkgs+=(redis-server) ;;
+      redis | redis-cluster) [ -x /usr/bin/redis-server ] || command -v redis-server >/dev/null || pkgs+=(redis-server) ;;
       nats) command -v nats-server >/dev/null || pkgs+=(nats-server) ;;
       mongodb) [ "$FERRETDB_HANDLER" = postgresql ] && { pg_bin_dir >/dev/null || pkgs+=(postgresql); } ;;
       dynamodb)
@@ -582,6 +599,8 @@ start_nats() {
 
 # ------------------------------------------------------------------ mongodb ---
 
+ferretdb_needs_local_postgres() { [ "$FERRETDB_HANDLER" = postgresql ] && [ -z "$FERRETDB_POSTGRESQL_URL" ]; }
+
 start_mongodb() {
   local logf=$1 dir=$STATE_DIR/mongodb bin args
   bin=$(ferretdb_bin)
@@ -590,7 +609,7 @@ start_mongodb() {
   args=(serve -listen "$HOST:$MONGODB_PORT" -handler "$FERRETDB_HANDLER" -log-level "$FERRETDB_LOG_LEVEL")
   case $FERRETDB_HANDLER in
     sqlite) args+=(-sqlite-url "file:$dir/sqlite/") ;;
-    postgresql) args+=(-postgresql-url "postgres://txbox:txbox@$HOST:$POSTGRES_PORT/ferretdb") ;;
+    postgresql) args+=(-postgresql-url "${FERRETDB_POSTGRESQL_URL:-postgres://txbox:txbox@$HOST:$POSTGRES_PORT/ferretdb}") ;;
     *) log "mongodb: TXBOX_FERRETDB_HANDLER must be sqlite or postgresql"; return 1 ;;
   esac
   spawn "$logf" "$bin" "${args[@]}"
@@ -599,9 +618,10 @@ start_mongodb() {
 # ----------------------------------------------------------------- dynamodb ---
 
 start_dynamodb() {
-  local logf=$1 home
+  local logf=$1 home storage=(-inMemory)
   home=$(dynamodb_home)
   [ -f "$home/.complete" ] || { log "dynamodb: jars missing in $home"; return 1; }
+  if [ -n "$DYNAMODB_DB_PATH" ]; then mkdir -p "$DYNAMODB_DB_PATH" && storage=(-dbPath "$DYNAMODB_DB_PATH"); fi
   # it unpacks sqlite4java's native library into java.io.tmpdir; keep that here
   rm -rf "$STATE_DIR/dynamodb/tmp"
   mkdir -p "$STATE_DIR/dynamodb/tmp"
@@ -609,7 +629,7 @@ start_dynamodb() {
     -Djava.io.tmpdir="$STATE_DIR/dynamodb/tmp" \
     -Djava.library.path="$home/lib" -Dtxbox.dynamodb.host="$HOST" \
     -cp "$home/classes:$home/lib/*" LoopbackServerRunner \
-    -inMemory -sharedDb -disableTelemetry -port "$DYNAMODB_PORT"
+    "${storage[@]}" -sharedDb -disableTelemetry -port "$DYNAMODB_PORT"
 }
 
 # ---------------------------------------------------------------- commands ---
@@ -704,13 +724,13 @@ cmd_up() {
   declare -A PIDS=() T_START=() FRESH=()
   t_all=$(now)
   # FerretDB on the PostgreSQL handler needs the PostgreSQL server.
-  if [ "$FERRETDB_HANDLER" = postgresql ] && [[ " ${SERVICES[*]} " == *" mongodb "* ]] && [[ " ${SERVICES[*]} " != *" postgres "* ]]; then
+  if ferretdb_needs_local_postgres && [[ " ${SERVICES[*]} " == *" mongodb "* ]] && [[ " ${SERVICES[*]} " != *" postgres "* ]]; then
     SERVICES=(postgres "${SERVICES[@]}")
   fi
   take_lock
 
   # 1. Debian packages, in one apt-get run.
-  mapfile -t pkgs < <(packages_needed "${SERVICES[@]}")
+  mapfile -t pkgs < <(packages_needed "${SERVICES[@]}" "${CLUSTERS[@]}")
   if [ ${#pkgs[@]} -gt 0 ]; then
     apt_install "${pkgs[@]}" || die "could not install: ${pkgs[*]}"
   fi
@@ -738,7 +758,7 @@ cmd_up() {
   local pending=()
   for s in "${SERVICES[@]}"; do
     [[ " ${failed[*]} " == *" $s "* ]] && continue
-    if [ "$s" = mongodb ] && [ "$FERRETDB_HANDLER" = postgresql ]; then
+    if [ "$s" = mongodb ] && ferretdb_needs_local_postgres; then
       deferred=(mongodb)   # started once postgres is ready and provisioned
       continue
     fi
@@ -780,12 +800,15 @@ cmd_up() {
     [ ${#pending[@]} -gt 0 ] && sleep 0.2
   done
   [ ${#deferred[@]} -gt 0 ] && failed+=("${deferred[@]}")
+  for s in "${CLUSTERS[@]}"; do
+    "${s//-/_}_up" || failed+=("$s")
+  done
 
   if [ ${#failed[@]} -gt 0 ]; then
     log "up: FAILED: ${failed[*]} (logs in $LOG_DIR) — total $(since "$t_all")"
     return 1
   fi
-  log "up: ${SERVICES[*]} ready in $(since "$t_all")"
+  log "up: ${SERVICES[*]} ${CLUSTERS[*]} ready in $(since "$t_all")"
 }
 
 # signal_one SERVICE: ask it to stop; prints its pid, or nothing if it is not running.
@@ -836,6 +859,7 @@ cmd_down() {
   for s in "${SERVICES[@]}"; do
     [ -n "${STOPPING[$s]:-}" ] && wait_stopped "$s" "${STOPPING[$s]}"
   done
+  for s in "${CLUSTERS[@]}"; do "${s//-/_}_down"; done
   return 0
 }
 
@@ -856,6 +880,7 @@ cmd_status() {
     fi
     printf '%-9s %-5s port=%-6s pid=%-10s log=%s\n' "$s" "$state" "$(port_of "$s")" "$pid" "$(log_file "$s")"
   done
+  for s in "${CLUSTERS[@]}"; do "${s//-/_}_status" || rc=1; done
   return $rc
 }
 
@@ -874,12 +899,13 @@ ${prefix}TXBOX_REDIS_URL=redis://$HOST:$REDIS_PORT
 ${prefix}TXBOX_DYNAMODB_URL=http://$HOST:$DYNAMODB_PORT
 ${prefix}TXBOX_NATS_URL=nats://$HOST:$NATS_PORT
 EOF
+  redis_cluster_env "$prefix"
 }
 
 usage() {
   cat >&2 <<EOF
 usage: $0 up [names...] | down [names...] | status [names...] | env [--export]
-names: ${ALL_SERVICES[*]} (default: all)
+names: ${ALL_SERVICES[*]} ${ALL_CLUSTERS[*]} (default: all)
 state: $STATE_DIR (TXBOX_SERVICES_DIR), logs: $LOG_DIR
 EOF
 }
