@@ -26,6 +26,12 @@ export {
 } from './inbox.js'
 export * from './inbox-processor/index.js'
 export {
+  type JsonPayload,
+  type JsonPayloadOptions,
+  jsonPayload,
+  type StoredPayload,
+} from './json-payload.js'
+export {
   createJsonLogger,
   type FieldsFirstLogger,
   type JsonLoggerOptions,
