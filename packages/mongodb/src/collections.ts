@@ -11,8 +11,11 @@ import type { IndexDescription } from 'mongodb'
 /** The adapter name in every error message. */
 export const ADAPTER = 'mongodb'
 
-/** The schema version `migrate()` records in `<prefix>meta`. */
-export const SCHEMA_VERSION = 1
+/**
+ * The schema version `migrate()` records in `<prefix>meta`. Version 2 dropped version 1's
+ * `<prefix>inbox_streams` alias collection: the inbox keys on the event id alone.
+ */
+export const SCHEMA_VERSION = 2
 
 /**
  * The largest event accepted (payload + headers + subject, UTF-8 bytes): a BSON document
@@ -29,7 +32,11 @@ export interface CollectionNames {
   readonly outbox: string
   /** Inbox events, `_id` = the encoded event id. */
   readonly inbox: string
-  /** `(stream, streamSeq)` aliases of inbox events: `_id` = the alias key, unique by construction. */
+  /**
+   * Version 1's `(stream, streamSeq)` aliases of inbox events, which merged a new event at a
+   * sequence a re-created JetStream stream reuses into an old one. Never read or written
+   * now; `migrate()` drops it.
+   */
   readonly inboxStreams: string
   /** Short-lived write locks, used only where the server's updates are not atomic (FerretDB v1). */
   readonly locks: string
@@ -112,12 +119,6 @@ export interface InboxDocument {
   rev: string
 }
 
-/** A `(stream, streamSeq)` alias: the first event stored for that stream position. */
-export interface StreamAliasDocument {
-  _id: string
-  eventId: string
-}
-
 export interface LockDocument {
   _id: string
   /** Wall-clock time the lock was taken, to recover a lock whose holder died. */
@@ -132,9 +133,6 @@ export interface MetaDocument {
 
 export const encode = encodeStoredText
 export const decode = decodeStoredText
-
-/** The alias key of a stream position; the number comes first, so the key is unambiguous. */
-export const streamKey = (stream: string, streamSeq: number): string => `${streamSeq}:${encode(stream)}`
 
 /** Maps a stored outbox document to the event, decoding the text codec; absent fields stay absent. */
 export const toOutboxEvent = (doc: OutboxDocument): OutboxEvent => {

@@ -187,17 +187,18 @@ export class MongoContext {
   }
 
   /**
-   * Creates the indexes and records the schema version. Idempotent: createIndexes with an
-   * identical spec is a no-op, and the version document is inserted once and only moved up.
+   * Creates the indexes, drops what an older version left behind, and records the schema
+   * version. Idempotent: createIndexes with an identical spec is a no-op, dropping a
+   * collection that is gone is a no-op, and the version document is only moved up.
    */
   async migrate(): Promise<void> {
     await withStorageErrors(ADAPTER, 'migrate', async () => {
       await this.runtime()
       for (const kind of ['outbox', 'inbox'] as const) await this.#ensureIndexes(kind)
-      for (const kind of ['inboxStreams', 'locks'] as const) {
-        // Created up front so that no write inside a caller's transaction has to create one.
-        await this.#retryOnce(() => this.#ensureCollection(this.names[kind]))
-      }
+      // Created up front so that no write inside a caller's transaction has to create it.
+      await this.#retryOnce(() => this.#ensureCollection(this.names.locks))
+      // Version 1's (stream, streamSeq) aliases: the inbox keys on the event id alone.
+      await this.#dropCollection(this.names.inboxStreams)
       const meta = this.collection<MetaDocument>('meta')
       const record: MetaDocument = {
         _id: 'schema',
@@ -252,6 +253,15 @@ export class MongoContext {
     } catch (error) {
       // 48 NamespaceExists: another migrate() created it first.
       if ((error as { code?: unknown }).code !== 48) throw error
+    }
+  }
+
+  async #dropCollection(name: string): Promise<void> {
+    try {
+      await this.db.collection(name).drop()
+    } catch (error) {
+      // 26 NamespaceNotFound: never created, or another migrate() dropped it first.
+      if ((error as { code?: unknown }).code !== 26) throw error
     }
   }
 

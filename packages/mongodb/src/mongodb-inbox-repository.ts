@@ -25,8 +25,6 @@ import {
   type InboxDocument,
   MAX_EVENT_BYTES,
   SequenceClock,
-  type StreamAliasDocument,
-  streamKey,
   toInboxEvent,
 } from './collections.js'
 import { BATCH, type GuardedWrite, MongoContext } from './context.js'
@@ -36,15 +34,12 @@ import type { MongoStoreOptions } from './mongodb-options.js'
 const LEASE_FIELDS = ['claimedBy', 'leaseUntil'] as const
 /** Rounds of a receive (findOrCreate / claim) under contention before giving up. */
 const MAX_ROUNDS = 200
-/** An alias whose event never appeared for this long belongs to a writer that died. */
-const ORPHAN_ALIAS_MS = 30_000
-
-type StoredLookup = InboxDocument | 'alias-without-event' | null
 
 /**
- * The txbox inbox on a MongoDB collection (`<prefix>inbox`, `_id` = event id), with the
- * `(stream, streamSeq)` aliases in `<prefix>inbox_streams` (`_id` = the alias key, so the
- * alias is unique without a partial index, which FerretDB v1 rejects).
+ * The txbox inbox on a MongoDB collection (`<prefix>inbox`, `_id` = event id). The event id
+ * alone is the identity: `(stream, streamSeq)` is recorded, never used to merge two ids (a
+ * JetStream stream re-created under its name restarts at sequence 1), and a redelivery of a
+ * stored id at a new position keeps the position recorded first.
  */
 export class MongoInboxRepository implements InboxRepository<ClientSession> {
   readonly #ctx: MongoContext
@@ -57,10 +52,6 @@ export class MongoInboxRepository implements InboxRepository<ClientSession> {
 
   get #events(): Collection<InboxDocument> {
     return this.#ctx.collection<InboxDocument>('inbox')
-  }
-
-  get #aliases(): Collection<StreamAliasDocument & { at: Date }> {
-    return this.#ctx.collection('inboxStreams')
   }
 
   get #validate() {
@@ -89,8 +80,8 @@ export class MongoInboxRepository implements InboxRepository<ClientSession> {
   }
 
   /**
-   * One delivery, as one atomic step: either the insert of a new event (the unique `_id`,
-   * and the unique alias key, let exactly one concurrent caller create it), or one
+   * One delivery, as one atomic step: either the insert of a new event (the unique `_id`
+   * lets exactly one concurrent caller create it), or one
    * compare-and-set of the stored event from the version that was read (deliveries + 1
    * and, for a claim, the lease). A caller that loses either race reads again and retries,
    * so each of N concurrent deliveries is counted exactly once and at most one of them
@@ -105,11 +96,10 @@ export class MongoInboxRepository implements InboxRepository<ClientSession> {
     return withStorageErrors(ADAPTER, operation, async () => {
       for (let round = 1; round <= MAX_ROUNDS; round++) {
         if (round > 2) await sleep(Math.random() * Math.min(20, round))
-        const stored = await this.#lookup(params, round)
-        if (stored === 'alias-without-event') continue
+        const stored = await this.#events.findOne({ _id: encode(params.eventId) })
         if (stored === null) {
           const doc = this.#document(params, now, lease)
-          if (await this.#create(doc, params)) return { event: toInboxEvent(doc), shouldProcess: true }
+          if (await this.#create(doc)) return { event: toInboxEvent(doc), shouldProcess: true }
           continue
         }
         const { write, shouldProcess } = this.#redelivery(stored, now, lease)
@@ -178,47 +168,14 @@ export class MongoInboxRepository implements InboxRepository<ClientSession> {
     return doc
   }
 
-  /** The stored event of this delivery: by id, else by `(stream, streamSeq)` under another id. */
-  async #lookup(params: InboxParams, round: number): Promise<StoredLookup> {
-    const byId = await this.#events.findOne({ _id: encode(params.eventId) })
-    if (byId) return byId
-    if (params.stream === undefined || params.streamSeq === undefined) return null
-    const key = streamKey(params.stream, params.streamSeq)
-    const alias = await this.#aliases.findOne({ _id: key })
-    if (!alias) return null
-    const aliased = await this.#events.findOne({ _id: alias.eventId })
-    if (aliased) return aliased
-    // The alias is written before its event: the creator is between its two inserts, or
-    // died there (then the alias is freed after a while).
-    if (round > 20 && alias.at.getTime() < Date.now() - ORPHAN_ALIAS_MS) {
-      await this.#aliases.deleteOne({ _id: key, eventId: alias.eventId, at: alias.at })
-    }
-    return 'alias-without-event'
-  }
-
-  /** Inserts the alias (if any), then the event; false when another caller got there first. */
-  async #create(doc: InboxDocument, params: InboxParams): Promise<boolean> {
-    const key =
-      params.stream !== undefined && params.streamSeq !== undefined
-        ? streamKey(params.stream, params.streamSeq)
-        : undefined
-    if (key !== undefined) {
-      try {
-        await this.#aliases.insertOne({ _id: key, eventId: doc._id, at: new Date() })
-      } catch (error) {
-        if (isDuplicateKey(error)) return false
-        throw error
-      }
-    }
+  /** Inserts the event; false when another caller stored the same id first. */
+  async #create(doc: InboxDocument): Promise<boolean> {
     try {
       await this.#events.insertOne(doc)
       return true
     } catch (error) {
-      if (!isDuplicateKey(error)) throw error
-      // The id was stored first under another stream position (or none): like the
-      // reference store, that position does not become an alias of it.
-      if (key !== undefined) await this.#aliases.deleteOne({ _id: key, eventId: doc._id })
-      return false
+      if (isDuplicateKey(error)) return false
+      throw error
     }
   }
 
@@ -279,19 +236,13 @@ export class MongoInboxRepository implements InboxRepository<ClientSession> {
       let deleted = 0
       for (;;) {
         const batch = await this.#events
-          .find(filter, { projection: { _id: 1, stream: 1, streamSeq: 1 } })
+          .find(filter, { projection: { _id: 1 } })
           .limit(BATCH)
           .toArray()
         if (batch.length === 0) break
         const ids = batch.map((doc) => doc._id)
         const result = await this.#events.deleteMany({ ...filter, _id: { $in: ids } })
         deleted += result.deletedCount
-        const keys = batch.flatMap((doc) =>
-          typeof doc.stream === 'string' && typeof doc.streamSeq === 'number'
-            ? [`${doc.streamSeq}:${doc.stream}`]
-            : [],
-        )
-        if (keys.length > 0) await this.#aliases.deleteMany({ _id: { $in: keys }, eventId: { $in: ids } })
         if (batch.length < BATCH) break
       }
       return deleted

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { ManualClock, StorageError, ValidationError } from '@txbox/core'
 import { type Db, MongoClient } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { collectionNames, type OutboxDocument } from '../src/collections.js'
+import { collectionNames, type OutboxDocument, SCHEMA_VERSION } from '../src/collections.js'
 import { createMongoStore, type MongoStore } from '../src/index.js'
 
 const url = process.env.TXBOX_MONGODB_URL
@@ -109,12 +109,41 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     await migrated.migrate()
     await Promise.all([migrated.migrate(), createMongoStore({ db, collectionPrefix: prefix }).migrate()])
     const names = collectionNames(prefix)
-    expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({ version: 1 })
+    expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({
+      version: SCHEMA_VERSION,
+    })
     const indexes = await db.collection(names.outbox).listIndexes().toArray()
     expect(indexes.map((index) => index.name)).toEqual(
       expect.arrayContaining(['txbox_status_seq', 'txbox_status_sent_at']),
     )
     expect((await migrated.outbox.get('kept'))?.status).toBe('pending')
+  })
+
+  it('upgrades a version 1 database: the alias collection is dropped, a new id at a stored (stream, streamSeq) is a new event', async () => {
+    const { store: upgraded, prefix } = await store()
+    const names = collectionNames(prefix)
+    const lease = { leaseMs: 30_000, workerId: 'w' }
+    const old = { eventId: 'old-7', subject: 'orders.created', payload: '{}', stream: 'ORDERS', streamSeq: 7 }
+    expect((await upgraded.inbox.claim(old, lease)).shouldProcess).toBe(true)
+    await upgraded.inbox.markAsProcessed('old-7')
+    // What version 1 left: its alias of ORDERS/7 and the version record.
+    await db.collection<{ _id: string; eventId: string; at: Date }>(names.inboxStreams).insertOne({
+      _id: '7:ORDERS',
+      eventId: 'old-7',
+      at: new Date(),
+    })
+    await db.collection(names.meta).updateOne({ _id: 'schema' as never }, { $set: { version: 1 } })
+
+    await upgraded.migrate()
+    expect(await db.listCollections({ name: names.inboxStreams }).toArray()).toEqual([])
+    expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({
+      version: SCHEMA_VERSION,
+    })
+    const claimed = await upgraded.inbox.claim({ ...old, eventId: 'new-7' }, lease)
+    expect(claimed.shouldProcess).toBe(true)
+    expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
+    expect((await upgraded.inbox.get('old-7'))?.status).toBe('processed')
+    await upgraded.migrate()
   })
 
   it('round-trips U+0000 and U+0001 in every text field through the server, stored escaped', async () => {
@@ -219,18 +248,24 @@ describe('mongodb adapter without a server', () => {
   })
 })
 
-describe('mongodb migrations file', () => {
-  it('lists exactly the indexes migrate() creates', async () => {
+describe('mongodb migrations files', () => {
+  const read = async <T>(file: string): Promise<T> => {
     const { readFile } = await import('node:fs/promises')
-    const file = JSON.parse(
-      await readFile(new URL('../migrations/001_indexes.json', import.meta.url), 'utf8'),
-    ) as {
-      schemaVersion: number
-      collections: Record<string, unknown>
-    }
-    const { INDEXES, SCHEMA_VERSION } = await import('../src/collections.js')
-    expect(file.schemaVersion).toBe(SCHEMA_VERSION)
-    expect(file.collections.outbox).toEqual(INDEXES.outbox)
-    expect(file.collections.inbox).toEqual(INDEXES.inbox)
+    return JSON.parse(await readFile(new URL(`../migrations/${file}`, import.meta.url), 'utf8')) as T
+  }
+
+  it('list exactly the indexes migrate() creates, and what it drops, up to the current version', async () => {
+    const indexes = await read<{ schemaVersion: number; collections: Record<string, unknown> }>(
+      '001_indexes.json',
+    )
+    const idOnly = await read<{ schemaVersion: number; dropCollections: string[] }>('002_inbox_id_only.json')
+    const { INDEXES, SCHEMA_VERSION, collectionNames } = await import('../src/collections.js')
+    expect(indexes.schemaVersion).toBe(1)
+    expect(indexes.collections.outbox).toEqual(INDEXES.outbox)
+    expect(indexes.collections.inbox).toEqual(INDEXES.inbox)
+    expect(idOnly.schemaVersion).toBe(SCHEMA_VERSION)
+    expect(idOnly.dropCollections.map((key) => `txbox_${key}`)).toEqual([
+      collectionNames('txbox_').inboxStreams,
+    ])
   })
 })
