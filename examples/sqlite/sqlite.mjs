@@ -3,7 +3,7 @@
 // A second order is rolled back and leaves no event. Run: node sqlite.mjs (TXBOX_NATS_URL,
 // else local NATS); the database files go to a fresh temporary directory.
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -98,5 +98,6 @@ await nats.close()
 const { n } = billingDb.prepare('SELECT count(*) AS n FROM invoices WHERE order_id = ?').get(order.id)
 shopDb.close()
 billingDb.close()
+rmSync(directory, { recursive: true })
 if (n !== 1) throw new Error(`order ${order.id} was invoiced ${n} times`)
 console.log(`sqlite: order ${order.id} invoiced exactly once; the declined order left no event`)
