@@ -271,6 +271,11 @@ export class InboxProcessor<Tx = never> {
     if (this.#loop === undefined) this.#state = 'stopped'
   }
 
+  /** The processor's state. */
+  get state(): State {
+    return this.#state
+  }
+
   counters(): InboxProcessorCounters {
     return { ...this.#counters }
   }
