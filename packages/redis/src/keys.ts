@@ -18,7 +18,8 @@
  *
  * Inbox (`txbox:{p}:inbox:`):
  * - `e:<eventId>`             hash: the event
- * - `a:<streamSeq>:<stream>`  string: the eventId first stored for that JetStream delivery
+ * - `a:<streamSeq>:<stream>`  string: version 1's alias of a JetStream position; never read
+ *                             now, deleted by cleanup together with the event it names
  * - `seq`                     string: INCR counter (breaks receivedAt ties)
  * - `processing`              zset scored by claim time (claimedAt, else receivedAt)
  * - `processed`               zset scored by processedAt (cleanup)
@@ -29,8 +30,12 @@
  * `txbox:{p}:schema` holds the schema version `migrate()` recorded.
  */
 
-/** The schema version `migrate()` records; bump it when the layout changes. */
-export const SCHEMA_VERSION = '1'
+/**
+ * The schema version `migrate()` records; bump it when the layout changes. Version 2: the
+ * inbox keys on the event id alone, and no longer writes or reads `(stream, streamSeq)`
+ * aliases (they merged a new event at a sequence a re-created stream reuses into an old one).
+ */
+export const SCHEMA_VERSION = '2'
 
 /** The default `keyPrefix`. */
 export const DEFAULT_KEY_PREFIX = 'default'
@@ -92,6 +97,7 @@ export const outboxKeys = (keyPrefix: string): OutboxKeys => {
 /** The keys of the inbox. `indexKeys` is the fixed head of every inbox script's KEYS. */
 export interface InboxKeys {
   readonly eventPrefix: string
+  /** Version 1's `(stream, streamSeq)` aliases: only cleanup touches them, to delete them. */
   readonly aliasPrefix: string
   readonly processing: string
   readonly processed: string
@@ -101,8 +107,6 @@ export interface InboxKeys {
   /** KEYS[1..7] of every inbox script, in the order the Lua prelude expects. */
   readonly indexKeys: readonly string[]
   event(eventId: string): string
-  /** The `(stream, streamSeq)` alias; the integer comes first so the key is unambiguous. */
-  alias(stream: string, streamSeq: number): string
 }
 
 export const inboxKeys = (keyPrefix: string): InboxKeys => {
@@ -130,6 +134,5 @@ export const inboxKeys = (keyPrefix: string): InboxKeys => {
       keys.seq,
     ]),
     event: (eventId) => `${eventPrefix}${eventId}`,
-    alias: (stream, streamSeq) => `${aliasPrefix}${streamSeq}:${stream}`,
   }
 }

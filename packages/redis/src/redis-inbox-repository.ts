@@ -26,8 +26,8 @@ import { type RedisClient, scripts } from './scripts.js'
 
 /**
  * The inbox on Redis. findOrCreate and claim are one script each, which looks the event up
- * by id and by its `(stream, streamSeq)` alias, counts the delivery and (for claim) takes
- * the lease, so concurrent deliveries of one event see one consistent state.
+ * by its id alone, counts the delivery and (for claim) takes the lease, so concurrent
+ * deliveries of one event see one consistent state.
  */
 export class RedisInboxRepository implements InboxRepository<ChainableCommander> {
   readonly keys: InboxKeys
@@ -44,8 +44,6 @@ export class RedisInboxRepository implements InboxRepository<ChainableCommander>
   /** KEYS and ARGV shared by findOrCreate and claim (the layout of `insert()` in scripts.ts). */
   #lookupCall(params: InboxParams, now: Date): { keys: string[]; args: (string | number)[] } {
     const keys = [...this.keys.indexKeys, this.keys.event(params.eventId)]
-    const hasStream = params.stream !== undefined && params.streamSeq !== undefined
-    if (hasStream) keys.push(this.keys.alias(params.stream!, params.streamSeq!))
     const args = [
       params.eventId,
       params.subject,

@@ -13,7 +13,7 @@ import type { ChainableCommander, Cluster, Redis } from 'ioredis'
  * - KEYS[1] is the prefix of the per-event hashes (`txbox:{p}:outbox:e:`). It is not a key
  *   but is passed as one so that an ioredis `keyPrefix` option is applied to it like to the
  *   real keys. Scripts that touch events they learn about only while running (claim,
- *   cleanup, resetStale, the inbox alias) build those keys from it: that is allowed on a
+ *   cleanup, resetStale, version 1's inbox alias) build those keys from it: that is allowed on a
  *   Cluster only because every key of a store shares the `{p}` hash tag, i.e. one slot.
  * - Each status has exactly one index (see keys.ts), and the `counts` hash is adjusted by
  *   the same script as the status, so counts never need KEYS or SCAN.
@@ -352,61 +352,55 @@ local function enter_failed(key, id, message)
   bump('failed', 1)
 end
 
--- The stored event of this delivery: by id, else by the (stream, streamSeq) alias, whose
--- target key is built here from EVENT (same hash tag, same slot).
-local function lookup(key, alias_key)
+-- The stored event of this delivery, by its id alone: (stream, streamSeq) is recorded, never
+-- an identity (a JetStream stream re-created under its name restarts at sequence 1). A
+-- redelivery of a stored id keeps the position recorded first.
+local function lookup(key)
   if redis.call('EXISTS', key) == 1 then return key end
-  if alias_key then
-    local other = redis.call('GET', alias_key)
-    if other then return EVENT .. other end
-  end
   return nil
 end
 
 -- ARGV layout shared by findOrCreate and claim:
 -- id, subject, payload, hasHeaders, headers, stream ('' = none), streamSeq, now
-local function insert(key, alias_key)
+local function insert(key)
   local id, now = ARGV[1], ARGV[8]
   local seq = redis.call('INCR', SEQ)
   redis.call('HSET', key, 'eventId', id, 'subject', ARGV[2], 'payload', ARGV[3], 'status', 'processing',
     'receivedAt', now, 'deliveries', 1, 'seq', seq)
   if ARGV[4] == '1' then redis.call('HSET', key, 'headers', ARGV[5]) end
-  if alias_key then
-    redis.call('HSET', key, 'stream', ARGV[6], 'streamSeq', ARGV[7])
-    redis.call('SET', alias_key, id)
-  end
+  if ARGV[6] ~= '' then redis.call('HSET', key, 'stream', ARGV[6], 'streamSeq', ARGV[7]) end
   redis.call('ZADD', PROCESSING, now, id)
   bump('processing', 1)
 end
 `
 
 /**
- * KEYS: prelude, event key[, alias key]. ARGV: see insert(). Returns 1 for a new event
+ * KEYS: prelude, event key. ARGV: see insert(). Returns 1 for a new event
  * (the caller knows what was written) or the stored event with deliveries + 1.
  */
 export const INBOX_FIND_OR_CREATE = `${INBOX_PRELUDE}
-local key, alias_key = KEYS[8], KEYS[9]
-local found = lookup(key, alias_key)
+local key = KEYS[8]
+local found = lookup(key)
 if found then
   redis.call('HINCRBY', found, 'deliveries', 1)
   return redis.call('HGETALL', found)
 end
-insert(key, alias_key)
+insert(key)
 return 1
 `
 
 /**
- * KEYS: prelude, event key[, alias key]. ARGV: insert()'s, then leaseUntil, workerId.
+ * KEYS: prelude, event key. ARGV: insert()'s, then leaseUntil, workerId.
  * Returns { 1 } for a new event (claimed), { 2, event } when a stored event is taken over,
  * { 0, event } for a duplicate. The check and the takeover are one script, so of N
  * concurrent claims exactly one sees the event claimable; every call counts a delivery.
  */
 export const INBOX_CLAIM = `${INBOX_PRELUDE}
-local key, alias_key = KEYS[8], KEYS[9]
+local key = KEYS[8]
 local now, lease_until, worker = ARGV[8], ARGV[9], ARGV[10]
-local found = lookup(key, alias_key)
+local found = lookup(key)
 if not found then
-  insert(key, alias_key)
+  insert(key)
   redis.call('HSET', key, 'claimedAt', now, 'claimedBy', worker, 'leaseUntil', lease_until)
   return { 1 }
 end
@@ -465,7 +459,11 @@ end
 return #ids
 `
 
-/** ARGV: cutoff, batch. Deletes processed events (and their alias) with processedAt < cutoff. */
+/**
+ * ARGV: cutoff, batch. Deletes processed events with processedAt < cutoff, and the version 1
+ * alias of each one if it still names it: those aliases are never read any more, and drain
+ * away with their events.
+ */
 export const INBOX_CLEANUP = `${INBOX_PRELUDE}
 local ids = redis.call('ZRANGEBYSCORE', PROCESSED, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do

@@ -3,7 +3,7 @@ import { EventNotFoundError, LeaseLostError, ManualClock } from '@txbox/core'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createRedisStore, execTransaction } from '../src/index.js'
-import { schemaKey } from '../src/keys.js'
+import { SCHEMA_VERSION, schemaKey } from '../src/keys.js'
 import { LuaScript, OUTBOX_FIND_OR_CREATE } from '../src/scripts.js'
 import {
   connect,
@@ -110,12 +110,13 @@ describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
     expect(await outbox.getCountByStatus()).toEqual({ pending: 0, publishing: 0, sent: 0, failed: 0 })
   })
 
-  it('keeps the inbox counts hash, indexes and aliases exact through every transition', async () => {
+  it('keeps the inbox counts hash and indexes exact through every transition, and writes no alias', async () => {
     const { store, clock } = await fresh()
     const { inbox } = store
     const check = async (step: string) => expect(await inboxProblems(redis, store), step).toEqual([])
     await inbox.findOrCreate(inboxEv('i1', { stream: 'S', streamSeq: 1 }))
-    await inbox.findOrCreate(inboxEv('i1-dup', { stream: 'S', streamSeq: 1 }))
+    // A redelivery at another stream position (JetStream redelivers under the same id).
+    await inbox.findOrCreate(inboxEv('i1', { stream: 'S', streamSeq: 2 }))
     await inbox.claim(inboxEv('i2'), LEASE)
     await inbox.claim(inboxEv('i3'), LEASE)
     await check('created')
@@ -215,19 +216,27 @@ describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
     expect((await store.outbox.claim(LEASE)).map((e) => e.eventId)).toEqual(ids)
   })
 
-  it('inbox: the (stream, streamSeq) alias is one delivery and goes away with its event', async () => {
-    const { store, clock } = await fresh()
+  it('inbox: a new id at a stored (stream, streamSeq) is a new event; a version 1 alias is ignored and cleaned up', async () => {
+    const { store, clock, keyPrefix } = await fresh()
     const first = await store.inbox.claim(inboxEv('orig', { stream: 'S', streamSeq: 7 }), LEASE)
-    const again = await store.inbox.claim(inboxEv('other-id', { stream: 'S', streamSeq: 7 }), LEASE)
+    // What version 1 wrote beside it: the alias of S/7, and the schema version.
+    const alias = `${store.inbox.keys.aliasPrefix}7:S`
+    await redis.set(alias, 'orig')
+    await redis.set(schemaKey(keyPrefix), '1')
+    await store.migrate()
+    expect(await redis.get(schemaKey(keyPrefix))).toBe(SCHEMA_VERSION)
+    const reused = await store.inbox.claim(inboxEv('other-id', { stream: 'S', streamSeq: 7 }), LEASE)
     expect(first.shouldProcess).toBe(true)
-    expect(again).toMatchObject({ shouldProcess: false, event: { eventId: 'orig', deliveries: 2 } })
-    expect(await store.inbox.get('other-id')).toBeNull()
-    const alias = store.inbox.keys.alias('S', 7)
-    expect(await redis.get(alias)).toBe('orig')
+    expect(reused).toMatchObject({ shouldProcess: true, event: { eventId: 'other-id', deliveries: 1 } })
+    expect(await store.inbox.get('other-id')).toMatchObject({ stream: 'S', streamSeq: 7, deliveries: 1 })
+    const moved = await store.inbox.findOrCreate(inboxEv('orig', { stream: 'S', streamSeq: 9 }))
+    expect(moved).toMatchObject({ eventId: 'orig', deliveries: 2, streamSeq: 7 })
     await store.inbox.markAsProcessed('orig')
+    await store.inbox.markAsProcessed('other-id')
     clock.advance(2 * DAY)
-    expect(await store.inbox.cleanup(1)).toBe(1)
+    expect(await store.inbox.cleanup(1)).toBe(2)
     expect(await redis.exists(alias)).toBe(0)
+    expect(await inboxProblems(redis, store)).toEqual([])
     await expect(store.inbox.markAsProcessed('orig')).rejects.toBeInstanceOf(EventNotFoundError)
   })
 
@@ -269,7 +278,7 @@ describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
         store.migrate(),
         ...others.map((c) => newStoreMigrate(c, keyPrefix)),
       ])
-      expect(await redis.get(schemaKey(keyPrefix))).toBe('1')
+      expect(await redis.get(schemaKey(keyPrefix))).toBe(SCHEMA_VERSION)
     } finally {
       await Promise.all(others.map((c) => c.quit()))
     }
