@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { type Clock, systemClock, ValidationError, Validator } from '@txbox/core'
+import { type Clock, resolveMaxEventBytes, systemClock, ValidationError, Validator } from '@txbox/core'
 import type { ClientBase, Pool } from 'pg'
 
 /** The adapter name in every error message: `[txbox] [postgres] ...`. */
@@ -36,6 +36,12 @@ export interface PostgresStoreOptions {
   notify?: boolean | undefined
   /** The `LISTEN/NOTIFY` channel (default: derived from schema and prefix, see {@link defaultChannel}). */
   channel?: string | undefined
+  /**
+   * The largest event `findOrCreate` accepts, in bytes of its NATS message (payload +
+   * headers, see `natsMessageBytes`). Default 1,048,576, NATS's default `max_payload`; set
+   * it to your server's `max_payload`. Bigger events raise `PayloadTooLargeError`.
+   */
+  maxEventBytes?: number | undefined
 }
 
 /** The options after validation, with defaults applied. */
@@ -46,6 +52,7 @@ export interface ResolvedPostgresOptions {
   readonly clock: Clock
   readonly notify: boolean
   readonly channel: string
+  readonly maxEventBytes: number
 }
 
 /** Default schema. */
@@ -113,6 +120,7 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
     clock: options.clock ?? systemClock,
     notify: options.notify ?? true,
     channel,
+    maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
   }
 }
 

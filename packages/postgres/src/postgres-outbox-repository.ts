@@ -1,5 +1,6 @@
 import {
   addMs,
+  assertEventFits,
   type ClaimOptions,
   type Clock,
   cutoffDays,
@@ -54,6 +55,8 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   readonly #notify: boolean
   /** The `LISTEN/NOTIFY` channel an enqueue notifies on (see `createPostgresWakeup`). */
   readonly channel: string
+  /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
+  readonly maxEventBytes: number
 
   constructor(options: PostgresStoreOptions) {
     const resolved = resolveOptions(options)
@@ -62,6 +65,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
     this.#sql = outboxSql(resolved.schema, resolved.tablePrefix)
     this.#notify = resolved.notify
     this.channel = resolved.channel
+    this.maxEventBytes = resolved.maxEventBytes
   }
 
   async findOrCreate(
@@ -69,6 +73,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
     options?: WriteOptions<PostgresTransaction>,
   ): Promise<OutboxEvent> {
     const valid = validate.enqueueParams(params)
+    assertEventFits(ADAPTER, valid, this.maxEventBytes)
     const tx = transactionHandle(options?.tx)
     const stored = await withPostgresErrors('outbox.findOrCreate', () => this.#enqueue([valid], tx))
     return outboxEventFromRow(stored.get(encode(valid.eventId)) as OutboxRow)
@@ -79,6 +84,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
     options?: WriteOptions<PostgresTransaction>,
   ): Promise<OutboxEvent[]> {
     const valid = validate.enqueueParamsList(params)
+    for (const event of valid) assertEventFits(ADAPTER, event, this.maxEventBytes)
     const tx = transactionHandle(options?.tx)
     if (valid.length === 0) return []
     // First occurrence wins inside a batch: later duplicates are dropped before the insert,

@@ -1,4 +1,4 @@
-import { defineCapabilities, type TxboxStore } from '@txbox/core'
+import { DEFAULT_MAX_EVENT_BYTES, defineCapabilities, type TxboxStore } from '@txbox/core'
 import type { ClientBase } from 'pg'
 import { withPostgresErrors } from './errors.js'
 import { PostgresInboxRepository } from './postgres-inbox-repository.js'
@@ -7,13 +7,21 @@ import { PostgresOutboxRepository } from './postgres-outbox-repository.js'
 import { createPostgresWakeup, type PostgresWakeup } from './postgres-wakeup.js'
 import { loadMigrations, migrationSql, renderMigration } from './sql.js'
 
-/** What the PostgreSQL store promises: the caller's own transaction, and SKIP LOCKED claims. */
-export const postgresCapabilities = defineCapabilities({ transactions: 'native', claim: 'skip-locked' })
+/**
+ * What the PostgreSQL store promises: the caller's own transaction, and SKIP LOCKED claims
+ * (with the default `maxEventBytes`; a store's own `capabilities` carry its configured limit).
+ */
+export const postgresCapabilities = defineCapabilities({
+  transactions: 'native',
+  claim: 'skip-locked',
+  maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+})
 
 /** The store returned by {@link createPostgresStore}. */
 export interface PostgresStore extends TxboxStore<PostgresTransaction> {
   readonly outbox: PostgresOutboxRepository
   readonly inbox: PostgresInboxRepository
+  /** Frozen; `maxEventBytes` is this store's configured limit. */
   readonly capabilities: typeof postgresCapabilities
   /** The schema holding the tables. */
   readonly schema: string
@@ -38,7 +46,7 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
   return {
     outbox: new PostgresOutboxRepository(resolved),
     inbox: new PostgresInboxRepository(resolved),
-    capabilities: postgresCapabilities,
+    capabilities: defineCapabilities({ ...postgresCapabilities, maxEventBytes: resolved.maxEventBytes }),
     schema,
     tablePrefix,
     channel,

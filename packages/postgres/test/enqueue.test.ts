@@ -118,8 +118,9 @@ describe.skipIf(noServer)(`enqueue and inbox races${noServer ? ` (skipped: ${ski
     expect(mixed.rows.map((row) => row.event_id)).toEqual(shuffled)
   })
 
-  it('U+0000 round-trips in every text field, stored escaped (PostgreSQL text cannot hold it)', async () => {
-    const id = 'nul\u0000id\u0001'
+  it('U+0000 round-trips in every text field that may hold it, stored escaped (PostgreSQL text cannot)', async () => {
+    // Not in the id: an event id travels as a NATS header, which cannot carry control characters.
+    const id = 'nul-id'
     const created = await ns.store.outbox.findOrCreate({
       eventId: id,
       subject: 'sub\u0000ject',

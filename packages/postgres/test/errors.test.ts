@@ -1,4 +1,4 @@
-import { ManualClock, StorageError, ValidationError } from '@txbox/core'
+import { ManualClock, PayloadTooLargeError, StorageError, ValidationError } from '@txbox/core'
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createPostgresStore, createPostgresWakeup, defaultChannel, SQLSTATE } from '../src/index.js'
@@ -25,8 +25,24 @@ describe('options', () => {
     expect(long.length).toBeLessThanOrEqual(63)
     expect(long).not.toBe(defaultChannel('s'.repeat(63), 'q'.repeat(43)))
     const store = createPostgresStore({ pool })
-    expect(store.capabilities).toEqual({ transactions: 'native', claim: 'skip-locked' })
+    expect(store.capabilities).toEqual({
+      transactions: 'native',
+      claim: 'skip-locked',
+      maxEventBytes: 1_048_576,
+    })
     expect(Object.isFrozen(store.capabilities)).toBe(true)
+  })
+
+  it('takes maxEventBytes, shows it on capabilities, and refuses bigger events before any I/O', async () => {
+    const store = createPostgresStore({ pool, maxEventBytes: 200 })
+    expect(store.capabilities.maxEventBytes).toBe(200)
+    expect(store.outbox.maxEventBytes).toBe(200)
+    const huge = { eventId: 'huge', subject: 's', payload: 'x'.repeat(200) }
+    await expect(store.outbox.findOrCreate(huge)).rejects.toBeInstanceOf(PayloadTooLargeError)
+    await expect(store.outbox.findOrCreateMany([huge])).rejects.toBeInstanceOf(PayloadTooLargeError)
+    expect(() => createPostgresStore({ pool, maxEventBytes: 0 })).toThrow(
+      /maxEventBytes must be a positive integer/,
+    )
   })
 
   it('rejects bad input with ValidationError before touching the (unreachable) server', async () => {

@@ -1,6 +1,6 @@
-import { type Clock, systemClock, ValidationError, Validator } from '@txbox/core'
+import { type Clock, resolveMaxEventBytes, systemClock, ValidationError, Validator } from '@txbox/core'
 import type Database from 'better-sqlite3'
-import { ADAPTER } from './errors.js'
+import { ADAPTER, SQLITE_MAX_LENGTH } from './errors.js'
 import { type Tables, tablesFor } from './sql.js'
 
 /** The better-sqlite3 connection; it is also the `{ tx }` handle of this adapter. */
@@ -20,6 +20,12 @@ export interface SqliteOptions {
   tablePrefix?: string | undefined
   /** The source of every timestamp. Default: the system clock. */
   clock?: Clock | undefined
+  /**
+   * The largest event `findOrCreate` accepts, in bytes of its NATS message (payload +
+   * headers, see `natsMessageBytes`). Default 1,048,576, NATS's default `max_payload`; set
+   * it to your server's `max_payload`. Bigger events raise `PayloadTooLargeError`.
+   */
+  maxEventBytes?: number | undefined
 }
 
 /** The options after validation. */
@@ -27,6 +33,8 @@ export interface ResolvedSqliteOptions {
   readonly db: SqliteDatabase
   readonly tables: Tables
   readonly clock: Clock
+  /** At most SQLite's SQLITE_MAX_LENGTH (1,000,000,000 bytes per row). */
+  readonly maxEventBytes: number
 }
 
 const looksLikeDatabase = (value: unknown): value is SqliteDatabase =>
@@ -51,5 +59,10 @@ export const resolveSqliteOptions = (options: SqliteOptions): ResolvedSqliteOpti
     throw new ValidationError(ADAPTER, 'clock must be a function returning a Date')
   }
   const prefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
-  return { db: options.db, tables: tablesFor(prefix), clock: options.clock ?? systemClock }
+  return {
+    db: options.db,
+    tables: tablesFor(prefix),
+    clock: options.clock ?? systemClock,
+    maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes, SQLITE_MAX_LENGTH),
+  }
 }

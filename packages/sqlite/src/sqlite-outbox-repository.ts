@@ -1,5 +1,6 @@
 import {
   addMs,
+  assertEventFits,
   type ClaimOptions,
   type Clock,
   cutoffDays,
@@ -74,11 +75,14 @@ export class SqliteOutboxRepository implements OutboxRepository<SqliteDatabase> 
   readonly #connection: Connection<Statements>
   readonly #clock: Clock
   readonly #validate = new Validator(ADAPTER)
+  /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
+  readonly maxEventBytes: number
 
   constructor(options: SqliteOptions) {
-    const { db, tables, clock } = resolveSqliteOptions(options)
+    const { db, tables, clock, maxEventBytes } = resolveSqliteOptions(options)
     this.#connection = new Connection(db, outboxSql(tables))
     this.#clock = clock
+    this.maxEventBytes = maxEventBytes
   }
 
   #row(eventId: string): OutboxRow | undefined {
@@ -107,6 +111,7 @@ export class SqliteOutboxRepository implements OutboxRepository<SqliteDatabase> 
   async findOrCreate(params: EnqueueParams, options?: WriteOptions<SqliteDatabase>): Promise<OutboxEvent> {
     const valid = this.#validate.enqueueParams(params)
     this.#connection.joinable(options?.tx)
+    assertEventFits(ADAPTER, valid, this.maxEventBytes)
     assertStorable(valid)
     const nowMs = this.#clock().getTime()
     return runStorage('outbox.findOrCreate', () => this.#connection.atomic(() => this.#insert(valid, nowMs)))
@@ -118,7 +123,10 @@ export class SqliteOutboxRepository implements OutboxRepository<SqliteDatabase> 
   ): Promise<OutboxEvent[]> {
     const valid = this.#validate.enqueueParamsList(params)
     this.#connection.joinable(options?.tx)
-    for (const event of valid) assertStorable(event)
+    for (const event of valid) {
+      assertEventFits(ADAPTER, event, this.maxEventBytes)
+      assertStorable(event)
+    }
     if (valid.length === 0) return []
     const nowMs = this.#clock().getTime()
     return runStorage('outbox.findOrCreateMany', () =>

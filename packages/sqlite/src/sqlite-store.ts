@@ -1,4 +1,10 @@
-import { type Clock, defineCapabilities, type TxboxStore, ValidationError } from '@txbox/core'
+import {
+  type Clock,
+  DEFAULT_MAX_EVENT_BYTES,
+  defineCapabilities,
+  type TxboxStore,
+  ValidationError,
+} from '@txbox/core'
 import { ADAPTER, runStorage } from './errors.js'
 import { MIGRATIONS, schemaSql, type Tables } from './sql.js'
 import { SqliteInboxRepository } from './sqlite-inbox-repository.js'
@@ -9,7 +15,11 @@ import { SqliteOutboxRepository } from './sqlite-outbox-repository.js'
  * What the SQLite store can promise: `{ tx }` is the connection's own transaction, and
  * claims are disjoint because SQLite admits one writer at a time (`BEGIN IMMEDIATE`).
  */
-export const sqliteCapabilities = defineCapabilities({ transactions: 'native', claim: 'single-writer' })
+export const sqliteCapabilities = defineCapabilities({
+  transactions: 'native',
+  claim: 'single-writer',
+  maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+})
 
 /** The store `createSqliteStore` returns. */
 export interface SqliteStore extends TxboxStore<SqliteDatabase> {
@@ -59,7 +69,7 @@ export interface SqliteStoreOptions extends SqliteOptions {
  * same `Database` as `{ tx }` to enqueue inside your own transaction.
  */
 export const createSqliteStore = (options: SqliteStoreOptions): SqliteStore => {
-  const { db, tables, clock } = resolveSqliteOptions(options)
+  const { db, tables, clock, maxEventBytes } = resolveSqliteOptions(options)
   const { busyTimeoutMs } = options
   if (busyTimeoutMs !== undefined) {
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
@@ -70,12 +80,12 @@ export const createSqliteStore = (options: SqliteStoreOptions): SqliteStore => {
     }
     db.pragma(`busy_timeout = ${busyTimeoutMs}`)
   }
-  const resolved = { db, tablePrefix: tables.prefix, clock }
+  const resolved = { db, tablePrefix: tables.prefix, clock, maxEventBytes }
   return {
     outbox: new SqliteOutboxRepository(resolved),
     inbox: new SqliteInboxRepository(resolved),
     migrate: () => migrateSqlite(db, tables, clock),
-    capabilities: sqliteCapabilities,
+    capabilities: defineCapabilities({ ...sqliteCapabilities, maxEventBytes }),
     tablePrefix: tables.prefix,
   }
 }

@@ -17,7 +17,7 @@ export const tempDirectory = (): { file: (name?: string) => string; cleanup: () 
 /** Opens a connection and a migrated store on it. */
 export const openStore = async (
   location: string,
-  options: { clock?: Clock; tablePrefix?: string } = {},
+  options: { clock?: Clock; tablePrefix?: string; maxEventBytes?: number } = {},
 ): Promise<{ db: SqliteDatabase; store: SqliteStore }> => {
   const db = new Database(location)
   const store = createSqliteStore({ db, ...options })
