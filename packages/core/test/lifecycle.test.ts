@@ -97,7 +97,10 @@ describe('OutboxRelay.stop() releases the wakeup it owns', () => {
     wakeup.closeError = new Error('UNLISTEN failed')
     const warnings: unknown[] = []
     const { relay } = relayWith(wakeup, {
-      logger: { warn: (message, fields) => warnings.push({ message, ...fields }), error: () => {} },
+      logger: {
+        warn: (message: string, fields?: Record<string, unknown>) => warnings.push({ message, ...fields }),
+        error: () => {},
+      },
     })
     await expect(relay.stop()).resolves.toBeUndefined()
     expect(warnings).toEqual([{ message: 'closing the wakeup failed', error: 'UNLISTEN failed' }])
