@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the README's quick start and every example in examples/ against the real servers, and
-# fails on the first that does not run (non-zero exit, or no answer within 2 minutes).
-# Each example exits 0 only when its event was consumed exactly once.
+# The docs run as written: checks that every README link reaches what it names, then runs the
+# README's quick start and every example in examples/ against the real servers, and fails on the
+# first that does not run (non-zero exit, or no answer within 2 minutes). Each example exits 0
+# only when its event was consumed exactly once.
 #
 #   bash scripts/ci/examples.sh [name...]   names: quickstart sqlite postgres mysql mongodb redis dynamodb
 #
@@ -14,6 +15,8 @@ root=$PWD
 if [ -z "${TXBOX_NATS_URL:-}" ]; then
   eval "$(bash scripts/services.sh env --export)"
 fi
+
+node scripts/ci/readme-links.mjs
 
 pnpm turbo run build --filter='./packages/*' --output-logs=errors-only >/dev/null
 
