@@ -45,14 +45,17 @@ for (const readme of readmes) {
       path = join(root, decodeURIComponent(repo[2]))
       anchor = repo[3]
     } else if (/^[a-z]+:/i.test(target)) {
-      if (/github\.com\/txbox\/txbox/.test(target)) problems.push(`${readme}: ${target} is not a blob/tree link on main`)
+      if (/github\.com\/txbox\/txbox/.test(target))
+        problems.push(`${readme}: ${target} is not a blob/tree link on main`)
       continue // another site: not checked here
     } else if (target.startsWith('#')) {
       path = join(root, readme)
       anchor = target.slice(1)
     } else {
       if (isPackage) {
-        problems.push(`${readme}: relative link ${target} does not work on npm; use https://github.com/txbox/txbox/blob/main/...`)
+        problems.push(
+          `${readme}: relative link ${target} does not work on npm; use https://github.com/txbox/txbox/blob/main/...`,
+        )
         continue
       }
       const [file, hash] = target.split('#')
@@ -64,7 +67,9 @@ for (const readme of readmes) {
       continue
     }
     if (anchor && statSync(path).isFile() && path.endsWith('.md') && !anchorsOf(path).has(anchor))
-      problems.push(`${readme}: ${target} names a heading #${anchor} that ${relative(root, path)} does not have`)
+      problems.push(
+        `${readme}: ${target} names a heading #${anchor} that ${relative(root, path)} does not have`,
+      )
   }
 }
 if (problems.length > 0) {
