@@ -35,6 +35,10 @@ export interface WaitOptions {
  * A wake-up hint for a relay: resolves when an enqueue commits, so the relay can sleep on
  * `LISTEN` instead of polling. It is a hint, not a queue: a relay still claims in a loop and
  * keeps a poll interval as a fallback (notifications are lost while the connection is down).
+ *
+ * It holds one connection while listening, and `pool.end()` waits for it: whoever owns the
+ * wakeup must `close()` it. Handed to `OutboxRelay` as `wakeup`, the relay owns it and closes
+ * it in `stop()` (unless `ownsWakeup: false`).
  */
 export class PostgresWakeup {
   /** The channel listened on. */
