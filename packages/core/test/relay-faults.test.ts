@@ -289,22 +289,37 @@ describe('OutboxRelay: a hung broker shows', () => {
     clock.advance(1)
     await enqueue(store, ['s-1'])
     await relay.runOnce()
+    // The turn's first step wrote the line that was due (without waiting for a new failure),
+    // so s-1 opened the next interval.
     expect(summaries()).toHaveLength(2)
     expect(summaries()[1]?.fields).toMatchObject({
-      failed: 11,
-      byReason: { timeout: 9, 'no-stream': 2 },
+      failed: 10,
+      byReason: { timeout: 9, 'no-stream': 1 },
       sinceMs: 10_000,
-      lastEventId: 's-1',
+      lastEventId: 's-0',
     })
-    expect((await relay.metrics()).publishFailures).toEqual({ timeout: 10, 'no-stream': 2 })
-    expect(relay.counters()).toMatchObject({ failed: 12, retried: 12 })
-    // Recovery is logged once, with what failed before it.
+    await enqueue(store, ['s-2'])
+    await relay.runOnce()
+    expect(summaries()).toHaveLength(2)
+    expect((await relay.metrics()).publishFailures).toEqual({ timeout: 10, 'no-stream': 3 })
+    expect(relay.counters()).toMatchObject({ failed: 13, retried: 13 })
+    // The last failures of a burst are logged once their interval has passed, with no new failure.
+    clock.advance(10_000)
+    await relay.runOnce()
+    expect(summaries()).toHaveLength(3)
+    expect(summaries()[2]?.fields).toMatchObject({
+      failed: 2,
+      byReason: { 'no-stream': 2 },
+      lastEventId: 's-2',
+    })
+    // The end of the timeouts is logged once.
     publisher.outcome = () => 'ok'
     await enqueue(store, ['ok-0', 'ok-1'])
     await relay.runOnce()
-    const recovered = logger.at('warn').filter((entry) => entry.message === 'publishing works again')
+    const recovered = logger.at('warn').filter((entry) => entry.message.startsWith('publishing works again'))
     expect(recovered).toHaveLength(1)
-    expect(recovered[0]?.fields).toMatchObject({ failedBeforeThis: 12 })
+    expect(recovered[0]?.fields).toMatchObject({ timedOut: 10, forMs: 20_000 })
+    expect(summaries()).toHaveLength(3)
   })
 })
 

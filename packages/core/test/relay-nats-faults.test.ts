@@ -244,7 +244,7 @@ describe.skipIf(!url)('relay health while the broker hangs (a private nats-serve
         20_000,
       )
       expect((await relay.health()).ok).toBe(true)
-      expect(lines.some((line) => line.message === 'publishing works again')).toBe(true)
+      expect(lines.some((line) => line.message.startsWith('publishing works again'))).toBe(true)
     } finally {
       server?.kill('SIGCONT')
       await relay.stop()

@@ -464,6 +464,7 @@ export class OutboxRelay {
 
   /** Claims and publishes one batch. Returns how many were claimed, or undefined when the claim failed. */
   async #turn(): Promise<number | undefined> {
+    this.#failures.tick()
     const started = this.#clock().getTime()
     const limit = this.#budget.limit
     this.#lastClaimLimit = limit

@@ -20,10 +20,12 @@ export const TIMEOUT_REASON = 'timeout'
  * - counted by reason, for the metrics;
  * - logged at warn, at most one line per `logEveryMs` with the count per reason since the
  *   previous line (a 10 s outage is hundreds of failures: one line each would bury the
- *   log, none at all hides the outage), and one line when publishing works again;
+ *   log, none at all hides the outage); the relay's loop calls {@link tick} so that the
+ *   last failures of a burst are logged even when no further failure comes;
  * - publishes that timed out with no success since make the transport unhealthy: a hung
  *   broker (SIGSTOPped, or a network that drops packets) keeps the connection "connected"
- *   and only shows as publishes that never get an answer.
+ *   and only shows as publishes that never get an answer. The first success after that
+ *   is logged once.
  */
 export class PublishFailures {
   readonly #clock: Clock
@@ -33,8 +35,8 @@ export class PublishFailures {
   readonly byReason: Record<string, number> = {}
   #unlogged: Record<string, number> = {}
   #unloggedCount = 0
+  #unloggedLast = { eventId: '', error: '' }
   #lastLoggedAt: number | null = null
-  #sinceSuccess = 0
   #timeoutsSinceSuccess = 0
   #firstTimeoutAt = 0
   #lastTimeout = ''
@@ -50,7 +52,6 @@ export class PublishFailures {
     const reason = failureReason(error)
     const now = this.#clock().getTime()
     this.byReason[reason] = (this.byReason[reason] ?? 0) + 1
-    this.#sinceSuccess++
     if (reason === TIMEOUT_REASON) {
       if (this.#timeoutsSinceSuccess === 0) this.#firstTimeoutAt = now
       this.#timeoutsSinceSuccess++
@@ -60,32 +61,39 @@ export class PublishFailures {
     if (!willRetry) return
     this.#unlogged[reason] = (this.#unlogged[reason] ?? 0) + 1
     this.#unloggedCount++
-    if (this.#lastLoggedAt === null || now - this.#lastLoggedAt >= this.#logEveryMs) {
-      this.#logger.warn('publishes failed; they will be retried with backoff', {
-        failed: this.#unloggedCount,
-        byReason: this.#unlogged,
-        sinceMs: this.#lastLoggedAt === null ? 0 : now - this.#lastLoggedAt,
-        lastEventId: eventId,
-        lastError: messageOf(error),
-      })
-      this.#lastLoggedAt = now
-      this.#unlogged = {}
-      this.#unloggedCount = 0
-    }
+    this.#unloggedLast = { eventId, error: messageOf(error) }
+    this.#logIfDue(now)
+  }
+
+  /** Writes the pending summary line once `logEveryMs` has passed since the previous one. */
+  tick(): void {
+    this.#logIfDue(this.#clock().getTime())
+  }
+
+  #logIfDue(now: number): void {
+    if (this.#unloggedCount === 0) return
+    if (this.#lastLoggedAt !== null && now - this.#lastLoggedAt < this.#logEveryMs) return
+    this.#logger.warn('publishes failed; they will be retried with backoff', {
+      failed: this.#unloggedCount,
+      byReason: this.#unlogged,
+      sinceMs: this.#lastLoggedAt === null ? 0 : now - this.#lastLoggedAt,
+      lastEventId: this.#unloggedLast.eventId,
+      lastError: this.#unloggedLast.error,
+    })
+    this.#lastLoggedAt = now
+    this.#unlogged = {}
+    this.#unloggedCount = 0
   }
 
   /** Records a publish the transport confirmed. */
   succeeded(): void {
-    if (this.#sinceSuccess === 0) return
-    this.#logger.warn('publishing works again', {
-      failedBeforeThis: this.#sinceSuccess,
-      unloggedByReason: this.#unlogged,
+    if (this.#timeoutsSinceSuccess === 0) return
+    const now = this.#clock().getTime()
+    this.#logger.warn('publishing works again after publishes timed out', {
+      timedOut: this.#timeoutsSinceSuccess,
+      forMs: now - this.#firstTimeoutAt,
     })
-    this.#sinceSuccess = 0
     this.#timeoutsSinceSuccess = 0
-    this.#unlogged = {}
-    this.#unloggedCount = 0
-    this.#lastLoggedAt = null
   }
 
   /** Not ok while publishes timed out and none succeeded since. */
