@@ -326,7 +326,7 @@ export class OutboxRelay {
 
   /**
    * Counters, gauges, latency histograms, the store's count per status and the age of the
-   * oldest due event (two cheap store reads). Every field has a value at every call: a
+   * oldest due event (two store reads: `findPending({ limit: 1 })`, `getCountByStatus()`). Every field has a value at every call: a
    * drained outbox reports an age of 0, a store that cannot be read reports null.
    */
   async metrics(): Promise<RelayMetrics> {

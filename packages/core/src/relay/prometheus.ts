@@ -116,7 +116,7 @@ const histogramValues = (name: string, labels: Record<string, string>, histogram
 /**
  * Prometheus exposition of relay and processor metrics through `prom-client`, an optional
  * peer dependency loaded only when this is called. One scrape reads each snapshot once
- * (the relay's: two cheap store reads). Every series reflects that scrape's snapshot: a
+ * (the relay's: two store reads). Every series reflects that scrape's snapshot: a
  * value that is unknown now (null) is left out of the scrape rather than repeating the
  * last one, and latency histograms (`*_duration_seconds`) are kept by the relay itself,
  * so the exporter sees observations made before it was created.
