@@ -91,6 +91,13 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
 
   const importer = io.importer ?? nodeImporter
   const workerId = config.workerId ?? `relay-${hostname()}-${process.pid}`
+  logger.info('relay starting', {
+    version: RELAY_VERSION,
+    workerId,
+    store: config.store.kind,
+    url: redactUrl(config.store.url),
+    nats: config.natsServers.map(redactUrl),
+  })
   let store: CreatedStore | undefined
   let nc: NatsConnection | undefined
   let server: Server | undefined

@@ -1,6 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { OutboxRelay } from '@txbox/core'
 import { ensureStream } from '@txbox/core/nats'
 import { connect } from 'nats'
@@ -11,6 +13,10 @@ import { openStore, type StoreConfig, type StoreKind } from '../src/stores.js'
 const natsUrl = process.env.TXBOX_NATS_URL
 const required = process.env.TXBOX_REQUIRE_ALL === '1'
 const suffix = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
+
+const packageVersion = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 
 const sink = () => {
   const lines: string[] = []
@@ -35,7 +41,7 @@ describe('txbox-relay configuration', () => {
     })
   })
 
-  it('exits 2 with the help on a usage error, 0 on --help', async () => {
+  it('exits 2 with the help on a usage error, 0 on --help and --version', async () => {
     for (const argv of [[], ['--store', 'oracle', '--url', 'x'], ['--store', 'sqlite'], ['--bogus']]) {
       const stderr = sink()
       expect(await runRelayCli(argv, { env: {}, stderr })).toBe(2)
@@ -45,23 +51,71 @@ describe('txbox-relay configuration', () => {
     expect(
       await runRelayCli(['--store', 'sqlite', '--url', 'x.db', '--batch-size', '0'], { env: {}, stderr }),
     ).toBe(2)
-    expect(stderr.lines.join('')).toContain('--batch-size must be an integer >= 1')
+    expect(stderr.lines.join('')).toContain('--batch-size must be an integer between 1 and 10000')
     const stdout = sink()
     expect(await runRelayCli(['--help'], { env: {}, stdout })).toBe(0)
     expect(stdout.lines.join('')).toContain('TXBOX_RELAY_BATCH_SIZE')
+    const version = sink()
+    expect(await runRelayCli(['--version'], { env: {}, stdout: version })).toBe(0)
+    expect(version.lines.join('')).toBe(`${packageVersion}\n`)
   })
 
-  it('exits 1 when the store cannot be opened', async () => {
+  it('exits 2 when the SQLite file cannot be opened: there is no server to wait for', async () => {
     const stderr = sink()
     const code = await runRelayCli(
       ['--store', 'sqlite', '--url', '/nonexistent/dir/x.db', '--nats', 'nats://127.0.0.1:1'],
-      {
-        env: {},
-        stderr,
-      },
+      { env: {}, stderr },
     )
-    expect(code).toBe(1)
-    expect(stderr.lines.join('')).toContain('"relay failed"')
+    expect(code).toBe(2)
+    expect(stderr.lines.join('')).toContain(
+      '--store sqlite cannot open the database file "/nonexistent/dir/x.db"',
+    )
+  })
+})
+
+/** The built bin, as a user runs it (build first: pnpm turbo run build --filter=@txbox/relay...). */
+describe('the txbox-relay bin', () => {
+  const bin = fileURLToPath(new URL('../bin/txbox-relay.js', import.meta.url))
+  const run = (args: string[]) => {
+    const child = spawn(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH ?? '' } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString()
+    })
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    return { child, exit, out: () => stdout, err: () => stderr }
+  }
+
+  it('prints its version', async () => {
+    const relay = run(['--version'])
+    expect(await relay.exit).toBe(0)
+    expect(relay.out()).toBe(`${packageVersion}\n`)
+  })
+
+  it('exits 0 promptly on SIGTERM while NATS is still unreachable', async () => {
+    const db = join(sqliteDir, 'bin.db')
+    const relay = run(['--store', 'sqlite', '--url', db, '--migrate', '--nats', 'nats://127.0.0.1:1'])
+    const deadline = Date.now() + 20_000
+    while (!relay.err().includes('"NATS not reachable; retrying"')) {
+      if (Date.now() > deadline || relay.child.exitCode !== null)
+        throw new Error(`no retry logged:\n${relay.err()}`)
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+    const started = performance.now()
+    relay.child.kill('SIGTERM')
+    expect(await relay.exit).toBe(0)
+    expect(performance.now() - started).toBeLessThan(3_000)
+    expect(relay.err()).toContain('"stopped before the relay ran"')
+  }, 30_000)
+
+  it('exits 2 at once on configuration that can never work', async () => {
+    const relay = run(['--store', 'postgres', '--url', 'postgres://[bad'])
+    expect(await relay.exit).toBe(2)
+    expect(relay.err()).toContain('[txbox] [relay] --url "postgres://[bad" is not a valid URL')
   })
 })
 
