@@ -12,7 +12,17 @@ export interface RedisStoreOptions {
   keyPrefix?: string | undefined
   /** The source of every timestamp. Default: the system clock. */
   clock?: Clock | undefined
+  /**
+   * The largest event `findOrCreate` accepts, in bytes of its NATS message (payload +
+   * headers, see `natsMessageBytes`). Default 1,048,576, NATS's default `max_payload`; set
+   * it to your server's `max_payload`. Bigger events raise `PayloadTooLargeError`. At most
+   * 512 MiB, Redis's largest string.
+   */
+  maxEventBytes?: number | undefined
 }
+
+/** Redis's largest string value (`proto-max-bulk-len`'s default): no event can be bigger. */
+export const REDIS_MAX_STRING_BYTES = 512 * 1024 * 1024
 
 /** How many events one cleanup / resetStale script handles before the next call. */
 export const BATCH_SIZE = 1000

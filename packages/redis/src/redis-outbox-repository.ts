@@ -1,5 +1,6 @@
 import {
   addMs,
+  assertEventFits,
   type ClaimOptions,
   type Clock,
   cutoffDays,
@@ -15,6 +16,7 @@ import {
   outboxCounts,
   type RenewLeaseOptions,
   type RetryLaterOptions,
+  resolveMaxEventBytes,
   systemClock,
   Validator,
   type WriteOptions,
@@ -24,7 +26,7 @@ import { scriptBatches } from './batches.js'
 import { eventsOf, fieldsOf, fieldsOfObject, toOutboxEvent } from './codec.js'
 import { ADAPTER, storage, unexpectedReply } from './errors.js'
 import { DEFAULT_KEY_PREFIX, type OutboxKeys, outboxKeys } from './keys.js'
-import { BATCH_SIZE, type RedisStoreOptions, SCAN_CAP } from './redis-options.js'
+import { BATCH_SIZE, REDIS_MAX_STRING_BYTES, type RedisStoreOptions, SCAN_CAP } from './redis-options.js'
 import { type RedisClient, scripts } from './scripts.js'
 
 /** What a fenced script answers: 1 applied, 0 the event is not stored, -1 the lease is lost. */
@@ -58,10 +60,13 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
   protected readonly redis: RedisClient
   protected readonly clock: Clock
   protected readonly validate = new Validator(ADAPTER)
+  /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
+  readonly maxEventBytes: number
 
   constructor(options: RedisStoreOptions) {
     this.redis = options.redis
     this.clock = options.clock ?? systemClock
+    this.maxEventBytes = resolveMaxEventBytes(ADAPTER, options.maxEventBytes, REDIS_MAX_STRING_BYTES)
     this.keys = outboxKeys(this.validate.identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix'))
   }
 
@@ -100,6 +105,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     options?: WriteOptions<ChainableCommander>,
   ): Promise<OutboxEvent> {
     const valid = this.validate.enqueueParams(params)
+    assertEventFits(ADAPTER, valid, this.maxEventBytes)
     const now = this.clock()
     const keys = [...this.keys.indexKeys, this.keys.event(valid.eventId)]
     const args = [...this.#eventArgs(valid, now), now.getTime()]
@@ -121,6 +127,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     options?: WriteOptions<ChainableCommander>,
   ): Promise<OutboxEvent[]> {
     const valid = this.validate.enqueueParamsList(params)
+    for (const event of valid) assertEventFits(ADAPTER, event, this.maxEventBytes)
     if (valid.length === 0) return []
     const now = this.clock()
     // The first occurrence of an id wins; later ones get what it stored.

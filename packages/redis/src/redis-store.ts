@@ -1,4 +1,4 @@
-import { defineCapabilities, type TxboxStore, Validator } from '@txbox/core'
+import { DEFAULT_MAX_EVENT_BYTES, defineCapabilities, type TxboxStore, Validator } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
 import { ADAPTER, storage } from './errors.js'
 import { DEFAULT_KEY_PREFIX, SCHEMA_VERSION, schemaKey } from './keys.js'
@@ -10,7 +10,11 @@ import { RedisOutboxRepository } from './redis-outbox-repository.js'
  * What Redis can promise: `{ tx }` is a MULTI pipeline (isolated, but no rollback of
  * commands that ran), and claims are disjoint because each is one Lua script.
  */
-export const redisCapabilities = defineCapabilities({ transactions: 'multi', claim: 'atomic-script' })
+export const redisCapabilities = defineCapabilities({
+  transactions: 'multi',
+  claim: 'atomic-script',
+  maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+})
 
 /** The store `createRedisStore` returns. */
 export interface RedisStore extends TxboxStore<ChainableCommander> {
@@ -26,10 +30,11 @@ export interface RedisStore extends TxboxStore<ChainableCommander> {
 export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   const keyPrefix = new Validator(ADAPTER).identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix')
   const resolved = { ...options, keyPrefix }
+  const outbox = new RedisOutboxRepository(resolved)
   return {
-    outbox: new RedisOutboxRepository(resolved),
+    outbox,
     inbox: new RedisInboxRepository(resolved),
-    capabilities: redisCapabilities,
+    capabilities: defineCapabilities({ ...redisCapabilities, maxEventBytes: outbox.maxEventBytes }),
     migrate: async () => {
       // SET is idempotent, so two processes migrating at once both succeed.
       await storage('migrate', () => options.redis.set(schemaKey(keyPrefix), SCHEMA_VERSION))

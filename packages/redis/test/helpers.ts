@@ -42,9 +42,13 @@ export interface TestStore {
   clock: ManualClock
 }
 
-export const newStore = async (redis: Redis, clock = new ManualClock()): Promise<TestStore> => {
+export const newStore = async (
+  redis: Redis,
+  clock = new ManualClock(),
+  options: { maxEventBytes?: number } = {},
+): Promise<TestStore> => {
   const keyPrefix = `t_${uniqueSuffix()}`
-  const store = createRedisStore({ redis, keyPrefix, clock: clock.now })
+  const store = createRedisStore({ redis, keyPrefix, clock: clock.now, ...options })
   await store.migrate()
   return { store, keyPrefix, clock }
 }

@@ -1,4 +1,4 @@
-import { ManualClock, StorageError, ValidationError } from '@txbox/core'
+import { ManualClock, PayloadTooLargeError, StorageError, ValidationError } from '@txbox/core'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createRedisStore } from '../src/index.js'
@@ -27,6 +27,19 @@ describe('validation and driver errors without a server', () => {
     ).rejects.toBeInstanceOf(ValidationError)
   })
 
+  it('takes maxEventBytes, shows it on capabilities, and refuses bigger events before any I/O', async () => {
+    expect(store.capabilities.maxEventBytes).toBe(1_048_576)
+    const small = createRedisStore({ redis: offline, keyPrefix: 'offline', maxEventBytes: 200 })
+    expect(small.capabilities.maxEventBytes).toBe(200)
+    expect(Object.isFrozen(small.capabilities)).toBe(true)
+    const huge = { eventId: 'huge', subject: 's', payload: 'x'.repeat(200) }
+    await expect(small.outbox.findOrCreate(huge)).rejects.toBeInstanceOf(PayloadTooLargeError)
+    await expect(small.outbox.findOrCreateMany([huge])).rejects.toBeInstanceOf(PayloadTooLargeError)
+    expect(() => createRedisStore({ redis: offline, maxEventBytes: 2 ** 29 + 1 })).toThrow(
+      /maxEventBytes must be at most 536870912/,
+    )
+  })
+
   it('wraps a driver error in StorageError with the cause', async () => {
     const error = await store.outbox.claim(LEASE).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(StorageError)
@@ -49,7 +62,8 @@ describe.skipIf(SKIP)(`payload fidelity and foreign data (${SKIP ? SKIP_REASON :
   })
 
   it('round-trips U+0000, astral characters, quotes, backslashes and 1 MiB through every path', async () => {
-    const t = await newStore(redis, new ManualClock())
+    // Payload and headers add up to more than the default 1 MiB of a NATS message.
+    const t = await newStore(redis, new ManualClock(), { maxEventBytes: 2 * 1024 * 1024 })
     made.push(t)
     const big = 'x'.repeat(1024 * 1024 - 3) + '😀'
     const tricky = `nul\u0000mid\u0001 😀 𝄞 "q" \\ back \u{10FFFF} é`
