@@ -72,6 +72,22 @@ const LABELLED: Readonly<Record<string, string>> = {
   deadLettered: 'reason',
 }
 
+/** What the relay series an operator alerts on mean (the others are described by their field name). */
+const HELP: Readonly<Record<string, string>> = {
+  oldestPendingAgeMs:
+    'age in ms of the oldest due pending event; 0 when none is due, absent when the store could not be read',
+  outboxEvents: "events in the outbox per status (the store's getCountByStatus)",
+  deadLettered: 'events this relay dead-lettered, by reason',
+  publishFailures: 'failed publishes, by reason',
+  duplicates: 'publishes JetStream answered as duplicates (verified, unverified and conflicts)',
+  duplicateConflicts:
+    'duplicates whose stored message is a different one: the event was not delivered and was dead-lettered',
+  duplicatesUnverified: 'duplicates whose stored message could not be read, counted as delivered',
+  claimDuration: 'claim round-trip time',
+  publishDuration: 'time from publish to the PubAck (or the failure)',
+  claimLimit: 'events the next claim asks for (bounded by batchSize and maxBatchBytes)',
+}
+
 const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)
 
 type Field =
@@ -157,7 +173,7 @@ export const createPrometheusExporter = async (options: PrometheusOptions): Prom
     const labels = { worker_id: source.workerId }
     for (const [field, shape] of first) {
       const counter = COUNTERS.has(field)
-      const help = `txbox ${component} ${field}`
+      const help = `txbox ${component} ${(component === 'relay' ? HELP[field] : undefined) ?? field}`
       if (shape.kind === 'histogram') {
         const name = `txbox_${component}_${snake(field)}_seconds`
         // prom-client's Histogram can only observe; the relay's buckets are already counted,
