@@ -296,7 +296,8 @@ export class OutboxRelay {
 
   /**
    * One turn of the loop without waiting: claim a batch and publish it. Returns how many
-   * events were claimed (0: nothing due). For tests and for a one-shot drain.
+   * events were claimed (0: nothing due). For tests and for a one-shot drain: call it until
+   * it returns 0 (with `claimRampUp`, the first claims ask for 1, 2, 4, ... events).
    */
   async runOnce(): Promise<number> {
     const claimed = await this.#turn()
