@@ -1,5 +1,8 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** The monorepo root. */
@@ -30,17 +33,20 @@ const exited = (child: ChildProcess): Promise<number | null> =>
 
 /**
  * A private nats-server with JetStream on a free port and its own store directory, so the
- * test can stop and restart it without touching the shared server on 4222.
+ * test can stop and restart it without touching the shared server on 4222. `extraArgs`
+ * make it a cluster node (see {@link NatsCluster}).
  */
 export class NatsServerProcess {
   readonly port: number
   readonly storeDir: string
+  readonly extraArgs: readonly string[]
   #child: ChildProcess | undefined
   readonly log: string[] = []
 
-  constructor(port: number, storeDir: string) {
+  constructor(port: number, storeDir: string, extraArgs: readonly string[] = []) {
     this.port = port
     this.storeDir = storeDir
+    this.extraArgs = extraArgs
   }
 
   get url(): string {
@@ -51,7 +57,7 @@ export class NatsServerProcess {
   async start(): Promise<void> {
     const child = spawn(
       'nats-server',
-      ['-js', '-sd', this.storeDir, '-a', '127.0.0.1', '-p', String(this.port)],
+      ['-js', '-sd', this.storeDir, '-a', '127.0.0.1', '-p', String(this.port), ...this.extraArgs],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -88,6 +94,176 @@ export class NatsServerProcess {
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
     await exited(child)
     clearTimeout(timer)
+  }
+
+  /** Kills it (SIGKILL: a crash; JetStream recovers its store at the next start) and waits for the exit. */
+  async kill(): Promise<void> {
+    const child = this.#child
+    if (!child) return
+    this.#child = undefined
+    child.kill('SIGKILL')
+    await exited(child)
+  }
+}
+
+/**
+ * Three (or more) private nats-server processes with JetStream, joined by cluster routes on
+ * loopback, so a stream can be R3 and a node can be killed while the others keep quorum.
+ */
+export class NatsCluster {
+  readonly nodes: NatsServerProcess[]
+  readonly names: string[]
+
+  private constructor(nodes: NatsServerProcess[], names: string[]) {
+    this.nodes = nodes
+    this.names = names
+  }
+
+  /** Allocates ports and store directories under `baseDir` (nothing runs yet). */
+  static async create(baseDir: string, size = 3): Promise<NatsCluster> {
+    const clientPorts: number[] = []
+    const routePorts: number[] = []
+    for (let i = 0; i < size; i++) {
+      clientPorts.push(await freePort())
+      routePorts.push(await freePort())
+    }
+    const names = clientPorts.map((_, i) => `ledger-n${i + 1}`)
+    const nodes = clientPorts.map((port, i) => {
+      const routes = routePorts
+        .filter((_, j) => j !== i)
+        .map((routePort) => `nats://127.0.0.1:${routePort}`)
+        .join(',')
+      return new NatsServerProcess(port, join(baseDir, names[i] as string), [
+        '-n',
+        names[i] as string,
+        '--cluster_name',
+        'txbox-ledger',
+        '--cluster',
+        `nats://127.0.0.1:${routePorts[i]}`,
+        '--routes',
+        routes,
+      ])
+    })
+    return new NatsCluster(nodes, names)
+  }
+
+  /** Every node's client URL, comma separated (what `--nats` and `connect` take). */
+  get url(): string {
+    return this.nodes.map((node) => node.url).join(',')
+  }
+
+  node(name: string): NatsServerProcess {
+    const index = this.names.indexOf(name)
+    const node = this.nodes[index]
+    if (!node) throw new Error(`no cluster node named ${name} (nodes: ${this.names.join(', ')})`)
+    return node
+  }
+
+  /** Starts every node at once (each waits for its routes) and resolves when all are ready. */
+  async start(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.start()))
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.stop()))
+  }
+}
+
+/** The servers `scripts/services.sh` can run as a private instance, and their port variable. */
+const SERVICE_PORT_VARIABLES = {
+  mariadb: 'TXBOX_MYSQL_PORT',
+  mongodb: 'TXBOX_MONGODB_PORT',
+  dynamodb: 'TXBOX_DYNAMODB_PORT',
+  redis: 'TXBOX_REDIS_PORT',
+  postgres: 'TXBOX_POSTGRES_PORT',
+} as const
+export type PrivateServiceName = keyof typeof SERVICE_PORT_VARIABLES
+
+/**
+ * A private instance of one server, started by `scripts/services.sh` itself (same binaries,
+ * same start-up and readiness checks) with its own state directory and a free port, so a
+ * test may crash and restart it while the shared server on the standard port serves others.
+ */
+export class PrivateService {
+  readonly name: PrivateServiceName
+  readonly port: number
+  readonly stateDir: string
+  readonly #env: NodeJS.ProcessEnv
+
+  private constructor(name: PrivateServiceName, port: number, stateDir: string, env: NodeJS.ProcessEnv) {
+    this.name = name
+    this.port = port
+    this.stateDir = stateDir
+    this.#env = env
+  }
+
+  /** Picks a port and a state directory; `extraEnv` are more `TXBOX_*` settings of services.sh. */
+  static async create(
+    name: PrivateServiceName,
+    extraEnv: Record<string, string> = {},
+  ): Promise<PrivateService> {
+    const port = await freePort()
+    const stateDir = mkdtempSync(join(tmpdir(), `txbox-private-${name}-`))
+    const env = {
+      ...process.env,
+      TXBOX_SERVICES_DIR: stateDir,
+      [SERVICE_PORT_VARIABLES[name]]: String(port),
+      ...extraEnv,
+    }
+    return new PrivateService(name, port, stateDir, env)
+  }
+
+  /** `services.sh up <name>`: starts it unless running and waits until it answers. */
+  async up(): Promise<void> {
+    await this.#services('up')
+  }
+
+  /** The server's pid, from the pid file services.sh keeps. */
+  pid(): number {
+    return Number(readFileSync(join(this.stateDir, 'run', `${this.name}.pid`), 'utf8').trim())
+  }
+
+  /**
+   * Crashes the server (SIGKILL, no shutdown), keeps it down for `downMs`, then starts it
+   * again through services.sh. Returns when it answers again.
+   */
+  async crashAndRestart(downMs: number): Promise<void> {
+    const pid = this.pid()
+    process.kill(pid, 'SIGKILL')
+    const deadline = Date.now() + 10_000
+    while (alive(pid) && Date.now() < deadline) await sleep(20)
+    await sleep(downMs)
+    await this.up()
+  }
+
+  /** `services.sh down <name>`, then removes the state directory. */
+  async destroy(): Promise<void> {
+    await this.#services('down').catch(() => {})
+    rmSync(this.stateDir, { recursive: true, force: true })
+  }
+
+  async #services(command: 'up' | 'down'): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      execFile(
+        'bash',
+        [join(ROOT, 'scripts/services.sh'), command, this.name],
+        { env: this.#env, timeout: 300_000, maxBuffer: 4 * 1024 * 1024 },
+        (error, _stdout, stderr) => {
+          if (error) reject(new Error(`services.sh ${command} ${this.name} (private) failed:\n${stderr}`))
+          else resolve()
+        },
+      )
+    })
+  }
+}
+
+/** Whether a process exists and is not a zombie. */
+const alive = (pid: number): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
   }
 }
 
