@@ -151,14 +151,16 @@ describe('InboxProcessor.stop()', () => {
     const real = await source.subscribe()
     subscribed?.({
       [Symbol.asyncIterator]: () => real[Symbol.asyncIterator](),
+      // Ending a real subscription takes a round trip: stop() must wait for it.
       stop: async () => {
-        stopped++
+        await new Promise<void>((resolve) => setImmediate(resolve))
         await real.stop()
+        stopped++
       },
     })
-    await starting
     await stopping
     expect(stopped).toBe(1)
+    await starting
     expect(processor.state).toBe('stopped')
     expect(handled).toEqual([])
   })

@@ -167,7 +167,8 @@ export class InboxProcessor<Tx = never> {
 
   #state: State = 'idle'
   #subscription: InboxSubscription | undefined
-  #subscribing: Promise<unknown> | undefined
+  /** The pending start() (settled, never rejecting), so stop() can wait for it. */
+  #starting: Promise<void> | undefined
   #loop: Promise<void> | undefined
   #inFlight = 0
   #lastTickAt: number | null = null
@@ -227,18 +228,20 @@ export class InboxProcessor<Tx = never> {
     if (this.#state !== 'idle')
       throw new ValidationError(COMPONENT, `the processor is already ${this.#state}`)
     this.#state = 'running'
+    const starting = this.#subscribe()
+    this.#starting = starting.catch(() => {})
+    return starting
+  }
+
+  async #subscribe(): Promise<void> {
     let subscription: InboxSubscription
-    const subscribing = this.#source.subscribe()
-    this.#subscribing = subscribing.catch(() => {})
     try {
-      subscription = await subscribing
+      subscription = await this.#source.subscribe()
     } catch (error) {
       // Nothing runs yet (e.g. the durable consumer does not exist): start() may be retried,
       // unless stop() was called meanwhile.
       if (this.#state === 'running') this.#state = 'idle'
       throw error
-    } finally {
-      this.#subscribing = undefined
     }
     this.#subscription = subscription
     if (this.#state !== 'running') {
@@ -266,7 +269,7 @@ export class InboxProcessor<Tx = never> {
       this.#state = 'stopping'
       await this.#subscription?.stop()
     }
-    await this.#subscribing
+    await this.#starting
     await this.#loop
     if (this.#loop === undefined) this.#state = 'stopped'
   }
