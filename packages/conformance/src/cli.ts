@@ -5,16 +5,19 @@ import { BUILT_IN_TARGETS, loadTarget } from './load-target.js'
 import { provisionServer } from './provision.js'
 import { formatReport } from './report.js'
 import { runConformance } from './runner.js'
+import { SUITE_VERSION } from './version.js'
 
 const USAGE = `txbox-conformance: certify an outbox/inbox adapter against the txbox contract
 
 Usage:
   txbox-conformance run --target <name|./module.js> [--url URL] [--only PATTERN] [--report FILE] [--json]
   txbox-conformance list
+  txbox-conformance --version
 
   --target   a built-in adapter (${BUILT_IN_TARGETS.join(', ')}) or the path of a module
              that exports createConformanceTarget()
-  --url      the server to use (else TXBOX_<ENGINE>_URL, else testcontainers when Docker is reachable)
+  --url      the server to use (else TXBOX_<ENGINE>_URL, else a testcontainers container when a
+             Docker engine is reachable; else the target is reported not run)
   --only     run only cases whose id contains PATTERN (or matches a * glob)
   --report   write the JSON report to FILE
   --json     print the JSON report instead of the table
@@ -41,6 +44,10 @@ export const runCli = async (argv: readonly string[], io: CliIo = consoleIo): Pr
 
 const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
   const [command, ...rest] = argv
+  if (command === '--version' || command === 'version') {
+    io.out(SUITE_VERSION)
+    return 0
+  }
   if (command === 'list') {
     for (const c of conformanceCases) io.out(`${c.id.padEnd(48)} ${c.title}`)
     return 0
@@ -66,9 +73,12 @@ const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
   }
   const target = await loadTarget(values.target)
   let server: Awaited<ReturnType<typeof provisionServer>> | undefined
-  if (target.engine) server = await provisionServer(target.engine, { url: values.url })
+  if (target.engine) server = await provisionServer(target.engine, { url: values.url, urlOption: '--url' })
   const notRunReason = server && 'notRun' in server ? server.notRun : undefined
-  if (!values.json) {
+  if (notRunReason !== undefined) {
+    // Once for the target; the report marks each case not run without repeating it.
+    io.err(`${target.name} not run: ${notRunReason}`)
+  } else if (!values.json) {
     const where =
       server && 'connection' in server ? ` (${target.engine} from ${server.connection.source})` : ''
     io.err(`certifying ${target.name}${where}...`)

@@ -5,6 +5,16 @@ import type { ServerConnection, ServerEngine } from './target.js'
 /** The variable that names each engine's server: `TXBOX_POSTGRES_URL`, ... */
 export const urlVariable = (engine: ServerEngine): string => `TXBOX_${engine.toUpperCase()}_URL`
 
+/** What a URL of each engine looks like, for the message that asks for one. */
+const EXAMPLE_URLS: Readonly<Record<ServerEngine, string>> = {
+  postgres: 'postgres://user:password@127.0.0.1:5432/db',
+  mysql: 'mysql://user:password@127.0.0.1:3306/db',
+  mongodb: 'mongodb://127.0.0.1:27017/db',
+  redis: 'redis://127.0.0.1:6379',
+  dynamodb: 'http://127.0.0.1:8000',
+  nats: 'nats://127.0.0.1:4222',
+}
+
 /** A server found for a target, with what stops it (containers) when the run ends. */
 export interface ProvisionedServer {
   readonly connection: ServerConnection
@@ -34,7 +44,12 @@ export const dockerConfigured = (env: NodeJS.ProcessEnv = process.env): boolean 
  */
 export const provisionServer = async (
   engine: ServerEngine,
-  options: { url?: string | undefined; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    url?: string | undefined
+    env?: NodeJS.ProcessEnv
+    /** The caller's own way to pass a URL (the CLI's `--url`), named first in the not-run reason. */
+    urlOption?: string | undefined
+  } = {},
 ): Promise<ProvisionedServer | Unprovisioned> => {
   const env = options.env ?? process.env
   const noop = async () => {}
@@ -43,7 +58,12 @@ export const provisionServer = async (
   if (fromEnv) return { connection: { engine, url: fromEnv, source: 'env' }, stop: noop }
   if (!dockerConfigured(env)) {
     return {
-      notRun: `no ${engine} server: set ${urlVariable(engine)}, start one with scripts/services.sh, or make a Docker engine reachable for testcontainers`,
+      notRun: `no ${engine} server: ${[
+        ...(options.urlOption ? [`pass ${options.urlOption} <url>`] : []),
+        `set ${urlVariable(engine)}`,
+      ].join(
+        ' or ',
+      )} (e.g. ${EXAMPLE_URLS[engine]}), or make a Docker engine reachable so that testcontainers (an optional peer) can start one`,
     }
   }
   let started: StartedServer

@@ -60,7 +60,13 @@ export const formatReport = (report: ConformanceReport): string => {
     `capabilities: ${JSON.stringify(report.capabilities)}`,
     '',
   ]
-  for (const result of report.cases) {
+  // A target whose server was not found has one reason for every case: say it once.
+  const [first] = report.cases
+  const oneNotRunReason =
+    first !== undefined &&
+    report.cases.every((result) => result.status === 'not-run' && result.reason === first.reason)
+  if (oneNotRunReason) lines.push(`  ${LABELS['not-run']}  all ${report.cases.length} cases: ${first.reason}`)
+  for (const result of oneNotRunReason ? [] : report.cases) {
     const duration =
       result.status === 'pass' || result.status === 'fail' ? `${Math.round(result.durationMs)} ms` : ''
     lines.push(`  ${LABELS[result.status].padEnd(7)}  ${result.id.padEnd(width)}  ${duration}`.trimEnd())

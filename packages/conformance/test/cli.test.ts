@@ -121,6 +121,36 @@ describe('txbox-conformance', () => {
     }
   })
 
+  it('says once, not once per case, how to provide the missing server, and never names a dev script', async () => {
+    vi.stubEnv('TXBOX_NATS_URL', '')
+    vi.stubEnv('DOCKER_HOST', '')
+    try {
+      const { io, out, err } = capture()
+      expect(await runCli(['run', '--target', serverModule], io)).toBe(3)
+      const all = [...out, ...err].join('\n')
+      const mentions = all.split('no nats server').length - 1
+      // Once on stderr for the target, once in the table: not once per case.
+      expect(mentions).toBe(2)
+      expect(all).toContain(`NOT RUN  all ${conformanceCases.length} cases: no nats server`)
+      expect(err.join('\n')).toMatch(
+        /acme-server not run: no nats server: pass --url <url> or set TXBOX_NATS_URL \(e\.g\. nats:\/\/127\.0\.0\.1:4222\), or make a Docker engine reachable/,
+      )
+      expect(all).not.toMatch(/scripts\//)
+      expect(all).toContain('NOT CERTIFIED (target not reached)')
+    } finally {
+      vi.unstubAllEnvs()
+    }
+  })
+
+  it('prints its version from package.json', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+    for (const flag of ['--version', 'version']) {
+      const { io, out } = capture()
+      expect(await runCli([flag], io)).toBe(0)
+      expect(out).toEqual([version])
+    }
+  })
+
   it('rejects unknown targets and missing modules with a usage error', async () => {
     const { io, err } = capture()
     expect(await runCli(['run', '--target', 'cassandra'], io)).toBe(2)
