@@ -40,7 +40,6 @@ import {
   str,
 } from './items.js'
 import {
-  aliasPk,
   inboxIdOf,
   inboxPk,
   inboxStatusPk,
@@ -51,7 +50,7 @@ import {
   timeKey,
 } from './keys.js'
 import { countAcrossShards, firstAcrossShards, forEachPageAcrossShards } from './sharded-index.js'
-import { backoff, mapLimit, type UpdateSpec, type Values } from './table-client.js'
+import { mapLimit, type UpdateSpec, type Values } from './table-client.js'
 
 const WRITE_CONCURRENCY = 16
 const MAINTENANCE_PAGE = 1_000
@@ -91,12 +90,13 @@ const NOT_STORED = 'attribute_not_exists(#pk)'
 const EXISTS = 'attribute_exists(#pk)'
 
 /** What the create-or-find step found. */
-type Located = { created: Item } | { stored: string; viaAlias: boolean }
+type Located = { created: Item } | { stored: string }
 
 /**
- * The inbox on DynamoDB. Each event is one item (`pk = ib#e#<eventId>`); a delivery with a
- * JetStream `(stream, streamSeq)` also writes an alias item (`ib#s#<stream>#<seq>`) in the
- * same transaction, so that pair is unique across event ids. The sharded status index
+ * The inbox on DynamoDB. Each event is one item (`pk = ib#e#<eventId>`): the event id alone
+ * is the identity. `(stream, streamSeq)` is recorded, never used to merge two ids (a
+ * JetStream stream re-created under its name restarts at sequence 1); a redelivery of a
+ * stored id at a new position keeps the position recorded first. The sharded status index
  * (`gsi2`) serves counts, cleanup, resetStale and the dead-letter list.
  */
 export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[]> {
@@ -157,58 +157,9 @@ export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[
     return item
   }
 
-  /**
-   * Creates the event, or finds the stored one: by id first, then by `(stream, streamSeq)`.
-   * With a stream the event and its alias are written in one transaction, each on the
-   * condition that it does not exist yet, so of two deliveries racing under different ids
-   * exactly one is created and the other is told, by the cancellation reason, which key
-   * was taken.
-   */
+  /** Creates the event on the condition that its id is not stored yet, or names the stored one. */
   async #createOrLocate(item: Item, params: InboxParams): Promise<Located> {
-    const pk = inboxPk(params.eventId)
-    if (params.stream === undefined || params.streamSeq === undefined) {
-      return (await this.#table.put(item, NOT_STORED))
-        ? { created: item }
-        : { stored: params.eventId, viaAlias: false }
-    }
-    const alias = aliasPk(params.stream, params.streamSeq)
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt)
-      const reasons = await this.#table.transact([
-        this.#table.putAction(item, NOT_STORED),
-        this.#table.putAction({ pk: S(alias), eventId: S(params.eventId) }, NOT_STORED),
-      ])
-      if (reasons === undefined) return { created: item }
-      if (reasons[0] === 'ConditionalCheckFailed') return { stored: params.eventId, viaAlias: false }
-      if (reasons[1] === 'ConditionalCheckFailed') {
-        const target = await this.#table.get(alias)
-        const eventId = target?.eventId?.S
-        if (eventId !== undefined) return { stored: eventId, viaAlias: true }
-        // The alias was deleted (cleanup) meanwhile: create again.
-        continue
-      }
-      // TransactionConflict: another transaction held one of the items. Try again.
-      if (!reasons.includes('TransactionConflict')) {
-        throw new StorageError(
-          ADAPTER,
-          'inbox.findOrCreate',
-          undefined,
-          `transaction cancelled: ${reasons.join(', ')}`,
-        )
-      }
-    }
-    throw new StorageError(ADAPTER, 'inbox.findOrCreate', undefined, `too much contention on ${pk}`)
-  }
-
-  /**
-   * When an alias points to an event that is gone (cleanup deleted the event, then crashed
-   * before its alias), the alias is removed so the delivery can be created afresh.
-   */
-  async #dropStaleAlias(params: InboxParams, eventId: string): Promise<void> {
-    if (params.stream === undefined || params.streamSeq === undefined) return
-    await this.#table.delete(aliasPk(params.stream, params.streamSeq), '#eventId = :id', {
-      ':id': S(eventId),
-    })
+    return (await this.#table.put(item, NOT_STORED)) ? { created: item } : { stored: params.eventId }
   }
 
   async findOrCreate(params: InboxParams): Promise<InboxEvent> {
@@ -224,7 +175,6 @@ export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[
           values: { ':one': N(1) },
         })
         if (bumped) return toInboxEvent(bumped)
-        if (located.viaAlias) await this.#dropStaleAlias(valid, located.stored)
       }
       throw new StorageError(
         ADAPTER,
@@ -272,7 +222,6 @@ export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[
           values: { ':one': N(1) },
         })
         if (bumped) return { event: toInboxEvent(bumped), shouldProcess: false }
-        if (located.viaAlias) await this.#dropStaleAlias(valid, located.stored)
       }
       throw new StorageError(ADAPTER, 'inbox.claim', undefined, `event ${valid.eventId} kept vanishing`)
     })
@@ -370,16 +319,7 @@ export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[
                 ':cutoff': N(cutoff),
               },
             )
-            if (!old) return false
-            // Free the (stream, streamSeq) alias too, only if it still names this event.
-            const stream = str(old, 'stream')
-            const streamSeq = num(old, 'streamSeq')
-            if (stream !== undefined && streamSeq !== undefined) {
-              await this.#table.delete(aliasPk(stream, streamSeq), '#eventId = :id', {
-                ':id': S(requiredStr(old, 'eventId')),
-              })
-            }
-            return true
+            return old !== undefined
           })
           return deleted.filter(Boolean).length
         },

@@ -1,9 +1,9 @@
 import type { InboxStatus, OutboxStatus } from '@txbox/core'
 
 /**
- * Key layout of the single txbox table. Outbox events, inbox events and inbox
- * `(stream, streamSeq)` aliases live side by side, told apart by the prefix of `pk`, so one
- * table per store serves both repositories (one `migrate`, one TTL setting, one bill).
+ * Key layout of the single txbox table. Outbox events and inbox events live side by side,
+ * told apart by the prefix of `pk`, so one table per store serves both repositories (one
+ * `migrate`, one TTL setting, one bill).
  */
 
 /** `pk` of an outbox event. */
@@ -13,11 +13,11 @@ export const outboxIdOf = (pk: string): string => pk.slice('ob#e#'.length)
 /** `pk` of an inbox event. */
 export const inboxPk = (eventId: string): string => `ib#e#${eventId}`
 /**
- * `pk` of the alias item that reserves an inbox `(stream, streamSeq)`. The sequence is the
- * last segment and always numeric, so a `#` inside a stream name cannot make two aliases
- * collide.
+ * The `pk` prefix of schema version 1's alias items (`ib#s#<stream>#<streamSeq>` -> eventId),
+ * which merged a new event at a sequence a re-created JetStream stream reuses into an old
+ * one. Nothing reads or writes them now; `migrate()` deletes those version 1 left.
  */
-export const aliasPk = (stream: string, streamSeq: number): string => `ib#s#${stream}#${streamSeq}`
+export const LEGACY_STREAM_ALIAS_PREFIX = 'ib#s#'
 
 /** The event id of an inbox event's `pk`. */
 export const inboxIdOf = (pk: string): string => pk.slice('ib#e#'.length)

@@ -1,19 +1,28 @@
 import {
+  type AttributeValue,
+  BatchWriteItemCommand,
   CreateTableCommand,
   type CreateTableCommandInput,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
   type DynamoDBClient,
+  GetItemCommand,
   PutItemCommand,
+  ScanCommand,
   UpdateTimeToLiveCommand,
+  type WriteRequest,
 } from '@aws-sdk/client-dynamodb'
 import { isConditionalCheckFailed, isResourceInUse, isResourceNotFound } from './errors.js'
 import { N, S } from './items.js'
-import { CLAIM_INDEX, SCHEMA_PK, STATUS_INDEX } from './keys.js'
+import { CLAIM_INDEX, LEGACY_STREAM_ALIAS_PREFIX, SCHEMA_PK, STATUS_INDEX } from './keys.js'
 import { backoff } from './table-client.js'
 
-/** The schema version `migrate()` creates; recorded in the table as item `txbox#schema`. */
-export const SCHEMA_VERSION = 1
+/**
+ * The schema version `migrate()` creates; recorded in the table as item `txbox#schema`.
+ * Version 2: the inbox keys on the event id alone; version 1's `(stream, streamSeq)` alias
+ * items are deleted.
+ */
+export const SCHEMA_VERSION = 2
 
 /** The attribute DynamoDB's TTL deletes by (epoch seconds), set on sent/processed events when `ttlDays` is given. */
 export const TTL_ATTRIBUTE = 'expiresAt'
@@ -89,6 +98,8 @@ export const migrateTable = async (options: MigrateOptions): Promise<void> => {
   }
   await waitUntilActive(client, tableName, options.timeoutMs)
   if (options.ttlDays !== undefined) await enableTtl(client, tableName)
+  // Before the version is recorded, so a migrate() that dies half-way is finished by the next.
+  if ((await recordedVersion(client, tableName)) < 2) await deleteStreamAliases(client, tableName)
   try {
     await client.send(
       new PutItemCommand({
@@ -101,6 +112,56 @@ export const migrateTable = async (options: MigrateOptions): Promise<void> => {
   } catch (error) {
     // Already at this version (or a newer one, written by a later release): nothing to do.
     if (!isConditionalCheckFailed(error)) throw error
+  }
+}
+
+/** The version recorded in the table, 0 for none (a new table, or one created by hand). */
+const recordedVersion = async (client: DynamoDBClient, tableName: string): Promise<number> => {
+  const { Item } = await client.send(
+    new GetItemCommand({ TableName: tableName, Key: { pk: S(SCHEMA_PK) }, ConsistentRead: true }),
+  )
+  return Number(Item?.version?.N ?? 0)
+}
+
+/**
+ * Deletes version 1's `(stream, streamSeq)` alias items. One Scan of the table, once per
+ * table (a new table is empty); deleting is idempotent, so two migrators may both run it.
+ */
+const deleteStreamAliases = async (client: DynamoDBClient, tableName: string): Promise<void> => {
+  let startKey: Record<string, AttributeValue> | undefined
+  do {
+    const page = await client.send(
+      new ScanCommand({
+        TableName: tableName,
+        FilterExpression: 'begins_with(pk, :prefix)',
+        ExpressionAttributeValues: { ':prefix': S(LEGACY_STREAM_ALIAS_PREFIX) },
+        ProjectionExpression: 'pk',
+        ConsistentRead: true,
+        ExclusiveStartKey: startKey,
+      }),
+    )
+    const deletes = (page.Items ?? []).flatMap((item) =>
+      item.pk === undefined ? [] : [{ DeleteRequest: { Key: { pk: item.pk } } }],
+    )
+    for (let start = 0; start < deletes.length; start += BATCH_WRITE_LIMIT) {
+      await batchWrite(client, tableName, deletes.slice(start, start + BATCH_WRITE_LIMIT))
+    }
+    startKey = page.LastEvaluatedKey
+  } while (startKey !== undefined)
+}
+
+/** Requests per BatchWriteItem (a DynamoDB limit). */
+const BATCH_WRITE_LIMIT = 25
+
+/** One BatchWriteItem, resending what DynamoDB left unprocessed (throttling) with backoff. */
+const batchWrite = async (client: DynamoDBClient, tableName: string, requests: WriteRequest[]) => {
+  let pending = requests
+  for (let attempt = 1; pending.length > 0; attempt++) {
+    if (attempt > 1) await backoff(Math.min(attempt, 6))
+    const { UnprocessedItems } = await client.send(
+      new BatchWriteItemCommand({ RequestItems: { [tableName]: pending } }),
+    )
+    pending = UnprocessedItems?.[tableName] ?? []
   }
 }
 

@@ -5,6 +5,7 @@ import {
   DescribeTimeToLiveCommand,
   type DynamoDBClient,
   GetItemCommand,
+  PutItemCommand,
   type TransactWriteItem,
   TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb'
@@ -13,6 +14,7 @@ import { ManualClock } from '@txbox/core'
 import { afterAll, describe, expect, it } from 'vitest'
 import { localClient } from '../src/conformance-target.js'
 import { createDynamoStore, type DynamoStoreOptions, MAX_ITEM_BYTES } from '../src/index.js'
+import { SCHEMA_VERSION } from '../src/tables.js'
 
 const url = process.env.TXBOX_DYNAMODB_URL
 const reason = 'TXBOX_DYNAMODB_URL is not set (bash scripts/services.sh up dynamodb)'
@@ -107,8 +109,9 @@ describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () 
     const read = await store.outbox.get('near-limit')
     expect(read?.payload).toBe(payload)
     expect(read?.headers).toBe('')
-    const empty = await store.inbox.findOrCreate({ ...event('nul\u0000id', ''), headers: '\u0000' })
-    expect((await store.inbox.get('nul\u0000id'))?.payload).toBe('')
+    // Creation refuses control characters in ids (NATS headers cannot carry them), so NUL is in the headers only.
+    const empty = await store.inbox.findOrCreate({ ...event('nul-headers', ''), headers: '\u0000' })
+    expect((await store.inbox.get('nul-headers'))?.payload).toBe('')
     expect(empty.headers).toBe('\u0000')
   })
 
@@ -175,23 +178,70 @@ describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () 
     ).toEqual(['a', 'b'])
   })
 
-  it('concurrent inbox claims under different ids with one (stream, streamSeq): exactly one runs the handler', async () => {
+  it('concurrent inbox claims: one id at ten stream positions is one event, ten ids at one position are ten', async () => {
     const { store, tableName } = await freshStore()
-    const results = await Promise.all(
+    const sameId = await Promise.all(
       Array.from({ length: 10 }, (_, index) =>
         store.inbox.claim(
-          { ...event(`redelivered-${index}`), stream: 'ORDERS', streamSeq: 7 },
+          { ...event('redelivered'), stream: 'ORDERS', streamSeq: 100 + index },
           { leaseMs: 60_000, workerId: `w${index}` },
         ),
       ),
     )
-    expect(results.filter((result) => result.shouldProcess)).toHaveLength(1)
-    const winner = results.find((result) => result.shouldProcess)!.event.eventId
-    expect(new Set(results.map((result) => result.event.eventId))).toEqual(new Set([winner]))
-    expect((await store.inbox.get(winner))?.deliveries).toBe(10)
+    expect(sameId.filter((result) => result.shouldProcess)).toHaveLength(1)
+    expect(new Set(sameId.map((result) => result.event.eventId))).toEqual(new Set(['redelivered']))
+    expect((await store.inbox.get('redelivered'))?.deliveries).toBe(10)
+    // A re-created stream restarts at sequence 1: the same position under new ids is new events.
+    const samePosition = await Promise.all(
+      Array.from({ length: 10 }, (_, index) =>
+        store.inbox.claim(
+          { ...event(`recreated-${index}`), stream: 'ORDERS', streamSeq: 7 },
+          { leaseMs: 60_000, workerId: `w${index}` },
+        ),
+      ),
+    )
+    expect(samePosition.every((result) => result.shouldProcess)).toBe(true)
+    expect(samePosition.map((result) => result.event.eventId)).toEqual(
+      Array.from({ length: 10 }, (_, index) => `recreated-${index}`),
+    )
     const alias = await clients[0]!.send(
       new GetItemCommand({ TableName: tableName, Key: { pk: { S: 'ib#s#ORDERS#7' } }, ConsistentRead: true }),
     )
-    expect(alias.Item?.eventId?.S).toBe(winner)
+    expect(alias.Item).toBeUndefined()
+  })
+
+  it('migrate() from version 1 deletes the (stream, streamSeq) alias items; a new id at a stored position is processed', async () => {
+    const { store, tableName } = await freshStore()
+    const admin = clients[0]!
+    const lease = { leaseMs: 60_000, workerId: 'w' }
+    const old = { ...event('old-7'), stream: 'ORDERS', streamSeq: 7 }
+    expect((await store.inbox.claim(old, lease)).shouldProcess).toBe(true)
+    await store.inbox.markAsProcessed('old-7')
+    // What version 1 left: an alias item per stream position, and the version record.
+    const aliases = Array.from({ length: 60 }, (_, index) => `ib#s#ORDERS#${index + 1}`)
+    for (const pk of aliases) {
+      await admin.send(
+        new PutItemCommand({ TableName: tableName, Item: { pk: { S: pk }, eventId: { S: 'old-7' } } }),
+      )
+    }
+    await admin.send(
+      new PutItemCommand({ TableName: tableName, Item: { pk: { S: 'txbox#schema' }, version: { N: '1' } } }),
+    )
+
+    await store.migrate()
+    const schema = await admin.send(
+      new GetItemCommand({ TableName: tableName, Key: { pk: { S: 'txbox#schema' } }, ConsistentRead: true }),
+    )
+    expect(schema.Item?.version?.N).toBe(String(SCHEMA_VERSION))
+    for (const pk of aliases) {
+      const left = await admin.send(
+        new GetItemCommand({ TableName: tableName, Key: { pk: { S: pk } }, ConsistentRead: true }),
+      )
+      expect(left.Item, pk).toBeUndefined()
+    }
+    const claimed = await store.inbox.claim({ ...old, eventId: 'new-7' }, lease)
+    expect(claimed.shouldProcess).toBe(true)
+    expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
+    expect((await store.inbox.get('old-7'))?.status).toBe('processed')
   })
 })
