@@ -33,8 +33,13 @@ const build = (): void => {
   }
 }
 
-const run = (schema: string, mode: 'owned' | 'shared') => {
-  const child = spawn(process.execPath, [CHILD, url ?? '', schema, mode], {
+const natsUrl = process.env.TXBOX_NATS_URL
+
+type Mode = 'owned' | 'shared' | 'full'
+
+const run = (schema: string, mode: Mode) => {
+  const stream = `TXBOX_SHUTDOWN_${schema.toUpperCase()}`
+  const child = spawn(process.execPath, [CHILD, url ?? '', schema, mode, natsUrl ?? '', stream], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
@@ -75,10 +80,7 @@ describe.skipIf(noServer)(`library relay shutdown${noServer ? ` (skipped: ${skip
     await ns?.dispose()
   })
 
-  it.each<['owned' | 'shared', string]>([
-    ['owned', 'relay.stop() closes the wakeup it was given'],
-    ['shared', 'ownsWakeup: false, the app closes the wakeup itself'],
-  ])('%s: after SIGTERM -> relay.stop() -> pool.end() the process exits by itself (%s)', async (mode) => {
+  const stopsAndExits = async (mode: Mode): Promise<void> => {
     const service = run(ns.schema, mode)
     children.push(service.child)
     await lineSeen(service.output, 'ready', service.child)
@@ -86,5 +88,16 @@ describe.skipIf(noServer)(`library relay shutdown${noServer ? ` (skipped: ${skip
     const code = await within(service.exited, EXIT_DEADLINE_MS)
     expect(code, `the service did not exit within ${EXIT_DEADLINE_MS} ms:\n${service.output()}`).toBe(0)
     expect(service.output()).toContain('stopped\n')
-  })
+  }
+
+  it('owned: relay.stop() closes the wakeup it was given; then pool.end() and the process exits by itself', () =>
+    stopsAndExits('owned'))
+
+  it('shared: ownsWakeup: false, the app closes the wakeup; then pool.end() and the process exits by itself', () =>
+    stopsAndExits('shared'))
+
+  it.skipIf(natsUrl === undefined)(
+    `full: with NATS JetStream and an InboxProcessor on a pg transaction runner, processor.stop() -> relay.stop() -> nc.drain() -> pool.end() and the process exits by itself${natsUrl === undefined ? ' (skipped: TXBOX_NATS_URL is not set)' : ''}`,
+    () => stopsAndExits('full'),
+  )
 })
