@@ -155,6 +155,24 @@ describe('InboxProcessor', () => {
     expect(orphan.settled?.kind).toBe('term')
   })
 
+  it('records a message without Nats-Msg-Id under <stream>:<created>:<seq>, so a re-created stream cannot collide', async () => {
+    const seen: string[] = []
+    const { processor } = setup(async ({ event }) => {
+      seen.push(event.eventId)
+    })
+    const before = '2026-01-01T00:00:00.000000001Z'
+    const after = '2026-01-01T00:05:00.5Z'
+    await processor.handle(message({ eventId: undefined, streamSeq: 1, streamCreated: before }))
+    await processor.handle(
+      message({ eventId: undefined, streamSeq: 1, streamCreated: before, deliveryCount: 2 }),
+    )
+    // The stream was deleted and re-created: sequence 1 again, another event.
+    const reused = message({ eventId: undefined, streamSeq: 1, streamCreated: after })
+    await processor.handle(reused)
+    expect(reused.settled?.kind).toBe('ack')
+    expect(seen).toEqual([`ORDERS:${before}:1`, `ORDERS:${after}:1`])
+  })
+
   it('terminates a message the inbox can never store', async () => {
     const { processor } = setup(async () => {})
     const tooLong = message({ eventId: 'x'.repeat(300) })

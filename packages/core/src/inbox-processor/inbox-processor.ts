@@ -132,14 +132,17 @@ const positiveInteger = (value: number, name: string): number => {
 /**
  * The id a message is recorded under. JetStream messages from txbox always carry
  * `Nats-Msg-Id`; a message published by something else may not, and then the delivery's
- * stream position is its identity: `<stream>:<seq>` (a republish of the same payload is
- * then a new event: only the producer can say two messages are the same event).
+ * stream position is its identity: `<stream>:<created>:<seq>`, with the stream's creation
+ * time, because a stream deleted and re-created under its name restarts at sequence 1 (a
+ * republish of the same payload is a new event: only the producer can say two messages are
+ * the same event). A source that cannot tell the creation time gives `<stream>:<seq>`.
  */
 export const inboxEventId = (message: InboxMessage): string | undefined => {
   if (message.eventId !== undefined && message.eventId.length > 0) return message.eventId
-  if (message.stream !== undefined && message.streamSeq !== undefined)
-    return `${message.stream}:${message.streamSeq}`
-  return undefined
+  if (message.stream === undefined || message.streamSeq === undefined) return undefined
+  return message.streamCreated === undefined
+    ? `${message.stream}:${message.streamSeq}`
+    : `${message.stream}:${message.streamCreated}:${message.streamSeq}`
 }
 
 /**

@@ -17,6 +17,12 @@ export interface InboxMessage {
   stream: string | undefined
   /** The message's sequence in that stream, when known. */
   streamSeq: number | undefined
+  /**
+   * When the stream was created (JetStream stream info `created`, as the server wrote it),
+   * when known. Only a message without `eventId` needs it: its fallback id includes it,
+   * because a stream deleted and re-created under its name restarts at sequence 1.
+   */
+  streamCreated?: string | undefined
   /** How many times the transport has delivered this message, this delivery included (1 = first). */
   deliveryCount: number
   /** Done: never deliver again. */

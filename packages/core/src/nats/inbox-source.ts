@@ -1,4 +1,4 @@
-import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats'
+import type { ConsumerMessages, JetStreamManager, JsMsg, NatsConnection } from 'nats'
 import { ValidationError } from '../errors.js'
 import type { InboxMessage, InboxSource, InboxSubscription } from '../inbox-processor/types.js'
 import { ConnectionState } from './connection-state.js'
@@ -19,10 +19,15 @@ export interface JetStreamInboxSourceOptions {
   maxMessages?: number | undefined
 }
 
-/** A JetStream message as an {@link InboxMessage}. */
-export const toInboxMessage = (msg: JsMsg): InboxMessage => {
+/**
+ * A JetStream message as an {@link InboxMessage}. `streamCreated` is the stream's creation
+ * time (its stream info `created`), which the source looks up for a message without
+ * `Nats-Msg-Id`, so that its fallback id tells apart two streams of one name.
+ */
+export const toInboxMessage = (msg: JsMsg, streamCreated?: string): InboxMessage => {
   const headers = decodeNatsHeaders(msg.headers)
   return {
+    ...(streamCreated === undefined ? {} : { streamCreated }),
     eventId: headers.eventId,
     subject: msg.subject,
     payload: decoder.decode(msg.data),
@@ -38,6 +43,36 @@ export const toInboxMessage = (msg: JsMsg): InboxMessage => {
   }
 }
 
+/** Delay before a message whose stream could not be looked up is delivered again. */
+const STREAM_LOOKUP_RETRY_MS = 1_000
+
+/**
+ * The creation time of a stream, for messages without `Nats-Msg-Id`. A stream deleted and
+ * re-created under its name restarts at sequence 1, possibly while a consumer keeps
+ * pulling, so a cached answer is only trusted for messages stored before the server
+ * produced it (its `ts`); a later message looks the stream up again. Messages with
+ * `Nats-Msg-Id` never need it, so a stream of txbox events costs no lookup at all.
+ */
+class StreamCreationTimes {
+  readonly #cache = new Map<string, { created: string; asOfMs: number }>()
+  #jsm: Promise<JetStreamManager> | undefined
+
+  constructor(readonly connection: NatsConnection) {}
+
+  async of(msg: JsMsg): Promise<string> {
+    const stream = msg.info.stream
+    const storedMs = Math.floor(msg.info.timestampNanos / 1e6)
+    const cached = this.#cache.get(stream)
+    if (cached !== undefined && storedMs < cached.asOfMs) return cached.created
+    this.#jsm ??= this.connection.jetstreamManager()
+    const info = await (await this.#jsm).streams.info(stream)
+    // Without `ts` (servers before 2.10) every later message looks the stream up again.
+    const asOfMs = info.ts === undefined ? Number.NEGATIVE_INFINITY : Date.parse(info.ts)
+    this.#cache.set(stream, { created: info.created, asOfMs })
+    return info.created
+  }
+}
+
 /**
  * Messages of a JetStream durable pull consumer, for the InboxProcessor. nats.js keeps
  * pulling across reconnects and server restarts (the durable consumer's state lives on the
@@ -47,13 +82,30 @@ export const createJetStreamInboxSource = (options: JetStreamInboxSourceOptions)
   if (typeof options?.connection?.jetstream !== 'function')
     throw new ValidationError(COMPONENT, 'options.connection must be a NatsConnection from connect()')
   const state = ConnectionState.of(options.connection)
+  const creationTimes = new StreamCreationTimes(options.connection)
+  /** The message with its stream's creation time when it has no `Nats-Msg-Id`; undefined: put back. */
+  const adapt = async (msg: JsMsg): Promise<InboxMessage | undefined> => {
+    const message = toInboxMessage(msg)
+    if (message.eventId !== undefined) return message
+    try {
+      return toInboxMessage(msg, await creationTimes.of(msg))
+    } catch {
+      // Without the creation time the message has no id that is safe across a re-created
+      // stream: it is delivered again rather than recorded under one that could collide.
+      msg.nak(STREAM_LOOKUP_RETRY_MS)
+      return undefined
+    }
+  }
   return {
     async subscribe(): Promise<InboxSubscription> {
       const consumer = await options.connection.jetstream().consumers.get(options.stream, options.durable)
       const messages: ConsumerMessages = await consumer.consume({ max_messages: options.maxMessages ?? 64 })
       return {
         async *[Symbol.asyncIterator]() {
-          for await (const msg of messages) yield toInboxMessage(msg)
+          for await (const msg of messages) {
+            const message = await adapt(msg)
+            if (message !== undefined) yield message
+          }
         },
         stop: async () => {
           await messages.close()
