@@ -1,5 +1,6 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb'
-import { type Clock, systemClock, ValidationError, Validator } from '@txbox/core'
+import { type Clock, resolveMaxEventBytes, systemClock, ValidationError, Validator } from '@txbox/core'
+import { MAX_ITEM_BYTES } from './items.js'
 import { TableClient } from './table-client.js'
 
 /** The adapter name in every error message. */
@@ -32,6 +33,13 @@ export interface DynamoStoreOptions {
   ttlDays?: number | undefined
   /** How long `migrate()` waits for the table to become ACTIVE. Default 120,000 ms. */
   migrateTimeoutMs?: number | undefined
+  /**
+   * The largest event `findOrCreate` accepts, in bytes of its NATS message (payload +
+   * headers, see `natsMessageBytes`). Default and maximum 409,600, DynamoDB's 400 KB item
+   * (NATS's own default `max_payload` is 1 MiB). An event within it whose item (with the
+   * adapter's attributes) still exceeds 400 KB also raises `PayloadTooLargeError`.
+   */
+  maxEventBytes?: number | undefined
 }
 
 /** The options after validation, shared by the repositories of one store. */
@@ -43,6 +51,7 @@ export interface ResolvedOptions {
   clock: Clock
   ttlDays: number | undefined
   migrateTimeoutMs: number
+  maxEventBytes: number
 }
 
 /** Validates the options (before any I/O) and fills in the defaults. */
@@ -89,6 +98,7 @@ export const resolveOptions = (options: DynamoStoreOptions): ResolvedOptions => 
     clock: options.clock ?? systemClock,
     ttlDays,
     migrateTimeoutMs,
+    maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes, MAX_ITEM_BYTES),
   }
 }
 

@@ -1,5 +1,6 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import {
+  assertEventFits,
   type ClaimOptions,
   cutoffDays,
   cutoffMinutes,
@@ -136,6 +137,11 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     this.#options = resolveOptions(options)
   }
 
+  /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
+  get maxEventBytes(): number {
+    return this.#options.maxEventBytes
+  }
+
   get #table() {
     return this.#options.table
   }
@@ -191,6 +197,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     options?: WriteOptions<TransactWriteItem[]>,
   ): Promise<OutboxEvent> {
     const valid = this.#validate.enqueueParams(params)
+    assertEventFits(ADAPTER, valid, this.maxEventBytes)
     const tx = collectorOf(options)
     const item = this.#newItem(valid, this.#now())
     const pk = outboxPk(valid.eventId)
@@ -205,6 +212,7 @@ export class DynamoOutboxRepository implements OutboxRepository<TransactWriteIte
     options?: WriteOptions<TransactWriteItem[]>,
   ): Promise<OutboxEvent[]> {
     const valid = this.#validate.enqueueParamsList(params)
+    for (const event of valid) assertEventFits(ADAPTER, event, this.maxEventBytes)
     const tx = collectorOf(options)
     if (valid.length === 0) return []
     const nowMs = this.#now()

@@ -8,8 +8,9 @@ import { migrateTable } from './tables.js'
 
 /**
  * What the DynamoDB adapter promises: `{ tx }` is a TransactWriteItem[] collector, claims
- * are per-item conditional updates, and an event (payload, headers and metadata) must fit
- * DynamoDB's 400 KB item.
+ * are per-item conditional updates, and an event must fit DynamoDB's 400 KB item, which is
+ * also the default and largest `maxEventBytes` (a store's own `capabilities` carry its
+ * configured limit).
  */
 export const dynamodbCapabilities = defineCapabilities({
   transactions: 'collector',
@@ -35,7 +36,7 @@ export const createDynamoStore = (options: DynamoStoreOptions): DynamoStore => {
     outbox: new DynamoOutboxRepository(options),
     inbox: new DynamoInboxRepository(options),
     tableName: resolved.tableName,
-    capabilities: dynamodbCapabilities,
+    capabilities: defineCapabilities({ ...dynamodbCapabilities, maxEventBytes: resolved.maxEventBytes }),
     migrate: () =>
       withStorageErrors(ADAPTER, 'migrate', () =>
         migrateTable({

@@ -47,6 +47,22 @@ describe('before any call', () => {
     expect(sent).toEqual([])
   })
 
+  it('takes maxEventBytes up to the item limit, shows it on capabilities, and refuses bigger events', async () => {
+    const { client, sent } = fakeClient()
+    expect(createDynamoStore({ client }).capabilities.maxEventBytes).toBe(MAX_ITEM_BYTES)
+    const store = createDynamoStore({ client, maxEventBytes: 1_000 })
+    expect(store.capabilities.maxEventBytes).toBe(1_000)
+    expect(store.outbox.maxEventBytes).toBe(1_000)
+    await expect(store.outbox.findOrCreate(event('big', 'x'.repeat(1_000)))).rejects.toMatchObject({
+      name: 'PayloadTooLargeError',
+      limitBytes: 1_000,
+    })
+    expect(sent).toEqual([])
+    expect(() => createDynamoStore({ client, maxEventBytes: 1_048_576 })).toThrow(
+      /maxEventBytes must be at most 409600/,
+    )
+  })
+
   it('refuses to push the collector past 100 actions', async () => {
     const { client, sent } = fakeClient()
     const store = createDynamoStore({ client })
