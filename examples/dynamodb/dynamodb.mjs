@@ -11,7 +11,7 @@ import {
   TransactWriteItemsCommand,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb'
-import { InboxProcessor, OutboxRelay } from '@txbox/core'
+import { InboxProcessor, jsonPayload, OutboxRelay } from '@txbox/core'
 import {
   createJetStreamInboxSource,
   createJetStreamPublisher,
@@ -56,6 +56,9 @@ const transaction = async (fn) => {
   return result
 }
 
+// The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
+const OrderCreated = jsonPayload({ name: 'OrderCreated' })
+
 // The shop service: the order and its event are written together, or neither is.
 const shop = createDynamoStore({ client, tableName: 'example_shop_txbox' })
 await shop.migrate()
@@ -66,7 +69,7 @@ await transaction(async (actions) => {
     Put: { TableName, Item: { pk: { S: `order#${order.id}` }, total: { N: String(order.total) } } },
   })
   await shop.outbox.findOrCreate(
-    { eventId, subject: 'example-dynamodb.orders.created', payload: JSON.stringify(order) },
+    OrderCreated.event({ eventId, subject: 'example-dynamodb.orders.created', payload: order }),
     { tx: actions },
   )
 })
@@ -86,7 +89,7 @@ const processor = new InboxProcessor({
   source: createJetStreamInboxSource({ connection: nats, stream: 'EXAMPLE_DYNAMODB', durable: 'billing' }),
   transaction, // the invoice and markAsProcessed are one TransactWriteItems
   handler: async ({ event, tx }) => {
-    const { id } = JSON.parse(event.payload)
+    const { id } = OrderCreated.decode(event)
     tx.push({
       Update: {
         TableName,

@@ -6,7 +6,7 @@
 // Run: node mongodb.mjs (TXBOX_MONGODB_URL and TXBOX_NATS_URL, else local defaults).
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { InboxProcessor, OutboxRelay } from '@txbox/core'
+import { InboxProcessor, jsonPayload, OutboxRelay } from '@txbox/core'
 import {
   createJetStreamInboxSource,
   createJetStreamPublisher,
@@ -25,6 +25,9 @@ const nats = await connect({ servers: process.env.TXBOX_NATS_URL ?? 'nats://127.
 const jsm = await nats.jetstreamManager()
 await ensureStream(jsm, { name: 'EXAMPLE_MONGODB', subjects: ['example-mongodb.>'] })
 await ensureDurableConsumer(jsm, { stream: 'EXAMPLE_MONGODB', durable: 'billing' })
+
+// The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
+const OrderCreated = jsonPayload({ name: 'OrderCreated' })
 
 const shop = createMongoStore({ db, collectionPrefix: 'example_shop_' })
 await shop.migrate() // also probes the server: shop.capabilities says whether it has transactions
@@ -46,7 +49,7 @@ const eventId = `order-created-${order._id}`
 await atomically(async (session) => {
   await db.collection('example_orders').insertOne(order, { session })
   await shop.outbox.findOrCreate(
-    { eventId, subject: 'example-mongodb.orders.created', payload: JSON.stringify(order) },
+    OrderCreated.event({ eventId, subject: 'example-mongodb.orders.created', payload: order }),
     { tx: session },
   )
 })
@@ -69,7 +72,7 @@ const processor = new InboxProcessor({
   source: createJetStreamInboxSource({ connection: nats, stream: 'EXAMPLE_MONGODB', durable: 'billing' }),
   ...(transactions === 'none' ? {} : { transaction }),
   handler: async ({ event, tx }) => {
-    const { _id } = JSON.parse(event.payload)
+    const { _id } = OrderCreated.decode(event)
     await invoices.updateOne({ _id }, { $inc: { count: 1 } }, { upsert: true, session: tx })
   },
 })

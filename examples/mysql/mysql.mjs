@@ -3,7 +3,7 @@
 // Run: node mysql.mjs (TXBOX_MYSQL_URL and TXBOX_NATS_URL, else local defaults).
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { InboxProcessor, OutboxRelay } from '@txbox/core'
+import { InboxProcessor, jsonPayload, OutboxRelay } from '@txbox/core'
 import {
   createJetStreamInboxSource,
   createJetStreamPublisher,
@@ -39,6 +39,9 @@ const transaction = async (fn) => {
   }
 }
 
+// The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
+const OrderCreated = jsonPayload({ name: 'OrderCreated' })
+
 // The shop service: the order and its event commit together, or neither does.
 const shop = createMySqlStore({ pool, tablePrefix: 'example_shop_' })
 await shop.migrate()
@@ -50,7 +53,7 @@ const eventId = `order-created-${order.id}`
 await transaction(async (connection) => {
   await connection.execute('INSERT INTO example_orders (id, total) VALUES (?, ?)', [order.id, order.total])
   await shop.outbox.findOrCreate(
-    { eventId, subject: 'example-mysql.orders.created', payload: JSON.stringify(order) },
+    OrderCreated.event({ eventId, subject: 'example-mysql.orders.created', payload: order }),
     { tx: connection },
   )
 })
@@ -73,7 +76,7 @@ const processor = new InboxProcessor({
   source: createJetStreamInboxSource({ connection: nats, stream: 'EXAMPLE_MYSQL', durable: 'billing' }),
   transaction, // the handler's insert and markAsProcessed commit together
   handler: async ({ event, tx }) => {
-    const { id, total } = JSON.parse(event.payload)
+    const { id, total } = OrderCreated.decode(event)
     await tx.execute('INSERT INTO example_invoices (order_id, total) VALUES (?, ?)', [id, total])
   },
 })

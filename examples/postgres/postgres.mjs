@@ -3,7 +3,7 @@
 // Run: node postgres.mjs (TXBOX_POSTGRES_URL and TXBOX_NATS_URL, else local defaults).
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { InboxProcessor, OutboxRelay } from '@txbox/core'
+import { InboxProcessor, jsonPayload, OutboxRelay } from '@txbox/core'
 import {
   createJetStreamInboxSource,
   createJetStreamPublisher,
@@ -38,6 +38,9 @@ const transaction = async (fn) => {
   }
 }
 
+// The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
+const OrderCreated = jsonPayload({ name: 'OrderCreated' })
+
 // The shop service: the order and its event commit together, or neither does.
 const shop = createPostgresStore({ pool, schema: 'example_shop' })
 await shop.migrate()
@@ -49,7 +52,7 @@ const eventId = `order-created-${order.id}`
 await transaction(async (client) => {
   await client.query('INSERT INTO example_shop.orders (id, total) VALUES ($1, $2)', [order.id, order.total])
   await shop.outbox.findOrCreate(
-    { eventId, subject: 'example-pg.orders.created', payload: JSON.stringify(order) },
+    OrderCreated.event({ eventId, subject: 'example-pg.orders.created', payload: order }),
     { tx: client },
   )
 })
@@ -72,7 +75,7 @@ const processor = new InboxProcessor({
   source: createJetStreamInboxSource({ connection: nats, stream: 'EXAMPLE_PG', durable: 'billing' }),
   transaction, // the handler's insert and markAsProcessed commit together
   handler: async ({ event, tx }) => {
-    const { id, total } = JSON.parse(event.payload)
+    const { id, total } = OrderCreated.decode(event)
     await tx.query('INSERT INTO example_billing.invoices (order_id, total) VALUES ($1, $2)', [id, total])
   },
 })

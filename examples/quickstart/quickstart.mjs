@@ -1,4 +1,4 @@
-import { InboxProcessor, OutboxRelay } from '@txbox/core'
+import { InboxProcessor, jsonPayload, OutboxRelay } from '@txbox/core'
 import * as jetstream from '@txbox/core/nats'
 import { createSqliteStore } from '@txbox/sqlite'
 import Database from 'better-sqlite3'
@@ -22,6 +22,9 @@ const transaction = async (db, fn) => {
   }
 }
 
+// The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
+const OrderCreated = jsonPayload({ name: 'OrderCreated' })
+
 // The orders service: the order and its event commit together, or neither does.
 const shopDb = new Database('shop.db')
 const shop = createSqliteStore({ db: shopDb })
@@ -31,10 +34,8 @@ const eventId = `order-created-${order.id}`
 await transaction(shopDb, async (tx) => {
   tx.exec('CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, total REAL)')
   tx.prepare('INSERT INTO orders (id, total) VALUES (?, ?)').run(order.id, order.total)
-  await shop.outbox.findOrCreate(
-    { eventId, subject: 'orders.created', payload: JSON.stringify(order) },
-    { tx },
-  )
+  const event = OrderCreated.event({ eventId, subject: 'orders.created', payload: order })
+  await shop.outbox.findOrCreate(event, { tx })
 })
 
 // The relay publishes committed events to JetStream, with Nats-Msg-Id = eventId.
@@ -54,7 +55,7 @@ const processor = new InboxProcessor({
   source: jetstream.createJetStreamInboxSource({ connection: nats, stream: 'ORDERS', durable: 'billing' }),
   transaction: (fn) => transaction(billingDb, fn),
   handler: async ({ event, tx }) => {
-    const { id, total } = JSON.parse(event.payload)
+    const { id, total } = OrderCreated.decode(event)
     tx.prepare('INSERT INTO invoices (order_id, total) VALUES (?, ?)').run(id, total)
   },
 })

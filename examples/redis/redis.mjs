@@ -3,7 +3,7 @@
 // Run: node redis.mjs (TXBOX_REDIS_URL and TXBOX_NATS_URL, else local defaults).
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { InboxProcessor, OutboxRelay } from '@txbox/core'
+import { InboxProcessor, jsonPayload, OutboxRelay } from '@txbox/core'
 import {
   createJetStreamInboxSource,
   createJetStreamPublisher,
@@ -35,6 +35,9 @@ const transaction = async (fn) => {
   return result
 }
 
+// The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
+const OrderCreated = jsonPayload({ name: 'OrderCreated' })
+
 // The shop service. Its own keys carry the store's hash tag {example_shop}, so one MULTI stays
 // in one slot and the same code works on Redis Cluster.
 const shop = createRedisStore({ redis, keyPrefix: 'example_shop' })
@@ -44,7 +47,7 @@ const eventId = `order-created-${order.id}`
 await transaction(async (multi) => {
   multi.hset(`order:{example_shop}:${order.id}`, 'total', String(order.total))
   await shop.outbox.findOrCreate(
-    { eventId, subject: 'example-redis.orders.created', payload: JSON.stringify(order) },
+    OrderCreated.event({ eventId, subject: 'example-redis.orders.created', payload: order }),
     { tx: multi },
   )
 })
@@ -65,7 +68,7 @@ const processor = new InboxProcessor({
   source: createJetStreamInboxSource({ connection: nats, stream: 'EXAMPLE_REDIS', durable: 'billing' }),
   transaction, // the invoice and markAsProcessed run in one EXEC
   handler: async ({ event, tx }) => {
-    const { id } = JSON.parse(event.payload)
+    const { id } = OrderCreated.decode(event)
     tx.hincrby(invoices, id, 1)
   },
 })

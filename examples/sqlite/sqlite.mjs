@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { InboxProcessor, OutboxRelay } from '@txbox/core'
+import { InboxProcessor, jsonPayload, OutboxRelay } from '@txbox/core'
 import {
   createJetStreamInboxSource,
   createJetStreamPublisher,
@@ -38,6 +38,9 @@ const transaction = async (db, fn) => {
   }
 }
 
+// The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
+const OrderCreated = jsonPayload({ name: 'OrderCreated' })
+
 // The shop service: the order and its event commit together, or neither does.
 const shopDb = new Database(join(directory, 'shop.db'))
 const shop = createSqliteStore({ db: shopDb })
@@ -47,11 +50,11 @@ const placeOrder = (order, { fail = false } = {}) =>
   transaction(shopDb, async (tx) => {
     tx.prepare('INSERT INTO orders (id, total) VALUES (?, ?)').run(order.id, order.total)
     await shop.outbox.findOrCreate(
-      {
+      OrderCreated.event({
         eventId: `order-created-${order.id}`,
         subject: 'example-sqlite.orders.created',
-        payload: JSON.stringify(order),
-      },
+        payload: order,
+      }),
       { tx },
     )
     if (fail) throw new Error('payment declined')
@@ -81,7 +84,7 @@ const processor = new InboxProcessor({
   transaction: (fn) => transaction(billingDb, fn), // the invoice and markAsProcessed commit together
   concurrency: 1, // one connection holds one transaction at a time
   handler: async ({ event, tx }) => {
-    const { id, total } = JSON.parse(event.payload)
+    const { id, total } = OrderCreated.decode(event)
     tx.prepare('INSERT INTO invoices (order_id, total) VALUES (?, ?)').run(id, total)
   },
 })
