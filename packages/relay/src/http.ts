@@ -10,15 +10,18 @@ import {
 import type { RelayStatus } from './status.js'
 
 /** A health check that takes longer (a store that does not answer) counts as not ready. */
-const HEALTH_TIMEOUT_MS = 2_000
+export const HEALTH_TIMEOUT_MS = 2_000
 
-const withTimeout = async (check: Promise<HealthReport>): Promise<HealthReport | undefined> => {
+const withTimeout = async (
+  check: Promise<HealthReport>,
+  timeoutMs: number,
+): Promise<HealthReport | undefined> => {
   let timer: NodeJS.Timeout | undefined
   try {
     return await Promise.race([
       check,
       new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), HEALTH_TIMEOUT_MS)
+        timer = setTimeout(() => resolve(undefined), timeoutMs)
       }),
     ])
   } finally {
@@ -45,7 +48,13 @@ const firstProblem = (report: HealthReport): string =>
  * GET /metrics is the Prometheus text (needs the optional peer prom-client), 503 before the
  * relay runs. Every body but /metrics is JSON.
  */
-export const serveHttp = async (status: RelayStatus, port: number, logger: TxboxLogger): Promise<Server> => {
+export const serveHttp = async (
+  status: RelayStatus,
+  port: number,
+  logger: TxboxLogger,
+  options: { healthTimeoutMs?: number | undefined } = {},
+): Promise<Server> => {
+  const healthTimeoutMs = options.healthTimeoutMs ?? HEALTH_TIMEOUT_MS
   let exporter: Promise<PrometheusExporter> | undefined
   const json = (response: import('node:http').ServerResponse, code: number, body: unknown): void => {
     response.writeHead(code, { 'content-type': 'application/json' })
@@ -59,13 +68,13 @@ export const serveHttp = async (status: RelayStatus, port: number, logger: Txbox
           json(response, 200, { alive: true, ready: false, phase: status.phase, reason: status.reason })
           return
         }
-        const report = await withTimeout(relay.health())
+        const report = await withTimeout(relay.health(), healthTimeoutMs)
         if (report === undefined) {
           json(response, 200, {
             alive: true,
             ready: false,
             phase: status.phase,
-            reason: `relay.health() did not answer within ${HEALTH_TIMEOUT_MS} ms`,
+            reason: `relay.health() did not answer within ${healthTimeoutMs} ms`,
           })
           return
         }
@@ -84,12 +93,12 @@ export const serveHttp = async (status: RelayStatus, port: number, logger: Txbox
           json(response, 503, { ready: false, phase: status.phase, reason: status.reason })
           return
         }
-        const report = await withTimeout(relay.health())
+        const report = await withTimeout(relay.health(), healthTimeoutMs)
         if (report === undefined) {
           json(response, 503, {
             ready: false,
             phase: status.phase,
-            reason: `relay.health() did not answer within ${HEALTH_TIMEOUT_MS} ms`,
+            reason: `relay.health() did not answer within ${healthTimeoutMs} ms`,
           })
           return
         }
