@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The docs run as written: checks that every README link reaches what it names, then runs the
-# README's quick start and every example in examples/ against the real servers, and fails on the
-# first that does not run (non-zero exit, or no answer within 2 minutes). Each example exits 0
-# only when its event was consumed exactly once.
+# The docs run as written: checks that every README link reaches what it names and that the
+# README's conformance column matches docs/conformance, then runs the README's quick start and
+# every example in examples/ against the real servers, and fails on the first that does not run
+# (non-zero exit, or no answer within 2 minutes). Each example exits 0 only when its event was
+# consumed exactly once.
 #
 #   bash scripts/ci/examples.sh [name...]   names: quickstart sqlite postgres mysql mongodb redis dynamodb
 #
-# Needs the packages built (pnpm build; done here through turbo's cache) and the servers'
-# URLs in TXBOX_*_URL, taken from scripts/services.sh when none is set.
+# Builds the packages the examples import (through turbo's cache). The servers' URLs come from
+# TXBOX_*_URL, else from scripts/services.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -17,8 +18,9 @@ if [ -z "${TXBOX_NATS_URL:-}" ]; then
 fi
 
 node scripts/ci/readme-links.mjs
+node scripts/ci/readme-conformance.mjs
 
-pnpm turbo run build --filter='./packages/*' --output-logs=errors-only >/dev/null
+pnpm turbo run build --filter='./examples/*...' --output-logs=errors-only
 
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(quickstart sqlite postgres mysql mongodb redis dynamodb)
