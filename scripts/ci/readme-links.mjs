@@ -1,4 +1,4 @@
-// Every link in the READMEs (root, CONTRIBUTING.md, examples/, every package) must reach a file
+// Every link in the READMEs (root, CONTRIBUTING.md, examples/, every package, docs/) must reach a file
 // or folder of this repository that exists, and a #heading that exists in it. A package README
 // is read on the npm registry page, where a relative link leads nowhere: there every link into
 // the repository must be absolute (https://github.com/txbox/txbox/blob/main/<path>).
@@ -11,8 +11,11 @@ const REPO = /^https:\/\/github\.com\/txbox\/txbox\/(blob|tree)\/main\/([^#?]*)(
 const packageReadmes = readdirSync(join(root, 'packages'))
   .map((name) => join('packages', name, 'README.md'))
   .filter((path) => existsSync(join(root, path)))
-const readmes = ['README.md', 'CONTRIBUTING.md', 'examples/README.md', ...packageReadmes].filter((path) =>
-  existsSync(join(root, path)),
+const docs = readdirSync(join(root, 'docs'))
+  .filter((name) => name.endsWith('.md'))
+  .map((name) => join('docs', name))
+const readmes = ['README.md', 'CONTRIBUTING.md', 'examples/README.md', ...packageReadmes, ...docs].filter(
+  (path) => existsSync(join(root, path)),
 )
 
 // GitHub's heading ids: lower case, punctuation other than '-' and '_' removed, spaces to '-'.
