@@ -54,8 +54,18 @@ for (const r of reports) {
 }
 
 console.log()
-console.log(row(['store', 'broker', 'fault', 'down', 'backlog at fault', 'events flowing again after']))
-console.log(row(Array(6).fill('---')))
+console.log(
+  row([
+    'store',
+    'broker',
+    'fault',
+    'down',
+    'backlog at fault',
+    'relays publishing again after',
+    'inbox processing again after',
+  ]),
+)
+console.log(row(Array(7).fill('---')))
 for (const r of reports) {
   for (const fault of r.faults) {
     console.log(
@@ -65,6 +75,7 @@ for (const r of reports) {
         fault.fault,
         seconds(fault.downSeconds),
         fault.backlog,
+        seconds(fault.publishingResumedAfterSeconds),
         seconds(fault.resumedAfterSeconds),
       ]),
     )
