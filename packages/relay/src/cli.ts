@@ -148,6 +148,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
           : `${messageOf(error)} (last connection error: ${connection})`
       },
       attempt: async () => {
+        await opened.connect?.()
         if (!migrated) {
           await opened.migrate()
           migrated = true
@@ -246,7 +247,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
     return crashed ? EXIT.failed : EXIT.stopped
   } catch (error) {
     if (error instanceof ConfigurationError) {
-      logger.error('relay cannot start: configuration', { workerId, error: error.message })
+      // A plain line, like a bad flag's: a person has to read it and fix the configuration.
       stderr.write(`${error.message}\n`)
       return EXIT.configuration
     }

@@ -66,6 +66,12 @@ export interface OpenedStore {
 /** A store whose client is built but that has not talked to its server yet. */
 export interface CreatedStore extends OpenedStore {
   migrate(): Promise<void>
+  /**
+   * Connects explicitly, for drivers that stay broken after a failed implicit connect:
+   * MongoDB closes its topology when the first server selection fails, and every later
+   * operation then fails with "Topology is closed" even once the server is up.
+   */
+  connect?(): Promise<void>
   /** The driver's last connection error, for drivers whose request errors hide it (ioredis). */
   lastConnectionError(): string | undefined
 }
@@ -123,9 +129,13 @@ export const createStore = async (
     return build(config, modules, options.logger)
   } catch (error) {
     if (error instanceof ConfigurationError) throw error
+    // The adapter validates its names (tablePrefix, keyPrefix, tableName, schema...); the
+    // driver validates the URL.
     const flags =
       error instanceof TxboxError
-        ? '--prefix, --schema or --database'
+        ? /\bschema\b/.test(error.message)
+          ? `--schema ${JSON.stringify(config.schema)}`
+          : `--prefix ${JSON.stringify(config.prefix)}`
         : `--url ${JSON.stringify(redactUrl(config.url))}`
     throw new ConfigurationError(`the ${config.kind} store refused ${flags}: ${messageOf(error)}`, {
       cause: error,
@@ -276,6 +286,9 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
+        connect: async () => {
+          await client.connect()
+        },
         lastConnectionError: never,
         close: () => client.close(),
       }

@@ -9,6 +9,7 @@ import { connect } from 'nats'
 import { describe, expect, it } from 'vitest'
 import { envName, parseConfig, runRelayCli } from '../src/index.js'
 import { openStore, type StoreConfig, type StoreKind } from '../src/stores.js'
+import { hostOf, LateProxy } from './tcp-proxy.js'
 
 const natsUrl = process.env.TXBOX_NATS_URL
 const required = process.env.TXBOX_REQUIRE_ALL === '1'
@@ -210,7 +211,7 @@ describe.each(cases)('txbox-relay --store $kind', (store) => {
     ...(store.url ? [] : [`TXBOX_${store.kind.toUpperCase()}_URL`]),
   ]
   it.skipIf(missing.length > 0 && !required)(
-    `publishes an enqueued event and exits 0 on stop${missing.length > 0 ? ` (missing: ${missing.join(', ')})` : ''}`,
+    `waits for its store and NATS to come up, then publishes an enqueued event and exits 0 on stop${missing.length > 0 ? ` (missing: ${missing.join(', ')})` : ''}`,
     async () => {
       if (missing.length > 0) throw new Error(`TXBOX_REQUIRE_ALL=1 but missing ${missing.join(', ')}`)
       const url = store.url as string
@@ -220,6 +221,9 @@ describe.each(cases)('txbox-relay --store $kind', (store) => {
       const producer = await openStore(config)
       const nc = await connect({ servers: natsUrl as string })
       const jsm = await nc.jetstreamManager()
+      // The relay sees both servers only through ports that open after it started.
+      const storeProxy = store.kind === 'sqlite' ? undefined : await LateProxy.to(hostOf(url))
+      const natsProxy = await LateProxy.to(hostOf(natsUrl as string))
       try {
         await ensureStream(jsm, { name: stream, subjects: [`cli${store.kind}${suffix}.>`] })
         await producer.outbox.findOrCreate({
@@ -235,9 +239,9 @@ describe.each(cases)('txbox-relay --store $kind', (store) => {
           '--store',
           store.kind,
           '--url',
-          url,
+          storeProxy ? storeProxy.rewrite(url) : url,
           '--nats',
-          natsUrl as string,
+          natsProxy.rewrite(natsUrl as string),
           '--poll-interval-ms',
           '50',
         ]
@@ -251,6 +255,22 @@ describe.each(cases)('txbox-relay --store $kind', (store) => {
             relay = running
           },
         })
+        const logged = async (text: string) => {
+          const deadline = Date.now() + 30_000
+          while (!stderr.lines.join('').includes(text)) {
+            if (Date.now() > deadline) throw new Error(`never logged ${text}:\n${stderr.lines.join('')}`)
+            await new Promise((resolve) => setTimeout(resolve, 25))
+          }
+        }
+        if (storeProxy) {
+          await logged('"msg":"store not reachable; retrying"')
+          await storeProxy.open()
+          await logged('"msg":"store reachable"')
+        }
+        await logged('"msg":"NATS not reachable; retrying"')
+        expect(relay).toBeUndefined()
+        await natsProxy.open()
+        await logged('"msg":"NATS reachable"')
         const deadline = Date.now() + 20_000
         while (
           (await producer.outbox.get(`cli-${store.kind}-1`))?.status !== 'sent' &&
@@ -266,6 +286,8 @@ describe.each(cases)('txbox-relay --store $kind', (store) => {
         expect(message.header.get('Nats-Msg-Id')).toBe(`cli-${store.kind}-1`)
         expect(stderr.lines.join('')).toContain('"relay stopped"')
       } finally {
+        await storeProxy?.close()
+        await natsProxy.close()
         await jsm.streams.delete(stream).catch(() => false)
         await nc.close()
         await producer.close()

@@ -209,7 +209,7 @@ describe('txbox-relay exits 2 when the driver itself refuses the configuration',
   it.each([
     ['mongodb', 'mongodb://[bad', 'the mongodb store refused --url "mongodb://[bad"'],
     ['sqlite', join(dir, 'no-such-dir', 'x.db'), '--store sqlite cannot open the database file'],
-    ['postgres', `postgres://${NOWHERE}/app`, 'the postgres store refused --prefix, --schema or --database'],
+    ['postgres', `postgres://${NOWHERE}/app`, 'the postgres store refused --prefix "no spaces allowed"'],
   ])('%s %s', async (kind, url, message) => {
     const stderr: string[] = []
     const argv = ['--store', kind, '--url', url, '--nats', `nats://${NOWHERE}`]
