@@ -4,6 +4,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { connect } from 'nats'
 
 /** The monorepo root. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
@@ -159,9 +160,24 @@ export class NatsCluster {
     return node
   }
 
-  /** Starts every node at once (each waits for its routes) and resolves when all are ready. */
+  /**
+   * Starts every node at once and resolves when JetStream answers through the cluster (its
+   * meta leader is elected some time after each node logs "ready"; deadline 30 s).
+   */
   async start(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.start()))
+    const nc = await connect({ servers: this.url.split(',') })
+    try {
+      // jetstreamManager() asks the JetStream API for the account info: it fails until then.
+      const ready = await waitUntil(
+        async () => (await nc.jetstreamManager({ timeout: 2_000 }).catch(() => undefined)) !== undefined,
+        30_000,
+        250,
+      )
+      if (!ready) throw new Error(`the NATS cluster has no JetStream meta leader after 30 s`)
+    } finally {
+      await nc.close()
+    }
   }
 
   async stop(): Promise<void> {
@@ -185,6 +201,20 @@ export type PrivateServiceName = keyof typeof SERVICE_PORT_VARIABLES
  * test may crash and restart it while the shared server on the standard port serves others.
  */
 export class PrivateService {
+  /** Live instances: a test process that dies without `destroy()` still kills their servers. */
+  static readonly #live = new Set<PrivateService>()
+  static {
+    process.once('exit', () => {
+      for (const service of PrivateService.#live) {
+        try {
+          process.kill(service.pid(), 'SIGKILL')
+        } catch {
+          // already gone
+        }
+      }
+    })
+  }
+
   readonly name: PrivateServiceName
   readonly port: number
   readonly stateDir: string
@@ -215,6 +245,7 @@ export class PrivateService {
 
   /** `services.sh up <name>`: starts it unless running and waits until it answers. */
   async up(): Promise<void> {
+    PrivateService.#live.add(this)
     await this.#services('up')
   }
 
@@ -239,6 +270,7 @@ export class PrivateService {
   /** `services.sh down <name>`, then removes the state directory. */
   async destroy(): Promise<void> {
     await this.#services('down').catch(() => {})
+    PrivateService.#live.delete(this)
     rmSync(this.stateDir, { recursive: true, force: true })
   }
 
