@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   type Clock,
+  resolveMaxEventBytes,
   StorageError,
   systemClock,
   ValidationError,
@@ -16,6 +17,7 @@ import {
   DEFAULT_COLLECTION_PREFIX,
   INDEXES,
   type LockDocument,
+  MAX_EVENT_BYTES,
   type MetaDocument,
   SCHEMA_VERSION,
 } from './collections.js'
@@ -71,6 +73,8 @@ export class MongoContext {
   readonly names: CollectionNames
   readonly clock: Clock
   readonly validate = new Validator(ADAPTER)
+  /** The `maxEventBytes` option: the largest event the outbox accepts, in NATS message bytes. */
+  readonly maxEventBytes: number
   readonly #writeGuard: WriteGuard
   #runtime: Promise<ServerRuntime> | undefined
   /** The probe's answer once it arrived. */
@@ -95,6 +99,7 @@ export class MongoContext {
     this.names = collectionNames(prefix)
     this.clock = options.clock ?? systemClock
     this.#writeGuard = writeGuard
+    this.maxEventBytes = resolveMaxEventBytes(ADAPTER, options.maxEventBytes, MAX_EVENT_BYTES)
   }
 
   collection<T extends Document>(kind: keyof CollectionNames): Collection<T> {

@@ -23,4 +23,11 @@ export interface MongoStoreOptions {
   clock?: Clock | undefined
   /** See {@link WriteGuard}. Default `auto`. */
   writeGuard?: WriteGuard | undefined
+  /**
+   * The largest event `findOrCreate` accepts, in bytes of its NATS message (payload +
+   * headers, see `natsMessageBytes`). Default 1,048,576, NATS's default `max_payload`; set
+   * it to your server's `max_payload`. Bigger events raise `PayloadTooLargeError`. At most
+   * 16,000,000 (a BSON document holds 16 MiB with the other fields).
+   */
+  maxEventBytes?: number | undefined
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import {
   addMs,
+  assertEventFits,
   type ClaimOptions,
   cutoffDays,
   cutoffMinutes,
@@ -58,6 +59,11 @@ export class MongoOutboxRepository implements OutboxRepository<ClientSession> {
     return this.#ctx.validate
   }
 
+  /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
+  get maxEventBytes(): number {
+    return this.#ctx.maxEventBytes
+  }
+
   #document(params: EnqueueParams, now: Date): OutboxDocument {
     const doc: OutboxDocument = {
       _id: encode(params.eventId),
@@ -74,8 +80,12 @@ export class MongoOutboxRepository implements OutboxRepository<ClientSession> {
     return doc
   }
 
-  /** BSON documents are at most 16 MiB: say so precisely instead of a driver error. */
+  /**
+   * Over `maxEventBytes` NATS could not carry it; and BSON documents are at most 16 MiB:
+   * say so precisely instead of a driver error.
+   */
   #checkSize(params: EnqueueParams): void {
+    assertEventFits(ADAPTER, params, this.maxEventBytes)
     const bytes = utf8Bytes(params.payload) + utf8Bytes(params.headers ?? '') + utf8Bytes(params.subject)
     if (bytes > MAX_EVENT_BYTES)
       throw new PayloadTooLargeError(ADAPTER, params.eventId, bytes, MAX_EVENT_BYTES)
