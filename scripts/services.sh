@@ -808,7 +808,8 @@ cmd_up() {
     log "up: FAILED: ${failed[*]} (logs in $LOG_DIR) — total $(since "$t_all")"
     return 1
   fi
-  log "up: ${SERVICES[*]} ${CLUSTERS[*]} ready in $(since "$t_all")"
+  local everything=("${SERVICES[@]}" "${CLUSTERS[@]}")
+  log "up: ${everything[*]} ready in $(since "$t_all")"
 }
 
 # signal_one SERVICE: ask it to stop; prints its pid, or nothing if it is not running.
