@@ -72,8 +72,10 @@ export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
 export {
   DEFAULT_LIMIT,
   MAX_EVENT_ID_LENGTH,
+  MAX_LEASE_MS,
   MAX_LIMIT,
   MAX_NAME_LENGTH,
   MAX_SUBJECT_LENGTH,
+  MAX_TIMER_MS,
   Validator,
 } from './validation.js'

@@ -12,6 +12,14 @@ export const MAX_NAME_LENGTH = 255
 export const MAX_LIMIT = 10_000
 /** The `limit` when none is given. */
 export const DEFAULT_LIMIT = 100
+/** The longest `leaseMs`: 2^31 - 1 ms (about 24.8 days). */
+export const MAX_LEASE_MS = 2_147_483_647
+/**
+ * The longest wait the relay and the processor hand to a timer (poll interval, lease
+ * renewal, ack progress): Node runs a longer `setTimeout` after 1 ms, which would turn a
+ * wait into a hot loop.
+ */
+export const MAX_TIMER_MS = 2_147_483_647
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const WHITESPACE = /\s/
@@ -176,18 +184,39 @@ export class Validator {
     return value
   }
 
-  /** An integer > 0, at most 2^31 - 1 milliseconds (about 24.8 days). */
-  leaseMs(value: unknown): number {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > 2_147_483_647) {
-      this.#fail(`leaseMs must be an integer from 1 to 2147483647; got ${describe(value)}`)
+  /** An integer > 0, at most {@link MAX_LEASE_MS} milliseconds (about 24.8 days). */
+  leaseMs(value: unknown, name = 'leaseMs'): number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > MAX_LEASE_MS) {
+      this.#fail(`${name} must be an integer from 1 to ${MAX_LEASE_MS}; got ${describe(value)}`)
     }
     return value
   }
 
-  /** An integer >= 0 of milliseconds. */
-  delayMs(value: unknown): number {
+  /** An integer >= 0 of milliseconds, exact (at most 2^53 - 1). */
+  delayMs(value: unknown, name = 'delayMs'): number {
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-      this.#fail(`delayMs must be an integer >= 0; got ${describe(value)}`)
+      this.#fail(`${name} must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  /** An integer from 1 to `max` (default 2^53 - 1): a count such as `maxAttempts` or `concurrency`. */
+  positiveInteger(value: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max) {
+      this.#fail(`${name} must be an integer from 1 to ${max}; got ${describe(value)}`)
+    }
+    return value
+  }
+
+  /**
+   * A wait handed to a timer: a finite number of milliseconds from `min` (default 0) to
+   * {@link MAX_TIMER_MS}.
+   */
+  timerMs(value: unknown, name: string, min = 0): number {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > MAX_TIMER_MS) {
+      this.#fail(
+        `${name} must be a number of milliseconds from ${min} to ${MAX_TIMER_MS} (the longest timer Node can wait); got ${describe(value)}`,
+      )
     }
     return value
   }

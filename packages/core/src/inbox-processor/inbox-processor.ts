@@ -10,6 +10,7 @@ import {
 } from '../relay/backoff.js'
 import type { HealthReport } from '../relay/metrics.js'
 import { messageOf } from '../relay/sleep.js'
+import { Validator } from '../validation.js'
 import type {
   InboxHandler,
   InboxMessage,
@@ -123,12 +124,6 @@ export interface InboxProcessorMetrics extends InboxProcessorCounters {
 
 type State = InboxProcessorMetrics['state']
 
-const positiveInteger = (value: number, name: string): number => {
-  if (!Number.isSafeInteger(value) || value < 1)
-    throw new ValidationError(COMPONENT, `${name} must be a positive integer; got ${String(value)}`)
-  return value
-}
-
 /**
  * The id a message is recorded under. JetStream messages from txbox always carry
  * `Nats-Msg-Id`; a message published by something else may not, and then the delivery's
@@ -209,14 +204,19 @@ export class InboxProcessor<Tx = never> {
         'options.transaction must be a function (fn) => Promise, or left out',
       )
     this.#options = options
-    this.workerId = options.workerId ?? `inbox-${globalThis.crypto.randomUUID().slice(0, 8)}`
-    this.#leaseMs = positiveInteger(options.leaseMs ?? 60_000, 'leaseMs')
+    // The limits of the store calls and timers each option feeds (inbox.claim's workerId and
+    // leaseMs, setInterval), so a value accepted here cannot fail on every message later.
+    const validate = new Validator(COMPONENT)
+    this.workerId = validate.workerId(
+      options.workerId ?? `inbox-${globalThis.crypto.randomUUID().slice(0, 8)}`,
+    )
+    this.#leaseMs = validate.leaseMs(options.leaseMs ?? 60_000)
     this.#ackProgressEveryMs =
       options.ackProgressEveryMs === undefined
         ? undefined
-        : positiveInteger(options.ackProgressEveryMs, 'ackProgressEveryMs')
-    this.#concurrency = positiveInteger(options.concurrency ?? 1, 'concurrency')
-    this.#maxDeliveries = positiveInteger(options.maxDeliveries ?? 5, 'maxDeliveries')
+        : validate.timerMs(options.ackProgressEveryMs, 'ackProgressEveryMs', 1)
+    this.#concurrency = validate.positiveInteger(options.concurrency ?? 1, 'concurrency')
+    this.#maxDeliveries = validate.positiveInteger(options.maxDeliveries ?? 5, 'maxDeliveries')
     this.#backoff = resolveBackoff(
       COMPONENT,
       options.backoff ?? { baseMs: 1_000, maxMs: 60_000, jitter: 0.2 },

@@ -1,10 +1,11 @@
 import { ValidationError } from '../errors.js'
+import { Validator } from '../validation.js'
 
 /** Exponential backoff with jitter, persisted through `availableAt` by `retryLater`. */
 export interface BackoffOptions {
-  /** The delay after the first failure, before jitter (default 1,000 ms). */
+  /** The delay after the first failure, before jitter: an integer of ms, at most `maxMs` (default 1,000). */
   baseMs?: number | undefined
-  /** The ceiling of the delay, before jitter (default 60,000 ms). */
+  /** The ceiling of the delay, before jitter: an integer of ms, 0..2^53 - 1 (default 60,000). */
   maxMs?: number | undefined
   /**
    * The fraction of the delay that is random, 0..1 (default 0.2): the delay lies in
@@ -20,17 +21,26 @@ export type ResolvedBackoff = Required<{ [K in keyof BackoffOptions]: number }>
 
 export const DEFAULT_BACKOFF: ResolvedBackoff = Object.freeze({ baseMs: 1_000, maxMs: 60_000, jitter: 0.2 })
 
-/** Validates backoff options and fills in the defaults. */
+/**
+ * Validates backoff options and fills in the defaults. Each delay is checked alone first,
+ * with the limit of the store's `retryLater(delayMs)` (an exact integer, 0..2^53 - 1), so
+ * a value that could never be stored names its own option, and only then the pair.
+ */
 export const resolveBackoff = (component: string, options: BackoffOptions = {}): ResolvedBackoff => {
-  const baseMs = options.baseMs ?? DEFAULT_BACKOFF.baseMs
-  const maxMs = options.maxMs ?? DEFAULT_BACKOFF.maxMs
+  const validate = new Validator(component)
+  const baseMs = validate.delayMs(options.baseMs ?? DEFAULT_BACKOFF.baseMs, 'backoff.baseMs')
+  const maxMs = validate.delayMs(options.maxMs ?? DEFAULT_BACKOFF.maxMs, 'backoff.maxMs')
   const jitter = options.jitter ?? DEFAULT_BACKOFF.jitter
-  if (!Number.isFinite(baseMs) || baseMs < 0)
-    throw new ValidationError(component, `backoff.baseMs must be a finite number >= 0; got ${baseMs}`)
-  if (!Number.isFinite(maxMs) || maxMs < baseMs)
-    throw new ValidationError(component, `backoff.maxMs must be a finite number >= baseMs; got ${maxMs}`)
-  if (!Number.isFinite(jitter) || jitter < 0 || jitter > 1)
-    throw new ValidationError(component, `backoff.jitter must be between 0 and 1; got ${jitter}`)
+  if (maxMs < baseMs) {
+    const ceiling =
+      options.maxMs === undefined ? `the default backoff.maxMs ${maxMs}` : `backoff.maxMs ${maxMs}`
+    throw new ValidationError(
+      component,
+      `backoff.baseMs ${baseMs} is larger than ${ceiling}; raise backoff.maxMs or lower backoff.baseMs`,
+    )
+  }
+  if (typeof jitter !== 'number' || !Number.isFinite(jitter) || jitter < 0 || jitter > 1)
+    throw new ValidationError(component, `backoff.jitter must be between 0 and 1; got ${String(jitter)}`)
   return { baseMs, maxMs, jitter }
 }
 

@@ -1,8 +1,9 @@
-import { type Clock, systemClock } from '../clock.js'
+import { type Clock, cutoffDays, cutoffMinutes, systemClock } from '../clock.js'
 import { LeaseLostError, ValidationError } from '../errors.js'
 import { type LoggerOption, resolveLogger, type TxboxLogger } from '../logger.js'
-import { DEFAULT_MAX_EVENT_BYTES } from '../nats-message.js'
+import { DEFAULT_MAX_EVENT_BYTES, resolveMaxEventBytes } from '../nats-message.js'
 import type { OutboxEvent, OutboxRepository } from '../outbox.js'
+import { MAX_LIMIT, Validator } from '../validation.js'
 import { type BackoffOptions, backoffDelayMs, type ResolvedBackoff, resolveBackoff } from './backoff.js'
 import { ClaimBudget, DEFAULT_MAX_BATCH_BYTES, eventBytes } from './claim-budget.js'
 import { LatencyHistogram } from './histogram.js'
@@ -40,11 +41,11 @@ export interface OutboxRelayOptions {
   workerId?: string | undefined
   /** Events per claim, 1..10,000 (default 100). A full batch makes the loop claim again at once. */
   batchSize?: number | undefined
-  /** How long a claim is held before another relay may take the event (default 30,000 ms). */
+  /** How long a claim is held before another relay may take the event, 1..2,147,483,647 ms (default 30,000 ms). */
   leaseMs?: number | undefined
-  /** How often the leases of an in-flight batch are renewed (default leaseMs / 3). */
+  /** How often the leases of an in-flight batch are renewed, 1..2,147,483,647 ms (default leaseMs / 3). */
   renewEveryMs?: number | undefined
-  /** Publishes in flight at once within a batch (default 32). */
+  /** Publishes in flight at once within a batch, 1..10,000 (default 32). */
   concurrency?: number | undefined
   /**
    * Bytes (payload + headers, UTF-8) of events one claim may hold (default 128 MiB). A claim
@@ -69,7 +70,10 @@ export interface OutboxRelayOptions {
   maxAttempts?: number | undefined
   /** Delay between attempts, persisted as `availableAt`. */
   backoff?: BackoffOptions | undefined
-  /** Wait between claims when the last batch was not full (default 1,000 ms), or a wake-up hint, whichever first. */
+  /**
+   * Wait between claims when the last batch was not full, 0..2,147,483,647 ms (default
+   * 1,000 ms), or a wake-up hint, whichever first.
+   */
   pollIntervalMs?: number | undefined
   /** Periodic `resetStale` and `cleanup`. */
   retention?: RetentionOptions | undefined
@@ -100,20 +104,24 @@ export interface OutboxRelayOptions {
 
 type State = RelayMetrics['state']
 
-const positiveInteger = (value: number, name: string, max = Number.MAX_SAFE_INTEGER): number => {
-  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+/**
+ * A retention age (`sentOlderThanDays`, `staleMinutes`): a finite number >= 0, as the
+ * store's `cleanup` and `resetStale` take it, small enough that `now - age` is a Date
+ * (otherwise every maintenance run would fail in the store).
+ */
+const retentionAge = (
+  validate: Validator,
+  value: number,
+  name: string,
+  cutoff: (now: Date, age: number) => Date,
+  now: Date,
+): number => {
+  validate.nonNegative(value, name)
+  if (Number.isNaN(cutoff(now, value).getTime()))
     throw new ValidationError(
       COMPONENT,
-      `${name} must be an integer between 1 and ${max}; got ${String(value)}`,
+      `${name} must be small enough that now minus it is a valid date; got ${String(value)}`,
     )
-  }
-  return value
-}
-
-const nonNegative = (value: number, name: string): number => {
-  if (!Number.isFinite(value) || value < 0) {
-    throw new ValidationError(COMPONENT, `${name} must be a finite number >= 0; got ${String(value)}`)
-  }
   return value
 }
 
@@ -183,48 +191,62 @@ export class OutboxRelay {
       throw new ValidationError(COMPONENT, 'options.publisher must have publish(event)')
     this.#outbox = options.outbox
     this.#publisher = options.publisher
-    const workerId = options.workerId ?? `relay-${globalThis.crypto.randomUUID().slice(0, 8)}`
-    if (typeof workerId !== 'string' || workerId.length === 0)
-      throw new ValidationError(COMPONENT, 'workerId must be a non-empty string')
-    this.workerId = workerId
-    this.#batchSize = positiveInteger(options.batchSize ?? 100, 'batchSize', 10_000)
-    this.#leaseMs = positiveInteger(options.leaseMs ?? 30_000, 'leaseMs')
-    this.#renewEveryMs = positiveInteger(
+    // Every numeric option is checked here with the limits the store applies to the calls it
+    // feeds (claim's limit and leaseMs, retryLater's delayMs, cleanup's days...) or the
+    // timer it feeds: a value the relay accepted would otherwise fail on every claim, forever.
+    const validate = new Validator(COMPONENT)
+    this.workerId = validate.workerId(
+      options.workerId ?? `relay-${globalThis.crypto.randomUUID().slice(0, 8)}`,
+    )
+    this.#batchSize = validate.limit(options.batchSize, 'batchSize')
+    this.#leaseMs = validate.leaseMs(options.leaseMs ?? 30_000)
+    this.#renewEveryMs = validate.timerMs(
       options.renewEveryMs ?? Math.max(1, Math.floor(this.#leaseMs / 3)),
       'renewEveryMs',
+      1,
     )
-    this.#concurrency = positiveInteger(options.concurrency ?? 32, 'concurrency', 10_000)
-    this.#maxAttempts = positiveInteger(options.maxAttempts ?? 10, 'maxAttempts')
+    this.#concurrency = validate.positiveInteger(options.concurrency ?? 32, 'concurrency', MAX_LIMIT)
+    this.#maxAttempts = validate.positiveInteger(options.maxAttempts ?? 10, 'maxAttempts')
     this.#backoff = resolveBackoff(COMPONENT, options.backoff)
-    this.#pollIntervalMs = nonNegative(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
+    this.#pollIntervalMs = validate.timerMs(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
+    this.#clock = options.clock ?? systemClock
     const retention = options.retention ?? {}
+    const now = this.#clock()
     this.#sentOlderThanDays =
       retention.sentOlderThanDays === null
         ? null
-        : nonNegative(retention.sentOlderThanDays ?? 7, 'retention.sentOlderThanDays')
+        : retentionAge(
+            validate,
+            retention.sentOlderThanDays ?? 7,
+            'retention.sentOlderThanDays',
+            cutoffDays,
+            now,
+          )
     this.#staleMinutes =
       retention.staleMinutes === null
         ? null
-        : nonNegative(retention.staleMinutes ?? 10, 'retention.staleMinutes')
-    this.#maintenanceEveryMs = nonNegative(retention.everyMs ?? 60_000, 'retention.everyMs')
+        : retentionAge(validate, retention.staleMinutes ?? 10, 'retention.staleMinutes', cutoffMinutes, now)
+    this.#maintenanceEveryMs = validate.nonNegative(retention.everyMs ?? 60_000, 'retention.everyMs')
     this.#wakeup = options.wakeup
     if (options.ownsWakeup !== undefined && typeof options.ownsWakeup !== 'boolean')
       throw new ValidationError(COMPONENT, `ownsWakeup must be a boolean; got ${String(options.ownsWakeup)}`)
     this.#ownsWakeup = options.ownsWakeup ?? true
-    this.#clock = options.clock ?? systemClock
     this.#sleep = options.sleep ?? realSleep
     this.#random = options.random ?? Math.random
     this.#logger = resolveLogger(COMPONENT, options.logger, { workerId: this.workerId })
-    this.#healthStaleMs = nonNegative(
+    this.#healthStaleMs = validate.nonNegative(
       options.healthStaleMs ?? Math.max(30_000, 3 * this.#pollIntervalMs),
       'healthStaleMs',
     )
-    const transportMax = this.#publisher.maxMessageBytes?.()
-    this.#maxEventBytes = positiveInteger(
-      options.maxEventBytes ?? transportMax ?? DEFAULT_MAX_EVENT_BYTES,
-      'maxEventBytes',
+    // The stores' own check of their maxEventBytes option: the two are meant to be equal.
+    this.#maxEventBytes = resolveMaxEventBytes(
+      COMPONENT,
+      options.maxEventBytes ?? this.#publisher.maxMessageBytes?.() ?? DEFAULT_MAX_EVENT_BYTES,
     )
-    const maxBatchBytes = positiveInteger(options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES, 'maxBatchBytes')
+    const maxBatchBytes = validate.positiveInteger(
+      options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES,
+      'maxBatchBytes',
+    )
     if (options.claimRampUp !== undefined && typeof options.claimRampUp !== 'boolean')
       throw new ValidationError(
         COMPONENT,
@@ -239,7 +261,7 @@ export class OutboxRelay {
     this.#failures = new PublishFailures(
       this.#clock,
       this.#logger,
-      nonNegative(options.failureLogEveryMs ?? 10_000, 'failureLogEveryMs'),
+      validate.nonNegative(options.failureLogEveryMs ?? 10_000, 'failureLogEveryMs'),
     )
   }
 
