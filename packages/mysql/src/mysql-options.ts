@@ -29,4 +29,12 @@ export interface MySqlStoreOptions {
   clock?: Clock | undefined
   /** Called before a deadlocked (1213) or timed-out (1205) step is run again. */
   onRetry?: ((event: RetryEvent) => void) | undefined
+  /**
+   * The largest event `findOrCreate` accepts, in bytes of its NATS message (payload +
+   * headers, see `natsMessageBytes`). Default 1,048,576, NATS's default `max_payload`; set
+   * it to your server's `max_payload`. Bigger events raise `PayloadTooLargeError`. A value
+   * over what the server takes in one statement (`max_allowed_packet` less 16 KiB) is a
+   * `ValidationError` at `migrate()` and at the first enqueue (the server is asked then).
+   */
+  maxEventBytes?: number | undefined
 }

@@ -1,5 +1,6 @@
 import {
   addMs,
+  assertEventFits,
   type ClaimOptions,
   type Clock,
   cutoffDays,
@@ -16,7 +17,9 @@ import {
   type RenewLeaseOptions,
   type RetryLaterOptions,
   repeatInBatches,
+  resolveMaxEventBytes,
   systemClock,
+  ValidationError,
   Validator,
   type WriteOptions,
 } from '@txbox/core'
@@ -76,6 +79,11 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
   protected readonly run: Runner
   /** The outbox table's name. */
   readonly table: string
+  /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
+  readonly maxEventBytes: number
+  // The default (1 MiB) is kept even on a server whose packet is smaller: there the packet
+  // check refuses the few events in between, with PayloadTooLargeError.
+  readonly #explicitMaxEventBytes: boolean
 
   constructor(options: MySqlStoreOptions) {
     const prefix = this.validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
@@ -83,15 +91,35 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     this.clock = options.clock ?? systemClock
     this.sql = outboxSql(this.table)
     this.run = new Runner(options.pool, options.onRetry)
+    this.maxEventBytes = resolveMaxEventBytes(ADAPTER, options.maxEventBytes)
+    this.#explicitMaxEventBytes = options.maxEventBytes !== undefined
   }
 
-  /** The largest event this server accepts, in UTF-8 bytes (see `MySqlStore.maxEventBytes`). */
-  maxEventBytes(): Promise<number> {
+  /** The largest event this server accepts, in UTF-8 bytes (see `MySqlStore.serverMaxEventBytes`). */
+  serverMaxEventBytes(): Promise<number> {
     return this.run.maxEventBytes()
+  }
+
+  /**
+   * The server's limit, after checking that an explicit `maxEventBytes` is within it: an
+   * option the server could never honour is a configuration error, said once, not an
+   * event-by-event `PayloadTooLargeError`.
+   */
+  async checkMaxEventBytes(): Promise<number> {
+    const serverLimit = await this.run.maxEventBytes()
+    if (this.maxEventBytes > serverLimit && this.#explicitMaxEventBytes) {
+      throw new ValidationError(
+        ADAPTER,
+        `maxEventBytes must be at most ${serverLimit}, what this server accepts in one statement ` +
+          `(max_allowed_packet less 16 KiB); got ${this.maxEventBytes}. Lower maxEventBytes or raise max_allowed_packet`,
+      )
+    }
+    return serverLimit
   }
 
   async findOrCreate(params: EnqueueParams, options?: WriteOptions<PoolConnection>): Promise<OutboxEvent> {
     const valid = this.validate.enqueueParams(params)
+    assertEventFits(ADAPTER, valid, this.maxEventBytes)
     const [event] = await this.#enqueue('outbox.findOrCreate', [valid], options?.tx)
     if (!event) throw new TypeError('findOrCreate stored no event')
     return event
@@ -102,6 +130,7 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     options?: WriteOptions<PoolConnection>,
   ): Promise<OutboxEvent[]> {
     const valid = this.validate.enqueueParamsList(params)
+    for (const event of valid) assertEventFits(ADAPTER, event, this.maxEventBytes)
     if (valid.length === 0) return []
     return this.#enqueue('outbox.findOrCreateMany', valid, options?.tx)
   }
@@ -116,7 +145,9 @@ export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
     events: EnqueueParams[],
     tx: PoolConnection | undefined,
   ): Promise<OutboxEvent[]> {
-    const limit = await this.run.maxEventBytes()
+    // Within maxEventBytes, a statement can still be over the packet (the SQL carries the
+    // subject and JSON quoting that the NATS message does not).
+    const limit = await this.checkMaxEventBytes()
     for (const event of events) {
       const size = eventBytes(event)
       if (size > limit) throw new PayloadTooLargeError(ADAPTER, event.eventId, size, limit)

@@ -1,4 +1,10 @@
-import { defineCapabilities, systemClock, type TxboxStore, Validator } from '@txbox/core'
+import {
+  DEFAULT_MAX_EVENT_BYTES,
+  defineCapabilities,
+  systemClock,
+  type TxboxStore,
+  Validator,
+} from '@txbox/core'
 import type { PoolConnection } from 'mysql2/promise'
 import { ADAPTER } from './errors.js'
 import { MySqlInboxRepository } from './mysql-inbox-repository.js'
@@ -6,8 +12,12 @@ import { migrate } from './mysql-migrate.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { MySqlOutboxRepository } from './mysql-outbox-repository.js'
 
-/** What the MySQL / MariaDB store can promise. */
-export const mysqlCapabilities = defineCapabilities({ transactions: 'native', claim: 'skip-locked' })
+/** What the MySQL / MariaDB store can promise (with the default `maxEventBytes`; see `store.capabilities`). */
+export const mysqlCapabilities = defineCapabilities({
+  transactions: 'native',
+  claim: 'skip-locked',
+  maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+})
 
 /** The store `createMySqlStore` returns; `{ tx }` is a mysql2 `PoolConnection` inside a transaction. */
 export interface MySqlStore extends TxboxStore<PoolConnection> {
@@ -16,11 +26,11 @@ export interface MySqlStore extends TxboxStore<PoolConnection> {
   /** The validated table prefix. */
   readonly tablePrefix: string
   /**
-   * The largest event (payload + headers + id + subject, UTF-8 bytes) this server accepts:
-   * `max_allowed_packet` less 16 KiB. Bigger events raise `PayloadTooLargeError` before any
-   * write.
+   * The largest event (payload + headers + id + subject, UTF-8 bytes) this server takes in
+   * one statement: `max_allowed_packet` less 16 KiB. Bigger events raise
+   * `PayloadTooLargeError` before any write, as do events over `capabilities.maxEventBytes`.
    */
-  maxEventBytes(): Promise<number>
+  serverMaxEventBytes(): Promise<number>
 }
 
 /** Creates the outbox and inbox on one mysql2/promise pool, sharing a table prefix and a clock. */
@@ -35,8 +45,12 @@ export const createMySqlStore = (options: MySqlStoreOptions): MySqlStore => {
     outbox,
     inbox,
     tablePrefix,
-    migrate: () => migrate(options.pool, tablePrefix, clock),
-    maxEventBytes: () => outbox.maxEventBytes(),
-    capabilities: mysqlCapabilities,
+    migrate: async () => {
+      await migrate(options.pool, tablePrefix, clock)
+      // A maxEventBytes the server could never honour fails at start, not at the first event.
+      if (options.maxEventBytes !== undefined) await outbox.checkMaxEventBytes()
+    },
+    serverMaxEventBytes: () => outbox.serverMaxEventBytes(),
+    capabilities: defineCapabilities({ ...mysqlCapabilities, maxEventBytes: outbox.maxEventBytes }),
   }
 }
