@@ -115,6 +115,22 @@ describe('InboxProcessor', () => {
     expect(processor.counters()).toMatchObject({ terminated: 1, redelivered: 2, handlerErrors: 3 })
   })
 
+  it('counts only deliveries the inbox stored towards maxDeliveries, so a store outage cannot dead-letter an event', async () => {
+    let calls = 0
+    const { store, processor } = setup(async () => {
+      calls++
+      throw new Error('transient')
+    })
+    // JetStream delivered this message four times while the inbox store was unreachable (each
+    // claim failed, the handler never ran); the fifth delivery reaches the handler, which fails once.
+    const copy = message({ eventId: 'o-1', deliveryCount: 5 })
+    await processor.handle(copy)
+    expect(calls).toBe(1)
+    expect(copy.settled).toEqual({ kind: 'nak', delayMs: 100 })
+    expect(await store.inbox.get('o-1')).toMatchObject({ status: 'failed', deliveries: 1 })
+    expect(processor.counters()).toMatchObject({ terminated: 0, redelivered: 1 })
+  })
+
   it('puts back a copy whose event another worker is handling right now', async () => {
     const { store, processor } = setup(async () => {})
     await store.inbox.claim(

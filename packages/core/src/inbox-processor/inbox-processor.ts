@@ -436,21 +436,24 @@ export class InboxProcessor<Tx = never> {
       this.#counters.storeErrors++
       this.#logger.error('inbox.markAsFailed failed', { eventId: event.eventId, error: messageOf(markError) })
     }
-    if (message.deliveryCount >= this.#maxDeliveries) {
+    // JetStream counts every delivery, also those that never reached the handler because the
+    // inbox store was down; the store counts only deliveries it claimed. The smaller of the
+    // two bounds the handler's attempts, so a store outage cannot use up maxDeliveries and
+    // dead-letter an event whose handler failed once.
+    const attempts = Math.min(message.deliveryCount, event.deliveries)
+    if (attempts >= this.#maxDeliveries) {
       this.#counters.terminated++
       this.#logger.error('message terminated after max deliveries', {
         eventId: event.eventId,
-        deliveries: message.deliveryCount,
+        deliveries: attempts,
         error: errorMessage,
       })
-      await this.#settle(() =>
-        message.term(`failed ${message.deliveryCount} times: ${errorMessage}`.slice(0, 500)),
-      )
+      await this.#settle(() => message.term(`failed ${attempts} times: ${errorMessage}`.slice(0, 500)))
       return
     }
     this.#counters.redelivered++
     this.#logger.warn('handler failed; redelivering', { eventId: event.eventId, error: errorMessage })
-    await this.#settle(() => message.nak(this.#delay(message.deliveryCount)))
+    await this.#settle(() => message.nak(this.#delay(attempts)))
   }
 
   #delay(deliveryCount: number): number {
