@@ -8,5 +8,10 @@ export interface TxboxStore<Tx = never> {
   readonly inbox: InboxRepository<Tx>
   /** Creates or upgrades the schema. Idempotent; safe to run from two processes at once. */
   migrate(): Promise<void>
-  readonly capabilities: Capabilities
+  /**
+   * What the store promises, frozen. `maxEventBytes` is always set: the limit this store
+   * enforces at enqueue (its `maxEventBytes` option, default 1 MiB), which a relay can rely
+   * on as the largest event it will ever claim.
+   */
+  readonly capabilities: Capabilities & { readonly maxEventBytes: number }
 }
