@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import { hostname } from 'node:os'
-import { messageOf, OutboxRelay, TxboxError, type TxboxLogger } from '@txbox/core'
+import { createJsonLogger, messageOf, OutboxRelay, TxboxError, type TxboxLogger } from '@txbox/core'
 import type { NatsConnection } from 'nats'
 import { ConfigurationError, helpText, parseCli, type RelayConfig, UsageError } from './config.js'
 import { listeningPort, serveHttp } from './http.js'
-import { jsonLogger } from './logger.js'
 import { retryUntilReady } from './retry.js'
 import { RelayStatus } from './status.js'
 import { type CreatedStore, createStore, type Importer, importFor, nodeImporter } from './stores.js'
@@ -70,7 +69,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
     )
     return EXIT.configuration
   }
-  const logger = jsonLogger(config.logLevel, stderr)
+  const logger = createJsonLogger({ level: config.logLevel, stream: stderr })
   const stop = new AbortController()
   const status = new RelayStatus()
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -179,6 +178,9 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
           maxReconnectAttempts: -1,
           reconnectTimeWait: 250,
           timeout: 5_000,
+          // nats.js captures two stack traces per publish for a timeout that almost never
+          // comes (docs/BENCHMARKS.md); the relay's errors name the event and the reason.
+          noAsyncTraces: true,
         }),
       discard: (late) => {
         late.close().catch(() => {})
@@ -220,6 +222,9 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
         ...optional('concurrency', config.concurrency),
         ...optional('maxAttempts', config.maxAttempts),
         ...optional('pollIntervalMs', config.pollIntervalMs),
+        ...optional('maxBatchBytes', config.maxBatchBytes),
+        // The claim bound follows the store's enqueue limit unless the flag overrides it.
+        ...optional('maxEventBytes', config.maxEventBytes ?? opened.maxEventBytes),
         backoff: config.backoff,
         retention: config.retention,
         ...optional('wakeup', opened.wakeup),

@@ -1,13 +1,11 @@
 import { parseArgs } from 'node:util'
 import {
-  cutoffDays,
-  cutoffMinutes,
-  DEFAULT_BACKOFF,
+  LOG_LEVELS,
+  type LogLevel,
   OutboxRelay,
   type OutboxRelayOptions,
   type OutboxRepository,
   TxboxError,
-  ValidationError,
   Validator,
 } from '@txbox/core'
 import { ConfigurationError, UsageError } from './errors.js'
@@ -38,6 +36,14 @@ const FLAGS = {
   'stale-minutes': { type: 'string', help: 'reset publishing events claimed longer ago; "off" (default 10)' },
   'maintenance-every-ms': { type: 'string', help: 'how often retention and stale reset run (default 60000)' },
   'publish-timeout-ms': { type: 'string', help: 'wait for each JetStream PubAck (default 5000)' },
+  'max-batch-bytes': {
+    type: 'string',
+    help: 'bytes (payload + headers) of events one claim may hold (default 134217728, 128 MiB)',
+  },
+  'max-event-bytes': {
+    type: 'string',
+    help: "the largest event published, in bytes; larger ones are dead-lettered (default: the store's maxEventBytes)",
+  },
   prefix: {
     type: 'string',
     help: 'table prefix (sqlite, postgres, mysql), collection prefix (mongodb), key prefix (redis), table name (dynamodb)',
@@ -61,12 +67,6 @@ type FlagName = keyof typeof FLAGS
 
 export { ConfigurationError, UsageError }
 
-export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
-export type LogLevel = (typeof LOG_LEVELS)[number]
-
-/** Node's longest timer: a longer `setTimeout` fires after 1 ms, which would turn a wait into a hot loop. */
-export const MAX_TIMER_MS = 2_147_483_647
-
 /** The relay's configuration after flags and environment. */
 export interface RelayConfig {
   store: StoreConfig
@@ -77,6 +77,9 @@ export interface RelayConfig {
   concurrency: number | undefined
   maxAttempts: number | undefined
   pollIntervalMs: number | undefined
+  maxBatchBytes: number | undefined
+  /** Undefined: the relay takes the store's `capabilities.maxEventBytes`. */
+  maxEventBytes: number | undefined
   backoff: { baseMs?: number; maxMs?: number; jitter?: number }
   retention: { sentOlderThanDays?: number | null; staleMinutes?: number | null; everyMs?: number }
   publishTimeoutMs: number | undefined
@@ -125,9 +128,11 @@ class Source {
     this.#env = env
   }
 
-  /** `--lease-ms` when the flag was given, else `TXBOX_RELAY_LEASE_MS`. */
+  /** `TXBOX_RELAY_LEASE_MS` when that variable set the value, else `--lease-ms`. */
   label(name: FlagName): string {
-    return this.#values[name] === undefined ? envName(name) : `--${name}`
+    return this.#values[name] === undefined && this.#env[envName(name)] !== undefined
+      ? envName(name)
+      : `--${name}`
   }
 
   raw(name: FlagName): string | undefined {
@@ -155,45 +160,61 @@ class Source {
     if (raw.trim() === '' || !Number.isFinite(value))
       this.fail(name, `must be a number; got ${JSON.stringify(raw)}`)
     if (integer && !Number.isInteger(value)) this.fail(name, `must be an integer; got ${JSON.stringify(raw)}`)
-    // Beyond 2^53 - 1 an integer is no longer exact; core's checks would call 1e20 "not an integer".
-    if (integer && !Number.isSafeInteger(value))
-      this.fail(name, `must be at most ${Number.MAX_SAFE_INTEGER}; got ${JSON.stringify(raw)}`)
     return value
   }
 
   /**
    * Runs one of core's own checks and reports its complaint under this flag's name:
-   * core names the option (`leaseMs must be ...`), the user typed `--lease-ms`.
+   * core names the option (`timeoutMs must be ...`), the user typed `--publish-timeout-ms`.
    */
-  check(name: FlagName, value: number | string, ...checks: ((value: never) => unknown)[]): void {
-    for (const check of checks) {
-      try {
-        check(value as never)
-      } catch (error) {
-        if (!(error instanceof TxboxError)) throw error
-        const complaint = error.message.replace(/^\[txbox\] \[[^\]]*\] \S+ /, '')
-        this.fail(name, complaint)
-      }
+  check(name: FlagName, check: () => unknown): void {
+    try {
+      check()
+    } catch (error) {
+      if (!(error instanceof TxboxError)) throw error
+      this.fail(name, error.message.replace(/^\[txbox\] \[[^\]]*\] \S+ /, ''))
     }
   }
 
-  /** A delay or interval that ends up in a timer. */
-  timer(name: FlagName, value: number): void {
-    if (value > MAX_TIMER_MS)
-      this.fail(name, `must be at most ${MAX_TIMER_MS} ms (Node's longest timer); got ${value}`)
+  /**
+   * Core's complaint about an `OutboxRelay` option, in the user's terms: every option name
+   * it mentions becomes the flag or variable that set it (`backoff.maxMs 1000` becomes
+   * `TXBOX_RELAY_BACKOFF_MAX_MS 1000`; a default stays `--backoff-max-ms`).
+   */
+  inFlagTerms(error: TxboxError): string {
+    return error.message
+      .replace(/^\[txbox\] \[[^\]]*\] /, '')
+      .replace(RELAY_OPTION_NAMES, (option) => this.label(RELAY_OPTION_FLAGS[option as RelayOption]))
   }
 }
 
-const relayAccepts =
-  (options: (value: number) => Partial<OutboxRelayOptions>) =>
-  (value: number): void => {
-    new OutboxRelay({ ...inert, ...options(value) })
-  }
+/** The flag behind each `OutboxRelay` option the CLI sets. */
+const RELAY_OPTION_FLAGS = {
+  workerId: 'worker-id',
+  batchSize: 'batch-size',
+  leaseMs: 'lease-ms',
+  concurrency: 'concurrency',
+  maxAttempts: 'max-attempts',
+  pollIntervalMs: 'poll-interval-ms',
+  maxBatchBytes: 'max-batch-bytes',
+  maxEventBytes: 'max-event-bytes',
+  'backoff.baseMs': 'backoff-base-ms',
+  'backoff.maxMs': 'backoff-max-ms',
+  'backoff.jitter': 'backoff-jitter',
+  'retention.sentOlderThanDays': 'retention-days',
+  'retention.staleMinutes': 'stale-minutes',
+  'retention.everyMs': 'maintenance-every-ms',
+} as const satisfies Record<string, FlagName>
 
-const validCutoff = (cutoff: (now: Date, amount: number) => Date) => (value: number) => {
-  if (Number.isNaN(cutoff(new Date(), value).getTime()))
-    throw new ValidationError('relay', `value must be small enough to give a valid cutoff date; got ${value}`)
-}
+type RelayOption = keyof typeof RELAY_OPTION_FLAGS
+
+// Whole option names only (`everyMs` alone, or `leaseMs` inside a word, is not one).
+const RELAY_OPTION_NAMES = new RegExp(
+  `(?<![\\w.])(?:${Object.keys(RELAY_OPTION_FLAGS)
+    .map((option) => option.replace('.', '\\.'))
+    .join('|')})(?![\\w.])`,
+  'g',
+)
 
 const parseFlags = (argv: readonly string[]): Record<string, string | boolean | undefined> => {
   try {
@@ -226,9 +247,9 @@ const natsUrlProblem = (server: string): string | undefined =>
 
 /**
  * Parses flags, falling back to `TXBOX_RELAY_*` variables, and refuses at once every value
- * that could never work, naming the flag or variable it came from. Numeric limits are
- * core's own (an `OutboxRelay` is constructed with each value, and the store-call limits
- * of core's `Validator` apply), so the CLI cannot accept what the relay would refuse later.
+ * that could never work, naming the flag or variable it came from. The relay's limits are
+ * core's own: an `OutboxRelay` is constructed with the options, and it applies the limits
+ * of the store calls and timers each option feeds.
  */
 export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRequest => {
   const values = parseFlags(argv)
@@ -263,8 +284,6 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
   if (!LOG_LEVELS.includes(logLevel))
     source.fail('log-level', `must be one of ${LOG_LEVELS.join(', ')}; got ${JSON.stringify(logLevel)}`)
   const workerId = get('worker-id')
-  if (workerId !== undefined)
-    source.check('worker-id', workerId, (value: string) => coreValidator.workerId(value))
 
   const streamName = get('stream')
   const streamSubjects = get('stream-subjects')
@@ -282,133 +301,45 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
       `must be NATS subjects, comma separated; got ${JSON.stringify(streamSubjects)}`,
     )
 
-  const batchSize = source.number('batch-size')
-  if (batchSize !== undefined)
-    source.check(
-      'batch-size',
-      batchSize,
-      relayAccepts((value) => ({ batchSize: value })),
-    )
-  const leaseMs = source.number('lease-ms')
-  if (leaseMs !== undefined)
-    source.check(
-      'lease-ms',
-      leaseMs,
-      relayAccepts((value) => ({ leaseMs: value })),
-      // Every claim passes leaseMs to the store, whose check is stricter than the relay's.
-      (value: number) => coreValidator.leaseMs(value),
-    )
-  const concurrency = source.number('concurrency')
-  if (concurrency !== undefined)
-    source.check(
-      'concurrency',
-      concurrency,
-      relayAccepts((value) => ({ concurrency: value })),
-    )
-  const maxAttempts = source.number('max-attempts')
-  if (maxAttempts !== undefined)
-    source.check(
-      'max-attempts',
-      maxAttempts,
-      relayAccepts((value) => ({ maxAttempts: value })),
-    )
-  const pollIntervalMs = source.number('poll-interval-ms')
-  if (pollIntervalMs !== undefined) {
-    source.check(
-      'poll-interval-ms',
-      pollIntervalMs,
-      relayAccepts((value) => ({ pollIntervalMs: value })),
-    )
-    source.timer('poll-interval-ms', pollIntervalMs)
-  }
-
   const backoff: RelayConfig['backoff'] = {}
-  // Each bound alone first (so the message names the flag that is wrong), then the pair.
-  // A delay also reaches the store through retryLater(delayMs), hence core's delayMs check.
   const baseMs = source.number('backoff-base-ms')
-  if (baseMs !== undefined) {
-    source.check(
-      'backoff-base-ms',
-      baseMs,
-      relayAccepts((value) => ({ backoff: { baseMs: value, maxMs: value } })),
-      (value: number) => coreValidator.delayMs(value),
-    )
-    backoff.baseMs = baseMs
-  }
+  if (baseMs !== undefined) backoff.baseMs = baseMs
   const maxMs = source.number('backoff-max-ms')
-  if (maxMs !== undefined) {
-    source.check(
-      'backoff-max-ms',
-      maxMs,
-      relayAccepts((value) => ({ backoff: { baseMs: 0, maxMs: value } })),
-      (value: number) => coreValidator.delayMs(value),
-    )
-    backoff.maxMs = maxMs
-  }
-  const effectiveBase = baseMs ?? DEFAULT_BACKOFF.baseMs
-  const effectiveMax = maxMs ?? DEFAULT_BACKOFF.maxMs
-  if (effectiveBase > effectiveMax) {
-    const maxLabel =
-      maxMs === undefined
-        ? `the default --backoff-max-ms ${effectiveMax}`
-        : `${source.label('backoff-max-ms')} ${effectiveMax}`
-    const baseLabel =
-      baseMs === undefined
-        ? `the default --backoff-base-ms ${effectiveBase}`
-        : `${source.label('backoff-base-ms')} ${effectiveBase}`
-    throw new ConfigurationError(
-      `${baseLabel} is larger than ${maxLabel}; raise the ceiling or lower the base`,
-    )
-  }
+  if (maxMs !== undefined) backoff.maxMs = maxMs
   const jitter = source.number('backoff-jitter', { integer: false })
-  if (jitter !== undefined) {
-    source.check(
-      'backoff-jitter',
-      jitter,
-      relayAccepts((value) => ({ backoff: { jitter: value } })),
-    )
-    backoff.jitter = jitter
-  }
-
+  if (jitter !== undefined) backoff.jitter = jitter
   const retention: RelayConfig['retention'] = {}
   const days = get('retention-days') === 'off' ? null : source.number('retention-days', { integer: false })
-  if (days !== undefined) {
-    if (days !== null)
-      source.check(
-        'retention-days',
-        days,
-        relayAccepts((value) => ({ retention: { sentOlderThanDays: value } })),
-        validCutoff(cutoffDays),
-      )
-    retention.sentOlderThanDays = days
-  }
+  if (days !== undefined) retention.sentOlderThanDays = days
   const stale = get('stale-minutes') === 'off' ? null : source.number('stale-minutes', { integer: false })
-  if (stale !== undefined) {
-    if (stale !== null)
-      source.check(
-        'stale-minutes',
-        stale,
-        relayAccepts((value) => ({ retention: { staleMinutes: value } })),
-        validCutoff(cutoffMinutes),
-      )
-    retention.staleMinutes = stale
-  }
+  if (stale !== undefined) retention.staleMinutes = stale
   const everyMs = source.number('maintenance-every-ms')
-  if (everyMs !== undefined) {
-    source.check(
-      'maintenance-every-ms',
-      everyMs,
-      relayAccepts((value) => ({ retention: { everyMs: value } })),
-    )
-    source.timer('maintenance-every-ms', everyMs)
-    retention.everyMs = everyMs
+  if (everyMs !== undefined) retention.everyMs = everyMs
+  const relayOptions = {
+    workerId,
+    batchSize: source.number('batch-size'),
+    leaseMs: source.number('lease-ms'),
+    concurrency: source.number('concurrency'),
+    maxAttempts: source.number('max-attempts'),
+    pollIntervalMs: source.number('poll-interval-ms'),
+    maxBatchBytes: source.number('max-batch-bytes'),
+    maxEventBytes: source.number('max-event-bytes'),
+    backoff,
+    retention,
+  } satisfies Partial<OutboxRelayOptions>
+  // The relay's limits are core's: build one with these options and report what it refuses
+  // under the flags' names, so the CLI cannot accept what the relay would refuse later.
+  try {
+    new OutboxRelay({ ...inert, ...relayOptions })
+  } catch (error) {
+    if (!(error instanceof TxboxError)) throw error
+    throw new ConfigurationError(source.inFlagTerms(error), { cause: error })
   }
 
   const publishTimeoutMs = source.number('publish-timeout-ms')
-  if (publishTimeoutMs !== undefined) {
-    if (publishTimeoutMs < 1) source.fail('publish-timeout-ms', `must be at least 1; got ${publishTimeoutMs}`)
-    source.timer('publish-timeout-ms', publishTimeoutMs)
-  }
+  // The publisher is built once NATS answers; its wait is a timer, so core's timer limit.
+  if (publishTimeoutMs !== undefined)
+    source.check('publish-timeout-ms', () => coreValidator.timerMs(publishTimeoutMs, 'timeoutMs', 1))
   const httpPort = source.number('http-port')
   if (httpPort !== undefined && (httpPort < 0 || httpPort > 65_535))
     source.fail('http-port', `must be a TCP port, 0..65535 (0: any free port); got ${httpPort}`)
@@ -425,14 +356,7 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
         migrate: source.boolean('migrate'),
       },
       natsServers,
-      workerId,
-      batchSize,
-      leaseMs,
-      concurrency,
-      maxAttempts,
-      pollIntervalMs,
-      backoff,
-      retention,
+      ...relayOptions,
       publishTimeoutMs,
       stream: streamName === undefined || subjects === undefined ? undefined : { name: streamName, subjects },
       httpPort,

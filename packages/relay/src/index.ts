@@ -3,15 +3,12 @@ export {
   type CliRequest,
   envName,
   helpText,
-  type LogLevel,
-  MAX_TIMER_MS,
   parseCli,
   parseConfig,
   type RelayConfig,
 } from './config.js'
 export { ConfigurationError, UsageError } from './errors.js'
 export { listeningPort, serveHttp } from './http.js'
-export { jsonLogger } from './logger.js'
 export { ATTEMPT_TIMEOUT_MS, retryUntilReady, STARTUP_BACKOFF } from './retry.js'
 export { type RelayPhase, RelayStatus } from './status.js'
 export {

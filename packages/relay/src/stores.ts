@@ -1,4 +1,11 @@
-import { messageOf, type OutboxRepository, type RelayWakeup, TxboxError, type TxboxLogger } from '@txbox/core'
+import {
+  type Capabilities,
+  messageOf,
+  type OutboxRepository,
+  type RelayWakeup,
+  TxboxError,
+  type TxboxLogger,
+} from '@txbox/core'
 import { ConfigurationError } from './errors.js'
 import { redactUrl, urlProblem } from './urls.js'
 
@@ -56,10 +63,17 @@ export interface StoreConfig {
   migrate?: boolean | undefined
 }
 
-/** An open store: the outbox, an optional wake-up hint, and how to release everything. */
+/** An open store: the outbox, an optional wake-up hint, its event size limit, and how to release it. */
 export interface OpenedStore {
   outbox: OutboxRepository<never>
+  /** Hand it to the relay, which owns it and closes it in `stop()`; `close()` leaves it alone. */
   wakeup?: RelayWakeup | undefined
+  /**
+   * The largest event the store accepts at enqueue (`capabilities.maxEventBytes`), so the
+   * relay's claim bound follows it; undefined when the adapter does not declare one.
+   */
+  maxEventBytes: number | undefined
+  /** Closes the client or pool (not the wakeup: the relay it was handed to closes that). */
   close(): Promise<void>
 }
 
@@ -200,6 +214,8 @@ const loadModules = async (kind: StoreKind, load: Load): Promise<Modules> => {
 /** How long a driver may take to connect before the attempt counts as failed. */
 const CONNECT_TIMEOUT_MS = 5_000
 
+const declaredMaxEventBytes = (capabilities: Capabilities): number | undefined => capabilities.maxEventBytes
+
 const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | undefined): CreatedStore => {
   const never = () => undefined
   switch (modules.kind) {
@@ -218,6 +234,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
+        maxEventBytes: declaredMaxEventBytes(store.capabilities),
         lastConnectionError: never,
         close: async () => {
           db.close()
@@ -243,18 +260,15 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
         ...optional('schema', config.schema),
         ...optional('tablePrefix', config.prefix),
       })
+      // Nothing connects until the relay's first listen(): a wakeup never handed over holds nothing.
       const wakeup = config.wakeup === false ? undefined : store.createWakeup()
       return {
         outbox: store.outbox,
         migrate: store.migrate,
+        maxEventBytes: declaredMaxEventBytes(store.capabilities),
         lastConnectionError: never,
-        ...(wakeup
-          ? { wakeup: { wait: (signal: AbortSignal) => wakeup.wait(signal), listen: () => wakeup.listen() } }
-          : {}),
-        close: async () => {
-          await wakeup?.close().catch(() => {})
-          await pool.end()
-        },
+        ...optional('wakeup', wakeup),
+        close: () => pool.end(),
       }
     }
     case 'mysql': {
@@ -268,6 +282,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
+        maxEventBytes: declaredMaxEventBytes(store.capabilities),
         lastConnectionError: never,
         close: () => pool.end(),
       }
@@ -286,6 +301,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
+        maxEventBytes: declaredMaxEventBytes(store.capabilities),
         connect: async () => {
           await client.connect()
         },
@@ -309,6 +325,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
+        maxEventBytes: declaredMaxEventBytes(store.capabilities),
         lastConnectionError: () => lastError,
         close: async () => {
           await redis.quit().catch(() => redis.disconnect())
@@ -329,6 +346,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
+        maxEventBytes: declaredMaxEventBytes(store.capabilities),
         lastConnectionError: never,
         close: async () => client.destroy(),
       }

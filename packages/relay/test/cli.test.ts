@@ -7,7 +7,7 @@ import type { OutboxRelay } from '@txbox/core'
 import { ensureStream } from '@txbox/core/nats'
 import { connect } from 'nats'
 import { describe, expect, it } from 'vitest'
-import { envName, parseConfig, runRelayCli } from '../src/index.js'
+import { envName, type Importer, parseConfig, runRelayCli } from '../src/index.js'
 import { openStore, type StoreConfig, type StoreKind } from '../src/stores.js'
 import { hostOf, LateProxy } from './tcp-proxy.js'
 
@@ -52,7 +52,7 @@ describe('txbox-relay configuration', () => {
     expect(
       await runRelayCli(['--store', 'sqlite', '--url', 'x.db', '--batch-size', '0'], { env: {}, stderr }),
     ).toBe(2)
-    expect(stderr.lines.join('')).toContain('--batch-size must be an integer between 1 and 10000')
+    expect(stderr.lines.join('')).toContain('--batch-size must be an integer from 1 to 10000')
     const stdout = sink()
     expect(await runRelayCli(['--help'], { env: {}, stdout })).toBe(0)
     expect(stdout.lines.join('')).toContain('TXBOX_RELAY_BATCH_SIZE')
@@ -292,6 +292,142 @@ describe.each(cases)('txbox-relay --store $kind', (store) => {
         await nc.close()
         await producer.close()
         await store.cleanup(url)
+      }
+    },
+    60_000,
+  )
+})
+
+describe('txbox-relay event size bounds', () => {
+  it.skipIf(!natsUrl && !required)(
+    "takes the store's maxEventBytes unless --max-event-bytes is given, and connects to NATS without async traces",
+    async () => {
+      if (!natsUrl) throw new Error('TXBOX_REQUIRE_ALL=1 but missing TXBOX_NATS_URL')
+      const dir = mkdtempSync(join(tmpdir(), 'txbox-relay-bytes-'))
+      const url = join(dir, 'outbox.db')
+      const { default: Database } = await import('better-sqlite3')
+      const sqlite = await import('@txbox/sqlite')
+      const natsModule = await import('nats')
+      // The relay's store enforces 400 bytes; the producer's accepted more before (a legacy row).
+      const storeLimit = 400
+      const connectOptions: unknown[] = []
+      const importer: Importer = async (specifier) => {
+        if (specifier === '@txbox/sqlite')
+          return {
+            ...sqlite,
+            createSqliteStore: (options: Parameters<typeof sqlite.createSqliteStore>[0]) =>
+              sqlite.createSqliteStore({ ...options, maxEventBytes: storeLimit }),
+          }
+        if (specifier === 'nats')
+          return {
+            ...natsModule,
+            connect: (options: Parameters<typeof natsModule.connect>[0]) => {
+              connectOptions.push(options)
+              return natsModule.connect(options)
+            },
+          }
+        return import(specifier)
+      }
+      const db = new Database(url)
+      const producer = sqlite.createSqliteStore({ db, maxEventBytes: 100_000 })
+      await producer.migrate()
+      const subject = `bytes${suffix}.created`
+      const stream = `BYTES_${suffix.toUpperCase()}`
+      const nc = await connect({ servers: natsUrl })
+      const jsm = await nc.jetstreamManager()
+      const runUntil = async (argv: string[], done: () => Promise<boolean>) => {
+        const stop = new AbortController()
+        const stderr = sink()
+        let relay: OutboxRelay | undefined
+        const exit = runRelayCli(
+          ['--store', 'sqlite', '--url', url, '--nats', natsUrl, '--poll-interval-ms', '20', ...argv],
+          {
+            env: {},
+            stderr,
+            signal: stop.signal,
+            importer,
+            onReady: (running) => {
+              relay = running
+            },
+          },
+        )
+        const deadline = Date.now() + 20_000
+        while (!(await done()) && Date.now() < deadline)
+          await new Promise((resolve) => setTimeout(resolve, 25))
+        stop.abort()
+        expect(await exit, stderr.lines.join('')).toBe(0)
+        return relay as OutboxRelay
+      }
+      const status = async (id: string) => (await producer.outbox.get(id))?.status
+      try {
+        await ensureStream(jsm, { name: stream, subjects: [`bytes${suffix}.>`] })
+        await producer.outbox.findOrCreateMany([
+          { eventId: 'big', subject, payload: 'x'.repeat(1_000) },
+          { eventId: 'small', subject, payload: '{}' },
+        ])
+
+        const bounded = await runUntil([], async () => (await status('small')) === 'sent')
+        await expect.poll(() => status('big')).toBe('failed')
+        expect((await producer.outbox.get('big'))?.errorMessage).toContain(
+          `over the relay's maxEventBytes of ${storeLimit}`,
+        )
+        expect((await bounded.metrics()).deadLettered).toEqual({ 'too-large': 1 })
+
+        // The flag wins over the store's limit: the requeued legacy event is published.
+        expect(await producer.outbox.requeueFailed(['big'])).toBe(1)
+        await runUntil(['--max-event-bytes', '100000'], async () => (await status('big')) === 'sent')
+        expect(await status('big')).toBe('sent')
+        const published = await jsm.streams.getMessage(stream, { last_by_subj: subject })
+        expect(published.header.get('Nats-Msg-Id')).toBe('big')
+        expect(published.data.length).toBe(1_000)
+
+        expect(connectOptions.length).toBeGreaterThanOrEqual(2)
+        for (const options of connectOptions) expect(options).toMatchObject({ noAsyncTraces: true })
+      } finally {
+        await jsm.streams.delete(stream).catch(() => false)
+        await nc.close()
+        db.close()
+        rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    60_000,
+  )
+})
+
+describe('txbox-relay on PostgreSQL hands its LISTEN wakeup to the relay', () => {
+  const postgresUrl = process.env.TXBOX_POSTGRES_URL
+  it.skipIf((!natsUrl || !postgresUrl) && !required)(
+    'the relay listens while it runs, and its stop() releases the LISTEN connection before the pool closes',
+    async () => {
+      if (!natsUrl || !postgresUrl) throw new Error('TXBOX_REQUIRE_ALL=1 but missing a server URL')
+      const schema = `wake_${suffix}`
+      const { default: pg } = await import('pg')
+      const observer = new pg.Pool({ connectionString: postgresUrl, max: 1 })
+      const listening = async () =>
+        Number(
+          (
+            await observer.query<{ count: string }>(
+              'SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1',
+              [`LISTEN "${schema}_%`],
+            )
+          ).rows[0]?.count,
+        )
+      const stop = new AbortController()
+      const stderr = sink()
+      try {
+        const exit = runRelayCli(
+          ['--store', 'postgres', '--url', postgresUrl, '--schema', schema, '--migrate', '--nats', natsUrl],
+          { env: {}, stderr, signal: stop.signal },
+        )
+        await expect.poll(listening, { timeout: 20_000, interval: 50 }).toBe(1)
+        stop.abort()
+        expect(await exit, stderr.lines.join('')).toBe(0)
+        // Closed by the relay's stop(): the connection went back to the pool, which then ended.
+        expect(await listening()).toBe(0)
+        expect(stderr.lines.join('')).not.toContain('closing the store failed')
+      } finally {
+        await observer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+        await observer.end()
       }
     },
     60_000,

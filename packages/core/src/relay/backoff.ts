@@ -32,11 +32,12 @@ export const resolveBackoff = (component: string, options: BackoffOptions = {}):
   const maxMs = validate.delayMs(options.maxMs ?? DEFAULT_BACKOFF.maxMs, 'backoff.maxMs')
   const jitter = options.jitter ?? DEFAULT_BACKOFF.jitter
   if (maxMs < baseMs) {
-    const ceiling =
-      options.maxMs === undefined ? `the default backoff.maxMs ${maxMs}` : `backoff.maxMs ${maxMs}`
+    const named = (option: string, value: number, given: number | undefined) =>
+      `${given === undefined ? 'the default ' : ''}${option} ${value}`
     throw new ValidationError(
       component,
-      `backoff.baseMs ${baseMs} is larger than ${ceiling}; raise backoff.maxMs or lower backoff.baseMs`,
+      `${named('backoff.baseMs', baseMs, options.baseMs)} is larger than ${named('backoff.maxMs', maxMs, options.maxMs)}; ` +
+        'raise backoff.maxMs or lower backoff.baseMs',
     )
   }
   if (typeof jitter !== 'number' || !Number.isFinite(jitter) || jitter < 0 || jitter > 1)
