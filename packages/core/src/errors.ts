@@ -5,10 +5,33 @@ export type TxboxErrorCode = 'VALIDATION' | 'EVENT_NOT_FOUND' | 'LEASE_LOST' | '
 export const errorPrefix = (adapter: string): string => `[txbox] [${adapter}]`
 
 /**
+ * Where each error records its class names. A process can hold two copies of these classes
+ * (an app that `import`s txbox in one place and `require`s it in another loads the ES
+ * module and the CommonJS build); `instanceof` must still hold across them.
+ */
+const ERROR_CLASSES = Symbol.for('@txbox/core/error-classes')
+
+const classNames = (target: abstract new (...args: never[]) => unknown): string[] => {
+  const names: string[] = []
+  for (let c: unknown = target; typeof c === 'function' && c !== Error; c = Object.getPrototypeOf(c))
+    names.push(c.name)
+  return names
+}
+
+/**
  * The base class of every error txbox throws. Messages start with `[txbox] [<adapter>]`;
  * the original driver error, when there is one, is kept as `cause`.
  */
 export class TxboxError extends Error {
+  /** `instanceof` also recognises the same class of another copy of `@txbox/core` (see {@link ERROR_CLASSES}). */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class right of instanceof, a subclass too
+    const target = this
+    if (Function.prototype[Symbol.hasInstance].call(target, value)) return true
+    const names = typeof value === 'object' && value !== null ? Reflect.get(value, ERROR_CLASSES) : undefined
+    return Array.isArray(names) && names.includes(target.name)
+  }
+
   /** A stable code to branch on instead of the message. */
   readonly code: TxboxErrorCode
   /** The adapter (or component) that raised the error, e.g. `postgres`, `relay`. */
@@ -22,6 +45,7 @@ export class TxboxError extends Error {
     this.name = new.target.name
     this.code = code
     this.adapter = adapter
+    Object.defineProperty(this, ERROR_CLASSES, { value: classNames(new.target) })
   }
 }
 

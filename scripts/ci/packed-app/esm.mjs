@@ -24,6 +24,14 @@ const require = createRequire(import.meta.url)
 assert.equal(modules['@txbox/conformance'].SUITE_VERSION, require('@txbox/conformance/package.json').version)
 
 const core = modules['@txbox/core']
+// An app that imports txbox in one place and requires it in another holds both builds: the
+// CommonJS copy's errors are still instances of the ES module copy's classes.
+const cjsStore = require('@txbox/sqlite').createSqliteStore({ db: new Database(':memory:') })
+await cjsStore.migrate()
+await assert.rejects(
+  cjsStore.outbox.findOrCreate({ eventId: '', subject: 'orders.created', payload: '{}' }),
+  (error) => error instanceof core.ValidationError && error instanceof core.TxboxError,
+)
 await sqliteToNats(
   { core, jetstream: modules['@txbox/core/nats'], sqlite: modules['@txbox/sqlite'], Database, connect },
   { natsUrl: process.env.TXBOX_NATS_URL, label: 'esm' },
