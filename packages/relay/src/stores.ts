@@ -1,11 +1,4 @@
-import {
-  type Capabilities,
-  messageOf,
-  type OutboxRepository,
-  type RelayWakeup,
-  TxboxError,
-  type TxboxLogger,
-} from '@txbox/core'
+import { messageOf, type OutboxRepository, type RelayWakeup, TxboxError, type TxboxLogger } from '@txbox/core'
 import { ConfigurationError } from './errors.js'
 import { redactUrl, urlProblem } from './urls.js'
 
@@ -68,11 +61,8 @@ export interface OpenedStore {
   outbox: OutboxRepository<never>
   /** Hand it to the relay, which owns it and closes it in `stop()`; `close()` leaves it alone. */
   wakeup?: RelayWakeup | undefined
-  /**
-   * The largest event the store accepts at enqueue (`capabilities.maxEventBytes`), so the
-   * relay's claim bound follows it; undefined when the adapter does not declare one.
-   */
-  maxEventBytes: number | undefined
+  /** The largest event the store accepts at enqueue (`capabilities.maxEventBytes`): the relay's claim bound follows it. */
+  maxEventBytes: number
   /** Closes the client or pool (not the wakeup: the relay it was handed to closes that). */
   close(): Promise<void>
 }
@@ -214,8 +204,6 @@ const loadModules = async (kind: StoreKind, load: Load): Promise<Modules> => {
 /** How long a driver may take to connect before the attempt counts as failed. */
 const CONNECT_TIMEOUT_MS = 5_000
 
-const declaredMaxEventBytes = (capabilities: Capabilities): number | undefined => capabilities.maxEventBytes
-
 const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | undefined): CreatedStore => {
   const never = () => undefined
   switch (modules.kind) {
@@ -234,7 +222,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
-        maxEventBytes: declaredMaxEventBytes(store.capabilities),
+        maxEventBytes: store.capabilities.maxEventBytes,
         lastConnectionError: never,
         close: async () => {
           db.close()
@@ -265,7 +253,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
-        maxEventBytes: declaredMaxEventBytes(store.capabilities),
+        maxEventBytes: store.capabilities.maxEventBytes,
         lastConnectionError: never,
         ...optional('wakeup', wakeup),
         close: () => pool.end(),
@@ -282,7 +270,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
-        maxEventBytes: declaredMaxEventBytes(store.capabilities),
+        maxEventBytes: store.capabilities.maxEventBytes,
         lastConnectionError: never,
         close: () => pool.end(),
       }
@@ -301,7 +289,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
-        maxEventBytes: declaredMaxEventBytes(store.capabilities),
+        maxEventBytes: store.capabilities.maxEventBytes,
         connect: async () => {
           await client.connect()
         },
@@ -325,7 +313,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
-        maxEventBytes: declaredMaxEventBytes(store.capabilities),
+        maxEventBytes: store.capabilities.maxEventBytes,
         lastConnectionError: () => lastError,
         close: async () => {
           await redis.quit().catch(() => redis.disconnect())
@@ -346,7 +334,7 @@ const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | unde
       return {
         outbox: store.outbox,
         migrate: store.migrate,
-        maxEventBytes: declaredMaxEventBytes(store.capabilities),
+        maxEventBytes: store.capabilities.maxEventBytes,
         lastConnectionError: never,
         close: async () => client.destroy(),
       }
