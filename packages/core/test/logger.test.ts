@@ -166,6 +166,7 @@ describe('default logging of the relay and the processor', () => {
   it('silentLogger silences both', async () => {
     stderr = captureStderr()
     const processor = failingProcessor(silentLogger)
+    await processor.handle(message({ eventId: 'quiet-1', deliveryCount: 1 }))
     await processor.handle(message({ eventId: 'quiet-1', deliveryCount: 2 }))
     const { relay, store } = deadLetteringRelay(silentLogger)
     await store.outbox.findOrCreate({ eventId: 'quiet-2', subject: 'orders.created', payload: '{}' })
@@ -181,8 +182,14 @@ describe('plugging in a logger', () => {
   it('a pino-shaped logger is called fields first, message second, with its own this', async () => {
     const pino = new FakePino()
     const processor = failingProcessor(pino)
+    await processor.handle(message({ eventId: 'p-1', deliveryCount: 1 }))
     await processor.handle(message({ eventId: 'p-1', deliveryCount: 2 }))
     expect(pino.calls).toEqual([
+      {
+        level: 'warn',
+        fields: expect.objectContaining({ eventId: 'p-1' }),
+        message: 'handler failed; redelivering',
+      },
       {
         level: 'error',
         fields: expect.objectContaining({ eventId: 'p-1', deliveries: 2 }),
