@@ -1,3 +1,4 @@
+import type { NatsConnection } from 'nats'
 import { describe, expect, it } from 'vitest'
 import {
   createMemoryStore,
@@ -11,6 +12,7 @@ import {
   silentLogger,
   ValidationError,
 } from '../src/index.js'
+import { createJetStreamPublisher } from '../src/nats/index.js'
 import { FakePublisher, FakeSource, ManualSleeper } from './helpers.js'
 
 // Configuration that can never work is refused when the relay or the processor is built,
@@ -282,5 +284,21 @@ describe('InboxProcessor refuses, when built, options that can never work', () =
       backoff: { baseMs: 0, maxMs: Number.MAX_SAFE_INTEGER, jitter: 0 },
     })
     expect(processor.workerId).toBe('w'.repeat(255))
+  })
+})
+
+describe('the JetStream publisher', () => {
+  // Only the constructor's checks run: they come before the connection is used.
+  const connection = { jetstream: () => ({}) } as unknown as NatsConnection
+
+  it.each([
+    [MAX_TIMER_MS + 1, 'a timeout Node would fire after 1 ms'],
+    [0, 'no time at all'],
+    [1.5, 'a fraction'],
+  ])('refuses timeoutMs %s (%s), naming it', (timeoutMs) => {
+    expect(() => createJetStreamPublisher({ connection, timeoutMs })).toThrow(ValidationError)
+    expect(() => createJetStreamPublisher({ connection, timeoutMs })).toThrow(
+      /timeoutMs must be an integer from 1 to 2147483647/,
+    )
   })
 })

@@ -3,6 +3,7 @@ import { ValidationError } from '../errors.js'
 import { natsMessageBytes } from '../nats-message.js'
 import type { OutboxEvent } from '../outbox.js'
 import type { DuplicateCheck, OutboxPublisher, PublishReceipt } from '../relay/types.js'
+import { MAX_TIMER_MS, Validator } from '../validation.js'
 import { ConnectionState } from './connection-state.js'
 import { MSG_ID, natsHeadersFor } from './headers.js'
 
@@ -68,11 +69,14 @@ export class JetStreamPublisher implements OutboxPublisher {
       throw new ValidationError(COMPONENT, 'options.connection must be a NatsConnection from connect()')
     this.#connection = options.connection
     this.#js = options.connection.jetstream()
-    this.#timeoutMs = options.timeoutMs ?? 5_000
+    // Node fires a timer longer than 2^31 - 1 ms after 1 ms: such a timeout would fail every publish.
+    this.#timeoutMs = new Validator(COMPONENT).positiveInteger(
+      options.timeoutMs ?? 5_000,
+      'timeoutMs',
+      MAX_TIMER_MS,
+    )
     this.#expectStream = options.expectStream
     this.#window = options.window ?? 256
-    if (!Number.isSafeInteger(this.#timeoutMs) || this.#timeoutMs < 1)
-      throw new ValidationError(COMPONENT, `timeoutMs must be a positive integer; got ${this.#timeoutMs}`)
     if (!Number.isSafeInteger(this.#window) || this.#window < 1)
       throw new ValidationError(COMPONENT, `window must be a positive integer; got ${this.#window}`)
     this.#state = ConnectionState.of(options.connection)
