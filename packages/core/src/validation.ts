@@ -87,7 +87,7 @@ export class Validator {
       const edge = id.trimStart() === id ? id.at(-1) : id.charAt(0)
       this.#fail(
         `${name} must not start or end with whitespace (it has ${codePoint(edge ?? ' ')}); got ${describe(id)}: ` +
-          'NATS trims header values, so JetStream would see another id (or merge it with one). Remove the whitespace',
+          'NATS trims header values, so JetStream would dedupe it under another id. Remove the whitespace',
       )
     }
     const control = CONTROL.exec(id)
@@ -127,13 +127,13 @@ export class Validator {
     if (tokens.includes('')) {
       this.#fail(
         `subject must not have an empty token (a leading or trailing '.', or '..'); got ${describe(value)}: ` +
-          'NATS cannot publish to it',
+          'NATS cannot publish to it. Remove the empty token',
       )
     }
     if (tokens.some((token) => token === '*' || token === '>')) {
       this.#fail(
         `subject must be a literal subject, without a '*' or '>' wildcard token; got ${describe(value)}: ` +
-          'an event is published to one subject, not a pattern',
+          'an event is published to one subject, not a pattern. Name the subject (e.g. orders.created)',
       )
     }
     return value
