@@ -77,6 +77,28 @@ describe.each([
   })
 })
 
+describe('ids stored before creation refused what NATS alters', () => {
+  it('are still reached by every lookup, so an operator can inspect and redrive them', async () => {
+    const { db, store } = await openStore(':memory:')
+    // Rows an earlier version accepted: a trailing space, a line break.
+    const insert = db.prepare(
+      `INSERT INTO txbox_outbox (event_id, subject, payload, status, enqueued_at, available_at, retry_count, error_message)
+       VALUES (?, 'orders.created', 'p', 'failed', 0, 0, 1, 'dead-lettered')`,
+    )
+    for (const legacy of ['o-1 ', 'a\nb']) insert.run(legacy)
+    await expect(store.outbox.findOrCreate(event('o-1 '))).rejects.toBeInstanceOf(ValidationError)
+    expect((await store.outbox.get('o-1 '))?.status).toBe('failed')
+    expect((await store.outbox.getFailedEvents()).map((failed) => failed.eventId)).toEqual(['o-1 ', 'a\nb'])
+    expect(await store.outbox.requeueFailed(['o-1 ', 'a\nb'])).toBe(2)
+    const claimed = await store.outbox.claim({ limit: 10, ...LEASE, workerId: 'w' })
+    expect(claimed.map((claimedEvent) => claimedEvent.eventId)).toEqual(['o-1 ', 'a\nb'])
+    await store.outbox.markAsSent('o-1 ', { workerId: 'w' })
+    expect(await store.outbox.markManyAsSent(['a\nb'], { workerId: 'w' })).toEqual([])
+    expect((await store.outbox.getCountByStatus()).sent).toBe(2)
+    db.close()
+  })
+})
+
 describe('payload fidelity', () => {
   it('stores U+0000, U+0001, emoji, astral characters and 1 MiB unchanged, with no escaping in the column', async () => {
     // Payload and headers add up to more than the default 1 MiB of a NATS message.
