@@ -18,7 +18,7 @@ export const RAW_HEADERS_BASE64 = 'Txbox-Headers-Base64'
 export const MSG_ID = 'Nats-Msg-Id'
 
 /** NATS's default `max_payload` (1 MiB): the default `maxEventBytes` of every store. */
-export const DEFAULT_MAX_EVENT_BYTES = 1_048_576
+export const DEFAULT_MAX_EVENT_BYTES: number = 1_048_576
 
 // An HTTP/NATS header token: printable ASCII without ':' (what NATS writes as `Key: value`).
 const TOKEN = /^[!-9;-~]+$/
