@@ -92,6 +92,19 @@ describe.skipIf(!url)(
       await nc?.close()
     })
 
+    it('dedupes through the publisher even when the event has a header that mentions Nats-Msg-Id', async () => {
+      const publisher = createJetStreamPublisher({ connection: nc })
+      for (const [id, headers] of [
+        ['mention-1', JSON.stringify({ 'X-Nats-Msg-Id': 'other' })],
+        ['mention-2', 'raw mentioning Nats-Msg-Id: other'],
+      ] as const) {
+        const first = await publisher.publish(event(id, { headers }))
+        const again = await publisher.publish(event(id, { headers }))
+        expect(first.duplicate).toBe(false)
+        expect(again).toMatchObject({ duplicate: true, seq: first.seq, duplicateCheck: 'same' })
+      }
+    })
+
     it('publishes with Nats-Msg-Id, awaits the PubAck and reports a republish as a duplicate', async () => {
       const publisher = createJetStreamPublisher({ connection: nc })
       const first = await publisher.publish(

@@ -103,8 +103,10 @@ export class JetStreamPublisher implements OutboxPublisher {
     }
     let ack: Awaited<ReturnType<JetStreamClient['publish']>>
     try {
+      // No `msgID` option: nats.js would append Nats-Msg-Id after the event's own headers, and
+      // nats-server 2.9 takes the first header line that merely contains "Nats-Msg-Id:"
+      // (e.g. `X-Nats-Msg-Id`) as the dedup id; natsHeadersFor already puts it first.
       ack = await this.#js.publish(event.subject, data, {
-        msgID: event.eventId,
         headers,
         timeout: this.#timeoutMs,
         ...(this.#expectStream === undefined ? {} : { expect: { streamName: this.#expectStream } }),
