@@ -70,7 +70,13 @@ describe('inbox across a JetStream stream deleted and re-created under its name'
         const runs = new Map<string, number>()
         const processor = new InboxProcessor<never>({
           inbox: pair.inbox,
-          source: createJetStreamInboxSource({ connection: nc, stream, durable: 'inbox' }),
+          // Short pulls: the re-created consumer is found after two missed heartbeats (2 s).
+          source: createJetStreamInboxSource({
+            connection: nc,
+            stream,
+            durable: 'inbox',
+            pullExpiresMs: 2_000,
+          }),
           transaction: pair.transaction,
           leaseMs: 10_000,
           handler: async ({ event, tx }) => {
@@ -105,7 +111,6 @@ describe('inbox across a JetStream stream deleted and re-created under its name'
           const after = await publish('after')
           expect((await jsm.streams.info(stream)).state.first_seq, 'sequences restarted').toBe(1)
           const drained = await waitUntil(handled(after), DRAIN_MS)
-          // The pull consumer notices the re-created consumer only after its missed heartbeats.
           console.info(`[${store.name}] re-created stream drained in ${Date.now() - recreatedAt} ms`)
           const missing = after.filter((p) => !runs.has(p))
           expect(missing, `new events never handled (${missing.length})`).toEqual([])

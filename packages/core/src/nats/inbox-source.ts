@@ -17,6 +17,13 @@ export interface JetStreamInboxSourceOptions {
   durable: string
   /** Messages buffered per pull (default 64). */
   maxMessages?: number | undefined
+  /**
+   * How long one pull request lives on the server (nats.js default 30,000 ms, at least
+   * 1,000). The server sends heartbeats at half of it; after two missed ones the consumer is
+   * looked up again, which is how a consumer re-created with its stream (sequences restart
+   * at 1) is found: a shorter pull finds it sooner, at the cost of more pull requests.
+   */
+  pullExpiresMs?: number | undefined
 }
 
 /**
@@ -99,7 +106,10 @@ export const createJetStreamInboxSource = (options: JetStreamInboxSourceOptions)
   return {
     async subscribe(): Promise<InboxSubscription> {
       const consumer = await options.connection.jetstream().consumers.get(options.stream, options.durable)
-      const messages: ConsumerMessages = await consumer.consume({ max_messages: options.maxMessages ?? 64 })
+      const messages: ConsumerMessages = await consumer.consume({
+        max_messages: options.maxMessages ?? 64,
+        ...(options.pullExpiresMs === undefined ? {} : { expires: options.pullExpiresMs }),
+      })
       return {
         async *[Symbol.asyncIterator]() {
           for await (const msg of messages) {
