@@ -75,6 +75,20 @@ describe('event headers over NATS', () => {
   })
 })
 
+describe('JetStream inbox source options', () => {
+  it('rejects a pull lifetime JetStream would refuse, naming the option', () => {
+    const connection = { jetstream: () => ({}) } as unknown as NatsConnection
+    for (const pullExpiresMs of [999, 0, 1500.5, Number.NaN]) {
+      expect(() =>
+        createJetStreamInboxSource({ connection, stream: 'S', durable: 'd', pullExpiresMs }),
+      ).toThrow(/^\[txbox\] \[nats\] pullExpiresMs must be an integer of at least 1000/)
+    }
+    expect(() =>
+      createJetStreamInboxSource({ connection, stream: 'S', durable: 'd', pullExpiresMs: 1_000 }),
+    ).not.toThrow()
+  })
+})
+
 describe.skipIf(!url)(
   `JetStream publisher and inbox source (${url ? 'TXBOX_NATS_URL' : 'skipped: TXBOX_NATS_URL not set'})`,
   () => {

@@ -88,6 +88,12 @@ class StreamCreationTimes {
 export const createJetStreamInboxSource = (options: JetStreamInboxSourceOptions): InboxSource => {
   if (typeof options?.connection?.jetstream !== 'function')
     throw new ValidationError(COMPONENT, 'options.connection must be a NatsConnection from connect()')
+  const { pullExpiresMs } = options
+  if (pullExpiresMs !== undefined && !(Number.isSafeInteger(pullExpiresMs) && pullExpiresMs >= 1_000))
+    throw new ValidationError(
+      COMPONENT,
+      `pullExpiresMs must be an integer of at least 1000 (JetStream's minimum pull lifetime); got ${String(pullExpiresMs)}`,
+    )
   const state = ConnectionState.of(options.connection)
   const creationTimes = new StreamCreationTimes(options.connection)
   /** The message with its stream's creation time when it has no `Nats-Msg-Id`; undefined: put back. */
