@@ -63,11 +63,17 @@ newest_for_this_node() {
 pack_packages "$work"
 specs=()
 for dep in better-sqlite3 pg mysql2 mongodb ioredis @aws-sdk/client-dynamodb @aws-sdk/lib-dynamodb nats prom-client vitest testcontainers; do
-  specs+=("$(newest_for_this_node "$dep")")
+  # Outside the repository, whose .npmrc has pnpm-only settings npm warns about.
+  specs+=("$(cd "$work" && newest_for_this_node "$dep")")
 done
+sqlite_version=${specs[0]#better-sqlite3@}
+if ! local_prebuild "$work" "$sqlite_version"; then
+  # No prebuilt better-sqlite3 can be downloaded here: skip the attempt, compile at once.
+  export npm_config_build_from_source=true
+fi
 say "installing the tarballs with ${specs[*]}"
-# No prebuilt better-sqlite3 can be downloaded here: skip the attempt and compile at once.
-npm_config_build_from_source=true make_app "$work" "${specs[@]}"
+make_app "$work" "${specs[@]}"
+unset npm_config_build_from_source npm_config_better_sqlite3_local_prebuilds
 (cd "$work/app" && npm ls --depth=0)
 
 cd "$work/app"
@@ -75,7 +81,7 @@ failed=()
 for target in "${targets[@]}"; do
   t=$(date +%s)
   if npx --no-install txbox-conformance run --target "$target" --report "$work/$target.json" >"$work/$target.log" 2>&1; then
-    say "$target: $(tail -n 1 "$work/$target.log") ($(($(date +%s) - t)) s)"
+    say "$target $(grep -E '^conformance: ' "$work/$target.log") ($(($(date +%s) - t)) s)"
   else
     cat "$work/$target.log"
     say "$target: FAILED with the newest drivers ($(($(date +%s) - t)) s)"
@@ -90,8 +96,8 @@ import { createConformanceTarget } from '@txbox/sqlite/conformance'
 
 describeConformance(await createConformanceTarget())
 JS
-if npx --no-install vitest run conformance.test.mjs >"$work/vitest.log" 2>&1; then
-  say "vitest $(npx --no-install vitest --version): $(grep -E 'Tests' "$work/vitest.log" | tail -n 1)"
+if NO_COLOR=1 npx --no-install vitest run conformance.test.mjs >"$work/vitest.log" 2>&1; then
+  say "vitest $(npx --no-install vitest --version | cut -d' ' -f1):$(grep -E '^ +Tests ' "$work/vitest.log" | tail -n 1)"
 else
   cat "$work/vitest.log"
   failed+=(vitest)

@@ -70,11 +70,12 @@ for config in nodenext node16 bundler; do
 done
 say "types resolve under nodenext and node16 (ESM and CJS) and bundler"
 
-npx --no-install txbox-relay --help >/dev/null || die "txbox-relay --help"
-npx --no-install txbox-conformance --help >/dev/null || die "txbox-conformance --help"
+for bin in txbox-relay txbox-conformance; do
+  out=$(npx --no-install "$bin" --help 2>&1) || { printf '%s\n' "$out" >&2; die "$bin --help"; }
+done
 npx --no-install txbox-conformance run --target sqlite --report "$work/sqlite-report.json" >"$work/conformance.log" 2>&1 ||
   { cat "$work/conformance.log"; die "txbox-conformance run --target sqlite from the installed packages"; }
-say "bins run; $(tail -n 1 "$work/conformance.log")"
+say "bins run; sqlite $(grep -E '^conformance: ' "$work/conformance.log")"
 
 cd "$root"
 say "ok in $(($(date +%s) - started)) s"
