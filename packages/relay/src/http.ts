@@ -39,10 +39,14 @@ const firstProblem = (report: HealthReport): string =>
     .join('; ')
 
 /**
- * GET /health is liveness: 200 while the process is alive and either running or working
- * towards it (waiting for a store or NATS that is not reachable yet is not a reason to be
- * restarted: a new process would wait the same way), 503 only when the running relay's loop
- * made no progress for `healthStaleMs`, which a restart may cure.
+ * GET /health is the relay's health with the reason: 503 from the first second until the
+ * store and NATS answered and the loop runs, and afterwards whenever `relay.health()` is not
+ * ok (the store does not answer, NATS is disconnected or publishes time out, the loop made no
+ * progress for `healthStaleMs`); 200 only while it relays.
+ * GET /live is liveness for an orchestrator that restarts processes: 200 while the process
+ * is alive and either running or working towards it (waiting for a store or NATS that is not
+ * reachable is not a reason to restart: a new process would wait the same way), 503 only
+ * when the running loop made no progress for `healthStaleMs`, which a restart may cure.
  * GET /ready is readiness: 503 with the reason until the store and NATS answered and the
  * loop runs, then `relay.health()` (200 only when store, NATS and loop are fine).
  * GET /metrics is the Prometheus text (needs the optional peer prom-client), 503 before the
@@ -63,14 +67,20 @@ export const serveHttp = async (
   const server = createServer((request, response) => {
     const reply = async (): Promise<void> => {
       const relay = status.phase === 'running' ? status.relay : undefined
-      if (request.method === 'GET' && request.url === '/health') {
+      const health = request.url === '/health'
+      if (request.method === 'GET' && (health || request.url === '/live')) {
         if (relay === undefined) {
-          json(response, 200, { alive: true, ready: false, phase: status.phase, reason: status.reason })
+          json(response, health ? 503 : 200, {
+            alive: true,
+            ready: false,
+            phase: status.phase,
+            reason: status.reason,
+          })
           return
         }
         const report = await withTimeout(relay.health(), healthTimeoutMs)
         if (report === undefined) {
-          json(response, 200, {
+          json(response, health ? 503 : 200, {
             alive: true,
             ready: false,
             phase: status.phase,
@@ -79,7 +89,7 @@ export const serveHttp = async (
           return
         }
         const alive = report.loop.ok
-        json(response, alive ? 200 : 503, {
+        json(response, (health ? report.ok : alive) ? 200 : 503, {
           alive,
           ready: report.ok,
           phase: status.phase,
@@ -124,7 +134,7 @@ export const serveHttp = async (
         return
       }
       response.writeHead(404, { 'content-type': 'text/plain' })
-      response.end('GET /health, GET /ready or GET /metrics\n')
+      response.end('GET /health, GET /live, GET /ready or GET /metrics\n')
     }
     reply().catch((error: unknown) => {
       logger.error('http request failed', { url: request.url, error: messageOf(error) })

@@ -47,23 +47,22 @@ const runningRelay = (options: { publisherOk?: boolean; outbox?: OutboxRepositor
   return { relay, clock }
 }
 
-describe('GET /health (liveness) and GET /ready (readiness)', () => {
-  it('before the relay runs: alive, not ready, with the reason', async () => {
+describe('GET /health (health with the reason), GET /live (liveness) and GET /ready (readiness)', () => {
+  it('before the relay runs: /health 503 with the reason from the first second, alive, not ready', async () => {
     const status = new RelayStatus()
     status.waiting(
       'connecting to NATS',
       'NATS at nats://127.0.0.1:1 not reachable: CONNECTION_REFUSED (attempt 3)',
     )
     const get = await serve(status)
-    expect(await get('/health')).toEqual({
-      status: 200,
-      body: {
-        alive: true,
-        ready: false,
-        phase: 'connecting to NATS',
-        reason: 'NATS at nats://127.0.0.1:1 not reachable: CONNECTION_REFUSED (attempt 3)',
-      },
-    })
+    const waiting = {
+      alive: true,
+      ready: false,
+      phase: 'connecting to NATS',
+      reason: 'NATS at nats://127.0.0.1:1 not reachable: CONNECTION_REFUSED (attempt 3)',
+    }
+    expect(await get('/health')).toEqual({ status: 503, body: waiting })
+    expect(await get('/live')).toEqual({ status: 200, body: waiting })
     expect(await get('/ready')).toEqual({
       status: 503,
       body: {
@@ -84,17 +83,22 @@ describe('GET /health (liveness) and GET /ready (readiness)', () => {
       status: 200,
       body: { alive: true, ready: true, phase: 'running' },
     })
+    expect((await get('/live')).status).toBe(200)
     expect(await get('/ready')).toMatchObject({
       status: 200,
       body: { ready: true, ok: true, store: { ok: true } },
     })
   })
 
-  it('running while NATS is down: still alive (a restart would not help), not ready, naming NATS', async () => {
+  it('running while NATS is down: /health 503 naming NATS, still alive (a restart would not help), not ready', async () => {
     const status = new RelayStatus()
     status.running(runningRelay({ publisherOk: false }).relay)
     const get = await serve(status)
-    expect(await get('/health')).toMatchObject({ status: 200, body: { alive: true, ready: false } })
+    expect(await get('/health')).toMatchObject({
+      status: 503,
+      body: { alive: true, ready: false, reason: 'NATS: disconnected' },
+    })
+    expect(await get('/live')).toMatchObject({ status: 200, body: { alive: true, ready: false } })
     expect(await get('/ready')).toMatchObject({
       status: 503,
       body: { ready: false, reason: 'NATS: disconnected' },
@@ -107,14 +111,16 @@ describe('GET /health (liveness) and GET /ready (readiness)', () => {
     status.running(relay)
     const get = await serve(status)
     expect((await get('/health')).status).toBe(200)
+    expect((await get('/live')).status).toBe(200)
     clock.advance(30_001)
     const health = await get('/health')
     expect(health.status).toBe(503)
     expect(health.body).toMatchObject({ alive: false, reason: expect.stringMatching(/^loop: /) })
+    expect((await get('/live')).status).toBe(503)
     expect((await get('/ready')).status).toBe(503)
   })
 
-  it('a store that does not answer: /ready 503 after the check timeout, /health stays 200', async () => {
+  it('a store that does not answer: /health and /ready 503 after the check timeout, /live stays 200', async () => {
     const outbox = createMemoryStore().outbox as OutboxRepository<never>
     const status = new RelayStatus()
     status.running(runningRelay({ outbox }).relay)
@@ -125,6 +131,10 @@ describe('GET /health (liveness) and GET /ready (readiness)', () => {
       status: 503,
       body: { ready: false, reason: 'relay.health() did not answer within 100 ms' },
     })
-    expect(await get('/health')).toMatchObject({ status: 200, body: { alive: true, ready: false } })
+    expect(await get('/health')).toMatchObject({
+      status: 503,
+      body: { alive: true, ready: false, reason: 'relay.health() did not answer within 100 ms' },
+    })
+    expect(await get('/live')).toMatchObject({ status: 200, body: { alive: true, ready: false } })
   })
 })

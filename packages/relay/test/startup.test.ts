@@ -65,12 +65,12 @@ const unreachable: { kind: Exclude<StoreKind, 'sqlite'>; url: string }[] = [
 
 describe('txbox-relay start-up while a server is not reachable', () => {
   it.each(unreachable)(
-    '$kind: logs every failed attempt with the reason and the redacted URL, serves /health 200 and /ready 503, and stops at once',
+    '$kind: logs every failed attempt with the reason and the redacted URL, serves /health 503 with the reason from the first second, /live 200, /ready 503, and stops at once',
     async ({ kind, url }) => {
       const relay = startRelay(['--store', kind, '--url', url, '--nats', `nats://${NOWHERE}`])
       // The port is open before the store was ever reached.
       const early = await relay.get('/health')
-      expect(early.status).toBe(200)
+      expect(early.status).toBe(503)
       expect(JSON.parse(early.body)).toMatchObject({
         alive: true,
         ready: false,
@@ -87,7 +87,10 @@ describe('txbox-relay start-up while a server is not reachable', () => {
       expect(JSON.parse(ready.body)).toMatchObject({ ready: false, phase: 'connecting to the store' })
       expect(JSON.parse(ready.body).reason).toContain('not reachable')
       expect((await relay.get('/metrics')).status).toBe(503)
-      expect((await relay.get('/health')).status).toBe(200)
+      const health = await relay.get('/health')
+      expect(health.status).toBe(503)
+      expect(JSON.parse(health.body).reason).toContain('not reachable')
+      expect((await relay.get('/live')).status).toBe(200)
       const { code, ms } = await relay.stopNow()
       expect(code).toBe(0)
       expect(ms).toBeLessThan(3_000)
@@ -114,10 +117,10 @@ describe('txbox-relay start-up while a server is not reachable', () => {
     expect(ready.status).toBe(503)
     expect(JSON.parse(ready.body)).toMatchObject({ ready: false, phase: 'connecting to NATS' })
     expect(JSON.parse(ready.body).reason).toMatch(/^NATS at .* not reachable: /)
-    expect(JSON.parse((await relay.get('/health')).body)).toMatchObject({
-      alive: true,
-      phase: 'connecting to NATS',
-    })
+    const health = await relay.get('/health')
+    expect(health.status).toBe(503)
+    expect(JSON.parse(health.body)).toMatchObject({ alive: true, phase: 'connecting to NATS' })
+    expect(JSON.parse(health.body).reason).toMatch(/^NATS at .* not reachable: /)
     const { code, ms } = await relay.stopNow()
     expect(code).toBe(0)
     expect(ms).toBeLessThan(3_000)
