@@ -9,6 +9,10 @@
 # Majors that need a newer Node than the one running are held at the newest that supports
 # it, and said so (engines are read from the registry, not guessed):
 #   better-sqlite3 13 needs Node 22, vitest 5 Node 22.12, testcontainers 12 Node 22.22.
+# Those majors were certified by running this script under Node 24.19 (PATH to another node;
+# npm_config_nodedir to its headers if a driver must compile): every adapter passed with
+# better-sqlite3 13.2.0, vitest 5.1.2 and testcontainers 12.2.0 installed (testcontainers is
+# only loaded when a Docker engine is reachable, which it is not here).
 # The workspace lockfile is not touched.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
