@@ -33,3 +33,15 @@ export const chunk = <T>(items: readonly T[], size: number): T[][] => {
   for (let start = 0; start < items.length; start += size) chunks.push(items.slice(start, start + size))
   return chunks
 }
+
+/**
+ * Pairs of ids that are different events but that a database may fold into one: a
+ * case-insensitive collation (`Order-1`/`order-1`, titlecase `ǅ`/uppercase `Ǆ`), a collation
+ * or normalisation that equates NFC `é` with NFD `é`, or one that expands `ß` to `ss`.
+ */
+export const FOLDED_PAIRS: readonly (readonly [string, string])[] = [
+  ['Order-1', 'order-1'],
+  ['caf\u00e9-1', 'cafe\u0301-1'],
+  ['stra\u00dfe-1', 'strasse-1'],
+  ['\u01c5-1', '\u01c4-1'],
+]

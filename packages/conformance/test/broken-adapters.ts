@@ -20,6 +20,8 @@ import { createMemoryTarget } from '../src/memory-target.js'
  * implementations. They prove the suite can fail: each must fail exactly its named cases.
  */
 
+type OutboxClass = new (options: { clock?: () => Date }) => MemoryOutboxRepository
+
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** Check-then-insert with an await in between: concurrent callers each insert their own row. */
@@ -100,6 +102,67 @@ class StreamPositionMergingInbox extends MemoryInboxRepository {
   }
 }
 
+/**
+ * The key a case-insensitive collation compares on the id column (as MySQL's `_ci`
+ * collations do): case folds away, and uppercasing expands `ß` to `SS`. It leaves the
+ * normal form alone, so NFC/NFD pairs stay apart and only the folded-ids cases catch it.
+ */
+const collationKey = (id: string): string => id.toUpperCase().toLowerCase()
+
+/** An outbox whose unique id index folds ids: the second of two folded ids is silently dropped. */
+class FoldingIdOutbox extends MemoryOutboxRepository {
+  protected override insert(
+    params: EnqueueParams,
+    now: Date,
+    tx: MemoryTransaction | undefined,
+  ): OutboxEvent {
+    const twin = [...this.events.values()].find(
+      (event) => collationKey(event.eventId) === collationKey(params.eventId),
+    )
+    if (!twin) return super.insert(params, now, tx)
+    const { seq: _seq, ...stored } = twin
+    return { ...stored }
+  }
+}
+
+/** An inbox whose id lookup folds ids the same way: a new event is taken for a duplicate. */
+class FoldingIdInbox extends MemoryInboxRepository {
+  protected override lookup(params: InboxParams) {
+    return [...this.events.values()].find(
+      (event) => collationKey(event.eventId) === collationKey(params.eventId),
+    )
+  }
+}
+
+/** The memory target with both repositories replaced by broken ones. */
+const brokenPairTarget = (
+  name: string,
+  Outbox: OutboxClass,
+  Inbox: new (options: { clock?: () => Date }) => MemoryInboxRepository,
+): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name,
+    async create(options) {
+      const fixture = await base.create(options)
+      const outbox = new Outbox({ clock: options.clock })
+      const inbox = new Inbox({ clock: options.clock })
+      return {
+        ...fixture,
+        outbox,
+        inbox,
+        oracle: {
+          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          outboxCount: async () => outbox.snapshot().length,
+          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          inboxCount: async () => inbox.snapshot().length,
+        },
+      }
+    },
+  }
+}
+
 /** The memory target with its inbox replaced by a broken one. */
 const brokenInboxTarget = (
   name: string,
@@ -150,31 +213,6 @@ class NatsUnsafeIdInbox extends MemoryInboxRepository {
   protected override readonly validate = new PreNatsRuleValidator('memory')
 }
 
-/** The memory target with both repositories accepting ids and subjects NATS would alter. */
-const natsUnsafeIdTarget = (): ConformanceTarget<MemoryTransaction> => {
-  const base = createMemoryTarget()
-  return {
-    ...base,
-    name: 'nats-unsafe-ids',
-    async create(options) {
-      const fixture = await base.create(options)
-      const outbox = new NatsUnsafeIdOutbox({ clock: options.clock })
-      const inbox = new NatsUnsafeIdInbox({ clock: options.clock })
-      return {
-        ...fixture,
-        outbox,
-        inbox,
-        oracle: {
-          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
-          outboxCount: async () => outbox.snapshot().length,
-          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
-          inboxCount: async () => inbox.snapshot().length,
-        },
-      }
-    },
-  }
-}
-
 /** Measures only the payload, as a store that ignores the NATS header block would. */
 class PayloadOnlySizeOutbox extends MemoryOutboxRepository {
   #check(events: readonly EnqueueParams[]): void {
@@ -209,8 +247,6 @@ class PayloadOnlySizeOutbox extends MemoryOutboxRepository {
     })
   }
 }
-
-type OutboxClass = new (options: { clock?: () => Date }) => MemoryOutboxRepository
 
 /** The memory target with its outbox replaced by a broken one. */
 const brokenTarget = (name: string, Outbox: OutboxClass): ConformanceTarget<MemoryTransaction> => {
@@ -264,7 +300,7 @@ export const brokenAdapters: readonly {
     ],
   },
   {
-    target: natsUnsafeIdTarget(),
+    target: brokenPairTarget('nats-unsafe-ids', NatsUnsafeIdOutbox, NatsUnsafeIdInbox),
     mustFail: ['outbox.validation.nats-verbatim', 'inbox.validation.nats-verbatim'],
   },
   {
@@ -274,5 +310,9 @@ export const brokenAdapters: readonly {
   {
     target: brokenInboxTarget('stream-position-merging-inbox', StreamPositionMergingInbox),
     mustFail: ['inbox.dedupe.stream-seq'],
+  },
+  {
+    target: brokenPairTarget('collation-folded-ids', FoldingIdOutbox, FoldingIdInbox),
+    mustFail: ['outbox.idempotency.folded-ids', 'inbox.dedupe.folded-ids'],
   },
 ]

@@ -1,6 +1,6 @@
 import { expectEqual, expectNoLease, expectSame, storedInbox, storedOutbox } from '../assertions.js'
 import { defineCase, requiresTransactions } from '../case.js'
-import { inboxEvent, outboxEvent } from '../events.js'
+import { FOLDED_PAIRS, inboxEvent, outboxEvent } from '../events.js'
 
 const MINUTE = 60_000
 const DAY = 86_400_000
@@ -103,6 +103,70 @@ export const inboxCases = [
         'other stream',
       )
       expectSame(await store.oracle.inboxCount(), 5, 'oracle: one row per id (a, b, c, d, e)')
+    },
+  }),
+  defineCase({
+    id: 'inbox.dedupe.folded-ids',
+    title:
+      'inbox ids, subjects and streams that differ only by case, Unicode normalization or ß/ss are different events, stored and looked up apart',
+    async run({ store }) {
+      for (const [index, pair] of FOLDED_PAIRS.entries()) {
+        for (const [side, id] of pair.entries()) {
+          const params = inboxEvent(id, {
+            subject: `orders.${id}`,
+            payload: `payload of ${id}`,
+            stream: side === 0 ? 'ORDERS' : 'Orders',
+            streamSeq: index + 1,
+          })
+          // The first of a pair through claim, the second through findOrCreate: both look up.
+          const created =
+            side === 0
+              ? await store.inbox.claim(params, LEASE)
+              : { event: await store.inbox.findOrCreate(params), shouldProcess: true }
+          expectSame(created.shouldProcess, true, `claim(${JSON.stringify(id)}) is a new event`)
+          expectSame(created.event.eventId, id, `${JSON.stringify(id)} returns its own event`)
+          expectSame(created.event.deliveries, 1, `${JSON.stringify(id)}: first delivery`)
+          expectSame(created.event.payload, `payload of ${id}`, `${JSON.stringify(id)} is a new event`)
+        }
+      }
+      const ids = FOLDED_PAIRS.flat()
+      expectSame(await store.oracle.inboxCount(), ids.length, 'oracle: one row per id')
+      for (const [index, pair] of FOLDED_PAIRS.entries()) {
+        for (const [side, id] of pair.entries()) {
+          const row = await storedInbox(store, id)
+          expectSame(row.eventId, id, `oracle: ${JSON.stringify(id)} stored as given`)
+          expectSame(row.subject, `orders.${id}`, `oracle: the subject of ${JSON.stringify(id)} as given`)
+          expectSame(row.payload, `payload of ${id}`, `oracle: ${JSON.stringify(id)} has its own payload`)
+          expectSame(
+            row.stream,
+            side === 0 ? 'ORDERS' : 'Orders',
+            `oracle: the stream of ${JSON.stringify(id)}`,
+          )
+          expectSame(row.streamSeq, index + 1, `oracle: the streamSeq of ${JSON.stringify(id)}`)
+          expectSame(
+            (await store.inbox.get(id))?.eventId,
+            id,
+            `get(${JSON.stringify(id)}) finds its own event`,
+          )
+        }
+      }
+      for (const [first] of FOLDED_PAIRS) await store.inbox.markAsProcessed(first)
+      for (const [first, second] of FOLDED_PAIRS) {
+        expectSame(await store.inbox.isProcessed(first), true, `${JSON.stringify(first)} is processed`)
+        expectSame(
+          await store.inbox.isProcessed(second),
+          false,
+          `processing ${JSON.stringify(first)} leaves ${JSON.stringify(second)} unprocessed`,
+        )
+        const again = await store.inbox.findOrCreate(inboxEvent(second))
+        expectSame(again.eventId, second, `a redelivery of ${JSON.stringify(second)} finds its own event`)
+        expectSame(again.deliveries, 2, `a redelivery of ${JSON.stringify(second)} is counted on it`)
+        expectSame(
+          (await storedInbox(store, first)).deliveries,
+          1,
+          `oracle: the redelivery of ${JSON.stringify(second)} is not counted on ${JSON.stringify(first)}`,
+        )
+      }
     },
   }),
   defineCase({

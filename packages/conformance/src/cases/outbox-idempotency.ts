@@ -1,6 +1,6 @@
 import { expectEqual, expectIds, expectSame, storedOutbox } from '../assertions.js'
 import { defineCase } from '../case.js'
-import { outboxEvent } from '../events.js'
+import { FOLDED_PAIRS, outboxEvent } from '../events.js'
 
 export const outboxIdempotencyCases = [
   defineCase({
@@ -72,6 +72,65 @@ export const outboxIdempotencyCases = [
         'a1',
         'oracle: a stored once with its first payload',
       )
+    },
+  }),
+  defineCase({
+    id: 'outbox.idempotency.folded-ids',
+    title:
+      'ids (and subjects) that differ only by case, Unicode normalization or ß/ss are different events: both stored, both claimed',
+    async run({ store, clock }) {
+      const ids = FOLDED_PAIRS.flat()
+      const subjectOf = (id: string) => `orders.${id}`
+      const event = (id: string) => outboxEvent(id, { subject: subjectOf(id), payload: `payload of ${id}` })
+      // Half one call at a time, half in one batch holding both ids of a pair.
+      for (const id of ids.slice(0, 4)) {
+        const created = await store.outbox.findOrCreate(event(id))
+        expectSame(created.eventId, id, `findOrCreate(${JSON.stringify(id)}) returns its own event`)
+        expectSame(created.payload, `payload of ${id}`, `findOrCreate(${JSON.stringify(id)}) is new`)
+        clock.advance(1)
+      }
+      const batch = await store.outbox.findOrCreateMany(ids.slice(4).map(event))
+      expectIds(batch, ids.slice(4), 'findOrCreateMany returns each id of a pair as its own event')
+      expectEqual(
+        batch.map((created) => created.payload),
+        ids.slice(4).map((id) => `payload of ${id}`),
+        'findOrCreateMany creates both ids of a pair',
+      )
+      expectSame(await store.oracle.outboxCount(), ids.length, 'oracle: one row per id')
+      for (const id of ids) {
+        const row = await storedOutbox(store, id)
+        expectSame(row.eventId, id, `oracle: ${JSON.stringify(id)} stored as given`)
+        expectSame(row.subject, subjectOf(id), `oracle: the subject of ${JSON.stringify(id)} stored as given`)
+        expectSame(row.payload, `payload of ${id}`, `oracle: ${JSON.stringify(id)} has its own payload`)
+        expectSame(
+          (await store.outbox.get(id))?.eventId,
+          id,
+          `get(${JSON.stringify(id)}) finds its own event`,
+        )
+      }
+      const claimed = await store.outbox.claim({ limit: 100, leaseMs: 60_000, workerId: 'w' })
+      // Sorted: the batch shares one enqueuedAt, and order is outbox.order's business.
+      const byId = [...claimed].sort((a, b) => (a.eventId < b.eventId ? -1 : 1))
+      expectIds(byId, [...ids].sort(), 'both ids of every pair are claimed')
+      for (const row of byId)
+        expectSame(
+          row.subject,
+          subjectOf(row.eventId),
+          `claim: ${JSON.stringify(row.eventId)} has its own subject`,
+        )
+      for (const [, second] of FOLDED_PAIRS) await store.outbox.markAsSent(second, { workerId: 'w' })
+      for (const [first, second] of FOLDED_PAIRS) {
+        expectSame(
+          (await storedOutbox(store, first)).status,
+          'publishing',
+          `oracle: marking ${JSON.stringify(second)} sent leaves ${JSON.stringify(first)} alone`,
+        )
+        expectSame(
+          (await storedOutbox(store, second)).status,
+          'sent',
+          `oracle: ${JSON.stringify(second)} sent`,
+        )
+      }
     },
   }),
 ]
