@@ -1,12 +1,46 @@
 import { AssertionError, deepStrictEqual, strictEqual } from 'node:assert/strict'
 import type { InboxEvent, OutboxEvent, TxboxErrorCode } from '@txbox/core'
+import { must, recordOrThrow } from './checks.js'
 import type { ConformanceFixture } from './target.js'
 
 /**
  * Assertions shared by the cases. They use `node:assert` so the suite runs the same under
  * vitest and under the CLI's own runner. Errors are recognised by `name` and `code` rather
  * than `instanceof`, so a third-party adapter built against another copy of core passes.
+ *
+ * Inside a running case a failed `expect*` check is recorded and the case goes on (see
+ * checks.ts); `must*` and `stored*` end the case, for checks the rest depends on.
  */
+
+/** Runs one node:assert check, recording its failure in the running case (stack cut at `from`). */
+const softly = (from: (...args: never[]) => unknown, check: () => void): void => {
+  try {
+    check()
+  } catch (error) {
+    recordOrThrow(error, from)
+  }
+}
+
+/** Asserts `actual === expected` (Object.is); a failure is recorded and the case goes on. */
+export const expectSame = <T>(actual: unknown, expected: T, message?: string | Error): void =>
+  softly(expectSame, () => strictEqual(actual, expected, message))
+
+/** Asserts deep strict equality; a failure is recorded and the case goes on. */
+export const expectEqual = <T>(actual: unknown, expected: T, message?: string | Error): void =>
+  softly(expectEqual, () => deepStrictEqual(actual, expected, message))
+
+/** Like {@link expectSame}, but a failure ends the case: what follows depends on it. */
+export const mustBeSame: <T>(actual: unknown, expected: T, message?: string | Error) => asserts actual is T =
+  (actual, expected, message) => must(() => strictEqual(actual, expected, message))
+
+/** Like {@link expectEqual}, but a failure ends the case: what follows depends on it. */
+export const mustEqual: <T>(actual: unknown, expected: T, message?: string | Error) => asserts actual is T = (
+  actual,
+  expected,
+  message,
+) => must(() => deepStrictEqual(actual, expected, message))
+
+export { must }
 
 const ERROR_CODES: Record<string, TxboxErrorCode> = {
   ValidationError: 'VALIDATION',
@@ -18,6 +52,18 @@ const ERROR_CODES: Record<string, TxboxErrorCode> = {
 
 /** Awaits `action` and checks it failed with the named txbox error. */
 export const expectTxboxError = async (
+  name: keyof typeof ERROR_CODES,
+  action: () => Promise<unknown>,
+  label: string,
+): Promise<void> => {
+  try {
+    await txboxErrorOf(name, action, label)
+  } catch (error) {
+    recordOrThrow(error, expectTxboxError)
+  }
+}
+
+const txboxErrorOf = async (
   name: keyof typeof ERROR_CODES,
   action: () => Promise<unknown>,
   label: string,
@@ -76,8 +122,10 @@ export const expectNoLease = (
   event: { claimedBy?: string | undefined; leaseUntil?: Date | undefined },
   label: string,
 ) => {
-  strictEqual(event.claimedBy, undefined, `${label}: claimedBy must be cleared`)
-  strictEqual(event.leaseUntil, undefined, `${label}: leaseUntil must be cleared`)
+  softly(expectNoLease, () => strictEqual(event.claimedBy, undefined, `${label}: claimedBy must be cleared`))
+  softly(expectNoLease, () =>
+    strictEqual(event.leaseUntil, undefined, `${label}: leaseUntil must be cleared`),
+  )
 }
 
 /** Asserts two id lists are equal, with a readable message. */
@@ -87,7 +135,5 @@ export const expectIds = (
   label: string,
 ) => {
   const ids = actual.map((item) => (typeof item === 'string' ? item : item.eventId))
-  deepStrictEqual(ids, [...expected], label)
+  softly(expectIds, () => deepStrictEqual(ids, [...expected], label))
 }
-
-export { deepStrictEqual as expectEqual, strictEqual as expectSame }

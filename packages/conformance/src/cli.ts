@@ -4,13 +4,15 @@ import { conformanceCases } from './cases/index.js'
 import { BUILT_IN_TARGETS, loadTarget } from './load-target.js'
 import { provisionServer } from './provision.js'
 import { formatReport } from './report.js'
-import { runConformance } from './runner.js'
+import { checkRequiredAreas, runConformance } from './runner.js'
+import { areaNames } from './verdict.js'
 import { SUITE_VERSION } from './version.js'
 
 const USAGE = `txbox-conformance: certify an outbox/inbox adapter against the txbox contract
 
 Usage:
-  txbox-conformance run --target <name|./module.js> [--url URL] [--only PATTERN] [--report FILE] [--json]
+  txbox-conformance run --target <name|./module.js> [--url URL] [--only PATTERN] [--require AREAS]
+                        [--case-timeout-ms MS] [--report FILE] [--json]
   txbox-conformance list
   txbox-conformance --version
 
@@ -19,10 +21,20 @@ Usage:
   --url      the server to use (else TXBOX_<ENGINE>_URL, else a testcontainers container when a
              Docker engine is reachable; else the target is reported not run)
   --only     run only cases whose id contains PATTERN (or matches a * glob)
+  --require  comma-separated capability areas that must be certified (${areaNames().join(', ')});
+             one the target does not declare, or whose cases were skipped, fails the run
+  --case-timeout-ms
+             how long one case may take before it fails as hung (default 120000)
   --report   write the JSON report to FILE
   --json     print the JSON report instead of the table
 
-Exit status: 0 certified; 1 a case failed; 2 usage or loading error; 3 the target's server was not reached.`
+The verdict names the areas the target is certified for, and those it is not (with why):
+  CERTIFIED for: outbox, inbox, claim (skip-locked), ...; NOT certified: transactions (skipped: ...)
+
+Exit status: 0 certified for every area that ran and every --require'd one; 1 a case failed;
+2 usage or loading error; 3 the target's server was not reached; 4 target error (setup(),
+create() or dispose() threw, or the declared capabilities are malformed); 5 a --require'd
+area is not certified.`
 
 /** Where the CLI writes: the terminal, or a test's buffers. */
 export interface CliIo {
@@ -32,7 +44,7 @@ export interface CliIo {
 
 const consoleIo: CliIo = { out: (line) => console.log(line), err: (line) => console.error(line) }
 
-/** Runs the CLI and returns its exit status (0 certified, 1 failed, 2 usage, 3 not reached). */
+/** Runs the CLI and returns its exit status (0 certified, 1 failed, 2 usage, 3 not reached, 4 target error, 5 required area missing). */
 export const runCli = async (argv: readonly string[], io: CliIo = consoleIo): Promise<number> => {
   try {
     return await run(argv, io)
@@ -62,6 +74,8 @@ const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
       target: { type: 'string' },
       url: { type: 'string' },
       only: { type: 'string' },
+      require: { type: 'string' },
+      'case-timeout-ms': { type: 'string' },
       report: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
@@ -71,6 +85,21 @@ const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
     io.err(`--target is required\n\n${USAGE}`)
     return 2
   }
+  const required = values.require
+    ?.split(',')
+    .map((area) => area.trim())
+    .filter((area) => area.length > 0)
+  const timeoutText = values['case-timeout-ms']
+  const caseTimeoutMs =
+    timeoutText === undefined ? undefined : /^\d+$/.test(timeoutText) ? Number(timeoutText) : Number.NaN
+  if (caseTimeoutMs !== undefined && !(Number.isSafeInteger(caseTimeoutMs) && caseTimeoutMs > 0)) {
+    io.err(
+      `--case-timeout-ms must be a positive integer number of milliseconds, got ${JSON.stringify(timeoutText)}`,
+    )
+    return 2
+  }
+  // Before loading the target: a typo must not wait for a container to start.
+  checkRequiredAreas(required)
   const target = await loadTarget(values.target)
   let server: Awaited<ReturnType<typeof provisionServer>> | undefined
   if (target.engine) server = await provisionServer(target.engine, { url: values.url, urlOption: '--url' })
@@ -86,6 +115,8 @@ const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
   try {
     const report = await runConformance(target, {
       ...(values.only ? { only: values.only } : {}),
+      ...(required ? { require: required } : {}),
+      ...(caseTimeoutMs !== undefined ? { caseTimeoutMs } : {}),
       ...(server && 'connection' in server ? { server: server.connection } : {}),
       ...(notRunReason !== undefined ? { notRunReason } : {}),
     })
@@ -93,8 +124,10 @@ const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
     io.out(values.json ? JSON.stringify(report, null, 2) : formatReport(report))
     if (values.report && !values.json) io.out(`report written to ${values.report}`)
     if (report.summary.failed > 0) return 1
+    if (report.targetError || report.summary.errors > 0) return 4
     if (report.summary.notRun > 0) return 3
-    return 0
+    if (report.verdict.missingRequired.length > 0) return 5
+    return report.ok ? 0 : 1
   } finally {
     if (server && 'stop' in server) await server.stop()
   }

@@ -7,6 +7,8 @@ export {
 } from './case.js'
 export { conformanceCases } from './cases/index.js'
 export { CONTAINER_PRESETS, type ContainerPreset, type StartedServer, startContainer } from './containers.js'
+export { capabilityProblems } from './declared-capabilities.js'
+export { describeFailure, type FailureDetail } from './failure.js'
 export { BUILT_IN_TARGETS, loadTarget } from './load-target.js'
 export { createMemoryTarget } from './memory-target.js'
 export {
@@ -23,10 +25,15 @@ export {
   type ConformanceReport,
   formatReport,
   summarize,
+  type TargetError,
 } from './report.js'
 export {
   buildReport,
   CASE_TIMEOUT_MS,
+  type CaseBlock,
+  CaseFailedError,
+  certifyCase,
+  prepareTarget,
   type RunOptions,
   runCase,
   runConformance,
@@ -42,4 +49,11 @@ export {
   type TargetInfo,
   uniqueSuffix,
 } from './target.js'
+export {
+  type AreaVerdict,
+  CAPABILITY_AREAS,
+  type CapabilityArea,
+  caseArea,
+  type Verdict,
+} from './verdict.js'
 export { SUITE_VERSION } from './version.js'

@@ -56,14 +56,20 @@ export const provisionServer = async (
   if (options.url) return { connection: { engine, url: options.url, source: 'option' }, stop: noop }
   const fromEnv = env[urlVariable(engine)]
   if (fromEnv) return { connection: { engine, url: fromEnv, source: 'env' }, stop: noop }
+  const passUrl = [
+    ...(options.urlOption ? [`pass ${options.urlOption} <url>`] : []),
+    `set ${urlVariable(engine)}`,
+  ].join(' or ')
+  // A third-party target may name an engine the suite has no container preset for: it can
+  // still be certified against a server the user provides.
+  if (!Object.hasOwn(EXAMPLE_URLS, engine)) {
+    return {
+      notRun: `no ${engine} server: the suite cannot start a ${engine} server itself (it knows ${Object.keys(EXAMPLE_URLS).join(', ')}): ${passUrl} to the server the target should connect to`,
+    }
+  }
   if (!dockerConfigured(env)) {
     return {
-      notRun: `no ${engine} server: ${[
-        ...(options.urlOption ? [`pass ${options.urlOption} <url>`] : []),
-        `set ${urlVariable(engine)}`,
-      ].join(
-        ' or ',
-      )} (e.g. ${EXAMPLE_URLS[engine]}), or make a Docker engine reachable so that testcontainers (an optional peer) can start one`,
+      notRun: `no ${engine} server: ${passUrl} (e.g. ${EXAMPLE_URLS[engine]}), or make a Docker engine reachable so that testcontainers (an optional peer) can start one`,
     }
   }
   let started: StartedServer
@@ -71,7 +77,7 @@ export const provisionServer = async (
     started = await startContainer(engine)
   } catch (error) {
     return {
-      notRun: `no ${engine} server: ${urlVariable(engine)} is unset and testcontainers could not start one (${error instanceof Error ? error.message : String(error)})`,
+      notRun: `no ${engine} server: ${passUrl}; testcontainers could not start one (${error instanceof Error ? error.message : String(error)})`,
     }
   }
   return { connection: { engine, url: started.url, source: 'testcontainers' }, stop: started.stop }

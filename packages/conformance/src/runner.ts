@@ -1,8 +1,13 @@
+import type { AssertionError } from 'node:assert'
 import { type Capabilities, ManualClock } from '@txbox/core'
 import { type CaseContext, type ConformanceCase, SUITE_EPOCH } from './case.js'
 import { conformanceCases } from './cases/index.js'
-import { type CaseResult, type ConformanceReport, summarize } from './report.js'
+import { collectFailedChecks } from './checks.js'
+import { capabilityProblems } from './declared-capabilities.js'
+import { describeFailure, type FailureDetail, failureLines } from './failure.js'
+import { type CaseResult, type ConformanceReport, summarize, type TargetError } from './report.js'
 import type { ConformanceFixture, ConformanceTarget, ServerConnection, TargetInfo } from './target.js'
+import { areaNames, buildVerdict, caseArea } from './verdict.js'
 import { SUITE_VERSION } from './version.js'
 
 /** Selects cases whose id matches `only` (a substring, or a glob with `*`), or all of them. */
@@ -19,13 +24,39 @@ export const selectCases = (only?: string): readonly ConformanceCase[] => {
   return conformanceCases.filter((c) => (pattern ? pattern.test(c.id) : c.id.includes(only)))
 }
 
-/** How long one case may take before it fails as hung. */
+/** How long one case may take by default before it fails as hung (`--case-timeout-ms`). */
 export const CASE_TIMEOUT_MS = 120_000
+
+/** Checks a per-case timeout given by a user; throws a message naming the option. */
+export const checkCaseTimeout = (ms: number | undefined, option = 'caseTimeoutMs'): number => {
+  if (ms === undefined) return CASE_TIMEOUT_MS
+  if (!Number.isSafeInteger(ms) || ms <= 0)
+    throw new Error(`${option} must be a positive integer number of milliseconds, got ${String(ms)}`)
+  return ms
+}
+
+/** Checks `require` names against the capability areas; throws a message listing them. */
+export const checkRequiredAreas = (required: readonly string[] | undefined): readonly string[] => {
+  const unknown = (required ?? []).filter((area) => !areaNames().includes(area))
+  if (unknown.length > 0)
+    throw new Error(
+      `unknown capability area ${unknown.map((area) => JSON.stringify(area)).join(', ')}: use ${areaNames().join(', ')}`,
+    )
+  return [...new Set(required ?? [])]
+}
 
 const withTimeout = async <T>(promise: Promise<T>, ms: number, label: string): Promise<T> => {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label} did not finish within ${ms} ms`)), ms)
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `${label} did not finish within ${ms} ms (raise it with --case-timeout-ms / caseTimeoutMs)`,
+          ),
+        ),
+      ms,
+    )
   })
   try {
     return await Promise.race([promise, timeout])
@@ -34,40 +65,175 @@ const withTimeout = async <T>(promise: Promise<T>, ms: number, label: string): P
   }
 }
 
+/** The target itself failed (`create()`, `dispose()`), not the contract: the case met a target error. */
+class TargetFailure extends Error {
+  constructor(what: string, cause: unknown) {
+    super(`${what} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+    this.name = 'TargetError'
+  }
+}
+
+const failureText = (failures: readonly FailureDetail[]): string =>
+  failures.map((failure) => failureLines(failure).join('\n')).join('\n')
+
+/** What made a case uncertain before it ran: the server was not reached, or the target failed. */
+export interface CaseBlock {
+  readonly status: 'not-run' | 'error'
+  readonly reason: string
+}
+
 /**
- * Runs one case on fresh fixtures and disposes them afterwards, whatever happened. Throws
- * what the case threw; used by both the vitest binding and {@link runConformance}.
+ * Runs one case on fresh fixtures and disposes them afterwards, whatever happened; returns
+ * its result with every failed check and the error that ended it, if any.
  */
-export const runCase = async (target: ConformanceTarget, c: ConformanceCase, capabilities: Capabilities) => {
+const executeCase = async (
+  target: ConformanceTarget,
+  c: ConformanceCase,
+  capabilities: Capabilities,
+  timeoutMs: number,
+): Promise<CaseResult> => {
+  const started = performance.now()
   const clock = new ManualClock(SUITE_EPOCH)
   const fixtures: ConformanceFixture[] = []
+  const cleanups: (() => unknown)[] = []
   const open = async (fixtureClock: ManualClock) => {
-    const fixture = await target.create({ clock: fixtureClock.now })
+    let fixture: ConformanceFixture
+    try {
+      fixture = await target.create({
+        clock: fixtureClock.now,
+        onDispose: (cleanup) => cleanups.push(cleanup),
+      })
+    } catch (error) {
+      throw new TargetFailure('create()', error)
+    }
     fixtures.push(fixture)
     return fixture
   }
-  let failure: unknown
+  const checks: AssertionError[] = []
+  let thrown: unknown
+  let threw = false
   try {
-    const context: CaseContext = {
-      clock,
-      store: await open(clock),
-      capabilities,
-      createStore: (other) => open(other ?? clock),
-    }
-    await withTimeout(c.run(context), CASE_TIMEOUT_MS, c.id)
+    await withTimeout(
+      collectFailedChecks(checks, async () => {
+        const context: CaseContext = {
+          clock,
+          store: await open(clock),
+          capabilities,
+          createStore: (other) => open(other ?? clock),
+        }
+        await c.run(context)
+      }),
+      timeoutMs,
+      c.id,
+    )
   } catch (error) {
-    failure = error
+    thrown = error
+    threw = true
   }
-  const disposed = await Promise.allSettled(fixtures.map((fixture) => fixture.dispose()))
-  if (failure !== undefined) throw failure
-  const rejected = disposed.find((result): result is PromiseRejectedResult => result.status === 'rejected')
-  if (rejected) throw new Error(`dispose failed: ${String(rejected.reason)}`)
+  const disposed = await Promise.allSettled([
+    ...fixtures.map((fixture) => fixture.dispose()),
+    ...cleanups.map(async (cleanup) => cleanup()),
+  ])
+  const disposeFailures = disposed
+    .filter((result): result is PromiseRejectedResult => result.status === 'rejected')
+    .map((result) => new TargetFailure('dispose()', result.reason))
+  const failures = [
+    ...checks.map((check) => describeFailure(check, 'check')),
+    ...(threw ? [describeFailure(thrown, 'error')] : []),
+    ...disposeFailures.map((failure) => describeFailure(failure, 'error')),
+  ]
+  const base = { id: c.id, title: c.title, area: caseArea(c.id), durationMs: performance.now() - started }
+  if (failures.length === 0) return { ...base, status: 'pass' }
+  const detail = { error: failureText(failures), failures }
+  // A check that failed judges the adapter even if the target broke afterwards.
+  if (checks.length > 0 || (threw && !(thrown instanceof TargetFailure)))
+    return { ...base, status: 'fail', ...detail }
+  const targetFailure = (threw ? thrown : disposeFailures[0]) as TargetFailure
+  return { ...base, status: 'error', reason: `target error: ${targetFailure.message}`, ...detail }
 }
 
-const errorText = (error: unknown): string =>
-  error instanceof Error
-    ? `${error.message}${error.cause ? `\ncause: ${String(error.cause)}` : ''}`
-    : String(error)
+/**
+ * One case's result: not run or a target error when `blocked`, skipped when the
+ * capabilities exclude it, else run. The one status function of the CLI runner and the
+ * vitest binding.
+ */
+export const certifyCase = async (input: {
+  readonly target: ConformanceTarget
+  readonly case: ConformanceCase
+  readonly capabilities: Capabilities
+  readonly timeoutMs?: number
+  readonly blocked?: CaseBlock | undefined
+}): Promise<CaseResult> => {
+  const c = input.case
+  const base = { id: c.id, title: c.title, area: caseArea(c.id), durationMs: 0 }
+  if (input.blocked) return { ...base, status: input.blocked.status, reason: input.blocked.reason }
+  const skip = c.skipReason?.(input.capabilities)
+  if (skip !== undefined) return { ...base, status: 'skip', reason: skip }
+  return executeCase(input.target, c, input.capabilities, input.timeoutMs ?? CASE_TIMEOUT_MS)
+}
+
+/** A case that failed or met a target error, thrown by {@link runCase}: its message lists every failure. */
+export class CaseFailedError extends Error {
+  readonly result: CaseResult
+  constructor(result: CaseResult) {
+    super(
+      `${result.id}: ${result.status === 'error' ? `${result.reason}\n` : ''}${result.error ?? result.status}`,
+    )
+    this.name = 'CaseFailedError'
+    this.result = result
+  }
+}
+
+/**
+ * Runs one case (whatever its skip reason) on fresh fixtures, disposes them, and throws a
+ * {@link CaseFailedError} listing every failure when it did not pass.
+ */
+export const runCase = async (
+  target: ConformanceTarget,
+  c: ConformanceCase,
+  capabilities: Capabilities,
+  options: { readonly timeoutMs?: number } = {},
+): Promise<void> => {
+  const result = await executeCase(target, c, capabilities, options.timeoutMs ?? CASE_TIMEOUT_MS)
+  if (result.status !== 'pass') throw new CaseFailedError(result)
+}
+
+/**
+ * Connects the target and reads its capabilities; a `setup()` that throws or a malformed
+ * declaration is a target error, never a certificate.
+ */
+export const prepareTarget = async (
+  target: ConformanceTarget,
+  server: ServerConnection | undefined,
+): Promise<{ info: TargetInfo | undefined; capabilities: Capabilities; targetError?: TargetError }> => {
+  let info: TargetInfo | undefined
+  try {
+    info = await target.setup?.(server)
+  } catch (error) {
+    const failure = describeFailure(error, 'error')
+    const where = server ? ` (server ${server.engine} from ${server.source})` : ''
+    return {
+      info: undefined,
+      capabilities: target.capabilities,
+      targetError: {
+        stage: 'setup',
+        message: `setup() failed${where}: ${failure.name}: ${failure.message}`,
+        failure,
+      },
+    }
+  }
+  const capabilities = info?.capabilities ?? target.capabilities
+  const problems = capabilityProblems(capabilities)
+  if (problems.length > 0)
+    return { info, capabilities, targetError: { stage: 'capabilities', message: problems.join('; ') } }
+  return { info, capabilities }
+}
+
+/** The block every case meets after a target error. */
+export const targetErrorBlock = (targetError: TargetError): CaseBlock => ({
+  status: 'error',
+  reason: `target error: ${targetError.message}`,
+})
 
 /** Options of {@link runConformance}. */
 export interface RunOptions {
@@ -77,6 +243,10 @@ export interface RunOptions {
   readonly server?: ServerConnection
   /** Why the target cannot run (its server was not found): every case is reported `not-run`. */
   readonly notRunReason?: string
+  /** Capability areas that must be certified, e.g. `['transactions']`; else the report is not ok. */
+  readonly require?: readonly string[]
+  /** How long one case may take, in ms (default {@link CASE_TIMEOUT_MS}). */
+  readonly caseTimeoutMs?: number
   /** Called after each case, e.g. to print progress. */
   readonly onResult?: (result: CaseResult) => void
 }
@@ -86,54 +256,42 @@ export const runConformance = async (
   target: ConformanceTarget,
   options: RunOptions = {},
 ): Promise<ConformanceReport> => {
+  const timeoutMs = checkCaseTimeout(options.caseTimeoutMs)
+  const required = checkRequiredAreas(options.require)
   const started = performance.now()
   const startedAt = new Date().toISOString()
   const cases = selectCases(options.only)
   const results: CaseResult[] = []
-  const record = (result: CaseResult) => {
-    results.push(result)
-    options.onResult?.(result)
-  }
   let info: TargetInfo | undefined
-  let notRun = options.notRunReason
-  if (notRun === undefined) {
-    try {
-      info = await target.setup?.(options.server)
-    } catch (error) {
-      notRun = `setup failed: ${errorText(error)}`
-    }
-  }
-  const capabilities = info?.capabilities ?? target.capabilities
+  let capabilities = target.capabilities
+  let targetError: TargetError | undefined
+  let blocked: CaseBlock | undefined =
+    options.notRunReason !== undefined ? { status: 'not-run', reason: options.notRunReason } : undefined
   try {
+    if (blocked === undefined) {
+      ;({ info, capabilities, targetError } = await prepareTarget(target, options.server))
+      if (targetError) blocked = targetErrorBlock(targetError)
+    }
     for (const c of cases) {
-      if (notRun !== undefined) {
-        record({ id: c.id, title: c.title, status: 'not-run', durationMs: 0, reason: notRun })
-        continue
-      }
-      const skip = c.skipReason?.(capabilities)
-      if (skip !== undefined) {
-        record({ id: c.id, title: c.title, status: 'skip', durationMs: 0, reason: skip })
-        continue
-      }
-      const caseStarted = performance.now()
-      try {
-        await runCase(target, c, capabilities)
-        record({ id: c.id, title: c.title, status: 'pass', durationMs: performance.now() - caseStarted })
-      } catch (error) {
-        record({
-          id: c.id,
-          title: c.title,
-          status: 'fail',
-          durationMs: performance.now() - caseStarted,
-          error: errorText(error),
-        })
-      }
+      const result = await certifyCase({ target, case: c, capabilities, timeoutMs, blocked })
+      results.push(result)
+      options.onResult?.(result)
     }
   } finally {
     // Setup was attempted (it may have opened connections even if it then failed).
     if (options.notRunReason === undefined) await target.teardown?.()
   }
-  return buildReport({ target, info, capabilities, server: options.server, startedAt, started, results })
+  return buildReport({
+    target,
+    info,
+    capabilities,
+    server: options.server,
+    startedAt,
+    started,
+    results,
+    required,
+    targetError,
+  })
 }
 
 /** Assembles the report from results (shared with the vitest binding). */
@@ -145,8 +303,21 @@ export const buildReport = (input: {
   startedAt: string
   started: number
   results: readonly CaseResult[]
+  required?: readonly string[] | undefined
+  targetError?: TargetError | undefined
 }): ConformanceReport => {
   const summary = summarize(input.results)
+  const required = input.required ?? []
+  const verdict = buildVerdict({
+    results: input.results,
+    capabilities: input.capabilities,
+    required,
+    problem: input.targetError
+      ? `target error: ${input.targetError.message}`
+      : summary.notRun > 0
+        ? 'target not reached'
+        : undefined,
+  })
   return {
     suite: { name: '@txbox/conformance', version: SUITE_VERSION },
     adapter: { name: input.target.name, ...(input.target.version ? { version: input.target.version } : {}) },
@@ -156,10 +327,13 @@ export const buildReport = (input: {
       ...(input.server ? { connection: input.server.source } : {}),
     },
     capabilities: input.capabilities,
+    required,
     startedAt: input.startedAt,
     durationMs: performance.now() - input.started,
+    ...(input.targetError ? { targetError: input.targetError } : {}),
     cases: input.results,
     summary,
-    ok: summary.failed === 0 && summary.notRun === 0 && summary.total > 0,
+    verdict,
+    ok: verdict.certified,
   }
 }

@@ -83,8 +83,16 @@ export interface ConformanceTarget<Tx = unknown> {
   readonly capabilities: Capabilities
   /** Connects once before the cases run. `server` is given when `engine` is set. */
   setup?(server: ServerConnection | undefined): Promise<TargetInfo | undefined>
-  /** Creates an isolated, migrated fixture whose repositories use `clock`. */
-  create(options: { clock: Clock }): Promise<ConformanceFixture<Tx>>
+  /**
+   * Creates an isolated, migrated fixture whose repositories use `clock`. `onDispose`
+   * registers a cleanup the suite runs after the case even when `create()` then throws:
+   * register the namespace's removal as soon as it exists, so a migration that fails
+   * midway leaves nothing behind.
+   */
+  create(options: {
+    clock: Clock
+    onDispose?: (cleanup: () => unknown) => void
+  }): Promise<ConformanceFixture<Tx>>
   /** Closes what `setup` opened. */
   teardown?(): Promise<void>
 }

@@ -3,8 +3,18 @@ import { join } from 'node:path'
 import type { Capabilities } from '@txbox/core'
 import { afterAll, beforeAll, describe, it } from 'vitest'
 import { provisionServer, requireAll } from './provision.js'
-import { type CaseResult, formatReport } from './report.js'
-import { buildReport, runCase, selectCases } from './runner.js'
+import { type CaseResult, formatReport, type TargetError } from './report.js'
+import {
+  buildReport,
+  type CaseBlock,
+  CaseFailedError,
+  certifyCase,
+  checkCaseTimeout,
+  checkRequiredAreas,
+  prepareTarget,
+  selectCases,
+  targetErrorBlock,
+} from './runner.js'
 import type { ConformanceTarget, ServerConnection, TargetInfo } from './target.js'
 
 /** Options of {@link describeConformance}. */
@@ -13,19 +23,30 @@ export interface DescribeConformanceOptions {
   readonly only?: string
   /** Where to write `<target>.json`. Default: `TXBOX_REPORT_DIR`, else no file. */
   readonly reportDir?: string
+  /** Capability areas that must be certified; the run fails after the cases when one is not. */
+  readonly require?: readonly string[]
+  /** How long one case may take, in ms (default 120 000). */
+  readonly caseTimeoutMs?: number
 }
+
+/** Time the vitest test gets beyond the case's own timeout, for fixtures to be created and disposed. */
+const DISPOSE_MARGIN_MS = 60_000
 
 /**
  * Registers the whole suite for a target as vitest tests, one test per case id. The
  * target's server is found by {@link provisionServer}; when none is found every case is
  * skipped as "not run" with the reason, or, under `TXBOX_REQUIRE_ALL=1`, the run fails
- * naming the target. A report is written when a report directory is configured.
+ * naming the target. A target whose `setup()` throws or whose capabilities are malformed
+ * fails the run (a target error, never a skip). A report is written when a report
+ * directory is configured.
  */
 export const describeConformance = (
   target: ConformanceTarget,
   options: DescribeConformanceOptions = {},
 ): void => {
   const cases = selectCases(options.only ?? process.env.TXBOX_CONFORMANCE_ONLY)
+  const timeoutMs = checkCaseTimeout(options.caseTimeoutMs)
+  const required = checkRequiredAreas(options.require)
   const reportDir = options.reportDir ?? process.env.TXBOX_REPORT_DIR
   const results: CaseResult[] = []
   const startedAt = new Date().toISOString()
@@ -34,8 +55,12 @@ export const describeConformance = (
   let stopServer = async () => {}
   let info: TargetInfo | undefined
   let capabilities: Capabilities = target.capabilities
-  let notRun: string | undefined
-  let setupDone = false
+  let blocked: CaseBlock | undefined
+  let targetError: TargetError | undefined
+  let setupAttempted = false
+
+  const report = () =>
+    buildReport({ target, info, capabilities, server, startedAt, started, results, required, targetError })
 
   describe(`conformance: ${target.name}`, () => {
     beforeAll(async () => {
@@ -44,7 +69,7 @@ export const describeConformance = (
         if ('notRun' in found) {
           if (requireAll())
             throw new Error(`TXBOX_REQUIRE_ALL=1 and target ${target.name} was not run: ${found.notRun}`)
-          notRun = found.notRun
+          blocked = { status: 'not-run', reason: found.notRun }
           // Visible in every reporter: a target that did not run must never look like a pass.
           console.warn(`[txbox] conformance target ${target.name} NOT RUN: ${found.notRun}`)
           return
@@ -52,74 +77,51 @@ export const describeConformance = (
         server = found.connection
         stopServer = found.stop
       }
-      try {
-        info = await target.setup?.(server)
-      } catch (error) {
-        // Set up failed: the server did not answer, or refused us. Like a missing server,
-        // that is "not run" outside CI and a named failure under TXBOX_REQUIRE_ALL.
+      setupAttempted = true
+      ;({ info, capabilities, targetError } = await prepareTarget(target, server))
+      if (targetError) {
+        blocked = targetErrorBlock(targetError)
+        // Every case is marked for the report; the run fails here, once, with the cause.
+        for (const c of cases) results.push(await certifyCase({ target, case: c, capabilities, blocked }))
         const where = server ? ` at ${server.url} (from ${server.source})` : ''
-        const reason = `setup failed${where}: ${error instanceof Error ? error.message : String(error)}`
-        setupDone = true
-        if (requireAll())
-          throw new Error(`TXBOX_REQUIRE_ALL=1 and target ${target.name} was not run: ${reason}`, {
-            cause: error,
-          })
-        notRun = reason
-        console.warn(`[txbox] conformance target ${target.name} NOT RUN: ${reason}`)
-        return
+        throw new Error(`conformance target ${target.name}${where}: ${targetError.message}`, {
+          cause: targetError.failure,
+        })
       }
-      setupDone = true
-      capabilities = info?.capabilities ?? target.capabilities
     })
 
     afterAll(async () => {
       try {
-        if (setupDone) await target.teardown?.()
+        if (setupAttempted) await target.teardown?.()
       } finally {
         await stopServer()
         if (reportDir && results.length > 0) {
-          const report = buildReport({ target, info, capabilities, server, startedAt, started, results })
           mkdirSync(reportDir, { recursive: true })
-          writeFileSync(join(reportDir, `${target.name}.json`), `${JSON.stringify(report, null, 2)}\n`)
-          if (process.env.TXBOX_PRINT_REPORT === '1') console.log(formatReport(report))
+          writeFileSync(join(reportDir, `${target.name}.json`), `${JSON.stringify(report(), null, 2)}\n`)
+          if (process.env.TXBOX_PRINT_REPORT === '1') console.log(formatReport(report()))
         }
+      }
+      if (required.length > 0 && blocked === undefined && results.length === cases.length) {
+        const { missingRequired, text } = report().verdict
+        if (missingRequired.length > 0)
+          throw new Error(
+            `conformance target ${target.name}: required ${missingRequired.join(', ')} not certified: ${text}`,
+          )
       }
     })
 
     for (const c of cases) {
-      it(c.id, async (context) => {
-        if (notRun !== undefined) {
-          results.push({ id: c.id, title: c.title, status: 'not-run', durationMs: 0, reason: notRun })
-          context.skip(`not run: ${notRun}`)
-          return
-        }
-        const skip = c.skipReason?.(capabilities)
-        if (skip !== undefined) {
-          results.push({ id: c.id, title: c.title, status: 'skip', durationMs: 0, reason: skip })
-          context.skip(skip)
-          return
-        }
-        const caseStarted = performance.now()
-        try {
-          await runCase(target, c, capabilities)
-          results.push({
-            id: c.id,
-            title: c.title,
-            status: 'pass',
-            durationMs: performance.now() - caseStarted,
-          })
-        } catch (error) {
-          const message = error instanceof Error ? error.message : String(error)
-          results.push({
-            id: c.id,
-            title: c.title,
-            status: 'fail',
-            durationMs: performance.now() - caseStarted,
-            error: message,
-          })
-          throw error
-        }
-      })
+      it(
+        c.id,
+        async (context) => {
+          const result = await certifyCase({ target, case: c, capabilities, timeoutMs, blocked })
+          results.push(result)
+          if (result.status === 'skip' || result.status === 'not-run')
+            context.skip(result.status === 'skip' ? result.reason : `not run: ${result.reason}`)
+          else if (result.status !== 'pass') throw new CaseFailedError(result)
+        },
+        timeoutMs + DISPOSE_MARGIN_MS,
+      )
     }
   })
 }
