@@ -61,10 +61,13 @@ const topFrames = (error: Error): string[] =>
  * A custom assertion message says what was checked but not what was found: node:assert
  * keeps the values aside, so they are added here.
  */
-const assertionMessage = (error: AssertionError): string =>
-  error.generatedMessage || error.message.includes('\n')
-    ? error.message
-    : `${error.message} (expected ${describeValue(error.expected)}, got ${describeValue(error.actual)})`
+const assertionMessage = (error: AssertionError): string => {
+  // Node adds the comparison (`1 !== 2`, or a diff) after a custom message; older versions did not.
+  const message = error.message.replace(/\n\s*\n/g, '\n').trimEnd()
+  return error.generatedMessage || message.includes('\n')
+    ? message
+    : `${message} (expected ${describeValue(error.expected)}, got ${describeValue(error.actual)})`
+}
 
 /** A message longer than this is cut in the report (a diff of thousands of ids helps no one). */
 const MAX_MESSAGE_CHARS = 4000

@@ -56,6 +56,47 @@ export const createConformanceTarget = () => ({ ...createMemoryTarget(), name: '
 `,
 )
 
+// An adapter whose deployment has no transactions (e.g. MongoDB without a replica set).
+const noTxModule = writeModule(
+  'acme-no-tx-target.mjs',
+  `import { createMemoryTarget } from '@txbox/conformance'
+const base = createMemoryTarget()
+export const createConformanceTarget = () => ({
+  ...base,
+  name: 'acme-no-tx',
+  capabilities: { ...base.capabilities, transactions: 'none', transactionsNote: 'standalone server' },
+})
+`,
+)
+
+// An adapter whose setup() cannot log in.
+const setupThrowsModule = writeModule(
+  'acme-setup-throws-target.mjs',
+  `import { createMemoryTarget } from '@txbox/conformance'
+export const createConformanceTarget = () => ({
+  ...createMemoryTarget(),
+  name: 'acme-setup-throws',
+  async setup() {
+    throw new Error('password authentication failed for user "acme"', {
+      cause: Object.assign(new Error('auth refused'), { code: '28P01' }),
+    })
+  },
+})
+`,
+)
+
+// An adapter that declares capabilities the suite cannot read.
+const malformedModule = writeModule(
+  'acme-malformed-target.mjs',
+  `import { createMemoryTarget } from '@txbox/conformance'
+export const createConformanceTarget = () => ({
+  ...createMemoryTarget(),
+  name: 'acme-malformed',
+  capabilities: { transactions: 'yes', claim: 'skip-locked', maxEventBytes: -1 },
+})
+`,
+)
+
 describe('txbox-conformance', () => {
   it('lists every case id', async () => {
     const { io, out } = capture()
@@ -138,6 +179,96 @@ describe('txbox-conformance', () => {
     } finally {
       vi.unstubAllEnvs()
     }
+  })
+
+  it('prints the capability-scoped verdict as the last line', async () => {
+    const { io, out } = capture()
+    expect(await runCli(['run', '--target', noTxModule], io)).toBe(0)
+    expect(out.join('\n').split('\n').at(-1)).toMatch(
+      /^CERTIFIED for: outbox, inbox, claim \([^)]+\), payload-limit \(\d+ bytes\), schema; NOT certified: transactions \(skipped: the store reports transactions: 'none' \(standalone server\)\)$/,
+    )
+  })
+
+  it("exits 5 when a --require'd capability is not certified, and 0 when it is", async () => {
+    const missing = capture()
+    expect(
+      await runCli(['run', '--target', noTxModule, '--require', 'transactions,outbox', '--json'], missing.io),
+    ).toBe(5)
+    const report = JSON.parse(missing.out.join('\n'))
+    expect(report.required).toEqual(['transactions', 'outbox'])
+    expect(report.verdict.missingRequired).toEqual(['transactions'])
+    expect(report.ok).toBe(false)
+    const present = capture()
+    expect(
+      await runCli(['run', '--target', goodModule, '--require', 'transactions', '--only', 'tx'], present.io),
+    ).toBe(0)
+    expect(present.out.join('\n')).toMatch(/required: transactions/)
+  })
+
+  it('exits 4 and shows the cause when setup() throws: a target error, not "not reached"', async () => {
+    const { io, out } = capture()
+    expect(await runCli(['run', '--target', setupThrowsModule], io)).toBe(4)
+    const table = out.join('\n')
+    expect(table).toContain(
+      'TARGET ERROR (setup): setup() failed: Error: password authentication failed for user "acme"',
+    )
+    expect(table).toContain('cause: Error [28P01]: auth refused')
+    expect(table).toMatch(/at .*acme-setup-throws-target\.mjs/)
+    expect(table).toContain(`ERROR  all ${conformanceCases.length} cases: target error: setup() failed`)
+    expect(table).not.toMatch(/not reached|NOT RUN/)
+    expect(table.split('\n').at(-1)).toMatch(/^NOT CERTIFIED \(target error: setup\(\) failed/)
+  })
+
+  it('exits 4 when the declared capabilities are malformed, naming each field', async () => {
+    const { io, out } = capture()
+    expect(await runCli(['run', '--target', malformedModule, '--json'], io)).toBe(4)
+    const report = JSON.parse(out.join('\n'))
+    expect(report.targetError.stage).toBe('capabilities')
+    expect(report.targetError.message).toMatch(/capabilities\.transactions must be one of .*got "yes"/)
+    expect(report.targetError.message).toMatch(
+      /capabilities\.maxEventBytes must be a positive integer .*got -1/,
+    )
+    expect(report.summary.errors).toBe(conformanceCases.length)
+    expect(report.verdict.certified).toBe(false)
+  })
+
+  it('rejects a malformed --case-timeout-ms or an unknown --require area with a usage error', async () => {
+    const { io, err } = capture()
+    expect(await runCli(['run', '--target', goodModule, '--case-timeout-ms', '2s'], io)).toBe(2)
+    expect(await runCli(['run', '--target', goodModule, '--case-timeout-ms', '0'], io)).toBe(2)
+    expect(await runCli(['run', '--target', goodModule, '--require', 'transaction'], io)).toBe(2)
+    expect(err.join('\n')).toMatch(
+      /--case-timeout-ms must be a positive integer number of milliseconds, got "2s"/,
+    )
+    expect(err.join('\n')).toMatch(
+      /unknown capability area "transaction": use outbox, inbox, claim, transactions/,
+    )
+  })
+
+  it('fails a case that outlives --case-timeout-ms', async () => {
+    const hangs = writeModule(
+      'acme-hangs-target.mjs',
+      `import { createMemoryTarget } from '@txbox/conformance'
+const base = createMemoryTarget()
+export const createConformanceTarget = () => ({
+  ...base,
+  name: 'acme-hangs',
+  async create(options) {
+    const fixture = await base.create(options)
+    fixture.outbox.getCountByStatus = () => new Promise(() => {})
+    return fixture
+  },
+})
+`,
+    )
+    const { io, out } = capture()
+    expect(
+      await runCli(
+        ['run', '--target', hangs, '--only', 'outbox.counts.all-statuses', '--case-timeout-ms', '200'],
+        io,
+      ),
+    ).toBe(1)
+    expect(out.join('\n')).toMatch(/outbox\.counts\.all-statuses did not finish within 200 ms/)
   })
 
   it('prints its version from package.json', async () => {
