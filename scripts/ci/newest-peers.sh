@@ -4,7 +4,9 @@
 # `txbox-conformance` CLI against the real servers, and runs the vitest integration once.
 # A peer range that excludes today's major fails here first, as the user's ERESOLVE.
 #
-#   bash scripts/ci/newest-peers.sh [target...]   targets: sqlite postgres mysql mongodb redis dynamodb
+#   bash scripts/ci/newest-peers.sh [--oldest] [target...]
+#     targets: sqlite postgres mysql mongodb redis dynamodb (default all)
+#     --oldest: the lowest version every peer range claims instead (e.g. pg 8.11.0)
 #
 # Majors that need a newer Node than the one running are held at the newest that supports
 # it, and said so (engines are read from the registry, not guessed):
@@ -25,6 +27,13 @@ fi
 # shellcheck source=scripts/ci/packed-app.sh
 source scripts/ci/packed-app.sh
 
+oldest=
+mode=newest
+if [ "${1:-}" = --oldest ]; then
+  oldest=1
+  mode=oldest
+  shift
+fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(sqlite postgres mysql mongodb redis dynamodb)
 
@@ -64,11 +73,41 @@ newest_for_this_node() {
   echo "$name@$version"
 }
 
+# The lower bound that every published package's peer range for $1 accepts: the highest of
+# their lower bounds (a range's first `^x.y.z` alternative is its lowest).
+oldest_claimed() {
+  node -e '
+    const name = process.argv[1]
+    const bounds = process.argv.slice(2).flatMap((file) => {
+      const range = require(file).peerDependencies?.[name]
+      const low = range?.match(/^\^(\d+\.\d+\.\d+)/)
+      if (range && !low) throw new Error(`${file}: cannot read the lower bound of ${name} ${range}`)
+      return low ? [low[1]] : []
+    })
+    if (bounds.length === 0) throw new Error(`no published package has a peer range for ${name}`)
+    console.log(bounds.sort((a, b) => a.localeCompare(b, "en", { numeric: true })).at(-1))
+  ' "$1" "$PWD"/packages/*/package.json
+}
+
+# The first release at or above that bound in its major (a bound such as 10.0.0 may never
+# have been published).
+oldest_release() {
+  local name=$1 bound
+  bound=$(oldest_claimed "$name")
+  (cd "$work" && npm view "$name@>=$bound <$((${bound%%.*} + 1))" version --json) | node -p '
+    const versions = [].concat(JSON.parse(require("fs").readFileSync(0, "utf8"))).filter((v) => !v.includes("-"))
+    process.argv[1] + "@" + versions.sort((a, b) => a.localeCompare(b, "en", { numeric: true }))[0]' "$name"
+}
+
 pack_packages "$work"
 specs=()
 for dep in better-sqlite3 pg mysql2 mongodb ioredis @aws-sdk/client-dynamodb @aws-sdk/lib-dynamodb nats prom-client vitest testcontainers; do
   # Outside the repository, whose .npmrc has pnpm-only settings npm warns about.
-  specs+=("$(cd "$work" && newest_for_this_node "$dep")")
+  if [ -n "$oldest" ]; then
+    specs+=("$(oldest_release "$dep")")
+  else
+    specs+=("$(cd "$work" && newest_for_this_node "$dep")")
+  fi
 done
 sqlite_version=${specs[0]#better-sqlite3@}
 if ! local_prebuild "$work" "$sqlite_version"; then
@@ -88,7 +127,7 @@ for target in "${targets[@]}"; do
     say "$target $(grep -E '^conformance: ' "$work/$target.log") ($(($(date +%s) - t)) s)"
   else
     cat "$work/$target.log"
-    say "$target: FAILED with the newest drivers ($(($(date +%s) - t)) s)"
+    say "$target: FAILED with the $mode drivers ($(($(date +%s) - t)) s)"
     failed+=("$target")
   fi
 done
@@ -107,5 +146,5 @@ else
   failed+=(vitest)
 fi
 
-[ ${#failed[@]} -eq 0 ] || die "with the newest drivers: ${failed[*]}"
-say "newest peers ok in $(($(date +%s) - started)) s"
+[ ${#failed[@]} -eq 0 ] || die "with the $mode drivers: ${failed[*]}"
+say "$mode peers ok in $(($(date +%s) - started)) s"
