@@ -9,6 +9,7 @@ import {
   type MemoryTransaction,
   type OutboxEvent,
   PayloadTooLargeError,
+  type RenewLeaseOptions,
   Validator,
   type WriteOptions,
 } from '@txbox/core'
@@ -131,6 +132,39 @@ class FoldingIdInbox extends MemoryInboxRepository {
     return [...this.events.values()].find(
       (event) => collationKey(event.eventId) === collationKey(params.eventId),
     )
+  }
+}
+
+/**
+ * Writes that create the record they meant to update, as `HSET` on a missing Redis key or
+ * an upsert does: renewing an unknown id leaves a status-less phantom behind (and still
+ * reports it not renewed), and a processed mark inside a transaction upserts.
+ */
+class PhantomWriteOutbox extends MemoryOutboxRepository {
+  override async renewLease(eventIds: readonly string[], options: RenewLeaseOptions): Promise<string[]> {
+    const renewed = await super.renewLease(eventIds, options)
+    for (const id of eventIds) {
+      if (!this.events.has(id)) {
+        const phantom = { eventId: id, leaseUntil: addMs(this.clock(), options.leaseMs), seq: 0 }
+        this.events.set(id, phantom as unknown as Parameters<typeof this.events.set>[1])
+      }
+    }
+    return renewed
+  }
+}
+
+class PhantomWriteInbox extends MemoryInboxRepository {
+  override async markAsProcessed(
+    eventId: string,
+    options?: { tx?: MemoryTransaction | undefined },
+  ): Promise<void> {
+    const tx = options?.tx
+    if (!tx || this.events.has(eventId)) return super.markAsProcessed(eventId, options)
+    const now = this.clock()
+    tx.enlist(() => {
+      const phantom = { eventId, status: 'processed', processedAt: now, seq: 0 }
+      this.events.set(eventId, phantom as unknown as Parameters<typeof this.events.set>[1])
+    })
   }
 }
 
@@ -314,5 +348,9 @@ export const brokenAdapters: readonly {
   {
     target: brokenPairTarget('collation-folded-ids', FoldingIdOutbox, FoldingIdInbox),
     mustFail: ['outbox.idempotency.folded-ids', 'inbox.dedupe.folded-ids'],
+  },
+  {
+    target: brokenPairTarget('phantom-writes', PhantomWriteOutbox, PhantomWriteInbox),
+    mustFail: ['outbox.validation.unknown-ids-create-nothing', 'inbox.validation.unknown-ids-create-nothing'],
   },
 ]

@@ -1,5 +1,12 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { expectEqual, expectIds, expectSame, expectTxboxError, storedOutbox } from '../assertions.js'
+import {
+  expectEqual,
+  expectIds,
+  expectSame,
+  expectTxboxError,
+  storedInbox,
+  storedOutbox,
+} from '../assertions.js'
 import { defineCase } from '../case.js'
 import { inboxEvent, outboxEvent } from '../events.js'
 
@@ -146,6 +153,62 @@ export const validationCases = [
     },
   }),
   defineCase({
+    id: 'outbox.validation.unknown-ids-create-nothing',
+    title:
+      'every write to an unknown outbox id, fenced or not, fails or reports it not applied, and stores nothing',
+    async run({ store }) {
+      const o = store.outbox
+      await o.findOrCreate(outboxEvent('held'))
+      await o.claim({ limit: 1, ...LEASE })
+      await o.findOrCreateMany(['waiting', 'dead'].map((id) => outboxEvent(id)))
+      await o.markAsFailed('dead', 'poison')
+      const before = await Promise.all(['held', 'waiting', 'dead'].map((id) => storedOutbox(store, id)))
+      const fence = { workerId: LEASE.workerId }
+      const notFound: [string, () => Promise<unknown>][] = [
+        ['markAsPublishing', () => o.markAsPublishing('nope')],
+        ['markAsSent', () => o.markAsSent('nope')],
+        ['fenced markAsSent', () => o.markAsSent('nope', fence)],
+        ['markAsFailed', () => o.markAsFailed('nope', 'x')],
+        ['fenced markAsFailed', () => o.markAsFailed('nope', 'x', fence)],
+        ['retryLater', () => o.retryLater('nope', { errorMessage: 'x', delayMs: 10 })],
+        ['fenced retryLater', () => o.retryLater('nope', { errorMessage: 'x', delayMs: 10, ...fence })],
+        ['requeueFailed', () => o.requeueFailed(['nope'])],
+      ]
+      const notApplied: [string, () => Promise<string[]>, string[]][] = [
+        ['renewLease', () => o.renewLease(['nope'], LEASE), []],
+        ['markManyAsSent', () => o.markManyAsSent(['nope']), ['nope']],
+        ['fenced markManyAsSent', () => o.markManyAsSent(['nope'], fence), ['nope']],
+      ]
+      const expectNothingStored = async (label: string) => {
+        expectSame(
+          await store.oracle.outbox('nope'),
+          null,
+          `oracle: ${label} stored no row for the unknown id`,
+        )
+        expectSame(await store.oracle.outboxCount(), 3, `oracle: ${label} left the row count at 3`)
+      }
+      for (const [label, action] of notFound) {
+        await expectTxboxError('EventNotFoundError', action, `${label} of an unknown id`)
+        await expectNothingStored(label)
+      }
+      for (const [label, action, unapplied] of notApplied) {
+        expectIds(await action(), unapplied, `${label} of an unknown id applies nothing`)
+        await expectNothingStored(label)
+      }
+      expectSame(await o.get('nope'), null, 'get of the unknown id is still null')
+      expectEqual(
+        await Promise.all(['held', 'waiting', 'dead'].map((id) => storedOutbox(store, id))),
+        before,
+        'oracle: the stored events are untouched',
+      )
+      expectEqual(
+        await o.getCountByStatus(),
+        { pending: 1, publishing: 1, sent: 0, failed: 1 },
+        'counts are unchanged',
+      )
+    },
+  }),
+  defineCase({
     id: 'inbox.validation.rejects-bad-input',
     title: 'every inbox input a caller can get wrong raises ValidationError and changes nothing',
     async run({ store }) {
@@ -183,6 +246,44 @@ export const validationCases = [
       )
       expectSame(await i.get('nope'), null, 'inbox get of an unknown id is null')
       expectSame(await store.oracle.inboxCount(), 0, 'oracle: still nothing stored')
+    },
+  }),
+  defineCase({
+    id: 'inbox.validation.unknown-ids-create-nothing',
+    title:
+      'every write to an unknown inbox id, inside a transaction or not, raises EventNotFoundError and stores nothing',
+    async run({ store, capabilities }) {
+      const i = store.inbox
+      await i.claim(inboxEvent('in-progress'), LEASE)
+      await i.claim(inboxEvent('done'), LEASE)
+      await i.markAsProcessed('done')
+      const before = await Promise.all(['in-progress', 'done'].map((id) => storedInbox(store, id)))
+      const notFound: [string, () => Promise<unknown>][] = [
+        ['markAsProcessed', () => i.markAsProcessed('nope')],
+        ['markAsFailed', () => i.markAsFailed('nope', 'x')],
+      ]
+      if (capabilities.transactions !== 'none') {
+        notFound.push([
+          'markAsProcessed with { tx }',
+          () => store.transaction((tx) => i.markAsProcessed('nope', { tx })),
+        ])
+      }
+      for (const [label, action] of notFound) {
+        await expectTxboxError('EventNotFoundError', action, `inbox ${label} of an unknown id`)
+        expectSame(
+          await store.oracle.inbox('nope'),
+          null,
+          `oracle: ${label} stored no row for the unknown id`,
+        )
+        expectSame(await store.oracle.inboxCount(), 2, `oracle: ${label} left the row count at 2`)
+      }
+      expectSame(await i.isProcessed('nope'), false, 'the unknown id is not processed')
+      expectSame(await i.get('nope'), null, 'inbox get of the unknown id is still null')
+      expectEqual(
+        await Promise.all(['in-progress', 'done'].map((id) => storedInbox(store, id))),
+        before,
+        'oracle: the stored messages are untouched',
+      )
     },
   }),
   defineCase({
