@@ -205,7 +205,13 @@ export const runCase = async (
 export const prepareTarget = async (
   target: ConformanceTarget,
   server: ServerConnection | undefined,
-): Promise<{ info: TargetInfo | undefined; capabilities: Capabilities; targetError?: TargetError }> => {
+): Promise<{
+  info: TargetInfo | undefined
+  capabilities: Capabilities
+  targetError?: TargetError
+  /** What `setup()` threw, for a caller that rethrows it as a cause. */
+  thrown?: unknown
+}> => {
   let info: TargetInfo | undefined
   try {
     info = await target.setup?.(server)
@@ -220,6 +226,7 @@ export const prepareTarget = async (
         message: `setup() failed${where}: ${failure.name}: ${failure.message}`,
         failure,
       },
+      thrown: error,
     }
   }
   const capabilities = info?.capabilities ?? target.capabilities

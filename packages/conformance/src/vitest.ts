@@ -78,14 +78,15 @@ export const describeConformance = (
         stopServer = found.stop
       }
       setupAttempted = true
-      ;({ info, capabilities, targetError } = await prepareTarget(target, server))
+      const prepared = await prepareTarget(target, server)
+      ;({ info, capabilities, targetError } = prepared)
       if (targetError) {
         blocked = targetErrorBlock(targetError)
         // Every case is marked for the report; the run fails here, once, with the cause.
         for (const c of cases) results.push(await certifyCase({ target, case: c, capabilities, blocked }))
         const where = server ? ` at ${server.url} (from ${server.source})` : ''
         throw new Error(`conformance target ${target.name}${where}: ${targetError.message}`, {
-          cause: targetError.failure,
+          cause: prepared.thrown,
         })
       }
     })
