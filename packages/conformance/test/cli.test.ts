@@ -133,6 +133,7 @@ describe('txbox-conformance', () => {
       'outbox.cleanup.batches',
       'outbox.counts.all-statuses',
       'outbox.tx.rollback-invisible',
+      'outbox.validation.unknown-ids-create-nothing',
       'isolation.prefix',
     ])
   })
