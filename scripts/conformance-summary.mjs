@@ -20,14 +20,17 @@ for (const file of files) {
   const report = JSON.parse(readFileSync(join(dir, file), 'utf8'))
   const s = report.summary
   passed += s.passed
-  failed += s.failed + s.notRun
+  failed += s.failed + s.notRun + (s.errors ?? 0)
   skipped += s.skipped
   ok &&= report.ok
   const server = report.engine.serverVersion ?? report.engine.name
   console.log(
     `${report.ok ? 'CERTIFIED    ' : 'NOT CERTIFIED'}  ${report.adapter.name.padEnd(10)} ${String(s.passed).padStart(3)} passed ${String(s.failed).padStart(2)} failed ${String(s.skipped).padStart(2)} skipped ${String(s.notRun).padStart(2)} not run  (${server})`,
   )
-  for (const c of report.cases.filter((c) => c.status === 'skip' || c.status === 'not-run')) {
+  if (report.verdict) console.log(`               ${report.verdict.text}`)
+  for (const c of report.cases.filter(
+    (c) => c.status === 'skip' || c.status === 'not-run' || c.status === 'error',
+  )) {
     console.log(`               ${c.status.padEnd(8)} ${c.id}: ${c.reason}`)
   }
 }

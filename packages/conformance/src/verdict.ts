@@ -176,21 +176,29 @@ export const buildVerdict = (input: {
     certifiedAreas.length > 0 &&
     missingRequired.length === 0 &&
     !input.results.some((result) => result.status === 'not-run')
-  const scopeText = [
-    ...(certifiedAreas.length > 0 ? [`CERTIFIED for: ${certifiedAreas.map(named).join(', ')}`] : []),
-    ...areas
-      .filter((area) => area.status !== 'certified')
-      .map(
-        (area) =>
-          `${area.status === 'failed' ? 'FAILED' : 'NOT certified'}: ${area.area} (${(area.reasons ?? []).join('; ')})`,
-      ),
-  ].join('; ')
   if (input.problem !== undefined)
     return { certified, areas, missingRequired, text: `NOT CERTIFIED (${input.problem})` }
-  const head = certified
-    ? ''
-    : `NOT CERTIFIED${
-        missingRequired.length > 0 ? ` (required but not certified: ${missingRequired.join(', ')})` : ''
-      }${scopeText ? ': ' : ''}`
-  return { certified, areas, missingRequired, text: `${head}${scopeText || 'no case ran'}` }
+  const scope = (lead: string) =>
+    [
+      ...(certifiedAreas.length > 0 ? [`${lead} for: ${certifiedAreas.map(named).join(', ')}`] : []),
+      ...areas
+        .filter((area) => area.status !== 'certified')
+        .map(
+          (area) =>
+            `${area.status === 'failed' ? 'FAILED' : 'NOT certified'}: ${area.area} (${(area.reasons ?? []).join('; ')})`,
+        ),
+    ].join('; ')
+  if (certified) return { certified, areas, missingRequired, text: scope('CERTIFIED') }
+  const why = [
+    ...(failedAreas.length > 0 ? [`failed: ${failedAreas.map((area) => area.area).join(', ')}`] : []),
+    ...(missingRequired.length > 0 ? [`required but not certified: ${missingRequired.join(', ')}`] : []),
+    ...(areas.length === 0 ? ['no case ran'] : []),
+  ]
+  const details = scope('certified')
+  return {
+    certified,
+    areas,
+    missingRequired,
+    text: `NOT CERTIFIED (${why.join('; ')})${details ? `; ${details}` : ''}`,
+  }
 }

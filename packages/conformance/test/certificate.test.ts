@@ -97,6 +97,9 @@ describe('every check of a case runs and is reported', () => {
       expect.stringMatching(/^an empty outbox/),
       expect.stringMatching(/^one of each, two pending/),
     ])
+    expect(report.verdict.text).toBe(
+      'NOT CERTIFIED (failed: outbox); FAILED: outbox (outbox.counts.all-statuses failed)',
+    )
     const table = formatReport(report)
     expect(table).toMatch(/check failed: an empty outbox/)
     expect(table).toMatch(/check failed: one of each, two pending/)
@@ -336,7 +339,7 @@ describe('capability-scoped verdicts', () => {
     expect(report.ok).toBe(false)
     expect(report.verdict.missingRequired).toEqual(['transactions'])
     expect(report.verdict.text).toMatch(
-      /^NOT CERTIFIED \(required but not certified: transactions\): CERTIFIED for: outbox/,
+      /^NOT CERTIFIED \(required but not certified: transactions\); certified for: outbox, .*; NOT certified: transactions \(skipped: /,
     )
     await expect(runConformance(memory, { require: ['transactionz'] })).rejects.toThrow(
       /unknown capability area "transactionz": use outbox, inbox, claim, transactions, payload-limit, schema/,
