@@ -28,9 +28,14 @@ export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
       const result = await pool.query<{ server_version: string }>('SHOW server_version')
       return { serverVersion: `PostgreSQL ${result.rows[0]?.server_version ?? 'unknown'}` }
     },
-    async create({ clock }): Promise<ConformanceFixture<PoolClient>> {
+    async create({ clock, onDispose }): Promise<ConformanceFixture<PoolClient>> {
       const db = requirePool()
       const schema = `txbox_t_${uniqueSuffix()}`
+      const dropSchema = async () => {
+        await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      }
+      // Registered before migrate(): a migration that fails halfway leaves no schema behind.
+      onDispose?.(dropSchema)
       const store = createPostgresStore({ pool: db, schema, clock })
       await store.migrate()
       const outboxTable = `"${schema}"."txbox_outbox"`
@@ -93,9 +98,7 @@ export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
             client.release(broken)
           }
         },
-        async dispose() {
-          await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-        },
+        dispose: dropSchema,
       }
     },
     async teardown() {
