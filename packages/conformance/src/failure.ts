@@ -50,11 +50,16 @@ const causeChain = (error: unknown): string | undefined => {
   return chain.length > 0 ? chain.join(' <- ') : undefined
 }
 
+/** The suite's own runner frames, which every failure shares: they would hide the adapter's. */
+const SUITE_MACHINERY = /conformance[\\/](?:dist|src)[\\/](?:runner|checks|assertions)\.[cm]?[jt]s/
+
 const topFrames = (error: Error): string[] =>
   (error.stack ?? '')
     .split('\n')
     .map((line) => line.trim())
-    .filter((line) => line.startsWith('at ') && !line.includes('node:internal'))
+    .filter(
+      (line) => line.startsWith('at ') && !line.includes('node:internal') && !SUITE_MACHINERY.test(line),
+    )
     .slice(0, STACK_FRAMES)
 
 /**
@@ -64,7 +69,8 @@ const topFrames = (error: Error): string[] =>
 const assertionMessage = (error: AssertionError): string => {
   // Node adds the comparison (`1 !== 2`, or a diff) after a custom message; older versions did not.
   const message = error.message.replace(/\n\s*\n/g, '\n').trimEnd()
-  return error.generatedMessage || message.includes('\n')
+  // An AssertionError built from a message alone (expectTxboxError's) compared no values.
+  return error.generatedMessage || message.includes('\n') || error.operator === undefined
     ? message
     : `${message} (expected ${describeValue(error.expected)}, got ${describeValue(error.actual)})`
 }
