@@ -168,6 +168,33 @@ class PhantomWriteInbox extends MemoryInboxRepository {
   }
 }
 
+/**
+ * `INTERVAL ? DAY` / `INTERVAL ? MINUTE` as MySQL reads a fractional argument: the fraction
+ * is dropped, so cleanup(0.5) means 0 days and resetStale(1.5) means 1 minute.
+ */
+const wholeUnits = (value: number): number =>
+  typeof value === 'number' && value > 0 ? Math.trunc(value) : value
+
+class WholeUnitCutoffOutbox extends MemoryOutboxRepository {
+  override cleanup(olderThanDays: number): Promise<number> {
+    return super.cleanup(wholeUnits(olderThanDays))
+  }
+
+  override resetStale(staleMinutes: number): Promise<number> {
+    return super.resetStale(wholeUnits(staleMinutes))
+  }
+}
+
+class WholeUnitCutoffInbox extends MemoryInboxRepository {
+  override cleanup(olderThanDays: number): Promise<number> {
+    return super.cleanup(wholeUnits(olderThanDays))
+  }
+
+  override resetStale(staleMinutes: number): Promise<number> {
+    return super.resetStale(wholeUnits(staleMinutes))
+  }
+}
+
 /** The memory target with both repositories replaced by broken ones. */
 const brokenPairTarget = (
   name: string,
@@ -352,5 +379,14 @@ export const brokenAdapters: readonly {
   {
     target: brokenPairTarget('phantom-writes', PhantomWriteOutbox, PhantomWriteInbox),
     mustFail: ['outbox.validation.unknown-ids-create-nothing', 'inbox.validation.unknown-ids-create-nothing'],
+  },
+  {
+    target: brokenPairTarget('whole-unit-cutoffs', WholeUnitCutoffOutbox, WholeUnitCutoffInbox),
+    mustFail: [
+      'outbox.cleanup.exact-cutoff',
+      'outbox.reset-stale.exact-cutoff',
+      'inbox.cleanup.exact-cutoff',
+      'inbox.reset-stale.exact-cutoff',
+    ],
   },
 ]

@@ -338,6 +338,110 @@ export const inboxCases = [
     },
   }),
   defineCase({
+    id: 'inbox.cleanup.exact-cutoff',
+    title:
+      'inbox cleanup with fractional days deletes messages processed 1 ms before the cutoff and keeps those at or after it',
+    async run({ store, clock }) {
+      const now = clock.peekMs() + 2 * DAY
+      const processed: [string, number][] = [
+        ['before-1.5d', now - 1.5 * DAY - 1],
+        ['at-1.5d', now - 1.5 * DAY],
+        ['before-0.5d', now - 0.5 * DAY - 1],
+        ['at-0.5d', now - 0.5 * DAY],
+        ['after-0.5d', now - 0.5 * DAY + 1],
+      ]
+      for (const [id] of processed) await store.inbox.claim(inboxEvent(id), LEASE)
+      for (const [id, processedAt] of processed) {
+        clock.set(processedAt)
+        await store.inbox.markAsProcessed(id)
+        expectSame(
+          (await storedInbox(store, id)).processedAt?.getTime(),
+          processedAt,
+          `oracle: ${id} processedAt`,
+        )
+      }
+      clock.set(now)
+      expectSame(
+        await store.inbox.cleanup(1.5),
+        1,
+        'cleanup(1.5) deletes only the message processed 1 ms before now - 36 h',
+      )
+      expectSame(await store.oracle.inbox('before-1.5d'), null, 'oracle: before-1.5d deleted')
+      expectSame(
+        await store.oracle.inboxCount(),
+        4,
+        'oracle: the message processed exactly at the cutoff stays',
+      )
+      expectSame(
+        await store.inbox.cleanup(0.5),
+        2,
+        'cleanup(0.5) deletes what was processed before now - 12 h',
+      )
+      for (const id of ['at-1.5d', 'before-0.5d'])
+        expectSame(await store.oracle.inbox(id), null, `oracle: ${id} deleted`)
+      for (const id of ['at-0.5d', 'after-0.5d']) await storedInbox(store, id)
+      clock.advance(1)
+      expectSame(await store.inbox.cleanup(0.5), 1, '1 ms later the message processed at the old cutoff goes')
+      expectSame(await store.oracle.inbox('at-0.5d'), null, 'oracle: at-0.5d deleted')
+      await storedInbox(store, 'after-0.5d')
+    },
+  }),
+  defineCase({
+    id: 'inbox.reset-stale.exact-cutoff',
+    title:
+      'inbox resetStale with fractional minutes fails claims (or receipts) 1 ms older than the cutoff and keeps those at or after it',
+    async run({ store, clock }) {
+      const now = clock.peekMs() + 10 * MINUTE
+      // [id, claim time]: `received-*` are taken by findOrCreate, so their receipt counts.
+      const claims: [string, number][] = [
+        ['before-1.5m', now - 1.5 * MINUTE - 1],
+        ['at-1.5m', now - 1.5 * MINUTE],
+        ['received-at-1.5m', now - 1.5 * MINUTE],
+        ['before-0.5m', now - 0.5 * MINUTE - 1],
+        ['received-before-0.5m', now - 0.5 * MINUTE - 1],
+        ['at-0.5m', now - 0.5 * MINUTE],
+        ['after-0.5m', now - 0.5 * MINUTE + 1],
+      ]
+      for (const [id, claimedAt] of claims) {
+        clock.set(claimedAt)
+        if (id.startsWith('received-')) await store.inbox.findOrCreate(inboxEvent(id))
+        else await store.inbox.claim(inboxEvent(id), { leaseMs: 3_600_000, workerId: `w-${id}` })
+      }
+      clock.set(now)
+      expectSame(
+        await store.inbox.resetStale(1.5),
+        1,
+        'resetStale(1.5) fails only the claim 1 ms before now - 90 s',
+      )
+      expectSame((await storedInbox(store, 'before-1.5m')).status, 'failed', 'oracle: before-1.5m timed out')
+      for (const id of ['at-1.5m', 'received-at-1.5m'])
+        expectSame(
+          (await storedInbox(store, id)).status,
+          'processing',
+          `oracle: ${id} exactly at the cutoff stays`,
+        )
+      expectSame(
+        await store.inbox.resetStale(0.5),
+        4,
+        'resetStale(0.5) fails everything taken before now - 30 s',
+      )
+      for (const id of ['at-1.5m', 'received-at-1.5m', 'before-0.5m', 'received-before-0.5m'])
+        expectSame((await storedInbox(store, id)).status, 'failed', `oracle: ${id} timed out`)
+      for (const id of ['at-0.5m', 'after-0.5m']) {
+        const live = await storedInbox(store, id)
+        expectSame(live.status, 'processing', `oracle: ${id} still processing`)
+        expectSame(live.claimedBy, `w-${id}`, `oracle: ${id} still held`)
+      }
+      clock.advance(1)
+      expectSame(await store.inbox.resetStale(0.5), 1, '1 ms later the claim at the old cutoff is stale')
+      expectSame(
+        (await storedInbox(store, 'after-0.5m')).status,
+        'processing',
+        'oracle: after-0.5m still processing',
+      )
+    },
+  }),
+  defineCase({
     id: 'inbox.counts.all-statuses',
     title: 'inbox getCountByStatus returns all three statuses, zeros included',
     async run({ store }) {

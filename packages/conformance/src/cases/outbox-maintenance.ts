@@ -1,4 +1,4 @@
-import { expectEqual, expectNoLease, expectSame, storedOutbox } from '../assertions.js'
+import { expectEqual, expectIds, expectNoLease, expectSame, storedOutbox } from '../assertions.js'
 import { defineCase } from '../case.js'
 import { chunk, outboxEvent, outboxEvents } from '../events.js'
 
@@ -97,6 +97,98 @@ export const outboxMaintenanceCases = [
         (await storedOutbox(store, 'still-pending')).status,
         'pending',
         'oracle: pending events are untouched',
+      )
+    },
+  }),
+  defineCase({
+    id: 'outbox.cleanup.exact-cutoff',
+    title:
+      'cleanup with fractional days deletes sent events 1 ms before the cutoff and keeps those at or after it',
+    async run({ store, clock }) {
+      const now = clock.peekMs() + 2 * DAY
+      // [id, sentAt]: each side of now - 1.5 days and of now - 0.5 day, in time order.
+      const sent: [string, number][] = [
+        ['before-1.5d', now - 1.5 * DAY - 1],
+        ['at-1.5d', now - 1.5 * DAY],
+        ['before-0.5d', now - 0.5 * DAY - 1],
+        ['at-0.5d', now - 0.5 * DAY],
+        ['after-0.5d', now - 0.5 * DAY + 1],
+      ]
+      await store.outbox.findOrCreateMany(sent.map(([id]) => outboxEvent(id)))
+      for (const [id, sentAt] of sent) {
+        clock.set(sentAt)
+        await store.outbox.markAsSent(id)
+        expectSame((await storedOutbox(store, id)).sentAt?.getTime(), sentAt, `oracle: ${id} sentAt`)
+      }
+      clock.set(now)
+      expectSame(
+        await store.outbox.cleanup(1.5),
+        1,
+        'cleanup(1.5) deletes only the event sent 1 ms before now - 36 h',
+      )
+      expectSame(await store.oracle.outbox('before-1.5d'), null, 'oracle: before-1.5d deleted')
+      expectSame(await store.oracle.outboxCount(), 4, 'oracle: the event sent exactly at the cutoff stays')
+      expectSame(await store.outbox.cleanup(0.5), 2, 'cleanup(0.5) deletes what was sent before now - 12 h')
+      for (const id of ['at-1.5d', 'before-0.5d'])
+        expectSame(await store.oracle.outbox(id), null, `oracle: ${id} deleted`)
+      for (const id of ['at-0.5d', 'after-0.5d']) await storedOutbox(store, id)
+      clock.advance(1)
+      expectSame(await store.outbox.cleanup(0.5), 1, '1 ms later the event sent at the old cutoff goes')
+      expectSame(await store.oracle.outbox('at-0.5d'), null, 'oracle: at-0.5d deleted')
+      await storedOutbox(store, 'after-0.5d')
+    },
+  }),
+  defineCase({
+    id: 'outbox.reset-stale.exact-cutoff',
+    title:
+      'resetStale with fractional minutes resets claims 1 ms older than the cutoff and keeps those at or after it',
+    async run({ store, clock }) {
+      const now = clock.peekMs() + 10 * MINUTE
+      // [id, claimedAt]: each side of now - 90 s and of now - 30 s, in time order.
+      const claims: [string, number][] = [
+        ['before-1.5m', now - 1.5 * MINUTE - 1],
+        ['at-1.5m', now - 1.5 * MINUTE],
+        ['before-0.5m', now - 0.5 * MINUTE - 1],
+        ['at-0.5m', now - 0.5 * MINUTE],
+        ['after-0.5m', now - 0.5 * MINUTE + 1],
+      ]
+      // Each event is enqueued when it is claimed, so claim and enqueue times agree and only
+      // the cutoff's arithmetic is under test (claim-time-not-enqueue-time tells them apart).
+      for (const [id, claimedAt] of claims) {
+        clock.set(claimedAt)
+        await store.outbox.findOrCreate(outboxEvent(id))
+        expectIds(
+          await store.outbox.claim({ limit: 1, leaseMs: 3_600_000, workerId: `w-${id}` }),
+          [id],
+          `claim of ${id}`,
+        )
+      }
+      clock.set(now)
+      expectSame(
+        await store.outbox.resetStale(1.5),
+        1,
+        'resetStale(1.5) resets only the claim 1 ms before now - 90 s',
+      )
+      expectSame((await storedOutbox(store, 'before-1.5m')).status, 'pending', 'oracle: before-1.5m reset')
+      expectSame(
+        (await storedOutbox(store, 'at-1.5m')).status,
+        'publishing',
+        'oracle: a claim exactly at the cutoff stays',
+      )
+      expectSame(await store.outbox.resetStale(0.5), 2, 'resetStale(0.5) resets the claims before now - 30 s')
+      for (const id of ['at-1.5m', 'before-0.5m'])
+        expectSame((await storedOutbox(store, id)).status, 'pending', `oracle: ${id} reset`)
+      for (const id of ['at-0.5m', 'after-0.5m']) {
+        const live = await storedOutbox(store, id)
+        expectSame(live.status, 'publishing', `oracle: ${id} still publishing`)
+        expectSame(live.claimedBy, `w-${id}`, `oracle: ${id} still held`)
+      }
+      clock.advance(1)
+      expectSame(await store.outbox.resetStale(0.5), 1, '1 ms later the claim at the old cutoff is stale')
+      expectSame(
+        (await storedOutbox(store, 'after-0.5m')).status,
+        'publishing',
+        'oracle: after-0.5m still publishing',
       )
     },
   }),
