@@ -195,6 +195,26 @@ class WholeUnitCutoffInbox extends MemoryInboxRepository {
   }
 }
 
+/**
+ * A reclaim that keeps the first claim's `claimedAt` (as a claim index keyed by the first
+ * claim time, never re-scored): resetStale then resets the new holder's live claim.
+ */
+class FirstClaimTimeOutbox extends MemoryOutboxRepository {
+  override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    const firstClaims = new Map<string, Date>()
+    for (const event of this.events.values()) {
+      if (event.status === 'publishing' && event.claimedAt) firstClaims.set(event.eventId, event.claimedAt)
+    }
+    const claimed = await super.claim(options)
+    for (const event of claimed) {
+      const first = firstClaims.get(event.eventId)
+      const stored = this.events.get(event.eventId)
+      if (first && stored) stored.claimedAt = first
+    }
+    return claimed
+  }
+}
+
 /** The memory target with both repositories replaced by broken ones. */
 const brokenPairTarget = (
   name: string,
@@ -347,7 +367,8 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('reset-by-enqueue-time', ResetByEnqueueTimeOutbox),
-    mustFail: ['outbox.reset-stale.claim-time-not-enqueue-time'],
+    // Resetting by enqueue time also resets a claim taken over minutes ago: a live claim.
+    mustFail: ['outbox.reset-stale.claim-time-not-enqueue-time', 'outbox.reset-stale.live-claims-untouched'],
   },
   {
     target: brokenTarget('timestamp-only-order', TimestampOnlyOrderOutbox),
@@ -388,5 +409,11 @@ export const brokenAdapters: readonly {
       'inbox.cleanup.exact-cutoff',
       'inbox.reset-stale.exact-cutoff',
     ],
+  },
+  {
+    target: brokenTarget('first-claim-time', FirstClaimTimeOutbox),
+    // The inbox twin of this defect is caught already, by inbox.claim.expired-lease and
+    // inbox.reset-stale.claim-time, which check a takeover's claimedAt.
+    mustFail: ['outbox.reset-stale.live-claims-untouched'],
   },
 ]

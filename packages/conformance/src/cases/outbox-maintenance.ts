@@ -193,6 +193,45 @@ export const outboxMaintenanceCases = [
     },
   }),
   defineCase({
+    id: 'outbox.reset-stale.live-claims-untouched',
+    title:
+      'resetStale moves only claims older than the cutoff: a reclaimed or expired-but-recent claim is left exactly as it is',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      await store.outbox.findOrCreate(outboxEvent('stale'))
+      await store.outbox.claim({ limit: 1, leaseMs: 2 * 3_600_000, workerId: 'w-stale' })
+      await store.outbox.findOrCreate(outboxEvent('reclaimed'))
+      await store.outbox.claim({ limit: 1, leaseMs: 1_000, workerId: 'w-first' })
+      expectSame(await store.outbox.resetStale(0), 0, 'a claim made this millisecond is never stale')
+      clock.set(t0 + 25 * MINUTE)
+      // The first lease on `reclaimed` ran out: a second worker takes it over now.
+      const [takeover] = await store.outbox.claim({ limit: 1, leaseMs: 3_600_000, workerId: 'w-second' })
+      expectSame(takeover?.eventId, 'reclaimed', 'the expired lease is reclaimed')
+      expectSame(takeover?.claimedAt?.getTime(), clock.peekMs(), 'the reclaim records its own claim time')
+      await store.outbox.findOrCreate(outboxEvent('short-lease'))
+      await store.outbox.claim({ limit: 1, leaseMs: 1_000, workerId: 'w-short' })
+      const live = ['reclaimed', 'short-lease']
+      const before = await Promise.all(live.map((id) => storedOutbox(store, id)))
+      expectSame(before[0]?.claimedAt?.getTime(), t0 + 25 * MINUTE, 'oracle: the reclaim time is stored')
+      clock.set(t0 + 30 * MINUTE)
+      expectSame(await store.outbox.resetStale(10), 1, 'only the claim made 30 minutes ago is stale')
+      const reset = await storedOutbox(store, 'stale')
+      expectSame(reset.status, 'pending', 'oracle: the stale claim is pending again')
+      expectNoLease(reset, 'oracle: the stale claim')
+      expectEqual(
+        await Promise.all(live.map((id) => storedOutbox(store, id))),
+        before,
+        'oracle: the claims made 5 minutes ago (one of them with an expired lease) are untouched',
+      )
+      await store.outbox.markAsSent('reclaimed', { workerId: 'w-second' })
+      expectSame(
+        (await storedOutbox(store, 'reclaimed')).status,
+        'sent',
+        'oracle: its holder still completes it',
+      )
+    },
+  }),
+  defineCase({
     id: 'outbox.counts.all-statuses',
     title: 'getCountByStatus returns all four statuses, zeros included',
     async run({ store }) {
