@@ -3,6 +3,7 @@ import {
   type ClaimOptions,
   cutoffMinutes,
   type EnqueueParams,
+  type InboxEvent,
   type InboxParams,
   MemoryInboxRepository,
   MemoryOutboxRepository,
@@ -215,6 +216,38 @@ class FirstClaimTimeOutbox extends MemoryOutboxRepository {
   }
 }
 
+/** What a row mapper that turns every NULL column into `null` returns for an unset field. */
+const withNulls = <T extends object>(event: T | null, fields: readonly string[]): T | null => {
+  if (!event) return event
+  const row = { ...event } as Record<string, unknown>
+  for (const field of fields) row[field] ??= null
+  return row as T
+}
+
+/** `get` maps unset columns to null instead of leaving them out. */
+class NullColumnsOutbox extends MemoryOutboxRepository {
+  override async get(eventId: string): Promise<OutboxEvent | null> {
+    const fields = ['headers', 'sentAt', 'errorMessage', 'claimedAt', 'claimedBy', 'leaseUntil']
+    return withNulls(await super.get(eventId), fields)
+  }
+}
+
+class NullColumnsInbox extends MemoryInboxRepository {
+  override async get(eventId: string): Promise<InboxEvent | null> {
+    const fields = [
+      'headers',
+      'stream',
+      'streamSeq',
+      'processedAt',
+      'errorMessage',
+      'claimedAt',
+      'claimedBy',
+      'leaseUntil',
+    ]
+    return withNulls(await super.get(eventId), fields)
+  }
+}
+
 /** The memory target with both repositories replaced by broken ones. */
 const brokenPairTarget = (
   name: string,
@@ -415,5 +448,9 @@ export const brokenAdapters: readonly {
     // The inbox twin of this defect is caught already, by inbox.claim.expired-lease and
     // inbox.reset-stale.claim-time, which check a takeover's claimedAt.
     mustFail: ['outbox.reset-stale.live-claims-untouched'],
+  },
+  {
+    target: brokenPairTarget('null-columns', NullColumnsOutbox, NullColumnsInbox),
+    mustFail: ['outbox.fields.absent-undefined', 'inbox.fields.absent-undefined'],
   },
 ]

@@ -1,4 +1,5 @@
 import type { ConformanceCase } from '../case.js'
+import { absentFieldCases } from './absent-fields.js'
 import { inboxCases } from './inbox.js'
 import { outboxClaimCases } from './outbox-claim.js'
 import { outboxIdempotencyCases } from './outbox-idempotency.js'
@@ -20,6 +21,7 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...outboxTransactionCases,
   ...validationCases,
   ...payloadCases,
+  ...absentFieldCases,
   ...inboxCases,
   ...schemaCases,
 ])
