@@ -3,6 +3,7 @@ import {
   type ClaimOptions,
   cutoffMinutes,
   type EnqueueParams,
+  type FenceOptions,
   type InboxEvent,
   type InboxParams,
   MemoryInboxRepository,
@@ -11,6 +12,7 @@ import {
   type OutboxEvent,
   PayloadTooLargeError,
   type RenewLeaseOptions,
+  type RetryLaterOptions,
   Validator,
   type WriteOptions,
 } from '@txbox/core'
@@ -248,6 +250,70 @@ class NullColumnsInbox extends MemoryInboxRepository {
   }
 }
 
+/**
+ * FIFO by `enqueuedAt`, ties in physical row order, where every update writes a new row
+ * version at the end of the heap (as PostgreSQL's MVCC does): `ORDER BY enqueued_at` alone.
+ */
+class PhysicalOrderOutbox extends MemoryOutboxRepository {
+  protected override ordered() {
+    return [...this.events.values()].sort((a, b) => a.enqueuedAt.getTime() - b.enqueuedAt.getTime())
+  }
+
+  #rewrite(ids: readonly string[]): void {
+    for (const id of ids) {
+      const row = this.events.get(id)
+      if (!row) continue
+      this.events.delete(id)
+      this.events.set(id, row)
+    }
+  }
+
+  override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    const claimed = await super.claim(options)
+    this.#rewrite(claimed.map((event) => event.eventId))
+    return claimed
+  }
+
+  override async retryLater(eventId: string, options: RetryLaterOptions): Promise<void> {
+    await super.retryLater(eventId, options)
+    this.#rewrite([eventId])
+  }
+
+  override async markAsFailed(eventId: string, errorMessage: string, options?: FenceOptions): Promise<void> {
+    await super.markAsFailed(eventId, errorMessage, options)
+    this.#rewrite([eventId])
+  }
+
+  override async requeueFailed(eventIds: readonly string[]): Promise<number> {
+    const requeued = await super.requeueFailed(eventIds)
+    this.#rewrite(eventIds)
+    return requeued
+  }
+}
+
+/**
+ * An order index that outlives the row (a sorted-set member cleanup forgets to remove, then
+ * `ZADD NX`): an id enqueued again after cleanup keeps its first life's place at the front.
+ */
+class StaleOrderIndexOutbox extends MemoryOutboxRepository {
+  readonly #firstSeq = new Map<string, number>()
+
+  protected override insert(
+    params: EnqueueParams,
+    now: Date,
+    tx: MemoryTransaction | undefined,
+  ): OutboxEvent {
+    const event = super.insert(params, now, tx)
+    const row = this.events.get(params.eventId)
+    if (row) {
+      const first = this.#firstSeq.get(params.eventId)
+      if (first === undefined) this.#firstSeq.set(params.eventId, row.seq)
+      else row.seq = first
+    }
+    return event
+  }
+}
+
 /** The memory target with both repositories replaced by broken ones. */
 const brokenPairTarget = (
   name: string,
@@ -410,6 +476,7 @@ export const brokenAdapters: readonly {
     mustFail: [
       'outbox.order.frozen-clock',
       'outbox.order.claim-order',
+      'outbox.order.not-physical',
       'outbox.retry.dead-letter',
       'outbox.retry.requeue',
     ],
@@ -452,5 +519,14 @@ export const brokenAdapters: readonly {
   {
     target: brokenPairTarget('null-columns', NullColumnsOutbox, NullColumnsInbox),
     mustFail: ['outbox.fields.absent-undefined', 'inbox.fields.absent-undefined'],
+  },
+  {
+    target: brokenTarget('stale-order-index', StaleOrderIndexOutbox),
+    mustFail: ['outbox.order.not-physical'],
+  },
+  {
+    target: brokenTarget('physical-order-ties', PhysicalOrderOutbox),
+    // Dead letters listed oldest first are ordered too: two failed in reverse order show it.
+    mustFail: ['outbox.order.not-physical', 'outbox.retry.dead-letter'],
   },
 ]

@@ -83,4 +83,49 @@ export const outboxOrderCases = [
       expectIds(await store.outbox.claim({ limit: 100, ...LEASE }), [delayed], 'due exactly at availableAt')
     },
   }),
+  defineCase({
+    id: 'outbox.order.not-physical',
+    title:
+      'enqueue order survives updates, retries, redrives, deletions and an id enqueued again after cleanup, with a frozen clock',
+    async run({ store, clock }) {
+      const DAY = 86_400_000
+      // An id deleted by cleanup and enqueued again is a new event: it goes to the back.
+      const recycled = scrambledId(90, 'phys')
+      await store.outbox.findOrCreateMany([outboxEvent(recycled), outboxEvent(scrambledId(91, 'phys'))])
+      expectIds(await store.outbox.markManyAsSent([recycled, scrambledId(91, 'phys')]), [], 'both sent')
+      clock.advance(2 * DAY)
+      expectSame(await store.outbox.cleanup(1), 2, 'cleanup deletes both sent events')
+      // From here the clock is frozen: only the store's own sequence can tell the order.
+      const ids = Array.from({ length: 8 }, (_, index) => scrambledId(index, 'phys'))
+      const [p0 = '', p1 = '', p2 = '', p3 = '', p4 = '', p5 = '', p6 = '', p7 = ''] = ids
+      for (const id of [p0, p1, p2, p3]) await store.outbox.findOrCreate(outboxEvent(id))
+      expectIds(await store.outbox.claim({ limit: 3, ...LEASE }), [p0, p1, p2], 'the first three are claimed')
+      await store.outbox.retryLater(p0, { errorMessage: 'retry', delayMs: 0, workerId: LEASE.workerId })
+      await store.outbox.markAsFailed(p1, 'dead', { workerId: LEASE.workerId })
+      expectSame(await store.outbox.requeueFailed([p1]), 1, 'p1 redriven')
+      expectSame(await store.outbox.resetStale(0), 0, 'a claim made now is not stale')
+      await store.outbox.retryLater(p2, { errorMessage: 'retry', delayMs: 0, workerId: LEASE.workerId })
+      await store.outbox.findOrCreate(outboxEvent(p4))
+      await store.outbox.findOrCreate(outboxEvent(recycled, { payload: 'second life' }))
+      await store.outbox.findOrCreate(outboxEvent(p5))
+      await store.outbox.findOrCreateMany([outboxEvent(p6), outboxEvent(p7)])
+      expectSame(
+        (await storedOutbox(store, recycled)).payload,
+        'second life',
+        'oracle: the recycled id is a new event',
+      )
+      const expected = [p0, p1, p2, p3, p4, recycled, p5, p6, p7]
+      expectIds(await store.outbox.findPending({ limit: 100 }), expected, 'findPending keeps enqueue order')
+      expectIds(
+        await store.outbox.claim({ limit: 4, ...LEASE }),
+        expected.slice(0, 4),
+        'claim takes the first 4 in order',
+      )
+      expectIds(
+        await store.outbox.claim({ limit: 100, ...LEASE }),
+        expected.slice(4),
+        'claim takes the rest in order',
+      )
+    },
+  }),
 ]
