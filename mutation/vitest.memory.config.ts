@@ -1,0 +1,3 @@
+import { conformanceOnly } from './vitest.shared.ts'
+
+export default conformanceOnly('packages/conformance/test/memory.conformance.test.ts')
