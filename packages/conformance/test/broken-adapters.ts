@@ -1,14 +1,17 @@
 import {
   addMs,
   type ClaimOptions,
+  cutoffDays,
   cutoffMinutes,
   type EnqueueParams,
   type FenceOptions,
+  type InboxCounts,
   type InboxEvent,
   type InboxParams,
   MemoryInboxRepository,
   MemoryOutboxRepository,
   type MemoryTransaction,
+  type OutboxCounts,
   type OutboxEvent,
   PayloadTooLargeError,
   type RenewLeaseOptions,
@@ -314,6 +317,92 @@ class StaleOrderIndexOutbox extends MemoryOutboxRepository {
   }
 }
 
+/** The page a store that never follows its cursor stops after. */
+const ONE_PAGE = 1_000
+
+/** Caps a count at one page, as a `Select COUNT` that ignores `LastEvaluatedKey` does. */
+const onePageCounts = <T extends object>(counts: T): T =>
+  Object.fromEntries(
+    Object.entries(counts).map(([status, count]) => [status, Math.min(count, ONE_PAGE)]),
+  ) as T
+
+/** Every query reads one page and stops: claim, findPending, resetStale, cleanup and counts. */
+class OnePageOutbox extends MemoryOutboxRepository {
+  // Claims everything it was asked for but returns one page: the rest is held and never published.
+  override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    return (await super.claim(options)).slice(0, ONE_PAGE)
+  }
+
+  override async findPending(options?: { limit?: number | undefined }): Promise<OutboxEvent[]> {
+    return (await super.findPending(options)).slice(0, ONE_PAGE)
+  }
+
+  override async resetStale(staleMinutes: number): Promise<number> {
+    const cutoff = cutoffMinutes(this.clock(), this.validate.nonNegative(staleMinutes, 'staleMinutes'))
+    const page = this.ordered()
+      .filter(
+        (event) => event.status === 'publishing' && (event.claimedAt?.getTime() ?? 0) < cutoff.getTime(),
+      )
+      .slice(0, ONE_PAGE)
+    for (const event of page) {
+      event.status = 'pending'
+      this.clearLease(event)
+    }
+    return page.length
+  }
+
+  override async cleanup(olderThanDays: number): Promise<number> {
+    const cutoff = cutoffDays(this.clock(), this.validate.nonNegative(olderThanDays, 'olderThanDays'))
+    const page = this.ordered()
+      .filter((event) => event.status === 'sent' && (event.sentAt?.getTime() ?? 0) < cutoff.getTime())
+      .slice(0, ONE_PAGE)
+    for (const event of page) this.events.delete(event.eventId)
+    return page.length
+  }
+
+  override async getCountByStatus(): Promise<OutboxCounts> {
+    return onePageCounts(await super.getCountByStatus())
+  }
+}
+
+class OnePageInbox extends MemoryInboxRepository {
+  override async resetStale(staleMinutes: number): Promise<number> {
+    const cutoff = cutoffMinutes(this.clock(), this.validate.nonNegative(staleMinutes, 'staleMinutes'))
+    const page = [...this.events.values()]
+      .filter(
+        (event) =>
+          event.status === 'processing' && (event.claimedAt ?? event.receivedAt).getTime() < cutoff.getTime(),
+      )
+      .slice(0, ONE_PAGE)
+    for (const event of page) {
+      event.status = 'failed'
+      event.errorMessage = 'Processing timeout'
+      delete event.claimedBy
+      delete event.leaseUntil
+    }
+    return page.length
+  }
+
+  override async cleanup(olderThanDays: number): Promise<number> {
+    const cutoff = cutoffDays(this.clock(), this.validate.nonNegative(olderThanDays, 'olderThanDays'))
+    const page = [...this.events.values()]
+      .filter(
+        (event) => event.status === 'processed' && (event.processedAt?.getTime() ?? 0) < cutoff.getTime(),
+      )
+      .slice(0, ONE_PAGE)
+    for (const event of page) this.events.delete(event.eventId)
+    return page.length
+  }
+
+  override async getFailedEvents(limit?: number): Promise<InboxEvent[]> {
+    return (await super.getFailedEvents(limit)).slice(0, ONE_PAGE)
+  }
+
+  override async getCountByStatus(): Promise<InboxCounts> {
+    return onePageCounts(await super.getCountByStatus())
+  }
+}
+
 /** The memory target with both repositories replaced by broken ones. */
 const brokenPairTarget = (
   name: string,
@@ -528,5 +617,10 @@ export const brokenAdapters: readonly {
     target: brokenTarget('physical-order-ties', PhysicalOrderOutbox),
     // Dead letters listed oldest first are ordered too: two failed in reverse order show it.
     mustFail: ['outbox.order.not-physical', 'outbox.retry.dead-letter'],
+  },
+  {
+    target: brokenPairTarget('one-page', OnePageOutbox, OnePageInbox),
+    // outbox.cleanup.batches caught an outbox cleanup that stops after one page already.
+    mustFail: ['outbox.cleanup.batches', 'outbox.paging.many-pages', 'inbox.paging.many-pages'],
   },
 ]

@@ -7,6 +7,7 @@ import { outboxMaintenanceCases } from './outbox-maintenance.js'
 import { outboxOrderCases } from './outbox-order.js'
 import { outboxRetryCases } from './outbox-retry.js'
 import { outboxTransactionCases } from './outbox-transactions.js'
+import { pagingCases } from './paging.js'
 import { payloadCases } from './payload.js'
 import { schemaCases } from './schema.js'
 import { validationCases } from './validation.js'
@@ -23,5 +24,6 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...payloadCases,
   ...absentFieldCases,
   ...inboxCases,
+  ...pagingCases,
   ...schemaCases,
 ])
