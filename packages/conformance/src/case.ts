@@ -1,5 +1,5 @@
 import type { Capabilities, ManualClock } from '@txbox/core'
-import type { ConformanceFixture } from './target.js'
+import type { ConformanceFixture, ConformancePeer } from './target.js'
 
 /** What a case runs against: a fresh fixture whose clock the case moves by hand. */
 export interface CaseContext {
@@ -11,6 +11,11 @@ export interface CaseContext {
   readonly capabilities: Capabilities
   /** Another isolated store (its own namespace), disposed after the case. */
   createStore(clock?: ManualClock): Promise<ConformanceFixture>
+  /**
+   * Opens a second instance on `fixture`'s namespace (default: `store`) over its own
+   * connection, closed after the case; undefined when the target offers no `peer()`.
+   */
+  openPeer(fixture?: ConformanceFixture): Promise<ConformancePeer | undefined>
 }
 
 /** One named, stable check of the contract. */
@@ -35,3 +40,19 @@ export const requiresTransactions = (capabilities: Capabilities): string | undef
   capabilities.transactions === 'none'
     ? `the store reports transactions: 'none'${capabilities.transactionsNote ? ` (${capabilities.transactionsNote})` : ''}`
     : undefined
+
+/** Thrown by {@link skipCase}: the case found, once running, that the target cannot be judged by it. */
+export class CaseSkipped extends Error {
+  constructor(reason: string) {
+    super(reason)
+    this.name = 'CaseSkipped'
+  }
+}
+
+/**
+ * Ends a running case as skipped, for what only the fixture can tell (it offers no
+ * `peer()`); a check that failed before it still fails the case.
+ */
+export const skipCase = (reason: string): never => {
+  throw new CaseSkipped(reason)
+}

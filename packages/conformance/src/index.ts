@@ -1,9 +1,11 @@
 export {
   type CaseContext,
+  CaseSkipped,
   type ConformanceCase,
   defineCase,
   requiresTransactions,
   SUITE_EPOCH,
+  skipCase,
 } from './case.js'
 export { conformanceCases } from './cases/index.js'
 export { CONTAINER_PRESETS, type ContainerPreset, type StartedServer, startContainer } from './containers.js'
@@ -41,6 +43,7 @@ export {
 } from './runner.js'
 export {
   type ConformanceFixture,
+  type ConformancePeer,
   type ConformanceTarget,
   type ConformanceTargetModule,
   type Oracle,

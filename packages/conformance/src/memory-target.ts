@@ -34,6 +34,13 @@ export const createMemoryTarget = (): ConformanceTarget<MemoryTransaction> => ({
         outboxCount: async () => store.outbox.snapshot().length,
         inboxCount: async () => store.inbox.snapshot().length,
       },
+      // The reference store lives in one process and has no connection to open twice: its
+      // peer is the fixture's own repositories (read through `this`, so a target that swaps
+      // them in a copy of this fixture races its own). Cross-connection cases then prove no
+      // more than the in-process ones, for this store only.
+      async peer(this: ConformanceFixture<MemoryTransaction>) {
+        return { outbox: this.outbox, inbox: this.inbox, dispose: async () => {} }
+      },
       dispose: async () => {},
     }
   },

@@ -1,12 +1,18 @@
 import type { AssertionError } from 'node:assert'
 import { type Capabilities, ManualClock } from '@txbox/core'
-import { type CaseContext, type ConformanceCase, SUITE_EPOCH } from './case.js'
+import { type CaseContext, CaseSkipped, type ConformanceCase, SUITE_EPOCH } from './case.js'
 import { conformanceCases } from './cases/index.js'
 import { collectFailedChecks } from './checks.js'
 import { capabilityProblems } from './declared-capabilities.js'
 import { describeFailure, type FailureDetail, failureLines } from './failure.js'
 import { type CaseResult, type ConformanceReport, summarize, type TargetError } from './report.js'
-import type { ConformanceFixture, ConformanceTarget, ServerConnection, TargetInfo } from './target.js'
+import type {
+  ConformanceFixture,
+  ConformancePeer,
+  ConformanceTarget,
+  ServerConnection,
+  TargetInfo,
+} from './target.js'
 import { areaNames, buildVerdict, caseArea } from './verdict.js'
 import { SUITE_VERSION } from './version.js'
 
@@ -109,6 +115,18 @@ const executeCase = async (
     fixtures.push(fixture)
     return fixture
   }
+  const peers: ConformancePeer[] = []
+  const openPeer = async (fixture: ConformanceFixture) => {
+    if (fixture.peer === undefined) return undefined
+    let peer: ConformancePeer
+    try {
+      peer = await fixture.peer()
+    } catch (error) {
+      throw new TargetFailure('peer()', error)
+    }
+    peers.push(peer)
+    return peer
+  }
   const checks: AssertionError[] = []
   let thrown: unknown
   let threw = false
@@ -120,6 +138,7 @@ const executeCase = async (
           store: await open(clock),
           capabilities,
           createStore: (other) => open(other ?? clock),
+          openPeer: async (fixture) => openPeer(fixture ?? context.store),
         }
         await c.run(context)
       }),
@@ -130,11 +149,13 @@ const executeCase = async (
     thrown = error
     threw = true
   }
+  // Peers first: their connections must not outlive the namespace they use.
+  const peersClosed = await Promise.allSettled(peers.map((peer) => peer.dispose()))
   const disposed = await Promise.allSettled([
     ...fixtures.map((fixture) => fixture.dispose()),
     ...cleanups.map(async (cleanup) => cleanup()),
   ])
-  const disposeFailures = disposed
+  const disposeFailures = [...peersClosed, ...disposed]
     .filter((result): result is PromiseRejectedResult => result.status === 'rejected')
     .map((result) => new TargetFailure('dispose()', result.reason))
   const failures = [
@@ -143,6 +164,8 @@ const executeCase = async (
     ...disposeFailures.map((failure) => describeFailure(failure, 'error')),
   ]
   const base = { id: c.id, title: c.title, area: caseArea(c.id), durationMs: performance.now() - started }
+  if (thrown instanceof CaseSkipped && failures.length === 1)
+    return { ...base, status: 'skip', reason: thrown.message }
   if (failures.length === 0) return { ...base, status: 'pass' }
   const detail = { error: failureText(failures), failures }
   // A check that failed judges the adapter even if the target broke afterwards.
@@ -177,7 +200,7 @@ export class CaseFailedError extends Error {
   readonly result: CaseResult
   constructor(result: CaseResult) {
     super(
-      `${result.id}: ${result.status === 'error' ? `${result.reason}\n` : ''}${result.error ?? result.status}`,
+      `${result.id}: ${result.status === 'error' ? `${result.reason}\n` : ''}${result.error ?? `${result.status}${result.reason ? ` (${result.reason})` : ''}`}`,
     )
     this.name = 'CaseFailedError'
     this.result = result

@@ -48,6 +48,18 @@ export interface Oracle {
 }
 
 /**
+ * A second instance of the adapter on a fixture's namespace, over its own connection, as a
+ * second process of the application would open it: the cases that race claims across
+ * connections use it beside the fixture.
+ */
+export interface ConformancePeer<Tx = unknown> {
+  readonly outbox: OutboxRepository<Tx>
+  readonly inbox: InboxRepository<Tx>
+  /** Closes its connection (never drops the namespace). The suite calls it before disposing the fixture. */
+  dispose(): Promise<void>
+}
+
+/**
  * One isolated store (its own schema, table prefix, key prefix or table) with its schema
  * already migrated. Every case gets a fresh one.
  */
@@ -63,6 +75,13 @@ export interface ConformanceFixture<Tx = unknown> {
    */
   transaction<T>(fn: (tx: Tx) => Promise<T>, options?: { rollback?: boolean }): Promise<T>
   readonly oracle: Oracle
+  /**
+   * Opens a second store instance on this fixture's namespace (already migrated) over its
+   * OWN connection, client, pool or database handle; each call opens another. A target
+   * without it gets the cross-connection claim cases skipped, so its `claim` area is not
+   * certified.
+   */
+  peer?(): Promise<ConformancePeer<Tx>>
   /** Drops this fixture's namespace and releases what it holds. */
   dispose(): Promise<void>
 }

@@ -5,6 +5,8 @@ import {
   cutoffMinutes,
   type EnqueueParams,
   type FenceOptions,
+  type InboxClaimOptions,
+  type InboxClaimResult,
   type InboxCounts,
   type InboxEvent,
   type InboxParams,
@@ -403,6 +405,97 @@ class OnePageInbox extends MemoryInboxRepository {
   }
 }
 
+/** Serializes the calls made through one instance, as an in-process mutex does; other instances do not wait. */
+class InstanceLock {
+  #tail: Promise<unknown> = Promise.resolve()
+
+  run<T>(critical: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(critical)
+    this.#tail = result.catch(() => {})
+    return result
+  }
+}
+
+/**
+ * Claims made atomic by a lock in the process (a mutex around find-then-mark), not by the
+ * database: disjoint within one instance, not across two instances on the same data.
+ */
+class InstanceLockedClaimOutbox extends FindThenMarkClaimOutbox {
+  readonly lock = new InstanceLock()
+
+  override claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    return this.claimUnder(this.lock, options)
+  }
+
+  claimUnder(lock: InstanceLock, options: ClaimOptions): Promise<OutboxEvent[]> {
+    return lock.run(() => super.claim(options))
+  }
+}
+
+/** The inbox twin: check for the id, then insert it as new, under an instance's own lock. */
+class InstanceLockedClaimInbox extends MemoryInboxRepository {
+  readonly lock = new InstanceLock()
+
+  override claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
+    return this.claimUnder(this.lock, params, options)
+  }
+
+  claimUnder(lock: InstanceLock, params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
+    return lock.run(async () => {
+      const known = this.events.has(params.eventId)
+      await yieldToOthers()
+      // The act trusts the check: what another instance stored meanwhile is stored again as new.
+      if (!known) this.events.delete(params.eventId)
+      return super.claim(params, options)
+    })
+  }
+}
+
+/** `repository` with its `claim` replaced: a second instance over the same data. */
+const withClaim = <T extends object>(repository: T, claim: unknown): T =>
+  new Proxy(repository, {
+    get: (target, property) => {
+      if (property === 'claim') return claim
+      const value: unknown = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+
+/** The memory target with instance-locked claims, whose peer is a second instance with its own lock. */
+const instanceLockedTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name: 'instance-locked-claims',
+    async create(options) {
+      const fixture = await base.create(options)
+      const outbox = new InstanceLockedClaimOutbox({ clock: options.clock })
+      const inbox = new InstanceLockedClaimInbox({ clock: options.clock })
+      return {
+        ...fixture,
+        outbox,
+        inbox,
+        oracle: {
+          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          outboxCount: async () => outbox.snapshot().length,
+          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          inboxCount: async () => inbox.snapshot().length,
+        },
+        async peer() {
+          const lock = new InstanceLock()
+          return {
+            outbox: withClaim(outbox, (claim: ClaimOptions) => outbox.claimUnder(lock, claim)),
+            inbox: withClaim(inbox, (params: InboxParams, claim: InboxClaimOptions) =>
+              inbox.claimUnder(lock, params, claim),
+            ),
+            dispose: async () => {},
+          }
+        },
+      }
+    },
+  }
+}
+
 /** The memory target with both repositories replaced by broken ones. */
 const brokenPairTarget = (
   name: string,
@@ -551,7 +644,8 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('find-then-mark-claim', FindThenMarkClaimOutbox),
-    mustFail: ['outbox.claim.disjoint-concurrent'],
+    // The memory target's peer is the same store: its racing claimers meet the defect too.
+    mustFail: ['outbox.claim.disjoint-concurrent', 'outbox.claim.disjoint-across-connections'],
   },
   {
     target: brokenTarget('reset-by-enqueue-time', ResetByEnqueueTimeOutbox),
@@ -622,5 +716,10 @@ export const brokenAdapters: readonly {
     target: brokenPairTarget('one-page', OnePageOutbox, OnePageInbox),
     // outbox.cleanup.batches caught an outbox cleanup that stops after one page already.
     mustFail: ['outbox.cleanup.batches', 'outbox.paging.many-pages', 'inbox.paging.many-pages'],
+  },
+  {
+    target: instanceLockedTarget(),
+    // Within one instance the lock makes claims disjoint: only the cases across connections see it.
+    mustFail: ['outbox.claim.disjoint-across-connections', 'inbox.claim.exactly-one-across-connections'],
   },
 ]

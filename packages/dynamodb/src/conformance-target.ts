@@ -48,6 +48,7 @@ const countByPrefix = async (client: DynamoDBClient, tableName: string, prefix: 
  */
 export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]> => {
   let client: DynamoDBClient | undefined
+  let url: string | undefined
   const connected = (): DynamoDBClient => {
     if (!client) throw new Error('setup() has not connected to DynamoDB')
     return client
@@ -59,6 +60,7 @@ export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]
     capabilities: dynamodbCapabilities,
     async setup(server: ServerConnection | undefined) {
       if (!server) throw new Error('the dynamodb target needs a server URL (TXBOX_DYNAMODB_URL)')
+      url = server.url
       client = localClient(server.url)
       return { serverVersion: 'DynamoDB Local' }
     },
@@ -77,6 +79,16 @@ export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]
         outbox: store.outbox,
         inbox: store.inbox,
         migrate: () => store.migrate(),
+        // A client of its own (its own HTTP connections), as another process would have.
+        async peer() {
+          const peerClient = localClient(url ?? '')
+          const peerStore = createDynamoStore({ client: peerClient, tableName, clock })
+          return {
+            outbox: peerStore.outbox,
+            inbox: peerStore.inbox,
+            dispose: async () => peerClient.destroy(),
+          }
+        },
         async transaction(fn, options) {
           const items: TransactWriteItem[] = []
           const result = await fn(items)

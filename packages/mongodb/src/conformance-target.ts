@@ -24,6 +24,7 @@ const VERSION = '0.1.0'
 export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
   let client: MongoClient | undefined
   let db: Db | undefined
+  let url: string | undefined
   let transactions = false
 
   const connected = (): { client: MongoClient; db: Db } => {
@@ -39,6 +40,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
 
     async setup(server: ServerConnection | undefined) {
       if (!server) throw new Error('[txbox] [mongodb] conformance target needs a MongoDB server URL')
+      url = server.url
       client = new MongoClient(server.url, { serverSelectionTimeoutMS: 10_000 })
       await client.connect()
       db = client.db()
@@ -77,6 +79,17 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
         inbox: store.inbox,
         migrate: () => store.migrate(),
         oracle,
+        // Its own MongoClient: its own connection pool, as another process would have.
+        async peer() {
+          const peerClient = new MongoClient(url ?? '', { serverSelectionTimeoutMS: 10_000 })
+          await peerClient.connect()
+          const peerStore = createMongoStore({
+            db: peerClient.db(db.databaseName),
+            collectionPrefix: prefix,
+            clock,
+          })
+          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: () => peerClient.close() }
+        },
         async transaction<T>(
           fn: (tx: ClientSession) => Promise<T>,
           options?: { rollback?: boolean },

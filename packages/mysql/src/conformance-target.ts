@@ -76,8 +76,9 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
     async create({ clock }): Promise<ConformanceFixture<PoolConnection>> {
       if (!admin || !url) throw new Error('setup() has not run')
       const adminPool = admin
+      const serverUrl = url
       const tablePrefix = `t_${uniqueSuffix()}_`
-      const pool = poolFor(url, 12)
+      const pool = poolFor(serverUrl, 12)
       const store = createMySqlStore({ pool, tablePrefix, clock })
       await store.migrate().catch(async (error: unknown) => {
         await pool.end()
@@ -109,6 +110,12 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
         outbox: store.outbox,
         inbox: store.inbox,
         migrate: () => store.migrate(),
+        // Its own pool: its claims run in sessions of their own, as another process's would.
+        async peer() {
+          const peerPool = poolFor(serverUrl, 2)
+          const peerStore = createMySqlStore({ pool: peerPool, tablePrefix, clock })
+          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: () => peerPool.end() }
+        },
         async transaction(fn, options) {
           const connection = await pool.getConnection()
           try {

@@ -13,6 +13,7 @@ import { type InboxRow, inboxEventFromRow, type OutboxRow, outboxEventFromRow } 
  */
 export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
   let pool: pg.Pool | undefined
+  let url: string | undefined
   const requirePool = (): pg.Pool => {
     if (!pool) throw new Error('setup() was not called')
     return pool
@@ -24,6 +25,7 @@ export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
     capabilities: postgresCapabilities,
     async setup(server) {
       if (!server) throw new Error('the postgres target needs a server URL')
+      url = server.url
       pool = new pg.Pool({ connectionString: server.url, max: 10 })
       const result = await pool.query<{ server_version: string }>('SHOW server_version')
       return { serverVersion: `PostgreSQL ${result.rows[0]?.server_version ?? 'unknown'}` }
@@ -71,6 +73,12 @@ export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
         inbox: store.inbox,
         migrate: () => store.migrate(),
         oracle,
+        // Its own pool: its claims run in sessions of their own, as another process's would.
+        async peer() {
+          const peerPool = new pg.Pool({ connectionString: url, max: 2 })
+          const peerStore = createPostgresStore({ pool: peerPool, schema, clock })
+          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: () => peerPool.end() }
+        },
         async transaction(fn, options) {
           const client = await db.connect()
           let broken: Error | undefined

@@ -132,6 +132,19 @@ export const createConformanceTarget = (
         inbox: store.inbox,
         migrate: () => store.migrate(),
         oracle,
+        // A connection of its own (for a Cluster, a client of its own to every node): its
+        // scripts interleave with the fixture's on the server, as another process's would.
+        async peer() {
+          const peerConnection = connection.duplicate()
+          const peerStore = createRedisStore({ redis: peerConnection, keyPrefix, clock })
+          return {
+            outbox: peerStore.outbox,
+            inbox: peerStore.inbox,
+            dispose: async () => {
+              await peerConnection.quit()
+            },
+          }
+        },
         async transaction(fn, options) {
           const multi = connection.multi()
           // Never calling exec() is the rollback: a pipelined MULTI sends nothing before it.

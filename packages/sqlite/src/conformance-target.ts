@@ -70,7 +70,8 @@ const rawInbox = (row: Raw): InboxEvent =>
  * exercises the real file path, not `:memory:`), and per fixture a unique table prefix,
  * which also proves isolation by prefix. Each fixture has its own connection, so its
  * `transaction()` can only ever hold its own writes, and the oracle reads through another
- * connection: it sees only what was committed, as a second process would.
+ * connection: it sees only what was committed, as a second process would. Each peer is one
+ * more connection to the file.
  */
 export const createConformanceTarget = (): ConformanceTarget<SqliteDatabase> => {
   let directory: string | undefined
@@ -138,6 +139,12 @@ export const createConformanceTarget = (): ConformanceTarget<SqliteDatabase> => 
         inbox: store.inbox,
         migrate: () => store.migrate(),
         oracle,
+        // Another connection to the same file, as a second process would open it.
+        async peer() {
+          const peerDb = connect()
+          const peerStore = createSqliteStore({ db: peerDb, tablePrefix, clock })
+          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: async () => close(peerDb) }
+        },
         async transaction(fn, options) {
           db.exec('BEGIN IMMEDIATE')
           try {

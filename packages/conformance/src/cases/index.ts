@@ -1,5 +1,6 @@
 import type { ConformanceCase } from '../case.js'
 import { absentFieldCases } from './absent-fields.js'
+import { concurrencyCases } from './concurrency.js'
 import { inboxCases } from './inbox.js'
 import { outboxClaimCases } from './outbox-claim.js'
 import { outboxIdempotencyCases } from './outbox-idempotency.js'
@@ -24,6 +25,7 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...payloadCases,
   ...absentFieldCases,
   ...inboxCases,
+  ...concurrencyCases,
   ...pagingCases,
   ...schemaCases,
 ])
