@@ -10,6 +10,7 @@ import {
   type InboxCounts,
   type InboxEvent,
   type InboxParams,
+  LeaseLostError,
   MemoryInboxRepository,
   MemoryOutboxRepository,
   type MemoryTransaction,
@@ -496,6 +497,291 @@ const instanceLockedTarget = (): ConformanceTarget<MemoryTransaction> => {
   }
 }
 
+/** An outbox row without the repository's private enqueue sequence. */
+const withoutSeq = <T extends { seq: number }>({ seq: _seq, ...event }: T): Omit<T, 'seq'> => ({ ...event })
+
+/**
+ * A lease record kept beside the event (a Redis lease key that nothing deletes on release):
+ * fenced writes check it alone, so the worker that last claimed an event may still fail,
+ * retry, renew or bulk-mark it after it was sent, failed, requeued or reset.
+ */
+class LeaseRecordFenceOutbox extends MemoryOutboxRepository {
+  readonly #holders = new Map<string, string>()
+
+  override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    const claimed = await super.claim(options)
+    for (const event of claimed) this.#holders.set(event.eventId, options.workerId)
+    return claimed
+  }
+
+  protected override fence(event: OutboxEvent, workerId: string | undefined): void {
+    if (workerId !== undefined && this.#holders.get(event.eventId) !== workerId)
+      throw new LeaseLostError('memory', event.eventId, workerId)
+  }
+
+  // markAsSent keeps the status check, so only the other fenced writes carry the defect.
+  override async markAsSent(eventId: string, options?: FenceOptions): Promise<void> {
+    const workerId = this.validate.fence(options)
+    const event = this.events.get(this.validate.eventId(eventId))
+    if (workerId !== undefined && event && event.status !== 'publishing')
+      throw new LeaseLostError('memory', eventId, workerId)
+    return super.markAsSent(eventId, options)
+  }
+
+  override async renewLease(eventIds: readonly string[], options: RenewLeaseOptions): Promise<string[]> {
+    const ids = this.validate.eventIds(eventIds)
+    const { leaseMs, workerId } = this.validate.leaseOptions(options)
+    const leaseUntil = addMs(this.clock(), leaseMs)
+    return ids.filter((id) => {
+      const event = this.events.get(id)
+      if (!event || this.#holders.get(id) !== workerId) return false
+      event.leaseUntil = leaseUntil
+      return true
+    })
+  }
+
+  override async markManyAsSent(eventIds: readonly string[], options?: FenceOptions): Promise<string[]> {
+    const ids = this.validate.eventIds(eventIds)
+    const workerId = this.validate.fence(options)
+    const now = this.clock()
+    return ids.filter((id) => {
+      const event = this.events.get(id)
+      if (!event) return true
+      if (workerId !== undefined && this.#holders.get(id) !== workerId) return true
+      Object.assign(event, { status: 'sent', sentAt: now })
+      this.clearLease(event)
+      return false
+    })
+  }
+}
+
+/**
+ * Reads that filter on the wrong thing: findPending as claim's filter (due pending events and
+ * expired leases), and cleanup keyed on `sentAt` alone (`WHERE sent_at < ?`).
+ */
+class StatusBlindOutbox extends MemoryOutboxRepository {
+  override async findPending(options?: { limit?: number | undefined }): Promise<OutboxEvent[]> {
+    const limit = this.validate.limitOption(options)
+    const now = this.clock().getTime()
+    return this.ordered()
+      .filter((event) => this.isClaimable(event, now))
+      .slice(0, limit)
+      .map(withoutSeq)
+  }
+
+  override async cleanup(olderThanDays: number): Promise<number> {
+    const cutoff = cutoffDays(this.clock(), this.validate.nonNegative(olderThanDays, 'olderThanDays'))
+    let deleted = 0
+    for (const event of [...this.events.values()]) {
+      if (event.sentAt && event.sentAt.getTime() < cutoff.getTime()) {
+        this.events.delete(event.eventId)
+        deleted++
+      }
+    }
+    return deleted
+  }
+}
+
+/**
+ * A dead-letter index (a Redis set, a sparse GSI) that failures add to and nothing prunes:
+ * an event that left `failed` is still listed.
+ */
+class UnprunedFailedIndexOutbox extends MemoryOutboxRepository {
+  readonly #failed = new Set<string>()
+
+  override async markAsFailed(eventId: string, errorMessage: string, options?: FenceOptions): Promise<void> {
+    await super.markAsFailed(eventId, errorMessage, options)
+    this.#failed.add(eventId)
+  }
+
+  override async getFailedEvents(limit?: number): Promise<OutboxEvent[]> {
+    const max = this.validate.limit(limit)
+    return this.ordered()
+      .filter((event) => this.#failed.has(event.eventId))
+      .slice(0, max)
+      .map(withoutSeq)
+  }
+}
+
+class UnprunedFailedIndexInbox extends MemoryInboxRepository {
+  readonly #failed = new Set<string>()
+
+  override async markAsFailed(eventId: string, errorMessage: string): Promise<void> {
+    await super.markAsFailed(eventId, errorMessage)
+    this.#failed.add(eventId)
+  }
+
+  override async resetStale(staleMinutes: number): Promise<number> {
+    const reset = await super.resetStale(staleMinutes)
+    for (const event of this.events.values()) if (event.status === 'failed') this.#failed.add(event.eventId)
+    return reset
+  }
+
+  override async getFailedEvents(limit?: number): Promise<InboxEvent[]> {
+    const max = this.validate.limit(limit)
+    return [...this.events.values()]
+      .filter((event) => this.#failed.has(event.eventId))
+      .sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime() || a.seq - b.seq)
+      .slice(0, max)
+      .map(withoutSeq)
+  }
+}
+
+/**
+ * An empty id list drops the `WHERE id IN (...)` filter instead of matching nothing: bulk
+ * writes then apply to every event the worker holds, or every dead letter.
+ */
+class EmptyMeansAllOutbox extends MemoryOutboxRepository {
+  #allIf(eventIds: readonly string[], status: OutboxEvent['status']): readonly string[] {
+    if (eventIds.length > 0) return eventIds
+    return [...this.events.values()].filter((event) => event.status === status).map((event) => event.eventId)
+  }
+
+  override markManyAsSent(eventIds: readonly string[], options?: FenceOptions): Promise<string[]> {
+    return super.markManyAsSent(this.#allIf(eventIds, 'publishing'), options)
+  }
+
+  override renewLease(eventIds: readonly string[], options: RenewLeaseOptions): Promise<string[]> {
+    return super.renewLease(this.#allIf(eventIds, 'publishing'), options)
+  }
+
+  override requeueFailed(eventIds: readonly string[]): Promise<number> {
+    return super.requeueFailed(this.#allIf(eventIds, 'failed'))
+  }
+}
+
+/**
+ * Inside a transaction each occurrence of an id in a batch is its own upsert (`ON CONFLICT DO
+ * UPDATE`, a second `Put`): the last one wins the row and each returns its own payload.
+ */
+class LastWriteWinsInTxOutbox extends MemoryOutboxRepository {
+  override async findOrCreateMany(
+    params: readonly EnqueueParams[],
+    options?: WriteOptions<MemoryTransaction>,
+  ): Promise<OutboxEvent[]> {
+    const tx = options?.tx
+    if (!tx) return super.findOrCreateMany(params, options)
+    const valid = this.validate.enqueueParamsList(params)
+    const now = this.clock()
+    return valid.map((event) => {
+      const result = this.insert(event, now, tx)
+      tx.enlist(() => {
+        const row = this.events.get(event.eventId)
+        if (row) Object.assign(row, { subject: event.subject, payload: event.payload })
+      })
+      return { ...result, subject: event.subject, payload: event.payload }
+    })
+  }
+}
+
+/** Reads that drop a stored column the row mapper forgot: `get` loses `sentAt` / `processedAt`. */
+class ForgetfulGetOutbox extends MemoryOutboxRepository {
+  override async get(eventId: string): Promise<OutboxEvent | null> {
+    const event = await super.get(eventId)
+    if (event) delete event.sentAt
+    return event
+  }
+}
+
+class ForgetfulGetInbox extends MemoryInboxRepository {
+  override async get(eventId: string): Promise<InboxEvent | null> {
+    const event = await super.get(eventId)
+    if (event) delete event.processedAt
+    return event
+  }
+}
+
+/** Serializes the calls made through one instance, as an in-process mutex does; other instances do not wait. */
+class InstanceLock {
+  #tail: Promise<unknown> = Promise.resolve()
+
+  run<T>(critical: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(critical)
+    this.#tail = result.catch(() => {})
+    return result
+  }
+}
+
+/**
+ * Claims made atomic by a lock in the process (a mutex around find-then-mark), not by the
+ * database: disjoint within one instance, not across two instances on the same data.
+ */
+class InstanceLockedClaimOutbox extends FindThenMarkClaimOutbox {
+  readonly lock = new InstanceLock()
+
+  override claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    return this.claimUnder(this.lock, options)
+  }
+
+  claimUnder(lock: InstanceLock, options: ClaimOptions): Promise<OutboxEvent[]> {
+    return lock.run(() => super.claim(options))
+  }
+}
+
+/** The inbox twin: check for the id, then insert it as new, under an instance's own lock. */
+class InstanceLockedClaimInbox extends MemoryInboxRepository {
+  readonly lock = new InstanceLock()
+
+  override claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
+    return this.claimUnder(this.lock, params, options)
+  }
+
+  claimUnder(lock: InstanceLock, params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
+    return lock.run(async () => {
+      const known = this.events.has(params.eventId)
+      await yieldToOthers()
+      // The act trusts the check: what another instance stored meanwhile is stored again as new.
+      if (!known) this.events.delete(params.eventId)
+      return super.claim(params, options)
+    })
+  }
+}
+
+/** `repository` with its `claim` replaced: a second instance over the same data. */
+const withClaim = <T extends object>(repository: T, claim: unknown): T =>
+  new Proxy(repository, {
+    get: (target, property) => {
+      if (property === 'claim') return claim
+      const value: unknown = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+
+/** The memory target with instance-locked claims, whose peer is a second instance with its own lock. */
+const instanceLockedTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name: 'instance-locked-claims',
+    async create(options) {
+      const fixture = await base.create(options)
+      const outbox = new InstanceLockedClaimOutbox({ clock: options.clock })
+      const inbox = new InstanceLockedClaimInbox({ clock: options.clock })
+      return {
+        ...fixture,
+        outbox,
+        inbox,
+        oracle: {
+          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          outboxCount: async () => outbox.snapshot().length,
+          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+          inboxCount: async () => inbox.snapshot().length,
+        },
+        async peer() {
+          const lock = new InstanceLock()
+          return {
+            outbox: withClaim(outbox, (claim: ClaimOptions) => outbox.claimUnder(lock, claim)),
+            inbox: withClaim(inbox, (params: InboxParams, claim: InboxClaimOptions) =>
+              inbox.claimUnder(lock, params, claim),
+            ),
+            dispose: async () => {},
+          }
+        },
+      }
+    },
+  }
+}
+
 /** The memory target with both repositories replaced by broken ones. */
 const brokenPairTarget = (
   name: string,
@@ -649,8 +935,13 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('reset-by-enqueue-time', ResetByEnqueueTimeOutbox),
-    // Resetting by enqueue time also resets a claim taken over minutes ago: a live claim.
-    mustFail: ['outbox.reset-stale.claim-time-not-enqueue-time', 'outbox.reset-stale.live-claims-untouched'],
+    // Resetting by enqueue time also resets a claim taken over minutes ago: a live claim
+    // (fenced-after-release resets its events with one taken over just before).
+    mustFail: [
+      'outbox.reset-stale.claim-time-not-enqueue-time',
+      'outbox.reset-stale.live-claims-untouched',
+      'outbox.claim.fenced-after-release',
+    ],
   },
   {
     target: brokenTarget('timestamp-only-order', TimestampOnlyOrderOutbox),
@@ -696,12 +987,23 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('first-claim-time', FirstClaimTimeOutbox),
     // The inbox twin of this defect is caught already, by inbox.claim.expired-lease and
-    // inbox.reset-stale.claim-time, which check a takeover's claimedAt.
-    mustFail: ['outbox.reset-stale.live-claims-untouched'],
+    // inbox.reset-stale.claim-time, which check a takeover's claimedAt. The takeover's claim
+    // returns its own claimedAt while the row keeps the first: outbox.fields.as-stored.
+    mustFail: [
+      'outbox.reset-stale.live-claims-untouched',
+      'outbox.claim.fenced-after-release',
+      'outbox.fields.as-stored',
+    ],
   },
   {
     target: brokenPairTarget('null-columns', NullColumnsOutbox, NullColumnsInbox),
-    mustFail: ['outbox.fields.absent-undefined', 'inbox.fields.absent-undefined'],
+    // A null is not the stored (absent) value either: the as-stored cases see it too.
+    mustFail: [
+      'outbox.fields.as-stored',
+      'inbox.fields.as-stored',
+      'outbox.fields.absent-undefined',
+      'inbox.fields.absent-undefined',
+    ],
   },
   {
     target: brokenTarget('stale-order-index', StaleOrderIndexOutbox),
@@ -721,5 +1023,29 @@ export const brokenAdapters: readonly {
     target: instanceLockedTarget(),
     // Within one instance the lock makes claims disjoint: only the cases across connections see it.
     mustFail: ['outbox.claim.disjoint-across-connections', 'inbox.claim.exactly-one-across-connections'],
+  },
+  {
+    target: brokenTarget('lease-record-fence', LeaseRecordFenceOutbox),
+    mustFail: ['outbox.claim.fenced-after-release'],
+  },
+  {
+    target: brokenTarget('status-blind-reads', StatusBlindOutbox),
+    mustFail: ['outbox.find-pending.pending-only', 'outbox.cleanup.status-not-sent-at'],
+  },
+  {
+    target: brokenPairTarget('unpruned-failed-index', UnprunedFailedIndexOutbox, UnprunedFailedIndexInbox),
+    mustFail: ['outbox.retry.failed-listing', 'inbox.failed.listing'],
+  },
+  {
+    target: brokenTarget('empty-means-all', EmptyMeansAllOutbox),
+    mustFail: ['outbox.validation.empty-inputs'],
+  },
+  {
+    target: brokenTarget('last-write-wins-in-tx', LastWriteWinsInTxOutbox),
+    mustFail: ['outbox.tx.batch-first-write-wins'],
+  },
+  {
+    target: brokenPairTarget('forgetful-get', ForgetfulGetOutbox, ForgetfulGetInbox),
+    mustFail: ['outbox.fields.as-stored', 'inbox.fields.as-stored'],
   },
 ]

@@ -10,6 +10,7 @@ import { outboxRetryCases } from './outbox-retry.js'
 import { outboxTransactionCases } from './outbox-transactions.js'
 import { pagingCases } from './paging.js'
 import { payloadCases } from './payload.js'
+import { ruleCases } from './rules.js'
 import { schemaCases } from './schema.js'
 import { validationCases } from './validation.js'
 
@@ -22,6 +23,7 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...outboxMaintenanceCases,
   ...outboxTransactionCases,
   ...validationCases,
+  ...ruleCases,
   ...payloadCases,
   ...absentFieldCases,
   ...inboxCases,
