@@ -16,8 +16,8 @@ export const mutationRun = ({ name, mutate }) => ({
   coverageAnalysis: 'perTest',
   mutate,
   // The root tsconfig references every package, so packages stay; the rest is not needed.
-  ignorePatterns: ['docs', 'examples', '**/dist', 'conformance-report.json'],
-  tempDirName: '.stryker-tmp',
+  ignorePatterns: ['.stryker-tmp', 'docs', 'examples', '**/dist', 'conformance-report.json'],
+  tempDirName: `.stryker-tmp/${name}`,
   cleanTempDir: true,
   // The machine is shared: two workers at most (override with --concurrency).
   concurrency: 2,
