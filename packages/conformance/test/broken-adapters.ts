@@ -674,6 +674,28 @@ class LastWriteWinsInTxOutbox extends MemoryOutboxRepository {
   }
 }
 
+/**
+ * A queued-write transaction (Redis MULTI, a buffered memory transaction) that answers each
+ * enqueue from its own arguments: a second enqueue of one id in the transaction returns an
+ * event that is not the one stored at commit.
+ */
+class OwnArgumentsInTxOutbox extends MemoryOutboxRepository {
+  override async findOrCreate(
+    params: EnqueueParams,
+    options?: WriteOptions<MemoryTransaction>,
+  ): Promise<OutboxEvent> {
+    const result = await super.findOrCreate(params, options)
+    if (!options?.tx || this.events.has(params.eventId)) return result
+    const { headers, ...rest } = result
+    return {
+      ...rest,
+      subject: params.subject,
+      payload: params.payload,
+      ...(params.headers === undefined ? {} : { headers: params.headers }),
+    }
+  }
+}
+
 /** Reads that drop a stored column the row mapper forgot: `get` loses `sentAt` / `processedAt`. */
 class ForgetfulGetOutbox extends MemoryOutboxRepository {
   override async get(eventId: string): Promise<OutboxEvent | null> {
@@ -952,6 +974,10 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('last-write-wins-in-tx', LastWriteWinsInTxOutbox),
     mustFail: ['outbox.tx.batch-first-write-wins'],
+  },
+  {
+    target: brokenTarget('own-arguments-in-tx', OwnArgumentsInTxOutbox),
+    mustFail: ['outbox.tx.repeat-first-write-wins'],
   },
   {
     target: brokenPairTarget('forgetful-get', ForgetfulGetOutbox, ForgetfulGetInbox),

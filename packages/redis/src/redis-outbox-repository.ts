@@ -89,6 +89,20 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     throw unexpectedReply(operation, reply)
   }
 
+  // What each MULTI has queued so far, by event id: its replies come only at EXEC, so a second
+  // enqueue of one id in the same MULTI must return what the first queued (first write wins at
+  // EXEC), not an event built from its own, ignored, arguments.
+  readonly #queuedByMulti = new WeakMap<ChainableCommander, Map<string, OutboxEvent>>()
+
+  #queued(tx: ChainableCommander): Map<string, OutboxEvent> {
+    let queued = this.#queuedByMulti.get(tx)
+    if (!queued) {
+      queued = new Map()
+      this.#queuedByMulti.set(tx, queued)
+    }
+    return queued
+  }
+
   /**
    * Without `tx`: one script inserts or returns the stored event atomically (EXISTS, INCR
    * seq, HSET, index, count), so 20 concurrent calls store one event and all return it.
@@ -111,9 +125,14 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     const args = [...this.#eventArgs(valid, now), now.getTime()]
     const tx = options?.tx
     if (tx) {
+      const queued = this.#queued(tx)
+      const earlier = queued.get(valid.eventId)
+      if (earlier) return { ...earlier }
       const stored = await this.#read(valid.eventId, 'outbox.findOrCreate')
       scripts.outboxFindOrCreate.queue(tx, keys, args)
-      return stored ?? newOutboxEvent(valid, now)
+      const event = stored ?? newOutboxEvent(valid, now)
+      queued.set(valid.eventId, event)
+      return { ...event }
     }
     return storage('outbox.findOrCreate', async () => {
       const reply = await scripts.outboxFindOrCreate.run(this.redis, keys, args)
@@ -140,6 +159,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
     const tx = options?.tx
     if (tx) {
       // Read what is stored already (outside the MULTI: its replies come only at EXEC).
+      const queued = this.#queued(tx)
       await storage('outbox.findOrCreateMany', async () => {
         const pipeline = this.redis.pipeline()
         for (const event of batch) pipeline.hgetall(this.keys.event(event.eventId))
@@ -148,9 +168,11 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
           const [error, record] = stored[index] ?? [null, {}]
           if (error) throw error
           const fields = fieldsOfObject(record as Record<string, string>)
-          byId.set(event.eventId, fields ? toOutboxEvent(fields) : newOutboxEvent(event, now))
+          const earlier = queued.get(event.eventId)
+          byId.set(event.eventId, earlier ?? (fields ? toOutboxEvent(fields) : newOutboxEvent(event, now)))
         })
       })
+      for (const [id, event] of byId) if (!queued.has(id)) queued.set(id, event)
       scripts.outboxFindOrCreateMany.queue(tx, keys, args)
     } else {
       await storage('outbox.findOrCreateMany', async () => {

@@ -413,6 +413,43 @@ export const ruleCases = [
     },
   }),
   defineCase({
+    id: 'outbox.tx.repeat-first-write-wins',
+    title:
+      'one id enqueued by two findOrCreate calls in one transaction: the second returns the first, and the first is stored',
+    skipReason: requiresTransactions,
+    async run({ store, capabilities }) {
+      const again = outboxEvent('twice', {
+        payload: 'second',
+        subject: 'orders.other',
+        headers: 'second-headers',
+      })
+      if (capabilities.transactions === 'collector') {
+        // A collector of actions (DynamoDB TransactWriteItems) cannot hold two actions on one
+        // item: the second call must refuse with ValidationError, before touching the collector.
+        await store.transaction(async (tx) => {
+          await store.outbox.findOrCreate(outboxEvent('twice', { payload: 'first' }), { tx })
+          await expectTxboxError(
+            'ValidationError',
+            () => store.outbox.findOrCreate(again, { tx }),
+            'the second call',
+          )
+        })
+      } else {
+        const [first, second] = await store.transaction(async (tx) => {
+          const a = await store.outbox.findOrCreate(outboxEvent('twice', { payload: 'first' }), { tx })
+          return [a, await store.outbox.findOrCreate(again, { tx })] as const
+        })
+        expectSame(first.payload, 'first', 'the first call creates the event')
+        expectEqual(second, first, 'the second call returns the first one, field by field')
+      }
+      expectSame(await store.oracle.outboxCount(), 1, 'oracle: one row')
+      const stored = await storedOutbox(store, 'twice')
+      expectSame(stored.payload, 'first', 'oracle: the first payload is stored')
+      expectSame(stored.subject, 'orders.created', 'oracle: the first subject is stored')
+      expectSame(stored.headers, undefined, 'oracle: the first (absent) headers are stored')
+    },
+  }),
+  defineCase({
     id: 'outbox.fields.as-stored',
     title:
       'every outbox event an adapter returns (findOrCreate, get, findPending, claim, getFailedEvents) equals the stored row, field by field',

@@ -82,12 +82,17 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
   protected insert(params: EnqueueParams, now: Date, tx: MemoryTransaction | undefined): OutboxEvent {
     const stored = this.events.get(params.eventId)
     if (stored) return copy(stored)
+    // The transaction's own uncommitted event wins over a second call with the same id.
+    const staged = tx?.staged<OutboxEvent>(this).get(params.eventId)
+    if (staged) return { ...staged }
     const event = newOutboxEvent(params, now)
     const write = () => {
       if (!this.events.has(event.eventId)) this.events.set(event.eventId, { ...event, seq: this.#nextSeq++ })
     }
-    if (tx) tx.enlist(write)
-    else write()
+    if (tx) {
+      tx.staged<OutboxEvent>(this).set(event.eventId, event)
+      tx.enlist(write)
+    } else write()
     return { ...event }
   }
 

@@ -8,6 +8,20 @@ import { ValidationError } from '../errors.js'
 export class MemoryTransaction {
   #writes: (() => void)[] = []
   #state: 'open' | 'committed' | 'rolled back' = 'open'
+  readonly #staged = new WeakMap<object, Map<string, unknown>>()
+
+  /**
+   * What `owner` (a repository) created in this transaction so far, by event id: a later call
+   * in the same transaction must see its own uncommitted writes, as a database session does.
+   */
+  staged<T>(owner: object): Map<string, T> {
+    let staged = this.#staged.get(owner)
+    if (!staged) {
+      staged = new Map()
+      this.#staged.set(owner, staged)
+    }
+    return staged as Map<string, T>
+  }
 
   /** Queues a write to apply at commit. */
   enlist(write: () => void): void {
