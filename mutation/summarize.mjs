@@ -1,42 +1,80 @@
 // @ts-check
 /**
- * Prints the counts and the surviving mutants of one run from Stryker's JSON report, in the
- * shape docs/CONFORMANCE.md uses: `node mutation/summarize.mjs sqlite`.
+ * Prints one mutation run's scores and its surviving mutants, grouped by file and by their
+ * classification in `mutation/survivors.json`, as markdown for docs/CONFORMANCE.md:
+ * `node mutation/summarize.mjs sqlite`. Exits 1 while a survivor is unclassified.
  */
 import { readFileSync } from 'node:fs'
 
-const name = process.argv[2]
-if (!name) throw new Error('usage: node mutation/summarize.mjs <sqlite|memory>')
-/** @type {{ files: Record<string, { source: string, mutants: Array<{ id: string, mutatorName: string, replacement?: string, status: string, location: { start: { line: number, column: number }, end: { line: number, column: number } } }> }> }} */
-const report = JSON.parse(readFileSync(`reports/mutation/${name}/mutation.json`, 'utf8'))
+const run = process.argv[2]
+if (run !== 'sqlite' && run !== 'memory')
+  throw new Error('usage: node mutation/summarize.mjs <sqlite|memory>')
+
+/**
+ * @typedef {{ status: string, mutatorName: string, replacement?: string, location: { start: { line: number, column: number }, end: { line: number, column: number } } }} Mutant
+ * @typedef {{ file: string, kind: 'equivalent' | 'reach' | 'false' | 'rule', why: string, lines: string[] }} Rule
+ */
+/** @type {{ files: Record<string, { source: string, mutants: Mutant[] }> }} */
+const report = JSON.parse(readFileSync(`reports/mutation/${run}/mutation.json`, 'utf8'))
+/** @type {Rule[]} */
+const rules = JSON.parse(readFileSync('mutation/survivors.json', 'utf8'))[run]
+
+const LABELS = {
+  equivalent: 'equivalent',
+  reach: "out of the suite's reach",
+  false: 'false survivor',
+  rule: 'not killed',
+}
+/** @param {string} text */
+const short = (text) => {
+  const line = text.replace(/\s+/g, ' ').trim().replace(/`/g, "'")
+  return line.length > 70 ? `${line.slice(0, 67)}…` : line
+}
 
 /** @type {Record<string, number>} */
 const counts = {}
-const survivors = []
+const tally = { equivalent: 0, reach: 0, false: 0, rule: 0, unclassified: 0 }
+/** @type {Map<string, Map<string, { line: number, entry: string }[]>>} */
+const groups = new Map()
 for (const [file, { source, mutants }] of Object.entries(report.files)) {
   const lines = source.split('\n')
   for (const mutant of mutants) {
     counts[mutant.status] = (counts[mutant.status] ?? 0) + 1
     if (mutant.status !== 'Survived' && mutant.status !== 'NoCoverage') continue
     const { start, end } = mutant.location
+    const first = lines[start.line - 1] ?? ''
     const original =
       start.line === end.line
-        ? (lines[start.line - 1] ?? '').slice(start.column - 1, end.column - 1)
-        : `${(lines[start.line - 1] ?? '').slice(start.column - 1)}…`
-    survivors.push({
-      file,
-      line: start.line,
-      status: mutant.status,
-      mutator: mutant.mutatorName,
-      original,
-      replacement: mutant.replacement ?? '',
-    })
+        ? first.slice(start.column - 1, end.column - 1)
+        : `${first.slice(start.column - 1)} …`
+    const rule = rules.find((r) => file.endsWith(`/${r.file}`) && r.lines.includes(first.trim()))
+    tally[rule?.kind ?? 'unclassified']++
+    const heading = rule ? `${LABELS[rule.kind]}: ${rule.why}` : 'UNCLASSIFIED'
+    const coverage = mutant.status === 'NoCoverage' ? '(no coverage) ' : ''
+    const entry = `${start.line} ${coverage}${mutant.mutatorName}: \`${short(original)}\` → \`${short(mutant.replacement ?? '')}\``
+    const byHeading = groups.get(file) ?? new Map()
+    groups.set(file, byHeading)
+    byHeading.set(heading, [...(byHeading.get(heading) ?? []), { line: start.line, entry }])
   }
 }
-const short = (text) => text.replace(/\s+/g, ' ').trim().slice(0, 90)
-console.log(JSON.stringify(counts))
-for (const s of survivors.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line)) {
-  console.log(
-    `${s.file}:${s.line} [${s.status}] ${s.mutator}: \`${short(s.original)}\` -> \`${short(s.replacement)}\``,
-  )
+
+const total = Object.values(counts).reduce((sum, n) => sum + n, 0)
+const killed = (counts.Killed ?? 0) + (counts.Timeout ?? 0)
+/** @param {number} part @param {number} whole */
+const pct = (part, whole) => `${((100 * part) / whole).toFixed(1)}%`
+console.log(`counts: ${JSON.stringify(counts)}; survivors: ${JSON.stringify(tally)}`)
+console.log(`killed (with timeouts): ${killed}/${total} = ${pct(killed, total)}`)
+console.log(
+  `killed of non-equivalent (false survivors count as killed): ${killed + tally.false}/${total - tally.equivalent} = ${pct(killed + tally.false, total - tally.equivalent)}`,
+)
+console.log(
+  `  leaving out-of-reach mutants out too: ${killed + tally.false}/${total - tally.equivalent - tally.reach} = ${pct(killed + tally.false, total - tally.equivalent - tally.reach)}`,
+)
+for (const [file, byHeading] of [...groups].sort(([a], [b]) => a.localeCompare(b))) {
+  console.log(`\n#### \`${file}\`\n`)
+  for (const [heading, entries] of byHeading) {
+    console.log(`- **${heading}**`)
+    for (const { entry } of entries.sort((a, b) => a.line - b.line)) console.log(`  - ${entry}`)
+  }
 }
+if (tally.unclassified > 0) process.exitCode = 1
