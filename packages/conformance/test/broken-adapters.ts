@@ -785,11 +785,11 @@ class PreNatsRuleValidator extends Validator {
 }
 
 class NatsUnsafeIdOutbox extends MemoryOutboxRepository {
-  protected override readonly validate = new PreNatsRuleValidator('memory')
+  protected override readonly validate = new PreNatsRuleValidator('memory', 'outbox')
 }
 
 class NatsUnsafeIdInbox extends MemoryInboxRepository {
-  protected override readonly validate = new PreNatsRuleValidator('memory')
+  protected override readonly validate = new PreNatsRuleValidator('memory', 'inbox')
 }
 
 /** Measures only the payload, as a store that ignores the NATS header block would. */
@@ -825,6 +825,19 @@ class PayloadOnlySizeOutbox extends MemoryOutboxRepository {
       return { ...result }
     })
   }
+}
+
+/**
+ * Messages that name the field but not the side, as one validator shared by both
+ * repositories writes them: `eventId must be ...` does not say whether the outbox or the
+ * inbox refused it.
+ */
+class SidelessMessagesOutbox extends MemoryOutboxRepository {
+  protected override readonly validate = new Validator('memory')
+}
+
+class SidelessMessagesInbox extends MemoryInboxRepository {
+  protected override readonly validate = new Validator('memory')
 }
 
 /** The memory target with its outbox replaced by a broken one. */
@@ -982,5 +995,9 @@ export const brokenAdapters: readonly {
   {
     target: brokenPairTarget('forgetful-get', ForgetfulGetOutbox, ForgetfulGetInbox),
     mustFail: ['outbox.fields.as-stored', 'inbox.fields.as-stored'],
+  },
+  {
+    target: brokenPairTarget('sideless-messages', SidelessMessagesOutbox, SidelessMessagesInbox),
+    mustFail: ['outbox.validation.names-side-and-field', 'inbox.validation.names-side-and-field'],
   },
 ]

@@ -51,13 +51,20 @@ const isWellFormed = (value: string): boolean =>
  */
 export class Validator {
   readonly adapter: string
+  /**
+   * The store side the checked input belongs to. When set, every message names it after the
+   * prefix (`[txbox] [postgres] inbox: eventId must be ...`): `eventId` or `limit` alone does
+   * not tell a caller using both repositories which call was wrong.
+   */
+  readonly side: 'outbox' | 'inbox' | undefined
 
-  constructor(adapter: string) {
+  constructor(adapter: string, side?: 'outbox' | 'inbox') {
     this.adapter = adapter
+    this.side = side
   }
 
   #fail(message: string): never {
-    throw new ValidationError(this.adapter, message)
+    throw new ValidationError(this.adapter, this.side === undefined ? message : `${this.side}: ${message}`)
   }
 
   /** A non-empty string of at most 255 UTF-16 code units. */

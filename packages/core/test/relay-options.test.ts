@@ -185,7 +185,7 @@ describe("the relay's limits are the store's", () => {
       )
       expect(storeError).toBeInstanceOf(ValidationError)
       expect((relayError as Error).message.replace('[relay]', '')).toBe(
-        (storeError as Error).message.replace('[memory]', ''),
+        (storeError as Error).message.replace('[memory] outbox:', ''),
       )
     }
   })

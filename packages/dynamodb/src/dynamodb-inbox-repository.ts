@@ -101,7 +101,7 @@ type Located = { created: Item } | { stored: string }
  */
 export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[]> {
   readonly #options: ResolvedOptions
-  readonly #validate = new Validator(ADAPTER)
+  readonly #validate = new Validator(ADAPTER, 'inbox')
   #lastOrderMs = 0
 
   constructor(options: DynamoStoreOptions) {

@@ -124,7 +124,7 @@ const LEAVE_DUE = '#gsi1pk, #gsi1sk, #dueAt'
  */
 export class DynamoOutboxRepository implements OutboxRepository<TransactWriteItem[]> {
   readonly #options: ResolvedOptions
-  readonly #validate = new Validator(ADAPTER)
+  readonly #validate = new Validator(ADAPTER, 'outbox')
   /** The time part of the last order key: never goes back, so a clock set back keeps FIFO. */
   #lastOrderMs = 0
   /**

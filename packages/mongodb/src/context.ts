@@ -73,6 +73,9 @@ export class MongoContext {
   readonly names: CollectionNames
   readonly clock: Clock
   readonly validate = new Validator(ADAPTER)
+  /** The outbox's and the inbox's checks: their messages name the side. */
+  readonly validateOutbox = new Validator(ADAPTER, 'outbox')
+  readonly validateInbox = new Validator(ADAPTER, 'inbox')
   /** The `maxEventBytes` option: the largest event the outbox accepts, in NATS message bytes. */
   readonly maxEventBytes: number
   readonly #writeGuard: WriteGuard

@@ -55,7 +55,7 @@ export class MongoInboxRepository implements InboxRepository<ClientSession> {
   }
 
   get #validate() {
-    return this.#ctx.validate
+    return this.#ctx.validateInbox
   }
 
   #checkSize(params: InboxParams): void {

@@ -56,7 +56,7 @@ export class MongoOutboxRepository implements OutboxRepository<ClientSession> {
   }
 
   get #validate() {
-    return this.#ctx.validate
+    return this.#ctx.validateOutbox
   }
 
   /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */

@@ -37,7 +37,7 @@ interface NewDelivery {
  * caller's `PoolConnection`, so the processed mark commits with the handler's writes.
  */
 export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
-  protected readonly validate = new Validator(ADAPTER)
+  protected readonly validate = new Validator(ADAPTER, 'inbox')
   protected readonly clock: Clock
   protected readonly sql: InboxSql
   protected readonly run: Runner

@@ -73,7 +73,7 @@ const insertBatches = (events: readonly EnqueueParams[]): EnqueueParams[][] => {
  * inside `beginTransaction()`; the write then commits or rolls back with the caller's work.
  */
 export class MySqlOutboxRepository implements OutboxRepository<PoolConnection> {
-  protected readonly validate = new Validator(ADAPTER)
+  protected readonly validate = new Validator(ADAPTER, 'outbox')
   protected readonly clock: Clock
   protected readonly sql: OutboxSql
   protected readonly run: Runner

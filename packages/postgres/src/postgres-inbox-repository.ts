@@ -23,7 +23,7 @@ import {
   type PostgresTransaction,
   resolveOptions,
   transactionHandle,
-  validate,
+  validateInbox,
 } from './postgres-options.js'
 import { deleteInBatches, query } from './query.js'
 import { type InboxRow, inboxEventFromRow } from './rows.js'
@@ -83,7 +83,7 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async findOrCreate(params: InboxParams): Promise<InboxEvent> {
-    const valid = validate.inboxParams(params)
+    const valid = validateInbox.inboxParams(params)
     const row = await this.#upsert(
       'inbox.findOrCreate',
       this.#sql.findOrCreate,
@@ -93,8 +93,8 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
-    const valid = validate.inboxParams(params)
-    const { leaseMs, workerId } = validate.leaseOptions(options)
+    const valid = validateInbox.inboxParams(params)
+    const { leaseMs, workerId } = validateInbox.leaseOptions(options)
     const now = this.#clock()
     const row = await this.#upsert('inbox.claim', this.#sql.claim, [
       ...this.#params(valid, now),
@@ -105,7 +105,7 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async markAsProcessed(eventId: string, options?: { tx?: PostgresTransaction | undefined }): Promise<void> {
-    const id = validate.eventId(eventId)
+    const id = validateInbox.eventId(eventId)
     const tx = transactionHandle(options?.tx)
     await withPostgresErrors('inbox.markAsProcessed', async () => {
       // With tx the mark runs on the caller's connection, inside its BEGIN: it commits or
@@ -116,8 +116,8 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async markAsFailed(eventId: string, errorMessage: string): Promise<void> {
-    const id = validate.eventId(eventId)
-    const message = validate.text(errorMessage, 'errorMessage')
+    const id = validateInbox.eventId(eventId)
+    const message = validateInbox.text(errorMessage, 'errorMessage')
     await withPostgresErrors('inbox.markAsFailed', async () => {
       const result = await query(this.#pool, this.#sql.markAsFailed, [encode(id), encode(message)])
       if (result.rowCount === 0) throw new EventNotFoundError(ADAPTER, id, 'inbox')
@@ -125,7 +125,7 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async isProcessed(eventId: string): Promise<boolean> {
-    const id = validate.eventId(eventId)
+    const id = validateInbox.eventId(eventId)
     return withPostgresErrors('inbox.isProcessed', async () => {
       const result = await query<InboxRow>(this.#pool, this.#sql.get, [encode(id)])
       return result.rows[0]?.status === 'processed'
@@ -133,7 +133,7 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async cleanup(olderThanDays: number): Promise<number> {
-    const days = validate.nonNegative(olderThanDays, 'olderThanDays')
+    const days = validateInbox.nonNegative(olderThanDays, 'olderThanDays')
     const cutoff = cutoffDays(this.#clock(), days)
     return withPostgresErrors('inbox.cleanup', () =>
       deleteInBatches(this.#pool, this.#sql.cleanupBatch, cutoff),
@@ -141,7 +141,7 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async resetStale(staleMinutes: number): Promise<number> {
-    const minutes = validate.nonNegative(staleMinutes, 'staleMinutes')
+    const minutes = validateInbox.nonNegative(staleMinutes, 'staleMinutes')
     const cutoff = cutoffMinutes(this.#clock(), minutes)
     return withPostgresErrors('inbox.resetStale', async () => {
       const result = await query(this.#pool, this.#sql.resetStale, [
@@ -160,7 +160,7 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async getFailedEvents(limit?: number): Promise<InboxEvent[]> {
-    const max = validate.limit(limit)
+    const max = validateInbox.limit(limit)
     return withPostgresErrors('inbox.getFailedEvents', async () => {
       const result = await query<InboxRow>(this.#pool, this.#sql.failed, [max])
       return result.rows.map(inboxEventFromRow)
@@ -168,7 +168,7 @@ export class PostgresInboxRepository implements InboxRepository<PostgresTransact
   }
 
   async get(eventId: string): Promise<InboxEvent | null> {
-    const id = validate.eventId(eventId)
+    const id = validateInbox.eventId(eventId)
     return withPostgresErrors('inbox.get', async () => {
       const result = await query<InboxRow>(this.#pool, this.#sql.get, [encode(id)])
       const row = result.rows[0]

@@ -5,8 +5,11 @@ import type { ClientBase, Pool } from 'pg'
 /** The adapter name in every error message: `[txbox] [postgres] ...`. */
 export const ADAPTER = 'postgres'
 
-/** The shared validator; every method calls it before any I/O. */
+/** The options' validator. */
 export const validate = new Validator(ADAPTER)
+/** The repositories' validators, called before any I/O; their messages name the side. */
+export const validateOutbox = new Validator(ADAPTER, 'outbox')
+export const validateInbox = new Validator(ADAPTER, 'inbox')
 
 /**
  * The transaction handle accepted as `{ tx }`: a `PoolClient` (or a `Client`) on which the

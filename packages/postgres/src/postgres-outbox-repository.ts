@@ -27,7 +27,7 @@ import {
   type PostgresTransaction,
   resolveOptions,
   transactionHandle,
-  validate,
+  validateOutbox,
 } from './postgres-options.js'
 import { deleteInBatches, query } from './query.js'
 import { type OutboxRow, outboxEventFromRow } from './rows.js'
@@ -72,7 +72,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
     params: EnqueueParams,
     options?: WriteOptions<PostgresTransaction>,
   ): Promise<OutboxEvent> {
-    const valid = validate.enqueueParams(params)
+    const valid = validateOutbox.enqueueParams(params)
     assertEventFits(ADAPTER, valid, this.maxEventBytes)
     const tx = transactionHandle(options?.tx)
     const stored = await withPostgresErrors('outbox.findOrCreate', () => this.#enqueue([valid], tx))
@@ -83,7 +83,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
     params: readonly EnqueueParams[],
     options?: WriteOptions<PostgresTransaction>,
   ): Promise<OutboxEvent[]> {
-    const valid = validate.enqueueParamsList(params)
+    const valid = validateOutbox.enqueueParamsList(params)
     for (const event of valid) assertEventFits(ADAPTER, event, this.maxEventBytes)
     const tx = transactionHandle(options?.tx)
     if (valid.length === 0) return []
@@ -145,7 +145,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async markAsPublishing(eventId: string): Promise<void> {
-    const id = validate.eventId(eventId)
+    const id = validateOutbox.eventId(eventId)
     await withPostgresErrors('outbox.markAsPublishing', async () => {
       const result = await query(this.#pool, this.#sql.markAsPublishing, [encode(id), this.#clock()])
       if (result.rowCount === 0) throw new EventNotFoundError(ADAPTER, id)
@@ -153,21 +153,21 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async markAsSent(eventId: string, options?: FenceOptions): Promise<void> {
-    const id = validate.eventId(eventId)
-    const workerId = validate.fence(options)
+    const id = validateOutbox.eventId(eventId)
+    const workerId = validateOutbox.fence(options)
     await this.#fencedUpdate('outbox.markAsSent', id, workerId, this.#sql.markAsSent, [this.#clock()])
   }
 
   async markAsFailed(eventId: string, errorMessage: string, options?: FenceOptions): Promise<void> {
-    const id = validate.eventId(eventId)
-    const message = validate.text(errorMessage, 'errorMessage')
-    const workerId = validate.fence(options)
+    const id = validateOutbox.eventId(eventId)
+    const message = validateOutbox.text(errorMessage, 'errorMessage')
+    const workerId = validateOutbox.fence(options)
     await this.#fencedUpdate('outbox.markAsFailed', id, workerId, this.#sql.markAsFailed, [encode(message)])
   }
 
   async retryLater(eventId: string, options: RetryLaterOptions): Promise<void> {
-    const id = validate.eventId(eventId)
-    const { errorMessage, delayMs, workerId } = validate.retryLaterOptions(options)
+    const id = validateOutbox.eventId(eventId)
+    const { errorMessage, delayMs, workerId } = validateOutbox.retryLaterOptions(options)
     const availableAt = addMs(this.#clock(), delayMs)
     await this.#fencedUpdate('outbox.retryLater', id, workerId, this.#sql.retryLater, [
       encode(errorMessage),
@@ -202,7 +202,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async findPending(options?: { limit?: number | undefined }): Promise<OutboxEvent[]> {
-    const limit = validate.limitOption(options)
+    const limit = validateOutbox.limitOption(options)
     return withPostgresErrors('outbox.findPending', async () => {
       const result = await query<OutboxRow>(this.#pool, this.#sql.findPending, [this.#clock(), limit])
       return result.rows.map(outboxEventFromRow)
@@ -210,7 +210,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async cleanup(olderThanDays: number): Promise<number> {
-    const days = validate.nonNegative(olderThanDays, 'olderThanDays')
+    const days = validateOutbox.nonNegative(olderThanDays, 'olderThanDays')
     const cutoff = cutoffDays(this.#clock(), days)
     return withPostgresErrors('outbox.cleanup', () =>
       deleteInBatches(this.#pool, this.#sql.cleanupBatch, cutoff),
@@ -218,7 +218,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async resetStale(staleMinutes: number): Promise<number> {
-    const minutes = validate.nonNegative(staleMinutes, 'staleMinutes')
+    const minutes = validateOutbox.nonNegative(staleMinutes, 'staleMinutes')
     const cutoff = cutoffMinutes(this.#clock(), minutes)
     return withPostgresErrors('outbox.resetStale', async () => {
       const result = await query(this.#pool, this.#sql.resetStale, [cutoff])
@@ -234,7 +234,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
-    const { limit, leaseMs, workerId } = validate.claimOptions(options)
+    const { limit, leaseMs, workerId } = validateOutbox.claimOptions(options)
     const now = this.#clock()
     return withPostgresErrors('outbox.claim', async () => {
       const text = this.#sql.claim({
@@ -252,8 +252,8 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async renewLease(eventIds: readonly string[], options: RenewLeaseOptions): Promise<string[]> {
-    const ids = validate.eventIds(eventIds)
-    const { leaseMs, workerId } = validate.leaseOptions(options)
+    const ids = validateOutbox.eventIds(eventIds)
+    const { leaseMs, workerId } = validateOutbox.leaseOptions(options)
     if (ids.length === 0) return []
     const leaseUntil = addMs(this.#clock(), leaseMs)
     return withPostgresErrors('outbox.renewLease', async () => {
@@ -268,8 +268,8 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async markManyAsSent(eventIds: readonly string[], options?: FenceOptions): Promise<string[]> {
-    const ids = validate.eventIds(eventIds)
-    const workerId = validate.fence(options)
+    const ids = validateOutbox.eventIds(eventIds)
+    const workerId = validateOutbox.fence(options)
     if (ids.length === 0) return []
     const now = this.#clock()
     return withPostgresErrors('outbox.markManyAsSent', async () => {
@@ -293,7 +293,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async getFailedEvents(limit?: number): Promise<OutboxEvent[]> {
-    const max = validate.limit(limit)
+    const max = validateOutbox.limit(limit)
     return withPostgresErrors('outbox.getFailedEvents', async () => {
       const result = await query<OutboxRow>(this.#pool, this.#sql.failed, [max])
       return result.rows.map(outboxEventFromRow)
@@ -301,7 +301,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async requeueFailed(eventIds: readonly string[]): Promise<number> {
-    const ids = validate.eventIds(eventIds)
+    const ids = validateOutbox.eventIds(eventIds)
     if (ids.length === 0) return 0
     const now = this.#clock()
     return withPostgresErrors('outbox.requeueFailed', async () => {
@@ -320,7 +320,7 @@ export class PostgresOutboxRepository implements OutboxRepository<PostgresTransa
   }
 
   async get(eventId: string): Promise<OutboxEvent | null> {
-    const id = validate.eventId(eventId)
+    const id = validateOutbox.eventId(eventId)
     return withPostgresErrors('outbox.get', async () => {
       const result = await query<OutboxRow>(this.#pool, this.#sql.get, [encode(id)])
       const row = result.rows[0]

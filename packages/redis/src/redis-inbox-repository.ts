@@ -33,7 +33,7 @@ export class RedisInboxRepository implements InboxRepository<ChainableCommander>
   readonly keys: InboxKeys
   protected readonly redis: RedisClient
   protected readonly clock: Clock
-  protected readonly validate = new Validator(ADAPTER)
+  protected readonly validate = new Validator(ADAPTER, 'inbox')
 
   constructor(options: RedisStoreOptions) {
     this.redis = options.redis

@@ -59,7 +59,7 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
   readonly keys: OutboxKeys
   protected readonly redis: RedisClient
   protected readonly clock: Clock
-  protected readonly validate = new Validator(ADAPTER)
+  protected readonly validate = new Validator(ADAPTER, 'outbox')
   /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
   readonly maxEventBytes: number
 

@@ -80,7 +80,7 @@ interface Lease {
 export class SqliteInboxRepository implements InboxRepository<SqliteDatabase> {
   readonly #connection: Connection<Statements>
   readonly #clock: Clock
-  readonly #validate = new Validator(ADAPTER)
+  readonly #validate = new Validator(ADAPTER, 'inbox')
 
   constructor(options: SqliteOptions) {
     const { db, tables, clock } = resolveSqliteOptions(options)

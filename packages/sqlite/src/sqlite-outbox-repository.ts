@@ -74,7 +74,7 @@ type Statements = keyof ReturnType<typeof outboxSql>
 export class SqliteOutboxRepository implements OutboxRepository<SqliteDatabase> {
   readonly #connection: Connection<Statements>
   readonly #clock: Clock
-  readonly #validate = new Validator(ADAPTER)
+  readonly #validate = new Validator(ADAPTER, 'outbox')
   /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
   readonly maxEventBytes: number
 

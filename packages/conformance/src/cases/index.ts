@@ -11,6 +11,7 @@ import { outboxTransactionCases } from './outbox-transactions.js'
 import { pagingCases } from './paging.js'
 import { payloadCases } from './payload.js'
 import { ruleCases } from './rules.js'
+import { ruleCases2 } from './rules-2.js'
 import { schemaCases } from './schema.js'
 import { validationCases } from './validation.js'
 
@@ -24,6 +25,7 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...outboxTransactionCases,
   ...validationCases,
   ...ruleCases,
+  ...ruleCases2,
   ...payloadCases,
   ...absentFieldCases,
   ...inboxCases,

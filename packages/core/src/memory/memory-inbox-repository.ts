@@ -26,7 +26,7 @@ const copy = ({ seq: _seq, ...event }: StoredInboxEvent): InboxEvent => ({ ...ev
 export class MemoryInboxRepository implements InboxRepository<MemoryTransaction> {
   protected readonly events = new Map<string, StoredInboxEvent>()
   protected readonly clock: Clock
-  protected readonly validate = new Validator(ADAPTER)
+  protected readonly validate = new Validator(ADAPTER, 'inbox')
   #nextSeq = 1
 
   constructor(options: { clock?: Clock } = {}) {

@@ -41,7 +41,7 @@ const copy = ({ seq: _seq, ...event }: StoredOutboxEvent): OutboxEvent => ({ ...
 export class MemoryOutboxRepository implements OutboxRepository<MemoryTransaction> {
   protected readonly events = new Map<string, StoredOutboxEvent>()
   protected readonly clock: Clock
-  protected readonly validate = new Validator(ADAPTER)
+  protected readonly validate = new Validator(ADAPTER, 'outbox')
   /** The largest event accepted, as NATS message bytes (see `natsMessageBytes`). */
   readonly maxEventBytes: number
   #nextSeq = 1

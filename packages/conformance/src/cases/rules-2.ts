@@ -1,0 +1,176 @@
+import type { EnqueueParams, InboxParams } from '@txbox/core'
+import { expectSame } from '../assertions.js'
+import { defineCase } from '../case.js'
+import { inboxEvent, outboxEvent } from '../events.js'
+
+/**
+ * More rules of issue 19, point 9 that no other case checks: what a caller reads in a
+ * validation message.
+ */
+
+/** Bad input typed as the API's own types, as a caller without TypeScript would pass it. */
+const bad = <T>(value: unknown): T => value as T
+
+/** Escapes a field name for a regular expression (`params[0]`, `eventIds[1]`). */
+const literal = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+/**
+ * Calls that a ValidationError must refuse, with the side and the field its message must name.
+ * The field is matched as the subject of the sentence, right after `<side>: ` (or after an
+ * enclosing name such as `params[0].`), so `eventId` in a quoted value does not count.
+ */
+type MessageProbe = readonly [
+  side: 'outbox' | 'inbox',
+  label: string,
+  field: string,
+  call: () => Promise<unknown>,
+]
+
+/** Each probe's message must read `[txbox] [<adapter>] <side>: <field> ...`. */
+const expectSideAndField = async (probes: readonly MessageProbe[]): Promise<void> => {
+  for (const [side, label, field, call] of probes) {
+    const message = await validationMessage(call)
+    const expected = new RegExp(
+      `^\\[txbox\\] \\[[^\\]]+\\] ${side}: (?:[\\w\\[\\]]+\\.)?${literal(field)}\\b`,
+    )
+    expectSame(
+      message !== undefined && expected.test(message),
+      true,
+      `${side}.${label}: the message must read "[txbox] [<adapter>] ${side}: ${field} ..."; got ${message ?? 'no ValidationError'}`,
+    )
+  }
+}
+
+const LEASE = { leaseMs: 60_000, workerId: 'w' }
+
+export const ruleCases2 = [
+  defineCase({
+    id: 'outbox.validation.names-side-and-field',
+    title:
+      'an outbox validation message names, after the [txbox] [<adapter>] prefix, the outbox and the offending field',
+    async run({ store }) {
+      const o = store.outbox
+      const params = (overrides: Record<string, unknown>) =>
+        bad<EnqueueParams>({ ...outboxEvent('o-1'), ...overrides })
+      await expectSideAndField([
+        [
+          'outbox',
+          'findOrCreate with an empty eventId',
+          'eventId',
+          () => o.findOrCreate(params({ eventId: '' })),
+        ],
+        [
+          'outbox',
+          'findOrCreate with an empty subject',
+          'subject',
+          () => o.findOrCreate(params({ subject: '' })),
+        ],
+        [
+          'outbox',
+          'findOrCreate with a numeric payload',
+          'payload',
+          () => o.findOrCreate(params({ payload: 1 })),
+        ],
+        [
+          'outbox',
+          'findOrCreate with numeric headers',
+          'headers',
+          () => o.findOrCreate(params({ headers: 1 })),
+        ],
+        [
+          'outbox',
+          'findOrCreate with a string availableAt',
+          'availableAt',
+          () => o.findOrCreate(params({ availableAt: '2026-01-01' })),
+        ],
+        ['outbox', 'get with a numeric id', 'eventId', () => o.get(bad(7))],
+        ['outbox', 'markAsSent with an empty id', 'eventId', () => o.markAsSent('')],
+        [
+          'outbox',
+          'markAsFailed with a numeric errorMessage',
+          'errorMessage',
+          () => o.markAsFailed('o-1', bad(5)),
+        ],
+        ['outbox', 'claim with limit 0', 'limit', () => o.claim({ ...LEASE, limit: 0 })],
+        ['outbox', 'claim with leaseMs 0', 'leaseMs', () => o.claim({ ...LEASE, leaseMs: 0 })],
+        ['outbox', 'claim with an empty workerId', 'workerId', () => o.claim({ ...LEASE, workerId: '' })],
+        [
+          'outbox',
+          'retryLater with a negative delayMs',
+          'delayMs',
+          () => o.retryLater('o-1', { errorMessage: 'x', delayMs: -1 }),
+        ],
+        ['outbox', 'cleanup with a negative age', 'olderThanDays', () => o.cleanup(-1)],
+        ['outbox', 'resetStale with NaN', 'staleMinutes', () => o.resetStale(Number.NaN)],
+        ['outbox', 'requeueFailed of a non-array', 'eventIds', () => o.requeueFailed(bad('o-1'))],
+      ])
+    },
+  }),
+  defineCase({
+    id: 'inbox.validation.names-side-and-field',
+    title:
+      'an inbox validation message names, after the [txbox] [<adapter>] prefix, the inbox and the offending field',
+    async run({ store }) {
+      const i = store.inbox
+      const params = (overrides: Record<string, unknown>) =>
+        bad<InboxParams>({ ...inboxEvent('i-1'), ...overrides })
+      await expectSideAndField([
+        [
+          'inbox',
+          'findOrCreate with an empty eventId',
+          'eventId',
+          () => i.findOrCreate(params({ eventId: '' })),
+        ],
+        [
+          'inbox',
+          'findOrCreate with an empty subject',
+          'subject',
+          () => i.findOrCreate(params({ subject: '' })),
+        ],
+        [
+          'inbox',
+          'findOrCreate with a numeric payload',
+          'payload',
+          () => i.findOrCreate(params({ payload: 1 })),
+        ],
+        [
+          'inbox',
+          'findOrCreate with streamSeq 0',
+          'streamSeq',
+          () => i.findOrCreate(params({ stream: 's', streamSeq: 0 })),
+        ],
+        ['inbox', 'claim with leaseMs 0', 'leaseMs', () => i.claim(params({}), { ...LEASE, leaseMs: 0 })],
+        [
+          'inbox',
+          'claim with an empty workerId',
+          'workerId',
+          () => i.claim(params({}), { ...LEASE, workerId: '' }),
+        ],
+        ['inbox', 'get with a numeric id', 'eventId', () => i.get(bad(7))],
+        ['inbox', 'markAsProcessed with an empty id', 'eventId', () => i.markAsProcessed('')],
+        [
+          'inbox',
+          'markAsFailed with a numeric errorMessage',
+          'errorMessage',
+          () => i.markAsFailed('i-1', bad(5)),
+        ],
+        ['inbox', 'cleanup with a negative age', 'olderThanDays', () => i.cleanup(-1)],
+        ['inbox', 'resetStale with NaN', 'staleMinutes', () => i.resetStale(Number.NaN)],
+        ['inbox', 'getFailedEvents with limit 0', 'limit', () => i.getFailedEvents(0)],
+      ])
+    },
+  }),
+]
+
+/** The message of the ValidationError `call` rejects with, or undefined when it does not. */
+const validationMessage = async (call: () => Promise<unknown>): Promise<string | undefined> => {
+  try {
+    await call()
+  } catch (error) {
+    const e = error as { name?: unknown; code?: unknown; message?: unknown }
+    if (e?.name === 'ValidationError' && e.code === 'VALIDATION' && typeof e.message === 'string')
+      return e.message
+    return `${String(e?.name)}: ${String(e?.message ?? error)}`
+  }
+  return undefined
+}
