@@ -1,12 +1,14 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { expectSame } from '../assertions.js'
+import { expectEqual, expectIds, expectSame, storedInbox } from '../assertions.js'
 import { defineCase } from '../case.js'
 import { inboxEvent, outboxEvent } from '../events.js'
 
 /**
  * More rules of issue 19, point 9 that no other case checks: what a caller reads in a
- * validation message.
+ * validation message, and what inbox cleanup leaves behind.
  */
+
+const DAY = 86_400_000
 
 /** Bad input typed as the API's own types, as a caller without TypeScript would pass it. */
 const bad = <T>(value: unknown): T => value as T
@@ -158,6 +160,68 @@ export const ruleCases2 = [
         ['inbox', 'resetStale with NaN', 'staleMinutes', () => i.resetStale(Number.NaN)],
         ['inbox', 'getFailedEvents with limit 0', 'limit', () => i.getFailedEvents(0)],
       ])
+    },
+  }),
+  defineCase({
+    id: 'inbox.cleanup.no-trace',
+    title:
+      'inbox cleanup leaves no trace of a deleted message: the same id received again is a new message, and no count or listing shows the old one',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      const lease = { leaseMs: 60_000, workerId: 'w' }
+      // One message processed at once, one that failed first (so it was listed as failed),
+      // both received twice: a dedupe record, a failed index or a counter that cleanup
+      // forgets would show in what follows.
+      const done = inboxEvent('done', { stream: 'ORDERS', streamSeq: 7 })
+      const retried = inboxEvent('retried', { stream: 'ORDERS', streamSeq: 8 })
+      await store.inbox.claim(done, lease)
+      await store.inbox.findOrCreate(done)
+      await store.inbox.markAsProcessed('done')
+      await store.inbox.claim(retried, lease)
+      await store.inbox.markAsFailed('retried', 'first try failed')
+      await store.inbox.claim(retried, lease)
+      await store.inbox.markAsProcessed('retried')
+      clock.set(t0 + 2 * DAY)
+      expectSame(await store.inbox.cleanup(1), 2, 'both processed messages are older than a day')
+      expectSame(await store.oracle.inboxCount(), 0, 'oracle: nothing stored after cleanup')
+      expectSame(await store.inbox.get('done'), null, 'get: the deleted message is gone')
+      expectSame(
+        await store.inbox.isProcessed('done'),
+        false,
+        'isProcessed: the deleted message is not known',
+      )
+      expectEqual(
+        await store.inbox.getCountByStatus(),
+        { processing: 0, processed: 0, failed: 0 },
+        'counts after cleanup: no ghost',
+      )
+      expectIds(await store.inbox.getFailedEvents(), [], 'failed listing after cleanup: no ghost')
+
+      clock.set(t0 + 3 * DAY)
+      const again = await store.inbox.claim(done, lease)
+      expectSame(again.shouldProcess, true, 'the same id received again is processed again')
+      expectSame(again.event.deliveries, 1, 'a new message: its first delivery')
+      expectSame(again.event.receivedAt.getTime(), t0 + 3 * DAY, 'a new message: received now')
+      const recreated = await store.inbox.findOrCreate(retried)
+      expectSame(recreated.deliveries, 1, 'findOrCreate of a deleted id: its first delivery')
+      expectSame(recreated.status, 'processing', 'findOrCreate of a deleted id: processing')
+      expectSame(recreated.errorMessage, undefined, 'findOrCreate of a deleted id: no old errorMessage')
+      // A different id at a deleted message's stream position is its own message too.
+      const other = await store.inbox.findOrCreate(inboxEvent('other', { stream: 'ORDERS', streamSeq: 7 }))
+      expectSame(other.eventId, 'other', 'another id at a deleted position is its own message')
+      expectSame(other.deliveries, 1, 'another id at a deleted position: its first delivery')
+      for (const id of ['done', 'retried', 'other']) {
+        const row = await storedInbox(store, id)
+        expectSame(row.deliveries, 1, `oracle: ${id} stored with one delivery`)
+        expectSame(row.status, 'processing', `oracle: ${id} processing`)
+        expectSame(row.processedAt, undefined, `oracle: ${id} has no processedAt`)
+      }
+      expectEqual(
+        await store.inbox.getCountByStatus(),
+        { processing: 3, processed: 0, failed: 0 },
+        'counts: the three new messages only',
+      )
+      expectIds(await store.inbox.getFailedEvents(), [], 'failed listing: still none')
     },
   }),
 ]
