@@ -42,6 +42,14 @@ export {
   selectCases,
 } from './runner.js'
 export {
+  checkMutant,
+  type MutantRun,
+  runMutant,
+  type StatementMutant,
+  type StatementRewriter,
+  statementRewriter,
+} from './statement-mutants.js'
+export {
   type ConformanceFixture,
   type ConformancePeer,
   type ConformanceTarget,

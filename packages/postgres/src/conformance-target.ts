@@ -6,12 +6,44 @@ import pg from 'pg'
 import { createPostgresStore, postgresCapabilities } from './postgres-store.js'
 import { type InboxRow, inboxEventFromRow, type OutboxRow, outboxEventFromRow } from './rows.js'
 
+/** Options of {@link createConformanceTarget}. */
+export interface PostgresConformanceOptions {
+  /**
+   * Internal test seam for the hand-written SQL mutants (test/mutants.test.ts): every
+   * statement the store under test (and its peers) sends through `pool.query` passes through
+   * this function first. Migrations, the caller's transaction clients and the oracle are not
+   * rewritten. Production code never sets it.
+   */
+  readonly rewriteStatement?: ((text: string) => string) | undefined
+}
+
+/** A view of `pool` whose `query` sends `rewrite(text)`; everything else is the pool itself. */
+const rewritingPool = (pool: pg.Pool, rewrite: (text: string) => string): pg.Pool =>
+  new Proxy(pool, {
+    get(target, property) {
+      if (property === 'query') {
+        return (text: unknown, ...rest: unknown[]) =>
+          (target.query as (...args: unknown[]) => unknown)(
+            typeof text === 'string' ? rewrite(text) : text,
+            ...rest,
+          )
+      }
+      const value: unknown = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+
 /**
  * The conformance target of @txbox/postgres: one pool for the run, a fresh schema
  * `txbox_t_<suffix>` per fixture (dropped on dispose), and an oracle that reads the rows with
  * plain SELECTs.
  */
-export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
+export const createConformanceTarget = (
+  options: PostgresConformanceOptions = {},
+): ConformanceTarget<PoolClient> => {
+  const { rewriteStatement } = options
+  const storePool = (pool: pg.Pool): pg.Pool =>
+    rewriteStatement === undefined ? pool : rewritingPool(pool, rewriteStatement)
   let pool: pg.Pool | undefined
   let url: string | undefined
   const requirePool = (): pg.Pool => {
@@ -38,7 +70,7 @@ export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
       }
       // Registered before migrate(): a migration that fails halfway leaves no schema behind.
       onDispose?.(dropSchema)
-      const store = createPostgresStore({ pool: db, schema, clock })
+      const store = createPostgresStore({ pool: storePool(db), schema, clock })
       await store.migrate()
       const outboxTable = `"${schema}"."txbox_outbox"`
       const inboxTable = `"${schema}"."txbox_inbox"`
@@ -76,7 +108,7 @@ export const createConformanceTarget = (): ConformanceTarget<PoolClient> => {
         // Its own pool: its claims run in sessions of their own, as another process's would.
         async peer() {
           const peerPool = new pg.Pool({ connectionString: url, max: 2 })
-          const peerStore = createPostgresStore({ pool: peerPool, schema, clock })
+          const peerStore = createPostgresStore({ pool: storePool(peerPool), schema, clock })
           return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: () => peerPool.end() }
         },
         async transaction(fn, options) {

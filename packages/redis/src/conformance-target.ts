@@ -5,6 +5,7 @@ import { type ChainableCommander, Cluster, Redis } from 'ioredis'
 import { execTransaction } from './errors.js'
 import { inboxKeys, outboxKeys, storeBase } from './keys.js'
 import { createRedisStore, redisCapabilities } from './redis-store.js'
+import { scripts } from './scripts.js'
 
 const VERSION = '0.1.0'
 
@@ -70,6 +71,35 @@ const rawInbox = (h: Record<string, string>): InboxEvent | null => {
   return Object.fromEntries(Object.entries(event).filter(([, v]) => v !== undefined)) as unknown as InboxEvent
 }
 
+/**
+ * A view of `client` that runs `rewrite(script)` instead of each script of the adapter
+ * (EVALSHA of a known script whose text the rewrite changes becomes EVAL of the new text);
+ * every other command is the client's own.
+ */
+const rewritingClient = <C extends Redis | Cluster>(client: C, rewrite: (script: string) => string): C => {
+  const bySha = new Map(Object.values(scripts).map((script) => [script.sha, script.lua]))
+  const evaluate = client.eval.bind(client) as (...args: unknown[]) => Promise<unknown>
+  const evaluateSha = client.evalsha.bind(client) as (...args: unknown[]) => Promise<unknown>
+  return new Proxy(client, {
+    get(target, property) {
+      if (property === 'eval') {
+        return (script: string, ...rest: unknown[]) => evaluate(rewrite(script), ...rest)
+      }
+      if (property === 'evalsha') {
+        return (sha: string, ...rest: unknown[]) => {
+          const lua = bySha.get(sha)
+          const rewritten = lua === undefined ? lua : rewrite(lua)
+          return rewritten === undefined || rewritten === lua
+            ? evaluateSha(sha, ...rest)
+            : evaluate(rewritten, ...rest)
+        }
+      }
+      const value: unknown = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
 /** Options of {@link createConformanceTarget}. */
 export interface RedisConformanceOptions {
   /**
@@ -77,13 +107,21 @@ export interface RedisConformanceOptions {
    * then only used to find out that Redis is there). The target is named `redis-cluster`.
    */
   clusterNodes?: readonly string[] | undefined
+  /**
+   * Internal test seam for the hand-written Lua mutants (test/mutants.test.ts): every script
+   * the store under test (and its peers) runs outside a caller's MULTI passes through this
+   * function first. The oracle's commands are not rewritten. Production code never sets it.
+   */
+  rewriteScript?: ((script: string) => string) | undefined
 }
 
 /** The conformance target of `@txbox/redis`: each fixture is its own key prefix. */
 export const createConformanceTarget = (
   options: RedisConformanceOptions = {},
 ): ConformanceTarget<ChainableCommander> => {
-  const clusterNodes = options.clusterNodes
+  const { clusterNodes, rewriteScript } = options
+  const storeView = <C extends Redis | Cluster>(client: C): C =>
+    rewriteScript === undefined ? client : rewritingClient(client, rewriteScript)
   let redis: Redis | Cluster | undefined
   const client = (): Redis | Cluster => {
     if (!redis) throw new Error('[txbox] [redis] conformance target used before setup()')
@@ -117,7 +155,7 @@ export const createConformanceTarget = (
     async create({ clock }): Promise<ConformanceFixture<ChainableCommander>> {
       const connection = client()
       const keyPrefix = `t_${uniqueSuffix()}`
-      const store = createRedisStore({ redis: connection, keyPrefix, clock })
+      const store = createRedisStore({ redis: storeView(connection), keyPrefix, clock })
       await store.migrate()
       const outbox = outboxKeys(keyPrefix)
       const inbox = inboxKeys(keyPrefix)
@@ -136,7 +174,7 @@ export const createConformanceTarget = (
         // scripts interleave with the fixture's on the server, as another process's would.
         async peer() {
           const peerConnection = connection.duplicate()
-          const peerStore = createRedisStore({ redis: peerConnection, keyPrefix, clock })
+          const peerStore = createRedisStore({ redis: storeView(peerConnection), keyPrefix, clock })
           return {
             outbox: peerStore.outbox,
             inbox: peerStore.inbox,

@@ -65,6 +65,26 @@ const rawInbox = (row: Raw): InboxEvent =>
     leaseUntil: optionalDate(row, 'lease_until'),
   } as InboxEvent)
 
+/** Options of {@link createConformanceTarget}. */
+export interface SqliteConformanceOptions {
+  /**
+   * Internal test seam for the hand-written SQL mutants (test/mutants.test.ts): every
+   * statement the store under test (and its peers) prepares passes through this function
+   * first (the oracle's statements are not). Production code never sets it.
+   */
+  readonly rewriteStatement?: ((text: string) => string) | undefined
+}
+
+/** A view of `db` whose `prepare` compiles `rewrite(text)`; everything else is the connection itself. */
+const rewritingDatabase = (db: SqliteDatabase, rewrite: (text: string) => string): SqliteDatabase =>
+  new Proxy(db, {
+    get(target, property) {
+      if (property === 'prepare') return (text: string) => target.prepare(rewrite(text))
+      const value: unknown = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+
 /**
  * The SQLite conformance target. One temporary database FILE per run (WAL, so the suite
  * exercises the real file path, not `:memory:`), and per fixture a unique table prefix,
@@ -73,7 +93,13 @@ const rawInbox = (row: Raw): InboxEvent =>
  * connection: it sees only what was committed, as a second process would. Each peer is one
  * more connection to the file.
  */
-export const createConformanceTarget = (): ConformanceTarget<SqliteDatabase> => {
+export const createConformanceTarget = (
+  options: SqliteConformanceOptions = {},
+): ConformanceTarget<SqliteDatabase> => {
+  const { rewriteStatement } = options
+  // The store's own view of a connection; the same object is its transaction handle.
+  const storeView = (db: SqliteDatabase): SqliteDatabase =>
+    rewriteStatement === undefined ? db : rewritingDatabase(db, rewriteStatement)
   let directory: string | undefined
   const open = new Set<SqliteDatabase>()
 
@@ -105,7 +131,8 @@ export const createConformanceTarget = (): ConformanceTarget<SqliteDatabase> => 
     },
 
     async create({ clock }): Promise<ConformanceFixture<SqliteDatabase>> {
-      const db = connect()
+      const connection = connect()
+      const db = storeView(connection)
       const reader = connect()
       const tablePrefix = `t_${uniqueSuffix()}_`
       const store = createSqliteStore({ db, tablePrefix, clock })
@@ -142,7 +169,7 @@ export const createConformanceTarget = (): ConformanceTarget<SqliteDatabase> => 
         // Another connection to the same file, as a second process would open it.
         async peer() {
           const peerDb = connect()
-          const peerStore = createSqliteStore({ db: peerDb, tablePrefix, clock })
+          const peerStore = createSqliteStore({ db: storeView(peerDb), tablePrefix, clock })
           return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: async () => close(peerDb) }
         },
         async transaction(fn, options) {
@@ -167,7 +194,7 @@ export const createConformanceTarget = (): ConformanceTarget<SqliteDatabase> => 
             }
           } finally {
             close(reader)
-            close(db)
+            close(connection)
           }
         },
       }

@@ -1,0 +1,232 @@
+import { checkMutant, runMutant, type StatementMutant } from '@txbox/conformance'
+import { describe, expect, it } from 'vitest'
+import { createConformanceTarget } from '../src/conformance-target.js'
+import { claimQuery, inboxSql, outboxSql } from '../src/sql.js'
+import { noServer, skipReason, url } from './helpers.js'
+
+/**
+ * Hand-written mutants of the SQL StrykerJS cannot edit (to it a statement is one string):
+ * each one is a mistake a real author could make in the claim, the fence, cleanup or
+ * resetStale, and names the conformance cases that must fail on a store running it. The
+ * table is documented in docs/CONFORMANCE.md ("Hand-written SQL and Lua mutants").
+ */
+
+/** Every statement of the adapter by name; the claim and the insert are built with sample values. */
+const statements = (): Record<string, string> => {
+  const outbox = outboxSql('s', 'txbox_')
+  const inbox = inboxSql('s', 'txbox_')
+  const named: Record<string, string> = {}
+  for (const [name, value] of Object.entries(outbox)) {
+    if (typeof value === 'string') named[`outbox.${name}`] = value
+  }
+  named['outbox.insertMany'] = outbox.insertMany(false)
+  named['outbox.insertManyNotify'] = outbox.insertMany(true)
+  named['outbox.claim'] = claimQuery(outbox.table, {
+    workerId: 'w',
+    now: new Date(0),
+    leaseUntil: new Date(1),
+    limit: 7,
+  })
+  for (const [name, value] of Object.entries(inbox)) named[`inbox.${name}`] = value
+  return named
+}
+
+const FENCED = ['outbox.markAsSent', 'outbox.markManyAsSent', 'outbox.markAsFailed', 'outbox.retryLater']
+
+const POSTGRES_MUTANTS: readonly StatementMutant[] = [
+  {
+    id: 'claim: due pending at exactly now not claimable (<= → <)',
+    statements: ['outbox.claim'],
+    find: "(status = 'pending' AND available_at <=",
+    replace: "(status = 'pending' AND available_at <",
+    kills: ['outbox.order.frozen-clock', 'outbox.claim.lease-expiry-reclaim'],
+  },
+  {
+    id: 'claim: lease expiring at exactly now not reclaimable (<= → <)',
+    statements: ['outbox.claim'],
+    find: "(status = 'publishing' AND lease_until <=",
+    replace: "(status = 'publishing' AND lease_until <",
+    kills: ['outbox.claim.lease-expiry-reclaim', 'outbox.claim.fencing'],
+  },
+  {
+    id: 'claim: lease-expiry branch dropped',
+    statements: ['outbox.claim'],
+    find: " OR (status = 'publishing' AND lease_until <=",
+    replace: ' OR (false AND lease_until <=',
+    kills: ['outbox.claim.lease-expiry-reclaim', 'outbox.claim.fencing'],
+  },
+  {
+    id: 'claim: ORDER BY seq reversed',
+    statements: ['outbox.claim'],
+    find: 'ORDER BY seq\n',
+    replace: 'ORDER BY seq DESC\n',
+    kills: ['outbox.order.claim-order', 'outbox.order.frozen-clock'],
+  },
+  {
+    id: 'claim: ORDER BY seq dropped',
+    statements: ['outbox.claim'],
+    find: 'ORDER BY seq\n',
+    replace: '\n',
+    kills: [],
+    survives: {
+      reason:
+        'not equivalent, but the plan the claim forces (no sort, no bitmap scan) walks the claimable index in seq order, so rows still come out in enqueue order; only a plan that scans the heap would show it',
+      cases: ['outbox.order.not-physical', 'outbox.order.claim-order'],
+    },
+  },
+  {
+    id: 'claim: LIMIT ignored',
+    statements: ['outbox.claim'],
+    find: 'ORDER BY seq\n        LIMIT ',
+    replace: 'ORDER BY seq\n        LIMIT 10000 + ',
+    kills: ['outbox.order.claim-order', 'outbox.order.frozen-clock'],
+  },
+  {
+    id: 'claim: FOR UPDATE SKIP LOCKED removed',
+    statements: ['outbox.claim'],
+    find: 'FOR UPDATE SKIP LOCKED\n      )\n      RETURNING',
+    replace: '\n      )\n      RETURNING',
+    kills: ['outbox.claim.disjoint-concurrent', 'outbox.claim.disjoint-across-connections'],
+  },
+  {
+    id: 'claim: SKIP LOCKED dropped (plain FOR UPDATE)',
+    statements: ['outbox.claim'],
+    find: 'FOR UPDATE SKIP LOCKED\n      )\n      RETURNING',
+    replace: 'FOR UPDATE\n      )\n      RETURNING',
+    kills: [],
+    survives: {
+      reason:
+        'equivalent for the contract: a claimer waits for a concurrent one instead of skipping its rows (slower, never a double claim: the re-check after the wait drops rows claimed meanwhile)',
+      cases: ['outbox.claim.disjoint-across-connections'],
+    },
+  },
+  {
+    id: 'fence: claimed_by = $2 dropped',
+    statements: FENCED,
+    find: ' AND claimed_by = $2::text))',
+    replace: '))',
+    kills: ['outbox.claim.fencing', 'outbox.claim.fenced-after-release'],
+  },
+  {
+    id: "fence: status = 'publishing' dropped",
+    statements: FENCED,
+    find: "(status = 'publishing' AND claimed_by = $2::text)",
+    replace: '(claimed_by = $2::text)',
+    kills: [],
+    survives: {
+      reason:
+        "equivalent: every statement that moves an event out of 'publishing' clears claimed_by, so claimed_by = $2 already implies status = 'publishing'",
+      cases: ['outbox.claim.fencing', 'outbox.claim.fenced-after-release'],
+    },
+  },
+  {
+    id: 'renewLease: claimed_by = $2 dropped',
+    statements: ['outbox.renewLease'],
+    find: ' AND claimed_by = $2\n',
+    replace: '\n',
+    kills: ['outbox.claim.renew-lease', 'outbox.claim.fenced-after-release'],
+  },
+  {
+    id: 'markAsSent: lease left on the sent event',
+    statements: ['outbox.markAsSent'],
+    find: 'sent_at = $3, claimed_by = NULL, lease_until = NULL\n      WHERE event_id = $1 AND',
+    replace: 'sent_at = $3\n      WHERE event_id = $1 AND',
+    kills: ['outbox.claim.fenced-after-release', 'outbox.fields.absent-undefined'],
+  },
+  {
+    id: 'resetStale: exact cutoff reset (< → <=)',
+    statements: ['outbox.resetStale'],
+    find: 'claimed_at < $1',
+    replace: 'claimed_at <= $1',
+    kills: ['outbox.reset-stale.exact-cutoff'],
+  },
+  {
+    id: 'resetStale: enqueued_at instead of claimed_at',
+    statements: ['outbox.resetStale'],
+    find: 'claimed_at < $1',
+    replace: 'enqueued_at < $1',
+    kills: ['outbox.reset-stale.claim-time-not-enqueue-time', 'outbox.reset-stale.live-claims-untouched'],
+  },
+  {
+    id: "resetStale: status = 'publishing' dropped",
+    statements: ['outbox.resetStale'],
+    find: "WHERE status = 'publishing' AND claimed_at < $1",
+    replace: 'WHERE claimed_at < $1',
+    kills: ['outbox.reset-stale.exact-cutoff', 'outbox.claim.fenced-after-release'],
+  },
+  {
+    id: "cleanup: status = 'sent' dropped",
+    statements: ['outbox.cleanupBatch'],
+    find: "WHERE status = 'sent' AND sent_at < $1",
+    replace: 'WHERE sent_at < $1',
+    kills: ['outbox.cleanup.status-not-sent-at'],
+  },
+  {
+    id: 'cleanup: exact cutoff deleted (< → <=)',
+    statements: ['outbox.cleanupBatch'],
+    find: 'sent_at < $1\n',
+    replace: 'sent_at <= $1\n',
+    kills: ['outbox.cleanup.exact-cutoff', 'outbox.cleanup.sent-only'],
+  },
+  {
+    id: 'cleanup: one short batch taken for the last (LIMIT 1000 → 100)',
+    statements: ['outbox.cleanupBatch'],
+    find: 'sent_at < $1\n        LIMIT 1000',
+    replace: 'sent_at < $1\n        LIMIT 100',
+    kills: ['outbox.cleanup.batches'],
+  },
+  {
+    id: 'inbox resetStale: received_at instead of the claim time',
+    statements: ['inbox.resetStale'],
+    find: 'COALESCE(claimed_at, received_at) < $1',
+    replace: 'received_at < $1',
+    kills: ['inbox.reset-stale.claim-time'],
+  },
+  {
+    id: 'inbox cleanup: exact cutoff deleted (< → <=)',
+    statements: ['inbox.cleanupBatch'],
+    find: 'processed_at < $1',
+    replace: 'processed_at <= $1',
+    kills: ['inbox.cleanup.exact-cutoff'],
+  },
+  {
+    id: 'inbox resetStale: exact cutoff reset (< → <=)',
+    statements: ['inbox.resetStale'],
+    find: 'received_at) < $1',
+    replace: 'received_at) <= $1',
+    kills: ['inbox.reset-stale.exact-cutoff'],
+  },
+  {
+    id: "inbox cleanup: status = 'processed' dropped",
+    statements: ['inbox.cleanupBatch'],
+    find: "WHERE status = 'processed' AND processed_at < $1",
+    replace: 'WHERE processed_at < $1',
+    kills: [],
+    survives: {
+      reason:
+        "equivalent: only markAsProcessed sets processed_at, and 'processed' is final, so a row with a processed_at is a processed row",
+      cases: ['inbox.cleanup.processed-only', 'inbox.cleanup.exact-cutoff'],
+    },
+  },
+]
+
+describe.skipIf(noServer)(
+  `PostgreSQL SQL mutants fail their cases${noServer ? ` (${skipReason})` : ''}`,
+  () => {
+    const all = statements()
+    const server = { engine: 'postgres', url: url ?? '', source: 'env' } as const
+    for (const mutant of POSTGRES_MUTANTS) {
+      it(mutant.id, async () => {
+        checkMutant(mutant, all)
+        const run = await runMutant(
+          mutant,
+          (rewrite) => createConformanceTarget({ rewriteStatement: rewrite }),
+          { server },
+        )
+        expect(run.hits, 'the mutated statement never ran').toBeGreaterThan(0)
+        if (mutant.kills.length > 0) expect(run.failed).toEqual(mutant.kills)
+        else expect(run.passed).toEqual(mutant.survives?.cases)
+      })
+    }
+  },
+)

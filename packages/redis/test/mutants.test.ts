@@ -1,0 +1,179 @@
+import { checkMutant, runMutant, type StatementMutant } from '@txbox/conformance'
+import { describe, expect, it } from 'vitest'
+import { createConformanceTarget } from '../src/conformance-target.js'
+import { scripts } from '../src/scripts.js'
+import { REDIS_URL, SKIP, SKIP_REASON } from './helpers.js'
+
+/**
+ * Hand-written mutants of the Lua StrykerJS cannot edit (to it a script is one string): each
+ * one is a mistake a real author could make in the claim, the fence, cleanup or resetStale,
+ * and names the conformance cases that must fail on a store running it. A mutant of the
+ * outbox prelude (the fence, clear_lease) is in every outbox script, as the real mistake
+ * would be. Documented in docs/CONFORMANCE.md ("Hand-written SQL and Lua mutants").
+ */
+
+/** Every script of the adapter, by its name in `scripts`. */
+const statements = (): Record<string, string> =>
+  Object.fromEntries(Object.entries(scripts).map(([name, script]) => [name, script.lua]))
+
+/** Every script that includes the outbox prelude. */
+const OUTBOX_SCRIPTS = Object.keys(scripts).filter((name) => name.startsWith('outbox'))
+
+const REDIS_MUTANTS: readonly StatementMutant[] = [
+  {
+    id: 'claim: a delayed event due at exactly now not promoted (ZRANGEBYSCORE bound exclusive)',
+    statements: ['outboxClaim'],
+    find: "DELAYED, '-inf', now, 'LIMIT', 0, cap)\nfor _, id in ipairs(due) do\n  redis.call('ZADD', READY",
+    replace:
+      "DELAYED, '-inf', '(' .. now, 'LIMIT', 0, cap)\nfor _, id in ipairs(due) do\n  redis.call('ZADD', READY",
+    kills: ['outbox.retry.backoff-honoured', 'outbox.order.claim-order'],
+  },
+  {
+    id: 'claim: lease expiring at exactly now not reclaimable (ZRANGEBYSCORE bound exclusive)',
+    statements: ['outboxClaim'],
+    find: "LEASES, '-inf', now,",
+    replace: "LEASES, '-inf', '(' .. now,",
+    kills: ['outbox.claim.lease-expiry-reclaim'],
+  },
+  {
+    id: 'claim: expired leases never read',
+    statements: ['outboxClaim'],
+    find: "local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, cap)",
+    replace: 'local expired = {}',
+    kills: ['outbox.claim.lease-expiry-reclaim', 'outbox.claim.fencing'],
+  },
+  {
+    id: 'claim: candidates sorted newest first',
+    statements: ['outboxClaim'],
+    find: 'return a[2] < b[2] end)\nlocal out = {}\nfor i = 1, math.min(limit, #candidates) do\n  local id, from_ready',
+    replace:
+      'return a[2] > b[2] end)\nlocal out = {}\nfor i = 1, math.min(limit, #candidates) do\n  local id, from_ready',
+    kills: ['outbox.order.claim-order', 'outbox.order.frozen-clock'],
+  },
+  {
+    id: 'claim: limit ignored when expired leases add candidates',
+    statements: ['outboxClaim'],
+    find: 'for i = 1, math.min(limit, #candidates) do\n  local id, from_ready',
+    replace: 'for i = 1, #candidates do\n  local id, from_ready',
+    kills: ['outbox.claim.fenced-after-release'],
+  },
+  {
+    id: 'fence: claimedBy not compared',
+    statements: OUTBOX_SCRIPTS,
+    find: "(f[1] ~= 'publishing' or f[2] ~= worker)",
+    replace: "(f[1] ~= 'publishing')",
+    kills: ['outbox.claim.fencing', 'outbox.claim.fenced-after-release'],
+  },
+  {
+    id: "fence: status 'publishing' not checked",
+    statements: OUTBOX_SCRIPTS,
+    find: "(f[1] ~= 'publishing' or f[2] ~= worker)",
+    replace: '(f[2] ~= worker)',
+    kills: [],
+    survives: {
+      reason:
+        "equivalent: every script that moves an event out of 'publishing' clears claimedBy (clear_lease), so claimedBy = worker already implies 'publishing'",
+      cases: ['outbox.claim.fencing', 'outbox.claim.fenced-after-release'],
+    },
+  },
+  {
+    id: 'clear_lease: HDEL of claimedBy/leaseUntil missing',
+    statements: OUTBOX_SCRIPTS,
+    find: "redis.call('HDEL', key, 'claimedBy', 'leaseUntil')\n  redis.call('ZREM', LEASES, id)",
+    replace: "redis.call('ZREM', LEASES, id)",
+    kills: ['outbox.claim.fenced-after-release', 'outbox.fields.absent-undefined'],
+  },
+  {
+    id: 'clear_lease: lease left in the LEASES index',
+    statements: OUTBOX_SCRIPTS,
+    find: "redis.call('HDEL', key, 'claimedBy', 'leaseUntil')\n  redis.call('ZREM', LEASES, id)",
+    replace: "redis.call('HDEL', key, 'claimedBy', 'leaseUntil')",
+    kills: ['outbox.retry.dead-letter', 'outbox.fields.as-stored'],
+  },
+  {
+    id: 'renewLease: claimedBy not compared',
+    statements: ['outboxRenewLease'],
+    find: "if f[1] == 'publishing' and f[2] == worker then",
+    replace: "if f[1] == 'publishing' then",
+    kills: ['outbox.claim.renew-lease'],
+  },
+  {
+    id: 'renewLease: LEASES index not moved (hash only)',
+    statements: ['outboxRenewLease'],
+    find: "\n    redis.call('ZADD', LEASES, lease_until, id)\n",
+    replace: '\n',
+    kills: ['outbox.claim.renew-lease'],
+  },
+  {
+    id: 'resetStale: exact cutoff reset (exclusive bound dropped)',
+    statements: ['outboxResetStale'],
+    find: "PUBLISHING, '-inf', '(' .. ARGV[1],",
+    replace: "PUBLISHING, '-inf', ARGV[1],",
+    kills: ['outbox.reset-stale.exact-cutoff'],
+  },
+  {
+    id: 'resetStale: lease kept on the reset event',
+    statements: ['outboxResetStale'],
+    find: "  clear_lease(key, id)\n  redis.call('HSET', key, 'status', 'pending')",
+    replace: "  redis.call('HSET', key, 'status', 'pending')",
+    kills: ['outbox.claim.fenced-after-release', 'outbox.reset-stale.live-claims-untouched'],
+  },
+  {
+    id: 'cleanup: exact cutoff deleted (exclusive bound dropped)',
+    statements: ['outboxCleanup'],
+    find: "SENT, '-inf', '(' .. ARGV[1],",
+    replace: "SENT, '-inf', ARGV[1],",
+    kills: ['outbox.cleanup.exact-cutoff'],
+  },
+  {
+    id: 'cleanup: one event short of the batch, so the loop stops early',
+    statements: ['outboxCleanup'],
+    find: "SENT, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))",
+    replace: "SENT, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]) - 1)",
+    kills: ['outbox.cleanup.batches'],
+  },
+  {
+    id: 'cleanup: event hash left behind (index entry only)',
+    statements: ['outboxCleanup'],
+    find: "  redis.call('DEL', EVENT .. id)\n  leave(id, 'sent')",
+    replace: "  leave(id, 'sent')",
+    kills: ['outbox.cleanup.sent-only'],
+  },
+  {
+    id: 'inbox resetStale: exact cutoff reset (exclusive bound dropped)',
+    statements: ['inboxResetStale'],
+    find: "PROCESSING, '-inf', '(' .. ARGV[1],",
+    replace: "PROCESSING, '-inf', ARGV[1],",
+    kills: ['inbox.reset-stale.exact-cutoff'],
+  },
+  {
+    id: 'inbox cleanup: exact cutoff deleted (exclusive bound dropped)',
+    statements: ['inboxCleanup'],
+    find: "PROCESSED, '-inf', '(' .. ARGV[1],",
+    replace: "PROCESSED, '-inf', ARGV[1],",
+    kills: ['inbox.cleanup.exact-cutoff'],
+  },
+  {
+    id: 'inbox claim: lease expiring at exactly now not taken over (> → >=)',
+    statements: ['inboxClaim'],
+    find: 'tonumber(lease) > tonumber(now)',
+    replace: 'tonumber(lease) >= tonumber(now)',
+    kills: ['inbox.claim.expired-lease'],
+  },
+]
+
+describe.skipIf(SKIP)(`Redis Lua mutants fail their cases${SKIP ? ` (${SKIP_REASON})` : ''}`, () => {
+  const all = statements()
+  const server = { engine: 'redis', url: REDIS_URL ?? '', source: 'env' } as const
+  for (const mutant of REDIS_MUTANTS) {
+    it(mutant.id, async () => {
+      checkMutant(mutant, all)
+      const run = await runMutant(mutant, (rewrite) => createConformanceTarget({ rewriteScript: rewrite }), {
+        server,
+      })
+      expect(run.hits, 'the mutated script never ran').toBeGreaterThan(0)
+      if (mutant.kills.length > 0) expect(run.failed).toEqual(mutant.kills)
+      else expect(run.passed).toEqual(mutant.survives?.cases)
+    })
+  }
+})
