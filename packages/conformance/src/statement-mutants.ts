@@ -78,8 +78,8 @@ export interface MutantRun {
 
 /**
  * Runs the mutant's cases (its `kills`, or for a surviving mutant the cases it names), each
- * by its exact id, on a target built with the mutant's rewriter. A case that errors counts as
- * failed; a case that is skipped or not run throws, since it proves nothing.
+ * by its exact id, on a target built with the mutant's rewriter. A case that is skipped, not
+ * run or met a target error (the fixture could not be built) throws, since it proves nothing.
  */
 export const runMutant = async (
   mutant: StatementMutant,
@@ -97,7 +97,7 @@ export const runMutant = async (
     const result = report.cases.find((c) => c.id === id)
     if (!result) throw new Error(`mutant "${mutant.id}": no case ${id}`)
     if (result.status === 'pass') passed.push(id)
-    else if (result.status === 'fail' || result.status === 'error') failed.push(id)
+    else if (result.status === 'fail') failed.push(id)
     else throw new Error(`mutant "${mutant.id}": case ${id} was ${result.status}: ${result.reason ?? ''}`)
   }
   return { failed, passed, hits: rewriter.hits() }
