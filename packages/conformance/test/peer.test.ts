@@ -4,7 +4,10 @@ import { NO_PEER_REASON } from '../src/cases/concurrency.js'
 import { type ConformanceTarget, runConformance } from '../src/index.js'
 import { createMemoryTarget } from '../src/memory-target.js'
 
-const ACROSS = ['outbox.claim.disjoint-across-connections', 'inbox.claim.exactly-one-across-connections'] as const
+const ACROSS: readonly [string, string] = [
+  'outbox.claim.disjoint-across-connections',
+  'inbox.claim.exactly-one-across-connections',
+]
 
 /** The memory target with `peer` changed by `change` (removed when it returns undefined). */
 const memoryTargetWith = (
