@@ -57,6 +57,14 @@ export interface ConformancePeer<Tx = unknown> {
   readonly inbox: InboxRepository<Tx>
   /** Closes its connection (never drops the namespace). The suite calls it before disposing the fixture. */
   dispose(): Promise<void>
+  /**
+   * Optional: leaves this peer's connection, pool or client as a dead server or a killed
+   * client would (closed, ended, destroyed), so its repositories' next calls fail in the
+   * driver. The `*.errors.driver-failure` cases then check that each failure surfaces as
+   * `StorageError` with the driver's error as `cause`; without it they are skipped and the
+   * `driver-errors` area is not certified. `dispose()` must still resolve afterwards.
+   */
+  breakConnection?(): Promise<void>
 }
 
 /**

@@ -60,6 +60,12 @@ export const CAPABILITY_AREAS: readonly CapabilityArea[] = Object.freeze([
     means: 'migrations are idempotent and safe to run concurrently; namespaces are isolated',
     prefixes: ['schema.', 'isolation.'],
   },
+  {
+    area: 'driver-errors',
+    means:
+      "a failure in the database driver surfaces as StorageError with the driver's error as cause, on every method",
+    prefixes: ['outbox.errors.', 'inbox.errors.'],
+  },
 ])
 
 /**

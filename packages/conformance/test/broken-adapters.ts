@@ -886,6 +886,44 @@ const brokenTarget = (name: string, Outbox: OutboxClass): ConformanceTarget<Memo
   }
 }
 
+/**
+ * A store that lets its driver's errors through unwrapped: once its peer's connection is
+ * broken, every call rejects with the driver's bare `Error`, not a StorageError around it.
+ */
+const unwrappedDriverErrorsTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name: 'unwrapped-driver-errors',
+    async create(options) {
+      const fixture = await base.create(options)
+      return {
+        ...fixture,
+        async peer() {
+          let broken = false
+          const overDriver = <R extends object>(repository: R): R =>
+            new Proxy(repository, {
+              get(target, property) {
+                const value: unknown = Reflect.get(target, property, target)
+                if (typeof value !== 'function') return value
+                return (...args: unknown[]) =>
+                  broken ? Promise.reject(new Error('Connection is closed.')) : value.apply(target, args)
+              },
+            })
+          return {
+            outbox: overDriver(fixture.outbox),
+            inbox: overDriver(fixture.inbox),
+            dispose: async () => {},
+            breakConnection: async () => {
+              broken = true
+            },
+          }
+        },
+      }
+    },
+  }
+}
+
 /** Each broken adapter and the case ids it must fail, no more and no fewer. */
 export const brokenAdapters: readonly {
   target: ConformanceTarget<MemoryTransaction>
@@ -1028,5 +1066,9 @@ export const brokenAdapters: readonly {
   {
     target: brokenInboxTarget('dedupe-record-kept', DedupeRecordKeepingInbox),
     mustFail: ['inbox.cleanup.no-trace'],
+  },
+  {
+    target: unwrappedDriverErrorsTarget(),
+    mustFail: ['outbox.errors.driver-failure', 'inbox.errors.driver-failure'],
   },
 ]

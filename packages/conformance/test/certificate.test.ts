@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { expectEqual, expectSame, mustBeSame } from '../src/assertions.js'
+import { NO_BREAK_REASON } from '../src/cases/rules-2.js'
 import {
   CAPABILITY_AREAS,
   type ConformanceCase,
@@ -305,16 +306,17 @@ describe('capability-scoped verdicts', () => {
     expect(caseArea('outbox.payload.too-large')).toBe('payload-limit')
     expect(caseArea('outbox.payload.fidelity')).toBe('outbox')
     expect(caseArea('isolation.prefix')).toBe('schema')
+    expect(caseArea('inbox.errors.driver-failure')).toBe('driver-errors')
   })
 
-  it('certifies our memory store for every area, scoped to what it declares', async () => {
+  it('certifies our memory store for every area but driver-errors (it has no driver), scoped to what it declares', async () => {
     const report = await runConformance(memory)
     expect(report.ok).toBe(true)
     expect(report.verdict.areas.map(({ area, status }) => [area, status])).toEqual(
-      CAPABILITY_AREAS.map(({ area }) => [area, 'certified']),
+      CAPABILITY_AREAS.map(({ area }) => [area, area === 'driver-errors' ? 'not-certified' : 'certified']),
     )
     expect(report.verdict.text).toBe(
-      `CERTIFIED for: outbox, inbox, claim (${capabilities.claim === 'single-writer' ? 'single-writer: the database serializes every writer, so claims are disjoint only within that' : capabilities.claim}), transactions (${capabilities.transactions}), payload-limit (${capabilities.maxEventBytes} bytes), schema`,
+      `CERTIFIED for: outbox, inbox, claim (${capabilities.claim === 'single-writer' ? 'single-writer: the database serializes every writer, so claims are disjoint only within that' : capabilities.claim}), transactions (${capabilities.transactions}), payload-limit (${capabilities.maxEventBytes} bytes), schema; NOT certified: driver-errors (skipped: ${NO_BREAK_REASON})`,
     )
   })
 
@@ -328,7 +330,7 @@ describe('capability-scoped verdicts', () => {
       /^CERTIFIED for: outbox, inbox, claim \([^)]*\), payload-limit \(\d+ bytes\), schema; /,
     )
     expect(report.verdict.text).toMatch(
-      /NOT certified: transactions \(skipped: the store reports transactions: 'none' \(a standalone server\)\)$/,
+      /NOT certified: transactions \(skipped: the store reports transactions: 'none' \(a standalone server\)\); NOT certified: driver-errors \(skipped: .+\)$/,
     )
     expect(formatReport(report).split('\n').at(-1)).toBe(report.verdict.text)
   })

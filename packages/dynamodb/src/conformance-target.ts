@@ -14,12 +14,25 @@ import { createDynamoStore, dynamodbCapabilities } from './dynamodb-store.js'
 import { INBOX_EVENT_PREFIX, inboxPk, OUTBOX_EVENT_PREFIX, outboxPk } from './keys.js'
 
 /** A DynamoDBClient for a local endpoint (DynamoDB Local accepts any credentials). */
-export const localClient = (url: string): DynamoDBClient =>
+export const localClient = (url: string | (() => string)): DynamoDBClient =>
   new DynamoDBClient({
-    endpoint: url,
+    endpoint:
+      typeof url === 'string'
+        ? url
+        : async () => {
+            const { protocol, hostname, port, pathname } = new URL(url())
+            return { protocol, hostname, port: Number(port), path: pathname }
+          },
     region: 'us-east-1',
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
   })
+
+/**
+ * Where a broken peer sends its requests: a port of this host nothing listens on, so each
+ * request fails in the SDK's HTTP handler (ECONNREFUSED), as with a server that went away.
+ * A destroyed DynamoDBClient is no break: it opens new connections on the next send.
+ */
+const DEAD_ENDPOINT = 'http://127.0.0.1:9'
 
 /** Items in `tableName` whose pk starts with `prefix`, by a raw paginated Scan. */
 const countByPrefix = async (client: DynamoDBClient, tableName: string, prefix: string): Promise<number> => {
@@ -81,12 +94,16 @@ export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]
         migrate: () => store.migrate(),
         // A client of its own (its own HTTP connections), as another process would have.
         async peer() {
-          const peerClient = localClient(url ?? '')
+          let endpoint = url ?? ''
+          const peerClient = localClient(() => endpoint)
           const peerStore = createDynamoStore({ client: peerClient, tableName, clock })
           return {
             outbox: peerStore.outbox,
             inbox: peerStore.inbox,
             dispose: async () => peerClient.destroy(),
+            breakConnection: async () => {
+              endpoint = DEAD_ENDPOINT
+            },
           }
         },
         async transaction(fn, options) {

@@ -88,7 +88,12 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
             collectionPrefix: prefix,
             clock,
           })
-          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: () => peerClient.close() }
+          return {
+            outbox: peerStore.outbox,
+            inbox: peerStore.inbox,
+            dispose: () => peerClient.close(),
+            breakConnection: () => peerClient.close(),
+          }
         },
         async transaction<T>(
           fn: (tx: ClientSession) => Promise<T>,

@@ -114,7 +114,13 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
         async peer() {
           const peerPool = poolFor(serverUrl, 2)
           const peerStore = createMySqlStore({ pool: peerPool, tablePrefix, clock })
-          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: () => peerPool.end() }
+          let ended: Promise<void> | undefined
+          const end = () => {
+            ended ??= peerPool.end()
+            return ended
+          }
+          // Ending the pool is what a dead server leaves: every next query fails in mysql2.
+          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: end, breakConnection: end }
         },
         async transaction(fn, options) {
           const connection = await pool.getConnection()

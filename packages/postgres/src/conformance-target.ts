@@ -109,7 +109,13 @@ export const createConformanceTarget = (
         async peer() {
           const peerPool = new pg.Pool({ connectionString: url, max: 2 })
           const peerStore = createPostgresStore({ pool: storePool(peerPool), schema, clock })
-          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: () => peerPool.end() }
+          let ended: Promise<void> | undefined
+          const end = () => {
+            ended ??= peerPool.end()
+            return ended
+          }
+          // An ended pool is what a dead server leaves: pg refuses every next query.
+          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: end, breakConnection: end }
         },
         async transaction(fn, options) {
           const client = await db.connect()

@@ -179,8 +179,10 @@ export const createConformanceTarget = (
             outbox: peerStore.outbox,
             inbox: peerStore.inbox,
             dispose: async () => {
-              await peerConnection.quit()
+              if (peerConnection.status !== 'end') await peerConnection.quit()
             },
+            // Disconnected by hand, ioredis neither reconnects nor queues: every next command fails.
+            breakConnection: async () => peerConnection.disconnect(),
           }
         },
         async transaction(fn, options) {

@@ -170,7 +170,13 @@ export const createConformanceTarget = (
         async peer() {
           const peerDb = connect()
           const peerStore = createSqliteStore({ db: storeView(peerDb), tablePrefix, clock })
-          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: async () => close(peerDb) }
+          return {
+            outbox: peerStore.outbox,
+            inbox: peerStore.inbox,
+            dispose: async () => close(peerDb),
+            // A closed better-sqlite3 handle throws on every next statement.
+            breakConnection: async () => close(peerDb),
+          }
         },
         async transaction(fn, options) {
           db.exec('BEGIN IMMEDIATE')

@@ -1,11 +1,12 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { expectEqual, expectIds, expectSame, storedInbox } from '../assertions.js'
-import { defineCase } from '../case.js'
+import { expectEqual, expectIds, expectSame, storedInbox, storedOutbox } from '../assertions.js'
+import { type CaseContext, defineCase, skipCase } from '../case.js'
 import { inboxEvent, outboxEvent } from '../events.js'
+import type { ConformancePeer } from '../target.js'
 
 /**
  * More rules of issue 19, point 9 that no other case checks: what a caller reads in a
- * validation message, and what inbox cleanup leaves behind.
+ * validation message, what a driver failure surfaces as, and what inbox cleanup leaves behind.
  */
 
 const DAY = 86_400_000
@@ -224,7 +225,120 @@ export const ruleCases2 = [
       expectIds(await store.inbox.getFailedEvents(), [], 'failed listing: still none')
     },
   }),
+  defineCase({
+    id: 'outbox.errors.driver-failure',
+    title:
+      "an outbox call whose driver fails (closed connection) throws StorageError with the driver's error as cause",
+    async run(context) {
+      const { store } = context
+      await store.outbox.findOrCreate(outboxEvent('keep'))
+      const peer = await brokenPeer(context)
+      const o = peer.outbox
+      const lease = { leaseMs: 60_000, workerId: 'w' }
+      await expectDriverFailures([
+        ['findOrCreate', () => o.findOrCreate(outboxEvent('new'))],
+        ['findOrCreateMany', () => o.findOrCreateMany([outboxEvent('new-1'), outboxEvent('new-2')])],
+        ['get', () => o.get('keep')],
+        ['findPending', () => o.findPending()],
+        ['claim', () => o.claim({ ...lease, limit: 10 })],
+        ['markAsPublishing', () => o.markAsPublishing('keep')],
+        ['markAsSent', () => o.markAsSent('keep')],
+        ['markManyAsSent', () => o.markManyAsSent(['keep'])],
+        ['markAsFailed', () => o.markAsFailed('keep', 'x')],
+        ['retryLater', () => o.retryLater('keep', { errorMessage: 'x', delayMs: 1000 })],
+        ['renewLease', () => o.renewLease(['keep'], lease)],
+        ['requeueFailed', () => o.requeueFailed(['keep'])],
+        ['getFailedEvents', () => o.getFailedEvents()],
+        ['getCountByStatus', () => o.getCountByStatus()],
+        ['cleanup', () => o.cleanup(1)],
+        ['resetStale', () => o.resetStale(1)],
+      ])
+      expectSame(await store.oracle.outboxCount(), 1, 'oracle: the failed calls stored nothing')
+      expectSame(
+        (await storedOutbox(store, 'keep')).status,
+        'pending',
+        'oracle: the stored event is untouched',
+      )
+    },
+  }),
+  defineCase({
+    id: 'inbox.errors.driver-failure',
+    title:
+      "an inbox call whose driver fails (closed connection) throws StorageError with the driver's error as cause",
+    async run(context) {
+      const { store } = context
+      await store.inbox.findOrCreate(inboxEvent('keep'))
+      const peer = await brokenPeer(context)
+      const i = peer.inbox
+      await expectDriverFailures([
+        ['findOrCreate', () => i.findOrCreate(inboxEvent('new'))],
+        ['claim', () => i.claim(inboxEvent('new'), { leaseMs: 60_000, workerId: 'w' })],
+        ['get', () => i.get('keep')],
+        ['markAsProcessed', () => i.markAsProcessed('keep')],
+        ['markAsFailed', () => i.markAsFailed('keep', 'x')],
+        ['isProcessed', () => i.isProcessed('keep')],
+        ['getFailedEvents', () => i.getFailedEvents()],
+        ['getCountByStatus', () => i.getCountByStatus()],
+        ['cleanup', () => i.cleanup(1)],
+        ['resetStale', () => i.resetStale(1)],
+      ])
+      expectSame(await store.oracle.inboxCount(), 1, 'oracle: the failed calls stored nothing')
+      const kept = await storedInbox(store, 'keep')
+      expectSame(kept.status, 'processing', 'oracle: the stored message is untouched')
+      expectSame(kept.deliveries, 1, 'oracle: no delivery counted')
+    },
+  }),
 ]
+
+/** Why the driver-failure cases skip a target. */
+export const NO_BREAK_REASON =
+  "the target's peer() offers no breakConnection() (a store without a driver, or a target that cannot close one)"
+
+/** A peer on the fixture's namespace whose connection is already broken, or a skipped case. */
+const brokenPeer = async (context: CaseContext): Promise<ConformancePeer> => {
+  const peer = await context.openPeer()
+  if (peer?.breakConnection === undefined) return skipCase(NO_BREAK_REASON)
+  await peer.breakConnection()
+  return peer
+}
+
+const TXBOX_ERROR_NAMES = new Set([
+  'TxboxError',
+  'ValidationError',
+  'EventNotFoundError',
+  'LeaseLostError',
+  'PayloadTooLargeError',
+  'StorageError',
+])
+
+/** Each call must reject with a StorageError whose `cause` is the driver's own error. */
+const expectDriverFailures = async (
+  calls: readonly (readonly [method: string, call: () => Promise<unknown>])[],
+): Promise<void> => {
+  for (const [method, call] of calls) {
+    let outcome: string
+    try {
+      await call()
+      outcome = 'it resolved'
+    } catch (error) {
+      const e = error as { name?: unknown; code?: unknown; message?: unknown; cause?: unknown }
+      const cause = e?.cause as { name?: unknown; message?: unknown } | undefined
+      if (e?.name !== 'StorageError' || e.code !== 'STORAGE')
+        outcome = `it threw ${String(e?.name)}: ${String(e?.message ?? error)}`
+      else if (typeof e.message !== 'string' || !/^\[txbox\] \[[^\]]+\] /.test(e.message))
+        outcome = `its message lacks the [txbox] [<adapter>] prefix: ${String(e.message)}`
+      else if (cause === undefined || cause === null) outcome = `its StorageError has no cause: ${e.message}`
+      else if (TXBOX_ERROR_NAMES.has(String(cause.name)))
+        outcome = `its cause is a txbox error, not the driver's: ${String(cause.name)}: ${String(cause.message)}`
+      else outcome = 'ok'
+    }
+    expectSame(
+      outcome,
+      'ok',
+      `${method} after the connection broke must throw StorageError with the driver's error as cause`,
+    )
+  }
+}
 
 /** The message of the ValidationError `call` rejects with, or undefined when it does not. */
 const validationMessage = async (call: () => Promise<unknown>): Promise<string | undefined> => {
