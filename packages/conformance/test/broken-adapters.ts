@@ -887,6 +887,40 @@ const brokenTarget = (name: string, Outbox: OutboxClass): ConformanceTarget<Memo
 }
 
 /**
+ * Takes a gap in the insert sequence as final: each event gets a number when it is inserted
+ * (as a bigserial does, at insert rather than at commit), and a claim passes over every number
+ * below the highest it claims that is not committed yet, as a relay reading "above the last
+ * id it saw" does. An event whose transaction commits after a later one was claimed is never
+ * claimed.
+ */
+class GapSkippingOutbox extends MemoryOutboxRepository {
+  readonly #numbers = new Map<string, number>()
+  readonly #committed = new Set<string>()
+  readonly #passedOver = new Set<string>()
+  #nextNumber = 1
+
+  protected override insert(params: EnqueueParams, now: Date, tx: MemoryTransaction | undefined) {
+    if (!this.#numbers.has(params.eventId)) this.#numbers.set(params.eventId, this.#nextNumber++)
+    const event = super.insert(params, now, tx)
+    if (tx) tx.enlist(() => this.#committed.add(params.eventId))
+    else this.#committed.add(params.eventId)
+    return event
+  }
+
+  protected override isClaimable(event: OutboxEvent & { seq: number }, nowMs: number): boolean {
+    return !this.#passedOver.has(event.eventId) && super.isClaimable(event, nowMs)
+  }
+
+  override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    const claimed = await super.claim(options)
+    const highest = Math.max(0, ...claimed.map(({ eventId }) => this.#numbers.get(eventId) ?? 0))
+    for (const [eventId, number] of this.#numbers)
+      if (number < highest && !this.#committed.has(eventId)) this.#passedOver.add(eventId)
+    return claimed
+  }
+}
+
+/**
  * A store that lets its driver's errors through unwrapped: once its peer's connection is
  * broken, every call rejects with the driver's bare `Error`, not a StorageError around it.
  */
@@ -1066,6 +1100,10 @@ export const brokenAdapters: readonly {
   {
     target: brokenInboxTarget('dedupe-record-kept', DedupeRecordKeepingInbox),
     mustFail: ['inbox.cleanup.no-trace'],
+  },
+  {
+    target: brokenTarget('gap-skipping-claims', GapSkippingOutbox),
+    mustFail: ['outbox.tx.commit-order'],
   },
   {
     target: unwrappedDriverErrorsTarget(),

@@ -1,12 +1,13 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
 import { expectEqual, expectIds, expectSame, storedInbox, storedOutbox } from '../assertions.js'
-import { type CaseContext, defineCase, skipCase } from '../case.js'
+import { type CaseContext, defineCase, requiresTransactions, skipCase } from '../case.js'
 import { inboxEvent, outboxEvent } from '../events.js'
 import type { ConformancePeer } from '../target.js'
 
 /**
  * More rules of issue 19, point 9 that no other case checks: what a caller reads in a
- * validation message, what a driver failure surfaces as, and what inbox cleanup leaves behind.
+ * validation message, what a driver failure surfaces as, and what inbox cleanup leaves behind;
+ * and the rest of hole 2: events that commit in another order than they were enqueued.
  */
 
 const DAY = 86_400_000
@@ -223,6 +224,50 @@ export const ruleCases2 = [
         'counts: the three new messages only',
       )
       expectIds(await store.inbox.getFailedEvents(), [], 'failed listing: still none')
+    },
+  }),
+  defineCase({
+    id: 'outbox.tx.commit-order',
+    title:
+      'events enqueued in transactions that commit in another order are all claimed: one committed behind an event already claimed is not skipped',
+    skipReason: requiresTransactions,
+    async run({ store, capabilities }) {
+      const lease = { leaseMs: 60_000, workerId: 'w', limit: 10 }
+      await store.outbox.findOrCreate(outboxEvent('before'))
+      expectIds(await store.outbox.claim(lease), ['before'], 'the event enqueued before both transactions')
+      // A enqueues first and commits last. A store that claims past a cursor (a sequence
+      // taken at insert, read as "greater than the last claimed") passes over A's event.
+      let secondOpened = false
+      await store.transaction(async (first) => {
+        await store.outbox.findOrCreate(outboxEvent('enqueued-first'), { tx: first })
+        try {
+          await store.transaction(async (second) => {
+            secondOpened = true
+            await store.outbox.findOrCreate(outboxEvent('enqueued-second'), { tx: second })
+          })
+        } catch (error) {
+          // A single-writer database (SQLite) cannot open a second write transaction while
+          // one is open, so its events always commit in enqueue order: then the second is
+          // enqueued after the first commits, below.
+          if (secondOpened || capabilities.claim !== 'single-writer') throw error
+        }
+        if (secondOpened) {
+          expectIds(
+            await store.outbox.claim(lease),
+            ['enqueued-second'],
+            'a claim between the commits: only the committed event',
+          )
+        }
+      })
+      if (!secondOpened) await store.outbox.findOrCreate(outboxEvent('enqueued-second'))
+      expectIds(
+        await store.outbox.claim(lease),
+        secondOpened ? ['enqueued-first'] : ['enqueued-first', 'enqueued-second'],
+        'a claim after the last commit: the event committed behind the claimed one',
+      )
+      for (const id of ['before', 'enqueued-first', 'enqueued-second'])
+        expectSame((await storedOutbox(store, id)).status, 'publishing', `oracle: ${id} claimed`)
+      expectIds(await store.outbox.claim(lease), [], 'nothing left')
     },
   }),
   defineCase({
