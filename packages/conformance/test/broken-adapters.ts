@@ -921,6 +921,34 @@ class GapSkippingOutbox extends MemoryOutboxRepository {
 }
 
 /**
+ * A claim that reads through the caller's open transaction, as a store whose claim runs on
+ * the connection holding it would: it takes events the transaction may still roll back.
+ */
+class UncommittedReadingClaimOutbox extends MemoryOutboxRepository {
+  readonly #open = new Map<string, OutboxEvent>()
+
+  protected override insert(params: EnqueueParams, now: Date, tx: MemoryTransaction | undefined) {
+    const event = super.insert(params, now, tx)
+    if (tx && !this.events.has(event.eventId)) {
+      this.#open.set(event.eventId, event)
+      // Removed when the transaction ends either way: on commit it is stored, on rollback gone.
+      tx.enlist(() => this.#open.delete(event.eventId))
+    }
+    return event
+  }
+
+  override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    const claimed = await super.claim(options)
+    const uncommitted = [...this.#open.values()].map((event) => ({
+      ...event,
+      status: 'publishing' as const,
+      claimedBy: options.workerId,
+    }))
+    return [...claimed, ...uncommitted]
+  }
+}
+
+/**
  * A store that lets its driver's errors through unwrapped: once its peer's connection is
  * broken, every call rejects with the driver's bare `Error`, not a StorageError around it.
  */
@@ -1104,6 +1132,11 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('gap-skipping-claims', GapSkippingOutbox),
     mustFail: ['outbox.tx.commit-order'],
+  },
+  {
+    target: brokenTarget('uncommitted-reading-claim', UncommittedReadingClaimOutbox),
+    // commit-order claims between two commits, while the first transaction is still open.
+    mustFail: ['outbox.tx.commit-order', 'outbox.tx.claim-while-open'],
   },
   {
     target: unwrappedDriverErrorsTarget(),

@@ -271,6 +271,51 @@ export const ruleCases2 = [
     },
   }),
   defineCase({
+    id: 'outbox.tx.claim-while-open',
+    title:
+      "a claim while a caller's transaction is open never takes that transaction's uncommitted events, and its rollback never undoes the claim; a store that cannot tell them apart refuses with ValidationError",
+    skipReason: requiresTransactions,
+    async run({ store }) {
+      const lease = { leaseMs: 60_000, workerId: 'relay', limit: 10 }
+      await store.outbox.findOrCreate(outboxEvent('committed'))
+      let refused = false
+      await store.transaction(
+        async (tx) => {
+          await store.outbox.findOrCreate(outboxEvent('uncommitted'), { tx })
+          let claimed: readonly { eventId: string }[] = []
+          try {
+            claimed = await store.outbox.claim(lease)
+          } catch (error) {
+            const e = error as { name?: unknown; code?: unknown; message?: unknown }
+            if (e?.name !== 'ValidationError' || e.code !== 'VALIDATION') throw error
+            // SQLite: the caller's transaction is open on the store's own connection.
+            refused = true
+          }
+          if (!refused) expectIds(claimed, ['committed'], 'the claim takes only committed events')
+        },
+        { rollback: true },
+      )
+      expectSame(
+        await store.oracle.outbox('uncommitted'),
+        null,
+        'oracle: the rolled-back event is not stored',
+      )
+      const committed = await storedOutbox(store, 'committed')
+      if (refused) {
+        expectSame(committed.status, 'pending', 'oracle: a refused claim changed nothing')
+        expectIds(
+          await store.outbox.claim(lease),
+          ['committed'],
+          'a claim after the transaction takes the event',
+        )
+      } else {
+        expectSame(committed.status, 'publishing', "oracle: the caller's rollback did not undo the claim")
+        expectSame(committed.claimedBy, 'relay', 'oracle: the claim keeps its worker')
+        expectIds(await store.outbox.claim(lease), [], 'nothing left to claim: the lease holds')
+      }
+    },
+  }),
+  defineCase({
     id: 'outbox.errors.driver-failure',
     title:
       "an outbox call whose driver fails (closed connection) throws StorageError with the driver's error as cause",
