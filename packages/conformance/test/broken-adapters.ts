@@ -845,6 +845,24 @@ class SidelessMessagesInbox extends MemoryInboxRepository {
  * with a separate dedupe key or table that cleanup forgets would: a message received again
  * after cleanup continues the old count instead of starting a new message.
  */
+/** Inbox cleanup keyed on `processedAt` alone: a processed message later marked failed is deleted with it. */
+class StatusBlindCleanupInbox extends MemoryInboxRepository {
+  override async cleanup(olderThanDays: number): Promise<number> {
+    const cutoff = cutoffDays(
+      this.clock(),
+      this.validate.nonNegative(olderThanDays, 'olderThanDays'),
+    ).getTime()
+    let deleted = 0
+    for (const event of [...this.events.values()]) {
+      if (event.processedAt && event.processedAt.getTime() < cutoff) {
+        this.events.delete(event.eventId)
+        deleted++
+      }
+    }
+    return deleted
+  }
+}
+
 class DedupeRecordKeepingInbox extends MemoryInboxRepository {
   readonly #deliveriesOfDeleted = new Map<string, number>()
 
@@ -1128,6 +1146,10 @@ export const brokenAdapters: readonly {
   {
     target: brokenInboxTarget('dedupe-record-kept', DedupeRecordKeepingInbox),
     mustFail: ['inbox.cleanup.no-trace'],
+  },
+  {
+    target: brokenInboxTarget('status-blind-inbox-cleanup', StatusBlindCleanupInbox),
+    mustFail: ['inbox.cleanup.failed-kept'],
   },
   {
     target: brokenTarget('gap-skipping-claims', GapSkippingOutbox),

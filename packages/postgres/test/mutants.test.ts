@@ -201,12 +201,9 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
     statements: ['inbox.cleanupBatch'],
     find: "WHERE status = 'processed' AND processed_at < $1",
     replace: 'WHERE processed_at < $1',
-    kills: [],
-    survives: {
-      reason:
-        "equivalent: only markAsProcessed sets processed_at, and 'processed' is final, so a row with a processed_at is a processed row",
-      cases: ['inbox.cleanup.processed-only', 'inbox.cleanup.exact-cutoff'],
-    },
+    // A processed message marked failed afterwards keeps its processed_at: a dead letter that
+    // a status-blind cleanup would delete.
+    kills: ['inbox.cleanup.failed-kept'],
   },
 ]
 

@@ -165,6 +165,26 @@ export const ruleCases2 = [
     },
   }),
   defineCase({
+    id: 'inbox.cleanup.failed-kept',
+    title:
+      'inbox cleanup deletes processed messages only: a processed message later marked failed keeps its processedAt but is a dead letter, and stays',
+    async run({ store, clock }) {
+      const lease = { leaseMs: 60_000, workerId: 'w' }
+      for (const id of ['done', 'refailed']) {
+        await store.inbox.claim(inboxEvent(id), lease)
+        await store.inbox.markAsProcessed(id)
+      }
+      await store.inbox.markAsFailed('refailed', 'side effect reverted by an operator')
+      const before = await storedInbox(store, 'refailed')
+      expectSame(before.status, 'failed', 'oracle: the message is failed')
+      clock.advance(2 * 86_400_000)
+      expectSame(await store.inbox.cleanup(1), 1, 'cleanup deletes the processed message only')
+      expectSame(await store.oracle.inbox('done'), null, 'oracle: the processed message is gone')
+      expectEqual(await storedInbox(store, 'refailed'), before, 'oracle: the failed message is untouched')
+      expectIds(await store.inbox.getFailedEvents(), ['refailed'], 'the dead letter is still listed')
+    },
+  }),
+  defineCase({
     id: 'inbox.cleanup.no-trace',
     title:
       'inbox cleanup leaves no trace of a deleted message: the same id received again is a new message, and no count or listing shows the old one',
