@@ -746,26 +746,7 @@ const brokenPairTarget = (
 const brokenInboxTarget = (
   name: string,
   Inbox: new (options: { clock?: () => Date }) => MemoryInboxRepository,
-): ConformanceTarget<MemoryTransaction> => {
-  const base = createMemoryTarget()
-  return {
-    ...base,
-    name,
-    async create(options) {
-      const fixture = await base.create(options)
-      const inbox = new Inbox({ clock: options.clock })
-      return {
-        ...fixture,
-        inbox,
-        oracle: {
-          ...fixture.oracle,
-          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
-          inboxCount: async () => inbox.snapshot().length,
-        },
-      }
-    },
-  }
-}
+): ConformanceTarget<MemoryTransaction> => brokenPairTarget(name, MemoryOutboxRepository, Inbox)
 
 /**
  * The validation before NATS-safe ids: any well-formed id and any whitespace-free subject
@@ -882,27 +863,8 @@ class DedupeRecordKeepingInbox extends MemoryInboxRepository {
 }
 
 /** The memory target with its outbox replaced by a broken one. */
-const brokenTarget = (name: string, Outbox: OutboxClass): ConformanceTarget<MemoryTransaction> => {
-  const base = createMemoryTarget()
-  return {
-    ...base,
-    name,
-    async create(options) {
-      const fixture = await base.create(options)
-      const outbox = new Outbox({ clock: options.clock })
-      return {
-        ...fixture,
-        outbox,
-        oracle: {
-          ...fixture.oracle,
-          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
-          outboxCount: async () => outbox.snapshot().length,
-        },
-        transaction: fixture.transaction,
-      }
-    },
-  }
-}
+const brokenTarget = (name: string, Outbox: OutboxClass): ConformanceTarget<MemoryTransaction> =>
+  brokenPairTarget(name, Outbox, MemoryInboxRepository)
 
 /**
  * Takes a gap in the insert sequence as final: each event gets a number when it is inserted
