@@ -22,7 +22,7 @@ import {
   Validator,
   type WriteOptions,
 } from '@txbox/core'
-import type { ConformanceTarget } from '../src/index.js'
+import type { ConformanceTarget, Oracle } from '../src/index.js'
 import { createMemoryTarget } from '../src/memory-target.js'
 
 /**
@@ -462,6 +462,14 @@ const withClaim = <T extends object>(repository: T, claim: unknown): T =>
     },
   })
 
+/** An oracle that reads the broken repositories' own stored rows (bypassing their read logic). */
+const snapshotOracle = (outbox: MemoryOutboxRepository, inbox: MemoryInboxRepository): Oracle => ({
+  outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+  outboxCount: async () => outbox.snapshot().length,
+  inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
+  inboxCount: async () => inbox.snapshot().length,
+})
+
 /** The memory target with instance-locked claims, whose peer is a second instance with its own lock. */
 const instanceLockedTarget = (): ConformanceTarget<MemoryTransaction> => {
   const base = createMemoryTarget()
@@ -476,12 +484,7 @@ const instanceLockedTarget = (): ConformanceTarget<MemoryTransaction> => {
         ...fixture,
         outbox,
         inbox,
-        oracle: {
-          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
-          outboxCount: async () => outbox.snapshot().length,
-          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
-          inboxCount: async () => inbox.snapshot().length,
-        },
+        oracle: snapshotOracle(outbox, inbox),
         async peer() {
           const lock = new InstanceLock()
           return {
@@ -731,12 +734,7 @@ const brokenPairTarget = (
         ...fixture,
         outbox,
         inbox,
-        oracle: {
-          outbox: async (eventId) => outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
-          outboxCount: async () => outbox.snapshot().length,
-          inbox: async (eventId) => inbox.snapshot().find((event) => event.eventId === eventId) ?? null,
-          inboxCount: async () => inbox.snapshot().length,
-        },
+        oracle: snapshotOracle(outbox, inbox),
       }
     },
   }
