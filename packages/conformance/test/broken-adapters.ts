@@ -517,9 +517,8 @@ class LeaseRecordFenceOutbox extends MemoryOutboxRepository {
     return claimed
   }
 
-  protected override fence(event: OutboxEvent, workerId: string | undefined): void {
-    if (workerId !== undefined && this.#holders.get(event.eventId) !== workerId)
-      throw new LeaseLostError('memory', event.eventId, workerId)
+  protected override holdsClaim(event: OutboxEvent, workerId: string | undefined): boolean {
+    return workerId === undefined || this.#holders.get(event.eventId) === workerId
   }
 
   // markAsSent keeps the status check, so only the other fenced writes carry the defect.

@@ -1,3 +1,5 @@
+import type { StorageErrorReason } from './kernel/storage-failure.js'
+
 /** Stable machine-readable codes carried by every {@link TxboxError}. */
 export type TxboxErrorCode = 'VALIDATION' | 'EVENT_NOT_FOUND' | 'LEASE_LOST' | 'PAYLOAD_TOO_LARGE' | 'STORAGE'
 
@@ -109,15 +111,31 @@ export class PayloadTooLargeError extends TxboxError {
   }
 }
 
-/** The database or its driver failed. The driver's error is kept as `cause`. */
+/**
+ * The database or its driver failed. The driver's error is kept as `cause`; `reason` and
+ * `retryable` say what kind of failure it was (set by the adapter's one `classify`), so
+ * callers branch on them instead of on the message.
+ */
 export class StorageError extends TxboxError {
   /** The repository operation that failed, e.g. `outbox.claim`. */
   readonly operation: string
+  /** What kind of failure this is; `unknown` when the adapter did not recognise it. */
+  readonly reason: StorageErrorReason
+  /** True when running the call (or the caller's transaction) again may succeed. */
+  readonly retryable: boolean
 
-  constructor(adapter: string, operation: string, cause: unknown, detail?: string) {
-    const reason = detail ?? (cause instanceof Error ? cause.message : String(cause))
-    super('STORAGE', adapter, `${operation} failed: ${reason}`, { cause })
+  constructor(
+    adapter: string,
+    operation: string,
+    cause: unknown,
+    detail?: string,
+    failure?: { readonly reason: StorageErrorReason; readonly retryable: boolean },
+  ) {
+    const message = detail ?? (cause instanceof Error ? cause.message : String(cause))
+    super('STORAGE', adapter, `${operation} failed: ${message}`, { cause })
     this.operation = operation
+    this.reason = failure?.reason ?? 'unknown'
+    this.retryable = failure?.retryable ?? false
   }
 }
 

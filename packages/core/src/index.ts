@@ -25,6 +25,27 @@ export {
   PROCESSING_TIMEOUT_MESSAGE,
 } from './inbox.js'
 export * from './inbox-processor/index.js'
+export { InboxRepositoryKernel, type InboxRepositorySettings } from './kernel/inbox-kernel.js'
+export { OutboxRepositoryKernel } from './kernel/outbox-kernel.js'
+export {
+  type ClaimRequest,
+  type FencedOutcome,
+  type InboxClaimRequest,
+  type NewOutboxEventParams,
+  type OutboxChange,
+  type RepositorySettings,
+  type RequeueOutcome,
+  type StatusCountRows,
+  SWEEP_BATCH,
+} from './kernel/primitives.js'
+export {
+  type ClassifyStorageError,
+  classifyUnknown,
+  runStorageOperation,
+  STORAGE_ERROR_REASONS,
+  type StorageErrorReason,
+  type StorageFailure,
+} from './kernel/storage-failure.js'
 export {
   type JsonPayload,
   type JsonPayloadOptions,
@@ -52,6 +73,14 @@ export {
   natsMessageBytes,
   resolveMaxEventBytes,
 } from './nats-message.js'
+export {
+  applyMigrations,
+  loadMigrations,
+  MIGRATION_FILE_NAME,
+  type Migration,
+  type MigrationHistory,
+  renderMigration,
+} from './migrations.js'
 export { newInboxEvent, newOutboxEvent } from './new-event.js'
 export {
   type ClaimOptions,
@@ -68,6 +97,12 @@ export {
 } from './outbox.js'
 export * from './relay/index.js'
 export type { TxboxStore } from './store.js'
+export {
+  type ConnectOptions,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type StoreConnection,
+} from './store-connection.js'
+export { STORE_KINDS, STORE_REGISTRY, type StoreKind, type StoreRegistration } from './store-registry.js'
 export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
 export {
   DEFAULT_LIMIT,

@@ -1,17 +1,8 @@
-import { addMs, type Clock, cutoffDays, cutoffMinutes, systemClock } from '../clock.js'
-import { inboxCounts } from '../counts.js'
-import { EventNotFoundError } from '../errors.js'
-import {
-  type InboxClaimOptions,
-  type InboxClaimResult,
-  type InboxCounts,
-  type InboxEvent,
-  type InboxParams,
-  type InboxRepository,
-  PROCESSING_TIMEOUT_MESSAGE,
-} from '../inbox.js'
+import { type Clock, systemClock } from '../clock.js'
+import type { InboxClaimResult, InboxEvent, InboxParams } from '../inbox.js'
+import { InboxRepositoryKernel } from '../kernel/inbox-kernel.js'
+import type { InboxClaimRequest, StatusCountRows } from '../kernel/primitives.js'
 import { newInboxEvent } from '../new-event.js'
-import { Validator } from '../validation.js'
 import type { MemoryTransaction } from './memory-transaction.js'
 
 const ADAPTER = 'memory'
@@ -22,15 +13,13 @@ interface StoredInboxEvent extends InboxEvent {
 
 const copy = ({ seq: _seq, ...event }: StoredInboxEvent): InboxEvent => ({ ...event })
 
-/** The reference inbox: one synchronous step per operation, so each is atomic. */
-export class MemoryInboxRepository implements InboxRepository<MemoryTransaction> {
+/** The reference inbox: the kernel's primitives, one synchronous step each, so each is atomic. */
+export class MemoryInboxRepository extends InboxRepositoryKernel<MemoryTransaction> {
   protected readonly events = new Map<string, StoredInboxEvent>()
-  protected readonly clock: Clock
-  protected readonly validate = new Validator(ADAPTER, 'inbox')
   #nextSeq = 1
 
   constructor(options: { clock?: Clock } = {}) {
-    this.clock = options.clock ?? systemClock
+    super({ adapter: ADAPTER, clock: options.clock ?? systemClock })
   }
 
   /** A raw view of the stored events, for tests that read around the repository. */
@@ -54,22 +43,28 @@ export class MemoryInboxRepository implements InboxRepository<MemoryTransaction>
     return event
   }
 
-  async findOrCreate(params: InboxParams): Promise<InboxEvent> {
-    const valid = this.validate.inboxParams(params)
-    const stored = this.lookup(valid)
+  protected clearLease(event: StoredInboxEvent): void {
+    delete event.claimedBy
+    delete event.leaseUntil
+  }
+
+  protected async recordDelivery(params: InboxParams, now: Date): Promise<InboxEvent> {
+    const stored = this.lookup(params)
     if (stored) {
       stored.deliveries += 1
       return copy(stored)
     }
-    return copy(this.insert(valid, this.clock()))
+    return copy(this.insert(params, now))
   }
 
-  async claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
-    const valid = this.validate.inboxParams(params)
-    const { leaseMs, workerId } = this.validate.leaseOptions(options)
-    const now = this.clock()
-    const stored = this.lookup(valid)
-    const event = stored ?? this.insert(valid, now)
+  protected async claimDelivery({
+    params,
+    now,
+    workerId,
+    leaseUntil,
+  }: InboxClaimRequest): Promise<InboxClaimResult> {
+    const stored = this.lookup(params)
+    const event = stored ?? this.insert(params, now)
     if (stored) {
       stored.deliveries += 1
       // A `processing` event without a lease came from the reference `findOrCreate` flow: its
@@ -85,98 +80,80 @@ export class MemoryInboxRepository implements InboxRepository<MemoryTransaction>
     event.status = 'processing'
     event.claimedAt = now
     event.claimedBy = workerId
-    event.leaseUntil = addMs(now, leaseMs)
+    event.leaseUntil = leaseUntil
     delete event.errorMessage
     return { event: copy(event), shouldProcess: true }
   }
 
-  protected require(eventId: string): StoredInboxEvent {
-    const event = this.events.get(eventId)
-    if (!event) throw new EventNotFoundError(ADAPTER, eventId, 'inbox')
-    return event
-  }
-
-  async markAsProcessed(eventId: string, options?: { tx?: MemoryTransaction | undefined }): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    this.require(id)
-    const now = this.clock()
+  protected async setProcessed(
+    eventId: string,
+    now: Date,
+    tx: MemoryTransaction | undefined,
+  ): Promise<boolean> {
+    if (!this.events.has(eventId)) return false
     const write = () => {
-      const event = this.events.get(id)
+      const event = this.events.get(eventId)
       if (!event) return
       event.status = 'processed'
       event.processedAt = now
-      delete event.claimedBy
-      delete event.leaseUntil
+      this.clearLease(event)
     }
-    if (options?.tx) options.tx.enlist(write)
+    if (tx) tx.enlist(write)
     else write()
+    return true
   }
 
-  async markAsFailed(eventId: string, errorMessage: string): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const message = this.validate.text(errorMessage, 'errorMessage')
-    const event = this.require(id)
+  protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
+    const event = this.events.get(eventId)
+    if (!event) return false
     event.status = 'failed'
-    event.errorMessage = message
-    delete event.claimedBy
-    delete event.leaseUntil
+    event.errorMessage = errorMessage
+    this.clearLease(event)
+    return true
   }
 
-  async isProcessed(eventId: string): Promise<boolean> {
-    return this.events.get(this.validate.eventId(eventId))?.status === 'processed'
+  protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {
+    const expired = [...this.events.values()]
+      .filter(
+        (event) =>
+          event.status === 'processed' && event.processedAt && event.processedAt.getTime() < cutoff.getTime(),
+      )
+      .slice(0, limit)
+    for (const event of expired) this.events.delete(event.eventId)
+    return expired.length
   }
 
-  async cleanup(olderThanDays: number): Promise<number> {
-    const cutoff = cutoffDays(
-      this.clock(),
-      this.validate.nonNegative(olderThanDays, 'olderThanDays'),
-    ).getTime()
-    let deleted = 0
-    for (const event of [...this.events.values()]) {
-      if (event.status === 'processed' && event.processedAt && event.processedAt.getTime() < cutoff) {
-        this.events.delete(event.eventId)
-        deleted++
-      }
+  protected async failStale(cutoff: Date, errorMessage: string, limit: number): Promise<number> {
+    const stale = [...this.events.values()]
+      .filter(
+        (event) =>
+          event.status === 'processing' && (event.claimedAt ?? event.receivedAt).getTime() < cutoff.getTime(),
+      )
+      .slice(0, limit)
+    for (const event of stale) {
+      event.status = 'failed'
+      event.errorMessage = errorMessage
+      this.clearLease(event)
     }
-    return deleted
+    return stale.length
   }
 
-  async resetStale(staleMinutes: number): Promise<number> {
-    const cutoff = cutoffMinutes(
-      this.clock(),
-      this.validate.nonNegative(staleMinutes, 'staleMinutes'),
-    ).getTime()
-    let reset = 0
-    for (const event of this.events.values()) {
-      const claimTime = (event.claimedAt ?? event.receivedAt).getTime()
-      if (event.status === 'processing' && claimTime < cutoff) {
-        event.status = 'failed'
-        event.errorMessage = PROCESSING_TIMEOUT_MESSAGE
-        delete event.claimedBy
-        delete event.leaseUntil
-        reset++
-      }
-    }
-    return reset
-  }
-
-  async getCountByStatus(): Promise<InboxCounts> {
+  protected async countStatuses(): Promise<StatusCountRows> {
     const counts = new Map<string, number>()
     for (const event of this.events.values()) counts.set(event.status, (counts.get(event.status) ?? 0) + 1)
-    return inboxCounts(counts)
+    return counts
   }
 
-  async getFailedEvents(limit?: number): Promise<InboxEvent[]> {
-    const max = this.validate.limit(limit)
+  protected async selectFailed(limit: number): Promise<InboxEvent[]> {
     return [...this.events.values()]
       .filter((event) => event.status === 'failed')
       .sort((a, b) => a.receivedAt.getTime() - b.receivedAt.getTime() || a.seq - b.seq)
-      .slice(0, max)
+      .slice(0, limit)
       .map(copy)
   }
 
-  async get(eventId: string): Promise<InboxEvent | null> {
-    const event = this.events.get(this.validate.eventId(eventId))
+  protected async read(eventId: string): Promise<InboxEvent | null> {
+    const event = this.events.get(eventId)
     return event ? copy(event) : null
   }
 }

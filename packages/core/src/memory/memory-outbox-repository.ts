@@ -1,20 +1,16 @@
-import { addMs, type Clock, cutoffDays, cutoffMinutes, systemClock } from '../clock.js'
-import { outboxCounts } from '../counts.js'
-import { EventNotFoundError, LeaseLostError } from '../errors.js'
-import { assertEventFits, resolveMaxEventBytes } from '../nats-message.js'
-import { newOutboxEvent } from '../new-event.js'
+import { type Clock, systemClock } from '../clock.js'
+import { OutboxRepositoryKernel } from '../kernel/outbox-kernel.js'
 import type {
-  ClaimOptions,
-  EnqueueParams,
-  FenceOptions,
-  OutboxCounts,
-  OutboxEvent,
-  OutboxRepository,
-  RenewLeaseOptions,
-  RetryLaterOptions,
-  WriteOptions,
-} from '../outbox.js'
-import { Validator } from '../validation.js'
+  ClaimRequest,
+  FencedOutcome,
+  NewOutboxEventParams,
+  OutboxChange,
+  RequeueOutcome,
+  StatusCountRows,
+} from '../kernel/primitives.js'
+import { resolveMaxEventBytes } from '../nats-message.js'
+import { newOutboxEvent } from '../new-event.js'
+import type { EnqueueParams, OutboxEvent } from '../outbox.js'
 import type { MemoryTransaction } from './memory-transaction.js'
 
 const ADAPTER = 'memory'
@@ -34,51 +30,36 @@ export interface MemoryOutboxOptions {
 const copy = ({ seq: _seq, ...event }: StoredOutboxEvent): OutboxEvent => ({ ...event })
 
 /**
- * The reference outbox: every operation is one synchronous step on a Map, so each is
- * atomic by construction. It passes the whole conformance suite and is the model the
- * database adapters are checked against. Not durable: for tests and examples.
+ * The reference outbox: the kernel's primitives, each one synchronous step on a Map, so
+ * each is atomic by construction. It passes the whole conformance suite and is the model
+ * the database adapters are checked against. Not durable: for tests and examples.
  */
-export class MemoryOutboxRepository implements OutboxRepository<MemoryTransaction> {
+export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransaction> {
   protected readonly events = new Map<string, StoredOutboxEvent>()
-  protected readonly clock: Clock
-  protected readonly validate = new Validator(ADAPTER, 'outbox')
-  /** The largest event accepted, as NATS message bytes (see `natsMessageBytes`). */
-  readonly maxEventBytes: number
   #nextSeq = 1
 
   constructor(options: MemoryOutboxOptions = {}) {
-    this.clock = options.clock ?? systemClock
-    this.maxEventBytes = resolveMaxEventBytes(ADAPTER, options.maxEventBytes)
+    super({
+      adapter: ADAPTER,
+      clock: options.clock ?? systemClock,
+      maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
+    })
   }
 
   /** A raw view of the stored events, for tests that read around the repository (an oracle). */
   snapshot(): OutboxEvent[] {
-    return [...this.events.values()].sort((a, b) => a.seq - b.seq).map(copy)
+    return this.ordered().map(copy)
   }
 
-  async findOrCreate(params: EnqueueParams, options?: WriteOptions<MemoryTransaction>): Promise<OutboxEvent> {
-    const valid = this.validate.enqueueParams(params)
-    assertEventFits(ADAPTER, valid, this.maxEventBytes)
-    return this.insert(valid, this.clock(), options?.tx)
+  protected async insertEvents(
+    events: readonly NewOutboxEventParams[],
+    now: Date,
+    tx: MemoryTransaction | undefined,
+  ): Promise<ReadonlyMap<string, OutboxEvent>> {
+    return new Map(events.map((event) => [event.eventId, this.insert(event, now, tx)]))
   }
 
-  async findOrCreateMany(
-    params: readonly EnqueueParams[],
-    options?: WriteOptions<MemoryTransaction>,
-  ): Promise<OutboxEvent[]> {
-    const valid = this.validate.enqueueParamsList(params)
-    for (const event of valid) assertEventFits(ADAPTER, event, this.maxEventBytes)
-    const now = this.clock()
-    const created = new Map<string, OutboxEvent>()
-    return valid.map((event) => {
-      const earlier = created.get(event.eventId)
-      if (earlier) return { ...earlier }
-      const result = this.insert(event, now, options?.tx)
-      created.set(event.eventId, result)
-      return result
-    })
-  }
-
+  /** One event's insert-if-absent; with `tx`, staged until the transaction commits. */
   protected insert(params: EnqueueParams, now: Date, tx: MemoryTransaction | undefined): OutboxEvent {
     const stored = this.events.get(params.eventId)
     if (stored) return copy(stored)
@@ -96,17 +77,9 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
     return { ...event }
   }
 
-  protected require(eventId: string): StoredOutboxEvent {
-    const event = this.events.get(eventId)
-    if (!event) throw new EventNotFoundError(ADAPTER, eventId)
-    return event
-  }
-
-  /** Throws `LeaseLostError` unless `workerId` (when given) holds the claim on `event`. */
-  protected fence(event: StoredOutboxEvent, workerId: string | undefined): void {
-    if (workerId !== undefined && (event.status !== 'publishing' || event.claimedBy !== workerId)) {
-      throw new LeaseLostError(ADAPTER, event.eventId, workerId)
-    }
+  /** True when `workerId` (if given) holds the claim on `event`: the fence of every fenced write. */
+  protected holdsClaim(event: StoredOutboxEvent, workerId: string | undefined): boolean {
+    return workerId === undefined || (event.status === 'publishing' && event.claimedBy === workerId)
   }
 
   protected clearLease(event: StoredOutboxEvent): void {
@@ -114,97 +87,85 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
     delete event.leaseUntil
   }
 
-  async markAsPublishing(eventId: string): Promise<void> {
-    const event = this.require(this.validate.eventId(eventId))
+  protected async setPublishing(eventId: string, now: Date): Promise<boolean> {
+    const event = this.events.get(eventId)
+    if (!event) return false
     event.status = 'publishing'
-    event.claimedAt = this.clock()
+    event.claimedAt = now
+    return true
   }
 
-  async markAsSent(eventId: string, options?: FenceOptions): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const workerId = this.validate.fence(options)
-    const event = this.require(id)
-    this.fence(event, workerId)
-    event.status = 'sent'
-    event.sentAt = this.clock()
+  protected async applyFenced(
+    eventId: string,
+    change: OutboxChange,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    const event = this.events.get(eventId)
+    if (!event) return 'missing'
+    if (!this.holdsClaim(event, workerId)) return 'lost'
+    event.status = change.status
+    if (change.status === 'sent') event.sentAt = change.sentAt
+    else {
+      event.errorMessage = change.errorMessage
+      event.retryCount += 1
+      if (change.status === 'pending') event.availableAt = change.availableAt
+    }
     this.clearLease(event)
+    return 'applied'
   }
 
-  async markAsFailed(eventId: string, errorMessage: string, options?: FenceOptions): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const message = this.validate.text(errorMessage, 'errorMessage')
-    const workerId = this.validate.fence(options)
-    const event = this.require(id)
-    this.fence(event, workerId)
-    event.status = 'failed'
-    event.errorMessage = message
-    event.retryCount += 1
-    this.clearLease(event)
-  }
-
-  async findPending(options?: { limit?: number | undefined }): Promise<OutboxEvent[]> {
-    const limit = this.validate.limitOption(options)
-    const now = this.clock().getTime()
+  protected async selectPending(now: Date, limit: number): Promise<OutboxEvent[]> {
     return this.ordered()
-      .filter((event) => event.status === 'pending' && event.availableAt.getTime() <= now)
+      .filter((event) => event.status === 'pending' && event.availableAt.getTime() <= now.getTime())
       .slice(0, limit)
       .map(copy)
   }
 
+  /** The stored events in enqueue order. */
   protected ordered(): StoredOutboxEvent[] {
     return [...this.events.values()].sort((a, b) => a.seq - b.seq)
   }
 
-  async cleanup(olderThanDays: number): Promise<number> {
-    const cutoff = cutoffDays(
-      this.clock(),
-      this.validate.nonNegative(olderThanDays, 'olderThanDays'),
-    ).getTime()
-    let deleted = 0
-    for (const event of [...this.events.values()]) {
-      if (event.status === 'sent' && event.sentAt && event.sentAt.getTime() < cutoff) {
-        this.events.delete(event.eventId)
-        deleted++
-      }
-    }
-    return deleted
+  protected async deleteSent(cutoff: Date, limit: number): Promise<number> {
+    const expired = [...this.events.values()]
+      .filter((event) => event.status === 'sent' && event.sentAt && event.sentAt.getTime() < cutoff.getTime())
+      .slice(0, limit)
+    for (const event of expired) this.events.delete(event.eventId)
+    return expired.length
   }
 
-  async resetStale(staleMinutes: number): Promise<number> {
-    const cutoff = cutoffMinutes(
-      this.clock(),
-      this.validate.nonNegative(staleMinutes, 'staleMinutes'),
-    ).getTime()
-    let reset = 0
-    for (const event of this.events.values()) {
-      if (event.status === 'publishing' && event.claimedAt && event.claimedAt.getTime() < cutoff) {
-        event.status = 'pending'
-        this.clearLease(event)
-        reset++
-      }
+  protected async resetPublishing(cutoff: Date, _now: Date, limit: number): Promise<number> {
+    const stale = [...this.events.values()]
+      .filter(
+        (event) =>
+          event.status === 'publishing' && event.claimedAt && event.claimedAt.getTime() < cutoff.getTime(),
+      )
+      .slice(0, limit)
+    for (const event of stale) {
+      event.status = 'pending'
+      this.clearLease(event)
     }
-    return reset
+    return stale.length
   }
 
-  async getCountByStatus(): Promise<OutboxCounts> {
+  protected async countStatuses(): Promise<StatusCountRows> {
     const counts = new Map<string, number>()
     for (const event of this.events.values()) counts.set(event.status, (counts.get(event.status) ?? 0) + 1)
-    return outboxCounts(counts)
+    return counts
   }
 
-  async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
-    const { limit, leaseMs, workerId } = this.validate.claimOptions(options)
-    const now = this.clock()
+  protected async claimEvents({ now, leaseUntil, workerId, limit }: ClaimRequest): Promise<OutboxEvent[]> {
     const claimable = this.ordered().filter((event) => this.isClaimable(event, now.getTime()))
     return claimable.slice(0, limit).map((event) => {
       event.status = 'publishing'
       event.claimedAt = now
       event.claimedBy = workerId
-      event.leaseUntil = addMs(now, leaseMs)
+      event.leaseUntil = leaseUntil
       return copy(event)
     })
   }
 
+  /** `pending` and due, or `publishing` with an expired lease. */
   protected isClaimable(event: StoredOutboxEvent, nowMs: number): boolean {
     if (event.status === 'pending') return event.availableAt.getTime() <= nowMs
     return (
@@ -212,78 +173,60 @@ export class MemoryOutboxRepository implements OutboxRepository<MemoryTransactio
     )
   }
 
-  async renewLease(eventIds: readonly string[], options: RenewLeaseOptions): Promise<string[]> {
-    const ids = this.validate.eventIds(eventIds)
-    const { leaseMs, workerId } = this.validate.leaseOptions(options)
-    const leaseUntil = addMs(this.clock(), leaseMs)
-    return ids.filter((id) => {
+  protected async renewLeases(
+    eventIds: readonly string[],
+    workerId: string,
+    leaseUntil: Date,
+  ): Promise<string[]> {
+    return eventIds.filter((id) => {
       const event = this.events.get(id)
-      if (event?.status !== 'publishing' || event.claimedBy !== workerId) return false
+      if (!event || event.status !== 'publishing' || !this.holdsClaim(event, workerId)) return false
       event.leaseUntil = leaseUntil
       return true
     })
   }
 
-  async markManyAsSent(eventIds: readonly string[], options?: FenceOptions): Promise<string[]> {
-    const ids = this.validate.eventIds(eventIds)
-    const workerId = this.validate.fence(options)
-    const now = this.clock()
-    return ids.filter((id) => {
+  protected async markSent(
+    eventIds: readonly string[],
+    workerId: string | undefined,
+    now: Date,
+  ): Promise<string[]> {
+    return eventIds.filter((id) => {
       const event = this.events.get(id)
-      if (!event) return true
-      if (workerId !== undefined && (event.status !== 'publishing' || event.claimedBy !== workerId))
-        return true
+      if (!event || !this.holdsClaim(event, workerId)) return false
       event.status = 'sent'
       event.sentAt = now
       this.clearLease(event)
-      return false
+      return true
     })
   }
 
-  async retryLater(eventId: string, options: RetryLaterOptions): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const { errorMessage, delayMs, workerId } = this.validate.retryLaterOptions(options)
-    const event = this.require(id)
-    this.fence(event, workerId)
-    event.status = 'pending'
-    event.retryCount += 1
-    event.errorMessage = errorMessage
-    event.availableAt = addMs(this.clock(), delayMs)
-    this.clearLease(event)
+  protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {
+    let requeued = 0
+    const missing: string[] = []
+    for (const id of eventIds) {
+      const event = this.events.get(id)
+      if (!event) missing.push(id)
+      else if (event.status === 'failed') {
+        event.status = 'pending'
+        event.availableAt = now
+        event.retryCount = 0
+        this.clearLease(event)
+        requeued++
+      }
+    }
+    return { requeued, missing }
   }
 
-  async getFailedEvents(limit?: number): Promise<OutboxEvent[]> {
-    const max = this.validate.limit(limit)
+  protected async selectFailed(limit: number): Promise<OutboxEvent[]> {
     return this.ordered()
       .filter((event) => event.status === 'failed')
-      .slice(0, max)
+      .slice(0, limit)
       .map(copy)
   }
 
-  async requeueFailed(eventIds: readonly string[]): Promise<number> {
-    const ids = this.validate.eventIds(eventIds)
-    const now = this.clock()
-    let requeued = 0
-    let missing: string | undefined
-    for (const id of ids) {
-      const event = this.events.get(id)
-      if (!event) {
-        missing ??= id
-        continue
-      }
-      if (event.status !== 'failed') continue
-      event.status = 'pending'
-      event.availableAt = now
-      event.retryCount = 0
-      this.clearLease(event)
-      requeued++
-    }
-    if (missing !== undefined) throw new EventNotFoundError(ADAPTER, missing)
-    return requeued
-  }
-
-  async get(eventId: string): Promise<OutboxEvent | null> {
-    const event = this.events.get(this.validate.eventId(eventId))
+  protected async read(eventId: string): Promise<OutboxEvent | null> {
+    const event = this.events.get(eventId)
     return event ? copy(event) : null
   }
 }

@@ -1,0 +1,67 @@
+import type { Clock } from '../clock.js'
+import type { InboxParams } from '../inbox.js'
+import type { EnqueueParams } from '../outbox.js'
+import type { ClassifyStorageError } from './storage-failure.js'
+
+/**
+ * The most rows one sweep step (`cleanup`, `resetStale`) touches: no statement, script or
+ * batch of requests holds more than this many rows.
+ */
+export const SWEEP_BATCH = 10_000
+
+/** What a repository kernel needs from its adapter besides the primitives. */
+export interface RepositorySettings<Tx> {
+  /** The adapter's name: `[txbox] [<adapter>]` in every error. */
+  readonly adapter: string
+  readonly clock: Clock
+  /** The largest event accepted, as NATS message bytes, already resolved (`resolveMaxEventBytes`). */
+  readonly maxEventBytes: number
+  /** Maps driver errors to a reason (default: every error is `unknown`, not retryable). */
+  readonly classify?: ClassifyStorageError | undefined
+  /**
+   * Checks the caller's `{ tx }` before any I/O and answers the handle to use (e.g. refuses a
+   * pool where a client is required). Default: the handle as given.
+   */
+  readonly transaction?: ((tx: Tx | undefined) => Tx | undefined) | undefined
+  /** Rows per sweep step; default {@link SWEEP_BATCH}. */
+  readonly sweepBatch?: number | undefined
+}
+
+/** An event to insert: valid, its `availableAt` resolved (`params.availableAt ?? now`). */
+export type NewOutboxEventParams = EnqueueParams & { readonly availableAt: Date }
+
+/** What a fenced outbox write sets besides clearing the lease. */
+export type OutboxChange =
+  | { readonly status: 'sent'; readonly sentAt: Date }
+  /** Dead-lettered: `errorMessage`, `retryCount` + 1. */
+  | { readonly status: 'failed'; readonly errorMessage: string }
+  /** Retried later: `errorMessage`, `retryCount` + 1, due at `availableAt`. */
+  | { readonly status: 'pending'; readonly errorMessage: string; readonly availableAt: Date }
+
+/** The outcome of a fenced write: applied, the id is not stored, or the worker lost the claim. */
+export type FencedOutcome = 'applied' | 'missing' | 'lost'
+
+/** A valid claim: move up to `limit` claimable events to `publishing` for `workerId` until `leaseUntil`. */
+export interface ClaimRequest {
+  readonly now: Date
+  readonly leaseUntil: Date
+  readonly workerId: string
+  readonly limit: number
+}
+
+/** What a redrive did: how many `failed` events moved, and the ids that are not stored. */
+export interface RequeueOutcome {
+  readonly requeued: number
+  readonly missing: Iterable<string>
+}
+
+/** `(status, count)` pairs as a GROUP BY answers them; absent statuses count zero. */
+export type StatusCountRows = Iterable<readonly [string, number | bigint | string]>
+
+/** A valid inbox claim. */
+export interface InboxClaimRequest {
+  readonly params: InboxParams
+  readonly now: Date
+  readonly workerId: string
+  readonly leaseUntil: Date
+}

@@ -1,0 +1,94 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import type { Clock } from './clock.js'
+
+/**
+ * One schema step, read from a file `migrations/<NNNN>_<name>.<sql|json>` of an adapter
+ * package: the files are the single source of truth, `migrate()` applies them and users of
+ * their own migration tool apply the same files (placeholders such as `{{prefix}}`
+ * substituted with {@link renderMigration}).
+ */
+export interface Migration {
+  /** The number of the file (`0002_inbox_id_only.sql`: 2). Versions run 1, 2, 3... without gaps. */
+  readonly version: number
+  /** The file name without number and extension (`inbox_id_only`). */
+  readonly name: string
+  /** The file's text: DDL, or JSON for a store without DDL. */
+  readonly body: string
+}
+
+/** The one naming scheme of migration files: four digits, `_`, a snake_case name, `.sql` or `.json`. */
+export const MIGRATION_FILE_NAME = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.(sql|json)$/
+
+/**
+ * Reads an adapter's migration folder (other files, such as a README, are ignored). Throws
+ * when two files share a version or a version is missing: a gap means a file was lost.
+ */
+export const loadMigrations = (directory: URL): readonly Migration[] => {
+  const folder = directory.href.endsWith('/') ? directory : new URL(`${directory.href}/`)
+  const migrations = readdirSync(folder)
+    .filter((file) => MIGRATION_FILE_NAME.test(file))
+    .map((file) => {
+      const [, version, name] = MIGRATION_FILE_NAME.exec(file) as RegExpExecArray
+      return {
+        version: Number(version),
+        name: name as string,
+        body: readFileSync(new URL(file, folder), 'utf8'),
+      }
+    })
+    .sort((a, b) => a.version - b.version)
+  migrations.forEach((migration, index) => {
+    if (migration.version !== index + 1) {
+      throw new Error(
+        `migration files in ${folder.pathname} must be numbered 0001, 0002, ... without gaps or repeats; found version ${migration.version} at position ${index + 1}`,
+      )
+    }
+  })
+  return migrations
+}
+
+/** Substitutes `{{name}}` placeholders; every placeholder in the text must have a value. */
+export const renderMigration = (body: string, values: Readonly<Record<string, string>>): string =>
+  body.replace(/\{\{([a-z_]+)\}\}/g, (placeholder, name: string) => {
+    const value = values[name]
+    if (value === undefined) throw new Error(`migration placeholder ${placeholder} has no value`)
+    return value
+  })
+
+/** What a store provides to {@link applyMigrations}: its own lock and its own history. */
+export interface MigrationHistory {
+  /**
+   * Runs `apply` holding the store's migration lock (an advisory lock, `GET_LOCK`, `BEGIN
+   * IMMEDIATE`, a lock document...), so that two processes migrating at once both succeed:
+   * the second waits, then finds nothing to do. Creates the history where it is missing.
+   */
+  locked<T>(apply: () => Promise<T>): Promise<T>
+  /** The versions recorded as applied (inside the lock). */
+  appliedVersions(): Promise<Iterable<number>>
+  /** Applies one step. Each step is idempotent or runs in the lock's transaction. */
+  apply(migration: Migration): Promise<void>
+  /** Records one step as applied at `appliedAt`. */
+  record(migration: Migration, appliedAt: Date): Promise<void>
+}
+
+/**
+ * Applies, in order and under the store's lock, every migration whose version is not
+ * recorded, recording each after it ran; answers the versions applied now. The one
+ * migration mechanism of every adapter: only the lock, the history and how a step is
+ * applied are the store's.
+ */
+export const applyMigrations = async (
+  history: MigrationHistory,
+  migrations: readonly Migration[],
+  clock: Clock,
+): Promise<number[]> =>
+  history.locked(async () => {
+    const applied = new Set(await history.appliedVersions())
+    const now: number[] = []
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue
+      await history.apply(migration)
+      await history.record(migration, clock())
+      now.push(migration.version)
+    }
+    return now
+  })
