@@ -7,6 +7,8 @@ import {
   StorageError,
   TxboxError,
   ValidationError,
+  runStorageOperation,
+  STORAGE_ERROR_REASONS,
   withStorageErrors,
 } from '../src/index.js'
 
@@ -51,5 +53,26 @@ describe('ManualClock', () => {
     clock.setAutoAdvance(1)
     expect([clock.now().getTime(), clock.now().getTime()]).toEqual([1_500, 1_501])
     expect(clock.peekMs()).toBe(1_502)
+  })
+
+  it('a StorageError carries the reason and retryability its adapter classified, unknown by default', async () => {
+    const plain = new StorageError('pg', 'outbox.claim', new Error('x'))
+    expect([plain.reason, plain.retryable]).toEqual(['unknown', false])
+    const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' })
+    const classified = await runStorageOperation(
+      'pg',
+      'outbox.claim',
+      (error) =>
+        (error as { code?: string }).code === '40P01'
+          ? { reason: 'conflict', retryable: true, detail: 'deadlock detected [SQLSTATE 40P01]' }
+          : { reason: 'unknown', retryable: false },
+      async () => {
+        throw deadlock
+      },
+    ).catch((error: unknown) => error as StorageError)
+    expect(classified).toBeInstanceOf(StorageError)
+    expect([classified.reason, classified.retryable, classified.cause]).toEqual(['conflict', true, deadlock])
+    expect(classified.message).toBe('[txbox] [pg] outbox.claim failed: deadlock detected [SQLSTATE 40P01]')
+    expect(STORAGE_ERROR_REASONS).toContain(classified.reason)
   })
 })
