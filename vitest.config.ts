@@ -1,10 +1,12 @@
 import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
+import { STORE_KINDS } from './packages/core/src/store-registry.js'
 
 // Tests run against the TypeScript sources of every workspace package, so `pnpm test`
 // needs no build step and a change in core is seen by every adapter's suite at once.
 const src = (path: string) => fileURLToPath(new URL(`./packages/${path}`, import.meta.url))
-const adapters = ['sqlite', 'postgres', 'mysql', 'mongodb', 'redis', 'dynamodb']
+// One project and one alias pair per shipped store, from the registry.
+const adapters = STORE_KINDS
 
 export default defineConfig({
   resolve: {

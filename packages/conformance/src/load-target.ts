@@ -1,19 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { STORE_KINDS } from '@txbox/core'
 import { createMemoryTarget } from './memory-target.js'
 import type { ConformanceTarget, ConformanceTargetModule } from './target.js'
 
-/** Adapters whose target is published at `@txbox/<name>/conformance`. */
-export const BUILT_IN_TARGETS = Object.freeze([
-  'memory',
-  'sqlite',
-  'postgres',
-  'mysql',
-  'mongodb',
-  'redis',
-  'dynamodb',
-])
+/** The reference store, then every shipped adapter, whose target is published at `@txbox/<name>/conformance`. */
+export const BUILT_IN_TARGETS: readonly string[] = Object.freeze(['memory', ...STORE_KINDS])
 
 const looksLikePath = (spec: string): boolean =>
   spec.startsWith('.') || isAbsolute(spec) || /\.(c|m)?js$/.test(spec) || spec.includes('/')
