@@ -1,13 +1,17 @@
+import { readFileSync } from 'node:fs'
 import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
 import type { InboxEvent, OutboxEvent } from '@txbox/core'
 import { type ChainableCommander, Cluster, Redis } from 'ioredis'
-import { execTransaction } from './errors.js'
+import { execTransaction } from './client.js'
 import { inboxKeys, outboxKeys, storeBase } from './keys.js'
 import { createRedisStore, redisCapabilities } from './redis-store.js'
 import { scripts } from './scripts.js'
 
-const VERSION = '0.1.0'
+/** This package's version, from its package.json (the same file in `src/` and `dist/`). */
+const { version: VERSION } = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+) as { version: string }
 
 /** The keys matching a glob, by SCAN on every master (fine for tests; never on the hot path). */
 const scanKeys = async (redis: Redis | Cluster, pattern: string): Promise<string[]> => {

@@ -1,57 +1,82 @@
-import { StorageError, withStorageErrors } from '@txbox/core'
+import type { StorageFailure } from '@txbox/core'
 
 /** The adapter name in every error message: `[txbox] [redis] ...`. */
 export const ADAPTER = 'redis'
 
 /**
- * Runs one Redis call (or a short sequence) of a repository operation and wraps whatever
- * ioredis throws (connection errors, script errors, `WRONGTYPE` on a foreign key) in a
- * `StorageError` with the original as `cause`. There is no duplicate-key error to map:
- * idempotency is decided inside the scripts, not by a failed insert.
+ * Redis answered something the adapter never writes: a script reply of another shape, or a
+ * schema version that is not a number. The keys under the store's prefix hold foreign data.
  */
-export const storage = <T>(operation: string, run: () => Promise<T>): Promise<T> =>
-  withStorageErrors(ADAPTER, operation, run)
+export class UnexpectedReplyError extends Error {
+  constructor(what: string, reply: unknown) {
+    super(`unexpected ${what} from Redis: ${JSON.stringify(reply)?.slice(0, 200)}`)
+    this.name = 'UnexpectedReplyError'
+  }
+}
 
-/** A reply that does not have the shape the script returns: the keys hold foreign data. */
-export const unexpectedReply = (operation: string, reply: unknown): StorageError =>
-  new StorageError(
-    ADAPTER,
-    operation,
-    reply,
-    `unexpected reply from Redis: ${JSON.stringify(reply)?.slice(0, 200)}`,
-  )
+const failure = (reason: StorageFailure['reason'], retryable: boolean, detail?: string): StorageFailure =>
+  detail === undefined ? { reason, retryable } : { reason, retryable, detail }
 
-/** What `exec()` of an ioredis MULTI resolves to: one `[error, result]` pair per command, or null when aborted by WATCH. */
-export type ExecResult = [error: Error | null, result: unknown][] | null
+/** Node's socket errors: the server is down, unreachable or dropped us. */
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+])
 
 /**
- * Runs `exec()` on a MULTI and throws when Redis applied it only partly. Redis has no
- * rollback: when one queued command fails at EXEC time (a script error, WRONGTYPE), the
- * others are still applied. This turns that into a `StorageError` (the first failure as
- * `cause`) instead of a result array the caller might not inspect. A transaction aborted by
- * WATCH (exec resolves to null) is reported the same way.
+ * Redis error replies start with an upper-case code (`WRONGTYPE ...`, `NOPERM ...`); a Lua
+ * script's `redis.call` passes the code of the failed command through.
  */
-export const execTransaction = async (multi: {
-  exec(): Promise<ExecResult>
-}): Promise<[error: Error | null, result: unknown][]> => {
-  const results = await storage('transaction.exec', () => multi.exec())
-  if (results === null) {
-    throw new StorageError(
-      ADAPTER,
-      'transaction.exec',
-      null,
-      'the transaction was aborted (a WATCHed key changed)',
-    )
+const REPLY_CODES: Readonly<Record<string, StorageFailure>> = {
+  // A key under the store's prefix holds another type: foreign data, not a transient fault.
+  WRONGTYPE: failure('schema', false),
+  NOPERM: failure('permission', false),
+  NOAUTH: failure('permission', false),
+  WRONGPASS: failure('permission', false),
+  // Failover and resharding: a node that cannot serve this slot or is (re)loading its data.
+  READONLY: failure('unavailable', true),
+  LOADING: failure('unavailable', true),
+  MASTERDOWN: failure('unavailable', true),
+  CLUSTERDOWN: failure('unavailable', true),
+  TRYAGAIN: failure('unavailable', true),
+  // Another client's long script holds the server: it refuses for load.
+  BUSY: failure('throttled', true),
+}
+
+/**
+ * Maps what ioredis throws to a reason. Reply errors are told apart by their Redis code;
+ * connection failures by ioredis' own messages (it has no error codes for them) and Node's
+ * socket codes. Never throws.
+ */
+export const classifyRedisError = (error: unknown): StorageFailure => {
+  if (error instanceof UnexpectedReplyError) return failure('schema', false)
+  if (!(error instanceof Error)) return failure('unknown', false)
+  const { message } = error
+  const code = (error as { code?: unknown }).code
+  if (code === 'ETIMEDOUT' || message === 'Command timed out') return failure('timeout', true)
+  if (typeof code === 'string' && SOCKET_CODES.has(code)) return failure('unavailable', true)
+  if (
+    error.name === 'MaxRetriesPerRequestError' ||
+    error.name === 'ClusterAllFailedError' ||
+    message === 'Connection is closed.' ||
+    message.startsWith("Stream isn't writeable") ||
+    message.startsWith('None of startup nodes is available') ||
+    message.startsWith('Too many Cluster redirections')
+  ) {
+    return failure('unavailable', true)
   }
-  const failed = results.filter(([error]) => error !== null)
-  if (failed.length > 0) {
-    const first = failed[0]?.[0]
-    throw new StorageError(
-      ADAPTER,
-      'transaction.exec',
-      first,
-      `${failed.length} of ${results.length} queued commands failed; the others were applied (Redis has no rollback): ${first?.message}`,
-    )
+  if (message.startsWith('OOM ')) {
+    return failure('throttled', true, `${message} (the server is at maxmemory: free memory or raise it)`)
   }
-  return results
+  if (message.startsWith('ERR max number of clients reached')) return failure('throttled', true)
+  if (/string exceeds maximum allowed size|invalid bulk length/.test(message)) {
+    return failure('limit', false, `${message} (a value is over the server's proto-max-bulk-len)`)
+  }
+  const known = REPLY_CODES[/^([A-Z]+) /.exec(message)?.[1] ?? '']
+  return known ?? failure('unknown', false)
 }

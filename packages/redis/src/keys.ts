@@ -27,15 +27,8 @@
  *                             so that the lexical order is receivedAt then seq
  * - `counts`                  hash: status -> number of events
  *
- * `txbox:{p}:schema` holds the schema version `migrate()` recorded.
+ * `txbox:{p}:schema` holds the layout version `migrate()` recorded (see migrate.ts).
  */
-
-/**
- * The schema version `migrate()` records; bump it when the layout changes. Version 2: the
- * inbox keys on the event id alone, and no longer writes or reads `(stream, streamSeq)`
- * aliases (they merged a new event at a sequence a re-created stream reuses into an old one).
- */
-export const SCHEMA_VERSION = '2'
 
 /** The default `keyPrefix`. */
 export const DEFAULT_KEY_PREFIX = 'default'
@@ -43,7 +36,7 @@ export const DEFAULT_KEY_PREFIX = 'default'
 /** `txbox:{<keyPrefix>}`: the start of every key of one store. */
 export const storeBase = (keyPrefix: string): string => `txbox:{${keyPrefix}}`
 
-/** The key recording the schema version. */
+/** The key recording the layout version: the migration history, one number. */
 export const schemaKey = (keyPrefix: string): string => `${storeBase(keyPrefix)}:schema`
 
 /** The keys of the outbox. `indexKeys` is the fixed head of every outbox script's KEYS. */

@@ -1,5 +1,5 @@
 import type { Clock } from '@txbox/core'
-import type { RedisClient } from './scripts.js'
+import type { RedisClient } from './client.js'
 
 /** Options of `createRedisStore` and of the repositories. */
 export interface RedisStoreOptions {
@@ -24,8 +24,12 @@ export interface RedisStoreOptions {
 /** Redis's largest string value (`proto-max-bulk-len`'s default): no event can be bigger. */
 export const REDIS_MAX_STRING_BYTES = 512 * 1024 * 1024
 
-/** How many events one cleanup / resetStale script handles before the next call. */
-export const BATCH_SIZE = 1000
+/**
+ * The kernel's `sweepBatch` here: how many events one cleanup / resetStale script handles
+ * before the next call. Smaller than core's SWEEP_BATCH because a Lua script blocks every
+ * other client of the server while it runs: 1,000 events keep one step to a few ms.
+ */
+export const REDIS_SWEEP_BATCH = 1000
 
 /**
  * The most due-but-delayed events one claim promotes (and findPending considers), and the

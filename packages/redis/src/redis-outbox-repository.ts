@@ -1,51 +1,43 @@
 import {
-  addMs,
-  assertEventFits,
-  type ClaimOptions,
-  type Clock,
-  cutoffDays,
-  cutoffMinutes,
-  type EnqueueParams,
-  EventNotFoundError,
-  type FenceOptions,
-  LeaseLostError,
+  type ClaimRequest,
+  type FencedOutcome,
+  type NewOutboxEventParams,
   newOutboxEvent,
-  type OutboxCounts,
+  type OutboxChange,
   type OutboxEvent,
-  type OutboxRepository,
-  outboxCounts,
-  type RenewLeaseOptions,
-  type RetryLaterOptions,
+  OutboxRepositoryKernel,
+  type RequeueOutcome,
   resolveMaxEventBytes,
+  type StatusCountRows,
   systemClock,
-  Validator,
-  type WriteOptions,
 } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
-import { scriptBatches } from './batches.js'
-import { eventsOf, fieldsOf, fieldsOfObject, toOutboxEvent } from './codec.js'
-import { ADAPTER, storage, unexpectedReply } from './errors.js'
+import { multiHandle, type RedisClient } from './client.js'
+import { ADAPTER, classifyRedisError, UnexpectedReplyError } from './errors.js'
 import { DEFAULT_KEY_PREFIX, type OutboxKeys, outboxKeys } from './keys.js'
-import { BATCH_SIZE, REDIS_MAX_STRING_BYTES, type RedisStoreOptions, SCAN_CAP } from './redis-options.js'
-import { type RedisClient, scripts } from './scripts.js'
+import {
+  REDIS_MAX_STRING_BYTES,
+  REDIS_SWEEP_BATCH,
+  type RedisStoreOptions,
+  SCAN_CAP,
+} from './redis-options.js'
+import {
+  eventsOf,
+  fieldsOf,
+  fieldsOfObject,
+  idsOf,
+  numberOf,
+  outboxEventArgs,
+  toOutboxEvent,
+} from './rows.js'
+import { scripts } from './scripts.js'
 
 /** What a fenced script answers: 1 applied, 0 the event is not stored, -1 the lease is lost. */
-const checkFenced = (
-  reply: unknown,
-  operation: string,
-  eventId: string,
-  workerId: string | undefined,
-): void => {
-  if (reply === 1) return
-  if (reply === 0) throw new EventNotFoundError(ADAPTER, eventId)
-  if (reply === -1 && workerId !== undefined) throw new LeaseLostError(ADAPTER, eventId, workerId)
-  throw unexpectedReply(operation, reply)
-}
-
-const toIds = (reply: unknown, operation: string): string[] => {
-  if (!Array.isArray(reply)) throw unexpectedReply(operation, reply)
-  return reply.map(String)
-}
+const FENCED: ReadonlyMap<unknown, FencedOutcome> = new Map([
+  [1, 'applied'],
+  [0, 'missing'],
+  [-1, 'lost'],
+])
 
 /**
  * The outbox on Redis. Every state change is one Lua script (see scripts.ts), so it is
@@ -55,38 +47,26 @@ const toIds = (reply: unknown, operation: string): string[] => {
  * it and run when the caller calls `exec()`, all or nothing with respect to other clients
  * (MULTI/EXEC is isolated), and `discard()` (or never calling `exec()`) leaves no trace.
  */
-export class RedisOutboxRepository implements OutboxRepository<ChainableCommander> {
+export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableCommander> {
   readonly keys: OutboxKeys
   protected readonly redis: RedisClient
-  protected readonly clock: Clock
-  protected readonly validate = new Validator(ADAPTER, 'outbox')
-  /** The largest event accepted, in NATS message bytes (the `maxEventBytes` option). */
-  readonly maxEventBytes: number
 
   constructor(options: RedisStoreOptions) {
+    super({
+      adapter: ADAPTER,
+      clock: options.clock ?? systemClock,
+      maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes, REDIS_MAX_STRING_BYTES),
+      classify: classifyRedisError,
+      transaction: multiHandle,
+      sweepBatch: REDIS_SWEEP_BATCH,
+    })
     this.redis = options.redis
-    this.clock = options.clock ?? systemClock
-    this.maxEventBytes = resolveMaxEventBytes(ADAPTER, options.maxEventBytes, REDIS_MAX_STRING_BYTES)
     this.keys = outboxKeys(this.validate.identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix'))
   }
 
-  /** One event's ARGV: id, subject, payload, hasHeaders, headers, availableAt. */
-  #eventArgs(params: EnqueueParams, now: Date): (string | number)[] {
-    return [
-      params.eventId,
-      params.subject,
-      params.payload,
-      params.headers === undefined ? '0' : '1',
-      params.headers ?? '',
-      (params.availableAt ?? now).getTime(),
-    ]
-  }
-
-  /** A script reply for one enqueued event: its seq when new (we know what we wrote), else the stored hash. */
-  #enqueued(reply: unknown, params: EnqueueParams, now: Date, operation: string): OutboxEvent {
-    if (typeof reply === 'number') return newOutboxEvent(params, now)
-    if (Array.isArray(reply)) return toOutboxEvent(fieldsOf(reply))
-    throw unexpectedReply(operation, reply)
+  /** The fixed index keys, then one event key per id: the KEYS of every per-event script. */
+  #keysOf(eventIds: readonly string[]): string[] {
+    return [...this.keys.indexKeys, ...eventIds.map((id) => this.keys.event(id))]
   }
 
   // What each MULTI has queued so far, by event id: its replies come only at EXEC, so a second
@@ -94,275 +74,186 @@ export class RedisOutboxRepository implements OutboxRepository<ChainableCommande
   // EXEC), not an event built from its own, ignored, arguments.
   readonly #queuedByMulti = new WeakMap<ChainableCommander, Map<string, OutboxEvent>>()
 
-  #queued(tx: ChainableCommander): Map<string, OutboxEvent> {
-    let queued = this.#queuedByMulti.get(tx)
-    if (!queued) {
-      queued = new Map()
-      this.#queuedByMulti.set(tx, queued)
-    }
-    return queued
-  }
-
   /**
-   * Without `tx`: one script inserts or returns the stored event atomically (EXISTS, INCR
-   * seq, HSET, index, count), so 20 concurrent calls store one event and all return it.
+   * Without `tx`: one script inserts the new events and answers the stored ones atomically
+   * (EXISTS, INCR seq, HSET, index, count), so 20 concurrent calls store one event and all
+   * return it.
    *
-   * With `tx`: a MULTI cannot hand back a reply before EXEC, so the stored event is read
-   * first (outside the transaction) and returned if it exists; otherwise the event as it
+   * With `tx`: a MULTI cannot hand back a reply before EXEC, so the stored events are read
+   * first (outside the transaction) and returned where they exist; otherwise the event as it
    * will be stored is returned. The same idempotent script is queued either way, so EXEC
-   * inserts it only if it is still absent: when another client stores the same id between
-   * our read and the caller's EXEC, the first write wins and what we returned may differ
-   * from what is stored (same id, another payload/enqueuedAt).
+   * inserts only what is still absent: when another client stores the same id between our
+   * read and the caller's EXEC, the first write wins and what we returned may differ from
+   * what is stored (same id, another payload/enqueuedAt).
    */
-  async findOrCreate(
-    params: EnqueueParams,
-    options?: WriteOptions<ChainableCommander>,
-  ): Promise<OutboxEvent> {
-    const valid = this.validate.enqueueParams(params)
-    assertEventFits(ADAPTER, valid, this.maxEventBytes)
-    const now = this.clock()
-    const keys = [...this.keys.indexKeys, this.keys.event(valid.eventId)]
-    const args = [...this.#eventArgs(valid, now), now.getTime()]
-    const tx = options?.tx
-    if (tx) {
-      const queued = this.#queued(tx)
-      const earlier = queued.get(valid.eventId)
-      if (earlier) return { ...earlier }
-      const stored = await this.#read(valid.eventId, 'outbox.findOrCreate')
-      scripts.outboxFindOrCreate.queue(tx, keys, args)
-      const event = stored ?? newOutboxEvent(valid, now)
-      queued.set(valid.eventId, event)
-      return { ...event }
-    }
-    return storage('outbox.findOrCreate', async () => {
-      const reply = await scripts.outboxFindOrCreate.run(this.redis, keys, args)
-      return this.#enqueued(reply, valid, now, 'outbox.findOrCreate')
-    })
-  }
-
-  /** One script for the whole batch (or one queued script with `tx`, see `findOrCreate`). */
-  async findOrCreateMany(
-    params: readonly EnqueueParams[],
-    options?: WriteOptions<ChainableCommander>,
-  ): Promise<OutboxEvent[]> {
-    const valid = this.validate.enqueueParamsList(params)
-    for (const event of valid) assertEventFits(ADAPTER, event, this.maxEventBytes)
-    if (valid.length === 0) return []
-    const now = this.clock()
-    // The first occurrence of an id wins; later ones get what it stored.
-    const unique = new Map<string, EnqueueParams>()
-    for (const event of valid) if (!unique.has(event.eventId)) unique.set(event.eventId, event)
-    const batch = [...unique.values()]
-    const keys = [...this.keys.indexKeys, ...batch.map((event) => this.keys.event(event.eventId))]
-    const args = [now.getTime(), ...batch.flatMap((event) => this.#eventArgs(event, now))]
+  protected async insertEvents(
+    events: readonly NewOutboxEventParams[],
+    now: Date,
+    tx: ChainableCommander | undefined,
+  ): Promise<ReadonlyMap<string, OutboxEvent>> {
+    if (tx) return this.#queueEvents(events, now, tx)
+    const keys = this.#keysOf(events.map((event) => event.eventId))
+    const args = [now.getTime(), ...events.flatMap(outboxEventArgs)]
     const byId = new Map<string, OutboxEvent>()
-    const tx = options?.tx
-    if (tx) {
-      // Read what is stored already (outside the MULTI: its replies come only at EXEC).
-      const queued = this.#queued(tx)
-      await storage('outbox.findOrCreateMany', async () => {
-        const pipeline = this.redis.pipeline()
-        for (const event of batch) pipeline.hgetall(this.keys.event(event.eventId))
-        const stored = (await pipeline.exec()) ?? []
-        batch.forEach((event, index) => {
-          const [error, record] = stored[index] ?? [null, {}]
-          if (error) throw error
-          const fields = fieldsOfObject(record as Record<string, string>)
-          const earlier = queued.get(event.eventId)
-          byId.set(event.eventId, earlier ?? (fields ? toOutboxEvent(fields) : newOutboxEvent(event, now)))
-        })
+    const reply = await scripts.outboxFindOrCreate.run(this.redis, keys, args)
+    if (!Array.isArray(reply) || reply.length !== events.length)
+      throw new UnexpectedReplyError('reply', reply)
+    events.forEach((event, index) => {
+      // A new event's seq: we know what we wrote. A stored one: its hash.
+      const answer: unknown = reply[index]
+      if (typeof answer === 'number') byId.set(event.eventId, newOutboxEvent(event, now))
+      else if (Array.isArray(answer)) byId.set(event.eventId, toOutboxEvent(fieldsOf(answer)))
+      else throw new UnexpectedReplyError('reply', reply)
+    })
+    return byId
+  }
+
+  /** The `{ tx }` half of {@link insertEvents}: reads now, queues the script for EXEC. */
+  async #queueEvents(
+    events: readonly NewOutboxEventParams[],
+    now: Date,
+    tx: ChainableCommander,
+  ): Promise<ReadonlyMap<string, OutboxEvent>> {
+    const earlier = this.#queuedByMulti.get(tx) ?? new Map<string, OutboxEvent>()
+    this.#queuedByMulti.set(tx, earlier)
+    const fresh = events.filter((event) => !earlier.has(event.eventId))
+    if (fresh.length > 0) {
+      const pipeline = this.redis.pipeline()
+      for (const event of fresh) pipeline.hgetall(this.keys.event(event.eventId))
+      const stored = (await pipeline.exec()) ?? []
+      fresh.forEach((event, index) => {
+        const [error, record] = stored[index] ?? [null, {}]
+        if (error) throw error
+        const fields = fieldsOfObject(record as Record<string, string>)
+        earlier.set(event.eventId, fields ? toOutboxEvent(fields) : newOutboxEvent(event, now))
       })
-      for (const [id, event] of byId) if (!queued.has(id)) queued.set(id, event)
-      scripts.outboxFindOrCreateMany.queue(tx, keys, args)
-    } else {
-      await storage('outbox.findOrCreateMany', async () => {
-        const reply = await scripts.outboxFindOrCreateMany.run(this.redis, keys, args)
-        if (!Array.isArray(reply) || reply.length !== batch.length)
-          throw unexpectedReply('outbox.findOrCreateMany', reply)
-        batch.forEach((event, index) => {
-          byId.set(event.eventId, this.#enqueued(reply[index], event, now, 'outbox.findOrCreateMany'))
-        })
-      })
+      scripts.outboxFindOrCreate.queue(tx, this.#keysOf(fresh.map((event) => event.eventId)), [
+        now.getTime(),
+        ...fresh.flatMap(outboxEventArgs),
+      ])
     }
-    return valid.map((event) => ({ ...byId.get(event.eventId)! }))
+    return new Map(events.map((event) => [event.eventId, earlier.get(event.eventId) as OutboxEvent]))
   }
 
-  async markAsPublishing(eventId: string): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const now = this.clock()
-    const reply = await storage('outbox.markAsPublishing', () =>
-      scripts.outboxMarkPublishing.run(
-        this.redis,
-        [...this.keys.indexKeys, this.keys.event(id)],
-        [id, now.getTime()],
-      ),
-    )
-    if (reply === 0) throw new EventNotFoundError(ADAPTER, id)
-    if (reply !== 1) throw unexpectedReply('outbox.markAsPublishing', reply)
+  protected async setPublishing(eventId: string, now: Date): Promise<boolean> {
+    const reply = await scripts.outboxMarkPublishing.run(this.redis, this.#keysOf([eventId]), [
+      eventId,
+      now.getTime(),
+    ])
+    return numberOf(reply) === 1
   }
 
-  async markAsSent(eventId: string, options?: FenceOptions): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const workerId = this.validate.fence(options)
-    const now = this.clock()
-    const reply = await storage('outbox.markAsSent', () =>
-      scripts.outboxMarkSent.run(
-        this.redis,
-        [...this.keys.indexKeys, this.keys.event(id)],
-        [id, now.getTime(), workerId ?? ''],
-      ),
-    )
-    checkFenced(reply, 'outbox.markAsSent', id, workerId)
-  }
-
-  async markAsFailed(eventId: string, errorMessage: string, options?: FenceOptions): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const message = this.validate.text(errorMessage, 'errorMessage')
-    const workerId = this.validate.fence(options)
-    const reply = await storage('outbox.markAsFailed', () =>
-      scripts.outboxMarkFailed.run(
-        this.redis,
-        [...this.keys.indexKeys, this.keys.event(id)],
-        [id, message, workerId ?? ''],
-      ),
-    )
-    checkFenced(reply, 'outbox.markAsFailed', id, workerId)
+  protected async applyFenced(
+    eventId: string,
+    change: OutboxChange,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    const keys = this.#keysOf([eventId])
+    const worker = workerId ?? ''
+    const reply =
+      change.status === 'sent'
+        ? await scripts.outboxMarkSent.run(this.redis, keys, [eventId, change.sentAt.getTime(), worker])
+        : change.status === 'failed'
+          ? await scripts.outboxMarkFailed.run(this.redis, keys, [eventId, change.errorMessage, worker])
+          : await scripts.outboxRetryLater.run(this.redis, keys, [
+              eventId,
+              change.availableAt.getTime(),
+              change.errorMessage,
+              worker,
+            ])
+    const outcome = FENCED.get(reply)
+    if (outcome === undefined) throw new UnexpectedReplyError('reply', reply)
+    return outcome
   }
 
   /** Read-only: computes the due set without promoting delayed events (see OUTBOX_FIND_PENDING). */
-  async findPending(options?: { limit?: number | undefined }): Promise<OutboxEvent[]> {
-    const limit = this.validate.limitOption(options)
-    const now = this.clock()
-    return storage('outbox.findPending', async () => {
-      const reply = await scripts.outboxFindPending.run(this.redis, this.keys.indexKeys, [
-        now.getTime(),
-        limit,
-        SCAN_CAP,
-      ])
-      return eventsOf(reply, toOutboxEvent)
-    })
+  protected async selectPending(now: Date, limit: number): Promise<OutboxEvent[]> {
+    const reply = await scripts.outboxFindPending.run(this.redis, this.keys.indexKeys, [
+      now.getTime(),
+      limit,
+      SCAN_CAP,
+    ])
+    return eventsOf(reply, toOutboxEvent)
   }
 
-  /** Deletes in batches of {@link BATCH_SIZE}, one script each, until a batch comes back short. */
-  async cleanup(olderThanDays: number): Promise<number> {
-    const cutoff = cutoffDays(
-      this.clock(),
-      this.validate.nonNegative(olderThanDays, 'olderThanDays'),
-    ).getTime()
-    return scriptBatches('outbox.cleanup', (run) =>
-      scripts.outboxCleanup.run(this.redis, this.keys.indexKeys, [cutoff, run]),
+  protected async deleteSent(cutoff: Date, limit: number): Promise<number> {
+    return numberOf(
+      await scripts.outboxCleanup.run(this.redis, this.keys.indexKeys, [cutoff.getTime(), limit]),
     )
   }
 
-  async resetStale(staleMinutes: number): Promise<number> {
-    const now = this.clock()
-    const cutoff = cutoffMinutes(now, this.validate.nonNegative(staleMinutes, 'staleMinutes')).getTime()
-    return scriptBatches('outbox.resetStale', (run) =>
-      scripts.outboxResetStale.run(this.redis, this.keys.indexKeys, [cutoff, now.getTime(), run]),
+  protected async resetPublishing(cutoff: Date, now: Date, limit: number): Promise<number> {
+    return numberOf(
+      await scripts.outboxResetStale.run(this.redis, this.keys.indexKeys, [
+        cutoff.getTime(),
+        now.getTime(),
+        limit,
+      ]),
     )
   }
 
   /** One HGETALL of the counts hash the scripts keep exact. */
-  async getCountByStatus(): Promise<OutboxCounts> {
-    return storage('outbox.getCountByStatus', async () =>
-      outboxCounts(Object.entries(await this.redis.hgetall(this.keys.counts))),
-    )
+  protected async countStatuses(): Promise<StatusCountRows> {
+    return Object.entries(await this.redis.hgetall(this.keys.counts))
   }
 
   /** One script: see OUTBOX_CLAIM for why two claimers never get the same event. */
-  async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
-    const { limit, leaseMs, workerId } = this.validate.claimOptions(options)
-    const now = this.clock()
-    return storage('outbox.claim', async () => {
-      const reply = await scripts.outboxClaim.run(this.redis, this.keys.indexKeys, [
-        now.getTime(),
-        addMs(now, leaseMs).getTime(),
-        workerId,
-        limit,
-        SCAN_CAP,
-      ])
-      return eventsOf(reply, toOutboxEvent)
-    })
+  protected async claimEvents(request: ClaimRequest): Promise<OutboxEvent[]> {
+    const reply = await scripts.outboxClaim.run(this.redis, this.keys.indexKeys, [
+      request.now.getTime(),
+      request.leaseUntil.getTime(),
+      request.workerId,
+      request.limit,
+      SCAN_CAP,
+    ])
+    return eventsOf(reply, toOutboxEvent)
   }
 
-  async renewLease(eventIds: readonly string[], options: RenewLeaseOptions): Promise<string[]> {
-    const ids = this.validate.eventIds(eventIds)
-    const { leaseMs, workerId } = this.validate.leaseOptions(options)
-    if (ids.length === 0) return []
-    const leaseUntil = addMs(this.clock(), leaseMs).getTime()
-    return storage('outbox.renewLease', async () => {
-      const reply = await scripts.outboxRenewLease.run(
-        this.redis,
-        [...this.keys.indexKeys, ...ids.map((id) => this.keys.event(id))],
-        [leaseUntil, workerId, ...ids],
-      )
-      return toIds(reply, 'outbox.renewLease')
-    })
+  protected async renewLeases(
+    eventIds: readonly string[],
+    workerId: string,
+    leaseUntil: Date,
+  ): Promise<Iterable<string>> {
+    const reply = await scripts.outboxRenewLease.run(this.redis, this.#keysOf(eventIds), [
+      leaseUntil.getTime(),
+      workerId,
+      ...eventIds,
+    ])
+    return idsOf(reply)
   }
 
-  async markManyAsSent(eventIds: readonly string[], options?: FenceOptions): Promise<string[]> {
-    const ids = this.validate.eventIds(eventIds)
-    const workerId = this.validate.fence(options)
-    if (ids.length === 0) return []
-    const now = this.clock()
-    return storage('outbox.markManyAsSent', async () => {
-      const reply = await scripts.outboxMarkManySent.run(
-        this.redis,
-        [...this.keys.indexKeys, ...ids.map((id) => this.keys.event(id))],
-        [now.getTime(), workerId ?? '', ...ids],
-      )
-      return toIds(reply, 'outbox.markManyAsSent')
-    })
+  protected async markSent(
+    eventIds: readonly string[],
+    workerId: string | undefined,
+    now: Date,
+  ): Promise<Iterable<string>> {
+    const reply = await scripts.outboxMarkManySent.run(this.redis, this.#keysOf(eventIds), [
+      now.getTime(),
+      workerId ?? '',
+      ...eventIds,
+    ])
+    return idsOf(reply)
   }
 
-  async retryLater(eventId: string, options: RetryLaterOptions): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const { errorMessage, delayMs, workerId } = this.validate.retryLaterOptions(options)
-    const now = this.clock()
-    const reply = await storage('outbox.retryLater', () =>
-      scripts.outboxRetryLater.run(
-        this.redis,
-        [...this.keys.indexKeys, this.keys.event(id)],
-        [id, now.getTime(), addMs(now, delayMs).getTime(), errorMessage, workerId ?? ''],
-      ),
+  protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {
+    const reply = await scripts.outboxRequeueFailed.run(this.redis, this.#keysOf(eventIds), [
+      now.getTime(),
+      ...eventIds,
+    ])
+    if (!Array.isArray(reply) || typeof reply[0] !== 'number') throw new UnexpectedReplyError('reply', reply)
+    const [requeued, ...missing] = reply as [number, ...unknown[]]
+    return { requeued, missing: missing.map(String) }
+  }
+
+  protected async selectFailed(limit: number): Promise<OutboxEvent[]> {
+    return eventsOf(
+      await scripts.outboxGetFailed.run(this.redis, this.keys.indexKeys, [limit]),
+      toOutboxEvent,
     )
-    checkFenced(reply, 'outbox.retryLater', id, workerId)
   }
 
-  async getFailedEvents(limit?: number): Promise<OutboxEvent[]> {
-    const max = this.validate.limit(limit)
-    return storage('outbox.getFailedEvents', async () => {
-      const reply = await scripts.outboxGetFailed.run(this.redis, this.keys.indexKeys, [max])
-      return eventsOf(reply, toOutboxEvent)
-    })
-  }
-
-  async requeueFailed(eventIds: readonly string[]): Promise<number> {
-    const ids = this.validate.eventIds(eventIds)
-    if (ids.length === 0) return 0
-    const now = this.clock()
-    const reply = await storage('outbox.requeueFailed', () =>
-      scripts.outboxRequeueFailed.run(
-        this.redis,
-        [...this.keys.indexKeys, ...ids.map((id) => this.keys.event(id))],
-        [now.getTime(), ...ids],
-      ),
-    )
-    if (!Array.isArray(reply) || typeof reply[0] !== 'number')
-      throw unexpectedReply('outbox.requeueFailed', reply)
-    const missing = String(reply[1] ?? '')
-    if (missing !== '') throw new EventNotFoundError(ADAPTER, missing)
-    return reply[0]
-  }
-
-  async get(eventId: string): Promise<OutboxEvent | null> {
-    return this.#read(this.validate.eventId(eventId), 'outbox.get')
-  }
-
-  async #read(eventId: string, operation: string): Promise<OutboxEvent | null> {
-    return storage(operation, async () => {
-      const fields = fieldsOfObject(await this.redis.hgetall(this.keys.event(eventId)))
-      return fields ? toOutboxEvent(fields) : null
-    })
+  protected async read(eventId: string): Promise<OutboxEvent | null> {
+    const fields = fieldsOfObject(await this.redis.hgetall(this.keys.event(eventId)))
+    return fields ? toOutboxEvent(fields) : null
   }
 }

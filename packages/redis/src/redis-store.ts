@@ -1,7 +1,14 @@
-import { DEFAULT_MAX_EVENT_BYTES, defineCapabilities, type TxboxStore, Validator } from '@txbox/core'
+import {
+  DEFAULT_MAX_EVENT_BYTES,
+  defineCapabilities,
+  systemClock,
+  type TxboxStore,
+  Validator,
+} from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
-import { ADAPTER, storage } from './errors.js'
-import { DEFAULT_KEY_PREFIX, SCHEMA_VERSION, schemaKey } from './keys.js'
+import { ADAPTER } from './errors.js'
+import { DEFAULT_KEY_PREFIX } from './keys.js'
+import { migrateRedis } from './migrate.js'
 import { RedisInboxRepository } from './redis-inbox-repository.js'
 import type { RedisStoreOptions } from './redis-options.js'
 import { RedisOutboxRepository } from './redis-outbox-repository.js'
@@ -25,7 +32,8 @@ export interface RedisStore extends TxboxStore<ChainableCommander> {
 /**
  * Creates the outbox and inbox on one ioredis client, sharing a key prefix and a clock.
  * `migrate()` creates nothing (Redis has no schema); it records the layout version under
- * `txbox:{<keyPrefix>}:schema` so that a later version can detect and upgrade old data.
+ * `txbox:{<keyPrefix>}:schema` (see migrate.ts) so that a later version can detect and
+ * upgrade old data.
  */
 export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   const keyPrefix = new Validator(ADAPTER).identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix')
@@ -35,9 +43,6 @@ export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
     outbox,
     inbox: new RedisInboxRepository(resolved),
     capabilities: defineCapabilities({ ...redisCapabilities, maxEventBytes: outbox.maxEventBytes }),
-    migrate: async () => {
-      // SET is idempotent, so two processes migrating at once both succeed.
-      await storage('migrate', () => options.redis.set(schemaKey(keyPrefix), SCHEMA_VERSION))
-    },
+    migrate: () => migrateRedis(options.redis, keyPrefix, options.clock ?? systemClock),
   }
 }

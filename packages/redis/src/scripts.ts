@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto'
-import type { ChainableCommander, Cluster, Redis } from 'ioredis'
+import { LuaScript } from './client.js'
 
 /**
  * Every state change of the store is ONE of these Lua scripts. Redis runs a script
@@ -95,17 +94,13 @@ local function find_or_create(key, id, subject, payload, has_headers, headers, n
 end
 `
 
-/** KEYS: prelude, event key. ARGV: id, subject, payload, hasHeaders, headers, availableAt, now. */
-export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_PRELUDE}
-return find_or_create(KEYS[10], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7], ARGV[6])
-`
-
 /**
  * KEYS: prelude, one event key per event. ARGV: now, then 6 per event (id, subject, payload,
- * hasHeaders, headers, availableAt). One script for the whole batch: all or nothing, one
- * round trip, consecutive seqs.
+ * hasHeaders, headers, availableAt); the ids are distinct. One script for the whole batch:
+ * all or nothing, one round trip, consecutive seqs. Answers, per event, its seq when new or
+ * the stored hash.
  */
-export const OUTBOX_FIND_OR_CREATE_MANY = `${OUTBOX_PRELUDE}
+export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_PRELUDE}
 local now, out = ARGV[1], {}
 for i = 10, #KEYS do
   local a = 2 + (i - 10) * 6
@@ -200,15 +195,18 @@ mark_sent(key, id, status, ARGV[2])
 return 1
 `
 
-/** KEYS: prelude, one event key per id. ARGV: now, workerId or '', ids... Returns the ids not applied. */
+/** KEYS: prelude, one event key per (distinct) id. ARGV: now, workerId or '', ids... Returns the ids applied. */
 export const OUTBOX_MARK_MANY_SENT = `${OUTBOX_PRELUDE}
-local now, worker, skipped = ARGV[1], ARGV[2], {}
+local now, worker, applied = ARGV[1], ARGV[2], {}
 for i = 10, #KEYS do
   local id = ARGV[i - 7]
   local status = fenced_status(KEYS[i], worker)
-  if status then mark_sent(KEYS[i], id, status, now) else skipped[#skipped + 1] = id end
+  if status then
+    mark_sent(KEYS[i], id, status, now)
+    applied[#applied + 1] = id
+  end
 end
-return skipped
+return applied
 `
 
 /** KEYS: prelude, event key. ARGV: id, errorMessage, workerId or ''. Returns 1, 0 or -1. */
@@ -225,39 +223,45 @@ bump('failed', 1)
 return 1
 `
 
-/** KEYS: prelude, event key. ARGV: id, now, availableAt, errorMessage, workerId or ''. Returns 1, 0 or -1. */
+/**
+ * KEYS: prelude, event key. ARGV: id, availableAt, errorMessage, workerId or ''. Returns 1, 0
+ * or -1. The event waits in DELAYED even when it is due at once (a zero delay): the caller's
+ * "now" is not an input of a fenced write, and the next claim promotes a due DELAYED event
+ * (findPending merges it) in seq order, exactly as if it sat in READY.
+ */
 export const OUTBOX_RETRY_LATER = `${OUTBOX_PRELUDE}
-local key, id = KEYS[10], ARGV[1]
-local status, code = fenced_status(key, ARGV[5])
+local key, id, available_at = KEYS[10], ARGV[1], ARGV[2]
+local status, code = fenced_status(key, ARGV[4])
 if not status then return code end
 leave(id, status)
 clear_lease(key, id)
-redis.call('HSET', key, 'status', 'pending', 'errorMessage', ARGV[4], 'availableAt', ARGV[3])
+redis.call('HSET', key, 'status', 'pending', 'errorMessage', ARGV[3], 'availableAt', available_at)
 redis.call('HINCRBY', key, 'retryCount', 1)
-enter_pending(key, id, ARGV[2])
+redis.call('ZADD', DELAYED, available_at, id)
+bump('pending', 1)
 return 1
 `
 
 /**
- * KEYS: prelude, one event key per id. ARGV: now, ids... Returns { requeued, first missing
- * id or '' }: the others are requeued before the caller throws for the missing one.
+ * KEYS: prelude, one event key per (distinct) id. ARGV: now, ids... Returns { requeued,
+ * missing ids... }: the others are requeued before the caller throws for a missing one.
  */
 export const OUTBOX_REQUEUE_FAILED = `${OUTBOX_PRELUDE}
-local now, requeued, missing = ARGV[1], 0, ''
+local now, out = ARGV[1], { 0 }
 for i = 10, #KEYS do
   local key, id = KEYS[i], ARGV[i - 8]
   local status = redis.call('HGET', key, 'status')
   if not status then
-    if missing == '' then missing = id end
+    out[#out + 1] = id
   elseif status == 'failed' then
     leave(id, status)
     clear_lease(key, id)
     redis.call('HSET', key, 'status', 'pending', 'availableAt', now, 'retryCount', 0)
     enter_pending(key, id, now)
-    requeued = requeued + 1
+    out[1] = out[1] + 1
   end
 end
-return { requeued, missing }
+return out
 `
 
 /** KEYS: prelude, one event key per id. ARGV: leaseUntil, workerId, ids... Returns the ids renewed. */
@@ -276,9 +280,9 @@ return renewed
 `
 
 /**
- * ARGV: cutoff, now, batch. Publishing events claimed before the cutoff (PUBLISHING is
+ * ARGV: cutoff, now, limit. Publishing events claimed before the cutoff (PUBLISHING is
  * scored by claimedAt, never enqueuedAt) go back to pending with availableAt unchanged.
- * Returns how many; the caller repeats while a full batch came back.
+ * Returns how many; the kernel repeats while a full batch came back.
  */
 export const OUTBOX_RESET_STALE = `${OUTBOX_PRELUDE}
 local now = ARGV[2]
@@ -293,7 +297,7 @@ end
 return #ids
 `
 
-/** ARGV: cutoff, batch. Deletes up to `batch` sent events with sentAt < cutoff; returns how many. */
+/** ARGV: cutoff, limit. Deletes up to `limit` sent events with sentAt < cutoff; returns how many. */
 export const OUTBOX_CLEANUP = `${OUTBOX_PRELUDE}
 local ids = redis.call('ZRANGEBYSCORE', SENT, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
@@ -446,7 +450,7 @@ return 1
 `
 
 /**
- * ARGV: cutoff, batch, message. Processing events whose claim time (PROCESSING's score:
+ * ARGV: cutoff, limit, message. Processing events whose claim time (PROCESSING's score:
  * claimedAt, else receivedAt) is before the cutoff become failed. Returns how many.
  */
 export const INBOX_RESET_STALE = `${INBOX_PRELUDE}
@@ -460,7 +464,7 @@ return #ids
 `
 
 /**
- * ARGV: cutoff, batch. Deletes processed events with processedAt < cutoff, and the version 1
+ * ARGV: cutoff, limit. Deletes processed events with processedAt < cutoff, and the version 1
  * alias of each one if it still names it: those aliases are never read any more, and drain
  * away with their events.
  */
@@ -488,57 +492,26 @@ return out
 `
 
 // ---------------------------------------------------------------------------------------
-// Running scripts
+// Migration history
 // ---------------------------------------------------------------------------------------
 
-/** A connection the adapter runs scripts on: an ioredis `Redis` or `Cluster`. */
-export type RedisClient = Redis | Cluster
-
-type Arg = string | number
-
 /**
- * A Lua script called by its SHA1 (EVALSHA), falling back to EVAL when the server answers
- * NOSCRIPT (after a restart, a failover to a replica that never saw it, or SCRIPT FLUSH).
- * EVAL both runs and caches the script, so the next call is an EVALSHA again.
- *
- * We do not use `redis.defineCommand` (which does the same fallback per socket) so that
- * the adapter never adds methods to the caller's client and stays typed.
+ * KEYS: the schema key. ARGV: a layout version. Raises the recorded version to it, never
+ * lowers it: two processes migrating at once (or an older release after a newer one) leave
+ * the highest. A value that is not a number is foreign data and is left alone.
  */
-export class LuaScript {
-  readonly lua: string
-  readonly sha: string
-
-  constructor(lua: string) {
-    this.lua = lua
-    this.sha = createHash('sha1').update(lua).digest('hex')
-  }
-
-  async run(redis: RedisClient, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args)
-    } catch (error) {
-      if (!isNoScript(error)) throw error
-      return await redis.eval(this.lua, keys.length, ...keys, ...args)
-    }
-  }
-
-  /**
-   * Queues the script into a caller's MULTI. EVAL, not EVALSHA: inside MULTI a NOSCRIPT
-   * would only surface in the EXEC reply, after the caller's other commands were applied,
-   * and could not be retried atomically. Sending the text makes the queued call always
-   * runnable.
-   */
-  queue(tx: ChainableCommander, keys: readonly string[], args: readonly Arg[]): void {
-    tx.eval(this.lua, keys.length, ...keys, ...args)
-  }
-}
-
-const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith('NOSCRIPT')
+export const SCHEMA_RECORD = `
+local current = redis.call('GET', KEYS[1])
+if current and not string.match(current, '^%d+$') then
+  return redis.error_reply('ERR the schema key holds ' .. current .. ', not a layout version')
+end
+if not current or tonumber(current) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+`
 
 /** The scripts, compiled once per process (the SHA1 is computed here, not per call). */
 export const scripts = {
   outboxFindOrCreate: new LuaScript(OUTBOX_FIND_OR_CREATE),
-  outboxFindOrCreateMany: new LuaScript(OUTBOX_FIND_OR_CREATE_MANY),
   outboxClaim: new LuaScript(OUTBOX_CLAIM),
   outboxFindPending: new LuaScript(OUTBOX_FIND_PENDING),
   outboxMarkPublishing: new LuaScript(OUTBOX_MARK_PUBLISHING),
@@ -558,4 +531,5 @@ export const scripts = {
   inboxResetStale: new LuaScript(INBOX_RESET_STALE),
   inboxCleanup: new LuaScript(INBOX_CLEANUP),
   inboxGetFailed: new LuaScript(INBOX_GET_FAILED),
+  schemaRecord: new LuaScript(SCHEMA_RECORD),
 } as const

@@ -1,4 +1,12 @@
-import type { InboxEvent, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/core'
+import type {
+  InboxEvent,
+  InboxParams,
+  InboxStatus,
+  NewOutboxEventParams,
+  OutboxEvent,
+  OutboxStatus,
+} from '@txbox/core'
+import { UnexpectedReplyError } from './errors.js'
 
 /**
  * Redis strings are binary-safe and ioredis sends and decodes them as UTF-8, so payloads
@@ -97,3 +105,40 @@ export const eventsOf = <E>(reply: unknown, map: (fields: ReadonlyMap<string, st
   if (!Array.isArray(reply)) throw new TypeError(`expected a list of events, got ${typeof reply}`)
   return reply.map((item) => map(fieldsOf(item)))
 }
+
+/** A script reply that is a list of ids. */
+export const idsOf = (reply: unknown): string[] => {
+  if (!Array.isArray(reply)) throw new UnexpectedReplyError('reply', reply)
+  return reply.map(String)
+}
+
+/** A script reply that is a number (a count, or an outcome code). */
+export const numberOf = (reply: unknown): number => {
+  if (typeof reply !== 'number') throw new UnexpectedReplyError('reply', reply)
+  return reply
+}
+
+/** One outbox event's ARGV in the enqueue script: id, subject, payload, hasHeaders, headers, availableAt. */
+export const outboxEventArgs = (event: NewOutboxEventParams): (string | number)[] => [
+  event.eventId,
+  event.subject,
+  event.payload,
+  event.headers === undefined ? '0' : '1',
+  event.headers ?? '',
+  event.availableAt.getTime(),
+]
+
+/**
+ * The ARGV head of the inbox findOrCreate and claim scripts (the layout of `insert()` in
+ * scripts.ts): id, subject, payload, hasHeaders, headers, stream ('' = none), streamSeq, now.
+ */
+export const inboxEventArgs = (params: InboxParams, now: Date): (string | number)[] => [
+  params.eventId,
+  params.subject,
+  params.payload,
+  params.headers === undefined ? '0' : '1',
+  params.headers ?? '',
+  params.stream ?? '',
+  params.streamSeq ?? 0,
+  now.getTime(),
+]
