@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -14,7 +13,10 @@ import Database from 'better-sqlite3'
 import type { SqliteDatabase } from './sqlite-options.js'
 import { createSqliteStore, sqliteCapabilities } from './sqlite-store.js'
 
-const { version } = createRequire(import.meta.url)('../package.json') as { version: string }
+/** The adapter's version, from its package.json (the same file from `src/` and `dist/`). */
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string
+}
 
 /** Raw columns, mapped here on purpose without the repositories' code (the oracle must not share their bugs). */
 type Raw = Record<string, string | number | null>

@@ -1,4 +1,4 @@
-import { PayloadTooLargeError, StorageError, TxboxError, utf8Bytes } from '@txbox/core'
+import type { ClassifyStorageError, StorageErrorReason, StorageFailure } from '@txbox/core'
 
 /** The adapter name every error message of this package carries. */
 export const ADAPTER = 'sqlite'
@@ -10,64 +10,74 @@ export const sqliteErrorCode = (error: unknown): string | undefined => {
   return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined
 }
 
-/** The database is locked by another connection for longer than its busy timeout. */
-export const isBusy = (error: unknown): boolean => {
-  const code = sqliteErrorCode(error)
-  return code !== undefined && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+/** What better-sqlite3 throws (a TypeError, no code) for any statement on a closed `Database`. */
+const CLOSED = 'The database connection is not open'
+
+/** SQLITE_ERROR's messages for a table, index or column that is not there. */
+const MISSING_SCHEMA = /^no such (table|index|column)\b|\bhas no column named\b/
+
+interface Rule {
+  readonly reason: StorageErrorReason
+  readonly retryable: boolean
+  readonly hint?: string
 }
 
 /**
- * Runs one repository operation and maps what the driver throws, once, in one place:
- * txbox's own errors pass through, everything else becomes a `StorageError` that keeps the
- * driver error as `cause` and names the SQLite code. The adapter needs no duplicate-key
- * mapping: idempotent inserts use `ON CONFLICT DO NOTHING`, so a constraint error here is
- * a real failure, never an expected outcome.
+ * By primary result code (an extended code such as `SQLITE_BUSY_SNAPSHOT` falls back to its
+ * primary `SQLITE_BUSY` unless listed itself). Codes absent here are `unknown`: the adapter
+ * expects no constraint error, since its idempotent inserts use `ON CONFLICT DO NOTHING`.
  */
-export const runStorage = async <T>(operation: string, run: () => T): Promise<T> => {
-  try {
-    return run()
-  } catch (error) {
-    if (error instanceof TxboxError) throw error
-    const code = sqliteErrorCode(error)
-    const message = error instanceof Error ? error.message : String(error)
-    const hint = isBusy(error) ? ' (the database stayed locked longer than the busy timeout)' : ''
-    throw new StorageError(
-      ADAPTER,
-      operation,
-      error,
-      code === undefined ? message : `${code}: ${message}${hint}`,
-    )
-  }
-}
-
-/**
- * SQLite's default SQLITE_MAX_LENGTH: no string, and no row, may exceed 1,000,000,000 bytes.
- * A JavaScript string can: a payload of 400 million three-byte characters is 1.2 GB as UTF-8.
- */
-export const SQLITE_MAX_LENGTH = 1_000_000_000
-
-/** Room left in a row for the integer columns, the small text columns and SQLite's record header. */
-const ROW_OVERHEAD_BYTES = 1024
-
-/**
- * Throws `PayloadTooLargeError` for an event whose row SQLite cannot store (instead of the
- * driver's SQLITE_TOOBIG once the transaction has begun). Counting UTF-8 bytes costs a pass
- * over the text, so it is done only when the row could be that large: UTF-8 takes at most
- * three bytes per UTF-16 code unit.
- */
-export const assertStorable = (
-  event: {
-    eventId: string
-    subject: string
-    payload: string
-    headers?: string | undefined
-    stream?: string | undefined
+const RULES: Readonly<Record<string, Rule>> = {
+  // Another connection committed after this transaction began reading (WAL): retry the
+  // whole transaction, which then reads the new snapshot.
+  SQLITE_BUSY_SNAPSHOT: { reason: 'conflict', retryable: true },
+  SQLITE_BUSY: {
+    reason: 'timeout',
+    retryable: true,
+    hint: 'the database stayed locked longer than the busy timeout',
   },
-  limitBytes = SQLITE_MAX_LENGTH,
-): void => {
-  const texts = [event.eventId, event.subject, event.payload, event.headers ?? '', event.stream ?? '']
-  const units = texts.reduce((sum, text) => sum + text.length, 0)
-  if (units * 3 + ROW_OVERHEAD_BYTES <= limitBytes) return
-  const bytes = texts.reduce((sum, text) => sum + utf8Bytes(text), ROW_OVERHEAD_BYTES)
-  if (bytes > limitBytes) throw new PayloadTooLargeError(ADAPTER, event.eventId, bytes, limitBytes)
+  SQLITE_LOCKED: { reason: 'conflict', retryable: true },
+  // A statement prepared before another connection changed the schema.
+  SQLITE_SCHEMA: { reason: 'conflict', retryable: true },
+  SQLITE_READONLY: { reason: 'permission', retryable: false },
+  SQLITE_PERM: { reason: 'permission', retryable: false },
+  SQLITE_AUTH: { reason: 'permission', retryable: false },
+  SQLITE_CANTOPEN: { reason: 'unavailable', retryable: false },
+  SQLITE_IOERR: { reason: 'unavailable', retryable: true },
+  SQLITE_FULL: { reason: 'limit', retryable: false },
+  SQLITE_TOOBIG: { reason: 'limit', retryable: false },
 }
+
+const withCode = (code: string, error: unknown, hint: string | undefined): string => {
+  const message = error instanceof Error ? error.message : String(error)
+  return `${code}: ${message}${hint === undefined ? '' : ` (${hint})`}`
+}
+
+const classify = (error: unknown, missingSchemaHint: string | undefined): StorageFailure => {
+  const code = sqliteErrorCode(error)
+  if (code === undefined) {
+    if (error instanceof TypeError && error.message === CLOSED) {
+      return { reason: 'unavailable', retryable: false, detail: `${CLOSED} (the Database was closed)` }
+    }
+    return { reason: 'unknown', retryable: false }
+  }
+  const message = error instanceof Error ? error.message : ''
+  if (code === 'SQLITE_ERROR' && MISSING_SCHEMA.test(message)) {
+    return { reason: 'schema', retryable: false, detail: withCode(code, error, missingSchemaHint) }
+  }
+  const primary = /^SQLITE_[A-Z]+/.exec(code)?.[0] ?? code
+  const rule = RULES[code] ?? RULES[primary]
+  if (rule === undefined)
+    return { reason: 'unknown', retryable: false, detail: withCode(code, error, undefined) }
+  return { reason: rule.reason, retryable: rule.retryable, detail: withCode(code, error, rule.hint) }
+}
+
+/**
+ * Maps what better-sqlite3 throws to a reason and a `retryable` flag. The detail keeps the
+ * SQLite code in front of the driver's message, plus a hint for the codes an operator meets
+ * (a missing table before `migrate()`, a lock held past the busy timeout).
+ */
+export const classifySqliteError: ClassifyStorageError = (error) => classify(error, 'did you run migrate()?')
+
+/** {@link classifySqliteError} for `migrate()` itself, where a missing table is the DDL's own failure. */
+export const classifySqliteMigrationError: ClassifyStorageError = (error) => classify(error, undefined)

@@ -1,4 +1,5 @@
-export { sqliteErrorCode } from './errors.js'
+export { connectSqlite, type SqliteConnection, type SqliteConnectOptions } from './connect.js'
+export { classifySqliteError, sqliteErrorCode } from './errors.js'
 export { SqliteInboxRepository } from './sqlite-inbox-repository.js'
 export { DEFAULT_TABLE_PREFIX, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 export { SqliteOutboxRepository } from './sqlite-outbox-repository.js'

@@ -21,101 +21,16 @@ export const tablesFor = (prefix: string): Tables => ({
 })
 
 /**
- * Version 1 of the schema. `migrations/001_init.sql` is this text for the default prefix
- * `txbox_` (a test keeps the two identical), so users of their own migration tool run the
- * same DDL as `migrate()`.
- *
- * - `seq INTEGER PRIMARY KEY AUTOINCREMENT` is the enqueue order. SQLite has one writer at
- *   a time, so seqs are handed out in commit order and FIFO holds even with a frozen clock.
- *   AUTOINCREMENT never reuses a seq after a delete (plain rowids can after the newest rows
- *   are cleaned up), so a seq names one event for ever in logs and external cursors.
- * - Datetimes are INTEGER epoch milliseconds: exact, UTC, and sortable.
- * - STRICT tables reject a value of the wrong type instead of silently storing it.
- * - The partial indexes hold only the rows each hot query scans: the claimable rows in
- *   seq order, sent rows by `sent_at` for cleanup, processed inbox rows for cleanup.
+ * The migration history, as every release since the first keeps it: one row per applied
+ * version of `migrations/`.
  */
-export const initSchema = (t: Tables): string => `CREATE TABLE IF NOT EXISTS ${t.outbox} (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id TEXT NOT NULL UNIQUE,
-  subject TEXT NOT NULL,
-  payload TEXT NOT NULL,
-  headers TEXT,
-  status TEXT NOT NULL CHECK (status IN ('pending', 'publishing', 'sent', 'failed')),
-  enqueued_at INTEGER NOT NULL,
-  sent_at INTEGER,
-  error_message TEXT,
-  retry_count INTEGER NOT NULL DEFAULT 0,
-  available_at INTEGER NOT NULL,
-  claimed_at INTEGER,
-  claimed_by TEXT,
-  lease_until INTEGER
-) STRICT;
-
-CREATE INDEX IF NOT EXISTS ${t.prefix}outbox_claimable
-  ON ${t.outbox} (seq) WHERE status IN ('pending', 'publishing');
-
-CREATE INDEX IF NOT EXISTS ${t.prefix}outbox_status ON ${t.outbox} (status, seq);
-
-CREATE INDEX IF NOT EXISTS ${t.prefix}outbox_sent ON ${t.outbox} (sent_at) WHERE status = 'sent';
-
-CREATE TABLE IF NOT EXISTS ${t.inbox} (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id TEXT NOT NULL UNIQUE,
-  subject TEXT NOT NULL,
-  payload TEXT NOT NULL,
-  headers TEXT,
-  stream TEXT,
-  stream_seq INTEGER,
-  status TEXT NOT NULL CHECK (status IN ('processing', 'processed', 'failed')),
-  received_at INTEGER NOT NULL,
-  processed_at INTEGER,
-  deliveries INTEGER NOT NULL DEFAULT 1,
-  error_message TEXT,
-  claimed_at INTEGER,
-  claimed_by TEXT,
-  lease_until INTEGER
-) STRICT;
-
-CREATE UNIQUE INDEX IF NOT EXISTS ${t.prefix}inbox_stream_seq
-  ON ${t.inbox} (stream, stream_seq) WHERE stream IS NOT NULL AND stream_seq IS NOT NULL;
-
-CREATE INDEX IF NOT EXISTS ${t.prefix}inbox_status ON ${t.inbox} (status, received_at, seq);
-
-CREATE INDEX IF NOT EXISTS ${t.prefix}inbox_processed
-  ON ${t.inbox} (processed_at) WHERE status = 'processed';
-`
-
-/**
- * Version 2: the inbox keys on `event_id` alone. Version 1 made `(stream, stream_seq)` a
- * second unique key, which turned every new event of a JetStream stream re-created under
- * its name (sequences restart at 1) into a "duplicate" of an old one. Nothing queries by
- * stream position any more, so no index replaces it.
- */
-export const inboxIdOnlySchema = (t: Tables): string => `DROP INDEX IF EXISTS ${t.prefix}inbox_stream_seq;
-`
-
-/** One schema step. `migrate()` applies, in order, every step newer than the stored version. */
-export interface Migration {
-  readonly version: number
-  /** The file under `migrations/` holding this step's DDL for the default prefix. */
-  readonly file: string
-  readonly sql: (tables: Tables) => string
-}
-
-/** Every schema step, oldest first. */
-export const MIGRATIONS: readonly Migration[] = Object.freeze([
-  { version: 1, file: '001_init.sql', sql: initSchema },
-  { version: 2, file: '002_inbox_id_only.sql', sql: inboxIdOnlySchema },
-])
-
-/** The statements `migrate()` runs around the steps. */
-export const schemaSql = (t: Tables) =>
+export const historySql = (t: Tables) =>
   ({
     createVersionTable: `CREATE TABLE IF NOT EXISTS ${t.schemaVersion} (
   version INTEGER PRIMARY KEY,
   applied_at INTEGER NOT NULL
 ) STRICT`,
-    currentVersion: `SELECT COALESCE(MAX(version), 0) AS version FROM ${t.schemaVersion}`,
+    appliedVersions: `SELECT version FROM ${t.schemaVersion}`,
     recordVersion: `INSERT INTO ${t.schemaVersion} (version, applied_at) VALUES (?, ?) ON CONFLICT (version) DO NOTHING`,
   }) as const
 
@@ -205,6 +120,3 @@ WHERE status = 'processing' AND COALESCE(claimed_at, received_at) < ?`,
     counts: `SELECT status, COUNT(*) AS n FROM ${t.inbox} GROUP BY status`,
     failed: `SELECT ${INBOX_COLUMNS} FROM ${t.inbox} WHERE status = 'failed' ORDER BY received_at, seq LIMIT ?`,
   }) as const
-
-/** Rows deleted per cleanup statement: short write locks, never a statement over 10,000 rows. */
-export const CLEANUP_BATCH = 1000

@@ -1,6 +1,7 @@
 import { type Clock, resolveMaxEventBytes, systemClock, ValidationError, Validator } from '@txbox/core'
 import type Database from 'better-sqlite3'
-import { ADAPTER, SQLITE_MAX_LENGTH } from './errors.js'
+import { ADAPTER } from './errors.js'
+import { SQLITE_MAX_LENGTH } from './row-limit.js'
 import { type Tables, tablesFor } from './sql.js'
 
 /** The better-sqlite3 connection; it is also the `{ tx }` handle of this adapter. */
@@ -8,6 +9,13 @@ export type SqliteDatabase = Database.Database
 
 /** The table prefix when none is given: tables `txbox_outbox`, `txbox_inbox`, `txbox_schema_version`. */
 export const DEFAULT_TABLE_PREFIX = 'txbox_'
+
+/**
+ * Rows per sweep statement (`cleanup`), below core's `SWEEP_BATCH`: SQLite has one write
+ * lock for the whole database, so every batch stops every other writer, the application's
+ * own transactions included, until it commits. A thousand rows keep that pause short.
+ */
+export const SQLITE_SWEEP_BATCH = 1000
 
 /** Options of the SQLite repositories and of `createSqliteStore`. */
 export interface SqliteOptions {

@@ -1,12 +1,6 @@
-import {
-  type Clock,
-  DEFAULT_MAX_EVENT_BYTES,
-  defineCapabilities,
-  type TxboxStore,
-  ValidationError,
-} from '@txbox/core'
-import { ADAPTER, runStorage } from './errors.js'
-import { MIGRATIONS, schemaSql, type Tables } from './sql.js'
+import { DEFAULT_MAX_EVENT_BYTES, defineCapabilities, type TxboxStore, ValidationError } from '@txbox/core'
+import { ADAPTER } from './errors.js'
+import { migrateSqlite } from './migrate.js'
 import { SqliteInboxRepository } from './sqlite-inbox-repository.js'
 import { resolveSqliteOptions, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 import { SqliteOutboxRepository } from './sqlite-outbox-repository.js'
@@ -28,31 +22,6 @@ export interface SqliteStore extends TxboxStore<SqliteDatabase> {
   /** The validated table prefix in use. */
   readonly tablePrefix: string
 }
-
-/**
- * Creates or upgrades the schema on `db`: WAL for a file database (readers never wait for
- * the writer, and writers on other connections wait for the lock instead of failing),
- * then every migration newer than the stored version, under `BEGIN IMMEDIATE`. The first
- * connection to take the write lock applies the DDL; another one migrating at the same
- * time waits for the lock (busy timeout), then finds the version already recorded. The
- * DDL is `IF NOT EXISTS` too, so re-running a step never fails.
- */
-export const migrateSqlite = async (db: SqliteDatabase, tables: Tables, clock: Clock): Promise<void> =>
-  runStorage('migrate', () => {
-    // journal_mode cannot change inside a transaction, and `:memory:` databases have no WAL.
-    if (!db.memory && !db.readonly && !db.inTransaction) db.pragma('journal_mode = WAL')
-    const sql = schemaSql(tables)
-    db.transaction(() => {
-      db.exec(sql.createVersionTable)
-      const current =
-        db.prepare<[], { version: number }>(sql.currentVersion).safeIntegers(false).get()?.version ?? 0
-      for (const migration of MIGRATIONS) {
-        if (migration.version <= current) continue
-        db.exec(migration.sql(tables))
-        db.prepare(sql.recordVersion).run(migration.version, clock().getTime())
-      }
-    }).immediate()
-  })
 
 /** Options of `createSqliteStore`. */
 export interface SqliteStoreOptions extends SqliteOptions {

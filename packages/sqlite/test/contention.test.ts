@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createSqliteStore } from '../src/index.js'
-import { MIGRATIONS } from '../src/sql.js'
+import { sqliteMigrations } from '../src/migrate.js'
 import { event, tempDirectory } from './helpers.js'
 import { betterSqlite3Entry, compileForProcesses } from './process-harness.js'
 
@@ -150,7 +150,9 @@ db.close()
     )
 
     const db = new Database(file)
-    expect(db.prepare('SELECT COUNT(*) FROM txbox_schema_version').pluck().get()).toBe(MIGRATIONS.length)
+    expect(db.prepare('SELECT COUNT(*) FROM txbox_schema_version').pluck().get()).toBe(
+      sqliteMigrations().length,
+    )
     expectExactlyOnce(new Map(results.map((result) => [result.workerId, result.claimed])), db)
     // Every inbox delivery was taken by exactly one process, and both deliveries were counted.
     const won = results.flatMap((result) => result.won)

@@ -1,7 +1,7 @@
 import { checkMutant, runMutant, type StatementMutant } from '@txbox/conformance'
 import { describe, expect, it } from 'vitest'
 import { createConformanceTarget } from '../src/conformance-target.js'
-import { inboxSql, outboxSql, schemaSql, tablesFor } from '../src/sql.js'
+import { historySql, inboxSql, outboxSql, tablesFor } from '../src/sql.js'
 
 /**
  * Hand-written mutants of the SQL StrykerJS cannot edit (to it a statement is one string):
@@ -19,7 +19,7 @@ const statements = (): Record<string, string> => {
   for (const [prefix, group] of [
     ['outbox', outboxSql(tables)],
     ['inbox', inboxSql(tables)],
-    ['schema', schemaSql(tables)],
+    ['history', historySql(tables)],
   ] as const) {
     for (const [name, text] of Object.entries(group)) named[`${prefix}.${name}`] = text
   }

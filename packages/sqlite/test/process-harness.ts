@@ -1,11 +1,12 @@
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import ts from 'typescript'
 
 const packageDir = fileURLToPath(new URL('..', import.meta.url))
 const coreSrc = fileURLToPath(new URL('../../core/src/', import.meta.url))
 const sqliteSrc = fileURLToPath(new URL('../src/', import.meta.url))
+const migrations = fileURLToPath(new URL('../migrations/', import.meta.url))
 
 const sources = (directory: string): string[] =>
   readdirSync(directory, { withFileTypes: true }).flatMap((entry) => {
@@ -17,7 +18,8 @@ const sources = (directory: string): string[] =>
 /**
  * Compiles core and this adapter (TypeScript sources, no build step needed) into plain
  * ESM under `outDir`, so that separate Node processes can run the real adapter code.
- * Returns the path of the adapter's entry module.
+ * Returns the path of the adapter's entry module. The migration files go where the compiled
+ * `migrate.js` looks for them, `../migrations/` as from `src/` and `dist/`.
  */
 export const compileForProcesses = (outDir: string): string => {
   const emit = (from: string, to: string, rewrite: (code: string, file: string) => string) => {
@@ -38,8 +40,11 @@ export const compileForProcesses = (outDir: string): string => {
   emit(coreSrc, join(outDir, 'core'), (code) => code)
   emit(sqliteSrc, join(outDir, 'sqlite'), (code, target) => {
     const core = relative(dirname(target), join(outDir, 'core', 'index.js'))
-    return code.replaceAll("from '@txbox/core'", `from './${core}'`)
+    return code
+      .replaceAll("from '@txbox/core'", `from './${core}'`)
+      .replaceAll("from 'better-sqlite3'", `from '${pathToFileURL(betterSqlite3Entry()).href}'`)
   })
+  cpSync(migrations, join(outDir, 'migrations'), { recursive: true })
   return join(outDir, 'sqlite', 'index.js')
 }
 

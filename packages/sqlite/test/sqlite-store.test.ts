@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import {
   EventNotFoundError,
   LeaseLostError,
@@ -9,9 +8,9 @@ import {
 } from '@txbox/core'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
-import { assertStorable } from '../src/errors.js'
 import { createSqliteStore } from '../src/index.js'
-import { initSchema, MIGRATIONS, outboxSql, schemaSql, tablesFor } from '../src/sql.js'
+import { assertStorable } from '../src/row-limit.js'
+import { outboxSql, tablesFor } from '../src/sql.js'
 import { event, LEASE, openStore, tempDirectory } from './helpers.js'
 
 const temp = tempDirectory()
@@ -132,75 +131,7 @@ describe('payload fidelity', () => {
   })
 })
 
-describe('migrate', () => {
-  it.each(MIGRATIONS.map((migration) => [migration.file, migration] as const))(
-    'runs the DDL shipped in migrations/%s',
-    (file, migration) => {
-      const shipped = readFileSync(new URL(`../migrations/${file}`, import.meta.url), 'utf8')
-      const withoutComments = shipped
-        .split('\n')
-        .filter((line) => !line.startsWith('--'))
-        .join('\n')
-      expect(withoutComments.trim()).toBe(migration.sql(tablesFor('txbox_')).trim())
-    },
-  )
-
-  it('upgrades a version 1 database: a new id at a stored (stream, streamSeq) is a new event', async () => {
-    const file = temp.file('upgrade-from-1.db')
-    const db = new Database(file)
-    // The schema exactly as version 1 of migrate() left it, with its unique (stream, stream_seq).
-    const tables = tablesFor('txbox_')
-    db.exec(schemaSql(tables).createVersionTable)
-    db.exec(initSchema(tables))
-    db.prepare(schemaSql(tables).recordVersion).run(1, Date.now())
-    const store = createSqliteStore({ db })
-    const old = { eventId: 'old-7', subject: 'orders.created', payload: '{}', stream: 'ORDERS', streamSeq: 7 }
-    expect((await store.inbox.claim(old, { leaseMs: 30_000, workerId: 'w' })).shouldProcess).toBe(true)
-    await store.inbox.markAsProcessed('old-7')
-    const reused = { ...old, eventId: 'new-7' }
-    await expect(store.inbox.claim(reused, { leaseMs: 30_000, workerId: 'w' })).rejects.toThrow(StorageError)
-
-    await store.migrate()
-    const claimed = await store.inbox.claim(reused, { leaseMs: 30_000, workerId: 'w' })
-    expect(claimed.shouldProcess).toBe(true)
-    expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
-    expect((await store.inbox.get('old-7'))?.status).toBe('processed')
-    expect(db.prepare('SELECT version FROM txbox_schema_version ORDER BY version').pluck().all()).toEqual([
-      1, 2,
-    ])
-    const indexes = db.prepare(
-      "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'txbox_inbox'",
-    )
-    expect(indexes.pluck().all()).not.toContain('txbox_inbox_stream_seq')
-    db.close()
-  })
-
-  it('is idempotent, records every version, and turns WAL on for a file', async () => {
-    const file = temp.file('migrate-twice.db')
-    const { db, store } = await openStore(file)
-    await store.migrate()
-    await store.migrate()
-    expect(db.prepare('SELECT version FROM txbox_schema_version').all()).toEqual(
-      MIGRATIONS.map(({ version }) => ({ version })),
-    )
-    expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
-    db.close()
-  })
-
-  it('succeeds from two connections to one file, and leaves one schema', async () => {
-    const file = temp.file('migrate-two.db')
-    const a = new Database(file)
-    const b = new Database(file)
-    const stores = [createSqliteStore({ db: a }), createSqliteStore({ db: b })]
-    await Promise.all(stores.map((store) => store.migrate()))
-    await Promise.all(stores.map((store) => store.migrate()))
-    expect(a.prepare('SELECT COUNT(*) FROM txbox_schema_version').pluck().get()).toBe(MIGRATIONS.length)
-    await stores[0]?.outbox.findOrCreate(event('from-a'))
-    expect((await stores[1]?.outbox.get('from-a'))?.eventId).toBe('from-a')
-    a.close()
-    b.close()
-  })
-
+describe('prefixes', () => {
   it('keeps stores with different prefixes apart in one database', async () => {
     const db = new Database(':memory:')
     const one = createSqliteStore({ db, tablePrefix: 'one_' })

@@ -4,11 +4,11 @@ import { ADAPTER } from './errors.js'
 import type { SqliteDatabase } from './sqlite-options.js'
 
 /**
- * One repository's view of the connection: its prepared statements and its transactions.
- * better-sqlite3 is synchronous, so each repository method does all of its statements in
- * one synchronous step; no other statement of this process can run in between.
+ * How a repository runs its SQL: its prepared statements and its transactions on the
+ * connection. better-sqlite3 is synchronous, so each primitive does all of its statements
+ * in one synchronous step; no other statement of this process can run in between.
  */
-export class Connection<Name extends string> {
+export class SqliteClient<Name extends string> {
   readonly db: SqliteDatabase
   readonly #sql: Readonly<Record<Name, string>>
   readonly #statements = new Map<Name, Statement<unknown[], unknown>>()
@@ -48,19 +48,17 @@ export class Connection<Name extends string> {
   }
 
   /**
-   * Checks a `{ tx }` handle: it must be this very connection, because a write can only
-   * join a transaction open on the connection that runs it.
+   * Checks a `{ tx }` handle (the kernel's `transaction` setting): it must be this very
+   * connection, because a write can only join a transaction open on the connection that
+   * runs it.
    */
-  joinable(tx: unknown): void {
+  readonly joinable = (tx: SqliteDatabase | undefined): SqliteDatabase | undefined => {
     if (tx !== undefined && tx !== this.db) {
       throw new ValidationError(
         ADAPTER,
         'tx must be the better-sqlite3 Database this store was created with: a different connection cannot join its transaction',
       )
     }
+    return tx
   }
 }
-
-/** Epoch milliseconds as a Date, or undefined for NULL. */
-export const dateOrUndefined = (ms: number | null): Date | undefined =>
-  ms === null ? undefined : new Date(ms)

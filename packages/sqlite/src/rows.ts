@@ -1,0 +1,89 @@
+import type { InboxEvent, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/core'
+
+/** An outbox row as SQLite returns it. */
+export interface OutboxRow {
+  seq: number
+  event_id: string
+  subject: string
+  payload: string
+  headers: string | null
+  status: OutboxStatus
+  enqueued_at: number
+  sent_at: number | null
+  error_message: string | null
+  retry_count: number
+  available_at: number
+  claimed_at: number | null
+  claimed_by: string | null
+  lease_until: number | null
+}
+
+/** An inbox row as SQLite returns it. */
+export interface InboxRow {
+  seq: number
+  event_id: string
+  subject: string
+  payload: string
+  headers: string | null
+  stream: string | null
+  stream_seq: number | null
+  status: InboxStatus
+  received_at: number
+  processed_at: number | null
+  deliveries: number
+  error_message: string | null
+  claimed_at: number | null
+  claimed_by: string | null
+  lease_until: number | null
+}
+
+/** `(status, count)` as the counting statements answer it. */
+export interface StatusCountRow {
+  status: string
+  n: number
+}
+
+export const toOutboxEvent = (row: OutboxRow): OutboxEvent => {
+  const event: OutboxEvent = {
+    eventId: row.event_id,
+    subject: row.subject,
+    payload: row.payload,
+    status: row.status,
+    enqueuedAt: new Date(row.enqueued_at),
+    retryCount: row.retry_count,
+    availableAt: new Date(row.available_at),
+  }
+  if (row.headers !== null) event.headers = row.headers
+  if (row.sent_at !== null) event.sentAt = new Date(row.sent_at)
+  if (row.error_message !== null) event.errorMessage = row.error_message
+  if (row.claimed_at !== null) event.claimedAt = new Date(row.claimed_at)
+  if (row.claimed_by !== null) event.claimedBy = row.claimed_by
+  if (row.lease_until !== null) event.leaseUntil = new Date(row.lease_until)
+  return event
+}
+
+export const toInboxEvent = (row: InboxRow): InboxEvent => {
+  const event: InboxEvent = {
+    eventId: row.event_id,
+    subject: row.subject,
+    payload: row.payload,
+    status: row.status,
+    receivedAt: new Date(row.received_at),
+    deliveries: row.deliveries,
+  }
+  if (row.headers !== null) event.headers = row.headers
+  if (row.stream !== null && row.stream_seq !== null) {
+    event.stream = row.stream
+    event.streamSeq = row.stream_seq
+  }
+  if (row.processed_at !== null) event.processedAt = new Date(row.processed_at)
+  if (row.error_message !== null) event.errorMessage = row.error_message
+  if (row.claimed_at !== null) event.claimedAt = new Date(row.claimed_at)
+  if (row.claimed_by !== null) event.claimedBy = row.claimed_by
+  if (row.lease_until !== null) event.leaseUntil = new Date(row.lease_until)
+  return event
+}
+
+/** The counting statement's rows as the kernel's `(status, count)` pairs. */
+export const statusCounts = (rows: readonly StatusCountRow[]): [string, number][] =>
+  rows.map((row) => [row.status, row.n])
