@@ -3,7 +3,6 @@ import {
   LeaseLostError,
   ManualClock,
   PayloadTooLargeError,
-  StorageError,
   ValidationError,
 } from '@txbox/core'
 import Database from 'better-sqlite3'
@@ -225,33 +224,6 @@ describe('transactions', () => {
 })
 
 describe('errors and limits', () => {
-  it('wraps driver errors in StorageError with the SQLite code and the cause', async () => {
-    const db = new Database(':memory:')
-    const store = createSqliteStore({ db })
-    const error = await store.outbox.findOrCreate(event('before-migrate')).catch((caught: unknown) => caught)
-    expect(error).toBeInstanceOf(StorageError)
-    expect((error as StorageError).message).toMatch(
-      /^\[txbox\] \[sqlite\] outbox\.findOrCreate failed: SQLITE_ERROR/,
-    )
-    expect((error as StorageError).cause).toBeInstanceOf(Database.SqliteError)
-    db.close()
-    await expect(store.outbox.get('x')).rejects.toBeInstanceOf(StorageError)
-  })
-
-  it('reports SQLITE_BUSY as a StorageError when another connection holds the write lock too long', async () => {
-    const file = temp.file('busy.db')
-    const { db: holder } = await openStore(file)
-    const db = new Database(file, { timeout: 0 })
-    const store = createSqliteStore({ db })
-    holder.exec('BEGIN IMMEDIATE')
-    const error = await store.outbox.findOrCreate(event('blocked')).catch((caught: unknown) => caught)
-    expect(error).toBeInstanceOf(StorageError)
-    expect((error as StorageError).message).toContain('SQLITE_BUSY')
-    holder.exec('ROLLBACK')
-    holder.close()
-    db.close()
-  })
-
   it('raises PayloadTooLargeError for an event over the SQLite length limit, counting UTF-8 bytes', () => {
     // Shown with a small limit: a real 1 GB string would not fit the test machine. The row
     // keeps 1024 bytes for the other columns; the payload's UTF-8 bytes count, not its length.
