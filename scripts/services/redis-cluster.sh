@@ -1,13 +1,19 @@
-# scripts/services/redis-cluster.sh — sourced by scripts/services.sh (uses its helpers:
-# log, spawn, pid_alive, tcp_open, rotate, tail_log, now, since, HOST, STATE_DIR, RUN_DIR,
-# LOG_DIR, TIMEOUT). A native Redis Cluster of three masters on loopback, no replicas, no
-# persistence, for the Redis adapter's cluster suite (TXBOX_REDIS_CLUSTER_NODES).
+# shellcheck shell=bash
+# scripts/services/redis-cluster.sh — sourced by scripts/services.sh (uses lib.sh's helpers
+# log, spawn, pid_alive, tcp_open, rotate, tail_log, now, since; redis.sh's redis_packages
+# and redis_server_bin; the driver's HOST, STATE_DIR, RUN_DIR, LOG_DIR, TIMEOUT). A native
+# Redis Cluster of three masters on loopback, no replicas, no persistence, for the Redis
+# adapter's cluster suite (TXBOX_REDIS_CLUSTER_NODES). Several processes, so it has the
+# driver's cluster hooks (up, down, status) instead of a single server's.
 #
 # Up is idempotent: a healthy cluster is left alone; a node that died is started again and
 # rejoins from its nodes.conf; a cluster that does not become healthy is reset and created
 # anew (its data is test data).
 
 REDIS_CLUSTER_PORTS=${TXBOX_REDIS_CLUSTER_PORTS:-7101,7102,7103}
+
+redis_cluster_aliases() { echo rediscluster redis_cluster; }
+redis_cluster_packages() { redis_packages; }
 
 redis_cluster_ports() { tr ',' ' ' <<<"$REDIS_CLUSTER_PORTS"; }
 redis_cluster_nodes() { local p out=(); for p in $(redis_cluster_ports); do out+=("$HOST:$p"); done; (IFS=,; echo "${out[*]}"); }
@@ -17,7 +23,8 @@ redis_cluster_cli() { local p=$1; shift; timeout 5 redis-cli -h "$HOST" -p "$p" 
 
 # redis_cluster_node_pid PORT: prints the pid of our node on PORT if it is alive.
 redis_cluster_node_pid() {
-  local pf=$(redis_cluster_pid_file "$1") pid
+  local pf pid
+  pf=$(redis_cluster_pid_file "$1")
   [ -s "$pf" ] || return 1
   pid=$(head -n1 "$pf")
   pid_alive "$pid" "redis-server" || return 1
@@ -47,7 +54,7 @@ redis_cluster_start_node() {
   fi
   mkdir -p "$dir"
   rotate "$logf"
-  bin=$(command -v redis-server || echo /usr/bin/redis-server)
+  bin=$(redis_server_bin)
   pid=$(spawn "$logf" "$bin" --bind "$HOST" --port "$p" --daemonize no --save "" --appendonly no \
     --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
     --dir "$dir" --pidfile "$(redis_cluster_pid_file "$p")" --logfile "" --protected-mode yes) || return 1
