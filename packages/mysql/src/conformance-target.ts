@@ -1,14 +1,15 @@
+import { readFileSync } from 'node:fs'
 import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
 import type { InboxEvent, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/core'
-import { createPool, type Pool, type PoolConnection, type RowDataPacket } from 'mysql2/promise'
-import { detectDialect } from './dialect.js'
-import { createMySqlStore, mysqlCapabilities } from './mysql-store.js'
+import type { PoolConnection, RowDataPacket } from 'mysql2/promise'
+import { connectMySql, type MySqlConnection } from './connect.js'
+import { mySqlCapabilities } from './mysql-store.js'
 
-const VERSION = '0.1.0'
-
-const poolFor = (url: string, connectionLimit: number): Pool =>
-  createPool({ uri: url, connectionLimit, multipleStatements: false, charset: 'utf8mb4_bin' })
+/** The adapter's version, from its package.json (the same file from `src/` and `dist/`). */
+const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 
 // The oracle's own decoding of the stored columns, written apart from the adapter's mappers
 // so that a mapping bug in the adapter cannot hide itself.
@@ -49,39 +50,43 @@ const inboxFromRow = (row: RowDataPacket): InboxEvent => ({
 })
 
 /**
- * The conformance target of `@txbox/mysql`. `setup` opens an admin pool (server version,
- * dropping fixtures); each fixture gets its own small pool and a fresh table prefix, and
- * closing that pool on `dispose` also frees its prepared statements, which would otherwise
- * pile up towards the server's `max_prepared_stmt_count` across hundreds of prefixes.
+ * The conformance target of `@txbox/mysql`, on `connectMySql`. `setup` opens an admin
+ * connection (server version, dropping fixtures); each fixture gets its own small pool and a
+ * fresh table prefix, and closing that pool on `dispose` also frees its prepared statements,
+ * which would otherwise pile up towards the server's `max_prepared_stmt_count` across
+ * hundreds of prefixes.
  */
 export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => {
-  let admin: Pool | undefined
+  let admin: MySqlConnection | undefined
   let url: string | undefined
   return {
     name: 'mysql',
     version: VERSION,
     engine: 'mysql',
-    capabilities: mysqlCapabilities,
+    capabilities: mySqlCapabilities,
     async setup(server) {
       if (!server) throw new Error('the mysql target needs a server URL (TXBOX_MYSQL_URL)')
       url = server.url
-      admin = poolFor(url, 4)
-      const dialect = await detectDialect(admin)
+      admin = connectMySql(url, { poolSize: 4 })
+      const serverVersion = await admin.serverVersion()
       // The store's limit is maxEventBytes (default 1 MiB), well under a default packet
       // (MariaDB 16 MiB, MySQL 64 MiB); a server with a smaller packet is reported, not hidden.
-      const serverLimit = await createMySqlStore({ pool: admin }).serverMaxEventBytes()
-      const maxEventBytes = Math.min(mysqlCapabilities.maxEventBytes, serverLimit)
-      return { serverVersion: dialect.label, capabilities: { ...mysqlCapabilities, maxEventBytes } }
+      const serverLimit = await admin.store.serverMaxEventBytes()
+      const maxEventBytes = Math.min(mySqlCapabilities.maxEventBytes, serverLimit)
+      return { serverVersion, capabilities: { ...mySqlCapabilities, maxEventBytes } }
     },
     async create({ clock }): Promise<ConformanceFixture<PoolConnection>> {
       if (!admin || !url) throw new Error('setup() has not run')
-      const adminPool = admin
+      const adminPool = admin.client
       const serverUrl = url
       const tablePrefix = `t_${uniqueSuffix()}_`
-      const pool = poolFor(serverUrl, 12)
-      const store = createMySqlStore({ pool, tablePrefix, clock })
+      const {
+        store,
+        client: pool,
+        close,
+      } = connectMySql(serverUrl, { poolSize: 12, prefix: tablePrefix, clock })
       await store.migrate().catch(async (error: unknown) => {
-        await pool.end()
+        await close()
         throw error
       })
       const outboxTable = `\`${tablePrefix}outbox\``
@@ -112,15 +117,14 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
         migrate: () => store.migrate(),
         // Its own pool: its claims run in sessions of their own, as another process's would.
         async peer() {
-          const peerPool = poolFor(serverUrl, 2)
-          const peerStore = createMySqlStore({ pool: peerPool, tablePrefix, clock })
-          let ended: Promise<void> | undefined
-          const end = () => {
-            ended ??= peerPool.end()
-            return ended
-          }
+          const peer = connectMySql(serverUrl, { poolSize: 2, prefix: tablePrefix, clock })
           // Ending the pool is what a dead server leaves: every next query fails in mysql2.
-          return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: end, breakConnection: end }
+          return {
+            outbox: peer.store.outbox,
+            inbox: peer.store.inbox,
+            dispose: peer.close,
+            breakConnection: peer.close,
+          }
         },
         async transaction(fn, options) {
           const connection = await pool.getConnection()
@@ -143,7 +147,7 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
         oracle,
         async dispose() {
           try {
-            await pool.end()
+            await close()
           } finally {
             await adminPool.query(
               `DROP TABLE IF EXISTS ${outboxTable}, ${inboxTable}, \`${tablePrefix}schema_version\``,
@@ -153,7 +157,7 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
       }
     },
     async teardown() {
-      await admin?.end()
+      await admin?.close()
       admin = undefined
     },
   }

@@ -1,4 +1,4 @@
-import { type Queryable, selectRows } from './run.js'
+import { type Queryable, selectRows } from './client.js'
 
 /** Which server family answered: the two differ in collation names and version numbering. */
 export type DialectName = 'mariadb' | 'mysql'

@@ -1,89 +1,83 @@
 import {
-  addMs,
-  type Clock,
-  cutoffDays,
-  cutoffMinutes,
-  EventNotFoundError,
-  type InboxClaimOptions,
+  type InboxClaimRequest,
   type InboxClaimResult,
-  type InboxCounts,
   type InboxEvent,
   type InboxParams,
-  type InboxRepository,
-  inboxCounts,
+  InboxRepositoryKernel,
+  type InboxStatus,
   PayloadTooLargeError,
-  repeatInBatches,
+  type StatusCountRows,
   systemClock,
   Validator,
 } from '@txbox/core'
 import type { PoolConnection } from 'mysql2/promise'
-import { ADAPTER, isDuplicateKey } from './errors.js'
+import { eventBytes, limitParam, type Param, type Row, Runner, runWrite, selectRows } from './client.js'
+import { ADAPTER, classifyMySqlError, isDuplicateKey } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { fromDateTime, toDateTime, toInboxEvent } from './rows.js'
-import { eventBytes, limitParam, type Param, type Row, Runner, runWrite, selectRows } from './run.js'
-import { CLEANUP_BATCH, type InboxSql, inboxSql, tableNames } from './sql.js'
+import { type InboxSql, inboxSql, SQL_SWEEP_BATCH, tableNames } from './sql.js'
 
 /** How often a delivery is looked up again after losing an insert race (each time to a committed row). */
 const MAX_INSERT_RACES = 5
 
-/** What to store when the delivery is new. */
-interface NewDelivery {
-  readonly params: InboxParams
-  readonly claim?: { readonly workerId: string; readonly leaseMs: number }
+/** The lease a claim writes on a new delivery. */
+interface NewClaim {
+  readonly workerId: string
+  readonly leaseUntil: Date
 }
 
 /**
- * The inbox on MySQL 8.0+ / MariaDB 10.6+. `markAsProcessed(id, { tx })` runs on the
- * caller's `PoolConnection`, so the processed mark commits with the handler's writes.
+ * The inbox on MySQL 8.0+ / MariaDB 10.6+: the kernel's primitives as statements.
+ * `markAsProcessed(id, { tx })` runs on the caller's `PoolConnection`, so the processed mark
+ * commits with the handler's writes.
  */
-export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
-  protected readonly validate = new Validator(ADAPTER, 'inbox')
-  protected readonly clock: Clock
+export class MySqlInboxRepository extends InboxRepositoryKernel<PoolConnection> {
   protected readonly sql: InboxSql
   protected readonly run: Runner
   /** The inbox table's name. */
   readonly table: string
 
   constructor(options: MySqlStoreOptions) {
-    const prefix = this.validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
-    this.table = this.validate.identifier(tableNames(prefix).inbox, 'inbox table name')
-    this.clock = options.clock ?? systemClock
+    const validate = new Validator(ADAPTER, 'inbox')
+    const prefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
+    super({
+      adapter: ADAPTER,
+      clock: options.clock ?? systemClock,
+      classify: classifyMySqlError,
+      sweepBatch: SQL_SWEEP_BATCH,
+    })
+    this.table = validate.identifier(tableNames(prefix).inbox, 'inbox table name')
     this.sql = inboxSql(this.table)
     this.run = new Runner(options.pool, options.onRetry)
   }
 
-  /**
-   * The stored row of this delivery, locked, by its id alone: `(stream, streamSeq)` is
-   * recorded, never an identity (a re-created stream restarts at sequence 1). A redelivery of
-   * a stored id keeps the position recorded first.
-   */
-  async #lookup(connection: PoolConnection, params: InboxParams): Promise<Row | undefined> {
-    const [byId] = await selectRows(connection, this.sql.byIdLocking, [params.eventId])
-    return byId
+  protected override storage<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    return super.storage(operation, () => Runner.as(`inbox.${operation}`, run))
   }
 
   /**
-   * The row of this delivery, inserted if new, in the caller's short transaction.
-   * Concurrent first deliveries race on the unique event id: the loser's INSERT waits for the
-   * winner's commit and fails with a duplicate key, and the loser then commits nothing and
-   * looks again (in a fresh transaction, so it holds no shared lock that could deadlock
-   * with the other losers), finding the winner's row.
+   * The row of this delivery, by its id alone, inserted if new, in a short transaction.
+   * `(stream, streamSeq)` is recorded, never an identity (a re-created stream restarts at
+   * sequence 1); a redelivery of a stored id keeps the position recorded first. Concurrent
+   * first deliveries race on the unique event id: the loser's INSERT waits for the winner's
+   * commit and fails with a duplicate key, and the loser then commits nothing and looks again
+   * (in a fresh transaction, so it holds no shared lock that could deadlock with the other
+   * losers), finding the winner's row.
    */
   async #findOrInsert<T>(
-    operation: string,
-    fresh: NewDelivery,
+    params: InboxParams,
+    now: Date,
+    claim: NewClaim | undefined,
     onStored: (connection: PoolConnection, row: Row) => Promise<T>,
     onInserted: (row: Row) => T,
   ): Promise<T> {
     const limit = await this.run.maxEventBytes()
-    const size = eventBytes(fresh.params)
-    if (size > limit) throw new PayloadTooLargeError(ADAPTER, fresh.params.eventId, size, limit)
+    const size = eventBytes(params)
+    if (size > limit) throw new PayloadTooLargeError(ADAPTER, params.eventId, size, limit)
     for (let race = 0; ; race++) {
-      const outcome = await this.run.transaction(operation, async (connection) => {
-        const stored = await this.#lookup(connection, fresh.params)
+      const outcome = await this.run.transaction(async (connection) => {
+        const [stored] = await selectRows(connection, this.sql.byIdLocking, [params.eventId])
         if (stored) return { done: true as const, value: await onStored(connection, stored) }
-        const now = this.clock()
-        const { params, claim } = fresh
         try {
           const result = await runWrite(connection, this.sql.insert, [
             params.eventId,
@@ -95,7 +89,7 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
             toDateTime(now),
             claim ? toDateTime(now) : null,
             claim ? claim.workerId : null,
-            claim ? toDateTime(addMs(now, claim.leaseMs)) : null,
+            claim ? toDateTime(claim.leaseUntil) : null,
           ])
           const [row] = await selectRows(connection, this.sql.bySeq, [String(result.insertId)])
           if (!row) throw new TypeError('the inserted inbox row is not readable')
@@ -109,11 +103,11 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
     }
   }
 
-  async findOrCreate(params: InboxParams): Promise<InboxEvent> {
-    const valid = this.validate.inboxParams(params)
+  protected recordDelivery(params: InboxParams, now: Date): Promise<InboxEvent> {
     return this.#findOrInsert(
-      'inbox.findOrCreate',
-      { params: valid },
+      params,
+      now,
+      undefined,
       async (connection, row) => {
         await runWrite(connection, this.sql.countDelivery, [String(row.seq)])
         return this.#reread(connection, row)
@@ -122,16 +116,19 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
     )
   }
 
-  async claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
-    const valid = this.validate.inboxParams(params)
-    const { leaseMs, workerId } = this.validate.leaseOptions(options)
+  protected claimDelivery({
+    params,
+    now,
+    workerId,
+    leaseUntil,
+  }: InboxClaimRequest): Promise<InboxClaimResult> {
     return this.#findOrInsert(
-      'inbox.claim',
-      { params: valid, claim: { workerId, leaseMs } },
+      params,
+      now,
+      { workerId, leaseUntil },
       async (connection, row) => {
         // The row is locked (FOR UPDATE) until commit, so exactly one concurrent claimer
         // sees it claimable and takes it; the others see the new lease.
-        const now = this.clock()
         const leaseExpired =
           row.status === 'processing' && row.lease_until !== null && fromDateTime(row.lease_until) <= now
         const shouldProcess = row.status === 'failed' || leaseExpired
@@ -139,7 +136,7 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
           await runWrite(connection, this.sql.claimStored, [
             toDateTime(now),
             workerId,
-            toDateTime(addMs(now, leaseMs)),
+            toDateTime(leaseUntil),
             String(row.seq),
           ])
         } else {
@@ -158,81 +155,61 @@ export class MySqlInboxRepository implements InboxRepository<PoolConnection> {
   }
 
   /** A single-row UPDATE; when it changed nothing, one read tells "not stored" from "already so". */
-  async #update(
-    operation: string,
-    sql: string,
-    values: Param[],
-    eventId: string,
-    tx?: PoolConnection,
-  ): Promise<void> {
-    await this.run.write(operation, tx, async (db) => {
-      if ((await runWrite(db, sql, values)).affectedRows > 0) return
+  #update(sql: string, values: Param[], eventId: string, tx?: PoolConnection): Promise<boolean> {
+    return this.run.write(tx, async (db) => {
+      if ((await runWrite(db, sql, values)).affectedRows > 0) return true
       const [row] = await selectRows(db, this.sql.exists, [eventId])
-      if (!row) throw new EventNotFoundError(ADAPTER, eventId, 'inbox')
+      return row !== undefined
     })
   }
 
-  async markAsProcessed(eventId: string, options?: { tx?: PoolConnection | undefined }): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const now = toDateTime(this.clock())
-    await this.#update('inbox.markAsProcessed', this.sql.markAsProcessed, [now, id], id, options?.tx)
+  protected setProcessed(eventId: string, now: Date, tx: PoolConnection | undefined): Promise<boolean> {
+    return this.#update(this.sql.markAsProcessed, [toDateTime(now), eventId], eventId, tx)
   }
 
-  async markAsFailed(eventId: string, errorMessage: string): Promise<void> {
-    const id = this.validate.eventId(eventId)
-    const message = this.validate.text(errorMessage, 'errorMessage')
-    await this.#update('inbox.markAsFailed', this.sql.markAsFailed, [message, id], id)
+  protected setFailed(eventId: string, errorMessage: string): Promise<boolean> {
+    return this.#update(this.sql.markAsFailed, [errorMessage, eventId], eventId)
   }
 
-  async isProcessed(eventId: string): Promise<boolean> {
-    const id = this.validate.eventId(eventId)
-    return this.run.auto('inbox.isProcessed', async (db) => {
-      const [row] = await selectRows(db, this.sql.status, [id])
-      return row?.status === 'processed'
-    })
-  }
-
-  async cleanup(olderThanDays: number): Promise<number> {
-    const cutoff = toDateTime(
-      cutoffDays(this.clock(), this.validate.nonNegative(olderThanDays, 'olderThanDays')),
-    )
-    return repeatInBatches(CLEANUP_BATCH, () =>
-      this.run.auto(
-        'inbox.cleanup',
-        async (db) => (await runWrite(db, this.sql.cleanup, [cutoff])).affectedRows,
-      ),
-    )
-  }
-
-  async resetStale(staleMinutes: number): Promise<number> {
-    const cutoff = toDateTime(
-      cutoffMinutes(this.clock(), this.validate.nonNegative(staleMinutes, 'staleMinutes')),
-    )
+  protected deleteProcessed(cutoff: Date, limit: number): Promise<number> {
     return this.run.auto(
-      'inbox.resetStale',
-      async (db) => (await runWrite(db, this.sql.resetStale, [cutoff])).affectedRows,
+      async (db) =>
+        (await runWrite(db, this.sql.cleanup, [toDateTime(cutoff), limitParam(limit)])).affectedRows,
     )
   }
 
-  async getCountByStatus(): Promise<InboxCounts> {
-    return this.run.auto('inbox.getCountByStatus', async (db) => {
-      const rows = await selectRows(db, this.sql.counts, [])
-      return inboxCounts(rows.map((row) => [String(row.status), String(row.n)] as const))
+  /** All stale deliveries in one atomic statement (few: crashed consumers' messages), so `limit` is not needed. */
+  protected failStale(cutoff: Date, errorMessage: string): Promise<number> {
+    return this.run.auto(
+      async (db) =>
+        (await runWrite(db, this.sql.resetStale, [errorMessage, toDateTime(cutoff)])).affectedRows,
+    )
+  }
+
+  protected countStatuses(): Promise<StatusCountRows> {
+    return this.run.auto(async (db) =>
+      (await selectRows(db, this.sql.counts, [])).map((row) => [String(row.status), String(row.n)] as const),
+    )
+  }
+
+  protected selectFailed(limit: number): Promise<InboxEvent[]> {
+    return this.run.auto(async (db) =>
+      (await selectRows(db, this.sql.failed, [limitParam(limit)])).map(toInboxEvent),
+    )
+  }
+
+  protected read(eventId: string): Promise<InboxEvent | null> {
+    return this.run.auto(async (db) => {
+      const [row] = await selectRows(db, this.sql.get, [eventId])
+      return row ? toInboxEvent(row) : null
     })
   }
 
-  async getFailedEvents(limit?: number): Promise<InboxEvent[]> {
-    const max = this.validate.limit(limit)
-    return this.run.auto('inbox.getFailedEvents', async (db) =>
-      (await selectRows(db, this.sql.failed, [limitParam(max)])).map(toInboxEvent),
-    )
-  }
-
-  async get(eventId: string): Promise<InboxEvent | null> {
-    const id = this.validate.eventId(eventId)
-    return this.run.auto('inbox.get', async (db) => {
-      const [row] = await selectRows(db, this.sql.get, [id])
-      return row ? toInboxEvent(row) : null
+  /** The status column alone, for `isProcessed`. */
+  protected override readStatus(eventId: string): Promise<InboxStatus | undefined> {
+    return this.run.auto(async (db) => {
+      const [row] = await selectRows(db, this.sql.status, [eventId])
+      return row === undefined ? undefined : (String(row.status) as InboxStatus)
     })
   }
 }

@@ -7,13 +7,13 @@ import {
 } from '@txbox/core'
 import type { PoolConnection } from 'mysql2/promise'
 import { ADAPTER } from './errors.js'
+import { migrateMySql } from './migrate.js'
 import { MySqlInboxRepository } from './mysql-inbox-repository.js'
-import { migrate } from './mysql-migrate.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { MySqlOutboxRepository } from './mysql-outbox-repository.js'
 
 /** What the MySQL / MariaDB store can promise (with the default `maxEventBytes`; see `store.capabilities`). */
-export const mysqlCapabilities = defineCapabilities({
+export const mySqlCapabilities = defineCapabilities({
   transactions: 'native',
   claim: 'skip-locked',
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
@@ -46,11 +46,11 @@ export const createMySqlStore = (options: MySqlStoreOptions): MySqlStore => {
     inbox,
     tablePrefix,
     migrate: async () => {
-      await migrate(options.pool, tablePrefix, clock)
+      await migrateMySql(options.pool, tablePrefix, clock)
       // A maxEventBytes the server could never honour fails at start, not at the first event.
       if (options.maxEventBytes !== undefined) await outbox.checkMaxEventBytes()
     },
     serverMaxEventBytes: () => outbox.serverMaxEventBytes(),
-    capabilities: defineCapabilities({ ...mysqlCapabilities, maxEventBytes: outbox.maxEventBytes }),
+    capabilities: defineCapabilities({ ...mySqlCapabilities, maxEventBytes: outbox.maxEventBytes }),
   }
 }

@@ -1,5 +1,5 @@
 import type { InboxEvent, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/core'
-import type { Row } from './run.js'
+import type { Row } from './client.js'
 
 /**
  * A Date as a `DATETIME(3)` literal in UTC. Sent as a string, the value never passes through

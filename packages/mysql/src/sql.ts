@@ -1,6 +1,3 @@
-import { readFileSync } from 'node:fs'
-import { PROCESSING_TIMEOUT_MESSAGE } from '@txbox/core'
-
 /**
  * Every statement of the adapter, built once per table prefix from validated identifiers.
  * Values always travel as prepared-statement parameters.
@@ -50,7 +47,7 @@ const bySize = (build: (n: number) => string): ((n: number) => string) => {
 }
 
 /** The names of a store's tables. */
-export interface TableNames {
+interface TableNames {
   readonly outbox: string
   readonly inbox: string
   readonly schemaVersion: string
@@ -62,18 +59,22 @@ export const tableNames = (prefix: string): TableNames => ({
   schemaVersion: `${prefix}schema_version`,
 })
 
-export const OUTBOX_COLUMNS =
+const OUTBOX_COLUMNS =
   'seq, event_id, subject, payload, headers, status, enqueued_at, available_at, sent_at, error_message, retry_count, claimed_at, claimed_by, lease_until'
 
-export const INBOX_COLUMNS =
+const INBOX_COLUMNS =
   'seq, event_id, subject, payload, headers, stream, stream_seq, status, received_at, processed_at, deliveries, error_message, claimed_at, claimed_by, lease_until'
 
 /** Rows per multi-row INSERT; also bounded by `MAX_INSERT_BYTES` of text. */
 export const MAX_INSERT_ROWS = 512
 /** Text per multi-row INSERT, well under the smallest common `max_allowed_packet` (16 MiB on MariaDB). */
 export const MAX_INSERT_BYTES = 4 * 1024 * 1024
-/** Rows deleted per cleanup statement. */
-export const CLEANUP_BATCH = 1000
+/**
+ * Rows per `cleanup` statement (the kernel's sweep batch), below core's `SWEEP_BATCH`: with
+ * row-based binary logging (what the adapter's READ COMMITTED transactions need) a DELETE writes every deleted row's
+ * full image, payload included, into one binlog transaction that replicas apply as a whole.
+ */
+export const SQL_SWEEP_BATCH = 1000
 
 export const outboxSql = (table: string) => {
   const t = `\`${table}\``
@@ -113,7 +114,7 @@ export const outboxSql = (table: string) => {
     ),
     findPending: `SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?`,
     failed: `SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'failed' ORDER BY seq LIMIT ?`,
-    cleanup: `DELETE FROM ${t} WHERE status = 'sent' AND sent_at < ? ORDER BY seq LIMIT ${CLEANUP_BATCH}`,
+    cleanup: `DELETE FROM ${t} WHERE status = 'sent' AND sent_at < ? ORDER BY seq LIMIT ?`,
     resetStale: `UPDATE ${t} SET status = 'pending', ${clearLease} WHERE status = 'publishing' AND claimed_at < ?`,
     counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
     // The claim, part 1: one index range scan per claimable status (an OR across the two
@@ -164,8 +165,8 @@ export const inboxSql = (table: string) => {
     markAsProcessed: `UPDATE ${t} SET status = 'processed', processed_at = ?, ${clearLease} WHERE event_id = ?`,
     markAsFailed: `UPDATE ${t} SET status = 'failed', error_message = ?, ${clearLease} WHERE event_id = ?`,
     status: `SELECT status FROM ${t} WHERE event_id = ?`,
-    cleanup: `DELETE FROM ${t} WHERE status = 'processed' AND processed_at < ? ORDER BY received_at, seq LIMIT ${CLEANUP_BATCH}`,
-    resetStale: `UPDATE ${t} SET status = 'failed', error_message = '${PROCESSING_TIMEOUT_MESSAGE}', ${clearLease} WHERE status = 'processing' AND COALESCE(claimed_at, received_at) < ?`,
+    cleanup: `DELETE FROM ${t} WHERE status = 'processed' AND processed_at < ? ORDER BY received_at, seq LIMIT ?`,
+    resetStale: `UPDATE ${t} SET status = 'failed', error_message = ?, ${clearLease} WHERE status = 'processing' AND COALESCE(claimed_at, received_at) < ?`,
     counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
     failed: `SELECT ${INBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_status_received) WHERE status = 'failed' ORDER BY received_at, seq LIMIT ?`,
   }
@@ -182,31 +183,3 @@ export const schemaVersionSql = (table: string) => {
     record: `INSERT INTO ${t} (version, name, applied_at) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE version = version`,
   }
 }
-
-/** One DDL file of `migrations/`: `NNNN_name.sql`, one statement each. */
-export interface Migration {
-  readonly version: number
-  readonly name: string
-  readonly sql: string
-}
-
-const MIGRATION_FILES = ['0001_outbox.sql', '0002_inbox.sql', '0003_inbox_id_only.sql'] as const
-
-let migrationCache: Migration[] | undefined
-
-/**
- * The DDL files shipped in `migrations/` (next to `src/` and `dist/`), read once: `migrate()`
- * runs exactly what users who bring their own migration tool run.
- */
-export const migrations = (): Migration[] => {
-  migrationCache ??= MIGRATION_FILES.map((file) => ({
-    version: Number(file.slice(0, 4)),
-    name: file.replace(/\.sql$/, ''),
-    sql: readFileSync(new URL(`../migrations/${file}`, import.meta.url), 'utf8'),
-  }))
-  return migrationCache
-}
-
-/** A migration's DDL with its placeholders filled in. */
-export const renderMigration = (sql: string, values: { prefix: string; idCollation: string }): string =>
-  sql.replaceAll('{{prefix}}', values.prefix).replaceAll('{{id_collation}}', values.idCollation)

@@ -1,14 +1,30 @@
-import { StorageError } from '@txbox/core'
+import { applyMigrations, ManualClock, renderMigration, StorageError } from '@txbox/core'
 import type { Pool, RowDataPacket } from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { detectDialect } from '../src/dialect.js'
 import { createMySqlStore } from '../src/index.js'
-import { migrations, renderMigration, schemaVersionSql, tableNames } from '../src/sql.js'
+import { MySqlMigrationHistory, mySqlMigrations } from '../src/migrate.js'
+import { schemaVersionSql, tableNames } from '../src/sql.js'
 import { freshPrefix, makePool, SKIP, SKIP_REASON } from './helpers.js'
 
 describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () => {
   let pool: Pool
   const prefix = freshPrefix()
+
+  /**
+   * The schema and history as the release before the shared migration mechanism left them
+   * after applying versions 1..`upTo`: its own DDL loop, names `0001_outbox`..., its times.
+   */
+  const migrateAsPreviousRelease = async (tablePrefix: string, upTo: number): Promise<void> => {
+    const idCollation = (await detectDialect(pool)).idCollation
+    const versions = schemaVersionSql(tableNames(tablePrefix).schemaVersion)
+    await pool.query(versions.create)
+    for (const step of mySqlMigrations().filter((m) => m.version <= upTo)) {
+      await pool.query(renderMigration(step.body, { prefix: tablePrefix, id_collation: idCollation }))
+      const name = `${String(step.version).padStart(4, '0')}_${step.name}`
+      await pool.query(versions.record, [step.version, name, '2025-06-01 08:00:00.000'])
+    }
+  }
 
   beforeAll(() => {
     pool = makePool()
@@ -64,13 +80,7 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
       pool.query(`DROP TABLE IF EXISTS \`${old}outbox\`, \`${old}inbox\`, \`${old}schema_version\``)
     try {
       // The schema exactly as version 2 of migrate() left it, with its UNIQUE (stream, stream_seq).
-      const idCollation = (await detectDialect(pool)).idCollation
-      const versions = schemaVersionSql(tableNames(old).schemaVersion)
-      await pool.query(versions.create)
-      for (const step of migrations().filter((m) => m.version <= 2)) {
-        await pool.query(renderMigration(step.sql, { prefix: old, idCollation }))
-        await pool.query(versions.record, [step.version, step.name, new Date()])
-      }
+      await migrateAsPreviousRelease(old, 2)
       const store = createMySqlStore({ pool, tablePrefix: old })
       const lease = { leaseMs: 30_000, workerId: 'w' }
       const first = {
@@ -101,6 +111,69 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
         [`${old}inbox`],
       )
       expect(keys.map((row) => row.name)).not.toContain('ux_stream_seq')
+    } finally {
+      await drop()
+    }
+  })
+  it('recognises a history the previous release wrote: nothing is applied again, the store works', async () => {
+    const old = freshPrefix()
+    const drop = () =>
+      pool.query(`DROP TABLE IF EXISTS \`${old}outbox\`, \`${old}inbox\`, \`${old}schema_version\``)
+    const history = async () =>
+      (
+        await pool.query<RowDataPacket[]>(
+          `SELECT version, name, CAST(applied_at AS CHAR) AS at FROM \`${old}schema_version\` ORDER BY version`,
+        )
+      )[0].map((row) => [row.version, row.name, row.at])
+    try {
+      await migrateAsPreviousRelease(old, 3)
+      const before = await history()
+      expect(before).toHaveLength(3)
+      const clock = new ManualClock(Date.UTC(2026, 0, 1))
+      // The core mechanism over this history: every version is recorded, so none runs.
+      expect(
+        await applyMigrations(new MySqlMigrationHistory(pool, old), mySqlMigrations(), clock.now),
+      ).toEqual([])
+      const store = createMySqlStore({ pool, tablePrefix: old, clock: clock.now })
+      await store.migrate()
+      expect(await history()).toEqual(before)
+      await store.outbox.findOrCreate({ eventId: 'kept', subject: 's', payload: 'p' })
+      expect(
+        (await store.outbox.claim({ limit: 5, leaseMs: 1000, workerId: 'w' })).map((e) => e.eventId),
+      ).toEqual(['kept'])
+      expect(
+        (
+          await store.inbox.claim(
+            { eventId: 'in', subject: 's', payload: 'p' },
+            { leaseMs: 1000, workerId: 'w' },
+          )
+        ).shouldProcess,
+      ).toBe(true)
+    } finally {
+      await drop()
+    }
+  })
+
+  it('applies only the missing versions of a partial history and answers them', async () => {
+    const partial = freshPrefix()
+    const drop = () =>
+      pool.query(
+        `DROP TABLE IF EXISTS \`${partial}outbox\`, \`${partial}inbox\`, \`${partial}schema_version\``,
+      )
+    try {
+      await migrateAsPreviousRelease(partial, 1)
+      const clock = new ManualClock(Date.UTC(2026, 0, 1, 0, 0, 0, 5))
+      expect(
+        await applyMigrations(new MySqlMigrationHistory(pool, partial), mySqlMigrations(), clock.now),
+      ).toEqual([2, 3])
+      const [rows] = await pool.query<RowDataPacket[]>(
+        `SELECT version, name, CAST(applied_at AS CHAR) AS at FROM \`${partial}schema_version\` ORDER BY version`,
+      )
+      expect(rows.map((row) => [row.version, row.name, row.at])).toEqual([
+        [1, '0001_outbox', '2025-06-01 08:00:00.000'],
+        [2, '0002_inbox', '2026-01-01 00:00:00.005'],
+        [3, '0003_inbox_id_only', '2026-01-01 00:00:00.005'],
+      ])
     } finally {
       await drop()
     }

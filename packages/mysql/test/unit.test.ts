@@ -1,6 +1,8 @@
+import { renderMigration } from '@txbox/core'
 import { describe, expect, it } from 'vitest'
+import { mySqlMigrations } from '../src/migrate.js'
 import { compareSeq, fromDateTime, toDateTime } from '../src/rows.js'
-import { chunk, listSize, migrations, padList, renderMigration } from '../src/sql.js'
+import { chunk, listSize, padList } from '../src/sql.js'
 
 describe('statement helpers (no server)', () => {
   it('pads id lists to a few fixed lengths by repeating the last value', () => {
@@ -21,13 +23,13 @@ describe('statement helpers (no server)', () => {
   })
 
   it('ships the DDL files migrate() runs, with both placeholders filled', () => {
-    const files = migrations()
+    const files = mySqlMigrations()
     expect(files.map((file) => [file.version, file.name])).toEqual([
-      [1, '0001_outbox'],
-      [2, '0002_inbox'],
-      [3, '0003_inbox_id_only'],
+      [1, 'outbox'],
+      [2, 'inbox'],
+      [3, 'inbox_id_only'],
     ])
-    const sql = renderMigration(files[0]?.sql ?? '', { prefix: 'app_', idCollation: 'utf8mb4_nopad_bin' })
+    const sql = renderMigration(files[0]?.body ?? '', { prefix: 'app_', id_collation: 'utf8mb4_nopad_bin' })
     expect(sql).toContain('CREATE TABLE IF NOT EXISTS `app_outbox`')
     expect(sql).toContain('COLLATE utf8mb4_nopad_bin NOT NULL')
     expect(sql).not.toContain('{{')

@@ -1,6 +1,7 @@
-import { StorageError, utf8Bytes, withStorageErrors } from '@txbox/core'
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { runStorageOperation, StorageError, utf8Bytes } from '@txbox/core'
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
-import { ADAPTER, isRetryable } from './errors.js'
+import { ADAPTER, classifyMySqlError } from './errors.js'
 import type { RetryEvent } from './mysql-options.js'
 
 /** What a statement can run on: the pool (autocommit) or one connection (a transaction). */
@@ -66,10 +67,10 @@ export const eventBytes = (event: {
   utf8Bytes(event.subject)
 
 /** Room in a packet for the statement text, the other columns and the protocol framing. */
-export const PACKET_OVERHEAD_BYTES = 16 * 1024
+const PACKET_OVERHEAD_BYTES = 16 * 1024
 
 /** How many times a deadlocked or timed-out autocommit step or short transaction runs in all. */
-export const MAX_ATTEMPTS = 5
+const MAX_ATTEMPTS = 5
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -77,10 +78,19 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const backoffMs = (attempt: number): number => 10 * 2 ** (attempt - 1) * (0.5 + Math.random())
 
 /**
- * Runs the adapter's statements: wraps driver errors as `StorageError` once, retries work
- * the adapter owns (autocommit statements and its own short transactions) on deadlock and
- * lock wait timeout, and never retries inside the caller's transaction (InnoDB rolled the
- * caller's whole transaction back; only the caller can run it again).
+ * The repository operation running in this async context (`outbox.claim`), for `onRetry`:
+ * the kernel knows the operation, the primitive it calls does not.
+ */
+const currentOperation = new AsyncLocalStorage<string>()
+
+/**
+ * How the adapter's statements run. Retries, on `conflict` (deadlock 1213, lock wait timeout
+ * 1205, see `classifyMySqlError`), the work the adapter owns: autocommit statements and its
+ * own short transactions, each run again as a whole, at most {@link MAX_ATTEMPTS} times in
+ * all with a jittered backoff of 10-80 ms, calling `onRetry` before each new attempt. Never
+ * retries inside the caller's transaction: InnoDB rolled the caller's whole transaction
+ * back, and only the caller can run it again. Errors are not wrapped here: the repository
+ * kernel turns them into a classified `StorageError` once.
  */
 export class Runner {
   readonly pool: Pool
@@ -93,6 +103,11 @@ export class Runner {
     this.#onRetry = onRetry
   }
 
+  /** Runs `run` as the repository operation `operation` (the name `onRetry` reports). */
+  static as<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    return currentOperation.run(operation, run)
+  }
+
   /**
    * The largest event this server accepts: one statement (all its values) must fit in
    * `max_allowed_packet`, and a bigger one makes the server drop the connection (errno
@@ -101,7 +116,7 @@ export class Runner {
    * non-strict server would store them as '?'.
    */
   maxEventBytes(): Promise<number> {
-    this.#maxEventBytes ??= withStorageErrors(ADAPTER, 'connection check', async () => {
+    this.#maxEventBytes ??= runStorageOperation(ADAPTER, 'connection check', classifyMySqlError, async () => {
       const rows = await selectRows(
         this.pool,
         'SELECT @@max_allowed_packet AS bytes, @@character_set_connection AS charset',
@@ -124,40 +139,36 @@ export class Runner {
     return this.#maxEventBytes
   }
 
-  async #retrying<T>(operation: string, run: () => Promise<T>): Promise<T> {
+  async #retrying<T>(run: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await run()
       } catch (error) {
-        if (attempt >= MAX_ATTEMPTS || !isRetryable(error)) throw error
-        this.#onRetry?.({ operation, attempt, error })
+        if (attempt >= MAX_ATTEMPTS || classifyMySqlError(error).reason !== 'conflict') throw error
+        this.#onRetry?.({ operation: currentOperation.getStore() ?? 'unknown', attempt, error })
         await sleep(backoffMs(attempt))
       }
     }
   }
 
   /** Autocommit statements on the pool, or on `tx` (no retry) when the caller gave one. */
-  write<T>(
-    operation: string,
-    tx: PoolConnection | undefined,
-    run: (db: Queryable) => Promise<T>,
-  ): Promise<T> {
-    if (tx !== undefined) return withStorageErrors(ADAPTER, operation, () => run(tx))
-    return withStorageErrors(ADAPTER, operation, () => this.#retrying(operation, () => run(this.pool)))
+  write<T>(tx: PoolConnection | undefined, run: (db: Queryable) => Promise<T>): Promise<T> {
+    if (tx !== undefined) return run(tx)
+    return this.#retrying(() => run(this.pool))
   }
 
-  /** Autocommit statements on the pool, retried as a whole on deadlock. */
-  auto<T>(operation: string, run: (db: Queryable) => Promise<T>): Promise<T> {
-    return this.write(operation, undefined, run)
+  /** Autocommit statements on the pool, retried as a whole on conflict. */
+  auto<T>(run: (db: Queryable) => Promise<T>): Promise<T> {
+    return this.#retrying(() => run(this.pool))
   }
 
   /**
    * A short READ COMMITTED transaction on one pooled connection, committed before this
-   * returns and retried as a whole on deadlock. READ COMMITTED keeps InnoDB from taking gap
+   * returns and retried as a whole on conflict. READ COMMITTED keeps InnoDB from taking gap
    * locks, and releases the locks of rows a locking read examined but did not match.
    */
-  transaction<T>(operation: string, run: (connection: PoolConnection) => Promise<T>): Promise<T> {
-    return withStorageErrors(ADAPTER, operation, () => this.#retrying(operation, () => this.#once(run)))
+  transaction<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    return this.#retrying(() => this.#once(run))
   }
 
   async #once<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {

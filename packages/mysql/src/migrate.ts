@@ -1,0 +1,145 @@
+import { createHash } from 'node:crypto'
+import {
+  applyMigrations,
+  type Clock,
+  loadMigrations,
+  type Migration,
+  type MigrationHistory,
+  renderMigration,
+  runStorageOperation,
+} from '@txbox/core'
+import type { Pool, PoolConnection } from 'mysql2/promise'
+import { runWrite, selectRows } from './client.js'
+import { detectDialect } from './dialect.js'
+import { ADAPTER, classifyMySqlError, ER_CANT_DROP_FIELD_OR_KEY, errnoOf } from './errors.js'
+import { toDateTime } from './rows.js'
+import { schemaVersionSql, tableNames } from './sql.js'
+
+/** Seconds a migrator waits for another one to finish. */
+const LOCK_TIMEOUT_SECONDS = 30
+
+let migrationCache: readonly Migration[] | undefined
+
+/**
+ * The DDL files shipped in `migrations/` (next to `src/` and `dist/`), read once, on the
+ * first `migrate()`: `migrate()` runs exactly what users who bring their own migration tool run.
+ */
+export const mySqlMigrations = (): readonly Migration[] => {
+  migrationCache ??= loadMigrations(new URL('../migrations/', import.meta.url))
+  return migrationCache
+}
+
+/**
+ * The advisory lock name: server-wide, so it names the database and the prefix, hashed to
+ * stay within the 64-character limit of `GET_LOCK`.
+ */
+const lockName = (database: string, prefix: string): string =>
+  `txbox_migrate_${createHash('sha256').update(`${database}\u0000${prefix}`).digest('hex').slice(0, 40)}`
+
+/** What `locked` holds while the steps run: the connection that owns the named lock. */
+interface Session {
+  readonly connection: PoolConnection
+  /** The id collation of this server (see `Dialect.idCollation`), the `{{id_collation}}` placeholder. */
+  readonly idCollation: string
+}
+
+/**
+ * The history of one table prefix: the table `<prefix>schema_version` (version, name,
+ * applied_at), guarded by `GET_LOCK` on one connection. MySQL DDL is not transactional (each
+ * CREATE commits on its own), so the steps cannot share the lock's transaction: each is
+ * idempotent by itself (`CREATE TABLE IF NOT EXISTS`, indexes inside the CREATE).
+ */
+export class MySqlMigrationHistory implements MigrationHistory {
+  readonly #pool: Pool
+  readonly #prefix: string
+  readonly #sql: ReturnType<typeof schemaVersionSql>
+  #session: Session | undefined
+
+  constructor(pool: Pool, prefix: string) {
+    this.#pool = pool
+    this.#prefix = prefix
+    this.#sql = schemaVersionSql(tableNames(prefix).schemaVersion)
+  }
+
+  async locked<T>(apply: () => Promise<T>): Promise<T> {
+    const connection = await this.#pool.getConnection()
+    let healthy = false
+    try {
+      const [current] = await selectRows(connection, 'SELECT DATABASE() AS db', [])
+      if (current?.db === null || current?.db === undefined) {
+        throw new Error(
+          'the connection has no default database: put one in the pool options (database or the URL path)',
+        )
+      }
+      const lock = lockName(String(current.db), this.#prefix)
+      const [acquired] = await selectRows(connection, 'SELECT GET_LOCK(?, ?) AS acquired', [
+        lock,
+        LOCK_TIMEOUT_SECONDS,
+      ])
+      if (Number(acquired?.acquired) !== 1) {
+        throw new Error(`another migrator held the lock ${lock} for more than ${LOCK_TIMEOUT_SECONDS} s`)
+      }
+      let result: T
+      try {
+        const { idCollation } = await detectDialect(connection)
+        await connection.query(this.#sql.create)
+        this.#session = { connection, idCollation }
+        result = await apply()
+      } finally {
+        this.#session = undefined
+        await selectRows(connection, 'SELECT RELEASE_LOCK(?) AS released', [lock])
+      }
+      healthy = true
+      return result
+    } finally {
+      // A connection that failed mid-way might still hold the named lock: close it instead.
+      if (healthy) connection.release()
+      else connection.destroy()
+    }
+  }
+
+  #locked(): Session {
+    if (this.#session === undefined) throw new TypeError('the migration history is used outside locked()')
+    return this.#session
+  }
+
+  async appliedVersions(): Promise<number[]> {
+    const rows = await selectRows(this.#locked().connection, this.#sql.applied, [])
+    return rows.map((row) => Number(row.version))
+  }
+
+  async apply(migration: Migration): Promise<void> {
+    const { connection, idCollation } = this.#locked()
+    try {
+      await connection.query(
+        renderMigration(migration.body, { prefix: this.#prefix, id_collation: idCollation }),
+      )
+    } catch (error) {
+      // A step that drops a key is idempotent only this way (MySQL has no DROP INDEX IF
+      // EXISTS): the key is already gone when the step ran before its version was recorded.
+      if (errnoOf(error) !== ER_CANT_DROP_FIELD_OR_KEY) throw error
+    }
+  }
+
+  async record(migration: Migration, appliedAt: Date): Promise<void> {
+    // The file's name without its extension, as every release before the shared mechanism
+    // recorded it (`0003_inbox_id_only`).
+    const name = `${String(migration.version).padStart(4, '0')}_${migration.name}`
+    await runWrite(this.#locked().connection, this.#sql.record, [
+      migration.version,
+      name,
+      toDateTime(appliedAt),
+    ])
+  }
+}
+
+/**
+ * Creates or upgrades the schema of one table prefix: core `applyMigrations` over the files
+ * of `migrations/` and {@link MySqlMigrationHistory}. Concurrent migrators all succeed (the
+ * second waits for the lock, then finds nothing to do).
+ */
+export const migrateMySql = async (pool: Pool, prefix: string, clock: Clock): Promise<void> => {
+  await runStorageOperation(ADAPTER, 'migrate', classifyMySqlError, () =>
+    applyMigrations(new MySqlMigrationHistory(pool, prefix), mySqlMigrations(), clock),
+  )
+}
