@@ -1,7 +1,7 @@
-import { ValidationError } from '@txbox/core'
+import { type Clock, type InboxRepositorySettings, ValidationError } from '@txbox/core'
 import type { Statement } from 'better-sqlite3'
-import { ADAPTER } from './errors.js'
-import type { SqliteDatabase } from './sqlite-options.js'
+import { ADAPTER, classifySqliteError } from './errors.js'
+import { SQLITE_SWEEP_BATCH, type SqliteDatabase } from './sqlite-options.js'
 
 /**
  * How a repository runs its SQL: its prepared statements and its transactions on the
@@ -62,3 +62,15 @@ export class SqliteClient<Name extends string> {
     return tx
   }
 }
+
+/** What both repositories tell their kernel: the adapter, its classify, this connection as `{ tx }`. */
+export const repositorySettings = (
+  client: SqliteClient<string>,
+  clock: Clock,
+): InboxRepositorySettings<SqliteDatabase> => ({
+  adapter: ADAPTER,
+  clock,
+  classify: classifySqliteError,
+  transaction: client.joinable,
+  sweepBatch: SQLITE_SWEEP_BATCH,
+})

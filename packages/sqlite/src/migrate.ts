@@ -36,7 +36,7 @@ const fileOf = (db: SqliteDatabase): unknown => (db.memory || db.name === '' ? d
  * The lock is SQLite's write lock: `BEGIN IMMEDIATE` (a SAVEPOINT when the caller already has
  * a transaction open on the connection), so every step and its record commit together.
  */
-export class SqliteMigrationHistory implements MigrationHistory {
+class SqliteMigrationHistory implements MigrationHistory {
   readonly #db: SqliteDatabase
   readonly #tables: Tables
   readonly #sql: ReturnType<typeof historySql>

@@ -43,6 +43,24 @@ export interface StatusCountRow {
   n: number
 }
 
+/** The nullable columns both tables share; NULL leaves the member absent, never `undefined`. */
+type SharedColumns = Pick<
+  OutboxRow,
+  'headers' | 'error_message' | 'claimed_at' | 'claimed_by' | 'lease_until'
+>
+
+const withOptionalColumns = <Event extends OutboxEvent | InboxEvent>(
+  event: Event,
+  row: SharedColumns,
+): Event => {
+  if (row.headers !== null) event.headers = row.headers
+  if (row.error_message !== null) event.errorMessage = row.error_message
+  if (row.claimed_at !== null) event.claimedAt = new Date(row.claimed_at)
+  if (row.claimed_by !== null) event.claimedBy = row.claimed_by
+  if (row.lease_until !== null) event.leaseUntil = new Date(row.lease_until)
+  return event
+}
+
 export const toOutboxEvent = (row: OutboxRow): OutboxEvent => {
   const event: OutboxEvent = {
     eventId: row.event_id,
@@ -53,13 +71,8 @@ export const toOutboxEvent = (row: OutboxRow): OutboxEvent => {
     retryCount: row.retry_count,
     availableAt: new Date(row.available_at),
   }
-  if (row.headers !== null) event.headers = row.headers
   if (row.sent_at !== null) event.sentAt = new Date(row.sent_at)
-  if (row.error_message !== null) event.errorMessage = row.error_message
-  if (row.claimed_at !== null) event.claimedAt = new Date(row.claimed_at)
-  if (row.claimed_by !== null) event.claimedBy = row.claimed_by
-  if (row.lease_until !== null) event.leaseUntil = new Date(row.lease_until)
-  return event
+  return withOptionalColumns(event, row)
 }
 
 export const toInboxEvent = (row: InboxRow): InboxEvent => {
@@ -71,17 +84,12 @@ export const toInboxEvent = (row: InboxRow): InboxEvent => {
     receivedAt: new Date(row.received_at),
     deliveries: row.deliveries,
   }
-  if (row.headers !== null) event.headers = row.headers
   if (row.stream !== null && row.stream_seq !== null) {
     event.stream = row.stream
     event.streamSeq = row.stream_seq
   }
   if (row.processed_at !== null) event.processedAt = new Date(row.processed_at)
-  if (row.error_message !== null) event.errorMessage = row.error_message
-  if (row.claimed_at !== null) event.claimedAt = new Date(row.claimed_at)
-  if (row.claimed_by !== null) event.claimedBy = row.claimed_by
-  if (row.lease_until !== null) event.leaseUntil = new Date(row.lease_until)
-  return event
+  return withOptionalColumns(event, row)
 }
 
 /** The counting statement's rows as the kernel's `(status, count)` pairs. */

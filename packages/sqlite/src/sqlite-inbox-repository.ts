@@ -7,17 +7,11 @@ import {
   type InboxStatus,
   type StatusCountRows,
 } from '@txbox/core'
-import { SqliteClient } from './client.js'
-import { ADAPTER, classifySqliteError } from './errors.js'
+import { repositorySettings, SqliteClient } from './client.js'
 import { assertStorable } from './row-limit.js'
 import { type InboxRow, type StatusCountRow, statusCounts, toInboxEvent } from './rows.js'
 import { inboxSql } from './sql.js'
-import {
-  resolveSqliteOptions,
-  SQLITE_SWEEP_BATCH,
-  type SqliteDatabase,
-  type SqliteOptions,
-} from './sqlite-options.js'
+import { resolveSqliteOptions, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 
 type Statements = keyof ReturnType<typeof inboxSql>
 
@@ -40,13 +34,7 @@ export class SqliteInboxRepository extends InboxRepositoryKernel<SqliteDatabase>
   constructor(options: SqliteOptions) {
     const { db, tables, clock } = resolveSqliteOptions(options)
     const client = new SqliteClient(db, inboxSql(tables))
-    super({
-      adapter: ADAPTER,
-      clock,
-      classify: classifySqliteError,
-      transaction: client.joinable,
-      sweepBatch: SQLITE_SWEEP_BATCH,
-    })
+    super(repositorySettings(client, clock))
     this.#client = client
   }
 

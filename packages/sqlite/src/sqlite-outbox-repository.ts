@@ -9,17 +9,12 @@ import {
   type StatusCountRows,
   ValidationError,
 } from '@txbox/core'
-import { SqliteClient } from './client.js'
-import { ADAPTER, classifySqliteError } from './errors.js'
+import { repositorySettings, SqliteClient } from './client.js'
+import { ADAPTER } from './errors.js'
 import { assertStorable } from './row-limit.js'
 import { type OutboxRow, type StatusCountRow, statusCounts, toOutboxEvent } from './rows.js'
 import { outboxSql } from './sql.js'
-import {
-  resolveSqliteOptions,
-  SQLITE_SWEEP_BATCH,
-  type SqliteDatabase,
-  type SqliteOptions,
-} from './sqlite-options.js'
+import { resolveSqliteOptions, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 
 type Statements = keyof ReturnType<typeof outboxSql>
 
@@ -35,14 +30,7 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
   constructor(options: SqliteOptions) {
     const { db, tables, clock, maxEventBytes } = resolveSqliteOptions(options)
     const client = new SqliteClient(db, outboxSql(tables))
-    super({
-      adapter: ADAPTER,
-      clock,
-      maxEventBytes,
-      classify: classifySqliteError,
-      transaction: client.joinable,
-      sweepBatch: SQLITE_SWEEP_BATCH,
-    })
+    super({ ...repositorySettings(client, clock), maxEventBytes })
     this.#client = client
   }
 
