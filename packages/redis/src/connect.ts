@@ -52,8 +52,9 @@ export const connectRedis = (
     lastConnectionError: () => lastError,
     async close() {
       if (redis.status === 'end') return
-      // Never connected: QUIT would connect first only to say goodbye.
-      if (redis.status === 'wait') return redis.disconnect()
+      // QUIT only on a live connection: a client still (re)connecting would wait for the
+      // server first, only to say goodbye.
+      if (redis.status !== 'ready') return redis.disconnect()
       await redis.quit().catch(() => redis.disconnect())
     },
   }

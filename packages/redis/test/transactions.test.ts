@@ -1,5 +1,5 @@
-import { EventNotFoundError, ManualClock, StorageError } from '@txbox/core'
-import type { Redis } from 'ioredis'
+import { EventNotFoundError, ManualClock, StorageError, ValidationError } from '@txbox/core'
+import type { ChainableCommander, Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { execTransaction } from '../src/index.js'
 import { schemaKey, storeBase } from '../src/keys.js'
@@ -48,6 +48,22 @@ describe.skipIf(SKIP)(`{ tx } = a MULTI (${SKIP ? SKIP_REASON : 'redis'})`, () =
     expect(await store.outbox.get('o-1')).toEqual(returned)
     expect((await store.outbox.findPending()).map((e) => e.eventId)).toEqual(['o-1', 'o-2', 'o-3'])
     expect(await outboxProblems(redis, store)).toEqual([])
+  })
+
+  it('refuses a { tx } that is not a MULTI before any I/O: the write would not wait for exec', async () => {
+    const { store, keyPrefix } = await fresh()
+    const notMulti = redis as unknown as ChainableCommander
+    for (const call of [
+      () => store.outbox.findOrCreate(ev('direct'), { tx: notMulti }),
+      () => store.outbox.findOrCreateMany([ev('direct')], { tx: notMulti }),
+      () => store.inbox.markAsProcessed('direct', { tx: notMulti }),
+    ]) {
+      await expect(call()).rejects.toThrow(ValidationError)
+      await expect(call()).rejects.toThrow(
+        /^\[txbox\] \[redis\] \{ tx \} must be the ChainableCommander that redis\.multi\(\) returns/,
+      )
+    }
+    expect(await keysOf(redis, keyPrefix)).toEqual([schemaKey(keyPrefix)])
   })
 
   it('a discarded MULTI leaves no trace at all', async () => {
