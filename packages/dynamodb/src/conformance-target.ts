@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import {
   DeleteTableCommand,
   DynamoDBClient,
@@ -8,24 +9,15 @@ import {
 } from '@aws-sdk/client-dynamodb'
 import type { ConformanceFixture, ConformanceTarget, ServerConnection } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
-import { toInboxEvent } from './dynamodb-inbox-repository.js'
-import { toOutboxEvent } from './dynamodb-outbox-repository.js'
-import { createDynamoStore, dynamodbCapabilities } from './dynamodb-store.js'
+import { connectDynamoDb, type DynamoDbConnection, dynamoDbClientConfig } from './connect.js'
+import { createDynamoDbStore, dynamoDbCapabilities } from './dynamodb-store.js'
 import { INBOX_EVENT_PREFIX, inboxPk, OUTBOX_EVENT_PREFIX, outboxPk } from './keys.js'
+import { toInboxEvent, toOutboxEvent } from './rows.js'
 
-/** A DynamoDBClient for a local endpoint (DynamoDB Local accepts any credentials). */
-export const localClient = (url: string | (() => string)): DynamoDBClient =>
-  new DynamoDBClient({
-    endpoint:
-      typeof url === 'string'
-        ? url
-        : async () => {
-            const { protocol, hostname, port, pathname } = new URL(url())
-            return { protocol, hostname, port: Number(port), path: pathname }
-          },
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  })
+/** The package's version, from its package.json (the same file from `src/` and `dist/`). */
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string
+}
 
 /**
  * Where a broken peer sends its requests: a port of this host nothing listens on, so each
@@ -60,27 +52,27 @@ const countByPrefix = async (client: DynamoDBClient, tableName: string, prefix: 
  * on the server, deleted by `dispose`. The oracle reads items with raw GetItem/Scan.
  */
 export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]> => {
-  let client: DynamoDBClient | undefined
+  let connection: DynamoDbConnection | undefined
   let url: string | undefined
   const connected = (): DynamoDBClient => {
-    if (!client) throw new Error('setup() has not connected to DynamoDB')
-    return client
+    if (!connection) throw new Error('setup() has not connected to DynamoDB')
+    return connection.client
   }
   return {
     name: 'dynamodb',
-    version: '0.1.0',
+    version,
     engine: 'dynamodb',
-    capabilities: dynamodbCapabilities,
+    capabilities: dynamoDbCapabilities,
     async setup(server: ServerConnection | undefined) {
       if (!server) throw new Error('the dynamodb target needs a server URL (TXBOX_DYNAMODB_URL)')
       url = server.url
-      client = localClient(server.url)
-      return { serverVersion: 'DynamoDB Local' }
+      connection = connectDynamoDb(server.url)
+      return { serverVersion: await connection.serverVersion() }
     },
     async create({ clock }): Promise<ConformanceFixture<TransactWriteItem[]>> {
       const raw = connected()
       const tableName = `t_${uniqueSuffix()}`
-      const store = createDynamoStore({ client: raw, tableName, clock })
+      const store = createDynamoDbStore({ client: raw, tableName, clock })
       await store.migrate()
       const getRaw = async (pk: string) =>
         (
@@ -95,8 +87,14 @@ export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]
         // A client of its own (its own HTTP connections), as another process would have.
         async peer() {
           let endpoint = url ?? ''
-          const peerClient = localClient(() => endpoint)
-          const peerStore = createDynamoStore({ client: peerClient, tableName, clock })
+          const peerClient = new DynamoDBClient({
+            ...dynamoDbClientConfig(endpoint),
+            endpoint: async () => {
+              const { protocol, hostname, port, pathname } = new URL(endpoint)
+              return { protocol, hostname, port: Number(port), path: pathname }
+            },
+          })
+          const peerStore = createDynamoDbStore({ client: peerClient, tableName, clock })
           return {
             outbox: peerStore.outbox,
             inbox: peerStore.inbox,
@@ -132,8 +130,8 @@ export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]
       }
     },
     async teardown() {
-      client?.destroy()
-      client = undefined
+      await connection?.close()
+      connection = undefined
     },
   }
 }

@@ -1,96 +1,27 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import {
-  cutoffDays,
-  cutoffMinutes,
-  EventNotFoundError,
   INBOX_STATUSES,
-  type InboxClaimOptions,
+  type InboxClaimRequest,
   type InboxClaimResult,
-  type InboxCounts,
   type InboxEvent,
   type InboxParams,
-  type InboxRepository,
+  InboxRepositoryKernel,
   type InboxStatus,
-  inboxCounts,
-  PayloadTooLargeError,
-  PROCESSING_TIMEOUT_MESSAGE,
-  StorageError,
-  Validator,
-  withStorageErrors,
+  type StatusCountRows,
 } from '@txbox/core'
-import { checkCollector, collectorOf } from './collector.js'
-import {
-  ADAPTER,
-  type DynamoStoreOptions,
-  expiresAt,
-  type ResolvedOptions,
-  resolveOptions,
-} from './dynamodb-options.js'
-import {
-  date,
-  type Item,
-  itemBytes,
-  MAX_ITEM_BYTES,
-  N,
-  num,
-  RESERVED_BYTES,
-  requiredNum,
-  requiredStr,
-  S,
-  str,
-} from './items.js'
-import {
-  inboxIdOf,
-  inboxPk,
-  inboxStatusPk,
-  nextSequence,
-  orderKey,
-  STATUS_INDEX,
-  shardOf,
-  timeKey,
-} from './keys.js'
-import { countAcrossShards, firstAcrossShards, forEachPageAcrossShards } from './sharded-index.js'
-import { mapLimit, type UpdateSpec, type Values } from './table-client.js'
+import { DynamoDbContext, statusQuery, type UpdateSpec, type Values } from './client.js'
+import { type DynamoDbStoreOptions, resolveOptions } from './dynamodb-options.js'
+import { DynamoDbFailure } from './errors.js'
+import { inboxIdOf, inboxPk, inboxStatusPk, nextSequence, orderKey, timeKey } from './keys.js'
+import { assertItemFits, type Item, N, S, toInboxEvent } from './rows.js'
 
-const WRITE_CONCURRENCY = 16
-const MAINTENANCE_PAGE = 1_000
 /** Rounds of the create-or-find loop before contention is reported as a StorageError. */
 const MAX_ATTEMPTS = 20
 
-/** The event an inbox item stores. */
-export const toInboxEvent = (item: Item): InboxEvent => {
-  const event: InboxEvent = {
-    eventId: requiredStr(item, 'eventId'),
-    subject: requiredStr(item, 'subject'),
-    payload: requiredStr(item, 'payload'),
-    status: requiredStr(item, 'status') as InboxStatus,
-    receivedAt: new Date(requiredNum(item, 'receivedAt')),
-    deliveries: requiredNum(item, 'deliveries'),
-  }
-  const headers = str(item, 'headers')
-  if (headers !== undefined) event.headers = headers
-  const stream = str(item, 'stream')
-  if (stream !== undefined) event.stream = stream
-  const streamSeq = num(item, 'streamSeq')
-  if (streamSeq !== undefined) event.streamSeq = streamSeq
-  const processedAt = date(item, 'processedAt')
-  if (processedAt !== undefined) event.processedAt = processedAt
-  const errorMessage = str(item, 'errorMessage')
-  if (errorMessage !== undefined) event.errorMessage = errorMessage
-  const claimedAt = date(item, 'claimedAt')
-  if (claimedAt !== undefined) event.claimedAt = claimedAt
-  const claimedBy = str(item, 'claimedBy')
-  if (claimedBy !== undefined) event.claimedBy = claimedBy
-  const leaseUntil = date(item, 'leaseUntil')
-  if (leaseUntil !== undefined) event.leaseUntil = leaseUntil
-  return event
-}
-
 const NOT_STORED = 'attribute_not_exists(#pk)'
 const EXISTS = 'attribute_exists(#pk)'
-
-/** What the create-or-find step found. */
-type Located = { created: Item } | { stored: string }
+/** Counts one more delivery of a stored event. */
+const BUMP: UpdateSpec = { update: 'ADD #deliveries :one', condition: EXISTS, values: { ':one': N(1) } }
 
 /**
  * The inbox on DynamoDB. Each event is one item (`pk = ib#e#<eventId>`): the event id alone
@@ -99,35 +30,21 @@ type Located = { created: Item } | { stored: string }
  * stored id at a new position keeps the position recorded first. The sharded status index
  * (`gsi2`) serves counts, cleanup, resetStale and the dead-letter list.
  */
-export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[]> {
-  readonly #options: ResolvedOptions
-  readonly #validate = new Validator(ADAPTER, 'inbox')
+export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWriteItem[]> {
+  readonly #db: DynamoDbContext
   #lastOrderMs = 0
 
-  constructor(options: DynamoStoreOptions) {
-    this.#options = resolveOptions(options)
+  constructor(options: DynamoDbStoreOptions) {
+    const db = new DynamoDbContext(resolveOptions(options))
+    super(db.settings)
+    this.#db = db
   }
 
-  get #table() {
-    return this.#options.table
-  }
-
-  #run<T>(operation: string, run: () => Promise<T>): Promise<T> {
-    return withStorageErrors(ADAPTER, `inbox.${operation}`, run)
-  }
-
-  #shard(eventId: string): number {
-    return shardOf(eventId, this.#options.shards)
-  }
-
-  #now(): number {
-    return this.#options.clock().getTime()
-  }
-
-  /** The item of a new delivery, claimed by `lease` when given. Size-checked before any I/O. */
-  #newItem(params: InboxParams, nowMs: number, lease: InboxClaimOptions | undefined): Item {
+  /** The item of a new delivery, claimed until `lease.leaseUntil` when given. Size-checked before any I/O. */
+  #newItem(params: InboxParams, now: Date, lease?: { workerId: string; leaseUntil: Date }): Item {
+    const nowMs = now.getTime()
     this.#lastOrderMs = Math.max(nowMs, this.#lastOrderMs)
-    const shard = this.#shard(params.eventId)
+    const shard = this.#db.shardOf(params.eventId)
     const item: Item = {
       pk: S(inboxPk(params.eventId)),
       eventId: S(params.eventId),
@@ -150,89 +67,66 @@ export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[
     if (lease) {
       item.claimedBy = S(lease.workerId)
       item.claimedAt = N(nowMs)
-      item.leaseUntil = N(nowMs + lease.leaseMs)
+      item.leaseUntil = N(lease.leaseUntil.getTime())
     }
-    const size = itemBytes(item) + RESERVED_BYTES
-    if (size > MAX_ITEM_BYTES) throw new PayloadTooLargeError(ADAPTER, params.eventId, size, MAX_ITEM_BYTES)
+    assertItemFits(item, params.eventId)
     return item
   }
 
-  /** Creates the event on the condition that its id is not stored yet, or names the stored one. */
-  async #createOrLocate(item: Item, params: InboxParams): Promise<Located> {
-    return (await this.#table.put(item, NOT_STORED)) ? { created: item } : { stored: params.eventId }
+  protected async recordDelivery(params: InboxParams, now: Date): Promise<InboxEvent> {
+    const item = this.#newItem(params, now)
+    const pk = inboxPk(params.eventId)
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (await this.#db.put(item, NOT_STORED)) return toInboxEvent(item)
+      const bumped = await this.#db.update(pk, BUMP)
+      if (bumped) return toInboxEvent(bumped)
+    }
+    throw new DynamoDbFailure('conflict', true, `event ${params.eventId} kept vanishing`)
   }
 
-  async findOrCreate(params: InboxParams): Promise<InboxEvent> {
-    const valid = this.#validate.inboxParams(params)
-    const item = this.#newItem(valid, this.#now(), undefined)
-    return this.#run('findOrCreate', async () => {
-      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const located = await this.#createOrLocate(item, valid)
-        if ('created' in located) return toInboxEvent(located.created)
-        const bumped = await this.#table.update(inboxPk(located.stored), {
-          update: 'ADD #deliveries :one',
-          condition: EXISTS,
-          values: { ':one': N(1) },
-        })
-        if (bumped) return toInboxEvent(bumped)
-      }
-      throw new StorageError(
-        ADAPTER,
-        'inbox.findOrCreate',
-        undefined,
-        `event ${valid.eventId} kept vanishing`,
-      )
-    })
-  }
-
-  async claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
-    const valid = this.#validate.inboxParams(params)
-    const lease = this.#validate.leaseOptions(options)
-    const nowMs = this.#now()
-    const item = this.#newItem(valid, nowMs, lease)
-    return this.#run('claim', async () => {
-      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const located = await this.#createOrLocate(item, valid)
-        if ('created' in located) return { event: toInboxEvent(located.created), shouldProcess: true }
-        const pk = inboxPk(located.stored)
-        // Take it over if it is failed or its lease expired; the condition makes this a
-        // compare-and-set, so of N callers only the first sees it takeable. A processing
-        // event without a lease (the findOrCreate flow) is live until resetStale.
-        const taken = await this.#table.update(pk, {
-          update:
-            'SET #status = :processing, #claimedBy = :worker, #claimedAt = :now, #leaseUntil = :lease,' +
-            ' #gsi2pk = :g2pk, #gsi2sk = :g2sk REMOVE #errorMessage, #expiresAt ADD #deliveries :one',
-          condition: '#status = :failed OR (#status = :processing AND #leaseUntil <= :now)',
-          values: {
-            ':processing': S('processing'),
-            ':failed': S('failed'),
-            ':worker': S(lease.workerId),
-            ':now': N(nowMs),
-            ':lease': N(nowMs + lease.leaseMs),
-            ':g2pk': S(inboxStatusPk('processing', this.#shard(located.stored))),
-            ':g2sk': S(timeKey(nowMs)),
-            ':one': N(1),
-          },
-        })
-        if (taken) return { event: toInboxEvent(taken), shouldProcess: true }
-        // Not takeable: a duplicate. It still counts as a delivery.
-        const bumped = await this.#table.update(pk, {
-          update: 'ADD #deliveries :one',
-          condition: EXISTS,
-          values: { ':one': N(1) },
-        })
-        if (bumped) return { event: toInboxEvent(bumped), shouldProcess: false }
-      }
-      throw new StorageError(ADAPTER, 'inbox.claim', undefined, `event ${valid.eventId} kept vanishing`)
-    })
+  protected async claimDelivery({
+    params,
+    now,
+    workerId,
+    leaseUntil,
+  }: InboxClaimRequest): Promise<InboxClaimResult> {
+    const item = this.#newItem(params, now, { workerId, leaseUntil })
+    const pk = inboxPk(params.eventId)
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (await this.#db.put(item, NOT_STORED)) return { event: toInboxEvent(item), shouldProcess: true }
+      // Take it over if it is failed or its lease expired; the condition makes this a
+      // compare-and-set, so of N callers only the first sees it takeable. A processing
+      // event without a lease (the findOrCreate flow) is live until resetStale.
+      const taken = await this.#db.update(pk, {
+        update:
+          'SET #status = :processing, #claimedBy = :worker, #claimedAt = :now, #leaseUntil = :lease,' +
+          ' #gsi2pk = :g2pk, #gsi2sk = :g2sk REMOVE #errorMessage, #expiresAt ADD #deliveries :one',
+        condition: '#status = :failed OR (#status = :processing AND #leaseUntil <= :now)',
+        values: {
+          ':processing': S('processing'),
+          ':failed': S('failed'),
+          ':worker': S(workerId),
+          ':now': N(now.getTime()),
+          ':lease': N(leaseUntil.getTime()),
+          ':g2pk': S(inboxStatusPk('processing', this.#db.shardOf(params.eventId))),
+          ':g2sk': S(timeKey(now.getTime())),
+          ':one': N(1),
+        },
+      })
+      if (taken) return { event: toInboxEvent(taken), shouldProcess: true }
+      // Not takeable: a duplicate. It still counts as a delivery.
+      const bumped = await this.#db.update(pk, BUMP)
+      if (bumped) return { event: toInboxEvent(bumped), shouldProcess: false }
+    }
+    throw new DynamoDbFailure('conflict', true, `event ${params.eventId} kept vanishing`)
   }
 
   #processedSpec(eventId: string, nowMs: number): UpdateSpec {
-    const expires = expiresAt(this.#options, nowMs)
+    const expires = this.#db.expiresAt(nowMs)
     const values: Values = {
       ':processed': S('processed'),
       ':now': N(nowMs),
-      ':g2pk': S(inboxStatusPk('processed', this.#shard(eventId))),
+      ':g2pk': S(inboxStatusPk('processed', this.#db.shardOf(eventId))),
       ':g2sk': S(timeKey(nowMs)),
     }
     if (expires !== undefined) values[':exp'] = N(expires)
@@ -247,171 +141,99 @@ export class DynamoInboxRepository implements InboxRepository<TransactWriteItem[
     }
   }
 
-  async markAsProcessed(eventId: string, options?: { tx?: TransactWriteItem[] | undefined }): Promise<void> {
-    const id = this.#validate.eventId(eventId)
-    const tx = collectorOf(options)
-    const pk = inboxPk(id)
-    if (tx) checkCollector(tx, this.#options.tableName, [pk])
-    return this.#run('markAsProcessed', async () => {
-      const spec = this.#processedSpec(id, this.#now())
-      if (tx) {
-        // Unknown ids fail now, like without tx, not later as a cancelled transaction. The
-        // Update keeps its existence condition: an event deleted before the caller commits
-        // cancels the caller's transaction (reason ConditionalCheckFailed at this action).
-        if (!(await this.#table.get(pk, '#pk'))) throw new EventNotFoundError(ADAPTER, id, 'inbox')
-        checkCollector(tx, this.#options.tableName, [pk])
-        tx.push(this.#table.updateAction(pk, spec))
-        return
-      }
-      if (!(await this.#table.update(pk, spec))) throw new EventNotFoundError(ADAPTER, id, 'inbox')
-    })
+  protected async setProcessed(
+    eventId: string,
+    now: Date,
+    tx: TransactWriteItem[] | undefined,
+  ): Promise<boolean> {
+    const pk = inboxPk(eventId)
+    const spec = this.#processedSpec(eventId, now.getTime())
+    if (!tx) return (await this.#db.update(pk, spec)) !== undefined
+    this.#db.checkCollector(tx, [pk])
+    // Unknown ids fail now, like without tx, not later as a cancelled transaction. The
+    // Update keeps its existence condition: an event deleted before the caller commits
+    // cancels the caller's transaction (reason ConditionalCheckFailed at this action).
+    if (!(await this.#db.exists(pk))) return false
+    // Checked again now: other calls may have added actions to the collector meanwhile.
+    this.#db.checkCollector(tx, [pk])
+    tx.push(this.#db.updateAction(pk, spec))
+    return true
   }
 
-  async markAsFailed(eventId: string, errorMessage: string): Promise<void> {
-    const id = this.#validate.eventId(eventId)
-    const message = this.#validate.text(errorMessage, 'errorMessage')
-    return this.#run('markAsFailed', async () => {
-      const failed = await this.#table.update(inboxPk(id), {
-        update:
-          'SET #status = :failed, #errorMessage = :msg, #gsi2pk = :g2pk, #gsi2sk = #receivedKey' +
-          ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
-        condition: EXISTS,
-        values: {
-          ':failed': S('failed'),
-          ':msg': S(message),
-          ':g2pk': S(inboxStatusPk('failed', this.#shard(id))),
-        },
-      })
-      if (!failed) throw new EventNotFoundError(ADAPTER, id, 'inbox')
+  protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
+    const failed = await this.#db.update(inboxPk(eventId), {
+      update:
+        'SET #status = :failed, #errorMessage = :msg, #gsi2pk = :g2pk, #gsi2sk = #receivedKey' +
+        ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
+      condition: EXISTS,
+      values: {
+        ':failed': S('failed'),
+        ':msg': S(errorMessage),
+        ':g2pk': S(inboxStatusPk('failed', this.#db.shardOf(eventId))),
+      },
     })
+    return failed !== undefined
   }
 
-  async isProcessed(eventId: string): Promise<boolean> {
-    const id = this.#validate.eventId(eventId)
-    return this.#run('isProcessed', async () => {
-      const item = await this.#table.get(inboxPk(id), '#status')
-      return item?.status?.S === 'processed'
-    })
+  protected override async readStatus(eventId: string): Promise<InboxStatus | undefined> {
+    return (await this.#db.get(inboxPk(eventId), '#status'))?.status?.S as InboxStatus | undefined
   }
 
-  async cleanup(olderThanDays: number): Promise<number> {
-    const days = this.#validate.nonNegative(olderThanDays, 'olderThanDays')
-    return this.#run('cleanup', async () => {
-      const cutoff = cutoffDays(this.#options.clock(), days).getTime()
-      return forEachPageAcrossShards(
-        this.#table,
-        this.#options.shards,
-        (shard) => ({
-          index: STATUS_INDEX,
-          pkName: 'gsi2pk',
-          pk: inboxStatusPk('processed', shard),
-          skName: 'gsi2sk',
-          skBelow: timeKey(Math.ceil(cutoff)),
+  protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {
+    const cutoffMs = cutoff.getTime()
+    return this.#db.sweep(
+      statusQuery((shard) => inboxStatusPk('processed', shard), timeKey(Math.ceil(cutoffMs))),
+      limit,
+      (entry) =>
+        this.#db.delete(entry.pk?.S ?? '', '#status = :processed AND #processedAt < :cutoff', {
+          ':processed': S('processed'),
+          ':cutoff': N(cutoffMs),
         }),
-        MAINTENANCE_PAGE,
-        async (entries) => {
-          const deleted = await mapLimit(entries, WRITE_CONCURRENCY, async (entry) => {
-            const old = await this.#table.delete(
-              entry.pk?.S ?? '',
-              '#status = :processed AND #processedAt < :cutoff',
-              {
-                ':processed': S('processed'),
-                ':cutoff': N(cutoff),
-              },
-            )
-            return old !== undefined
-          })
-          return deleted.filter(Boolean).length
-        },
-      )
-    })
+    )
   }
 
-  async resetStale(staleMinutes: number): Promise<number> {
-    const minutes = this.#validate.nonNegative(staleMinutes, 'staleMinutes')
-    return this.#run('resetStale', async () => {
-      const cutoff = cutoffMinutes(this.#options.clock(), minutes).getTime()
-      return forEachPageAcrossShards(
-        this.#table,
-        this.#options.shards,
-        (shard) => ({
-          index: STATUS_INDEX,
-          pkName: 'gsi2pk',
-          pk: inboxStatusPk('processing', shard),
-          skName: 'gsi2sk',
-          skBelow: timeKey(Math.ceil(cutoff)),
-        }),
-        MAINTENANCE_PAGE,
-        async (entries) => {
-          const reset = await mapLimit(entries, WRITE_CONCURRENCY, (entry) => {
-            const pk = entry.pk?.S ?? ''
-            return this.#table.update(pk, {
-              update:
-                'SET #status = :failed, #errorMessage = :msg, #gsi2pk = :g2pk, #gsi2sk = #receivedKey' +
-                ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
-              // The claim time is claimedAt, or receivedAt for an event never claimed.
-              condition:
-                '#status = :processing AND ((attribute_exists(#claimedAt) AND #claimedAt < :cutoff)' +
-                ' OR (attribute_not_exists(#claimedAt) AND #receivedAt < :cutoff))',
-              values: {
-                ':failed': S('failed'),
-                ':processing': S('processing'),
-                ':msg': S(PROCESSING_TIMEOUT_MESSAGE),
-                ':cutoff': N(cutoff),
-                ':g2pk': S(inboxStatusPk('failed', this.#shard(inboxIdOf(pk)))),
-              },
-            })
-          })
-          return reset.filter((item) => item !== undefined).length
-        },
-      )
-    })
+  protected async failStale(cutoff: Date, errorMessage: string, limit: number): Promise<number> {
+    const cutoffMs = cutoff.getTime()
+    return this.#db.sweep(
+      statusQuery((shard) => inboxStatusPk('processing', shard), timeKey(Math.ceil(cutoffMs))),
+      limit,
+      async (entry) => {
+        const pk = entry.pk?.S ?? ''
+        const failed = await this.#db.update(pk, {
+          update:
+            'SET #status = :failed, #errorMessage = :msg, #gsi2pk = :g2pk, #gsi2sk = #receivedKey' +
+            ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
+          // The claim time is claimedAt, or receivedAt for an event never claimed.
+          condition:
+            '#status = :processing AND ((attribute_exists(#claimedAt) AND #claimedAt < :cutoff)' +
+            ' OR (attribute_not_exists(#claimedAt) AND #receivedAt < :cutoff))',
+          values: {
+            ':failed': S('failed'),
+            ':processing': S('processing'),
+            ':msg': S(errorMessage),
+            ':cutoff': N(cutoffMs),
+            ':g2pk': S(inboxStatusPk('failed', this.#db.shardOf(inboxIdOf(pk)))),
+          },
+        })
+        return failed !== undefined
+      },
+    )
   }
 
-  async getCountByStatus(): Promise<InboxCounts> {
-    return this.#run('getCountByStatus', async () => {
-      const counts = await Promise.all(
-        INBOX_STATUSES.map(async (status) => {
-          const count = await countAcrossShards(this.#table, this.#options.shards, (shard) => ({
-            index: STATUS_INDEX,
-            pkName: 'gsi2pk',
-            pk: inboxStatusPk(status, shard),
-            skName: 'gsi2sk',
-          }))
-          return [status, count] as const
-        }),
-      )
-      return inboxCounts(counts)
-    })
+  protected countStatuses(): Promise<StatusCountRows> {
+    return this.#db.countStatuses(INBOX_STATUSES, inboxStatusPk)
   }
 
-  async getFailedEvents(limit?: number): Promise<InboxEvent[]> {
-    const max = this.#validate.limit(limit)
-    return this.#run('getFailedEvents', async () => {
-      const entries = await firstAcrossShards(
-        this.#table,
-        this.#options.shards,
-        (shard) => ({
-          index: STATUS_INDEX,
-          pkName: 'gsi2pk',
-          pk: inboxStatusPk('failed', shard),
-          skName: 'gsi2sk',
-        }),
-        max,
-      )
-      const items = await this.#table.batchGet(entries.map((entry) => entry.pk?.S ?? ''))
-      return entries
-        .map((entry) => items.get(entry.pk?.S ?? ''))
-        .filter((item): item is Item => item?.status?.S === 'failed')
-        .map(toInboxEvent)
-    })
+  protected async selectFailed(limit: number): Promise<InboxEvent[]> {
+    const entries = await this.#db.firstAcrossShards(
+      statusQuery((shard) => inboxStatusPk('failed', shard)),
+      limit,
+    )
+    return (await this.#db.confirm(entries, (item) => item.status?.S === 'failed')).map(toInboxEvent)
   }
 
-  async get(eventId: string): Promise<InboxEvent | null> {
-    const id = this.#validate.eventId(eventId)
-    return this.#run('get', async () => {
-      const item = await this.#table.get(inboxPk(id))
-      return item ? toInboxEvent(item) : null
-    })
+  protected async read(eventId: string): Promise<InboxEvent | null> {
+    const item = await this.#db.get(inboxPk(eventId))
+    return item ? toInboxEvent(item) : null
   }
 }

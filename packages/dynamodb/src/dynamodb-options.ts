@@ -1,18 +1,15 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import { type Clock, resolveMaxEventBytes, systemClock, ValidationError, Validator } from '@txbox/core'
-import { MAX_ITEM_BYTES } from './items.js'
-import { TableClient } from './table-client.js'
-
-/** The adapter name in every error message. */
-export const ADAPTER = 'dynamodb'
+import { ADAPTER } from './errors.js'
+import { MAX_ITEM_BYTES } from './rows.js'
 
 /** Shards of the claim and status indexes when none is given: about 1,000 events/s (README). */
 export const DEFAULT_SHARDS = 4
 /** The most shards accepted: every claim queries each shard, so more costs every relay poll. */
 export const MAX_SHARDS = 64
 
-/** Options of `createDynamoStore` and of each repository. */
-export interface DynamoStoreOptions {
+/** Options of `createDynamoDbStore` and of each repository. */
+export interface DynamoDbStoreOptions {
   /** A DynamoDBClient you created (region, credentials, endpoint). txbox never closes it. */
   client: DynamoDBClient
   /** The table holding outbox and inbox items. Default `txbox`. */
@@ -44,7 +41,6 @@ export interface DynamoStoreOptions {
 
 /** The options after validation, shared by the repositories of one store. */
 export interface ResolvedOptions {
-  table: TableClient
   client: DynamoDBClient
   tableName: string
   shards: number
@@ -55,7 +51,7 @@ export interface ResolvedOptions {
 }
 
 /** Validates the options (before any I/O) and fills in the defaults. */
-export const resolveOptions = (options: DynamoStoreOptions): ResolvedOptions => {
+export const resolveOptions = (options: DynamoDbStoreOptions): ResolvedOptions => {
   const validate = new Validator(ADAPTER)
   if (typeof options !== 'object' || options === null)
     throw new ValidationError(ADAPTER, 'options must be an object')
@@ -91,7 +87,6 @@ export const resolveOptions = (options: DynamoStoreOptions): ResolvedOptions => 
     )
   }
   return {
-    table: new TableClient(client, tableName),
     client,
     tableName,
     shards,
@@ -101,7 +96,3 @@ export const resolveOptions = (options: DynamoStoreOptions): ResolvedOptions => 
     maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes, MAX_ITEM_BYTES),
   }
 }
-
-/** `expiresAt` for an event that became sent/processed at `nowMs`, or undefined without TTL. */
-export const expiresAt = (options: ResolvedOptions, nowMs: number): number | undefined =>
-  options.ttlDays === undefined ? undefined : Math.ceil((nowMs + options.ttlDays * 86_400_000) / 1000)

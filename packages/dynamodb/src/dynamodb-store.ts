@@ -1,10 +1,10 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb'
-import { defineCapabilities, type TxboxStore, withStorageErrors } from '@txbox/core'
-import { DynamoInboxRepository } from './dynamodb-inbox-repository.js'
-import { ADAPTER, type DynamoStoreOptions, resolveOptions } from './dynamodb-options.js'
-import { DynamoOutboxRepository } from './dynamodb-outbox-repository.js'
-import { MAX_ITEM_BYTES } from './items.js'
-import { migrateTable } from './tables.js'
+import { defineCapabilities, type TxboxStore } from '@txbox/core'
+import { DynamoDbInboxRepository } from './dynamodb-inbox-repository.js'
+import { type DynamoDbStoreOptions, resolveOptions } from './dynamodb-options.js'
+import { DynamoDbOutboxRepository } from './dynamodb-outbox-repository.js'
+import { migrateDynamoDb } from './migrate.js'
+import { MAX_ITEM_BYTES } from './rows.js'
 
 /**
  * What the DynamoDB adapter promises: `{ tx }` is a TransactWriteItem[] collector, claims
@@ -12,16 +12,16 @@ import { migrateTable } from './tables.js'
  * also the default and largest `maxEventBytes` (a store's own `capabilities` carry its
  * configured limit).
  */
-export const dynamodbCapabilities = defineCapabilities({
+export const dynamoDbCapabilities = defineCapabilities({
   transactions: 'collector',
   claim: 'conditional-update',
   maxEventBytes: MAX_ITEM_BYTES,
 })
 
 /** The DynamoDB store: outbox and inbox on one table, with `tx` = TransactWriteItem[]. */
-export interface DynamoStore extends TxboxStore<TransactWriteItem[]> {
-  readonly outbox: DynamoOutboxRepository
-  readonly inbox: DynamoInboxRepository
+export interface DynamoDbStore extends TxboxStore<TransactWriteItem[]> {
+  readonly outbox: DynamoDbOutboxRepository
+  readonly inbox: DynamoDbInboxRepository
   /** The table both repositories use. */
   readonly tableName: string
 }
@@ -30,21 +30,13 @@ export interface DynamoStore extends TxboxStore<TransactWriteItem[]> {
  * Creates the outbox and inbox on one DynamoDB table. Options are validated here, before
  * any I/O; `migrate()` creates the table and its indexes (idempotent).
  */
-export const createDynamoStore = (options: DynamoStoreOptions): DynamoStore => {
+export const createDynamoDbStore = (options: DynamoDbStoreOptions): DynamoDbStore => {
   const resolved = resolveOptions(options)
   return {
-    outbox: new DynamoOutboxRepository(options),
-    inbox: new DynamoInboxRepository(options),
+    outbox: new DynamoDbOutboxRepository(options),
+    inbox: new DynamoDbInboxRepository(options),
     tableName: resolved.tableName,
-    capabilities: defineCapabilities({ ...dynamodbCapabilities, maxEventBytes: resolved.maxEventBytes }),
-    migrate: () =>
-      withStorageErrors(ADAPTER, 'migrate', () =>
-        migrateTable({
-          client: resolved.client,
-          tableName: resolved.tableName,
-          ttlDays: resolved.ttlDays,
-          timeoutMs: resolved.migrateTimeoutMs,
-        }),
-      ),
+    capabilities: defineCapabilities({ ...dynamoDbCapabilities, maxEventBytes: resolved.maxEventBytes }),
+    migrate: () => migrateDynamoDb(resolved, resolved.clock),
   }
 }

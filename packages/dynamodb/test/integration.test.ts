@@ -1,60 +1,39 @@
 import {
   CreateTableCommand,
-  DeleteTableCommand,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
-  type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
   type TransactWriteItem,
   TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb'
-import { uniqueSuffix } from '@txbox/conformance'
 import { ManualClock } from '@txbox/core'
-import { afterAll, describe, expect, it } from 'vitest'
-import { localClient } from '../src/conformance-target.js'
-import { createDynamoStore, type DynamoStoreOptions, MAX_ITEM_BYTES } from '../src/index.js'
-import { SCHEMA_VERSION } from '../src/tables.js'
-
-const url = process.env.TXBOX_DYNAMODB_URL
-const reason = 'TXBOX_DYNAMODB_URL is not set (bash scripts/services.sh up dynamodb)'
-if (!url && process.env.TXBOX_REQUIRE_ALL === '1') throw new Error(`TXBOX_REQUIRE_ALL=1 but ${reason}`)
-
-const event = (eventId: string, payload = `{"id":"${eventId}"}`) => ({
-  eventId,
-  subject: 'orders.created',
-  payload,
-})
+import { describe, expect, it } from 'vitest'
+import {
+  createDynamoDbStore,
+  type DynamoDbStoreOptions,
+  MAX_ITEM_BYTES,
+  SCHEMA_VERSION,
+  tableDefinition,
+} from '../src/index.js'
+import { event, skipReason as reason, tablesOnServer, url } from './helpers.js'
 
 describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () => {
-  const clients: DynamoDBClient[] = []
-  const tables: string[] = []
-  const client = () => {
-    const created = localClient(url ?? '')
-    clients.push(created)
-    return created
-  }
-  const freshStore = async (options: Partial<DynamoStoreOptions> = {}) => {
-    const tableName = `t_${uniqueSuffix()}`
-    tables.push(tableName)
+  const server = tablesOnServer()
+  const { clients } = server
+  const client = () => server.client()
+  const freshStore = async (options: Partial<DynamoDbStoreOptions> = {}) => {
+    const tableName = server.tableName()
     const clock = new ManualClock()
-    const store = createDynamoStore({ client: client(), tableName, clock: clock.now, ...options })
+    const store = createDynamoDbStore({ client: client(), tableName, clock: clock.now, ...options })
     await store.migrate()
     return { store, clock, tableName }
   }
 
-  afterAll(async () => {
-    const admin = client()
-    for (const tableName of tables)
-      await admin.send(new DeleteTableCommand({ TableName: tableName })).catch(() => {})
-    for (const created of clients) created.destroy()
-  })
-
   it('migrate() from two processes at once both succeed, and again later', async () => {
-    const tableName = `t_${uniqueSuffix()}`
-    tables.push(tableName)
-    const a = createDynamoStore({ client: client(), tableName, ttlDays: 7 })
-    const b = createDynamoStore({ client: client(), tableName, ttlDays: 7 })
+    const tableName = server.tableName()
+    const a = createDynamoDbStore({ client: client(), tableName, ttlDays: 7 })
+    const b = createDynamoDbStore({ client: client(), tableName, ttlDays: 7 })
     await Promise.all([a.migrate(), b.migrate()])
     await a.migrate()
     const { Table } = await clients[0]!.send(new DescribeTableCommand({ TableName: tableName }))
@@ -65,8 +44,7 @@ describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () 
   })
 
   it('migrate() refuses a table that exists without the txbox indexes', async () => {
-    const tableName = `t_${uniqueSuffix()}`
-    tables.push(tableName)
+    const tableName = server.tableName()
     const admin = client()
     await admin.send(
       new CreateTableCommand({
@@ -76,7 +54,7 @@ describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () 
         KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
       }),
     )
-    await expect(createDynamoStore({ client: admin, tableName }).migrate()).rejects.toMatchObject({
+    await expect(createDynamoDbStore({ client: admin, tableName }).migrate()).rejects.toMatchObject({
       name: 'StorageError',
       message: expect.stringMatching(/without the index\(es\) gsi1, gsi2/),
     })
@@ -208,6 +186,50 @@ describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () 
       new GetItemCommand({ TableName: tableName, Key: { pk: { S: 'ib#s#ORDERS#7' } }, ConsistentRead: true }),
     )
     expect(alias.Item).toBeUndefined()
+  })
+
+  it('migrate() on a table the previous release left at version 2 applies nothing and keeps it working', async () => {
+    const tableName = server.tableName()
+    const admin = client()
+    // What the previous release's migrate() left: the table, and `{ version: 2 }` alone.
+    await admin.send(new CreateTableCommand(tableDefinition(tableName)))
+    await admin.send(
+      new PutItemCommand({ TableName: tableName, Item: { pk: { S: 'txbox#schema' }, version: { N: '2' } } }),
+    )
+    // An item migration 0002 would delete: it survives only if 0002 is not applied again.
+    await admin.send(
+      new PutItemCommand({ TableName: tableName, Item: { pk: { S: 'ib#s#KEPT#1' }, eventId: { S: 'k' } } }),
+    )
+    const clock = new ManualClock()
+    const store = createDynamoDbStore({ client: admin, tableName, clock: clock.now })
+    await store.outbox.findOrCreate(event('before'))
+
+    await store.migrate()
+    await store.migrate()
+    const raw = async (pk: string) =>
+      (
+        await admin.send(
+          new GetItemCommand({ TableName: tableName, Key: { pk: { S: pk } }, ConsistentRead: true }),
+        )
+      ).Item
+    expect(await raw('txbox#schema')).toEqual({ pk: { S: 'txbox#schema' }, version: { N: '2' } })
+    expect(await raw('ib#s#KEPT#1')).toBeDefined()
+    await store.outbox.findOrCreate(event('after'))
+    expect(
+      (await store.outbox.claim({ limit: 5, leaseMs: 1_000, workerId: 'w' })).map((e) => e.eventId),
+    ).toEqual(['before', 'after'])
+  })
+
+  it('migrate() on a new table records each applied version with its time', async () => {
+    const { tableName, clock } = await freshStore()
+    const schema = await clients[0]!.send(
+      new GetItemCommand({ TableName: tableName, Key: { pk: { S: 'txbox#schema' } }, ConsistentRead: true }),
+    )
+    expect(schema.Item).toEqual({
+      pk: { S: 'txbox#schema' },
+      version: { N: String(SCHEMA_VERSION) },
+      appliedAt: { N: String(clock.peekMs()) },
+    })
   })
 
   it('migrate() from version 1 deletes the (stream, streamSeq) alias items; a new id at a stored position is processed', async () => {

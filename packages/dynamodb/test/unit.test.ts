@@ -2,7 +2,13 @@ import { readFileSync } from 'node:fs'
 import type { DynamoDBClient, TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import { ValidationError } from '@txbox/core'
 import { describe, expect, it } from 'vitest'
-import { createDynamoStore, MAX_ITEM_BYTES, tableDefinition } from '../src/index.js'
+import {
+  createDynamoDbStore,
+  dynamoDbMigrations,
+  MAX_ITEM_BYTES,
+  SCHEMA_VERSION,
+  tableDefinition,
+} from '../src/index.js'
 import { orderKey, shardOf, timeKey } from '../src/keys.js'
 
 /** A client that records every command and answers reads with "nothing stored". */
@@ -24,7 +30,7 @@ const event = (eventId: string, payload = 'p') => ({ eventId, subject: 'orders.c
 describe('before any call', () => {
   it('rejects an event over the 400 KB item limit with PayloadTooLargeError and sends nothing', async () => {
     const { client, sent } = fakeClient()
-    const store = createDynamoStore({ client })
+    const store = createDynamoDbStore({ client })
     const big = 'x'.repeat(MAX_ITEM_BYTES)
     await expect(store.outbox.findOrCreate(event('big', big))).rejects.toMatchObject({
       name: 'PayloadTooLargeError',
@@ -49,8 +55,8 @@ describe('before any call', () => {
 
   it('takes maxEventBytes up to the item limit, shows it on capabilities, and refuses bigger events', async () => {
     const { client, sent } = fakeClient()
-    expect(createDynamoStore({ client }).capabilities.maxEventBytes).toBe(MAX_ITEM_BYTES)
-    const store = createDynamoStore({ client, maxEventBytes: 1_000 })
+    expect(createDynamoDbStore({ client }).capabilities.maxEventBytes).toBe(MAX_ITEM_BYTES)
+    const store = createDynamoDbStore({ client, maxEventBytes: 1_000 })
     expect(store.capabilities.maxEventBytes).toBe(1_000)
     expect(store.outbox.maxEventBytes).toBe(1_000)
     await expect(store.outbox.findOrCreate(event('big', 'x'.repeat(1_000)))).rejects.toMatchObject({
@@ -58,14 +64,14 @@ describe('before any call', () => {
       limitBytes: 1_000,
     })
     expect(sent).toEqual([])
-    expect(() => createDynamoStore({ client, maxEventBytes: 1_048_576 })).toThrow(
+    expect(() => createDynamoDbStore({ client, maxEventBytes: 1_048_576 })).toThrow(
       /maxEventBytes must be at most 409600/,
     )
   })
 
   it('refuses to push the collector past 100 actions', async () => {
     const { client, sent } = fakeClient()
-    const store = createDynamoStore({ client })
+    const store = createDynamoDbStore({ client })
     const full: TransactWriteItem[] = Array.from({ length: 100 }, (_, index) => ({
       ConditionCheck: {
         TableName: 'other',
@@ -90,7 +96,7 @@ describe('before any call', () => {
 
   it('refuses a second action on one event in the same collector', async () => {
     const { client } = fakeClient()
-    const store = createDynamoStore({ client })
+    const store = createDynamoDbStore({ client })
     const tx: TransactWriteItem[] = []
     await store.outbox.findOrCreate(event('twice'), { tx })
     expect(tx).toHaveLength(1)
@@ -105,17 +111,17 @@ describe('before any call', () => {
 
   it('validates options and tx', async () => {
     const { client } = fakeClient()
-    expect(() => createDynamoStore({ client, tableName: 'bad-name' })).toThrow(ValidationError)
-    expect(() => createDynamoStore({ client, shards: 0 })).toThrow(ValidationError)
-    expect(() => createDynamoStore({ client, ttlDays: -1 })).toThrow(ValidationError)
+    expect(() => createDynamoDbStore({ client, tableName: 'bad-name' })).toThrow(ValidationError)
+    expect(() => createDynamoDbStore({ client, shards: 0 })).toThrow(ValidationError)
+    expect(() => createDynamoDbStore({ client, ttlDays: -1 })).toThrow(ValidationError)
     // Named like lib-dynamodb's wrapper, which would marshal the adapter's AttributeValues again.
     class DynamoDBDocumentClient {
       send() {}
     }
     expect(() =>
-      createDynamoStore({ client: new DynamoDBDocumentClient() as unknown as DynamoDBClient }),
+      createDynamoDbStore({ client: new DynamoDBDocumentClient() as unknown as DynamoDBClient }),
     ).toThrow(/not a DynamoDBDocumentClient/)
-    const store = createDynamoStore({ client })
+    const store = createDynamoDbStore({ client })
     await expect(
       store.outbox.findOrCreate(event('x'), { tx: {} as unknown as TransactWriteItem[] }),
     ).rejects.toBeInstanceOf(ValidationError)
@@ -126,7 +132,7 @@ describe('driver errors', () => {
   it('become StorageError with the driver error as cause', async () => {
     const boom = Object.assign(new Error('throttled'), { name: 'InternalServerError' })
     const { client } = fakeClient(boom)
-    const store = createDynamoStore({ client })
+    const store = createDynamoDbStore({ client })
     const error = await store.outbox
       .claim({ leaseMs: 1_000, workerId: 'w' })
       .catch((caught: unknown) => caught)
@@ -157,10 +163,22 @@ describe('keys', () => {
     expect(shardOf('same', 4)).toBe(shardOf('same', 4))
   })
 
-  it('ships the same table definition migrate() creates', () => {
+  it('migrates from the shipped files alone: 0001 creates the table, the last one is SCHEMA_VERSION', () => {
+    const migrations = dynamoDbMigrations()
+    expect(migrations.map((migration) => `${migration.version}_${migration.name}`)).toEqual([
+      '1_create_table',
+      '2_drop_stream_aliases',
+    ])
+    expect(migrations.at(-1)?.version).toBe(SCHEMA_VERSION)
+    // The shipped CreateTable input, as `aws dynamodb create-table --cli-input-json` takes it.
     const shipped = JSON.parse(
-      readFileSync(new URL('../migrations/001_create_table.json', import.meta.url), 'utf8'),
+      readFileSync(new URL('../migrations/0001_create_table.json', import.meta.url), 'utf8'),
     )
-    expect(shipped).toEqual(tableDefinition('txbox'))
+    expect(shipped.TableName).toBe('txbox')
+    expect(tableDefinition('orders_outbox')).toEqual({ ...shipped, TableName: 'orders_outbox' })
+    expect(tableDefinition('x').GlobalSecondaryIndexes?.map((index) => index.IndexName)).toEqual([
+      'gsi1',
+      'gsi2',
+    ])
   })
 })

@@ -1,0 +1,136 @@
+import type { AttributeValue } from '@aws-sdk/client-dynamodb'
+import {
+  type InboxEvent,
+  type InboxStatus,
+  type OutboxEvent,
+  type OutboxStatus,
+  PayloadTooLargeError,
+  utf8Bytes,
+} from '@txbox/core'
+import { ADAPTER } from './errors.js'
+
+/** A raw DynamoDB item. txbox stores only strings (S) and numbers (N). */
+export type Item = Record<string, AttributeValue>
+
+export const S = (value: string): AttributeValue => ({ S: value })
+export const N = (value: number): AttributeValue => ({ N: String(value) })
+
+/** A string attribute, or undefined when absent. */
+export const str = (item: Item, name: string): string | undefined => item[name]?.S
+
+/** A number attribute, or undefined when absent. */
+export const num = (item: Item, name: string): number | undefined => {
+  const value = item[name]?.N
+  return value === undefined ? undefined : Number(value)
+}
+
+/** A stored epoch-ms number as a Date, or undefined when absent. */
+export const date = (item: Item, name: string): Date | undefined => {
+  const value = num(item, name)
+  return value === undefined ? undefined : new Date(value)
+}
+
+/** A required string attribute: its absence means the item is not what txbox wrote. */
+export const requiredStr = (item: Item, name: string): string => {
+  const value = str(item, name)
+  if (value === undefined)
+    throw new TypeError(`stored item ${item.pk?.S ?? '?'} has no string attribute ${name}`)
+  return value
+}
+
+/** A required number attribute. */
+export const requiredNum = (item: Item, name: string): number => {
+  const value = num(item, name)
+  if (value === undefined)
+    throw new TypeError(`stored item ${item.pk?.S ?? '?'} has no number attribute ${name}`)
+  return value
+}
+
+/** DynamoDB's hard item size limit: 400 KB, attribute names and values together. */
+export const MAX_ITEM_BYTES = 400 * 1024
+
+/**
+ * Room kept free at enqueue for the attributes later transitions add (claimedBy of up to
+ * 255 characters, lease and status timestamps, index keys, expiresAt). A later
+ * `errorMessage` larger than what is left still fails, as a StorageError from DynamoDB.
+ */
+export const RESERVED_BYTES = 2 * 1024
+
+/**
+ * A conservative size of an item as DynamoDB counts it: UTF-8 bytes of every attribute name
+ * plus its value; a number is counted at its maximum of 21 bytes.
+ */
+export const itemBytes = (item: Item): number => {
+  let total = 0
+  for (const [name, value] of Object.entries(item)) {
+    total += utf8Bytes(name)
+    if (value.S !== undefined) total += utf8Bytes(value.S)
+    else if (value.N !== undefined) total += 21
+    else total += 1
+  }
+  return total
+}
+
+/**
+ * Refuses, before any write, an item that cannot take the attributes later transitions
+ * add: PayloadTooLargeError with the item's size, whatever `maxEventBytes` allowed.
+ */
+export const assertItemFits = (item: Item, eventId: string): void => {
+  const size = itemBytes(item) + RESERVED_BYTES
+  if (size > MAX_ITEM_BYTES) throw new PayloadTooLargeError(ADAPTER, eventId, size, MAX_ITEM_BYTES)
+}
+
+/** The event an outbox item stores (index keys and bookkeeping left out). */
+export const toOutboxEvent = (item: Item): OutboxEvent => {
+  const event: OutboxEvent = {
+    eventId: requiredStr(item, 'eventId'),
+    subject: requiredStr(item, 'subject'),
+    payload: requiredStr(item, 'payload'),
+    status: requiredStr(item, 'status') as OutboxStatus,
+    enqueuedAt: new Date(requiredNum(item, 'enqueuedAt')),
+    retryCount: requiredNum(item, 'retryCount'),
+    availableAt: new Date(requiredNum(item, 'availableAt')),
+  }
+  const headers = str(item, 'headers')
+  if (headers !== undefined) event.headers = headers
+  const sentAt = date(item, 'sentAt')
+  if (sentAt !== undefined) event.sentAt = sentAt
+  const errorMessage = str(item, 'errorMessage')
+  if (errorMessage !== undefined) event.errorMessage = errorMessage
+  const claimedAt = date(item, 'claimedAt')
+  if (claimedAt !== undefined) event.claimedAt = claimedAt
+  const claimedBy = str(item, 'claimedBy')
+  if (claimedBy !== undefined) event.claimedBy = claimedBy
+  const leaseUntil = date(item, 'leaseUntil')
+  if (leaseUntil !== undefined) event.leaseUntil = leaseUntil
+  return event
+}
+
+/** The event an inbox item stores. */
+export const toInboxEvent = (item: Item): InboxEvent => {
+  const event: InboxEvent = {
+    eventId: requiredStr(item, 'eventId'),
+    subject: requiredStr(item, 'subject'),
+    payload: requiredStr(item, 'payload'),
+    status: requiredStr(item, 'status') as InboxStatus,
+    receivedAt: new Date(requiredNum(item, 'receivedAt')),
+    deliveries: requiredNum(item, 'deliveries'),
+  }
+  const headers = str(item, 'headers')
+  if (headers !== undefined) event.headers = headers
+  const stream = str(item, 'stream')
+  if (stream !== undefined) event.stream = stream
+  const streamSeq = num(item, 'streamSeq')
+  if (streamSeq !== undefined) event.streamSeq = streamSeq
+  const processedAt = date(item, 'processedAt')
+  if (processedAt !== undefined) event.processedAt = processedAt
+  const errorMessage = str(item, 'errorMessage')
+  if (errorMessage !== undefined) event.errorMessage = errorMessage
+  const claimedAt = date(item, 'claimedAt')
+  if (claimedAt !== undefined) event.claimedAt = claimedAt
+  const claimedBy = str(item, 'claimedBy')
+  if (claimedBy !== undefined) event.claimedBy = claimedBy
+  const leaseUntil = date(item, 'leaseUntil')
+  if (leaseUntil !== undefined) event.leaseUntil = leaseUntil
+  return event
+}
