@@ -1,10 +1,18 @@
+import { readFileSync } from 'node:fs'
 import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
 import { encodeStoredText } from '@txbox/core'
 import type { PoolClient } from 'pg'
 import pg from 'pg'
+import { withTransaction } from './client.js'
+import { connectPostgres, type PostgresConnection } from './connect.js'
 import { createPostgresStore, postgresCapabilities } from './postgres-store.js'
 import { type InboxRow, inboxEventFromRow, type OutboxRow, outboxEventFromRow } from './rows.js'
+
+/** This package's version, from its package.json (the same file from `src/` and `dist/`). */
+const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 
 /** Options of {@link createConformanceTarget}. */
 export interface PostgresConformanceOptions {
@@ -44,23 +52,22 @@ export const createConformanceTarget = (
   const { rewriteStatement } = options
   const storePool = (pool: pg.Pool): pg.Pool =>
     rewriteStatement === undefined ? pool : rewritingPool(pool, rewriteStatement)
-  let pool: pg.Pool | undefined
+  let connection: PostgresConnection | undefined
   let url: string | undefined
   const requirePool = (): pg.Pool => {
-    if (!pool) throw new Error('setup() was not called')
-    return pool
+    if (!connection) throw new Error('setup() was not called')
+    return connection.client
   }
   return {
     name: 'postgres',
-    version: '0.1.0',
+    version: VERSION,
     engine: 'postgres',
     capabilities: postgresCapabilities,
     async setup(server) {
       if (!server) throw new Error('the postgres target needs a server URL')
       url = server.url
-      pool = new pg.Pool({ connectionString: server.url, max: 10 })
-      const result = await pool.query<{ server_version: string }>('SHOW server_version')
-      return { serverVersion: `PostgreSQL ${result.rows[0]?.server_version ?? 'unknown'}` }
+      connection = connectPostgres(server.url, { poolSize: 10 })
+      return { serverVersion: await connection.serverVersion() }
     },
     async create({ clock, onDispose }): Promise<ConformanceFixture<PoolClient>> {
       const db = requirePool()
@@ -117,39 +124,13 @@ export const createConformanceTarget = (
           // An ended pool is what a dead server leaves: pg refuses every next query.
           return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: end, breakConnection: end }
         },
-        async transaction(fn, options) {
-          const client = await db.connect()
-          let broken: Error | undefined
-          // A client whose BEGIN, COMMIT or ROLLBACK failed is destroyed, not reused.
-          const end = async (command: 'COMMIT' | 'ROLLBACK') => {
-            try {
-              await client.query(command)
-            } catch (error) {
-              broken = error instanceof Error ? error : new Error(String(error))
-              throw error
-            }
-          }
-          try {
-            await client.query('BEGIN')
-            let result: Awaited<ReturnType<typeof fn>>
-            try {
-              result = await fn(client)
-            } catch (error) {
-              await end('ROLLBACK')
-              throw error
-            }
-            await end(options?.rollback ? 'ROLLBACK' : 'COMMIT')
-            return result
-          } finally {
-            client.release(broken)
-          }
-        },
+        transaction: (fn, options) => withTransaction(db, fn, { rollback: options?.rollback }),
         dispose: dropSchema,
       }
     },
     async teardown() {
-      await pool?.end()
-      pool = undefined
+      await connection?.close()
+      connection = undefined
     },
   }
 }

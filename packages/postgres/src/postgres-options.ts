@@ -1,25 +1,11 @@
 import { createHash } from 'node:crypto'
 import { type Clock, resolveMaxEventBytes, systemClock, ValidationError, Validator } from '@txbox/core'
-import type { ClientBase, Pool } from 'pg'
+import type { Pool } from 'pg'
+import { isPool } from './client.js'
+import { ADAPTER } from './errors.js'
 
-/** The adapter name in every error message: `[txbox] [postgres] ...`. */
-export const ADAPTER = 'postgres'
-
-/** The options' validator. */
+/** The options' validator (also the wakeup's). */
 export const validate = new Validator(ADAPTER)
-/** The repositories' validators, called before any I/O; their messages name the side. */
-export const validateOutbox = new Validator(ADAPTER, 'outbox')
-export const validateInbox = new Validator(ADAPTER, 'inbox')
-
-/**
- * The transaction handle accepted as `{ tx }`: a `PoolClient` (or a `Client`) on which the
- * caller has run `BEGIN`. The statement runs on that connection, so it commits or rolls back
- * with the caller's own writes.
- */
-export type PostgresTransaction = ClientBase
-
-/** Anything that can run a parameterized query: the pool, or the caller's client. */
-export type Queryable = Pool | ClientBase
 
 /** Options of {@link createPostgresStore} and of the repository classes. */
 export interface PostgresStoreOptions {
@@ -64,7 +50,7 @@ export const DEFAULT_SCHEMA = 'public'
 export const DEFAULT_TABLE_PREFIX = 'txbox_'
 
 /** The longest name suffix the DDL appends to the prefix. */
-export const LONGEST_SUFFIX = 'outbox_claimable_idx'
+const LONGEST_SUFFIX = 'outbox_claimable_idx'
 
 /** PostgreSQL truncates identifiers (and rejects channel names) beyond 63 bytes. */
 const MAX_IDENTIFIER_BYTES = 63
@@ -80,14 +66,6 @@ export const defaultChannel = (schema: string, tablePrefix: string): string => {
   const digest = createHash('sha256').update(`${schema}\u0000${tablePrefix}`).digest('hex').slice(0, 32)
   return `txbox_outbox_${digest}`
 }
-
-const isPool = (value: unknown): value is Pool =>
-  typeof value === 'object' &&
-  value !== null &&
-  typeof (value as Pool).connect === 'function' &&
-  typeof (value as Pool).query === 'function' &&
-  'totalCount' in value &&
-  'idleCount' in value
 
 /** Validates the store options (identifiers before any SQL is built from them). */
 export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresOptions => {
@@ -125,28 +103,4 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
     channel,
     maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
   }
-}
-
-/**
- * Checks a `{ tx }` handle at run time. Passing the Pool by mistake would silently
- * autocommit the event outside the caller's transaction, so it is refused.
- */
-export const transactionHandle = (tx: unknown): PostgresTransaction | undefined => {
-  if (tx === undefined) return undefined
-  if (isPool(tx)) {
-    throw new ValidationError(
-      ADAPTER,
-      'tx must be the client of an open transaction (pool.connect() then BEGIN), not the Pool itself',
-    )
-  }
-  if (typeof tx !== 'object' || tx === null || typeof (tx as ClientBase).query !== 'function') {
-    throw new ValidationError(ADAPTER, 'tx must be a pg PoolClient or Client inside BEGIN')
-  }
-  // pg tracks the server's transaction status ('I' idle, 'T' in a transaction, 'E' failed).
-  // A client outside BEGIN would autocommit the write, which is never what `{ tx }` means.
-  const status = (tx as Partial<Pick<ClientBase, 'getTransactionStatus'>>).getTransactionStatus?.()
-  if (status === 'I') {
-    throw new ValidationError(ADAPTER, 'tx is not inside a transaction: run BEGIN on the client first')
-  }
-  return tx as PostgresTransaction
 }

@@ -1,13 +1,7 @@
-import { StorageError, ValidationError } from '@txbox/core'
+import { runStorageOperation, StorageError, ValidationError } from '@txbox/core'
 import type { ClientBase, Notification, Pool, PoolClient } from 'pg'
-import { withPostgresErrors } from './errors.js'
-import {
-  ADAPTER,
-  DEFAULT_SCHEMA,
-  DEFAULT_TABLE_PREFIX,
-  defaultChannel,
-  validate,
-} from './postgres-options.js'
+import { ADAPTER, classifyPostgresError } from './errors.js'
+import { DEFAULT_SCHEMA, DEFAULT_TABLE_PREFIX, defaultChannel, validate } from './postgres-options.js'
 
 /** Options of {@link createPostgresWakeup}: a pool to borrow one connection from, or your own client. */
 export interface PostgresWakeupOptions {
@@ -109,7 +103,7 @@ export class PostgresWakeup {
    */
   listen(): Promise<void> {
     if (this.#closed) return Promise.reject(new ValidationError(ADAPTER, 'the wakeup is closed'))
-    this.#listening ??= withPostgresErrors('wakeup.listen', async () => {
+    this.#listening ??= runStorageOperation(ADAPTER, 'wakeup.listen', classifyPostgresError, async () => {
       const connection = this.#client ?? (await (this.#pool as Pool).connect())
       this.#connection = connection
       connection.on('notification', this.#onNotification)

@@ -1,13 +1,15 @@
-import { readdirSync, readFileSync } from 'node:fs'
-
 /**
  * Every statement of the adapter, built once per store from the validated schema and table
  * prefix. Identifiers are always double-quoted (they passed `^[A-Za-z_][A-Za-z0-9_]{0,62}$`,
  * so they contain no quote), and every value is a bind parameter.
  */
 
-/** How many rows one cleanup statement deletes at most, so it never holds long locks. */
-export const CLEANUP_BATCH = 1000
+/**
+ * The rows one cleanup DELETE takes at most (the kernel's `sweepBatch`): each batch is its
+ * own short transaction, and 1,000 rows keep its row locks and its burst of WAL small next
+ * to the claims running beside it; core's 10,000 suits stores that pay per round trip.
+ */
+export const POSTGRES_SWEEP_BATCH = 1000
 
 const OUTBOX_NAMES = [
   'seq',
@@ -171,7 +173,7 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
     resetStale: `
       UPDATE ${table} SET status = 'pending', claimed_by = NULL, lease_until = NULL
       WHERE status = 'publishing' AND claimed_at < $1`,
-    // Bounded: at most CLEANUP_BATCH rows per statement, found through the sent_at partial
+    // Bounded: at most $2 rows per statement, found through the sent_at partial
     // index; rows locked by a concurrent writer are skipped rather than waited for. The ids go
     // through an array (an InitPlan evaluated once) so the DELETE itself is a primary-key
     // lookup, where `seq IN (subquery)` lets the planner hash-join against a scan of the table.
@@ -180,7 +182,7 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
       WHERE seq = ANY(ARRAY(
         SELECT seq FROM ${table}
         WHERE status = 'sent' AND sent_at < $1
-        LIMIT ${CLEANUP_BATCH}
+        LIMIT $2
         FOR UPDATE SKIP LOCKED
       ))`,
     countByStatus: `SELECT status, count(*) AS count FROM ${table} GROUP BY status`,
@@ -286,7 +288,7 @@ export const inboxSql = (schema: string, prefix: string): InboxSql => {
       WHERE seq = ANY(ARRAY(
         SELECT seq FROM ${table}
         WHERE status = 'processed' AND processed_at < $1
-        LIMIT ${CLEANUP_BATCH}
+        LIMIT $2
         FOR UPDATE SKIP LOCKED
       ))`,
     resetStale: `
@@ -299,63 +301,6 @@ export const inboxSql = (schema: string, prefix: string): InboxSql => {
       ORDER BY t.received_at, t.seq LIMIT $1`,
   }
 }
-
-/** The schema version table; migrate() creates it before reading which versions are applied. */
-export const migrationSql = (schema: string, prefix: string) => {
-  const versions = qualified(schema, `${prefix}schema_version`)
-  return {
-    schemaExists: 'SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1',
-    createSchema: `CREATE SCHEMA IF NOT EXISTS "${schema}"`,
-    // One lock per schema: every prefix in it shares the CREATE SCHEMA step, and two
-    // processes migrating the same namespace serialize here instead of racing on the
-    // catalog (concurrent CREATE ... IF NOT EXISTS can fail with a duplicate key).
-    lock: `SELECT pg_advisory_xact_lock(hashtextextended('txbox:migrate:' || $1::text, 0))`,
-    createVersionTable: `
-      CREATE TABLE IF NOT EXISTS ${versions} (
-        version    integer PRIMARY KEY,
-        name       text NOT NULL,
-        applied_at timestamptz NOT NULL
-      )`,
-    appliedVersions: `SELECT version FROM ${versions}`,
-    recordVersion: `INSERT INTO ${versions} (version, name, applied_at) VALUES ($1, $2, $3)`,
-  }
-}
-
-/** A DDL file of migrations/, with its version taken from the file name (`001_initial.sql`). */
-export interface Migration {
-  readonly version: number
-  readonly name: string
-  /** The file's text with `{{schema}}` and `{{prefix}}` still in it. */
-  readonly template: string
-}
-
-const MIGRATION_FILE = /^(\d{3})_([a-z0-9_]+)\.sql$/
-
-/** Where the DDL files are: `migrations/` beside both `src/` and `dist/`. */
-export const migrationsDirectory = new URL('../migrations/', import.meta.url)
-
-let loaded: readonly Migration[] | undefined
-
-/** The shipped DDL files, in version order (read once per process). */
-export const loadMigrations = (): readonly Migration[] => {
-  if (loaded) return loaded
-  const files = readdirSync(migrationsDirectory).filter((file) => MIGRATION_FILE.test(file))
-  loaded = files
-    .map((file) => {
-      const [, version, name] = MIGRATION_FILE.exec(file) as RegExpExecArray
-      return {
-        version: Number(version),
-        name: name as string,
-        template: readFileSync(new URL(file, migrationsDirectory), 'utf8'),
-      }
-    })
-    .sort((a, b) => a.version - b.version)
-  return loaded
-}
-
-/** Fills a migration's placeholders with the validated schema and prefix. */
-export const renderMigration = (template: string, schema: string, prefix: string): string =>
-  template.replaceAll('{{schema}}', schema).replaceAll('{{prefix}}', prefix)
 
 /** The values of one claim. */
 export interface ClaimArgs {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLAIM_PLANNER_SETTINGS, outboxSql } from '../src/sql.js'
+import { CLAIM_PLANNER_SETTINGS, outboxSql, POSTGRES_SWEEP_BATCH } from '../src/sql.js'
 import { createNamespace, event, type Namespace, noServer, skipReason } from './helpers.js'
 
 interface PlanNode {
@@ -116,7 +116,10 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
 
   it('cleanup finds old sent rows through the sent_at partial index', async () => {
     const sql = outboxSql(ns.schema, 'txbox_')
-    const plan = await explain(sql.cleanupBatch, [new Date(ns.clock.peekMs() - 28 * DAY)])
+    const plan = await explain(sql.cleanupBatch, [
+      new Date(ns.clock.peekMs() - 28 * DAY),
+      POSTGRES_SWEEP_BATCH,
+    ])
     expect(plan.map((node) => node['Index Name'])).toContain('txbox_outbox_sent_idx')
     expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([])
   })

@@ -2,23 +2,27 @@ import { readFileSync } from 'node:fs'
 import { StorageError } from '@txbox/core'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createPostgresStore } from '../src/index.js'
-import { loadMigrations, migrationSql, migrationsDirectory, renderMigration } from '../src/sql.js'
+import {
+  migrationSql,
+  migrationsDirectory,
+  postgresMigrations,
+  renderPostgresMigration,
+} from '../src/migrate.js'
 import { freshSchema, newPool, noServer, skipReason } from './helpers.js'
 
 describe('migration files', () => {
   it('are numbered, and every placeholder is one of {{schema}} / {{prefix}}', () => {
-    const migrations = loadMigrations()
+    const migrations = postgresMigrations()
     expect(migrations.map((m) => m.version)).toEqual(migrations.map((_, i) => i + 1))
     for (const migration of migrations) {
-      const placeholders = new Set(migration.template.match(/\{\{[^}]*\}\}/g))
+      const placeholders = new Set(migration.body.match(/\{\{[^}]*\}\}/g))
       expect([...placeholders].sort()).toEqual(['{{prefix}}', '{{schema}}'])
-      const rendered = renderMigration(migration.template, 'app', 'ob_')
+      const rendered = renderPostgresMigration(migration, 'app', 'ob_')
       expect(rendered).not.toMatch(/\{\{/)
       expect(rendered).toMatch(/"app"\."ob_(outbox|inbox)"/)
     }
-    expect(readFileSync(new URL('001_initial.sql', migrationsDirectory), 'utf8')).toBe(
-      migrations[0]?.template,
-    )
+    expect(migrations.map((m) => m.name)).toEqual(['initial', 'inbox_id_only'])
+    expect(readFileSync(new URL('0001_initial.sql', migrationsDirectory), 'utf8')).toBe(migrations[0]?.body)
   })
 })
 
@@ -44,7 +48,7 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
     const store = createPostgresStore({ pool: pools[0]!, schema })
     await store.migrate()
     await store.migrate()
-    expect(await versions(schema)).toEqual(loadMigrations().map((m) => m.version))
+    expect(await versions(schema)).toEqual(postgresMigrations().map((m) => m.version))
     const tables = await pools[0]!.query<{ table_name: string }>(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
       [schema],
@@ -63,16 +67,16 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
       ['txbox_', 'other_'].map((tablePrefix) => createPostgresStore({ pool, schema, tablePrefix }).migrate()),
     )
     await Promise.all(runs)
-    expect(await versions(schema)).toEqual(loadMigrations().map((m) => m.version))
-    expect(await versions(schema, 'other_')).toEqual(loadMigrations().map((m) => m.version))
+    expect(await versions(schema)).toEqual(postgresMigrations().map((m) => m.version))
+    expect(await versions(schema, 'other_')).toEqual(postgresMigrations().map((m) => m.version))
   })
 
   it('ships exactly the DDL it runs: applying the rendered files by hand gives the same tables', async () => {
     const schema = freshSchema()
     schemas.push(schema)
     await pools[0]!.query(`CREATE SCHEMA "${schema}"`)
-    for (const migration of loadMigrations()) {
-      await pools[0]!.query(renderMigration(migration.template, schema, 'manual_'))
+    for (const migration of postgresMigrations()) {
+      await pools[0]!.query(renderPostgresMigration(migration, schema, 'manual_'))
     }
     const store = createPostgresStore({ pool: pools[0]!, schema, tablePrefix: 'manual_' })
     // migrate() over hand-applied DDL only records the versions (IF NOT EXISTS everywhere).
@@ -81,15 +85,58 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
     expect((await store.outbox.get('a'))?.status).toBe('pending')
   })
 
+  it('reads the history a previous release wrote (files 001_/002_): nothing is applied again', async () => {
+    const schema = freshSchema()
+    schemas.push(schema)
+    const pool = pools[0]!
+    // What 0.1.0's migrate() left: its history table, written here in that release's own
+    // words (not through migrationSql, so a change there cannot hide a mismatch), with the
+    // versions and names it took from 001_initial.sql and 002_inbox_id_only.sql.
+    await pool.query(`CREATE SCHEMA "${schema}"`)
+    for (const migration of postgresMigrations()) {
+      await pool.query(renderPostgresMigration(migration, schema, 'txbox_'))
+    }
+    await pool.query(`
+      CREATE TABLE "${schema}"."txbox_schema_version" (
+        version    integer PRIMARY KEY,
+        name       text NOT NULL,
+        applied_at timestamptz NOT NULL
+      )`)
+    const appliedAt = new Date('2026-01-02T03:04:05.678Z')
+    await pool.query(
+      `INSERT INTO "${schema}"."txbox_schema_version" (version, name, applied_at)
+       VALUES (1, 'initial', $1), (2, 'inbox_id_only', $1)`,
+      [appliedAt],
+    )
+    const history = async () =>
+      (
+        await pool.query<{ version: number; name: string; applied_at: Date }>(
+          `SELECT version, name, applied_at FROM "${schema}"."txbox_schema_version" ORDER BY version`,
+        )
+      ).rows
+    const before = await history()
+    const store = createPostgresStore({ pool, schema })
+    // Applying a step again would also record it again, which the primary key refuses.
+    await store.migrate()
+    await store.migrate()
+    expect(await history()).toEqual(before)
+    expect(before.map((row) => row.applied_at.getTime())).toEqual([appliedAt.getTime(), appliedAt.getTime()])
+    await store.outbox.findOrCreate({ eventId: 'a', subject: 's', payload: 'p' })
+    const [claimed] = await store.outbox.claim({ leaseMs: 30_000, workerId: 'w' })
+    expect(claimed?.eventId).toBe('a')
+    const delivery = { eventId: 'd', subject: 's', payload: 'p', stream: 'S', streamSeq: 1 }
+    expect((await store.inbox.claim(delivery, { leaseMs: 30_000, workerId: 'w' })).shouldProcess).toBe(true)
+  })
+
   it('upgrades a version 1 schema: a new id at a stored (stream, streamSeq) is a new event', async () => {
     const schema = freshSchema()
     schemas.push(schema)
     const pool = pools[0]!
     // The schema exactly as version 1 of migrate() left it, with its UNIQUE (stream, stream_seq).
-    const [initial] = loadMigrations()
+    const [initial] = postgresMigrations()
     const sql = migrationSql(schema, 'txbox_')
     await pool.query(`CREATE SCHEMA "${schema}"`)
-    await pool.query(renderMigration(initial!.template, schema, 'txbox_'))
+    await pool.query(renderPostgresMigration(initial!, schema, 'txbox_'))
     await pool.query(sql.createVersionTable)
     await pool.query(sql.recordVersion, [initial!.version, initial!.name, new Date()])
     const store = createPostgresStore({ pool, schema })
@@ -102,7 +149,7 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
     await expect(store.inbox.claim(reused, lease)).rejects.toThrow(StorageError)
 
     await store.migrate()
-    expect(await versions(schema)).toEqual(loadMigrations().map((m) => m.version))
+    expect(await versions(schema)).toEqual(postgresMigrations().map((m) => m.version))
     const claimed = await store.inbox.claim(reused, lease)
     expect(claimed.shouldProcess).toBe(true)
     expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })

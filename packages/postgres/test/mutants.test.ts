@@ -171,8 +171,9 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'cleanup: one short batch taken for the last (LIMIT 1000 → 100)',
     statements: ['outbox.cleanupBatch'],
-    find: 'sent_at < $1\n        LIMIT 1000',
-    replace: 'sent_at < $1\n        LIMIT 100',
+    // The kernel asks for batches of 1,000 (POSTGRES_SWEEP_BATCH) through $2.
+    find: 'sent_at < $1\n        LIMIT $2',
+    replace: 'sent_at < $1\n        LIMIT $2::int / 10',
     kills: ['outbox.cleanup.batches'],
   },
   {

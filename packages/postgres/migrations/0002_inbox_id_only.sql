@@ -1,4 +1,4 @@
--- txbox PostgreSQL schema, version 2 (placeholders as in 001_initial.sql).
+-- txbox PostgreSQL schema, version 2 (placeholders as in 0001_initial.sql).
 --
 -- The inbox keys on event_id alone. Version 1 made (stream, stream_seq) a second unique key,
 -- so after a JetStream stream was deleted and re-created under the same name (its sequence

@@ -4,7 +4,7 @@
 -- (default txbox_). `migrate()` substitutes them after validating both as identifiers
 -- (^[A-Za-z_][A-Za-z0-9_]{0,62}$); if you apply this file with your own migration tool,
 -- replace them yourself, e.g.
---   sed -e 's/{{schema}}/public/g' -e 's/{{prefix}}/txbox_/g' 001_initial.sql | psql
+--   sed -e 's/{{schema}}/public/g' -e 's/{{prefix}}/txbox_/g' 0001_initial.sql | psql
 -- The schema itself must exist (migrate() creates it when missing).
 --
 -- Timestamps are timestamptz: microsecond precision holds JavaScript milliseconds exactly,

@@ -1,0 +1,105 @@
+import {
+  applyMigrations,
+  loadMigrations,
+  type Migration,
+  type MigrationHistory,
+  renderMigration,
+  runStorageOperation,
+} from '@txbox/core'
+import type { ClientBase, Pool } from 'pg'
+import { withTransaction } from './client.js'
+import { ADAPTER, classifyPostgresError } from './errors.js'
+import { type PostgresStoreOptions, resolveOptions } from './postgres-options.js'
+import { qualified } from './sql.js'
+
+/**
+ * Where the DDL files are: `migrations/` beside both `src/` and `dist/`. Files are
+ * `NNNN_<name>.sql` with `{{schema}}` and `{{prefix}}` placeholders, applied in order.
+ */
+export const migrationsDirectory = new URL('../migrations/', import.meta.url)
+
+/** The statements of the history: the schema, the advisory lock, `<prefix>schema_version`. */
+export const migrationSql = (schema: string, prefix: string) => {
+  const versions = qualified(schema, `${prefix}schema_version`)
+  return {
+    schemaExists: 'SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1',
+    createSchema: `CREATE SCHEMA IF NOT EXISTS "${schema}"`,
+    // One lock per schema: every prefix in it shares the CREATE SCHEMA step, and two
+    // processes migrating the same namespace serialize here instead of racing on the
+    // catalog (concurrent CREATE ... IF NOT EXISTS can fail with a duplicate key).
+    lock: `SELECT pg_advisory_xact_lock(hashtextextended('txbox:migrate:' || $1::text, 0))`,
+    // The table of every release so far: one row per applied file (version, name).
+    createVersionTable: `
+      CREATE TABLE IF NOT EXISTS ${versions} (
+        version    integer PRIMARY KEY,
+        name       text NOT NULL,
+        applied_at timestamptz NOT NULL
+      )`,
+    appliedVersions: `SELECT version FROM ${versions}`,
+    recordVersion: `INSERT INTO ${versions} (version, name, applied_at) VALUES ($1, $2, $3)`,
+  }
+}
+
+let shipped: readonly Migration[] | undefined
+
+/** The shipped DDL files, in version order (read once per process). */
+export const postgresMigrations = (): readonly Migration[] => {
+  shipped ??= loadMigrations(migrationsDirectory)
+  return shipped
+}
+
+/** Fills a migration's placeholders with the validated schema and prefix. */
+export const renderPostgresMigration = (migration: Migration, schema: string, prefix: string): string =>
+  renderMigration(migration.body, { schema, prefix })
+
+/**
+ * The history on one client inside its transaction: the whole run (every file and its
+ * record) commits together, so a failed migration leaves nothing half done.
+ */
+const postgresHistory = (pool: Pool, schema: string, prefix: string): MigrationHistory => {
+  const sql = migrationSql(schema, prefix)
+  let client: ClientBase | undefined
+  const on = (): ClientBase => {
+    if (client === undefined) throw new Error('the migration history is used outside its lock')
+    return client
+  }
+  return {
+    locked: (apply) =>
+      withTransaction(pool, async (locked) => {
+        client = locked
+        try {
+          await locked.query(sql.lock, [schema])
+          // CREATE SCHEMA IF NOT EXISTS checks the CREATE privilege on the database even when
+          // the schema exists, so it only runs when the schema is really missing.
+          const exists = await locked.query(sql.schemaExists, [schema])
+          if (exists.rowCount === 0) await locked.query(sql.createSchema)
+          await locked.query(sql.createVersionTable)
+          return await apply()
+        } finally {
+          client = undefined
+        }
+      }),
+    appliedVersions: async () =>
+      (await on().query<{ version: number }>(sql.appliedVersions)).rows.map((row) => row.version),
+    apply: async (migration) => {
+      await on().query(renderPostgresMigration(migration, schema, prefix))
+    },
+    record: async (migration, appliedAt) => {
+      await on().query(sql.recordVersion, [migration.version, migration.name, appliedAt])
+    },
+  }
+}
+
+/**
+ * Applies the DDL files that are not yet recorded in `<prefix>schema_version`, all in one
+ * transaction behind an advisory lock, so two processes migrating at once both succeed (the
+ * second waits, then finds nothing to do) and a failed migration leaves nothing half done.
+ * A history written by an earlier release (versions 1..n) is read as it is.
+ */
+export const migratePostgres = async (options: PostgresStoreOptions): Promise<void> => {
+  const { pool, schema, tablePrefix, clock } = resolveOptions(options)
+  const migrations = postgresMigrations()
+  await runStorageOperation(ADAPTER, 'migrate', classifyPostgresError, () =>
+    applyMigrations(postgresHistory(pool, schema, tablePrefix), migrations, clock),
+  )
+}
