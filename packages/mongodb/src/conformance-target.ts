@@ -1,19 +1,17 @@
+import { readFileSync } from 'node:fs'
 import type { ConformanceFixture, ConformanceTarget, Oracle, ServerConnection } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
 import { ValidationError } from '@txbox/core'
 import { type ClientSession, type Db, MongoClient } from 'mongodb'
-import {
-  ADAPTER,
-  collectionNames,
-  encode,
-  type InboxDocument,
-  type OutboxDocument,
-  toInboxEvent,
-  toOutboxEvent,
-} from './collections.js'
-import { createMongoStore, mongodbCapabilities } from './mongodb-store.js'
+import { ADAPTER } from './errors.js'
+import { collectionNames } from './mongodb-options.js'
+import { createMongoDbStore, mongoDbCapabilities } from './mongodb-store.js'
+import { encode, type InboxDocument, type OutboxDocument, toInboxEvent, toOutboxEvent } from './rows.js'
 
-const VERSION = '0.1.0'
+/** The adapter's version, from its package.json (the same file above `src/` and `dist/`). */
+const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 
 /**
  * The MongoDB adapter under certification. `setup` probes the deployment: on FerretDB v1
@@ -36,7 +34,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
     name: ADAPTER,
     version: VERSION,
     engine: 'mongodb',
-    capabilities: mongodbCapabilities,
+    capabilities: mongoDbCapabilities,
 
     async setup(server: ServerConnection | undefined) {
       if (!server) throw new Error('[txbox] [mongodb] conformance target needs a MongoDB server URL')
@@ -45,7 +43,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
       await client.connect()
       db = client.db()
       await waitForWritablePrimary(db)
-      const probe = createMongoStore({ db, collectionPrefix: `t_probe_${uniqueSuffix()}_` })
+      const probe = createMongoDbStore({ db, collectionPrefix: `t_probe_${uniqueSuffix()}_` })
       const capabilities = await probe.detectCapabilities()
       transactions = capabilities.transactions !== 'none'
       return { serverVersion: await probe.serverVersion(), capabilities }
@@ -54,7 +52,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
     async create({ clock }): Promise<ConformanceFixture<ClientSession>> {
       const { client, db } = connected()
       const prefix = `t_${uniqueSuffix()}_`
-      const store = createMongoStore({ db, collectionPrefix: prefix, clock })
+      const store = createMongoDbStore({ db, collectionPrefix: prefix, clock })
       await store.migrate()
       const names = collectionNames(prefix)
       const outbox = db.collection<OutboxDocument>(names.outbox)
@@ -83,7 +81,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
         async peer() {
           const peerClient = new MongoClient(url ?? '', { serverSelectionTimeoutMS: 10_000 })
           await peerClient.connect()
-          const peerStore = createMongoStore({
+          const peerStore = createMongoDbStore({
             db: peerClient.db(db.databaseName),
             collectionPrefix: prefix,
             clock,
@@ -124,7 +122,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
           }
         },
         async dispose() {
-          for (const name of Object.values(names)) {
+          for (const name of [names.outbox, names.inbox, names.locks, names.meta]) {
             await db
               .collection(name)
               .drop()

@@ -1,31 +1,93 @@
-import { MongoBulkWriteError, MongoServerError } from 'mongodb'
+import type { ClassifyStorageError, StorageFailure } from '@txbox/core'
+import { MongoError, MongoServerError } from 'mongodb'
 
-/** MongoDB's (and FerretDB's) duplicate-key error code. */
-export const DUPLICATE_KEY = 11000
-
-/** True for a duplicate-key error of a single write: the idempotency signal of an insert. */
-export const isDuplicateKey = (error: unknown): boolean => {
-  if (error instanceof MongoBulkWriteError) return duplicateKeyIndexes(error) !== undefined
-  return error instanceof MongoServerError && error.code === DUPLICATE_KEY
-}
+/** The adapter name in every error message. */
+export const ADAPTER = 'mongodb'
 
 /**
- * The positions of an unordered bulk write that failed on a duplicate key, when every
- * failure is a duplicate key and nothing else went wrong; otherwise `undefined` (the
- * caller rethrows: only duplicate keys are expected, everything else is a real failure).
+ * A read-decide-write loop that lost to other writers too many times in a row. Thrown by
+ * the client (which does not know the operation's name); the repositories' classify turns
+ * it into a retryable `conflict`.
  */
-export const duplicateKeyIndexes = (error: unknown): Set<number> | undefined => {
-  if (!(error instanceof MongoBulkWriteError)) {
-    // A server may answer a one-document batch with a plain write error.
-    return error instanceof MongoServerError && error.code === DUPLICATE_KEY ? new Set([0]) : undefined
+export class ContentionError extends Error {
+  override readonly name = 'ContentionError'
+}
+
+/** Server error codes by the reason they mean (https://www.mongodb.com/docs/manual/reference/error-codes/). */
+const SERVER_CODES: ReadonlyMap<number, Omit<StorageFailure, 'detail'>> = new Map([
+  // NamespaceNotFound, IndexNotFound: a collection or index the adapter expects is missing.
+  [26, { reason: 'schema', retryable: false }],
+  [27, { reason: 'schema', retryable: false }],
+  // Unauthorized, AuthenticationFailed.
+  [13, { reason: 'permission', retryable: false }],
+  [18, { reason: 'permission', retryable: false }],
+  // WriteConflict, NoSuchTransaction (the transaction was aborted by a conflict).
+  [112, { reason: 'conflict', retryable: true }],
+  [251, { reason: 'conflict', retryable: true }],
+  // MaxTimeMSExpired, ExceededTimeLimit, NetworkInterfaceExceededTimeLimit, NetworkTimeout.
+  [50, { reason: 'timeout', retryable: true }],
+  [262, { reason: 'timeout', retryable: true }],
+  [202, { reason: 'timeout', retryable: true }],
+  [89, { reason: 'timeout', retryable: true }],
+  // HostUnreachable, HostNotFound, ShutdownInProgress, NotWritablePrimary, InterruptedAtShutdown,
+  // NotPrimaryNoSecondaryOk, PrimarySteppedDown: the server or its primary is going away.
+  [6, { reason: 'unavailable', retryable: true }],
+  [7, { reason: 'unavailable', retryable: true }],
+  [91, { reason: 'unavailable', retryable: true }],
+  [10107, { reason: 'unavailable', retryable: true }],
+  [11600, { reason: 'unavailable', retryable: true }],
+  [13435, { reason: 'unavailable', retryable: true }],
+  [189, { reason: 'unavailable', retryable: true }],
+  // IngressRequestRateLimitExceeded (MongoDB 8 admission control).
+  [462, { reason: 'throttled', retryable: true }],
+  // BSONObjectTooLarge, document too large to store or to update, TransactionTooLarge.
+  [10334, { reason: 'limit', retryable: false }],
+  [17419, { reason: 'limit', retryable: false }],
+  [17420, { reason: 'limit', retryable: false }],
+  [257, { reason: 'limit', retryable: false }],
+])
+
+/** Driver error classes by name (names, not classes: not every supported driver major has each). */
+const DRIVER_ERRORS: ReadonlyMap<string, Omit<StorageFailure, 'detail'>> = new Map([
+  ['MongoServerSelectionError', { reason: 'unavailable', retryable: true }],
+  ['MongoNetworkError', { reason: 'unavailable', retryable: true }],
+  ['MongoServerClosedError', { reason: 'unavailable', retryable: true }],
+  // The caller closed the client: the same client never works again.
+  ['MongoNotConnectedError', { reason: 'unavailable', retryable: false }],
+  ['MongoTopologyClosedError', { reason: 'unavailable', retryable: false }],
+  ['MongoClientClosedError', { reason: 'unavailable', retryable: false }],
+  ['MongoNetworkTimeoutError', { reason: 'timeout', retryable: true }],
+  ['MongoOperationTimeoutError', { reason: 'timeout', retryable: true }],
+])
+
+const UNKNOWN: StorageFailure = { reason: 'unknown', retryable: false }
+
+/** The server's code and name, which the driver's message leaves out. */
+const withCode = (error: MongoServerError, hint = ''): string =>
+  `${error.message} (code ${String(error.code)}${error.codeName ? ` ${error.codeName}` : ''})${hint}`
+
+/**
+ * Maps a mongodb driver error to why it failed. Server codes first (the precise answer),
+ * then the transaction labels the driver and server attach, then the driver's own error
+ * classes (network, server selection, closed client, timeouts).
+ */
+export const classifyMongoDbError: ClassifyStorageError = (error) => {
+  if (error instanceof ContentionError) return { reason: 'conflict', retryable: true, detail: error.message }
+  if (!(error instanceof MongoError)) return UNKNOWN
+  if (error instanceof MongoServerError && typeof error.code === 'number') {
+    const known = SERVER_CODES.get(error.code)
+    if (known) {
+      const hint = known.reason === 'schema' ? ' (did you run migrate()?)' : ''
+      return { ...known, detail: withCode(error, hint) }
+    }
   }
-  if (error.err !== undefined) return undefined
-  const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors]
-  if (writeErrors.length === 0) return undefined
-  const indexes = new Set<number>()
-  for (const writeError of writeErrors) {
-    if (writeError.code !== DUPLICATE_KEY) return undefined
-    indexes.add(writeError.index)
-  }
-  return indexes
+  // Labels the server and driver put on errors that are safe to retry as a whole.
+  if (error.hasErrorLabel('TransientTransactionError')) return { reason: 'conflict', retryable: true }
+  if (error.hasErrorLabel('SystemOverloadedError')) return { reason: 'throttled', retryable: true }
+  const byName = DRIVER_ERRORS.get(error.name)
+  if (byName) return byName
+  if (error.hasErrorLabel('RetryableWriteError')) return { reason: 'unavailable', retryable: true }
+  if (error instanceof MongoServerError && typeof error.code === 'number')
+    return { ...UNKNOWN, detail: withCode(error) }
+  return UNKNOWN
 }

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto'
 import { ManualClock, PayloadTooLargeError, StorageError, ValidationError } from '@txbox/core'
 import { type Db, MongoClient } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { collectionNames, type OutboxDocument, SCHEMA_VERSION } from '../src/collections.js'
-import { createMongoStore, type MongoStore } from '../src/index.js'
+import { createMongoDbStore, type MongoDbStore, SCHEMA_VERSION } from '../src/index.js'
+import { collectionNames } from '../src/mongodb-options.js'
+import type { OutboxDocument } from '../src/rows.js'
 
 const url = process.env.TXBOX_MONGODB_URL
 if (!url && process.env.TXBOX_REQUIRE_ALL === '1') {
@@ -34,7 +35,7 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
 
   afterAll(async () => {
     for (const prefix of prefixes) {
-      for (const name of Object.values(collectionNames(prefix)))
+      for (const name of [...Object.values(collectionNames(prefix)), `${prefix}inbox_streams`])
         await db
           .collection(name)
           .drop()
@@ -45,9 +46,9 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
 
   const store = async (
     clock = new ManualClock(),
-  ): Promise<{ store: MongoStore; prefix: string; clock: ManualClock }> => {
+  ): Promise<{ store: MongoDbStore; prefix: string; clock: ManualClock }> => {
     const prefix = freshPrefix()
-    const created = createMongoStore({ db, collectionPrefix: prefix, clock: clock.now })
+    const created = createMongoDbStore({ db, collectionPrefix: prefix, clock: clock.now })
     await created.migrate()
     return { store: created, prefix, clock }
   }
@@ -56,7 +57,7 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     const { store: migrated, prefix } = await store()
     await migrated.outbox.findOrCreate({ eventId: 'kept', subject: 's', payload: 'p' })
     await migrated.migrate()
-    await Promise.all([migrated.migrate(), createMongoStore({ db, collectionPrefix: prefix }).migrate()])
+    await Promise.all([migrated.migrate(), createMongoDbStore({ db, collectionPrefix: prefix }).migrate()])
     const names = collectionNames(prefix)
     expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({
       version: SCHEMA_VERSION,
@@ -76,7 +77,8 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     expect((await upgraded.inbox.claim(old, lease)).shouldProcess).toBe(true)
     await upgraded.inbox.markAsProcessed('old-7')
     // What version 1 left: its alias of ORDERS/7 and the version record.
-    await db.collection<{ _id: string; eventId: string; at: Date }>(names.inboxStreams).insertOne({
+    const inboxStreams = `${prefix}inbox_streams`
+    await db.collection<{ _id: string; eventId: string; at: Date }>(inboxStreams).insertOne({
       _id: '7:ORDERS',
       eventId: 'old-7',
       at: new Date(),
@@ -84,7 +86,7 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     await db.collection(names.meta).updateOne({ _id: 'schema' as never }, { $set: { version: 1 } })
 
     await upgraded.migrate()
-    expect(await db.listCollections({ name: names.inboxStreams }).toArray()).toEqual([])
+    expect(await db.listCollections({ name: inboxStreams }).toArray()).toEqual([])
     expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({
       version: SCHEMA_VERSION,
     })
@@ -93,6 +95,40 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
     expect((await upgraded.inbox.get('old-7'))?.status).toBe('processed')
     await upgraded.migrate()
+  })
+
+  it('takes a database as the previous release left it (history at version 2): nothing is applied again', async () => {
+    const prefix = freshPrefix()
+    const names = collectionNames(prefix)
+    // What the previous release's migrate() left: the collections, their indexes and
+    // { _id: 'schema', version: 2, migratedAt } in <prefix>meta.
+    const { loadMigrations } = await import('@txbox/core')
+    const [first] = loadMigrations(new URL('../migrations/', import.meta.url))
+    const { collections } = JSON.parse(first?.body ?? '{}') as {
+      collections: Record<string, { key: Record<string, number>; name: string }[]>
+    }
+    for (const [key, indexes] of Object.entries(collections)) {
+      if (indexes.length > 0) await db.collection(`${prefix}${key}`).createIndexes(indexes)
+      else await db.createCollection(`${prefix}${key}`)
+    }
+    const migratedAt = new Date('2026-01-02T03:04:05.000Z')
+    await db.collection(names.meta).insertOne({ _id: 'schema' as never, version: 2, migratedAt })
+    // A step applied again would recreate this index.
+    await db.collection(names.outbox).dropIndex('txbox_status_sent_at')
+    const old = createMongoDbStore({ db, collectionPrefix: prefix })
+    await old.outbox.findOrCreate({ eventId: 'before', subject: 's', payload: 'p' })
+
+    await old.migrate()
+    const indexes = (await db.collection(names.outbox).listIndexes().toArray()).map((index) => index.name)
+    expect(indexes).not.toContain('txbox_status_sent_at')
+    expect(indexes).toContain('txbox_status_seq')
+    expect(await db.collection(names.meta).find({}).toArray()).toEqual([
+      { _id: 'schema', version: 2, migratedAt },
+    ])
+    const [claimed] = await old.outbox.claim({ limit: 1, leaseMs: 1_000, workerId: 'w' })
+    expect(claimed?.eventId).toBe('before')
+    await old.outbox.markAsSent('before', { workerId: 'w' })
+    expect((await old.outbox.get('before'))?.status).toBe('sent')
   })
 
   it('round-trips U+0000 and U+0001 in every text field that may hold them, stored escaped', async () => {
@@ -178,20 +214,20 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
 describe('mongodb adapter without a server', () => {
   it('validates the collection prefix before any I/O', () => {
     const db = new MongoClient('mongodb://127.0.0.1:1').db('x')
-    expect(() => createMongoStore({ db, collectionPrefix: 'bad-prefix' })).toThrow(ValidationError)
-    expect(() => createMongoStore({ db, collectionPrefix: '' })).toThrow(/collectionPrefix/)
+    expect(() => createMongoDbStore({ db, collectionPrefix: 'bad-prefix' })).toThrow(ValidationError)
+    expect(() => createMongoDbStore({ db, collectionPrefix: '' })).toThrow(/collectionPrefix/)
   })
 
   it('takes maxEventBytes up to 16,000,000, shows it on capabilities, and refuses bigger events before any I/O', async () => {
     const db = new MongoClient('mongodb://127.0.0.1:1').db('x')
-    expect(createMongoStore({ db }).capabilities.maxEventBytes).toBe(1_048_576)
-    const store = createMongoStore({ db, maxEventBytes: 200 })
+    expect(createMongoDbStore({ db }).capabilities.maxEventBytes).toBe(1_048_576)
+    const store = createMongoDbStore({ db, maxEventBytes: 200 })
     expect(store.capabilities.maxEventBytes).toBe(200)
     expect(Object.isFrozen(store.capabilities)).toBe(true)
     const huge = { eventId: 'huge', subject: 's', payload: 'x'.repeat(200) }
     await expect(store.outbox.findOrCreate(huge)).rejects.toBeInstanceOf(PayloadTooLargeError)
     await expect(store.outbox.findOrCreateMany([huge])).rejects.toBeInstanceOf(PayloadTooLargeError)
-    expect(() => createMongoStore({ db, maxEventBytes: 16_000_001 })).toThrow(
+    expect(() => createMongoDbStore({ db, maxEventBytes: 16_000_001 })).toThrow(
       /maxEventBytes must be at most 16000000/,
     )
   })
@@ -199,7 +235,7 @@ describe('mongodb adapter without a server', () => {
   it('wraps driver errors in StorageError with the cause kept', async () => {
     const client = new MongoClient('mongodb://127.0.0.1:1/txbox', { serverSelectionTimeoutMS: 200 })
     try {
-      const unreachable = createMongoStore({ db: client.db(), collectionPrefix: 'nowhere_' })
+      const unreachable = createMongoDbStore({ db: client.db(), collectionPrefix: 'nowhere_' })
       const error = await unreachable.outbox.get('x').catch((caught: unknown) => caught)
       expect(error).toBeInstanceOf(StorageError)
       expect((error as StorageError).message).toMatch(/^\[txbox\] \[mongodb\] outbox\.get failed/)
@@ -214,23 +250,23 @@ describe('mongodb adapter without a server', () => {
 })
 
 describe('mongodb migrations files', () => {
-  const read = async <T>(file: string): Promise<T> => {
-    const { readFile } = await import('node:fs/promises')
-    return JSON.parse(await readFile(new URL(`../migrations/${file}`, import.meta.url), 'utf8')) as T
-  }
-
-  it('list exactly the indexes migrate() creates, and what it drops, up to the current version', async () => {
-    const indexes = await read<{ schemaVersion: number; collections: Record<string, unknown> }>(
-      '001_indexes.json',
+  it('are numbered 1..n, the last one is SCHEMA_VERSION, and each is a step migrate() can read', async () => {
+    const { loadMigrations } = await import('@txbox/core')
+    const migrations = loadMigrations(new URL('../migrations/', import.meta.url))
+    expect(migrations.map((migration) => migration.name)).toEqual(['indexes', 'inbox_id_only'])
+    expect(migrations.at(-1)?.version).toBe(SCHEMA_VERSION)
+    const [indexes, idOnly] = migrations.map(
+      (migration) =>
+        JSON.parse(migration.body) as {
+          collections?: Record<string, { name: string }[]>
+          dropCollections?: string[]
+        },
     )
-    const idOnly = await read<{ schemaVersion: number; dropCollections: string[] }>('002_inbox_id_only.json')
-    const { INDEXES, SCHEMA_VERSION, collectionNames } = await import('../src/collections.js')
-    expect(indexes.schemaVersion).toBe(1)
-    expect(indexes.collections.outbox).toEqual(INDEXES.outbox)
-    expect(indexes.collections.inbox).toEqual(INDEXES.inbox)
-    expect(idOnly.schemaVersion).toBe(SCHEMA_VERSION)
-    expect(idOnly.dropCollections.map((key) => `txbox_${key}`)).toEqual([
-      collectionNames('txbox_').inboxStreams,
-    ])
+    // Every collection the store names is created by the first step.
+    expect(Object.keys(indexes?.collections ?? {}).sort()).toEqual(
+      Object.keys(collectionNames('txbox_')).sort(),
+    )
+    expect(indexes?.collections?.outbox?.map((index) => index.name)).toContain('txbox_status_seq')
+    expect(idOnly?.dropCollections).toEqual(['inbox_streams'])
   })
 })

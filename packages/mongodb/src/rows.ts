@@ -1,21 +1,15 @@
 import {
   decodeStoredText,
+  type EnqueueParams,
   encodeStoredText,
   type InboxEvent,
   type InboxStatus,
   type OutboxEvent,
   type OutboxStatus,
+  PayloadTooLargeError,
+  utf8Bytes,
 } from '@txbox/core'
-import type { IndexDescription } from 'mongodb'
-
-/** The adapter name in every error message. */
-export const ADAPTER = 'mongodb'
-
-/**
- * The schema version `migrate()` records in `<prefix>meta`. Version 2 dropped version 1's
- * `<prefix>inbox_streams` alias collection: the inbox keys on the event id alone.
- */
-export const SCHEMA_VERSION = 2
+import { ADAPTER } from './errors.js'
 
 /**
  * The largest event accepted (payload + headers + subject, UTF-8 bytes): a BSON document
@@ -23,55 +17,16 @@ export const SCHEMA_VERSION = 2
  */
 export const MAX_EVENT_BYTES = 16_000_000
 
-/** The default `collectionPrefix`. */
-export const DEFAULT_COLLECTION_PREFIX = 'txbox_'
-
-/** The collections of one store, all named from one validated prefix. */
-export interface CollectionNames {
-  /** Outbox events, `_id` = the encoded event id. */
-  readonly outbox: string
-  /** Inbox events, `_id` = the encoded event id. */
-  readonly inbox: string
-  /**
-   * Version 1's `(stream, streamSeq)` aliases of inbox events, which merged a new event at a
-   * sequence a re-created JetStream stream reuses into an old one. Never read or written
-   * now; `migrate()` drops it.
-   */
-  readonly inboxStreams: string
-  /** Short-lived write locks, used only where the server's updates are not atomic (FerretDB v1). */
-  readonly locks: string
-  /** The schema version document. */
-  readonly meta: string
-}
-
-export const collectionNames = (prefix: string): CollectionNames => ({
-  outbox: `${prefix}outbox`,
-  inbox: `${prefix}inbox`,
-  inboxStreams: `${prefix}inbox_streams`,
-  locks: `${prefix}locks`,
-  meta: `${prefix}meta`,
-})
-
 /**
- * The indexes `migrate()` creates. None is partial (FerretDB v1 rejects partial indexes);
- * every query of the repositories starts with an equality on `status`, so each has a prefix
- * to use: claim and findPending (`status`, `availableAt` / `leaseUntil`, ordered by `seq`),
- * cleanup (`status`, `sentAt` / `processedAt`), resetStale (`status`, `claimedAt`), counts
- * (`status`).
+ * Refuses an event whose document BSON could not hold, with the sizes, instead of a driver
+ * error. The subject counts too: it is stored beside the payload and headers (and the inbox
+ * takes whatever NATS delivered, which no `maxEventBytes` bounds).
  */
-export const INDEXES: Readonly<Record<'outbox' | 'inbox', IndexDescription[]>> = {
-  outbox: [
-    { key: { status: 1, seq: 1 }, name: 'txbox_status_seq' },
-    { key: { status: 1, availableAt: 1 }, name: 'txbox_status_available_at' },
-    { key: { status: 1, leaseUntil: 1 }, name: 'txbox_status_lease_until' },
-    { key: { status: 1, claimedAt: 1 }, name: 'txbox_status_claimed_at' },
-    { key: { status: 1, sentAt: 1 }, name: 'txbox_status_sent_at' },
-  ],
-  inbox: [
-    { key: { status: 1, receivedAt: 1, seq: 1 }, name: 'txbox_status_received_at_seq' },
-    { key: { status: 1, claimedAt: 1 }, name: 'txbox_status_claimed_at' },
-    { key: { status: 1, processedAt: 1 }, name: 'txbox_status_processed_at' },
-  ],
+export const assertDocumentFits = (
+  event: Pick<EnqueueParams, 'eventId' | 'subject' | 'payload' | 'headers'>,
+): void => {
+  const bytes = utf8Bytes(event.payload) + utf8Bytes(event.headers ?? '') + utf8Bytes(event.subject)
+  if (bytes > MAX_EVENT_BYTES) throw new PayloadTooLargeError(ADAPTER, event.eventId, bytes, MAX_EVENT_BYTES)
 }
 
 /**
@@ -119,20 +74,24 @@ export interface InboxDocument {
   rev: string
 }
 
-export interface LockDocument {
-  _id: string
-  /** Wall-clock time the lock was taken, to recover a lock whose holder died. */
-  at: Date
-}
-
-export interface MetaDocument {
-  _id: string
-  version: number
-  migratedAt: Date
-}
-
 export const encode = encodeStoredText
 export const decode = decodeStoredText
+
+/** The fields outbox and inbox documents share: the caller's text and the claim. */
+type CommonDocument = Pick<
+  OutboxDocument,
+  'headers' | 'errorMessage' | 'claimedAt' | 'claimedBy' | 'leaseUntil'
+>
+type CommonEvent = Pick<OutboxEvent, 'headers' | 'errorMessage' | 'claimedAt' | 'claimedBy' | 'leaseUntil'>
+
+/** Copies the shared optional fields that are present, decoding text; absent fields stay absent. */
+const copyCommon = (doc: CommonDocument, event: CommonEvent): void => {
+  if (doc.headers !== undefined && doc.headers !== null) event.headers = decode(doc.headers)
+  if (typeof doc.errorMessage === 'string') event.errorMessage = decode(doc.errorMessage)
+  if (doc.claimedAt instanceof Date) event.claimedAt = doc.claimedAt
+  if (typeof doc.claimedBy === 'string') event.claimedBy = decode(doc.claimedBy)
+  if (doc.leaseUntil instanceof Date) event.leaseUntil = doc.leaseUntil
+}
 
 /** Maps a stored outbox document to the event, decoding the text codec; absent fields stay absent. */
 export const toOutboxEvent = (doc: OutboxDocument): OutboxEvent => {
@@ -145,12 +104,8 @@ export const toOutboxEvent = (doc: OutboxDocument): OutboxEvent => {
     retryCount: doc.retryCount,
     availableAt: doc.availableAt,
   }
-  if (doc.headers !== undefined && doc.headers !== null) event.headers = decode(doc.headers)
+  copyCommon(doc, event)
   if (doc.sentAt instanceof Date) event.sentAt = doc.sentAt
-  if (typeof doc.errorMessage === 'string') event.errorMessage = decode(doc.errorMessage)
-  if (doc.claimedAt instanceof Date) event.claimedAt = doc.claimedAt
-  if (typeof doc.claimedBy === 'string') event.claimedBy = decode(doc.claimedBy)
-  if (doc.leaseUntil instanceof Date) event.leaseUntil = doc.leaseUntil
   return event
 }
 
@@ -164,14 +119,10 @@ export const toInboxEvent = (doc: InboxDocument): InboxEvent => {
     receivedAt: doc.receivedAt,
     deliveries: doc.deliveries,
   }
-  if (doc.headers !== undefined && doc.headers !== null) event.headers = decode(doc.headers)
+  copyCommon(doc, event)
   if (typeof doc.stream === 'string') event.stream = decode(doc.stream)
   if (typeof doc.streamSeq === 'number') event.streamSeq = doc.streamSeq
   if (doc.processedAt instanceof Date) event.processedAt = doc.processedAt
-  if (typeof doc.errorMessage === 'string') event.errorMessage = decode(doc.errorMessage)
-  if (doc.claimedAt instanceof Date) event.claimedAt = doc.claimedAt
-  if (typeof doc.claimedBy === 'string') event.claimedBy = decode(doc.claimedBy)
-  if (doc.leaseUntil instanceof Date) event.leaseUntil = doc.leaseUntil
   return event
 }
 

@@ -1,0 +1,131 @@
+import {
+  applyMigrations,
+  loadMigrations,
+  type Migration,
+  type MigrationHistory,
+  runStorageOperation,
+} from '@txbox/core'
+import type { Db, IndexDescription } from 'mongodb'
+import type { MongoDbClient } from './client.js'
+import { ADAPTER, classifyMongoDbError } from './errors.js'
+import { createMissingIndexes } from './ferretdb.js'
+import { isDuplicateKey } from './inserts.js'
+
+/** The schema steps, `migrations/NNNN_<name>.json`: the single source of truth. */
+const MIGRATIONS = loadMigrations(new URL('../migrations/', import.meta.url))
+
+/** The schema version `migrate()` records in `<prefix>meta`: the number of the last migration file. */
+export const SCHEMA_VERSION: number = MIGRATIONS.length
+
+/** One migration file: collections to create with their indexes, collections to drop. Keys are suffixes of the prefix. */
+interface MongoDbMigrationStep {
+  readonly collections?: Readonly<Record<string, IndexDescription[]>>
+  readonly dropCollections?: readonly string[]
+}
+
+/**
+ * The history document `{ _id: 'schema', version, migratedAt }` in `<prefix>meta`, as every
+ * release wrote it: `version` n means migrations 1..n are applied.
+ */
+interface MetaDocument {
+  _id: string
+  version: number
+  migratedAt: Date
+}
+
+/**
+ * The MongoDB history for core's `applyMigrations`. MongoDB has no advisory lock to hold
+ * across steps; instead every step is idempotent (a collection or index that exists is
+ * left alone, a collection that is gone is not dropped again) and the version is only
+ * moved up, so two processes migrating at once both succeed and agree on the result.
+ */
+class MongoDbMigrationHistory implements MigrationHistory {
+  readonly #db: Db
+  readonly #prefix: string
+  readonly #ferretdb: boolean
+
+  constructor(db: Db, prefix: string, ferretdb: boolean) {
+    this.#db = db
+    this.#prefix = prefix
+    this.#ferretdb = ferretdb
+  }
+
+  get #meta() {
+    return this.#db.collection<MetaDocument>(`${this.#prefix}meta`)
+  }
+
+  locked<T>(apply: () => Promise<T>): Promise<T> {
+    return apply()
+  }
+
+  async appliedVersions(): Promise<Iterable<number>> {
+    const schema = await this.#meta.findOne({ _id: 'schema' })
+    const version = typeof schema?.version === 'number' ? schema.version : 0
+    return Array.from({ length: version }, (_, index) => index + 1)
+  }
+
+  async apply(migration: Migration): Promise<void> {
+    const step = JSON.parse(migration.body) as MongoDbMigrationStep
+    for (const [key, indexes] of Object.entries(step.collections ?? {})) {
+      const name = `${this.#prefix}${key}`
+      if (indexes.length === 0) await retryOnce(() => this.#ensureCollection(name))
+      else if (this.#ferretdb) await createMissingIndexes(this.#db.collection(name), indexes)
+      // MongoDB treats an index identical to an existing one as created: a no-op.
+      else await this.#db.collection(name).createIndexes(indexes)
+    }
+    for (const key of step.dropCollections ?? []) await this.#dropCollection(`${this.#prefix}${key}`)
+  }
+
+  async record(migration: Migration, appliedAt: Date): Promise<void> {
+    const record: MetaDocument = { _id: 'schema', version: migration.version, migratedAt: appliedAt }
+    try {
+      await this.#meta.insertOne(record)
+    } catch (error) {
+      if (!isDuplicateKey(error)) throw error
+      await this.#meta.updateOne(
+        { _id: 'schema', version: { $lt: migration.version } },
+        { $set: { version: migration.version, migratedAt: appliedAt } },
+      )
+    }
+  }
+
+  async #ensureCollection(name: string): Promise<void> {
+    const existing = await this.#db.listCollections({ name }, { nameOnly: true }).toArray()
+    if (existing.length > 0) return
+    try {
+      await this.#db.createCollection(name)
+    } catch (error) {
+      // 48 NamespaceExists: another migrate() created it first.
+      if ((error as { code?: unknown }).code !== 48) throw error
+    }
+  }
+
+  async #dropCollection(name: string): Promise<void> {
+    try {
+      await this.#db.collection(name).drop()
+    } catch (error) {
+      // 26 NamespaceNotFound: never created, or another migrate() dropped it first.
+      if ((error as { code?: unknown }).code !== 26) throw error
+    }
+  }
+}
+
+/** Two migrate() calls racing to create one collection may see a transient conflict; the second try finds it done. */
+const retryOnce = async <T>(run: () => Promise<T>): Promise<T> => {
+  try {
+    return await run()
+  } catch {
+    return await run()
+  }
+}
+
+/**
+ * Probes the server, then applies the migration files not yet recorded in `<prefix>meta`.
+ * Answers the versions applied now (none on an up-to-date database).
+ */
+export const migrateMongoDb = (client: MongoDbClient): Promise<number[]> =>
+  runStorageOperation(ADAPTER, 'migrate', classifyMongoDbError, async () => {
+    const { ferretdb } = await client.runtime()
+    const history = new MongoDbMigrationHistory(client.db, client.prefix, ferretdb)
+    return applyMigrations(history, MIGRATIONS, client.clock)
+  })
