@@ -125,6 +125,8 @@ running_pid() {
 
 # server_pid NAME: the pid the server itself records, for servers that keep one.
 server_pid() { has_hook "$1" server_pid && hook "$1" server_pid; }
+# needs_of NAME: the server NAME needs ready before it starts, if any.
+needs_of() { if has_hook "$1" needs; then hook "$1" needs; fi; }
 
 # packages_needed NAME...: Debian packages to install for the binaries that are missing.
 packages_needed() {
@@ -243,7 +245,7 @@ cmd_up() {
   declare -A PIDS=() T_START=() FRESH=() WAITS_FOR=() PREPARING=()
   t_all=$(now)
   for s in "${SERVICES[@]}"; do
-    dep=$(if has_hook "$s" needs; then hook "$s" needs; fi)
+    dep=$(needs_of "$s")
     if [ -n "$dep" ] && [[ " ${SERVICES[*]} " != *" $dep "* ]]; then
       SERVICES=("$dep" "${SERVICES[@]}")
     fi
@@ -274,7 +276,7 @@ cmd_up() {
   local pending=()
   for s in "${SERVICES[@]}"; do
     [[ " ${failed[*]} " == *" $s "* ]] && continue
-    dep=$(if has_hook "$s" needs; then hook "$s" needs; fi)
+    dep=$(needs_of "$s")
     if [ -n "$dep" ]; then
       WAITS_FOR[$s]=$dep   # started once $dep is ready and provisioned
       continue
