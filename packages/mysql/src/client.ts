@@ -104,7 +104,7 @@ export class Runner {
   }
 
   /** Runs `run` as the repository operation `operation` (the name `onRetry` reports). */
-  static as<T>(operation: string, run: () => Promise<T>): Promise<T> {
+  static inOperation<T>(operation: string, run: () => Promise<T>): Promise<T> {
     return currentOperation.run(operation, run)
   }
 

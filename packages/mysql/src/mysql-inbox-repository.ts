@@ -51,8 +51,9 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<PoolConnection> 
     this.run = new Runner(options.pool, options.onRetry)
   }
 
+  /** The kernel's wrapper, also telling the runner which operation runs (for `onRetry`). */
   protected override storage<T>(operation: string, run: () => Promise<T>): Promise<T> {
-    return super.storage(operation, () => Runner.as(`inbox.${operation}`, run))
+    return super.storage(operation, () => Runner.inOperation(`inbox.${operation}`, run))
   }
 
   /**

@@ -79,8 +79,9 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<PoolConnection
     this.#explicitMaxEventBytes = options.maxEventBytes !== undefined
   }
 
+  /** The kernel's wrapper, also telling the runner which operation runs (for `onRetry`). */
   protected override storage<T>(operation: string, run: () => Promise<T>): Promise<T> {
-    return super.storage(operation, () => Runner.as(`outbox.${operation}`, run))
+    return super.storage(operation, () => Runner.inOperation(`outbox.${operation}`, run))
   }
 
   /** The largest event this server accepts, in UTF-8 bytes (see `MySqlStore.serverMaxEventBytes`). */
