@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { runStorageOperation, StorageError, ValidationError } from '@txbox/core'
 import type { ChainableCommander, Cluster, Redis } from 'ioredis'
-import { ADAPTER, classifyRedisError } from './errors.js'
+import { ADAPTER, classifyRedisError, UnexpectedReplyError } from './errors.js'
 
 /** A connection the adapter runs scripts on: an ioredis `Redis` or `Cluster`. */
 export type RedisClient = Redis | Cluster
@@ -32,6 +32,20 @@ export class LuaScript {
       if (!isNoScript(error)) throw error
       return await redis.eval(this.lua, keys.length, ...keys, ...args)
     }
+  }
+
+  /** Runs the script for its integer reply: a count, or an outcome code. */
+  async runForNumber(redis: RedisClient, keys: readonly string[], args: readonly Arg[]): Promise<number> {
+    const reply = await this.run(redis, keys, args)
+    if (typeof reply !== 'number') throw new UnexpectedReplyError('reply', reply)
+    return reply
+  }
+
+  /** Runs the script for its list of ids. */
+  async runForIds(redis: RedisClient, keys: readonly string[], args: readonly Arg[]): Promise<string[]> {
+    const reply = await this.run(redis, keys, args)
+    if (!Array.isArray(reply)) throw new UnexpectedReplyError('reply', reply)
+    return reply.map(String)
   }
 
   /**

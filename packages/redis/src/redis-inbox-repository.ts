@@ -14,7 +14,7 @@ import { multiHandle, type RedisClient } from './client.js'
 import { ADAPTER, classifyRedisError, UnexpectedReplyError } from './errors.js'
 import { DEFAULT_KEY_PREFIX, type InboxKeys, inboxKeys } from './keys.js'
 import { REDIS_SWEEP_BATCH, type RedisStoreOptions } from './redis-options.js'
-import { eventsOf, fieldsOf, fieldsOfObject, inboxEventArgs, numberOf, toInboxEvent } from './rows.js'
+import { eventsOf, fieldsOf, fieldsOfObject, inboxEventArgs, toInboxEvent } from './rows.js'
 import { scripts } from './scripts.js'
 
 /**
@@ -53,12 +53,8 @@ export class RedisInboxRepository extends InboxRepositoryKernel<ChainableCommand
     throw new UnexpectedReplyError('reply', reply)
   }
 
-  protected async claimDelivery({
-    params,
-    now,
-    workerId,
-    leaseUntil,
-  }: InboxClaimRequest): Promise<InboxClaimResult> {
+  protected async claimDelivery(request: InboxClaimRequest): Promise<InboxClaimResult> {
+    const { params, now, workerId, leaseUntil } = request
     const reply = await scripts.inboxClaim.run(this.redis, this.#keysOf(params.eventId), [
       ...inboxEventArgs(params, now),
       leaseUntil.getTime(),
@@ -96,31 +92,21 @@ export class RedisInboxRepository extends InboxRepositoryKernel<ChainableCommand
       scripts.inboxMarkProcessed.queue(tx, keys, args)
       return true
     }
-    return numberOf(await scripts.inboxMarkProcessed.run(this.redis, keys, args)) === 1
+    return (await scripts.inboxMarkProcessed.runForNumber(this.redis, keys, args)) === 1
   }
 
   protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
-    const reply = await scripts.inboxMarkFailed.run(this.redis, this.#keysOf(eventId), [
-      eventId,
-      errorMessage,
-    ])
-    return numberOf(reply) === 1
+    const keys = this.#keysOf(eventId)
+    return (await scripts.inboxMarkFailed.runForNumber(this.redis, keys, [eventId, errorMessage])) === 1
   }
 
   protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {
-    return numberOf(
-      await scripts.inboxCleanup.run(this.redis, this.keys.indexKeys, [cutoff.getTime(), limit]),
-    )
+    return scripts.inboxCleanup.runForNumber(this.redis, this.keys.indexKeys, [cutoff.getTime(), limit])
   }
 
   protected async failStale(cutoff: Date, errorMessage: string, limit: number): Promise<number> {
-    return numberOf(
-      await scripts.inboxResetStale.run(this.redis, this.keys.indexKeys, [
-        cutoff.getTime(),
-        limit,
-        errorMessage,
-      ]),
-    )
+    const args = [cutoff.getTime(), limit, errorMessage]
+    return scripts.inboxResetStale.runForNumber(this.redis, this.keys.indexKeys, args)
   }
 
   protected async countStatuses(): Promise<StatusCountRows> {

@@ -21,15 +21,7 @@ import {
   type RedisStoreOptions,
   SCAN_CAP,
 } from './redis-options.js'
-import {
-  eventsOf,
-  fieldsOf,
-  fieldsOfObject,
-  idsOf,
-  numberOf,
-  outboxEventArgs,
-  toOutboxEvent,
-} from './rows.js'
+import { eventsOf, fieldsOf, fieldsOfObject, outboxEventArgs, toOutboxEvent } from './rows.js'
 import { scripts } from './scripts.js'
 
 /** What a fenced script answers: 1 applied, 0 the event is not stored, -1 the lease is lost. */
@@ -136,11 +128,8 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
   }
 
   protected async setPublishing(eventId: string, now: Date): Promise<boolean> {
-    const reply = await scripts.outboxMarkPublishing.run(this.redis, this.#keysOf([eventId]), [
-      eventId,
-      now.getTime(),
-    ])
-    return numberOf(reply) === 1
+    const keys = this.#keysOf([eventId])
+    return (await scripts.outboxMarkPublishing.runForNumber(this.redis, keys, [eventId, now.getTime()])) === 1
   }
 
   protected async applyFenced(
@@ -177,19 +166,12 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
   }
 
   protected async deleteSent(cutoff: Date, limit: number): Promise<number> {
-    return numberOf(
-      await scripts.outboxCleanup.run(this.redis, this.keys.indexKeys, [cutoff.getTime(), limit]),
-    )
+    return scripts.outboxCleanup.runForNumber(this.redis, this.keys.indexKeys, [cutoff.getTime(), limit])
   }
 
   protected async resetPublishing(cutoff: Date, now: Date, limit: number): Promise<number> {
-    return numberOf(
-      await scripts.outboxResetStale.run(this.redis, this.keys.indexKeys, [
-        cutoff.getTime(),
-        now.getTime(),
-        limit,
-      ]),
-    )
+    const args = [cutoff.getTime(), now.getTime(), limit]
+    return scripts.outboxResetStale.runForNumber(this.redis, this.keys.indexKeys, args)
   }
 
   /** One HGETALL of the counts hash the scripts keep exact. */
@@ -214,12 +196,8 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
     workerId: string,
     leaseUntil: Date,
   ): Promise<Iterable<string>> {
-    const reply = await scripts.outboxRenewLease.run(this.redis, this.#keysOf(eventIds), [
-      leaseUntil.getTime(),
-      workerId,
-      ...eventIds,
-    ])
-    return idsOf(reply)
+    const args = [leaseUntil.getTime(), workerId, ...eventIds]
+    return scripts.outboxRenewLease.runForIds(this.redis, this.#keysOf(eventIds), args)
   }
 
   protected async markSent(
@@ -227,12 +205,8 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
     workerId: string | undefined,
     now: Date,
   ): Promise<Iterable<string>> {
-    const reply = await scripts.outboxMarkManySent.run(this.redis, this.#keysOf(eventIds), [
-      now.getTime(),
-      workerId ?? '',
-      ...eventIds,
-    ])
-    return idsOf(reply)
+    const args = [now.getTime(), workerId ?? '', ...eventIds]
+    return scripts.outboxMarkManySent.runForIds(this.redis, this.#keysOf(eventIds), args)
   }
 
   protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {

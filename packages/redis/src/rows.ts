@@ -6,7 +6,6 @@ import type {
   OutboxEvent,
   OutboxStatus,
 } from '@txbox/core'
-import { UnexpectedReplyError } from './errors.js'
 
 /**
  * Redis strings are binary-safe and ioredis sends and decodes them as UTF-8, so payloads
@@ -33,48 +32,69 @@ const date = (ms: string): Date => new Date(Number(ms))
 const OUTBOX_STATUSES = new Set<string>(['pending', 'publishing', 'sent', 'failed'])
 const INBOX_STATUSES = new Set<string>(['processing', 'processed', 'failed'])
 
-/** Maps a stored outbox hash to the event. */
-export const toOutboxEvent = (fields: ReadonlyMap<string, string>): OutboxEvent => {
-  const status = required(fields, 'status')
-  if (!OUTBOX_STATUSES.has(status)) throw new TypeError(`unexpected outbox status ${JSON.stringify(status)}`)
-  const event: OutboxEvent = {
+/** What the outbox and inbox hashes have in common: the body, and the error and lease fields. */
+interface SharedFields {
+  eventId: string
+  subject: string
+  payload: string
+  headers?: string
+  errorMessage?: string
+  claimedAt?: Date
+  claimedBy?: string
+  leaseUntil?: Date
+}
+
+const sharedFields = (fields: ReadonlyMap<string, string>): SharedFields => {
+  const shared: SharedFields = {
     eventId: required(fields, 'eventId'),
     subject: required(fields, 'subject'),
     payload: required(fields, 'payload'),
-    status: status as OutboxStatus,
+  }
+  const headers = fields.get('headers')
+  if (headers !== undefined) shared.headers = headers
+  const errorMessage = fields.get('errorMessage')
+  if (errorMessage !== undefined) shared.errorMessage = errorMessage
+  const claimedAt = fields.get('claimedAt')
+  if (claimedAt !== undefined) shared.claimedAt = date(claimedAt)
+  const claimedBy = fields.get('claimedBy')
+  if (claimedBy !== undefined) shared.claimedBy = claimedBy
+  const leaseUntil = fields.get('leaseUntil')
+  if (leaseUntil !== undefined) shared.leaseUntil = date(leaseUntil)
+  return shared
+}
+
+const statusOf = <S extends string>(
+  fields: ReadonlyMap<string, string>,
+  statuses: ReadonlySet<string>,
+  side: string,
+): S => {
+  const status = required(fields, 'status')
+  if (!statuses.has(status)) throw new TypeError(`unexpected ${side} status ${JSON.stringify(status)}`)
+  return status as S
+}
+
+/** Maps a stored outbox hash to the event. */
+export const toOutboxEvent = (fields: ReadonlyMap<string, string>): OutboxEvent => {
+  const event: OutboxEvent = {
+    ...sharedFields(fields),
+    status: statusOf<OutboxStatus>(fields, OUTBOX_STATUSES, 'outbox'),
     enqueuedAt: date(required(fields, 'enqueuedAt')),
     retryCount: Number(required(fields, 'retryCount')),
     availableAt: date(required(fields, 'availableAt')),
   }
-  const headers = fields.get('headers')
-  if (headers !== undefined) event.headers = headers
   const sentAt = fields.get('sentAt')
   if (sentAt !== undefined) event.sentAt = date(sentAt)
-  const errorMessage = fields.get('errorMessage')
-  if (errorMessage !== undefined) event.errorMessage = errorMessage
-  const claimedAt = fields.get('claimedAt')
-  if (claimedAt !== undefined) event.claimedAt = date(claimedAt)
-  const claimedBy = fields.get('claimedBy')
-  if (claimedBy !== undefined) event.claimedBy = claimedBy
-  const leaseUntil = fields.get('leaseUntil')
-  if (leaseUntil !== undefined) event.leaseUntil = date(leaseUntil)
   return event
 }
 
 /** Maps a stored inbox hash to the event. */
 export const toInboxEvent = (fields: ReadonlyMap<string, string>): InboxEvent => {
-  const status = required(fields, 'status')
-  if (!INBOX_STATUSES.has(status)) throw new TypeError(`unexpected inbox status ${JSON.stringify(status)}`)
   const event: InboxEvent = {
-    eventId: required(fields, 'eventId'),
-    subject: required(fields, 'subject'),
-    payload: required(fields, 'payload'),
-    status: status as InboxStatus,
+    ...sharedFields(fields),
+    status: statusOf<InboxStatus>(fields, INBOX_STATUSES, 'inbox'),
     receivedAt: date(required(fields, 'receivedAt')),
     deliveries: Number(required(fields, 'deliveries')),
   }
-  const headers = fields.get('headers')
-  if (headers !== undefined) event.headers = headers
   const stream = fields.get('stream')
   const streamSeq = fields.get('streamSeq')
   if (stream !== undefined && streamSeq !== undefined) {
@@ -83,14 +103,6 @@ export const toInboxEvent = (fields: ReadonlyMap<string, string>): InboxEvent =>
   }
   const processedAt = fields.get('processedAt')
   if (processedAt !== undefined) event.processedAt = date(processedAt)
-  const errorMessage = fields.get('errorMessage')
-  if (errorMessage !== undefined) event.errorMessage = errorMessage
-  const claimedAt = fields.get('claimedAt')
-  if (claimedAt !== undefined) event.claimedAt = date(claimedAt)
-  const claimedBy = fields.get('claimedBy')
-  if (claimedBy !== undefined) event.claimedBy = claimedBy
-  const leaseUntil = fields.get('leaseUntil')
-  if (leaseUntil !== undefined) event.leaseUntil = date(leaseUntil)
   return event
 }
 
@@ -104,18 +116,6 @@ export const fieldsOfObject = (record: Record<string, string>): Map<string, stri
 export const eventsOf = <E>(reply: unknown, map: (fields: ReadonlyMap<string, string>) => E): E[] => {
   if (!Array.isArray(reply)) throw new TypeError(`expected a list of events, got ${typeof reply}`)
   return reply.map((item) => map(fieldsOf(item)))
-}
-
-/** A script reply that is a list of ids. */
-export const idsOf = (reply: unknown): string[] => {
-  if (!Array.isArray(reply)) throw new UnexpectedReplyError('reply', reply)
-  return reply.map(String)
-}
-
-/** A script reply that is a number (a count, or an outcome code). */
-export const numberOf = (reply: unknown): number => {
-  if (typeof reply !== 'number') throw new UnexpectedReplyError('reply', reply)
-  return reply
 }
 
 /** One outbox event's ARGV in the enqueue script: id, subject, payload, hasHeaders, headers, availableAt. */

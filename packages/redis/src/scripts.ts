@@ -122,7 +122,7 @@ return out
  * `cap` bounds the work of one call: at most that many due events are promoted and that
  * many expired leases considered (the rest on the next call).
  */
-export const OUTBOX_CLAIM = `${OUTBOX_PRELUDE}
+const OUTBOX_CLAIM = `${OUTBOX_PRELUDE}
 local now, lease_until, worker, limit, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, cap)
 for _, id in ipairs(due) do
@@ -158,7 +158,7 @@ return out
  * merged by seq with the DELAYED events that are due by now but not promoted yet (a claim
  * promotes them; findPending must not write, so it computes the same set without moving).
  */
-export const OUTBOX_FIND_PENDING = `${OUTBOX_PRELUDE}
+const OUTBOX_FIND_PENDING = `${OUTBOX_PRELUDE}
 local now, limit, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local candidates = {}
 local ready = redis.call('ZRANGE', READY, 0, limit - 1, 'WITHSCORES')
@@ -174,7 +174,7 @@ return out
 `
 
 /** KEYS: prelude, event key. ARGV: id, now. Returns 0 when not stored, else 1. */
-export const OUTBOX_MARK_PUBLISHING = `${OUTBOX_PRELUDE}
+const OUTBOX_MARK_PUBLISHING = `${OUTBOX_PRELUDE}
 local key, id, now = KEYS[10], ARGV[1], ARGV[2]
 local status = redis.call('HGET', key, 'status')
 if not status then return 0 end
@@ -187,7 +187,7 @@ return 1
 `
 
 /** KEYS: prelude, event key. ARGV: id, now, workerId or ''. Returns 1, 0 (not stored) or -1 (lease lost). */
-export const OUTBOX_MARK_SENT = `${OUTBOX_PRELUDE}
+const OUTBOX_MARK_SENT = `${OUTBOX_PRELUDE}
 local key, id = KEYS[10], ARGV[1]
 local status, code = fenced_status(key, ARGV[3])
 if not status then return code end
@@ -196,7 +196,7 @@ return 1
 `
 
 /** KEYS: prelude, one event key per (distinct) id. ARGV: now, workerId or '', ids... Returns the ids applied. */
-export const OUTBOX_MARK_MANY_SENT = `${OUTBOX_PRELUDE}
+const OUTBOX_MARK_MANY_SENT = `${OUTBOX_PRELUDE}
 local now, worker, applied = ARGV[1], ARGV[2], {}
 for i = 10, #KEYS do
   local id = ARGV[i - 7]
@@ -210,7 +210,7 @@ return applied
 `
 
 /** KEYS: prelude, event key. ARGV: id, errorMessage, workerId or ''. Returns 1, 0 or -1. */
-export const OUTBOX_MARK_FAILED = `${OUTBOX_PRELUDE}
+const OUTBOX_MARK_FAILED = `${OUTBOX_PRELUDE}
 local key, id = KEYS[10], ARGV[1]
 local status, code = fenced_status(key, ARGV[3])
 if not status then return code end
@@ -229,7 +229,7 @@ return 1
  * "now" is not an input of a fenced write, and the next claim promotes a due DELAYED event
  * (findPending merges it) in seq order, exactly as if it sat in READY.
  */
-export const OUTBOX_RETRY_LATER = `${OUTBOX_PRELUDE}
+const OUTBOX_RETRY_LATER = `${OUTBOX_PRELUDE}
 local key, id, available_at = KEYS[10], ARGV[1], ARGV[2]
 local status, code = fenced_status(key, ARGV[4])
 if not status then return code end
@@ -246,7 +246,7 @@ return 1
  * KEYS: prelude, one event key per (distinct) id. ARGV: now, ids... Returns { requeued,
  * missing ids... }: the others are requeued before the caller throws for a missing one.
  */
-export const OUTBOX_REQUEUE_FAILED = `${OUTBOX_PRELUDE}
+const OUTBOX_REQUEUE_FAILED = `${OUTBOX_PRELUDE}
 local now, out = ARGV[1], { 0 }
 for i = 10, #KEYS do
   local key, id = KEYS[i], ARGV[i - 8]
@@ -265,7 +265,7 @@ return out
 `
 
 /** KEYS: prelude, one event key per id. ARGV: leaseUntil, workerId, ids... Returns the ids renewed. */
-export const OUTBOX_RENEW_LEASE = `${OUTBOX_PRELUDE}
+const OUTBOX_RENEW_LEASE = `${OUTBOX_PRELUDE}
 local lease_until, worker, renewed = ARGV[1], ARGV[2], {}
 for i = 10, #KEYS do
   local id = ARGV[i - 7]
@@ -284,7 +284,7 @@ return renewed
  * scored by claimedAt, never enqueuedAt) go back to pending with availableAt unchanged.
  * Returns how many; the kernel repeats while a full batch came back.
  */
-export const OUTBOX_RESET_STALE = `${OUTBOX_PRELUDE}
+const OUTBOX_RESET_STALE = `${OUTBOX_PRELUDE}
 local now = ARGV[2]
 local ids = redis.call('ZRANGEBYSCORE', PUBLISHING, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
@@ -298,7 +298,7 @@ return #ids
 `
 
 /** ARGV: cutoff, limit. Deletes up to `limit` sent events with sentAt < cutoff; returns how many. */
-export const OUTBOX_CLEANUP = `${OUTBOX_PRELUDE}
+const OUTBOX_CLEANUP = `${OUTBOX_PRELUDE}
 local ids = redis.call('ZRANGEBYSCORE', SENT, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
   redis.call('DEL', EVENT .. id)
@@ -308,7 +308,7 @@ return #ids
 `
 
 /** Read-only. ARGV: limit. Dead letters, oldest enqueued first. */
-export const OUTBOX_GET_FAILED = `${OUTBOX_PRELUDE}
+const OUTBOX_GET_FAILED = `${OUTBOX_PRELUDE}
 local ids = redis.call('ZRANGE', FAILED, 0, tonumber(ARGV[1]) - 1)
 local out = {}
 for i, id in ipairs(ids) do out[i] = redis.call('HGETALL', EVENT .. id) end
@@ -382,7 +382,7 @@ end
  * KEYS: prelude, event key. ARGV: see insert(). Returns 1 for a new event
  * (the caller knows what was written) or the stored event with deliveries + 1.
  */
-export const INBOX_FIND_OR_CREATE = `${INBOX_PRELUDE}
+const INBOX_FIND_OR_CREATE = `${INBOX_PRELUDE}
 local key = KEYS[8]
 local found = lookup(key)
 if found then
@@ -399,7 +399,7 @@ return 1
  * { 0, event } for a duplicate. The check and the takeover are one script, so of N
  * concurrent claims exactly one sees the event claimable; every call counts a delivery.
  */
-export const INBOX_CLAIM = `${INBOX_PRELUDE}
+const INBOX_CLAIM = `${INBOX_PRELUDE}
 local key = KEYS[8]
 local now, lease_until, worker = ARGV[8], ARGV[9], ARGV[10]
 local found = lookup(key)
@@ -427,7 +427,7 @@ return { 2, redis.call('HGETALL', found) }
  * KEYS: prelude, event key. ARGV: id, now. Returns 0 when not stored (a no-op, so that a
  * caller's EXEC is not failed by an event cleaned up meanwhile), else 1.
  */
-export const INBOX_MARK_PROCESSED = `${INBOX_PRELUDE}
+const INBOX_MARK_PROCESSED = `${INBOX_PRELUDE}
 local key, id, now = KEYS[8], ARGV[1], ARGV[2]
 local status = redis.call('HGET', key, 'status')
 if not status then return 0 end
@@ -440,7 +440,7 @@ return 1
 `
 
 /** KEYS: prelude, event key. ARGV: id, errorMessage. Returns 0 when not stored, else 1. */
-export const INBOX_MARK_FAILED = `${INBOX_PRELUDE}
+const INBOX_MARK_FAILED = `${INBOX_PRELUDE}
 local key, id = KEYS[8], ARGV[1]
 local status = redis.call('HGET', key, 'status')
 if not status then return 0 end
@@ -453,7 +453,7 @@ return 1
  * ARGV: cutoff, limit, message. Processing events whose claim time (PROCESSING's score:
  * claimedAt, else receivedAt) is before the cutoff become failed. Returns how many.
  */
-export const INBOX_RESET_STALE = `${INBOX_PRELUDE}
+const INBOX_RESET_STALE = `${INBOX_PRELUDE}
 local ids = redis.call('ZRANGEBYSCORE', PROCESSING, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
   local key = EVENT .. id
@@ -468,7 +468,7 @@ return #ids
  * alias of each one if it still names it: those aliases are never read any more, and drain
  * away with their events.
  */
-export const INBOX_CLEANUP = `${INBOX_PRELUDE}
+const INBOX_CLEANUP = `${INBOX_PRELUDE}
 local ids = redis.call('ZRANGEBYSCORE', PROCESSED, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
   local key = EVENT .. id
@@ -484,7 +484,7 @@ return #ids
 `
 
 /** Read-only. ARGV: limit. Failed events, oldest received first (seq breaks ties). */
-export const INBOX_GET_FAILED = `${INBOX_PRELUDE}
+const INBOX_GET_FAILED = `${INBOX_PRELUDE}
 local members = redis.call('ZRANGE', FAILED, 0, tonumber(ARGV[1]) - 1)
 local out = {}
 for i, m in ipairs(members) do out[i] = redis.call('HGETALL', EVENT .. string.sub(m, 32)) end
@@ -500,7 +500,7 @@ return out
  * lowers it: two processes migrating at once (or an older release after a newer one) leave
  * the highest. A value that is not a number is foreign data and is left alone.
  */
-export const SCHEMA_RECORD = `
+const SCHEMA_RECORD = `
 local current = redis.call('GET', KEYS[1])
 if current and not string.match(current, '^%d+$') then
   return redis.error_reply('ERR the schema key holds ' .. current .. ', not a layout version')

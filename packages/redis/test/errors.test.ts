@@ -1,13 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
-import { ManualClock, StorageError, type StorageFailure } from '@txbox/core'
+import { StorageError, type StorageFailure } from '@txbox/core'
 import { Redis, type RedisOptions } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execTransaction } from '../src/client.js'
 import { classifyRedisError, UnexpectedReplyError } from '../src/errors.js'
 import { createRedisStore } from '../src/index.js'
 import { schemaKey } from '../src/keys.js'
-import { connect, dropStore, newStore, SKIP, SKIP_REASON, type TestStore } from './helpers.js'
+import { connect, SKIP, SKIP_REASON, useStores } from './helpers.js'
 
 const ev = (eventId: string) => ({ eventId, subject: 's', payload: 'p' })
 
@@ -125,22 +125,7 @@ describe('classifyRedisError on constructed driver errors', () => {
 describe.skipIf(SKIP)(
   `classifyRedisError on real errors of the shared server (${SKIP ? SKIP_REASON : 'redis'})`,
   () => {
-    let redis: Redis
-    const made: TestStore[] = []
-    const fresh = async () => {
-      const t = await newStore(redis, new ManualClock())
-      made.push(t)
-      return t
-    }
-    beforeAll(() => {
-      redis = connect()
-    })
-    afterEach(async () => {
-      for (const t of made.splice(0)) await dropStore(redis, t.keyPrefix)
-    })
-    afterAll(async () => {
-      await redis.quit()
-    })
+    const { redis, fresh } = useStores()
 
     it('a key of another type (foreign data) is schema, and the message keeps the operation and WRONGTYPE', async () => {
       const { store } = await fresh()

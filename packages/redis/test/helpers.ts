@@ -1,6 +1,7 @@
 import { uniqueSuffix } from '@txbox/conformance'
 import { ManualClock } from '@txbox/core'
 import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll } from 'vitest'
 import { createRedisStore, type RedisStore } from '../src/index.js'
 import { storeBase } from '../src/keys.js'
 
@@ -51,6 +52,39 @@ export const newStore = async (
   const store = createRedisStore({ redis, keyPrefix, clock: clock.now, ...options })
   await store.migrate()
   return { store, keyPrefix, clock }
+}
+
+/**
+ * The connection and the stores of one describe block: `fresh()` makes a migrated store on a
+ * key prefix of its own, dropped after each test. The connection opens on its first command,
+ * so a skipped block opens none.
+ */
+export const useStores = (): {
+  redis: Redis
+  fresh(clock?: ManualClock, options?: { maxEventBytes?: number }): Promise<TestStore>
+} => {
+  const redis = new Redis(REDIS_URL ?? 'redis://unset.invalid', {
+    lazyConnect: true,
+    maxRetriesPerRequest: 3,
+  })
+  const made: TestStore[] = []
+  beforeAll(() => {
+    if (REDIS_URL === undefined) throw new Error(`TXBOX_REQUIRE_ALL=1 but ${SKIP_REASON}`)
+  })
+  afterEach(async () => {
+    for (const t of made.splice(0)) await dropStore(redis, t.keyPrefix)
+  })
+  afterAll(async () => {
+    await redis.quit()
+  })
+  return {
+    redis,
+    async fresh(clock = new ManualClock(), options = {}) {
+      const t = await newStore(redis, clock, options)
+      made.push(t)
+      return t
+    },
+  }
 }
 
 /** Recounts statuses from the event hashes, the slow way the counts hash exists to avoid. */

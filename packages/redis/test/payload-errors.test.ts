@@ -1,8 +1,8 @@
 import { ManualClock, PayloadTooLargeError, StorageError, ValidationError } from '@txbox/core'
 import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createRedisStore } from '../src/index.js'
-import { connect, dropStore, newStore, SKIP, SKIP_REASON, type TestStore } from './helpers.js'
+import { SKIP, SKIP_REASON, useStores } from './helpers.js'
 
 const LEASE = { leaseMs: 1000, workerId: 'w' }
 
@@ -49,22 +49,11 @@ describe('validation and driver errors without a server', () => {
 })
 
 describe.skipIf(SKIP)(`payload fidelity and foreign data (${SKIP ? SKIP_REASON : 'redis'})`, () => {
-  let redis: Redis
-  const made: TestStore[] = []
-  beforeAll(() => {
-    redis = connect()
-  })
-  afterEach(async () => {
-    for (const t of made.splice(0)) await dropStore(redis, t.keyPrefix)
-  })
-  afterAll(async () => {
-    await redis.quit()
-  })
+  const { redis, fresh } = useStores()
 
   it('round-trips U+0000, astral characters, quotes, backslashes and 1 MiB through every path', async () => {
     // Payload and headers add up to more than the default 1 MiB of a NATS message.
-    const t = await newStore(redis, new ManualClock(), { maxEventBytes: 2 * 1024 * 1024 })
-    made.push(t)
+    const t = await fresh(new ManualClock(), { maxEventBytes: 2 * 1024 * 1024 })
     const big = 'x'.repeat(1024 * 1024 - 3) + '😀'
     const tricky = `nul\u0000mid\u0001 😀 𝄞 "q" \\ back \u{10FFFF} é`
     await t.store.outbox.findOrCreate({ eventId: 'big', subject: 's', payload: big, headers: tricky })
@@ -88,8 +77,7 @@ describe.skipIf(SKIP)(`payload fidelity and foreign data (${SKIP ? SKIP_REASON :
   })
 
   it('a key of the wrong type (foreign data) surfaces as StorageError', async () => {
-    const t = await newStore(redis, new ManualClock())
-    made.push(t)
+    const t = await fresh()
     await redis.set(t.store.outbox.keys.counts, 'not a hash')
     const error = await t.store.outbox.getCountByStatus().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(StorageError)

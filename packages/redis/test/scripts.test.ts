@@ -1,7 +1,7 @@
 import { uniqueSuffix } from '@txbox/conformance'
-import { EventNotFoundError, LeaseLostError, ManualClock } from '@txbox/core'
+import { EventNotFoundError, LeaseLostError } from '@txbox/core'
 import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { LuaScript } from '../src/client.js'
 import { createRedisStore, execTransaction } from '../src/index.js'
 import { schemaKey } from '../src/keys.js'
@@ -9,15 +9,13 @@ import { SCHEMA_VERSION } from '../src/migrate.js'
 import { OUTBOX_FIND_OR_CREATE } from '../src/scripts.js'
 import {
   connect,
-  dropStore,
   inboxProblems,
   keysOf,
-  newStore,
   outboxProblems,
   SKIP,
   SKIP_REASON,
   scanAll,
-  type TestStore,
+  useStores,
 } from './helpers.js'
 
 const LEASE = { leaseMs: 30_000, workerId: 'w1' }
@@ -37,23 +35,7 @@ const MINUTE = 60_000
 const DAY = 86_400_000
 
 describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
-  let redis: Redis
-  const made: TestStore[] = []
-  const fresh = async () => {
-    const t = await newStore(redis, new ManualClock())
-    made.push(t)
-    return t
-  }
-
-  beforeAll(() => {
-    redis = connect()
-  })
-  afterEach(async () => {
-    for (const t of made.splice(0)) await dropStore(redis, t.keyPrefix)
-  })
-  afterAll(async () => {
-    await redis.quit()
-  })
+  const { redis, fresh } = useStores()
 
   it('keeps the outbox counts hash and every index exact through every transition', async () => {
     const { store, clock } = await fresh()

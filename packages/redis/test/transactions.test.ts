@@ -1,38 +1,14 @@
-import { EventNotFoundError, ManualClock, StorageError, ValidationError } from '@txbox/core'
-import type { ChainableCommander, Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { EventNotFoundError, StorageError, ValidationError } from '@txbox/core'
+import type { ChainableCommander } from 'ioredis'
+import { describe, expect, it } from 'vitest'
 import { execTransaction } from '../src/index.js'
 import { schemaKey, storeBase } from '../src/keys.js'
-import {
-  connect,
-  dropStore,
-  keysOf,
-  newStore,
-  outboxProblems,
-  SKIP,
-  SKIP_REASON,
-  type TestStore,
-} from './helpers.js'
+import { keysOf, outboxProblems, SKIP, SKIP_REASON, useStores } from './helpers.js'
 
 const ev = (eventId: string, payload = 'p') => ({ eventId, subject: 'tx.test', payload })
 
 describe.skipIf(SKIP)(`{ tx } = a MULTI (${SKIP ? SKIP_REASON : 'redis'})`, () => {
-  let redis: Redis
-  const made: TestStore[] = []
-  const fresh = async () => {
-    const t = await newStore(redis, new ManualClock())
-    made.push(t)
-    return t
-  }
-  beforeAll(() => {
-    redis = connect()
-  })
-  afterEach(async () => {
-    for (const t of made.splice(0)) await dropStore(redis, t.keyPrefix)
-  })
-  afterAll(async () => {
-    await redis.quit()
-  })
+  const { redis, fresh } = useStores()
 
   it("enqueue joins the caller's MULTI: applied at exec with the caller's own write", async () => {
     const { store, keyPrefix } = await fresh()
