@@ -11,8 +11,8 @@ import {
 import { type StatusCountRows, ValidationError } from '@txbox/core'
 import type { ResolvedOptions } from './dynamodb-options.js'
 import { ADAPTER, classifyDynamoDbError, isConditionalCheckFailed, isTransientConflict } from './errors.js'
-import { STATUS_INDEX, shardOf } from './keys.js'
-import { type Item, S } from './rows.js'
+import { STATUS_INDEX, shardOf, timeKey } from './keys.js'
+import { type Item, N, S } from './rows.js'
 
 /** DynamoDB's limit of actions in one TransactWriteItems call. */
 export const MAX_TRANSACTION_ACTIONS = 100
@@ -75,10 +75,10 @@ interface QuerySpec {
 }
 
 /** A query on one shard of an index, without paging state. */
-export type ShardQuery = (shard: number) => Omit<QuerySpec, 'limit' | 'startKey' | 'countOnly'>
+type ShardQuery = (shard: number) => Omit<QuerySpec, 'limit' | 'startKey' | 'countOnly'>
 
 /** The partition `pkOf(shard)` of the status index (`gsi2`), only entries sorted below `skBelow` when given. */
-export const statusQuery =
+const statusQuery =
   (pkOf: (shard: number) => string, skBelow?: string): ShardQuery =>
   (shard) => ({ index: STATUS_INDEX, pkName: 'gsi2pk', pk: pkOf(shard), skName: 'gsi2sk', skBelow })
 
@@ -88,7 +88,7 @@ const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
  * The `{ tx }` of this adapter, checked before any I/O: a `TransactWriteItem[]` the caller
  * later hands to `TransactWriteItemsCommand` with its own actions.
  */
-export const collectorOf = (tx: TransactWriteItem[] | undefined): TransactWriteItem[] | undefined => {
+const collectorOf = (tx: TransactWriteItem[] | undefined): TransactWriteItem[] | undefined => {
   if (tx !== undefined && !Array.isArray(tx)) {
     throw new ValidationError(
       ADAPTER,
@@ -137,10 +137,29 @@ export class DynamoDbContext {
     return shardOf(eventId, this.options.shards)
   }
 
-  /** `expiresAt` (epoch seconds) for an event that became sent/processed at `nowMs`, or undefined without TTL. */
-  expiresAt(nowMs: number): number | undefined {
+  /**
+   * The update that makes an event final (`sent`, `processed`) at `nowMs`: the status, its
+   * time attribute, its status-index entry sorted by that time, `remove`d attributes, and
+   * with `ttlDays` an `expiresAt` (epoch seconds) that many days later for DynamoDB's TTL.
+   */
+  finalSpec(
+    status: string,
+    timeAttribute: string,
+    statusPk: string,
+    nowMs: number,
+    remove: string,
+  ): UpdateSpec {
     const { ttlDays } = this.options
-    return ttlDays === undefined ? undefined : Math.ceil((nowMs + ttlDays * 86_400_000) / 1000)
+    const values: Values = {
+      ':final': S(status),
+      ':now': N(nowMs),
+      ':g2pk': S(statusPk),
+      ':g2sk': S(timeKey(nowMs)),
+    }
+    const set = `#status = :final, #${timeAttribute} = :now, #gsi2pk = :g2pk, #gsi2sk = :g2sk`
+    if (ttlDays === undefined) return { update: `SET ${set} REMOVE ${remove}, #expiresAt`, values }
+    values[':exp'] = N(Math.ceil((nowMs + ttlDays * 86_400_000) / 1000))
+    return { update: `SET ${set}, #expiresAt = :exp REMOVE ${remove}`, values }
   }
 
   /**
@@ -203,15 +222,7 @@ export class DynamoDbContext {
     try {
       const result = await this.#send(() =>
         this.options.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: { pk: S(pk) },
-            UpdateExpression: spec.update,
-            ConditionExpression: spec.condition,
-            ExpressionAttributeNames: namesOf(spec.update, spec.condition),
-            ExpressionAttributeValues: valuesOf(spec.values ?? {}, spec.update, spec.condition),
-            ReturnValues: 'ALL_NEW',
-          }),
+          new UpdateItemCommand({ ...this.#updateInput(pk, spec), ReturnValues: 'ALL_NEW' }),
         ),
       )
       return result.Attributes ?? {}
@@ -244,15 +255,17 @@ export class DynamoDbContext {
 
   /** The `Update` action of a transaction, for `{ tx }` collectors. */
   updateAction(pk: string, spec: UpdateSpec): TransactWriteItem {
+    return { Update: this.#updateInput(pk, spec) }
+  }
+
+  #updateInput(pk: string, spec: UpdateSpec) {
     return {
-      Update: {
-        TableName: this.tableName,
-        Key: { pk: S(pk) },
-        UpdateExpression: spec.update,
-        ConditionExpression: spec.condition,
-        ExpressionAttributeNames: namesOf(spec.update, spec.condition),
-        ExpressionAttributeValues: valuesOf(spec.values ?? {}, spec.update, spec.condition),
-      },
+      TableName: this.tableName,
+      Key: { pk: S(pk) },
+      UpdateExpression: spec.update,
+      ConditionExpression: spec.condition,
+      ExpressionAttributeNames: namesOf(spec.update, spec.condition),
+      ExpressionAttributeValues: valuesOf(spec.values ?? {}, spec.update, spec.condition),
     }
   }
 
@@ -423,15 +436,28 @@ export class DynamoDbContext {
     )
   }
 
+  /** The `failed` items of the status partitions `pkOf(shard)`, the first `limit` in their index order. */
+  async failedItems(pkOf: (shard: number) => string, limit: number): Promise<Item[]> {
+    const entries = await this.firstAcrossShards(statusQuery(pkOf), limit)
+    return this.confirm(entries, (item) => item.status?.S === 'failed')
+  }
+
   /**
    * One sweep step: runs `act` (a conditional write that re-checks on the item what the
-   * eventually consistent index claims) on the entries of every shard, until `limit` acted
+   * eventually consistent index claims) on the entries of the status partitions
+   * `pkOf(shard)` sorted before `cutoffMs`, shard after shard, until `limit` acted
    * or the entries ran out; answers how many acted. Shards are visited one after the other
    * so that the step never acts on more than `limit` items; within a shard, paging follows
    * LastEvaluatedKey, so an entry the index still shows after it was moved or deleted is
    * skipped, not read again, and a step that answers less than `limit` found nothing more.
    */
-  async sweep(query: ShardQuery, limit: number, act: (entry: Item) => Promise<boolean>): Promise<number> {
+  async sweep(
+    pkOf: (shard: number) => string,
+    cutoffMs: number,
+    limit: number,
+    act: (entry: Item) => Promise<boolean>,
+  ): Promise<number> {
+    const query = statusQuery(pkOf, timeKey(Math.ceil(cutoffMs)))
     let done = 0
     for (const shard of this.#shardList()) {
       let startKey: Item | undefined
@@ -448,6 +474,29 @@ export class DynamoDbContext {
       } while (startKey !== undefined)
     }
     return done
+  }
+
+  /**
+   * One cleanup step: deletes, one conditional delete per entry, the items of the status
+   * partitions `pkOf(shard)` whose `timeAttribute` is before `cutoff`, at most `limit`.
+   * Conditional deletes rather than BatchWriteItem: the same WCU per item, and the
+   * condition re-checks status and time on the item, which the eventually consistent index
+   * cannot promise, so cleanup never deletes an event that moved on.
+   */
+  deleteBefore(
+    pkOf: (shard: number) => string,
+    status: string,
+    timeAttribute: string,
+    cutoff: Date,
+    limit: number,
+  ): Promise<number> {
+    const cutoffMs = cutoff.getTime()
+    return this.sweep(pkOf, cutoffMs, limit, (entry) =>
+      this.delete(entry.pk?.S ?? '', `#status = :status AND #${timeAttribute} < :cutoff`, {
+        ':status': S(status),
+        ':cutoff': N(cutoffMs),
+      }),
+    )
   }
 }
 

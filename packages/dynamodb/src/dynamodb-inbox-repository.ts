@@ -9,7 +9,7 @@ import {
   type InboxStatus,
   type StatusCountRows,
 } from '@txbox/core'
-import { DynamoDbContext, statusQuery, type UpdateSpec, type Values } from './client.js'
+import { DynamoDbContext, type UpdateSpec } from './client.js'
 import { type DynamoDbStoreOptions, resolveOptions } from './dynamodb-options.js'
 import { DynamoDbFailure } from './errors.js'
 import { inboxIdOf, inboxPk, inboxStatusPk, nextSequence, orderKey, timeKey } from './keys.js'
@@ -122,22 +122,10 @@ export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWrite
   }
 
   #processedSpec(eventId: string, nowMs: number): UpdateSpec {
-    const expires = this.#db.expiresAt(nowMs)
-    const values: Values = {
-      ':processed': S('processed'),
-      ':now': N(nowMs),
-      ':g2pk': S(inboxStatusPk('processed', this.#db.shardOf(eventId))),
-      ':g2sk': S(timeKey(nowMs)),
-    }
-    if (expires !== undefined) values[':exp'] = N(expires)
-    const set = '#status = :processed, #processedAt = :now, #gsi2pk = :g2pk, #gsi2sk = :g2sk'
+    const statusPk = inboxStatusPk('processed', this.#db.shardOf(eventId))
     return {
-      update:
-        expires === undefined
-          ? `SET ${set} REMOVE #claimedBy, #leaseUntil, #expiresAt`
-          : `SET ${set}, #expiresAt = :exp REMOVE #claimedBy, #leaseUntil`,
+      ...this.#db.finalSpec('processed', 'processedAt', statusPk, nowMs, '#claimedBy, #leaseUntil'),
       condition: EXISTS,
-      values,
     }
   }
 
@@ -179,23 +167,21 @@ export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWrite
     return (await this.#db.get(inboxPk(eventId), '#status'))?.status?.S as InboxStatus | undefined
   }
 
-  protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {
-    const cutoffMs = cutoff.getTime()
-    return this.#db.sweep(
-      statusQuery((shard) => inboxStatusPk('processed', shard), timeKey(Math.ceil(cutoffMs))),
+  protected deleteProcessed(cutoff: Date, limit: number): Promise<number> {
+    return this.#db.deleteBefore(
+      (shard) => inboxStatusPk('processed', shard),
+      'processed',
+      'processedAt',
+      cutoff,
       limit,
-      (entry) =>
-        this.#db.delete(entry.pk?.S ?? '', '#status = :processed AND #processedAt < :cutoff', {
-          ':processed': S('processed'),
-          ':cutoff': N(cutoffMs),
-        }),
     )
   }
 
   protected async failStale(cutoff: Date, errorMessage: string, limit: number): Promise<number> {
     const cutoffMs = cutoff.getTime()
     return this.#db.sweep(
-      statusQuery((shard) => inboxStatusPk('processing', shard), timeKey(Math.ceil(cutoffMs))),
+      (shard) => inboxStatusPk('processing', shard),
+      cutoffMs,
       limit,
       async (entry) => {
         const pk = entry.pk?.S ?? ''
@@ -225,11 +211,7 @@ export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWrite
   }
 
   protected async selectFailed(limit: number): Promise<InboxEvent[]> {
-    const entries = await this.#db.firstAcrossShards(
-      statusQuery((shard) => inboxStatusPk('failed', shard)),
-      limit,
-    )
-    return (await this.#db.confirm(entries, (item) => item.status?.S === 'failed')).map(toInboxEvent)
+    return (await this.#db.failedItems((shard) => inboxStatusPk('failed', shard), limit)).map(toInboxEvent)
   }
 
   protected async read(eventId: string): Promise<InboxEvent | null> {

@@ -10,14 +10,7 @@ import {
   type RequeueOutcome,
   type StatusCountRows,
 } from '@txbox/core'
-import {
-  DynamoDbContext,
-  mapLimit,
-  statusQuery,
-  type UpdateSpec,
-  type Values,
-  WRITE_CONCURRENCY,
-} from './client.js'
+import { DynamoDbContext, mapLimit, type UpdateSpec, type Values, WRITE_CONCURRENCY } from './client.js'
 import { type DynamoDbStoreOptions, resolveOptions } from './dynamodb-options.js'
 import { DynamoDbFailure } from './errors.js'
 import {
@@ -228,22 +221,8 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
 
   /** Leaves for `sent`: out of the claim index, into `ob#sent#<shard>` by sentAt. */
   #sentSpec(eventId: string, nowMs: number): UpdateSpec {
-    const expires = this.#db.expiresAt(nowMs)
-    const values: Values = {
-      ':sent': S('sent'),
-      ':now': N(nowMs),
-      ':g2pk': S(outboxStatusPk('sent', this.#db.shardOf(eventId))),
-      ':g2sk': S(timeKey(nowMs)),
-    }
-    if (expires !== undefined) values[':exp'] = N(expires)
-    const set = '#status = :sent, #sentAt = :now, #gsi2pk = :g2pk, #gsi2sk = :g2sk'
-    return {
-      update:
-        expires === undefined
-          ? `SET ${set} REMOVE #claimedBy, #leaseUntil, ${LEAVE_DUE}, #expiresAt`
-          : `SET ${set}, #expiresAt = :exp REMOVE #claimedBy, #leaseUntil, ${LEAVE_DUE}`,
-      values,
-    }
+    const statusPk = outboxStatusPk('sent', this.#db.shardOf(eventId))
+    return this.#db.finalSpec('sent', 'sentAt', statusPk, nowMs, `#claimedBy, #leaseUntil, ${LEAVE_DUE}`)
   }
 
   protected async setPublishing(eventId: string, now: Date): Promise<boolean> {
@@ -329,26 +308,15 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     return items.map(toOutboxEvent)
   }
 
-  protected async deleteSent(cutoff: Date, limit: number): Promise<number> {
-    const cutoffMs = cutoff.getTime()
-    // Conditional deletes rather than BatchWriteItem: the same WCU per item, and the
-    // condition re-checks status and sentAt on the item, which the eventually consistent
-    // index cannot promise. Cleanup never deletes an event that moved on.
-    return this.#db.sweep(
-      statusQuery((shard) => outboxStatusPk('sent', shard), timeKey(Math.ceil(cutoffMs))),
-      limit,
-      (entry) =>
-        this.#db.delete(entry.pk?.S ?? '', '#status = :sent AND #sentAt < :cutoff', {
-          ':sent': S('sent'),
-          ':cutoff': N(cutoffMs),
-        }),
-    )
+  protected deleteSent(cutoff: Date, limit: number): Promise<number> {
+    return this.#db.deleteBefore((shard) => outboxStatusPk('sent', shard), 'sent', 'sentAt', cutoff, limit)
   }
 
   protected async resetPublishing(cutoff: Date, _now: Date, limit: number): Promise<number> {
     const cutoffMs = cutoff.getTime()
     return this.#db.sweep(
-      statusQuery((shard) => outboxStatusPk('publishing', shard), timeKey(Math.ceil(cutoffMs))),
+      (shard) => outboxStatusPk('publishing', shard),
+      cutoffMs,
       limit,
       async (entry) => {
         const pk = requiredStr(entry, 'pk')
@@ -500,11 +468,7 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
   }
 
   protected async selectFailed(limit: number): Promise<OutboxEvent[]> {
-    const entries = await this.#db.firstAcrossShards(
-      statusQuery((shard) => outboxStatusPk('failed', shard)),
-      limit,
-    )
-    return (await this.#db.confirm(entries, (item) => item.status?.S === 'failed')).map(toOutboxEvent)
+    return (await this.#db.failedItems((shard) => outboxStatusPk('failed', shard), limit)).map(toOutboxEvent)
   }
 
   protected async read(eventId: string): Promise<OutboxEvent | null> {

@@ -12,13 +12,6 @@ export const outboxPk = (eventId: string): string => `ob#e#${eventId}`
 export const outboxIdOf = (pk: string): string => pk.slice('ob#e#'.length)
 /** `pk` of an inbox event. */
 export const inboxPk = (eventId: string): string => `ib#e#${eventId}`
-/**
- * The `pk` prefix of schema version 1's alias items (`ib#s#<stream>#<streamSeq>` -> eventId),
- * which merged a new event at a sequence a re-created JetStream stream reuses into an old
- * one. Nothing reads or writes them now; `migrate()` deletes those version 1 left.
- */
-export const LEGACY_STREAM_ALIAS_PREFIX = 'ib#s#'
-
 /** The event id of an inbox event's `pk`. */
 export const inboxIdOf = (pk: string): string => pk.slice('ib#e#'.length)
 

@@ -16,18 +16,12 @@ export const S = (value: string): AttributeValue => ({ S: value })
 export const N = (value: number): AttributeValue => ({ N: String(value) })
 
 /** A string attribute, or undefined when absent. */
-export const str = (item: Item, name: string): string | undefined => item[name]?.S
+const str = (item: Item, name: string): string | undefined => item[name]?.S
 
 /** A number attribute, or undefined when absent. */
 export const num = (item: Item, name: string): number | undefined => {
   const value = item[name]?.N
   return value === undefined ? undefined : Number(value)
-}
-
-/** A stored epoch-ms number as a Date, or undefined when absent. */
-export const date = (item: Item, name: string): Date | undefined => {
-  const value = num(item, name)
-  return value === undefined ? undefined : new Date(value)
 }
 
 /** A required string attribute: its absence means the item is not what txbox wrote. */
@@ -39,7 +33,7 @@ export const requiredStr = (item: Item, name: string): string => {
 }
 
 /** A required number attribute. */
-export const requiredNum = (item: Item, name: string): number => {
+const requiredNum = (item: Item, name: string): number => {
   const value = num(item, name)
   if (value === undefined)
     throw new TypeError(`stored item ${item.pk?.S ?? '?'} has no number attribute ${name}`)
@@ -54,13 +48,13 @@ export const MAX_ITEM_BYTES = 400 * 1024
  * 255 characters, lease and status timestamps, index keys, expiresAt). A later
  * `errorMessage` larger than what is left still fails, as a StorageError from DynamoDB.
  */
-export const RESERVED_BYTES = 2 * 1024
+const RESERVED_BYTES = 2 * 1024
 
 /**
  * A conservative size of an item as DynamoDB counts it: UTF-8 bytes of every attribute name
  * plus its value; a number is counted at its maximum of 21 bytes.
  */
-export const itemBytes = (item: Item): number => {
+const itemBytes = (item: Item): number => {
   let total = 0
   for (const [name, value] of Object.entries(item)) {
     total += utf8Bytes(name)
@@ -80,57 +74,53 @@ export const assertItemFits = (item: Item, eventId: string): void => {
   if (size > MAX_ITEM_BYTES) throw new PayloadTooLargeError(ADAPTER, eventId, size, MAX_ITEM_BYTES)
 }
 
-/** The event an outbox item stores (index keys and bookkeeping left out). */
-export const toOutboxEvent = (item: Item): OutboxEvent => {
-  const event: OutboxEvent = {
-    eventId: requiredStr(item, 'eventId'),
-    subject: requiredStr(item, 'subject'),
-    payload: requiredStr(item, 'payload'),
-    status: requiredStr(item, 'status') as OutboxStatus,
-    enqueuedAt: new Date(requiredNum(item, 'enqueuedAt')),
-    retryCount: requiredNum(item, 'retryCount'),
-    availableAt: new Date(requiredNum(item, 'availableAt')),
+/** Copies the optional attributes `item` holds onto `event`: strings, numbers and epoch-ms dates. */
+const withOptional = <E extends object>(
+  event: E,
+  item: Item,
+  optional: { text?: readonly string[]; numbers?: readonly string[]; dates?: readonly string[] },
+): E => {
+  const target = event as Record<string, unknown>
+  for (const name of optional.text ?? []) if (str(item, name) !== undefined) target[name] = str(item, name)
+  for (const name of optional.numbers ?? []) if (num(item, name) !== undefined) target[name] = num(item, name)
+  for (const name of optional.dates ?? []) {
+    const ms = num(item, name)
+    if (ms !== undefined) target[name] = new Date(ms)
   }
-  const headers = str(item, 'headers')
-  if (headers !== undefined) event.headers = headers
-  const sentAt = date(item, 'sentAt')
-  if (sentAt !== undefined) event.sentAt = sentAt
-  const errorMessage = str(item, 'errorMessage')
-  if (errorMessage !== undefined) event.errorMessage = errorMessage
-  const claimedAt = date(item, 'claimedAt')
-  if (claimedAt !== undefined) event.claimedAt = claimedAt
-  const claimedBy = str(item, 'claimedBy')
-  if (claimedBy !== undefined) event.claimedBy = claimedBy
-  const leaseUntil = date(item, 'leaseUntil')
-  if (leaseUntil !== undefined) event.leaseUntil = leaseUntil
   return event
 }
 
+/** The event an outbox item stores (index keys and bookkeeping left out). */
+export const toOutboxEvent = (item: Item): OutboxEvent =>
+  withOptional(
+    {
+      eventId: requiredStr(item, 'eventId'),
+      subject: requiredStr(item, 'subject'),
+      payload: requiredStr(item, 'payload'),
+      status: requiredStr(item, 'status') as OutboxStatus,
+      enqueuedAt: new Date(requiredNum(item, 'enqueuedAt')),
+      retryCount: requiredNum(item, 'retryCount'),
+      availableAt: new Date(requiredNum(item, 'availableAt')),
+    } satisfies OutboxEvent,
+    item,
+    { text: ['headers', 'errorMessage', 'claimedBy'], dates: ['sentAt', 'claimedAt', 'leaseUntil'] },
+  )
+
 /** The event an inbox item stores. */
-export const toInboxEvent = (item: Item): InboxEvent => {
-  const event: InboxEvent = {
-    eventId: requiredStr(item, 'eventId'),
-    subject: requiredStr(item, 'subject'),
-    payload: requiredStr(item, 'payload'),
-    status: requiredStr(item, 'status') as InboxStatus,
-    receivedAt: new Date(requiredNum(item, 'receivedAt')),
-    deliveries: requiredNum(item, 'deliveries'),
-  }
-  const headers = str(item, 'headers')
-  if (headers !== undefined) event.headers = headers
-  const stream = str(item, 'stream')
-  if (stream !== undefined) event.stream = stream
-  const streamSeq = num(item, 'streamSeq')
-  if (streamSeq !== undefined) event.streamSeq = streamSeq
-  const processedAt = date(item, 'processedAt')
-  if (processedAt !== undefined) event.processedAt = processedAt
-  const errorMessage = str(item, 'errorMessage')
-  if (errorMessage !== undefined) event.errorMessage = errorMessage
-  const claimedAt = date(item, 'claimedAt')
-  if (claimedAt !== undefined) event.claimedAt = claimedAt
-  const claimedBy = str(item, 'claimedBy')
-  if (claimedBy !== undefined) event.claimedBy = claimedBy
-  const leaseUntil = date(item, 'leaseUntil')
-  if (leaseUntil !== undefined) event.leaseUntil = leaseUntil
-  return event
-}
+export const toInboxEvent = (item: Item): InboxEvent =>
+  withOptional(
+    {
+      eventId: requiredStr(item, 'eventId'),
+      subject: requiredStr(item, 'subject'),
+      payload: requiredStr(item, 'payload'),
+      status: requiredStr(item, 'status') as InboxStatus,
+      receivedAt: new Date(requiredNum(item, 'receivedAt')),
+      deliveries: requiredNum(item, 'deliveries'),
+    } satisfies InboxEvent,
+    item,
+    {
+      text: ['headers', 'stream', 'errorMessage', 'claimedBy'],
+      numbers: ['streamSeq'],
+      dates: ['processedAt', 'claimedAt', 'leaseUntil'],
+    },
+  )

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { DynamoDBClient, TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import { ValidationError } from '@txbox/core'
 import { describe, expect, it } from 'vitest'
+import * as index from '../src/index.js'
 import {
   createDynamoDbStore,
   dynamoDbMigrations,
@@ -180,5 +181,17 @@ describe('keys', () => {
       'gsi1',
       'gsi2',
     ])
+  })
+})
+
+describe('names', () => {
+  it('keeps every name of the previous release as a deprecated alias of the DynamoDb spelling', () => {
+    expect(index.createDynamoStore).toBe(index.createDynamoDbStore)
+    expect(index.dynamodbCapabilities).toBe(index.dynamoDbCapabilities)
+    expect(index.DynamoOutboxRepository).toBe(index.DynamoDbOutboxRepository)
+    expect(index.DynamoInboxRepository).toBe(index.DynamoDbInboxRepository)
+    const { client } = fakeClient()
+    const store: index.DynamoStore = index.createDynamoStore({ client } satisfies index.DynamoStoreOptions)
+    expect(store.outbox).toBeInstanceOf(index.DynamoOutboxRepository)
   })
 })
