@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs'
 import type { DynamoDBClient, TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import { ValidationError } from '@txbox/core'
 import { describe, expect, it } from 'vitest'
+import { DynamoDbContext } from '../src/client.js'
+import { resolveOptions } from '../src/dynamodb-options.js'
 import * as index from '../src/index.js'
 import {
   createDynamoDbStore,
@@ -193,5 +195,59 @@ describe('names', () => {
     const { client } = fakeClient()
     const store: index.DynamoStore = index.createDynamoStore({ client } satisfies index.DynamoStoreOptions)
     expect(store.outbox).toBeInstanceOf(index.DynamoOutboxRepository)
+  })
+})
+
+describe('a sweep step', () => {
+  /** A status index of two shards served page by page, as DynamoDB's Query does. */
+  const indexClient = (partitions: Record<string, string[]>) => {
+    const queries: { pk: string; limit: number | undefined }[] = []
+    const client = {
+      send: async (command: { input: Record<string, unknown> }) => {
+        const input = command.input as {
+          ExpressionAttributeValues: Record<string, { S: string }>
+          Limit?: number
+          ExclusiveStartKey?: { pk: { S: string } }
+        }
+        const pk = input.ExpressionAttributeValues[':ipk']?.S ?? ''
+        queries.push({ pk, limit: input.Limit })
+        const all = partitions[pk] ?? []
+        const from = input.ExclusiveStartKey ? all.indexOf(input.ExclusiveStartKey.pk.S) + 1 : 0
+        const page = all.slice(from, from + (input.Limit ?? all.length))
+        const more = from + page.length < all.length
+        return {
+          Items: page.map((id) => ({ pk: { S: id } })),
+          ...(more ? { LastEvaluatedKey: { pk: { S: page.at(-1) } } } : {}),
+        }
+      },
+    } as unknown as DynamoDBClient
+    return { client, queries }
+  }
+
+  it('acts on at most `limit` items, shard after shard, and pages past entries whose write is refused', async () => {
+    const { client, queries } = indexClient({
+      's#0': ['a1', 'stale1', 'a2', 'stale2'],
+      's#1': ['b1', 'b2', 'b3'],
+    })
+    const db = new DynamoDbContext(resolveOptions({ client, shards: 2 }))
+    const acted: string[] = []
+    const act = async (entry: { pk?: { S?: string } }) => {
+      const pk = entry.pk?.S ?? ''
+      if (pk.startsWith('stale')) return false
+      acted.push(pk)
+      return true
+    }
+    expect(await db.sweep((shard) => `s#${shard}`, 1_000, 3, act)).toBe(3)
+    expect(acted).toEqual(['a1', 'a2', 'b1'])
+    // Never asks for more entries than are left of the step.
+    expect(queries.map((query) => [query.pk, query.limit])).toEqual([
+      ['s#0', 3],
+      ['s#0', 1],
+      ['s#1', 1],
+    ])
+    // A step that finds fewer than `limit` has seen every entry.
+    acted.length = 0
+    expect(await db.sweep((shard) => `s#${shard}`, 1_000, 10, act)).toBe(5)
+    expect(acted).toEqual(['a1', 'a2', 'b1', 'b2', 'b3'])
   })
 })
