@@ -75,11 +75,13 @@ export {
 } from './nats-message.js'
 export {
   applyMigrations,
+  applyMigrationsSync,
   loadMigrations,
   MIGRATION_FILE_NAME,
   type Migration,
   type MigrationHistory,
   renderMigration,
+  type SyncMigrationHistory,
 } from './migrations.js'
 export { newInboxEvent, newOutboxEvent } from './new-event.js'
 export {

@@ -70,6 +70,12 @@ export interface MigrationHistory {
   record(migration: Migration, appliedAt: Date): Promise<void>
 }
 
+/** The migrations whose version is not among `applied`, in order. */
+const unapplied = (applied: Iterable<number>, migrations: readonly Migration[]): Migration[] => {
+  const done = new Set(applied)
+  return migrations.filter((migration) => !done.has(migration.version))
+}
+
 /**
  * Applies, in order and under the store's lock, every migration whose version is not
  * recorded, recording each after it ran; answers the versions applied now. The one
@@ -82,13 +88,37 @@ export const applyMigrations = async (
   clock: Clock,
 ): Promise<number[]> =>
   history.locked(async () => {
-    const applied = new Set(await history.appliedVersions())
-    const now: number[] = []
-    for (const migration of migrations) {
-      if (applied.has(migration.version)) continue
-      await history.apply(migration)
-      await history.record(migration, clock())
-      now.push(migration.version)
+    const steps = unapplied(await history.appliedVersions(), migrations)
+    for (const step of steps) {
+      await history.apply(step)
+      await history.record(step, clock())
     }
-    return now
+    return steps.map((step) => step.version)
+  })
+
+/** {@link MigrationHistory} of a store whose driver is synchronous (better-sqlite3). */
+export interface SyncMigrationHistory {
+  locked<T>(apply: () => T): T
+  appliedVersions(): Iterable<number>
+  apply(migration: Migration): void
+  record(migration: Migration, appliedAt: Date): void
+}
+
+/**
+ * {@link applyMigrations} without an await: for a synchronous driver the whole migration
+ * runs in one turn of the event loop, so nothing else of the process can run inside the
+ * lock's transaction (or wait synchronously for a lock the awaiting migration holds).
+ */
+export const applyMigrationsSync = (
+  history: SyncMigrationHistory,
+  migrations: readonly Migration[],
+  clock: Clock,
+): number[] =>
+  history.locked(() => {
+    const steps = unapplied(history.appliedVersions(), migrations)
+    for (const step of steps) {
+      history.apply(step)
+      history.record(step, clock())
+    }
+    return steps.map((step) => step.version)
   })

@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import {
   applyMigrations,
+  applyMigrationsSync,
   loadMigrations,
   ManualClock,
   type Migration,
@@ -112,5 +113,33 @@ describe('migrations', () => {
     expect([...history.applied.keys()]).toEqual([1])
     history.failOn = undefined
     expect(await applyMigrations(history, steps, () => new Date())).toEqual([2, 3])
+  })
+
+  it('the synchronous variant applies the same steps without ever yielding to the event loop', () => {
+    const applied = new Set([1])
+    const ran: string[] = []
+    let turnEnded = false
+    queueMicrotask(() => {
+      turnEnded = true
+    })
+    const steps: Migration[] = [
+      { version: 1, name: 'one', body: '' },
+      { version: 2, name: 'two', body: '' },
+    ]
+    const versions = applyMigrationsSync(
+      {
+        locked: (apply) => apply(),
+        appliedVersions: () => applied,
+        apply: (step) => {
+          if (turnEnded) throw new Error('yielded inside the lock')
+          ran.push(step.name)
+        },
+        record: (step) => applied.add(step.version),
+      },
+      steps,
+      () => new Date(),
+    )
+    expect(versions).toEqual([2])
+    expect(ran).toEqual(['two'])
   })
 })

@@ -1,12 +1,11 @@
-import { resolve } from 'node:path'
 import {
-  applyMigrations,
+  applyMigrationsSync,
   type Clock,
   loadMigrations,
   type Migration,
-  type MigrationHistory,
   renderMigration,
   runStorageOperation,
+  type SyncMigrationHistory,
 } from '@txbox/core'
 import { ADAPTER, classifySqliteMigrationError } from './errors.js'
 import { historySql, type Tables } from './sql.js'
@@ -19,24 +18,12 @@ export const sqliteMigrations = (): readonly Migration[] =>
   (shipped ??= loadMigrations(new URL('../migrations/', import.meta.url)))
 
 /**
- * The migration running, by database file (by connection for `:memory:`). `applyMigrations`
- * awaits between its steps while holding the write lock, and a second connection of this
- * process asking for the lock in between would wait for it synchronously, blocking the very
- * event loop the first one needs to commit: so migrations of one file in one process run
- * one after the other (other processes wait for SQLite's lock as usual). On one connection
- * this also keeps a second `migrate()` from beginning a nested transaction.
- */
-const running = new Map<unknown, Promise<unknown>>()
-
-const fileOf = (db: SqliteDatabase): unknown => (db.memory || db.name === '' ? db : resolve(db.name))
-
-/**
  * The history of one store: `<prefix>schema_version`, one row per applied version, the table
  * every release has kept, so a database migrated by an earlier release is recognised as is.
  * The lock is SQLite's write lock: `BEGIN IMMEDIATE` (a SAVEPOINT when the caller already has
  * a transaction open on the connection), so every step and its record commit together.
  */
-class SqliteMigrationHistory implements MigrationHistory {
+class SqliteMigrationHistory implements SyncMigrationHistory {
   readonly #db: SqliteDatabase
   readonly #tables: Tables
   readonly #sql: ReturnType<typeof historySql>
@@ -47,19 +34,12 @@ class SqliteMigrationHistory implements MigrationHistory {
     this.#sql = historySql(tables)
   }
 
-  locked<T>(apply: () => Promise<T>): Promise<T> {
-    const file = fileOf(this.#db)
-    const run = () => this.#inTransaction(apply)
-    const next = (running.get(file) ?? Promise.resolve()).then(run, run)
-    running.set(file, next)
-    const forget = () => {
-      if (running.get(file) === next) running.delete(file)
-    }
-    next.then(forget, forget)
-    return next
-  }
-
-  async #inTransaction<T>(apply: () => Promise<T>): Promise<T> {
+  /**
+   * Synchronous from BEGIN to COMMIT: nothing else of this process runs inside the lock's
+   * transaction, and a second connection of this process never waits synchronously for a
+   * lock that an awaiting migration holds.
+   */
+  locked<T>(apply: () => T): T {
     const db = this.#db
     // journal_mode cannot change inside a transaction, and `:memory:` databases have no WAL.
     // WAL: readers never wait for the writer, and writers on other connections wait for the
@@ -69,7 +49,7 @@ class SqliteMigrationHistory implements MigrationHistory {
     db.exec(nested ? 'SAVEPOINT txbox_migrate' : 'BEGIN IMMEDIATE')
     try {
       db.exec(this.#sql.createVersionTable)
-      const result = await apply()
+      const result = apply()
       db.exec(nested ? 'RELEASE txbox_migrate' : 'COMMIT')
       return result
     } catch (error) {
@@ -78,15 +58,15 @@ class SqliteMigrationHistory implements MigrationHistory {
     }
   }
 
-  async appliedVersions(): Promise<number[]> {
+  appliedVersions(): number[] {
     return this.#db.prepare<[], number>(this.#sql.appliedVersions).pluck().safeIntegers(false).all()
   }
 
-  async apply(migration: Migration): Promise<void> {
+  apply(migration: Migration): void {
     this.#db.exec(renderMigration(migration.body, { prefix: this.#tables.prefix }))
   }
 
-  async record(migration: Migration, appliedAt: Date): Promise<void> {
+  record(migration: Migration, appliedAt: Date): void {
     this.#db.prepare(this.#sql.recordVersion).run(migration.version, appliedAt.getTime())
   }
 }
@@ -98,7 +78,7 @@ class SqliteMigrationHistory implements MigrationHistory {
  * the same time waits for the lock (busy timeout), then finds the versions recorded.
  */
 export const migrateSqlite = async (db: SqliteDatabase, tables: Tables, clock: Clock): Promise<void> => {
-  await runStorageOperation(ADAPTER, 'migrate', classifySqliteMigrationError, () =>
-    applyMigrations(new SqliteMigrationHistory(db, tables), sqliteMigrations(), clock),
+  await runStorageOperation(ADAPTER, 'migrate', classifySqliteMigrationError, async () =>
+    applyMigrationsSync(new SqliteMigrationHistory(db, tables), sqliteMigrations(), clock),
   )
 }
