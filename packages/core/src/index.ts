@@ -101,10 +101,19 @@ export * from './relay/index.js'
 export type { TxboxStore } from './store.js'
 export {
   type ConnectOptions,
+  checkUrlScheme,
   DEFAULT_CONNECT_TIMEOUT_MS,
   type StoreConnection,
+  type StoreConnectionParts,
+  storeConnection,
 } from './store-connection.js'
-export { STORE_KINDS, STORE_REGISTRY, type StoreKind, type StoreRegistration } from './store-registry.js'
+export {
+  STORE_KINDS,
+  STORE_REGISTRY,
+  type StoreKind,
+  type StoreRegistration,
+  storeRegistration,
+} from './store-registry.js'
 export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
 export {
   DEFAULT_LIMIT,

@@ -1,4 +1,6 @@
 import type { Clock } from './clock.js'
+import { ValidationError } from './errors.js'
+import { type ClassifyStorageError, runStorageOperation } from './kernel/storage-failure.js'
 import type { TxboxLogger } from './logger.js'
 import type { TxboxStore } from './store.js'
 
@@ -40,4 +42,73 @@ export interface StoreConnection<Store extends TxboxStore<unknown>, Client> {
   lastConnectionError(): string | undefined
   /** Closes the client (a pool: all its connections). Idempotent. */
   close(): Promise<void>
+}
+
+/** What an adapter's `connect<Db>` hands {@link storeConnection} once its driver client exists. */
+export interface StoreConnectionParts<Store extends TxboxStore<unknown>, Client> {
+  readonly adapter: string
+  readonly classify: ClassifyStorageError
+  readonly client: Client
+  /** Builds the store on the client; when it refuses its options, the client is closed before the error is rethrown. */
+  readonly createStore: () => Store
+  /** Asks the server its product and version. */
+  readonly serverVersion: () => Promise<string>
+  /** Closes the client. Called at most once. */
+  readonly close: () => Promise<void>
+  /** The driver's last connection error, for drivers whose request errors hide it. */
+  readonly lastConnectionError?: (() => string | undefined) | undefined
+}
+
+/**
+ * The part of every `connect<Db>` that does not depend on the driver: the store built on the
+ * client (a refused option closes the client instead of leaking it), `serverVersion` failures
+ * classified like every storage call, and an idempotent `close`.
+ */
+export const storeConnection = <Store extends TxboxStore<unknown>, Client>(
+  parts: StoreConnectionParts<Store, Client>,
+): StoreConnection<Store, Client> => {
+  let store: Store
+  try {
+    store = parts.createStore()
+  } catch (error) {
+    void parts.close().catch(() => {})
+    throw error
+  }
+  let closed: Promise<void> | undefined
+  return {
+    store,
+    client: parts.client,
+    serverVersion: () =>
+      runStorageOperation(parts.adapter, 'serverVersion', parts.classify, parts.serverVersion),
+    lastConnectionError: parts.lastConnectionError ?? (() => undefined),
+    close: () => {
+      closed ??= parts.close()
+      return closed
+    },
+  }
+}
+
+/**
+ * Refuses, before any driver sees it, a URL whose scheme the store's driver never takes
+ * (`schemes` like `['postgres:', 'postgresql:']`), with an example of a good one.
+ */
+export const checkUrlScheme = (
+  adapter: string,
+  url: unknown,
+  schemes: readonly string[],
+  example: string,
+): string => {
+  let scheme: string | undefined
+  try {
+    scheme = typeof url === 'string' ? new URL(url).protocol : undefined
+  } catch {
+    scheme = undefined
+  }
+  if (scheme === undefined || !schemes.includes(scheme)) {
+    throw new ValidationError(
+      adapter,
+      `url must be a ${schemes.map((s) => `${s}//`).join(' or ')} URL, e.g. ${example}; got ${typeof url === 'string' ? `a URL with ${scheme === undefined ? 'no valid scheme' : `scheme ${scheme}`}` : typeof url}`,
+    )
+  }
+  return url as string
 }

@@ -251,6 +251,11 @@ export class Validator {
     return value
   }
 
+  /** The `{ tx }` options of a write: absent, or an object (its `tx` is the store's to check). */
+  writeOptions(value: unknown): { tx?: unknown } | undefined {
+    return value === undefined ? undefined : this.#object<{ tx?: unknown }>(value, 'options')
+  }
+
   #object<T>(value: unknown, name: string): T {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       this.#fail(`${name} must be an object; got ${describe(value)}`)

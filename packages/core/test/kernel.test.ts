@@ -89,6 +89,13 @@ describe('the repository kernel', () => {
     const outbox = new WatchedOutbox(new ManualClock())
     await expect(outbox.markManyAsSent(['ok', ''])).rejects.toBeInstanceOf(ValidationError)
     await expect(outbox.claim({ leaseMs: 0, workerId: 'w' })).rejects.toBeInstanceOf(ValidationError)
+    // An untyped caller's options that are not an object: refused, never read as "no tx".
+    await expect(outbox.findOrCreate(event('a'), 5 as never)).rejects.toThrow(
+      '[txbox] [memory] outbox: options must be an object; got 5',
+    )
+    await expect(new MemoryInboxRepository().markAsProcessed('a', 'tx' as never)).rejects.toThrow(
+      'inbox: options must be an object',
+    )
     expect(outbox.calls).toEqual([])
   })
 

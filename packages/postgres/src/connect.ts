@@ -1,12 +1,13 @@
 import {
+  checkUrlScheme,
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
-  runStorageOperation,
   type StoreConnection,
+  storeConnection,
+  storeRegistration,
 } from '@txbox/core'
 import pg from 'pg'
 import { ADAPTER, classifyPostgresError } from './errors.js'
-import type { PostgresStoreOptions } from './postgres-options.js'
 import { createPostgresStore, type PostgresStore } from './postgres-store.js'
 
 /** Options of {@link connectPostgres}. */
@@ -31,6 +32,8 @@ export type PostgresConnection = StoreConnection<PostgresStore, pg.Pool>
  * once. `close()` ends the pool.
  */
 export const connectPostgres = (url: string, options: PostgresConnectOptions = {}): PostgresConnection => {
+  const { schemes, example } = storeRegistration('postgres')
+  checkUrlScheme(ADAPTER, url, schemes, example)
   // pg parses the URL only when it connects; a client that never connects parses it now.
   new pg.Client({ connectionString: url })
   const pool = new pg.Pool({
@@ -43,36 +46,24 @@ export const connectPostgres = (url: string, options: PostgresConnectOptions = {
   pool.on('error', (error) =>
     options.logger?.warn('idle PostgreSQL connection lost', { error: error.message }),
   )
-  const storeOptions: PostgresStoreOptions = {
-    pool,
-    schema: options.schema,
-    tablePrefix: options.prefix,
-    clock: options.clock,
-    notify: options.notify,
-    channel: options.channel,
-    maxEventBytes: options.maxEventBytes,
-  }
-  let store: PostgresStore
-  try {
-    store = createPostgresStore(storeOptions)
-  } catch (error) {
-    // The pool has no connection yet; ending it keeps a refused option from leaking it.
-    void pool.end()
-    throw error
-  }
-  let ended: Promise<void> | undefined
-  return {
-    store,
+  return storeConnection({
+    adapter: ADAPTER,
+    classify: classifyPostgresError,
     client: pool,
-    serverVersion: () =>
-      runStorageOperation(ADAPTER, 'serverVersion', classifyPostgresError, async () => {
-        const result = await pool.query<{ server_version: string }>('SHOW server_version')
-        return `PostgreSQL ${result.rows[0]?.server_version ?? 'unknown'}`
+    createStore: () =>
+      createPostgresStore({
+        pool,
+        schema: options.schema,
+        tablePrefix: options.prefix,
+        clock: options.clock,
+        notify: options.notify,
+        channel: options.channel,
+        maxEventBytes: options.maxEventBytes,
       }),
-    lastConnectionError: () => undefined,
-    close: () => {
-      ended ??= pool.end()
-      return ended
+    serverVersion: async () => {
+      const result = await pool.query<{ server_version: string }>('SHOW server_version')
+      return `PostgreSQL ${result.rows[0]?.server_version ?? 'unknown'}`
     },
-  }
+    close: () => pool.end(),
+  })
 }

@@ -115,7 +115,8 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
 
   async markAsProcessed(eventId: string, options?: { tx?: Tx | undefined }): Promise<void> {
     const id = this.validate.eventId(eventId)
-    const tx = this.#transaction === undefined ? options?.tx : this.#transaction(options?.tx)
+    const given = this.validate.writeOptions(options)?.tx as Tx | undefined
+    const tx = this.#transaction === undefined ? given : this.#transaction(given)
     const now = this.clock()
     const found = await this.storage('markAsProcessed', () => this.setProcessed(id, now, tx))
     if (!found) throw new EventNotFoundError(this.adapter, id, 'inbox')

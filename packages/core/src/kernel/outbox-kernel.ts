@@ -141,7 +141,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   }
 
   #tx(options: WriteOptions<Tx> | undefined): Tx | undefined {
-    const tx = options?.tx
+    const tx = this.validate.writeOptions(options)?.tx as Tx | undefined
     return this.#transaction === undefined ? tx : this.#transaction(tx)
   }
 

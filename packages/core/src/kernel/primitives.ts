@@ -35,8 +35,16 @@ export type OutboxChange =
   | { readonly status: 'sent'; readonly sentAt: Date }
   /** Dead-lettered: `errorMessage`, `retryCount` + 1. */
   | { readonly status: 'failed'; readonly errorMessage: string }
-  /** Retried later: `errorMessage`, `retryCount` + 1, due at `availableAt`. */
-  | { readonly status: 'pending'; readonly errorMessage: string; readonly availableAt: Date }
+  /**
+   * Retried later: `errorMessage`, `retryCount` + 1, due at `availableAt`. `now` is the instant
+   * of the call, for a store that files due and delayed events apart (`availableAt <= now`: due at once).
+   */
+  | {
+      readonly status: 'pending'
+      readonly errorMessage: string
+      readonly availableAt: Date
+      readonly now: Date
+    }
 
 /** The outcome of a fenced write: applied, the id is not stored, or the worker lost the claim. */
 export type FencedOutcome = 'applied' | 'missing' | 'lost'
