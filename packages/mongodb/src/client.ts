@@ -33,6 +33,14 @@ const MAX_ATTEMPTS = 200
 /** Documents per compare-and-set updateMany (its filter is an `$or` of `{ _id, rev }`). */
 const OR_CHUNK = 500
 
+/**
+ * Documents per cleanup / resetStale step, below core's SWEEP_BATCH: on FerretDB v1 every
+ * moved document is its own write (about 5 ms), and a step holds the version locks of all
+ * its documents until its last update; 10,000 would outlive the locks' 30 s TTL, after
+ * which another writer takes a lock as abandoned while it is still in use.
+ */
+const SWEEP_BATCH = 1_000
+
 /** The fields of a claim: cleared whenever an event leaves `publishing` / `processing`. */
 export const LEASE_FIELDS = ['claimedBy', 'leaseUntil'] as const
 
@@ -72,6 +80,7 @@ export class MongoDbClient {
       maxEventBytes: this.maxEventBytes,
       classify: classifyMongoDbError,
       transaction: checkSessionType,
+      sweepBatch: SWEEP_BATCH,
     }
   }
 
@@ -229,7 +238,7 @@ export class MongoDbClient {
       .toArray()
     if (batch.length === 0) return 0
     const ids = batch.map((doc) => doc._id)
-    const result = await collection.deleteMany({ $and: [filter, { _id: { $in: ids } }] } as Filter<D>)
+    const result = await collection.deleteMany({ ...filter, _id: { $in: ids } } as Filter<D>)
     return result.deletedCount
   }
 
