@@ -2,12 +2,15 @@ import {
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
   type StoreConnection,
+  storeConnection,
+  storeRegistration,
   ValidationError,
 } from '@txbox/core'
 import { MongoClient, type MongoClientOptions } from 'mongodb'
-import { ADAPTER } from './errors.js'
+import { ADAPTER, classifyMongoDbError } from './errors.js'
 import type { WriteGuard } from './mongodb-options.js'
 import { createMongoDbStore, type MongoDbStore } from './mongodb-store.js'
+import { detectServer } from './server.js'
 
 /** {@link connectMongoDb}'s options: core's, plus the database and the write guard. */
 export interface MongoDbConnectOptions extends ConnectOptions {
@@ -29,13 +32,28 @@ export interface MongoDbConnection extends StoreConnection<MongoDbStore, MongoCl
 }
 
 /**
+ * Refuses a URL the driver never takes. Not core's `checkUrlScheme`: a seed list
+ * (`mongodb://h1:27017,h2:27017/app`) is no WHATWG URL, so only the scheme is compared.
+ */
+const checkMongoDbUrl = (url: unknown): string => {
+  const { schemes, example } = storeRegistration('mongodb')
+  if (typeof url !== 'string' || !schemes.some((scheme) => url.startsWith(`${scheme}//`))) {
+    throw new ValidationError(
+      ADAPTER,
+      `url must be a ${schemes.map((scheme) => `${scheme}//`).join(' or ')} URL, e.g. ${example}`,
+    )
+  }
+  return url
+}
+
+/**
  * Builds a MongoClient for `url` with the settings txbox needs and the store on it,
- * without talking to the server. Server selection gives up after `connectTimeoutMs`
- * (default 5 s, instead of the driver's 30 s) unless the URL sets `serverSelectionTimeoutMS`.
+ * without talking to the server (the driver parses the URL here, so a malformed one fails
+ * at once). Server selection and the socket connect give up after `connectTimeoutMs`
+ * (default 5 s, instead of the driver's 30 s) unless the URL sets them.
  */
 export const connectMongoDb = (url: string, options: MongoDbConnectOptions = {}): MongoDbConnection => {
-  if (typeof url !== 'string' || !/^mongodb(\+srv)?:\/\//.test(url))
-    throw new ValidationError(ADAPTER, 'url must start with mongodb:// or mongodb+srv://')
+  checkMongoDbUrl(url)
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
   const driverOptions: MongoClientOptions = {}
   if (!/[?&]serverSelectionTimeoutMS=/i.test(url)) driverOptions.serverSelectionTimeoutMS = timeoutMs
@@ -45,34 +63,35 @@ export const connectMongoDb = (url: string, options: MongoDbConnectOptions = {})
   try {
     client = new MongoClient(url, driverOptions)
   } catch (error) {
-    // A URL the driver cannot parse (its message names the part, never the password).
+    // The driver's message names the part it could not parse, never the password.
     throw new ValidationError(
       ADAPTER,
       `url is not a valid MongoDB connection string: ${error instanceof Error ? error.message : String(error)}`,
     )
   }
-  const store = createMongoDbStore({
-    db: client.db(options.database),
-    collectionPrefix: options.prefix,
-    clock: options.clock,
-    maxEventBytes: options.maxEventBytes,
-    writeGuard: options.writeGuard,
-  })
-  let closed: Promise<void> | undefined
-  return {
-    store,
+  const db = client.db(options.database)
+  const connection = storeConnection({
+    adapter: ADAPTER,
+    classify: classifyMongoDbError,
     client,
-    connect: async () => {
-      await client.connect()
-    },
+    createStore: () =>
+      createMongoDbStore({
+        db,
+        collectionPrefix: options.prefix,
+        clock: options.clock,
+        maxEventBytes: options.maxEventBytes,
+        writeGuard: options.writeGuard,
+      }),
     serverVersion: async () => {
       await client.connect()
-      return store.serverVersion()
+      return (await detectServer(db, 'auto')).serverVersion
     },
-    lastConnectionError: () => undefined,
-    close: () => {
-      closed ??= client.close()
-      return closed
+    close: () => client.close(),
+  })
+  return {
+    ...connection,
+    connect: async () => {
+      await client.connect()
     },
   }
 }

@@ -13,7 +13,22 @@ if (!url && process.env.TXBOX_REQUIRE_ALL === '1') {
 describe('connectMongoDb without a server', () => {
   it('refuses a URL that is not a MongoDB connection string', () => {
     expect(() => connectMongoDb('postgres://localhost/x')).toThrow(ValidationError)
+    expect(() => connectMongoDb('postgres://localhost/x')).toThrow(
+      /url must be a mongodb:\/\/ or mongodb\+srv:\/\/ URL/,
+    )
     expect(() => connectMongoDb('mongodb://')).toThrow(/url is not a valid MongoDB connection string/)
+  })
+
+  it('takes a seed list, which is no WHATWG URL', async () => {
+    const connection = connectMongoDb('mongodb://127.0.0.1:1,127.0.0.1:2/app?replicaSet=rs0')
+    expect(connection.client.options.hosts.map(String)).toEqual(['127.0.0.1:1', '127.0.0.1:2'])
+    await connection.close()
+  })
+
+  it('refuses a store option before any I/O and closes the client it built', () => {
+    expect(() => connectMongoDb('mongodb://127.0.0.1:1/x', { prefix: 'bad-prefix' })).toThrow(
+      /collectionPrefix/,
+    )
   })
 
   it('builds without talking to the server, takes the connect timeout, and closes twice', async () => {
@@ -25,7 +40,11 @@ describe('connectMongoDb without a server', () => {
     expect(connection.client.options.serverSelectionTimeoutMS).toBe(150)
     expect(connection.client.options.maxPoolSize).toBe(3)
     expect(connection.lastConnectionError()).toBeUndefined()
-    await expect(connection.serverVersion()).rejects.toThrow()
+    await expect(connection.serverVersion()).rejects.toMatchObject({
+      operation: 'serverVersion',
+      reason: 'unavailable',
+      retryable: true,
+    })
     await connection.close()
     await connection.close()
   })
