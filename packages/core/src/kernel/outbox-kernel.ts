@@ -235,11 +235,8 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   async retryLater(eventId: string, options: RetryLaterOptions): Promise<void> {
     const id = this.validate.eventId(eventId)
     const { errorMessage, delayMs, workerId } = this.validate.retryLaterOptions(options)
-    const change: OutboxChange = {
-      status: 'pending',
-      errorMessage,
-      availableAt: addMs(this.clock(), delayMs),
-    }
+    const now = this.clock()
+    const change: OutboxChange = { status: 'pending', errorMessage, availableAt: addMs(now, delayMs), now }
     const outcome = await this.storage('retryLater', () => this.applyFenced(id, change, workerId))
     this.#fenceOutcome(outcome, id, workerId, 'retryLater')
   }
