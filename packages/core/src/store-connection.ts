@@ -107,7 +107,7 @@ export const checkUrlScheme = (
   if (scheme === undefined || !schemes.includes(scheme)) {
     throw new ValidationError(
       adapter,
-      `url must be a ${schemes.map((s) => `${s}//`).join(' or ')} URL, e.g. ${example}; got ${typeof url === 'string' ? `a URL with ${scheme === undefined ? 'no valid scheme' : `scheme ${scheme}`}` : typeof url}`,
+      `url must start with ${schemes.map((s) => `${s}//`).join(' or ')} (e.g. ${example}); got ${typeof url === 'string' ? (scheme === undefined ? 'no URL' : `scheme ${scheme}`) : typeof url}`,
     )
   }
   return url as string

@@ -1,10 +1,11 @@
 import { DynamoDBClient, type DynamoDBClientConfig, ListTablesCommand } from '@aws-sdk/client-dynamodb'
 import {
+  checkUrlScheme,
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
-  runStorageOperation,
   type StoreConnection,
-  ValidationError,
+  storeConnection,
+  storeRegistration,
 } from '@txbox/core'
 import { createDynamoDbStore, type DynamoDbStore } from './dynamodb-store.js'
 import { ADAPTER, classifyDynamoDbError } from './errors.js'
@@ -27,22 +28,8 @@ const isLocalEndpoint = (url: URL): boolean => !/(^|\.)amazonaws\.com(\.cn)?$/.t
 
 /** The endpoint URL, refused now when it can never work (DynamoDB speaks HTTP(S) only). */
 const endpointOf = (url: string): URL => {
-  let parsed: URL
-  try {
-    parsed = new URL(url)
-  } catch {
-    throw new ValidationError(
-      ADAPTER,
-      `the DynamoDB endpoint must be an http(s) URL; got ${JSON.stringify(url)}`,
-    )
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new ValidationError(
-      ADAPTER,
-      `the DynamoDB endpoint must be an http:// or https:// URL; got ${JSON.stringify(url)}`,
-    )
-  }
-  return parsed
+  const { schemes, example } = storeRegistration('dynamodb')
+  return new URL(checkUrlScheme(ADAPTER, url, schemes, example))
 }
 
 /**
@@ -83,37 +70,26 @@ export const dynamoDbClientConfig = (
 export const connectDynamoDb = (url: string, options: DynamoDbConnectOptions = {}): DynamoDbConnection => {
   const config = dynamoDbClientConfig(url, options)
   const client = new DynamoDBClient(config)
-  let store: DynamoDbStore
-  try {
-    store = createDynamoDbStore({
-      client,
-      tableName: options.prefix,
-      clock: options.clock,
-      maxEventBytes: options.maxEventBytes,
-      shards: options.shards,
-      ttlDays: options.ttlDays,
-    })
-  } catch (error) {
-    client.destroy()
-    throw error
-  }
-  let closed = false
-  return {
-    store,
+  return storeConnection({
+    adapter: ADAPTER,
+    classify: classifyDynamoDbError,
     client,
-    // DynamoDB has no version to ask for: one cheap call proves the endpoint answers.
-    serverVersion: () =>
-      runStorageOperation(ADAPTER, 'serverVersion', classifyDynamoDbError, async () => {
-        await client.send(new ListTablesCommand({ Limit: 1 }))
-        return isLocalEndpoint(endpointOf(url))
-          ? 'DynamoDB Local'
-          : `Amazon DynamoDB (${await client.config.region()})`
+    createStore: () =>
+      createDynamoDbStore({
+        client,
+        tableName: options.prefix,
+        clock: options.clock,
+        maxEventBytes: options.maxEventBytes,
+        shards: options.shards,
+        ttlDays: options.ttlDays,
       }),
-    lastConnectionError: () => undefined,
-    close: async () => {
-      if (closed) return
-      closed = true
-      client.destroy()
+    // DynamoDB has no version to ask for: one cheap call proves the endpoint answers.
+    serverVersion: async () => {
+      await client.send(new ListTablesCommand({ Limit: 1 }))
+      return isLocalEndpoint(endpointOf(url))
+        ? 'DynamoDB Local'
+        : `Amazon DynamoDB (${await client.config.region()})`
     },
-  }
+    close: async () => client.destroy(),
+  })
 }

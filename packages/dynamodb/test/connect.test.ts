@@ -7,7 +7,9 @@ import { DEAD_ENDPOINT, event, noServer, skipReason, tablesOnServer, url } from 
 describe('connectDynamoDb without a server', () => {
   it('refuses an endpoint that is no http(s) URL and a bad option at once', () => {
     expect(() => connectDynamoDb('dynamodb.eu-west-1')).toThrow(ValidationError)
-    expect(() => connectDynamoDb('redis://127.0.0.1:6379')).toThrow(/must be an http:\/\/ or https:\/\/ URL/)
+    expect(() => connectDynamoDb('redis://127.0.0.1:6379')).toThrow(
+      /url must start with http:\/\/ or https:\/\/ .*; got scheme redis:$/,
+    )
     expect(() => connectDynamoDb(DEAD_ENDPOINT, { prefix: 'bad-name' })).toThrow(ValidationError)
     expect(() => connectDynamoDb(DEAD_ENDPOINT, { shards: 0 })).toThrow(ValidationError)
   })

@@ -9,7 +9,9 @@ describe('connectMySql without a server', () => {
     for (const url of ['postgres://localhost/app', 'localhost:3306', '']) {
       expect(() => connectMySql(url)).toThrow(ValidationError)
     }
-    expect(() => connectMySql('http://x')).toThrow(/^\[txbox\] \[mysql\] url must be a mysql:\/\//)
+    expect(() => connectMySql('http://x')).toThrow(
+      /^\[txbox\] \[mysql\] url must start with mysql:\/\/ or mariadb:\/\/ \(e.g. mysql:\/\/.*\); got scheme http:$/,
+    )
   })
 
   it('does not talk to the server while building: an unreachable one fails at the first call', async () => {

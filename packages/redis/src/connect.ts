@@ -1,8 +1,10 @@
 import {
+  checkUrlScheme,
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
-  runStorageOperation,
   type StoreConnection,
+  storeConnection,
+  storeRegistration,
 } from '@txbox/core'
 import { Redis } from 'ioredis'
 import { ADAPTER, classifyRedisError } from './errors.js'
@@ -22,7 +24,8 @@ export const connectRedis = (
   url: string,
   options: RedisConnectOptions = {},
 ): StoreConnection<RedisStore, Redis> => {
-  const redis = new Redis(url, {
+  const { schemes, example } = storeRegistration('redis')
+  const redis = new Redis(checkUrlScheme(ADAPTER, url, schemes, example), {
     lazyConnect: true,
     maxRetriesPerRequest: 3,
     connectTimeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -35,27 +38,31 @@ export const connectRedis = (
   redis.on('ready', () => {
     lastError = undefined
   })
-  const store = createRedisStore({
-    redis,
-    keyPrefix: options.prefix,
-    clock: options.clock,
-    maxEventBytes: options.maxEventBytes,
-  })
-  return {
-    store,
+  return storeConnection({
+    adapter: ADAPTER,
+    classify: classifyRedisError,
     client: redis,
-    serverVersion: () =>
-      runStorageOperation(ADAPTER, 'serverVersion', classifyRedisError, async () => {
-        const info = await redis.info('server')
-        return `Redis ${/redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown'}`
+    createStore: () =>
+      createRedisStore({
+        redis,
+        keyPrefix: options.prefix,
+        clock: options.clock,
+        maxEventBytes: options.maxEventBytes,
       }),
+    serverVersion: async () => {
+      const info = await redis.info('server')
+      return `Redis ${/redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown'}`
+    },
     lastConnectionError: () => lastError,
-    async close() {
+    close: async () => {
       if (redis.status === 'end') return
       // QUIT only on a live connection: a client still (re)connecting would wait for the
       // server first, only to say goodbye.
       if (redis.status !== 'ready') return redis.disconnect()
+      // QUIT's reply comes before the socket closes: closed means the client has ended.
+      const ended = new Promise<void>((resolve) => redis.once('end', () => resolve()))
       await redis.quit().catch(() => redis.disconnect())
+      await ended
     },
-  }
+  })
 }

@@ -5,6 +5,13 @@ import { connectRedis } from '../src/index.js'
 import { connect, dropStore, REDIS_URL, SKIP, SKIP_REASON } from './helpers.js'
 
 describe('connectRedis without a server', () => {
+  it('refuses a URL that is not redis:// or rediss:// before building a client', () => {
+    expect(() => connectRedis('http://127.0.0.1:6379')).toThrow(
+      /^\[txbox\] \[redis\] url must start with redis:\/\/ or rediss:\/\/ .*; got scheme http:$/,
+    )
+    expect(() => connectRedis('127.0.0.1:6379')).toThrow(/got no URL$/)
+  })
+
   it('builds without talking to a server, and keeps the connection error its failed call hides', async () => {
     // Port 1 on loopback: nothing listens there, so every connection attempt is refused.
     const connection = connectRedis('redis://127.0.0.1:1', { prefix: 'offline', connectTimeoutMs: 500 })

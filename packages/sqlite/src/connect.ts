@@ -1,4 +1,4 @@
-import { type ConnectOptions, runStorageOperation, type StoreConnection, ValidationError } from '@txbox/core'
+import { type ConnectOptions, type StoreConnection, storeConnection, ValidationError } from '@txbox/core'
 import Database from 'better-sqlite3'
 import { ADAPTER, classifySqliteError } from './errors.js'
 import type { SqliteDatabase } from './sqlite-options.js'
@@ -46,30 +46,22 @@ export const connectSqlite = (path: string, options: SqliteConnectOptions = {}):
       },
     )
   }
-  let store: SqliteStore
-  try {
-    store = createSqliteStore({
-      db,
-      tablePrefix: options.prefix,
-      clock: options.clock,
-      maxEventBytes: options.maxEventBytes,
-      busyTimeoutMs: options.busyTimeoutMs,
-    })
-  } catch (error) {
-    db.close()
-    throw error
-  }
-  return {
-    store,
+  return storeConnection({
+    adapter: ADAPTER,
+    classify: classifySqliteError,
     client: db,
-    serverVersion: () =>
-      runStorageOperation(ADAPTER, 'serverVersion', classifySqliteError, async () => {
-        const version = db.prepare<[], string>('SELECT sqlite_version()').pluck().get()
-        return `SQLite ${version ?? 'unknown'}`
+    createStore: () =>
+      createSqliteStore({
+        db,
+        tablePrefix: options.prefix,
+        clock: options.clock,
+        maxEventBytes: options.maxEventBytes,
+        busyTimeoutMs: options.busyTimeoutMs,
       }),
-    lastConnectionError: () => undefined,
-    async close() {
+    serverVersion: async () =>
+      `SQLite ${db.prepare<[], string>('SELECT sqlite_version()').pluck().get() ?? 'unknown'}`,
+    close: async () => {
       if (db.open) db.close()
     },
-  }
+  })
 }
