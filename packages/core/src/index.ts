@@ -25,6 +25,12 @@ export {
   PROCESSING_TIMEOUT_MESSAGE,
 } from './inbox.js'
 export * from './inbox-processor/index.js'
+export {
+  type JsonPayload,
+  type JsonPayloadOptions,
+  jsonPayload,
+  type StoredPayload,
+} from './json-payload.js'
 export { InboxRepositoryKernel, type InboxRepositorySettings } from './kernel/inbox-kernel.js'
 export { OutboxRepositoryKernel } from './kernel/outbox-kernel.js'
 export {
@@ -47,12 +53,6 @@ export {
   type StorageFailure,
 } from './kernel/storage-failure.js'
 export {
-  type JsonPayload,
-  type JsonPayloadOptions,
-  jsonPayload,
-  type StoredPayload,
-} from './json-payload.js'
-export {
   createJsonLogger,
   type FieldsFirstLogger,
   type JsonLoggerOptions,
@@ -68,12 +68,6 @@ export { type MemoryOutboxOptions, MemoryOutboxRepository } from './memory/memor
 export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'
 export { MemoryTransaction } from './memory/memory-transaction.js'
 export {
-  assertEventFits,
-  DEFAULT_MAX_EVENT_BYTES,
-  natsMessageBytes,
-  resolveMaxEventBytes,
-} from './nats-message.js'
-export {
   applyMigrations,
   applyMigrationsSync,
   loadMigrations,
@@ -83,6 +77,12 @@ export {
   renderMigration,
   type SyncMigrationHistory,
 } from './migrations.js'
+export {
+  assertEventFits,
+  DEFAULT_MAX_EVENT_BYTES,
+  natsMessageBytes,
+  resolveMaxEventBytes,
+} from './nats-message.js'
 export { newInboxEvent, newOutboxEvent } from './new-event.js'
 export {
   type ClaimOptions,

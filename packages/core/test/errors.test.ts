@@ -4,11 +4,11 @@ import {
   LeaseLostError,
   ManualClock,
   PayloadTooLargeError,
+  runStorageOperation,
+  STORAGE_ERROR_REASONS,
   StorageError,
   TxboxError,
   ValidationError,
-  runStorageOperation,
-  STORAGE_ERROR_REASONS,
   withStorageErrors,
 } from '../src/index.js'
 

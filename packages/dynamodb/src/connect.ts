@@ -1,7 +1,7 @@
 import { DynamoDBClient, type DynamoDBClientConfig, ListTablesCommand } from '@aws-sdk/client-dynamodb'
 import {
-  checkUrlScheme,
   type ConnectOptions,
+  checkUrlScheme,
   DEFAULT_CONNECT_TIMEOUT_MS,
   type StoreConnection,
   storeConnection,

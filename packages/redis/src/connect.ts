@@ -1,6 +1,6 @@
 import {
-  checkUrlScheme,
   type ConnectOptions,
+  checkUrlScheme,
   DEFAULT_CONNECT_TIMEOUT_MS,
   type StoreConnection,
   storeConnection,
