@@ -27,11 +27,9 @@ const classNames = (target: abstract new (...args: never[]) => unknown): string[
 export class TxboxError extends Error {
   /** `instanceof` also recognises the same class of another copy of `@txbox/core` (see {@link ERROR_CLASSES}). */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    // biome-ignore lint/complexity/noThisInStatic: `this` is the class right of instanceof, a subclass too
-    const target = this
-    if (Function.prototype[Symbol.hasInstance].call(target, value)) return true
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true
     const names = typeof value === 'object' && value !== null ? Reflect.get(value, ERROR_CLASSES) : undefined
-    return Array.isArray(names) && names.includes(target.name)
+    return Array.isArray(names) && names.includes(this.name)
   }
 
   /** A stable code to branch on instead of the message. */

@@ -8,6 +8,7 @@ import {
   OutboxRelay,
   type OutboxRelayOptions,
   resolveBackoff,
+  StorageError,
   silentLogger,
   ValidationError,
 } from '../src/index.js'
@@ -301,18 +302,30 @@ describe('OutboxRelay', () => {
     expect(relay.counters().claims).toBe(1)
   })
 
-  it('keeps looping when the store fails, and reports it', async () => {
-    const { store, sleeper, relay } = setup({ pollIntervalMs: 250 })
+  it('keeps looping when the store fails, and reports it with the classified reason', async () => {
+    const logged: { message: string; fields: Record<string, unknown> | undefined }[] = []
+    const { store, sleeper, relay } = setup({
+      pollIntervalMs: 250,
+      logger: { ...silentLogger, error: (message, fields) => logged.push({ message, fields }) },
+    })
     const claim = store.outbox.claim.bind(store.outbox)
     let broken = true
     store.outbox.claim = async (options) => {
-      if (broken) throw new Error('connection refused')
+      if (broken)
+        throw new StorageError('memory', 'outbox.claim', new Error('connection refused'), undefined, {
+          reason: 'unavailable',
+          retryable: true,
+        })
       return claim(options)
     }
     await enqueue(store, 1)
     relay.start()
     await flush()
     expect(relay.counters().storeErrors).toBe(1)
+    expect(logged).toContainEqual({
+      message: 'outbox.claim failed',
+      fields: expect.objectContaining({ reason: 'unavailable', retryable: true }),
+    })
     broken = false
     sleeper.fire(250)
     await flush()

@@ -1,4 +1,11 @@
-import { backoffDelayMs, messageOf, type ResolvedBackoff, realSleep, type TxboxLogger } from '@txbox/core'
+import {
+  backoffDelayMs,
+  errorFields,
+  messageOf,
+  type ResolvedBackoff,
+  realSleep,
+  type TxboxLogger,
+} from '@txbox/core'
 import { ConfigurationError } from './errors.js'
 
 /**
@@ -82,6 +89,7 @@ export const retryUntilReady = async <T>(options: RetryOptions<T>): Promise<T | 
       ...options.fields,
       attempt,
       retryInMs,
+      ...errorFields(outcome.error),
       error: reason,
     })
     options.onFailure(`${reason} (attempt ${attempt}; next in ${retryInMs} ms)`)

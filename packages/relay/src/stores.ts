@@ -1,42 +1,41 @@
-import { messageOf, type OutboxRepository, type RelayWakeup, TxboxError, type TxboxLogger } from '@txbox/core'
+import {
+  type ConnectOptions,
+  messageOf,
+  type OutboxRepository,
+  type RelayWakeup,
+  STORE_KINDS,
+  type StoreConnection,
+  type StoreKind,
+  storeRegistration,
+  type TxboxLogger,
+  type TxboxStore,
+} from '@txbox/core'
 import { ConfigurationError } from './errors.js'
 import { redactUrl, urlProblem } from './urls.js'
 
-/** The stores the relay can open. */
-export const STORE_KINDS = ['sqlite', 'postgres', 'mysql', 'mongodb', 'redis', 'dynamodb'] as const
-export type StoreKind = (typeof STORE_KINDS)[number]
+export { STORE_KINDS, type StoreKind }
 
 /** What each store needs installed next to `@txbox/relay`: its adapter and its driver. */
-export const STORE_PACKAGES: Readonly<Record<StoreKind, readonly string[]>> = {
-  sqlite: ['@txbox/sqlite', 'better-sqlite3'],
-  postgres: ['@txbox/postgres', 'pg'],
-  mysql: ['@txbox/mysql', 'mysql2'],
-  mongodb: ['@txbox/mongodb', 'mongodb'],
-  redis: ['@txbox/redis', 'ioredis'],
-  dynamodb: ['@txbox/dynamodb', '@aws-sdk/client-dynamodb'],
-}
-
-/**
- * The URL schemes each store's driver takes. MongoDB is absent: its seed lists
- * (`host1,host2`) are not WHATWG URLs, so its own driver judges the URL (at construction).
- */
-const URL_SCHEMES: Readonly<Partial<Record<StoreKind, readonly string[]>>> = {
-  postgres: ['postgres:', 'postgresql:'],
-  mysql: ['mysql:', 'mariadb:'],
-  redis: ['redis:', 'rediss:'],
-  dynamodb: ['http:', 'https:'],
-}
+export const STORE_PACKAGES: Readonly<Record<StoreKind, readonly string[]>> = Object.fromEntries(
+  STORE_KINDS.map((kind) => {
+    const { adapter, driver } = storeRegistration(kind)
+    return [kind, [adapter, driver]]
+  }),
+) as unknown as Record<StoreKind, readonly string[]>
 
 /** Why `url` can never work for `kind` (checked before anything is loaded), or undefined. */
 export const storeUrlProblem = (kind: StoreKind, url: string): string | undefined => {
-  if (kind === 'sqlite')
+  const { schemes } = storeRegistration(kind)
+  if (schemes.length === 0)
     return /^[a-z][a-z0-9+.-]*:\/\//i.test(url)
-      ? 'is a URL, but --store sqlite takes the path of the database file'
+      ? `is a URL, but --store ${kind} takes the path of the database file`
       : undefined
+  // MongoDB seed lists (`host1,host2`) are not WHATWG URLs: its own driver judges the rest.
   if (kind === 'mongodb')
-    return /^mongodb(\+srv)?:\/\//.test(url) ? undefined : 'must start with mongodb:// or mongodb+srv://'
-  const schemes = URL_SCHEMES[kind]
-  return schemes === undefined ? undefined : urlProblem(url, schemes)
+    return schemes.some((scheme) => url.startsWith(`${scheme}//`))
+      ? undefined
+      : `must start with ${schemes.map((scheme) => `${scheme}//`).join(' or ')}`
+  return urlProblem(url, schemes)
 }
 
 /** What the CLI needs to open a store. */
@@ -128,23 +127,7 @@ export const createStore = async (
   const importer = options.importer ?? nodeImporter
   const packages = STORE_PACKAGES[config.kind]
   const load = <T>(specifier: string) => importFor<T>(importer, specifier, `--store ${config.kind}`, packages)
-  const modules = await loadModules(config.kind, load)
-  try {
-    return build(config, modules, options.logger)
-  } catch (error) {
-    if (error instanceof ConfigurationError) throw error
-    // The adapter validates its names (tablePrefix, keyPrefix, tableName, schema...); the
-    // driver validates the URL.
-    const flags =
-      error instanceof TxboxError
-        ? /\bschema\b/.test(error.message)
-          ? `--schema ${JSON.stringify(config.schema)}`
-          : `--prefix ${JSON.stringify(config.prefix)}`
-        : `--url ${JSON.stringify(redactUrl(config.url))}`
-    throw new ConfigurationError(`the ${config.kind} store refused ${flags}: ${messageOf(error)}`, {
-      cause: error,
-    })
-  }
+  return build(config, await loadConnect(config.kind, load), options.logger)
 }
 
 /** Builds the client, then runs `migrate()` when asked. Throws on any failure. */
@@ -165,179 +148,67 @@ export const openStore = async (
   return opened
 }
 
-type Load = <T>(specifier: string) => Promise<T>
+/** The options the relay opens every store with: a small pool, a short connect timeout. */
+const CONNECT_OPTIONS = { poolSize: 4, connectTimeoutMs: 5_000 } as const
 
-type Modules =
-  | {
-      kind: 'sqlite'
-      driver: { default: typeof import('better-sqlite3') }
-      adapter: typeof import('@txbox/sqlite')
-    }
-  | { kind: 'postgres'; driver: typeof import('pg'); adapter: typeof import('@txbox/postgres') }
-  | { kind: 'mysql'; driver: typeof import('mysql2/promise'); adapter: typeof import('@txbox/mysql') }
-  | { kind: 'mongodb'; driver: typeof import('mongodb'); adapter: typeof import('@txbox/mongodb') }
-  | { kind: 'redis'; driver: typeof import('ioredis'); adapter: typeof import('@txbox/redis') }
-  | {
-      kind: 'dynamodb'
-      driver: typeof import('@aws-sdk/client-dynamodb')
-      adapter: typeof import('@txbox/dynamodb')
-    }
+/** What a `connect<Db>` of any adapter looks like to the relay. */
+type Connect = (
+  url: string,
+  options: ConnectOptions & { schema?: string | undefined; database?: string | undefined },
+) => StoreConnection<TxboxStore<unknown>, unknown> & { connect?(): Promise<void> }
 
-// The driver first: when both are missing, its name is the less obvious one to report.
-const loadModules = async (kind: StoreKind, load: Load): Promise<Modules> => {
-  switch (kind) {
-    case 'sqlite':
-      return { kind, driver: await load('better-sqlite3'), adapter: await load('@txbox/sqlite') }
-    case 'postgres':
-      return { kind, driver: await load('pg'), adapter: await load('@txbox/postgres') }
-    case 'mysql':
-      return { kind, driver: await load('mysql2/promise'), adapter: await load('@txbox/mysql') }
-    case 'mongodb':
-      return { kind, driver: await load('mongodb'), adapter: await load('@txbox/mongodb') }
-    case 'redis':
-      return { kind, driver: await load('ioredis'), adapter: await load('@txbox/redis') }
-    case 'dynamodb':
-      return { kind, driver: await load('@aws-sdk/client-dynamodb'), adapter: await load('@txbox/dynamodb') }
-  }
+/** Loads the adapter's `connect<Db>` named by the registry; the driver first, its name being the less obvious one to report. */
+const loadConnect = async (kind: StoreKind, load: <T>(specifier: string) => Promise<T>): Promise<Connect> => {
+  const { adapter, driver, connect } = storeRegistration(kind)
+  await load(driver)
+  const module = await load<Record<string, unknown>>(adapter)
+  const found = module[connect]
+  if (typeof found !== 'function')
+    throw new ConfigurationError(
+      `${adapter} has no ${connect}(): install a version of ${adapter} that matches @txbox/relay`,
+    )
+  return found as Connect
 }
 
-/** How long a driver may take to connect before the attempt counts as failed. */
-const CONNECT_TIMEOUT_MS = 5_000
+/** The flag of the setting an adapter's refusal names, so the message says what to change. */
+const refusedFlag = (config: StoreConfig, message: string): string => {
+  if (/\bschema\b/.test(message)) return `--schema ${JSON.stringify(config.schema)}`
+  if (/(Prefix|tableName)\b/.test(message) && config.prefix !== undefined)
+    return `--prefix ${JSON.stringify(config.prefix)}`
+  return `--url ${JSON.stringify(redactUrl(config.url))}`
+}
 
-const build = (config: StoreConfig, modules: Modules, logger: TxboxLogger | undefined): CreatedStore => {
-  const never = () => undefined
-  switch (modules.kind) {
-    case 'sqlite': {
-      const Database = modules.driver.default
-      let db: InstanceType<typeof Database>
-      try {
-        db = new Database(config.url)
-      } catch (error) {
-        throw new ConfigurationError(
-          `--store sqlite cannot open the database file ${JSON.stringify(config.url)} given by --url: ${messageOf(error)}`,
-          { cause: error },
-        )
-      }
-      const store = modules.adapter.createSqliteStore({ db, ...optional('tablePrefix', config.prefix) })
-      return {
-        outbox: store.outbox,
-        migrate: store.migrate,
-        maxEventBytes: store.capabilities.maxEventBytes,
-        lastConnectionError: never,
-        close: async () => {
-          db.close()
-        },
-      }
-    }
-    case 'postgres': {
-      const pg = modules.driver.default
-      // pg parses the URL only when it connects; a client that never connects parses it now.
-      new pg.Client({ connectionString: config.url })
-      const pool = new pg.Pool({
-        connectionString: config.url,
-        max: 4,
-        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      })
-      // An idle client that the server drops would otherwise crash the process; the pool
-      // replaces it, and the next query reports a real failure through the relay.
-      pool.on('error', (error) =>
-        logger?.warn('idle PostgreSQL connection lost', { error: messageOf(error) }),
-      )
-      const store = modules.adapter.createPostgresStore({
-        pool,
-        ...optional('schema', config.schema),
-        ...optional('tablePrefix', config.prefix),
-      })
-      // Nothing connects until the relay's first listen(): a wakeup never handed over holds nothing.
-      const wakeup = config.wakeup === false ? undefined : store.createWakeup()
-      return {
-        outbox: store.outbox,
-        migrate: store.migrate,
-        maxEventBytes: store.capabilities.maxEventBytes,
-        lastConnectionError: never,
-        ...optional('wakeup', wakeup),
-        close: () => pool.end(),
-      }
-    }
-    case 'mysql': {
-      const pool = modules.driver.createPool({
-        uri: config.url,
-        connectionLimit: 4,
-        charset: 'utf8mb4_bin',
-        connectTimeout: CONNECT_TIMEOUT_MS,
-      })
-      const store = modules.adapter.createMySqlStore({ pool, ...optional('tablePrefix', config.prefix) })
-      return {
-        outbox: store.outbox,
-        migrate: store.migrate,
-        maxEventBytes: store.capabilities.maxEventBytes,
-        lastConnectionError: never,
-        close: () => pool.end(),
-      }
-    }
-    case 'mongodb': {
-      // The driver waits serverSelectionTimeoutMS (30 s) before it reports an unreachable
-      // server; shorter, so each attempt is logged soon. A value in the URL wins.
-      const inUrl = /[?&]serverSelectionTimeoutMS=/i.test(config.url)
-      const client = new modules.driver.MongoClient(config.url, {
-        ...(inUrl ? {} : { serverSelectionTimeoutMS: CONNECT_TIMEOUT_MS }),
-      })
-      const store = modules.adapter.createMongoStore({
-        db: client.db(config.database),
-        ...optional('collectionPrefix', config.prefix),
-      })
-      return {
-        outbox: store.outbox,
-        migrate: store.migrate,
-        maxEventBytes: store.capabilities.maxEventBytes,
-        connect: async () => {
-          await client.connect()
-        },
-        lastConnectionError: never,
-        close: () => client.close(),
-      }
-    }
-    case 'redis': {
-      let lastError: string | undefined
-      const redis = new modules.driver.Redis(config.url, { lazyConnect: true, maxRetriesPerRequest: 3 })
-      // ioredis reconnects by itself and reports each failure as an event (unhandled, it
-      // would print to the console); the request that gave up only says "max retries".
-      redis.on('error', (error: unknown) => {
-        lastError = messageOf(error)
-        logger?.debug?.('redis connection error', { url: redactUrl(config.url), error: lastError })
-      })
-      redis.on('ready', () => {
-        lastError = undefined
-      })
-      const store = modules.adapter.createRedisStore({ redis, ...optional('keyPrefix', config.prefix) })
-      return {
-        outbox: store.outbox,
-        migrate: store.migrate,
-        maxEventBytes: store.capabilities.maxEventBytes,
-        lastConnectionError: () => lastError,
-        close: async () => {
-          await redis.quit().catch(() => redis.disconnect())
-        },
-      }
-    }
-    case 'dynamodb': {
-      const local = !/amazonaws\.com/.test(config.url)
-      const client = new modules.driver.DynamoDBClient({
-        endpoint: config.url,
-        region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-        // DynamoDB Local accepts any credentials; AWS itself uses the default provider chain.
-        ...(local && process.env.AWS_ACCESS_KEY_ID === undefined
-          ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
-          : {}),
-      })
-      const store = modules.adapter.createDynamoStore({ client, ...optional('tableName', config.prefix) })
-      return {
-        outbox: store.outbox,
-        migrate: store.migrate,
-        maxEventBytes: store.capabilities.maxEventBytes,
-        lastConnectionError: never,
-        close: async () => client.destroy(),
-      }
-    }
+const build = (config: StoreConfig, connect: Connect, logger: TxboxLogger | undefined): CreatedStore => {
+  let connection: ReturnType<Connect>
+  try {
+    connection = connect(config.url, {
+      ...CONNECT_OPTIONS,
+      prefix: config.prefix,
+      schema: config.schema,
+      database: config.database,
+      logger,
+    })
+  } catch (error) {
+    // The adapter validates its names (tablePrefix, keyPrefix, tableName, schema...) and the
+    // file or URL the driver parses.
+    throw new ConfigurationError(
+      `the ${config.kind} store refused ${refusedFlag(config, messageOf(error))}: ${messageOf(error)}`,
+      { cause: error },
+    )
+  }
+  const { store } = connection
+  // Nothing connects until the relay's first listen(): a wakeup never handed over holds nothing.
+  const wakeup =
+    config.wakeup === false || !('createWakeup' in store)
+      ? undefined
+      : (store as { createWakeup(): RelayWakeup }).createWakeup()
+  return {
+    outbox: store.outbox as OutboxRepository<never>,
+    migrate: () => store.migrate(),
+    maxEventBytes: store.capabilities.maxEventBytes,
+    ...optional('wakeup', wakeup),
+    ...optional('connect', connection.connect?.bind(connection)),
+    lastConnectionError: () => connection.lastConnectionError(),
+    close: () => connection.close(),
   }
 }

@@ -69,7 +69,7 @@ describe('txbox-relay configuration', () => {
     )
     expect(code).toBe(2)
     expect(stderr.lines.join('')).toContain(
-      '--store sqlite cannot open the database file "/nonexistent/dir/x.db"',
+      'the sqlite store refused --url "/nonexistent/dir/x.db": [txbox] [sqlite] cannot open the database file "/nonexistent/dir/x.db"',
     )
   })
 })
@@ -315,8 +315,8 @@ describe('txbox-relay event size bounds', () => {
         if (specifier === '@txbox/sqlite')
           return {
             ...sqlite,
-            createSqliteStore: (options: Parameters<typeof sqlite.createSqliteStore>[0]) =>
-              sqlite.createSqliteStore({ ...options, maxEventBytes: storeLimit }),
+            connectSqlite: (path: string, options: Parameters<typeof sqlite.connectSqlite>[1]) =>
+              sqlite.connectSqlite(path, { ...options, maxEventBytes: storeLimit }),
           }
         if (specifier === 'nats')
           return {

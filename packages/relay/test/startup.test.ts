@@ -211,7 +211,11 @@ describe('txbox-relay says which packages to install', () => {
 describe('txbox-relay exits 2 when the driver itself refuses the configuration', () => {
   it.each([
     ['mongodb', 'mongodb://[bad', 'the mongodb store refused --url "mongodb://[bad"'],
-    ['sqlite', join(dir, 'no-such-dir', 'x.db'), '--store sqlite cannot open the database file'],
+    [
+      'sqlite',
+      join(dir, 'no-such-dir', 'x.db'),
+      `the sqlite store refused --url ${JSON.stringify(join(dir, 'no-such-dir', 'x.db'))}: [txbox] [sqlite] cannot open the database file`,
+    ],
     ['postgres', `postgres://${NOWHERE}/app`, 'the postgres store refused --prefix "no spaces allowed"'],
   ])('%s %s', async (kind, url, message) => {
     const stderr: string[] = []

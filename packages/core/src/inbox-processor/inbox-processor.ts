@@ -9,7 +9,7 @@ import {
   resolveBackoff,
 } from '../relay/backoff.js'
 import type { HealthReport } from '../relay/metrics.js'
-import { messageOf } from '../relay/sleep.js'
+import { errorFields, messageOf } from '../relay/sleep.js'
 import { Validator } from '../validation.js'
 import type {
   InboxHandler,
@@ -379,7 +379,7 @@ export class InboxProcessor<Tx = never> {
         return
       }
       this.#counters.storeErrors++
-      this.#logger.error('inbox.claim failed', { eventId, error: messageOf(error) })
+      this.#logger.error('inbox.claim failed', { eventId, ...errorFields(error) })
       await this.#settle(() => message.nak(this.#delay(message.deliveryCount)))
       return
     }

@@ -16,7 +16,7 @@ export {
   type PrometheusOptions,
   type PromRegistry,
 } from './prometheus.js'
-export { messageOf, realSleep, type Sleep } from './sleep.js'
+export { errorFields, messageOf, realSleep, type Sleep } from './sleep.js'
 export type {
   DuplicateCheck,
   OutboxPublisher,

@@ -9,7 +9,7 @@ import { ClaimBudget, DEFAULT_MAX_BATCH_BYTES, eventBytes } from './claim-budget
 import { LatencyHistogram } from './histogram.js'
 import { type HealthReport, type RelayCounters, type RelayMetrics, zeroCounters } from './metrics.js'
 import { failureReason, isPermanentFailure, PublishFailures } from './publish-failures.js'
-import { messageOf, realSleep, type Sleep } from './sleep.js'
+import { errorFields, messageOf, realSleep, type Sleep } from './sleep.js'
 import type { OutboxPublisher, PublishReceipt, RelayWakeup } from './types.js'
 
 const COMPONENT = 'relay'
@@ -454,7 +454,7 @@ export class OutboxRelay {
 
   #storeError(operation: string, error: unknown): void {
     this.#counters.storeErrors++
-    this.#logger.error(`${operation} failed`, { workerId: this.workerId, error: messageOf(error) })
+    this.#logger.error(`${operation} failed`, { workerId: this.workerId, ...errorFields(error) })
   }
 
   async #idle(useWakeup: boolean): Promise<void> {

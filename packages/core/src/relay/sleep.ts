@@ -1,3 +1,4 @@
+import { StorageError } from '../errors.js'
 /**
  * Waits `ms` milliseconds or until `signal` aborts, whichever comes first; never rejects.
  * The relay and the processor take it as an option so tests can drive time themselves.
@@ -27,3 +28,13 @@ export const messageOf = (error: unknown): string => {
   const text = error instanceof Error ? error.message : String(error)
   return text.length > 0 ? text : 'unknown error'
 }
+
+/**
+ * The log fields of a failure: its message, and for a storage failure the `reason` and
+ * `retryable` its adapter classified, so an operator (or a log query) can tell a database
+ * that is down from a missing table or a missing grant without reading driver text.
+ */
+export const errorFields = (error: unknown): { error: string; reason?: string; retryable?: boolean } =>
+  error instanceof StorageError
+    ? { error: messageOf(error), reason: error.reason, retryable: error.retryable }
+    : { error: messageOf(error) }
