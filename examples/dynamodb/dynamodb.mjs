@@ -18,7 +18,7 @@ import {
   ensureDurableConsumer,
   ensureStream,
 } from '@txbox/core/nats'
-import { createDynamoStore } from '@txbox/dynamodb'
+import { createDynamoDbStore } from '@txbox/dynamodb'
 import { connect } from 'nats'
 
 const client = new DynamoDBClient({
@@ -60,7 +60,7 @@ const transaction = async (fn) => {
 const OrderCreated = jsonPayload({ name: 'OrderCreated' })
 
 // The shop service: the order and its event are written together, or neither is.
-const shop = createDynamoStore({ client, tableName: 'example_shop_txbox' })
+const shop = createDynamoDbStore({ client, tableName: 'example_shop_txbox' })
 await shop.migrate()
 const order = { id: randomUUID(), total: 99.5 }
 const eventId = `order-created-${order.id}`
@@ -82,7 +82,7 @@ relay.start()
 
 // The billing service counts invoices per order: a second run of the handler for one event
 // would show up as a count of 2.
-const billing = createDynamoStore({ client, tableName: 'example_billing_txbox' })
+const billing = createDynamoDbStore({ client, tableName: 'example_billing_txbox' })
 await billing.migrate()
 const processor = new InboxProcessor({
   inbox: billing.inbox,

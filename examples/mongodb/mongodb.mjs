@@ -13,7 +13,7 @@ import {
   ensureDurableConsumer,
   ensureStream,
 } from '@txbox/core/nats'
-import { createMongoStore } from '@txbox/mongodb'
+import { createMongoDbStore } from '@txbox/mongodb'
 import { MongoClient } from 'mongodb'
 import { connect } from 'nats'
 
@@ -29,7 +29,7 @@ await ensureDurableConsumer(jsm, { stream: 'EXAMPLE_MONGODB', durable: 'billing'
 // The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
 const OrderCreated = jsonPayload({ name: 'OrderCreated' })
 
-const shop = createMongoStore({ db, collectionPrefix: 'example_shop_' })
+const shop = createMongoDbStore({ db, collectionPrefix: 'example_shop_' })
 await shop.migrate() // also probes the server: shop.capabilities says whether it has transactions
 const { transactions, transactionsNote } = shop.capabilities
 if (transactions === 'none')
@@ -64,7 +64,7 @@ relay.start()
 // show up as a count of 2. With a transaction runner the count and markAsProcessed commit
 // together. Without one the handler runs, then the mark is written: a crash in between runs the
 // handler again, so there make its writes idempotent (e.g. an upsert keyed by event.eventId).
-const billing = createMongoStore({ db, collectionPrefix: 'example_billing_' })
+const billing = createMongoDbStore({ db, collectionPrefix: 'example_billing_' })
 await billing.migrate()
 const invoices = db.collection('example_invoices')
 const processor = new InboxProcessor({

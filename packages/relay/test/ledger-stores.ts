@@ -17,8 +17,8 @@ import {
   TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb'
 import type { TransactionRunner } from '@txbox/core'
-import { createDynamoStore } from '@txbox/dynamodb'
-import { createMongoStore } from '@txbox/mongodb'
+import { createDynamoDbStore } from '@txbox/dynamodb'
+import { createMongoDbStore } from '@txbox/mongodb'
 import { createMySqlStore } from '@txbox/mysql'
 import { createPostgresStore, type PostgresTransaction } from '@txbox/postgres'
 import { createRedisStore } from '@txbox/redis'
@@ -379,7 +379,7 @@ export const openMongo = async (postgresUrl: string): Promise<OpenedPair<ClientS
   await client.connect()
   const db = client.db()
   const collectionPrefix = `ledger_${suffix}_`
-  const store = createMongoStore({ db, collectionPrefix })
+  const store = createMongoDbStore({ db, collectionPrefix })
   await store.migrate()
   const orders = db.collection<{ _id: string }>(`${collectionPrefix}orders`)
   const ledger = db.collection<{ _id: string }>(`${collectionPrefix}ledger`)
@@ -451,7 +451,7 @@ export const openDynamo = async (): Promise<OpenedPair<TransactWriteItem[]>> => 
   const suffix = uniqueSuffix()
   const tableName = `ledger_${suffix}`
   const appTable = `ledger_app_${suffix}`
-  const store = createDynamoStore({ client, tableName })
+  const store = createDynamoDbStore({ client, tableName })
   await store.migrate()
   await client.send(
     new CreateTableCommand({

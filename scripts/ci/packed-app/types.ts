@@ -13,29 +13,38 @@ import {
   ValidationError,
 } from '@txbox/core'
 import { createJetStreamInboxSource, createJetStreamPublisher, ensureStream } from '@txbox/core/nats'
-import { createDynamoStore } from '@txbox/dynamodb'
+import { connectDynamoDb, createDynamoDbStore } from '@txbox/dynamodb'
 import { createConformanceTarget as dynamodbTarget } from '@txbox/dynamodb/conformance'
-import { createMongoStore } from '@txbox/mongodb'
+import { connectMongoDb, createMongoDbStore } from '@txbox/mongodb'
 import { createConformanceTarget as mongodbTarget } from '@txbox/mongodb/conformance'
-import { createMySqlStore } from '@txbox/mysql'
+import { connectMySql, createMySqlStore } from '@txbox/mysql'
 import { createConformanceTarget as mysqlTarget } from '@txbox/mysql/conformance'
-import { createPostgresStore } from '@txbox/postgres'
+import { connectPostgres, createPostgresStore } from '@txbox/postgres'
 import { createConformanceTarget as postgresTarget } from '@txbox/postgres/conformance'
-import { createRedisStore } from '@txbox/redis'
+import { connectRedis, createRedisStore } from '@txbox/redis'
 import { createConformanceTarget as redisTarget } from '@txbox/redis/conformance'
 import { runRelayCli } from '@txbox/relay'
-import { createSqliteStore } from '@txbox/sqlite'
+import { connectSqlite, createSqliteStore } from '@txbox/sqlite'
 import { createConformanceTarget as sqliteTarget } from '@txbox/sqlite/conformance'
 import type Database from 'better-sqlite3'
 import type { NatsConnection } from 'nats'
 
 export const factories = [
-  createDynamoStore,
-  createMongoStore,
+  createDynamoDbStore,
+  createMongoDbStore,
   createMySqlStore,
   createPostgresStore,
   createRedisStore,
   createSqliteStore,
+] as const
+/** Every adapter's `connect<Db>`: a store from a URL (a file path for SQLite). */
+export const connectors = [
+  connectDynamoDb,
+  connectMongoDb,
+  connectMySql,
+  connectPostgres,
+  connectRedis,
+  connectSqlite,
 ] as const
 export const targets = [
   dynamodbTarget,
