@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs'
 import type { ConformanceFixture, ConformanceTarget, Oracle, ServerConnection } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
 import { ValidationError } from '@txbox/core'
-import { type ClientSession, type Db, MongoClient } from 'mongodb'
+import type { ClientSession, Db, MongoClient } from 'mongodb'
+import { connectMongoDb } from './connect.js'
 import { ADAPTER } from './errors.js'
 import { collectionNames } from './mongodb-options.js'
 import { createMongoDbStore, mongoDbCapabilities } from './mongodb-store.js'
@@ -39,7 +40,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
     async setup(server: ServerConnection | undefined) {
       if (!server) throw new Error('[txbox] [mongodb] conformance target needs a MongoDB server URL')
       url = server.url
-      client = new MongoClient(server.url, { serverSelectionTimeoutMS: 10_000 })
+      client = connectMongoDb(server.url, { connectTimeoutMs: 10_000 }).client
       await client.connect()
       db = client.db()
       await waitForWritablePrimary(db)
@@ -79,7 +80,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
         oracle,
         // Its own MongoClient: its own connection pool, as another process would have.
         async peer() {
-          const peerClient = new MongoClient(url ?? '', { serverSelectionTimeoutMS: 10_000 })
+          const peerClient = connectMongoDb(url ?? '', { connectTimeoutMs: 10_000 }).client
           await peerClient.connect()
           const peerStore = createMongoDbStore({
             db: peerClient.db(db.databaseName),

@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs'
 import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
 import type { InboxEvent, OutboxEvent } from '@txbox/core'
-import { type ChainableCommander, Cluster, Redis } from 'ioredis'
+import { type ChainableCommander, Cluster, type Redis } from 'ioredis'
 import { execTransaction } from './client.js'
+import { connectRedis } from './connect.js'
 import { inboxKeys, outboxKeys, storeBase } from './keys.js'
 import { createRedisStore, redisCapabilities } from './redis-store.js'
 import { scripts } from './scripts.js'
@@ -148,7 +149,7 @@ export const createConformanceTarget = (
             }),
             { lazyConnect: true },
           )
-        : new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 3 })
+        : connectRedis(server.url).client
       await redis.connect()
       const info =
         redis instanceof Cluster ? await redis.nodes('master')[0]!.info('server') : await redis.info('server')
