@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { STORE_KINDS, type StoreKind, storeRegistration } from '@txbox/core'
 import { countPerCall, timePair } from './harness.js'
 import { loadAverage, machineInfo } from './machine.js'
 import { runMemory } from './memory.js'
@@ -8,14 +9,14 @@ import { runRelay, TUNED_RELAY } from './relay-e2e.js'
 import { writeDocs } from './report.js'
 import type { RelayRow, Results, ScenarioRow } from './results.js'
 import { makeWork, NotRun, SCENARIO_INFO, SCENARIOS, type ScenarioName } from './scenarios.js'
-import { STORE_NAMES, type StoreName, type Target } from './types.js'
+import type { Target } from './types.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const packageRoot = join(here, '..')
 const repoRoot = join(packageRoot, '..', '..')
 
 interface Options {
-  stores: StoreName[]
+  stores: StoreKind[]
   scenarios: ScenarioName[]
   quick: boolean
   runs: number
@@ -25,7 +26,7 @@ interface Options {
 }
 
 const usage = `pnpm bench [-- options]
-  --stores a,b        only these stores (${STORE_NAMES.join(', ')})
+  --stores a,b        only these stores (${STORE_KINDS.join(', ')})
   --scenarios a,b     only these scenarios (${SCENARIOS.join(', ')}, relay, memory)
   --quick             a tenth of the work and 2 runs: a smoke check, not numbers to publish
   --runs N            timed runs per scenario and side (default 5)
@@ -50,7 +51,7 @@ const parseOptions = (argv: readonly string[]): Options => {
     console.log(usage)
     process.exit(0)
   }
-  const stores = parseList(value('--stores'), STORE_NAMES, '--stores')
+  const stores = parseList(value('--stores'), STORE_KINDS, '--stores')
   const scenarios = parseList(value('--scenarios'), [...SCENARIOS, 'relay', 'memory'] as const, '--scenarios')
   const quick = args.includes('--quick')
   const runs = Number(value('--runs') ?? (quick ? 2 : 5))
@@ -58,7 +59,7 @@ const parseOptions = (argv: readonly string[]): Options => {
   const filtered = stores.length > 0 || scenarios.length > 0
   const docs = args.includes('--docs') ? true : args.includes('--no-docs') ? false : !filtered && !quick
   return {
-    stores: stores.length > 0 ? stores : [...STORE_NAMES],
+    stores: stores.length > 0 ? stores : [...STORE_KINDS],
     scenarios:
       scenarios.length > 0
         ? (scenarios.filter((s) => s !== 'relay' && s !== 'memory') as ScenarioName[])
@@ -71,14 +72,22 @@ const parseOptions = (argv: readonly string[]): Options => {
   }
 }
 
-const ENV: Record<StoreName, string | undefined> = {
-  postgres: 'TXBOX_POSTGRES_URL',
-  sqlite: undefined,
-  mysql: 'TXBOX_MYSQL_URL',
-  mongodb: 'TXBOX_MONGODB_URL',
-  redis: 'TXBOX_REDIS_URL',
-  dynamodb: 'TXBOX_DYNAMODB_URL',
+/**
+ * Where each store's target comes from. Every kind of the core registry needs one (the
+ * compiler says so), and the import is dynamic so an adapter that fails to build costs one row.
+ */
+const TARGETS: Record<StoreKind, () => Promise<(url: string) => Promise<Target>>> = {
+  sqlite: async () => (await import('./stores/sqlite.js')).sqliteTarget,
+  postgres: async () => (await import('./stores/postgres.js')).postgresTarget,
+  mysql: async () => (await import('./stores/mysql.js')).mySqlTarget,
+  mongodb: async () => (await import('./stores/mongodb.js')).mongoDbTarget,
+  redis: async () => (await import('./stores/redis.js')).redisTarget,
+  dynamodb: async () => (await import('./stores/dynamodb.js')).dynamoDbTarget,
 }
+
+/** The variable holding a store's URL (`TXBOX_POSTGRES_URL`); none for SQLite, which takes a file the bench creates. */
+const urlVariable = (store: StoreKind): string | undefined =>
+  storeRegistration(store).schemes.length === 0 ? undefined : `TXBOX_${store.toUpperCase()}_URL`
 
 const messageOf = (error: unknown): string =>
   (error instanceof Error ? error.message : String(error)).split('\n')[0]?.slice(0, 160) ?? 'unknown error'
@@ -96,32 +105,13 @@ const withTimeout = async <T>(promise: Promise<T>, ms: number, what: string): Pr
 }
 
 /** Connects to a store, or says why not. A store whose adapter fails to import = "build failed". */
-export const connect = async (store: StoreName): Promise<Target | string> => {
-  const variable = ENV[store]
+export const connect = async (store: StoreKind): Promise<Target | string> => {
+  const variable = urlVariable(store)
   const url = variable === undefined ? undefined : process.env[variable]
   if (variable !== undefined && !url) return `${variable} is not set`
   let loader: (url: string) => Promise<Target>
   try {
-    switch (store) {
-      case 'postgres':
-        loader = (await import('./stores/postgres.js')).connectPostgres
-        break
-      case 'sqlite':
-        loader = (await import('./stores/sqlite.js')).connectSqlite
-        break
-      case 'mysql':
-        loader = (await import('./stores/mysql.js')).connectMySql
-        break
-      case 'mongodb':
-        loader = (await import('./stores/mongodb.js')).connectMongo
-        break
-      case 'redis':
-        loader = (await import('./stores/redis.js')).connectRedis
-        break
-      case 'dynamodb':
-        loader = (await import('./stores/dynamodb.js')).connectDynamo
-        break
-    }
+    loader = await TARGETS[store]()
   } catch (error) {
     return `build failed (${messageOf(error)})`
   }
@@ -218,8 +208,8 @@ const main = async (): Promise<void> => {
   const machine = machineInfo()
   log(`txbox bench: stores ${options.stores.join(',')}; load ${machine.loadBefore}`)
   const results: Results = { machine, quick: options.quick, runs: options.runs, rows: [], relay: [] }
-  const targets = new Map<StoreName, Target>()
-  const hungStores = new Map<StoreName, string>()
+  const targets = new Map<StoreKind, Target>()
+  const hungStores = new Map<StoreKind, string>()
   for (const store of options.stores) {
     const target = await connect(store)
     if (typeof target === 'string') {

@@ -3,11 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { createSqliteStore } from '@txbox/sqlite'
 import { withStream } from './relay-e2e.js'
 import type { MemoryResult } from './results.js'
 import { makeEvents } from './scenarios.js'
-import { openSqlite } from './stores/sqlite.js'
+import { openSqlite } from './stores/sqlite-file.js'
 
 interface ChildMessage {
   type: 'ready' | 'progress' | 'done'
@@ -20,9 +19,10 @@ const mb = (kb: number): number => Math.round((kb / 1024) * 10) / 10
 
 /** Fills a SQLite outbox with `events` events, in one transaction of 500-row INSERTs. */
 const fill = async (file: string, prefix: string, events: number, subject: string): Promise<void> => {
-  const db = openSqlite(file)
+  const connection = openSqlite(file, prefix)
+  const db = connection.client
   try {
-    await createSqliteStore({ db, tablePrefix: prefix }).migrate()
+    await connection.store.migrate()
     const rows = 500
     const insert = db.prepare(
       `INSERT INTO ${prefix}outbox (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at) VALUES ${Array.from(
@@ -40,7 +40,7 @@ const fill = async (file: string, prefix: string, events: number, subject: strin
       }
     })()
   } finally {
-    db.close()
+    await connection.close()
   }
 }
 

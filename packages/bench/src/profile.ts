@@ -4,10 +4,8 @@
  *   node dist/profile.js postgres   (TXBOX_POSTGRES_URL): pg_notify on/off
  *   node dist/profile.js mysql      (TXBOX_MYSQL_URL): padding, upsert and read-back
  */
-import { createMySqlStore } from '@txbox/mysql'
-import { createPostgresStore } from '@txbox/postgres'
-import { createPool } from 'mysql2/promise'
-import pg from 'pg'
+import { connectMySql } from '@txbox/mysql'
+import { connectPostgres } from '@txbox/postgres'
 import { median } from './harness.js'
 import { makeEvents } from './scenarios.js'
 import { uniqueName } from './stores/names.js'
@@ -25,11 +23,14 @@ const report = (results: Record<string, number[]>): void => {
 }
 
 const postgres = async (url: string): Promise<void> => {
-  const pool = new pg.Pool({ connectionString: url, max: 4 })
   const schemaOn = uniqueName('prof')
   const schemaOff = uniqueName('prof')
-  const on = createPostgresStore({ pool, schema: schemaOn })
-  const off = createPostgresStore({ pool, schema: schemaOff, notify: false })
+  const notifyOn = connectPostgres(url, { schema: schemaOn, poolSize: 4 })
+  const notifyOff = connectPostgres(url, { schema: schemaOff, notify: false, poolSize: 4 })
+  const on = notifyOn.store
+  const off = notifyOff.store
+  // The raw statements write into the notify-off schema, on that store's own pool.
+  const pool = notifyOff.client
   await on.migrate()
   await off.migrate()
   const rawInsert = `INSERT INTO "${schemaOff}"."txbox_outbox" (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
@@ -146,15 +147,16 @@ const postgres = async (url: string): Promise<void> => {
   } finally {
     await pool.query(`DROP SCHEMA IF EXISTS "${schemaOn}" CASCADE`)
     await pool.query(`DROP SCHEMA IF EXISTS "${schemaOff}" CASCADE`)
-    await pool.end()
+    await notifyOn.close()
+    await notifyOff.close()
   }
 }
 
 /** Where a pg drain spends its time: claim vs mark, adapter vs the raw statements, 5,000 events each, alternating. */
 const postgresDrain = async (url: string): Promise<void> => {
-  const pool = new pg.Pool({ connectionString: url, max: 4 })
   const schema = uniqueName('prof')
-  const store = createPostgresStore({ pool, schema })
+  const connection = connectPostgres(url, { schema, poolSize: 4 })
+  const { store, client: pool } = connection
   await store.migrate()
   const t = `"${schema}"."txbox_outbox"`
   const fill = async (tag: string) => {
@@ -204,16 +206,16 @@ const postgresDrain = async (url: string): Promise<void> => {
       console.log(`${name.padEnd(45)} ${median(samples).toFixed(2)}`)
   } finally {
     await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    await pool.end()
+    await connection.close()
   }
 }
 
 const dt = (): string => new Date().toISOString().slice(0, 23).replace('T', ' ')
 
 const mysql = async (url: string): Promise<void> => {
-  const pool = createPool({ uri: url, connectionLimit: 4, charset: 'utf8mb4_bin' })
   const prefix = `${uniqueName('prof')}_`
-  const store = createMySqlStore({ pool, tablePrefix: prefix })
+  const connection = connectMySql(url, { prefix, poolSize: 4 })
+  const { store, client: pool } = connection
   await store.migrate()
   const t = `\`${prefix}outbox\``
   const columns = '(event_id, subject, payload, headers, status, enqueued_at, available_at, retry_count)'
@@ -293,7 +295,7 @@ const mysql = async (url: string): Promise<void> => {
     report(results)
   } finally {
     await pool.query(`DROP TABLE IF EXISTS ${t}, \`${prefix}inbox\`, \`${prefix}schema_version\``)
-    await pool.end()
+    await connection.close()
   }
 }
 

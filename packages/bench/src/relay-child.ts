@@ -6,9 +6,8 @@
 import { readFileSync } from 'node:fs'
 import { OutboxRelay } from '@txbox/core'
 import { createJetStreamPublisher } from '@txbox/core/nats'
-import { createSqliteStore } from '@txbox/sqlite'
-import Database from 'better-sqlite3'
 import { connect } from 'nats'
+import { openSqlite } from './stores/sqlite-file.js'
 
 const statusKb = (field: string): number => {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'))
@@ -24,10 +23,7 @@ const main = async (): Promise<void> => {
   if (!file || !prefix || !url || !eventsText)
     throw new Error('usage: relay-child <file> <prefix> <nats> <stream> <events>')
   const events = Number(eventsText)
-  const db = new Database(file)
-  db.pragma('journal_mode = WAL')
-  db.pragma('synchronous = NORMAL')
-  const store = createSqliteStore({ db, tablePrefix: prefix })
+  const { store, close } = openSqlite(file, prefix)
   const nc = await connect({ servers: url })
   const relay = new OutboxRelay({
     outbox: store.outbox,
@@ -50,7 +46,7 @@ const main = async (): Promise<void> => {
   await relay.stop()
   send({ type: 'done', rssKb: statusKb('VmRSS'), hwmKb: statusKb('VmHWM') })
   await nc.close()
-  db.close()
+  await close()
 }
 
 main().then(

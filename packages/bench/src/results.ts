@@ -1,9 +1,9 @@
+import type { StoreKind } from '@txbox/core'
 import type { ScenarioName } from './scenarios.js'
-import type { StoreName } from './types.js'
 
 export interface ScenarioRow {
   scenario: ScenarioName
-  store: StoreName
+  store: StoreKind
   /** Median events/s, or undefined when not run. */
   adapter?: number
   raw?: number
@@ -18,7 +18,7 @@ export interface ScenarioRow {
 }
 
 export interface RelayRow {
-  store: StoreName
+  store: StoreKind
   relays: number
   events: number
   /** Median events/s from start to the last acknowledged publish. */
@@ -29,7 +29,7 @@ export interface RelayRow {
 }
 
 export interface MemoryResult {
-  store: StoreName
+  store: StoreKind
   events: number
   peakRssMb?: number
   /** RSS (MB) when 0/25/50/75/100% of the events were published. */

@@ -1,7 +1,4 @@
-import type { EnqueueParams, InboxParams, InboxRepository, OutboxRepository } from '@txbox/core'
-
-export const STORE_NAMES = ['postgres', 'sqlite', 'mysql', 'mongodb', 'redis', 'dynamodb'] as const
-export type StoreName = (typeof STORE_NAMES)[number]
+import type { EnqueueParams, InboxParams, InboxRepository, OutboxRepository, StoreKind } from '@txbox/core'
 
 /** One claimer: an adapter store and the raw driver on the same connection (or client). */
 export interface Claimer {
@@ -36,7 +33,7 @@ export interface Counter {
 }
 
 export interface Target {
-  readonly name: StoreName
+  readonly name: StoreKind
   readonly serverVersion: string
   readonly counter: Counter
   /** Workload scale relative to the default sizes (slow stores do less work per run). */

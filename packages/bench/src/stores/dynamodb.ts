@@ -3,17 +3,18 @@ import {
   BatchWriteItemCommand,
   ConditionalCheckFailedException,
   DeleteTableCommand,
-  DynamoDBClient,
-  ListTablesCommand,
+  type DynamoDBClient,
   PutItemCommand,
   QueryCommand,
   type TransactWriteItem,
   TransactWriteItemsCommand,
   UpdateItemCommand,
+  type WriteRequest,
 } from '@aws-sdk/client-dynamodb'
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { createDynamoStore, tableDefinition } from '@txbox/dynamodb'
+import { connectDynamoDb, tableDefinition } from '@txbox/dynamodb'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
 
 let requests = 0
@@ -25,13 +26,8 @@ const counter: Counter = {
   value: () => requests,
 }
 
-export const connectDynamo = async (url: string): Promise<Target> => {
-  const client = new DynamoDBClient({
-    endpoint: url,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  })
-  // One count per request the SDK sends.
+/** One count per request the client sends. */
+const countRequests = (client: DynamoDBClient): void => {
   client.middlewareStack.add(
     (next) => async (args) => {
       requests++
@@ -39,16 +35,24 @@ export const connectDynamo = async (url: string): Promise<Target> => {
     },
     { step: 'initialize', name: 'txboxBenchCounter' },
   )
-  await client.send(new ListTablesCommand({ Limit: 1 }))
-  return {
-    name: 'dynamodb',
-    serverVersion: `DynamoDB-compatible endpoint at ${new URL(url).host} (DynamoDB Local)`,
-    counter,
-    scale: 0.1,
-    maxRuns: 3,
-    relayEvents: 1_000,
-    namespace: () => dynamoNamespace(client),
-    close: async () => client.destroy(),
+}
+
+export const dynamoDbTarget = async (url: string): Promise<Target> => {
+  const probe = connectDynamoDb(url)
+  try {
+    return {
+      name: 'dynamodb',
+      serverVersion: `${await probe.serverVersion()} at ${new URL(url).host}`,
+      counter,
+      scale: 0.1,
+      maxRuns: 3,
+      relayEvents: 1_000,
+      namespace: () => dynamoDbNamespace(url),
+      // Each namespace owns its client and destroys it in dispose().
+      close: async () => {},
+    }
+  } finally {
+    await probe.close()
   }
 }
 
@@ -59,10 +63,13 @@ const isConditionFailure = (error: unknown): boolean =>
   error instanceof ConditionalCheckFailedException ||
   (error instanceof Error && error.name === 'ConditionalCheckFailedException')
 
-const dynamoNamespace = async (client: DynamoDBClient): Promise<Namespace> => {
+/** A fresh table on a client of its own: the adapter's store and the raw side share it. */
+const dynamoDbNamespace = async (url: string): Promise<Namespace> => {
   const TableName = uniqueName('b')
-  const store = createDynamoStore({ client, tableName: TableName })
-  await store.migrate()
+  const connection = connectDynamoDb(url, { prefix: TableName })
+  const { store, client } = connection
+  countRequests(client)
+  await setUpOrClose(connection, () => store.migrate())
   const claimIndex = tableDefinition(TableName).GlobalSecondaryIndexes?.[0]?.IndexName as string
   let seq = 0
   // The raw twin's minimal item: the event and its place in the claim index (own partition).
@@ -84,7 +91,7 @@ const dynamoNamespace = async (client: DynamoDBClient): Promise<Namespace> => {
   const batchWrite = async (events: readonly EnqueueParams[]) => {
     const now = Date.now()
     for (let i = 0; i < events.length; i += 25) {
-      let pending: Record<string, import('@aws-sdk/client-dynamodb').WriteRequest[]> | undefined = {
+      let pending: Record<string, WriteRequest[]> | undefined = {
         [TableName]: events.slice(i, i + 25).map((e) => ({ PutRequest: { Item: item(e, now) } })),
       }
       while (pending && Object.keys(pending).length > 0) {
@@ -234,7 +241,11 @@ const dynamoNamespace = async (client: DynamoDBClient): Promise<Namespace> => {
       }
     },
     async dispose() {
-      await client.send(new DeleteTableCommand({ TableName }))
+      try {
+        await client.send(new DeleteTableCommand({ TableName }))
+      } finally {
+        await connection.close()
+      }
     },
   }
 }

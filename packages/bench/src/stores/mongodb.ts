@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { createMongoStore } from '@txbox/mongodb'
-import { type Db, MongoClient } from 'mongodb'
+import { connectMongoDb } from '@txbox/mongodb'
+import type { ClientSession } from 'mongodb'
 import { NotRun } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
 
 let roundTrips = 0
@@ -15,27 +16,26 @@ const counter: Counter = {
   value: () => roundTrips,
 }
 
-export const connectMongo = async (url: string): Promise<Target> => {
-  const client = new MongoClient(url, { serverSelectionTimeoutMS: 8_000, monitorCommands: true })
-  await client.connect()
-  // Command monitoring: one commandStarted per command sent (a round trip each).
-  client.on('commandStarted', () => {
-    roundTrips++
-  })
-  const db = client.db()
-  const probe = createMongoStore({ db, collectionPrefix: `${uniqueName('probe')}_` })
-  const capabilities = await probe.detectCapabilities()
-  const transactions = capabilities.transactions === 'none' ? 'the server has no transactions' : undefined
-  const serverVersion = await probe.serverVersion()
-  return {
-    name: 'mongodb',
-    serverVersion,
-    counter,
-    scale: 0.02,
-    maxRuns: 3,
-    relayEvents: 200,
-    namespace: () => mongoNamespace(client, db, transactions, /ferretdb/i.test(serverVersion)),
-    close: () => client.close(),
+export const mongoDbTarget = async (url: string): Promise<Target> => {
+  const probe = connectMongoDb(url, { prefix: `${uniqueName('probe')}_` })
+  try {
+    await probe.connect()
+    const capabilities = await probe.store.detectCapabilities()
+    const transactions = capabilities.transactions === 'none' ? 'the server has no transactions' : undefined
+    const serverVersion = await probe.serverVersion()
+    return {
+      name: 'mongodb',
+      serverVersion,
+      counter,
+      scale: 0.02,
+      maxRuns: 3,
+      relayEvents: 200,
+      namespace: () => mongoDbNamespace(url, transactions, /ferretdb/i.test(serverVersion)),
+      // Each namespace owns its client and closes it in dispose().
+      close: async () => {},
+    }
+  } finally {
+    await probe.close()
   }
 }
 
@@ -44,15 +44,27 @@ interface RawDoc {
   [field: string]: unknown
 }
 
-const mongoNamespace = async (
-  client: MongoClient,
-  db: Db,
+/** A fresh collection prefix on a MongoClient of its own: the adapter's store and the raw side share it. */
+const mongoDbNamespace = async (
+  url: string,
   noTransactions: string | undefined,
   ferretdb: boolean,
 ): Promise<Namespace> => {
   const prefix = `${uniqueName('b')}_`
-  const store = createMongoStore({ db, collectionPrefix: prefix })
-  await store.migrate()
+  const connection = connectMongoDb(url, { prefix })
+  const { store, client } = connection
+  // Command monitoring: one commandStarted per command sent (a round trip each). The driver
+  // reads the setting when it opens its connections, so it is set before connecting.
+  client.options.monitorCommands = true
+  client.on('commandStarted', () => {
+    roundTrips++
+  })
+  await setUpOrClose(connection, async () => {
+    await connection.connect()
+    await store.migrate()
+  })
+  // The database the store writes into: the URL's, as connectMongoDb picks it.
+  const db = client.db()
   const outbox = db.collection<RawDoc>(`${prefix}outbox`)
   const inbox = db.collection<{ _id: string; deliveries: number }>(`${prefix}inbox`)
   const orders = db.collection<RawDoc>(`${prefix}orders`)
@@ -69,7 +81,7 @@ const mongoNamespace = async (
     rev: randomBytes(8).toString('hex'),
   })
   let orderId = 0
-  const inTx = async (write: (session: import('mongodb').ClientSession) => Promise<unknown>) => {
+  const inTx = async (write: (session: ClientSession) => Promise<unknown>) => {
     const session = client.startSession()
     try {
       session.startTransaction()
@@ -183,8 +195,12 @@ const mongoNamespace = async (
       }
     },
     async dispose() {
-      for (const name of await db.listCollections({}, { nameOnly: true }).toArray()) {
-        if (name.name.startsWith(prefix)) await db.dropCollection(name.name)
+      try {
+        for (const name of await db.listCollections({}, { nameOnly: true }).toArray()) {
+          if (name.name.startsWith(prefix)) await db.dropCollection(name.name)
+        }
+      } finally {
+        await connection.close()
       }
     },
   }

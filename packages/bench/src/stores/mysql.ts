@@ -1,14 +1,9 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { createMySqlStore } from '@txbox/mysql'
+import { connectMySql } from '@txbox/mysql'
 import mysqlCore from 'mysql2'
-import {
-  createPool,
-  type Pool,
-  type PoolConnection,
-  type ResultSetHeader,
-  type RowDataPacket,
-} from 'mysql2/promise'
+import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
 
 let roundTrips = 0
@@ -40,19 +35,25 @@ const counter: Counter = {
 /** DATETIME(3) text in UTC, as the adapter stores it. */
 const dt = (ms: number = Date.now()): string => new Date(ms).toISOString().slice(0, 23).replace('T', ' ')
 
-export const connectMySql = async (url: string): Promise<Target> => {
+/** Connections in each namespace's pool (the adapter and the raw side share it): the size the bench has always measured with. */
+const POOL_SIZE = 8
+
+export const mySqlTarget = async (url: string): Promise<Target> => {
   patchCounter()
-  const pool = createPool({ uri: url, connectionLimit: 8, charset: 'utf8mb4_bin' })
-  const [rows] = await pool.query<RowDataPacket[]>('SELECT VERSION() AS v')
-  const version = String(rows[0]?.v ?? 'unknown')
-  return {
-    name: 'mysql',
-    serverVersion: /mariadb/i.test(version) ? `MariaDB ${version}` : `MySQL ${version}`,
-    counter,
-    scale: 0.5,
-    relayEvents: 10_000,
-    namespace: () => mysqlNamespace(pool),
-    close: () => pool.end(),
+  const probe = connectMySql(url, { poolSize: POOL_SIZE })
+  try {
+    return {
+      name: 'mysql',
+      serverVersion: await probe.serverVersion(),
+      counter,
+      scale: 0.5,
+      relayEvents: 10_000,
+      namespace: () => mySqlNamespace(url),
+      // Each namespace owns its pool and ends it in dispose().
+      close: async () => {},
+    }
+  } finally {
+    await probe.close()
   }
 }
 
@@ -68,16 +69,20 @@ const retryDeadlocks = async <T>(fn: () => Promise<T>): Promise<T> => {
   }
 }
 
-const mysqlNamespace = async (pool: Pool): Promise<Namespace> => {
+/** A fresh table prefix on a pool of its own: the adapter's store and the raw statements share that pool. */
+const mySqlNamespace = async (url: string): Promise<Namespace> => {
   const prefix = `${uniqueName('b')}_`
-  const store = createMySqlStore({ pool, tablePrefix: prefix })
-  await store.migrate()
+  const connection = connectMySql(url, { prefix, poolSize: POOL_SIZE })
+  const { store, client: pool } = connection
   const outbox = `\`${prefix}outbox\``
   const inbox = `\`${prefix}inbox\``
   const orders = `\`${prefix}orders\``
-  await pool.query(
-    `CREATE TABLE ${orders} (id BIGINT PRIMARY KEY, ref VARCHAR(64) NOT NULL, total INT NOT NULL)`,
-  )
+  await setUpOrClose(connection, async () => {
+    await store.migrate()
+    await pool.query(
+      `CREATE TABLE ${orders} (id BIGINT PRIMARY KEY, ref VARCHAR(64) NOT NULL, total INT NOT NULL)`,
+    )
+  })
   const columns = '(event_id, subject, payload, headers, status, enqueued_at, available_at, retry_count)'
   const insertOne = `INSERT INTO ${outbox} ${columns} VALUES (?, ?, ?, ?, 'pending', ?, ?, 0)`
   const insertMany = (n: number) =>
@@ -202,7 +207,11 @@ const mysqlNamespace = async (pool: Pool): Promise<Namespace> => {
       if (result.affectedRows === 1) await pool.execute(inboxDone, [dt(), m.eventId])
     },
     async dispose() {
-      await pool.query(`DROP TABLE IF EXISTS ${outbox}, ${inbox}, ${orders}, \`${prefix}schema_version\``)
+      try {
+        await pool.query(`DROP TABLE IF EXISTS ${outbox}, ${inbox}, ${orders}, \`${prefix}schema_version\``)
+      } finally {
+        await connection.close()
+      }
     },
   }
 }

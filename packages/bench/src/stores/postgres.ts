@@ -1,7 +1,8 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { createPostgresStore } from '@txbox/postgres'
+import { connectPostgres } from '@txbox/postgres'
 import pg from 'pg'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
 
 let roundTrips = 0
@@ -25,31 +26,41 @@ const counter: Counter = {
   value: () => roundTrips,
 }
 
-export const connectPostgres = async (url: string): Promise<Target> => {
+/** Connections in each namespace's pool (the adapter and the raw side share it): the size the bench has always measured with. */
+const POOL_SIZE = 8
+
+export const postgresTarget = async (url: string): Promise<Target> => {
   patchCounter()
-  const pool = new pg.Pool({ connectionString: url, max: 8 })
-  const version =
-    (await pool.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? 'unknown'
-  return {
-    name: 'postgres',
-    serverVersion: `PostgreSQL ${version}`,
-    counter,
-    scale: 1,
-    namespace: () => postgresNamespace(pool),
-    close: () => pool.end(),
+  const probe = connectPostgres(url, { poolSize: POOL_SIZE })
+  try {
+    return {
+      name: 'postgres',
+      serverVersion: await probe.serverVersion(),
+      counter,
+      scale: 1,
+      namespace: () => postgresNamespace(url),
+      // Each namespace owns its pool and ends it in dispose().
+      close: async () => {},
+    }
+  } finally {
+    await probe.close()
   }
 }
 
-export const postgresNamespace = async (pool: pg.Pool): Promise<Namespace> => {
+/** A fresh schema on a pool of its own: the adapter's store and the raw statements share that pool. */
+const postgresNamespace = async (url: string): Promise<Namespace> => {
   const schema = uniqueName('bench')
-  const store = createPostgresStore({ pool, schema })
-  await store.migrate()
+  const connection = connectPostgres(url, { schema, poolSize: POOL_SIZE })
+  const { store, client: pool } = connection
   const outbox = `"${schema}"."txbox_outbox"`
   const inbox = `"${schema}"."txbox_inbox"`
   const orders = `"${schema}"."orders"`
-  await pool.query(
-    `CREATE TABLE ${orders} (id bigint PRIMARY KEY, ref text NOT NULL, total integer NOT NULL)`,
-  )
+  await setUpOrClose(connection, async () => {
+    await store.migrate()
+    await pool.query(
+      `CREATE TABLE ${orders} (id bigint PRIMARY KEY, ref text NOT NULL, total integer NOT NULL)`,
+    )
+  })
 
   const insertOne = `INSERT INTO ${outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
     VALUES ($1, $2, $3, $4, 'pending', $5, 0, $5)`
@@ -164,7 +175,11 @@ export const postgresNamespace = async (pool: pg.Pool): Promise<Namespace> => {
       if (inserted) await pool.query(inboxDone, [m.eventId, new Date()])
     },
     async dispose() {
-      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      try {
+        await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      } finally {
+        await connection.close()
+      }
     },
   }
 }

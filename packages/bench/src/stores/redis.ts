@@ -1,7 +1,8 @@
-import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { createRedisStore, execTransaction, inboxKeys, outboxKeys } from '@txbox/redis'
+import type { EnqueueParams, InboxParams, StoreConnection } from '@txbox/core'
+import { connectRedis, execTransaction, inboxKeys, outboxKeys, type RedisStore } from '@txbox/redis'
 import { type ChainableCommander, Redis } from 'ioredis'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
 
 let roundTrips = 0
@@ -36,29 +37,31 @@ const counter: Counter = {
   value: () => roundTrips,
 }
 
-export const connectRedis = async (url: string): Promise<Target> => {
-  const main = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 })
-  await main.connect()
-  patchCounter(main)
-  const version = /redis_version:(\S+)/.exec(await main.info('server'))?.[1] ?? 'unknown'
-  const extra: Redis[] = []
-  return {
-    name: 'redis',
-    serverVersion: `Redis ${version}`,
-    counter,
-    scale: 1,
-    namespace: () =>
-      redisNamespace(main, async () => {
-        const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 })
-        await client.connect()
-        extra.push(client)
-        return client
-      }),
-    async close() {
-      for (const client of extra) client.disconnect()
-      main.disconnect()
-    },
+export const redisTarget = async (url: string): Promise<Target> => {
+  const probe = connectRedis(url)
+  try {
+    patchCounter(probe.client)
+    return {
+      name: 'redis',
+      serverVersion: await probe.serverVersion(),
+      counter,
+      scale: 1,
+      namespace: () => redisNamespace(url),
+      // Each namespace owns its connections and closes them in dispose().
+      close: async () => {},
+    }
+  } finally {
+    await probe.close()
   }
+}
+
+type RedisConnection = StoreConnection<RedisStore, Redis>
+
+/** One connection of a namespace, with the store on it; connected now, so a refused one fails here. */
+const openConnection = async (url: string, keyPrefix: string): Promise<RedisConnection> => {
+  const connection = connectRedis(url, { prefix: keyPrefix })
+  await setUpOrClose(connection, () => connection.client.connect())
+  return connection
 }
 
 /** Raw claim: pop the head of the ready set and lease each event, returning the hashes. */
@@ -95,10 +98,16 @@ redis.call('HSET', KEYS[1], 'eventId', ARGV[1], 'subject', ARGV[2], 'payload', A
   'receivedAt', ARGV[4], 'deliveries', 1, 'claimedAt', ARGV[4], 'claimedBy', ARGV[5], 'leaseUntil', ARGV[6])
 return 1`
 
-const redisNamespace = async (main: Redis, open: () => Promise<Redis>): Promise<Namespace> => {
+/**
+ * A fresh key prefix on a connection of its own (the adapter's store and the raw side share
+ * it); claimers after the first each get one more, closed with the namespace.
+ */
+const redisNamespace = async (url: string): Promise<Namespace> => {
   const keyPrefix = uniqueName('b')
-  const store = createRedisStore({ redis: main, keyPrefix })
-  await store.migrate()
+  const first = await openConnection(url, keyPrefix)
+  const { store, client: main } = first
+  await setUpOrClose(first, () => store.migrate())
+  const connections = [first]
   const keys = outboxKeys(keyPrefix)
   const ikeys = inboxKeys(keyPrefix)
   const orders = `${keys.eventPrefix.replace(/outbox:e:$/, '')}orders:`
@@ -125,8 +134,8 @@ const redisNamespace = async (main: Redis, open: () => Promise<Redis>): Promise<
     await pipeline.exec()
   }
   const claimers: Claimer[] = []
-  const claimerOn = (client: Redis): Claimer => ({
-    outbox: client === main ? store.outbox : createRedisStore({ redis: client, keyPrefix }).outbox,
+  const claimerOn = ({ store: { outbox }, client }: RedisConnection): Claimer => ({
+    outbox,
     async rawClaimAndMark(workerId, limit) {
       const now = Date.now()
       const claimed = (await client.eval(
@@ -169,7 +178,10 @@ const redisNamespace = async (main: Redis, open: () => Promise<Redis>): Promise<
     },
     // A separate ioredis connection per claimer.
     async claimer(k) {
-      while (claimers.length <= k) claimers.push(claimerOn(claimers.length === 0 ? main : await open()))
+      while (claimers.length <= k) {
+        if (claimers.length > 0) connections.push(await openConnection(url, keyPrefix))
+        claimers.push(claimerOn(connections[claimers.length] as RedisConnection))
+      }
       return claimers[k] as Claimer
     },
     async prefill(events, forRaw) {
@@ -203,12 +215,16 @@ const redisNamespace = async (main: Redis, open: () => Promise<Redis>): Promise<
       }
     },
     async dispose() {
-      let cursor = '0'
-      do {
-        const [next, found] = await main.scan(cursor, 'MATCH', `txbox:{${keyPrefix}}*`, 'COUNT', 1000)
-        cursor = next
-        if (found.length > 0) await main.unlink(...found)
-      } while (cursor !== '0')
+      try {
+        let cursor = '0'
+        do {
+          const [next, found] = await main.scan(cursor, 'MATCH', `txbox:{${keyPrefix}}*`, 'COUNT', 1000)
+          cursor = next
+          if (found.length > 0) await main.unlink(...found)
+        } while (cursor !== '0')
+      } finally {
+        await Promise.all(connections.map((connection) => connection.close()))
+      }
     },
   }
 }

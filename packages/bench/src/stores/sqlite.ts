@@ -2,10 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { createSqliteStore } from '@txbox/sqlite'
+import type { SqliteConnection } from '@txbox/sqlite'
 import Database from 'better-sqlite3'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
+import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
+import { openSqlite } from './sqlite-file.js'
 
 let statements = 0
 let patched = false
@@ -37,51 +39,47 @@ const counter: Counter = {
   value: () => statements,
 }
 
-/** A WAL database in a temp directory; synchronous = NORMAL, the usual setting with WAL. */
-export const openSqlite = (file: string): Database.Database => {
-  const db = new Database(file)
-  db.pragma('journal_mode = WAL')
-  db.pragma('synchronous = NORMAL')
-  return db
-}
-
-export const connectSqlite = async (): Promise<Target> => {
+export const sqliteTarget = async (): Promise<Target> => {
   const dir = mkdtempSync(join(tmpdir(), 'txbox-bench-'))
   const file = join(dir, 'bench.db')
-  const main = openSqlite(file)
-  patchCounter(main)
-  const version = (main.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v
-  const extra: Database.Database[] = []
-  return {
-    name: 'sqlite',
-    serverVersion: `SQLite ${version} (better-sqlite3, file DB, WAL, synchronous=NORMAL)`,
-    counter,
-    scale: 1,
-    namespace: () =>
-      sqliteNamespace(main, () => {
-        const db = openSqlite(file)
-        extra.push(db)
-        return db
-      }),
-    async close() {
-      for (const db of extra) db.close()
-      main.close()
-      rmSync(dir, { recursive: true, force: true })
-    },
+  const removeDir = () => rmSync(dir, { recursive: true, force: true })
+  const probe = openSqlite(file)
+  try {
+    patchCounter(probe.client)
+    return {
+      name: 'sqlite',
+      serverVersion: `${await probe.serverVersion()} (better-sqlite3, file DB, WAL, synchronous=NORMAL)`,
+      counter,
+      scale: 1,
+      namespace: () => sqliteNamespace(file),
+      // Each namespace closes its connections in dispose(); the file goes with the target.
+      close: async () => removeDir(),
+    }
+  } catch (error) {
+    removeDir()
+    throw error
+  } finally {
+    await probe.close()
   }
 }
 
-export const sqliteNamespace = async (
-  db: Database.Database,
-  open: () => Database.Database,
-): Promise<Namespace> => {
+/**
+ * A fresh table prefix on a connection of its own (the adapter's store and the raw side
+ * share it); claimers after the first each get one more on the same file, closed with the
+ * namespace.
+ */
+const sqliteNamespace = async (file: string): Promise<Namespace> => {
   const prefix = `${uniqueName('b')}_`
-  const store = createSqliteStore({ db, tablePrefix: prefix })
-  await store.migrate()
+  const first = openSqlite(file, prefix)
+  const { store, client: db } = first
+  const connections = [first]
   const outbox = `${prefix}outbox`
   const inbox = `${prefix}inbox`
   const orders = `${prefix}orders`
-  db.exec(`CREATE TABLE ${orders} (id INTEGER PRIMARY KEY, ref TEXT NOT NULL, total INTEGER NOT NULL)`)
+  await setUpOrClose(first, async () => {
+    await store.migrate()
+    db.exec(`CREATE TABLE ${orders} (id INTEGER PRIMARY KEY, ref TEXT NOT NULL, total INTEGER NOT NULL)`)
+  })
 
   const insertOneSql = `INSERT INTO ${outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
     VALUES (?, ?, ?, ?, 'pending', ?, 0, ?)`
@@ -140,12 +138,10 @@ export const sqliteNamespace = async (
   }
 
   const claimers: Claimer[] = []
-  const claimerOn = (conn: Database.Database): Claimer => {
-    const s = conn === db ? main : statementsFor(conn)
-    const repository =
-      conn === db ? store.outbox : createSqliteStore({ db: conn, tablePrefix: prefix }).outbox
+  const claimerOn = (connection: SqliteConnection): Claimer => {
+    const s = connection === first ? main : statementsFor(connection.client)
     return {
-      outbox: repository,
+      outbox: connection.store.outbox,
       async rawClaimAndMark(workerId, limit) {
         const now = Date.now()
         // One UPDATE ... RETURNING is atomic on its own (SQLite has one writer).
@@ -175,7 +171,10 @@ export const sqliteNamespace = async (
       }),
     // A separate better-sqlite3 connection per claimer, all on the same file.
     async claimer(k) {
-      while (claimers.length <= k) claimers.push(claimerOn(claimers.length === 0 ? db : open()))
+      while (claimers.length <= k) {
+        if (claimers.length > 0) connections.push(openSqlite(file, prefix))
+        claimers.push(claimerOn(connections[claimers.length] as SqliteConnection))
+      }
       return claimers[k] as Claimer
     },
     async prefill(events) {
@@ -203,9 +202,13 @@ export const sqliteNamespace = async (
       if (result.changes === 1) inboxDone.run(Date.now(), m.eventId)
     },
     async dispose() {
-      db.exec(
-        `DROP TABLE IF EXISTS ${outbox}; DROP TABLE IF EXISTS ${inbox}; DROP TABLE IF EXISTS ${orders};`,
-      )
+      try {
+        db.exec(
+          `DROP TABLE IF EXISTS ${outbox}; DROP TABLE IF EXISTS ${inbox}; DROP TABLE IF EXISTS ${orders};`,
+        )
+      } finally {
+        await Promise.all(connections.map((connection) => connection.close()))
+      }
     },
   }
 }
