@@ -136,21 +136,3 @@ export class StorageError extends TxboxError {
     this.retryable = failure?.retryable ?? false
   }
 }
-
-/**
- * Runs a storage call and wraps whatever the driver throws in a {@link StorageError},
- * leaving txbox's own errors untouched. Adapters call this once per operation so that
- * driver errors are mapped in one place and never swallowed.
- */
-export const withStorageErrors = async <T>(
-  adapter: string,
-  operation: string,
-  run: () => Promise<T>,
-): Promise<T> => {
-  try {
-    return await run()
-  } catch (error) {
-    if (error instanceof TxboxError) throw error
-    throw new StorageError(adapter, operation, error)
-  }
-}

@@ -11,7 +11,6 @@ export {
   TxboxError,
   type TxboxErrorCode,
   ValidationError,
-  withStorageErrors,
 } from './errors.js'
 export {
   INBOX_STATUSES,

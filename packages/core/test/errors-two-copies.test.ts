@@ -24,12 +24,15 @@ describe('errors across two copies of @txbox/core', () => {
     expect(lost instanceof cjs.ValidationError).toBe(false)
   })
 
-  it('withStorageErrors of one copy passes the other copy txbox errors through unwrapped', async () => {
-    const esm = await loadCopy()
+  it('runStorageOperation of one copy passes the other copy txbox errors through unwrapped', async () => {
+    vi.resetModules()
+    const esm = await import('../src/kernel/storage-failure.js')
     const cjs = await loadCopy()
     const thrown = new cjs.EventNotFoundError('redis', 'e1')
     await expect(
-      esm.withStorageErrors('redis', 'outbox.markAsSent', () => Promise.reject(thrown)),
+      esm.runStorageOperation('redis', 'outbox.markAsSent', esm.classifyUnknown, () =>
+        Promise.reject(thrown),
+      ),
     ).rejects.toBe(thrown)
   })
 

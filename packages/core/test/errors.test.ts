@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
+  classifyUnknown,
   EventNotFoundError,
   LeaseLostError,
   ManualClock,
@@ -9,7 +10,6 @@ import {
   StorageError,
   TxboxError,
   ValidationError,
-  withStorageErrors,
 } from '../src/index.js'
 
 describe('errors', () => {
@@ -30,16 +30,18 @@ describe('errors', () => {
     }
   })
 
-  it('withStorageErrors wraps driver errors once, keeps the cause, and passes txbox errors through', async () => {
+  it('runStorageOperation wraps driver errors once, keeps the cause, and passes txbox errors through', async () => {
     const driverError = Object.assign(new Error('deadlock detected'), { code: '40P01' })
-    const wrapped = await withStorageErrors('pg', 'outbox.claim', async () => {
+    const wrapped = await runStorageOperation('pg', 'outbox.claim', classifyUnknown, async () => {
       throw driverError
     }).catch((error: unknown) => error)
     expect(wrapped).toBeInstanceOf(StorageError)
     expect((wrapped as StorageError).cause).toBe(driverError)
     expect((wrapped as StorageError).message).toBe('[txbox] [pg] outbox.claim failed: deadlock detected')
     const own = new LeaseLostError('pg', 'e', 'w')
-    await expect(withStorageErrors('pg', 'op', async () => Promise.reject(own))).rejects.toBe(own)
+    await expect(
+      runStorageOperation('pg', 'op', classifyUnknown, async () => Promise.reject(own)),
+    ).rejects.toBe(own)
   })
 })
 

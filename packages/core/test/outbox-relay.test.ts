@@ -306,7 +306,10 @@ describe('OutboxRelay', () => {
     const logged: { message: string; fields: Record<string, unknown> | undefined }[] = []
     const { store, sleeper, relay } = setup({
       pollIntervalMs: 250,
-      logger: { ...silentLogger, error: (message, fields) => logged.push({ message, fields }) },
+      logger: {
+        ...silentLogger,
+        error: (message: string, fields?: Record<string, unknown>) => logged.push({ message, fields }),
+      },
     })
     const claim = store.outbox.claim.bind(store.outbox)
     let broken = true
