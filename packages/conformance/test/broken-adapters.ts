@@ -1,6 +1,7 @@
 import {
   addMs,
   type ClaimOptions,
+  type ClaimRequest,
   cutoffDays,
   cutoffMinutes,
   type EnqueueParams,
@@ -859,6 +860,38 @@ class DedupeRecordKeepingInbox extends MemoryInboxRepository {
   }
 }
 
+/**
+ * A claim that applies its limit to the due pending events only and adds every expired lease
+ * on top, as a script that gathers both kinds of candidates and then bounds only the first:
+ * a relay asking for 100 may get thousands after an outage.
+ */
+class ExpiredBeyondLimitOutbox extends MemoryOutboxRepository {
+  protected override async claimEvents(request: ClaimRequest): Promise<OutboxEvent[]> {
+    const nowMs = request.now.getTime()
+    const expired = this.ordered().filter(
+      (event) =>
+        event.status === 'publishing' &&
+        event.leaseUntil !== undefined &&
+        event.leaseUntil.getTime() <= nowMs,
+    )
+    const pending = this.ordered()
+      .filter((event) => event.status === 'pending' && event.availableAt.getTime() <= nowMs)
+      .slice(0, request.limit)
+    return [...expired, ...pending]
+      .sort((a, b) => a.seq - b.seq)
+      .map((event) => {
+        Object.assign(event, {
+          status: 'publishing',
+          claimedAt: request.now,
+          claimedBy: request.workerId,
+          leaseUntil: request.leaseUntil,
+        })
+        const { seq: _seq, ...copy } = event
+        return { ...copy }
+      })
+  }
+}
+
 /** The memory target with its outbox replaced by a broken one. */
 const brokenTarget = (name: string, Outbox: OutboxClass): ConformanceTarget<MemoryTransaction> =>
   brokenPairTarget(name, Outbox, MemoryInboxRepository)
@@ -995,6 +1028,7 @@ export const brokenAdapters: readonly {
       'outbox.order.frozen-clock',
       'outbox.order.claim-order',
       'outbox.order.not-physical',
+      'outbox.claim.limit-counts-expired',
       'outbox.retry.dead-letter',
       'outbox.retry.requeue',
     ],
@@ -1109,6 +1143,11 @@ export const brokenAdapters: readonly {
   {
     target: brokenInboxTarget('status-blind-inbox-cleanup', StatusBlindCleanupInbox),
     mustFail: ['inbox.cleanup.failed-kept'],
+  },
+  {
+    target: brokenTarget('expired-beyond-limit', ExpiredBeyondLimitOutbox),
+    // fenced-after-release also claims with a limit below the due plus expired events.
+    mustFail: ['outbox.claim.limit-counts-expired', 'outbox.claim.fenced-after-release'],
   },
   {
     target: brokenTarget('gap-skipping-claims', GapSkippingOutbox),

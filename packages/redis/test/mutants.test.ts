@@ -55,7 +55,7 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
     statements: ['outboxClaim'],
     find: 'for i = 1, math.min(limit, #candidates) do\n  local id, from_ready',
     replace: 'for i = 1, #candidates do\n  local id, from_ready',
-    kills: ['outbox.claim.fenced-after-release'],
+    kills: ['outbox.claim.limit-counts-expired', 'outbox.claim.fenced-after-release'],
   },
   {
     id: 'fence: claimedBy not compared',

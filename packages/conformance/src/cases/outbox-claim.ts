@@ -82,6 +82,33 @@ export const outboxClaimCases = [
     },
   }),
   defineCase({
+    id: 'outbox.claim.limit-counts-expired',
+    title: 'the limit bounds the whole claim: expired leases and due pending events together',
+    async run({ store, clock }) {
+      const expiring = outboxEvents(3, 'expiring').map((event) => event.eventId)
+      const due = outboxEvents(3, 'due').map((event) => event.eventId)
+      await store.outbox.findOrCreateMany(outboxEvents(3, 'expiring'))
+      expectIds(
+        await store.outbox.claim({ limit: 10, leaseMs: 1_000, workerId: 'w1' }),
+        expiring,
+        'w1 claims the first three',
+      )
+      await store.outbox.findOrCreateMany(outboxEvents(3, 'due'))
+      clock.advance(1_000)
+      // Six are claimable now: three expired leases, three due pending events.
+      expectIds(
+        await store.outbox.claim({ limit: 4, leaseMs: 1_000, workerId: 'w2' }),
+        [...expiring, due[0] as string],
+        'a claim of 4 takes 4 of the 6 claimable events, in enqueue order',
+      )
+      expectIds(
+        await store.outbox.claim({ limit: 10, leaseMs: 1_000, workerId: 'w3' }),
+        due.slice(1),
+        'the next claim takes the two left',
+      )
+    },
+  }),
+  defineCase({
     id: 'outbox.claim.fencing',
     title: 'a worker that lost its lease cannot mark, fail or retry the event; the new holder can',
     async run({ store, clock }) {
