@@ -23,7 +23,23 @@ export {
   type InboxStatus,
   PROCESSING_TIMEOUT_MESSAGE,
 } from './inbox.js'
-export * from './inbox-processor/index.js'
+export {
+  type InboxHandler,
+  type InboxHandlerContext,
+  type InboxMessage,
+  InboxProcessor,
+  type InboxProcessorCommonOptions,
+  type InboxProcessorCounters,
+  type InboxProcessorMetrics,
+  type InboxProcessorOptions,
+  type InboxSource,
+  type InboxSubscription,
+  inboxEventId,
+  type MaybeTransactionalInboxProcessorOptions,
+  type PlainInboxProcessorOptions,
+  type TransactionalInboxProcessorOptions,
+  type TransactionRunner,
+} from './inbox-processor/index.js'
 export {
   type JsonPayload,
   type JsonPayloadOptions,
@@ -96,7 +112,36 @@ export {
   type RetryLaterOptions,
   type WriteOptions,
 } from './outbox.js'
-export * from './relay/index.js'
+export {
+  type BackoffOptions,
+  backoffDelayMs,
+  createPrometheusExporter,
+  DEFAULT_BACKOFF,
+  DEFAULT_MAX_BATCH_BYTES,
+  type DuplicateCheck,
+  errorFields,
+  type HealthReport,
+  type HistogramSnapshot,
+  LATENCY_BUCKETS_MS,
+  type MetricsSource,
+  messageOf,
+  type OutboxPublisher,
+  OutboxRelay,
+  type OutboxRelayOptions,
+  type PrometheusExporter,
+  type PrometheusOptions,
+  type PromRegistry,
+  type PublishErrorFields,
+  type PublishReceipt,
+  type RelayCounters,
+  type RelayMetrics,
+  type RelayWakeup,
+  type ResolvedBackoff,
+  type RetentionOptions,
+  realSleep,
+  resolveBackoff,
+  type Sleep,
+} from './relay/index.js'
 export type { TxboxStore } from './store.js'
 export {
   type ConnectOptions,
