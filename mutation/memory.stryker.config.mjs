@@ -3,5 +3,7 @@ import { mutationRun } from './stryker.shared.mjs'
 
 export default mutationRun({
   name: 'memory',
-  mutate: ['packages/core/src/memory/**/*.ts'],
+  // The kernel holds the contract's rules (validation, errors, dedupe, order, sweeps) for
+  // every adapter; the suite certifies them through the memory store, so they are measured here.
+  mutate: ['packages/core/src/memory/**/*.ts', 'packages/core/src/kernel/**/*.ts'],
 })

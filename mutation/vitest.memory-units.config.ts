@@ -1,0 +1,9 @@
+import { conformanceAndUnitTests } from './vitest.shared.ts'
+
+// The unit tests of what the memory run mutates: the kernel (driven through memory
+// primitives, faulted as a driver would fail) and the memory transaction handle.
+export default conformanceAndUnitTests('packages/conformance/test/memory.conformance.test.ts', [
+  'packages/core/test/kernel.test.ts',
+  'packages/core/test/kernel-operations.test.ts',
+  'packages/core/test/memory-transaction.test.ts',
+])

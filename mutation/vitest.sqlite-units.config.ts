@@ -1,0 +1,11 @@
+import { conformanceAndUnitTests } from './vitest.shared.ts'
+
+// Left out: `contention.test.ts` runs compiled copies of the sources in child processes
+// (Stryker switches mutants inside the test process only), and `mutants.test.ts` reruns the
+// whole suite once per hand-written SQL mutant, which Stryker's mutants never touch.
+export default conformanceAndUnitTests('packages/sqlite/test/conformance.test.ts', [
+  'packages/sqlite/test/connect.test.ts',
+  'packages/sqlite/test/errors.test.ts',
+  'packages/sqlite/test/migrate.test.ts',
+  'packages/sqlite/test/sqlite-store.test.ts',
+])
