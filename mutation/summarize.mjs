@@ -39,12 +39,19 @@ const short = (text) => {
 /** @type {Record<string, number>} */
 const counts = {}
 const tally = { equivalent: 0, reach: 0, false: 0, rule: 0, unclassified: 0 }
+/** Per file: mutants, killed (with timeouts), and survivors by classification. */
+/** @type {Map<string, Record<string, number>>} */
+const perFile = new Map()
 /** @type {Map<string, Map<string, { line: number, entry: string }[]>>} */
 const groups = new Map()
 for (const [file, { source, mutants }] of Object.entries(report.files)) {
   const lines = source.split('\n')
+  const row = { mutants: 0, killed: 0, equivalent: 0, reach: 0, false: 0, rule: 0, unclassified: 0 }
+  perFile.set(file, row)
   for (const mutant of mutants) {
     counts[mutant.status] = (counts[mutant.status] ?? 0) + 1
+    row.mutants++
+    if (mutant.status === 'Killed' || mutant.status === 'Timeout') row.killed++
     if (mutant.status !== 'Survived' && mutant.status !== 'NoCoverage') continue
     const { start, end } = mutant.location
     const first = lines[start.line - 1] ?? ''
@@ -54,6 +61,7 @@ for (const [file, { source, mutants }] of Object.entries(report.files)) {
         : `${first.slice(start.column - 1)} …`
     const rule = rules.find((r) => file.endsWith(`/${r.file}`) && r.lines.includes(first.trim()))
     tally[rule?.kind ?? 'unclassified']++
+    row[rule?.kind ?? 'unclassified']++
     const heading = rule ? `${LABELS[rule.kind]}: ${rule.why}` : 'UNCLASSIFIED'
     const coverage = mutant.status === 'NoCoverage' ? '(no coverage) ' : ''
     const entry = `${start.line} ${coverage}${mutant.mutatorName}: \`${short(original)}\` → \`${short(mutant.replacement ?? '')}\``
@@ -75,6 +83,14 @@ console.log(
 console.log(
   `  leaving out-of-reach mutants out too: ${killed + tally.false}/${total - tally.equivalent - tally.reach} = ${pct(killed + tally.false, total - tally.equivalent - tally.reach)}`,
 )
+console.log('\n| file | mutants | killed | equivalent | out of reach | false survivors | not killed |')
+console.log('|---|---|---|---|---|---|---|')
+for (const [file, row] of [...perFile].sort(([a], [b]) => a.localeCompare(b))) {
+  const notKilled = row.rule + row.unclassified
+  console.log(
+    `| \`${file}\` | ${row.mutants} | ${row.killed} | ${row.equivalent} | ${row.reach} | ${row.false} | ${notKilled} |`,
+  )
+}
 for (const [file, byHeading] of [...groups].sort(([a], [b]) => a.localeCompare(b))) {
   console.log(`\n#### \`${file}\`\n`)
   for (const [heading, entries] of byHeading) {

@@ -1,9 +1,11 @@
 import { conformanceAndUnitTests } from './vitest.shared.ts'
 
 // The unit tests of what the memory run mutates: the kernel (driven through memory
-// primitives, faulted as a driver would fail) and the memory transaction handle.
+// primitives, faulted as a driver would fail), the memory transaction handle, and the
+// reference store's rules that no conformance case reaches yet.
 export default conformanceAndUnitTests('packages/conformance/test/memory.conformance.test.ts', [
   'packages/core/test/kernel.test.ts',
   'packages/core/test/kernel-operations.test.ts',
+  'packages/core/test/memory-rules.test.ts',
   'packages/core/test/memory-transaction.test.ts',
 ])
