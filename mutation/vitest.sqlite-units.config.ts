@@ -4,8 +4,11 @@ import { conformanceAndUnitTests } from './vitest.shared.ts'
 // (Stryker switches mutants inside the test process only), and `mutants.test.ts` reruns the
 // whole suite once per hand-written SQL mutant, which Stryker's mutants never touch.
 export default conformanceAndUnitTests('packages/sqlite/test/conformance.test.ts', [
+  'packages/sqlite/test/classify.test.ts',
   'packages/sqlite/test/connect.test.ts',
   'packages/sqlite/test/errors.test.ts',
+  'packages/sqlite/test/migrate-in-transaction.test.ts',
   'packages/sqlite/test/migrate.test.ts',
+  'packages/sqlite/test/options.test.ts',
   'packages/sqlite/test/sqlite-store.test.ts',
 ])
