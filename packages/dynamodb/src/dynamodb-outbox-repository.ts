@@ -199,21 +199,21 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
         },
       }
     }
-    // Back into the `timed` partition until `availableAt`. A retry due at once is due there
-    // too (the claim reads the due range of `timed`); the kernel gives the instant, not the delay.
+    // Due now: back into `ready` at its enqueue position. Backoff: into `timed` until then.
     const availableAt = change.availableAt.getTime()
+    const ready = availableAt <= change.now.getTime()
     return {
       update:
         'SET #status = :pending, #retryCount = #retryCount + :one, #errorMessage = :msg, #availableAt = :available,' +
-        ' #dueAt = :available, #gsi1pk = :g1pk, #gsi1sk = :g1sk, #gsi2pk = :g2pk, #gsi2sk = #seqKey' +
+        ` #dueAt = :available, #gsi1pk = :g1pk, #gsi1sk = ${ready ? '#seqKey' : ':g1sk'}, #gsi2pk = :g2pk, #gsi2sk = #seqKey` +
         ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
       values: {
         ':pending': S('pending'),
         ':one': N(1),
         ':msg': S(change.errorMessage),
         ':available': N(availableAt),
-        ':g1pk': S(claimPk('timed', shard)),
-        ':g1sk': S(timeKey(availableAt)),
+        ':g1pk': S(claimPk(ready ? 'ready' : 'timed', shard)),
+        ...(ready ? {} : { ':g1sk': S(timeKey(availableAt)) }),
         ':g2pk': S(outboxStatusPk('pending', shard)),
       },
     }

@@ -79,6 +79,24 @@ describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () 
     expect((await raw('ib#e#in'))?.expiresAt?.N).toBe(String(expected))
   })
 
+  it('a retry due at once goes back into ready at its enqueue position; a delayed one into timed', async () => {
+    const { store, tableName } = await freshStore({ shards: 1 })
+    await store.outbox.findOrCreateMany([event('now'), event('later')])
+    await store.outbox.claim({ limit: 2, leaseMs: 1_000, workerId: 'w' })
+    await store.outbox.retryLater('now', { errorMessage: 'x', delayMs: 0, workerId: 'w' })
+    await store.outbox.retryLater('later', { errorMessage: 'x', delayMs: 1_000, workerId: 'w' })
+    const raw = async (pk: string) =>
+      (
+        await clients[0]!.send(
+          new GetItemCommand({ TableName: tableName, Key: { pk: { S: pk } }, ConsistentRead: true }),
+        )
+      ).Item
+    const now = await raw('ob#e#now')
+    expect(now?.gsi1pk?.S).toBe('ob#ready#0')
+    expect(now?.gsi1sk?.S).toBe(now?.seqKey?.S)
+    expect((await raw('ob#e#later'))?.gsi1pk?.S).toBe('ob#timed#0')
+  })
+
   it('stores an event just under the item limit and round-trips NUL, astral characters and empty strings', async () => {
     const { store } = await freshStore()
     const payload = `\u0000${'x'.repeat(MAX_ITEM_BYTES - 3_000)}😀\u0001"\\`
