@@ -17,7 +17,9 @@ if (!Object.hasOwn(RULES_OF, run))
 
 /**
  * @typedef {{ status: string, mutatorName: string, replacement?: string, location: { start: { line: number, column: number }, end: { line: number, column: number } } }} Mutant
- * @typedef {{ file: string, kind: 'equivalent' | 'reach' | 'false' | 'rule', why: string, lines: string[] }} Rule
+ * A rule with `only` matches just those mutants of its lines (`"<original> → <replacement>"`);
+ * the first matching rule wins, so such rules come before their line's general rule.
+ * @typedef {{ file: string, kind: 'equivalent' | 'reach' | 'false' | 'rule', why: string, lines: string[], only?: string[] }} Rule
  */
 /** @type {{ files: Record<string, { source: string, mutants: Mutant[] }> }} */
 const report = JSON.parse(readFileSync(`reports/mutation/${run}/mutation.json`, 'utf8'))
@@ -61,7 +63,12 @@ for (const [file, { source, mutants }] of Object.entries(report.files)) {
       start.line === end.line
         ? first.slice(start.column - 1, end.column - 1)
         : `${first.slice(start.column - 1)} …`
-    const rule = rules.find((r) => file.endsWith(`/${r.file}`) && r.lines.includes(first.trim()))
+    const rule = rules.find(
+      (r) =>
+        file.endsWith(`/${r.file}`) &&
+        r.lines.includes(first.trim()) &&
+        (r.only === undefined || r.only.includes(`${original} → ${mutant.replacement ?? ''}`)),
+    )
     tally[rule?.kind ?? 'unclassified']++
     row[rule?.kind ?? 'unclassified']++
     const heading = rule ? `${LABELS[rule.kind]}: ${rule.why}` : 'UNCLASSIFIED'
