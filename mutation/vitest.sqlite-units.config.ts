@@ -7,7 +7,7 @@ export default conformanceAndUnitTests('packages/sqlite/test/conformance.test.ts
   'packages/sqlite/test/classify.test.ts',
   'packages/sqlite/test/connect.test.ts',
   'packages/sqlite/test/errors.test.ts',
-  'packages/sqlite/test/migrate-in-transaction.test.ts',
+  'packages/sqlite/test/migrate-journal.test.ts',
   'packages/sqlite/test/migrate.test.ts',
   'packages/sqlite/test/options.test.ts',
   'packages/sqlite/test/sqlite-store.test.ts',

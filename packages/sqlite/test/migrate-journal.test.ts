@@ -4,14 +4,29 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createSqliteStore } from '../src/index.js'
 import { tempDirectory } from './helpers.js'
 
-/** `migrate()` inside a transaction the caller opened on a file database. */
+/**
+ * `migrate()` turns WAL on only where SQLite allows it: a file database, writable, outside a
+ * transaction. Elsewhere it must still work.
+ */
 const temp = tempDirectory()
 afterAll(() => temp.cleanup())
 
 const tables = (db: Database.Database): string[] =>
   db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[]
 
-describe('migrate inside the caller transaction', () => {
+describe('migrate and the journal mode', () => {
+  it('succeeds on a read-only connection to a migrated rollback-journal database, which cannot turn WAL on', async () => {
+    const file = temp.file('read-only.db')
+    const owner = new Database(file)
+    await createSqliteStore({ db: owner }).migrate()
+    owner.pragma('journal_mode = DELETE')
+    owner.close()
+    const db = new Database(file, { readonly: true })
+    await createSqliteStore({ db }).migrate()
+    expect(db.pragma('journal_mode', { simple: true })).toBe('delete')
+    db.close()
+  })
+
   it('leaves the journal mode alone (SQLite cannot change it inside a transaction) and commits with the caller', async () => {
     const db = new Database(temp.file('rollback-journal.db'))
     expect(db.pragma('journal_mode', { simple: true })).toBe('delete')
