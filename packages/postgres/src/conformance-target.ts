@@ -4,7 +4,7 @@ import { uniqueSuffix } from '@txbox/conformance'
 import { encodeStoredText } from '@txbox/core'
 import type { PoolClient } from 'pg'
 import pg from 'pg'
-import { withTransaction } from './client.js'
+import { statementName, withTransaction } from './client.js'
 import { connectPostgres, type PostgresConnection } from './connect.js'
 import { createPostgresStore, postgresCapabilities } from './postgres-store.js'
 import { type InboxRow, inboxEventFromRow, type OutboxRow, outboxEventFromRow } from './rows.js'
@@ -25,16 +25,26 @@ export interface PostgresConformanceOptions {
   readonly rewriteStatement?: ((text: string) => string) | undefined
 }
 
+/**
+ * A query's text rewritten: a plain string, or a prepared statement's config, renamed with its
+ * new text (a prepared name stands for one text on a connection).
+ */
+const rewriteQuery = (query: unknown, rewrite: (text: string) => string): unknown => {
+  if (typeof query === 'string') return rewrite(query)
+  if (typeof query !== 'object' || query === null || typeof (query as pg.QueryConfig).text !== 'string')
+    return query
+  const config = query as pg.QueryConfig
+  const text = rewrite(config.text)
+  return config.name === undefined ? { ...config, text } : { ...config, text, name: statementName(text) }
+}
+
 /** A view of `pool` whose `query` sends `rewrite(text)`; everything else is the pool itself. */
 const rewritingPool = (pool: pg.Pool, rewrite: (text: string) => string): pg.Pool =>
   new Proxy(pool, {
     get(target, property) {
       if (property === 'query') {
         return (text: unknown, ...rest: unknown[]) =>
-          (target.query as (...args: unknown[]) => unknown)(
-            typeof text === 'string' ? rewrite(text) : text,
-            ...rest,
-          )
+          (target.query as (...args: unknown[]) => unknown)(rewriteQuery(text, rewrite), ...rest)
       }
       const value: unknown = Reflect.get(target, property, target)
       return typeof value === 'function' ? value.bind(target) : value

@@ -8,7 +8,12 @@ import {
   type StatusCountRows,
 } from '@txbox/core'
 import type { Pool } from 'pg'
-import { type PostgresTransaction, query, transactionHandle } from './client.js'
+import {
+  type PostgresTransaction,
+  type StatementRunner,
+  statementRunner,
+  transactionHandle,
+} from './client.js'
 import { ADAPTER, classifyPostgresError } from './errors.js'
 import { type PostgresStoreOptions, resolveOptions } from './postgres-options.js'
 import { type InboxRow, inboxEventFromRow } from './rows.js'
@@ -24,6 +29,7 @@ type ClaimedRow = InboxRow & { should_process: boolean }
 /** The inbox on PostgreSQL: the kernel's primitives, each one statement, so each is atomic. */
 export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTransaction> {
   readonly #pool: Pool
+  readonly #query: StatementRunner
   readonly #sql: InboxSql
 
   constructor(options: PostgresStoreOptions) {
@@ -36,6 +42,7 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
       sweepBatch: POSTGRES_SWEEP_BATCH,
     })
     this.#pool = resolved.pool
+    this.#query = statementRunner(resolved.preparedStatements)
     this.#sql = inboxSql(resolved.schema, resolved.tablePrefix)
   }
 
@@ -58,7 +65,7 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
    */
   async #upsert(text: string, values: unknown[]): Promise<ClaimedRow> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const result = await query<ClaimedRow>(this.#pool, text, values)
+      const result = await this.#query<ClaimedRow>(this.#pool, text, values)
       const row = result.rows[0]
       if (row) return row
     }
@@ -85,36 +92,43 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
   ): Promise<boolean> {
     // With tx the mark runs on the caller's connection, inside its BEGIN: it commits or
     // rolls back together with the handler's own writes.
-    const result = await query(tx ?? this.#pool, this.#sql.markAsProcessed, [encode(eventId), now])
+    const result = await this.#query(tx ?? this.#pool, this.#sql.markAsProcessed, [encode(eventId), now])
     return result.rowCount !== 0
   }
 
   protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
-    const result = await query(this.#pool, this.#sql.markAsFailed, [encode(eventId), encode(errorMessage)])
+    const result = await this.#query(this.#pool, this.#sql.markAsFailed, [
+      encode(eventId),
+      encode(errorMessage),
+    ])
     return result.rowCount !== 0
   }
 
   protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {
-    return (await query(this.#pool, this.#sql.cleanupBatch, [cutoff, limit])).rowCount ?? 0
+    return (await this.#query(this.#pool, this.#sql.cleanupBatch, [cutoff, limit])).rowCount ?? 0
   }
 
   /** One statement for every stale delivery: the UPDATE is atomic, whatever `limit` says. */
   protected async failStale(cutoff: Date, errorMessage: string): Promise<number> {
-    return (await query(this.#pool, this.#sql.resetStale, [cutoff, encode(errorMessage)])).rowCount ?? 0
+    return (await this.#query(this.#pool, this.#sql.resetStale, [cutoff, encode(errorMessage)])).rowCount ?? 0
   }
 
   protected async countStatuses(): Promise<StatusCountRows> {
-    const result = await query<{ status: string; count: string }>(this.#pool, this.#sql.countByStatus, [])
+    const result = await this.#query<{ status: string; count: string }>(
+      this.#pool,
+      this.#sql.countByStatus,
+      [],
+    )
     return result.rows.map((row) => [row.status, row.count] as const)
   }
 
   protected async selectFailed(limit: number): Promise<InboxEvent[]> {
-    const result = await query<InboxRow>(this.#pool, this.#sql.failed, [limit])
+    const result = await this.#query<InboxRow>(this.#pool, this.#sql.failed, [limit])
     return result.rows.map(inboxEventFromRow)
   }
 
   protected async read(eventId: string): Promise<InboxEvent | null> {
-    const result = await query<InboxRow>(this.#pool, this.#sql.get, [encode(eventId)])
+    const result = await this.#query<InboxRow>(this.#pool, this.#sql.get, [encode(eventId)])
     const row = result.rows[0]
     return row ? inboxEventFromRow(row) : null
   }

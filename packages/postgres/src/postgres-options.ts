@@ -31,6 +31,12 @@ export interface PostgresStoreOptions {
    * it to your server's `max_payload`. Bigger events raise `PayloadTooLargeError`.
    */
   maxEventBytes?: number | undefined
+  /**
+   * Send each statement as a named prepared statement, planned once per connection (default
+   * `true`). Turn it off behind a pooler that does not keep prepared statements per client
+   * (PgBouncer in transaction mode before 1.21, or without `max_prepared_statements`).
+   */
+  preparedStatements?: boolean | undefined
 }
 
 /** The options after validation, with defaults applied. */
@@ -42,6 +48,7 @@ export interface ResolvedPostgresOptions {
   readonly notify: boolean
   readonly channel: string
   readonly maxEventBytes: number
+  readonly preparedStatements: boolean
 }
 
 /** Default schema. */
@@ -90,6 +97,9 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
   if (options.notify !== undefined && typeof options.notify !== 'boolean') {
     throw new ValidationError(ADAPTER, 'options.notify must be a boolean')
   }
+  if (options.preparedStatements !== undefined && typeof options.preparedStatements !== 'boolean') {
+    throw new ValidationError(ADAPTER, 'options.preparedStatements must be a boolean')
+  }
   const channel =
     options.channel === undefined
       ? defaultChannel(schema, tablePrefix)
@@ -102,5 +112,6 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
     notify: options.notify ?? true,
     channel,
     maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
+    preparedStatements: options.preparedStatements ?? true,
   }
 }

@@ -11,7 +11,13 @@ import {
   type StatusCountRows,
 } from '@txbox/core'
 import type { Pool } from 'pg'
-import { type PostgresTransaction, query, queryStatements, transactionHandle } from './client.js'
+import {
+  type PostgresTransaction,
+  queryStatements,
+  type StatementRunner,
+  statementRunner,
+  transactionHandle,
+} from './client.js'
 import { ADAPTER, classifyPostgresError } from './errors.js'
 import { type PostgresStoreOptions, resolveOptions } from './postgres-options.js'
 import { type OutboxRow, outboxEventFromRow } from './rows.js'
@@ -38,6 +44,7 @@ const returnedIds = (rows: readonly { event_id: string }[]): string[] =>
  */
 export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTransaction> {
   readonly #pool: Pool
+  readonly #query: StatementRunner
   readonly #sql: OutboxSql
   readonly #notify: boolean
   /** The `LISTEN/NOTIFY` channel an enqueue notifies on (see `createPostgresWakeup`). */
@@ -54,6 +61,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
       sweepBatch: POSTGRES_SWEEP_BATCH,
     })
     this.#pool = resolved.pool
+    this.#query = statementRunner(resolved.preparedStatements)
     this.#sql = outboxSql(resolved.schema, resolved.tablePrefix)
     this.#notify = resolved.notify
     this.channel = resolved.channel
@@ -85,7 +93,11 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
         now,
       ]
       if (this.#notify) values.push(this.channel)
-      const result = await query<OutboxRow>(tx ?? this.#pool, this.#sql.insertMany(this.#notify), values)
+      const result = await this.#query<OutboxRow>(
+        tx ?? this.#pool,
+        this.#sql.insertMany(this.#notify),
+        values,
+      )
       for (const row of result.rows) {
         const event = outboxEventFromRow(row)
         stored.set(event.eventId, event)
@@ -101,7 +113,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   }
 
   protected async setPublishing(eventId: string, now: Date): Promise<boolean> {
-    const result = await query(this.#pool, this.#sql.markAsPublishing, [encode(eventId), now])
+    const result = await this.#query(this.#pool, this.#sql.markAsPublishing, [encode(eventId), now])
     return result.rowCount !== 0
   }
 
@@ -122,29 +134,33 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
           ? [this.#sql.markAsFailed, [encode(change.errorMessage)]]
           : [this.#sql.retryLater, [encode(change.errorMessage), change.availableAt]]
     const id = encode(eventId)
-    const result = await query(this.#pool, text, [id, encodeOptional(workerId), ...extra])
+    const result = await this.#query(this.#pool, text, [id, encodeOptional(workerId), ...extra])
     if (result.rowCount !== 0) return 'applied'
     if (workerId === undefined) return 'missing'
-    const exists = await query(this.#pool, this.#sql.exists, [id])
+    const exists = await this.#query(this.#pool, this.#sql.exists, [id])
     return exists.rowCount === 0 ? 'missing' : 'lost'
   }
 
   protected async selectPending(now: Date, limit: number): Promise<OutboxEvent[]> {
-    const result = await query<OutboxRow>(this.#pool, this.#sql.findPending, [now, limit])
+    const result = await this.#query<OutboxRow>(this.#pool, this.#sql.findPending, [now, limit])
     return result.rows.map(outboxEventFromRow)
   }
 
   protected async deleteSent(cutoff: Date, limit: number): Promise<number> {
-    return (await query(this.#pool, this.#sql.cleanupBatch, [cutoff, limit])).rowCount ?? 0
+    return (await this.#query(this.#pool, this.#sql.cleanupBatch, [cutoff, limit])).rowCount ?? 0
   }
 
   /** One statement for every stale claim: the UPDATE is atomic, whatever `limit` says. */
   protected async resetPublishing(cutoff: Date): Promise<number> {
-    return (await query(this.#pool, this.#sql.resetStale, [cutoff])).rowCount ?? 0
+    return (await this.#query(this.#pool, this.#sql.resetStale, [cutoff])).rowCount ?? 0
   }
 
   protected async countStatuses(): Promise<StatusCountRows> {
-    const result = await query<{ status: string; count: string }>(this.#pool, this.#sql.countByStatus, [])
+    const result = await this.#query<{ status: string; count: string }>(
+      this.#pool,
+      this.#sql.countByStatus,
+      [],
+    )
     return result.rows.map((row) => [row.status, row.count] as const)
   }
 
@@ -162,7 +178,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
     workerId: string,
     leaseUntil: Date,
   ): Promise<Iterable<string>> {
-    const result = await query<{ event_id: string }>(this.#pool, this.#sql.renewLease, [
+    const result = await this.#query<{ event_id: string }>(this.#pool, this.#sql.renewLease, [
       eventIds.map(encode),
       encode(workerId),
       leaseUntil,
@@ -175,7 +191,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
     workerId: string | undefined,
     now: Date,
   ): Promise<Iterable<string>> {
-    const result = await query<{ event_id: string }>(this.#pool, this.#sql.markManyAsSent, [
+    const result = await this.#query<{ event_id: string }>(this.#pool, this.#sql.markManyAsSent, [
       eventIds.map(encode),
       encodeOptional(workerId),
       now,
@@ -184,21 +200,22 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   }
 
   protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {
-    const result = await query<{ moved: number; missing: string[] }>(this.#pool, this.#sql.requeueFailed, [
-      eventIds.map(encode),
-      now,
-    ])
+    const result = await this.#query<{ moved: number; missing: string[] }>(
+      this.#pool,
+      this.#sql.requeueFailed,
+      [eventIds.map(encode), now],
+    )
     const row = result.rows[0]
     return { requeued: row?.moved ?? 0, missing: (row?.missing ?? []).map(decodeStoredText) }
   }
 
   protected async selectFailed(limit: number): Promise<OutboxEvent[]> {
-    const result = await query<OutboxRow>(this.#pool, this.#sql.failed, [limit])
+    const result = await this.#query<OutboxRow>(this.#pool, this.#sql.failed, [limit])
     return result.rows.map(outboxEventFromRow)
   }
 
   protected async read(eventId: string): Promise<OutboxEvent | null> {
-    const result = await query<OutboxRow>(this.#pool, this.#sql.get, [encode(eventId)])
+    const result = await this.#query<OutboxRow>(this.#pool, this.#sql.get, [encode(eventId)])
     const row = result.rows[0]
     return row ? outboxEventFromRow(row) : null
   }
