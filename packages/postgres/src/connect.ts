@@ -18,6 +18,8 @@ export interface PostgresConnectOptions extends ConnectOptions {
   readonly notify?: boolean | undefined
   /** The store's `channel` option. */
   readonly channel?: string | undefined
+  /** The store's `preparedStatements` option (default `true`; `false` behind PgBouncer in transaction mode). */
+  readonly preparedStatements?: boolean | undefined
 }
 
 /** Connections in the pool when `poolSize` is not given: a relay claims on one, listens on one. */
@@ -59,6 +61,7 @@ export const connectPostgres = (url: string, options: PostgresConnectOptions = {
         notify: options.notify,
         channel: options.channel,
         maxEventBytes: options.maxEventBytes,
+        preparedStatements: options.preparedStatements,
       }),
     serverVersion: async () => {
       const result = await pool.query<{ server_version: string }>('SHOW server_version')
