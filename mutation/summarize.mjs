@@ -5,13 +5,15 @@
  * `node mutation/summarize.mjs sqlite`. Exits 1 while a survivor is unclassified. A
  * `<run>-units` run (the same mutants, the package's unit tests added) shares its run's
  * classification: what it kills there was out of the suite's reach, not untested.
- * `--skip-reach` leaves the out-of-reach survivors out of the listing (still counted).
+ * `--skip-reach` leaves the out-of-reach survivors out of the listing (still counted);
+ * `--only-reach` lists nothing else.
  */
 import { readFileSync } from 'node:fs'
 
 const RULES_OF = { sqlite: 'sqlite', 'sqlite-units': 'sqlite', memory: 'memory', 'memory-units': 'memory' }
 const run = process.argv[2] ?? ''
 const skipReach = process.argv.includes('--skip-reach')
+const onlyReach = process.argv.includes('--only-reach')
 if (!Object.hasOwn(RULES_OF, run))
   throw new Error(`usage: node mutation/summarize.mjs <${Object.keys(RULES_OF).join('|')}>`)
 
@@ -75,6 +77,7 @@ for (const [file, { source, mutants }] of Object.entries(report.files)) {
     const coverage = mutant.status === 'NoCoverage' ? '(no coverage) ' : ''
     const entry = `${start.line} ${coverage}${mutant.mutatorName}: \`${short(original)}\` → \`${short(mutant.replacement ?? '')}\``
     if (skipReach && rule?.kind === 'reach') continue
+    if (onlyReach && rule?.kind !== 'reach') continue
     const byHeading = groups.get(file) ?? new Map()
     groups.set(file, byHeading)
     byHeading.set(heading, [...(byHeading.get(heading) ?? []), { line: start.line, entry }])

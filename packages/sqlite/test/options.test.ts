@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { ValidationError } from '@txbox/core'
+import { ManualClock, ValidationError } from '@txbox/core'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectSqlite, createSqliteStore, type SqliteDatabase } from '../src/index.js'
@@ -74,7 +74,9 @@ describe('createSqliteStore options', () => {
     expect(db.pragma('busy_timeout', { simple: true })).toBe(1234)
     db.close()
   })
+})
 
+describe('what the store says and stores', () => {
   it('says why a tx of another connection is refused', async () => {
     const file = temp.file('foreign-tx.db')
     const { db, store } = await openStore(file)
@@ -83,6 +85,27 @@ describe('createSqliteStore options', () => {
       '[txbox] [sqlite] tx must be the better-sqlite3 Database this store was created with: a different connection cannot join its transaction',
     )
     other.close()
+    db.close()
+  })
+
+  it('says why a claim inside an open transaction is refused', async () => {
+    const { db, store } = await openStore(':memory:')
+    db.exec('BEGIN')
+    await expect(store.outbox.claim({ workerId: 'w', leaseMs: 1_000 })).rejects.toThrow(
+      '[txbox] [sqlite] claim cannot run while a transaction is open on this connection: it could claim events ' +
+        'that the transaction later rolls back. Claim outside the transaction, or give the relay its own connection.',
+    )
+    db.exec('ROLLBACK')
+    db.close()
+  })
+
+  it('stores the claim time of a new inbox claim', async () => {
+    const clock = new ManualClock(new Date('2026-01-01T00:00:00Z'))
+    const { db, store } = await openStore(':memory:', { clock: clock.now })
+    await store.inbox.claim(event('new'), { workerId: 'w', leaseMs: 1_000 })
+    expect(db.prepare("SELECT claimed_at FROM txbox_inbox WHERE event_id = 'new'").pluck().get()).toBe(
+      clock.now().getTime(),
+    )
     db.close()
   })
 })
@@ -100,7 +123,8 @@ describe('connectSqlite paths', () => {
   it('takes a path as a URL only by a scheme at its start', async () => {
     const directory = temp.file('scheme')
     mkdirSync(join(directory, 'a:'), { recursive: true })
-    const connection = connectSqlite(join(directory, 'a://app.db'))
+    // Not `join`: it would fold the `//` this test is about.
+    const connection = connectSqlite(`${directory}/a://app.db`)
     await connection.store.migrate()
     await connection.close()
   })
