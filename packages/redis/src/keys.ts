@@ -9,7 +9,7 @@
  * - `e:<eventId>`  hash: the event (dates as epoch milliseconds, `seq` the enqueue order)
  * - `seq`          string: the INCR counter giving each event its enqueue sequence
  * - `ready`        zset of `pending` events that are due, scored by seq (claim order)
- * - `delayed`      zset of `pending` events not due when written (and retried ones), scored by availableAt
+ * - `delayed`      zset of `pending` events not due when written or retried, scored by availableAt
  * - `leases`       zset of `publishing` events holding a lease, scored by leaseUntil
  * - `publishing`   zset of `publishing` events, scored by claimedAt (resetStale)
  * - `sent`         zset of `sent` events, scored by sentAt (cleanup)

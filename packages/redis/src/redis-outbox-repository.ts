@@ -146,6 +146,7 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
           ? await scripts.outboxMarkFailed.run(this.redis, keys, [eventId, change.errorMessage, worker])
           : await scripts.outboxRetryLater.run(this.redis, keys, [
               eventId,
+              change.now.getTime(),
               change.availableAt.getTime(),
               change.errorMessage,
               worker,

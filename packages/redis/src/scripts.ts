@@ -224,21 +224,18 @@ return 1
 `
 
 /**
- * KEYS: prelude, event key. ARGV: id, availableAt, errorMessage, workerId or ''. Returns 1, 0
- * or -1. The event waits in DELAYED even when it is due at once (a zero delay): the caller's
- * "now" is not an input of a fenced write, and the next claim promotes a due DELAYED event
- * (findPending merges it) in seq order, exactly as if it sat in READY.
+ * KEYS: prelude, event key. ARGV: id, now, availableAt, errorMessage, workerId or ''. Returns
+ * 1, 0 or -1. A retry due at once goes back into READY at its seq; a delayed one into DELAYED.
  */
 const OUTBOX_RETRY_LATER = `${OUTBOX_PRELUDE}
-local key, id, available_at = KEYS[10], ARGV[1], ARGV[2]
-local status, code = fenced_status(key, ARGV[4])
+local key, id, now, available_at = KEYS[10], ARGV[1], ARGV[2], ARGV[3]
+local status, code = fenced_status(key, ARGV[5])
 if not status then return code end
 leave(id, status)
 clear_lease(key, id)
-redis.call('HSET', key, 'status', 'pending', 'errorMessage', ARGV[3], 'availableAt', available_at)
+redis.call('HSET', key, 'status', 'pending', 'errorMessage', ARGV[4], 'availableAt', available_at)
 redis.call('HINCRBY', key, 'retryCount', 1)
-redis.call('ZADD', DELAYED, available_at, id)
-bump('pending', 1)
+enter_pending(key, id, now)
 return 1
 `
 

@@ -55,6 +55,10 @@ describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
     await outbox.retryLater('c', { errorMessage: 'later', delayMs: 5 * MINUTE, workerId: 'w1' })
     await outbox.retryLater('d', { errorMessage: 'now', delayMs: 0, workerId: 'w1' })
     await check('fenced writes')
+    // A retry due at once is back in READY at its seq; a delayed one waits in DELAYED.
+    expect(await redis.zscore(outbox.keys.ready, 'd')).not.toBeNull()
+    expect(await redis.zscore(outbox.keys.delayed, 'd')).toBeNull()
+    expect(await redis.zscore(outbox.keys.delayed, 'c')).not.toBeNull()
     expect(await outbox.markManyAsSent(['e', 'nope'], { workerId: 'w1' })).toEqual(['e', 'nope'])
     expect(await outbox.markManyAsSent(['e', 'e'])).toEqual([])
     await outbox.markAsPublishing('f')
