@@ -51,6 +51,10 @@ const FLAGS = {
   schema: { type: 'string', help: 'PostgreSQL schema (default public)' },
   database: { type: 'string', help: "MongoDB database (default: the URL's)" },
   wakeup: { type: 'string', help: 'PostgreSQL LISTEN/NOTIFY wake-up: on | off (default on)' },
+  'prepared-statements': {
+    type: 'string',
+    help: 'PostgreSQL named prepared statements: on | off (default on; off behind PgBouncer in transaction mode)',
+  },
   migrate: { type: 'boolean', help: "run the store's migrate() first (variable: 1 | true | 0 | false)" },
   stream: { type: 'string', help: 'create this JetStream stream if missing (with --stream-subjects)' },
   'stream-subjects': { type: 'string', help: 'the subjects of --stream, comma separated' },
@@ -280,6 +284,9 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
   const wakeup = get('wakeup') ?? 'on'
   if (wakeup !== 'on' && wakeup !== 'off')
     source.fail('wakeup', `must be on or off; got ${JSON.stringify(wakeup)}`)
+  const prepared = get('prepared-statements') ?? 'on'
+  if (prepared !== 'on' && prepared !== 'off')
+    source.fail('prepared-statements', `must be on or off; got ${JSON.stringify(prepared)}`)
   const logLevel = (get('log-level') ?? 'info') as LogLevel
   if (!LOG_LEVELS.includes(logLevel))
     source.fail('log-level', `must be one of ${LOG_LEVELS.join(', ')}; got ${JSON.stringify(logLevel)}`)
@@ -353,6 +360,7 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
         schema: get('schema'),
         database: get('database'),
         wakeup: wakeup === 'on',
+        preparedStatements: prepared === 'on',
         migrate: source.boolean('migrate'),
       },
       natsServers,

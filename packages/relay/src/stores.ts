@@ -51,6 +51,8 @@ export interface StoreConfig {
   database?: string | undefined
   /** Open the PostgreSQL LISTEN/NOTIFY wake-up (default true). */
   wakeup?: boolean | undefined
+  /** PostgreSQL named prepared statements (default true; false behind PgBouncer in transaction mode). */
+  preparedStatements?: boolean | undefined
   /** Run the store's migrate() before relaying. */
   migrate?: boolean | undefined
 }
@@ -154,7 +156,11 @@ const CONNECT_OPTIONS = { poolSize: 4, connectTimeoutMs: 5_000 } as const
 /** What a `connect<Db>` of any adapter looks like to the relay. */
 type Connect = (
   url: string,
-  options: ConnectOptions & { schema?: string | undefined; database?: string | undefined },
+  options: ConnectOptions & {
+    schema?: string | undefined
+    database?: string | undefined
+    preparedStatements?: boolean | undefined
+  },
 ) => StoreConnection<TxboxStore<unknown>, unknown> & { connect?(): Promise<void> }
 
 /** Loads the adapter's `connect<Db>` named by the registry; the driver first, its name being the less obvious one to report. */
@@ -186,6 +192,7 @@ const build = (config: StoreConfig, connect: Connect, logger: TxboxLogger | unde
       prefix: config.prefix,
       schema: config.schema,
       database: config.database,
+      preparedStatements: config.preparedStatements,
       logger,
     })
   } catch (error) {

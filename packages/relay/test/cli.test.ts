@@ -34,12 +34,25 @@ describe('txbox-relay configuration', () => {
       TXBOX_RELAY_BACKOFF_JITTER: '0.5',
     })
     expect(config).toMatchObject({
-      store: { kind: 'postgres', url: 'postgres://db/app', migrate: true, wakeup: true },
+      store: {
+        kind: 'postgres',
+        url: 'postgres://db/app',
+        migrate: true,
+        wakeup: true,
+        preparedStatements: true,
+      },
       natsServers: ['nats://a:4222', 'nats://b:4222'],
       batchSize: 25,
       backoff: { jitter: 0.5 },
       retention: { sentOlderThanDays: null },
     })
+  })
+
+  it('turns PostgreSQL prepared statements off for a pooler that cannot keep them', () => {
+    const config = parseConfig(['--store', 'postgres', '--url', 'postgres://db/app'], {
+      TXBOX_RELAY_PREPARED_STATEMENTS: 'off',
+    })
+    expect(config).toMatchObject({ store: { preparedStatements: false } })
   })
 
   it('exits 2 with the help on a usage error, 0 on --help and --version', async () => {

@@ -177,6 +177,12 @@ const refused: [string, string[], Record<string, string>, string][] = [
     '--wakeup must be on or off',
   ],
   [
+    'prepared statements neither on nor off',
+    [...sqlite, '--prepared-statements', 'sometimes'],
+    {},
+    '--prepared-statements must be on or off',
+  ],
+  [
     'an unknown log level',
     sqlite,
     { TXBOX_RELAY_LOG_LEVEL: 'loud' },
