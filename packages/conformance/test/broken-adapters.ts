@@ -820,6 +820,24 @@ class SidelessMessagesInbox extends MemoryInboxRepository {
 }
 
 /**
+ * Failed messages received at one instant listed by id (`ORDER BY received_at, event_id`):
+ * right whenever the clock moved between deliveries, wrong for a burst at one instant.
+ */
+class IdTieBreakFailedInbox extends MemoryInboxRepository {
+  protected override async selectFailed(limit: number): Promise<InboxEvent[]> {
+    return [...this.events.values()]
+      .filter((event) => event.status === 'failed')
+      .sort(
+        (a, b) =>
+          a.receivedAt.getTime() - b.receivedAt.getTime() ||
+          (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0),
+      )
+      .slice(0, limit)
+      .map(({ seq: _seq, ...event }) => ({ ...event }))
+  }
+}
+
+/**
  * Cleanup deletes the row but keeps the id's dedupe record (its delivery count), as a store
  * with a separate dedupe key or table that cleanup forgets would: a message received again
  * after cleanup continues the old count instead of starting a new message.
@@ -1143,6 +1161,10 @@ export const brokenAdapters: readonly {
   {
     target: brokenInboxTarget('status-blind-inbox-cleanup', StatusBlindCleanupInbox),
     mustFail: ['inbox.cleanup.failed-kept'],
+  },
+  {
+    target: brokenInboxTarget('id-tie-break-failed-inbox', IdTieBreakFailedInbox),
+    mustFail: ['inbox.failed.same-instant-arrival'],
   },
   {
     target: brokenTarget('expired-beyond-limit', ExpiredBeyondLimitOutbox),

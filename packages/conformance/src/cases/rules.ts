@@ -353,6 +353,39 @@ export const ruleCases = [
     },
   }),
   defineCase({
+    id: 'inbox.failed.same-instant-arrival',
+    title: 'inbox getFailedEvents lists messages received at one instant in arrival order, before later ones',
+    async run({ store, clock }) {
+      const t0 = clock.peekMs()
+      const lease = { leaseMs: HOUR, workerId: 'w' }
+      // Scrambled ids: the three received together sort the other way round by id, and the
+      // later one sorts first, so neither id order nor failure order passes for arrival.
+      const [later, tie0, tie1, tie2] = Array.from({ length: 4 }, (_, index) => scrambledId(index, 'rx')) as [
+        string,
+        string,
+        string,
+        string,
+      ]
+      for (const id of [tie0, tie1, tie2]) await store.inbox.claim(inboxEvent(id), lease)
+      clock.advance(SECOND)
+      await store.inbox.claim(inboxEvent(later), lease)
+      for (const id of [tie2, later, tie0, tie1]) await store.inbox.markAsFailed(id, `failed ${id}`)
+      for (const id of [tie0, tie1, tie2]) {
+        expectSame(
+          (await storedInbox(store, id)).receivedAt.getTime(),
+          t0,
+          `oracle: ${id} was received at t0`,
+        )
+      }
+      expectIds(
+        await store.inbox.getFailedEvents(),
+        [tie0, tie1, tie2, later],
+        'one instant in arrival order, then the later message',
+      )
+      expectIds(await store.inbox.getFailedEvents(2), [tie0, tie1], 'limit keeps the first arrivals')
+    },
+  }),
+  defineCase({
     id: 'outbox.validation.empty-inputs',
     title:
       'empty id lists (findOrCreateMany, markManyAsSent, renewLease, requeueFailed) return empty results and touch nothing',
