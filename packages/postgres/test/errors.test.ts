@@ -242,10 +242,16 @@ describe.skipIf(noServer)(
         await b.query('BEGIN')
         await lock(a, 'one')
         await lock(b, 'two')
-        // a waits first, so a's deadlock check (after deadlock_timeout) finds the cycle and a is
-        // the one aborted; b then gets its lock.
+        // Both sides of the cycle are store calls: whichever backend's deadlock check finds the
+        // cycle first (a waits first, but under load b's check may fire first), the aborted one
+        // is a store call and must come back classified; the other then gets its lock.
         const pid = (await a.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid
-        const marked = storageError(ns.store.inbox.markAsProcessed('two', { tx: a }))
+        const settle = (call: Promise<void>) =>
+          call.then(
+            () => 'done' as const,
+            (e: unknown) => e,
+          )
+        const marked = settle(ns.store.inbox.markAsProcessed('two', { tx: a }))
         const deadline = Date.now() + 10_000
         for (;;) {
           const waiting = await ns.pool.query(
@@ -255,18 +261,18 @@ describe.skipIf(noServer)(
           if (waiting.rowCount !== 0) break
           if (Date.now() > deadline) throw new Error('the store call never waited for its lock')
         }
-        const other = lock(b, 'one').then(
-          () => 'locked',
-          (e: unknown) => e,
-        )
-        const error = await marked
+        const other = settle(ns.store.inbox.markAsProcessed('one', { tx: b }))
+        const outcomes = await Promise.all([marked, other])
+        const failures = outcomes.filter((outcome) => outcome !== 'done')
+        expect(failures).toHaveLength(1)
+        const [error] = failures
+        expect(error).toBeInstanceOf(StorageError)
         expect(error).toMatchObject({
           operation: 'inbox.markAsProcessed',
           reason: 'conflict',
           retryable: true,
         })
-        expect(error.message).toMatch(/SQLSTATE 40P01/)
-        expect(await other).toBe('locked')
+        expect((error as StorageError).message).toMatch(/SQLSTATE 40P01/)
       } finally {
         await a.query('ROLLBACK')
         await b.query('ROLLBACK')
