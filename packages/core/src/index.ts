@@ -91,6 +91,7 @@ export {
   type MigrationHistory,
   renderMigration,
   type SyncMigrationHistory,
+  versionsThrough,
 } from './migrations.js'
 export {
   assertEventFits,

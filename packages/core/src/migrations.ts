@@ -25,9 +25,9 @@ export const MIGRATION_FILE_NAME = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.(sql|js
  */
 export const loadMigrations = (directory: URL): readonly Migration[] => {
   const folder = directory.href.endsWith('/') ? directory : new URL(`${directory.href}/`)
-  const migrations = readdirSync(folder)
-    .filter((file) => MIGRATION_FILE_NAME.test(file))
-    .map((file) => {
+  const migrations = readdirSync(folder, { withFileTypes: true })
+    .filter((entry) => entry.isFile() && MIGRATION_FILE_NAME.test(entry.name))
+    .map(({ name: file }) => {
       const [, version, name] = MIGRATION_FILE_NAME.exec(file) as RegExpExecArray
       return {
         version: Number(version),
@@ -69,6 +69,14 @@ export interface MigrationHistory {
   /** Records one step as applied at `appliedAt`. */
   record(migration: Migration, appliedAt: Date): Promise<void>
 }
+
+/**
+ * The versions a history that records only the highest version applied stands for: 1..n.
+ * For stores without a history table (a schema document, a key, an item), whose steps only
+ * ever run in order.
+ */
+export const versionsThrough = (highest: number): number[] =>
+  Array.from({ length: Math.max(0, Math.trunc(highest)) }, (_, index) => index + 1)
 
 /** The migrations whose version is not among `applied`, in order. */
 const unapplied = (applied: Iterable<number>, migrations: readonly Migration[]): Migration[] => {

@@ -11,6 +11,7 @@ import {
   type Migration,
   type MigrationHistory,
   renderMigration,
+  versionsThrough,
 } from '../src/index.js'
 
 const folderWith = (files: Record<string, string>): URL => {
@@ -68,12 +69,17 @@ describe('migrations', () => {
     expect(() => loadMigrations(folderWith({ '0001_a.sql': '', '0001_b.json': '' }))).toThrow(/repeats/)
   })
 
-  it('reads a folder URL with or without its trailing slash', () => {
+  it('reads a folder URL with or without its trailing slash, and ignores sub-folders', () => {
     const folder = folderWith({ '0001_a.json': '{}' })
+    mkdirSync(new URL(`${folder.href}/0002_not_a_file.json/`), { recursive: true })
     const bare = new URL(folder.href.replace(/\/$/, ''))
-    expect(loadMigrations(bare)).toHaveLength(1)
-    mkdirSync(new URL(`${folder.href}/sub/`), { recursive: true })
+    expect(loadMigrations(bare)).toEqual([{ version: 1, name: 'a', body: '{}' }])
     expect(loadMigrations(new URL(`${folder.href}/`))).toHaveLength(1)
+  })
+
+  it('reads the versions a highest-version history stands for', () => {
+    expect(versionsThrough(0)).toEqual([])
+    expect(versionsThrough(3)).toEqual([1, 2, 3])
   })
 
   it('renders every placeholder and refuses one without a value', () => {

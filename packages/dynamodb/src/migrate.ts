@@ -19,6 +19,7 @@ import {
   type Migration,
   type MigrationHistory,
   runStorageOperation,
+  versionsThrough,
 } from '@txbox/core'
 import { backoff } from './client.js'
 import type { ResolvedOptions } from './dynamodb-options.js'
@@ -109,7 +110,7 @@ export class DynamoDbMigrationHistory implements MigrationHistory {
         new GetItemCommand({ TableName: this.#tableName, Key: { pk: S(SCHEMA_PK) }, ConsistentRead: true }),
       )
       const version = Number(Item?.version?.N ?? 0)
-      return Array.from({ length: version }, (_, index) => index + 1)
+      return versionsThrough(version)
     } catch (error) {
       // No table yet (or one still being created by a concurrent migrate): nothing applied.
       if (isResourceNotFound(error)) return []

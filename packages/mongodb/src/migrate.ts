@@ -4,6 +4,7 @@ import {
   type Migration,
   type MigrationHistory,
   runStorageOperation,
+  versionsThrough,
 } from '@txbox/core'
 import type { Db, IndexDescription } from 'mongodb'
 import type { MongoDbClient } from './client.js'
@@ -61,7 +62,7 @@ class MongoDbMigrationHistory implements MigrationHistory {
   async appliedVersions(): Promise<Iterable<number>> {
     const schema = await this.#meta.findOne({ _id: 'schema' })
     const version = typeof schema?.version === 'number' ? schema.version : 0
-    return Array.from({ length: version }, (_, index) => index + 1)
+    return versionsThrough(version)
   }
 
   async apply(migration: Migration): Promise<void> {

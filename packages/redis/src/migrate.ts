@@ -5,6 +5,7 @@ import {
   type Migration,
   type MigrationHistory,
   runStorageOperation,
+  versionsThrough,
 } from '@txbox/core'
 import type { RedisClient } from './client.js'
 import { ADAPTER, classifyRedisError, UnexpectedReplyError } from './errors.js'
@@ -54,7 +55,7 @@ export class RedisMigrationHistory implements MigrationHistory {
     const recorded = await this.#redis.get(this.#key)
     if (recorded === null) return []
     if (!/^\d+$/.test(recorded)) throw new UnexpectedReplyError('schema version', recorded)
-    return Array.from({ length: Number(recorded) }, (_, index) => index + 1)
+    return versionsThrough(Number(recorded))
   }
 
   /** Checks the file says what its name says; nothing to create. */
