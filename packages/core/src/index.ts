@@ -80,8 +80,14 @@ export {
 } from './logger.js'
 export { MemoryInboxRepository } from './memory/memory-inbox-repository.js'
 export { type MemoryOutboxOptions, MemoryOutboxRepository } from './memory/memory-outbox-repository.js'
-export { createMemoryStore, type MemoryStore, memoryCapabilities } from './memory/memory-store.js'
+export {
+  createMemoryStore,
+  type MemoryStore,
+  type MemoryStoreOptions,
+  memoryCapabilities,
+} from './memory/memory-store.js'
 export { MemoryTransaction } from './memory/memory-transaction.js'
+export { memoryTransactionDriver } from './memory/memory-transaction-driver.js'
 export {
   applyMigrations,
   applyMigrationsSync,
@@ -160,6 +166,15 @@ export {
   storeRegistration,
 } from './store-registry.js'
 export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
+export {
+  AmbientTransactions,
+  type AmbientTransactionsSettings,
+  type TransactionAttempt,
+  type TransactionalStore,
+  type TransactionDriver,
+  type TransactionFunction,
+  type TransactionOptions,
+} from './transactions/index.js'
 export {
   DEFAULT_LIMIT,
   MAX_EVENT_ID_LENGTH,

@@ -1,6 +1,7 @@
 import type { Capabilities } from './capabilities.js'
 import type { InboxRepository } from './inbox.js'
 import type { OutboxRepository } from './outbox.js'
+import type { TransactionalStore } from './transactions/transactional-store.js'
 
 /** What every `create<Db>Store` factory returns. */
 export interface TxboxStore<Tx = never> {
@@ -14,4 +15,10 @@ export interface TxboxStore<Tx = never> {
    * on as the largest event it will ever claim.
    */
   readonly capabilities: Capabilities & { readonly maxEventBytes: number }
+  /**
+   * Runs a function in a native transaction the store opens and ends itself; the writes
+   * inside it join that transaction without `{ tx }` (see {@link TransactionalStore}).
+   * Present on the stores that have transactions.
+   */
+  readonly transaction?: TransactionalStore<Tx>['transaction']
 }

@@ -31,7 +31,7 @@ const codePoint = (char: string): string =>
   `U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`
 
 /** A short, safe description of a bad value for an error message (never the whole value). */
-const describe = (value: unknown): string => {
+export const describe = (value: unknown): string => {
   if (value === null) return 'null'
   if (typeof value === 'string')
     return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value)

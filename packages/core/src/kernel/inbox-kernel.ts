@@ -12,6 +12,7 @@ import {
   type InboxStatus,
   PROCESSING_TIMEOUT_MESSAGE,
 } from '../inbox.js'
+import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import { Validator } from '../validation.js'
 import {
   type InboxClaimRequest,
@@ -36,6 +37,7 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
   protected readonly validate: Validator
   readonly #classify: ClassifyStorageError
   readonly #transaction: ((tx: Tx | undefined) => Tx | undefined) | undefined
+  readonly #ambient: AmbientTransactions<Tx> | undefined
   readonly #sweepBatch: number
 
   constructor(settings: InboxRepositorySettings<Tx>) {
@@ -44,6 +46,7 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
     this.validate = new Validator(settings.adapter, 'inbox')
     this.#classify = settings.classify ?? classifyUnknown
     this.#transaction = settings.transaction
+    this.#ambient = settings.ambient
     this.#sweepBatch = settings.sweepBatch ?? SWEEP_BATCH
   }
 
@@ -115,7 +118,7 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
 
   async markAsProcessed(eventId: string, options?: { tx?: Tx | undefined }): Promise<void> {
     const id = this.validate.eventId(eventId)
-    const given = this.validate.writeOptions(options)?.tx as Tx | undefined
+    const given = (this.validate.writeOptions(options)?.tx as Tx | undefined) ?? this.#ambient?.current()
     const tx = this.#transaction === undefined ? given : this.#transaction(given)
     const now = this.clock()
     const found = await this.storage('markAsProcessed', () => this.setProcessed(id, now, tx))

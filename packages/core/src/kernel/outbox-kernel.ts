@@ -14,6 +14,7 @@ import type {
   RetryLaterOptions,
   WriteOptions,
 } from '../outbox.js'
+import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import { Validator } from '../validation.js'
 import {
   type ClaimRequest,
@@ -47,6 +48,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   protected readonly validate: Validator
   readonly #classify: ClassifyStorageError
   readonly #transaction: ((tx: Tx | undefined) => Tx | undefined) | undefined
+  readonly #ambient: AmbientTransactions<Tx> | undefined
   readonly #sweepBatch: number
 
   constructor(settings: RepositorySettings<Tx>) {
@@ -56,6 +58,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     this.validate = new Validator(settings.adapter, 'outbox')
     this.#classify = settings.classify ?? classifyUnknown
     this.#transaction = settings.transaction
+    this.#ambient = settings.ambient
     this.#sweepBatch = settings.sweepBatch ?? SWEEP_BATCH
   }
 
@@ -141,7 +144,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   }
 
   #tx(options: WriteOptions<Tx> | undefined): Tx | undefined {
-    const tx = this.validate.writeOptions(options)?.tx as Tx | undefined
+    const tx = (this.validate.writeOptions(options)?.tx as Tx | undefined) ?? this.#ambient?.current()
     return this.#transaction === undefined ? tx : this.#transaction(tx)
   }
 

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js'
 import type { InboxParams } from '../inbox.js'
 import type { EnqueueParams } from '../outbox.js'
+import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import type { ClassifyStorageError } from './storage-failure.js'
 
 /**
@@ -23,6 +24,11 @@ export interface RepositorySettings<Tx> {
    * pool where a client is required). Default: the handle as given.
    */
   readonly transaction?: ((tx: Tx | undefined) => Tx | undefined) | undefined
+  /**
+   * The store's `store.transaction` runner: a write that takes `{ tx }` and is called without
+   * one, inside `store.transaction`, joins that transaction. An explicit `{ tx }` wins.
+   */
+  readonly ambient?: AmbientTransactions<Tx> | undefined
   /** Rows per sweep step; default {@link SWEEP_BATCH}. */
   readonly sweepBatch?: number | undefined
 }

@@ -3,6 +3,7 @@ import type { InboxClaimResult, InboxEvent, InboxParams } from '../inbox.js'
 import { InboxRepositoryKernel } from '../kernel/inbox-kernel.js'
 import type { InboxClaimRequest, StatusCountRows } from '../kernel/primitives.js'
 import { newInboxEvent } from '../new-event.js'
+import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import type { MemoryTransaction } from './memory-transaction.js'
 
 const ADAPTER = 'memory'
@@ -18,8 +19,8 @@ export class MemoryInboxRepository extends InboxRepositoryKernel<MemoryTransacti
   protected readonly events = new Map<string, StoredInboxEvent>()
   #nextSeq = 1
 
-  constructor(options: { clock?: Clock } = {}) {
-    super({ adapter: ADAPTER, clock: options.clock ?? systemClock })
+  constructor(options: { clock?: Clock; ambient?: AmbientTransactions<MemoryTransaction> | undefined } = {}) {
+    super({ adapter: ADAPTER, clock: options.clock ?? systemClock, ambient: options.ambient })
   }
 
   /** A raw view of the stored events, for tests that read around the repository. */

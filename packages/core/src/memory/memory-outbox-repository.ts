@@ -11,6 +11,7 @@ import type {
 import { resolveMaxEventBytes } from '../nats-message.js'
 import { newOutboxEvent } from '../new-event.js'
 import type { EnqueueParams, OutboxEvent } from '../outbox.js'
+import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import type { MemoryTransaction } from './memory-transaction.js'
 
 const ADAPTER = 'memory'
@@ -25,6 +26,8 @@ export interface MemoryOutboxOptions {
   clock?: Clock
   /** The largest event, as NATS message bytes (payload + headers). Default 1,048,576 (NATS's `max_payload`). */
   maxEventBytes?: number | undefined
+  /** The store's `store.transaction` runner, whose open transaction `{ tx }`-less writes join. */
+  ambient?: AmbientTransactions<MemoryTransaction> | undefined
 }
 
 const copy = ({ seq: _seq, ...event }: StoredOutboxEvent): OutboxEvent => ({ ...event })
@@ -43,6 +46,7 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
       adapter: ADAPTER,
       clock: options.clock ?? systemClock,
       maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
+      ambient: options.ambient,
     })
   }
 

@@ -2,9 +2,13 @@ import { defineCapabilities } from '../capabilities.js'
 import type { Clock } from '../clock.js'
 import { DEFAULT_MAX_EVENT_BYTES } from '../nats-message.js'
 import type { TxboxStore } from '../store.js'
+import { AmbientTransactions } from '../transactions/ambient-transactions.js'
+import type { TransactionDriver } from '../transactions/transaction-driver.js'
+import type { TransactionalStore } from '../transactions/transactional-store.js'
 import { MemoryInboxRepository } from './memory-inbox-repository.js'
 import { MemoryOutboxRepository } from './memory-outbox-repository.js'
 import { MemoryTransaction } from './memory-transaction.js'
+import { memoryTransactionDriver } from './memory-transaction-driver.js'
 
 /** What the memory store can promise (with the default `maxEventBytes`; see `store.capabilities`). */
 export const memoryCapabilities = defineCapabilities({
@@ -13,24 +17,41 @@ export const memoryCapabilities = defineCapabilities({
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
 })
 
+/** Options of {@link createMemoryStore}. */
+export interface MemoryStoreOptions {
+  clock?: Clock
+  /** The largest event, as NATS message bytes (payload + headers). Default 1,048,576. */
+  maxEventBytes?: number | undefined
+  /**
+   * How `store.transaction` begins, commits, rolls back and releases (default
+   * {@link memoryTransactionDriver}). For tests of code that must survive a failing commit:
+   * wrap the default and throw, e.g. a `StorageError` with reason `conflict` to exercise `retries`.
+   */
+  transactionDriver?: TransactionDriver<MemoryTransaction> | undefined
+}
+
 /** The in-memory store: the reference implementation, for tests and examples. */
 export interface MemoryStore extends TxboxStore<MemoryTransaction> {
   readonly outbox: MemoryOutboxRepository
   readonly inbox: MemoryInboxRepository
+  readonly transaction: TransactionalStore<MemoryTransaction>['transaction']
   /** Opens a transaction to pass as `{ tx }`; commit or roll it back yourself. */
   begin(): MemoryTransaction
 }
 
-/** Creates an in-memory outbox and inbox sharing one clock. */
-export const createMemoryStore = (
-  options: { clock?: Clock; maxEventBytes?: number | undefined } = {},
-): MemoryStore => {
-  const outbox = new MemoryOutboxRepository(options)
+/** Creates an in-memory outbox and inbox sharing one clock and one `store.transaction`. */
+export const createMemoryStore = (options: MemoryStoreOptions = {}): MemoryStore => {
+  const ambient = new AmbientTransactions({
+    adapter: 'memory',
+    driver: options.transactionDriver ?? memoryTransactionDriver,
+  })
+  const outbox = new MemoryOutboxRepository({ ...options, ambient })
   return {
     outbox,
-    inbox: new MemoryInboxRepository(options),
+    inbox: new MemoryInboxRepository({ ...options, ambient }),
     migrate: async () => {},
     capabilities: defineCapabilities({ ...memoryCapabilities, maxEventBytes: outbox.maxEventBytes }),
     begin: () => new MemoryTransaction(),
+    transaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
   }
 }

@@ -10,6 +10,11 @@ export class MemoryTransaction {
   #state: 'open' | 'committed' | 'rolled back' = 'open'
   readonly #staged = new WeakMap<object, Map<string, unknown>>()
 
+  /** `open` until `commit()` or `rollback()`. */
+  get state(): 'open' | 'committed' | 'rolled back' {
+    return this.#state
+  }
+
   /**
    * What `owner` (a repository) created in this transaction so far, by event id: a later call
    * in the same transaction must see its own uncommitted writes, as a database session does.
