@@ -148,6 +148,13 @@ export {
   realSleep,
   resolveBackoff,
   type Sleep,
+  SubjectMap,
+  type SubjectMapEntry,
+  type SubjectMapFunction,
+  type SubjectMapOption,
+  subjectPatternCovers,
+  subjectPatternProblem,
+  type MappedSubject,
 } from './relay/index.js'
 export type { TxboxStore } from './store.js'
 export {

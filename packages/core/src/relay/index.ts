@@ -17,6 +17,15 @@ export {
   type PromRegistry,
 } from './prometheus.js'
 export { errorFields, messageOf, realSleep, type Sleep } from './sleep.js'
+export {
+  type MappedSubject,
+  SubjectMap,
+  type SubjectMapEntry,
+  type SubjectMapFunction,
+  type SubjectMapOption,
+  subjectPatternCovers,
+  subjectPatternProblem,
+} from './subject-map.js'
 export type {
   DuplicateCheck,
   OutboxPublisher,

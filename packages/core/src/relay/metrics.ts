@@ -50,8 +50,14 @@ export interface RelayMetrics extends RelayCounters {
   publishDuration: HistogramSnapshot
   /** Failed publishes by reason (`timeout`, `no-stream`, `rejected`, `too-large`, `error`, ...). */
   publishFailures: Record<string, number>
-  /** Events dead-lettered by this relay, by reason: `max-attempts`, `too-large`, `duplicate-conflict`, `permanent`. */
+  /** Events dead-lettered by this relay, by reason: `max-attempts`, `too-large`, `duplicate-conflict`, `subject-map`, or a permanent publish failure's reason. */
   deadLettered: Record<string, number>
+  /**
+   * Events published through each entry of a subject-map table, keyed `from -> to` (the
+   * publish was acknowledged; every entry is listed from the start, at 0). Counted per
+   * entry, not per subject: subjects can carry ids, and a series per id would be unbounded.
+   */
+  publishedByMapEntry: Record<string, number>
   /** The limit the next claim asks for (bounded by `batchSize` and by bytes; see `maxBatchBytes`). */
   claimLimit: number
   /** Bytes (payload + headers, UTF-8) of the last claimed batch. */

@@ -10,6 +10,7 @@ import { LatencyHistogram } from './histogram.js'
 import { type HealthReport, type RelayCounters, type RelayMetrics, zeroCounters } from './metrics.js'
 import { failureReason, isPermanentFailure, PublishFailures } from './publish-failures.js'
 import { errorFields, messageOf, realSleep, type Sleep } from './sleep.js'
+import { type MappedSubject, SubjectMap, type SubjectMapEntry, type SubjectMapOption } from './subject-map.js'
 import type { OutboxPublisher, PublishReceipt, RelayWakeup } from './types.js'
 
 const COMPONENT = 'relay'
@@ -78,6 +79,14 @@ export interface OutboxRelayOptions {
   /** Periodic `resetStale` and `cleanup`. */
   retention?: RetentionOptions | undefined
   /**
+   * Publishes each event to another subject than the stored one: a table (exact subjects
+   * and NATS patterns with `*` and `>`, the first match wins; checked here, a bad entry
+   * throws a `ValidationError` naming it) or a function. The stored event is unchanged; the
+   * mapped subject is what NATS gets and what logs show. A function's answer is checked on
+   * each call: a throw or a subject NATS cannot publish to dead-letters the event (`subject-map`).
+   */
+  subjectMap?: SubjectMapOption | undefined
+  /**
    * A wake-up hint (e.g. PostgreSQL LISTEN/NOTIFY) that ends the poll wait early. The relay
    * owns it: `stop()` calls its `close()` (the PostgreSQL wakeup then gives its LISTEN
    * connection back to the pool, so `pool.end()` can finish). Set `ownsWakeup: false` to
@@ -103,6 +112,9 @@ export interface OutboxRelayOptions {
 }
 
 type State = RelayMetrics['state']
+
+/** How a table entry is named in `publishedByMapEntry` (and the Prometheus `entry` label). */
+const mapEntryLabel = (entry: SubjectMapEntry): string => `${entry.from} -> ${entry.to}`
 
 /**
  * A retention age (`sentOlderThanDays`, `staleMinutes`): a finite number >= 0, as the
@@ -163,6 +175,8 @@ export class OutboxRelay {
   readonly #random: () => number
   readonly #logger: TxboxLogger
   readonly #healthStaleMs: number
+  readonly #subjectMap: SubjectMap
+  readonly #publishedByMapEntry: Record<string, number> = {}
 
   #state: State = 'idle'
   readonly #stopController = new AbortController()
@@ -258,6 +272,8 @@ export class OutboxRelay {
       maxEventBytes: this.#maxEventBytes,
       rampUp: options.claimRampUp ?? true,
     })
+    this.#subjectMap = new SubjectMap(options.subjectMap, COMPONENT)
+    for (const entry of this.#subjectMap.entries) this.#publishedByMapEntry[mapEntryLabel(entry)] = 0
     this.#failures = new PublishFailures(
       this.#clock,
       this.#logger,
@@ -377,6 +393,7 @@ export class OutboxRelay {
       publishDuration: this.#publishDuration.snapshot(),
       publishFailures: { ...this.#failures.byReason },
       deadLettered: { ...this.#deadLettered },
+      publishedByMapEntry: { ...this.#publishedByMapEntry },
       claimLimit: this.#budget.limit,
       lastBatchBytes: this.#lastBatchBytes,
       oldestPendingAgeMs,
@@ -534,8 +551,24 @@ export class OutboxRelay {
       let next = 0
       const worker = async (): Promise<void> => {
         for (let index = next++; index < events.length; index = next++) {
-          const event = events[index] as OutboxEvent
-          if (!held.has(event.eventId)) continue
+          const stored = events[index] as OutboxEvent
+          if (!held.has(stored.eventId)) continue
+          let mapped: MappedSubject
+          try {
+            mapped = this.#subjectMap.map(stored)
+          } catch (error) {
+            // A mapping function's bug or an impossible target: no retry would publish it.
+            await this.#deadLetter(
+              stored,
+              'subject-map',
+              `the subject map gave no subject NATS can publish to for ${JSON.stringify(stored.subject)}: ${messageOf(error)}. ` +
+                'Fix the subject map, then requeueFailed',
+              held,
+            )
+            continue
+          }
+          // What NATS gets (and what logs name); the stored event keeps its subject.
+          const event = mapped.subject === stored.subject ? stored : { ...stored, subject: mapped.subject }
           const size = sizes[index] ?? 0
           if (size > this.#maxEventBytes) {
             // Stored before the store had a limit: no retry can ever publish it.
@@ -555,13 +588,17 @@ export class OutboxRelay {
             const receipt = await this.#publisher.publish(event)
             this.#publishDuration.observe(this.#clock().getTime() - started)
             this.#failures.succeeded()
+            if (mapped.entry !== undefined) {
+              const label = mapEntryLabel(mapped.entry)
+              this.#publishedByMapEntry[label] = (this.#publishedByMapEntry[label] ?? 0) + 1
+            }
             if (receipt.duplicate && !(await this.#acceptDuplicate(event, receipt, held))) continue
             published.push(event.eventId)
           } catch (error) {
             this.#publishDuration.observe(this.#clock().getTime() - started)
             this.#counters.failed++
             if (held.has(event.eventId)) await this.#recordFailure(event, error, held)
-            else this.#failures.failed(event.eventId, error, false)
+            else this.#failures.failed(event, error, false)
           } finally {
             this.#inFlight--
             this.#tick()
@@ -624,7 +661,12 @@ export class OutboxRelay {
    */
   async #acceptDuplicate(event: OutboxEvent, receipt: PublishReceipt, held: Set<string>): Promise<boolean> {
     this.#counters.duplicates++
-    const where = { eventId: event.eventId, stream: receipt.stream, storedSeq: receipt.seq }
+    const where = {
+      eventId: event.eventId,
+      subject: event.subject,
+      stream: receipt.stream,
+      storedSeq: receipt.seq,
+    }
     if (receipt.duplicateCheck === 'same') {
       this.#logger.warn(
         'JetStream answered duplicate; the stored message is this event (delivered before)',
@@ -670,6 +712,7 @@ export class OutboxRelay {
       this.#deadLettered[reason] = (this.#deadLettered[reason] ?? 0) + 1
       this.#logger.error('event dead-lettered', {
         eventId: event.eventId,
+        subject: event.subject,
         reason,
         attempts: event.retryCount + 1,
         error: errorMessage,
@@ -684,7 +727,7 @@ export class OutboxRelay {
     const attempt = event.retryCount + 1
     const permanent = isPermanentFailure(error)
     const willRetry = !permanent && attempt < this.#maxAttempts
-    this.#failures.failed(event.eventId, error, willRetry)
+    this.#failures.failed(event, error, willRetry)
     if (!willRetry) {
       const reason = permanent ? failureReason(error) : 'max-attempts'
       const prefix = permanent

@@ -54,6 +54,7 @@ const COUNTERS = new Set([
   'cleanedUp',
   'publishFailures',
   'deadLettered',
+  'publishedByMapEntry',
   'received',
   'processed',
   'handlerErrors',
@@ -70,6 +71,7 @@ const LABELLED: Readonly<Record<string, string>> = {
   outboxEvents: 'status',
   publishFailures: 'reason',
   deadLettered: 'reason',
+  publishedByMapEntry: 'entry',
 }
 
 /** What the relay series an operator alerts on mean (the others are described by their field name). */
@@ -79,6 +81,7 @@ const HELP: Readonly<Record<string, string>> = {
   outboxEvents: "events in the outbox per status (the store's getCountByStatus)",
   deadLettered: 'events this relay dead-lettered, by reason',
   publishFailures: 'failed publishes, by reason',
+  publishedByMapEntry: 'events published through each subject-map entry ("from -> to")',
   duplicates: 'publishes JetStream answered as duplicates (verified, unverified and conflicts)',
   duplicateConflicts:
     'duplicates whose stored message is a different one: the event was not delivered and was dead-lettered',

@@ -35,7 +35,7 @@ export class PublishFailures {
   readonly byReason: Record<string, number> = {}
   #unlogged: Record<string, number> = {}
   #unloggedCount = 0
-  #unloggedLast = { eventId: '', error: '' }
+  #unloggedLast = { eventId: '', subject: '', error: '' }
   #lastLoggedAt: number | null = null
   #timeoutsSinceSuccess = 0
   #firstTimeoutAt = 0
@@ -48,7 +48,7 @@ export class PublishFailures {
   }
 
   /** Records a failed publish that will be retried (or dead-lettered: `willRetry` false). */
-  failed(eventId: string, error: unknown, willRetry: boolean): void {
+  failed(event: { eventId: string; subject: string }, error: unknown, willRetry: boolean): void {
     const reason = failureReason(error)
     const now = this.#clock().getTime()
     this.byReason[reason] = (this.byReason[reason] ?? 0) + 1
@@ -61,7 +61,7 @@ export class PublishFailures {
     if (!willRetry) return
     this.#unlogged[reason] = (this.#unlogged[reason] ?? 0) + 1
     this.#unloggedCount++
-    this.#unloggedLast = { eventId, error: messageOf(error) }
+    this.#unloggedLast = { eventId: event.eventId, subject: event.subject, error: messageOf(error) }
     this.#logIfDue(now)
   }
 
@@ -78,6 +78,7 @@ export class PublishFailures {
       byReason: this.#unlogged,
       sinceMs: this.#lastLoggedAt === null ? 0 : now - this.#lastLoggedAt,
       lastEventId: this.#unloggedLast.eventId,
+      lastSubject: this.#unloggedLast.subject,
       lastError: this.#unloggedLast.error,
     })
     this.#lastLoggedAt = now
