@@ -5,6 +5,7 @@ import { createJsonLogger, messageOf, OutboxRelay, TxboxError, type TxboxLogger 
 import type { NatsConnection } from 'nats'
 import { ConfigurationError, helpText, parseCli, type RelayConfig, UsageError } from './config.js'
 import { listeningPort, serveHttp } from './http.js'
+import { natsConnectOptions } from './nats-auth.js'
 import { retryUntilReady } from './retry.js'
 import { RelayStatus } from './status.js'
 import { type CreatedStore, createStore, type Importer, importFor, nodeImporter } from './stores.js'
@@ -96,6 +97,12 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
     store: config.store.kind,
     url: redactUrl(config.store.url),
     nats: config.natsServers.map(redactUrl),
+    natsAuth: config.natsAuth.method,
+    natsTls: config.natsAuth.tls !== undefined,
+    ...optional(
+      'subjectMap',
+      config.subjectMap?.map((entry) => `${entry.from} -> ${entry.to}`),
+    ),
   })
   let store: CreatedStore | undefined
   let nc: NatsConnection | undefined
@@ -173,6 +180,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
       // Once connected, nats.js reconnects by itself for as long as the relay runs.
       attempt: () =>
         natsModule.connect({
+          ...natsConnectOptions(config.natsAuth, natsModule),
           servers: config.natsServers,
           name: workerId,
           maxReconnectAttempts: -1,
@@ -227,6 +235,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
         ...optional('maxEventBytes', config.maxEventBytes ?? opened.maxEventBytes),
         backoff: config.backoff,
         retention: config.retention,
+        ...optional('subjectMap', config.subjectMap),
         ...optional('wakeup', opened.wakeup),
         logger,
       })

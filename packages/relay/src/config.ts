@@ -5,21 +5,48 @@ import {
   OutboxRelay,
   type OutboxRelayOptions,
   type OutboxRepository,
+  SubjectMap,
+  type SubjectMapEntry,
   TxboxError,
   Validator,
 } from '@txbox/core'
+import { type ConfigFile, readConfigFile, readSecretFile } from './config-file.js'
 import { ConfigurationError, UsageError } from './errors.js'
+import { type NatsAuth, natsAuthFrom } from './nats-auth.js'
 import { STORE_KINDS, type StoreConfig, type StoreKind, storeUrlProblem } from './stores.js'
 import { redactUrl, urlProblem } from './urls.js'
 
 /**
- * Every flag, its help line, and whether a `TXBOX_RELAY_<NAME>` variable can set it
- * (`--help` and `--version` are flags only).
+ * Every flag and its help line. A `TXBOX_RELAY_<NAME>` variable and a config file key of
+ * the flag's name can set each one, except `flagOnly` ones (`--help`, `--version`) and
+ * `--config` itself (not in the file); a `secret` one can also be read from the file named
+ * by `TXBOX_RELAY_<NAME>_FILE`.
  */
 const FLAGS = {
+  config: {
+    type: 'string',
+    help: 'read options from this YAML or JSON file, keys named like the flags (a flag or variable wins)',
+    notInFile: true,
+  },
   store: { type: 'string', help: `the store: ${STORE_KINDS.join(' | ')} (required)` },
-  url: { type: 'string', help: 'the database URL; for sqlite the database file path (required)' },
-  nats: { type: 'string', help: 'NATS server URL(s), comma separated (default nats://127.0.0.1:4222)' },
+  url: {
+    type: 'string',
+    help: 'the database URL; for sqlite the database file path (required)',
+    secret: true,
+  },
+  nats: {
+    type: 'string',
+    help: 'NATS server URL(s), comma separated (default nats://127.0.0.1:4222)',
+    secret: true,
+  },
+  'nats-user': { type: 'string', help: 'NATS user name (with --nats-password)', secret: true },
+  'nats-password': { type: 'string', help: 'NATS password', secret: true },
+  'nats-token': { type: 'string', help: 'NATS authentication token', secret: true },
+  'nats-nkey': { type: 'string', help: 'file holding the NATS NKey user seed (SU...)' },
+  'nats-creds': { type: 'string', help: 'NATS credentials file (user JWT and NKey seed)' },
+  'nats-tls-ca': { type: 'string', help: "PEM file of the CA that signed the NATS server's certificate" },
+  'nats-tls-cert': { type: 'string', help: 'PEM client certificate for NATS (with --nats-tls-key)' },
+  'nats-tls-key': { type: 'string', help: 'PEM private key of --nats-tls-cert' },
   'worker-id': { type: 'string', help: "this relay's claim owner (default relay-<host>-<pid>)" },
   'batch-size': { type: 'string', help: 'events per claim, 1..10000 (default 100)' },
   'lease-ms': { type: 'string', help: 'claim lease, 1..2147483647 (default 30000)' },
@@ -58,6 +85,10 @@ const FLAGS = {
   migrate: { type: 'boolean', help: "run the store's migrate() first (variable: 1 | true | 0 | false)" },
   stream: { type: 'string', help: 'create this JetStream stream if missing (with --stream-subjects)' },
   'stream-subjects': { type: 'string', help: 'the subjects of --stream, comma separated' },
+  'subject-map': {
+    type: 'string',
+    help: 'publish to other subjects: from=to, comma separated; exact or with * and >, first match wins',
+  },
   'http-port': {
     type: 'string',
     help: 'serve GET /health (liveness), GET /ready (readiness) and GET /metrics on this port',
@@ -65,9 +96,28 @@ const FLAGS = {
   'log-level': { type: 'string', help: 'debug | info | warn | error (default info); JSON lines on stderr' },
   help: { type: 'boolean', help: 'show this help', flagOnly: true },
   version: { type: 'boolean', help: 'print the version and exit', flagOnly: true },
-} as const satisfies Record<string, { type: 'string' | 'boolean'; help: string; flagOnly?: true }>
+} as const satisfies Record<
+  string,
+  { type: 'string' | 'boolean'; help: string; flagOnly?: true; notInFile?: true; secret?: true }
+>
 
 type FlagName = keyof typeof FLAGS
+
+const flagHas = (name: string, key: 'flagOnly' | 'notInFile' | 'secret'): boolean =>
+  key in (FLAGS[name as FlagName] ?? {})
+
+/** Every flag, without its dashes (`batch-size`). */
+export const FLAG_NAMES: readonly string[] = Object.keys(FLAGS)
+
+/** The keys a `--config` file may hold: the flags' names, but `help`, `version` and `config`. */
+export const CONFIG_FILE_KEYS: readonly string[] = FLAG_NAMES.filter(
+  (name) => !flagHas(name, 'flagOnly') && !flagHas(name, 'notInFile'),
+)
+
+/** Every `TXBOX_RELAY_*` variable the relay reads (a secret's `_FILE` form included). */
+export const ENV_VARIABLES: readonly string[] = FLAG_NAMES.filter(
+  (name) => !flagHas(name, 'flagOnly'),
+).flatMap((name) => (flagHas(name, 'secret') ? [envName(name), `${envName(name)}_FILE`] : [envName(name)]))
 
 export { ConfigurationError, UsageError }
 
@@ -88,6 +138,10 @@ export interface RelayConfig {
   retention: { sentOlderThanDays?: number | null; staleMinutes?: number | null; everyMs?: number }
   publishTimeoutMs: number | undefined
   stream: { name: string; subjects: string[] } | undefined
+  /** Stored subject -> published subject (`OutboxRelay`'s `subjectMap`), validated. */
+  subjectMap: SubjectMapEntry[] | undefined
+  /** How the relay authenticates to NATS and whether it uses TLS. */
+  natsAuth: NatsAuth
   httpPort: number | undefined
   logLevel: LogLevel
 }
@@ -95,17 +149,22 @@ export interface RelayConfig {
 /** What the command line asks for: run with a configuration, or print the help or the version. */
 export type CliRequest = { run: RelayConfig } | { help: true } | { version: true }
 
-export const envName = (flag: string): string => `TXBOX_RELAY_${flag.toUpperCase().replace(/-/g, '_')}`
+export function envName(flag: string): string {
+  return `TXBOX_RELAY_${flag.toUpperCase().replace(/-/g, '_')}`
+}
 
 export const helpText = (): string => {
   const lines = Object.entries(FLAGS).map(([name, flag]) => {
     const line = `  --${name.padEnd(22)} ${flag.help}`
-    return 'flagOnly' in flag ? line : `${line}\n  ${''.padEnd(24)} env ${envName(name)}`
+    if ('flagOnly' in flag) return line
+    const env = 'secret' in flag ? `${envName(name)} or ${envName(name)}_FILE` : envName(name)
+    return `${line}\n  ${''.padEnd(24)} env ${env}${'notInFile' in flag ? '' : `, file key ${name}`}`
   })
   return `Usage: txbox-relay --store <kind> --url <url> [--nats nats://host:4222] [options]
 
 Publishes a txbox outbox to NATS JetStream until SIGTERM or SIGINT, then drains and exits 0.
-Every flag can also come from the environment; a flag wins over its variable.
+Every flag can also come from the environment or a --config file; a flag wins over its
+variable, a variable over the file. A secret can be read from the file a *_FILE variable names.
 A store or NATS that is not reachable yet is retried (each attempt logged) while GET /health
 answers 200 and GET /ready 503 with the reason. Exit codes: 0 stopped cleanly, 1 the relay
 loop died or the HTTP port could not be opened, 2 configuration that can never work.
@@ -122,27 +181,45 @@ const inert = {
   publisher: { publish: async () => ({ duplicate: false }) },
 }
 
-/** Reads each flag or its variable, and names the one that was used in every error. */
+/** Reads each flag, else its variable, else the config file, and names the one used in every error. */
 class Source {
   readonly #values: Record<string, string | boolean | undefined>
-  readonly #env: NodeJS.ProcessEnv
+  readonly #env: Readonly<Record<string, { value: string; label: string }>>
+  readonly #file: ConfigFile | undefined
 
-  constructor(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv) {
+  constructor(
+    values: Record<string, string | boolean | undefined>,
+    env: NodeJS.ProcessEnv,
+    file: ConfigFile | undefined,
+  ) {
     this.#values = values
-    this.#env = env
+    this.#env = environmentValues(env)
+    this.#file = file
   }
 
-  /** `TXBOX_RELAY_LEASE_MS` when that variable set the value, else `--lease-ms`. */
+  /** `--lease-ms`, `TXBOX_RELAY_LEASE_MS`, or `relay.yaml key lease-ms`: whichever set the value. */
   label(name: FlagName): string {
-    return this.#values[name] === undefined && this.#env[envName(name)] !== undefined
-      ? envName(name)
-      : `--${name}`
+    if (this.#values[name] !== undefined) return `--${name}`
+    const env = this.#env[name]
+    if (env !== undefined) return env.label
+    if (this.#file?.values[name] !== undefined) return this.#file.label(name)
+    return `--${name}`
   }
 
   raw(name: FlagName): string | undefined {
     const value = this.#values[name]
     if (typeof value === 'string') return value
-    return this.#env[envName(name)]
+    const env = this.#env[name]
+    if (env !== undefined) return env.value
+    const fromFile = this.#file?.values[name]
+    return typeof fromFile === 'string' ? fromFile : undefined
+  }
+
+  /** The config file's value when it is the one in force and not a string (a subject-map table). */
+  structured(name: FlagName): unknown {
+    if (this.#values[name] !== undefined || this.#env[name] !== undefined) return undefined
+    const fromFile = this.#file?.values[name]
+    return typeof fromFile === 'string' ? undefined : fromFile
   }
 
   fail(name: FlagName, message: string): never {
@@ -151,9 +228,9 @@ class Source {
 
   boolean(name: FlagName): boolean {
     if (this.#values[name] === true) return true
-    const raw = this.#env[envName(name)]
-    if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false
-    if (raw === '1' || raw === 'true') return true
+    const raw = this.#env[name]?.value ?? this.#file?.values[name]
+    if (raw === undefined || raw === '' || raw === '0' || raw === 'false' || raw === false) return false
+    if (raw === '1' || raw === 'true' || raw === true) return true
     return this.fail(name, `must be 1, true, 0 or false; got ${JSON.stringify(raw)}`)
   }
 
@@ -190,6 +267,27 @@ class Source {
       .replace(/^\[txbox\] \[[^\]]*\] /, '')
       .replace(RELAY_OPTION_NAMES, (option) => this.label(RELAY_OPTION_FLAGS[option as RelayOption]))
   }
+}
+
+/**
+ * Each flag's value from the environment: `TXBOX_RELAY_<NAME>`, or for a secret the content
+ * of the file `TXBOX_RELAY_<NAME>_FILE` names (a mounted Kubernetes or Docker secret) with
+ * one final line break removed. Both at once is refused: which one wins would be a guess.
+ */
+const environmentValues = (env: NodeJS.ProcessEnv): Record<string, { value: string; label: string }> => {
+  const values: Record<string, { value: string; label: string }> = {}
+  for (const name of FLAG_NAMES) {
+    if (flagHas(name, 'flagOnly')) continue
+    const variable = envName(name)
+    const direct = env[variable]
+    const path = flagHas(name, 'secret') ? env[`${variable}_FILE`] : undefined
+    if (direct !== undefined && path !== undefined)
+      throw new UsageError(`${variable} and ${variable}_FILE are both set: keep one`)
+    if (direct !== undefined) values[name] = { value: direct, label: variable }
+    else if (path !== undefined)
+      values[name] = { value: readSecretFile(`${variable}_FILE`, path), label: `${variable}_FILE` }
+  }
+  return values
 }
 
 /** The flag behind each `OutboxRelay` option the CLI sets. */
@@ -235,11 +333,7 @@ const parseFlags = (argv: readonly string[]): Record<string, string | boolean | 
 
 /** A `TXBOX_RELAY_*` variable that sets nothing is a typo that would silently be ignored. */
 const refuseUnknownVariables = (env: NodeJS.ProcessEnv): void => {
-  const known = new Set(
-    Object.entries(FLAGS)
-      .filter(([, flag]) => !('flagOnly' in flag))
-      .map(([name]) => envName(name)),
-  )
+  const known = new Set(ENV_VARIABLES)
   const unknown = Object.keys(env).filter((key) => key.startsWith('TXBOX_RELAY_') && !known.has(key))
   if (unknown.length > 0)
     throw new UsageError(`unknown variable ${unknown.join(', ')}: no txbox-relay option reads it`)
@@ -260,7 +354,13 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
   if (values.help) return { help: true }
   if (values.version) return { version: true }
   refuseUnknownVariables(env)
-  const source = new Source(values, env)
+  const configPath = typeof values.config === 'string' ? values.config : env[envName('config')]
+  const configLabel = typeof values.config === 'string' ? '--config' : envName('config')
+  const file =
+    configPath === undefined
+      ? undefined
+      : readConfigFile(configPath, configLabel, CONFIG_FILE_KEYS, flagTypes)
+  const source = new Source(values, env, file)
   const get = (name: FlagName): string | undefined => source.raw(name)
 
   const kind = get('store')
@@ -307,6 +407,13 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
       'stream-subjects',
       `must be NATS subjects, comma separated; got ${JSON.stringify(streamSubjects)}`,
     )
+
+  const subjectMap = parseSubjectMap(source, subjects)
+  const natsAuth = natsAuthFrom({
+    value: (name) => source.raw(name),
+    label: (name) => source.label(name),
+    servers: natsServers,
+  })
 
   const backoff: RelayConfig['backoff'] = {}
   const baseMs = source.number('backoff-base-ms')
@@ -367,10 +474,66 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
       ...relayOptions,
       publishTimeoutMs,
       stream: streamName === undefined || subjects === undefined ? undefined : { name: streamName, subjects },
+      subjectMap,
+      natsAuth,
       httpPort,
       logLevel,
     },
   }
+}
+
+/** How each flag's value is typed in a config file. */
+const flagTypes = (name: string): 'string' | 'boolean' | 'on-off' | 'list' | 'subject-map' => {
+  if (name === 'migrate') return 'boolean'
+  if (name === 'wakeup' || name === 'prepared-statements') return 'on-off'
+  if (name === 'nats' || name === 'stream-subjects') return 'list'
+  if (name === 'subject-map') return 'subject-map'
+  return 'string'
+}
+
+/**
+ * `--subject-map` as `from=to,from=to` (flag or variable), or a table in the config file
+ * (a list of `{ from, to }` or a mapping); checked by core's `SubjectMap`, and each target
+ * must fall under `--stream-subjects` when the relay creates the stream.
+ */
+const parseSubjectMap = (
+  source: Source,
+  streamSubjects: string[] | undefined,
+): SubjectMapEntry[] | undefined => {
+  const structured = source.structured('subject-map')
+  const raw = source.raw('subject-map')
+  let table: unknown
+  if (structured !== undefined) table = structured
+  else if (raw === undefined) return undefined
+  else
+    table = raw.split(',').map((pair, index) => {
+      const parts = pair.trim().split('=')
+      if (parts.length !== 2)
+        source.fail(
+          'subject-map',
+          `entry ${index + 1} ${JSON.stringify(pair.trim())} must be from=to (one "=", entries separated by ",")`,
+        )
+      return { from: parts[0] as string, to: parts[1] as string }
+    })
+  let map: SubjectMap
+  try {
+    map = new SubjectMap(table as SubjectMapEntry[])
+  } catch (error) {
+    if (!(error instanceof TxboxError)) throw error
+    source.fail(
+      'subject-map',
+      error.message.replace(/^\[txbox\] \[[^\]]*\] subjectMap ?/, '').replace(/^must/, 'must'),
+    )
+  }
+  if (streamSubjects !== undefined) {
+    const uncovered = map.uncoveredBy(streamSubjects)
+    if (uncovered !== undefined)
+      source.fail(
+        'subject-map',
+        `${uncovered.replace(/^subjectMap /, '')} (${source.label('stream-subjects')})`,
+      )
+  }
+  return [...map.entries]
 }
 
 /** Parses flags and variables; undefined for `--help`. Kept for programmatic callers. */
