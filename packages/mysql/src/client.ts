@@ -1,11 +1,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { runStorageOperation, StorageError, utf8Bytes } from '@txbox/core'
-import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
+import type { Connection, Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
 import { ADAPTER, classifyMySqlError } from './errors.js'
 import type { RetryEvent } from './mysql-options.js'
+import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
+import { openConnection, readIdentity, type ServerIdentity } from './transaction-check.js'
+import { MySqlTransactionDriver } from './transaction-driver.js'
 
 /** What a statement can run on: the pool (autocommit) or one connection (a transaction). */
-export type Queryable = Pool | PoolConnection
+export type Queryable = Pool | Connection
 
 /** A statement parameter: the adapter sends text (including DATETIMEs), integers and NULL. */
 export type Param = string | number | null
@@ -95,12 +98,16 @@ const currentOperation = new AsyncLocalStorage<string>()
 export class Runner {
   readonly pool: Pool
   readonly #onRetry: ((event: RetryEvent) => void) | undefined
+  /** The adapter's own short transactions: READ COMMITTED (see {@link Runner.transaction}). */
+  readonly #transactions: MySqlTransactionDriver
 
   #maxEventBytes: Promise<number> | undefined
+  #identity: Promise<ServerIdentity> | undefined
 
   constructor(pool: Pool, onRetry?: (event: RetryEvent) => void) {
     this.pool = pool
     this.#onRetry = onRetry
+    this.#transactions = new MySqlTransactionDriver(pool, 'READ COMMITTED')
   }
 
   /** Runs `run` as the repository operation `operation` (the name `onRetry` reports). */
@@ -139,6 +146,15 @@ export class Runner {
     return this.#maxEventBytes
   }
 
+  /** The server and database of the store's pool, read once (a caller's `{ tx }` must match it). */
+  #storeIdentity = (): Promise<ServerIdentity> => {
+    this.#identity ??= readIdentity(this.pool).catch((error: unknown) => {
+      this.#identity = undefined
+      throw error
+    })
+    return this.#identity
+  }
+
   async #retrying<T>(run: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -151,10 +167,13 @@ export class Runner {
     }
   }
 
-  /** Autocommit statements on the pool, or on `tx` (no retry) when the caller gave one. */
-  write<T>(tx: PoolConnection | undefined, run: (db: Queryable) => Promise<T>): Promise<T> {
-    if (tx !== undefined) return run(tx)
-    return this.#retrying(() => run(this.pool))
+  /**
+   * Autocommit statements on the pool, or, when the caller gave `{ tx }`, on its transaction's
+   * connection (checked open and on the store's database first; never retried).
+   */
+  async write<T>(tx: MySqlTransaction | undefined, run: (db: Queryable) => Promise<T>): Promise<T> {
+    if (tx === undefined) return this.#retrying(() => run(this.pool))
+    return run(await openConnection(toQueryHandle(tx), this.pool, this.#storeIdentity))
   }
 
   /** Autocommit statements on the pool, retried as a whole on conflict. */
@@ -168,36 +187,6 @@ export class Runner {
    * locks, and releases the locks of rows a locking read examined but did not match.
    */
   transaction<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {
-    return this.#retrying(() => this.#once(run))
-  }
-
-  async #once<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {
-    const connection = await this.pool.getConnection()
-    // Returned to the pool only in a known state: committed or rolled back, with no pending
-    // `SET TRANSACTION` that would make the user's next transaction READ COMMITTED.
-    let clean = false
-    try {
-      await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
-      await connection.beginTransaction()
-      try {
-        const result = await run(connection)
-        await connection.commit()
-        clean = true
-        return result
-      } catch (error) {
-        await connection.rollback().then(
-          () => {
-            clean = true
-          },
-          () => {
-            // Keep the original error; the connection is destroyed below.
-          },
-        )
-        throw error
-      }
-    } finally {
-      if (clean) connection.release()
-      else connection.destroy()
-    }
+    return this.#retrying(() => this.#transactions.run(run))
   }
 }

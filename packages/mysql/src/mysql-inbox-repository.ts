@@ -1,4 +1,5 @@
 import {
+  type AmbientTransactions,
   type InboxClaimRequest,
   type InboxClaimResult,
   type InboxEvent,
@@ -14,6 +15,7 @@ import type { PoolConnection } from 'mysql2/promise'
 import { eventBytes, limitParam, type Param, type Row, Runner, runWrite, selectRows } from './client.js'
 import { ADAPTER, classifyMySqlError, isDuplicateKey } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
+import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
 import { fromDateTime, toDateTime, toInboxEvent } from './rows.js'
 import { type InboxSql, inboxSql, SQL_SWEEP_BATCH, tableNames } from './sql.js'
 
@@ -28,22 +30,25 @@ interface NewClaim {
 
 /**
  * The inbox on MySQL 8.0+ / MariaDB 10.6+: the kernel's primitives as statements.
- * `markAsProcessed(id, { tx })` runs on the caller's `PoolConnection`, so the processed mark
+ * `markAsProcessed(id, { tx })` runs on the caller's transaction (or `store.transaction`'s), so the processed mark
  * commits with the handler's writes.
  */
-export class MySqlInboxRepository extends InboxRepositoryKernel<PoolConnection> {
+export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction> {
   protected readonly sql: InboxSql
   protected readonly run: Runner
   /** The inbox table's name. */
   readonly table: string
 
-  constructor(options: MySqlStoreOptions) {
+  /** `ambient`: the store's `store.transaction`, which writes taking `{ tx }` join when called without one. */
+  constructor(options: MySqlStoreOptions, ambient?: AmbientTransactions<MySqlTransaction>) {
     const validate = new Validator(ADAPTER, 'inbox')
     const prefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
     super({
       adapter: ADAPTER,
       clock: options.clock ?? systemClock,
       classify: classifyMySqlError,
+      transaction: (tx) => (tx === undefined ? undefined : toQueryHandle(tx)),
+      ambient,
       sweepBatch: SQL_SWEEP_BATCH,
     })
     this.table = validate.identifier(tableNames(prefix).inbox, 'inbox table name')
@@ -156,7 +161,7 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<PoolConnection> 
   }
 
   /** A single-row UPDATE; when it changed nothing, one read tells "not stored" from "already so". */
-  #update(sql: string, values: Param[], eventId: string, tx?: PoolConnection): Promise<boolean> {
+  #update(sql: string, values: Param[], eventId: string, tx?: MySqlTransaction): Promise<boolean> {
     return this.run.write(tx, async (db) => {
       if ((await runWrite(db, sql, values)).affectedRows > 0) return true
       const [row] = await selectRows(db, this.sql.exists, [eventId])
@@ -164,7 +169,7 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<PoolConnection> 
     })
   }
 
-  protected setProcessed(eventId: string, now: Date, tx: PoolConnection | undefined): Promise<boolean> {
+  protected setProcessed(eventId: string, now: Date, tx: MySqlTransaction | undefined): Promise<boolean> {
     return this.#update(this.sql.markAsProcessed, [toDateTime(now), eventId], eventId, tx)
   }
 

@@ -1,4 +1,5 @@
 import {
+  type AmbientTransactions,
   type ClaimRequest,
   type FencedOutcome,
   type NewOutboxEventParams,
@@ -13,10 +14,10 @@ import {
   ValidationError,
   Validator,
 } from '@txbox/core'
-import type { PoolConnection } from 'mysql2/promise'
 import { eventBytes, limitParam, type Param, type Row, Runner, runWrite, selectRows } from './client.js'
 import { ADAPTER, classifyMySqlError } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
+import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
 import { compareSeq, toDateTime, toOutboxEvent } from './rows.js'
 import {
   chunk,
@@ -51,10 +52,11 @@ const insertBatches = <E extends NewOutboxEventParams>(events: readonly E[]): E[
 
 /**
  * The outbox on MySQL 8.0+ / MariaDB 10.6+ (InnoDB): the kernel's primitives as statements.
- * `{ tx }` is a mysql2 `PoolConnection` inside `beginTransaction()`; the write then commits
+ * `{ tx }` is a mysql2 connection inside `beginTransaction()` or an integration's handle
+ * (see `MySqlQueryHandle`), or the ambient `store.transaction`; the write then commits
  * or rolls back with the caller's work.
  */
-export class MySqlOutboxRepository extends OutboxRepositoryKernel<PoolConnection> {
+export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransaction> {
   protected readonly sql: OutboxSql
   protected readonly run: Runner
   /** The outbox table's name. */
@@ -63,7 +65,8 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<PoolConnection
   // check refuses the few events in between, with PayloadTooLargeError.
   readonly #explicitMaxEventBytes: boolean
 
-  constructor(options: MySqlStoreOptions) {
+  /** `ambient`: the store's `store.transaction`, which writes taking `{ tx }` join when called without one. */
+  constructor(options: MySqlStoreOptions, ambient?: AmbientTransactions<MySqlTransaction>) {
     const validate = new Validator(ADAPTER, 'outbox')
     const prefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
     super({
@@ -71,6 +74,8 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<PoolConnection
       clock: options.clock ?? systemClock,
       maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
       classify: classifyMySqlError,
+      transaction: (tx) => (tx === undefined ? undefined : toQueryHandle(tx)),
+      ambient,
       sweepBatch: SQL_SWEEP_BATCH,
     })
     this.table = validate.identifier(tableNames(prefix).outbox, 'outbox table name')
@@ -114,7 +119,7 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<PoolConnection
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
     now: Date,
-    tx: PoolConnection | undefined,
+    tx: MySqlTransaction | undefined,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
     // Within maxEventBytes, a statement can still be over the packet (the SQL carries the
     // subject and JSON quoting that the NATS message does not).

@@ -1,16 +1,20 @@
 import {
+  AmbientTransactions,
   DEFAULT_MAX_EVENT_BYTES,
   defineCapabilities,
   systemClock,
+  type TransactionalStore,
   type TxboxStore,
   Validator,
 } from '@txbox/core'
 import type { PoolConnection } from 'mysql2/promise'
-import { ADAPTER } from './errors.js'
+import { ADAPTER, classifyMySqlError } from './errors.js'
 import { migrateMySql } from './migrate.js'
 import { MySqlInboxRepository } from './mysql-inbox-repository.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { MySqlOutboxRepository } from './mysql-outbox-repository.js'
+import type { MySqlTransaction } from './query-handle.js'
+import { MySqlTransactionDriver } from './transaction-driver.js'
 
 /** What the MySQL / MariaDB store can promise (with the default `maxEventBytes`; see `store.capabilities`). */
 export const mySqlCapabilities = defineCapabilities({
@@ -19,8 +23,14 @@ export const mySqlCapabilities = defineCapabilities({
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
 })
 
-/** The store `createMySqlStore` returns; `{ tx }` is a mysql2 `PoolConnection` inside a transaction. */
-export interface MySqlStore extends TxboxStore<PoolConnection> {
+/**
+ * The store `createMySqlStore` returns. `{ tx }` is a mysql2 connection inside a transaction
+ * or an integration's handle (`MySqlTransaction`); `store.transaction(fn)` runs `fn` on a
+ * pooled `PoolConnection` inside BEGIN, and the writes inside it join without `{ tx }`.
+ */
+export interface MySqlStore extends TxboxStore<MySqlTransaction> {
+  /** See `TransactionalStore.transaction`: `fn` gets the connection, to run its own statements on. */
+  readonly transaction: TransactionalStore<PoolConnection>['transaction']
   readonly outbox: MySqlOutboxRepository
   readonly inbox: MySqlInboxRepository
   /** The validated table prefix. */
@@ -37,8 +47,14 @@ export interface MySqlStore extends TxboxStore<PoolConnection> {
 export const createMySqlStore = (options: MySqlStoreOptions): MySqlStore => {
   const validate = new Validator(ADAPTER)
   const tablePrefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
-  const outbox = new MySqlOutboxRepository({ ...options, tablePrefix })
-  const inbox = new MySqlInboxRepository({ ...options, tablePrefix })
+  // One per store: the outbox and the inbox join the same store.transaction.
+  const ambient = new AmbientTransactions<PoolConnection>({
+    adapter: ADAPTER,
+    driver: new MySqlTransactionDriver(options.pool),
+    classify: classifyMySqlError,
+  })
+  const outbox = new MySqlOutboxRepository({ ...options, tablePrefix }, ambient)
+  const inbox = new MySqlInboxRepository({ ...options, tablePrefix }, ambient)
   validate.identifier(`${tablePrefix}schema_version`, 'schema version table name')
   const clock = options.clock ?? systemClock
   return {
@@ -50,6 +66,7 @@ export const createMySqlStore = (options: MySqlStoreOptions): MySqlStore => {
       // A maxEventBytes the server could never honour fails at start, not at the first event.
       if (options.maxEventBytes !== undefined) await outbox.checkMaxEventBytes()
     },
+    transaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
     serverMaxEventBytes: () => outbox.serverMaxEventBytes(),
     capabilities: defineCapabilities({ ...mySqlCapabilities, maxEventBytes: outbox.maxEventBytes }),
   }

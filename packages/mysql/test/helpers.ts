@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { createPool, type Pool, type PoolOptions } from 'mysql2/promise'
+import { createPool, type Pool, type PoolOptions, type RowDataPacket } from 'mysql2/promise'
 import { createMySqlStore, type MySqlStore, type MySqlStoreOptions } from '../src/index.js'
 
 /** The server for these tests; without it they are skipped (or fail under TXBOX_REQUIRE_ALL=1). */
@@ -27,6 +27,35 @@ export const freshStore = async (
     store,
     drop: async () => {
       await pool.query(`DROP TABLE IF EXISTS \`${p}outbox\`, \`${p}inbox\`, \`${p}schema_version\``)
+    },
+  }
+}
+
+/** Connections of a mysql2/promise pool: all it holds, and how many of them are idle. */
+export const poolCounts = (pool: Pool): { all: number; idle: number } => {
+  const core = (
+    pool as unknown as { pool: { _allConnections: { length: number }; _freeConnections: { length: number } } }
+  ).pool
+  return { all: core._allConnections.length, idle: core._freeConnections.length }
+}
+
+/** A business table beside the store's tables (dropped by the returned function). */
+export const ordersTable = async (
+  pool: Pool,
+  prefix: string,
+): Promise<{ table: string; ids: () => Promise<string[]>; drop: () => Promise<void> }> => {
+  const table = `${prefix}orders`
+  await pool.query(
+    `CREATE TABLE \`${table}\` (id VARCHAR(64) PRIMARY KEY, n INT NOT NULL DEFAULT 0) ENGINE=InnoDB`,
+  )
+  return {
+    table,
+    ids: async () => {
+      const [rows] = await pool.query<RowDataPacket[]>(`SELECT id FROM \`${table}\` ORDER BY id`)
+      return rows.map((row) => String(row.id))
+    },
+    drop: async () => {
+      await pool.query(`DROP TABLE IF EXISTS \`${table}\``)
     },
   }
 }
