@@ -32,12 +32,16 @@ export {
   type InboxProcessorCounters,
   type InboxProcessorMetrics,
   type InboxProcessorOptions,
+  type InboxProcessorStore,
   type InboxSource,
   type InboxSubscription,
   inboxEventId,
   type MaybeTransactionalInboxProcessorOptions,
+  type NonTransactionalInboxProcessorOptions,
   type PlainInboxProcessorOptions,
+  type StoreTransactionInboxProcessorOptions,
   type TransactionalInboxProcessorOptions,
+  type TransactionalInboxProcessorStore,
   type TransactionRunner,
 } from './inbox-processor/index.js'
 export {
@@ -130,6 +134,7 @@ export {
   type HealthReport,
   type HistogramSnapshot,
   LATENCY_BUCKETS_MS,
+  type MappedSubject,
   type MetricsSource,
   messageOf,
   type OutboxPublisher,
@@ -154,7 +159,6 @@ export {
   type SubjectMapOption,
   subjectPatternCovers,
   subjectPatternProblem,
-  type MappedSubject,
 } from './relay/index.js'
 export type { TxboxStore } from './store.js'
 export {

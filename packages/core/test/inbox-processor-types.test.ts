@@ -5,6 +5,7 @@ import {
   InboxProcessor,
   type MemoryTransaction,
   type TransactionRunner,
+  type TxboxStore,
 } from '../src/index.js'
 import { FakeSource, message } from './helpers.js'
 
@@ -70,14 +71,14 @@ describe('InboxProcessor handler types follow the options', () => {
   it('rejects a runner whose transaction is not the inbox store transaction', () => {
     const otherRunner: TransactionRunner<{ query(sql: string): Promise<unknown> }> = async (fn) =>
       fn({ query: async () => undefined })
-    const build = () =>
-      // @ts-expect-error the runner must hand out the inbox's own transaction type
-      new InboxProcessor({
-        inbox: store.inbox,
-        source: new FakeSource(),
-        transaction: otherRunner,
-        handler: async () => {},
-      })
+    const options = {
+      inbox: store.inbox,
+      source: new FakeSource(),
+      transaction: otherRunner,
+      handler: async () => {},
+    }
+    // @ts-expect-error the runner must hand out the inbox's own transaction type
+    const build = () => new InboxProcessor(options)
     expect(build).not.toThrow()
   })
 
@@ -114,5 +115,58 @@ describe('InboxProcessor handler types follow the options', () => {
     expect(
       new InboxProcessor({ inbox: store.inbox, source: new FakeSource(), handler: withoutTx }),
     ).toBeInstanceOf(InboxProcessor)
+  })
+
+  it('with a store that has store.transaction and no runner, tx is the store transaction', async () => {
+    const written: string[] = []
+    const processor = new InboxProcessor({
+      store: createMemoryStore(),
+      source: new FakeSource(),
+      handler: async ({ event, tx }) => {
+        expectTypeOf(tx).toEqualTypeOf<MemoryTransaction>()
+        tx.enlist(() => written.push(event.eventId))
+      },
+    })
+    await processor.handle(message({ eventId: 'store-1' }))
+    expect(written).toEqual(['store-1'])
+  })
+
+  it('with transaction: false, tx is undefined even on a store that has store.transaction', async () => {
+    const seen: unknown[] = []
+    const processor = new InboxProcessor({
+      store: createMemoryStore(),
+      source: new FakeSource(),
+      transaction: false,
+      handler: async ({ tx }) => {
+        expectTypeOf(tx).toEqualTypeOf<undefined>()
+        seen.push(tx)
+      },
+    })
+    await processor.handle(message({ eventId: 'opt-out-1' }))
+    expect(seen).toEqual([undefined])
+  })
+
+  it('a store typed TxboxStore (transaction optional) gives tx: Tx | undefined', async () => {
+    const typed: TxboxStore<MemoryTransaction> = createMemoryStore()
+    const seen: boolean[] = []
+    const processor = new InboxProcessor<MemoryTransaction>({
+      store: typed,
+      source: new FakeSource(),
+      handler: async ({ tx }) => {
+        expectTypeOf(tx).toEqualTypeOf<MemoryTransaction | undefined>()
+        seen.push(tx !== undefined)
+      },
+    })
+    await processor.handle(message({ eventId: 'typed-store-1' }))
+    expect(seen).toEqual([true])
+  })
+
+  it('rejects a handler that needs a transaction on a store without one', () => {
+    const needsTx: InboxHandler<MemoryTransaction> = async ({ tx }) => {
+      tx.enlist(() => {})
+    }
+    const options = { store: { inbox: store.inbox }, source: new FakeSource(), handler: needsTx }
+    // @ts-expect-error a store without transaction gives the handler no tx
+    expect(() => new InboxProcessor(options)).not.toThrow()
   })
 })

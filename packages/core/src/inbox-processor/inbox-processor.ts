@@ -10,6 +10,7 @@ import {
 } from '../relay/backoff.js'
 import type { HealthReport } from '../relay/metrics.js'
 import { errorFields, messageOf } from '../relay/sleep.js'
+import type { TransactionalStore } from '../transactions/transactional-store.js'
 import { Validator } from '../validation.js'
 import type {
   InboxHandler,
@@ -22,10 +23,30 @@ import type {
 const COMPONENT = 'inbox-processor'
 const MAX_ERROR_MESSAGE = 2_000
 
+/**
+ * The store an {@link InboxProcessor} can take instead of `inbox`: its inbox, and its
+ * `transaction` when it has one (any `TxboxStore` fits).
+ */
+export interface InboxProcessorStore<Tx> {
+  readonly inbox: InboxRepository<Tx>
+  readonly transaction?: TransactionalStore<Tx>['transaction'] | undefined
+}
+
+/** A store that runs transactions itself (`store.transaction`). */
+export interface TransactionalInboxProcessorStore<Tx> extends InboxProcessorStore<Tx> {
+  readonly transaction: TransactionalStore<Tx>['transaction']
+}
+
 /** The options every {@link InboxProcessor} takes, with or without a transaction runner. */
 export interface InboxProcessorCommonOptions<Tx> {
-  /** Any inbox repository. */
-  inbox: InboxRepository<Tx>
+  /** Any inbox repository. Pass this or `store`, not both. */
+  inbox?: InboxRepository<Tx> | undefined
+  /**
+   * The store whose `inbox` to use. When it has `transaction` and no `transaction` option is
+   * given, the handler and the processed mark run inside `store.transaction` (writes through
+   * the same store join it without `{ tx }`). Pass this or `inbox`, not both.
+   */
+  store?: InboxProcessorStore<Tx> | undefined
   /** The messages (e.g. `createJetStreamInboxSource` from `@txbox/core/nats`). */
   source: InboxSource
   /** Who holds the inbox claims (default `inbox-<random>`). */
@@ -59,6 +80,7 @@ export interface TransactionalInboxProcessorOptions<Tx> extends InboxProcessorCo
   /**
    * Runs the handler and the processed mark in one transaction of the inbox's store, so the
    * handler's writes and the mark commit together (exactly-once effects in that database).
+   * `store.transaction` fits as it is.
    */
   transaction: TransactionRunner<Tx>
   /** The user's work for one event; `tx` is the open transaction. */
@@ -66,32 +88,57 @@ export interface TransactionalInboxProcessorOptions<Tx> extends InboxProcessorCo
 }
 
 /**
- * A processor without a transaction runner: the handler runs first and the processed mark
- * follows (at-least-once effects if the process dies in between).
+ * A processor built on a store that has `store.transaction`, without a `transaction` option:
+ * the handler and the processed mark run inside `store.transaction`.
+ */
+export interface StoreTransactionInboxProcessorOptions<Tx> extends InboxProcessorCommonOptions<Tx> {
+  store: TransactionalInboxProcessorStore<Tx>
+  inbox?: undefined
+  transaction?: undefined
+  /** The user's work for one event; `tx` is the open transaction of `store.transaction`. */
+  handler: InboxHandler<Tx>
+}
+
+/**
+ * A processor without a transaction: the handler runs first and the processed mark follows
+ * (at-least-once effects if the process dies in between). `transaction: false` opts out of
+ * a store's `store.transaction`.
  */
 export interface PlainInboxProcessorOptions<Tx> extends InboxProcessorCommonOptions<Tx> {
+  /** A store without `transaction` (or `transaction: false` to opt out of it). */
+  store?: (InboxProcessorStore<Tx> & { readonly transaction?: undefined }) | undefined
   transaction?: undefined
+  /** The user's work for one event; `tx` is `undefined`. */
+  handler: InboxHandler<undefined>
+}
+
+/** A processor that opts out of its store's `store.transaction`: handler, then the processed mark. */
+export interface NonTransactionalInboxProcessorOptions<Tx> extends InboxProcessorCommonOptions<Tx> {
+  transaction: false
   /** The user's work for one event; `tx` is `undefined`. */
   handler: InboxHandler<undefined>
 }
 
 /**
  * A processor whose runner is only known at run time (`TransactionRunner<Tx> | undefined`,
- * e.g. a store that may lack transactions): the handler must accept both.
+ * or a store that may lack `transaction`): the handler must accept both.
  */
 export interface MaybeTransactionalInboxProcessorOptions<Tx> extends InboxProcessorCommonOptions<Tx> {
-  transaction?: TransactionRunner<Tx> | undefined
-  /** The user's work for one event; `tx` is the open transaction when there is a runner. */
+  transaction?: TransactionRunner<Tx> | false | undefined
+  /** The user's work for one event; `tx` is the open transaction when there is one. */
   handler: InboxHandler<Tx | undefined>
 }
 
 /**
  * Options of {@link InboxProcessor}. The handler's `tx` follows from them: the store's
- * transaction with a `transaction` runner, `undefined` without one.
+ * transaction with a `transaction` runner or a store that has `store.transaction`,
+ * `undefined` without one.
  */
 export type InboxProcessorOptions<Tx> =
   | TransactionalInboxProcessorOptions<Tx>
+  | StoreTransactionInboxProcessorOptions<Tx>
   | PlainInboxProcessorOptions<Tx>
+  | NonTransactionalInboxProcessorOptions<Tx>
   | MaybeTransactionalInboxProcessorOptions<Tx>
 
 /** Counters of an {@link InboxProcessor}. */
@@ -153,7 +200,9 @@ export class InboxProcessor<Tx = never> {
   readonly workerId: string
   readonly #inbox: InboxRepository<Tx>
   readonly #source: InboxSource
-  readonly #options: InboxProcessorOptions<Tx>
+  /** Runs the handler and the processed mark in one transaction; undefined: one after the other. */
+  readonly #transaction: TransactionRunner<Tx> | undefined
+  readonly #handler: InboxHandler<Tx | undefined>
   readonly #leaseMs: number
   readonly #ackProgressEveryMs: number | undefined
   readonly #concurrency: number
@@ -183,27 +232,35 @@ export class InboxProcessor<Tx = never> {
 
   /** With a `transaction` runner: the handler's `tx` is the store's open transaction. */
   constructor(options: TransactionalInboxProcessorOptions<Tx>)
+  /** With a store that has `store.transaction`: the handler runs inside it. */
+  constructor(options: StoreTransactionInboxProcessorOptions<Tx>)
   /** Without a runner: the handler's `tx` is `undefined`. */
   constructor(options: PlainInboxProcessorOptions<Tx>)
+  /** `transaction: false`: no transaction even if the store has one; `tx` is `undefined`. */
+  constructor(options: NonTransactionalInboxProcessorOptions<Tx>)
   /** A runner that may be `undefined`: the handler's `tx` is `Tx | undefined`. */
   constructor(options: MaybeTransactionalInboxProcessorOptions<Tx>)
   constructor(options: InboxProcessorOptions<Tx>) {
     if (typeof options !== 'object' || options === null)
       throw new ValidationError(COMPONENT, 'options must be an object')
-    if (typeof options.inbox?.claim !== 'function')
-      throw new ValidationError(COMPONENT, 'options.inbox must be an InboxRepository')
+    if (options.inbox !== undefined && options.store !== undefined)
+      throw new ValidationError(COMPONENT, 'pass options.store or options.inbox, not both')
+    const inbox = options.store === undefined ? options.inbox : options.store?.inbox
+    if (typeof inbox?.claim !== 'function')
+      throw new ValidationError(
+        COMPONENT,
+        options.store === undefined
+          ? 'options.inbox must be an InboxRepository (or pass options.store)'
+          : 'options.store.inbox must be an InboxRepository',
+      )
     if (typeof options.source?.subscribe !== 'function')
       throw new ValidationError(COMPONENT, 'options.source must have subscribe()')
     if (typeof options.handler !== 'function')
       throw new ValidationError(COMPONENT, 'options.handler must be a function')
-    this.#inbox = options.inbox
+    this.#inbox = inbox
     this.#source = options.source
-    if (options.transaction !== undefined && typeof options.transaction !== 'function')
-      throw new ValidationError(
-        COMPONENT,
-        'options.transaction must be a function (fn) => Promise, or left out',
-      )
-    this.#options = options
+    this.#handler = options.handler as InboxHandler<Tx | undefined>
+    this.#transaction = this.#runner(options)
     // The limits of the store calls and timers each option feeds (inbox.claim's workerId and
     // leaseMs, setInterval), so a value accepted here cannot fail on every message later.
     const validate = new Validator(COMPONENT)
@@ -224,6 +281,27 @@ export class InboxProcessor<Tx = never> {
     this.#clock = options.clock ?? systemClock
     this.#random = options.random ?? Math.random
     this.#logger = resolveLogger(COMPONENT, options.logger, { workerId: this.workerId })
+  }
+
+  /** The `transaction` option, or else the store's own `store.transaction`, unless `false`. */
+  #runner(options: InboxProcessorOptions<Tx>): TransactionRunner<Tx> | undefined {
+    const { transaction } = options
+    if (transaction === false) return undefined
+    if (transaction !== undefined) {
+      if (typeof transaction !== 'function')
+        throw new ValidationError(
+          COMPONENT,
+          'options.transaction must be a function (fn) => Promise, false (no transaction), or left out',
+        )
+      return transaction
+    }
+    const store = options.store
+    if (store?.transaction === undefined) return undefined
+    if (typeof store.transaction !== 'function')
+      throw new ValidationError(COMPONENT, 'options.store.transaction must be a function or absent')
+    const transactional = store as TransactionalInboxProcessorStore<Tx>
+    // Called as a method: a store written as a class keeps its `this`.
+    return (fn) => transactional.transaction(fn)
   }
 
   /** Subscribes and starts handling messages in the background. */
@@ -405,15 +483,14 @@ export class InboxProcessor<Tx = never> {
           }, this.#ackProgressEveryMs)
     try {
       const context = { event, headers: message.headers, message }
-      const options = this.#options
-      if (options.transaction !== undefined) {
-        const { handler } = options
-        await options.transaction(async (tx) => {
+      const handler = this.#handler
+      if (this.#transaction !== undefined) {
+        await this.#transaction(async (tx) => {
           await handler({ ...context, tx })
           await this.#inbox.markAsProcessed(event.eventId, { tx })
         })
       } else {
-        await options.handler({ ...context, tx: undefined })
+        await handler({ ...context, tx: undefined })
         await this.#inbox.markAsProcessed(event.eventId)
       }
     } catch (error) {

@@ -4,10 +4,14 @@ export {
   type InboxProcessorCounters,
   type InboxProcessorMetrics,
   type InboxProcessorOptions,
+  type InboxProcessorStore,
   inboxEventId,
   type MaybeTransactionalInboxProcessorOptions,
+  type NonTransactionalInboxProcessorOptions,
   type PlainInboxProcessorOptions,
+  type StoreTransactionInboxProcessorOptions,
   type TransactionalInboxProcessorOptions,
+  type TransactionalInboxProcessorStore,
 } from './inbox-processor.js'
 export type {
   InboxHandler,
