@@ -1,5 +1,12 @@
-import { type Clock, type InboxRepositorySettings, ValidationError } from '@txbox/core'
+import {
+  type AmbientTransactions,
+  type Clock,
+  type InboxRepositorySettings,
+  ValidationError,
+} from '@txbox/core'
 import type { Statement } from 'better-sqlite3'
+import { registerConnection } from './connection-identity.js'
+import type { ConnectionTurns } from './connection-turns.js'
 import { ADAPTER, classifySqliteError } from './errors.js'
 import { SQLITE_SWEEP_BATCH, type SqliteDatabase } from './sqlite-options.js'
 
@@ -13,11 +20,15 @@ export class SqliteClient<Name extends string> {
   readonly #sql: Readonly<Record<Name, string>>
   readonly #statements = new Map<Name, Statement<unknown[], unknown>>()
   readonly #transaction: ReturnType<SqliteDatabase['transaction']>
+  readonly #turns: ConnectionTurns | undefined
 
-  constructor(db: SqliteDatabase, sql: Readonly<Record<Name, string>>) {
+  constructor(db: SqliteDatabase, sql: Readonly<Record<Name, string>>, turns?: ConnectionTurns) {
     this.db = db
     this.#sql = sql
+    this.#turns = turns
     this.#transaction = db.transaction((work: () => unknown) => work())
+    // A closed connection fails at its first statement, classified like every driver error.
+    if (db.open) registerConnection(db)
   }
 
   /**
@@ -48,29 +59,59 @@ export class SqliteClient<Name extends string> {
   }
 
   /**
+   * Runs one repository operation in its turn on the connection: a store's operations wait
+   * while a `store.transaction` of another async context holds it (see ConnectionTurns).
+   * A repository built alone, without a store, has no `store.transaction` to wait for.
+   */
+  exclusive<T>(run: () => Promise<T>): Promise<T> {
+    return this.#turns === undefined ? run() : this.#turns.exclusive(run)
+  }
+
+  /**
    * Checks a `{ tx }` handle (the kernel's `transaction` setting): it must be this very
    * connection, because a write can only join a transaction open on the connection that
-   * runs it.
+   * runs it; and the transaction open on it must be the caller's, not a `store.transaction`
+   * of another async context.
    */
   readonly joinable = (tx: SqliteDatabase | undefined): SqliteDatabase | undefined => {
     if (tx !== undefined && tx !== this.db) {
       throw new ValidationError(
         ADAPTER,
-        'tx must be the better-sqlite3 Database this store was created with: a different connection cannot join its transaction',
+        `tx must be the better-sqlite3 Database this store was created with: a different connection cannot join its transaction (got ${describeTx(tx)})`,
+      )
+    }
+    if (tx !== undefined && this.#turns?.transactionOpen === true && !this.#turns.holdsTransaction()) {
+      throw new ValidationError(
+        ADAPTER,
+        'tx is this connection, but the transaction open on it is a store.transaction() of another async context, not yours: write inside that store.transaction(), or after it ends',
       )
     }
     return tx
   }
 }
 
+/** What a better-sqlite3 `Database` is not, for the message refusing it as `{ tx }`. */
+const describeTx = (tx: unknown): string => {
+  const name = (tx as { constructor?: { name?: unknown } } | null)?.constructor?.name
+  return typeof name === 'string' && name !== 'Database' ? `a ${name}` : 'another Database'
+}
+
+/** What a store shares with both of its repositories: its `store.transaction` and the turns on the connection. */
+export interface SqliteStoreShared {
+  readonly ambient: AmbientTransactions<SqliteDatabase>
+  readonly turns: ConnectionTurns
+}
+
 /** What both repositories tell their kernel: the adapter, its classify, this connection as `{ tx }`. */
 export const repositorySettings = (
   client: SqliteClient<string>,
   clock: Clock,
+  shared: SqliteStoreShared | undefined,
 ): InboxRepositorySettings<SqliteDatabase> => ({
   adapter: ADAPTER,
   clock,
   classify: classifySqliteError,
   transaction: client.joinable,
   sweepBatch: SQLITE_SWEEP_BATCH,
+  ambient: shared?.ambient,
 })

@@ -7,7 +7,7 @@ import {
   type InboxStatus,
   type StatusCountRows,
 } from '@txbox/core'
-import { repositorySettings, SqliteClient } from './client.js'
+import { repositorySettings, SqliteClient, type SqliteStoreShared } from './client.js'
 import { assertStorable } from './row-limit.js'
 import { type InboxRow, type StatusCountRow, statusCounts, toInboxEvent } from './rows.js'
 import { inboxSql } from './sql.js'
@@ -31,11 +31,17 @@ interface Lease {
 export class SqliteInboxRepository extends InboxRepositoryKernel<SqliteDatabase> {
   readonly #client: SqliteClient<Statements>
 
-  constructor(options: SqliteOptions) {
+  /** `shared` is internal: what `createSqliteStore` gives both of its repositories. */
+  constructor(options: SqliteOptions, shared?: SqliteStoreShared) {
     const { db, tables, clock } = resolveSqliteOptions(options)
-    const client = new SqliteClient(db, inboxSql(tables))
-    super(repositorySettings(client, clock))
+    const client = new SqliteClient(db, inboxSql(tables), shared?.turns)
+    super(repositorySettings(client, clock, shared))
     this.#client = client
+  }
+
+  /** Every primitive runs in the store's turn on the connection (see ConnectionTurns). */
+  protected override storage<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    return super.storage(operation, () => this.#client.exclusive(run))
   }
 
   /**

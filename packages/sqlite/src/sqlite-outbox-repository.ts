@@ -9,7 +9,7 @@ import {
   type StatusCountRows,
   ValidationError,
 } from '@txbox/core'
-import { repositorySettings, SqliteClient } from './client.js'
+import { repositorySettings, SqliteClient, type SqliteStoreShared } from './client.js'
 import { ADAPTER } from './errors.js'
 import { assertStorable } from './row-limit.js'
 import { type OutboxRow, type StatusCountRow, statusCounts, toOutboxEvent } from './rows.js'
@@ -27,11 +27,17 @@ type Statements = keyof ReturnType<typeof outboxSql>
 export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabase> {
   readonly #client: SqliteClient<Statements>
 
-  constructor(options: SqliteOptions) {
+  /** `shared` is internal: what `createSqliteStore` gives both of its repositories. */
+  constructor(options: SqliteOptions, shared?: SqliteStoreShared) {
     const { db, tables, clock, maxEventBytes } = resolveSqliteOptions(options)
-    const client = new SqliteClient(db, outboxSql(tables))
-    super({ ...repositorySettings(client, clock), maxEventBytes })
+    const client = new SqliteClient(db, outboxSql(tables), shared?.turns)
+    super({ ...repositorySettings(client, clock, shared), maxEventBytes })
     this.#client = client
+  }
+
+  /** Every primitive runs in the store's turn on the connection (see ConnectionTurns). */
+  protected override storage<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    return super.storage(operation, () => this.#client.exclusive(run))
   }
 
   #row(eventId: string): OutboxRow | undefined {
