@@ -37,6 +37,17 @@ export interface AuthSource {
   servers: readonly string[]
 }
 
+const readFile = (label: string, path: string): string => {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new ConfigurationError(
+      `${label} ${JSON.stringify(path)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      { cause: error },
+    )
+  }
+}
+
 const hasUserinfo = (server: string): boolean => /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(server)
 
 /**
@@ -90,7 +101,8 @@ export const natsAuthFrom = (source: AuthSource): NatsAuth => {
     Object.assign(auth, { method: 'nkey', nkeySeed: seed })
   }
   if (credsPath !== undefined) {
-    const creds = readSecretFile(source.label('nats-creds'), credsPath)
+    // As written: nats.js finds each block by the line break after its END line.
+    const creds = readFile(source.label('nats-creds'), credsPath)
     if (!creds.includes('BEGIN NATS USER JWT') || !creds.includes('BEGIN USER NKEY SEED'))
       fail(
         'nats-creds',
@@ -113,15 +125,7 @@ export const natsAuthFrom = (source: AuthSource): NatsAuth => {
     ['nats-tls-key', keyFile],
   ] as const) {
     if (path === undefined) continue
-    let pem = ''
-    try {
-      pem = readFileSync(path, 'utf8')
-    } catch (error) {
-      fail(
-        name,
-        `${JSON.stringify(path)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
-      )
-    }
+    const pem = readFile(source.label(name), path)
     if (!pem.includes('-----BEGIN ')) fail(name, `${JSON.stringify(path)} is not a PEM file`)
   }
   if (caFile !== undefined || certFile !== undefined) auth.tls = { caFile, certFile, keyFile }
