@@ -104,6 +104,20 @@ export {
   versionsThrough,
 } from './migrations.js'
 export {
+  buildMigrationScripts,
+  checkMigrationScriptOptions,
+  formatMigrationScript,
+  formatMigrationScripts,
+  MIGRATION_RANGE_OPTIONS,
+  type MigrationDirection,
+  type MigrationScript,
+  type MigrationScriptDialect,
+  type MigrationScriptFormat,
+  type MigrationScriptRange,
+  noMigrationScripts,
+  splitStatements,
+} from './migrations-scripts.js'
+export {
   assertEventFits,
   DEFAULT_MAX_EVENT_BYTES,
   natsMessageBytes,

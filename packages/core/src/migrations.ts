@@ -14,28 +14,61 @@ export interface Migration {
   readonly name: string
   /** The file's text: DDL, or JSON for a store without DDL. */
   readonly body: string
+  /**
+   * The text of `<NNNN>_<name>.down.<ext>` beside it, when there is one: what undoes this
+   * step, for users of their own migration tool. `migrate()` never runs it.
+   */
+  readonly down?: string
 }
 
-/** The one naming scheme of migration files: four digits, `_`, a snake_case name, `.sql` or `.json`. */
-export const MIGRATION_FILE_NAME = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.(sql|json)$/
+/**
+ * The one naming scheme of migration files: four digits, `_`, a snake_case name, `.down` for
+ * the step that undoes it, `.sql` or `.json`.
+ */
+export const MIGRATION_FILE_NAME = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)(\.down)?\.(sql|json)$/
 
 /**
  * Reads an adapter's migration folder (other files, such as a README, are ignored). Throws
- * when two files share a version or a version is missing: a gap means a file was lost.
+ * when two files share a version or a version is missing: a gap means a file was lost. A
+ * down file belongs to the up file of its version and name; one without it (a renamed or
+ * lost up file) throws too.
  */
 export const loadMigrations = (directory: URL): readonly Migration[] => {
   const folder = directory.href.endsWith('/') ? directory : new URL(`${directory.href}/`)
-  const migrations = readdirSync(folder, { withFileTypes: true })
+  const files = readdirSync(folder, { withFileTypes: true })
     .filter((entry) => entry.isFile() && MIGRATION_FILE_NAME.test(entry.name))
     .map(({ name: file }) => {
-      const [, version, name] = MIGRATION_FILE_NAME.exec(file) as RegExpExecArray
+      const [, version, name, down] = MIGRATION_FILE_NAME.exec(file) as RegExpExecArray
       return {
+        file,
         version: Number(version),
         name: name as string,
+        down: down !== undefined,
         body: readFileSync(new URL(file, folder), 'utf8'),
       }
     })
+  const downs = new Map<number, (typeof files)[number]>()
+  for (const file of files.filter((candidate) => candidate.down)) {
+    const other = downs.get(file.version)
+    if (other !== undefined)
+      throw new Error(
+        `migrations ${other.file} and ${file.file} in ${folder.pathname} both undo version ${file.version}`,
+      )
+    downs.set(file.version, file)
+  }
+  const migrations = files
+    .filter((file) => !file.down)
     .sort((a, b) => a.version - b.version)
+    .map(({ version, name, body }): Migration => {
+      const down = downs.get(version)
+      if (down === undefined) return { version, name, body }
+      downs.delete(version)
+      if (down.name !== name)
+        throw new Error(
+          `migration ${down.file} in ${folder.pathname} must be named after its up file: ${String(version).padStart(4, '0')}_${name}.down.<ext>`,
+        )
+      return { version, name, body, down: down.body }
+    })
   migrations.forEach((migration, index) => {
     if (migration.version !== index + 1) {
       throw new Error(
@@ -43,6 +76,9 @@ export const loadMigrations = (directory: URL): readonly Migration[] => {
       )
     }
   })
+  const orphan = [...downs.values()][0]
+  if (orphan !== undefined)
+    throw new Error(`migration ${orphan.file} in ${folder.pathname} undoes a version that has no up file`)
   return migrations
 }
 

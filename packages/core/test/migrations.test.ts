@@ -69,6 +69,30 @@ describe('migrations', () => {
     expect(() => loadMigrations(folderWith({ '0001_a.sql': '', '0001_b.json': '' }))).toThrow(/repeats/)
   })
 
+  it('pairs each down file with its up file, and keeps the 1..n rule for the ups alone', () => {
+    const folder = folderWith({
+      '0001_initial.sql': 'create',
+      '0001_initial.down.sql': 'drop',
+      '0002_inbox_id_only.sql': 'alter',
+    })
+    const [first, second] = loadMigrations(folder)
+    expect(first).toEqual({ version: 1, name: 'initial', body: 'create', down: 'drop' })
+    expect(second).toEqual({ version: 2, name: 'inbox_id_only', body: 'alter' })
+    expect(second !== undefined && 'down' in second).toBe(false)
+  })
+
+  it('refuses a down file without its up file, under another name, or twice', () => {
+    expect(() => loadMigrations(folderWith({ '0001_a.sql': '', '0002_b.down.sql': '' }))).toThrow(
+      /0002_b\.down\.sql .* undoes a version that has no up file/,
+    )
+    expect(() => loadMigrations(folderWith({ '0001_a.sql': '', '0001_b.down.sql': '' }))).toThrow(
+      /0001_b\.down\.sql .* must be named after its up file: 0001_a\.down\.<ext>/,
+    )
+    expect(() =>
+      loadMigrations(folderWith({ '0001_a.sql': '', '0001_a.down.sql': '', '0001_a.down.json': '' })),
+    ).toThrow(/both undo version 1/)
+  })
+
   it('reads a folder URL with or without its trailing slash, and ignores sub-folders', () => {
     const folder = folderWith({ '0001_a.json': '{}' })
     mkdirSync(new URL(`${folder.href}/0002_not_a_file.json/`), { recursive: true })

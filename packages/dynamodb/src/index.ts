@@ -18,6 +18,7 @@ export {
   DynamoDbMigrationHistory,
   dynamoDbMigrations,
   migrateDynamoDb,
+  migrationScripts,
   SCHEMA_VERSION,
   TTL_ATTRIBUTE,
   tableDefinition,

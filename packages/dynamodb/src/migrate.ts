@@ -18,6 +18,7 @@ import {
   loadMigrations,
   type Migration,
   type MigrationHistory,
+  noMigrationScripts,
   runStorageOperation,
   versionsThrough,
 } from '@txbox/core'
@@ -257,3 +258,14 @@ export const migrateDynamoDb = (
     )
     if (options.ttlDays !== undefined) await enableTtl(client, tableName)
   })
+
+/**
+ * There is no DDL to print for DynamoDB: always throws a `ValidationError` saying what
+ * `migrate()` creates. Kept beside the SQL adapters' `migrationScripts` so that
+ * `txbox-migrations print --store dynamodb` answers with that instead of a missing export.
+ */
+export const migrationScripts = (_options?: object): never =>
+  noMigrationScripts(
+    ADAPTER,
+    "migrate() creates the table (the CreateTable input of @txbox/dynamodb's migrations/0001_create_table.json, or tableDefinition(name), for CloudFormation, CDK or Terraform), turns on its TTL when ttlDays is set, and records the version in the item txbox#schema",
+  )

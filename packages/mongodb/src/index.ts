@@ -1,6 +1,6 @@
 export { connectMongoDb, type MongoDbConnection, type MongoDbConnectOptions } from './connect.js'
 export { classifyMongoDbError } from './errors.js'
-export { SCHEMA_VERSION } from './migrate.js'
+export { migrationScripts, SCHEMA_VERSION } from './migrate.js'
 export { MongoDbInboxRepository } from './mongodb-inbox-repository.js'
 export {
   DEFAULT_COLLECTION_PREFIX,

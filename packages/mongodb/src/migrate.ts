@@ -3,6 +3,7 @@ import {
   loadMigrations,
   type Migration,
   type MigrationHistory,
+  noMigrationScripts,
   runStorageOperation,
   versionsThrough,
 } from '@txbox/core'
@@ -130,3 +131,14 @@ export const migrateMongoDb = (client: MongoDbClient): Promise<number[]> =>
     const history = new MongoDbMigrationHistory(client.db, client.prefix, ferretdb)
     return applyMigrations(history, MIGRATIONS, client.clock)
   })
+
+/**
+ * There is no DDL to print for MongoDB: always throws a `ValidationError` saying what
+ * `migrate()` creates. Kept beside the SQL adapters' `migrationScripts` so that
+ * `txbox-migrations print --store mongodb` answers with that instead of a missing export.
+ */
+export const migrationScripts = (_options?: object): never =>
+  noMigrationScripts(
+    ADAPTER,
+    "migrate() creates the collections <prefix>outbox, <prefix>inbox, <prefix>locks and <prefix>meta with the indexes of @txbox/mongodb's migrations/*.json, and records the version in <prefix>meta",
+  )

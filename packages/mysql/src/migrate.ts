@@ -1,17 +1,24 @@
 import { createHash } from 'node:crypto'
 import {
   applyMigrations,
+  buildMigrationScripts,
   type Clock,
+  checkMigrationScriptOptions,
   loadMigrations,
   type Migration,
   type MigrationHistory,
+  type MigrationScript,
+  type MigrationScriptRange,
   renderMigration,
   runStorageOperation,
+  ValidationError,
+  Validator,
 } from '@txbox/core'
 import type { Pool, PoolConnection } from 'mysql2/promise'
 import { runWrite, selectRows } from './client.js'
-import { detectDialect } from './dialect.js'
+import { detectDialect, parseDialect } from './dialect.js'
 import { ADAPTER, classifyMySqlError, ER_CANT_DROP_FIELD_OR_KEY, errnoOf } from './errors.js'
+import { DEFAULT_TABLE_PREFIX } from './mysql-options.js'
 import { toDateTime } from './rows.js'
 import { schemaVersionSql, tableNames } from './sql.js'
 
@@ -122,15 +129,72 @@ export class MySqlMigrationHistory implements MigrationHistory {
   }
 
   async record(migration: Migration, appliedAt: Date): Promise<void> {
-    // The file's name without its extension, as every release before the shared mechanism
-    // recorded it (`0003_inbox_id_only`).
-    const name = `${String(migration.version).padStart(4, '0')}_${migration.name}`
     await runWrite(this.#locked().connection, this.#sql.record, [
       migration.version,
-      name,
+      recordedName(migration),
       toDateTime(appliedAt),
     ])
   }
+}
+
+/**
+ * The name a migration is recorded under: the file's name without its extension, as every
+ * release before the shared mechanism recorded it (`0003_inbox_id_only`).
+ */
+const recordedName = (migration: Migration): string =>
+  `${String(migration.version).padStart(4, '0')}_${migration.name}`
+
+/** Options of {@link migrationScripts}: the store's namespace, its server, and which migrations. */
+export interface MySqlMigrationScriptOptions extends MigrationScriptRange {
+  /** The store's `tablePrefix` (default `txbox_`). */
+  readonly tablePrefix?: string | undefined
+  /**
+   * What `SELECT VERSION()` answers on the server the DDL is for (`10.11.6-MariaDB`,
+   * `8.0.36`): MariaDB and MySQL name the binary NO PAD collation of id columns differently,
+   * and `migrate()` asks the server the same way.
+   */
+  readonly serverVersion: string
+}
+
+/**
+ * The shipped migrations as SQL for your own migration tool (Knex, Prisma Migrate, Flyway...),
+ * for the current database of the connection that runs them: the up scripts apply a version
+ * and record it in `<prefix>schema_version`, so a later `migrate()` applies nothing; the down
+ * scripts (newest first) undo them, version 1's down leaving no table or history of txbox
+ * behind. MySQL commits each DDL statement on its own: a script that fails halfway is not
+ * rolled back, and every statement but the `DROP INDEX` of version 3 can simply be run again.
+ */
+export const migrationScripts = (options: MySqlMigrationScriptOptions): MigrationScript[] => {
+  checkMigrationScriptOptions(ADAPTER, options, ['tablePrefix', 'serverVersion'])
+  const prefix = new Validator(ADAPTER).identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
+  if (typeof options.serverVersion !== 'string')
+    throw new ValidationError(
+      ADAPTER,
+      "serverVersion is required: what SELECT VERSION() answers on your server (e.g. '10.11.6-MariaDB' or '8.0.36'); it picks the collation of the id columns",
+    )
+  let idCollation: string
+  try {
+    ;({ idCollation } = parseDialect(options.serverVersion))
+  } catch (error) {
+    throw new ValidationError(ADAPTER, `serverVersion: ${(error as Error).message}`, { cause: error })
+  }
+  const history = tableNames(prefix).schemaVersion
+  const sql = schemaVersionSql(history)
+  return buildMigrationScripts(
+    mySqlMigrations(),
+    {
+      adapter: ADAPTER,
+      namespace: `table prefix "${prefix}" in the connection's database, ids collated ${idCollation}`,
+      values: { prefix, id_collation: idCollation },
+      createHistory: [sql.create],
+      // As `record` writes it; names are validated snake_case, safe to inline.
+      recordVersion: (migration) =>
+        `INSERT INTO \`${history}\` (version, name, applied_at) VALUES (${migration.version}, '${recordedName(migration)}', UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE version = version`,
+      forgetVersion: (migration) => `DELETE FROM \`${history}\` WHERE version = ${migration.version}`,
+      dropHistory: `DROP TABLE IF EXISTS \`${history}\``,
+    },
+    options,
+  )
 }
 
 /**

@@ -23,6 +23,19 @@ export interface PostgresConformanceOptions {
    * rewritten. Production code never sets it.
    */
   readonly rewriteStatement?: ((text: string) => string) | undefined
+  /**
+   * Creates each fixture's tables instead of the store's `migrate()` (the default): for a
+   * test that builds the schema another way, such as the DDL `migrationScripts` prints. The
+   * schema does not exist yet when it runs.
+   */
+  readonly applySchema?: ((namespace: PostgresNamespace) => Promise<void>) | undefined
+}
+
+/** Where a fixture's tables go: `pool`, `schema` (fresh per fixture), `tablePrefix`. */
+export interface PostgresNamespace {
+  readonly pool: pg.Pool
+  readonly schema: string
+  readonly tablePrefix: string
 }
 
 /**
@@ -59,7 +72,7 @@ const rewritingPool = (pool: pg.Pool, rewrite: (text: string) => string): pg.Poo
 export const createConformanceTarget = (
   options: PostgresConformanceOptions = {},
 ): ConformanceTarget<PoolClient> => {
-  const { rewriteStatement } = options
+  const { rewriteStatement, applySchema } = options
   const storePool = (pool: pg.Pool): pg.Pool =>
     rewriteStatement === undefined ? pool : rewritingPool(pool, rewriteStatement)
   let connection: PostgresConnection | undefined
@@ -88,7 +101,8 @@ export const createConformanceTarget = (
       // Registered before migrate(): a migration that fails halfway leaves no schema behind.
       onDispose?.(dropSchema)
       const store = createPostgresStore({ pool: storePool(db), schema, clock })
-      await store.migrate()
+      if (applySchema === undefined) await store.migrate()
+      else await applySchema({ pool: db, schema, tablePrefix: 'txbox_' })
       const outboxTable = `"${schema}"."txbox_outbox"`
       const inboxTable = `"${schema}"."txbox_inbox"`
       const oracle: Oracle = {

@@ -1,7 +1,12 @@
 export type { PostgresTransaction } from './client.js'
 export { connectPostgres, type PostgresConnection, type PostgresConnectOptions } from './connect.js'
 export { classifyPostgresError, SQLSTATE, sqlState } from './errors.js'
-export { migratePostgres, migrationsDirectory } from './migrate.js'
+export {
+  migratePostgres,
+  migrationScripts,
+  migrationsDirectory,
+  type PostgresMigrationScriptOptions,
+} from './migrate.js'
 export { PostgresInboxRepository } from './postgres-inbox-repository.js'
 export {
   DEFAULT_SCHEMA,

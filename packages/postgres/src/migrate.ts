@@ -1,15 +1,25 @@
 import {
   applyMigrations,
+  buildMigrationScripts,
+  checkMigrationScriptOptions,
   loadMigrations,
   type Migration,
   type MigrationHistory,
+  type MigrationScript,
+  type MigrationScriptDialect,
+  type MigrationScriptRange,
   renderMigration,
   runStorageOperation,
 } from '@txbox/core'
 import type { ClientBase, Pool } from 'pg'
 import { withTransaction } from './client.js'
 import { ADAPTER, classifyPostgresError } from './errors.js'
-import { type PostgresStoreOptions, resolveOptions } from './postgres-options.js'
+import {
+  DEFAULT_SCHEMA,
+  type PostgresStoreOptions,
+  resolveNamespace,
+  resolveOptions,
+} from './postgres-options.js'
 import { qualified } from './sql.js'
 
 /**
@@ -37,6 +47,12 @@ export const migrationSql = (schema: string, prefix: string) => {
       )`,
     appliedVersions: `SELECT version FROM ${versions}`,
     recordVersion: `INSERT INTO ${versions} (version, name, applied_at) VALUES ($1, $2, $3)`,
+    // The same history written by a migration tool instead of migrate(): no parameters, and
+    // a file applied twice records once. Names are validated snake_case, safe to inline.
+    recordVersionLiteral: (migration: Migration) =>
+      `INSERT INTO ${versions} (version, name, applied_at) VALUES (${migration.version}, '${migration.name}', now()) ON CONFLICT (version) DO NOTHING`,
+    forgetVersion: (migration: Migration) => `DELETE FROM ${versions} WHERE version = ${migration.version}`,
+    dropVersionTable: `DROP TABLE IF EXISTS ${versions}`,
   }
 }
 
@@ -51,6 +67,40 @@ export const postgresMigrations = (): readonly Migration[] => {
 /** Fills a migration's placeholders with the validated schema and prefix. */
 export const renderPostgresMigration = (migration: Migration, schema: string, prefix: string): string =>
   renderMigration(migration.body, { schema, prefix })
+
+/** Options of {@link migrationScripts}: the store's namespace and which migrations. */
+export interface PostgresMigrationScriptOptions extends MigrationScriptRange {
+  /** The store's `schema` (default `public`). */
+  readonly schema?: string | undefined
+  /** The store's `tablePrefix` (default `txbox_`). */
+  readonly tablePrefix?: string | undefined
+}
+
+/**
+ * The shipped migrations as SQL for your own migration tool (Knex, Prisma Migrate, Flyway...):
+ * the up scripts apply a version and record it in `<prefix>schema_version`, so a later
+ * `migrate()` applies nothing; the down scripts (newest first) undo them, version 1's down
+ * leaving no table, index or history of txbox in the namespace. Outside `public`, each up
+ * script creates the schema when it is missing; no down script drops it.
+ */
+export const migrationScripts = (options: PostgresMigrationScriptOptions = {}): MigrationScript[] => {
+  checkMigrationScriptOptions(ADAPTER, options, ['schema', 'tablePrefix'])
+  const { schema, tablePrefix } = resolveNamespace(options)
+  const sql = migrationSql(schema, tablePrefix)
+  const dialect: MigrationScriptDialect = {
+    adapter: ADAPTER,
+    namespace: `schema "${schema}", table prefix "${tablePrefix}"`,
+    values: { schema, prefix: tablePrefix },
+    createHistory: [
+      ...(schema === DEFAULT_SCHEMA ? [] : [sql.createSchema]),
+      sql.createVersionTable.trim().replace(/\n {6}/g, '\n'),
+    ],
+    recordVersion: sql.recordVersionLiteral,
+    forgetVersion: sql.forgetVersion,
+    dropHistory: sql.dropVersionTable,
+  }
+  return buildMigrationScripts(postgresMigrations(), dialect, options)
+}
 
 /**
  * The history on one client inside its transaction: the whole run (every file and its

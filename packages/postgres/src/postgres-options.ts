@@ -74,12 +74,14 @@ export const defaultChannel = (schema: string, tablePrefix: string): string => {
   return `txbox_outbox_${digest}`
 }
 
-/** Validates the store options (identifiers before any SQL is built from them). */
-export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresOptions => {
-  if (typeof options !== 'object' || options === null) {
-    throw new ValidationError(ADAPTER, 'options must be an object with a pg Pool as `pool`')
-  }
-  if (!isPool(options.pool)) throw new ValidationError(ADAPTER, 'options.pool must be a pg Pool')
+/**
+ * Validates the schema and table prefix alone, with their defaults: the store's options, and
+ * `migrationScripts`, which prints DDL for a namespace without a pool.
+ */
+export const resolveNamespace = (options: {
+  readonly schema?: unknown
+  readonly tablePrefix?: unknown
+}): { readonly schema: string; readonly tablePrefix: string } => {
   const schema = validate.identifier(options.schema ?? DEFAULT_SCHEMA, 'schema')
   // The longest derived name is `<prefix>outbox_claimable_idx`; keep it within 63 bytes so
   // PostgreSQL never silently truncates two names into one.
@@ -91,6 +93,16 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
         `"${LONGEST_SUFFIX}" fits PostgreSQL's 63-byte names; got ${tablePrefix.length}`,
     )
   }
+  return { schema, tablePrefix }
+}
+
+/** Validates the store options (identifiers before any SQL is built from them). */
+export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresOptions => {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError(ADAPTER, 'options must be an object with a pg Pool as `pool`')
+  }
+  if (!isPool(options.pool)) throw new ValidationError(ADAPTER, 'options.pool must be a pg Pool')
+  const { schema, tablePrefix } = resolveNamespace(options)
   if (options.clock !== undefined && typeof options.clock !== 'function') {
     throw new ValidationError(ADAPTER, 'options.clock must be a function returning a Date')
   }

@@ -9,7 +9,7 @@ export {
   outboxKeys,
   schemaKey,
 } from './keys.js'
-export { migrateRedis, SCHEMA_VERSION } from './migrate.js'
+export { migrateRedis, migrationScripts, SCHEMA_VERSION } from './migrate.js'
 export { RedisInboxRepository } from './redis-inbox-repository.js'
 export type { RedisStoreOptions } from './redis-options.js'
 export { RedisOutboxRepository } from './redis-outbox-repository.js'

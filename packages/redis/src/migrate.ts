@@ -4,6 +4,7 @@ import {
   loadMigrations,
   type Migration,
   type MigrationHistory,
+  noMigrationScripts,
   runStorageOperation,
   versionsThrough,
 } from '@txbox/core'
@@ -82,3 +83,14 @@ export const migrateRedis = async (redis: RedisClient, keyPrefix: string, clock:
     applyMigrations(new RedisMigrationHistory(redis, keyPrefix), REDIS_MIGRATIONS, clock),
   )
 }
+
+/**
+ * There is no DDL to print for Redis: always throws a `ValidationError` saying what
+ * `migrate()` does. Kept beside the SQL adapters' `migrationScripts` so that
+ * `txbox-migrations print --store redis` answers with that instead of a missing export.
+ */
+export const migrationScripts = (_options?: object): never =>
+  noMigrationScripts(
+    ADAPTER,
+    'Redis has no schema: keys appear as events are written, and migrate() only records the key layout version in txbox:{<keyPrefix>}:schema',
+  )

@@ -75,6 +75,17 @@ export interface SqliteConformanceOptions {
    * first (the oracle's statements are not). Production code never sets it.
    */
   readonly rewriteStatement?: ((text: string) => string) | undefined
+  /**
+   * Creates each fixture's tables instead of the store's `migrate()` (the default): for a
+   * test that builds the schema another way, such as the DDL `migrationScripts` prints.
+   */
+  readonly applySchema?: ((namespace: SqliteNamespace) => Promise<void> | void) | undefined
+}
+
+/** Where a fixture's tables go: the connection `db` (the shared file) and a fresh `tablePrefix`. */
+export interface SqliteNamespace {
+  readonly db: SqliteDatabase
+  readonly tablePrefix: string
 }
 
 /** A view of `db` whose `prepare` compiles `rewrite(text)`; everything else is the connection itself. */
@@ -98,7 +109,7 @@ const rewritingDatabase = (db: SqliteDatabase, rewrite: (text: string) => string
 export const createConformanceTarget = (
   options: SqliteConformanceOptions = {},
 ): ConformanceTarget<SqliteDatabase> => {
-  const { rewriteStatement } = options
+  const { rewriteStatement, applySchema } = options
   // The store's own view of a connection; the same object is its transaction handle.
   const storeView = (db: SqliteDatabase): SqliteDatabase =>
     rewriteStatement === undefined ? db : rewritingDatabase(db, rewriteStatement)
@@ -138,7 +149,8 @@ export const createConformanceTarget = (
       const reader = connect()
       const tablePrefix = `t_${uniqueSuffix()}_`
       const store = createSqliteStore({ db, tablePrefix, clock })
-      await store.migrate()
+      if (applySchema === undefined) await store.migrate()
+      else await applySchema({ db: connection, tablePrefix })
       const outboxTable = `${tablePrefix}outbox`
       const inboxTable = `${tablePrefix}inbox`
 

@@ -1,5 +1,6 @@
 export { connectSqlite, type SqliteConnection, type SqliteConnectOptions } from './connect.js'
 export { classifySqliteError, sqliteErrorCode } from './errors.js'
+export { migrationScripts, type SqliteMigrationScriptOptions } from './migrate.js'
 export { SqliteInboxRepository } from './sqlite-inbox-repository.js'
 export { DEFAULT_TABLE_PREFIX, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 export { SqliteOutboxRepository } from './sqlite-outbox-repository.js'

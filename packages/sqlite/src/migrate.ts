@@ -1,15 +1,20 @@
 import {
   applyMigrationsSync,
+  buildMigrationScripts,
   type Clock,
+  checkMigrationScriptOptions,
   loadMigrations,
   type Migration,
+  type MigrationScript,
+  type MigrationScriptRange,
   renderMigration,
   runStorageOperation,
   type SyncMigrationHistory,
+  Validator,
 } from '@txbox/core'
 import { ADAPTER, classifySqliteMigrationError } from './errors.js'
-import { historySql, type Tables } from './sql.js'
-import type { SqliteDatabase } from './sqlite-options.js'
+import { historySql, type Tables, tablesFor } from './sql.js'
+import { DEFAULT_TABLE_PREFIX, type SqliteDatabase } from './sqlite-options.js'
 
 let shipped: readonly Migration[] | undefined
 
@@ -80,5 +85,43 @@ class SqliteMigrationHistory implements SyncMigrationHistory {
 export const migrateSqlite = async (db: SqliteDatabase, tables: Tables, clock: Clock): Promise<void> => {
   await runStorageOperation(ADAPTER, 'migrate', classifySqliteMigrationError, async () =>
     applyMigrationsSync(new SqliteMigrationHistory(db, tables), sqliteMigrations(), clock),
+  )
+}
+
+/** Options of {@link migrationScripts}: the store's table prefix and which migrations. */
+export interface SqliteMigrationScriptOptions extends MigrationScriptRange {
+  /** The store's `tablePrefix` (default `txbox_`). */
+  readonly tablePrefix?: string | undefined
+}
+
+/**
+ * The shipped migrations as SQL for your own migration tool (Knex, Drizzle Kit, Flyway...):
+ * the up scripts apply a version and record it in `<prefix>schema_version`, so a later
+ * `migrate()` applies nothing; the down scripts (newest first) undo them, version 1's down
+ * leaving no table, index or history of txbox in the database. `migrate()` also switches a
+ * file database to WAL, which a script cannot do inside a transaction: run
+ * `PRAGMA journal_mode = WAL` once yourself.
+ */
+export const migrationScripts = (options: SqliteMigrationScriptOptions = {}): MigrationScript[] => {
+  checkMigrationScriptOptions(ADAPTER, options, ['tablePrefix'])
+  const tables = tablesFor(
+    new Validator(ADAPTER).identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix'),
+  )
+  const sql = historySql(tables)
+  return buildMigrationScripts(
+    sqliteMigrations(),
+    {
+      adapter: ADAPTER,
+      namespace: `table prefix "${tables.prefix}"`,
+      values: { prefix: tables.prefix },
+      createHistory: [sql.createVersionTable],
+      // As `record` writes it (epoch milliseconds); julianday works on every SQLite, unlike unixepoch('subsec').
+      recordVersion: (migration) =>
+        `INSERT INTO ${tables.schemaVersion} (version, applied_at) VALUES (${migration.version}, CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)) ON CONFLICT (version) DO NOTHING`,
+      forgetVersion: (migration) =>
+        `DELETE FROM ${tables.schemaVersion} WHERE version = ${migration.version}`,
+      dropHistory: `DROP TABLE IF EXISTS ${tables.schemaVersion}`,
+    },
+    options,
   )
 }

@@ -28,20 +28,27 @@ const names = (db: Database.Database, type: 'table' | 'index'): string[] =>
 describe('the migration files', () => {
   it('are every file of migrations/, numbered 1..n, each naming only the prefix it is given', () => {
     const files = readdirSync(new URL('../migrations/', import.meta.url)).sort()
-    expect(files).toEqual(['0001_init.sql', '0002_inbox_id_only.sql'])
+    expect(files).toEqual([
+      '0001_init.down.sql',
+      '0001_init.sql',
+      '0002_inbox_id_only.down.sql',
+      '0002_inbox_id_only.sql',
+    ])
     expect(sqliteMigrations().map(({ version, name }) => [version, name])).toEqual([
       [1, 'init'],
       [2, 'inbox_id_only'],
     ])
-    for (const { version } of sqliteMigrations()) {
-      const ddl = rendered(version, 'other_')
-      expect(ddl).not.toContain('{{')
-      const statements = ddl
-        .split('\n')
-        .filter((line) => !line.startsWith('--'))
-        .join('\n')
-      expect(statements).toContain('other_')
-      expect(statements).not.toMatch(/txbox_/)
+    for (const { body, down } of sqliteMigrations()) {
+      for (const text of [body, down ?? '']) {
+        const ddl = renderMigration(text, { prefix: 'other_' })
+        expect(ddl).not.toContain('{{')
+        const statements = ddl
+          .split('\n')
+          .filter((line) => !line.startsWith('--'))
+          .join('\n')
+        expect(statements).toContain('other_')
+        expect(statements).not.toMatch(/txbox_/)
+      }
     }
   })
 
