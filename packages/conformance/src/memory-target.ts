@@ -28,6 +28,7 @@ export const createMemoryTarget = (): ConformanceTarget<MemoryTransaction> => ({
           throw error
         }
       },
+      storeTransaction: store.transaction,
       oracle: {
         outbox: async (eventId) => store.outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
         inbox: async (eventId) => store.inbox.snapshot().find((event) => event.eventId === eventId) ?? null,

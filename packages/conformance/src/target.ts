@@ -5,6 +5,8 @@ import type {
   InboxRepository,
   OutboxEvent,
   OutboxRepository,
+  TransactionFunction,
+  TransactionOptions,
 } from '@txbox/core'
 
 /** A database server a target needs; embedded stores (SQLite, memory) need none. */
@@ -82,6 +84,13 @@ export interface ConformanceFixture<Tx = unknown> {
    * rethrows. Stores whose capability is `transactions: 'none'` may throw.
    */
   transaction<T>(fn: (tx: Tx) => Promise<T>, options?: { rollback?: boolean }): Promise<T>
+  /**
+   * Optional: the store's own `store.transaction`, when it has one. The
+   * `outbox.tx.store-transaction-joins` case checks that the writes made inside it without
+   * `{ tx }` join it; a target without it gets that case skipped, so its `transactions` area
+   * is not certified.
+   */
+  storeTransaction?<T>(fn: TransactionFunction<Tx, T>, options?: TransactionOptions): Promise<T>
   readonly oracle: Oracle
   /**
    * Opens a second store instance on this fixture's namespace (already migrated) over its

@@ -1,4 +1,5 @@
 import {
+  AmbientTransactions,
   addMs,
   type ClaimOptions,
   type ClaimRequest,
@@ -15,6 +16,7 @@ import {
   MemoryInboxRepository,
   MemoryOutboxRepository,
   type MemoryTransaction,
+  memoryTransactionDriver,
   type OutboxCounts,
   type OutboxEvent,
   PayloadTooLargeError,
@@ -31,7 +33,21 @@ import { createMemoryTarget } from '../src/memory-target.js'
  * implementations. They prove the suite can fail: each must fail exactly its named cases.
  */
 
-type OutboxClass = new (options: { clock?: () => Date }) => MemoryOutboxRepository
+/** What the broken repositories are built with: the fixture's clock and its `store.transaction`. */
+interface RepositoryOptions {
+  clock?: () => Date
+  ambient?: AmbientTransactions<MemoryTransaction>
+}
+
+type OutboxClass = new (options: RepositoryOptions) => MemoryOutboxRepository
+type InboxClass = new (options: RepositoryOptions) => MemoryInboxRepository
+
+/**
+ * A `store.transaction` for repositories built outside the memory store: they join it as the
+ * store's own do, so only a case about their own defect can fail.
+ */
+const memoryAmbient = (): AmbientTransactions<MemoryTransaction> =>
+  new AmbientTransactions({ adapter: 'memory', driver: memoryTransactionDriver })
 
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve))
 
@@ -479,12 +495,14 @@ const instanceLockedTarget = (): ConformanceTarget<MemoryTransaction> => {
     name: 'instance-locked-claims',
     async create(options) {
       const fixture = await base.create(options)
-      const outbox = new InstanceLockedClaimOutbox({ clock: options.clock })
-      const inbox = new InstanceLockedClaimInbox({ clock: options.clock })
+      const ambient = memoryAmbient()
+      const outbox = new InstanceLockedClaimOutbox({ clock: options.clock, ambient })
+      const inbox = new InstanceLockedClaimInbox({ clock: options.clock, ambient })
       return {
         ...fixture,
         outbox,
         inbox,
+        storeTransaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
         oracle: snapshotOracle(outbox, inbox),
         async peer() {
           const lock = new InstanceLock()
@@ -720,7 +738,7 @@ class ForgetfulGetInbox extends MemoryInboxRepository {
 const brokenPairTarget = (
   name: string,
   Outbox: OutboxClass,
-  Inbox: new (options: { clock?: () => Date }) => MemoryInboxRepository,
+  Inbox: InboxClass,
 ): ConformanceTarget<MemoryTransaction> => {
   const base = createMemoryTarget()
   return {
@@ -728,12 +746,14 @@ const brokenPairTarget = (
     name,
     async create(options) {
       const fixture = await base.create(options)
-      const outbox = new Outbox({ clock: options.clock })
-      const inbox = new Inbox({ clock: options.clock })
+      const ambient = memoryAmbient()
+      const outbox = new Outbox({ clock: options.clock, ambient })
+      const inbox = new Inbox({ clock: options.clock, ambient })
       return {
         ...fixture,
         outbox,
         inbox,
+        storeTransaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
         oracle: snapshotOracle(outbox, inbox),
       }
     },
@@ -741,10 +761,8 @@ const brokenPairTarget = (
 }
 
 /** The memory target with its inbox replaced by a broken one. */
-const brokenInboxTarget = (
-  name: string,
-  Inbox: new (options: { clock?: () => Date }) => MemoryInboxRepository,
-): ConformanceTarget<MemoryTransaction> => brokenPairTarget(name, MemoryOutboxRepository, Inbox)
+const brokenInboxTarget = (name: string, Inbox: InboxClass): ConformanceTarget<MemoryTransaction> =>
+  brokenPairTarget(name, MemoryOutboxRepository, Inbox)
 
 /**
  * The validation before NATS-safe ids: any well-formed id and any whitespace-free subject
@@ -977,6 +995,31 @@ class UncommittedReadingClaimOutbox extends MemoryOutboxRepository {
 }
 
 /**
+ * A store whose repositories ignore the ambient transaction: inside `store.transaction`, a
+ * write without `{ tx }` applies at once, so a rollback leaves it stored.
+ */
+const ambientIgnoredTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name: 'ambient-ignored',
+    async create(options) {
+      const fixture = await base.create(options)
+      const ambient = memoryAmbient()
+      const outbox = new MemoryOutboxRepository({ clock: options.clock })
+      const inbox = new MemoryInboxRepository({ clock: options.clock })
+      return {
+        ...fixture,
+        outbox,
+        inbox,
+        storeTransaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
+        oracle: snapshotOracle(outbox, inbox),
+      }
+    },
+  }
+}
+
+/**
  * A store that lets its driver's errors through unwrapped: once its peer's connection is
  * broken, every call rejects with the driver's bare `Error`, not a StorageError around it.
  */
@@ -1057,7 +1100,12 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('payload-only-size', PayloadOnlySizeOutbox),
-    mustFail: ['outbox.payload.too-large'],
+    // Its own enqueue takes `options.tx` only, so inside store.transaction it ignores the ambient one too.
+    mustFail: ['outbox.tx.store-transaction-joins', 'outbox.payload.too-large'],
+  },
+  {
+    target: ambientIgnoredTarget(),
+    mustFail: ['outbox.tx.store-transaction-joins'],
   },
   {
     target: brokenInboxTarget('stream-position-merging-inbox', StreamPositionMergingInbox),

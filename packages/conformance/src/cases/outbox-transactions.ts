@@ -1,6 +1,10 @@
-import { expectEqual, expectIds, expectSame, storedOutbox } from '../assertions.js'
-import { defineCase, requiresTransactions } from '../case.js'
-import { outboxEvent } from '../events.js'
+import { expectEqual, expectIds, expectSame, storedInbox, storedOutbox } from '../assertions.js'
+import { defineCase, requiresTransactions, skipCase } from '../case.js'
+import { inboxEvent, outboxEvent } from '../events.js'
+
+/** Why `outbox.tx.store-transaction-joins` is skipped on a fixture without `storeTransaction`. */
+export const NO_STORE_TRANSACTION_REASON =
+  'the target offers no storeTransaction (the store has no store.transaction)'
 
 export const outboxTransactionCases = [
   defineCase({
@@ -60,6 +64,62 @@ export const outboxTransactionCases = [
       )
       const fresh = await store.outbox.findOrCreate(outboxEvent('ghost-1', { payload: 'real' }))
       expectSame(fresh.payload, 'real', 'the id is free again after the rollback')
+    },
+  }),
+  defineCase({
+    id: 'outbox.tx.store-transaction-joins',
+    title:
+      'inside store.transaction, findOrCreate, findOrCreateMany and inbox.markAsProcessed without { tx } join it, nested calls too: stored on commit, gone when the function throws',
+    skipReason: requiresTransactions,
+    async run({ store }) {
+      if (store.storeTransaction === undefined) return skipCase(NO_STORE_TRANSACTION_REASON)
+      const storeTransaction = store.storeTransaction.bind(store)
+      await store.inbox.findOrCreate(inboxEvent('ambient-in'))
+      let thrown: unknown
+      try {
+        await storeTransaction(async () => {
+          await store.outbox.findOrCreate(outboxEvent('ambient-gone-1'))
+          await storeTransaction(async () => {
+            await store.outbox.findOrCreateMany([outboxEvent('ambient-gone-2')])
+          })
+          await store.inbox.markAsProcessed('ambient-in')
+          throw new Error('business rule failed')
+        })
+      } catch (error) {
+        thrown = error
+      }
+      expectSame(
+        (thrown as Error | undefined)?.message,
+        'business rule failed',
+        "the function's own error reaches the caller",
+      )
+      for (const id of ['ambient-gone-1', 'ambient-gone-2'])
+        expectSame(await store.oracle.outbox(id), null, `oracle: ${id}, written without { tx }, rolled back`)
+      expectSame(await store.oracle.outboxCount(), 0, 'oracle: no outbox rows after the rollback')
+      expectSame(
+        (await storedInbox(store, 'ambient-in')).status,
+        'processing',
+        'oracle: the processed mark made without { tx } rolled back',
+      )
+
+      const answer = await storeTransaction(async (_tx, { attempt }) => {
+        expectSame(attempt, 1, 'the first run is attempt 1')
+        await store.outbox.findOrCreate(outboxEvent('ambient-1'))
+        await storeTransaction(async () => {
+          await store.outbox.findOrCreateMany([outboxEvent('ambient-2'), outboxEvent('ambient-3')])
+        })
+        await store.inbox.markAsProcessed('ambient-in')
+        return 'committed'
+      })
+      expectSame(answer, 'committed', "store.transaction answers the function's result")
+      for (const id of ['ambient-1', 'ambient-2', 'ambient-3'])
+        expectSame((await storedOutbox(store, id)).status, 'pending', `oracle: ${id} stored at commit`)
+      expectSame(await store.oracle.outboxCount(), 3, 'oracle: three outbox rows')
+      expectSame(
+        (await storedInbox(store, 'ambient-in')).status,
+        'processed',
+        'oracle: the processed mark committed with the enqueues',
+      )
     },
   }),
 ]
