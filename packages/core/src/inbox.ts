@@ -68,8 +68,9 @@ export interface InboxRepository<Tx = never> {
   findOrCreate(params: InboxParams): Promise<InboxEvent>
 
   /**
-   * Sets status `processed`, `processedAt` = now. With `tx`, commits or rolls back with the
-   * caller's handler writes. Unknown id: `EventNotFoundError`.
+   * Sets status `processed`, `processedAt` = now. With `tx` (or, without it, inside
+   * `store.transaction`), commits or rolls back with the caller's handler writes. Unknown
+   * id: `EventNotFoundError`.
    */
   markAsProcessed(eventId: string, options?: { tx?: Tx | undefined }): Promise<void>
 

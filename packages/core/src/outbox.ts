@@ -52,8 +52,8 @@ export interface EnqueueParams {
 export interface WriteOptions<Tx> {
   /**
    * The database's own transaction handle. The write commits or rolls back with the
-   * caller's transaction; rolling back MUST leave no trace of the event. Without it the
-   * write is autocommitted.
+   * caller's transaction; rolling back MUST leave no trace of the event. Without it, inside
+   * `store.transaction` the write joins that transaction; elsewhere it is autocommitted.
    */
   tx?: Tx | undefined
 }
