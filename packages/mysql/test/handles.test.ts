@@ -1,0 +1,125 @@
+import { randomBytes } from 'node:crypto'
+import { ValidationError } from '@txbox/core'
+import type { Pool, PoolConnection } from 'mysql2/promise'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { MySqlStore, MySqlTransaction } from '../src/index.js'
+import { freshStore, MYSQL_URL, makePool, SKIP, SKIP_REASON } from './helpers.js'
+
+const event = (eventId: string) => ({ eventId, subject: 's', payload: 'p' })
+
+describe.skipIf(SKIP)(`{ tx } as a mysql2 connection${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () => {
+  let pool: Pool
+  let store: MySqlStore
+  let drop: () => Promise<void>
+
+  beforeAll(async () => {
+    pool = makePool({ connectionLimit: 4 })
+    ;({ store, drop } = await freshStore(pool))
+  })
+  afterAll(async () => {
+    await drop()
+    await pool.end()
+  })
+
+  /** Runs an enqueue and a processed mark through `tx`; both must be refused and write nothing. */
+  const refused = async (tx: unknown, message: RegExp) => {
+    await store.inbox.claim(event('in-refused'), { leaseMs: 60_000, workerId: 'w' })
+    const id = `e-${randomBytes(4).toString('hex')}`
+    const error = await store.outbox
+      .findOrCreate(event(id), { tx: tx as MySqlTransaction })
+      .catch((caught: unknown) => caught)
+    expect(error).toBeInstanceOf(ValidationError)
+    expect((error as Error).message).toMatch(/^\[txbox\] \[mysql\] /)
+    expect((error as Error).message).toMatch(message)
+    expect(await store.outbox.get(id)).toBeNull()
+    await expect(
+      store.inbox.markAsProcessed('in-refused', { tx: tx as MySqlTransaction }),
+    ).rejects.toBeInstanceOf(ValidationError)
+    expect((await store.inbox.get('in-refused'))?.status).toBe('processing')
+  }
+
+  const withConnection = async (run: (connection: PoolConnection) => Promise<void>) => {
+    const connection = await pool.getConnection()
+    try {
+      await run(connection)
+    } finally {
+      await connection.rollback()
+      connection.release()
+    }
+  }
+
+  it('refuses the Pool itself (its statements would autocommit)', async () => {
+    await refused(pool, /tx is the mysql2 Pool itself/)
+  })
+
+  it('refuses a connection that never began a transaction, before writing', async () => {
+    await withConnection((connection) =>
+      refused(connection, /tx \(the mysql2 connection \(thread \d+\)\) is not inside a transaction/),
+    )
+  })
+
+  it('refuses a connection whose transaction already committed or rolled back', async () => {
+    await withConnection(async (connection) => {
+      await connection.beginTransaction()
+      await connection.commit()
+      await refused(connection, /is not inside a transaction/)
+      await connection.beginTransaction()
+      await connection.rollback()
+      await refused(connection, /is not inside a transaction/)
+    })
+  })
+
+  it("refuses store.transaction's connection kept past the end of fn", async () => {
+    let kept: PoolConnection | undefined
+    await store.transaction(async (connection) => {
+      kept = connection
+    })
+    // Back in the pool, idle: a write through it would autocommit.
+    await refused(kept, /is not inside a transaction/)
+  })
+
+  it("refuses other libraries' objects, naming them and what to pass instead", async () => {
+    const knexLike = Object.assign(() => undefined, {
+      isTransaction: true,
+      isCompleted: () => false,
+      client: {},
+    })
+    await refused(knexLike, /tx is a Knex transaction, not a mysql2 connection: wrap it: .*knexTransaction/)
+    await refused({ getTransactionStatus: () => 'T', query: () => undefined }, /tx is a PostgreSQL client/)
+    await refused({ queryRunner: {}, getRepository: () => undefined }, /typeormTransaction\(manager\)/)
+    await refused('connection', /tx must be a mysql2\/promise connection .*; got string connection/)
+    await refused(new Map(), /got a Map/)
+  })
+
+  it('refuses a connection to another database, naming both', async () => {
+    const database = `txbox_other_${randomBytes(4).toString('hex')}`
+    await pool.query(`CREATE DATABASE \`${database}\``)
+    const url = new URL(MYSQL_URL as string)
+    url.pathname = `/${database}`
+    const other = makePool({ uri: url.toString(), connectionLimit: 1 })
+    try {
+      const connection = await other.getConnection()
+      await connection.beginTransaction()
+      await refused(connection, new RegExp(`database ${database}, but the store writes to .*database `))
+      await connection.rollback()
+      connection.release()
+    } finally {
+      await other.end()
+      await pool.query(`DROP DATABASE \`${database}\``)
+    }
+  })
+
+  it("takes a connection of the store's pool in a transaction, and the callback API's connection too", async () => {
+    await withConnection(async (connection) => {
+      await connection.beginTransaction()
+      await store.outbox.findOrCreate(event('e-promise'), { tx: connection })
+      // mysql2's callback connection under the same session.
+      await store.outbox.findOrCreate(event('e-callback'), {
+        tx: connection.connection as unknown as MySqlTransaction,
+      })
+      await connection.commit()
+    })
+    expect((await store.outbox.get('e-promise'))?.status).toBe('pending')
+    expect((await store.outbox.get('e-callback'))?.status).toBe('pending')
+  })
+})
