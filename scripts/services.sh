@@ -8,7 +8,7 @@
 #   scripts/services.sh status [names...]   one line per server; non-zero if any is down
 #   scripts/services.sh env    [--export]   TXBOX_*_URL lines for the tests
 #
-# Names: postgres mariadb redis nats mongodb dynamodb (aliases: pg, postgresql,
+# Names: postgres mariadb mysql8 redis nats mongodb dynamodb (aliases: pg, postgresql,
 # mysql, ferretdb, mongo, dynamo, ddb), and redis-cluster (three processes).
 # Default: all.
 #
@@ -49,10 +49,10 @@ HUNG_GRACE=${TXBOX_SERVICES_HUNG_GRACE:-15}   # a running server silent this lon
 HOST=127.0.0.1
 
 # In start, status and stop order.
-ALL_SERVICES=(postgres mariadb redis nats mongodb dynamodb)
+ALL_SERVICES=(postgres mariadb mysql8 redis nats mongodb dynamodb)
 ALL_CLUSTERS=(redis-cluster)
 # The order `env` has always printed the URLs in.
-ENV_ORDER=(postgres mariadb mongodb redis dynamodb nats)
+ENV_ORDER=(postgres mariadb mongodb redis dynamodb nats mysql8)
 
 # shellcheck source=services/lib.sh
 . "$ROOT_DIR/scripts/services/lib.sh"

@@ -23,8 +23,9 @@
 #   txbox-local/node:20                Debian + this machine's Node.js 20 binary (and npm): the
 #                                      base image for Dockerfiles of our own (the relay's)
 #
-# Each image carries a label txbox.recipe, a hash of what it is built from (this script, the
-# Dockerfile it writes, the files it copies in); a build whose hash matches is skipped. The
+# Each image carries a label txbox.recipe, a hash of what it is built from (the base image's
+# recipe, the Dockerfile and entrypoint written here, the files copied in); a build whose hash
+# matches is skipped. The
 # rootfs tarball and the build contexts are cached in ${TXBOX_IMAGES_DIR:-~/.cache/txbox/images}.
 # Builds run one at a time, under nice, with the host's network (--network host: apt inside
 # the build reaches the same Debian mirror as the host, and the engine's bridge stays without
@@ -40,6 +41,16 @@ BASE=txbox-local/debian:$SUITE
 DEBIAN_MIRROR=${TXBOX_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 NICE=(nice -n 10)
+# The engine gives containers no DNS (engine.sh): the mirror's address is resolved here and
+# handed to the build as a hosts entry.
+MIRROR_HOST=${DEBIAN_MIRROR#*://}
+MIRROR_HOST=${MIRROR_HOST%%/*}
+MIRROR_HOST=${MIRROR_HOST%:*}
+MIRROR_HOST_ARGS=()
+if [[ ! $MIRROR_HOST =~ ^[0-9.]+$ ]]; then
+  MIRROR_IP=$(getent ahostsv4 "$MIRROR_HOST" | awk 'NR == 1 { print $1 }')
+  [ -n "$MIRROR_IP" ] && MIRROR_HOST_ARGS=(--add-host "$MIRROR_HOST:$MIRROR_IP")
+fi
 
 ALL_IMAGES=(postgres mariadb mysql8 redis nats ferretdb dynamodb node)
 
@@ -110,6 +121,9 @@ load_service_builders() {
     pid=$(head -n1 "$RUN_DIR/$1.pid" 2>/dev/null) && pid_alive "$pid" "$(hook_process "$1")" && echo "$pid"
   }
   hook_process() { "${1//-/_}_process"; }
+  # lib.sh brought its own log and die: keep ours, which name this script
+  log() { printf '[images] %s\n' "$*" >&2; }
+  die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
   SERVICE_BUILDERS_LOADED=1
 }
 
@@ -164,7 +178,6 @@ build_image() {
   rm -rf "$ctx" && mkdir -p "$ctx"
   "context_$name" "$ctx" || die "$tag: could not prepare its build context"
   recipe=$( (
-    cat "${BASH_SOURCE[0]}"
     image_recipe "$BASE"
     cd "$ctx" && find . -type f | LC_ALL=C sort | xargs sha256sum
   ) | sha256sum | cut -c1-12)
@@ -175,7 +188,7 @@ build_image() {
   blog=$IMAGES_DIR/build-$name.log
   t0=$(now)
   log "$tag: building (log: $blog)"
-  if ! "${NICE[@]}" docker build --network host --label "txbox.recipe=$recipe" -t "$tag" "$ctx" >"$blog" 2>&1; then
+  if ! "${NICE[@]}" docker build --force-rm --network host "${MIRROR_HOST_ARGS[@]}" --label "txbox.recipe=$recipe" -t "$tag" "$ctx" >"$blog" 2>&1; then
     tail -n 25 "$blog" >&2
     die "$tag: build failed"
   fi
@@ -216,73 +229,64 @@ EOF
 }
 
 # MariaDB and MySQL share one entrypoint: MYSQL_ROOT_PASSWORD, MYSQL_USER, MYSQL_PASSWORD,
-# MYSQL_DATABASE (the MARIADB_* names too) applied on a server without networking that it
-# starts and stops once; then the server with the container's arguments as its options.
-# skip-name-resolve: the engine's containers have no DNS, and a reverse lookup per
-# connection would wait for it.
+# MYSQL_DATABASE (the MARIADB_* names too) applied by an --init-file, which the server runs
+# before it takes connections (MySQL's generic build has no client to run it with); then the
+# container's arguments as the server's options. skip-name-resolve: the engine's containers
+# have no DNS, and a reverse lookup per connection would wait for it.
 mysql_entrypoint() {
   local server=$1 install=$2
   cat <<EOF
 #!/bin/bash
 set -euo pipefail
-server=$server
 datadir=/var/lib/mysql
 root_password=\${MYSQL_ROOT_PASSWORD:-\${MARIADB_ROOT_PASSWORD:?MYSQL_ROOT_PASSWORD is required}}
 user=\${MYSQL_USER:-\${MARIADB_USER:-}} password=\${MYSQL_PASSWORD:-\${MARIADB_PASSWORD:-}} db=\${MYSQL_DATABASE:-\${MARIADB_DATABASE:-}}
 mkdir -p "\$datadir" /run/mysqld && chown mysql:mysql "\$datadir" /run/mysqld
-common=(--user=mysql --datadir="\$datadir" --socket=/run/mysqld/mysqld.sock --skip-name-resolve)
 if [ ! -d "\$datadir/mysql" ]; then
   $install
-  "\$server" "\${common[@]}" --skip-networking &
-  pid=\$!
-  for i in \$(seq 1 300); do
-    mysql_client --protocol=socket -uroot -e 'select 1' >/dev/null 2>&1 && break
-    kill -0 "\$pid" || exit 1
-    sleep 0.2
-  done
-  {
-    echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '\$root_password';"
-    echo "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '\$root_password';"
-    echo "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
-    if [ -n "\$db" ]; then echo "CREATE DATABASE IF NOT EXISTS \\\`\$db\\\`;"; fi
-    if [ -n "\$user" ]; then
-      echo "CREATE USER '\$user'@'%' IDENTIFIED BY '\$password';"
-      if [ -n "\$db" ]; then echo "GRANT ALL PRIVILEGES ON \\\`\$db\\\`.* TO '\$user'@'%';"; fi
-    fi
-  } | mysql_client --protocol=socket -uroot
-  kill "\$pid" && wait "\$pid" || true
 fi
-exec "\$server" "\${common[@]}" --bind-address=0.0.0.0 --port=3306 "\$@"
+init=/run/mysqld/init.sql
+{
+  echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '\$root_password';"
+  echo "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '\$root_password';"
+  echo "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
+  if [ -n "\$db" ]; then echo "CREATE DATABASE IF NOT EXISTS \\\`\$db\\\`;"; fi
+  if [ -n "\$user" ]; then
+    echo "CREATE USER IF NOT EXISTS '\$user'@'%' IDENTIFIED BY '\$password';"
+    if [ -n "\$db" ]; then echo "GRANT ALL PRIVILEGES ON \\\`\$db\\\`.* TO '\$user'@'%';"; fi
+  fi
+} >"\$init"
+chown mysql:mysql "\$init"
+exec $server --user=mysql --datadir="\$datadir" --socket=/run/mysqld/mysqld.sock --skip-name-resolve \\
+  --bind-address=0.0.0.0 --port=3306 --init-file="\$init" "\$@"
 EOF
 }
 
 context_mariadb() {
   cat >"$1/Dockerfile" <<EOF
 FROM $BASE
-RUN apt-get update -q && apt-get install -y -q mariadb-server mariadb-client && rm -rf /var/lib/apt/lists/* /var/lib/mysql/*
+RUN apt-get update -q && apt-get install -y -q mariadb-server && rm -rf /var/lib/apt/lists/* /var/lib/mysql/*
 COPY entrypoint.sh /usr/local/bin/
 EXPOSE 3306
 ENTRYPOINT ["entrypoint.sh"]
 EOF
-  {
-    mysql_entrypoint mariadbd 'mariadb-install-db --user=mysql --datadir="$datadir" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >/dev/null'
-  } | sed 's/mysql_client /mariadb --no-defaults --socket=\/run\/mysqld\/mysqld.sock /' >"$1/entrypoint.sh"
+  # root@localhost with an empty password until the init file sets one
+  mysql_entrypoint mariadbd 'mariadb-install-db --user=mysql --datadir="$datadir" --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >/dev/null' >"$1/entrypoint.sh"
   chmod +x "$1/entrypoint.sh"
 }
 
 # MySQL 8 from the same Maven Central jar as the native server (scripts/services/mysql8.sh):
-# its bin/ and share/, on libaio and libnuma from Debian.
+# its bin/ (mysqld alone), lib/ and share/, on libaio and libnuma from Debian.
 context_mysql8() {
   load_service_builders
-  mysql8_prepare || return 1
+  resolve_mysql8 || return 1
   local home
   home=$(mysql8_home)
   mkdir -p "$1/mysql"
-  cp -a "$home/bin" "$home/share" "$1/mysql/"
-  [ -d "$home/lib" ] && cp -a "$home/lib" "$1/mysql/"
+  cp -a "$home/bin" "$home/lib" "$home/share" "$1/mysql/"
   cat >"$1/Dockerfile" <<EOF
 FROM $BASE
-RUN apt-get update -q && apt-get install -y -q libaio1 libnuma1 libncurses6 && rm -rf /var/lib/apt/lists/* \\
+RUN apt-get update -q && apt-get install -y -q libaio1 libnuma1 && rm -rf /var/lib/apt/lists/* \\
   && groupadd -r mysql && useradd -r -g mysql -d /var/lib/mysql mysql
 COPY mysql /opt/mysql
 COPY entrypoint.sh /usr/local/bin/
@@ -290,9 +294,8 @@ ENV PATH=/opt/mysql/bin:\$PATH
 EXPOSE 3306
 ENTRYPOINT ["entrypoint.sh"]
 EOF
-  {
-    mysql_entrypoint mysqld 'mysqld --initialize-insecure --user=mysql --datadir="$datadir" --basedir=/opt/mysql >/dev/null 2>&1'
-  } | sed 's/mysql_client /mysql --no-defaults --socket=\/run\/mysqld\/mysqld.sock /' >"$1/entrypoint.sh"
+  # root@localhost without a password until the init file sets one; no X Protocol port
+  mysql_entrypoint 'mysqld --mysqlx=OFF' 'mysqld --initialize-insecure --user=mysql --datadir="$datadir" --basedir=/opt/mysql' >"$1/entrypoint.sh"
   chmod +x "$1/entrypoint.sh"
 }
 
@@ -409,6 +412,8 @@ cmd_build() {
   t_all=$(now)
   build_base
   for n in "${names[@]}"; do build_image "$n"; done
+  # the images a rebuild replaced
+  docker image prune -f >/dev/null
   log "images ready in $(since "$t_all"): $(for n in "${names[@]}"; do printf '%s ' "$(tag_of "$n")"; done)"
 }
 

@@ -11,7 +11,7 @@ import { SUITE_VERSION } from './version.js'
 const USAGE = `txbox-conformance: certify an outbox/inbox adapter against the txbox contract
 
 Usage:
-  txbox-conformance run --target <name|./module.js> [--url URL] [--only PATTERN] [--require AREAS]
+  txbox-conformance run --target <name|./module.js> [--url URL | --image IMAGE] [--only PATTERN] [--require AREAS]
                         [--case-timeout-ms MS] [--report FILE] [--json]
   txbox-conformance list
   txbox-conformance --version
@@ -20,6 +20,8 @@ Usage:
              that exports createConformanceTarget()
   --url      the server to use (else TXBOX_<ENGINE>_URL, else a testcontainers container when a
              Docker engine is reachable; else the target is reported not run)
+  --image    the image of that container (else TXBOX_<ENGINE>_IMAGE, else the official one); the
+             CLI stops it on exit, SIGINT and SIGTERM
   --only     run only cases whose id contains PATTERN (or matches a * glob)
   --require  comma-separated capability areas that must be certified (${areaNames().join(', ')});
              one the target does not declare, or whose cases were skipped, fails the run
@@ -73,6 +75,7 @@ const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
     options: {
       target: { type: 'string' },
       url: { type: 'string' },
+      image: { type: 'string' },
       only: { type: 'string' },
       require: { type: 'string' },
       'case-timeout-ms': { type: 'string' },
@@ -102,14 +105,21 @@ const run = async (argv: readonly string[], io: CliIo): Promise<number> => {
   checkRequiredAreas(required)
   const target = await loadTarget(values.target)
   let server: Awaited<ReturnType<typeof provisionServer>> | undefined
-  if (target.engine) server = await provisionServer(target.engine, { url: values.url, urlOption: '--url' })
+  if (target.engine)
+    server = await provisionServer(target.engine, {
+      url: values.url,
+      urlOption: '--url',
+      image: values.image,
+    })
   const notRunReason = server && 'notRun' in server ? server.notRun : undefined
   if (notRunReason !== undefined) {
     // Once for the target; the report marks each case not run without repeating it.
     io.err(`${target.name} not run: ${notRunReason}`)
   } else if (!values.json) {
     const where =
-      server && 'connection' in server ? ` (${target.engine} from ${server.connection.source})` : ''
+      server && 'connection' in server
+        ? ` (${target.engine} from ${server.connection.source}${server.connection.image ? ` ${server.connection.image}` : ''})`
+        : ''
     io.err(`certifying ${target.name}${where}...`)
   }
   try {

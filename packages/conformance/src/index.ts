@@ -8,7 +8,16 @@ export {
   skipCase,
 } from './case.js'
 export { conformanceCases } from './cases/index.js'
-export { CONTAINER_PRESETS, type ContainerPreset, type StartedServer, startContainer } from './containers.js'
+export {
+  CONTAINER_PRESETS,
+  type ContainerPreset,
+  containerImage,
+  imageVariable,
+  runningContainerCount,
+  type StartContainerOptions,
+  type StartedServer,
+  startContainer,
+} from './containers.js'
 export { capabilityProblems } from './declared-capabilities.js'
 export { describeFailure, type FailureDetail } from './failure.js'
 export { BUILT_IN_TARGETS, loadTarget } from './load-target.js'
@@ -18,6 +27,7 @@ export {
   type ProvisionedServer,
   provisionServer,
   requireAll,
+  testcontainersOff,
   type Unprovisioned,
   urlVariable,
 } from './provision.js'

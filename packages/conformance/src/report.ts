@@ -42,7 +42,10 @@ export interface ConformanceReport {
   readonly engine: {
     readonly name: string
     readonly serverVersion?: string
+    /** Where the server came from: a URL (`option`, `env`) or a container (`testcontainers`). */
     readonly connection?: ServerConnection['source']
+    /** The container's image, when `connection` is `testcontainers`. */
+    readonly image?: string
   }
   readonly capabilities: Capabilities
   /** The areas `--require` (or the `require` option) demanded. */
@@ -91,7 +94,8 @@ const PRINTED_FAILURES = 10
 export const formatReport = (report: ConformanceReport): string => {
   const width = Math.max(...report.cases.map((result) => result.id.length), 10)
   const indent = ' '.repeat(11)
-  const server = report.engine.serverVersion ? ` on ${report.engine.serverVersion}` : ''
+  const via = report.engine.image ? `, ${report.engine.connection} ${report.engine.image}` : ''
+  const server = report.engine.serverVersion ? ` on ${report.engine.serverVersion}${via}` : ''
   const lines = [
     `txbox conformance ${report.suite.version}: ${report.adapter.name}${report.adapter.version ? ` ${report.adapter.version}` : ''}${server}`,
     `capabilities: ${JSON.stringify(report.capabilities)}`,

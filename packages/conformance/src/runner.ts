@@ -355,6 +355,7 @@ export const buildReport = (input: {
       name: input.target.engine ?? 'embedded',
       ...(input.info?.serverVersion ? { serverVersion: input.info.serverVersion } : {}),
       ...(input.server ? { connection: input.server.source } : {}),
+      ...(input.server?.image ? { image: input.server.image } : {}),
     },
     capabilities: input.capabilities,
     required,

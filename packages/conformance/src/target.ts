@@ -19,6 +19,8 @@ export interface ServerConnection {
   readonly url: string
   /** How it was found: an explicit URL (`--url` or `TXBOX_<ENGINE>_URL`) or a container started for this run. */
   readonly source: 'option' | 'env' | 'testcontainers'
+  /** The image of the container, when `source` is `testcontainers`. */
+  readonly image?: string
 }
 
 /** What a target learned when it connected, for the report. */

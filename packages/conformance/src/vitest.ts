@@ -27,6 +27,11 @@ export interface DescribeConformanceOptions {
   readonly require?: readonly string[]
   /** How long one case may take, in ms (default 120 000). */
   readonly caseTimeoutMs?: number
+  /**
+   * The name in `TXBOX_<NAME>_URL` and `TXBOX_<NAME>_IMAGE` that finds the server (default:
+   * the target's engine): a second target on one engine, such as MySQL 8 beside MariaDB.
+   */
+  readonly serverName?: string
 }
 
 /** Time the vitest test gets beyond the case's own timeout, for fixtures to be created and disposed. */
@@ -65,7 +70,7 @@ export const describeConformance = (
   describe(`conformance: ${target.name}`, () => {
     beforeAll(async () => {
       if (target.engine) {
-        const found = await provisionServer(target.engine)
+        const found = await provisionServer(target.engine, { name: options.serverName })
         if ('notRun' in found) {
           if (requireAll())
             throw new Error(`TXBOX_REQUIRE_ALL=1 and target ${target.name} was not run: ${found.notRun}`)

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { ConformanceFixture, ConformanceTarget, Oracle } from '@txbox/conformance'
 import { uniqueSuffix } from '@txbox/conformance'
 import type { InboxEvent, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/core'
-import type { PoolConnection, RowDataPacket } from 'mysql2/promise'
+import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise'
 import { connectMySql, type MySqlConnection } from './connect.js'
 import { mySqlCapabilities } from './mysql-store.js'
 
@@ -49,6 +49,28 @@ const inboxFromRow = (row: RowDataPacket): InboxEvent => ({
   ...(has(row.lease_until) ? { leaseUntil: utc(row.lease_until) } : {}),
 })
 
+/** Options of {@link createConformanceTarget}. */
+export interface MySqlConformanceTargetOptions {
+  /** The target's name in reports (default `mysql`); `mysql8` for the MySQL 8 run beside MariaDB's. */
+  readonly name?: string
+  /**
+   * The server family the run must be on (`MySQL`, `MariaDB`): a URL that reaches the other
+   * fails `setup()`, so a report named `mysql8` is never a MariaDB run.
+   */
+  readonly family?: 'MySQL' | 'MariaDB'
+  /**
+   * Creates each fixture's tables instead of the store's `migrate()` (the default): for a
+   * test that builds the schema another way, such as the DDL `migrationScripts` prints.
+   */
+  readonly applySchema?: ((namespace: MySqlNamespace) => Promise<void>) | undefined
+}
+
+/** Where a fixture's tables go: the fixture's own `pool` and a fresh `tablePrefix`. */
+export interface MySqlNamespace {
+  readonly pool: Pool
+  readonly tablePrefix: string
+}
+
 /**
  * The conformance target of `@txbox/mysql`, on `connectMySql`. `setup` opens an admin
  * connection (server version, dropping fixtures); each fixture gets its own small pool and a
@@ -56,11 +78,13 @@ const inboxFromRow = (row: RowDataPacket): InboxEvent => ({
  * which would otherwise pile up towards the server's `max_prepared_stmt_count` across
  * hundreds of prefixes.
  */
-export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => {
+export const createConformanceTarget = (
+  options: MySqlConformanceTargetOptions = {},
+): ConformanceTarget<PoolConnection> => {
   let admin: MySqlConnection | undefined
   let url: string | undefined
   return {
-    name: 'mysql',
+    name: options.name ?? 'mysql',
     version: VERSION,
     engine: 'mysql',
     capabilities: mySqlCapabilities,
@@ -69,6 +93,10 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
       url = server.url
       admin = connectMySql(url, { poolSize: 4 })
       const serverVersion = await admin.serverVersion()
+      if (options.family && !serverVersion.startsWith(`${options.family} `))
+        throw new Error(
+          `target ${options.name ?? 'mysql'} needs ${options.family}, but ${url} is ${serverVersion}`,
+        )
       // The store's limit is maxEventBytes (default 1 MiB), well under a default packet
       // (MariaDB 16 MiB, MySQL 64 MiB); a server with a smaller packet is reported, not hidden.
       const serverLimit = await admin.store.serverMaxEventBytes()
@@ -85,7 +113,8 @@ export const createConformanceTarget = (): ConformanceTarget<PoolConnection> => 
         client: pool,
         close,
       } = connectMySql(serverUrl, { poolSize: 12, prefix: tablePrefix, clock })
-      await store.migrate().catch(async (error: unknown) => {
+      const schema = options.applySchema?.({ pool, tablePrefix }) ?? store.migrate()
+      await schema.catch(async (error: unknown) => {
         await close()
         throw error
       })
