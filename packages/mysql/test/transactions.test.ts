@@ -1,10 +1,35 @@
-import { StorageError, ValidationError } from '@txbox/core'
-import type { Pool } from 'mysql2/promise'
+import { type InboxMessage, InboxProcessor, StorageError, silentLogger, ValidationError } from '@txbox/core'
+import type { Pool, PoolConnection } from 'mysql2/promise'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { MySqlStore } from '../src/index.js'
 import { freshStore, makePool, ordersTable, poolCounts, SKIP, SKIP_REASON } from './helpers.js'
 
 const event = (eventId: string) => ({ eventId, subject: 'orders.created', payload: '{}' })
+
+/** One JetStream delivery as the processor sees it; `settled` records how it was answered. */
+const delivery = (eventId: string, deliveryCount: number) => {
+  const settled: string[] = []
+  const message: InboxMessage = {
+    eventId,
+    subject: 'orders.created',
+    payload: '{}',
+    headers: {},
+    storedHeaders: undefined,
+    stream: 'ORDERS',
+    streamSeq: deliveryCount,
+    deliveryCount,
+    ack: () => {
+      settled.push('ack')
+    },
+    nak: () => {
+      settled.push('nak')
+    },
+    term: () => {
+      settled.push('term')
+    },
+  }
+  return { message, settled }
+}
 
 /** A promise with its resolve function, to line two transactions up. */
 const gate = () => {
@@ -133,10 +158,7 @@ describe.skipIf(SKIP)(`store.transaction${SKIP ? ` (skipped: ${SKIP_REASON})` : 
         },
         { retries: 2 },
       )
-    await Promise.all([
-      transfer('dl-a', 'dl-b', a, b, ab),
-      transfer('dl-b', 'dl-a', b, a, ba),
-    ])
+    await Promise.all([transfer('dl-a', 'dl-b', a, b, ab), transfer('dl-b', 'dl-a', b, a, ba)])
     expect([ab, ba].sort((x, y) => x.length - y.length)).toEqual([[1], [1, 2]])
     const [rows] = await pool.query(`SELECT id, n FROM \`${orders.table}\` WHERE id LIKE 'dl-%' ORDER BY id`)
     // Each committed attempt added one to each row; the deadlocked attempt added nothing.
@@ -165,6 +187,38 @@ describe.skipIf(SKIP)(`store.transaction${SKIP ? ` (skipped: ${SKIP_REASON})` : 
     const reason = (rejected[0] as PromiseRejectedResult).reason as { errno?: number }
     // fn's own error, as the driver threw it: the caller's code, not txbox's, ran the statement.
     expect(reason.errno).toBe(1213)
+  })
+
+  it('InboxProcessor runs the handler in store.transaction: its side effect, its enqueue and the processed mark commit once under redelivery', async () => {
+    let failing = true
+    // <PoolConnection>: the handler's tx is store.transaction's connection.
+    const processor = new InboxProcessor<PoolConnection>({
+      store,
+      source: { subscribe: () => Promise.reject(new Error('handle() is driven by the test')) },
+      logger: silentLogger,
+      random: () => 0,
+      handler: async ({ event: delivered, tx }) => {
+        await tx.execute(`INSERT INTO \`${orders.table}\` (id) VALUES (?)`, [`side-${delivered.eventId}`])
+        await store.outbox.findOrCreate(event(`reply-${delivered.eventId}`))
+        if (failing) throw new Error('downstream busy')
+      },
+    })
+    const first = delivery('in-processor', 1)
+    await processor.handle(first.message)
+    expect(first.settled).toEqual(['nak'])
+    expect(await orders.ids()).not.toContain('side-in-processor')
+    expect(await store.outbox.get('reply-in-processor')).toBeNull()
+    expect((await store.inbox.get('in-processor'))?.status).toBe('failed')
+
+    failing = false
+    const second = delivery('in-processor', 2)
+    const third = delivery('in-processor', 3)
+    await processor.handle(second.message)
+    await processor.handle(third.message)
+    expect([...second.settled, ...third.settled]).toEqual(['ack', 'ack'])
+    expect((await orders.ids()).filter((id) => id === 'side-in-processor')).toHaveLength(1)
+    expect((await store.outbox.get('reply-in-processor'))?.status).toBe('pending')
+    expect((await store.inbox.get('in-processor'))?.status).toBe('processed')
   })
 
   it('destroys a connection whose COMMIT failed instead of giving it back, and reports the commit', async () => {
