@@ -83,7 +83,9 @@ export interface ConformanceFixture<Tx = unknown> {
   /**
    * Runs `fn(tx)` inside the store's own transaction, then commits, or rolls back when
    * `rollback` is true (returning what `fn` returned). If `fn` throws it rolls back and
-   * rethrows. Stores whose capability is `transactions: 'none'` may throw.
+   * rethrows. Stores whose capability is `transactions: 'none'` may throw. Two calls MUST be
+   * able to be open at once (each on its own connection, session, collector or MULTI), unless
+   * the store's claim capability is `single-writer` (`outbox.tx.two-open-transactions`).
    */
   transaction<T>(fn: (tx: Tx) => Promise<T>, options?: { rollback?: boolean }): Promise<T>
   /**

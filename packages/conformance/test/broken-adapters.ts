@@ -6,6 +6,7 @@ import {
   cutoffDays,
   cutoffMinutes,
   type EnqueueParams,
+  EventNotFoundError,
   type FenceOptions,
   type InboxClaimOptions,
   type InboxClaimResult,
@@ -1057,6 +1058,88 @@ const unwrappedDriverErrorsTarget = (): ConformanceTarget<MemoryTransaction> => 
   }
 }
 
+/**
+ * A transaction's enqueue that upserts at commit (`ON CONFLICT DO UPDATE` in a store that
+ * queues writes): of two transactions that enqueued one id, the last to commit wins the row.
+ */
+class LastCommitWinsOutbox extends MemoryOutboxRepository {
+  protected override insert(
+    params: EnqueueParams,
+    now: Date,
+    tx: MemoryTransaction | undefined,
+  ): OutboxEvent {
+    const event = super.insert(params, now, tx)
+    tx?.enlist(() => {
+      const row = this.events.get(params.eventId)
+      if (row) Object.assign(row, { subject: params.subject, payload: params.payload })
+    })
+    return event
+  }
+}
+
+/**
+ * Failed messages listed by arrival (a per-instance counter as the sort key), as DynamoDB
+ * once did: right until a clock steps back between two deliveries.
+ */
+class ArrivalOrderFailedInbox extends MemoryInboxRepository {
+  protected override async selectFailed(limit: number): Promise<InboxEvent[]> {
+    return [...this.events.values()]
+      .filter((event) => event.status === 'failed')
+      .sort((a, b) => a.seq - b.seq)
+      .slice(0, limit)
+      .map(({ seq: _seq, ...event }) => ({ ...event }))
+  }
+}
+
+/** A dead letter whose `availableAt` is reset to the failure time, as one shared "touch" update does. */
+class FailureMovesAvailableAtOutbox extends MemoryOutboxRepository {
+  override async markAsFailed(eventId: string, errorMessage: string, options?: FenceOptions): Promise<void> {
+    await super.markAsFailed(eventId, errorMessage, options)
+    const row = this.events.get(eventId)
+    if (row) row.availableAt = this.clock()
+  }
+}
+
+/** `markManyAsSent` that drops repeated ids before answering: a repeat's released lease is never reported. */
+class DedupedAnswerOutbox extends MemoryOutboxRepository {
+  override async markManyAsSent(eventIds: readonly string[], options?: FenceOptions): Promise<string[]> {
+    return super.markManyAsSent([...new Set(eventIds)], options)
+  }
+}
+
+/** The inbox raises EventNotFoundError with the error's default side: its message says "outbox". */
+class OutboxWordedNotFoundInbox extends MemoryInboxRepository {
+  readonly #reworded = async (action: () => Promise<void>, eventId: string): Promise<void> => {
+    try {
+      await action()
+    } catch (error) {
+      if (error instanceof EventNotFoundError) throw new EventNotFoundError(this.adapter, eventId)
+      throw error
+    }
+  }
+
+  override markAsProcessed(eventId: string, options?: WriteOptions<MemoryTransaction>): Promise<void> {
+    return this.#reworded(() => super.markAsProcessed(eventId, options), eventId)
+  }
+
+  override markAsFailed(eventId: string, errorMessage: string): Promise<void> {
+    return this.#reworded(() => super.markAsFailed(eventId, errorMessage), eventId)
+  }
+}
+
+/** A new message's claim stores its worker and lease but not its claim time (the column left at its default). */
+class UntimedNewClaimInbox extends MemoryInboxRepository {
+  override async claim(params: InboxParams, options: InboxClaimOptions): Promise<InboxClaimResult> {
+    const isNew = !this.events.has(params.eventId)
+    const result = await super.claim(params, options)
+    const row = this.events.get(params.eventId)
+    if (!isNew || !row) return result
+    delete row.claimedAt
+    const { claimedAt: _claimedAt, ...event } = result.event
+    return { ...result, event }
+  }
+}
+
 /** Each broken adapter and the case ids it must fail, no more and no fewer. */
 export const brokenAdapters: readonly {
   target: ConformanceTarget<MemoryTransaction>
@@ -1171,7 +1254,8 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('lease-record-fence', LeaseRecordFenceOutbox),
-    mustFail: ['outbox.claim.fenced-after-release'],
+    // A fence that reads a lease record the mark does not clear lets a repeated fenced mark apply twice.
+    mustFail: ['outbox.claim.fenced-after-release', 'outbox.sent.repeated-ids'],
   },
   {
     target: brokenTarget('status-blind-reads', StatusBlindOutbox),
@@ -1227,6 +1311,31 @@ export const brokenAdapters: readonly {
     target: brokenTarget('uncommitted-reading-claim', UncommittedReadingClaimOutbox),
     // commit-order claims between two commits, while the first transaction is still open.
     mustFail: ['outbox.tx.commit-order', 'outbox.tx.claim-while-open'],
+  },
+  {
+    target: brokenTarget('last-commit-wins', LastCommitWinsOutbox),
+    // Its upsert at commit also lets a second enqueue of one id in one transaction win.
+    mustFail: ['outbox.tx.repeat-first-write-wins', 'outbox.tx.two-open-transactions'],
+  },
+  {
+    target: brokenInboxTarget('arrival-order-failed-inbox', ArrivalOrderFailedInbox),
+    mustFail: ['inbox.failed.clock-back'],
+  },
+  {
+    target: brokenTarget('failure-moves-available-at', FailureMovesAvailableAtOutbox),
+    mustFail: ['outbox.failed.keeps-available-at'],
+  },
+  {
+    target: brokenTarget('deduped-mark-answer', DedupedAnswerOutbox),
+    mustFail: ['outbox.sent.repeated-ids'],
+  },
+  {
+    target: brokenInboxTarget('outbox-worded-not-found', OutboxWordedNotFoundInbox),
+    mustFail: ['inbox.validation.not-found-names-side'],
+  },
+  {
+    target: brokenInboxTarget('untimed-new-claim', UntimedNewClaimInbox),
+    mustFail: ['inbox.claim.records-claim-time'],
   },
   {
     target: unwrappedDriverErrorsTarget(),

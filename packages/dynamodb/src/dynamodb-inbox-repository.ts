@@ -32,7 +32,6 @@ const BUMP: UpdateSpec = { update: 'ADD #deliveries :one', condition: EXISTS, va
  */
 export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWriteItem[]> {
   readonly #db: DynamoDbContext
-  #lastOrderMs = 0
 
   constructor(options: DynamoDbStoreOptions) {
     const db = new DynamoDbContext(resolveOptions(options))
@@ -43,7 +42,6 @@ export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWrite
   /** The item of a new delivery, claimed until `lease.leaseUntil` when given. Size-checked before any I/O. */
   #newItem(params: InboxParams, now: Date, lease?: { workerId: string; leaseUntil: Date }): Item {
     const nowMs = now.getTime()
-    this.#lastOrderMs = Math.max(nowMs, this.#lastOrderMs)
     const shard = this.#db.shardOf(params.eventId)
     const item: Item = {
       pk: S(inboxPk(params.eventId)),
@@ -53,8 +51,9 @@ export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWrite
       status: S('processing'),
       receivedAt: N(nowMs),
       deliveries: N(1),
-      // Failed events are listed oldest received first, ties in arrival order.
-      receivedKey: S(orderKey(this.#lastOrderMs, nextSequence())),
+      // Failed events are listed oldest received first (by receivedAt, even when a clock
+      // stepped back between two deliveries), messages received at one instant in arrival order.
+      receivedKey: S(orderKey(nowMs, nextSequence())),
       gsi2pk: S(inboxStatusPk('processing', shard)),
       // resetStale finds processing events by claim time (claimedAt ?? receivedAt).
       gsi2sk: S(timeKey(nowMs)),

@@ -139,8 +139,10 @@ export const createConformanceTarget = (
     async setup(): Promise<TargetInfo> {
       const db = connect()
       const row = db.prepare<[], { version: string }>('SELECT sqlite_version() AS version').get()
+      // What a store users create promises (its size limit included), not only the constant.
+      const { capabilities } = createSqliteStore({ db })
       close(db)
-      return { serverVersion: `SQLite ${row?.version ?? 'unknown'}` }
+      return { serverVersion: `SQLite ${row?.version ?? 'unknown'}`, capabilities }
     },
 
     async create({ clock }): Promise<ConformanceFixture<SqliteDatabase>> {

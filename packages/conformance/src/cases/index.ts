@@ -12,6 +12,7 @@ import { pagingCases } from './paging.js'
 import { payloadCases } from './payload.js'
 import { ruleCases } from './rules.js'
 import { ruleCases2 } from './rules-2.js'
+import { ruleCases3 } from './rules-3.js'
 import { schemaCases } from './schema.js'
 import { validationCases } from './validation.js'
 
@@ -26,6 +27,7 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...validationCases,
   ...ruleCases,
   ...ruleCases2,
+  ...ruleCases3,
   ...payloadCases,
   ...absentFieldCases,
   ...inboxCases,
