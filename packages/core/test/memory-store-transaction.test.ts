@@ -200,4 +200,18 @@ describe('memory store.transaction', () => {
     }
     expect(counts.begin).toBe(0)
   })
+
+  it('refuses a transactionDriver without the four functions, naming the missing ones', () => {
+    for (const [driver, missing] of [
+      [{ ...memoryTransactionDriver, release: undefined }, 'release'],
+      [{ begin: memoryTransactionDriver.begin }, 'commit, rollback, release'],
+      [null, 'begin, commit, rollback, release'],
+    ] as const) {
+      const build = () => createMemoryStore({ transactionDriver: driver as never })
+      expect(build).toThrow(ValidationError)
+      expect(build).toThrow(
+        `[txbox] [memory] transactionDriver must have the functions begin, commit, rollback and release (missing: ${missing}); wrap memoryTransactionDriver, or leave the option out`,
+      )
+    }
+  })
 })

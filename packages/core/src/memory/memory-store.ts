@@ -1,5 +1,6 @@
 import { defineCapabilities } from '../capabilities.js'
 import type { Clock } from '../clock.js'
+import { ValidationError } from '../errors.js'
 import { DEFAULT_MAX_EVENT_BYTES } from '../nats-message.js'
 import type { TxboxStore } from '../store.js'
 import { AmbientTransactions } from '../transactions/ambient-transactions.js'
@@ -30,6 +31,8 @@ export interface MemoryStoreOptions {
   transactionDriver?: TransactionDriver<MemoryTransaction> | undefined
 }
 
+const DRIVER_METHODS = ['begin', 'commit', 'rollback', 'release'] as const
+
 /** The in-memory store: the reference implementation, for tests and examples. */
 export interface MemoryStore extends TxboxStore<MemoryTransaction> {
   readonly outbox: MemoryOutboxRepository
@@ -41,10 +44,14 @@ export interface MemoryStore extends TxboxStore<MemoryTransaction> {
 
 /** Creates an in-memory outbox and inbox sharing one clock and one `store.transaction`. */
 export const createMemoryStore = (options: MemoryStoreOptions = {}): MemoryStore => {
-  const ambient = new AmbientTransactions({
-    adapter: 'memory',
-    driver: options.transactionDriver ?? memoryTransactionDriver,
-  })
+  const driver = options.transactionDriver === undefined ? memoryTransactionDriver : options.transactionDriver
+  const missing = DRIVER_METHODS.filter((method) => typeof driver?.[method] !== 'function')
+  if (missing.length > 0)
+    throw new ValidationError(
+      'memory',
+      `transactionDriver must have the functions begin, commit, rollback and release (missing: ${missing.join(', ')}); wrap memoryTransactionDriver, or leave the option out`,
+    )
+  const ambient = new AmbientTransactions({ adapter: 'memory', driver })
   const outbox = new MemoryOutboxRepository({ ...options, ambient })
   return {
     outbox,
