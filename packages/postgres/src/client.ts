@@ -2,16 +2,27 @@ import { createHash } from 'node:crypto'
 import { ValidationError } from '@txbox/core'
 import type { ClientBase, Pool, PoolClient, QueryResult, QueryResultRow } from 'pg'
 import { ADAPTER } from './errors.js'
+import {
+  describeValue,
+  isPgClient,
+  isPostgresQueryHandle,
+  type PostgresQueryHandle,
+  type PostgresRows,
+  pgClientHandle,
+} from './query-handle.js'
+import { checkTransactionTarget } from './transaction-check.js'
+import { PostgresTransactionDriver } from './transaction-driver.js'
 
 /**
  * The transaction handle accepted as `{ tx }`: a `PoolClient` (or a `Client`) on which the
- * caller has run `BEGIN`. The statement runs on that connection, so it commits or rolls back
- * with the caller's own writes.
+ * caller has run `BEGIN`, or the handle of an integration (`knexTransaction(trx)`, ...). The
+ * statement runs on that transaction's connection, so it commits or rolls back with the
+ * caller's own writes.
  */
-export type PostgresTransaction = ClientBase
+export type PostgresTransaction = ClientBase | PostgresQueryHandle
 
-/** Anything that can run a parameterized query: the pool, or the caller's client. */
-export type Queryable = Pool | ClientBase
+/** Where a statement runs: the pool (autocommit), or a caller's transaction. */
+export type Queryable = Pool | PostgresQueryHandle
 
 /** The prepared-statement name of each statement text, computed once per text. */
 const statementNames = new Map<string, string>()
@@ -29,12 +40,12 @@ export const statementName = (text: string): string => {
   return name
 }
 
-/** Runs one parameterized statement of a store on the pool or on the caller's client. */
+/** Runs one parameterized statement of a store on the pool or on the caller's transaction. */
 export type StatementRunner = <R extends QueryResultRow = QueryResultRow>(
   db: Queryable,
   text: string,
   values: unknown[],
-) => Promise<QueryResult<R>>
+) => Promise<PostgresRows<R>>
 
 /**
  * The runner of a store. `prepared`: each statement is a named prepared statement, parsed and
@@ -43,11 +54,15 @@ export type StatementRunner = <R extends QueryResultRow = QueryResultRow>(
  * (PgBouncer in transaction mode before 1.21 without `max_prepared_statements`).
  */
 export const statementRunner =
-  (prepared: boolean): StatementRunner =>
-  <R extends QueryResultRow>(db: Queryable, text: string, values: unknown[]) =>
-    prepared
-      ? (db as Pool).query<R>({ name: statementName(text), text, values })
-      : (db as Pool).query<R>(text, values)
+  (pool: Pool, prepared: boolean): StatementRunner =>
+  async <R extends QueryResultRow>(db: Queryable, text: string, values: unknown[]) => {
+    const name = prepared ? statementName(text) : undefined
+    if (isPostgresQueryHandle(db)) {
+      await checkTransactionTarget(pool, db)
+      return db.query<R>({ text, values, name })
+    }
+    return name === undefined ? db.query<R>(text, values) : db.query<R>({ name, text, values })
+  }
 
 /**
  * Runs a query string of several statements (the simple protocol: no bind parameters) in
@@ -68,10 +83,13 @@ export const isPool = (value: unknown): value is Pool =>
   'idleCount' in value
 
 /**
- * Checks a `{ tx }` handle at run time. Passing the Pool by mistake would silently
- * autocommit the event outside the caller's transaction, so it is refused.
+ * Checks a `{ tx }` handle before any I/O and answers it as a query handle. Passing the Pool
+ * by mistake would silently autocommit the event outside the caller's transaction, so it is
+ * refused, as is a client outside BEGIN, or an integration's handle whose transaction ended.
  */
-export const transactionHandle = (tx: unknown): PostgresTransaction | undefined => {
+export function transactionHandle(tx: PostgresTransaction): PostgresQueryHandle
+export function transactionHandle(tx: PostgresTransaction | undefined): PostgresQueryHandle | undefined
+export function transactionHandle(tx: PostgresTransaction | undefined): PostgresQueryHandle | undefined {
   if (tx === undefined) return undefined
   if (isPool(tx)) {
     throw new ValidationError(
@@ -79,53 +97,26 @@ export const transactionHandle = (tx: unknown): PostgresTransaction | undefined 
       'tx must be the client of an open transaction (pool.connect() then BEGIN), not the Pool itself',
     )
   }
-  if (typeof tx !== 'object' || tx === null || typeof (tx as ClientBase).query !== 'function') {
-    throw new ValidationError(ADAPTER, 'tx must be a pg PoolClient or Client inside BEGIN')
+  const handle = isPostgresQueryHandle(tx) ? tx : isPgClient(tx) ? pgClientHandle(tx) : undefined
+  if (handle === undefined) {
+    throw new ValidationError(
+      ADAPTER,
+      `tx must be a pg PoolClient or Client inside BEGIN, or the handle of an integration ` +
+        `(e.g. knexTransaction(trx) from @txbox/postgres/knex); got ${describeValue(tx)}`,
+    )
   }
-  // pg tracks the server's transaction status ('I' idle, 'T' in a transaction, 'E' failed).
-  // A client outside BEGIN would autocommit the write, which is never what `{ tx }` means.
-  const status = (tx as Partial<Pick<ClientBase, 'getTransactionStatus'>>).getTransactionStatus?.()
-  if (status === 'I') {
-    throw new ValidationError(ADAPTER, 'tx is not inside a transaction: run BEGIN on the client first')
-  }
-  return tx as PostgresTransaction
+  handle.assertOpen()
+  return handle
 }
 
 /**
  * Runs `fn` inside BEGIN on a client of `pool`, then COMMIT (or ROLLBACK when `rollback`,
  * or when `fn` throws; its error is the one thrown). A client whose BEGIN, COMMIT or
  * ROLLBACK failed is destroyed instead of going back to the pool: its session state is
- * unknown.
+ * unknown. The same driver as `store.transaction`'s.
  */
-export const withTransaction = async <T>(
+export const withTransaction = <T>(
   pool: Pool,
   fn: (client: PoolClient) => Promise<T>,
   options: { readonly rollback?: boolean | undefined } = {},
-): Promise<T> => {
-  const client = await pool.connect()
-  let broken: Error | undefined
-  const run = async (command: 'BEGIN' | 'COMMIT' | 'ROLLBACK') => {
-    try {
-      await client.query(command)
-    } catch (error) {
-      broken = error instanceof Error ? error : new Error(String(error))
-      throw error
-    }
-  }
-  try {
-    await run('BEGIN')
-    let result: T
-    try {
-      result = await fn(client)
-    } catch (error) {
-      // A failed ROLLBACK only means the client is destroyed (marked above); the caller
-      // needs `fn`'s error, which says what went wrong.
-      await run('ROLLBACK').catch(() => undefined)
-      throw error
-    }
-    await run(options.rollback ? 'ROLLBACK' : 'COMMIT')
-    return result
-  } finally {
-    client.release(broken)
-  }
-}
+): Promise<T> => new PostgresTransactionDriver(pool).run(fn, options)

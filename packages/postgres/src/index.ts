@@ -22,3 +22,10 @@ export {
   type PostgresWakeupOptions,
   type WaitOptions,
 } from './postgres-wakeup.js'
+export {
+  type PostgresQueryHandle,
+  type PostgresQueryHandleSpec,
+  type PostgresRows,
+  type PostgresStatement,
+  postgresQueryHandle,
+} from './query-handle.js'

@@ -1,4 +1,5 @@
 import {
+  type AmbientTransactions,
   encodeStoredText,
   type InboxClaimRequest,
   type InboxClaimResult,
@@ -32,7 +33,11 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
   readonly #query: StatementRunner
   readonly #sql: InboxSql
 
-  constructor(options: PostgresStoreOptions) {
+  /**
+   * @param ambient the store's `store.transaction` (see `createPostgresStore`): `{ tx }`-taking
+   *   writes made inside it join it without `{ tx }`.
+   */
+  constructor(options: PostgresStoreOptions, ambient?: AmbientTransactions<PostgresTransaction>) {
     const resolved = resolveOptions(options)
     super({
       adapter: ADAPTER,
@@ -40,9 +45,10 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
       classify: classifyPostgresError,
       transaction: transactionHandle,
       sweepBatch: POSTGRES_SWEEP_BATCH,
+      ambient,
     })
     this.#pool = resolved.pool
-    this.#query = statementRunner(resolved.preparedStatements)
+    this.#query = statementRunner(resolved.pool, resolved.preparedStatements)
     this.#sql = inboxSql(resolved.schema, resolved.tablePrefix)
   }
 
@@ -92,7 +98,11 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
   ): Promise<boolean> {
     // With tx the mark runs on the caller's connection, inside its BEGIN: it commits or
     // rolls back together with the handler's own writes.
-    const result = await this.#query(tx ?? this.#pool, this.#sql.markAsProcessed, [encode(eventId), now])
+    const result = await this.#query(
+      tx === undefined ? this.#pool : transactionHandle(tx),
+      this.#sql.markAsProcessed,
+      [encode(eventId), now],
+    )
     return result.rowCount !== 0
   }
 

@@ -1,4 +1,5 @@
 import {
+  type AmbientTransactions,
   type ClaimRequest,
   decodeStoredText,
   encodeStoredText,
@@ -50,7 +51,11 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   /** The `LISTEN/NOTIFY` channel an enqueue notifies on (see `createPostgresWakeup`). */
   readonly channel: string
 
-  constructor(options: PostgresStoreOptions) {
+  /**
+   * @param ambient the store's `store.transaction` (see `createPostgresStore`): `{ tx }`-taking
+   *   writes made inside it join it without `{ tx }`.
+   */
+  constructor(options: PostgresStoreOptions, ambient?: AmbientTransactions<PostgresTransaction>) {
     const resolved = resolveOptions(options)
     super({
       adapter: ADAPTER,
@@ -59,9 +64,10 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
       classify: classifyPostgresError,
       transaction: transactionHandle,
       sweepBatch: POSTGRES_SWEEP_BATCH,
+      ambient,
     })
     this.#pool = resolved.pool
-    this.#query = statementRunner(resolved.preparedStatements)
+    this.#query = statementRunner(resolved.pool, resolved.preparedStatements)
     this.#sql = outboxSql(resolved.schema, resolved.tablePrefix)
     this.#notify = resolved.notify
     this.channel = resolved.channel
@@ -94,7 +100,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
       ]
       if (this.#notify) values.push(this.channel)
       const result = await this.#query<OutboxRow>(
-        tx ?? this.#pool,
+        tx === undefined ? this.#pool : transactionHandle(tx),
         this.#sql.insertMany(this.#notify),
         values,
       )

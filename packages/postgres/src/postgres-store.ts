@@ -1,11 +1,19 @@
-import { DEFAULT_MAX_EVENT_BYTES, defineCapabilities, type TxboxStore } from '@txbox/core'
-import type { ClientBase } from 'pg'
+import {
+  AmbientTransactions,
+  DEFAULT_MAX_EVENT_BYTES,
+  defineCapabilities,
+  type TransactionalStore,
+  type TxboxStore,
+} from '@txbox/core'
+import type { ClientBase, PoolClient } from 'pg'
 import type { PostgresTransaction } from './client.js'
+import { ADAPTER, classifyPostgresError } from './errors.js'
 import { migratePostgres } from './migrate.js'
 import { PostgresInboxRepository } from './postgres-inbox-repository.js'
 import { type PostgresStoreOptions, resolveOptions } from './postgres-options.js'
 import { PostgresOutboxRepository } from './postgres-outbox-repository.js'
 import { createPostgresWakeup, type PostgresWakeup } from './postgres-wakeup.js'
+import { PostgresTransactionDriver } from './transaction-driver.js'
 
 /**
  * What the PostgreSQL store promises: the caller's own transaction, and SKIP LOCKED claims
@@ -30,6 +38,14 @@ export interface PostgresStore extends TxboxStore<PostgresTransaction> {
   /** The `LISTEN/NOTIFY` channel enqueues notify on. */
   readonly channel: string
   /**
+   * Runs `fn(client)` inside BEGIN on a client of the pool: COMMIT when it resolves, ROLLBACK
+   * and rethrow when it throws, the client always released (destroyed when COMMIT or ROLLBACK
+   * failed). Inside, `findOrCreate`, `findOrCreateMany` and `markAsProcessed` join it without
+   * `{ tx }`; run your own statements on `client`. `{ retries: n }` runs `fn` again on a
+   * serialization failure or deadlock (SQLSTATE 40001, 40P01), `attempt` counting from 1.
+   */
+  readonly transaction: TransactionalStore<PoolClient>['transaction']
+  /**
    * A wake-up hint on this store's channel. Uses one connection of the store's pool while
    * listening, or `client` when given.
    */
@@ -43,9 +59,16 @@ export interface PostgresStore extends TxboxStore<PostgresTransaction> {
 export const createPostgresStore = (options: PostgresStoreOptions): PostgresStore => {
   const resolved = resolveOptions(options)
   const { pool, schema, tablePrefix, channel } = resolved
+  // One per store: the outbox and the inbox join the same store.transaction.
+  const ambient = new AmbientTransactions<PoolClient>({
+    adapter: ADAPTER,
+    driver: new PostgresTransactionDriver(pool),
+    classify: classifyPostgresError,
+  })
   return {
-    outbox: new PostgresOutboxRepository(resolved),
-    inbox: new PostgresInboxRepository(resolved),
+    outbox: new PostgresOutboxRepository(resolved, ambient),
+    inbox: new PostgresInboxRepository(resolved, ambient),
+    transaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
     capabilities: defineCapabilities({ ...postgresCapabilities, maxEventBytes: resolved.maxEventBytes }),
     schema,
     tablePrefix,
