@@ -5,6 +5,7 @@ import type { InboxEvent, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/
 import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise'
 import { connectMySql, type MySqlConnection } from './connect.js'
 import { mySqlCapabilities } from './mysql-store.js'
+import { MySqlTransactionDriver } from './transaction-driver.js'
 
 /** The adapter's version, from its package.json (the same file from `src/` and `dist/`). */
 const VERSION: string = (
@@ -113,6 +114,8 @@ export const createConformanceTarget = (
         client: pool,
         close,
       } = connectMySql(serverUrl, { poolSize: 12, prefix: tablePrefix, clock })
+      // The fixture's transactions: the adapter's one transaction implementation.
+      const transactions = new MySqlTransactionDriver(pool)
       const schema = options.applySchema?.({ pool, tablePrefix }) ?? store.migrate()
       await schema.catch(async (error: unknown) => {
         await close()
@@ -155,24 +158,8 @@ export const createConformanceTarget = (
             breakConnection: peer.close,
           }
         },
-        async transaction(fn, options) {
-          const connection = await pool.getConnection()
-          try {
-            await connection.beginTransaction()
-            let result: Awaited<ReturnType<typeof fn>>
-            try {
-              result = await fn(connection)
-            } catch (error) {
-              await connection.rollback()
-              throw error
-            }
-            if (options?.rollback) await connection.rollback()
-            else await connection.commit()
-            return result
-          } finally {
-            connection.release()
-          }
-        },
+        transaction: (fn, options) => transactions.run(fn, { rollback: options?.rollback }),
+        storeTransaction: store.transaction,
         oracle,
         async dispose() {
           try {

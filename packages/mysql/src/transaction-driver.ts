@@ -65,11 +65,14 @@ export class MySqlTransactionDriver implements TransactionDriver<PoolConnection>
   }
 
   /**
-   * `run` inside one transaction, committed before this returns; on a throw rolled back and
-   * `run`'s error rethrown. For the adapter's own short transactions (no ambient, no retry:
-   * the caller retries).
+   * `run` inside one transaction, committed before this returns (rolled back instead with
+   * `rollback`); on a throw rolled back and `run`'s error rethrown. For the adapter's own short
+   * transactions and the conformance target's (no ambient, no retry: the caller retries).
    */
-  async run<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {
+  async run<T>(
+    run: (connection: PoolConnection) => Promise<T>,
+    options: { readonly rollback?: boolean | undefined } = {},
+  ): Promise<T> {
     const connection = await this.begin()
     let broken: Error | undefined
     try {
@@ -81,7 +84,8 @@ export class MySqlTransactionDriver implements TransactionDriver<PoolConnection>
         throw error
       }
       try {
-        await this.commit(connection)
+        if (options.rollback) await this.rollback(connection)
+        else await this.commit(connection)
       } catch (error) {
         broken = await this.#rollback(connection)
         throw error
