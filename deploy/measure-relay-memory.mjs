@@ -37,9 +37,13 @@ const kib = (pid, field) => {
 const dir = mkdtempSync(join(tmpdir(), 'txbox-relay-memory-'))
 const schema = `relay_memory_${process.pid}`
 const natsPort = await freePort()
-const nats = spawn('nats-server', ['-js', '-sd', join(dir, 'js'), '-a', '127.0.0.1', '-p', String(natsPort)], {
-  stdio: 'ignore',
-})
+const nats = spawn(
+  'nats-server',
+  ['-js', '-sd', join(dir, 'js'), '-a', '127.0.0.1', '-p', String(natsPort)],
+  {
+    stdio: 'ignore',
+  },
+)
 let relay
 try {
   await sleep(1_000)
@@ -48,17 +52,35 @@ try {
   for (let start = 0; start < events; start += 1_000) {
     const chunk = []
     for (let index = start; index < Math.min(events, start + 1_000); index++)
-      chunk.push({ eventId: `mem-${index}`, subject: 'memory.created', payload: JSON.stringify({ index, pad }) })
+      chunk.push({
+        eventId: `mem-${index}`,
+        subject: 'memory.created',
+        payload: JSON.stringify({ index, pad }),
+      })
     await store.outbox.findOrCreateMany(chunk)
   }
   relay = spawn(
     process.execPath,
     [
       join(root, 'packages/relay/bin/txbox-relay.js'),
-      '--store', 'postgres', '--url', url, '--schema', schema,
-      '--nats', `nats://127.0.0.1:${natsPort}`,
-      '--stream', 'MEMORY', '--stream-subjects', 'memory.>',
-      '--batch-size', String(batchSize), '--log-level', 'warn', '--http-port', '0',
+      '--store',
+      'postgres',
+      '--url',
+      url,
+      '--schema',
+      schema,
+      '--nats',
+      `nats://127.0.0.1:${natsPort}`,
+      '--stream',
+      'MEMORY',
+      '--stream-subjects',
+      'memory.>',
+      '--batch-size',
+      String(batchSize),
+      '--log-level',
+      'warn',
+      '--http-port',
+      '0',
     ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   )
@@ -69,7 +91,8 @@ try {
     const counts = await store.outbox.getCountByStatus()
     if (counts.sent === events) break
     if (idleRss === 0 && counts.sent === 0) idleRss = kib(relay.pid, 'VmRSS')
-    if (Date.now() - started > 600_000) throw new Error(`not drained after 10 minutes: ${JSON.stringify(counts)}`)
+    if (Date.now() - started > 600_000)
+      throw new Error(`not drained after 10 minutes: ${JSON.stringify(counts)}`)
   }
   const seconds = (Date.now() - started) / 1000
   await sleep(2_000)

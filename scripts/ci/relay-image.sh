@@ -72,11 +72,17 @@ if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$NODE_EXTRA_CA_CERTS" ]; then
 fi
 say "building $tag from packages/relay/Dockerfile on $node_image (log: $work/build.log)"
 started=$(date +%s)
-if ! nice -n 10 docker build --network host --add-host "$registry:$registry_ip" "${ca_args[@]}" \
-  --build-arg NODE_IMAGE="$node_image" -f packages/relay/Dockerfile -t "$tag" - <"$work/context.tar" >"$work/build.log" 2>&1; then
-  tail -n 40 "$work/build.log" >&2
-  fail 'docker build failed'
-fi
+# The build stage first, under a tag: the classic builder leaves it untagged otherwise, and
+# an `docker image prune` elsewhere on the engine (images.sh runs one) could remove it before
+# the final stage copies from it. The second build takes it from the cache.
+for target in "--target build -t $tag-build" "-t $tag"; do
+  # shellcheck disable=SC2086 # two words each, on purpose
+  if ! nice -n 10 docker build --network host --add-host "$registry:$registry_ip" "${ca_args[@]}" \
+    --build-arg NODE_IMAGE="$node_image" -f packages/relay/Dockerfile $target - <"$work/context.tar" >>"$work/build.log" 2>&1; then
+    tail -n 40 "$work/build.log" >&2
+    fail "docker build $target failed"
+  fi
+done
 say "built in $(($(date +%s) - started)) s; $(docker image inspect --format '{{.Size}}' "$tag" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
 [ "$(docker image inspect --format '{{.Config.User}}' "$tag")" = 10001:10001 ] || fail 'the image does not run as user 10001'
 
