@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Clock, type RepositorySettings, runStorageOperation, ValidationError } from '@txbox/core'
+import {
+  type AmbientTransactions,
+  type Clock,
+  type RepositorySettings,
+  runStorageOperation,
+  ValidationError,
+} from '@txbox/core'
 import type { ClientSession, Collection, Db, Document, Filter } from 'mongodb'
 import { ADAPTER, ContentionError, classifyMongoDbError } from './errors.js'
 import { type LockDocument, VersionLocks } from './ferretdb.js'
@@ -59,6 +65,8 @@ export class MongoDbClient {
   #runtime: Promise<ServerRuntime> | undefined
   /** The probe's answer once it arrived. */
   detected: ServerRuntime | undefined
+  /** The store's `store.transaction`, whose open session `{ tx }`-less writes join (set by `createMongoDbStore`). */
+  ambient: AmbientTransactions<ClientSession> | undefined
 
   constructor(options: ResolvedMongoDbOptions) {
     this.#options = options
@@ -79,9 +87,45 @@ export class MongoDbClient {
       clock: this.clock,
       maxEventBytes: this.maxEventBytes,
       classify: classifyMongoDbError,
-      transaction: checkSessionType,
+      transaction: (tx) => this.#checkSession(tx),
       sweepBatch: SWEEP_BATCH,
+      ambient: this.ambient,
     }
+  }
+
+  /**
+   * The part of the `{ tx }` check that needs no I/O: the handle must be a live
+   * ClientSession of the MongoClient this store's `db` belongs to (a Mongoose session is
+   * one: Mongoose hands out the driver's sessions). Whether the server has transactions
+   * is checked by {@link session}.
+   */
+  #checkSession(tx: ClientSession | undefined): ClientSession | undefined {
+    if (tx === undefined) return undefined
+    const session = tx as Partial<ClientSession> | null
+    if (typeof session !== 'object' || session === null || typeof session.inTransaction !== 'function') {
+      throw new ValidationError(
+        ADAPTER,
+        `tx must be a mongodb ClientSession (client.startSession(), or Mongoose's connection.startSession() / connection.transaction()); got ${
+          session === null || typeof session !== 'object'
+            ? String(session === null ? 'null' : typeof session)
+            : `a ${(session as { constructor?: { name?: string } }).constructor?.name ?? 'object'}`
+        }`,
+      )
+    }
+    if (session.hasEnded === true) {
+      throw new ValidationError(
+        ADAPTER,
+        'tx is a ClientSession that has already ended (endSession() was called)',
+      )
+    }
+    // `clientOptions` is the options object of the MongoClient that started the session.
+    if (session.clientOptions !== this.db.client.options) {
+      throw new ValidationError(
+        ADAPTER,
+        "tx is a ClientSession of another MongoClient than the store's: a transaction cannot span two clients. Start the session on the client whose Db the store was created on (with Mongoose: create the store on connection.db, and use that connection's sessions)",
+      )
+    }
+    return tx
   }
 
   collection<T extends Document>(kind: keyof CollectionNames): Collection<T> {
@@ -277,17 +321,4 @@ export class MongoDbClient {
     }
     return moved
   }
-}
-
-/**
- * The part of the `{ tx }` check that needs no I/O: the handle must be a ClientSession.
- * Whether the server has transactions is checked by {@link MongoDbClient.session}.
- */
-const checkSessionType = (tx: ClientSession | undefined): ClientSession | undefined => {
-  if (tx === undefined) return undefined
-  const session = tx as Partial<ClientSession> | null
-  if (typeof session !== 'object' || session === null || typeof session.inTransaction !== 'function') {
-    throw new ValidationError(ADAPTER, 'tx must be a mongodb ClientSession (client.startSession())')
-  }
-  return tx
 }

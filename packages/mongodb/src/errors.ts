@@ -1,5 +1,6 @@
 import type { ClassifyStorageError, StorageFailure } from '@txbox/core'
-import { MongoError, MongoServerError } from 'mongodb'
+import type { MongoServerError } from 'mongodb'
+import { isDriverError } from './driver-errors.js'
 
 /** The adapter name in every error message. */
 export const ADAPTER = 'mongodb'
@@ -73,8 +74,8 @@ const withCode = (error: MongoServerError, hint = ''): string =>
  */
 export const classifyMongoDbError: ClassifyStorageError = (error) => {
   if (error instanceof ContentionError) return { reason: 'conflict', retryable: true, detail: error.message }
-  if (!(error instanceof MongoError)) return UNKNOWN
-  if (error instanceof MongoServerError && typeof error.code === 'number') {
+  if (!isDriverError(error, 'MongoError')) return UNKNOWN
+  if (isDriverError(error, 'MongoServerError') && typeof error.code === 'number') {
     const known = SERVER_CODES.get(error.code)
     if (known) {
       const hint = known.reason === 'schema' ? ' (did you run migrate()?)' : ''
@@ -87,7 +88,7 @@ export const classifyMongoDbError: ClassifyStorageError = (error) => {
   const byName = DRIVER_ERRORS.get(error.name)
   if (byName) return byName
   if (error.hasErrorLabel('RetryableWriteError')) return { reason: 'unavailable', retryable: true }
-  if (error instanceof MongoServerError && typeof error.code === 'number')
+  if (isDriverError(error, 'MongoServerError') && typeof error.code === 'number')
     return { ...UNKNOWN, detail: withCode(error) }
   return UNKNOWN
 }

@@ -1,13 +1,13 @@
 import type { Collection } from 'mongodb'
-import { MongoBulkWriteError, MongoServerError } from 'mongodb'
+import { isDriverError } from './driver-errors.js'
 
 /** MongoDB's (and FerretDB's) duplicate-key error code. */
 const DUPLICATE_KEY = 11000
 
 /** True for a duplicate-key error of a single write: the idempotency signal of an insert. */
 export const isDuplicateKey = (error: unknown): boolean => {
-  if (error instanceof MongoBulkWriteError) return duplicateKeyIndexes(error) !== undefined
-  return error instanceof MongoServerError && error.code === DUPLICATE_KEY
+  if (isDriverError(error, 'MongoBulkWriteError')) return duplicateKeyIndexes(error) !== undefined
+  return isDriverError(error, 'MongoServerError') && error.code === DUPLICATE_KEY
 }
 
 /**
@@ -16,9 +16,9 @@ export const isDuplicateKey = (error: unknown): boolean => {
  * caller rethrows: only duplicate keys are expected, everything else is a real failure).
  */
 const duplicateKeyIndexes = (error: unknown): Set<number> | undefined => {
-  if (!(error instanceof MongoBulkWriteError)) {
+  if (!isDriverError(error, 'MongoBulkWriteError')) {
     // A server may answer a one-document batch with a plain write error.
-    return error instanceof MongoServerError && error.code === DUPLICATE_KEY ? new Set([0]) : undefined
+    return isDriverError(error, 'MongoServerError') && error.code === DUPLICATE_KEY ? new Set([0]) : undefined
   }
   if (error.err !== undefined) return undefined
   const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors]

@@ -1,11 +1,20 @@
-import { type Capabilities, DEFAULT_MAX_EVENT_BYTES, defineCapabilities, type TxboxStore } from '@txbox/core'
+import {
+  AmbientTransactions,
+  type Capabilities,
+  DEFAULT_MAX_EVENT_BYTES,
+  defineCapabilities,
+  type TransactionalStore,
+  type TxboxStore,
+} from '@txbox/core'
 import type { ClientSession } from 'mongodb'
 import { MongoDbClient } from './client.js'
+import { ADAPTER, classifyMongoDbError } from './errors.js'
 import { migrateMongoDb } from './migrate.js'
 import { MongoDbInboxRepository } from './mongodb-inbox-repository.js'
 import { type MongoDbStoreOptions, resolveMongoDbOptions } from './mongodb-options.js'
 import { MongoDbOutboxRepository } from './mongodb-outbox-repository.js'
 import type { ServerRuntime } from './server.js'
+import { mongoDbTransactionDriver } from './transaction-driver.js'
 
 /** Capabilities with the store's effective `maxEventBytes`, as every txbox store reports them. */
 export type MongoDbCapabilities = Capabilities & { readonly maxEventBytes: number }
@@ -40,6 +49,13 @@ export interface MongoDbStore extends TxboxStore<ClientSession> {
   readonly outbox: MongoDbOutboxRepository
   readonly inbox: MongoDbInboxRepository
   /**
+   * Runs `fn(session)` in a transaction on a session of the store's MongoClient: committed
+   * when `fn` resolves, aborted when it throws, the session always ended. Needs a replica set
+   * or sharded cluster: on a server without transactions (standalone, FerretDB v1) it throws
+   * a ValidationError before `fn` runs. Pass the session to your own writes (`{ session }`).
+   */
+  readonly transaction: TransactionalStore<ClientSession>['transaction']
+  /**
    * The static {@link mongoDbCapabilities} until the server was probed (by `migrate()`,
    * `detectCapabilities()` or the first write), then what this deployment supports.
    */
@@ -53,9 +69,16 @@ export interface MongoDbStore extends TxboxStore<ClientSession> {
 /** Creates the outbox and inbox on `db`, sharing one clock, prefix and server probe. */
 export const createMongoDbStore = (options: MongoDbStoreOptions): MongoDbStore => {
   const client = new MongoDbClient(resolveMongoDbOptions(options))
+  const ambient = new AmbientTransactions({
+    adapter: ADAPTER,
+    driver: mongoDbTransactionDriver(client),
+    classify: classifyMongoDbError,
+  })
+  client.ambient = ambient
   return {
     outbox: new MongoDbOutboxRepository(options, client),
     inbox: new MongoDbInboxRepository(options, client),
+    transaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
     migrate: async () => {
       await migrateMongoDb(client)
     },
