@@ -23,7 +23,10 @@ for (const file of files) {
   failed += s.failed + s.notRun + (s.errors ?? 0)
   skipped += s.skipped
   ok &&= report.ok
-  const server = report.engine.serverVersion ?? report.engine.name
+  const via = report.engine.connection
+    ? `, ${report.engine.connection}${report.engine.image ? ` ${report.engine.image}` : ''}`
+    : ''
+  const server = `${report.engine.serverVersion ?? report.engine.name}${via}`
   console.log(
     `${report.ok ? 'CERTIFIED    ' : 'NOT CERTIFIED'}  ${report.adapter.name.padEnd(10)} ${String(s.passed).padStart(3)} passed ${String(s.failed).padStart(2)} failed ${String(s.skipped).padStart(2)} skipped ${String(s.notRun).padStart(2)} not run  (${server})`,
   )

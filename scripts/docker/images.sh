@@ -16,7 +16,8 @@
 #                                      scripts/services/mysql8.sh  TXBOX_MYSQL8_IMAGE
 #   txbox-local/redis:7.0              Debian redis-server         TXBOX_REDIS_IMAGE
 #   txbox-local/nats:2.9               Debian nats-server (-js)    TXBOX_NATS_IMAGE
-#   txbox-local/ferretdb:1.24.2        tools/ferretdb (as services.sh builds it), SQLite backend
+#   txbox-local/ferretdb:1.24.2        tools/ferretdb (as services.sh builds it) on a PostgreSQL 15
+#                                      in the same container
 #                                                                  TXBOX_MONGODB_IMAGE
 #   txbox-local/dynamodb-local:2.6.1   the jars services.sh resolves from Maven Central
 #                                                                  TXBOX_DYNAMODB_IMAGE
@@ -329,24 +330,39 @@ CMD ["-js"]
 EOF
 }
 
-# The wrapper services.sh builds (static, CGO off), on its SQLite backend. The arguments of a
-# mongod (the preset's --replSet, --bind_ip_all) mean nothing to it and are dropped: FerretDB
-# v1 has no replica set, which the suite reports as a capability.
+# The wrapper services.sh builds (static, CGO off), on the PostgreSQL backend as the native
+# path runs it: a PostgreSQL 15 inside the same container, on 127.0.0.1 only, trust auth. (On
+# its SQLite backend FerretDB v1 hangs in the suite's paging case: the pool fills up.) The
+# arguments of a mongod (the preset's --replSet, --bind_ip_all) mean nothing to it and are
+# dropped: FerretDB v1 has no replica set, which the suite reports as a capability.
 context_ferretdb() {
   load_service_builders
   build_ferretdb || return 1
   cp "$(ferretdb_bin)" "$1/ferretdb"
   cat >"$1/Dockerfile" <<EOF
 FROM $BASE
+RUN apt-get update -q && apt-get install -y -q postgresql-15 && rm -rf /var/lib/apt/lists/*
+ENV PATH=/usr/lib/postgresql/15/bin:\$PATH
 COPY ferretdb entrypoint.sh /usr/local/bin/
 EXPOSE 27017
 ENTRYPOINT ["entrypoint.sh"]
 EOF
   cat >"$1/entrypoint.sh" <<'EOF'
-#!/bin/sh
+#!/bin/bash
+set -euo pipefail
 [ $# -gt 0 ] && echo "entrypoint: FerretDB takes no mongod options; ignoring: $*" >&2
-mkdir -p /data/sqlite
-exec ferretdb serve -listen 0.0.0.0:27017 -handler sqlite -sqlite-url file:/data/sqlite/ -log-level "${FERRETDB_LOG_LEVEL:-warn}"
+data=/var/lib/postgresql/data
+mkdir -p "$data" /var/run/postgresql && chown postgres:postgres "$data" /var/run/postgresql
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+if [ ! -s "$data/PG_VERSION" ]; then
+  as_pg initdb -D "$data" -U ferretdb -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+fi
+as_pg pg_ctl -D "$data" -l /var/lib/postgresql/postgres.log -w \
+  -o "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
+as_pg psql -q -h 127.0.0.1 -U ferretdb -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'" | grep -q 1 ||
+  as_pg createdb -h 127.0.0.1 -U ferretdb ferretdb
+exec ferretdb serve -listen 0.0.0.0:27017 -handler postgresql \
+  -postgresql-url postgres://ferretdb@127.0.0.1:5432/ferretdb -log-level "${FERRETDB_LOG_LEVEL:-warn}"
 EOF
   chmod +x "$1/entrypoint.sh"
 }
