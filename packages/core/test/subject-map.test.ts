@@ -303,3 +303,60 @@ describe('OutboxRelay with a subject map', () => {
     expect((await relay.metrics()).deadLettered).toEqual({ 'subject-map': 2 })
   })
 })
+
+const natsUrl = process.env.TXBOX_NATS_URL
+describe.skipIf(!natsUrl && process.env.TXBOX_REQUIRE_ALL !== '1')(
+  'OutboxRelay with a subject map on JetStream',
+  () => {
+    it('stores the message under the mapped subject, and a republish after a crash is verified as the same message', async () => {
+      if (!natsUrl) throw new Error('TXBOX_REQUIRE_ALL=1 but TXBOX_NATS_URL is not set')
+      const { connect } = await import('nats')
+      const { createJetStreamPublisher, ensureStream } = await import('../src/nats/index.js')
+      const suffix = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
+      const stream = `TXBOX_MAP_${suffix.toUpperCase()}`
+      const nc = await connect({ servers: natsUrl })
+      const jsm = await nc.jetstreamManager()
+      try {
+        await ensureStream(jsm, { name: stream, subjects: [`mapped${suffix}.>`] })
+        const clock = new ManualClock()
+        const store = createMemoryStore({ clock: clock.now })
+        const publisher = createJetStreamPublisher({ connection: nc })
+        const subjectMap = [{ from: 'order.*', to: `mapped${suffix}.orders.*` }]
+        await store.outbox.findOrCreate({
+          eventId: `map-${suffix}`,
+          subject: 'order.created',
+          payload: '{"a":1}',
+        })
+        // A relay that died after publishing: the message is in the stream, the event not marked.
+        const [claimed] = await store.outbox.claim({ limit: 1, leaseMs: 1_000, workerId: 'dead-relay' })
+        await publisher.publish({ ...(claimed as OutboxEvent), subject: `mapped${suffix}.orders.created` })
+        clock.advance(2_000)
+        const relay = new OutboxRelay({
+          outbox: store.outbox,
+          publisher,
+          subjectMap,
+          clock: clock.now,
+          claimRampUp: false,
+          logger: { debug() {}, info() {}, warn() {}, error() {} },
+        })
+        expect(await relay.runOnce()).toBe(1)
+        const counters = relay.counters()
+        expect(counters).toMatchObject({
+          published: 1,
+          duplicates: 1,
+          duplicateConflicts: 0,
+          duplicatesUnverified: 0,
+        })
+        expect((await store.outbox.get(`map-${suffix}`))?.status).toBe('sent')
+        const message = await jsm.streams.getMessage(stream, {
+          last_by_subj: `mapped${suffix}.orders.created`,
+        })
+        expect(message.header.get('Nats-Msg-Id')).toBe(`map-${suffix}`)
+        expect((await jsm.streams.info(stream)).state.messages).toBe(1)
+      } finally {
+        await jsm.streams.delete(stream).catch(() => false)
+        await nc.close()
+      }
+    })
+  },
+)
