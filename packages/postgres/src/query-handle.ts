@@ -88,17 +88,24 @@ export const wrongHandle = (integration: string, expected: string, given: unknow
     `${integration} expects ${expected}; got ${describeValue(given)}. Pass the transaction object your callback receives`,
   )
 
-/** True for a pg `Client`/`PoolClient` (not a Pool: it has no transaction status). */
+/**
+ * True for a pg `Client`/`PoolClient` (not a Pool). `getTransactionStatus` is recent (pg 8.20 lacks
+ * it, 8.23 has it; ORMs may bring an older pg of their own), so the client is recognised by the
+ * connection parameters every pg 8 client carries.
+ */
 export const isPgClient = (value: unknown): value is ClientBase =>
   typeof value === 'object' &&
   value !== null &&
   typeof (value as ClientBase).query === 'function' &&
-  typeof (value as ClientBase).getTransactionStatus === 'function'
+  (typeof (value as ClientBase).getTransactionStatus === 'function' ||
+    (typeof (value as { connectionParameters?: unknown }).connectionParameters === 'object' &&
+      !('totalCount' in value)))
 
 /**
  * A pg client as a handle, checked for an open transaction before each statement: pg tracks
  * the server's transaction status ('I' idle, 'T' in a transaction, 'E' failed), so a client
  * outside BEGIN (never begun, or committed and given back) is refused instead of autocommitting.
+ * A pg without `getTransactionStatus` (8.20 and older) does not say: the server is asked instead.
  * `owner` names where the client came from in the messages ("a Knex transaction's connection").
  */
 export const pgClientHandle = (
@@ -109,9 +116,10 @@ export const pgClientHandle = (
   postgresQueryHandle({
     description: owner === 'tx' ? 'a pg client' : owner,
     session: client,
+    checkOpenOnServer: typeof client.getTransactionStatus !== 'function',
     assertOpen: () => {
       assertOwnerOpen()
-      if (client.getTransactionStatus() === 'I') {
+      if (client.getTransactionStatus?.() === 'I') {
         throw new ValidationError(
           ADAPTER,
           owner === 'tx'
