@@ -25,7 +25,10 @@ SOCKET=$DOCKER_DIR/docker.sock
 PID_FILE=$DOCKER_DIR/dockerd.pid
 LOG=$DOCKER_DIR/dockerd.log
 TIMEOUT=${TXBOX_DOCKER_TIMEOUT:-60}
-# The default bridge's address; containers are hosts of this machine only.
+# The bridge's address; containers are hosts of this machine only. Docker's own bridge
+# (docker0) unless TXBOX_DOCKER_BRIDGE names another, which is created here when missing: a
+# second engine beside the first needs a bridge of its own.
+BRIDGE=${TXBOX_DOCKER_BRIDGE:-docker0}
 BRIDGE_IP=${TXBOX_DOCKER_BRIDGE_IP:-172.29.0.1/24}
 
 log() { printf '[docker] %s\n' "$*" >&2; }
@@ -81,6 +84,14 @@ cmd_up() {
   fi
   rm -f "$SOCKET" "$PID_FILE"
   [ -s "$LOG" ] && mv -f "$LOG" "$LOG.1"
+  local bridge_args=(--bip "$BRIDGE_IP")
+  if [ "$BRIDGE" != docker0 ]; then
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+      ip link add name "$BRIDGE" type bridge && ip addr add "$BRIDGE_IP" dev "$BRIDGE" && ip link set "$BRIDGE" up ||
+        die "could not create the bridge $BRIDGE ($BRIDGE_IP)"
+    fi
+    bridge_args=(--bridge "$BRIDGE")
+  fi
   t0=$(now)
   # cgroupfs: no systemd here. exec-root holds containerd's sockets: keep its path short.
   (
@@ -97,7 +108,7 @@ cmd_up() {
       --storage-driver overlay2 \
       --exec-opt native.cgroupdriver=cgroupfs \
       --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
-      --bip "$BRIDGE_IP" \
+      "${bridge_args[@]}" \
       --ip 127.0.0.1 \
       --dns 127.0.0.1 \
       --userland-proxy=true \
@@ -134,6 +145,8 @@ cmd_down() {
     log "engine not running"
   fi
   rm -f "$PID_FILE"
+  # a bridge of our own goes with its engine (docker0 stays, as Docker leaves it)
+  if [ "$BRIDGE" != docker0 ] && ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
 }
 
 cmd_status() {
