@@ -8,7 +8,8 @@
 #     PostgreSQL enqueue + claim when TXBOX_POSTGRES_URL is set;
 #   - types.ts is type-checked under module nodenext and node16 (as .mts and .cts: the ES
 #     module and the CommonJS declarations) and moduleResolution bundler;
-#   - both bins run, and txbox-conformance certifies SQLite from the installed packages.
+#   - the bins run, txbox-migrations prints the installed adapters' DDL, and
+#     txbox-conformance certifies SQLite from the installed packages.
 # Any problem exits non-zero.
 #
 #   bash scripts/ci/packed-tarballs.sh        (TXBOX_*_URL from scripts/services.sh if unset)
@@ -70,8 +71,13 @@ for config in nodenext node16 bundler; do
 done
 say "types resolve under nodenext and node16 (ESM and CJS) and bundler"
 
-for bin in txbox-relay txbox-conformance; do
+for bin in txbox-relay txbox-conformance txbox-migrations; do
   out=$(npx --no-install "$bin" --help 2>&1) || { printf '%s\n' "$out" >&2; die "$bin --help"; }
+done
+# txbox-migrations (in @txbox/core) loads the adapter from the app's node_modules.
+for store in sqlite postgres; do
+  out=$(npx --no-install txbox-migrations print --store "$store" --down 2>&1) || { printf '%s\n' "$out" >&2; die "txbox-migrations print --store $store"; }
+  grep -q "^-- txbox $store migration 0001_[a-z_]* (down)$" <<<"$out" || { printf '%s\n' "$out" >&2; die "txbox-migrations print --store $store: no down block of version 1"; }
 done
 npx --no-install txbox-conformance run --target sqlite --report "$work/sqlite-report.json" >"$work/conformance.log" 2>&1 ||
   { cat "$work/conformance.log"; die "txbox-conformance run --target sqlite from the installed packages"; }
