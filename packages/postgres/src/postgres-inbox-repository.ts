@@ -103,7 +103,7 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
       this.#sql.markAsProcessed,
       [encode(eventId), now],
     )
-    return result.rowCount !== 0
+    return result.rows.length > 0
   }
 
   protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {

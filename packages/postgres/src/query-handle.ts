@@ -15,7 +15,11 @@ export interface PostgresStatement {
   readonly name?: string | undefined
 }
 
-/** What a statement answered; the store reads nothing else. */
+/**
+ * What a statement answered. Through a caller's transaction the store reads `rows` only (each
+ * of its statements there returns a row per row it touched), so a driver that cannot tell a
+ * row count may answer `null`.
+ */
 export interface PostgresRows<R> {
   readonly rows: R[]
   readonly rowCount: number | null

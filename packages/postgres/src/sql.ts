@@ -277,9 +277,12 @@ export const inboxSql = (schema: string, prefix: string): InboxSql => {
       )
       SELECT * FROM inserted UNION ALL SELECT * FROM updated`,
     get: `SELECT ${INBOX_COLUMNS} FROM ${table} WHERE event_id = $1`,
+    // RETURNING: run through a caller's transaction handle, a statement reports what it touched
+    // by its rows (Prisma's raw queries answer rows, not a row count).
     markAsProcessed: `
       UPDATE ${table} SET status = 'processed', processed_at = $2, claimed_by = NULL, lease_until = NULL
-      WHERE event_id = $1`,
+      WHERE event_id = $1
+      RETURNING event_id`,
     markAsFailed: `
       UPDATE ${table} SET status = 'failed', error_message = $2, claimed_by = NULL, lease_until = NULL
       WHERE event_id = $1`,
