@@ -1,7 +1,32 @@
-import { StorageError } from '@txbox/core'
+import { type InboxMessage, InboxProcessor, StorageError, silentLogger } from '@txbox/core'
 import type { PoolClient } from 'pg'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createNamespace, event, inTransaction, type Namespace, noServer, skipReason } from './helpers.js'
+
+/** One JetStream delivery as the processor sees it; `settled` records how it was answered. */
+const delivery = (eventId: string, deliveryCount: number) => {
+  const settled: string[] = []
+  const message: InboxMessage = {
+    eventId,
+    subject: 'orders.created',
+    payload: '{}',
+    headers: {},
+    storedHeaders: undefined,
+    stream: 'ORDERS',
+    streamSeq: deliveryCount,
+    deliveryCount,
+    ack: () => {
+      settled.push('ack')
+    },
+    nak: () => {
+      settled.push('nak')
+    },
+    term: () => {
+      settled.push('term')
+    },
+  }
+  return { message, settled }
+}
 
 describe.skipIf(noServer)(`store.transaction${noServer ? ` (skipped: ${skipReason})` : ''}`, () => {
   let ns: Namespace
@@ -168,6 +193,40 @@ describe.skipIf(noServer)(`store.transaction${noServer ? ` (skipped: ${skipReaso
     expect((error as { code?: string }).code).toBe('40P01')
     const stored = [await outbox.get('st-once-ab'), await outbox.get('st-once-ba')].filter((e) => e !== null)
     expect(stored).toHaveLength(1)
+    expectAllReleased()
+  })
+
+  it('InboxProcessor runs the handler in store.transaction: its side effect, its enqueue and the processed mark commit once under redelivery', async () => {
+    const { outbox, inbox } = ns.store
+    let failing = true
+    // <PoolClient>: the handler's tx is store.transaction's client.
+    const processor = new InboxProcessor<PoolClient>({
+      store: ns.store,
+      source: { subscribe: () => Promise.reject(new Error('handle() is driven by the test')) },
+      logger: silentLogger,
+      random: () => 0,
+      handler: async ({ event: delivered, tx }) => {
+        await tx.query(`INSERT INTO ${table('orders')} (id) VALUES ($1)`, [`side-${delivered.eventId}`])
+        await outbox.findOrCreate(event(`reply-${delivered.eventId}`))
+        if (failing) throw new Error('downstream busy')
+      },
+    })
+    const first = delivery('st-processor', 1)
+    await processor.handle(first.message)
+    expect(first.settled).toEqual(['nak'])
+    expect(await rows('orders', 'side-st-processor')).toBe(0)
+    expect(await outbox.get('reply-st-processor')).toBeNull()
+    expect(await inbox.isProcessed('st-processor')).toBe(false)
+
+    failing = false
+    const second = delivery('st-processor', 2)
+    const third = delivery('st-processor', 3)
+    await processor.handle(second.message)
+    await processor.handle(third.message)
+    expect([...second.settled, ...third.settled]).toEqual(['ack', 'ack'])
+    expect(await rows('orders', 'side-st-processor')).toBe(1)
+    expect((await outbox.get('reply-st-processor'))?.status).toBe('pending')
+    expect(await inbox.isProcessed('st-processor')).toBe(true)
     expectAllReleased()
   })
 

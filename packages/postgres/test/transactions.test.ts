@@ -79,4 +79,24 @@ describe.skipIf(noServer)(`{ tx }${noServer ? ` (skipped: ${skipReason})` : ''}`
     expect(await outbox.get('bad-1')).toBeNull()
     expect(await outbox.get('bad-2')).toBeNull()
   })
+
+  it('a pg without getTransactionStatus (8.20 and older): the server says whether the client is inside BEGIN', async () => {
+    const { outbox } = ns.store
+    const client = await ns.pool.connect()
+    // What a client of an older pg looks like (MikroORM 6 brings pg 8.20).
+    Object.defineProperty(client, 'getTransactionStatus', { value: undefined, configurable: true })
+    try {
+      await expect(outbox.findOrCreate(event('old-pg-1'), { tx: client })).rejects.toThrow(
+        /not inside a transaction/,
+      )
+      await client.query('BEGIN')
+      await outbox.findOrCreate(event('old-pg-2'), { tx: client })
+      await client.query('ROLLBACK')
+    } finally {
+      delete (client as { getTransactionStatus?: unknown }).getTransactionStatus
+      client.release()
+    }
+    expect(await outbox.get('old-pg-1')).toBeNull()
+    expect(await outbox.get('old-pg-2')).toBeNull()
+  })
 })
