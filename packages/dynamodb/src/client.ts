@@ -8,7 +8,7 @@ import {
   type TransactWriteItem,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb'
-import { type StatusCountRows, ValidationError } from '@txbox/core'
+import { type AmbientTransactions, type StatusCountRows, ValidationError } from '@txbox/core'
 import type { ResolvedOptions } from './dynamodb-options.js'
 import { ADAPTER, classifyDynamoDbError, isConditionalCheckFailed, isTransientConflict } from './errors.js'
 import { STATUS_INDEX, shardOf, timeKey } from './keys.js'
@@ -113,9 +113,12 @@ const targetKey = (action: TransactWriteItem): { table: string | undefined; pk: 
  */
 export class DynamoDbContext {
   readonly options: ResolvedOptions
+  readonly #ambient: AmbientTransactions<TransactWriteItem[]> | undefined
 
-  constructor(options: ResolvedOptions) {
+  /** `ambient`: the store's `store.transaction`, whose collector `{ tx }`-less writes join. */
+  constructor(options: ResolvedOptions, ambient?: AmbientTransactions<TransactWriteItem[]>) {
     this.options = options
+    this.#ambient = ambient
   }
 
   /** The kernel settings both repositories share. */
@@ -125,6 +128,7 @@ export class DynamoDbContext {
       clock: this.options.clock,
       classify: classifyDynamoDbError,
       transaction: collectorOf,
+      ambient: this.#ambient,
     } as const
   }
 

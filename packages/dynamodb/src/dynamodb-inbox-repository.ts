@@ -1,5 +1,6 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import {
+  type AmbientTransactions,
   INBOX_STATUSES,
   type InboxClaimRequest,
   type InboxClaimResult,
@@ -33,8 +34,9 @@ const BUMP: UpdateSpec = { update: 'ADD #deliveries :one', condition: EXISTS, va
 export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWriteItem[]> {
   readonly #db: DynamoDbContext
 
-  constructor(options: DynamoDbStoreOptions) {
-    const db = new DynamoDbContext(resolveOptions(options))
+  /** `ambient` is internal: the `store.transaction` that `createDynamoDbStore` gives both repositories. */
+  constructor(options: DynamoDbStoreOptions, ambient?: AmbientTransactions<TransactWriteItem[]>) {
+    const db = new DynamoDbContext(resolveOptions(options), ambient)
     super(db.settings)
     this.#db = db
   }

@@ -1,5 +1,6 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import {
+  type AmbientTransactions,
   type ClaimRequest,
   type FencedOutcome,
   type NewOutboxEventParams,
@@ -70,8 +71,9 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
    */
   #spread = 0
 
-  constructor(options: DynamoDbStoreOptions) {
-    const db = new DynamoDbContext(resolveOptions(options))
+  /** `ambient` is internal: the `store.transaction` that `createDynamoDbStore` gives both repositories. */
+  constructor(options: DynamoDbStoreOptions, ambient?: AmbientTransactions<TransactWriteItem[]>) {
+    const db = new DynamoDbContext(resolveOptions(options), ambient)
     super({ ...db.settings, maxEventBytes: db.options.maxEventBytes })
     this.#db = db
   }

@@ -1,10 +1,17 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb'
-import { defineCapabilities, type TxboxStore } from '@txbox/core'
+import {
+  AmbientTransactions,
+  defineCapabilities,
+  type TransactionalStore,
+  type TxboxStore,
+} from '@txbox/core'
 import { DynamoDbInboxRepository } from './dynamodb-inbox-repository.js'
 import { type DynamoDbStoreOptions, resolveOptions } from './dynamodb-options.js'
 import { DynamoDbOutboxRepository } from './dynamodb-outbox-repository.js'
+import { ADAPTER, classifyDynamoDbError } from './errors.js'
 import { migrateDynamoDb } from './migrate.js'
 import { MAX_ITEM_BYTES } from './rows.js'
+import { dynamoDbTransactionDriver } from './transaction-driver.js'
 
 /**
  * What the DynamoDB adapter promises: `{ tx }` is a TransactWriteItem[] collector, claims
@@ -22,6 +29,12 @@ export const dynamoDbCapabilities = defineCapabilities({
 export interface DynamoDbStore extends TxboxStore<TransactWriteItem[]> {
   readonly outbox: DynamoDbOutboxRepository
   readonly inbox: DynamoDbInboxRepository
+  /**
+   * Runs `fn(collector)`: your actions (`collector.push(...)`) and the writes txbox makes
+   * inside `fn` are sent together in one `TransactWriteItems` when `fn` resolves (all or
+   * none), and discarded unsent when it throws.
+   */
+  readonly transaction: TransactionalStore<TransactWriteItem[]>['transaction']
   /** The table both repositories use. */
   readonly tableName: string
 }
@@ -32,9 +45,15 @@ export interface DynamoDbStore extends TxboxStore<TransactWriteItem[]> {
  */
 export const createDynamoDbStore = (options: DynamoDbStoreOptions): DynamoDbStore => {
   const resolved = resolveOptions(options)
+  const ambient = new AmbientTransactions<TransactWriteItem[]>({
+    adapter: ADAPTER,
+    driver: dynamoDbTransactionDriver(resolved.client),
+    classify: classifyDynamoDbError,
+  })
   return {
-    outbox: new DynamoDbOutboxRepository(options),
-    inbox: new DynamoDbInboxRepository(options),
+    outbox: new DynamoDbOutboxRepository(options, ambient),
+    inbox: new DynamoDbInboxRepository(options, ambient),
+    transaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
     tableName: resolved.tableName,
     capabilities: defineCapabilities({ ...dynamoDbCapabilities, maxEventBytes: resolved.maxEventBytes }),
     migrate: () => migrateDynamoDb(resolved, resolved.clock),
