@@ -149,6 +149,7 @@ export const createConformanceTarget = (
           return { outbox: peerStore.outbox, inbox: peerStore.inbox, dispose: end, breakConnection: end }
         },
         transaction: (fn, options) => withTransaction(db, fn, { rollback: options?.rollback }),
+        storeTransaction: store.transaction,
         dispose: dropSchema,
       }
     },
