@@ -190,6 +190,11 @@ export {
   type StoreRegistration,
   storeRegistration,
 } from './store-registry.js'
+export {
+  type OpenTelemetryMode,
+  openTelemetryReady,
+  setOpenTelemetryMode,
+} from './telemetry/otel-api.js'
 export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
 export {
   AmbientTransactions,

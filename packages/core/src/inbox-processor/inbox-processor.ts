@@ -10,6 +10,7 @@ import {
 } from '../relay/backoff.js'
 import type { HealthReport } from '../relay/metrics.js'
 import { errorFields, messageOf } from '../relay/sleep.js'
+import { InboxTelemetry, type MessageTrace } from '../telemetry/inbox-telemetry.js'
 import type { TransactionalStore } from '../transactions/transactional-store.js'
 import { Validator } from '../validation.js'
 import type {
@@ -219,6 +220,8 @@ export class InboxProcessor<Tx = never> {
   #loop: Promise<void> | undefined
   #inFlight = 0
   #lastTickAt: number | null = null
+  /** OpenTelemetry spans and metrics, when `@opentelemetry/api` is installed. */
+  readonly #telemetry: InboxTelemetry = new InboxTelemetry(this)
   #counters: InboxProcessorCounters = {
     received: 0,
     processed: 0,
@@ -315,6 +318,8 @@ export class InboxProcessor<Tx = never> {
   }
 
   async #subscribe(): Promise<void> {
+    // Not awaited: subscribing starts at once (handle() waits for it; it never rejects).
+    void this.#telemetry.open()
     let subscription: InboxSubscription
     try {
       subscription = await this.#source.subscribe()
@@ -344,6 +349,8 @@ export class InboxProcessor<Tx = never> {
   async stop(): Promise<void> {
     if (this.#state === 'idle') {
       this.#state = 'stopped'
+      // handle() without start() may have registered the instruments.
+      this.#telemetry.close()
       return
     }
     if (this.#state === 'running') {
@@ -407,6 +414,7 @@ export class InboxProcessor<Tx = never> {
       this.#logger.error('inbox subscription failed', { error: messageOf(error) })
     } finally {
       await Promise.allSettled(running)
+      this.#telemetry.close()
       this.#state = 'stopped'
     }
   }
@@ -416,6 +424,7 @@ export class InboxProcessor<Tx = never> {
    * that push messages themselves, and for tests.
    */
   async handle(message: InboxMessage): Promise<void> {
+    await this.#telemetry.open()
     this.#inFlight++
     this.#counters.received++
     this.#lastTickAt = this.#clock().getTime()
@@ -429,7 +438,9 @@ export class InboxProcessor<Tx = never> {
 
   async #handle(message: InboxMessage): Promise<void> {
     const eventId = inboxEventId(message)
+    const trace = this.#telemetry.receive(message, eventId)
     if (eventId === undefined) {
+      trace.received('terminated')
       this.#counters.terminated++
       await this.#settle(() => message.term('no Nats-Msg-Id and no stream position: cannot deduplicate'))
       return
@@ -448,6 +459,7 @@ export class InboxProcessor<Tx = never> {
     } catch (error) {
       if (error instanceof ValidationError) {
         // The message can never be stored (e.g. an id over 255 characters): retrying is futile.
+        trace.received('terminated', undefined, error)
         this.#counters.terminated++
         this.#logger.error('message cannot be stored in the inbox; terminated', {
           eventId,
@@ -456,11 +468,20 @@ export class InboxProcessor<Tx = never> {
         await this.#settle(() => message.term(error.message.slice(0, MAX_ERROR_MESSAGE)))
         return
       }
+      trace.received('store-error', undefined, error)
       this.#counters.storeErrors++
       this.#logger.error('inbox.claim failed', { eventId, ...errorFields(error) })
       await this.#settle(() => message.nak(this.#delay(message.deliveryCount)))
       return
     }
+    trace.received(
+      claim.shouldProcess
+        ? 'claimed'
+        : claim.event.status === 'processed'
+          ? 'skipped-duplicate'
+          : 'in-flight-elsewhere',
+      claim.event,
+    )
     if (!claim.shouldProcess) {
       if (claim.event.status === 'processed') {
         this.#counters.duplicates++
@@ -484,26 +505,36 @@ export class InboxProcessor<Tx = never> {
     try {
       const context = { event, headers: message.headers, message }
       const handler = this.#handler
-      if (this.#transaction !== undefined) {
-        await this.#transaction(async (tx) => {
-          await handler({ ...context, tx })
-          await this.#inbox.markAsProcessed(event.eventId, { tx })
-        })
-      } else {
-        await handler({ ...context, tx: undefined })
-        await this.#inbox.markAsProcessed(event.eventId)
-      }
+      const transaction = this.#transaction
+      // Inside the `process` span: the handler's own spans nest under it.
+      await trace.process(async () => {
+        if (transaction !== undefined) {
+          await transaction(async (tx) => {
+            await handler({ ...context, tx })
+            await this.#inbox.markAsProcessed(event.eventId, { tx })
+          })
+        } else {
+          await handler({ ...context, tx: undefined })
+          await this.#inbox.markAsProcessed(event.eventId)
+        }
+      })
     } catch (error) {
-      await this.#failed(message, event, error)
+      await this.#failed(message, event, error, trace)
       return
     } finally {
       if (progress !== undefined) clearInterval(progress)
     }
     this.#counters.processed++
     await this.#settle(() => message.ack())
+    trace.processed()
   }
 
-  async #failed(message: InboxMessage, event: InboxEvent, error: unknown): Promise<void> {
+  async #failed(
+    message: InboxMessage,
+    event: InboxEvent,
+    error: unknown,
+    trace: MessageTrace,
+  ): Promise<void> {
     this.#counters.handlerErrors++
     const errorMessage = messageOf(error).slice(0, MAX_ERROR_MESSAGE)
     try {
@@ -518,6 +549,7 @@ export class InboxProcessor<Tx = never> {
     // two bounds the handler's attempts, so a store outage cannot use up maxDeliveries and
     // dead-letter an event whose handler failed once.
     const attempts = Math.min(message.deliveryCount, event.deliveries)
+    trace.failed(error, attempts >= this.#maxDeliveries)
     if (attempts >= this.#maxDeliveries) {
       this.#counters.terminated++
       this.#logger.error('message terminated after max deliveries', {

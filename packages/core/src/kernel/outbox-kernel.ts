@@ -14,6 +14,7 @@ import type {
   RetryLaterOptions,
   WriteOptions,
 } from '../outbox.js'
+import { withEnqueueContext } from '../telemetry/enqueue-context.js'
 import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import { Validator } from '../validation.js'
 import {
@@ -169,7 +170,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     const valid = this.validate.enqueueParams(params)
     assertEventFits(this.adapter, valid, this.maxEventBytes)
     const tx = this.#tx(options)
-    const [event] = await this.#enqueue('findOrCreate', [valid], tx)
+    const [event] = await this.#enqueue('findOrCreate', await this.#traced([valid]), tx)
     return event as OutboxEvent
   }
 
@@ -181,7 +182,12 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     for (const event of valid) assertEventFits(this.adapter, event, this.maxEventBytes)
     const tx = this.#tx(options)
     if (valid.length === 0) return []
-    return this.#enqueue('findOrCreateMany', valid, tx)
+    return this.#enqueue('findOrCreateMany', await this.#traced(valid), tx)
+  }
+
+  /** The events with the active OpenTelemetry trace context in their headers, when there is one. */
+  #traced(valid: readonly EnqueueParams[]): readonly EnqueueParams[] | Promise<readonly EnqueueParams[]> {
+    return withEnqueueContext(valid, this.maxEventBytes)
   }
 
   /** First occurrence wins inside a batch: every position of an id gets the one stored event. */

@@ -3,6 +3,7 @@ import { LeaseLostError, ValidationError } from '../errors.js'
 import { type LoggerOption, resolveLogger, type TxboxLogger } from '../logger.js'
 import { DEFAULT_MAX_EVENT_BYTES, resolveMaxEventBytes } from '../nats-message.js'
 import type { OutboxEvent, OutboxRepository } from '../outbox.js'
+import { RelayTelemetry } from '../telemetry/relay-telemetry.js'
 import { MAX_LIMIT, Validator } from '../validation.js'
 import { type BackoffOptions, backoffDelayMs, type ResolvedBackoff, resolveBackoff } from './backoff.js'
 import { ClaimBudget, DEFAULT_MAX_BATCH_BYTES, eventBytes } from './claim-budget.js'
@@ -195,6 +196,8 @@ export class OutboxRelay {
   readonly #deadLettered: Record<string, number> = {}
   #lastClaimLimit = 0
   #lastBatchBytes = 0
+  /** OpenTelemetry spans and metrics, when `@opentelemetry/api` is installed. */
+  readonly #telemetry: RelayTelemetry = new RelayTelemetry(this)
 
   constructor(options: OutboxRelayOptions) {
     if (typeof options !== 'object' || options === null)
@@ -286,6 +289,9 @@ export class OutboxRelay {
     if (this.#state !== 'idle') throw new ValidationError(COMPONENT, `the relay is already ${this.#state}`)
     this.#state = 'running'
     this.#tick()
+    // Not awaited: the loop starts at once, and spans are recorded once the API is loaded
+    // (at once when an enqueue loaded it; `openTelemetryReady()` waits for it).
+    void this.#telemetry.open()
     this.#loop = this.#run()
   }
 
@@ -302,6 +308,8 @@ export class OutboxRelay {
       this.#stopController.abort()
     }
     await this.#loop
+    // Also after runOnce() without start(): a stopped relay's instruments are read no more.
+    this.#telemetry.close()
     this.#released ??= this.#releaseWakeup()
     await this.#released
   }
@@ -338,6 +346,7 @@ export class OutboxRelay {
    * it returns 0 (with `claimRampUp`, the first claims ask for 1, 2, 4, ... events).
    */
   async runOnce(): Promise<number> {
+    await this.#telemetry.open()
     const claimed = await this.#turn()
     return claimed ?? 0
   }
@@ -461,6 +470,7 @@ export class OutboxRelay {
       // object, and a dead loop must show in health(), not crash the process silently.
       this.#logger.error('relay loop crashed', { error: messageOf(error) })
     } finally {
+      this.#telemetry.close()
       this.#state = 'stopped'
     }
   }
@@ -508,13 +518,16 @@ export class OutboxRelay {
     const started = this.#clock().getTime()
     const limit = this.#budget.limit
     this.#lastClaimLimit = limit
+    const claimStarted = performance.now()
     let events: OutboxEvent[]
     try {
       events = await this.#outbox.claim({ limit, leaseMs: this.#leaseMs, workerId: this.workerId })
     } catch (error) {
+      this.#telemetry.claimed(performance.now() - claimStarted, undefined, error)
       this.#storeError('outbox.claim', error)
       return undefined
     }
+    this.#telemetry.claimed(performance.now() - claimStarted, events.length)
     const latency = Math.max(0, this.#clock().getTime() - started)
     this.#claimLatency.last = latency
     this.#claimLatency.total += latency
@@ -553,6 +566,7 @@ export class OutboxRelay {
         for (let index = next++; index < events.length; index = next++) {
           const stored = events[index] as OutboxEvent
           if (!held.has(stored.eventId)) continue
+          this.#telemetry.publishing(stored)
           let mapped: MappedSubject
           try {
             mapped = this.#subjectMap.map(stored)
@@ -585,20 +599,26 @@ export class OutboxRelay {
           this.#inFlight++
           const started = this.#clock().getTime()
           try {
-            const receipt = await this.#publisher.publish(event)
+            const receipt = await this.#telemetry.publish(event, () => this.#publisher.publish(event))
             this.#publishDuration.observe(this.#clock().getTime() - started)
             this.#failures.succeeded()
             if (mapped.entry !== undefined) {
               const label = mapEntryLabel(mapped.entry)
               this.#publishedByMapEntry[label] = (this.#publishedByMapEntry[label] ?? 0) + 1
             }
+            this.#telemetry.acknowledged(event.eventId, receipt)
             if (receipt.duplicate && !(await this.#acceptDuplicate(event, receipt, held))) continue
+            this.#telemetry.end(event.eventId, receipt.duplicate ? 'duplicate' : 'published')
             published.push(event.eventId)
           } catch (error) {
             this.#publishDuration.observe(this.#clock().getTime() - started)
             this.#counters.failed++
+            this.#telemetry.failed(event.eventId, error)
             if (held.has(event.eventId)) await this.#recordFailure(event, error, held)
-            else this.#failures.failed(event, error, false)
+            else {
+              this.#failures.failed(event, error, false)
+              this.#telemetry.end(event.eventId, 'lease-lost')
+            }
           } finally {
             this.#inFlight--
             this.#tick()
@@ -610,11 +630,14 @@ export class OutboxRelay {
     } finally {
       batchDone.abort()
       await renewal
+      this.#telemetry.endAll()
     }
     const toMark = published.filter((id) => held.has(id))
     if (toMark.length === 0) return
+    const markStarted = performance.now()
     try {
       const notApplied = await this.#outbox.markManyAsSent(toMark, { workerId: this.workerId })
+      this.#telemetry.marked(performance.now() - markStarted, toMark.length, notApplied.length)
       // Not applied = another relay owns the event now (our lease expired): it will publish
       // again under the same Nats-Msg-Id, which JetStream deduplicates.
       this.#counters.leaseLost += notApplied.length
@@ -627,6 +650,7 @@ export class OutboxRelay {
     } catch (error) {
       // The events stay `publishing` until the lease expires, then are published again
       // (deduplicated downstream). Nothing is lost.
+      this.#telemetry.marked(performance.now() - markStarted, toMark.length, undefined, error)
       this.#storeError('outbox.markManyAsSent', error)
     }
   }
@@ -706,6 +730,7 @@ export class OutboxRelay {
   async #deadLetter(event: OutboxEvent, reason: string, message: string, held: Set<string>): Promise<void> {
     held.delete(event.eventId)
     const errorMessage = message.slice(0, MAX_ERROR_MESSAGE)
+    this.#telemetry.deadLettered(event.eventId, reason, errorMessage)
     try {
       await this.#outbox.markAsFailed(event.eventId, errorMessage, { workerId: this.workerId })
       this.#counters.dead++
@@ -740,6 +765,7 @@ export class OutboxRelay {
     const errorMessage = `publish failed: ${messageOf(error)}`.slice(0, MAX_ERROR_MESSAGE)
     try {
       const delayMs = backoffDelayMs(attempt, this.#backoff, this.#random)
+      this.#telemetry.end(event.eventId, 'retry')
       await this.#outbox.retryLater(event.eventId, { errorMessage, delayMs, workerId: this.workerId })
       this.#counters.retried++
     } catch (markError) {

@@ -1,5 +1,6 @@
 import { ValidationError } from '../errors.js'
-import { type HistogramSnapshot, isHistogramSnapshot } from './histogram.js'
+import type { HistogramSnapshot } from './histogram.js'
+import { COUNTERS, type Field, fieldsOf, LABELLED, snake } from './metric-fields.js'
 
 /** Anything with a metrics snapshot of numeric fields: an OutboxRelay or an InboxProcessor. */
 export interface MetricsSource {
@@ -37,43 +38,6 @@ export interface PrometheusExporter {
   metrics(): Promise<string>
 }
 
-/** Snapshot fields that only grow: exported as counters (`_total`). */
-const COUNTERS = new Set([
-  'claims',
-  'claimed',
-  'published',
-  'duplicates',
-  'duplicateConflicts',
-  'duplicatesUnverified',
-  'failed',
-  'retried',
-  'dead',
-  'leaseLost',
-  'storeErrors',
-  'staleReset',
-  'cleanedUp',
-  'publishFailures',
-  'deadLettered',
-  'publishedByMapEntry',
-  'received',
-  'processed',
-  'handlerErrors',
-  'terminated',
-  'redelivered',
-])
-
-/**
- * Snapshot fields that map a label value to a number (`{ pending: 3, sent: 10 }`): one
- * series per key, with this label. Named here, not guessed from the first snapshot, so
- * a map that is null or empty at the first scrape is still registered.
- */
-const LABELLED: Readonly<Record<string, string>> = {
-  outboxEvents: 'status',
-  publishFailures: 'reason',
-  deadLettered: 'reason',
-  publishedByMapEntry: 'entry',
-}
-
 /** What the relay series an operator alerts on mean (the others are described by their field name). */
 const HELP: Readonly<Record<string, string>> = {
   oldestPendingAgeMs:
@@ -89,35 +53,6 @@ const HELP: Readonly<Record<string, string>> = {
   claimDuration: 'claim round-trip time',
   publishDuration: 'time from publish to the PubAck (or the failure)',
   claimLimit: 'events the next claim asks for (bounded by batchSize and maxBatchBytes)',
-}
-
-const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)
-
-type Field =
-  | { kind: 'number'; value: number | null }
-  | { kind: 'labelled'; value: Record<string, number> | null }
-  | { kind: 'histogram'; value: HistogramSnapshot }
-
-/**
- * The exported fields of a snapshot: numbers (null = unknown now, e.g. the store could not
- * be read), labelled maps, histograms; other nested objects flattened with `_`
- * (claimLatencyMs.max -> claim_latency_ms_max).
- */
-const fieldsOf = (snapshot: object, prefix = ''): Map<string, Field> => {
-  const fields = new Map<string, Field>()
-  for (const [key, value] of Object.entries(snapshot)) {
-    const name = prefix === '' ? key : `${prefix}_${snake(key)}`
-    if (prefix === '' && key in LABELLED) {
-      fields.set(name, { kind: 'labelled', value: value === null ? null : (value as Record<string, number>) })
-    } else if (typeof value === 'number' || value === null) {
-      fields.set(name, { kind: 'number', value })
-    } else if (isHistogramSnapshot(value)) {
-      fields.set(name, { kind: 'histogram', value })
-    } else if (typeof value === 'object') {
-      for (const [inner, field] of fieldsOf(value, snake(key))) fields.set(inner, field)
-    }
-  }
-  return fields
 }
 
 /** A histogram in Prometheus form (seconds, cumulative `le` buckets, `_sum`, `_count`). */
