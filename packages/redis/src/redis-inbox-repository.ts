@@ -1,4 +1,5 @@
 import {
+  type AmbientTransactions,
   type InboxClaimRequest,
   type InboxClaimResult,
   type InboxEvent,
@@ -26,13 +27,15 @@ export class RedisInboxRepository extends InboxRepositoryKernel<ChainableCommand
   readonly keys: InboxKeys
   protected readonly redis: RedisClient
 
-  constructor(options: RedisStoreOptions) {
+  /** `ambient` is internal: the `store.transaction` that `createRedisStore` gives both repositories. */
+  constructor(options: RedisStoreOptions, ambient?: AmbientTransactions<ChainableCommander>) {
     super({
       adapter: ADAPTER,
       clock: options.clock ?? systemClock,
       classify: classifyRedisError,
       transaction: multiHandle,
       sweepBatch: REDIS_SWEEP_BATCH,
+      ambient,
     })
     this.redis = options.redis
     this.keys = inboxKeys(this.validate.identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix'))

@@ -1,4 +1,5 @@
 import {
+  type AmbientTransactions,
   type ClaimRequest,
   type FencedOutcome,
   type NewOutboxEventParams,
@@ -43,7 +44,8 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
   readonly keys: OutboxKeys
   protected readonly redis: RedisClient
 
-  constructor(options: RedisStoreOptions) {
+  /** `ambient` is internal: the `store.transaction` that `createRedisStore` gives both repositories. */
+  constructor(options: RedisStoreOptions, ambient?: AmbientTransactions<ChainableCommander>) {
     super({
       adapter: ADAPTER,
       clock: options.clock ?? systemClock,
@@ -51,6 +53,7 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
       classify: classifyRedisError,
       transaction: multiHandle,
       sweepBatch: REDIS_SWEEP_BATCH,
+      ambient,
     })
     this.redis = options.redis
     this.keys = outboxKeys(this.validate.identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix'))

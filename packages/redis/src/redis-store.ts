@@ -1,17 +1,20 @@
 import {
+  AmbientTransactions,
   DEFAULT_MAX_EVENT_BYTES,
   defineCapabilities,
   systemClock,
+  type TransactionalStore,
   type TxboxStore,
   Validator,
 } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
-import { ADAPTER } from './errors.js'
+import { ADAPTER, classifyRedisError } from './errors.js'
 import { DEFAULT_KEY_PREFIX } from './keys.js'
 import { migrateRedis } from './migrate.js'
 import { RedisInboxRepository } from './redis-inbox-repository.js'
 import type { RedisStoreOptions } from './redis-options.js'
 import { RedisOutboxRepository } from './redis-outbox-repository.js'
+import { redisTransactionDriver } from './transaction-driver.js'
 
 /**
  * What Redis can promise: `{ tx }` is a MULTI pipeline (isolated, but no rollback of
@@ -27,6 +30,11 @@ export const redisCapabilities = defineCapabilities({
 export interface RedisStore extends TxboxStore<ChainableCommander> {
   readonly outbox: RedisOutboxRepository
   readonly inbox: RedisInboxRepository
+  /**
+   * Runs `fn(multi)`: your commands and the writes txbox makes inside `fn` queue into one
+   * MULTI, applied together by EXEC when `fn` resolves, never sent when it throws.
+   */
+  readonly transaction: TransactionalStore<ChainableCommander>['transaction']
 }
 
 /**
@@ -38,10 +46,16 @@ export interface RedisStore extends TxboxStore<ChainableCommander> {
 export const createRedisStore = (options: RedisStoreOptions): RedisStore => {
   const keyPrefix = new Validator(ADAPTER).identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix')
   const resolved = { ...options, keyPrefix }
-  const outbox = new RedisOutboxRepository(resolved)
+  const ambient = new AmbientTransactions<ChainableCommander>({
+    adapter: ADAPTER,
+    driver: redisTransactionDriver(options.redis),
+    classify: classifyRedisError,
+  })
+  const outbox = new RedisOutboxRepository(resolved, ambient)
   return {
     outbox,
-    inbox: new RedisInboxRepository(resolved),
+    inbox: new RedisInboxRepository(resolved, ambient),
+    transaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
     capabilities: defineCapabilities({ ...redisCapabilities, maxEventBytes: outbox.maxEventBytes }),
     migrate: () => migrateRedis(options.redis, keyPrefix, options.clock ?? systemClock),
   }
