@@ -1,14 +1,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { runStorageOperation, StorageError, utf8Bytes } from '@txbox/core'
-import type { Connection, Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
+import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
 import { ADAPTER, classifyMySqlError } from './errors.js'
 import type { RetryEvent } from './mysql-options.js'
-import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
+import { type MySqlTransaction, type StatementTarget, toQueryHandle } from './query-handle.js'
 import { openConnection, readIdentity, type ServerIdentity } from './transaction-check.js'
 import { MySqlTransactionDriver } from './transaction-driver.js'
 
 /** What a statement can run on: the pool (autocommit) or one connection (a transaction). */
-export type Queryable = Pool | Connection
+export type Queryable = Pool | StatementTarget
 
 /** A statement parameter: the adapter sends text (including DATETIMEs), integers and NULL. */
 export type Param = string | number | null

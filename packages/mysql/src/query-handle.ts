@@ -6,10 +6,22 @@ import { begunByTxbox } from './transaction-driver.js'
 /** The `kind` of every {@link MySqlQueryHandle}: a string, so two copies of the package agree. */
 const QUERY_HANDLE = 'txbox-mysql-query-handle'
 
+/**
+ * What txbox's statements run on inside the caller's transaction: mysql2/promise's `execute`
+ * and `query`. A mysql2 connection is one; an integration whose ORM hides its connection
+ * (Prisma) answers them through the ORM's raw-SQL API, in mysql2's result shapes.
+ */
+export type StatementTarget = Pick<Connection, 'execute' | 'query'>
+
 /** The caller's connection as a handle finds it. */
 export interface HandleConnection {
-  /** A mysql2/promise connection inside the caller's transaction. */
-  readonly connection: Connection
+  /** Where the statements run: a mysql2/promise connection inside the caller's transaction. */
+  readonly connection: StatementTarget
+  /**
+   * What the server and database this connection writes to are remembered by (default: the
+   * mysql2 core connection under `connection`, i.e. the physical connection).
+   */
+  readonly session?: object | undefined
   /**
    * True when the integration knows the transaction is open (its ORM's own state, or a
    * transaction txbox began); false makes the adapter ask the server before its first write.
@@ -112,6 +124,11 @@ const KNOWN_HANDLES: readonly (readonly [test: (value: Probe) => boolean, what: 
       (v) => has(v, 'sequelize') && fn(v, 'commit') && fn(v, 'rollback'),
       'a Sequelize transaction',
       "wrap it: { tx: sequelizeTransaction(t) } from '@txbox/mysql/sequelize'",
+    ],
+    [
+      (v) => fn(v, '$queryRawUnsafe'),
+      'a Prisma client or transaction',
+      "wrap the transaction: prisma.$transaction(async (tx) => ... { tx: prismaTransaction(tx) }) from '@txbox/mysql/prisma'",
     ],
     [
       (v) => fn(v, 'getTransactionStatus') || (fn(v, 'begin') && fn(v, 'unsafe')),

@@ -1,7 +1,7 @@
 import { ValidationError } from '@txbox/core'
 import type { Connection, Pool, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
 import { ADAPTER } from './errors.js'
-import type { MySqlQueryHandle } from './query-handle.js'
+import type { MySqlQueryHandle, StatementTarget } from './query-handle.js'
 import { coreConnection } from './transaction-driver.js'
 
 /** The server and database a connection writes to (tables are named without a database). */
@@ -16,7 +16,7 @@ const IDENTITY_SQL =
   'SELECT @@hostname AS host, @@port AS port, DATABASE() AS db, @@character_set_connection AS charset'
 
 /** Reads where `db` writes: one SELECT of session variables, no lock taken, fine inside a transaction. */
-export const readIdentity = async (db: Pool | Connection): Promise<ServerIdentity> => {
+export const readIdentity = async (db: Pool | StatementTarget): Promise<ServerIdentity> => {
   const [rows] = await db.query<RowDataPacket[]>(IDENTITY_SQL)
   const row: Record<string, unknown> = rows[0] ?? {}
   return {
@@ -42,7 +42,7 @@ const AUTOCOMMIT = 0x0002
  * in the status flags of an OK packet: inside `BEGIN`, or with autocommit off. mysql2 keeps no
  * transaction state of its own, so a no-op statement asks.
  */
-const inTransaction = async (connection: Connection): Promise<boolean> => {
+const inTransaction = async (connection: StatementTarget): Promise<boolean> => {
   const [header] = await connection.query<ResultSetHeader>('DO 0')
   return (header.serverStatus & IN_TRANS) !== 0 || (header.serverStatus & AUTOCOMMIT) === 0
 }
@@ -57,8 +57,8 @@ export const openConnection = async (
   handle: MySqlQueryHandle,
   pool: Pool,
   storeIdentity: () => Promise<ServerIdentity>,
-): Promise<Connection> => {
-  const { connection, open } = await handle.connect(pool)
+): Promise<StatementTarget> => {
+  const { connection, open, session } = await handle.connect(pool)
   if (!open && !(await inTransaction(connection)))
     throw new ValidationError(
       ADAPTER,
@@ -66,14 +66,14 @@ export const openConnection = async (
         'so the write would commit on its own. Write inside the open transaction (beginTransaction() first), or use store.transaction(fn)',
     )
   // The store's own pool cannot point elsewhere; anything else is asked once per connection.
-  const core = coreConnection(connection)
-  const corePool = (core as { _pool?: unknown })._pool
+  const key = session ?? coreConnection(connection as Connection)
+  const corePool = (key as { _pool?: unknown })._pool
   if (corePool !== undefined && corePool === (pool as unknown as { pool?: unknown }).pool) return connection
-  let identity = identities.get(core)
+  let identity = identities.get(key)
   if (identity === undefined) {
     identity = readIdentity(connection)
-    identities.set(core, identity)
-    identity.catch(() => identities.delete(core))
+    identities.set(key, identity)
+    identity.catch(() => identities.delete(key))
   }
   const [theirs, ours] = await Promise.all([identity, storeIdentity()])
   if (theirs.host !== ours.host || theirs.port !== ours.port || theirs.database !== ours.database)

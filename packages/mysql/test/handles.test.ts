@@ -87,6 +87,10 @@ describe.skipIf(SKIP)(`{ tx } as a mysql2 connection${SKIP ? ` (skipped: ${SKIP_
     await refused(knexLike, /tx is a Knex transaction, not a mysql2 connection: wrap it: .*knexTransaction/)
     await refused({ getTransactionStatus: () => 'T', query: () => undefined }, /tx is a PostgreSQL client/)
     await refused({ queryRunner: {}, getRepository: () => undefined }, /typeormTransaction\(manager\)/)
+    await refused(
+      { $queryRawUnsafe: () => undefined },
+      /tx is a Prisma client or transaction.*prismaTransaction\(tx\)/,
+    )
     await refused('connection', /tx must be a mysql2\/promise connection .*; got string connection/)
     await refused(new Map(), /got a Map/)
   })

@@ -65,13 +65,24 @@ export const describeOrmIntegration = (
     })
 
     it('commits the business write and the enqueue together', async () => {
-      await orm.transaction(async ({ insert, tx }) => {
+      const created = await orm.transaction(async ({ insert, tx }) => {
         await insert('o-commit')
-        await store.outbox.findOrCreate(event('e-commit'), { tx })
+        const inside = await store.outbox.findOrCreate(
+          {
+            ...event('e-commit'),
+            headers: '{"h":"ü 😀"}',
+            availableAt: new Date(Date.UTC(2030, 0, 2, 3, 4, 5, 678)),
+          },
+          { tx },
+        )
         await store.outbox.findOrCreateMany([event('e-commit-2')], { tx })
         // Not visible outside the ORM's transaction before it commits.
         expect(await store.outbox.get('e-commit')).toBeNull()
+        return inside
       })
+      // What the enqueue answered through the ORM's connection is what was stored.
+      expect(created).toEqual(await store.outbox.get('e-commit'))
+      expect(created.availableAt.toISOString()).toBe('2030-01-02T03:04:05.678Z')
       expect(await orders.ids()).toContain('o-commit')
       expect(await store.outbox.get('e-commit')).toMatchObject({ status: 'pending', payload: '{"n":1}' })
       expect((await store.outbox.get('e-commit-2'))?.status).toBe('pending')
