@@ -64,6 +64,47 @@ describe.skipIf(!docker)(`containers on a real engine${docker ? '' : ` (skipped:
     expect(await accepts(port)).toBe(false)
   }, 180_000)
 
+  // testcontainers reads these settings once, when it is loaded: each case gets a process of its own.
+  const notRunReason = async (env: Record<string, string | undefined>): Promise<string> => {
+    const script =
+      "const { provisionServer } = await import('../dist/index.js');" +
+      "const found = await provisionServer('redis');" +
+      "if ('stop' in found) await found.stop();" +
+      'process.stdout.write(JSON.stringify(found))'
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: fileURLToPath(new URL('.', import.meta.url)),
+      env: { ...process.env, TXBOX_REDIS_URL: '', ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString()
+    })
+    await new Promise((resolve) => child.once('exit', resolve))
+    const found = JSON.parse(out) as { notRun?: string }
+    if (found.notRun === undefined) throw new Error(`a container was started: ${out}`)
+    return found.notRun
+  }
+
+  it('names the image that is neither on the engine nor pullable', async () => {
+    const reason = await notRunReason({
+      TESTCONTAINERS_RYUK_DISABLED: 'true',
+      TXBOX_REDIS_IMAGE: 'txbox-local/no-such-image:0',
+    })
+    expect(reason).toMatch(
+      /the image txbox-local\/no-such-image:0 is not on the Docker engine and could not be pulled .*set TXBOX_REDIS_IMAGE/,
+    )
+  }, 120_000)
+
+  it("names Ryuk's image when the reaper cannot start, and says how to go without it", async () => {
+    const reason = await notRunReason({
+      TESTCONTAINERS_RYUK_DISABLED: undefined,
+      RYUK_CONTAINER_IMAGE: 'txbox-local/no-such-ryuk:0',
+    })
+    expect(reason).toMatch(/reaper \(Ryuk, image txbox-local\/no-such-ryuk:0\) could not start/)
+    expect(reason).toMatch(/set TESTCONTAINERS_RYUK_DISABLED=true .* or set RYUK_CONTAINER_IMAGE/)
+  }, 120_000)
+
   it('gives DynamoDB Local to the first case only once it answers a real request', async () => {
     const found = await provisionServer('dynamodb', { env: { ...process.env, TXBOX_DYNAMODB_URL: '' } })
     if (!('connection' in found)) throw new Error(found.notRun)
