@@ -12,7 +12,7 @@ import { postgresJsTransaction } from '../../src/orm/postgres-js.js'
 import { prismaTransaction } from '../../src/orm/prisma.js'
 import { sequelizeTransaction } from '../../src/orm/sequelize.js'
 import { typeormTransaction } from '../../src/orm/typeorm.js'
-import { createNamespace, event, inTransaction, type Namespace, noServer, skipReason } from '../helpers.js'
+import { createNamespace, event, inTransaction, type Namespace, noServer, skipReason, url } from '../helpers.js'
 
 /** Every integration, called on something that is not its ORM's transaction. */
 const integrations: readonly (readonly [string, (value: never) => PostgresQueryHandle, RegExp])[] = [
@@ -59,7 +59,7 @@ describe.skipIf(noServer)(
     )
 
     it('an ORM transaction passed as { tx } without its integration is refused, pointing at the integration', async () => {
-      const db = knex({ client: 'pg', connection: process.env.TXBOX_POSTGRES_URL, pool: { min: 0, max: 1 } })
+      const db = knex({ client: 'pg', connection: url as string, pool: { min: 0, max: 1 } })
       try {
         await db.transaction(async (trx) => {
           const attempt = ns.store.outbox.findOrCreate(event('bare-trx'), { tx: trx as never })
