@@ -38,8 +38,11 @@ container=txbox-relay-ci-$$
 schema=relay_image_$$
 nats_pid=
 cleanup() {
-  docker rm -f "$container" >/dev/null 2>&1 || true
-  [ -n "$nats_pid" ] && kill "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null
+  # Keeps the script's own status: under set -e a failing cleanup command would replace it.
+  local status=$?
+  set +e
+  docker rm -f "$container" >/dev/null 2>&1
+  if [ -n "$nats_pid" ]; then kill "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null; fi
   SCHEMA=$schema node --input-type=module - <<'EOF' || true
 import { createRequire } from 'node:module'
 const pg = createRequire(`${process.cwd()}/packages/relay/package.json`)('pg')
@@ -48,6 +51,7 @@ await pool.query(`DROP SCHEMA IF EXISTS "${process.env.SCHEMA}" CASCADE`)
 await pool.end()
 EOF
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
 
