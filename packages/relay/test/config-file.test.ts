@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -228,6 +228,18 @@ describe('txbox-relay --config', () => {
     })
     expect(code).toBe(2)
     expect(lines.join('')).toMatch(/key subject-map entry 1 \("a\.\*" -> "b\.>"\): to ends in '>'/)
+  })
+
+  it("accepts the README's config file example as written", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+    const section = readme.split(/^### Config file$/m)[1] ?? ''
+    const example = /^```yaml\n([\s\S]*?)^```$/m.exec(section)?.[1]
+    expect(example).toBeDefined()
+    const config = run(['--config', file(example as string)], {
+      TXBOX_RELAY_URL: 'postgres://relay@db:5432/app',
+    })
+    expect(config.stream?.subjects).toEqual(['production.>'])
+    expect(config.subjectMap).toHaveLength(3)
   })
 
   it('lists every option once, as a flag, a file key and a variable', () => {
