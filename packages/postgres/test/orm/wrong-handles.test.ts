@@ -12,7 +12,15 @@ import { postgresJsTransaction } from '../../src/orm/postgres-js.js'
 import { prismaTransaction } from '../../src/orm/prisma.js'
 import { sequelizeTransaction } from '../../src/orm/sequelize.js'
 import { typeormTransaction } from '../../src/orm/typeorm.js'
-import { createNamespace, event, inTransaction, type Namespace, noServer, skipReason, url } from '../helpers.js'
+import {
+  createNamespace,
+  event,
+  inTransaction,
+  type Namespace,
+  noServer,
+  skipReason,
+  url,
+} from '../helpers.js'
 
 /** Every integration, called on something that is not its ORM's transaction. */
 const integrations: readonly (readonly [string, (value: never) => PostgresQueryHandle, RegExp])[] = [
@@ -82,7 +90,7 @@ describe.skipIf(mysqlUrl === undefined)(
   `the right ORM on another database driver (MariaDB)${mysqlUrl === undefined ? ' (skipped: TXBOX_MYSQL_URL is not set)' : ''}`,
   () => {
     it('knexTransaction refuses a Knex transaction on mysql2', async () => {
-      const db = knex({ client: 'mysql2', connection: mysqlUrl, pool: { min: 0, max: 1 } })
+      const db = knex({ client: 'mysql2', connection: mysqlUrl as string, pool: { min: 0, max: 1 } })
       try {
         await db.transaction(async (trx) => {
           expect(() => knexTransaction(trx)).toThrow(ValidationError)
