@@ -190,11 +190,8 @@ export {
   type StoreRegistration,
   storeRegistration,
 } from './store-registry.js'
-export {
-  type OpenTelemetryMode,
-  openTelemetryReady,
-  setOpenTelemetryMode,
-} from './telemetry/otel-api.js'
+export { type OpenTelemetryMode, setOpenTelemetryMode } from './telemetry/mode.js'
+export { openTelemetryReady } from './telemetry/ready.js'
 export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
 export {
   AmbientTransactions,
