@@ -112,6 +112,7 @@ export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]
           }
           return result
         },
+        storeTransaction: store.transaction,
         oracle: {
           async outbox(eventId) {
             const item = await getRaw(outboxPk(eventId))

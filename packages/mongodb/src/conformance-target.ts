@@ -122,6 +122,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
             await session.endSession()
           }
         },
+        storeTransaction: store.transaction,
         async dispose() {
           for (const name of [names.outbox, names.inbox, names.locks, names.meta]) {
             await db

@@ -198,6 +198,7 @@ export const createConformanceTarget = (
           else await execTransaction(multi)
           return result
         },
+        storeTransaction: store.transaction,
         async dispose() {
           const keys = await scanKeys(connection, `${storeBase(keyPrefix)}:*`)
           for (let i = 0; i < keys.length; i += 500) await connection.unlink(...keys.slice(i, i + 500))

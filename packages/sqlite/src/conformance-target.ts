@@ -205,6 +205,7 @@ export const createConformanceTarget = (
             throw error
           }
         },
+        storeTransaction: store.transaction,
         async dispose() {
           try {
             if (db.open) {
