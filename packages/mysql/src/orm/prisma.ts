@@ -36,6 +36,28 @@ const asMySql2Row = (row: Record<string, unknown>): Record<string, unknown> => {
   return out
 }
 
+/** Where Prisma keeps the server's error behind its own (`P2010`): the driver adapter's cause. */
+interface PrismaDriverError {
+  readonly meta?: {
+    readonly driverAdapterError?: {
+      readonly cause?: { readonly originalCode?: unknown; readonly originalMessage?: unknown }
+    }
+  }
+}
+
+/**
+ * Prisma's error with the server's error number where `classifyMySqlError` reads it
+ * (`errno`), so a missing table is `schema` ("did you run migrate()?") and a deadlock
+ * `conflict`, as through mysql2; Prisma's own error stays the cause.
+ */
+const withErrno = (error: unknown): unknown => {
+  const cause = (error as PrismaDriverError | null)?.meta?.driverAdapterError?.cause
+  const errno = Number(cause?.originalCode)
+  if (!Number.isSafeInteger(errno) || errno <= 0) return error
+  const message = typeof cause?.originalMessage === 'string' ? cause.originalMessage : String(error)
+  return Object.assign(new Error(message, { cause: error }), { errno })
+}
+
 /**
  * The transaction's statements through `$queryRawUnsafe` / `$executeRawUnsafe`, answered in
  * mysql2's shapes (`[rows]`, `[{ affectedRows }]`), so the repositories run them unchanged.
@@ -58,7 +80,7 @@ const statementsOf = (tx: Required<Pick<PrismaTransactionLike, '$queryRawUnsafe'
           `tx (${SOURCE}) has already been committed or rolled back: write inside prisma.$transaction()'s callback, before it returns`,
           { cause: error },
         )
-      throw error
+      throw withErrno(error)
     }
   }
   return { execute: run, query: run } as unknown as StatementTarget

@@ -5,9 +5,12 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { PrismaMariaDb } from '@prisma/adapter-mariadb'
+import { StorageError } from '@txbox/core'
 import { build } from 'esbuild'
-import { afterAll } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
+import { createMySqlStore } from '../../src/index.js'
 import { prismaTransaction } from '../../src/orm/prisma.js'
+import { freshPrefix, MYSQL_URL, makePool, SKIP, SKIP_REASON } from '../helpers.js'
 import { describeOrmIntegration } from './harness.js'
 
 /** The part of a generated client the test uses (no models: raw SQL only). */
@@ -96,4 +99,32 @@ describeOrmIntegration('Prisma 7 (@prisma/adapter-mariadb)', async ({ url, table
     ],
     close: () => prisma.$disconnect(),
   }
+})
+
+describe.skipIf(SKIP)(`Prisma's server errors${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () => {
+  it('are classified by their server error number, as through mysql2: a missing table is schema, with the migrate hint', async () => {
+    const { PrismaClient } = await generateClient()
+    const url = new URL(MYSQL_URL as string)
+    url.protocol = 'mariadb:'
+    const prisma = new PrismaClient({ adapter: new PrismaMariaDb(url.toString()) })
+    const pool = makePool({ connectionLimit: 2 })
+    // Never migrated: the tables do not exist.
+    const store = createMySqlStore({ pool, tablePrefix: freshPrefix() })
+    try {
+      const error = await prisma
+        .$transaction((tx) =>
+          store.outbox.findOrCreate(
+            { eventId: 'e', subject: 's', payload: 'p' },
+            { tx: prismaTransaction(tx) },
+          ),
+        )
+        .catch((caught: unknown) => caught)
+      expect(error).toBeInstanceOf(StorageError)
+      expect(error).toMatchObject({ reason: 'schema', retryable: false, operation: 'outbox.findOrCreate' })
+      expect((error as Error).message).toMatch(/errno 1146.*did you run migrate\(\)\?/)
+    } finally {
+      await prisma.$disconnect()
+      await pool.end()
+    }
+  })
 })
