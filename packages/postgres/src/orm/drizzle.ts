@@ -2,7 +2,7 @@ import { ValidationError } from '@txbox/core'
 import { isPool } from '../client.js'
 import { ADAPTER } from '../errors.js'
 import { isPgClient, type PostgresQueryHandle, pgClientHandle, wrongHandle } from '../query-handle.js'
-import { postgresJsHandle } from './postgres-js.js'
+import { postgresJsHandle } from './postgres-js-handle.js'
 
 interface DrizzleLike {
   rollback?: unknown

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/core'
 import { ValidationError } from '@txbox/core'
 import { ADAPTER } from '../errors.js'
 import { type PostgresQueryHandle, wrongHandle } from '../query-handle.js'
-import { knexHandle } from './knex.js'
+import { knexHandle } from './knex-handle.js'
 
 interface EntityManagerLike {
   isInTransaction?: () => boolean
