@@ -9,6 +9,7 @@ import { natsConnectOptions } from './nats-auth.js'
 import { retryUntilReady } from './retry.js'
 import { RelayStatus } from './status.js'
 import { type CreatedStore, createStore, type Importer, importFor, nodeImporter } from './stores.js'
+import { type RelayTelemetry, startOpenTelemetry } from './telemetry.js'
 import { redactUrl } from './urls.js'
 
 /** Where the CLI reads and writes; the defaults are the process's. */
@@ -107,7 +108,10 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
   let store: CreatedStore | undefined
   let nc: NatsConnection | undefined
   let server: Server | undefined
+  let telemetry: RelayTelemetry | undefined
   try {
+    // First: the relay's spans and metrics go to the SDK registered now (see ./telemetry.ts).
+    telemetry = await startOpenTelemetry(env, importer, logger)
     if (config.httpPort !== undefined) {
       try {
         server = await serveHttp(status, config.httpPort, logger)
@@ -283,6 +287,8 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
         .catch((error: unknown) => logger.warn('closing the store failed', { error: messageOf(error) })),
       new Promise((resolve) => setTimeout(resolve, 2_000).unref()),
     ])
+    // Last, so the drain's spans are exported too.
+    await telemetry?.shutdown()
   }
 }
 
