@@ -520,10 +520,8 @@ const parseSubjectMap = (
     map = new SubjectMap(table as SubjectMapEntry[])
   } catch (error) {
     if (!(error instanceof TxboxError)) throw error
-    source.fail(
-      'subject-map',
-      error.message.replace(/^\[txbox\] \[[^\]]*\] subjectMap ?/, '').replace(/^must/, 'must'),
-    )
+    // Core names the option (`subjectMap entry 2 ...`); the user wrote the flag, variable or key.
+    source.fail('subject-map', error.message.replace(/^\[txbox\] \[[^\]]*\] subjectMap ?/, ''))
   }
   if (streamSubjects !== undefined) {
     const uncovered = map.uncoveredBy(streamSubjects)
