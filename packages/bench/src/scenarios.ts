@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { EnqueueParams, InboxParams } from '@txbox/core'
+import { type EnqueueParams, type InboxParams, setOpenTelemetryMode } from '@txbox/core'
 import type { Work } from './harness.js'
 import type { Claimer, Namespace } from './types.js'
 
@@ -7,6 +7,7 @@ export const SCENARIOS = [
   'enqueue-one',
   'enqueue-batch',
   'enqueue-tx',
+  'enqueue-otel',
   'drain-1',
   'drain-4',
   'inbox',
@@ -15,7 +16,10 @@ export type ScenarioName = (typeof SCENARIOS)[number]
 
 export interface ScenarioInfo {
   readonly title: string
-  /** The goal for adapter/raw: 0.5 for single-event operations, 0.8 for batched ones. */
+  /**
+   * The goal for adapter/raw: 0.5 for single-event operations, 0.8 for batched ones; 0.98 for
+   * enqueue-otel, whose "raw" side is txbox itself with OpenTelemetry off.
+   */
   readonly target: number
   /** Events per run at scale 1 (full mode). */
   readonly events: number
@@ -25,6 +29,11 @@ export const SCENARIO_INFO: Record<ScenarioName, ScenarioInfo> = {
   'enqueue-one': { title: 'enqueue 1 per call (autocommit)', target: 0.5, events: 1000 },
   'enqueue-batch': { title: 'enqueue 100 per call', target: 0.8, events: 5000 },
   'enqueue-tx': { title: "enqueue in the caller's transaction", target: 0.5, events: 500 },
+  'enqueue-otel': {
+    title: 'enqueue 1 per call, @opentelemetry/api installed and no SDK (raw: telemetry off)',
+    target: 0.98,
+    events: 1000,
+  },
   'drain-1': { title: 'claim 100 + markManyAsSent, 1 claimer', target: 0.8, events: 5000 },
   'drain-4': { title: 'claim 100 + markManyAsSent, 4 claimers', target: 0.8, events: 5000 },
   inbox: { title: 'inbox claim + markAsProcessed', target: 0.5, events: 1000 },
@@ -113,6 +122,23 @@ export const makeWork = async (
         async run() {
           if (side === 'adapter') for (const event of batch) await ns.outbox.findOrCreate(event)
           else for (const event of batch) await ns.rawInsertOne(event)
+        },
+      }
+    }
+    case 'enqueue-otel': {
+      // Both sides are txbox: the API is installed in this workspace and no SDK is
+      // registered, so "adapter" measures what merely having it costs an enqueue.
+      const batch = makeEvents(id, events)
+      return {
+        events,
+        calls: events,
+        async run() {
+          setOpenTelemetryMode(side === 'adapter' ? 'auto' : 'off')
+          try {
+            for (const event of batch) await ns.outbox.findOrCreate(event)
+          } finally {
+            setOpenTelemetryMode('auto')
+          }
         },
       }
     }
