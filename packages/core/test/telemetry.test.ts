@@ -287,6 +287,26 @@ describe('InboxProcessor spans', () => {
 })
 
 describe('metrics through OpenTelemetry', () => {
+  it("exposes the processor's counters as txbox.inbox.* instruments", async () => {
+    const store = createMemoryStore()
+    const processor = new InboxProcessor({
+      inbox: store.inbox,
+      source: { subscribe: async () => ({ [Symbol.asyncIterator]: async function* () {}, stop() {} }) },
+      workerId: 'inbox-metrics',
+      logger: silentLogger,
+      handler: async () => {},
+    })
+    await processor.handle(message({ eventId: 'e-1' }))
+    await processor.handle(message({ eventId: 'e-1', streamSeq: 2 }))
+    const collected = await sdk.collectMetrics()
+    const value = (name: string) =>
+      pointsOf(collected, name).find((point) => point.attributes.worker_id === 'inbox-metrics')?.value
+    expect(value('txbox.inbox.received')).toBe(2)
+    expect(value('txbox.inbox.processed')).toBe(1)
+    expect(value('txbox.inbox.duplicates')).toBe(1)
+    await processor.stop()
+  })
+
   it("exposes the relay's counters, backlog per status and latency histograms as OTel instruments", async () => {
     const { store, relay, publisher } = relayOf({ workerId: 'relay-metrics' })
     publisher.outcome = (event) => (event.eventId === 'e-2' ? new Error('boom') : 'ok')
