@@ -107,9 +107,7 @@ export const openPostgres = async (url: string): Promise<OpenedPair<PostgresTran
         }
       },
       recordInLedger: async (tx, eventId) => {
-        await (tx as pg.PoolClient).query(`INSERT INTO "${schema}".ledger (event_id) VALUES ($1)`, [
-          eventId,
-        ])
+        await (tx as pg.PoolClient).query(`INSERT INTO "${schema}".ledger (event_id) VALUES ($1)`, [eventId])
         return 'applied'
       },
       ledger: async () => {
