@@ -145,6 +145,8 @@ cmd_down() {
     log "engine not running"
   fi
   rm -f "$PID_FILE"
+  # dockerd leaves its default network namespace mounted
+  if mountpoint -q "$DOCKER_DIR/exec/netns/default" 2>/dev/null; then umount "$DOCKER_DIR/exec/netns/default"; fi
   # a bridge of our own goes with its engine (docker0 stays, as Docker leaves it)
   if [ "$BRIDGE" != docker0 ] && ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
 }
