@@ -9,7 +9,7 @@ import { natsConnectOptions } from './nats-auth.js'
 import { retryUntilReady } from './retry.js'
 import { RelayStatus } from './status.js'
 import { type CreatedStore, createStore, type Importer, importFor, nodeImporter } from './stores.js'
-import { type RelayTelemetry, startOpenTelemetry } from './telemetry.js'
+import { type StartedOpenTelemetry, startOpenTelemetry } from './telemetry.js'
 import { redactUrl } from './urls.js'
 
 /** Where the CLI reads and writes; the defaults are the process's. */
@@ -108,7 +108,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
   let store: CreatedStore | undefined
   let nc: NatsConnection | undefined
   let server: Server | undefined
-  let telemetry: RelayTelemetry | undefined
+  let telemetry: StartedOpenTelemetry | undefined
   try {
     // First: the relay's spans and metrics go to the SDK registered now (see ./telemetry.ts).
     telemetry = await startOpenTelemetry(env, importer, logger)

@@ -22,7 +22,7 @@ interface NodeSdkModule {
 }
 
 /** A started SDK: flushes and stops it. */
-export interface RelayTelemetry {
+export interface StartedOpenTelemetry {
   shutdown(): Promise<void>
 }
 
@@ -46,7 +46,7 @@ export const startOpenTelemetry = async (
   env: NodeJS.ProcessEnv,
   importer: Importer,
   logger: Required<TxboxLogger>,
-): Promise<RelayTelemetry | undefined> => {
+): Promise<StartedOpenTelemetry | undefined> => {
   if (!openTelemetryRequested(env)) return undefined
   const set = OTEL_TRIGGERS.filter((name) => (env[name] ?? '').trim() !== '')
   const why = `OpenTelemetry (${set.join(', ')} set; OTEL_SDK_DISABLED=true turns it off)`
