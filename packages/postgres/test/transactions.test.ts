@@ -1,5 +1,6 @@
 import { ValidationError } from '@txbox/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { postgresQueryHandle } from '../src/index.js'
 import { createNamespace, event, inTransaction, type Namespace, noServer, skipReason } from './helpers.js'
 
 describe.skipIf(noServer)(`{ tx }${noServer ? ` (skipped: ${skipReason})` : ''}`, () => {
@@ -98,5 +99,41 @@ describe.skipIf(noServer)(`{ tx }${noServer ? ` (skipped: ${skipReason})` : ''}`
     }
     expect(await outbox.get('old-pg-1')).toBeNull()
     expect(await outbox.get('old-pg-2')).toBeNull()
+  })
+
+  it('postgresQueryHandle plugs in another driver: the statements run in its transaction, its assertOpen before any I/O', async () => {
+    const { outbox } = ns.store
+    const client = await ns.pool.connect()
+    let open = true
+    const statements: string[] = []
+    const handle = postgresQueryHandle({
+      description: 'a hand-made handle',
+      session: client,
+      assertOpen: () => {
+        if (!open) throw new ValidationError('postgres', 'the hand-made transaction is closed')
+      },
+      query: async (statement) => {
+        statements.push(statement.text)
+        const result = await client.query(statement.text, [...statement.values])
+        return { rows: result.rows, rowCount: result.rowCount }
+      },
+    })
+    try {
+      await client.query('BEGIN')
+      const created = await outbox.findOrCreate(event('custom-1'), { tx: handle })
+      expect(created.status).toBe('pending')
+      expect(await outbox.get('custom-1')).toBeNull()
+      await client.query('ROLLBACK')
+      expect(await outbox.get('custom-1')).toBeNull()
+      expect(statements).toHaveLength(1)
+
+      open = false
+      await expect(outbox.findOrCreate(event('custom-2'), { tx: handle })).rejects.toThrow(
+        'the hand-made transaction is closed',
+      )
+      expect(statements).toHaveLength(1)
+    } finally {
+      client.release()
+    }
   })
 })
