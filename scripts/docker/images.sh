@@ -106,9 +106,10 @@ load_service_builders() {
   CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/txbox
   LOG_DIR=$STATE_DIR/logs
   RUN_DIR=$STATE_DIR/run
+  # shellcheck disable=SC2034 # read by the sourced files
   HOST=127.0.0.1
   mkdir -p "$LOG_DIR" "$RUN_DIR" "$CACHE_DIR"
-  # shellcheck source=../services/lib.sh
+  # shellcheck source=scripts/services/lib.sh
   . "$ROOT_DIR/scripts/services/lib.sh"
   # shellcheck source=/dev/null
   . "$ROOT_DIR/scripts/services/mongodb.sh"
