@@ -13,6 +13,26 @@ interface PrismaTransactionLike {
   $connect?: unknown
 }
 
+/**
+ * A server error as Prisma's driver adapter reports it: the SQLSTATE kept in
+ * `meta.driverAdapterError.cause.originalCode`, under Prisma's own code (P2010).
+ */
+interface PrismaDriverAdapterFailure {
+  meta?: { driverAdapterError?: { cause?: { originalCode?: unknown; originalMessage?: unknown } } }
+}
+
+/**
+ * The server's own error again (its SQLSTATE as `code`, Prisma's error as `cause`), so the store
+ * classifies it as it classifies pg's: a deadlock stays a retryable conflict, a missing table
+ * says to run migrate().
+ */
+const serverError = (error: unknown): unknown => {
+  const cause = (error as PrismaDriverAdapterFailure | null)?.meta?.driverAdapterError?.cause
+  if (typeof cause?.originalCode !== 'string') return error
+  const message = typeof cause.originalMessage === 'string' ? cause.originalMessage : String(error)
+  return Object.assign(new Error(message, { cause: error }), { code: cause.originalCode })
+}
+
 /** What Prisma throws for a query on an interactive transaction that has ended (error code P2028). */
 const ENDED = /Transaction API error|Transaction already closed|P2028/
 
@@ -65,7 +85,7 @@ export const prismaTransaction = (tx: object): PostgresQueryHandle => {
             { cause: error },
           )
         }
-        throw error
+        throw serverError(error)
       }
       const list = rows as R[]
       // $queryRawUnsafe answers rows only: every statement the store runs in a caller's

@@ -68,6 +68,9 @@ export const describeOrmIntegration = <Raw>(
         ['commit-3', 'pending'],
       ])
       expect(await ordersWithId('commit-1')).toBe(1)
+      // What the store answered through the ORM's connection is the event as stored (times,
+      // counters and text read back through that driver's own type handling).
+      for (const answered of stored) expect(answered).toEqual(await outbox.get(answered.eventId))
       expect(await outbox.get('commit-1')).toMatchObject({
         status: 'pending',
         payload: event('commit-1').payload,

@@ -5,9 +5,13 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { PrismaPg } from '@prisma/adapter-pg'
+import { StorageError } from '@txbox/core'
 import { build } from 'esbuild'
-import { afterAll } from 'vitest'
+import pg from 'pg'
+import { afterAll, describe, expect, it } from 'vitest'
+import { createPostgresStore } from '../../src/index.js'
 import { prismaTransaction } from '../../src/orm/prisma.js'
+import { freshSchema, noServer, url } from '../helpers.js'
 import { describeOrmIntegration } from './integration-cases.js'
 
 /** The part of a generated client the test uses (no models: raw SQL only). */
@@ -83,3 +87,29 @@ describeOrmIntegration<PrismaTx>(
     }
   },
 )
+
+describe.skipIf(noServer)('Prisma: a server error keeps its classification', () => {
+  it('a missing table through a Prisma transaction is a StorageError of reason schema, naming its SQLSTATE and migrate()', async () => {
+    const { PrismaClient } = await generateClient()
+    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: url as string, max: 1 }) })
+    const pool = new pg.Pool({ connectionString: url, max: 1 })
+    // Never migrated: its tables do not exist.
+    const store = createPostgresStore({ pool, schema: freshSchema() })
+    try {
+      const failure = await prisma
+        .$transaction((tx) =>
+          store.outbox.findOrCreate(
+            { eventId: 'e', subject: 's', payload: '{}' },
+            { tx: prismaTransaction(tx) },
+          ),
+        )
+        .catch((error: unknown) => error)
+      expect(failure).toBeInstanceOf(StorageError)
+      expect((failure as StorageError).reason).toBe('schema')
+      expect((failure as StorageError).message).toMatch(/SQLSTATE 42P01.*did you run migrate\(\)/)
+    } finally {
+      await prisma.$disconnect()
+      await pool.end()
+    }
+  })
+})
