@@ -19,8 +19,8 @@ export const isDriverError = <Name extends keyof DriverErrors>(
 ): error is DriverErrors[Name] => {
   if (!(error instanceof Error)) return false
   for (let proto: unknown = Object.getPrototypeOf(error); proto !== null && proto !== Error.prototype; ) {
-    const constructor = (proto as { constructor?: { name?: unknown } }).constructor
-    if (constructor?.name === name) return true
+    const owner = (proto as { constructor?: { name?: unknown } }).constructor
+    if (owner?.name === name) return true
     proto = Object.getPrototypeOf(proto)
   }
   return false
