@@ -63,14 +63,30 @@ export interface PostgresQueryHandleSpec {
 }
 
 /** Builds a handle the store accepts as `{ tx }`. */
-export const postgresQueryHandle = (spec: PostgresQueryHandleSpec): PostgresQueryHandle => ({
-  [POSTGRES_QUERY_HANDLE]: true,
-  description: spec.description,
-  session: spec.session,
-  checkOpenOnServer: spec.checkOpenOnServer ?? false,
-  assertOpen: spec.assertOpen ?? (() => undefined),
-  query: spec.query,
-})
+export const postgresQueryHandle = (spec: PostgresQueryHandleSpec): PostgresQueryHandle => {
+  const given = (spec ?? {}) as Partial<Record<keyof PostgresQueryHandleSpec, unknown>>
+  const problem =
+    typeof spec !== 'object' || spec === null
+      ? `a spec object; got ${describeValue(spec)}`
+      : typeof given.description !== 'string' || given.description === ''
+        ? 'a non-empty `description` (what the handle wraps, for error messages)'
+        : (typeof given.session !== 'object' && typeof given.session !== 'function') || given.session === null
+          ? "a `session` object (the connection or the ORM's transaction object)"
+          : typeof given.query !== 'function'
+            ? 'a `query(statement)` function'
+            : given.assertOpen !== undefined && typeof given.assertOpen !== 'function'
+              ? '`assertOpen`, when given, to be a function'
+              : undefined
+  if (problem !== undefined) throw new ValidationError(ADAPTER, `postgresQueryHandle needs ${problem}`)
+  return {
+    [POSTGRES_QUERY_HANDLE]: true,
+    description: spec.description,
+    session: spec.session,
+    checkOpenOnServer: spec.checkOpenOnServer ?? false,
+    assertOpen: spec.assertOpen ?? (() => undefined),
+    query: spec.query,
+  }
+}
 
 export const isPostgresQueryHandle = (value: unknown): value is PostgresQueryHandle =>
   typeof value === 'object' &&
@@ -79,7 +95,7 @@ export const isPostgresQueryHandle = (value: unknown): value is PostgresQueryHan
 
 /** "an object of class Foo", "a string", ...: what the caller passed, in an error message. */
 export const describeValue = (value: unknown): string => {
-  if (value === null) return 'null'
+  if (value === null || value === undefined) return String(value)
   if (typeof value !== 'object') return `a ${typeof value}`
   const name = (value as { constructor?: { name?: unknown } }).constructor?.name
   return typeof name === 'string' && name !== '' && name !== 'Object' ? `a ${name}` : 'a plain object'

@@ -136,4 +136,22 @@ describe.skipIf(noServer)(`{ tx }${noServer ? ` (skipped: ${skipReason})` : ''}`
       client.release()
     }
   })
+
+  it('postgresQueryHandle refuses an incomplete spec, naming what is missing', () => {
+    const query = async () => ({ rows: [], rowCount: 0 })
+    expect(() => postgresQueryHandle(undefined as never)).toThrow(/needs a spec object; got undefined/)
+    expect(() => postgresQueryHandle({ description: '', session: {}, query })).toThrow(
+      /non-empty `description`/,
+    )
+    expect(() => postgresQueryHandle({ description: 'x', session: null as never, query })).toThrow(
+      /`session` object/,
+    )
+    expect(() => postgresQueryHandle({ description: 'x', session: {}, query: 'SELECT' as never })).toThrow(
+      /`query\(statement\)` function/,
+    )
+    expect(() =>
+      postgresQueryHandle({ description: 'x', session: {}, query, assertOpen: true as never }),
+    ).toThrow(/`assertOpen`, when given, to be a function/)
+    expect(postgresQueryHandle({ description: 'x', session: () => undefined, query }).description).toBe('x')
+  })
 })
