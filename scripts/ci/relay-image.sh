@@ -27,11 +27,13 @@ command -v nats-server >/dev/null || fail 'nats-server is not installed (scripts
 
 bash scripts/docker/engine.sh up
 eval "$(bash scripts/docker/engine.sh env --export)"
-bash scripts/docker/images.sh build node
+node_image=txbox-local/node:20
+# Built by images.sh (the testcontainers step builds it first in CI); only when missing here,
+# so this check does not wait for the lock of another image build.
+docker image inspect "$node_image" >/dev/null 2>&1 || bash scripts/docker/images.sh build node
 # The classic builder: this machine's docker CLI has no buildx plugin.
 export DOCKER_BUILDKIT=0
 
-node_image=txbox-local/node:20
 tag=txbox-local/relay:ci
 work=$(mktemp -d "${TMPDIR:-/tmp}/txbox-relay-image.XXXXXX")
 container=txbox-relay-ci-$$
