@@ -37,8 +37,8 @@ const SHUTDOWN_MS = 5_000
 /**
  * Starts the OpenTelemetry Node SDK when the environment asks for it: it configures its
  * exporters, resource and propagators from the OTEL_* variables itself (service name
- * `txbox-relay` unless OTEL_SERVICE_NAME says otherwise). Resolves once txbox has found the
- * API, so the relay's first claim is traced. Undefined when not asked; a ConfigurationError
+ * `txbox-relay` unless OTEL_SERVICE_NAME says otherwise), before the relay is built, so its
+ * instruments use the SDK's meter provider. Undefined when not asked; a ConfigurationError
  * naming the npm command when asked but the SDK is not installed (set OTEL_SDK_DISABLED=true
  * to run without it).
  */

@@ -170,7 +170,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     const valid = this.validate.enqueueParams(params)
     assertEventFits(this.adapter, valid, this.maxEventBytes)
     const tx = this.#tx(options)
-    const [event] = await this.#enqueue('findOrCreate', await this.#traced([valid]), tx)
+    const [event] = await this.#enqueue('findOrCreate', this.#traced([valid]), tx)
     return event as OutboxEvent
   }
 
@@ -182,11 +182,11 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     for (const event of valid) assertEventFits(this.adapter, event, this.maxEventBytes)
     const tx = this.#tx(options)
     if (valid.length === 0) return []
-    return this.#enqueue('findOrCreateMany', await this.#traced(valid), tx)
+    return this.#enqueue('findOrCreateMany', this.#traced(valid), tx)
   }
 
   /** The events with the active OpenTelemetry trace context in their headers, when there is one. */
-  #traced(valid: readonly EnqueueParams[]): readonly EnqueueParams[] | Promise<readonly EnqueueParams[]> {
+  #traced(valid: readonly EnqueueParams[]): readonly EnqueueParams[] {
     return withEnqueueContext(valid, this.maxEventBytes)
   }
 

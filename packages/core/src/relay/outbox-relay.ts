@@ -289,8 +289,7 @@ export class OutboxRelay {
     if (this.#state !== 'idle') throw new ValidationError(COMPONENT, `the relay is already ${this.#state}`)
     this.#state = 'running'
     this.#tick()
-    // Not awaited: the loop starts at once, and spans are recorded once the API is loaded
-    // (at once when an enqueue loaded it; `openTelemetryReady()` waits for it).
+    // Spans are recorded from here on; only the metric instruments' registration is async.
     void this.#telemetry.open()
     this.#loop = this.#run()
   }
@@ -346,7 +345,7 @@ export class OutboxRelay {
    * it returns 0 (with `claimRampUp`, the first claims ask for 1, 2, 4, ... events).
    */
   async runOnce(): Promise<number> {
-    await this.#telemetry.open()
+    void this.#telemetry.open()
     const claimed = await this.#turn()
     return claimed ?? 0
   }

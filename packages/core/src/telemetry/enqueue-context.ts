@@ -1,6 +1,6 @@
 import { headerEntries, natsMessageBytes } from '../nats-message.js'
 import type { EnqueueParams } from '../outbox.js'
-import { loadOtelApi, type OtelApi, otelApiNow } from './otel-api.js'
+import { type OtelApi, otelApiNow } from './otel-api.js'
 
 /**
  * The headers string with the entries of `carrier` the caller did not set (names compared
@@ -52,17 +52,12 @@ const withContext = (api: OtelApi, events: readonly EnqueueParams[], maxEventByt
  * The events as they are stored: with the active span's trace context (`traceparent`,
  * `tracestate`, baggage: whatever the registered propagator writes) added to their headers
  * when `@opentelemetry/api` is installed and a span is active, without overwriting a header
- * the caller set. Synchronous once the API import settled (the first enqueue waits for it).
+ * the caller set. Synchronous, so an enqueue reaches the store in the order it was called.
  */
 export const withEnqueueContext = (
   events: readonly EnqueueParams[],
   maxEventBytes: number,
-): readonly EnqueueParams[] | Promise<readonly EnqueueParams[]> => {
+): readonly EnqueueParams[] => {
   const api = otelApiNow()
-  if (api === null) return events
-  if (api === undefined)
-    return loadOtelApi().then((loadedApi) =>
-      loadedApi === null ? events : withContext(loadedApi, events, maxEventBytes),
-    )
-  return withContext(api, events, maxEventBytes)
+  return api === null ? events : withContext(api, events, maxEventBytes)
 }

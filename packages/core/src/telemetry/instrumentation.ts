@@ -1,7 +1,7 @@
 import type { Context, Meter, Tracer } from '@opentelemetry/api'
 import { headerEntries } from '../nats-message.js'
 import { SCOPE } from './attributes.js'
-import { loadOtelApi, type OtelApi, otelApiNow } from './otel-api.js'
+import { type OtelApi, otelApiNow } from './otel-api.js'
 import { observeSnapshot, type SnapshotInstruments, type SnapshotSource } from './snapshot-instruments.js'
 
 /** What a relay or processor records through, once `@opentelemetry/api` is loaded. */
@@ -35,14 +35,12 @@ export class InstrumentationSlot {
   }
 
   /**
-   * Loads the API and registers the instruments, once; never throws (telemetry is best
-   * effort). When the API is loaded already (an enqueue or another relay loaded it), spans
-   * are recorded from this call on, without waiting for the returned promise.
+   * Takes the API and registers the instruments, once; never throws (telemetry is best
+   * effort). Spans are recorded from this call on; the returned promise settles once the
+   * observable instruments are registered (they read a first snapshot).
    */
   open(): Promise<void> {
-    if (this.#opening !== undefined) return this.#opening
-    const now = otelApiNow()
-    this.#opening = now === undefined ? loadOtelApi().then((api) => this.#use(api)) : this.#use(now)
+    this.#opening ??= this.#use(otelApiNow())
     return this.#opening
   }
 

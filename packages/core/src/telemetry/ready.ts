@@ -1,8 +1,8 @@
-import { loadOtelApi } from './otel-api.js'
+import { otelApiNow } from './otel-api.js'
 
 /**
- * Resolves once txbox has looked for `@opentelemetry/api`: true when it is installed (and
- * telemetry is not off). Relays and processors record spans from then on; a service that
- * registers the SDK at start awaits this before starting them, so the first claim is traced.
+ * Resolves true when `@opentelemetry/api` is installed (and telemetry is not off), false
+ * otherwise. txbox loads it on first use without waiting, so there is nothing to wait for;
+ * a service can call this at start to log whether telemetry is possible.
  */
-export const openTelemetryReady = async (): Promise<boolean> => (await loadOtelApi()) !== null
+export const openTelemetryReady = async (): Promise<boolean> => otelApiNow() !== null

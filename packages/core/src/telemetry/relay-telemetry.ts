@@ -37,8 +37,14 @@ export class RelayTelemetry {
     this.#source = source
   }
 
-  async open(): Promise<void> {
-    await this.#slot.open()
+  /** Records from this call on; resolves once the observable instruments are registered. */
+  open(): Promise<void> {
+    const registering = this.#slot.open()
+    this.#createHistograms()
+    return registering
+  }
+
+  #createHistograms(): void {
     const meter = this.#slot.current?.meter
     if (meter === undefined || this.#histograms !== undefined) return
     const advice = { explicitBucketBoundaries: BUCKETS_S }
