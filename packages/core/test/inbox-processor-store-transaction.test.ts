@@ -194,3 +194,56 @@ describe('InboxProcessor on a store with store.transaction', () => {
     })
   }
 })
+
+describe('InboxProcessor on a store without transactions on its server', () => {
+  /** The memory store as a deployment without transactions would describe itself (FerretDB v1). */
+  const withoutTransactions = (probe: 'static' | 'detected') => {
+    const store = createMemoryStore()
+    const capabilities = { transactions: 'none', transactionsNote: 'FerretDB v1' } as const
+    return {
+      inbox: store.inbox,
+      transaction: store.transaction,
+      capabilities: probe === 'static' ? capabilities : { transactions: 'native' as const },
+      ...(probe === 'detected' ? { detectCapabilities: async () => capabilities } : {}),
+    }
+  }
+
+  for (const probe of ['static', 'detected'] as const) {
+    it(`refuses to start (capabilities ${probe}) instead of failing every message, and says to pass transaction: false`, async () => {
+      const source = new FakeSource()
+      const processor = new InboxProcessor({
+        store: withoutTransactions(probe),
+        source,
+        handler: async () => {},
+        logger: silentLogger,
+      })
+      const refusal = processor.start()
+      await expect(refusal).rejects.toThrow(ValidationError)
+      await expect(refusal).rejects.toThrow(
+        /no transactions on this server \(FerretDB v1\).*transaction: false/,
+      )
+      await processor.stop()
+    })
+  }
+
+  it('starts with transaction: false and runs the handler, then the processed mark', async () => {
+    const store = withoutTransactions('detected')
+    const source = new FakeSource()
+    const handled: string[] = []
+    const processor = new InboxProcessor({
+      store,
+      source,
+      transaction: false,
+      handler: async ({ event }) => {
+        handled.push(event.eventId)
+      },
+      logger: silentLogger,
+    })
+    await processor.start()
+    const delivery = message({ eventId: 'e-1' })
+    await processor.handle(delivery)
+    expect(handled).toEqual(['e-1'])
+    expect(await store.inbox.isProcessed('e-1')).toBe(true)
+    await processor.stop()
+  })
+})

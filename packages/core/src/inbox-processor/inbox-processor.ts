@@ -1,3 +1,4 @@
+import type { Capabilities } from '../capabilities.js'
 import { type Clock, systemClock } from '../clock.js'
 import { ValidationError } from '../errors.js'
 import type { InboxEvent, InboxParams, InboxRepository } from '../inbox.js'
@@ -31,6 +32,12 @@ const MAX_ERROR_MESSAGE = 2_000
 export interface InboxProcessorStore<Tx> {
   readonly inbox: InboxRepository<Tx>
   readonly transaction?: TransactionalStore<Tx>['transaction'] | undefined
+  /** Read at `start()`: a store without transactions cannot run the handler in one. */
+  readonly capabilities?: Pick<Capabilities, 'transactions' | 'transactionsNote'> | undefined
+  /** A store whose capabilities depend on the deployment (MongoDB) probes it at `start()`. */
+  readonly detectCapabilities?:
+    | (() => Promise<Pick<Capabilities, 'transactions' | 'transactionsNote'>>)
+    | undefined
 }
 
 /** A store that runs transactions itself (`store.transaction`). */
@@ -203,6 +210,8 @@ export class InboxProcessor<Tx = never> {
   readonly #source: InboxSource
   /** Runs the handler and the processed mark in one transaction; undefined: one after the other. */
   readonly #transaction: TransactionRunner<Tx> | undefined
+  /** The store whose `store.transaction` the handlers run in, when that is where the runner came from. */
+  #transactionStore: InboxProcessorStore<Tx> | undefined
   readonly #handler: InboxHandler<Tx | undefined>
   readonly #leaseMs: number
   readonly #ackProgressEveryMs: number | undefined
@@ -286,6 +295,23 @@ export class InboxProcessor<Tx = never> {
     this.#logger = resolveLogger(COMPONENT, options.logger, { workerId: this.workerId })
   }
 
+  /**
+   * A processor that runs handlers in `store.transaction` on a deployment without
+   * transactions (MongoDB standalone, FerretDB v1) would fail every message: it refuses to
+   * start instead, saying how to run without one.
+   */
+  async #checkStoreTransactions(): Promise<void> {
+    const store = this.#transactionStore
+    if (store === undefined) return
+    const capabilities =
+      typeof store.detectCapabilities === 'function' ? await store.detectCapabilities() : store.capabilities
+    if (capabilities?.transactions !== 'none') return
+    throw new ValidationError(
+      COMPONENT,
+      `options.store has no transactions on this server${capabilities.transactionsNote ? ` (${capabilities.transactionsNote})` : ''}, so handlers cannot run in store.transaction: pass transaction: false (the handler runs, then the processed mark) or use a server with transactions`,
+    )
+  }
+
   /** The `transaction` option, or else the store's own `store.transaction`, unless `false`. */
   #runner(options: InboxProcessorOptions<Tx>): TransactionRunner<Tx> | undefined {
     const { transaction } = options
@@ -303,6 +329,7 @@ export class InboxProcessor<Tx = never> {
     if (typeof store.transaction !== 'function')
       throw new ValidationError(COMPONENT, 'options.store.transaction must be a function or absent')
     const transactional = store as TransactionalInboxProcessorStore<Tx>
+    this.#transactionStore = transactional
     // Called as a method: a store written as a class keeps its `this`.
     return (fn) => transactional.transaction(fn)
   }
@@ -322,6 +349,7 @@ export class InboxProcessor<Tx = never> {
     void this.#telemetry.open()
     let subscription: InboxSubscription
     try {
+      await this.#checkStoreTransactions()
       subscription = await this.#source.subscribe()
     } catch (error) {
       // Nothing runs yet (e.g. the durable consumer does not exist): start() may be retried,
