@@ -43,6 +43,9 @@ export interface ContainerPreset {
   readonly url: (host: string, port: number) => string
 }
 
+/** The label naming the pid of the process that started a container. */
+export const OWNER_PID_LABEL = 'org.txbox.owner-pid'
+
 /** How long a container may take from start to its first successful probe. */
 const START_DEADLINE_MS = 120_000
 
@@ -229,7 +232,11 @@ export const startContainer = async (
     throw new Error('the optional peer dependency `testcontainers` is not installed')
   }
   const { GenericContainer, Wait } = testcontainers
-  let container = new GenericContainer(image).withExposedPorts(preset.port)
+  // The process that owns it: a script can tell a container left by a killed run (its owner
+  // is gone) from one another run still uses.
+  let container = new GenericContainer(image)
+    .withExposedPorts(preset.port)
+    .withLabels({ [OWNER_PID_LABEL]: String(process.pid) })
   if (preset.env) container = container.withEnvironment({ ...preset.env })
   if (preset.command) container = container.withCommand([...preset.command])
   const listening = Wait.forListeningPorts()
