@@ -208,12 +208,21 @@ describe('OutboxRelay spans', () => {
     expect(span?.attributes['txbox.dead_letter.reason']).toBe('too-large')
   })
 
-  it('records nothing with telemetry off', async () => {
+  it('records nothing with telemetry off, also when turned off after the relay started', async () => {
     setOpenTelemetryMode('off')
     const { store, relay } = relayOf()
     await store.outbox.findOrCreate({ eventId: 'e-1', subject: 'orders.created', payload: 'p' })
     await relay.runOnce()
     expect(sdk.spans.getFinishedSpans()).toEqual([])
+    setOpenTelemetryMode('auto')
+    const started = relayOf()
+    await started.store.outbox.findOrCreate({ eventId: 'e-2', subject: 'orders.created', payload: 'p' })
+    await started.relay.runOnce()
+    expect(spansNamed(sdk, 'publish orders.created')).toHaveLength(1)
+    setOpenTelemetryMode('off')
+    await started.store.outbox.findOrCreate({ eventId: 'e-3', subject: 'orders.created', payload: 'p' })
+    await started.relay.runOnce()
+    expect(spansNamed(sdk, 'publish orders.created')).toHaveLength(1)
   })
 })
 

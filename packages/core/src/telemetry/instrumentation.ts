@@ -1,6 +1,7 @@
 import type { Context, Meter, Tracer } from '@opentelemetry/api'
 import { headerEntries } from '../nats-message.js'
 import { SCOPE } from './attributes.js'
+import { openTelemetryMode } from './mode.js'
 import { type OtelApi, otelApiNow } from './otel-api.js'
 import { observeSnapshot, type SnapshotInstruments, type SnapshotSource } from './snapshot-instruments.js'
 
@@ -29,9 +30,9 @@ export class InstrumentationSlot {
     this.#source = source
   }
 
-  /** The instrumentation, or null when there is none (also before {@link open} settled). */
+  /** The instrumentation, or null when there is none (before {@link open}, or telemetry turned off since). */
   get current(): Instrumentation | null {
-    return this.#current ?? null
+    return openTelemetryMode() === 'off' ? null : (this.#current ?? null)
   }
 
   /**
