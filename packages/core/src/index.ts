@@ -2,6 +2,7 @@ export { repeatInBatches } from './batches.js'
 export { type Capabilities, defineCapabilities } from './capabilities.js'
 export { addMs, type Clock, cutoffDays, cutoffMinutes, ManualClock, systemClock } from './clock.js'
 export { inboxCounts, outboxCounts } from './counts.js'
+export { describeHandle } from './describe-handle.js'
 export {
   EventNotFoundError,
   errorPrefix,

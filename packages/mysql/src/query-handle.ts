@@ -1,4 +1,4 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { Connection, Pool } from 'mysql2/promise'
 import { ADAPTER } from './errors.js'
 import { begunByTxbox } from './transaction-driver.js'
@@ -141,14 +141,6 @@ const EXPECTED =
   'a mysql2/promise connection inside a transaction (await pool.getConnection(), then beginTransaction()), ' +
   "store.transaction's connection, or an integration's handle (knexTransaction(trx) from '@txbox/mysql/knex', ...)"
 
-/** How an error names a value it did not expect, without printing its contents. */
-export const describeValue = (value: unknown): string => {
-  if (value === null) return 'null'
-  if (typeof value !== 'object' && typeof value !== 'function') return `${typeof value} ${String(value)}`
-  const name = (value as { constructor?: { name?: unknown } }).constructor?.name
-  return typeof name === 'string' && name !== '' && name !== 'Object' ? `a ${name}` : `an ${typeof value}`
-}
-
 const invalid = (message: string): never => {
   throw new ValidationError(ADAPTER, message)
 }
@@ -162,7 +154,7 @@ const invalid = (message: string): never => {
 export const toQueryHandle = (tx: unknown): MySqlQueryHandle => {
   if (isMySqlQueryHandle(tx)) return tx
   if ((typeof tx !== 'object' && typeof tx !== 'function') || tx === null)
-    return invalid(`tx must be ${EXPECTED}; got ${describeValue(tx)}`)
+    return invalid(`tx must be ${EXPECTED}; got ${describeHandle(tx)}`)
   const value = tx as Probe
   if (isPromiseConnection(value)) {
     const connection = tx as Connection
@@ -179,5 +171,5 @@ export const toQueryHandle = (tx: unknown): MySqlQueryHandle => {
   for (const [test, what, instead] of KNOWN_HANDLES) {
     if (test(value)) return invalid(`tx is ${what}, not a mysql2 connection: ${instead}`)
   }
-  return invalid(`tx must be ${EXPECTED}; got ${describeValue(tx)}`)
+  return invalid(`tx must be ${EXPECTED}; got ${describeHandle(tx)}`)
 }

@@ -91,7 +91,7 @@ describe.skipIf(SKIP)(`{ tx } as a mysql2 connection${SKIP ? ` (skipped: ${SKIP_
       { $queryRawUnsafe: () => undefined },
       /tx is a Prisma client or transaction.*prismaTransaction\(tx\)/,
     )
-    await refused('connection', /tx must be a mysql2\/promise connection .*; got string connection/)
+    await refused('connection', /tx must be a mysql2\/promise connection .*; got a string$/)
     await refused(new Map(), /got a Map/)
   })
 

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto'
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { ClientBase, Pool, PoolClient, QueryResult, QueryResultRow } from 'pg'
 import { ADAPTER } from './errors.js'
 import {
-  describeValue,
   isPgClient,
   isPostgresQueryHandle,
   type PostgresQueryHandle,
@@ -102,7 +101,7 @@ export function transactionHandle(tx: PostgresTransaction | undefined): Postgres
     throw new ValidationError(
       ADAPTER,
       `tx must be a pg PoolClient or Client inside BEGIN, or the handle of an integration ` +
-        `(e.g. knexTransaction(trx) from @txbox/postgres/knex); got ${describeValue(tx)}`,
+        `(e.g. knexTransaction(trx) from @txbox/postgres/knex); got ${describeHandle(tx)}`,
     )
   }
   handle.assertOpen()

@@ -1,4 +1,4 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { ClientBase } from 'pg'
 import { ADAPTER } from './errors.js'
 
@@ -67,7 +67,7 @@ export const postgresQueryHandle = (spec: PostgresQueryHandleSpec): PostgresQuer
   const given = (spec ?? {}) as Partial<Record<keyof PostgresQueryHandleSpec, unknown>>
   const problem =
     typeof spec !== 'object' || spec === null
-      ? `a spec object; got ${describeValue(spec)}`
+      ? `a spec object; got ${describeHandle(spec)}`
       : typeof given.description !== 'string' || given.description === ''
         ? 'a non-empty `description` (what the handle wraps, for error messages)'
         : (typeof given.session !== 'object' && typeof given.session !== 'function') || given.session === null
@@ -93,19 +93,11 @@ export const isPostgresQueryHandle = (value: unknown): value is PostgresQueryHan
   value !== null &&
   (value as PostgresQueryHandle)[POSTGRES_QUERY_HANDLE] === true
 
-/** "an object of class Foo", "a string", ...: what the caller passed, in an error message. */
-export const describeValue = (value: unknown): string => {
-  if (value === null || value === undefined) return String(value)
-  if (typeof value !== 'object') return `a ${typeof value}`
-  const name = (value as { constructor?: { name?: unknown } }).constructor?.name
-  return typeof name === 'string' && name !== '' && name !== 'Object' ? `a ${name}` : 'a plain object'
-}
-
 /** A ValidationError for an integration that was handed something else. */
 export const wrongHandle = (integration: string, expected: string, given: unknown): ValidationError =>
   new ValidationError(
     ADAPTER,
-    `${integration} expects ${expected}; got ${describeValue(given)}. Pass the transaction object your callback receives`,
+    `${integration} expects ${expected}; got ${describeHandle(given)}. Pass the transaction object your callback receives`,
   )
 
 /**

@@ -1,6 +1,7 @@
 import {
   type AmbientTransactions,
   type Clock,
+  describeHandle,
   type InboxRepositorySettings,
   ValidationError,
 } from '@txbox/core'
@@ -77,7 +78,7 @@ export class SqliteClient<Name extends string> {
     if (tx !== undefined && tx !== this.db) {
       throw new ValidationError(
         ADAPTER,
-        `tx must be the better-sqlite3 Database this store was created with: a different connection cannot join its transaction (got ${describeTx(tx)})`,
+        `tx must be the better-sqlite3 Database this store was created with: a different connection cannot join its transaction (got ${describeHandle(tx)})`,
       )
     }
     if (tx !== undefined && this.#turns?.transactionOpen === true && !this.#turns.holdsTransaction()) {
@@ -88,12 +89,6 @@ export class SqliteClient<Name extends string> {
     }
     return tx
   }
-}
-
-/** What a better-sqlite3 `Database` is not, for the message refusing it as `{ tx }`. */
-const describeTx = (tx: unknown): string => {
-  const name = (tx as { constructor?: { name?: unknown } } | null)?.constructor?.name
-  return typeof name === 'string' && name !== 'Database' ? `a ${name}` : 'another Database'
 }
 
 /** What a store shares with both of its repositories: its `store.transaction` and the turns on the connection. */

@@ -1,7 +1,7 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { Connection } from 'mysql2/promise'
 import { ADAPTER } from '../errors.js'
-import { describeValue, type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
+import { type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
 
 const SOURCE = 'a Drizzle transaction'
 
@@ -35,7 +35,7 @@ export const drizzleTransaction = (tx: object): MySqlQueryHandle => {
   if (session === undefined || typeof session !== 'object')
     throw new ValidationError(
       ADAPTER,
-      `drizzleTransaction() needs a Drizzle transaction (the tx of db.transaction()); got ${describeValue(tx)}`,
+      `drizzleTransaction() needs a Drizzle transaction (the tx of db.transaction()); got ${describeHandle(tx)}`,
     )
   if (typeof value.rollback !== 'function')
     throw new ValidationError(
@@ -45,7 +45,7 @@ export const drizzleTransaction = (tx: object): MySqlQueryHandle => {
   if (!isPromiseConnection(session.client))
     throw new ValidationError(
       ADAPTER,
-      `drizzleTransaction() got a transaction of ${describeValue(session)}, not of drizzle-orm/mysql2 on a connection: use drizzle-orm/mysql2 with a mysql2 pool or connection`,
+      `drizzleTransaction() got a transaction of ${describeHandle(session)}, not of drizzle-orm/mysql2 on a connection: use drizzle-orm/mysql2 with a mysql2 pool or connection`,
     )
   const connection = session.client
   // Drizzle keeps no "ended" flag on its transaction: the server is asked.

@@ -1,8 +1,8 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { Knex } from 'knex'
 import type { Connection } from 'mysql2/promise'
 import { ADAPTER } from '../errors.js'
-import { describeValue, type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
+import { type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
 
 const SOURCE = 'a Knex transaction'
 
@@ -32,7 +32,7 @@ export const knexTransaction = (trx: Knex.Transaction): MySqlQueryHandle => {
       ADAPTER,
       isKnex
         ? 'knexTransaction() needs a Knex transaction, not the Knex instance: knex.transaction(async (trx) => ... knexTransaction(trx))'
-        : `knexTransaction() needs a Knex transaction (the trx of knex.transaction()); got ${describeValue(trx)}`,
+        : `knexTransaction() needs a Knex transaction (the trx of knex.transaction()); got ${describeHandle(trx)}`,
     )
   }
   const driver = value.client?.driverName

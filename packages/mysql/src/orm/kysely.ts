@@ -1,8 +1,8 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import { sql, type Transaction } from 'kysely'
 import type { Connection, Pool } from 'mysql2/promise'
 import { ADAPTER } from '../errors.js'
-import { describeValue, type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
+import { type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
 
 const SOURCE = 'a Kysely transaction'
 
@@ -33,7 +33,7 @@ export const kyselyTransaction = (trx: Transaction<any>): MySqlQueryHandle => {
   if (typeof value !== 'object' || value === null || typeof value.selectFrom !== 'function')
     throw new ValidationError(
       ADAPTER,
-      `kyselyTransaction() needs a Kysely transaction (the trx of db.transaction().execute()); got ${describeValue(trx)}`,
+      `kyselyTransaction() needs a Kysely transaction (the trx of db.transaction().execute()); got ${describeHandle(trx)}`,
     )
   if (value.isTransaction !== true)
     throw new ValidationError(

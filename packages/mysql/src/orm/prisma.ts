@@ -1,11 +1,6 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import { ADAPTER } from '../errors.js'
-import {
-  describeValue,
-  type MySqlQueryHandle,
-  mySqlQueryHandle,
-  type StatementTarget,
-} from '../query-handle.js'
+import { type MySqlQueryHandle, mySqlQueryHandle, type StatementTarget } from '../query-handle.js'
 import { toDateTime } from '../rows.js'
 
 const SOURCE = 'a Prisma interactive transaction'
@@ -108,7 +103,7 @@ export const prismaTransaction = (tx: object): MySqlQueryHandle => {
   )
     throw new ValidationError(
       ADAPTER,
-      `prismaTransaction() needs the tx of prisma.$transaction(async (tx) => ...); got ${describeValue(tx)}`,
+      `prismaTransaction() needs the tx of prisma.$transaction(async (tx) => ...); got ${describeHandle(tx)}`,
     )
   // Prisma hides $connect from an interactive transaction's client; the PrismaClient has it.
   if (typeof value.$connect === 'function')

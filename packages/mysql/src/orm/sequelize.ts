@@ -1,8 +1,8 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { Connection } from 'mysql2/promise'
 import type { Transaction } from 'sequelize'
 import { ADAPTER } from '../errors.js'
-import { describeValue, type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
+import { type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
 
 const SOURCE = 'a Sequelize transaction'
 
@@ -34,7 +34,7 @@ export const sequelizeTransaction = (transaction: Transaction): MySqlQueryHandle
   )
     throw new ValidationError(
       ADAPTER,
-      `sequelizeTransaction() needs a Sequelize transaction (the t of sequelize.transaction()); got ${describeValue(transaction)}`,
+      `sequelizeTransaction() needs a Sequelize transaction (the t of sequelize.transaction()); got ${describeHandle(transaction)}`,
     )
   const dialect = value.sequelize.getDialect()
   if (dialect !== 'mysql')

@@ -1,8 +1,8 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { Connection } from 'mysql2/promise'
 import type { EntityManager, QueryRunner } from 'typeorm'
 import { ADAPTER } from '../errors.js'
-import { describeValue, type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
+import { type MySqlQueryHandle, mySqlQueryHandle } from '../query-handle.js'
 
 const SOURCE = 'a TypeORM transaction'
 
@@ -18,7 +18,7 @@ const runnerOf = (value: unknown): QueryRunnerLike => {
   if (typeof value !== 'object' || value === null)
     throw new ValidationError(
       ADAPTER,
-      `typeormTransaction() needs the EntityManager of dataSource.transaction() or a QueryRunner; got ${describeValue(value)}`,
+      `typeormTransaction() needs the EntityManager of dataSource.transaction() or a QueryRunner; got ${describeHandle(value)}`,
     )
   if ('isTransactionActive' in value) return value as QueryRunnerLike
   if ('queryRunner' in value) {
@@ -31,7 +31,7 @@ const runnerOf = (value: unknown): QueryRunnerLike => {
   }
   throw new ValidationError(
     ADAPTER,
-    `typeormTransaction() needs the EntityManager of dataSource.transaction() or a QueryRunner; got ${describeValue(value)}`,
+    `typeormTransaction() needs the EntityManager of dataSource.transaction() or a QueryRunner; got ${describeHandle(value)}`,
   )
 }
 

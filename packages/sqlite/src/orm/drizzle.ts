@@ -1,8 +1,8 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
 import { ADAPTER } from '../errors.js'
 import type { SqliteDatabase } from '../sqlite-options.js'
-import { describeHandle, isBetterSqliteDatabase } from './handles.js'
+import { isBetterSqliteDatabase } from './handles.js'
 
 /** Drizzle names each of its classes under this symbol (what its own `is()` reads). */
 const ENTITY_KIND = Symbol.for('drizzle:entityKind')

@@ -2,18 +2,6 @@ import { ValidationError } from '@txbox/core'
 import { ADAPTER } from '../errors.js'
 import type { SqliteDatabase } from '../sqlite-options.js'
 
-/** What a handle is, for an error message: its class, or its type. */
-export const describeHandle = (value: unknown): string => {
-  if (value === null) return 'null'
-  if (typeof value !== 'object' && typeof value !== 'function') return typeof value
-  const name = (value as { constructor?: { name?: unknown } }).constructor?.name
-  return typeof name === 'string' && name !== '' && name !== 'Object' && name !== 'Function'
-    ? `a ${name}`
-    : typeof value === 'function'
-      ? 'a function'
-      : 'a plain object'
-}
-
 /** better-sqlite3's `Database`, told apart from node:sqlite, sqlite3 and libsql by its members. */
 export const isBetterSqliteDatabase = (value: unknown): value is SqliteDatabase => {
   if (typeof value !== 'object' || value === null) return false

@@ -1,8 +1,8 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import type { Knex } from 'knex'
 import { ADAPTER } from '../errors.js'
 import type { SqliteDatabase } from '../sqlite-options.js'
-import { describeHandle, isBetterSqliteDatabase, openTransactionOn } from './handles.js'
+import { isBetterSqliteDatabase, openTransactionOn } from './handles.js'
 
 interface KnexClientLike {
   readonly driverName?: unknown

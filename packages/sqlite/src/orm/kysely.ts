@@ -1,9 +1,9 @@
-import { ValidationError } from '@txbox/core'
+import { describeHandle, ValidationError } from '@txbox/core'
 import { type Kysely, sql, type Transaction } from 'kysely'
 import { CONNECTION_FUNCTION, connectionById } from '../connection-identity.js'
 import { ADAPTER } from '../errors.js'
 import type { SqliteDatabase } from '../sqlite-options.js'
-import { describeHandle, openTransactionOn } from './handles.js'
+import { openTransactionOn } from './handles.js'
 
 /**
  * The better-sqlite3 `Database` under an open Kysely transaction, to pass as `{ tx }`:
