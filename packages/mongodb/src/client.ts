@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import {
   type AmbientTransactions,
   type Clock,
+  describeHandle,
   type RepositorySettings,
   runStorageOperation,
   ValidationError,
@@ -105,11 +106,7 @@ export class MongoDbClient {
     if (typeof session !== 'object' || session === null || typeof session.inTransaction !== 'function') {
       throw new ValidationError(
         ADAPTER,
-        `tx must be a mongodb ClientSession (client.startSession(), or Mongoose's connection.startSession() / connection.transaction()); got ${
-          session === null || typeof session !== 'object'
-            ? String(session === null ? 'null' : typeof session)
-            : `a ${(session as { constructor?: { name?: string } }).constructor?.name ?? 'object'}`
-        }`,
+        `tx must be a mongodb ClientSession (client.startSession(), or Mongoose's connection.startSession() / connection.transaction()); got ${describeHandle(session)}`,
       )
     }
     if (session.hasEnded === true) {
