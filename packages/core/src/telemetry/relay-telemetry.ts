@@ -162,9 +162,9 @@ export class RelayTelemetry {
       errorType = failureReason(error)
       throw error
     } finally {
+      // No subject attribute: subjects can carry ids, and a series per id would be unbounded.
       this.#histograms?.publish.record(seconds(performance.now() - started), {
         worker_id: this.#workerId,
-        [ATTR.destination]: event.subject,
         ...(errorType === undefined ? {} : { [ATTR.errorType]: errorType }),
       })
     }
