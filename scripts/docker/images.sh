@@ -129,6 +129,10 @@ load_service_builders() {
   SERVICE_BUILDERS_LOADED=1
 }
 
+# link_in SRC... DEST: hard links where the cache and the context share a file system (no copy
+# of hundreds of MB at every run), a copy elsewhere.
+link_in() { cp -al "$@" 2>/dev/null || cp -a "$@"; }
+
 image_recipe() { docker image inspect --format '{{ index .Config.Labels "txbox.recipe" }}' "$1" 2>/dev/null; }
 
 # ------------------------------------------------------------------ base ---
@@ -142,8 +146,11 @@ build_base() {
   fi
   command -v debootstrap >/dev/null || {
     [ "$(id -u)" = 0 ] || die "debootstrap is missing and only root can install it"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      -o DPkg::Lock::Timeout=600 debootstrap >"$IMAGES_DIR/apt.log" 2>&1 || die "apt-get install debootstrap failed"
+    {
+      DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+          -o DPkg::Lock::Timeout=600 debootstrap
+    } >"$IMAGES_DIR/apt.log" 2>&1 || die "apt-get install debootstrap failed (log: $IMAGES_DIR/apt.log)"
   }
   if [ ! -s "$tarball" ] || [ "$(cat "$tarball.recipe" 2>/dev/null)" != "$recipe" ]; then
     t0=$(now)
@@ -181,7 +188,10 @@ build_image() {
   "context_$name" "$ctx" || die "$tag: could not prepare its build context"
   recipe=$( (
     image_recipe "$BASE"
-    cd "$ctx" && find . -type f | LC_ALL=C sort | xargs sha256sum
+    # small files by content; the large ones copied in (binaries, jars) by size and time, which
+    # their hard links share with the cache they come from
+    cd "$ctx" && find . -type f -size -1M | LC_ALL=C sort | xargs -r sha256sum
+    find . -type f -size +1M -printf '%P %s %T@\n' | LC_ALL=C sort
   ) | sha256sum | cut -c1-12)
   if [ "$(image_recipe "$tag")" = "$recipe" ]; then
     log "$tag: up to date"
@@ -285,7 +295,7 @@ context_mysql8() {
   local home
   home=$(mysql8_home)
   mkdir -p "$1/mysql"
-  cp -a "$home/bin" "$home/lib" "$home/share" "$1/mysql/"
+  link_in "$home/bin" "$home/lib" "$home/share" "$1/mysql/"
   cat >"$1/Dockerfile" <<EOF
 FROM $BASE
 RUN apt-get update -q && apt-get install -y -q libaio1 libnuma1 && rm -rf /var/lib/apt/lists/* \\
@@ -339,7 +349,7 @@ EOF
 context_ferretdb() {
   load_service_builders
   build_ferretdb || return 1
-  cp "$(ferretdb_bin)" "$1/ferretdb"
+  link_in "$(ferretdb_bin)" "$1/ferretdb"
   cat >"$1/Dockerfile" <<EOF
 FROM $BASE
 RUN apt-get update -q && apt-get install -y -q postgresql-15 && rm -rf /var/lib/apt/lists/*
@@ -374,7 +384,7 @@ EOF
 context_dynamodb() {
   load_service_builders
   resolve_dynamodb || return 1
-  cp -a "$(dynamodb_home)/lib" "$1/lib"
+  link_in "$(dynamodb_home)/lib" "$1/lib"
   cat >"$1/Dockerfile" <<EOF
 FROM $BASE
 RUN apt-get update -q && apt-get install -y -q openjdk-17-jre-headless && rm -rf /var/lib/apt/lists/*
@@ -404,8 +414,8 @@ context_node() {
   [ "$major" = 20 ] || { log "this machine's Node.js is $("$node" --version), not 20"; return 1; }
   prefix=$(dirname "$(dirname "$node")")
   mkdir -p "$1/node/bin" "$1/node/lib/node_modules"
-  cp "$node" "$1/node/bin/node"
-  if [ -d "$prefix/lib/node_modules/npm" ]; then cp -a "$prefix/lib/node_modules/npm" "$1/node/lib/node_modules/"; fi
+  link_in "$node" "$1/node/bin/node"
+  if [ -d "$prefix/lib/node_modules/npm" ]; then link_in "$prefix/lib/node_modules/npm" "$1/node/lib/node_modules/"; fi
   cat >"$1/Dockerfile" <<EOF
 FROM $BASE
 RUN apt-get update -q && apt-get install -y -q ca-certificates && rm -rf /var/lib/apt/lists/*
