@@ -1,7 +1,11 @@
 import type { Capabilities } from './capabilities.js'
 import type { InboxRepository } from './inbox.js'
 import type { OutboxRepository } from './outbox.js'
+import type { TransactionFunction, TransactionOptions } from './transactions/transaction-function.js'
 import type { TransactionalStore } from './transactions/transactional-store.js'
+
+/** A store's transaction handle, or `unknown` for a store typed without one (`Tx` = `never`). */
+type AnyHandle<Tx> = [Tx] extends [never] ? unknown : Tx
 
 /** What every `create<Db>Store` factory returns. */
 export interface TxboxStore<Tx = never> {
@@ -18,7 +22,9 @@ export interface TxboxStore<Tx = never> {
   /**
    * Runs a function in a native transaction the store opens and ends itself; the writes
    * inside it join that transaction without `{ tx }` (see {@link TransactionalStore}).
-   * Present on the stores that have transactions.
+   * Present on the stores that have transactions. On a `TxboxStore` whose `Tx` is left out
+   * (`never`), `fn` takes an `unknown` handle, so every concrete store (`MemoryStore`,
+   * `PostgresStore`) is still a `TxboxStore`.
    */
-  readonly transaction?: TransactionalStore<Tx>['transaction']
+  transaction?<T>(fn: TransactionFunction<AnyHandle<Tx>, T>, options?: TransactionOptions): Promise<T>
 }
