@@ -9,19 +9,6 @@ const nats = await connect({ servers: process.env.TXBOX_NATS_URL ?? 'nats://127.
 await jetstream.ensureStream(await nats.jetstreamManager(), { name: 'ORDERS', subjects: ['orders.>'] })
 await jetstream.ensureDurableConsumer(await nats.jetstreamManager(), { stream: 'ORDERS', durable: 'billing' })
 
-// A SQLite transaction is BEGIN ... COMMIT on the connection, which txbox takes as `tx`.
-const transaction = async (db, fn) => {
-  db.exec('BEGIN IMMEDIATE')
-  try {
-    const result = await fn(db)
-    db.exec('COMMIT')
-    return result
-  } catch (error) {
-    db.exec('ROLLBACK')
-    throw error
-  }
-}
-
 // The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
 const OrderCreated = jsonPayload({ name: 'OrderCreated' })
 
@@ -31,11 +18,12 @@ const shop = createSqliteStore({ db: shopDb })
 await shop.migrate()
 const order = { id: crypto.randomUUID(), total: 99.5 }
 const eventId = `order-created-${order.id}`
-await transaction(shopDb, async (tx) => {
-  tx.exec('CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, total REAL)')
+shopDb.exec('CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, total REAL)')
+// store.transaction: BEGIN ... COMMIT (ROLLBACK on a throw); `tx` is the connection, and the
+// enqueue inside joins the transaction without being passed `{ tx }`.
+await shop.transaction(async (tx) => {
   tx.prepare('INSERT INTO orders (id, total) VALUES (?, ?)').run(order.id, order.total)
-  const event = OrderCreated.event({ eventId, subject: 'orders.created', payload: order })
-  await shop.outbox.findOrCreate(event, { tx })
+  await shop.outbox.findOrCreate(OrderCreated.event({ eventId, subject: 'orders.created', payload: order }))
 })
 
 // The relay publishes committed events to JetStream, with Nats-Msg-Id = eventId.
@@ -45,15 +33,15 @@ const relay = new OutboxRelay({
 })
 relay.start()
 
-// The billing service: its invoice and the inbox's processed mark commit together, once per event.
+// The billing service: its invoice and the inbox's processed mark commit together, once per
+// event: built on the store, the processor runs the handler inside billing.transaction.
 const billingDb = new Database('billing.db')
 const billing = createSqliteStore({ db: billingDb })
 await billing.migrate()
 billingDb.exec('CREATE TABLE IF NOT EXISTS invoices (order_id TEXT, total REAL)')
 const processor = new InboxProcessor({
-  inbox: billing.inbox,
+  store: billing,
   source: jetstream.createJetStreamInboxSource({ connection: nats, stream: 'ORDERS', durable: 'billing' }),
-  transaction: (fn) => transaction(billingDb, fn),
   handler: async ({ event, tx }) => {
     const { id, total } = OrderCreated.decode(event)
     tx.prepare('INSERT INTO invoices (order_id, total) VALUES (?, ?)').run(id, total)
