@@ -23,22 +23,6 @@ const jsm = await nats.jetstreamManager()
 await ensureStream(jsm, { name: 'EXAMPLE_MYSQL', subjects: ['example-mysql.>'] })
 await ensureDurableConsumer(jsm, { stream: 'EXAMPLE_MYSQL', durable: 'billing' })
 
-// One transaction = one pooled connection between BEGIN and COMMIT; txbox writes take it as `tx`.
-const transaction = async (fn) => {
-  const connection = await pool.getConnection()
-  try {
-    await connection.beginTransaction()
-    const result = await fn(connection)
-    await connection.commit()
-    return result
-  } catch (error) {
-    await connection.rollback()
-    throw error
-  } finally {
-    connection.release()
-  }
-}
-
 // The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
 const OrderCreated = jsonPayload({ name: 'OrderCreated' })
 
@@ -50,11 +34,12 @@ await pool.query(
 )
 const order = { id: randomUUID(), total: 99.5 }
 const eventId = `order-created-${order.id}`
-await transaction(async (connection) => {
+// store.transaction: a pooled connection between BEGIN and COMMIT (ROLLBACK on a throw), always
+// released; the enqueue inside joins it without { tx }.
+await shop.transaction(async (connection) => {
   await connection.execute('INSERT INTO example_orders (id, total) VALUES (?, ?)', [order.id, order.total])
   await shop.outbox.findOrCreate(
     OrderCreated.event({ eventId, subject: 'example-mysql.orders.created', payload: order }),
-    { tx: connection },
   )
 })
 
@@ -72,9 +57,8 @@ await pool.query(
   'CREATE TABLE IF NOT EXISTS example_invoices (order_id CHAR(36) NOT NULL, total DECIMAL(10, 2) NOT NULL)',
 )
 const processor = new InboxProcessor({
-  inbox: billing.inbox,
+  store: billing, // the handler's insert and markAsProcessed commit together in billing.transaction
   source: createJetStreamInboxSource({ connection: nats, stream: 'EXAMPLE_MYSQL', durable: 'billing' }),
-  transaction, // the handler's insert and markAsProcessed commit together
   handler: async ({ event, tx }) => {
     const { id, total } = OrderCreated.decode(event)
     await tx.execute('INSERT INTO example_invoices (order_id, total) VALUES (?, ?)', [id, total])

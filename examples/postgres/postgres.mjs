@@ -22,22 +22,6 @@ const jsm = await nats.jetstreamManager()
 await ensureStream(jsm, { name: 'EXAMPLE_PG', subjects: ['example-pg.>'] })
 await ensureDurableConsumer(jsm, { stream: 'EXAMPLE_PG', durable: 'billing' })
 
-// One transaction = one pooled client between BEGIN and COMMIT; txbox writes take that client as `tx`.
-const transaction = async (fn) => {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
-    const result = await fn(client)
-    await client.query('COMMIT')
-    return result
-  } catch (error) {
-    await client.query('ROLLBACK')
-    throw error
-  } finally {
-    client.release()
-  }
-}
-
 // The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
 const OrderCreated = jsonPayload({ name: 'OrderCreated' })
 
@@ -49,11 +33,12 @@ await pool.query(
 )
 const order = { id: randomUUID(), total: 99.5 }
 const eventId = `order-created-${order.id}`
-await transaction(async (client) => {
+// store.transaction: a pooled client between BEGIN and COMMIT (ROLLBACK on a throw), always
+// released; the enqueue inside joins it without { tx }.
+await shop.transaction(async (client) => {
   await client.query('INSERT INTO example_shop.orders (id, total) VALUES ($1, $2)', [order.id, order.total])
   await shop.outbox.findOrCreate(
     OrderCreated.event({ eventId, subject: 'example-pg.orders.created', payload: order }),
-    { tx: client },
   )
 })
 
@@ -71,9 +56,8 @@ await pool.query(
   'CREATE TABLE IF NOT EXISTS example_billing.invoices (order_id uuid NOT NULL, total numeric NOT NULL)',
 )
 const processor = new InboxProcessor({
-  inbox: billing.inbox,
+  store: billing, // the handler's insert and markAsProcessed commit together in billing.transaction
   source: createJetStreamInboxSource({ connection: nats, stream: 'EXAMPLE_PG', durable: 'billing' }),
-  transaction, // the handler's insert and markAsProcessed commit together
   handler: async ({ event, tx }) => {
     const { id, total } = OrderCreated.decode(event)
     await tx.query('INSERT INTO example_billing.invoices (order_id, total) VALUES ($1, $2)', [id, total])

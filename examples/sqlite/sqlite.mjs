@@ -24,20 +24,6 @@ await ensureStream(jsm, { name: 'EXAMPLE_SQLITE', subjects: ['example-sqlite.>']
 await ensureDurableConsumer(jsm, { stream: 'EXAMPLE_SQLITE', durable: 'billing' })
 const directory = mkdtempSync(join(tmpdir(), 'txbox-example-'))
 
-// better-sqlite3's db.transaction() needs a synchronous function and txbox calls return
-// promises, so: BEGIN IMMEDIATE / COMMIT on the connection, which is also the `tx`.
-const transaction = async (db, fn) => {
-  db.exec('BEGIN IMMEDIATE')
-  try {
-    const result = await fn(db)
-    db.exec('COMMIT')
-    return result
-  } catch (error) {
-    if (db.inTransaction) db.exec('ROLLBACK')
-    throw error
-  }
-}
-
 // The event's payload: encode refuses what JSON would drop or change, decode names a bad event.
 const OrderCreated = jsonPayload({ name: 'OrderCreated' })
 
@@ -46,8 +32,10 @@ const shopDb = new Database(join(directory, 'shop.db'))
 const shop = createSqliteStore({ db: shopDb })
 await shop.migrate()
 shopDb.exec('CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, total REAL NOT NULL)')
+// store.transaction: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on a throw) on the store's connection,
+// which is `tx`; the enqueue inside joins it without { tx }.
 const placeOrder = (order, { fail = false } = {}) =>
-  transaction(shopDb, async (tx) => {
+  shop.transaction(async (tx) => {
     tx.prepare('INSERT INTO orders (id, total) VALUES (?, ?)').run(order.id, order.total)
     await shop.outbox.findOrCreate(
       OrderCreated.event({
@@ -55,7 +43,6 @@ const placeOrder = (order, { fail = false } = {}) =>
         subject: 'example-sqlite.orders.created',
         payload: order,
       }),
-      { tx },
     )
     if (fail) throw new Error('payment declined')
   })
@@ -79,9 +66,8 @@ const billing = createSqliteStore({ db: billingDb })
 await billing.migrate()
 billingDb.exec('CREATE TABLE IF NOT EXISTS invoices (order_id TEXT NOT NULL, total REAL NOT NULL)')
 const processor = new InboxProcessor({
-  inbox: billing.inbox,
+  store: billing, // the invoice and markAsProcessed commit together in billing.transaction
   source: createJetStreamInboxSource({ connection: nats, stream: 'EXAMPLE_SQLITE', durable: 'billing' }),
-  transaction: (fn) => transaction(billingDb, fn), // the invoice and markAsProcessed commit together
   concurrency: 1, // one connection holds one transaction at a time
   handler: async ({ event, tx }) => {
     const { id, total } = OrderCreated.decode(event)
