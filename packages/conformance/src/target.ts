@@ -91,8 +91,9 @@ export interface ConformanceFixture<Tx = unknown> {
   /**
    * Optional: the store's own `store.transaction`, when it has one. The
    * `outbox.tx.store-transaction-joins` case checks that the writes made inside it without
-   * `{ tx }` join it; a target without it gets that case skipped, so its `transactions` area
-   * is not certified.
+   * `{ tx }` join it, `outbox.tx.store-transaction-isolated` that a write from another async
+   * context while it is open does not; a target without it gets both cases skipped, so its
+   * `transactions` area is not certified.
    */
   storeTransaction?<T>(fn: TransactionFunction<Tx, T>, options?: TransactionOptions): Promise<T>
   readonly oracle: Oracle

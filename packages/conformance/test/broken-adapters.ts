@@ -1021,6 +1021,46 @@ const ambientIgnoredTarget = (): ConformanceTarget<MemoryTransaction> => {
 }
 
 /**
+ * A store on one connection whose `store.transaction` does not make the store's other calls
+ * wait for it: an enqueue from another async context, made while the transaction is open,
+ * runs on the connection inside it and commits or rolls back with it.
+ */
+const connectionWideTransactionTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name: 'connection-wide-transaction',
+    async create(options) {
+      const fixture = await base.create(options)
+      const ambient = memoryAmbient()
+      let open: MemoryTransaction | undefined
+      class ConnectionWideOutbox extends MemoryOutboxRepository {
+        protected override insert(params: EnqueueParams, now: Date, tx: MemoryTransaction | undefined) {
+          return super.insert(params, now, tx ?? open)
+        }
+      }
+      const outbox = new ConnectionWideOutbox({ clock: options.clock, ambient })
+      const inbox = new MemoryInboxRepository({ clock: options.clock, ambient })
+      return {
+        ...fixture,
+        outbox,
+        inbox,
+        storeTransaction: (fn, transactionOptions) =>
+          ambient.run(async (tx, info) => {
+            open = tx
+            try {
+              return await fn(tx, info)
+            } finally {
+              open = undefined
+            }
+          }, transactionOptions),
+        oracle: snapshotOracle(outbox, inbox),
+      }
+    },
+  }
+}
+
+/**
  * A store that lets its driver's errors through unwrapped: once its peer's connection is
  * broken, every call rejects with the driver's bare `Error`, not a StorageError around it.
  */
@@ -1184,12 +1224,18 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('payload-only-size', PayloadOnlySizeOutbox),
-    // Its own enqueue takes `options.tx` only, so inside store.transaction it ignores the ambient one too.
-    mustFail: ['outbox.tx.store-transaction-joins', 'outbox.payload.too-large'],
+    // Its own enqueue takes `options.tx` only, so inside store.transaction it ignores the ambient
+    // one too (the write inside a rolled-back store.transaction stays: store-transaction-isolated).
+    mustFail: [
+      'outbox.tx.store-transaction-joins',
+      'outbox.tx.store-transaction-isolated',
+      'outbox.payload.too-large',
+    ],
   },
   {
     target: ambientIgnoredTarget(),
-    mustFail: ['outbox.tx.store-transaction-joins'],
+    // The write inside a rolled-back store.transaction stays: store-transaction-isolated sees it too.
+    mustFail: ['outbox.tx.store-transaction-joins', 'outbox.tx.store-transaction-isolated'],
   },
   {
     target: brokenInboxTarget('stream-position-merging-inbox', StreamPositionMergingInbox),
@@ -1337,6 +1383,10 @@ export const brokenAdapters: readonly {
   {
     target: brokenInboxTarget('untimed-new-claim', UntimedNewClaimInbox),
     mustFail: ['inbox.claim.records-claim-time'],
+  },
+  {
+    target: connectionWideTransactionTarget(),
+    mustFail: ['outbox.tx.store-transaction-isolated'],
   },
   {
     target: unwrappedDriverErrorsTarget(),

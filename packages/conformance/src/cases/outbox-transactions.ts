@@ -1,6 +1,7 @@
 import { expectEqual, expectIds, expectSame, storedInbox, storedOutbox } from '../assertions.js'
 import { defineCase, requiresTransactions, skipCase } from '../case.js'
 import { inboxEvent, outboxEvent } from '../events.js'
+import { gate, turns } from './rules-3.js'
 
 /** Why `outbox.tx.store-transaction-joins` is skipped on a fixture without `storeTransaction`. */
 export const NO_STORE_TRANSACTION_REASON =
@@ -120,6 +121,66 @@ export const outboxTransactionCases = [
         'processed',
         'oracle: the processed mark committed with the enqueues',
       )
+    },
+  }),
+  defineCase({
+    id: 'outbox.tx.store-transaction-isolated',
+    title:
+      'a write made from outside an open store.transaction (another async context, no { tx }) is not part of it: stored when it rolls back, and the store serves { tx } writes of its own transactions after it ends',
+    skipReason: requiresTransactions,
+    async run({ store }) {
+      if (store.storeTransaction === undefined) return skipCase(NO_STORE_TRANSACTION_REASON)
+      const storeTransaction = store.storeTransaction.bind(store)
+      for (const ending of ['rollback', 'commit'] as const) {
+        const inside = `isolated-${ending}-inside`
+        const outside = `isolated-${ending}-outside`
+        const wrote = gate()
+        const end = gate()
+        const done = storeTransaction(async () => {
+          await store.outbox.findOrCreate(outboxEvent(inside))
+          wrote.open()
+          await end.promise
+          if (ending === 'rollback') throw new Error('business rule failed')
+        }).then(
+          () => undefined,
+          (error: unknown) => error,
+        )
+        await Promise.race([wrote.promise, done])
+        // The case's own context, not the transaction's: this write must not join it. On a
+        // store with one connection it waits for the transaction, so it is awaited only after.
+        const outsideWrite = store.outbox.findOrCreate(outboxEvent(outside)).then(
+          (event) => ({ event }),
+          (error: unknown) => ({ error }),
+        )
+        await turns(20)
+        end.open()
+        const thrown = await done
+        expectSame(
+          (thrown as Error | undefined)?.message,
+          ending === 'rollback' ? 'business rule failed' : undefined,
+          `${ending}: what store.transaction answered`,
+        )
+        const written = await outsideWrite
+        if ('error' in written)
+          expectSame(
+            written.error,
+            undefined,
+            `${outside}: the write from outside the transaction failed: ${String(written.error)}`,
+          )
+        expectSame((await storedOutbox(store, outside)).status, 'pending', `oracle: ${outside} stored`)
+        if (ending === 'rollback')
+          expectSame(await store.oracle.outbox(inside), null, `oracle: ${inside} rolled back`)
+        else expectSame((await storedOutbox(store, inside)).status, 'pending', `oracle: ${inside} committed`)
+      }
+      await store.transaction(async (tx) => {
+        await store.outbox.findOrCreate(outboxEvent('isolated-after'), { tx })
+      })
+      expectSame(
+        (await storedOutbox(store, 'isolated-after')).status,
+        'pending',
+        "oracle: a { tx } write of the caller's own transaction after store.transaction ended",
+      )
+      expectSame(await store.oracle.outboxCount(), 4, 'oracle: four outbox rows')
     },
   }),
 ]

@@ -15,7 +15,7 @@ const MINUTE = 60_000
 const HOUR = 60 * MINUTE
 
 /** A promise the case opens by hand: the two transactions below wait on them. */
-const gate = (): { readonly promise: Promise<void>; readonly open: () => void } => {
+export const gate = (): { readonly promise: Promise<void>; readonly open: () => void } => {
   let open = (): void => {}
   const promise = new Promise<void>((resolve) => {
     open = resolve
@@ -28,7 +28,7 @@ const gate = (): { readonly promise: Promise<void>; readonly open: () => void } 
  * (memory, MULTI, a collector) and usually for a round trip; the outcome checked never
  * depends on how far the second transaction got.
  */
-const turns = async (count: number): Promise<void> => {
+export const turns = async (count: number): Promise<void> => {
   for (let index = 0; index < count; index++) await new Promise((resolve) => setImmediate(resolve))
 }
 
