@@ -8,15 +8,15 @@ import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const write = process.argv.includes('--write')
-// package in the table -> report file
+// package in the table -> its report files (MySQL: MariaDB and MySQL 8)
 const targets = {
-  '@txbox/core': 'memory',
-  '@txbox/sqlite': 'sqlite',
-  '@txbox/postgres': 'postgres',
-  '@txbox/mysql': 'mysql',
-  '@txbox/mongodb': 'mongodb',
-  '@txbox/redis': 'redis',
-  '@txbox/dynamodb': 'dynamodb',
+  '@txbox/core': ['memory'],
+  '@txbox/sqlite': ['sqlite'],
+  '@txbox/postgres': ['postgres'],
+  '@txbox/mysql': ['mysql', 'mysql8'],
+  '@txbox/mongodb': ['mongodb'],
+  '@txbox/redis': ['redis'],
+  '@txbox/dynamodb': ['dynamodb'],
 }
 
 // "PostgreSQL 15.18 (Debian 15.18-0+deb12u1)" -> "PostgreSQL 15.18"; FerretDB keeps its wire version.
@@ -39,18 +39,22 @@ const readme = readFileSync(readmePath, 'utf8')
 const problems = []
 const lines = readme.split('\n').map((line) => {
   const name = /^\| \[`(@txbox\/[a-z]+)`\]/.exec(line)?.[1]
-  const target = name === undefined ? undefined : targets[name]
-  if (target === undefined) return line
-  const file = join(root, 'docs/conformance', `${target}.json`)
-  if (!existsSync(file)) {
-    problems.push(`docs/conformance/${target}.json is missing (the README states ${name}'s result)`)
-    return line
+  const files = name === undefined ? undefined : targets[name]
+  if (files === undefined) return line
+  const reports = []
+  for (const target of files) {
+    const file = join(root, 'docs/conformance', `${target}.json`)
+    if (!existsSync(file)) {
+      problems.push(`docs/conformance/${target}.json is missing (the README states ${name}'s result)`)
+      return line
+    }
+    const report = JSON.parse(readFileSync(file, 'utf8'))
+    if (!report.ok)
+      problems.push(`docs/conformance/${target}.json is not certified: the README cannot claim it`)
+    reports.push(report)
   }
-  const report = JSON.parse(readFileSync(file, 'utf8'))
   const cells = line.split(' | ')
-  const want = `${describe(report)} |`
-  if (!report.ok)
-    problems.push(`docs/conformance/${target}.json is not certified: the README cannot claim it`)
+  const want = `${reports.map(describe).join('; ')} |`
   if (cells.at(-1) === want) return line
   if (!write)
     problems.push(
