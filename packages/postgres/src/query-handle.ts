@@ -149,3 +149,28 @@ export const pgClientHandle = (
       return { rows: result.rows as R[], rowCount: result.rowCount }
     },
   })
+
+/**
+ * A handle over the pg client an ORM hands out for its transaction on demand (Knex's
+ * `acquireConnection`, TypeORM's `QueryRunner.connect`): each statement asks for it, checks
+ * it is a pg client and that the ORM's transaction and the client's are open, then runs on it.
+ */
+export const pinnedConnectionHandle = (spec: {
+  readonly description: string
+  readonly session: object
+  readonly connection: () => Promise<unknown>
+  readonly assertOpen: () => void
+}): PostgresQueryHandle =>
+  postgresQueryHandle({
+    description: spec.description,
+    session: spec.session,
+    assertOpen: spec.assertOpen,
+    query: async (statement) => {
+      const connection = await spec.connection()
+      if (!isPgClient(connection))
+        throw new ValidationError(ADAPTER, `${spec.description} did not hand out a pg connection`)
+      const handle = pgClientHandle(connection, spec.description, spec.assertOpen)
+      handle.assertOpen()
+      return handle.query(statement)
+    },
+  })

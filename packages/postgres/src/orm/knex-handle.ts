@@ -1,12 +1,6 @@
 import { ValidationError } from '@txbox/core'
 import { ADAPTER } from '../errors.js'
-import {
-  isPgClient,
-  type PostgresQueryHandle,
-  pgClientHandle,
-  postgresQueryHandle,
-  wrongHandle,
-} from '../query-handle.js'
+import { type PostgresQueryHandle, pinnedConnectionHandle, wrongHandle } from '../query-handle.js'
 
 interface KnexTransactionLike {
   isTransaction?: unknown
@@ -56,19 +50,6 @@ export const knexHandle = (trx: unknown, integration: string, description: strin
       )
     }
   }
-  return postgresQueryHandle({
-    description,
-    session: trx as object,
-    assertOpen,
-    query: async (statement) => {
-      // A transaction's client answers its one connection (Knex pins it for the transaction).
-      const connection = await acquire()
-      if (!isPgClient(connection)) {
-        throw new ValidationError(ADAPTER, `${description} did not hand out a pg connection`)
-      }
-      const handle = pgClientHandle(connection, description, assertOpen)
-      handle.assertOpen()
-      return handle.query(statement)
-    },
-  })
+  // A transaction's client answers its one connection (Knex pins it for the transaction).
+  return pinnedConnectionHandle({ description, session: trx as object, connection: acquire, assertOpen })
 }

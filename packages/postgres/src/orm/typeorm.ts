@@ -1,13 +1,7 @@
 import { ValidationError } from '@txbox/core'
 import type { EntityManager, QueryRunner } from 'typeorm'
 import { ADAPTER } from '../errors.js'
-import {
-  isPgClient,
-  type PostgresQueryHandle,
-  pgClientHandle,
-  postgresQueryHandle,
-  wrongHandle,
-} from '../query-handle.js'
+import { type PostgresQueryHandle, pinnedConnectionHandle, wrongHandle } from '../query-handle.js'
 
 interface QueryRunnerLike {
   isTransactionActive?: unknown
@@ -70,18 +64,6 @@ export const typeormTransaction = (
   }
   const connect = runner.connect.bind(runner)
   assertOpen()
-  return postgresQueryHandle({
-    description,
-    session: runner as object,
-    assertOpen,
-    query: async (statement) => {
-      // Connected since its transaction started: this answers the QueryRunner's pg client.
-      const connection = await connect()
-      if (!isPgClient(connection))
-        throw new ValidationError(ADAPTER, `${description} did not hand out a pg connection`)
-      const handle = pgClientHandle(connection, description, assertOpen)
-      handle.assertOpen()
-      return handle.query(statement)
-    },
-  })
+  // Connected since its transaction started: `connect` answers the QueryRunner's pg client.
+  return pinnedConnectionHandle({ description, session: runner as object, connection: connect, assertOpen })
 }
