@@ -197,6 +197,7 @@ export { decodeStoredText, encodeStoredText, utf8Bytes } from './text-codec.js'
 export {
   AmbientTransactions,
   type AmbientTransactionsSettings,
+  runOnDriver,
   type TransactionAttempt,
   type TransactionalStore,
   type TransactionDriver,
