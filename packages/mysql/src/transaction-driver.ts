@@ -1,4 +1,5 @@
 import type { TransactionDriver } from '@txbox/core'
+import { runOnDriver } from '@txbox/core'
 import type { Connection, Pool, PoolConnection } from 'mysql2/promise'
 
 /**
@@ -73,35 +74,6 @@ export class MySqlTransactionDriver implements TransactionDriver<PoolConnection>
     run: (connection: PoolConnection) => Promise<T>,
     options: { readonly rollback?: boolean | undefined } = {},
   ): Promise<T> {
-    const connection = await this.begin()
-    let broken: Error | undefined
-    try {
-      let result: T
-      try {
-        result = await run(connection)
-      } catch (error) {
-        broken = await this.#rollback(connection)
-        throw error
-      }
-      try {
-        if (options.rollback) await this.rollback(connection)
-        else await this.commit(connection)
-      } catch (error) {
-        broken = await this.#rollback(connection)
-        throw error
-      }
-      return result
-    } finally {
-      this.release(connection, broken)
-    }
-  }
-
-  async #rollback(connection: PoolConnection): Promise<Error | undefined> {
-    try {
-      await this.rollback(connection)
-      return undefined
-    } catch (error) {
-      return error instanceof Error ? error : new Error(String(error))
-    }
+    return runOnDriver(this, run, options)
   }
 }

@@ -1,4 +1,5 @@
 import type { TransactionDriver } from '@txbox/core'
+import { runOnDriver } from '@txbox/core'
 import type { Pool, PoolClient } from 'pg'
 import { trustSession } from './transaction-check.js'
 
@@ -66,41 +67,6 @@ export class PostgresTransactionDriver implements TransactionDriver<PoolClient> 
     fn: (client: PoolClient) => Promise<T>,
     options: { readonly rollback?: boolean | undefined } = {},
   ): Promise<T> {
-    const client = await this.begin()
-    let broken: Error | undefined
-    try {
-      let result: T
-      try {
-        result = await fn(client)
-      } catch (error) {
-        broken = await this.#rollback(client)
-        throw error
-      }
-      if (options.rollback) {
-        await this.rollback(client).catch((error: unknown) => {
-          broken = asError(error)
-          throw error
-        })
-        return result
-      }
-      try {
-        await this.commit(client)
-      } catch (error) {
-        await this.#rollback(client)
-        throw error
-      }
-      return result
-    } finally {
-      this.release(client, broken)
-    }
-  }
-
-  async #rollback(client: PoolClient): Promise<Error | undefined> {
-    try {
-      await this.rollback(client)
-      return undefined
-    } catch (error) {
-      return asError(error)
-    }
+    return runOnDriver(this, fn, options)
   }
 }
