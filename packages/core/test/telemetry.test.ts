@@ -272,9 +272,11 @@ describe('InboxProcessor spans', () => {
   })
 
   it('ends a failing delivery with an error status: redelivered, then terminated as a dead letter', async () => {
-    const store = createMemoryStore()
+    const clock = new ManualClock()
+    const store = createMemoryStore({ clock: clock.now })
     const processor = new InboxProcessor({
       inbox: store.inbox,
+      clock: clock.now,
       source: { subscribe: async () => ({ [Symbol.asyncIterator]: async function* () {}, stop() {} }) },
       logger: silentLogger,
       maxDeliveries: 2,
@@ -284,7 +286,7 @@ describe('InboxProcessor spans', () => {
       },
     })
     await processor.handle(message({ eventId: 'e-1', deliveryCount: 1 }))
-    await new Promise((resolve) => setTimeout(resolve, 5)) // the 1 ms claim lease ends
+    clock.advance(1) // the 1 ms claim lease ends
     const last = message({ eventId: 'e-1', deliveryCount: 2 })
     await processor.handle(last)
     expect(last.settled?.kind).toBe('term')
