@@ -170,7 +170,10 @@ const measureScenario = async (
       }
     }, runs)
     // Round trips per call, counted on a separate short pass so counting costs no timed work.
-    const small = scenario.startsWith('drain') || scenario === 'enqueue-batch' ? 1000 : 50
+    const small =
+      scenario.startsWith('drain') || scenario === 'enqueue-batch' || scenario === 'enqueue-tx-100'
+        ? 1000
+        : 50
     const adapterPerCall = await countPerCall(
       await makeWork(scenario, ns, 'adapter', small, 'count'),
       target.counter,

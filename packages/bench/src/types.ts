@@ -13,9 +13,15 @@ export interface Namespace {
   readonly inbox: InboxRepository<unknown>
   rawInsertOne(event: EnqueueParams): Promise<void>
   rawInsertMany(events: readonly EnqueueParams[]): Promise<void>
-  /** BEGIN; business insert; findOrCreate({ tx }); COMMIT. A string = not run, with the reason. */
-  readonly adapterTx: ((event: EnqueueParams, n: number) => Promise<void>) | string
-  readonly rawTx: ((event: EnqueueParams, n: number) => Promise<void>) | string
+  /**
+   * BEGIN; business insert `n`; the events enqueued in the transaction (`findOrCreate` for one,
+   * `findOrCreateMany` for more; the raw side: one INSERT, multi-row for more); COMMIT.
+   * A string = not run, with the reason.
+   */
+  readonly adapterTx: ((events: readonly EnqueueParams[], n: number) => Promise<void>) | string
+  readonly rawTx: ((events: readonly EnqueueParams[], n: number) => Promise<void>) | string
+  /** Why this store cannot run several transactions at once from one process (undefined: it can). */
+  readonly concurrentTx?: string
   /** The k-th claimer (k = 0..3); stores open a separate connection per k where the driver allows. */
   claimer(k: number): Promise<Claimer>
   /** Fills the outbox with `events` due events that `rawClaimAndMark` (raw) or `claim` (adapter) sees. */

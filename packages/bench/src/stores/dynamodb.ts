@@ -12,7 +12,8 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb'
 import type { EnqueueParams, InboxParams } from '@txbox/core'
-import { connectDynamoDb, tableDefinition } from '@txbox/dynamodb'
+import { connectDynamoDb, MAX_TRANSACTION_ACTIONS, tableDefinition } from '@txbox/dynamodb'
+import { enqueueIn, NotRun } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
@@ -110,6 +111,12 @@ const dynamoDbNamespace = async (url: string): Promise<Namespace> => {
     },
   })
   let orderId = 0
+  const refuseOverLimit = (events: readonly EnqueueParams[]): void => {
+    if (events.length + 1 > MAX_TRANSACTION_ACTIONS)
+      throw new NotRun(
+        `TransactWriteItems takes at most ${MAX_TRANSACTION_ACTIONS} actions: the business item and ${events.length} events do not fit in one transaction`,
+      )
+  }
   const claimer: Claimer = {
     outbox: store.outbox,
     // Query the head of the claim partition, then take each item with a conditional
@@ -190,13 +197,17 @@ const dynamoDbNamespace = async (url: string): Promise<Namespace> => {
       )
     },
     rawInsertMany: batchWrite,
-    async adapterTx(event) {
+    async adapterTx(events) {
+      refuseOverLimit(events)
       const items: TransactWriteItem[] = [order(++orderId)]
-      await store.outbox.findOrCreate(event, { tx: items })
+      await enqueueIn(store.outbox, events, items)
       await client.send(new TransactWriteItemsCommand({ TransactItems: items }))
     },
-    async rawTx(event) {
-      await client.send(new TransactWriteItemsCommand({ TransactItems: [order(++orderId), putRaw(event)] }))
+    async rawTx(events) {
+      refuseOverLimit(events)
+      await client.send(
+        new TransactWriteItemsCommand({ TransactItems: [order(++orderId), ...events.map(putRaw)] }),
+      )
     },
     // One client: the SDK's HTTP agent gives concurrent claimers separate sockets.
     claimer: async () => claimer,

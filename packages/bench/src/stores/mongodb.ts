@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { EnqueueParams, InboxParams } from '@txbox/core'
 import { connectMongoDb } from '@txbox/mongodb'
 import type { ClientSession } from 'mongodb'
-import { NotRun } from '../scenarios.js'
+import { enqueueIn, NotRun } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
@@ -142,10 +142,20 @@ const mongoDbNamespace = async (
       const now = new Date()
       await outbox.insertMany(events.map((e) => doc(e, now)))
     },
-    adapterTx:
-      noTransactions ?? ((event) => inTx((session) => store.outbox.findOrCreate(event, { tx: session }))),
+    adapterTx: noTransactions ?? ((events) => inTx((session) => enqueueIn(store.outbox, events, session))),
     rawTx:
-      noTransactions ?? ((event) => inTx((session) => outbox.insertOne(doc(event, new Date()), { session }))),
+      noTransactions ??
+      ((events) =>
+        inTx((session) => {
+          const now = new Date()
+          const [event] = events
+          return events.length === 1 && event
+            ? outbox.insertOne(doc(event, now), { session })
+            : outbox.insertMany(
+                events.map((e) => doc(e, now)),
+                { session },
+              )
+        })),
     // One MongoClient: its pool gives concurrent claimers separate connections.
     async claimer(k) {
       if (k === 0 || !ferretdb) return claimer

@@ -2,6 +2,7 @@ import type { EnqueueParams, InboxParams } from '@txbox/core'
 import { connectMySql } from '@txbox/mysql'
 import mysqlCore from 'mysql2'
 import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
+import { enqueueIn } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
@@ -168,9 +169,12 @@ const mySqlNamespace = async (url: string): Promise<Namespace> => {
     async rawInsertMany(events) {
       await pool.execute(insertMany(events.length), manyParams(events))
     },
-    adapterTx: (event) => inTx((connection) => store.outbox.findOrCreate(event, { tx: connection })),
-    rawTx: (event) =>
+    adapterTx: (events) => inTx((connection) => enqueueIn(store.outbox, events, connection)),
+    rawTx: (events) =>
       inTx((connection) => {
+        const [event] = events
+        if (events.length !== 1 || !event)
+          return connection.execute(insertMany(events.length), manyParams(events))
         const now = dt()
         return connection.execute(insertOne, [
           event.eventId,

@@ -1,6 +1,7 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
 import { connectPostgres } from '@txbox/postgres'
 import pg from 'pg'
+import { enqueueIn } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
@@ -138,17 +139,20 @@ const postgresNamespace = async (url: string): Promise<Namespace> => {
     async rawInsertMany(events) {
       await pool.query(insertMany(events.length), manyParams(events))
     },
-    adapterTx: (event) => inTx((client) => store.outbox.findOrCreate(event, { tx: client })),
-    rawTx: (event) =>
-      inTx((client) =>
-        client.query(insertOne, [
-          event.eventId,
-          event.subject,
-          event.payload,
-          event.headers ?? null,
-          new Date(),
-        ]),
-      ),
+    adapterTx: (events) => inTx((client) => enqueueIn(store.outbox, events, client)),
+    rawTx: (events) =>
+      inTx((client) => {
+        const [event] = events
+        return events.length === 1 && event
+          ? client.query(insertOne, [
+              event.eventId,
+              event.subject,
+              event.payload,
+              event.headers ?? null,
+              new Date(),
+            ])
+          : client.query(insertMany(events.length), manyParams(events))
+      }),
     // One pool: concurrent claimers each hold their own pooled connection for each statement.
     claimer: async () => claimer,
     async prefill(events) {

@@ -1,6 +1,7 @@
 import type { EnqueueParams, InboxParams, StoreConnection } from '@txbox/core'
 import { connectRedis, execTransaction, inboxKeys, outboxKeys, type RedisStore } from '@txbox/redis'
 import { type ChainableCommander, Redis } from 'ioredis'
+import { enqueueIn } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
 import { uniqueName } from './names.js'
@@ -164,16 +165,17 @@ const redisNamespace = async (url: string): Promise<Namespace> => {
       await pipeline.exec()
     },
     rawInsertMany,
-    async adapterTx(event, n) {
+    async adapterTx(events, n) {
       const multi = main.multi()
       multi.hset(`${orders}${keyPrefix}-${n}`, { ref: `order-${n}`, total: 100 })
-      await store.outbox.findOrCreate(event, { tx: multi })
+      await enqueueIn(store.outbox, events, multi)
       await execTransaction(multi)
     },
-    async rawTx(event, n) {
+    async rawTx(events, n) {
       const multi = main.multi()
       multi.hset(`${orders}${keyPrefix}-${n}`, { ref: `order-${n}`, total: 100 })
-      queueEvent(multi, event, Date.now())
+      const now = Date.now()
+      for (const event of events) queueEvent(multi, event, now)
       await multi.exec()
     },
     // A separate ioredis connection per claimer.
