@@ -279,6 +279,64 @@ describe('OutboxRelay', () => {
     await relay.stop()
   })
 
+  it('claims the next batch while one publishes, within one window of publishes in flight', async () => {
+    const { store, publisher, relay } = setup({ batchSize: 5, concurrency: 3 })
+    const ids = await enqueue(store, 20)
+    publisher.hold()
+    relay.start()
+    await flush()
+    // Two batches held (the default batchesInFlight), no third: the first is still publishing.
+    expect(relay.counters()).toMatchObject({ claims: 2, claimed: 10 })
+    expect(await store.outbox.getCountByStatus()).toMatchObject({ publishing: 10, pending: 10 })
+    // The window is the relay's, not the batch's: 3 publishes in flight across both batches.
+    expect(publisher.active).toBe(3)
+    publisher.release()
+    await flush(200)
+    expect(await store.outbox.getCountByStatus()).toMatchObject({ sent: 20, publishing: 0, pending: 0 })
+    expect(publisher.maxActive).toBe(3)
+    // Slots go out in claim order: every event of a batch starts before the next batch's.
+    expect(publisher.published.map((event) => event.eventId)).toEqual(ids)
+    await relay.stop()
+  })
+
+  it('with batchesInFlight 1 runs claim, publish and mark in lockstep', async () => {
+    const { store, publisher, relay } = setup({ batchSize: 5, concurrency: 3, batchesInFlight: 1 })
+    await enqueue(store, 20)
+    publisher.hold()
+    relay.start()
+    await flush()
+    expect(relay.counters()).toMatchObject({ claims: 1, claimed: 5 })
+    publisher.release()
+    await flush(200)
+    expect(await store.outbox.getCountByStatus()).toMatchObject({ sent: 20, publishing: 0 })
+    await relay.stop()
+  })
+
+  it('marks a finished batch in the background: the next batch publishes meanwhile', async () => {
+    const { store, publisher, relay } = setup({ batchSize: 5, concurrency: 5 })
+    const ids = await enqueue(store, 10)
+    let releaseMark = () => {}
+    const markHeld = new Promise<void>((resolve) => {
+      releaseMark = resolve
+    })
+    const outbox = store.outbox as { markManyAsSent: typeof store.outbox.markManyAsSent }
+    const mark = outbox.markManyAsSent.bind(store.outbox)
+    let marks = 0
+    outbox.markManyAsSent = async (eventIds, options) => {
+      if (marks++ === 0) await markHeld
+      return mark(eventIds, options)
+    }
+    relay.start()
+    await flush(100)
+    // The first batch's mark has not returned, and the second batch is published already.
+    expect(publisher.published.map((event) => event.eventId)).toEqual(ids)
+    expect(await store.outbox.getCountByStatus()).toMatchObject({ sent: 5, publishing: 5 })
+    releaseMark()
+    await flush(100)
+    expect(await store.outbox.getCountByStatus()).toMatchObject({ sent: 10, publishing: 0 })
+    await relay.stop()
+  })
+
   it('stop() drains the batch in flight: publishes finish and are marked', async () => {
     const { store, publisher, relay } = setup({ batchSize: 5 })
     await enqueue(store, 5)
@@ -286,6 +344,7 @@ describe('OutboxRelay', () => {
     relay.start()
     await flush()
     expect(relay.counters().claimed).toBe(5)
+    const claimsAtStop = relay.counters().claims
     let stopped = false
     const stopping = relay.stop().then(() => {
       stopped = true
@@ -299,7 +358,7 @@ describe('OutboxRelay', () => {
     // No claim after stop.
     await enqueue(store, 1, 'after')
     await flush()
-    expect(relay.counters().claims).toBe(1)
+    expect(relay.counters().claims).toBe(claimsAtStop)
   })
 
   it('keeps looping when the store fails, and reports it with the classified reason', async () => {

@@ -64,6 +64,17 @@ const refusedByRelay: [string, Partial<OutboxRelayOptions>, string][] = [
   ['workerId empty', { workerId: '' }, 'workerId must be a non-empty string'],
   ['concurrency 0', { concurrency: 0 }, 'concurrency must be an integer from 1 to 10000; got 0'],
   ['concurrency NaN', { concurrency: Number.NaN }, 'concurrency must be an integer from 1 to 10000; got NaN'],
+  ['batchesInFlight 0', { batchesInFlight: 0 }, 'batchesInFlight must be an integer from 1 to 64; got 0'],
+  [
+    'batchesInFlight above 64',
+    { batchesInFlight: 65 },
+    'batchesInFlight must be an integer from 1 to 64; got 65',
+  ],
+  [
+    'batchesInFlight fractional',
+    { batchesInFlight: 1.5 },
+    'batchesInFlight must be an integer from 1 to 64; got 1.5',
+  ],
   ['maxAttempts 0', { maxAttempts: 0 }, 'maxAttempts must be an integer from 1 to 9007199254740991'],
   [
     'pollIntervalMs beyond a timer',
@@ -151,6 +162,7 @@ describe('OutboxRelay refuses, when built, options that can never work', () => {
       leaseMs: MAX_LEASE_MS,
       batchSize: 10_000,
       concurrency: 10_000,
+      batchesInFlight: 64,
       renewEveryMs: MAX_TIMER_MS,
       pollIntervalMs: 0,
       backoff: { baseMs: Number.MAX_SAFE_INTEGER, maxMs: Number.MAX_SAFE_INTEGER, jitter: 1 },

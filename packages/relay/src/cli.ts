@@ -232,6 +232,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
         ...optional('batchSize', config.batchSize),
         ...optional('leaseMs', config.leaseMs),
         ...optional('concurrency', config.concurrency),
+        ...optional('batchesInFlight', config.batchesInFlight),
         ...optional('maxAttempts', config.maxAttempts),
         ...optional('pollIntervalMs', config.pollIntervalMs),
         ...optional('maxBatchBytes', config.maxBatchBytes),

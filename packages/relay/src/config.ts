@@ -50,7 +50,11 @@ const FLAGS = {
   'worker-id': { type: 'string', help: "this relay's claim owner (default relay-<host>-<pid>)" },
   'batch-size': { type: 'string', help: 'events per claim, 1..10000 (default 100)' },
   'lease-ms': { type: 'string', help: 'claim lease, 1..2147483647 (default 30000)' },
-  concurrency: { type: 'string', help: 'publishes in flight per batch, 1..10000 (default 32)' },
+  concurrency: { type: 'string', help: 'publishes in flight at once, 1..10000 (default 32)' },
+  'batches-in-flight': {
+    type: 'string',
+    help: 'batches claimed and not yet marked at once, 1..64 (default 2; 1 = lockstep)',
+  },
   'max-attempts': { type: 'string', help: 'publish attempts before dead letter (default 10)' },
   'poll-interval-ms': { type: 'string', help: 'wait when nothing is due (default 1000)' },
   'backoff-base-ms': { type: 'string', help: 'first retry delay (default 1000)' },
@@ -129,6 +133,7 @@ export interface RelayConfig {
   batchSize: number | undefined
   leaseMs: number | undefined
   concurrency: number | undefined
+  batchesInFlight: number | undefined
   maxAttempts: number | undefined
   pollIntervalMs: number | undefined
   maxBatchBytes: number | undefined
@@ -296,6 +301,7 @@ const RELAY_OPTION_FLAGS = {
   batchSize: 'batch-size',
   leaseMs: 'lease-ms',
   concurrency: 'concurrency',
+  batchesInFlight: 'batches-in-flight',
   maxAttempts: 'max-attempts',
   pollIntervalMs: 'poll-interval-ms',
   maxBatchBytes: 'max-batch-bytes',
@@ -434,6 +440,7 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
     batchSize: source.number('batch-size'),
     leaseMs: source.number('lease-ms'),
     concurrency: source.number('concurrency'),
+    batchesInFlight: source.number('batches-in-flight'),
     maxAttempts: source.number('max-attempts'),
     pollIntervalMs: source.number('poll-interval-ms'),
     maxBatchBytes: source.number('max-batch-bytes'),

@@ -138,9 +138,10 @@ describe('deploy/kubernetes', () => {
     }
   })
 
-  it('gives a stop longer than the worst drain: ceil(batch / concurrency) publish timeouts', () => {
+  it('gives a stop longer than the worst drain: ceil(batches x batch / concurrency) publish timeouts', () => {
     const publishTimeoutMs = Number(relayConfig['publish-timeout-ms'] ?? 5_000)
-    const rounds = Math.ceil(Number(relayConfig['batch-size'] ?? 100) / Number(relayConfig.concurrency ?? 32))
+    const held = Number(relayConfig['batches-in-flight'] ?? 2) * Number(relayConfig['batch-size'] ?? 100)
+    const rounds = Math.ceil(held / Number(relayConfig.concurrency ?? 32))
     expect(pod.terminationGracePeriodSeconds).toBeDefined()
     expect((pod.terminationGracePeriodSeconds as number) * 1_000).toBeGreaterThan(rounds * publishTimeoutMs)
   })

@@ -10,11 +10,15 @@ import { ClaimBudget, DEFAULT_MAX_BATCH_BYTES, eventBytes } from './claim-budget
 import { LatencyHistogram } from './histogram.js'
 import { type HealthReport, type RelayCounters, type RelayMetrics, zeroCounters } from './metrics.js'
 import { failureReason, isPermanentFailure, PublishFailures } from './publish-failures.js'
+import { PublishWindow } from './publish-window.js'
 import { errorFields, messageOf, realSleep, type Sleep } from './sleep.js'
 import { type MappedSubject, SubjectMap, type SubjectMapEntry, type SubjectMapOption } from './subject-map.js'
 import type { OutboxPublisher, PublishReceipt, RelayWakeup } from './types.js'
 
 const COMPONENT = 'relay'
+
+/** Most batches a relay holds at once: each is up to batchSize events under a lease. */
+const MAX_BATCHES_IN_FLIGHT = 64
 
 /** Longest `errorMessage` the relay stores; a transport error can carry a whole stack. */
 const MAX_ERROR_MESSAGE = 2_000
@@ -47,8 +51,19 @@ export interface OutboxRelayOptions {
   leaseMs?: number | undefined
   /** How often the leases of an in-flight batch are renewed, 1..2,147,483,647 ms (default leaseMs / 3). */
   renewEveryMs?: number | undefined
-  /** Publishes in flight at once within a batch, 1..10,000 (default 32). */
+  /**
+   * Publishes in flight at once, across every batch the relay holds, 1..10,000 (default 32).
+   * A slot is taken in claim order, so the batch claimed first publishes first.
+   */
   concurrency?: number | undefined
+  /**
+   * Batches claimed and not yet finished (published, then marked sent or scheduled for a
+   * retry) at once, 1..64 (default 2). With 2, the relay claims the next batch while the
+   * current one publishes, and marks a finished batch in the background, so neither the claim
+   * nor the mark round trip stalls the publishes. 1 runs claim, publish and mark in lockstep.
+   * Each batch is held under its own renewed lease, so a higher value holds more events claimed.
+   */
+  batchesInFlight?: number | undefined
   /**
    * Bytes (payload + headers, UTF-8) of events one claim may hold (default 128 MiB). A claim
    * asks for min(batchSize, max(1, floor(maxBatchBytes / maxEventBytes))) events.
@@ -162,7 +177,8 @@ export class OutboxRelay {
   readonly #batchSize: number
   readonly #leaseMs: number
   readonly #renewEveryMs: number
-  readonly #concurrency: number
+  readonly #window: PublishWindow
+  readonly #batchesInFlight: number
   readonly #maxAttempts: number
   readonly #backoff: ResolvedBackoff
   readonly #pollIntervalMs: number
@@ -185,6 +201,8 @@ export class OutboxRelay {
   #released: Promise<void> | undefined
   #counters: RelayCounters = zeroCounters()
   #inFlight = 0
+  /** The batches claimed and not yet finished; each promise settles (never rejects) when its batch is done. */
+  readonly #batches = new Set<Promise<void>>()
   #lastTickAt: number | null = null
   #nextMaintenanceAt: number | null = null
   #claimLatency = { last: 0, total: 0, max: 0 }
@@ -222,7 +240,14 @@ export class OutboxRelay {
       'renewEveryMs',
       1,
     )
-    this.#concurrency = validate.positiveInteger(options.concurrency ?? 32, 'concurrency', MAX_LIMIT)
+    this.#window = new PublishWindow(
+      validate.positiveInteger(options.concurrency ?? 32, 'concurrency', MAX_LIMIT),
+    )
+    this.#batchesInFlight = validate.positiveInteger(
+      options.batchesInFlight ?? 2,
+      'batchesInFlight',
+      MAX_BATCHES_IN_FLIGHT,
+    )
     this.#maxAttempts = validate.positiveInteger(options.maxAttempts ?? 10, 'maxAttempts')
     this.#backoff = resolveBackoff(COMPONENT, options.backoff)
     this.#pollIntervalMs = validate.timerMs(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
@@ -295,7 +320,7 @@ export class OutboxRelay {
   }
 
   /**
-   * Stops claiming, lets the batch in flight finish (publishes awaited, successes marked,
+   * Stops claiming, lets the batches in flight finish (publishes awaited, successes marked,
    * failures scheduled), closes the wakeup it owns, then resolves. Idempotent. What you
    * passed in besides the wakeup (the store, its pool, the NATS connection) stays open:
    * close it after `stop()` resolves.
@@ -346,8 +371,10 @@ export class OutboxRelay {
    */
   async runOnce(): Promise<number> {
     void this.#telemetry.open()
-    const claimed = await this.#turn()
-    return claimed ?? 0
+    const batch = await this.#claim()
+    if (batch === undefined) return 0
+    if (batch.events.length > 0) await this.#publishBatch(batch.events, batch.sizes)
+    return batch.events.length
   }
 
   /** Runs `resetStale` and `cleanup` now (each failure is logged and counted, not thrown). */
@@ -455,20 +482,26 @@ export class OutboxRelay {
         if (this.#nextMaintenanceAt === null || this.#clock().getTime() >= this.#nextMaintenanceAt) {
           await this.runMaintenance()
         }
+        // A full pipeline: wait until its oldest batches are done before claiming more.
+        while (this.#batches.size >= this.#batchesInFlight) await Promise.race(this.#batches)
         if (this.#state !== 'running') break
-        const claimed = await this.#turn()
+        const batch = await this.#claim()
+        if (batch !== undefined && batch.events.length > 0) this.#startBatch(batch.events, batch.sizes)
         if (this.#state !== 'running') break
-        // A full batch means more is probably due: claim again at once. Otherwise wait for the
-        // poll interval or a wake-up hint. After a store error, never trust the hint (it may
-        // fire at once while the database is down) and just wait.
-        if (claimed === undefined) await this.#idle(false)
-        else if (claimed < this.#lastClaimLimit) await this.#idle(true)
+        // A full batch means more is probably due: claim again at once, while this one
+        // publishes. Otherwise wait for the poll interval or a wake-up hint (the batches in
+        // flight go on meanwhile). After a store error, never trust the hint (it may fire at
+        // once while the database is down) and just wait.
+        if (batch === undefined) await this.#idle(false)
+        else if (batch.events.length < this.#lastClaimLimit) await this.#idle(true)
       }
     } catch (error) {
       // Every expected failure is handled inside the turn; this is a bug or a broken store
       // object, and a dead loop must show in health(), not crash the process silently.
       this.#logger.error('relay loop crashed', { error: messageOf(error) })
     } finally {
+      // stop() promises that what was claimed is published and marked before it resolves.
+      await Promise.all(this.#batches)
       this.#telemetry.close()
       this.#state = 'stopped'
     }
@@ -511,8 +544,19 @@ export class OutboxRelay {
     }
   }
 
-  /** Claims and publishes one batch. Returns how many were claimed, or undefined when the claim failed. */
-  async #turn(): Promise<number | undefined> {
+  /** Publishes a claimed batch in the background; the loop goes on claiming while it runs. */
+  #startBatch(events: readonly OutboxEvent[], sizes: readonly number[]): void {
+    const batch: Promise<void> = this.#publishBatch(events, sizes)
+      .catch((error: unknown) => {
+        // Every expected failure is handled inside; this is a bug or a broken store object.
+        this.#logger.error('publishing a batch crashed', { error: messageOf(error) })
+      })
+      .finally(() => this.#batches.delete(batch))
+    this.#batches.add(batch)
+  }
+
+  /** Claims one batch. Returns it (maybe empty), or undefined when the claim failed. */
+  async #claim(): Promise<{ events: OutboxEvent[]; sizes: number[] } | undefined> {
     this.#failures.tick()
     const started = this.#clock().getTime()
     const limit = this.#budget.limit
@@ -548,8 +592,7 @@ export class OutboxRelay {
         },
       )
     this.#tick()
-    if (events.length > 0) await this.#publishBatch(events, sizes)
-    return events.length
+    return { events, sizes }
   }
 
   async #publishBatch(events: readonly OutboxEvent[], sizes: readonly number[]): Promise<void> {
@@ -560,76 +603,19 @@ export class OutboxRelay {
     const batchDone = new AbortController()
     const renewal = this.#renewWhileInFlight(held, batchDone.signal)
     try {
-      let next = 0
-      const worker = async (): Promise<void> => {
-        for (let index = next++; index < events.length; index = next++) {
-          const stored = events[index] as OutboxEvent
-          if (!held.has(stored.eventId)) continue
-          this.#telemetry.publishing(stored)
-          let mapped: MappedSubject
-          try {
-            mapped = this.#subjectMap.map(stored)
-          } catch (error) {
-            // A mapping function's bug or an impossible target: no retry would publish it.
-            await this.#deadLetter(
-              stored,
-              'subject-map',
-              `the subject map gave no subject NATS can publish to for ${JSON.stringify(stored.subject)}: ${messageOf(error)}. ` +
-                'Fix the subject map, then requeueFailed',
-              held,
-            )
-            continue
-          }
-          // What NATS gets (and what logs name); the stored event keeps its subject.
-          const event = mapped.subject === stored.subject ? stored : { ...stored, subject: mapped.subject }
-          const size = sizes[index] ?? 0
-          if (size > this.#maxEventBytes) {
-            // Stored before the store had a limit: no retry can ever publish it.
-            await this.#deadLetter(
-              event,
-              'too-large',
-              `event is a ${size}-byte NATS message (payload + headers), over the relay's maxEventBytes of ${this.#maxEventBytes}: ` +
-                'it can never be published, so it was dead-lettered without retry. Raise the NATS server max_payload ' +
-                'and maxEventBytes, or replace the event with smaller ones, then requeueFailed',
-              held,
-            )
-            continue
-          }
-          this.#inFlight++
-          const started = this.#clock().getTime()
-          try {
-            const receipt = await this.#telemetry.publish(event, () => this.#publisher.publish(event))
-            this.#publishDuration.observe(this.#clock().getTime() - started)
-            this.#failures.succeeded()
-            if (mapped.entry !== undefined) {
-              const label = mapEntryLabel(mapped.entry)
-              this.#publishedByMapEntry[label] = (this.#publishedByMapEntry[label] ?? 0) + 1
-            }
-            this.#telemetry.acknowledged(event.eventId, receipt)
-            if (receipt.duplicate && !(await this.#acceptDuplicate(event, receipt, held))) continue
-            this.#telemetry.end(event.eventId, receipt.duplicate ? 'duplicate' : 'published')
-            published.push(event.eventId)
-          } catch (error) {
-            this.#publishDuration.observe(this.#clock().getTime() - started)
-            this.#counters.failed++
-            this.#telemetry.failed(event.eventId, error)
-            if (held.has(event.eventId)) await this.#recordFailure(event, error, held)
-            else {
-              this.#failures.failed(event, error, false)
-              this.#telemetry.end(event.eventId, 'lease-lost')
-            }
-          } finally {
-            this.#inFlight--
-            this.#tick()
-          }
-        }
-      }
-      const workers = Math.min(this.#concurrency, events.length)
-      await Promise.all(Array.from({ length: workers }, worker))
+      // Every publish of the batch queues for a slot of the relay-wide window now, so slots
+      // go out in claim order: this batch's events before those of a batch claimed later.
+      const publishes = events.map((stored, index) => {
+        const publish = () => this.#publishOne(stored, sizes[index] ?? 0, held, published)
+        const slot = this.#window.acquire()
+        return (slot === undefined ? publish() : slot.then(publish)).finally(() => this.#window.release())
+      })
+      const crashed = (await Promise.allSettled(publishes)).find((result) => result.status === 'rejected')
+      if (crashed !== undefined) throw crashed.reason
     } finally {
       batchDone.abort()
       await renewal
-      this.#telemetry.endAll()
+      this.#telemetry.endAll(events.map((event) => event.eventId))
     }
     const toMark = published.filter((id) => held.has(id))
     if (toMark.length === 0) return
@@ -651,6 +637,72 @@ export class OutboxRelay {
       // (deduplicated downstream). Nothing is lost.
       this.#telemetry.marked(performance.now() - markStarted, toMark.length, undefined, error)
       this.#storeError('outbox.markManyAsSent', error)
+    }
+  }
+
+  /** Publishes one event of a batch; every outcome is recorded, none is thrown. */
+  async #publishOne(
+    stored: OutboxEvent,
+    size: number,
+    held: Set<string>,
+    published: string[],
+  ): Promise<void> {
+    if (!held.has(stored.eventId)) return
+    this.#telemetry.publishing(stored)
+    let mapped: MappedSubject
+    try {
+      mapped = this.#subjectMap.map(stored)
+    } catch (error) {
+      // A mapping function's bug or an impossible target: no retry would publish it.
+      await this.#deadLetter(
+        stored,
+        'subject-map',
+        `the subject map gave no subject NATS can publish to for ${JSON.stringify(stored.subject)}: ${messageOf(error)}. ` +
+          'Fix the subject map, then requeueFailed',
+        held,
+      )
+      return
+    }
+    // What NATS gets (and what logs name); the stored event keeps its subject.
+    const event = mapped.subject === stored.subject ? stored : { ...stored, subject: mapped.subject }
+    if (size > this.#maxEventBytes) {
+      // Stored before the store had a limit: no retry can ever publish it.
+      await this.#deadLetter(
+        event,
+        'too-large',
+        `event is a ${size}-byte NATS message (payload + headers), over the relay's maxEventBytes of ${this.#maxEventBytes}: ` +
+          'it can never be published, so it was dead-lettered without retry. Raise the NATS server max_payload ' +
+          'and maxEventBytes, or replace the event with smaller ones, then requeueFailed',
+        held,
+      )
+      return
+    }
+    this.#inFlight++
+    const started = this.#clock().getTime()
+    try {
+      const receipt = await this.#telemetry.publish(event, () => this.#publisher.publish(event))
+      this.#publishDuration.observe(this.#clock().getTime() - started)
+      this.#failures.succeeded()
+      if (mapped.entry !== undefined) {
+        const label = mapEntryLabel(mapped.entry)
+        this.#publishedByMapEntry[label] = (this.#publishedByMapEntry[label] ?? 0) + 1
+      }
+      this.#telemetry.acknowledged(event.eventId, receipt)
+      if (receipt.duplicate && !(await this.#acceptDuplicate(event, receipt, held))) return
+      this.#telemetry.end(event.eventId, receipt.duplicate ? 'duplicate' : 'published')
+      published.push(event.eventId)
+    } catch (error) {
+      this.#publishDuration.observe(this.#clock().getTime() - started)
+      this.#counters.failed++
+      this.#telemetry.failed(event.eventId, error)
+      if (held.has(event.eventId)) await this.#recordFailure(event, error, held)
+      else {
+        this.#failures.failed(event, error, false)
+        this.#telemetry.end(event.eventId, 'lease-lost')
+      }
+    } finally {
+      this.#inFlight--
+      this.#tick()
     }
   }
 

@@ -207,9 +207,13 @@ export class RelayTelemetry {
     entry.span.end()
   }
 
-  /** Ends what a batch left open (a store error cut it short). */
-  endAll(): void {
-    for (const eventId of [...this.#spans.keys()]) this.end(eventId, 'store-error')
+  /**
+   * Ends what a batch left open (a store error cut it short): the spans of `eventIds`, or
+   * every open span when the relay closes. Only the batch's own ids: other batches may still
+   * be publishing.
+   */
+  endAll(eventIds: Iterable<string> = [...this.#spans.keys()]): void {
+    for (const eventId of eventIds) this.end(eventId, 'store-error')
   }
 }
 
