@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { STORE_KINDS, type StoreKind, storeRegistration } from '@txbox/core'
 import { countPerCall, timePair } from './harness.js'
+import { runLatency } from './latency.js'
 import { loadAverage, machineInfo } from './machine.js'
 import { runMemory } from './memory.js'
 import { runRelay, TUNED_RELAY } from './relay-e2e.js'
@@ -21,13 +22,14 @@ interface Options {
   quick: boolean
   runs: number
   relay: boolean
+  e2e: boolean
   memory: boolean
   docs: boolean
 }
 
 const usage = `pnpm bench [-- options]
   --stores a,b        only these stores (${STORE_KINDS.join(', ')})
-  --scenarios a,b     only these scenarios (${SCENARIOS.join(', ')}, relay, memory)
+  --scenarios a,b     only these scenarios (${SCENARIOS.join(', ')}, relay, e2e, memory)
   --quick             a tenth of the work and 2 runs: a smoke check, not numbers to publish
   --runs N            timed runs per scenario and side (default 5)
   --docs / --no-docs  write docs/BENCHMARKS.md and docs/benchmarks.svg (default: only on a full run)`
@@ -41,6 +43,12 @@ const parseList = <T extends string>(value: string | undefined, allowed: readonl
   return items as T[]
 }
 
+/** The relay's scenarios, run after the adapter-vs-raw ones: drain, end to end, memory. */
+const EXTRA_SCENARIOS = ['relay', 'e2e', 'memory'] as const
+
+/** The stores of the end-to-end run (issue 16 asks for PostgreSQL at least). */
+const E2E_STORES: readonly StoreKind[] = ['postgres', 'sqlite', 'redis']
+
 const parseOptions = (argv: readonly string[]): Options => {
   const args = argv.filter((arg) => arg !== '--')
   const value = (flag: string): string | undefined => {
@@ -52,7 +60,11 @@ const parseOptions = (argv: readonly string[]): Options => {
     process.exit(0)
   }
   const stores = parseList(value('--stores'), STORE_KINDS, '--stores')
-  const scenarios = parseList(value('--scenarios'), [...SCENARIOS, 'relay', 'memory'] as const, '--scenarios')
+  const scenarios = parseList(
+    value('--scenarios'),
+    [...SCENARIOS, ...EXTRA_SCENARIOS] as const,
+    '--scenarios',
+  )
   const quick = args.includes('--quick')
   const runs = Number(value('--runs') ?? (quick ? 2 : 5))
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer')
@@ -62,11 +74,12 @@ const parseOptions = (argv: readonly string[]): Options => {
     stores: stores.length > 0 ? stores : [...STORE_KINDS],
     scenarios:
       scenarios.length > 0
-        ? (scenarios.filter((s) => s !== 'relay' && s !== 'memory') as ScenarioName[])
+        ? (scenarios.filter((s) => !(EXTRA_SCENARIOS as readonly string[]).includes(s)) as ScenarioName[])
         : [...SCENARIOS],
     quick,
     runs,
     relay: scenarios.length === 0 || scenarios.includes('relay'),
+    e2e: scenarios.length === 0 || scenarios.includes('e2e'),
     memory: scenarios.length === 0 || scenarios.includes('memory'),
     docs,
   }
@@ -241,16 +254,25 @@ const main = async (): Promise<void> => {
       )
     }
   }
-  if (options.relay) {
+  if (options.relay || options.e2e) {
     for (const target of targets.values()) {
       const hung = hungStores.get(target.name)
       const rows: RelayRow[] = hung
         ? [1, 4].map((relays) => ({ store: target.name, relays, events: 0, notRun: hung }))
-        : await runRelay(target, options.quick, log)
+        : options.relay
+          ? await runRelay(target, options.quick, log)
+          : []
       results.relay.push(...rows)
       // The two stores the relay target is about also run with bigger batches, to show the lever.
-      if (!hung && (target.name === 'postgres' || target.name === 'sqlite'))
+      if (options.relay && !hung && (target.name === 'postgres' || target.name === 'sqlite'))
         results.relay.push(...(await runRelay(target, options.quick, log, TUNED_RELAY)))
+      if (options.e2e && !hung && E2E_STORES.includes(target.name)) {
+        const rawDrain = rows.find((row) => row.relays === 1)?.rawEventsPerSecond
+        results.latency = [
+          ...(results.latency ?? []),
+          ...(await runLatency(target, rawDrain, options.quick, log)),
+        ]
+      }
     }
   }
   for (const target of targets.values()) {

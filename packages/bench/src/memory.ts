@@ -1,19 +1,12 @@
-import { fork } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { withStream } from './relay-e2e.js'
+import { POLL_INTERVAL_MS, RAW_BATCH, type RelaySide, withStream } from './relay-e2e.js'
+import { RelayProcesses } from './relay-processes.js'
 import type { MemoryResult } from './results.js'
 import { makeEvents } from './scenarios.js'
 import { openSqlite } from './stores/sqlite-file.js'
-
-interface ChildMessage {
-  type: 'ready' | 'progress' | 'done'
-  published?: number
-  rssKb: number
-  hwmKb?: number
-}
 
 const mb = (kb: number): number => Math.round((kb / 1024) * 10) / 10
 
@@ -45,73 +38,88 @@ const fill = async (file: string, prefix: string, events: number, subject: strin
 }
 
 /**
- * Peak RSS of a relay process (a child running one OutboxRelay) while it drains a pre-filled
- * SQLite outbox, with the RSS at 0/25/50/75/100% drained to show whether it stays flat.
+ * Peak RSS of a relay process (one child running txbox's OutboxRelay at its defaults, then
+ * one running the raw relay) while it drains a pre-filled SQLite outbox, with the RSS at
+ * 0/25/50/75/100% drained to show whether it stays flat.
  */
-export const runMemory = async (quick: boolean, log: (line: string) => void): Promise<MemoryResult> => {
-  const events = quick ? 10_000 : 100_000
+export const runMemory = async (quick: boolean, log: (line: string) => void): Promise<MemoryResult[]> => {
+  const results: MemoryResult[] = []
+  for (const relay of ['txbox', 'raw'] as const) results.push(await memoryOf(relay, quick, log))
+  return results
+}
+
+const memoryOf = async (
+  relay: RelaySide,
+  quick: boolean,
+  log: (line: string) => void,
+): Promise<MemoryResult> => {
+  const events = quick ? 10_000 : 300_000
   const url = process.env.TXBOX_NATS_URL
-  if (!url) return { store: 'sqlite', events, notRun: 'TXBOX_NATS_URL is not set' }
+  if (!url) return { store: 'sqlite', relay, events, notRun: 'TXBOX_NATS_URL is not set' }
   const dir = mkdtempSync(join(tmpdir(), 'txbox-bench-mem-'))
+  let processes: RelayProcesses | undefined
   try {
     return await withStream(url, async (stream) => {
       const file = join(dir, 'memory.db')
       const prefix = 'mem_'
       await fill(file, prefix, events, stream.subject)
-      log(`memory: ${events} events in ${file}; starting the relay child`)
-      const child = fork(
-        new URL('./relay-child.js', import.meta.url),
-        [file, prefix, url, stream.name, String(events)],
-        {
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        },
-      )
+      log(`memory (${relay}): ${events} events in ${file}; starting the relay process`)
       const marks = [0, 25, 50, 75, 100]
       const rssAt: Array<{ percent: number; rssMb: number }> = []
       let baseline = 0
-      let started = 0
-      let seconds = 0
       let peakKb = 0
-      await new Promise<void>((resolve, reject) => {
-        child.on('message', (raw) => {
-          const message = raw as ChildMessage
+      processes = await RelayProcesses.launch(
+        [
+          {
+            endpoint: { store: 'sqlite', file, prefix },
+            relay,
+            natsUrl: url,
+            workerId: `memory-${relay}`,
+            batchSize: relay === 'raw' ? RAW_BATCH : undefined,
+            concurrency: undefined,
+            pollIntervalMs: POLL_INTERVAL_MS,
+            reportEveryMs: 100,
+            rss: true,
+          },
+        ],
+        (message) => {
           peakKb = Math.max(peakKb, message.rssKb)
           if (message.type === 'ready') {
             baseline = message.rssKb
-            started = performance.now()
             return
           }
-          const published = message.published ?? events
-          while (marks.length > 0 && published >= ((marks[0] as number) / 100) * events) {
+          const published = message.type === 'done' ? events : message.published
+          while (marks.length > 0 && published >= ((marks[0] as number) / 100) * events)
             rssAt.push({ percent: marks.shift() as number, rssMb: mb(message.rssKb) })
-          }
-          if (message.type === 'done') {
-            seconds = (performance.now() - started) / 1000
-            peakKb = Math.max(peakKb, message.hwmKb ?? 0)
-            resolve()
-          }
-        })
-        child.on('exit', (code) => {
-          if (code !== 0) reject(new Error(`the relay child exited with code ${code}`))
-          else resolve()
-        })
-      })
+        },
+      )
+      const started = performance.now()
+      processes.start()
+      await processes.waitForPublished(events, 600_000, 20)
+      const seconds = (performance.now() - started) / 1000
+      const [hwmKb] = await processes.stop()
+      processes = undefined
+      peakKb = Math.max(peakKb, hwmKb ?? 0)
       const result: MemoryResult = {
         store: 'sqlite',
+        relay,
         events,
         peakRssMb: mb(peakKb),
         baselineRssMb: mb(baseline),
         rssAt,
         seconds: Math.round(seconds * 10) / 10,
       }
-      log(`memory: peak ${result.peakRssMb} MB; ${rssAt.map((m) => `${m.percent}%=${m.rssMb}`).join(' ')}`)
+      log(
+        `memory (${relay}): peak ${result.peakRssMb} MB; ${rssAt.map((m) => `${m.percent}%=${m.rssMb}`).join(' ')}; ${result.seconds} s`,
+      )
       return result
     })
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
-    log(`memory failed: ${message}`)
-    return { store: 'sqlite', events, notRun: `failed: ${message.slice(0, 160)}` }
+    log(`memory (${relay}) failed: ${message}`)
+    return { store: 'sqlite', relay, events, notRun: `failed: ${message.slice(0, 160)}` }
   } finally {
+    processes?.kill()
     rmSync(dir, { recursive: true, force: true })
   }
 }

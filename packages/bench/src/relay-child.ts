@@ -1,52 +1,88 @@
 /**
- * The relay process of the memory benchmark: one OutboxRelay draining a SQLite outbox that the
- * parent filled, reporting progress and its own RSS to the parent every 100 ms.
- * argv: <sqlite file> <table prefix> <nats url> <subject's stream> <events>
+ * A relay process: txbox's OutboxRelay or the raw relay, on a namespace the parent created
+ * and filled, reporting progress (and its own RSS) to the parent until told to stop.
+ * argv: <RelayChildSpec as JSON>
  */
 import { readFileSync } from 'node:fs'
 import { OutboxRelay } from '@txbox/core'
 import { createJetStreamPublisher } from '@txbox/core/nats'
 import { connect } from 'nats'
-import { openSqlite } from './stores/sqlite-file.js'
+import { openEndpoint } from './raw-relay/open-endpoint.js'
+import { RawRelay } from './raw-relay/raw-relay.js'
+import type { ChildMessage, ParentMessage, RelayChildSpec } from './relay-protocol.js'
 
 const statusKb = (field: string): number => {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'))
   return Number(match?.[1] ?? 0)
 }
 
-const send = (message: Record<string, unknown>): void => {
-  process.send?.(message)
-}
+/** Resolves once the message is written: the process exits right after the last one. */
+const send = (message: ChildMessage): Promise<void> =>
+  new Promise((resolve) => {
+    if (!process.send) resolve()
+    else process.send(message, undefined, undefined, () => resolve())
+  })
+
+const nextMessage = (type: ParentMessage['type']): Promise<void> =>
+  new Promise((resolve) => {
+    const listener = (message: ParentMessage) => {
+      if (message.type !== type) return
+      process.off('message', listener)
+      resolve()
+    }
+    process.on('message', listener)
+  })
 
 const main = async (): Promise<void> => {
-  const [file, prefix, url, , eventsText] = process.argv.slice(2)
-  if (!file || !prefix || !url || !eventsText)
-    throw new Error('usage: relay-child <file> <prefix> <nats> <stream> <events>')
-  const events = Number(eventsText)
-  const { store, close } = openSqlite(file, prefix)
-  const nc = await connect({ servers: url })
-  const relay = new OutboxRelay({
-    outbox: store.outbox,
-    publisher: createJetStreamPublisher({ connection: nc }),
-    pollIntervalMs: 20,
-    retention: { sentOlderThanDays: null, staleMinutes: null },
-  })
-  send({ type: 'ready', rssKb: statusKb('VmRSS') })
+  const spec = JSON.parse(process.argv[2] ?? 'null') as RelayChildSpec | null
+  if (!spec) throw new Error('usage: relay-child <spec as JSON>')
+  const opened = await openEndpoint(spec.endpoint)
+  // The relay CLI connects like this, and docs/RELAY.md recommends it: both relays get it.
+  const nc = await connect({ servers: spec.natsUrl, noAsyncTraces: true })
+  let relay: { start(): void; stop(): Promise<void>; counters(): { published: number; errors: number } }
+  if (spec.relay === 'raw') {
+    if (!opened.raw) throw new Error(`no raw relay for ${spec.endpoint.store}`)
+    relay = new RawRelay({
+      outbox: opened.raw,
+      js: nc.jetstream(),
+      workerId: spec.workerId,
+      batchSize: spec.batchSize ?? 100,
+      pollIntervalMs: spec.pollIntervalMs,
+    })
+  } else {
+    const txbox = new OutboxRelay({
+      outbox: opened.outbox,
+      publisher: createJetStreamPublisher({ connection: nc }),
+      workerId: spec.workerId,
+      pollIntervalMs: spec.pollIntervalMs,
+      ...(spec.batchSize === undefined ? {} : { batchSize: spec.batchSize }),
+      ...(spec.concurrency === undefined ? {} : { concurrency: spec.concurrency }),
+      retention: { sentOlderThanDays: null, staleMinutes: null },
+    })
+    relay = {
+      start: () => txbox.start(),
+      stop: () => txbox.stop(),
+      counters: () => {
+        const counters = txbox.counters()
+        return { published: counters.published, errors: counters.failed + counters.storeErrors }
+      },
+    }
+  }
+  const rss = () => (spec.rss ? statusKb('VmRSS') : 0)
+  const stopped = nextMessage('stop')
+  const started = nextMessage('start')
+  await send({ type: 'ready', rssKb: rss() })
+  await started
   relay.start()
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const published = relay.counters().published
-      send({ type: 'progress', published, rssKb: statusKb('VmRSS') })
-      if (published >= events) {
-        clearInterval(timer)
-        resolve()
-      }
-    }, 100)
-  })
+  const timer = setInterval(() => {
+    void send({ type: 'progress', ...relay.counters(), rssKb: rss() })
+  }, spec.reportEveryMs)
+  await stopped
+  clearInterval(timer)
   await relay.stop()
-  send({ type: 'done', rssKb: statusKb('VmRSS'), hwmKb: statusKb('VmHWM') })
+  await send({ type: 'done', ...relay.counters(), rssKb: statusKb('VmRSS'), hwmKb: statusKb('VmHWM') })
   await nc.close()
-  await close()
+  await opened.close()
 }
 
 main().then(

@@ -1,34 +1,35 @@
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import { OutboxRelay } from '@txbox/core'
-import { createJetStreamPublisher } from '@txbox/core/nats'
-import { connect, type NatsConnection } from 'nats'
+import type { StoreKind } from '@txbox/core'
+import { connect } from 'nats'
 import { median } from './harness.js'
+import { RelayProcesses } from './relay-processes.js'
+import type { RelayChildSpec } from './relay-protocol.js'
 import type { RelayRow } from './results.js'
 import { makeEvents } from './scenarios.js'
 import type { Target } from './types.js'
 
+/** batchSize and concurrency of the txbox relay; undefined = the relay's own default. */
 export interface RelayConfig {
-  readonly batchSize: number
-  readonly concurrency: number
+  readonly batchSize?: number
+  readonly concurrency?: number
 }
 
-/** The relay's defaults. */
-export const DEFAULT_RELAY: RelayConfig = { batchSize: 100, concurrency: 32 }
+/** The relay's defaults, whatever they are in the build measured. */
+export const DEFAULT_RELAY: RelayConfig = {}
 /** Bigger batches: fewer claim/mark round trips and fewer stalls at batch boundaries. */
 export const TUNED_RELAY: RelayConfig = { batchSize: 500, concurrency: 256 }
+/** The raw relay's claim size: the txbox relay's documented default batch. */
+export const RAW_BATCH = 100
+/** Both relays wait this long after an empty claim (the drain only sees it at its very end). */
+export const POLL_INTERVAL_MS = 20
 
 export const configLabel = (config: RelayConfig): string =>
-  `batchSize ${config.batchSize}, concurrency ${config.concurrency}${
-    config.batchSize === DEFAULT_RELAY.batchSize && config.concurrency === DEFAULT_RELAY.concurrency
-      ? ' (defaults)'
-      : ''
-  }`
+  config.batchSize === undefined && config.concurrency === undefined
+    ? 'defaults'
+    : `batchSize ${config.batchSize ?? 'default'}, concurrency ${config.concurrency ?? 'default'}`
 
-export const RELAY_MODE =
-  'OutboxRelay + JetStreamPublisher from @txbox/core; N relays = N OutboxRelay instances in one process, each with its own store connection (where the driver allows) and its own NATS connection'
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+export const RELAY_MODE = `N relays = N child processes, each with its own store connection and its own NATS connection (\`noAsyncTraces: true\` on both sides, as the relay CLI connects); the parent fills the outbox, starts them all at once, and times until their reported published-and-marked count reaches the events of the run. txbox = \`OutboxRelay\` + \`JetStreamPublisher\`; raw = the minimal relay in \`packages/bench/src/raw-relay/\` (claim ${RAW_BATCH} with a lease, \`FOR UPDATE SKIP LOCKED\` where the database has it, every publish of the batch in flight, await the acks, one mark), on the same tables; both poll every ${POLL_INTERVAL_MS} ms when the outbox is empty`
 
 /** A uniquely named JetStream stream for one run, deleted afterwards. */
 export const withStream = async <T>(
@@ -58,9 +59,38 @@ export const streamMessages = async (url: string, name: string): Promise<number>
   }
 }
 
+/** Events per relay run at full size, unless the store sets fewer (slow servers). */
+const RELAY_EVENTS = 30_000
+
+export type RelaySide = 'txbox' | 'raw'
+
+/** The stores with a raw relay (packages/bench/src/raw-relay/): the four issue 16 names. */
+export const hasRawRelay = (store: StoreKind): boolean =>
+  store === 'postgres' || store === 'mysql' || store === 'sqlite' || store === 'redis'
+
+export const childSpec = (
+  target: Target,
+  endpoint: RelayChildSpec['endpoint'],
+  side: RelaySide,
+  natsUrl: string,
+  workerId: string,
+  config: RelayConfig,
+  reporting: { reportEveryMs: number; rss: boolean },
+): RelayChildSpec => ({
+  endpoint,
+  relay: side,
+  natsUrl,
+  workerId: `${target.name}-${workerId}`,
+  batchSize: side === 'raw' ? RAW_BATCH : config.batchSize,
+  concurrency: side === 'raw' ? undefined : config.concurrency,
+  pollIntervalMs: POLL_INTERVAL_MS,
+  ...reporting,
+})
+
 /**
- * Events per second from a pre-filled outbox to acknowledged JetStream messages, timed from
- * the relays' start to the moment every event is marked sent.
+ * Events per second from a pre-filled outbox to acknowledged JetStream messages marked sent,
+ * with 1 and 4 relay processes; txbox and the raw relay alternate run by run (txbox first on
+ * even runs) when the store has a raw relay and the config is the defaults.
  */
 export const runRelay = async (
   target: Target,
@@ -69,45 +99,59 @@ export const runRelay = async (
   config: RelayConfig = DEFAULT_RELAY,
 ): Promise<RelayRow[]> => {
   const url = process.env.TXBOX_NATS_URL
-  const full = target.relayEvents ?? 20_000
+  const full = target.relayEvents ?? RELAY_EVENTS
   const events = quick ? Math.min(2_000, full) : full
   const runs = quick ? 1 : Math.min(3, target.maxRuns ?? 3)
+  const label = configLabel(config)
   const rows: RelayRow[] = []
   for (const relays of [1, 4]) {
     if (!url) {
-      rows.push({
-        store: target.name,
-        relays,
-        events,
-        config: configLabel(config),
-        notRun: 'TXBOX_NATS_URL is not set',
-      })
+      rows.push({ store: target.name, relays, events, config: label, notRun: 'TXBOX_NATS_URL is not set' })
       continue
     }
     try {
-      const samples = await withStream(url, async (stream) => {
-        const out: number[] = []
+      const withRaw = config === DEFAULT_RELAY && hasRawRelay(target.name)
+      const samples: Record<RelaySide, number[]> = { txbox: [], raw: [] }
+      await withStream(url, async (stream) => {
         let stored = 0
         for (let run = 0; run < runs; run++) {
-          out.push(await relayOnce(target, url, stream.subject, events, relays, `r${relays}-${run}`, config))
-          stored += events
-          const inStream = await streamMessages(url, stream.name)
-          if (inStream !== stored)
-            throw new Error(`the stream holds ${inStream} messages, expected ${stored}`)
+          const order: RelaySide[] = !withRaw
+            ? ['txbox']
+            : run % 2 === 0
+              ? ['txbox', 'raw']
+              : ['raw', 'txbox']
+          for (const side of order) {
+            samples[side].push(
+              await relayOnce(target, url, stream.subject, events, relays, side, `r${relays}-${run}`, config),
+            )
+            stored += events
+            const inStream = await streamMessages(url, stream.name)
+            if (inStream !== stored)
+              throw new Error(`the stream holds ${inStream} messages, expected ${stored}`)
+          }
         }
-        return out
       })
+      const txbox = median(samples.txbox)
       const row: RelayRow = {
         store: target.name,
         relays,
         events,
-        eventsPerSecond: median(samples),
-        samples,
-        config: configLabel(config),
+        eventsPerSecond: txbox,
+        samples: samples.txbox,
+        config: label,
+        ...(withRaw
+          ? {
+              rawEventsPerSecond: median(samples.raw),
+              rawSamples: samples.raw,
+              ratio: txbox / median(samples.raw),
+            }
+          : {}),
       }
       rows.push(row)
       log(
-        `${target.name} relay x${relays} (${configLabel(config)}): ${row.eventsPerSecond?.toFixed(0)} events/s (${events} events)`,
+        `${target.name} relay x${relays} processes (${label}): txbox ${txbox.toFixed(0)} events/s${
+          withRaw ? `, raw ${row.rawEventsPerSecond?.toFixed(0)}, ratio ${row.ratio?.toFixed(2)}` : ''
+        } (${events} events)`,
       )
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error)
@@ -116,7 +160,7 @@ export const runRelay = async (
         store: target.name,
         relays,
         events,
-        config: configLabel(config),
+        config: label,
         notRun: `failed: ${message.slice(0, 160)}`,
       })
     }
@@ -130,48 +174,34 @@ const relayOnce = async (
   subject: string,
   events: number,
   relays: number,
+  side: RelaySide,
   tag: string,
   config: RelayConfig,
 ): Promise<number> => {
   const ns = await target.namespace()
-  const connections: NatsConnection[] = []
+  let processes: RelayProcesses | undefined
   try {
-    const batch = makeEvents(`relay-${tag}-${randomBytes(3).toString('hex')}`, events, subject)
-    await ns.prefill(batch, false)
-    const instances: OutboxRelay[] = []
-    for (let k = 0; k < relays; k++) {
-      const nc = await connect({ servers: url, timeout: 5_000 })
-      connections.push(nc)
-      instances.push(
-        new OutboxRelay({
-          outbox: (await ns.claimer(k)).outbox,
-          publisher: createJetStreamPublisher({ connection: nc }),
-          workerId: `bench-${tag}-${k}`,
-          pollIntervalMs: 20,
-          batchSize: config.batchSize,
-          concurrency: config.concurrency,
-          retention: { sentOlderThanDays: null, staleMinutes: null },
+    await ns.prefill(
+      makeEvents(`relay-${side}-${tag}-${randomBytes(3).toString('hex')}`, events, subject),
+      side === 'raw',
+    )
+    processes = await RelayProcesses.launch(
+      Array.from({ length: relays }, (_, k) =>
+        childSpec(target, ns.endpoint, side, url, `${side}-${tag}-${k}`, config, {
+          reportEveryMs: 5,
+          rss: false,
         }),
-      )
-    }
+      ),
+    )
     const started = performance.now()
-    for (const relay of instances) relay.start()
-    const deadline = Date.now() + 120_000
-    const published = () => instances.reduce((sum, relay) => sum + relay.counters().published, 0)
-    while (published() < events) {
-      if (Date.now() > deadline) throw new Error(`only ${published()} of ${events} published in 120 s`)
-      const failed = instances.reduce(
-        (sum, relay) => sum + relay.counters().failed + relay.counters().storeErrors,
-        0,
-      )
-      if (failed > 0) throw new Error(`${failed} publish or store errors`)
-      await sleep(5)
-    }
+    processes.start()
+    await processes.waitForPublished(events, 180_000)
     const seconds = (performance.now() - started) / 1000
-    await Promise.all(instances.map((relay) => relay.stop()))
+    await processes.stop()
+    processes = undefined
     return events / seconds
   } finally {
-    for (const nc of connections) await nc.close().catch(() => undefined)
+    processes?.kill()
     await ns.dispose().catch(() => undefined)
   }
 }

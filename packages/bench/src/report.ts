@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { STORE_KINDS } from '@txbox/core'
-import { RELAY_MODE } from './relay-e2e.js'
+import { renderRelaySections } from './report-relay.js'
 import type { Results, ScenarioRow } from './results.js'
 import { SCENARIO_INFO, SCENARIOS } from './scenarios.js'
 
@@ -77,38 +77,7 @@ export const renderTables = (results: Results): string => {
         .join('; ')}.`,
     )
   }
-  lines.push('', '### Relay end to end', '')
-  lines.push(
-    `From a pre-filled outbox to acknowledged JetStream messages (every event marked sent; the stream's message count is checked after each run). ${RELAY_MODE}. Median of the runs.`,
-    '',
-    '| store | relays | relay options | events per run | events/s | runs (events/s) |',
-    '|---|--:|---|--:|--:|---|',
-  )
-  for (const row of results.relay) {
-    const config = row.config ?? ''
-    if (row.notRun)
-      lines.push(
-        `| ${row.store} | ${row.relays} | ${config} | ${row.events || ''} | not run: ${row.notRun.replaceAll('|', '/')} | |`,
-      )
-    else
-      lines.push(
-        `| ${row.store} | ${row.relays} | ${config} | ${row.events.toLocaleString('en-US')} | ${rate(row.eventsPerSecond)} | ${(row.samples ?? []).map((s) => rate(s)).join(', ')} |`,
-      )
-  }
-  const mem = results.memory
-  if (mem) {
-    lines.push('', '### Relay memory', '')
-    if (mem.notRun) lines.push(`not run: ${mem.notRun}`)
-    else {
-      lines.push(
-        `A child process running one OutboxRelay drains ${mem.events.toLocaleString('en-US')} events from a SQLite file outbox to JetStream in ${mem.seconds} s. RSS sampled every 100 ms from /proc/self/status; the peak is VmHWM at exit.`,
-        '',
-        '| drained | 0% | 25% | 50% | 75% | 100% | peak (VmHWM) |',
-        '|---|--:|--:|--:|--:|--:|--:|',
-        `| RSS (MB) | ${[0, 25, 50, 75, 100].map((p) => mem.rssAt?.find((m) => m.percent === p)?.rssMb ?? '').join(' | ')} | ${mem.peakRssMb} |`,
-      )
-    }
-  }
+  lines.push(...renderRelaySections(results))
   lines.push('', '![adapter/raw ratio per scenario and store](benchmarks.svg)')
   return lines.join('\n')
 }

@@ -21,15 +21,39 @@ export interface RelayRow {
   store: StoreKind
   relays: number
   events: number
-  /** Median events/s from start to the last acknowledged publish. */
+  /** txbox: median events/s from start to the last event published and marked sent. */
   eventsPerSecond?: number
   samples?: number[]
+  /** The raw relay in the same runs (alternating with txbox), where the store has one. */
+  rawEventsPerSecond?: number
+  rawSamples?: number[]
+  /** txbox / raw. */
+  ratio?: number
   config?: string
+  notRun?: string
+}
+
+/** Commit -> JetStream latency at a fixed offered load, one relay process (issue 16 goal 4). */
+export interface LatencyRow {
+  store: StoreKind
+  relay: 'txbox' | 'raw'
+  /** Events/s the producers were asked for, and what they committed. */
+  offeredPerSecond: number
+  committedPerSecond?: number
+  /** Events stored in JetStream per second, from the first commit to the last message stored. */
+  deliveredPerSecond?: number
+  events?: number
+  runs?: number
+  /** Commit -> JetStream message timestamp, over every event of the runs. */
+  p50Ms?: number
+  p99Ms?: number
+  maxMs?: number
   notRun?: string
 }
 
 export interface MemoryResult {
   store: StoreKind
+  relay: 'txbox' | 'raw'
   events: number
   peakRssMb?: number
   /** RSS (MB) when 0/25/50/75/100% of the events were published. */
@@ -57,6 +81,7 @@ export interface Results {
   runs: number
   rows: ScenarioRow[]
   relay: RelayRow[]
-  memory?: MemoryResult
+  latency?: LatencyRow[]
+  memory?: MemoryResult[]
   durationSeconds?: number
 }

@@ -1,4 +1,5 @@
 import type { EnqueueParams, InboxParams, InboxRepository, OutboxRepository, StoreKind } from '@txbox/core'
+import type { RelayEndpoint } from './raw-relay/types.js'
 
 /** One claimer: an adapter store and the raw driver on the same connection (or client). */
 export interface Claimer {
@@ -11,6 +12,8 @@ export interface Claimer {
 export interface Namespace {
   readonly outbox: OutboxRepository<unknown>
   readonly inbox: InboxRepository<unknown>
+  /** Where a relay process opens this namespace (its schema or prefix on the same server or file). */
+  readonly endpoint: RelayEndpoint
   rawInsertOne(event: EnqueueParams): Promise<void>
   rawInsertMany(events: readonly EnqueueParams[]): Promise<void>
   /**

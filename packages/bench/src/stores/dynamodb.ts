@@ -187,6 +187,7 @@ const dynamoDbNamespace = async (url: string): Promise<Namespace> => {
   return {
     outbox: store.outbox,
     inbox: store.inbox,
+    endpoint: { store: 'dynamodb', url, prefix: TableName },
     async rawInsertOne(e) {
       await client.send(
         new PutItemCommand({

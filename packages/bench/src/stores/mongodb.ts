@@ -135,6 +135,7 @@ const mongoDbNamespace = async (
   return {
     outbox: store.outbox,
     inbox: store.inbox,
+    endpoint: { store: 'mongodb', url, prefix },
     async rawInsertOne(e) {
       await outbox.insertOne(doc(e, new Date()))
     },

@@ -1,7 +1,9 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
 import { connectMySql } from '@txbox/mysql'
 import mysqlCore from 'mysql2'
-import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
+import type { PoolConnection, ResultSetHeader } from 'mysql2/promise'
+import { mySqlDateTime as dt, mySqlRawOutbox } from '../raw-relay/mysql.js'
+import { claimThenMark } from '../raw-relay/types.js'
 import { enqueueIn } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
@@ -33,9 +35,6 @@ const counter: Counter = {
   value: () => roundTrips,
 }
 
-/** DATETIME(3) text in UTC, as the adapter stores it. */
-const dt = (ms: number = Date.now()): string => new Date(ms).toISOString().slice(0, 23).replace('T', ' ')
-
 /** Connections in each namespace's pool (the adapter and the raw side share it): the size the bench has always measured with. */
 const POOL_SIZE = 8
 
@@ -55,18 +54,6 @@ export const mySqlTarget = async (url: string): Promise<Target> => {
     }
   } finally {
     await probe.close()
-  }
-}
-
-/** InnoDB picks a deadlock victim among concurrent claimers; a real claimer retries it, so the raw one does too. */
-const retryDeadlocks = async <T>(fn: () => Promise<T>): Promise<T> => {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn()
-    } catch (error) {
-      const errno = (error as { errno?: number }).errno
-      if ((errno !== 1213 && errno !== 1205) || attempt >= 10) throw error
-    }
   }
 }
 
@@ -95,8 +82,6 @@ const mySqlNamespace = async (url: string): Promise<Namespace> => {
     return params
   }
   const insertOrder = `INSERT INTO ${orders} (id, ref, total) VALUES (?, ?, ?)`
-  const selectDue = `SELECT seq, event_id, subject, payload, headers FROM ${outbox} FORCE INDEX (ix_claim)
-    WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED`
   const inboxUpsert = `INSERT INTO ${inbox}
       (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries, claimed_at, claimed_by, lease_until)
     VALUES (?, ?, ?, ?, ?, ?, 'processing', ?, 1, ?, ?, ?)
@@ -120,48 +105,16 @@ const mySqlNamespace = async (url: string): Promise<Namespace> => {
     }
   }
 
+  const raw = mySqlRawOutbox(pool, prefix)
   const claimer: Claimer = {
     outbox: store.outbox,
-    rawClaimAndMark: (workerId, limit) => retryDeadlocks(() => rawClaimAndMark(workerId, limit)),
-  }
-
-  // SELECT ... FOR UPDATE SKIP LOCKED then UPDATE, in one short transaction (as the adapter does).
-  const rawClaimAndMark = async (workerId: string, limit: number): Promise<number> => {
-    const connection = await pool.getConnection()
-    let ids: string[]
-    try {
-      await connection.beginTransaction()
-      const now = Date.now()
-      const [rows] = await connection.query<RowDataPacket[]>(selectDue, [dt(now), limit])
-      if (rows.length === 0) {
-        await connection.commit()
-        return 0
-      }
-      const seqs = rows.map((row) => row.seq as number)
-      await connection.query(
-        `UPDATE ${outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ? WHERE seq IN (?)`,
-        [workerId, dt(now), dt(now + 60_000), seqs],
-      )
-      await connection.commit()
-      ids = rows.map((row) => row.event_id as string)
-    } catch (error) {
-      await connection.rollback()
-      throw error
-    } finally {
-      connection.release()
-    }
-    await retryDeadlocks(() =>
-      pool.query(
-        `UPDATE ${outbox} SET status = 'sent', sent_at = ?, claimed_by = NULL, lease_until = NULL WHERE event_id IN (?) AND claimed_by = ?`,
-        [dt(), ids, workerId],
-      ),
-    )
-    return ids.length
+    rawClaimAndMark: (workerId, limit) => claimThenMark(raw, workerId, limit),
   }
 
   return {
     outbox: store.outbox,
     inbox: store.inbox,
+    endpoint: { store: 'mysql', url, prefix },
     async rawInsertOne(e) {
       const now = dt()
       await pool.execute(insertOne, [e.eventId, e.subject, e.payload, e.headers ?? null, now, now])

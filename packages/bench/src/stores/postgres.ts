@@ -1,6 +1,8 @@
 import type { EnqueueParams, InboxParams } from '@txbox/core'
 import { connectPostgres } from '@txbox/postgres'
 import pg from 'pg'
+import { postgresRawOutbox } from '../raw-relay/postgres.js'
+import { claimThenMark } from '../raw-relay/types.js'
 import { enqueueIn } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
@@ -78,15 +80,6 @@ const postgresNamespace = async (url: string): Promise<Namespace> => {
     return params
   }
   const insertOrder = `INSERT INTO ${orders} (id, ref, total) VALUES ($1, $2, $3)`
-  // The same claim as the adapter's, by hand: the due rows in seq order, skipping rows other
-  // claimers hold, returning only what a relay needs to publish.
-  const claim = `UPDATE ${outbox} SET status = 'publishing', claimed_by = $1, claimed_at = $2, lease_until = $3
-    WHERE seq IN (
-      SELECT seq FROM ${outbox} WHERE status = 'pending' AND available_at <= $2
-      ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-    RETURNING event_id, subject, payload, headers`
-  const markSent = `UPDATE ${outbox} SET status = 'sent', sent_at = $2, claimed_by = NULL, lease_until = NULL
-    WHERE event_id = ANY($1::text[]) AND claimed_by = $3`
   const inboxUpsert = `INSERT INTO ${inbox}
       (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries, claimed_at, claimed_by, lease_until)
     VALUES ($1, $2, $3, $4, $5, $6, 'processing', $7, 1, $7, $8, $9)
@@ -112,27 +105,16 @@ const postgresNamespace = async (url: string): Promise<Namespace> => {
     }
   }
 
+  const raw = postgresRawOutbox(pool, schema)
   const claimer: Claimer = {
     outbox: store.outbox,
-    async rawClaimAndMark(workerId, limit) {
-      const now = new Date()
-      const rows = (
-        await pool.query<{ event_id: string }>(claim, [
-          workerId,
-          now,
-          new Date(now.getTime() + 60_000),
-          limit,
-        ])
-      ).rows
-      if (rows.length === 0) return 0
-      await pool.query(markSent, [rows.map((row) => row.event_id), new Date(), workerId])
-      return rows.length
-    },
+    rawClaimAndMark: (workerId, limit) => claimThenMark(raw, workerId, limit),
   }
 
   return {
     outbox: store.outbox,
     inbox: store.inbox,
+    endpoint: { store: 'postgres', url, schema },
     async rawInsertOne(e) {
       await pool.query(insertOne, [e.eventId, e.subject, e.payload, e.headers ?? null, new Date()])
     },

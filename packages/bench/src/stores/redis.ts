@@ -1,6 +1,8 @@
 import type { EnqueueParams, InboxParams, StoreConnection } from '@txbox/core'
 import { connectRedis, execTransaction, inboxKeys, outboxKeys, type RedisStore } from '@txbox/redis'
 import { type ChainableCommander, Redis } from 'ioredis'
+import { redisRawOutbox } from '../raw-relay/redis.js'
+import { claimThenMark } from '../raw-relay/types.js'
 import { enqueueIn } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
@@ -65,30 +67,6 @@ const openConnection = async (url: string, keyPrefix: string): Promise<RedisConn
   return connection
 }
 
-/** Raw claim: pop the head of the ready set and lease each event, returning the hashes. */
-const RAW_CLAIM = `
-local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[4])
-local out = {}
-for i = 1, #popped, 2 do
-  local key = ARGV[5] .. popped[i]
-  redis.call('HSET', key, 'status', 'publishing', 'claimedBy', ARGV[1], 'claimedAt', ARGV[2], 'leaseUntil', ARGV[3])
-  redis.call('ZADD', KEYS[2], ARGV[3], popped[i])
-  out[#out + 1] = redis.call('HGETALL', key)
-end
-return out`
-
-/** Raw mark: for each id still held by the worker, sent + out of the lease set. */
-const RAW_MARK = `
-for i = 4, #ARGV do
-  local key = ARGV[2] .. ARGV[i]
-  if redis.call('HGET', key, 'claimedBy') == ARGV[1] then
-    redis.call('HSET', key, 'status', 'sent', 'sentAt', ARGV[3])
-    redis.call('HDEL', key, 'claimedBy', 'leaseUntil')
-    redis.call('ZREM', KEYS[1], ARGV[i])
-  end
-end
-return 1`
-
 /** Raw inbox insert-or-count-delivery: 1 when new. */
 const RAW_INBOX = `
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -135,30 +113,14 @@ const redisNamespace = async (url: string): Promise<Namespace> => {
     await pipeline.exec()
   }
   const claimers: Claimer[] = []
-  const claimerOn = ({ store: { outbox }, client }: RedisConnection): Claimer => ({
-    outbox,
-    async rawClaimAndMark(workerId, limit) {
-      const now = Date.now()
-      const claimed = (await client.eval(
-        RAW_CLAIM,
-        2,
-        keys.ready,
-        keys.leases,
-        workerId,
-        now,
-        now + 60_000,
-        limit,
-        keys.eventPrefix,
-      )) as string[][]
-      if (claimed.length === 0) return 0
-      const ids = claimed.map((fields) => fields[fields.indexOf('eventId') + 1] as string)
-      await client.eval(RAW_MARK, 1, keys.leases, workerId, keys.eventPrefix, Date.now(), ...ids)
-      return ids.length
-    },
-  })
+  const claimerOn = ({ store: { outbox }, client }: RedisConnection): Claimer => {
+    const raw = redisRawOutbox(client, keyPrefix)
+    return { outbox, rawClaimAndMark: (workerId, limit) => claimThenMark(raw, workerId, limit) }
+  }
   return {
     outbox: store.outbox,
     inbox: store.inbox,
+    endpoint: { store: 'redis', url, prefix: keyPrefix },
     async rawInsertOne(e) {
       const pipeline = main.pipeline()
       queueEvent(pipeline, e, Date.now())

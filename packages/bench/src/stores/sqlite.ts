@@ -4,6 +4,8 @@ import { join } from 'node:path'
 import type { EnqueueParams, InboxParams } from '@txbox/core'
 import type { SqliteConnection } from '@txbox/sqlite'
 import Database from 'better-sqlite3'
+import { sqliteRawOutbox } from '../raw-relay/sqlite.js'
+import { claimThenMark } from '../raw-relay/types.js'
 import { enqueueIn } from '../scenarios.js'
 import type { Claimer, Counter, Namespace, Target } from '../types.js'
 import { setUpOrClose } from './connections.js'
@@ -86,13 +88,6 @@ const sqliteNamespace = async (file: string): Promise<Namespace> => {
     VALUES (?, ?, ?, ?, 'pending', ?, 0, ?)`
   const statementsFor = (conn: Database.Database) => ({
     insertOne: conn.prepare(insertOneSql),
-    claim:
-      conn.prepare(`UPDATE ${outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ?
-      WHERE seq IN (SELECT seq FROM ${outbox} WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?)
-      RETURNING event_id, subject, payload, headers`),
-    markSent:
-      conn.prepare(`UPDATE ${outbox} SET status = 'sent', sent_at = ?, claimed_by = NULL, lease_until = NULL
-      WHERE event_id IN (SELECT value FROM json_each(?)) AND claimed_by = ?`),
   })
   const main = statementsFor(db)
   const insertManyCache = new Map<number, Database.Statement>()
@@ -140,23 +135,17 @@ const sqliteNamespace = async (file: string): Promise<Namespace> => {
 
   const claimers: Claimer[] = []
   const claimerOn = (connection: SqliteConnection): Claimer => {
-    const s = connection === first ? main : statementsFor(connection.client)
+    const raw = sqliteRawOutbox(connection.client, prefix)
     return {
       outbox: connection.store.outbox,
-      async rawClaimAndMark(workerId, limit) {
-        const now = Date.now()
-        // One UPDATE ... RETURNING is atomic on its own (SQLite has one writer).
-        const rows = s.claim.all(workerId, now, now + 60_000, now, limit) as Array<{ event_id: string }>
-        if (rows.length === 0) return 0
-        s.markSent.run(Date.now(), JSON.stringify(rows.map((row) => row.event_id)), workerId)
-        return rows.length
-      },
+      rawClaimAndMark: (workerId, limit) => claimThenMark(raw, workerId, limit),
     }
   }
 
   return {
     outbox: store.outbox,
     inbox: store.inbox,
+    endpoint: { store: 'sqlite', file, prefix },
     async rawInsertOne(e) {
       const now = Date.now()
       main.insertOne.run(e.eventId, e.subject, e.payload, e.headers ?? null, now, now)
