@@ -225,21 +225,49 @@ describe('OutboxRelay', () => {
     expect(relay.counters()).toMatchObject({ dead: 0, leaseLost: 1 })
   })
 
-  it('loops at once after a full batch and waits pollIntervalMs after a partial one', async () => {
-    const { store, sleeper, relay } = setup({ batchSize: 10, pollIntervalMs: 700 })
+  it('loops at once after a full batch; after a partial one polls sooner, backing off to pollIntervalMs', async () => {
+    const { store, sleeper, relay } = setup({ batchSize: 10, pollIntervalMs: 700, minPollIntervalMs: 50 })
     await enqueue(store, 25)
     relay.start()
     await flush()
-    // 10 + 10 + 5: two full batches back to back, then the partial one waits.
+    // 10 + 10 + 5: two full batches back to back, then the partial one waits the shortest poll.
     expect(relay.counters()).toMatchObject({ claims: 3, published: 25 })
     // (The other sleeps are each batch's lease-renewal timer, leaseMs / 3.)
-    expect(sleeper.requested.filter((ms) => ms !== 10_000)).toEqual([700])
+    const polls = () => sleeper.requested.filter((ms) => ms !== 10_000)
+    expect(polls()).toEqual([50])
+    // Each empty claim doubles the wait, up to pollIntervalMs.
+    for (const ms of [50, 100, 200, 400]) {
+      sleeper.fire(ms)
+      await flush()
+    }
+    expect(relay.counters()).toMatchObject({ claims: 7, published: 25 })
+    expect(polls()).toEqual([50, 100, 200, 400, 700])
+    sleeper.fire(700)
+    await flush()
+    expect(polls()).toEqual([50, 100, 200, 400, 700, 700])
+    // Events again: claimed at the next poll, and the wait is short again.
     await enqueue(store, 3, 'late')
     sleeper.fire(700)
     await flush()
-    expect(relay.counters()).toMatchObject({ claims: 4, published: 28 })
+    expect(relay.counters()).toMatchObject({ claims: 9, published: 28 })
+    expect(polls().at(-1)).toBe(50)
     await relay.stop()
     expect(relay.state).toBe('stopped')
+  })
+
+  it('polls at minPollIntervalMs 20 by default, and never longer than pollIntervalMs', async () => {
+    const defaults = setup({ batchSize: 10 })
+    await enqueue(defaults.store, 5)
+    defaults.relay.start()
+    await flush()
+    expect(defaults.sleeper.requested.filter((ms) => ms !== 10_000)).toEqual([20])
+    await defaults.relay.stop()
+    const short = setup({ batchSize: 10, pollIntervalMs: 5 })
+    await enqueue(short.store, 5)
+    short.relay.start()
+    await flush()
+    expect(short.sleeper.requested.filter((ms) => ms !== 10_000)).toEqual([5])
+    await short.relay.stop()
   })
 
   it('claims early on a wake-up hint instead of waiting for the poll interval', async () => {

@@ -223,6 +223,7 @@ describe('OutboxRelay: a hung broker shows', () => {
     const { clock, store, publisher, sleeper, relay } = setup({
       healthStaleMs: 3_600_000,
       pollIntervalMs: 1_000,
+      minPollIntervalMs: 1_000,
     })
     await enqueue(store, ['t-0', 't-1'])
     publisher.outcome = (event: OutboxEvent) => timeoutError(event.eventId)

@@ -64,6 +64,16 @@ const refusedByRelay: [string, Partial<OutboxRelayOptions>, string][] = [
   ['workerId empty', { workerId: '' }, 'workerId must be a non-empty string'],
   ['concurrency 0', { concurrency: 0 }, 'concurrency must be an integer from 1 to 10000; got 0'],
   ['concurrency NaN', { concurrency: Number.NaN }, 'concurrency must be an integer from 1 to 10000; got NaN'],
+  [
+    'minPollIntervalMs above pollIntervalMs',
+    { pollIntervalMs: 100, minPollIntervalMs: 101 },
+    'minPollIntervalMs 101 is larger than pollIntervalMs 100; lower it or raise pollIntervalMs',
+  ],
+  [
+    'minPollIntervalMs negative',
+    { minPollIntervalMs: -1 },
+    'minPollIntervalMs must be a number of milliseconds from 0',
+  ],
   ['batchesInFlight 0', { batchesInFlight: 0 }, 'batchesInFlight must be an integer from 1 to 64; got 0'],
   [
     'batchesInFlight above 64',

@@ -235,6 +235,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
         ...optional('batchesInFlight', config.batchesInFlight),
         ...optional('maxAttempts', config.maxAttempts),
         ...optional('pollIntervalMs', config.pollIntervalMs),
+        ...optional('minPollIntervalMs', config.minPollIntervalMs),
         ...optional('maxBatchBytes', config.maxBatchBytes),
         // The claim bound follows the store's enqueue limit unless the flag overrides it.
         ...optional('maxEventBytes', config.maxEventBytes ?? opened.maxEventBytes),

@@ -57,6 +57,10 @@ const FLAGS = {
   },
   'max-attempts': { type: 'string', help: 'publish attempts before dead letter (default 10)' },
   'poll-interval-ms': { type: 'string', help: 'wait when nothing is due (default 1000)' },
+  'min-poll-interval-ms': {
+    type: 'string',
+    help: 'without a wake-up hint, the poll after a partial batch, doubling to --poll-interval-ms (default 20)',
+  },
   'backoff-base-ms': { type: 'string', help: 'first retry delay (default 1000)' },
   'backoff-max-ms': { type: 'string', help: 'retry delay ceiling (default 60000)' },
   'backoff-jitter': { type: 'string', help: 'random share of the delay, 0..1 (default 0.2)' },
@@ -136,6 +140,7 @@ export interface RelayConfig {
   batchesInFlight: number | undefined
   maxAttempts: number | undefined
   pollIntervalMs: number | undefined
+  minPollIntervalMs: number | undefined
   maxBatchBytes: number | undefined
   /** Undefined: the relay takes the store's `capabilities.maxEventBytes`. */
   maxEventBytes: number | undefined
@@ -304,6 +309,7 @@ const RELAY_OPTION_FLAGS = {
   batchesInFlight: 'batches-in-flight',
   maxAttempts: 'max-attempts',
   pollIntervalMs: 'poll-interval-ms',
+  minPollIntervalMs: 'min-poll-interval-ms',
   maxBatchBytes: 'max-batch-bytes',
   maxEventBytes: 'max-event-bytes',
   'backoff.baseMs': 'backoff-base-ms',
@@ -443,6 +449,7 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
     batchesInFlight: source.number('batches-in-flight'),
     maxAttempts: source.number('max-attempts'),
     pollIntervalMs: source.number('poll-interval-ms'),
+    minPollIntervalMs: source.number('min-poll-interval-ms'),
     maxBatchBytes: source.number('max-batch-bytes'),
     maxEventBytes: source.number('max-event-bytes'),
     backoff,

@@ -20,6 +20,12 @@ const COMPONENT = 'relay'
 /** Most batches a relay holds at once: each is up to batchSize events under a lease. */
 const MAX_BATCHES_IN_FLIGHT = 64
 
+/** The poll after a partial claim, without a wake-up hint (`minPollIntervalMs`). */
+const DEFAULT_MIN_POLL_INTERVAL_MS = 20
+
+/** Enough doublings to reach any timer (2^31 ms) from 1 ms; keeps 2 ** n finite. */
+const MAX_POLL_DOUBLINGS = 31
+
 /** Longest `errorMessage` the relay stores; a transport error can carry a whole stack. */
 const MAX_ERROR_MESSAGE = 2_000
 
@@ -88,10 +94,20 @@ export interface OutboxRelayOptions {
   /** Delay between attempts, persisted as `availableAt`. */
   backoff?: BackoffOptions | undefined
   /**
-   * Wait between claims when the last batch was not full, 0..2,147,483,647 ms (default
-   * 1,000 ms), or a wake-up hint, whichever first.
+   * Longest wait between claims when the last batch was not full, 0..2,147,483,647 ms
+   * (default 1,000 ms), or a wake-up hint, whichever first. With a wake-up hint the relay
+   * always waits this long for it; without one it polls sooner while events keep coming
+   * (see `minPollIntervalMs`).
    */
   pollIntervalMs?: number | undefined
+  /**
+   * Without a wake-up hint: the wait after a claim that found events but not a full batch,
+   * 0..pollIntervalMs (default 20 ms, or pollIntervalMs when that is smaller). Each empty
+   * claim after it doubles the wait, up to `pollIntervalMs`: events trickling in are
+   * published within about this long, and an idle outbox is still claimed only about once
+   * per `pollIntervalMs`.
+   */
+  minPollIntervalMs?: number | undefined
   /** Periodic `resetStale` and `cleanup`. */
   retention?: RetentionOptions | undefined
   /**
@@ -182,6 +198,9 @@ export class OutboxRelay {
   readonly #maxAttempts: number
   readonly #backoff: ResolvedBackoff
   readonly #pollIntervalMs: number
+  readonly #minPollIntervalMs: number
+  /** Empty claims in a row since the last claim that found events (the poll backs off with it). */
+  #emptyClaims = 0
   readonly #sentOlderThanDays: number | null
   readonly #staleMinutes: number | null
   readonly #maintenanceEveryMs: number
@@ -251,6 +270,16 @@ export class OutboxRelay {
     this.#maxAttempts = validate.positiveInteger(options.maxAttempts ?? 10, 'maxAttempts')
     this.#backoff = resolveBackoff(COMPONENT, options.backoff)
     this.#pollIntervalMs = validate.timerMs(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
+    this.#minPollIntervalMs = validate.timerMs(
+      options.minPollIntervalMs ?? Math.min(DEFAULT_MIN_POLL_INTERVAL_MS, this.#pollIntervalMs),
+      'minPollIntervalMs',
+    )
+    if (this.#minPollIntervalMs > this.#pollIntervalMs)
+      throw new ValidationError(
+        COMPONENT,
+        `minPollIntervalMs ${this.#minPollIntervalMs} is larger than pollIntervalMs ${this.#pollIntervalMs}; ` +
+          'lower it or raise pollIntervalMs',
+      )
     this.#clock = options.clock ?? systemClock
     const retention = options.retention ?? {}
     const now = this.#clock()
@@ -492,8 +521,9 @@ export class OutboxRelay {
         // publishes. Otherwise wait for the poll interval or a wake-up hint (the batches in
         // flight go on meanwhile). After a store error, never trust the hint (it may fire at
         // once while the database is down) and just wait.
-        if (batch === undefined) await this.#idle(false)
-        else if (batch.events.length < this.#lastClaimLimit) await this.#idle(true)
+        if (batch === undefined) await this.#idle(false, this.#pollIntervalMs)
+        else if (batch.events.length < this.#lastClaimLimit)
+          await this.#idle(true, this.#nextPollMs(batch.events.length))
       }
     } catch (error) {
       // Every expected failure is handled inside the turn; this is a bug or a broken store
@@ -516,13 +546,24 @@ export class OutboxRelay {
     this.#logger.error(`${operation} failed`, { workerId: this.workerId, ...errorFields(error) })
   }
 
-  async #idle(useWakeup: boolean): Promise<void> {
+  /**
+   * How long to wait after a claim that was not full. With a wake-up hint, the poll is only
+   * a fallback. Without one, poll again soon while events keep coming, backing off by
+   * doubling with each empty claim.
+   */
+  #nextPollMs(claimed: number): number {
+    if (this.#wakeup !== undefined) return this.#pollIntervalMs
+    this.#emptyClaims = claimed > 0 ? 0 : Math.min(this.#emptyClaims + 1, MAX_POLL_DOUBLINGS)
+    return Math.min(this.#pollIntervalMs, this.#minPollIntervalMs * 2 ** this.#emptyClaims)
+  }
+
+  async #idle(useWakeup: boolean, waitMs: number): Promise<void> {
     const controller = new AbortController()
     const stop = this.#stopController.signal
     const abort = () => controller.abort()
     stop.addEventListener('abort', abort, { once: true })
     try {
-      const timeout = this.#sleep(this.#pollIntervalMs, controller.signal)
+      const timeout = this.#sleep(waitMs, controller.signal)
       const waits: Promise<unknown>[] = [timeout]
       if (useWakeup && this.#wakeup) {
         // A failing hint must not turn into a hot loop: fall back to the poll timeout. So does
