@@ -6,16 +6,43 @@ import {
   PutItemCommand,
   QueryCommand,
   type TransactWriteItem,
+  TransactWriteItemsCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb'
 import { type AmbientTransactions, type StatusCountRows, ValidationError } from '@txbox/core'
 import type { ResolvedOptions } from './dynamodb-options.js'
-import { ADAPTER, classifyDynamoDbError, isConditionalCheckFailed, isTransientConflict } from './errors.js'
+import {
+  ADAPTER,
+  classifyDynamoDbError,
+  isConditionalCheckFailed,
+  isTransactionCanceled,
+  isTransientConflict,
+} from './errors.js'
 import { STATUS_INDEX, shardOf, timeKey } from './keys.js'
 import { type Item, N, S } from './rows.js'
 
 /** DynamoDB's limit of actions in one TransactWriteItems call. */
 export const MAX_TRANSACTION_ACTIONS = 100
+/**
+ * The item bytes one TransactWriteItems of the adapter's own may carry: DynamoDB refuses a
+ * request over 4 MB, which counts the JSON around the items too, so some room is kept.
+ */
+export const MAX_TRANSACTION_ITEM_BYTES = 3_500_000
+
+/**
+ * What became of each put of a cancelled transaction (none of them was written):
+ * `stored` with the item that held the key (the condition failed), `retry` when the put was
+ * fine or lost a race with another transaction on its item.
+ */
+export type CancelledPut = { outcome: 'stored'; item: Item | undefined } | { outcome: 'retry' }
+
+/** Cancellation reasons that mean "try again": another transaction held the item, or throttling. */
+const RETRY_CODES = new Set([
+  'None',
+  'TransactionConflict',
+  'ThrottlingError',
+  'ProvisionedThroughputExceeded',
+])
 /** Conditional writes in flight at once for one bulk call (claim, markManyAsSent, a sweep page...). */
 export const WRITE_CONCURRENCY = 16
 /** Index entries read per page by a sweep (cleanup, resetStale). */
@@ -218,6 +245,38 @@ export class DynamoDbContext {
     } catch (error) {
       if (isConditionalCheckFailed(error)) return false
       throw error
+    }
+  }
+
+  /**
+   * Puts `items` (at most 100, distinct keys) in one TransactWriteItems, each only while its
+   * key is not stored: all are written (`undefined`) or none, and then each put says why
+   * (`CancelledPut`; a failed condition returns the stored item, DynamoDB's ALL_OLD). Any
+   * other cancellation reason (validation, size) is thrown.
+   */
+  async putAllNew(items: readonly Item[], condition: string): Promise<CancelledPut[] | undefined> {
+    try {
+      await this.options.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: items.map((item) => {
+            const action = this.putAction(item, condition)
+            if (action.Put) action.Put.ReturnValuesOnConditionCheckFailure = 'ALL_OLD'
+            return action
+          }),
+        }),
+      )
+      return undefined
+    } catch (error) {
+      if (!isTransactionCanceled(error)) throw error
+      const reasons = (error as { CancellationReasons?: { Code?: string; Item?: Item }[] })
+        .CancellationReasons
+      if (reasons?.length !== items.length) throw error
+      return reasons.map((reason) => {
+        const code = reason.Code ?? 'None'
+        if (code === 'ConditionalCheckFailed') return { outcome: 'stored', item: reason.Item }
+        if (RETRY_CODES.has(code)) return { outcome: 'retry' }
+        throw error
+      })
     }
   }
 

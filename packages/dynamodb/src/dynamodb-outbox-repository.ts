@@ -11,7 +11,16 @@ import {
   type RequeueOutcome,
   type StatusCountRows,
 } from '@txbox/core'
-import { DynamoDbContext, mapLimit, type UpdateSpec, type Values, WRITE_CONCURRENCY } from './client.js'
+import {
+  backoff,
+  DynamoDbContext,
+  MAX_TRANSACTION_ACTIONS,
+  MAX_TRANSACTION_ITEM_BYTES,
+  mapLimit,
+  type UpdateSpec,
+  type Values,
+  WRITE_CONCURRENCY,
+} from './client.js'
 import { type DynamoDbStoreOptions, resolveOptions } from './dynamodb-options.js'
 import { DynamoDbFailure } from './errors.js'
 import {
@@ -25,7 +34,7 @@ import {
   outboxStatusPk,
   timeKey,
 } from './keys.js'
-import { assertItemFits, type Item, N, num, requiredStr, S, toOutboxEvent } from './rows.js'
+import { assertItemFits, type Item, itemBytes, N, num, requiredStr, S, toOutboxEvent } from './rows.js'
 
 /** Rounds of "insert, else read" before a row that keeps vanishing is reported. */
 const MAX_ATTEMPTS = 5
@@ -46,6 +55,28 @@ const bySeqKey = (a: Item, b: Item): number => {
   const x = a.seqKey?.S ?? ''
   const y = b.seqKey?.S ?? ''
   return x < y ? -1 : x > y ? 1 : 0
+}
+
+/** `items` in order, cut into chunks one TransactWriteItems can carry (100 actions, the size limit). */
+const transactionChunks = (items: readonly Item[]): Item[][] => {
+  const chunks: Item[][] = []
+  let chunk: Item[] = []
+  let bytes = 0
+  for (const item of items) {
+    const size = itemBytes(item)
+    if (
+      chunk.length === MAX_TRANSACTION_ACTIONS ||
+      (chunk.length > 0 && bytes + size > MAX_TRANSACTION_ITEM_BYTES)
+    ) {
+      chunks.push(chunk)
+      chunk = []
+      bytes = 0
+    }
+    chunk.push(item)
+    bytes += size
+  }
+  if (chunk.length > 0) chunks.push(chunk)
+  return chunks
 }
 
 const FENCE = '#status = :publishing AND #claimedBy = :worker'
@@ -125,10 +156,11 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
         items.map((item) => item.pk?.S ?? ''),
       )
       stored = await this.#enlist(tx, items)
+    } else if (this.#db.options.batchEnqueue === 'transaction' && items.length > 1) {
+      stored = await this.#insertInTransactions(items)
     } else {
       // BatchWriteItem cannot be conditional, so it would overwrite stored events: each new
-      // event is its own conditional put, in parallel. Same WCU as a batch, and unlike a
-      // TransactWriteItems chunk one stored id does not cancel its 99 neighbours.
+      // event is its own conditional put, in parallel (single-rate WCU, one request each).
       stored = await mapLimit(items, WRITE_CONCURRENCY, (item) => this.#insert(item))
     }
     return new Map(stored.map((event) => [event.eventId, event]))
@@ -145,6 +177,45 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       // Deleted (cleanup) between the two calls: try the insert again.
     }
     throw new DynamoDbFailure('conflict', true, `event ${pk} was deleted repeatedly while being created`)
+  }
+
+  /**
+   * Inserts the events not stored yet, up to 100 (and ~3.5 MB) per TransactWriteItems of
+   * conditional puts: one request per chunk instead of one per event. A stored id cancels
+   * its chunk, whose cancellation reasons return the stored item (ALL_OLD), so the next
+   * round puts only the others. Rounds that keep losing (other transactions on the same
+   * items) end in the per-event path, which always makes progress.
+   */
+  async #insertInTransactions(items: readonly Item[]): Promise<OutboxEvent[]> {
+    const found = new Map<string, OutboxEvent>()
+    const leftover: Item[] = []
+    for (const chunk of transactionChunks(items)) {
+      let pending = chunk
+      // A single put needs no transaction: the per-event path takes it.
+      for (let attempt = 0; pending.length > 1 && attempt < MAX_ATTEMPTS; attempt++) {
+        const cancelled = await this.#db.putAllNew(pending, NOT_STORED)
+        if (!cancelled) {
+          for (const item of pending) found.set(requiredStr(item, 'eventId'), toOutboxEvent(item))
+          pending = []
+          break
+        }
+        const next: Item[] = []
+        cancelled.forEach((put, index) => {
+          const item = pending[index] as Item
+          if (put.outcome === 'retry') next.push(item)
+          else if (put.item) found.set(requiredStr(item, 'eventId'), toOutboxEvent(put.item))
+          // Stored, but no item came back: the per-event path reads it.
+          else leftover.push(item)
+        })
+        // Only a lost race leaves nothing stored in a cancelled chunk: wait before the retry.
+        if (next.length === pending.length) await backoff(attempt + 1)
+        pending = next
+      }
+      leftover.push(...pending)
+    }
+    const rest = await mapLimit(leftover, WRITE_CONCURRENCY, (item) => this.#insert(item))
+    for (const event of rest) found.set(event.eventId, event)
+    return items.map((item) => found.get(requiredStr(item, 'eventId')) as OutboxEvent)
   }
 
   /**

@@ -32,6 +32,10 @@ const errorMessage = (error: unknown): string =>
 export const isConditionalCheckFailed = (error: unknown): boolean =>
   errorName(error) === 'ConditionalCheckFailedException'
 
+/** A TransactWriteItems that wrote nothing; its CancellationReasons say why, action by action. */
+export const isTransactionCanceled = (error: unknown): boolean =>
+  errorName(error) === 'TransactionCanceledException'
+
 /** CreateTable on a table that exists (or is being created by a concurrent `migrate`). */
 export const isResourceInUse = (error: unknown): boolean => errorName(error) === 'ResourceInUseException'
 

@@ -10,7 +10,12 @@ export {
   type DynamoDbConnectOptions,
 } from './connect.js'
 export { DynamoDbInboxRepository } from './dynamodb-inbox-repository.js'
-export { DEFAULT_SHARDS, type DynamoDbStoreOptions, MAX_SHARDS } from './dynamodb-options.js'
+export {
+  type BatchEnqueue,
+  DEFAULT_SHARDS,
+  type DynamoDbStoreOptions,
+  MAX_SHARDS,
+} from './dynamodb-options.js'
 export { DynamoDbOutboxRepository } from './dynamodb-outbox-repository.js'
 export { createDynamoDbStore, type DynamoDbStore, dynamoDbCapabilities } from './dynamodb-store.js'
 export { classifyDynamoDbError } from './errors.js'

@@ -54,7 +54,7 @@ const RESERVED_BYTES = 2 * 1024
  * A conservative size of an item as DynamoDB counts it: UTF-8 bytes of every attribute name
  * plus its value; a number is counted at its maximum of 21 bytes.
  */
-const itemBytes = (item: Item): number => {
+export const itemBytes = (item: Item): number => {
   let total = 0
   for (const [name, value] of Object.entries(item)) {
     total += utf8Bytes(name)

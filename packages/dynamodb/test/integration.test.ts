@@ -137,6 +137,94 @@ describe.skipIf(!url)(`DynamoDB Local${url ? '' : ` (skipped: ${reason})`}`, () 
     expect(again).toEqual([])
   })
 
+  /** A client of its own that counts the commands it sends, by name. */
+  const countingClient = () => {
+    const counted = client()
+    const sent: string[] = []
+    counted.middlewareStack.add(
+      (next, context) => async (args) => {
+        sent.push(context.commandName ?? '?')
+        return next(args)
+      },
+      { step: 'initialize', name: 'countCommands' },
+    )
+    return { counted, sent }
+  }
+
+  it('findOrCreateMany writes new events 100 per TransactWriteItems; stored ids come back as stored and the rest is written', async () => {
+    const { counted, sent } = countingClient()
+    const { store } = await freshStore({ client: counted })
+    sent.splice(0) // migrate()'s own requests
+    const ids = Array.from({ length: 250 }, (_, index) => `batch-${index}`)
+    const created = await store.outbox.findOrCreateMany(ids.map((id) => event(id)))
+    expect(created.map((e) => e.eventId)).toEqual(ids)
+    expect(sent.splice(0)).toEqual(Array(3).fill('TransactWriteItemsCommand'))
+
+    // Stored ids spread over two chunks, with other payloads this time: first write wins.
+    const again = [
+      ...['batch-3', 'new-1', 'batch-120', 'new-2'].map((id) => event(id, 'second')),
+      ...Array.from({ length: 100 }, (_, index) => event(`more-${index}`, 'second')),
+    ]
+    const results = await store.outbox.findOrCreateMany(again)
+    expect(results.map((e) => [e.eventId, e.payload]).slice(0, 4)).toEqual([
+      ['batch-3', '{"id":"batch-3"}'],
+      ['new-1', 'second'],
+      ['batch-120', '{"id":"batch-120"}'],
+      ['new-2', 'second'],
+    ])
+    expect(results[0]).toEqual(created[3])
+    expect(results[2]).toEqual(created[120])
+    // Chunk one (100) is cancelled by its two stored ids, then its 98 others are written; chunk two (4) goes through.
+    expect(sent.splice(0)).toEqual(Array(3).fill('TransactWriteItemsCommand'))
+    for (const result of results) expect(await store.outbox.get(result.eventId)).toEqual(result)
+    expect((await store.outbox.getCountByStatus()).pending).toBe(352)
+  })
+
+  it("findOrCreateMany with batchEnqueue: 'puts' sends one conditional PutItem per event and returns stored ids as stored", async () => {
+    const { counted, sent } = countingClient()
+    const { store } = await freshStore({ client: counted, batchEnqueue: 'puts' })
+    await store.outbox.findOrCreate(event('stored'))
+    sent.splice(0)
+    const results = await store.outbox.findOrCreateMany([event('a'), event('stored', 'second'), event('b')])
+    expect(results.map((e) => e.payload)).toEqual(['{"id":"a"}', '{"id":"stored"}', '{"id":"b"}'])
+    expect(sent.filter((name) => name === 'PutItemCommand')).toHaveLength(3)
+    expect(sent).not.toContain('TransactWriteItemsCommand')
+  })
+
+  it('findOrCreateMany cuts a batch of large events into transactions under the 4 MB request limit', async () => {
+    const { counted, sent } = countingClient()
+    const { store } = await freshStore({ client: counted })
+    sent.splice(0) // migrate()'s own requests
+    // 15 events of ~300 KB: 4.5 MB, over what one TransactWriteItems may carry.
+    const big = Array.from({ length: 15 }, (_, index) =>
+      event(`big-${index}`, `${index}`.padEnd(300_000, 'x')),
+    )
+    const results = await store.outbox.findOrCreateMany(big)
+    expect(results.map((e) => e.payload.length)).toEqual(Array(15).fill(300_000))
+    expect(sent.filter((name) => name === 'TransactWriteItemsCommand')).toHaveLength(2)
+    expect((await store.outbox.get('big-14'))?.payload).toBe(big[14]?.payload)
+  })
+
+  it('concurrent findOrCreateMany calls with overlapping ids store one event per id and all answer it', async () => {
+    const { store, tableName } = await freshStore()
+    // Other stores on the same table: separate clients, each its own transactions.
+    const others = Array.from({ length: 3 }, () => createDynamoDbStore({ client: client(), tableName }))
+    const ids = Array.from({ length: 60 }, (_, index) => `shared-${index}`)
+    const answers = await Promise.all(
+      [store, ...others].map((writer, w) =>
+        writer.outbox.findOrCreateMany(
+          // Each writer its own payload, and its own order of the ids.
+          (w % 2 === 0 ? ids : [...ids].reverse()).map((id) => event(id, `writer-${w}`)),
+        ),
+      ),
+    )
+    for (const id of ids) {
+      const stored = await store.outbox.get(id)
+      for (const answer of answers) expect(answer.find((e) => e.eventId === id)).toEqual(stored)
+    }
+    expect((await store.outbox.getCountByStatus()).pending).toBe(60)
+  })
+
   it('keeps FIFO across shards with a frozen clock, whatever the shard count', async () => {
     for (const shards of [1, 7]) {
       const { store } = await freshStore({ shards })

@@ -117,6 +117,9 @@ describe('before any call', () => {
     expect(() => createDynamoDbStore({ client, tableName: 'bad-name' })).toThrow(ValidationError)
     expect(() => createDynamoDbStore({ client, shards: 0 })).toThrow(ValidationError)
     expect(() => createDynamoDbStore({ client, ttlDays: -1 })).toThrow(ValidationError)
+    expect(() => createDynamoDbStore({ client, batchEnqueue: 'batch' as unknown as 'puts' })).toThrow(
+      /^\[txbox\] \[dynamodb\] batchEnqueue must be 'transaction' or 'puts'; got "batch"$/,
+    )
     // Named like lib-dynamodb's wrapper, which would marshal the adapter's AttributeValues again.
     class DynamoDBDocumentClient {
       send() {}
