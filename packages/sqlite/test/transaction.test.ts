@@ -173,7 +173,9 @@ describe('store.transaction on SQLite', () => {
           .transaction(async (tx) => {
             inside.push(id)
             insertOrder(tx, id)
-            await new Promise((resolve) => setTimeout(resolve, 5))
+            // Let every other caller run as far as it can: were the transactions not
+            // serialized, another one would begin (and push its id) here.
+            for (let tick = 0; tick < 20; tick++) await new Promise((resolve) => setImmediate(resolve))
             await store.outbox.findOrCreate(event(`order-${id}`))
             inside.push(-id)
             if (id === 2) throw new Error('only 2 fails')
