@@ -60,7 +60,7 @@ export const streamMessages = async (url: string, name: string): Promise<number>
 }
 
 /** Events per relay run at full size, unless the store sets fewer (slow servers). */
-const RELAY_EVENTS = 30_000
+const RELAY_EVENTS = 20_000
 
 export type RelaySide = 'txbox' | 'raw'
 

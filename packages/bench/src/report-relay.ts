@@ -1,4 +1,5 @@
-import { RELAY_MODE } from './relay-e2e.js'
+import { E2E_MAX_OFFERED, E2E_PRODUCERS, E2E_RUNS, E2E_SECONDS } from './latency.js'
+import { POLL_INTERVAL_MS, RELAY_MODE } from './relay-e2e.js'
 import type { LatencyRow, MemoryResult, RelayRow, Results } from './results.js'
 
 /** Issue 16's goals for txbox/raw: the relay at 1 and at 4 processes, end-to-end p99 and throughput, peak RSS. */
@@ -55,7 +56,7 @@ const relayTable = (rows: readonly RelayRow[]): string[] => {
 
 const latencyTable = (rows: readonly LatencyRow[]): string[] => {
   const lines = [
-    `Producers commit one event per transaction (with the business row, as in the enqueue-in-transaction scenario; up to 8 transactions in flight, 1 on SQLite) at a fixed offered load: half the raw relay's 1-process drain rate measured above, at most 2,000 events/s, for 6 s, while one relay process runs; 2 runs per side, alternating. txbox = its enqueue in the caller's transaction + \`OutboxRelay\` at its defaults; raw = a bare \`INSERT\` in the transaction + the raw relay; both relays poll every 20 ms when empty (no LISTEN/NOTIFY wake-up). Latency = the JetStream message's stored timestamp minus the commit's return in the producer, over every event of both runs. Delivered = events / (last stored - first commit). Goals: p99 txbox/raw <= ${RELAY_GOALS.p99}, delivered txbox/raw >= ${RELAY_GOALS.throughput}.`,
+    `Producers commit one event per transaction (with the business row, as in the enqueue-in-transaction scenario; up to ${E2E_PRODUCERS} transactions in flight, 1 on SQLite) at a fixed offered load: half the raw relay's 1-process drain rate measured above, at most ${E2E_MAX_OFFERED.toLocaleString('en-US')} events/s, for ${E2E_SECONDS} s, while one relay process runs; ${E2E_RUNS} run${E2E_RUNS === 1 ? '' : 's'} per side, txbox first. txbox = its enqueue in the caller's transaction + \`OutboxRelay\` at its defaults; raw = the raw enqueue in the same transaction + the raw relay; both relays poll every ${POLL_INTERVAL_MS} ms when empty (no LISTEN/NOTIFY wake-up). "Committed" below the offered load means the producers, not the relay, fell behind. Latency = the JetStream message's stored timestamp minus the moment the producer's COMMIT returned, over every event. Delivered = events / (last stored - first commit). Goals: p99 txbox/raw <= ${RELAY_GOALS.p99}, delivered txbox/raw >= ${RELAY_GOALS.throughput}.`,
     '',
     '| store | relay | offered ev/s | committed ev/s | delivered ev/s | p50 ms | p99 ms | max ms | p99 txbox/raw | delivered txbox/raw |',
     '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
