@@ -29,6 +29,13 @@ export const createMemoryTarget = (): ConformanceTarget<MemoryTransaction> => ({
         }
       },
       storeTransaction: store.transaction,
+      // Each memory store is its own database: another store's transaction is foreign.
+      async foreignTransaction(fn) {
+        const tx = createMemoryStore({ clock }).begin()
+        const result = await fn(tx)
+        tx.commit()
+        return result
+      },
       oracle: {
         outbox: async (eventId) => store.outbox.snapshot().find((event) => event.eventId === eventId) ?? null,
         inbox: async (eventId) => store.inbox.snapshot().find((event) => event.eventId === eventId) ?? null,

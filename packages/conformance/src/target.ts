@@ -96,6 +96,17 @@ export interface ConformanceFixture<Tx = unknown> {
    * `transactions` area is not certified.
    */
   storeTransaction?<T>(fn: TransactionFunction<Tx, T>, options?: TransactionOptions): Promise<T>
+  /**
+   * Optional: runs `fn(tx)` with `tx` an OPEN transaction handle of the store's own kind that
+   * the store must refuse because it belongs elsewhere (a pg client or mysql2 connection on
+   * another database, another `Database` object, a session of another MongoClient, a MULTI
+   * of a client on another server or database, a collector or transaction of another store),
+   * then commits that transaction and closes what it opened. `outbox.tx.foreign-handle-refused`
+   * checks that every `{ tx }` write with it is a `ValidationError` and writes nothing, even
+   * after the commit; a target without it gets the case skipped, so its `transactions` area
+   * is not certified.
+   */
+  foreignTransaction?<T>(fn: (tx: Tx) => Promise<T>): Promise<T>
   readonly oracle: Oracle
   /**
    * Opens a second store instance on this fixture's namespace (already migrated) over its

@@ -50,6 +50,22 @@ type InboxClass = new (options: RepositoryOptions) => MemoryInboxRepository
 const memoryAmbient = (): AmbientTransactions<MemoryTransaction> =>
   new AmbientTransactions({ adapter: 'memory', driver: memoryTransactionDriver })
 
+/**
+ * The memory target for a fixture whose repositories are replaced: built without the store's
+ * identity, they take another store's transaction, so only the `foreign-handle-accepted`
+ * fixture keeps `foreignTransaction` (the others would all fail its case besides their own).
+ */
+const memoryTargetForRepositories = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    async create(options) {
+      const { foreignTransaction: _foreign, ...fixture } = await base.create(options)
+      return fixture
+    },
+  }
+}
+
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** Check-then-insert with an await in between: concurrent callers each insert their own row. */
@@ -490,7 +506,7 @@ const snapshotOracle = (outbox: MemoryOutboxRepository, inbox: MemoryInboxReposi
 
 /** The memory target with instance-locked claims, whose peer is a second instance with its own lock. */
 const instanceLockedTarget = (): ConformanceTarget<MemoryTransaction> => {
-  const base = createMemoryTarget()
+  const base = memoryTargetForRepositories()
   return {
     ...base,
     name: 'instance-locked-claims',
@@ -741,7 +757,7 @@ const brokenPairTarget = (
   Outbox: OutboxClass,
   Inbox: InboxClass,
 ): ConformanceTarget<MemoryTransaction> => {
-  const base = createMemoryTarget()
+  const base = memoryTargetForRepositories()
   return {
     ...base,
     name,
@@ -1000,7 +1016,7 @@ class UncommittedReadingClaimOutbox extends MemoryOutboxRepository {
  * write without `{ tx }` applies at once, so a rollback leaves it stored.
  */
 const ambientIgnoredTarget = (): ConformanceTarget<MemoryTransaction> => {
-  const base = createMemoryTarget()
+  const base = memoryTargetForRepositories()
   return {
     ...base,
     name: 'ambient-ignored',
@@ -1026,7 +1042,7 @@ const ambientIgnoredTarget = (): ConformanceTarget<MemoryTransaction> => {
  * runs on the connection inside it and commits or rolls back with it.
  */
 const connectionWideTransactionTarget = (): ConformanceTarget<MemoryTransaction> => {
-  const base = createMemoryTarget()
+  const base = memoryTargetForRepositories()
   return {
     ...base,
     name: 'connection-wide-transaction',
@@ -1181,6 +1197,61 @@ class UntimedNewClaimInbox extends MemoryInboxRepository {
 }
 
 /** Each broken adapter and the case ids it must fail, no more and no fewer. */
+/**
+ * Repositories that take any transaction handle: another memory store's transaction (a
+ * connection of another database, for a SQL store) is joined, and its commit writes the
+ * events into this store.
+ */
+const foreignHandleAcceptedTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name: 'foreign-handle-accepted',
+    async create(options) {
+      const fixture = await base.create(options)
+      const ambient = memoryAmbient()
+      const outbox = new MemoryOutboxRepository({ clock: options.clock, ambient })
+      const inbox = new MemoryInboxRepository({ clock: options.clock, ambient })
+      return {
+        ...fixture,
+        outbox,
+        inbox,
+        storeTransaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
+        oracle: snapshotOracle(outbox, inbox),
+      }
+    },
+  }
+}
+
+/**
+ * A `store.transaction` whose rollback discards nothing and leaves its handle open, as a
+ * store that only forgets a queued collector or MULTI would: a write made later with the kept
+ * `tx` is queued into a transaction no one will commit and silently lost, not refused.
+ */
+const endedHandleOpenTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = memoryTargetForRepositories()
+  return {
+    ...base,
+    name: 'ended-handle-open',
+    async create(options) {
+      const fixture = await base.create(options)
+      const ambient = new AmbientTransactions({
+        adapter: 'memory',
+        driver: { ...memoryTransactionDriver, rollback: async () => {} },
+      })
+      const outbox = new MemoryOutboxRepository({ clock: options.clock, ambient })
+      const inbox = new MemoryInboxRepository({ clock: options.clock, ambient })
+      return {
+        ...fixture,
+        outbox,
+        inbox,
+        storeTransaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
+        oracle: snapshotOracle(outbox, inbox),
+      }
+    },
+  }
+}
+
 export const brokenAdapters: readonly {
   target: ConformanceTarget<MemoryTransaction>
   mustFail: readonly string[]
@@ -1225,17 +1296,24 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('payload-only-size', PayloadOnlySizeOutbox),
     // Its own enqueue takes `options.tx` only, so inside store.transaction it ignores the ambient
-    // one too (the write inside a rolled-back store.transaction stays: store-transaction-isolated).
+    // one too (the write inside a rolled-back store.transaction stays: store-transaction-isolated;
+    // a write left running after the transaction ended is stored: ended-handle-refused).
     mustFail: [
       'outbox.tx.store-transaction-joins',
       'outbox.tx.store-transaction-isolated',
+      'outbox.tx.ended-handle-refused',
       'outbox.payload.too-large',
     ],
   },
   {
     target: ambientIgnoredTarget(),
-    // The write inside a rolled-back store.transaction stays: store-transaction-isolated sees it too.
-    mustFail: ['outbox.tx.store-transaction-joins', 'outbox.tx.store-transaction-isolated'],
+    // The write inside a rolled-back store.transaction stays: store-transaction-isolated sees it
+    // too, and ended-handle-refused sees a write left running after the transaction ended stored.
+    mustFail: [
+      'outbox.tx.store-transaction-joins',
+      'outbox.tx.store-transaction-isolated',
+      'outbox.tx.ended-handle-refused',
+    ],
   },
   {
     target: brokenInboxTarget('stream-position-merging-inbox', StreamPositionMergingInbox),
@@ -1391,5 +1469,13 @@ export const brokenAdapters: readonly {
   {
     target: unwrappedDriverErrorsTarget(),
     mustFail: ['outbox.errors.driver-failure', 'inbox.errors.driver-failure'],
+  },
+  {
+    target: foreignHandleAcceptedTarget(),
+    mustFail: ['outbox.tx.foreign-handle-refused'],
+  },
+  {
+    target: endedHandleOpenTarget(),
+    mustFail: ['outbox.tx.ended-handle-refused'],
   },
 ]

@@ -113,6 +113,10 @@ export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]
           return result
         },
         storeTransaction: store.transaction,
+        // A collector has no connection: what makes it foreign is the store whose
+        // store.transaction opened it, which sends it (here on the same table, so a write it
+        // took would show in the oracle once it commits).
+        foreignTransaction: (fn) => createDynamoDbStore({ client: raw, tableName, clock }).transaction(fn),
         oracle: {
           async outbox(eventId) {
             const item = await getRaw(outboxPk(eventId))

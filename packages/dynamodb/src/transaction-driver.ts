@@ -16,6 +16,9 @@ import type { TransactionDriver } from '@txbox/core'
 export const dynamoDbTransactionDriver = (
   client: DynamoDBClient,
 ): TransactionDriver<TransactWriteItem[]> => ({
+  // A new collector per transaction: core refuses it once sent or discarded, or in another
+  // store's writes (which this store's commit would send).
+  singleUse: true,
   begin: async () => [],
   commit: async (tx) => {
     if (tx.length === 0) return

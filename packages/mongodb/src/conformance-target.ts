@@ -123,6 +123,22 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
           }
         },
         storeTransaction: store.transaction,
+        // A session of another MongoClient (its own pool), inside its own transaction: the
+        // driver cannot run a session on a client that did not start it.
+        async foreignTransaction<T>(fn: (tx: ClientSession) => Promise<T>): Promise<T> {
+          const otherClient = connectMongoDb(url ?? '', { connectTimeoutMs: 10_000 }).client
+          await otherClient.connect()
+          const session = otherClient.startSession()
+          try {
+            session.startTransaction()
+            const result = await fn(session)
+            await session.commitTransaction()
+            return result
+          } finally {
+            await session.endSession()
+            await otherClient.close()
+          }
+        },
         async dispose() {
           for (const name of [names.outbox, names.inbox, names.locks, names.meta]) {
             await db

@@ -160,6 +160,18 @@ export const createConformanceTarget = (
         },
         transaction: (fn, options) => transactions.run(fn, { rollback: options?.rollback }),
         storeTransaction: store.transaction,
+        // A connection of another pool on another database of the same server
+        // (information_schema, which every account can open), inside its own transaction.
+        async foreignTransaction(fn) {
+          const otherUrl = new URL(serverUrl)
+          otherUrl.pathname = '/information_schema'
+          const other = connectMySql(otherUrl.toString(), { poolSize: 1, prefix: tablePrefix, clock })
+          try {
+            return await new MySqlTransactionDriver(other.client).run(fn)
+          } finally {
+            await other.close()
+          }
+        },
         oracle,
         async dispose() {
           try {

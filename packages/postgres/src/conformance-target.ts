@@ -150,6 +150,18 @@ export const createConformanceTarget = (
         },
         transaction: (fn, options) => withTransaction(db, fn, { rollback: options?.rollback }),
         storeTransaction: store.transaction,
+        // A client of another pool on another database of the same server (`postgres`, which
+        // every server has; `template1` when the store's is `postgres`), inside its own BEGIN.
+        async foreignTransaction(fn) {
+          const otherUrl = new URL(url ?? '')
+          otherUrl.pathname = otherUrl.pathname === '/postgres' ? '/template1' : '/postgres'
+          const other = new pg.Pool({ connectionString: otherUrl.toString(), max: 1 })
+          try {
+            return await withTransaction(other, fn)
+          } finally {
+            await other.end()
+          }
+        },
         dispose: dropSchema,
       }
     },

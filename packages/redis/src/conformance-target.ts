@@ -199,6 +199,10 @@ export const createConformanceTarget = (
           return result
         },
         storeTransaction: store.transaction,
+        // The MULTI of another store's store.transaction (same server and keys: a write it
+        // took would show in the oracle once its EXEC ran).
+        foreignTransaction: (fn) =>
+          createRedisStore({ redis: storeView(connection), keyPrefix, clock }).transaction(fn),
         async dispose() {
           const keys = await scanKeys(connection, `${storeBase(keyPrefix)}:*`)
           for (let i = 0; i < keys.length; i += 500) await connection.unlink(...keys.slice(i, i + 500))

@@ -10,6 +10,8 @@ import { execTransaction, type RedisClient } from './client.js'
  * inside EXEC while the others succeeded: `execTransaction` reports that as a StorageError.
  */
 export const redisTransactionDriver = (redis: RedisClient): TransactionDriver<ChainableCommander> => ({
+  // A new MULTI per transaction: core refuses it once ended, or in another store's writes.
+  singleUse: true,
   begin: async () => redis.multi(),
   commit: async (multi) => {
     await execTransaction(multi)

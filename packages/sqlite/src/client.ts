@@ -87,6 +87,14 @@ export class SqliteClient<Name extends string> {
         'tx is this connection, but the transaction open on it is a store.transaction() of another async context, not yours: write inside that store.transaction(), or after it ends',
       )
     }
+    // Without an open transaction the write would autocommit: a tx kept after its
+    // store.transaction (or the caller's own BEGIN) ended is refused as on every store.
+    if (tx !== undefined && !tx.inTransaction) {
+      throw new ValidationError(
+        ADAPTER,
+        'tx is this connection, but no transaction is open on it (never begun, or already committed or rolled back): write inside the transaction, or leave tx out to autocommit',
+      )
+    }
     return tx
   }
 }

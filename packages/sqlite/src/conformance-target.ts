@@ -206,6 +206,19 @@ export const createConformanceTarget = (
           }
         },
         storeTransaction: store.transaction,
+        // Another connection to the same file, inside its own transaction: a write cannot join
+        // a transaction open on another connection.
+        async foreignTransaction(fn) {
+          const other = connect()
+          try {
+            other.exec('BEGIN')
+            const result = await fn(other)
+            other.exec('COMMIT')
+            return result
+          } finally {
+            close(other)
+          }
+        },
         async dispose() {
           try {
             if (db.open) {

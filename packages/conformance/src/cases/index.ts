@@ -14,6 +14,7 @@ import { ruleCases } from './rules.js'
 import { ruleCases2 } from './rules-2.js'
 import { ruleCases3 } from './rules-3.js'
 import { schemaCases } from './schema.js'
+import { transactionHandleCases } from './transaction-handles.js'
 import { validationCases } from './validation.js'
 
 /** Every case of the suite, in report order. Ids are stable (docs/CONTRACT.md §6). */
@@ -24,6 +25,7 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...outboxRetryCases,
   ...outboxMaintenanceCases,
   ...outboxTransactionCases,
+  ...transactionHandleCases,
   ...validationCases,
   ...ruleCases,
   ...ruleCases2,

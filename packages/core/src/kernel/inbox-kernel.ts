@@ -118,7 +118,9 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
 
   async markAsProcessed(eventId: string, options?: { tx?: Tx | undefined }): Promise<void> {
     const id = this.validate.eventId(eventId)
-    const given = (this.validate.writeOptions(options)?.tx as Tx | undefined) ?? this.#ambient?.current()
+    const explicit = this.validate.writeOptions(options)?.tx as Tx | undefined
+    if (explicit !== undefined) this.#ambient?.assertJoinable(explicit)
+    const given = explicit ?? this.#ambient?.current()
     const tx = this.#transaction === undefined ? given : this.#transaction(given)
     const now = this.clock()
     const found = await this.storage('markAsProcessed', () => this.setProcessed(id, now, tx))

@@ -145,7 +145,9 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   }
 
   #tx(options: WriteOptions<Tx> | undefined): Tx | undefined {
-    const tx = (this.validate.writeOptions(options)?.tx as Tx | undefined) ?? this.#ambient?.current()
+    const given = this.validate.writeOptions(options)?.tx as Tx | undefined
+    if (given !== undefined) this.#ambient?.assertJoinable(given)
+    const tx = given ?? this.#ambient?.current()
     return this.#transaction === undefined ? tx : this.#transaction(tx)
   }
 

@@ -4,7 +4,7 @@ import { InboxRepositoryKernel } from '../kernel/inbox-kernel.js'
 import type { InboxClaimRequest, StatusCountRows } from '../kernel/primitives.js'
 import { newInboxEvent } from '../new-event.js'
 import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
-import type { MemoryTransaction } from './memory-transaction.js'
+import { type MemoryTransaction, transactionsOf } from './memory-transaction.js'
 
 const ADAPTER = 'memory'
 
@@ -19,8 +19,20 @@ export class MemoryInboxRepository extends InboxRepositoryKernel<MemoryTransacti
   protected readonly events = new Map<string, StoredInboxEvent>()
   #nextSeq = 1
 
-  constructor(options: { clock?: Clock; ambient?: AmbientTransactions<MemoryTransaction> | undefined } = {}) {
-    super({ adapter: ADAPTER, clock: options.clock ?? systemClock, ambient: options.ambient })
+  /** `identity`: the store's, as the outbox's options take it. */
+  constructor(
+    options: {
+      clock?: Clock
+      ambient?: AmbientTransactions<MemoryTransaction> | undefined
+      identity?: object | undefined
+    } = {},
+  ) {
+    super({
+      adapter: ADAPTER,
+      clock: options.clock ?? systemClock,
+      ambient: options.ambient,
+      transaction: transactionsOf(options.identity),
+    })
   }
 
   /** A raw view of the stored events, for tests that read around the repository. */

@@ -12,7 +12,7 @@ import { resolveMaxEventBytes } from '../nats-message.js'
 import { newOutboxEvent } from '../new-event.js'
 import type { EnqueueParams, OutboxEvent } from '../outbox.js'
 import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
-import type { MemoryTransaction } from './memory-transaction.js'
+import { type MemoryTransaction, transactionsOf } from './memory-transaction.js'
 
 const ADAPTER = 'memory'
 
@@ -28,6 +28,8 @@ export interface MemoryOutboxOptions {
   maxEventBytes?: number | undefined
   /** The store's `store.transaction` runner, whose open transaction `{ tx }`-less writes join. */
   ambient?: AmbientTransactions<MemoryTransaction> | undefined
+  /** The store's identity: a {@link MemoryTransaction} another store opened is refused. Default: any is accepted. */
+  identity?: object | undefined
 }
 
 const copy = ({ seq: _seq, ...event }: StoredOutboxEvent): OutboxEvent => ({ ...event })
@@ -47,6 +49,7 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
       clock: options.clock ?? systemClock,
       maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
       ambient: options.ambient,
+      transaction: transactionsOf(options.identity),
     })
   }
 

@@ -51,14 +51,24 @@ export const createMemoryStore = (options: MemoryStoreOptions = {}): MemoryStore
       'memory',
       `transactionDriver must have the functions begin, commit, rollback and release (missing: ${missing.join(', ')}); wrap memoryTransactionDriver, or leave the option out`,
     )
-  const ambient = new AmbientTransactions({ adapter: 'memory', driver })
-  const outbox = new MemoryOutboxRepository({ ...options, ambient })
+  // The identity of this store's transactions: its repositories refuse another store's.
+  const identity = {}
+  const ambient = new AmbientTransactions({
+    adapter: 'memory',
+    driver: {
+      begin: async () => (await driver.begin()).openedBy(identity),
+      commit: (tx) => driver.commit(tx),
+      rollback: (tx) => driver.rollback(tx),
+      release: (tx, broken) => driver.release(tx, broken),
+    },
+  })
+  const outbox = new MemoryOutboxRepository({ ...options, ambient, identity })
   return {
     outbox,
-    inbox: new MemoryInboxRepository({ ...options, ambient }),
+    inbox: new MemoryInboxRepository({ ...options, ambient, identity }),
     migrate: async () => {},
     capabilities: defineCapabilities({ ...memoryCapabilities, maxEventBytes: outbox.maxEventBytes }),
-    begin: () => new MemoryTransaction(),
+    begin: () => new MemoryTransaction(identity),
     transaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
   }
 }

@@ -1,3 +1,4 @@
+import { describeHandle } from '../describe-handle.js'
 import { ValidationError } from '../errors.js'
 
 /**
@@ -9,6 +10,33 @@ export class MemoryTransaction {
   #writes: (() => void)[] = []
   #state: 'open' | 'committed' | 'rolled back' = 'open'
   readonly #staged = new WeakMap<object, Map<string, unknown>>()
+  #store: object | undefined
+
+  /** `store`: the memory store that opened it, whose repositories alone accept it. */
+  constructor(store?: object) {
+    this.#store = store
+  }
+
+  /**
+   * Marks a transaction opened for `store` (a `store.transaction` begun by its driver); one
+   * that already belongs to a store keeps it.
+   */
+  openedBy(store: object): this {
+    this.#store ??= store
+    return this
+  }
+
+  /**
+   * Refuses, before any write, a transaction another memory store opened: each store is its
+   * own database, and one transaction commits in one database.
+   */
+  assertUsableBy(store: object): void {
+    if (this.#store !== undefined && this.#store !== store)
+      throw new ValidationError(
+        'memory',
+        'tx is a transaction another memory store opened: pass a transaction of this store (its begin(), or the tx of its store.transaction)',
+      )
+  }
 
   /** `open` until `commit()` or `rollback()`. */
   get state(): 'open' | 'committed' | 'rolled back' {
@@ -52,3 +80,23 @@ export class MemoryTransaction {
     this.#writes = []
   }
 }
+
+/**
+ * The `{ tx }` check of a memory store's repositories: without `identity` (a repository built
+ * on its own) every transaction is accepted.
+ */
+export const transactionsOf = (
+  identity: object | undefined,
+): ((tx: MemoryTransaction | undefined) => MemoryTransaction | undefined) | undefined =>
+  identity === undefined
+    ? undefined
+    : (tx) => {
+        if (tx === undefined) return tx
+        if (typeof (tx as Partial<MemoryTransaction> | null)?.assertUsableBy !== 'function')
+          throw new ValidationError(
+            'memory',
+            `tx must be a MemoryTransaction (the store's begin(), or the tx of its store.transaction); got ${describeHandle(tx)}`,
+          )
+        tx.assertUsableBy(identity)
+        return tx
+      }

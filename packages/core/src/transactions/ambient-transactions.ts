@@ -36,6 +36,16 @@ type Outcome<T> =
 const OPTION_KEYS: readonly string[] = ['retries']
 
 /**
+ * The `store.transaction` that opened each single-use handle (see
+ * `TransactionDriver.singleUse`), and whether it ended: one map for the process, so a store
+ * recognises another store's handle.
+ */
+const openedBy = new WeakMap<
+  object,
+  { readonly transactions: AmbientTransactions<unknown>; ended: boolean }
+>()
+
+/**
  * The transactions a store runs itself (`store.transaction`), and the ambient one its
  * repositories join. One per store, shared by its outbox and inbox repositories: the
  * transaction of the `run` a call is made in is found through an AsyncLocalStorage, so two
@@ -69,6 +79,25 @@ export class AmbientTransactions<Tx> {
         'this call runs in a store.transaction() that has already ended (committed or rolled back): await every write inside the transaction function, or pass { tx } explicitly',
       )
     return frame.tx
+  }
+
+  /**
+   * Refuses an explicit `{ tx }` that a `store.transaction` opened on a single-use handle
+   * (see `TransactionDriver.singleUse`) when that transaction is another store's, or has
+   * ended: a write queued into it would be committed by the other store, or never.
+   */
+  assertJoinable(tx: unknown): void {
+    if (typeof tx !== 'object' || tx === null) return
+    const opened = openedBy.get(tx)
+    if (opened === undefined) return
+    if (opened.transactions !== this)
+      this.#invalid(
+        `tx is the transaction of another store's store.transaction() (${opened.transactions.adapter}), whose commit would write this store's events: pass it only to that store, or write inside this store's own store.transaction()`,
+      )
+    if (opened.ended)
+      this.#invalid(
+        'tx belongs to a store.transaction() that has already ended (committed or rolled back): a write queued into it would never be committed; write inside the transaction function, or open a new transaction',
+      )
   }
 
   /**
@@ -107,6 +136,11 @@ export class AmbientTransactions<Tx> {
       return { ok: false, error }
     }
     const frame: Frame<Tx> = { tx, attempt, ended: false }
+    const opened =
+      this.#driver.singleUse === true && typeof tx === 'object' && tx !== null
+        ? { transactions: this as AmbientTransactions<unknown>, ended: false }
+        : undefined
+    if (opened !== undefined) openedBy.set(tx as object, opened)
     let outcome: Outcome<T>
     try {
       outcome = { ok: true, value: await this.#frames.run(frame, () => fn(tx, { attempt })) }
@@ -114,6 +148,7 @@ export class AmbientTransactions<Tx> {
       outcome = { ok: false, error }
     }
     frame.ended = true
+    if (opened !== undefined) opened.ended = true
     if (outcome.ok) {
       try {
         await this.#storage('commit', () => this.#driver.commit(tx))

@@ -5,6 +5,15 @@
  * `transaction.release`).
  */
 export interface TransactionDriver<Tx> {
+  /**
+   * True when each `begin` answers a new handle that only this transaction ever uses (a
+   * collector, a MULTI, a memory transaction), so the handle itself says which store opened
+   * it and whether its transaction ended. The repositories then refuse, before any write, a
+   * `{ tx }` of another store's `store.transaction` and one whose transaction has ended: a
+   * write queued into it would be committed by another store, or by no one. Never set it for
+   * a pooled connection, which the caller may take from the pool and use again.
+   */
+  readonly singleUse?: boolean | undefined
   /** Takes a connection (or creates a collector / MULTI) and starts the transaction. */
   begin(): Promise<Tx>
   commit(tx: Tx): Promise<void>
