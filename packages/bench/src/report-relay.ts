@@ -31,7 +31,7 @@ const rawFor = (rows: readonly RelayRow[], row: RelayRow): number | undefined =>
 
 const relayTable = (rows: readonly RelayRow[]): string[] => {
   const lines = [
-    `From a pre-filled outbox to acknowledged JetStream messages marked sent (the stream's message count is checked after each run), txbox against the raw relay in alternating runs. ${RELAY_MODE}. Median of the runs; ratio = txbox/raw, goal ${RELAY_GOALS.oneProcess} with 1 process and ${RELAY_GOALS.fourProcesses} with 4 (bold = below). A row with other relay options than the defaults runs txbox only and is compared with the raw relay of the defaults row above it.`,
+    `From a pre-filled outbox to acknowledged JetStream messages marked sent (the stream's message count is checked after each run), txbox against the raw relay in alternating runs. ${RELAY_MODE}. Median of the runs; ratio = txbox/raw, goal ${RELAY_GOALS.oneProcess.toFixed(1)} with 1 process and ${RELAY_GOALS.fourProcesses.toFixed(1)} with 4 (bold = below). A row with other relay options than the defaults runs txbox only and is compared with the raw relay of the defaults row above it.`,
     '',
     '| store | processes | txbox relay options | events per run | txbox ev/s | raw ev/s | txbox/raw | runs: txbox / raw (ev/s) |',
     '|---|--:|---|--:|--:|--:|--:|---|',
@@ -110,7 +110,9 @@ const memoryTable = (results: readonly MemoryResult[]): string[] => {
 
 /** The relay sections of the generated block: drain (txbox vs raw per process count), end to end, memory. */
 export const renderRelaySections = (results: Results): string[] => {
-  const lines = ['', '### Relay: txbox vs the raw relay', '', ...relayTable(results.relay)]
+  const lines: string[] = []
+  if (results.relay.length > 0)
+    lines.push('', '### Relay: txbox vs the raw relay', '', ...relayTable(results.relay))
   if (results.latency && results.latency.length > 0)
     lines.push(
       '',
