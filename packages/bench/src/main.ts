@@ -6,6 +6,7 @@ import { countPerCall, timePair } from './harness.js'
 import { runLatency } from './latency.js'
 import { loadAverage, machineInfo } from './machine.js'
 import { runMemory } from './memory.js'
+import { runPeers } from './peers/run-peers.js'
 import { runRelay, TUNED_RELAY } from './relay-e2e.js'
 import { writeDocs } from './report.js'
 import type { RelayRow, Results, ScenarioRow } from './results.js'
@@ -24,12 +25,13 @@ interface Options {
   relay: boolean
   e2e: boolean
   memory: boolean
+  peers: boolean
   docs: boolean
 }
 
 const usage = `pnpm bench [-- options]
   --stores a,b        only these stores (${STORE_KINDS.join(', ')})
-  --scenarios a,b     only these scenarios (${SCENARIOS.join(', ')}, relay, e2e, memory)
+  --scenarios a,b     only these scenarios (${SCENARIOS.join(', ')}, relay, e2e, memory, peers)
   --quick             a tenth of the work and 2 runs: a smoke check, not numbers to publish
   --runs N            timed runs per scenario and side (default 5)
   --docs / --no-docs  write docs/BENCHMARKS.md and docs/benchmarks.svg (default: only on a full run)`
@@ -43,8 +45,11 @@ const parseList = <T extends string>(value: string | undefined, allowed: readonl
   return items as T[]
 }
 
-/** The relay's scenarios, run after the adapter-vs-raw ones: drain, end to end, memory. */
-const EXTRA_SCENARIOS = ['relay', 'e2e', 'memory'] as const
+/**
+ * Run after the adapter-vs-raw ones: the relay's drain, end to end, memory, and txbox vs raw
+ * vs the peers on PostgreSQL.
+ */
+const EXTRA_SCENARIOS = ['relay', 'e2e', 'memory', 'peers'] as const
 
 /** The stores of the end-to-end run (issue 16 asks for PostgreSQL at least). */
 const E2E_STORES: readonly StoreKind[] = ['postgres', 'sqlite', 'redis']
@@ -81,6 +86,7 @@ const parseOptions = (argv: readonly string[]): Options => {
     relay: scenarios.length === 0 || scenarios.includes('relay'),
     e2e: scenarios.length === 0 || scenarios.includes('e2e'),
     memory: scenarios.length === 0 || scenarios.includes('memory'),
+    peers: scenarios.length === 0 || scenarios.includes('peers'),
     docs,
   }
 }
@@ -274,6 +280,13 @@ const main = async (): Promise<void> => {
         ]
       }
     }
+  }
+  const postgres = targets.get('postgres')
+  if (options.peers && postgres) {
+    const hung = hungStores.get('postgres')
+    results.peers = hung
+      ? [{ workload: 'drain-1', events: 0, runs: 0, eventsPerSecond: {}, notRun: hung }]
+      : await runPeers(postgres, options, log)
   }
   for (const target of targets.values()) {
     // A hung server's close() may never return either.

@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { STORE_KINDS } from '@txbox/core'
+import { barChart } from './chart.js'
+import { PEERS_SVG, renderPeerSection, renderPeersSvg } from './peers/report-peers.js'
 import { renderRelaySections } from './report-relay.js'
 import type { Results, ScenarioRow } from './results.js'
 import { SCENARIO_INFO, SCENARIOS } from './scenarios.js'
@@ -78,12 +80,10 @@ export const renderTables = (results: Results): string => {
     )
   }
   lines.push(...renderRelaySections(results))
+  lines.push(...renderPeerSection(results))
   lines.push('', '![adapter/raw ratio per scenario and store](benchmarks.svg)')
   return lines.join('\n')
 }
-
-const xmlEscape = (text: string): string =>
-  text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
 
 const COLORS: Record<string, string> = {
   postgres: '#336791',
@@ -97,50 +97,16 @@ const COLORS: Record<string, string> = {
 /** A horizontal bar chart of adapter/raw per scenario and store, with the goal marked per group. */
 export const renderSvg = (results: Results): string => {
   const rows = results.rows.filter((row) => row.ratio !== undefined)
-  const left = 250
-  const width = 820
-  const barHeight = 14
-  const plotWidth = width - left - 60
-  const maxRatio = Math.max(1.2, ...rows.map((row) => row.ratio ?? 0))
-  const x = (ratio: number) => left + (ratio / maxRatio) * plotWidth
-  const parts: string[] = []
-  let y = 40
-  for (const scenario of SCENARIOS) {
-    const group = rows.filter((row) => row.scenario === scenario)
-    if (group.length === 0) continue
-    const info = SCENARIO_INFO[scenario]
-    parts.push(`<text x="10" y="${y + 10}" font-weight="bold">${xmlEscape(info.title)}</text>`)
-    const top = y
-    y += 16
-    for (const row of group) {
-      const ratio = row.ratio ?? 0
-      parts.push(
-        `<text x="${left - 8}" y="${y + 11}" text-anchor="end">${row.store}</text>`,
-        `<rect x="${left}" y="${y}" width="${Math.max(1, x(ratio) - left).toFixed(1)}" height="${barHeight}" fill="${COLORS[row.store] ?? '#888'}"/>`,
-        `<text x="${(x(ratio) + 4).toFixed(1)}" y="${y + 11}">${ratio.toFixed(2)}</text>`,
-      )
-      y += barHeight + 4
-    }
-    parts.push(
-      `<line x1="${x(info.target).toFixed(1)}" y1="${top}" x2="${x(info.target).toFixed(1)}" y2="${y}" stroke="#000" stroke-dasharray="4 3"/>`,
-    )
-    y += 12
-  }
-  const axis = [0, 0.5, 1, 1.5, 2, 2.5, 3].filter((tick) => tick <= maxRatio)
-  const height = y + 30
-  const ticks = axis
-    .map(
-      (tick) =>
-        `<line x1="${x(tick).toFixed(1)}" y1="30" x2="${x(tick).toFixed(1)}" y2="${y}" stroke="#ddd"/><text x="${x(tick).toFixed(1)}" y="${y + 16}" text-anchor="middle">${tick}</text>`,
-    )
-    .join('')
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="#fff"/>
-<text x="10" y="20" font-size="14" font-weight="bold">txbox adapter/raw throughput ratio (${xmlEscape(results.machine.date)}; dashed line = goal; higher is better)</text>
-${ticks}
-${parts.join('\n')}
-</svg>
-`
+  return barChart(
+    `txbox adapter/raw throughput ratio (${results.machine.date}; dashed line = goal; higher is better)`,
+    SCENARIOS.map((scenario) => ({
+      title: SCENARIO_INFO[scenario].title,
+      mark: SCENARIO_INFO[scenario].target,
+      bars: rows
+        .filter((row) => row.scenario === scenario)
+        .map((row) => ({ label: row.store, value: row.ratio ?? 0, color: COLORS[row.store] ?? '#888' })),
+    })),
+  )
 }
 
 const TEMPLATE = `# Benchmarks
@@ -162,4 +128,5 @@ export const writeDocs = (results: Results, repoRoot: string): void => {
   const e = base.indexOf(END)
   writeFileSync(file, `${base.slice(0, s + BEGIN.length)}\n${renderTables(results)}\n${base.slice(e)}`)
   writeFileSync(join(docs, 'benchmarks.svg'), renderSvg(results))
+  if (results.peers) writeFileSync(join(docs, PEERS_SVG), renderPeersSvg(results))
 }

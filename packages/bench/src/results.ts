@@ -51,6 +51,19 @@ export interface LatencyRow {
   notRun?: string
 }
 
+/**
+ * One workload of "txbox vs raw vs peers" on PostgreSQL (issue 16): median events/s per side
+ * ('txbox', 'raw', a peer's name, or a peer's name and settings), measured in the same rounds.
+ */
+export interface PeerRow {
+  workload: 'enqueue-tx' | 'enqueue-tx-8' | 'enqueue-tx-100' | 'drain-1'
+  events: number
+  runs: number
+  eventsPerSecond: Record<string, number>
+  samples?: Record<string, number[]>
+  notRun?: string
+}
+
 export interface MemoryResult {
   store: StoreKind
   relay: 'txbox' | 'raw'
@@ -81,6 +94,7 @@ export interface Results {
   runs: number
   rows: ScenarioRow[]
   relay: RelayRow[]
+  peers?: PeerRow[]
   latency?: LatencyRow[]
   memory?: MemoryResult[]
   durationSeconds?: number

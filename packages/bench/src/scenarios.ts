@@ -61,7 +61,8 @@ export const BATCH = 100
 /** Concurrent clients of enqueue-tx-8: the size of the bench's PostgreSQL and MySQL pools. */
 export const TX_CLIENTS = 8
 const LEASE_MS = 60_000
-const PAYLOAD = JSON.stringify({
+/** A typical small domain event's JSON, the payload of every bench event. */
+export const PAYLOAD = JSON.stringify({
   orderId: 'ord_0000000000',
   customerId: 'cus_0000000000',
   total: 12345,
@@ -178,24 +179,13 @@ export const makeWork = async (
     case 'enqueue-tx-100': {
       const fn = side === 'adapter' ? ns.adapterTx : ns.rawTx
       if (typeof fn === 'string') throw new NotRun(fn)
-      const clients = scenario === 'enqueue-tx-8' ? TX_CLIENTS : 1
-      if (clients > 1 && ns.concurrentTx !== undefined) throw new NotRun(ns.concurrentTx)
-      const transactions = chunks(makeEvents(id, events), scenario === 'enqueue-tx-100' ? BATCH : 1)
+      const shape = TX_SHAPES[scenario]
+      if (shape.clients > 1 && ns.concurrentTx !== undefined) throw new NotRun(ns.concurrentTx)
+      const transactions = transactionsOf(scenario, makeEvents(id, events))
       return {
         events,
         calls: transactions.length,
-        async run() {
-          // Each client takes the next transaction as soon as its previous one committed.
-          let next = 0
-          await Promise.all(
-            Array.from({ length: clients }, async () => {
-              while (next < transactions.length) {
-                const n = next++
-                await fn(transactions[n] as EnqueueParams[], n)
-              }
-            }),
-          )
-        },
+        run: () => runTransactions(fn, transactions, shape.clients),
       }
     }
     case 'drain-1':
@@ -230,6 +220,39 @@ export const makeWork = async (
       }
     }
   }
+}
+
+export type TxScenario = 'enqueue-tx' | 'enqueue-tx-8' | 'enqueue-tx-100'
+
+/** Concurrent clients and events per transaction of each enqueue-in-transaction scenario. */
+export const TX_SHAPES: Record<TxScenario, { clients: number; eventsPerTx: number }> = {
+  'enqueue-tx': { clients: 1, eventsPerTx: 1 },
+  'enqueue-tx-8': { clients: TX_CLIENTS, eventsPerTx: 1 },
+  'enqueue-tx-100': { clients: 1, eventsPerTx: BATCH },
+}
+
+/** Splits `events` into the transactions of a scenario. */
+export const transactionsOf = <T>(scenario: TxScenario, items: readonly T[]): T[][] =>
+  chunks(items, TX_SHAPES[scenario].eventsPerTx)
+
+/**
+ * Runs every transaction through `fn` from `clients` concurrent loops: each client takes the
+ * next transaction as soon as its previous one committed.
+ */
+export const runTransactions = async <T>(
+  fn: (items: readonly T[], n: number) => Promise<void>,
+  transactions: readonly (readonly T[])[],
+  clients: number,
+): Promise<void> => {
+  let next = 0
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < transactions.length) {
+        const n = next++
+        await fn(transactions[n] as readonly T[], n)
+      }
+    }),
+  )
 }
 
 /**
