@@ -5,6 +5,7 @@ import {
   encodeStoredText,
   type FencedOutcome,
   type NewOutboxEventParams,
+  newOutboxEvent,
   type OutboxChange,
   type OutboxEvent,
   OutboxRepositoryKernel,
@@ -14,6 +15,7 @@ import {
 import type { Pool } from 'pg'
 import {
   type PostgresTransaction,
+  type Queryable,
   queryStatements,
   type StatementRunner,
   statementRunner,
@@ -74,36 +76,37 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   }
 
   /**
+   * The common case, every id new, is one statement that answers only how many rows it
+   * inserted: the events are built from what was sent. When it inserted fewer, a second
+   * statement reads the stored rows of all of them (the duplicates' rows unchanged, first
+   * write wins, and the ones just inserted, visible to it in autocommit and in the caller's
+   * transaction alike).
+   *
    * Race: when another transaction inserts the same id concurrently, our ON CONFLICT waits
-   * for it to commit and then skips the row, but the read-back half of the statement uses the
-   * snapshot taken before that commit and cannot see it. Those ids come back missing and are
-   * run again in a new statement, whose snapshot (READ COMMITTED) includes the winner's row.
-   * So all concurrent callers return the single stored row. ON CONFLICT DO UPDATE would see
-   * it at once, but it rewrites (and locks) an existing row on every duplicate enqueue.
-   * Under REPEATABLE READ the server raises a serialization failure instead (StorageError).
+   * for it to commit and then skips the row; the read is a new statement, whose snapshot
+   * (READ COMMITTED) includes the winner's row, so all concurrent callers return the single
+   * stored row. An id that is still missing (its row deleted in between) is inserted again.
+   * ON CONFLICT DO UPDATE would return it at once, but it rewrites (and locks) an existing
+   * row on every duplicate enqueue. Under REPEATABLE READ the server raises a serialization
+   * failure instead (StorageError).
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
     now: Date,
     tx: PostgresTransaction | undefined,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
+    const db = tx === undefined ? this.#pool : transactionHandle(tx)
     const stored = new Map<string, OutboxEvent>()
     let missing = events
     for (let attempt = 0; attempt < MAX_ENQUEUE_ATTEMPTS && missing.length > 0; attempt++) {
-      const values: unknown[] = [
+      const inserted = await this.#insert(db, missing, now)
+      if (inserted === missing.length) {
+        for (const event of missing) stored.set(event.eventId, newOutboxEvent(event, now))
+        return stored
+      }
+      const result = await this.#query<OutboxRow>(db, this.#sql.getMany, [
         missing.map((event) => encode(event.eventId)),
-        missing.map((event) => encode(event.subject)),
-        missing.map((event) => encode(event.payload)),
-        missing.map((event) => encodeOptional(event.headers)),
-        missing.map((event) => event.availableAt),
-        now,
-      ]
-      if (this.#notify) values.push(this.channel)
-      const result = await this.#query<OutboxRow>(
-        tx === undefined ? this.#pool : transactionHandle(tx),
-        this.#sql.insertMany(this.#notify),
-        values,
-      )
+      ])
       for (const row of result.rows) {
         const event = outboxEventFromRow(row)
         stored.set(event.eventId, event)
@@ -116,6 +119,33 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
       )
     }
     return stored
+  }
+
+  /** Inserts the events whose id is not stored yet; answers how many it inserted. */
+  async #insert(db: Queryable, events: readonly NewOutboxEventParams[], now: Date): Promise<number> {
+    const [single] = events
+    const values: unknown[] =
+      events.length === 1 && single !== undefined
+        ? [
+            encode(single.eventId),
+            encode(single.subject),
+            encode(single.payload),
+            encodeOptional(single.headers),
+            now,
+            single.availableAt,
+          ]
+        : [
+            events.map((event) => encode(event.eventId)),
+            events.map((event) => encode(event.subject)),
+            events.map((event) => encode(event.payload)),
+            events.map((event) => encodeOptional(event.headers)),
+            events.map((event) => event.availableAt),
+            now,
+          ]
+    if (this.#notify) values.push(this.channel)
+    const text = events.length === 1 ? this.#sql.insertOne(this.#notify) : this.#sql.insertMany(this.#notify)
+    const result = await this.#query<{ inserted: number }>(db, text, values)
+    return result.rows[0]?.inserted ?? 0
   }
 
   protected async setPublishing(eventId: string, now: Date): Promise<boolean> {

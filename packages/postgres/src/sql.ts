@@ -75,12 +75,22 @@ const readList = (names: readonly string[], alias?: string): string =>
 const OUTBOX_COLUMNS = readList(OUTBOX_NAMES)
 const INBOX_COLUMNS = readList(INBOX_NAMES)
 
+/**
+ * The wake-up of an enqueue, folded into its result row: with notify, one `pg_notify` on the
+ * channel ($7) when the statement inserted at least one row (CASE, so it is not evaluated
+ * otherwise). The notification is delivered only if the transaction commits.
+ */
+const notifyColumn = (notify: boolean): string =>
+  notify ? `, CASE WHEN count(*) > 0 THEN pg_notify($7::text, '')::text END AS notified` : ''
+
 /** A quoted, schema-qualified name. */
 export const qualified = (schema: string, name: string): string => `"${schema}"."${name}"`
 
 export interface OutboxSql {
   readonly table: string
+  readonly insertOne: (notify: boolean) => string
   readonly insertMany: (notify: boolean) => string
+  readonly getMany: string
   readonly get: string
   readonly exists: string
   readonly findPending: string
@@ -105,17 +115,24 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
   const fence = `($2::text IS NULL OR (status = 'publishing' AND claimed_by = $2::text))`
   return {
     table,
+    // One event: a plain single-row INSERT (seq from the identity). It answers only how many
+    // rows it inserted: the caller built the new event from what it sent, so returning and
+    // converting the stored columns would only repeat it. A duplicate id inserts nothing and
+    // the caller reads the stored row with `getMany`.
+    insertOne: (notify) => `
+      WITH inserted AS (
+        INSERT INTO ${table} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+        VALUES ($1, $2, $3, $4, 'pending', $5, 0, $6)
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING 1
+      )
+      SELECT count(*)::int AS inserted${notifyColumn(notify)} FROM inserted`,
     // One round trip enqueues a whole batch (ids are deduplicated by the caller, first
-    // occurrence kept).
+    // occurrence kept), answering how many rows it inserted, as insertOne does.
     // - seq is drawn from the identity's sequence in input order (unnest WITH ORDINALITY yields
     //   the rows in array order, and a CTE with nextval is never inlined), so FIFO follows the
     //   batch; but the rows are inserted in event_id order, so that two batches sharing ids
     //   always take their locks in the same order and cannot deadlock each other.
-    // - ON CONFLICT DO NOTHING RETURNING yields only the rows inserted now, so the stored rows
-    //   of ids that already existed are read back in the same statement: the data-modifying
-    //   CTE's rows are not visible to that second read (same snapshot), so the halves are disjoint.
-    // - With notify, every inserted row calls pg_notify on the same channel and payload:
-    //   PostgreSQL folds those into one notification, delivered only if the transaction commits.
     insertMany: (notify) => `
       WITH input AS (
         SELECT u.*, nextval((SELECT pg_get_serial_sequence('${table}', 'seq'))::regclass) AS seq
@@ -127,11 +144,12 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
         SELECT seq, event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at
         FROM input ORDER BY event_id COLLATE "C"
         ON CONFLICT (event_id) DO NOTHING
-        RETURNING ${OUTBOX_COLUMNS}${notify ? ", pg_notify($7::text, '') AS notified" : ''}
+        RETURNING 1
       )
-      SELECT ${OUTBOX_NAMES.join(', ')} FROM inserted
-      UNION ALL
-      SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = ANY($1::text[])`,
+      SELECT count(*)::int AS inserted${notifyColumn(notify)} FROM inserted`,
+    // The stored rows of ids an enqueue did not insert (sent only when it inserted fewer rows
+    // than it was given).
+    getMany: `SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = ANY($1::text[])`,
     get: `SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = $1`,
     exists: `SELECT 1 FROM ${table} WHERE event_id = $1`,
     findPending: `

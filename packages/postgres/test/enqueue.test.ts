@@ -118,6 +118,28 @@ describe.skipIf(noServer)(`enqueue and inbox races${noServer ? ` (skipped: ${ski
     expect(mixed.rows.map((row) => row.event_id)).toEqual(shuffled)
   })
 
+  it('a new event is answered without reading it back, exactly as it is stored', async () => {
+    // The insert answers only a count; the event returned is built from what was sent. Every
+    // field must still equal the stored row: headers, U+0000, a due time in the future, ms.
+    ns.clock.set(new Date('2030-01-02T03:04:05.678Z'))
+    const sent = [
+      { eventId: 'built-1', subject: 'a.b', payload: '{"x":1}', headers: '{"h":"\u0000v"}' },
+      {
+        eventId: 'built-2',
+        subject: 'a\u0000c',
+        payload: '',
+        availableAt: new Date('2031-05-06T07:08:09.001Z'),
+      },
+    ]
+    const one = await ns.store.outbox.findOrCreate({ eventId: 'built-0', subject: 's', payload: 'p' })
+    const many = await ns.store.outbox.findOrCreateMany(sent)
+    for (const created of [one, ...many]) {
+      expect(created).toEqual(await ns.store.outbox.get(created.eventId))
+    }
+    expect(many[1]?.availableAt.toISOString()).toBe('2031-05-06T07:08:09.001Z')
+    expect(one.enqueuedAt.toISOString()).toBe('2030-01-02T03:04:05.678Z')
+  })
+
   it('U+0000 round-trips in every text field that may hold it, stored escaped (PostgreSQL text cannot)', async () => {
     // Not in the id: an event id travels as a NATS header, which cannot carry control characters.
     const id = 'nul-id'

@@ -35,12 +35,17 @@ describe.skipIf(noServer)(`prepared statements${noServer ? ` (skipped: ${skipRea
     const once = (await preparedOn(ns)).filter((name) => name.startsWith('txbox_'))
     expect(once).toHaveLength(1)
     await ns.store.outbox.findOrCreate(event('p-2'))
-    await ns.store.outbox.findOrCreate(event('p-2'))
     expect((await preparedOn(ns)).filter((name) => name.startsWith('txbox_'))).toEqual(once)
+    // A duplicate inserts nothing, then reads the stored row: one more statement, prepared once.
+    await ns.store.outbox.findOrCreate(event('p-2'))
+    const withRead = (await preparedOn(ns)).filter((name) => name.startsWith('txbox_'))
+    expect(withRead).toHaveLength(2)
+    await ns.store.outbox.findOrCreate(event('p-1'))
+    expect((await preparedOn(ns)).filter((name) => name.startsWith('txbox_'))).toEqual(withRead)
     await ns.store.outbox.claim({ leaseMs: 1_000, workerId: 'w' })
     await ns.store.outbox.markManyAsSent(['p-1', 'p-2'], { workerId: 'w' })
     // The claim is one simple-protocol query (no parameters, nothing to prepare); the mark is prepared.
-    expect((await preparedOn(ns)).filter((name) => name.startsWith('txbox_'))).toHaveLength(2)
+    expect((await preparedOn(ns)).filter((name) => name.startsWith('txbox_'))).toHaveLength(3)
     expect((await ns.store.outbox.getCountByStatus()).sent).toBe(2)
   })
 

@@ -43,6 +43,25 @@ describe.skipIf(noServer)(`{ tx }${noServer ? ` (skipped: ${skipReason})` : ''}`
     expect((await outbox.get('e4'))?.status).toBe('pending')
   })
 
+  it('inside { tx }, a duplicate id answers the stored event (first write wins), new ones their own', async () => {
+    await ns.store.outbox.findOrCreate({ ...event('tx-dup-1'), payload: 'first' })
+    const stored = await ns.store.outbox.get('tx-dup-1')
+    const [single, batch] = await inTransaction(ns.pool, async (client) => [
+      await ns.store.outbox.findOrCreate({ ...event('tx-dup-1'), payload: 'second' }, { tx: client }),
+      await ns.store.outbox.findOrCreateMany(
+        [
+          { ...event('tx-dup-2'), payload: 'new' },
+          { ...event('tx-dup-1'), payload: 'third' },
+        ],
+        { tx: client },
+      ),
+    ])
+    expect(single).toEqual(stored)
+    expect(batch[1]).toEqual(stored)
+    expect(batch[0]?.payload).toBe('new')
+    expect(batch[0]).toEqual(await ns.store.outbox.get('tx-dup-2'))
+  })
+
   it("the inbox's processed mark commits or rolls back with the handler's writes", async () => {
     const { inbox } = ns.store
     const claimed = await inbox.claim(event('in-1'), { leaseMs: 30_000, workerId: 'w' })
