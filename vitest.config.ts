@@ -30,7 +30,7 @@ export default defineConfig({
     // from failing a correct run, while a hung server still fails.
     testTimeout: 120_000,
     hookTimeout: 180_000,
-    projects: ['core', 'conformance', ...adapters, 'relay'].map((name) => ({
+    projects: ['core', 'conformance', ...adapters, 'relay', 'bench'].map((name) => ({
       extends: true,
       test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
     })),
