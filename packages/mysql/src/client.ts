@@ -57,6 +57,24 @@ export const runWrite = async (
   return result
 }
 
+/**
+ * How many rows an `INSERT ... ON DUPLICATE KEY UPDATE` with a no-op update of `rows` value
+ * rows inserted, or undefined when the server's answer does not tell. The affected-rows
+ * count alone cannot: with `CLIENT_FOUND_ROWS` (mysql2's default) a row left as it was
+ * counts 1, like an inserted one, and without it 0. Both MariaDB and MySQL 8 answer a
+ * one-row INSERT with the new auto-increment id, 0 when nothing was inserted; a multi-row
+ * one with "Records: r  Duplicates: d  Warnings: w", whose duplicates are the rows counted
+ * in the affected rows without being inserted (all of them with the flag, none without).
+ * The message may be translated (`lc_messages`), so only its three numbers are read. An
+ * answer without them (a handle that runs statements through an ORM) counts as "unknown".
+ */
+export const insertedRows = (header: ResultSetHeader, rows: number): number | undefined => {
+  if (rows === 1) return Number(header.insertId) > 0 ? 1 : 0
+  const numbers = typeof header.info === 'string' ? header.info.match(/\d+/g) : null
+  if (numbers?.length !== 3 || Number(numbers[0]) !== rows) return undefined
+  return header.affectedRows - Number(numbers[1])
+}
+
 /** What an event weighs in a statement: its text values in UTF-8. */
 export const eventBytes = (event: {
   eventId: string

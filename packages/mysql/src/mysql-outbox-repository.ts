@@ -14,11 +14,20 @@ import {
   ValidationError,
   Validator,
 } from '@txbox/core'
-import { eventBytes, limitParam, type Param, type Row, Runner, runWrite, selectRows } from './client.js'
+import {
+  eventBytes,
+  insertedRows,
+  limitParam,
+  type Param,
+  type Row,
+  Runner,
+  runWrite,
+  selectRows,
+} from './client.js'
 import { ADAPTER, classifyMySqlError } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
-import { compareSeq, toDateTime, toOutboxEvent } from './rows.js'
+import { compareSeq, insertedOutboxEvent, toDateTime, toOutboxEvent } from './rows.js'
 import {
   chunk,
   MAX_INSERT_BYTES,
@@ -112,9 +121,10 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
   }
 
   /**
-   * Inserts with a no-op `ON DUPLICATE KEY UPDATE`, then reads the stored rows back: an id
-   * stored earlier or by a concurrent caller returns what was stored first. The unique key
-   * decides, so concurrent callers agree.
+   * Inserts with a no-op `ON DUPLICATE KEY UPDATE` (the unique key decides, so concurrent
+   * callers agree, and an id stored earlier keeps its row: first write wins). A statement
+   * that inserted every event of its batch answers them as written; only a batch in which
+   * some id was already stored, by an earlier or concurrent caller, is read back.
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
@@ -130,6 +140,8 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     }
     const enqueuedAt = toDateTime(now)
     return this.run.write(tx, async (db) => {
+      const stored = new Map<string, OutboxEvent>()
+      const readBack: string[] = []
       for (const batch of insertBatches(events)) {
         const rows = padList(batch)
         // Padding rows repeat the last id after it, so each one is a no-op duplicate; their
@@ -142,13 +154,16 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
           enqueuedAt,
           toDateTime(event.availableAt),
         ])
-        await runWrite(db, this.sql.insert(rows.length), values)
+        const header = await runWrite(db, this.sql.insert(rows.length), values)
+        if (insertedRows(header, rows.length) === batch.length) {
+          for (const event of batch) stored.set(event.eventId, insertedOutboxEvent(event, now))
+        } else {
+          for (const event of batch) readBack.push(event.eventId)
+        }
       }
-      const stored = new Map<string, OutboxEvent>()
-      for (const part of chunk(
-        events.map((event) => event.eventId),
-        MAX_LIST,
-      )) {
+      for (const part of chunk(readBack, MAX_LIST)) {
+        // Inside the caller's REPEATABLE READ transaction a plain SELECT reads its snapshot
+        // and may miss a row another session committed after it; the locking read sees it.
         const sql = tx === undefined ? this.sql.byIds(part.length) : this.sql.byIdsLocking(part.length)
         for (const row of await selectRows(db, sql, padList(part))) {
           const event = toOutboxEvent(row)

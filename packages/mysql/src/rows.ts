@@ -1,4 +1,4 @@
-import type { InboxEvent, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/core'
+import type { InboxEvent, InboxStatus, NewOutboxEventParams, OutboxEvent, OutboxStatus } from '@txbox/core'
 import type { Row } from './client.js'
 
 /**
@@ -50,6 +50,25 @@ export const toOutboxEvent = (row: Row): OutboxEvent => {
   const leaseUntil = optionalDate(row.lease_until)
   if (leaseUntil !== undefined) event.leaseUntil = leaseUntil
   return event
+}
+
+/**
+ * The event an INSERT of `event` at `enqueuedAt` stored, as reading the new row back would
+ * answer it: every column is written as given (DATETIME(3) holds the milliseconds a Date
+ * has, and validation refuses what utf8mb4 text cannot hold), so no read is needed.
+ */
+export const insertedOutboxEvent = (event: NewOutboxEventParams, enqueuedAt: Date): OutboxEvent => {
+  const stored: OutboxEvent = {
+    eventId: event.eventId,
+    subject: event.subject,
+    payload: event.payload,
+    status: 'pending',
+    enqueuedAt: new Date(enqueuedAt.getTime()),
+    retryCount: 0,
+    availableAt: new Date(event.availableAt.getTime()),
+  }
+  if (event.headers !== undefined) stored.headers = event.headers
+  return stored
 }
 
 /** A stored inbox row as an event. */

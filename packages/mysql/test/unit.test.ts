@@ -1,5 +1,7 @@
 import { renderMigration } from '@txbox/core'
+import type { ResultSetHeader } from 'mysql2/promise'
 import { describe, expect, it } from 'vitest'
+import { insertedRows } from '../src/client.js'
 import { mySqlMigrations } from '../src/migrate.js'
 import { compareSeq, fromDateTime, toDateTime } from '../src/rows.js'
 import { chunk, listSize, padList } from '../src/sql.js'
@@ -33,5 +35,34 @@ describe('statement helpers (no server)', () => {
     expect(sql).toContain('CREATE TABLE IF NOT EXISTS `app_outbox`')
     expect(sql).toContain('COLLATE utf8mb4_nopad_bin NOT NULL')
     expect(sql).not.toContain('{{')
+  })
+
+  it('reads how many rows an INSERT ... ON DUPLICATE KEY UPDATE inserted from the server answer, or says it cannot', () => {
+    const header = (fields: { affectedRows: number; insertId?: number; info?: string }) =>
+      ({ insertId: 0, info: '', ...fields }) as unknown as ResultSetHeader
+    // One row: the new auto-increment id, 0 for a duplicate, whatever the affected rows say.
+    expect(insertedRows(header({ affectedRows: 1, insertId: 42 }), 1)).toBe(1)
+    expect(insertedRows(header({ affectedRows: 1, insertId: 0 }), 1)).toBe(0)
+    expect(insertedRows(header({ affectedRows: 0, insertId: 0 }), 1)).toBe(0)
+    expect(insertedRows({ affectedRows: 1 } as unknown as ResultSetHeader, 1)).toBe(0)
+    // Several rows: affected less duplicates, with CLIENT_FOUND_ROWS (duplicates counted in
+    // both) and without (in neither); a translated message has the same three numbers.
+    expect(insertedRows(header({ affectedRows: 4, info: 'Records: 4  Duplicates: 1  Warnings: 0' }), 4)).toBe(
+      3,
+    )
+    expect(insertedRows(header({ affectedRows: 3, info: 'Records: 4  Duplicates: 0  Warnings: 0' }), 4)).toBe(
+      3,
+    )
+    expect(
+      insertedRows(header({ affectedRows: 4, info: 'Datensätze: 4  Duplikate: 0  Warnungen: 0' }), 4),
+    ).toBe(4)
+    // No message (a handle answering through an ORM), another statement's, or a count that
+    // does not match the statement: unknown, so the caller reads the rows back.
+    expect(insertedRows(header({ affectedRows: 4 }), 4)).toBeUndefined()
+    expect(insertedRows({ affectedRows: 4 } as unknown as ResultSetHeader, 4)).toBeUndefined()
+    expect(
+      insertedRows(header({ affectedRows: 4, info: 'Records: 8  Duplicates: 0  Warnings: 0' }), 4),
+    ).toBeUndefined()
+    expect(insertedRows(header({ affectedRows: 4, info: 'Rows matched: 4  Changed: 4' }), 4)).toBeUndefined()
   })
 })
