@@ -26,16 +26,45 @@ export type Row = RowDataPacket & Record<string, unknown>
 /**
  * Per-statement options that make results independent of how the user configured the pool:
  * DATETIME as strings (parsed as UTC by us, never through the connection's time zone),
- * BIGINT as strings (no precision loss), objects not arrays, and the user's global typeCast
- * bypassed.
+ * BIGINT as strings (no precision loss), objects not arrays.
  */
 const READ_OPTIONS = {
   dateStrings: true,
   supportBigNumbers: true,
   bigNumberStrings: true,
   rowsAsArray: false,
+} as const
+
+/**
+ * The same, also bypassing a global `typeCast` function of the pool, which mysql2 applies to
+ * every statement without one of its own. Only for such pools: a per-statement `typeCast`
+ * makes mysql2's row parser call two wrappers per column, a quarter of the CPU of reading
+ * 100 rows (see docs/BENCHMARKS.md).
+ */
+const BYPASS_TYPE_CAST = {
+  ...READ_OPTIONS,
   typeCast: (_field: unknown, next: () => unknown) => next(),
 } as const
+
+/** Whether a pool or connection's statements need {@link BYPASS_TYPE_CAST}, by the mysql2 config they run with. */
+const hasGlobalTypeCast = new WeakMap<object, boolean>()
+
+const readOptions = (db: Queryable): typeof READ_OPTIONS => {
+  let bypass = hasGlobalTypeCast.get(db)
+  if (bypass === undefined) {
+    // A promise pool keeps its connections' config under pool.config.connectionConfig, a
+    // promise connection under connection.config; where neither is found (a handle answering
+    // through an ORM), the bypass is kept.
+    const target = db as {
+      pool?: { config?: { connectionConfig?: { typeCast?: unknown } } }
+      connection?: { config?: { typeCast?: unknown } }
+    }
+    const config = target.pool?.config?.connectionConfig ?? target.connection?.config
+    bypass = config === undefined || typeof config.typeCast === 'function'
+    hasGlobalTypeCast.set(db, bypass)
+  }
+  return bypass ? BYPASS_TYPE_CAST : READ_OPTIONS
+}
 
 /**
  * Runs a prepared statement (binary protocol). Prepared statements send values out of band,
@@ -43,7 +72,7 @@ const READ_OPTIONS = {
  * `NO_BACKSLASH_ESCAPES`.
  */
 export const selectRows = async (db: Queryable, sql: string, values: readonly Param[]): Promise<Row[]> => {
-  const [rows] = await db.execute<Row[]>({ sql, ...READ_OPTIONS }, [...values])
+  const [rows] = await db.execute<Row[]>({ sql, ...readOptions(db) }, [...values])
   return rows
 }
 

@@ -1,7 +1,7 @@
 import { renderMigration } from '@txbox/core'
 import type { ResultSetHeader } from 'mysql2/promise'
 import { describe, expect, it } from 'vitest'
-import { insertedRows } from '../src/client.js'
+import { insertedRows, type Queryable, selectRows } from '../src/client.js'
 import { mySqlMigrations } from '../src/migrate.js'
 import { compareSeq, fromDateTime, toDateTime } from '../src/rows.js'
 import { chunk, listSize, padList } from '../src/sql.js'
@@ -64,5 +64,34 @@ describe('statement helpers (no server)', () => {
       insertedRows(header({ affectedRows: 4, info: 'Records: 8  Duplicates: 0  Warnings: 0' }), 4),
     ).toBeUndefined()
     expect(insertedRows(header({ affectedRows: 4, info: 'Rows matched: 4  Changed: 4' }), 4)).toBeUndefined()
+  })
+
+  it("bypasses a pool's global typeCast on reads, and only where there is one or the config is unknown", async () => {
+    const seen: Record<string, unknown>[] = []
+    const fake = (shape: object): Queryable =>
+      ({
+        ...shape,
+        execute: async (options: Record<string, unknown>) => {
+          seen.push(options)
+          return [[]]
+        },
+      }) as unknown as Queryable
+    await selectRows(fake({ pool: { config: { connectionConfig: { typeCast: true } } } }), 'SELECT 1', [])
+    await selectRows(fake({ connection: { config: { typeCast: true } } }), 'SELECT 1', [])
+    await selectRows(
+      fake({ pool: { config: { connectionConfig: { typeCast: () => 'x' } } } }),
+      'SELECT 1',
+      [],
+    )
+    await selectRows(fake({ connection: { config: { typeCast: () => 'x' } } }), 'SELECT 1', [])
+    await selectRows(fake({}), 'SELECT 1', [])
+    expect(seen.map((options) => typeof options.typeCast)).toEqual([
+      'undefined',
+      'undefined',
+      'function',
+      'function',
+      'function',
+    ])
+    for (const options of seen) expect(options).toMatchObject({ dateStrings: true, bigNumberStrings: true })
   })
 })
