@@ -62,26 +62,50 @@ export class LuaScript {
 const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith('NOSCRIPT')
 
 /**
- * The `{ tx }` check of both repositories: a write queued on anything but a pipeline (the
- * client itself, say) would run at once, outside the caller's MULTI, so it is refused
- * before any I/O.
+ * Where a client's commands land, as ioredis was configured: a Cluster or a database index,
+ * and the keyPrefix ioredis puts before every key.
  */
-export const multiHandle = (tx: ChainableCommander | undefined): ChainableCommander | undefined => {
-  if (tx === undefined) return tx
-  const handle = tx as Partial<{ isPipeline: unknown; exec: unknown }>
-  if (
-    typeof tx !== 'object' ||
-    tx === null ||
-    handle.isPipeline !== true ||
-    typeof handle.exec !== 'function'
-  ) {
-    throw new ValidationError(
-      ADAPTER,
-      '{ tx } must be the ChainableCommander that redis.multi() returns (then call exec() on it)',
-    )
+const destinationOf = (client: unknown): string => {
+  const { isCluster, options } = (client ?? {}) as {
+    isCluster?: unknown
+    options?: { db?: unknown; keyPrefix?: unknown }
   }
-  return tx
+  const where = isCluster === true ? 'a Redis Cluster' : `database ${Number(options?.db ?? 0)}`
+  return options?.keyPrefix ? `${where} with keyPrefix ${JSON.stringify(options.keyPrefix)}` : where
 }
+
+/**
+ * The `{ tx }` check of both repositories of the store on `redis`: a write queued on anything
+ * but a pipeline (the client itself, say) would run at once, outside the caller's MULTI; one
+ * queued on a MULTI of a client with another database index or keyPrefix would land under
+ * other keys at EXEC, where the store never reads. Both are refused before any I/O.
+ */
+export const multiHandleFor =
+  (redis: RedisClient) =>
+  (tx: ChainableCommander | undefined): ChainableCommander | undefined => {
+    if (tx === undefined) return tx
+    const handle = tx as Partial<{ isPipeline: unknown; exec: unknown; redis: unknown }>
+    if (
+      typeof tx !== 'object' ||
+      tx === null ||
+      handle.isPipeline !== true ||
+      typeof handle.exec !== 'function'
+    ) {
+      throw new ValidationError(
+        ADAPTER,
+        '{ tx } must be the ChainableCommander that redis.multi() returns (then call exec() on it)',
+      )
+    }
+    const theirs = handle.redis === undefined ? undefined : destinationOf(handle.redis)
+    const ours = destinationOf(redis)
+    if (theirs !== undefined && theirs !== ours) {
+      throw new ValidationError(
+        ADAPTER,
+        `{ tx } is a MULTI of a client on ${theirs}, but the store's client writes to ${ours}: its EXEC would put the events where the store never reads; call multi() on a client of the store's database`,
+      )
+    }
+    return tx
+  }
 
 /** What `exec()` of an ioredis MULTI resolves to: one `[error, result]` pair per command, or null when aborted by WATCH. */
 export type ExecResult = [error: Error | null, result: unknown][] | null

@@ -199,10 +199,22 @@ export const createConformanceTarget = (
           return result
         },
         storeTransaction: store.transaction,
-        // The MULTI of another store's store.transaction (same server and keys: a write it
-        // took would show in the oracle once its EXEC ran).
-        foreignTransaction: (fn) =>
-          createRedisStore({ redis: storeView(connection), keyPrefix, clock }).transaction(fn),
+        // Standalone: a MULTI of another client, on another database index of the same server.
+        // A Cluster has database 0 only: the MULTI of another store's store.transaction (same
+        // keys, so a write it took would show in the oracle once its EXEC ran).
+        async foreignTransaction(fn) {
+          if (connection instanceof Cluster)
+            return createRedisStore({ redis: storeView(connection), keyPrefix, clock }).transaction(fn)
+          const other = connection.duplicate({ db: 1 })
+          try {
+            const multi = other.multi()
+            const result = await fn(multi)
+            await execTransaction(multi)
+            return result
+          } finally {
+            await other.quit()
+          }
+        },
         async dispose() {
           const keys = await scanKeys(connection, `${storeBase(keyPrefix)}:*`)
           for (let i = 0; i < keys.length; i += 500) await connection.unlink(...keys.slice(i, i + 500))

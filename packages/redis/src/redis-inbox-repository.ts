@@ -11,7 +11,7 @@ import {
   systemClock,
 } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
-import { multiHandle, type RedisClient } from './client.js'
+import { multiHandleFor, type RedisClient } from './client.js'
 import { ADAPTER, classifyRedisError, UnexpectedReplyError } from './errors.js'
 import { DEFAULT_KEY_PREFIX, type InboxKeys, inboxKeys } from './keys.js'
 import { REDIS_SWEEP_BATCH, type RedisStoreOptions } from './redis-options.js'
@@ -33,7 +33,7 @@ export class RedisInboxRepository extends InboxRepositoryKernel<ChainableCommand
       adapter: ADAPTER,
       clock: options.clock ?? systemClock,
       classify: classifyRedisError,
-      transaction: multiHandle,
+      transaction: multiHandleFor(options.redis),
       sweepBatch: REDIS_SWEEP_BATCH,
       ambient,
     })

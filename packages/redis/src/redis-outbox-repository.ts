@@ -13,7 +13,7 @@ import {
   systemClock,
 } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
-import { multiHandle, type RedisClient } from './client.js'
+import { multiHandleFor, type RedisClient } from './client.js'
 import { ADAPTER, classifyRedisError, UnexpectedReplyError } from './errors.js'
 import { DEFAULT_KEY_PREFIX, type OutboxKeys, outboxKeys } from './keys.js'
 import {
@@ -51,7 +51,7 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
       clock: options.clock ?? systemClock,
       maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes, REDIS_MAX_STRING_BYTES),
       classify: classifyRedisError,
-      transaction: multiHandle,
+      transaction: multiHandleFor(options.redis),
       sweepBatch: REDIS_SWEEP_BATCH,
       ambient,
     })

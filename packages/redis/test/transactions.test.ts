@@ -42,6 +42,35 @@ describe.skipIf(SKIP)(`{ tx } = a MULTI (${SKIP ? SKIP_REASON : 'redis'})`, () =
     expect(await keysOf(redis, keyPrefix)).toEqual([schemaKey(keyPrefix)])
   })
 
+  it('refuses a MULTI of a client with another keyPrefix or database, before any I/O: its EXEC would write where the store never reads', async () => {
+    const { store, keyPrefix } = await fresh()
+    for (const [override, named] of [
+      [
+        { keyPrefix: 'app:' },
+        /on database 0 with keyPrefix "app:", but the store's client writes to database 0:/,
+      ],
+      [{ db: 1 }, /on database 1, but the store's client writes to database 0:/],
+    ] as const) {
+      const other = redis.duplicate(override)
+      try {
+        const multi = other.multi()
+        for (const call of [
+          () => store.outbox.findOrCreate(ev('elsewhere'), { tx: multi }),
+          () => store.outbox.findOrCreateMany([ev('elsewhere')], { tx: multi }),
+          () => store.inbox.markAsProcessed('elsewhere', { tx: multi }),
+        ])
+          await expect(call()).rejects.toThrow(named)
+        await expect(store.outbox.findOrCreate(ev('elsewhere'), { tx: multi })).rejects.toThrow(
+          ValidationError,
+        )
+        expect(await execTransaction(multi)).toEqual([])
+      } finally {
+        await other.quit()
+      }
+    }
+    expect(await keysOf(redis, keyPrefix)).toEqual([schemaKey(keyPrefix)])
+  })
+
   it('a discarded MULTI leaves no trace at all', async () => {
     const { store, keyPrefix } = await fresh()
     const multi = redis.multi()
