@@ -43,14 +43,36 @@ const INBOX_COLUMNS = `seq, event_id, subject, payload, headers, stream, stream_
 /** The lease is cleared: `claimed_by` and `lease_until` go, `claimed_at` stays as history. */
 const CLEAR_LEASE = 'claimed_by = NULL, lease_until = NULL'
 
+/**
+ * A list of ids bound to one `?` as a JSON array: one statement takes any number of ids
+ * (core caps a list at 10,000) without SQLite's limit on bound parameters, and each id is
+ * looked up through the event_id index.
+ */
+const ID_LIST = '(SELECT value FROM json_each(?))'
+
+/**
+ * The most rows one multi-row INSERT carries: 128 x 6 = 768 bound parameters, under the
+ * 999 that even a SQLite built with the old default SQLITE_MAX_VARIABLE_NUMBER accepts.
+ */
+export const MAX_INSERT_ROWS = 128
+
+/**
+ * Inserts `rows` events in one statement, first write wins: a row whose event_id is stored
+ * already is skipped (ON CONFLICT DO NOTHING) and not counted in the statement's changes.
+ * The rows are inserted in the order of VALUES, so their seqs follow the input order (FIFO).
+ * No RETURNING: reading 14 columns of every new row back doubled the CPU time of a batch,
+ * and the caller knows what it wrote.
+ */
+export const insertOutboxRows = (t: Tables, rows: number): string =>
+  `INSERT INTO ${t.outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
+VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, 'pending', ?, 0, ?)").join(', ')}
+ON CONFLICT (event_id) DO NOTHING`
+
 /** The outbox statements. */
 export const outboxSql = (t: Tables) =>
   ({
-    // First write wins: a second enqueue of the same id neither fails nor changes the row;
-    // the caller then reads the stored row back in the same synchronous step.
-    insert: `INSERT INTO ${t.outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
-VALUES (?, ?, ?, ?, 'pending', ?, 0, ?) ON CONFLICT (event_id) DO NOTHING`,
     selectById: `SELECT ${OUTBOX_COLUMNS} FROM ${t.outbox} WHERE event_id = ?`,
+    selectByIds: `SELECT ${OUTBOX_COLUMNS} FROM ${t.outbox} WHERE event_id IN ${ID_LIST}`,
     exists: `SELECT 1 FROM ${t.outbox} WHERE event_id = ?`,
     markAsPublishing: `UPDATE ${t.outbox} SET status = 'publishing', claimed_at = ? WHERE event_id = ?`,
     markAsSent: `UPDATE ${t.outbox} SET status = 'sent', sent_at = ?, ${CLEAR_LEASE} WHERE event_id = ?`,
@@ -65,13 +87,22 @@ WHERE event_id = ? AND status = 'publishing' AND claimed_by = ?`,
   ${CLEAR_LEASE} WHERE event_id = ?`,
     retryLaterFenced: `UPDATE ${t.outbox} SET status = 'pending', retry_count = retry_count + 1, error_message = ?, available_at = ?,
   ${CLEAR_LEASE} WHERE event_id = ? AND status = 'publishing' AND claimed_by = ?`,
+    // One statement for the whole list, the fence in its WHERE clause; RETURNING names the
+    // ids it applied to, so the others are the ones not applied (not stored, or lease lost).
+    markManyAsSent: `UPDATE ${t.outbox} SET status = 'sent', sent_at = ?, ${CLEAR_LEASE}
+WHERE event_id IN ${ID_LIST}
+RETURNING event_id`,
+    markManyAsSentFenced: `UPDATE ${t.outbox} SET status = 'sent', sent_at = ?, ${CLEAR_LEASE}
+WHERE event_id IN ${ID_LIST} AND status = 'publishing' AND claimed_by = ?
+RETURNING event_id`,
     findPending: `SELECT ${OUTBOX_COLUMNS} FROM ${t.outbox}
 WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?`,
     // The claim. The subquery picks the first claimable rows in enqueue order and the UPDATE
-    // takes them in the same statement. The caller runs it under BEGIN IMMEDIATE, which takes
-    // SQLite's single write lock before the subquery reads: a second claimer, on this or any
-    // other connection or process, waits for the lock and then sees these rows as
-    // 'publishing' with a live lease, so two claims never return the same event.
+    // takes them in the same statement. SQLite runs a write statement as one write
+    // transaction that takes the database's single write lock (waiting up to the busy
+    // timeout) before the subquery reads, exactly as BEGIN IMMEDIATE would: a second
+    // claimer, on this or any other connection or process, runs after it and sees these rows
+    // as 'publishing' with a live lease, so two claims never return the same event.
     // INDEXED BY walks the partial claimable index in seq order and stops at LIMIT; left to
     // itself, the planner may pick the status index and sort every due row per claim.
     claim: `UPDATE ${t.outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ?
@@ -82,7 +113,9 @@ WHERE seq IN (
   ORDER BY seq LIMIT ?
 )
 RETURNING ${OUTBOX_COLUMNS}`,
-    renewLease: `UPDATE ${t.outbox} SET lease_until = ? WHERE event_id = ? AND status = 'publishing' AND claimed_by = ?`,
+    renewLeases: `UPDATE ${t.outbox} SET lease_until = ?
+WHERE event_id IN ${ID_LIST} AND status = 'publishing' AND claimed_by = ?
+RETURNING event_id`,
     resetStale: `UPDATE ${t.outbox} SET status = 'pending', ${CLEAR_LEASE} WHERE status = 'publishing' AND claimed_at < ?`,
     // A range scan of the partial sent index (the planner, without statistics, prefers the
     // status index and filters every sent row).
@@ -102,6 +135,7 @@ export const inboxSql = (t: Tables) =>
     insert: `INSERT INTO ${t.inbox} (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries,
   claimed_at, claimed_by, lease_until)
 VALUES (?, ?, ?, ?, ?, ?, 'processing', ?, 1, ?, ?, ?)
+ON CONFLICT (event_id) DO NOTHING
 RETURNING ${INBOX_COLUMNS}`,
     countDelivery: `UPDATE ${t.inbox} SET deliveries = deliveries + 1 WHERE seq = ? RETURNING ${INBOX_COLUMNS}`,
     take: `UPDATE ${t.inbox} SET deliveries = deliveries + 1, status = 'processing', claimed_by = ?, claimed_at = ?,

@@ -23,10 +23,11 @@ interface Lease {
 }
 
 /**
- * The inbox on SQLite (better-sqlite3). `findOrCreate` and `claim` read and write under
- * `BEGIN IMMEDIATE` (or a SAVEPOINT inside the caller's transaction): the write lock is
- * held from the lookup to the insert or update, so of N concurrent deliveries of one
- * event, on any connection or process, exactly one inserts or takes it.
+ * The inbox on SQLite (better-sqlite3). `findOrCreate` and `claim` first try to insert the
+ * delivery as a new event (one statement: the unique event_id lets exactly one of N
+ * concurrent first deliveries, on any connection or process, insert it). A redelivery is
+ * read and written under `BEGIN IMMEDIATE` (or a SAVEPOINT inside the caller's transaction):
+ * the write lock is held from the lookup to the update, so exactly one takes it.
  */
 export class SqliteInboxRepository extends InboxRepositoryKernel<SqliteDatabase> {
   readonly #client: SqliteClient<Statements>
@@ -53,23 +54,22 @@ export class SqliteInboxRepository extends InboxRepositoryKernel<SqliteDatabase>
     return this.#client.statement<InboxRow>('selectById').get(eventId)
   }
 
-  #insert(params: InboxParams, receivedAtMs: number, lease: Lease | undefined): InboxRow {
-    return this.#returned(
-      this.#client
-        .statement<InboxRow>('insert')
-        .get(
-          params.eventId,
-          params.subject,
-          params.payload,
-          params.headers ?? null,
-          params.stream ?? null,
-          params.streamSeq ?? null,
-          receivedAtMs,
-          lease?.claimedAtMs ?? null,
-          lease?.workerId ?? null,
-          lease?.leaseUntilMs ?? null,
-        ),
-    )
+  /** Inserts the delivery as a new event; undefined when its id is stored already (nothing written). */
+  #insertNew(params: InboxParams, receivedAtMs: number, lease: Lease | undefined): InboxRow | undefined {
+    return this.#client
+      .statement<InboxRow>('insert')
+      .get(
+        params.eventId,
+        params.subject,
+        params.payload,
+        params.headers ?? null,
+        params.stream ?? null,
+        params.streamSeq ?? null,
+        receivedAtMs,
+        lease?.claimedAtMs ?? null,
+        lease?.workerId ?? null,
+        lease?.leaseUntilMs ?? null,
+      )
   }
 
   /** The row of an INSERT or UPDATE ... RETURNING on a row this atomic step holds. */
@@ -79,15 +79,23 @@ export class SqliteInboxRepository extends InboxRepositoryKernel<SqliteDatabase>
     return row
   }
 
+  /**
+   * A first delivery is one `INSERT ... ON CONFLICT DO NOTHING RETURNING`, atomic on its own.
+   * A redelivery (the INSERT returned nothing) is looked up and counted in one atomic step;
+   * an event that cleanup deleted after the INSERT skipped it is inserted there.
+   */
   protected async recordDelivery(params: InboxParams, now: Date): Promise<InboxEvent> {
     assertStorable(params)
+    const receivedAtMs = now.getTime()
+    const fresh = this.#insertNew(params, receivedAtMs, undefined)
+    if (fresh !== undefined) return toInboxEvent(fresh)
     return this.#client.atomic(() => {
       const stored = this.#lookup(params.eventId)
       const row =
         stored === undefined
-          ? this.#insert(params, now.getTime(), undefined)
-          : this.#returned(this.#client.statement<InboxRow>('countDelivery').get(stored.seq))
-      return toInboxEvent(row)
+          ? this.#insertNew(params, receivedAtMs, undefined)
+          : this.#client.statement<InboxRow>('countDelivery').get(stored.seq)
+      return toInboxEvent(this.#returned(row))
     })
   }
 
@@ -99,10 +107,16 @@ export class SqliteInboxRepository extends InboxRepositoryKernel<SqliteDatabase>
   }: InboxClaimRequest): Promise<InboxClaimResult> {
     assertStorable(params)
     const lease: Lease = { workerId, claimedAtMs: now.getTime(), leaseUntilMs: leaseUntil.getTime() }
+    // A first delivery: inserted already claimed, in one statement (see recordDelivery).
+    const fresh = this.#insertNew(params, lease.claimedAtMs, lease)
+    if (fresh !== undefined) return { event: toInboxEvent(fresh), shouldProcess: true }
     return this.#client.atomic((): InboxClaimResult => {
       const stored = this.#lookup(params.eventId)
       if (stored === undefined)
-        return { event: toInboxEvent(this.#insert(params, lease.claimedAtMs, lease)), shouldProcess: true }
+        return {
+          event: toInboxEvent(this.#returned(this.#insertNew(params, lease.claimedAtMs, lease))),
+          shouldProcess: true,
+        }
       // A `processing` row without a lease came from the reference `findOrCreate` flow: its
       // handler may be running, so it stays taken until `resetStale` times it out.
       const leaseExpired =

@@ -2,6 +2,7 @@ import {
   type ClaimRequest,
   type FencedOutcome,
   type NewOutboxEventParams,
+  newOutboxEvent,
   type OutboxChange,
   type OutboxEvent,
   OutboxRepositoryKernel,
@@ -13,7 +14,8 @@ import { repositorySettings, SqliteClient, type SqliteStoreShared } from './clie
 import { ADAPTER } from './errors.js'
 import { assertStorable } from './row-limit.js'
 import { type OutboxRow, type StatusCountRow, statusCounts, toOutboxEvent } from './rows.js'
-import { outboxSql } from './sql.js'
+import { SizedStatements } from './sized-statements.js'
+import { insertOutboxRows, MAX_INSERT_ROWS, outboxSql } from './sql.js'
 import { resolveSqliteOptions, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 
 type Statements = keyof ReturnType<typeof outboxSql>
@@ -26,6 +28,7 @@ type Statements = keyof ReturnType<typeof outboxSql>
  */
 export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabase> {
   readonly #client: SqliteClient<Statements>
+  readonly #inserts: SizedStatements<OutboxRow>
 
   /** `shared` is internal: what `createSqliteStore` gives both of its repositories. */
   constructor(options: SqliteOptions, shared?: SqliteStoreShared) {
@@ -33,6 +36,7 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     const client = new SqliteClient(db, outboxSql(tables), shared?.turns)
     super({ ...repositorySettings(client, clock, shared), maxEventBytes })
     this.#client = client
+    this.#inserts = new SizedStatements(db, (rows) => insertOutboxRows(tables, rows))
   }
 
   /** Every primitive runs in the store's turn on the connection (see ConnectionTurns). */
@@ -48,32 +52,46 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     return this.#client.statement('exists').get(eventId) !== undefined
   }
 
-  /** Inserts unless the id is stored, then reads the stored row back: first write wins. */
+  /**
+   * First write wins. The common case, no id stored yet and at most {@link MAX_INSERT_ROWS}
+   * events, is one multi-row `INSERT ... ON CONFLICT DO NOTHING`, atomic on its own (in
+   * autocommit or inside the caller's transaction): when it inserted every row, the events
+   * are what it wrote, with nothing to read back. Otherwise some ids were stored already:
+   * every id is read back under BEGIN IMMEDIATE (a SAVEPOINT in an open transaction), where
+   * nothing can delete a row between the lookup and the answer; an event that cleanup deleted
+   * after the INSERT skipped it is inserted there.
+   */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
     now: Date,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
     for (const event of events) assertStorable(event)
     const nowMs = now.getTime()
-    return this.#client.atomic(() => {
-      const stored = new Map<string, OutboxEvent>()
-      for (const event of events) {
-        this.#client
-          .statement('insert')
-          .run(
-            event.eventId,
-            event.subject,
-            event.payload,
-            event.headers ?? null,
-            nowMs,
-            event.availableAt.getTime(),
-          )
-        // Only cleanup deletes rows, and only `sent` ones; inside this atomic step nothing can.
-        const row = this.#row(event.eventId)
-        if (row !== undefined) stored.set(event.eventId, toOutboxEvent(row))
+    /** Inserts the events whose id is not stored; answers how many rows it inserted. */
+    const insert = (list: readonly NewOutboxEventParams[]): number => {
+      let inserted = 0
+      for (let start = 0; start < list.length; start += MAX_INSERT_ROWS) {
+        const chunk = list.slice(start, start + MAX_INSERT_ROWS)
+        inserted += this.#inserts.for(chunk.length).run(...insertParams(chunk, nowMs)).changes
       }
+      return inserted
+    }
+    const written = (): Map<string, OutboxEvent> =>
+      new Map(events.map((event) => [event.eventId, newOutboxEvent(event, now)]))
+    const readBack = (): Map<string, OutboxEvent> => {
+      const stored = new Map<string, OutboxEvent>()
+      const ids = JSON.stringify(events.map((event) => event.eventId))
+      for (const row of this.#client.statement<OutboxRow>('selectByIds').all(ids))
+        stored.set(row.event_id, toOutboxEvent(row))
+      const deleted = events.filter((event) => !stored.has(event.eventId))
+      insert(deleted)
+      for (const event of deleted) stored.set(event.eventId, newOutboxEvent(event, now))
       return stored
-    })
+    }
+    if (events.length <= MAX_INSERT_ROWS)
+      return insert(events) === events.length ? written() : this.#client.atomic(readBack)
+    // Several statements: all of them, or none, are applied.
+    return this.#client.atomic(() => (insert(events) === events.length ? written() : readBack()))
   }
 
   protected async setPublishing(eventId: string, now: Date): Promise<boolean> {
@@ -98,12 +116,15 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     }
   }
 
-  /** The fence is in the WHERE clause; "which failure" is read in the same atomic step. */
+  /** The fence is in the WHERE clause of one statement, which applies the change or does nothing. */
   protected async applyFenced(
     eventId: string,
     change: OutboxChange,
     workerId: string | undefined,
   ): Promise<FencedOutcome> {
+    if (this.#runChange(eventId, change, workerId) > 0) return 'applied'
+    // Not applied: tell "not stored" from "lease lost" in one atomic step, trying the write
+    // again there, so the answer holds at one instant even if the event changed meanwhile.
     return this.#client.atomic(() => {
       if (this.#runChange(eventId, change, workerId) > 0) return 'applied'
       return this.#exists(eventId) ? 'lost' : 'missing'
@@ -140,11 +161,10 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
       )
     }
     const nowMs = now.getTime()
-    const rows = this.#client.atomic(() =>
-      this.#client
-        .statement<OutboxRow>('claim')
-        .all(workerId, nowMs, leaseUntil.getTime(), nowMs, nowMs, limit),
-    )
+    // One statement, its own write transaction: see the claim in sql.ts.
+    const rows = this.#client
+      .statement<OutboxRow>('claim')
+      .all(workerId, nowMs, leaseUntil.getTime(), nowMs, nowMs, limit)
     // RETURNING gives rows in no promised order; enqueue order is seq order.
     return rows.sort((a, b) => a.seq - b.seq).map(toOutboxEvent)
   }
@@ -154,21 +174,26 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     workerId: string,
     leaseUntil: Date,
   ): Promise<string[]> {
-    const leaseUntilMs = leaseUntil.getTime()
-    return this.#client.atomic(() =>
-      eventIds.filter(
-        (id) => this.#client.statement('renewLease').run(leaseUntilMs, id, workerId).changes > 0,
-      ),
-    )
+    return this.#client
+      .statement<{ event_id: string }>('renewLeases')
+      .all(leaseUntil.getTime(), JSON.stringify(eventIds), workerId)
+      .map((row) => row.event_id)
   }
 
+  /** One statement for the whole list: the ids it returns are the ones applied. */
   protected async markSent(
     eventIds: readonly string[],
     workerId: string | undefined,
     now: Date,
   ): Promise<string[]> {
-    const change: OutboxChange = { status: 'sent', sentAt: now }
-    return this.#client.atomic(() => eventIds.filter((id) => this.#runChange(id, change, workerId) > 0))
+    const ids = JSON.stringify(eventIds)
+    const rows =
+      workerId === undefined
+        ? this.#client.statement<{ event_id: string }>('markManyAsSent').all(now.getTime(), ids)
+        : this.#client
+            .statement<{ event_id: string }>('markManyAsSentFenced')
+            .all(now.getTime(), ids, workerId)
+    return rows.map((row) => row.event_id)
   }
 
   protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {
@@ -192,4 +217,19 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     const row = this.#row(eventId)
     return row === undefined ? null : toOutboxEvent(row)
   }
+}
+
+/** The bound parameters of `events` in the column order of {@link insertOutboxRows}. */
+const insertParams = (events: readonly NewOutboxEventParams[], nowMs: number): unknown[] => {
+  const params: unknown[] = []
+  for (const event of events)
+    params.push(
+      event.eventId,
+      event.subject,
+      event.payload,
+      event.headers ?? null,
+      nowMs,
+      event.availableAt.getTime(),
+    )
+  return params
 }

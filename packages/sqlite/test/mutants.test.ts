@@ -1,7 +1,7 @@
 import { checkMutant, runMutant, type StatementMutant } from '@txbox/conformance'
 import { describe, expect, it } from 'vitest'
 import { createConformanceTarget } from '../src/conformance-target.js'
-import { historySql, inboxSql, outboxSql, tablesFor } from '../src/sql.js'
+import { historySql, inboxSql, insertOutboxRows, outboxSql, tablesFor } from '../src/sql.js'
 
 /**
  * Hand-written mutants of the SQL StrykerJS cannot edit (to it a statement is one string):
@@ -23,6 +23,8 @@ const statements = (): Record<string, string> => {
   ] as const) {
     for (const [name, text] of Object.entries(group)) named[`${prefix}.${name}`] = text
   }
+  // Sized by its row count; the mutants edit text every size shares.
+  named['outbox.insertRows'] = insertOutboxRows(tables, 2)
   return named
 }
 
@@ -104,10 +106,71 @@ const SQLITE_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: 'renewLease: claimed_by = ? ignored',
-    statements: ['outbox.renewLease'],
-    find: "lease_until = ? WHERE event_id = ? AND status = 'publishing' AND claimed_by = ?",
-    replace: "lease_until = ? WHERE event_id = ? AND status = 'publishing' AND (claimed_by = ? OR 1)",
+    statements: ['outbox.renewLeases'],
+    find: "lease_until = ?\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND claimed_by = ?",
+    replace:
+      "lease_until = ?\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND (claimed_by = ? OR 1)",
     kills: ['outbox.claim.renew-lease'],
+  },
+  {
+    id: 'markManyAsSent (fenced): claimed_by = ? ignored',
+    statements: ['outbox.markManyAsSentFenced'],
+    find: "lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND claimed_by = ?",
+    replace:
+      "lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND (claimed_by = ? OR 1)",
+    kills: ['outbox.claim.fencing', 'outbox.claim.fenced-after-release'],
+  },
+  {
+    id: "markManyAsSent (fenced): status = 'publishing' dropped",
+    statements: ['outbox.markManyAsSentFenced'],
+    find: "lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND claimed_by = ?",
+    replace: 'lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND claimed_by = ?',
+    kills: [],
+    survives: {
+      reason:
+        "equivalent, as for markAsSent: every statement that moves an event out of 'publishing' clears claimed_by",
+      cases: ['outbox.claim.fencing', 'outbox.claim.fenced-after-release'],
+    },
+  },
+  {
+    id: 'markManyAsSent: lease left on the sent events',
+    statements: ['outbox.markManyAsSent', 'outbox.markManyAsSentFenced'],
+    find: 'sent_at = ?, claimed_by = NULL, lease_until = NULL\nWHERE event_id IN',
+    replace: 'sent_at = ?\nWHERE event_id IN',
+    kills: ['outbox.claim.fencing'],
+  },
+  {
+    id: 'insert: a second enqueue of a stored id overwrites it (first write loses)',
+    statements: ['outbox.insertRows'],
+    find: "'pending', ?, 0, ?)\nON CONFLICT (event_id) DO NOTHING",
+    replace: "'pending', ?, 0, ?)\nON CONFLICT (event_id) DO UPDATE SET payload = excluded.payload",
+    kills: [
+      'outbox.idempotency.first-write-wins',
+      'outbox.idempotency.concurrent-same-id',
+      'outbox.idempotency.many',
+      'outbox.tx.repeat-first-write-wins',
+      'outbox.tx.two-open-transactions',
+    ],
+  },
+  {
+    id: 'inbox insert: a redelivery is returned as a new event (DO NOTHING → DO UPDATE)',
+    statements: ['inbox.insert'],
+    find: 'DO NOTHING\nRETURNING seq, event_id, subject, payload, headers, stream',
+    replace:
+      'DO UPDATE SET deliveries = deliveries\nRETURNING seq, event_id, subject, payload, headers, stream',
+    kills: [
+      'inbox.failed.listing',
+      'inbox.claim.records-claim-time',
+      'inbox.dedupe.find-or-create',
+      'inbox.dedupe.concurrent-same-id',
+      'inbox.dedupe.stream-seq',
+      'inbox.dedupe.folded-ids',
+      'inbox.claim.processed-is-final',
+      'inbox.claim.failed-retries',
+      'inbox.claim.expired-lease',
+      'inbox.reset-stale.claim-time',
+      'inbox.claim.exactly-one-across-connections',
+    ],
   },
   {
     id: 'markAsSent (fenced): lease left on the sent event',
