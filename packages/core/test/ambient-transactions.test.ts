@@ -466,3 +466,61 @@ describe('AmbientTransactions input', () => {
     expect(driver.steps).toEqual([])
   })
 })
+
+describe('AmbientTransactions.assertJoinable: the handles of a singleUse driver', () => {
+  /** A driver whose every begin makes a new handle, as a collector or a MULTI is. */
+  const singleUse = (singleUseHandles: boolean): TransactionDriver<FakeTx> => {
+    const driver = new FakeDriver()
+    return {
+      singleUse: singleUseHandles,
+      begin: () => driver.begin(),
+      commit: (tx) => driver.commit(tx),
+      rollback: (tx) => driver.rollback(tx),
+      release: (tx, broken) => driver.release(tx, broken),
+    }
+  }
+
+  it("refuses a handle once its store.transaction ended, and in another store's writes; accepts it open, and any handle no store.transaction opened", async () => {
+    const store = new AmbientTransactions({ adapter: 'test', driver: singleUse(true) })
+    const other = new AmbientTransactions({ adapter: 'other', driver: singleUse(true) })
+    let kept: FakeTx | undefined
+    await store.run(async (tx) => {
+      kept = tx
+      expect(() => store.assertJoinable(tx)).not.toThrow()
+      expect(() => other.assertJoinable(tx)).toThrow(ValidationError)
+      expect(() => other.assertJoinable(tx)).toThrow(
+        /^\[txbox\] \[other\] tx is the transaction of another store's store\.transaction\(\) \(test\)/,
+      )
+    })
+    expect(() => store.assertJoinable(kept)).toThrow(
+      /^\[txbox\] \[test\] tx belongs to a store\.transaction\(\) that has already ended/,
+    )
+    let rolledBack: FakeTx | undefined
+    await expect(
+      store.run(async (tx) => {
+        rolledBack = tx
+        throw new Error('business rule failed')
+      }),
+    ).rejects.toThrow('business rule failed')
+    expect(() => store.assertJoinable(rolledBack)).toThrow(/already ended/)
+    for (const handle of [{ id: 99 }, undefined, null, 'tx'])
+      expect(() => store.assertJoinable(handle)).not.toThrow()
+  })
+
+  it('leaves the handles of a pooled driver (not singleUse) to the adapter: the caller may take the connection again', async () => {
+    for (const flag of [false, undefined]) {
+      const driver = singleUse(true)
+      const store = new AmbientTransactions({
+        adapter: 'test',
+        driver: flag === undefined ? { ...driver, singleUse: undefined } : { ...driver, singleUse: flag },
+      })
+      const other = new AmbientTransactions({ adapter: 'other', driver: singleUse(true) })
+      let kept: FakeTx | undefined
+      await store.run(async (tx) => {
+        kept = tx
+        expect(() => other.assertJoinable(tx)).not.toThrow()
+      })
+      expect(() => store.assertJoinable(kept)).not.toThrow()
+    }
+  })
+})

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { MemoryTransaction, ValidationError } from '../src/index.js'
+import { createMemoryStore, MemoryTransaction, ValidationError } from '../src/index.js'
 
 /** The memory store's `{ tx }` handle on its own: the conformance fixture opens a fresh one per call. */
 describe('MemoryTransaction', () => {
@@ -50,5 +50,38 @@ describe('MemoryTransaction', () => {
     tx.staged<number>(outbox).set('a', 1)
     expect(tx.staged<number>(outbox).get('a')).toBe(1)
     expect(tx.staged<number>(inbox).has('a')).toBe(false)
+  })
+})
+
+describe("a memory store's { tx }", () => {
+  const event = (eventId: string) => ({ eventId, subject: 'orders.created', payload: '{}' })
+
+  it("refuses another memory store's transaction (its begin() or store.transaction) and what is not one, before any write", async () => {
+    const store = createMemoryStore()
+    const other = createMemoryStore()
+    await store.inbox.findOrCreate(event('in-1'))
+    const foreign = other.begin()
+    await other.transaction(async (otherTx) => {
+      for (const tx of [foreign, otherTx]) {
+        await expect(store.outbox.findOrCreate(event('e-1'), { tx })).rejects.toThrow(
+          /^\[txbox\] \[memory\] tx is a transaction another memory store opened/,
+        )
+        await expect(store.outbox.findOrCreateMany([event('e-2')], { tx })).rejects.toThrow(ValidationError)
+        await expect(store.inbox.markAsProcessed('in-1', { tx })).rejects.toThrow(ValidationError)
+      }
+    })
+    foreign.commit()
+    for (const tx of [{}, 'tx']) {
+      await expect(store.outbox.findOrCreate(event('e-3'), { tx: tx as never })).rejects.toThrow(
+        /^\[txbox\] \[memory\] tx must be a MemoryTransaction .*; got (a plain object|a string)$/,
+      )
+    }
+    expect(store.outbox.snapshot()).toEqual([])
+    expect(other.outbox.snapshot()).toEqual([])
+    expect((await store.inbox.get('in-1'))?.status).toBe('processing')
+    const own = store.begin()
+    await store.outbox.findOrCreate(event('e-4'), { tx: own })
+    own.commit()
+    expect(store.outbox.snapshot().map(({ eventId }) => eventId)).toEqual(['e-4'])
   })
 })
