@@ -29,11 +29,24 @@ const FALLBACK_OFFERED = 500
  */
 export const E2E_MAX_OFFERED = 1_000
 
-/** Half the raw relay's drain rate (1 process), at most E2E_MAX_OFFERED, rounded to 100 events/s. */
-export const offeredLoad = (rawDrainPerSecond: number | undefined): number =>
-  rawDrainPerSecond === undefined || !Number.isFinite(rawDrainPerSecond)
-    ? FALLBACK_OFFERED
-    : Math.max(100, Math.min(E2E_MAX_OFFERED, Math.round(rawDrainPerSecond / 2 / 100) * 100))
+/** Rates measured earlier in the same run: the raw relay's drain (1 process) and txbox's enqueue in a transaction. */
+export interface MeasuredRates {
+  readonly rawDrain: number | undefined
+  readonly enqueue: number | undefined
+}
+
+/**
+ * Half the slower of the raw relay's drain and txbox's enqueue measured in the same run, so
+ * that neither the relay nor the producers set the pace; at most E2E_MAX_OFFERED, at least
+ * 100, rounded down to 100 events/s. FALLBACK_OFFERED when the run measured neither.
+ */
+export const offeredLoad = (rates: MeasuredRates): number => {
+  const known = [rates.rawDrain, rates.enqueue].filter(
+    (rate): rate is number => rate !== undefined && Number.isFinite(rate),
+  )
+  if (known.length === 0) return FALLBACK_OFFERED
+  return Math.max(100, Math.floor(Math.min(E2E_MAX_OFFERED, ...known.map((rate) => rate / 2)) / 100) * 100)
+}
 
 interface Produced {
   /** Commit time (epoch ms, sub-ms precision) per event id. */
@@ -158,12 +171,12 @@ const latencyOnce = async (
  */
 export const runLatency = async (
   target: Target,
-  rawDrainPerSecond: number | undefined,
+  rates: MeasuredRates,
   quick: boolean,
   log: (line: string) => void,
 ): Promise<LatencyRow[]> => {
   const url = process.env.TXBOX_NATS_URL
-  const rate = offeredLoad(rawDrainPerSecond) / (quick ? 4 : 1)
+  const rate = offeredLoad(rates) / (quick ? 4 : 1)
   const sides: RelaySide[] = ['txbox', 'raw']
   if (!url || !hasRawRelay(target.name))
     return sides.map((relay) => ({

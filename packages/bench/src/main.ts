@@ -274,9 +274,15 @@ const main = async (): Promise<void> => {
         results.relay.push(...(await runRelay(target, options.quick, log, TUNED_RELAY)))
       if (options.e2e && !hung && E2E_STORES.includes(target.name)) {
         const rawDrain = rows.find((row) => row.relays === 1)?.rawEventsPerSecond
+        // What txbox's producers sustained in this run (8 clients; SQLite: its one writer).
+        const enqueue = ['enqueue-tx-8', 'enqueue-tx']
+          .map((scenario) =>
+            results.rows.find((row) => row.store === target.name && row.scenario === scenario),
+          )
+          .find((row) => row?.adapter !== undefined)?.adapter
         results.latency = [
           ...(results.latency ?? []),
-          ...(await runLatency(target, rawDrain, options.quick, log)),
+          ...(await runLatency(target, { rawDrain, enqueue }, options.quick, log)),
         ]
       }
     }
