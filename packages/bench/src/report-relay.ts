@@ -20,7 +20,7 @@ const cell = (text: string): string => text.replaceAll('|', '/')
 export const goalCell = (ratio: number | undefined, goal: number, higherIsBetter: boolean): string => {
   if (ratio === undefined || !Number.isFinite(ratio)) return ''
   const met = higherIsBetter ? ratio >= goal : ratio <= goal
-  return met ? ratio.toFixed(2) : `**${ratio.toFixed(2)}** (${higherIsBetter ? '<' : '>'} ${goal})`
+  return met ? ratio.toFixed(2) : `**${ratio.toFixed(2)}** (${higherIsBetter ? '<' : '>'} ${goal.toFixed(1)})`
 }
 
 /** The raw relay's rate a tuned txbox row is compared with: the defaults row's, same store and process count. */
