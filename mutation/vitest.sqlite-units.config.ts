@@ -14,6 +14,7 @@ export default conformanceAndUnitTests('packages/sqlite/test/conformance.test.ts
   'packages/sqlite/test/migration-scripts.test.ts',
   'packages/sqlite/test/options.test.ts',
   'packages/sqlite/test/orm-drizzle.test.ts',
+  'packages/sqlite/test/orm-handles.test.ts',
   'packages/sqlite/test/orm-knex.test.ts',
   'packages/sqlite/test/orm-kysely.test.ts',
   'packages/sqlite/test/sqlite-store.test.ts',
