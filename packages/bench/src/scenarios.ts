@@ -61,8 +61,7 @@ export const BATCH = 100
 /** Concurrent clients of enqueue-tx-8: the size of the bench's PostgreSQL and MySQL pools. */
 export const TX_CLIENTS = 8
 const LEASE_MS = 60_000
-/** A typical small domain event's JSON, the payload of every bench event. */
-export const PAYLOAD = JSON.stringify({
+const PAYLOAD = JSON.stringify({
   orderId: 'ord_0000000000',
   customerId: 'cus_0000000000',
   total: 12345,
