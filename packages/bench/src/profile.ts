@@ -25,8 +25,8 @@ const report = (results: Record<string, number[]>): void => {
 const postgres = async (url: string): Promise<void> => {
   const schemaOn = uniqueName('prof')
   const schemaOff = uniqueName('prof')
-  const notifyOn = connectPostgres(url, { schema: schemaOn, poolSize: 4 })
-  const notifyOff = connectPostgres(url, { schema: schemaOff, notify: false, poolSize: 4 })
+  const notifyOn = connectPostgres(url, { schema: schemaOn, notify: 'always', poolSize: 4 })
+  const notifyOff = connectPostgres(url, { schema: schemaOff, notify: 'off', poolSize: 4 })
   const on = notifyOn.store
   const off = notifyOff.store
   // The raw statements write into the notify-off schema, on that store's own pool.
@@ -109,13 +109,13 @@ const postgres = async (url: string): Promise<void> => {
       const b = makeEvents(`off-${run}`, n)
       const c = makeEvents(`raw-${run}`, n)
       record(
-        'findOrCreate, notify on (default)',
+        "findOrCreate, notify: 'always'",
         await rate(n, async () => {
           for (const e of a) await on.outbox.findOrCreate(e)
         }),
       )
       record(
-        'findOrCreate, notify: false',
+        "findOrCreate, notify: 'off'",
         await rate(n, async () => {
           for (const e of b) await off.outbox.findOrCreate(e)
         }),
@@ -131,13 +131,13 @@ const postgres = async (url: string): Promise<void> => {
       const bOn = batches('bon')
       const bOff = batches('boff')
       record(
-        'findOrCreateMany(100), notify on',
+        "findOrCreateMany(100), notify: 'always'",
         await rate(2000, async () => {
           for (const group of bOn) await on.outbox.findOrCreateMany(group)
         }),
       )
       record(
-        'findOrCreateMany(100), notify: false',
+        "findOrCreateMany(100), notify: 'off'",
         await rate(2000, async () => {
           for (const group of bOff) await off.outbox.findOrCreateMany(group)
         }),

@@ -9,13 +9,14 @@ import {
 import pg from 'pg'
 import { ADAPTER, classifyPostgresError } from './errors.js'
 import { createPostgresStore, type PostgresStore } from './postgres-store.js'
+import type { PostgresNotifyMode } from './sql.js'
 
 /** Options of {@link connectPostgres}. */
 export interface PostgresConnectOptions extends ConnectOptions {
   /** The schema holding the tables (default `public`). */
   readonly schema?: string | undefined
-  /** The store's `notify` option (default `true`). */
-  readonly notify?: boolean | undefined
+  /** The store's `notify` option (default `'waiting'`). */
+  readonly notify?: PostgresNotifyMode | undefined
   /** The store's `channel` option. */
   readonly channel?: string | undefined
   /** The store's `preparedStatements` option (default `true`; `false` behind PgBouncer in transaction mode). */

@@ -29,3 +29,4 @@ export {
   type PostgresStatement,
   postgresQueryHandle,
 } from './query-handle.js'
+export type { PostgresNotifyMode } from './sql.js'

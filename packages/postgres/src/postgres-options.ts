@@ -3,6 +3,7 @@ import { type Clock, resolveMaxEventBytes, systemClock, ValidationError, Validat
 import type { Pool } from 'pg'
 import { isPool } from './client.js'
 import { ADAPTER } from './errors.js'
+import type { PostgresNotifyMode } from './sql.js'
 
 /** The options' validator (also the wakeup's). */
 export const validate = new Validator(ADAPTER)
@@ -18,11 +19,14 @@ export interface PostgresStoreOptions {
   /** The source of every timestamp (default the wall clock); the database's `now()` is never used. */
   clock?: Clock | undefined
   /**
-   * Run `pg_notify` when an enqueue inserts events, so a relay can wait on `LISTEN` instead
-   * of polling (default `true`). The notification is transactional: a rolled-back enqueue
-   * wakes nobody.
+   * When an enqueue that inserts events calls `pg_notify` on the channel, so a relay's wakeup
+   * can sleep on `LISTEN` instead of polling: `'waiting'` (default) only while a wakeup of the
+   * channel is asleep (it raises a flag in `<prefix>wakeup` before it sleeps), so a busy
+   * relay costs the enqueues nothing; `'always'` on every such enqueue (NOTIFY takes a
+   * database-wide lock at commit: concurrent committers queue on it); `'off'` never. The
+   * notification is transactional: a rolled-back enqueue wakes nobody.
    */
-  notify?: boolean | undefined
+  notify?: PostgresNotifyMode | undefined
   /** The `LISTEN/NOTIFY` channel (default: derived from schema and prefix, see {@link defaultChannel}). */
   channel?: string | undefined
   /**
@@ -45,11 +49,13 @@ export interface ResolvedPostgresOptions {
   readonly schema: string
   readonly tablePrefix: string
   readonly clock: Clock
-  readonly notify: boolean
+  readonly notify: PostgresNotifyMode
   readonly channel: string
   readonly maxEventBytes: number
   readonly preparedStatements: boolean
 }
+
+const NOTIFY_MODES: readonly unknown[] = ['waiting', 'always', 'off'] satisfies PostgresNotifyMode[]
 
 /** Default schema. */
 export const DEFAULT_SCHEMA = 'public'
@@ -106,8 +112,17 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
   if (options.clock !== undefined && typeof options.clock !== 'function') {
     throw new ValidationError(ADAPTER, 'options.clock must be a function returning a Date')
   }
-  if (options.notify !== undefined && typeof options.notify !== 'boolean') {
-    throw new ValidationError(ADAPTER, 'options.notify must be a boolean')
+  if (options.notify !== undefined && !NOTIFY_MODES.includes(options.notify)) {
+    throw new ValidationError(
+      ADAPTER,
+      `options.notify must be 'waiting' (the default: only while a relay's wakeup sleeps), 'always' or 'off'; got ${
+        typeof options.notify === 'boolean'
+          ? `${options.notify} (the boolean option became these modes: true is 'always', false is 'off')`
+          : typeof options.notify === 'string'
+            ? JSON.stringify(options.notify.slice(0, 40))
+            : typeof options.notify
+      }`,
+    )
   }
   if (options.preparedStatements !== undefined && typeof options.preparedStatements !== 'boolean') {
     throw new ValidationError(ADAPTER, 'options.preparedStatements must be a boolean')
@@ -121,7 +136,7 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
     schema,
     tablePrefix,
     clock: options.clock ?? systemClock,
-    notify: options.notify ?? true,
+    notify: options.notify ?? 'waiting',
     channel,
     maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
     preparedStatements: options.preparedStatements ?? true,

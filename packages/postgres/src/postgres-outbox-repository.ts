@@ -24,7 +24,7 @@ import {
 import { ADAPTER, classifyPostgresError } from './errors.js'
 import { type PostgresStoreOptions, resolveOptions } from './postgres-options.js'
 import { type OutboxRow, outboxEventFromRow } from './rows.js'
-import { type OutboxSql, outboxSql, POSTGRES_SWEEP_BATCH } from './sql.js'
+import { type OutboxSql, outboxSql, POSTGRES_SWEEP_BATCH, type PostgresNotifyMode } from './sql.js'
 
 const encode = encodeStoredText
 const encodeOptional = (text: string | undefined): string | null =>
@@ -49,7 +49,10 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   readonly #pool: Pool
   readonly #query: StatementRunner
   readonly #sql: OutboxSql
-  readonly #notify: boolean
+  readonly #notify: PostgresNotifyMode
+  /** The enqueue statements of this store's notify mode, built once (their text names their prepared statement). */
+  readonly #insertOne: string
+  readonly #insertMany: string
   /** The `LISTEN/NOTIFY` channel an enqueue notifies on (see `createPostgresWakeup`). */
   readonly channel: string
 
@@ -72,6 +75,8 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
     this.#query = statementRunner(resolved.pool, resolved.preparedStatements)
     this.#sql = outboxSql(resolved.schema, resolved.tablePrefix)
     this.#notify = resolved.notify
+    this.#insertOne = this.#sql.insertOne(resolved.notify)
+    this.#insertMany = this.#sql.insertMany(resolved.notify)
     this.channel = resolved.channel
   }
 
@@ -124,26 +129,36 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   /** Inserts the events whose id is not stored yet; answers how many it inserted. */
   async #insert(db: Queryable, events: readonly NewOutboxEventParams[], now: Date): Promise<number> {
     const [single] = events
-    const values: unknown[] =
-      events.length === 1 && single !== undefined
-        ? [
-            encode(single.eventId),
-            encode(single.subject),
-            encode(single.payload),
-            encodeOptional(single.headers),
-            now,
-            single.availableAt,
-          ]
-        : [
-            events.map((event) => encode(event.eventId)),
-            events.map((event) => encode(event.subject)),
-            events.map((event) => encode(event.payload)),
-            events.map((event) => encodeOptional(event.headers)),
-            events.map((event) => event.availableAt),
-            now,
-          ]
-    if (this.#notify) values.push(this.channel)
-    const text = events.length === 1 ? this.#sql.insertOne(this.#notify) : this.#sql.insertMany(this.#notify)
+    let text: string
+    let values: unknown[]
+    if (events.length === 1 && single !== undefined) {
+      text = this.#insertOne
+      values = [
+        encode(single.eventId),
+        encode(single.subject),
+        encode(single.payload),
+        encodeOptional(single.headers),
+        now,
+        single.availableAt,
+      ]
+    } else {
+      // One pass over the batch: this runs for every enqueue, in the caller's request.
+      const ids: string[] = []
+      const subjects: string[] = []
+      const payloads: string[] = []
+      const headers: (string | null)[] = []
+      const availableAt: Date[] = []
+      for (const event of events) {
+        ids.push(encode(event.eventId))
+        subjects.push(encode(event.subject))
+        payloads.push(encode(event.payload))
+        headers.push(encodeOptional(event.headers))
+        availableAt.push(event.availableAt)
+      }
+      text = this.#insertMany
+      values = [ids, subjects, payloads, headers, availableAt, now]
+    }
+    if (this.#notify !== 'off') values.push(this.channel)
     const result = await this.#query<{ inserted: number }>(db, text, values)
     return result.rows[0]?.inserted ?? 0
   }

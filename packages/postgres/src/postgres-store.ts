@@ -46,8 +46,8 @@ export interface PostgresStore extends TxboxStore<PostgresTransaction> {
    */
   readonly transaction: TransactionalStore<PoolClient>['transaction']
   /**
-   * A wake-up hint on this store's channel. Uses one connection of the store's pool while
-   * listening, or `client` when given.
+   * A wake-up hint on this store's channel, tables and clock (see `PostgresWakeup`). Uses one
+   * connection of the store's pool while listening, or `client` when given.
    */
   createWakeup(options?: { client?: ClientBase | undefined }): PostgresWakeup
 }
@@ -74,9 +74,13 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
     tablePrefix,
     channel,
     migrate: () => migratePostgres(resolved),
-    createWakeup: (wakeupOptions = {}) =>
-      createPostgresWakeup(
-        wakeupOptions.client === undefined ? { pool, channel } : { client: wakeupOptions.client, channel },
-      ),
+    createWakeup: (wakeupOptions = {}) => {
+      const namespace = { schema, tablePrefix, channel, clock: resolved.clock }
+      return createPostgresWakeup(
+        wakeupOptions.client === undefined
+          ? { pool, ...namespace }
+          : { client: wakeupOptions.client, ...namespace },
+      )
+    },
   }
 }

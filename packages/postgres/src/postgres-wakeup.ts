@@ -1,7 +1,25 @@
-import { runStorageOperation, StorageError, ValidationError } from '@txbox/core'
-import type { ClientBase, Notification, Pool, PoolClient } from 'pg'
+import { randomUUID } from 'node:crypto'
+import { type Clock, runStorageOperation, StorageError, systemClock, ValidationError } from '@txbox/core'
+import type { ClientBase, Notification, Pool, PoolClient, QueryResult } from 'pg'
 import { ADAPTER, classifyPostgresError } from './errors.js'
 import { DEFAULT_SCHEMA, DEFAULT_TABLE_PREFIX, defaultChannel, validate } from './postgres-options.js'
+import { type WakeupSql, wakeupSql } from './sql.js'
+
+/** How long a raised flag lives, in the database's clock: a wakeup that dies asleep stops costing enqueues after this. */
+const FLAG_LIFETIME_MS = 60_000
+/** A wakeup asleep this long raises its flag again, so the flag never lapses while it sleeps. */
+const FLAG_REFRESH_MS = 20_000
+/** The first pause before re-checking enqueues that may have missed the flag; doubled up to the second. */
+const RECHECK_FIRST_MS = 5
+const RECHECK_LONGEST_MS = 1_000
+
+/** What a check after raising the flag found. */
+interface WakeupCheck {
+  /** Something is claimable now. */
+  readonly due: boolean
+  /** Transactions writing the outbox that may have missed the flag (virtual transaction ids). */
+  readonly writers: readonly string[]
+}
 
 /** Options of {@link createPostgresWakeup}: a pool to borrow one connection from, or your own client. */
 export interface PostgresWakeupOptions {
@@ -9,12 +27,14 @@ export interface PostgresWakeupOptions {
   pool?: Pool | undefined
   /** Or a dedicated, connected client (not one used for queries in parallel); `close()` leaves it open. */
   client?: ClientBase | undefined
-  /** The store's schema (default `public`), to derive the channel. */
+  /** The store's schema (default `public`): the channel's default and the tables the wakeup reads and flags. */
   schema?: string | undefined
-  /** The store's table prefix (default `txbox_`), to derive the channel. */
+  /** The store's table prefix (default `txbox_`), as `schema`. */
   tablePrefix?: string | undefined
   /** The channel, when the store was given one explicitly. */
   channel?: string | undefined
+  /** The store's clock (default the wall clock): what is due when the wakeup checks before sleeping. */
+  clock?: Clock | undefined
 }
 
 /** Options of {@link PostgresWakeup.wait}. */
@@ -26,9 +46,16 @@ export interface WaitOptions {
 }
 
 /**
- * A wake-up hint for a relay: resolves when an enqueue commits, so the relay can sleep on
- * `LISTEN` instead of polling. It is a hint, not a queue: a relay still claims in a loop and
- * keeps a poll interval as a fallback (notifications are lost while the connection is down).
+ * A wake-up hint for a relay: resolves when there is something to claim, so the relay can
+ * sleep on `LISTEN` instead of polling. It is a hint, not a queue: a relay still claims in a
+ * loop and keeps a poll interval as a fallback (notifications are lost while the connection
+ * is down).
+ *
+ * Before it sleeps, `wait` raises this wakeup's flag in `<prefix>wakeup` (stores with
+ * `notify: 'waiting'`, the default, notify only while a flag of their channel is live), then
+ * checks once whether anything is claimable and resolves at once if so: an enqueue that
+ * committed before the flag is not missed. It lowers the flag when it wakes. A relay that
+ * claims full batches never waits, so under load no enqueue notifies.
  *
  * It holds one connection while listening, and `pool.end()` waits for it: whoever owns the
  * wakeup must `close()` it. Handed to `OutboxRelay` as `wakeup`, the relay owns it and closes
@@ -45,6 +72,12 @@ export class PostgresWakeup {
   #pending = false
   #closed = false
   readonly #waiters = new Set<(notified: boolean) => void>()
+  readonly #sql: WakeupSql
+  readonly #clock: Clock
+  /** This wakeup's row in the flags table: several relays may sleep on one channel. */
+  readonly #listener = randomUUID()
+  /** Waits that have raised the flag and not lowered it yet. */
+  #raised = 0
 
   constructor(options: PostgresWakeupOptions) {
     if (
@@ -54,14 +87,18 @@ export class PostgresWakeup {
     ) {
       throw new ValidationError(ADAPTER, 'createPostgresWakeup needs exactly one of `pool` or `client`')
     }
+    if (options.clock !== undefined && typeof options.clock !== 'function') {
+      throw new ValidationError(ADAPTER, 'createPostgresWakeup: clock must be a function returning a Date')
+    }
     this.#pool = options.pool
     this.#client = options.client
+    this.#clock = options.clock ?? systemClock
+    const schema = validate.identifier(options.schema ?? DEFAULT_SCHEMA, 'schema')
+    const tablePrefix = validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix')
+    this.#sql = wakeupSql(schema, tablePrefix)
     this.channel =
       options.channel === undefined
-        ? defaultChannel(
-            validate.identifier(options.schema ?? DEFAULT_SCHEMA, 'schema'),
-            validate.identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix'),
-          )
+        ? defaultChannel(schema, tablePrefix)
         : validate.identifier(options.channel, 'channel')
   }
 
@@ -118,9 +155,11 @@ export class PostgresWakeup {
   }
 
   /**
-   * Resolves `true` when an enqueue has committed since the last wait (at once if one
-   * already did), `false` on timeout, abort or close. Takes `{ timeoutMs, signal }`, or just
-   * an AbortSignal (the relay's `RelayWakeup.wait(signal)` shape).
+   * Resolves `true` when there is something to claim: at once when an event is due or a
+   * notification arrived since the last wait, else when an enqueue commits; `false` on
+   * timeout, abort or close. Takes `{ timeoutMs, signal }`, or just an AbortSignal (the
+   * relay's `RelayWakeup.wait(signal)` shape). Rejects with a StorageError when the flag
+   * cannot be raised (e.g. migration 3 not applied).
    */
   async wait(options: WaitOptions | AbortSignal = {}): Promise<boolean> {
     const { timeoutMs: rawTimeout, signal }: WaitOptions =
@@ -130,22 +169,103 @@ export class PostgresWakeup {
     await this.listen()
     // Re-checked: the signal may have fired, or close() run, while LISTEN was being set up.
     if (signal?.aborted || this.#closed) return false
-    if (this.#pending) {
-      this.#pending = false
-      return true
+    if (this.#takePending()) return true
+    const connection = this.#connection
+    if (connection === undefined) return this.#takePending()
+    this.#raised++
+    try {
+      const check = await this.#storage(async () => {
+        await connection.query(this.#sql.raise, [this.channel, this.#listener, FLAG_LIFETIME_MS])
+        return this.#check(connection, undefined)
+      })
+      if (this.#takePending() || check.due) return true
+      if (signal?.aborted || this.#closed) return false
+      return await this.#sleep(connection, check.writers, timeoutMs, signal)
+    } finally {
+      this.#lower(connection)
     }
-    return new Promise<boolean>((resolve) => {
+  }
+
+  #takePending(): boolean {
+    const pending = this.#pending
+    this.#pending = false
+    return pending
+  }
+
+  #storage<T>(run: () => Promise<T>): Promise<T> {
+    return runStorageOperation(ADAPTER, 'wakeup.wait', classifyPostgresError, run)
+  }
+
+  async #check(connection: ClientBase, among: readonly string[] | undefined): Promise<WakeupCheck> {
+    const results = (await connection.query(
+      this.#sql.check({ now: this.#clock(), among }),
+    )) as unknown as QueryResult[]
+    const writers = results[0]?.rows[0]?.writers as string[] | undefined
+    return { due: results[1]?.rows[0]?.due === true, writers: writers ?? [] }
+  }
+
+  /** The last wait to end lowers the flag, in the background: the relay claims meanwhile. */
+  #lower(connection: ClientBase): void {
+    this.#raised--
+    if (this.#raised > 0 || this.#closed || connection !== this.#connection) return
+    connection.query(this.#sql.lower, [this.channel, this.#listener]).catch(() => {
+      // The flag lapses by itself within FLAG_LIFETIME_MS; until then an enqueue notifies
+      // needlessly, which costs it a little and loses nothing. A lost connection is
+      // handled by its 'error'/'end' listeners.
+    })
+  }
+
+  /**
+   * Sleeps until a notification, the timeout or the abort. Meanwhile it raises the flag again
+   * before it lapses, and re-checks while enqueues that may have missed the flag are in
+   * flight (a missed hint would cost the relay a whole poll interval).
+   */
+  #sleep(
+    connection: ClientBase,
+    writers: readonly string[],
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined
+      let recheck: ReturnType<typeof setTimeout> | undefined
+      let pause = RECHECK_FIRST_MS
+      let done = false
       const onAbort = () => finish(false)
-      const finish = (notified: boolean) => {
+      const refresh = setInterval(() => {
+        connection.query(this.#sql.raise, [this.channel, this.#listener, FLAG_LIFETIME_MS]).catch(() => {
+          // A failed refresh lets the flag lapse: enqueues stop notifying and the relay
+          // wakes at its poll interval; a lost connection wakes it at once (see listen).
+        })
+      }, FLAG_REFRESH_MS)
+      const finish = (notified: boolean, error?: unknown) => {
+        if (done) return
+        done = true
         this.#waiters.delete(finish)
         if (timer !== undefined) clearTimeout(timer)
+        if (recheck !== undefined) clearTimeout(recheck)
+        clearInterval(refresh)
         signal?.removeEventListener('abort', onAbort)
-        resolve(notified)
+        if (error === undefined) resolve(notified)
+        else reject(error)
+      }
+      const recheckLater = (among: readonly string[]) => {
+        if (among.length === 0 || done) return
+        recheck = setTimeout(() => {
+          this.#storage(() => this.#check(connection, among)).then(
+            (check) => {
+              if (check.due) finish(true)
+              else recheckLater(check.writers)
+            },
+            (error: unknown) => finish(false, error),
+          )
+        }, pause)
+        pause = Math.min(pause * 2, RECHECK_LONGEST_MS)
       }
       this.#waiters.add(finish)
       if (timeoutMs !== undefined) timer = setTimeout(() => finish(false), timeoutMs)
       signal?.addEventListener('abort', onAbort, { once: true })
+      recheckLater(writers)
     })
   }
 
@@ -166,6 +286,7 @@ export class PostgresWakeup {
     if (!connection) return
     let failure: Error | undefined
     try {
+      await connection.query(this.#sql.lower, [this.channel, this.#listener])
       await connection.query(`UNLISTEN "${this.channel}"`)
     } catch (error) {
       failure = error instanceof Error ? error : new Error(String(error))

@@ -75,21 +75,33 @@ const readList = (names: readonly string[], alias?: string): string =>
 const OUTBOX_COLUMNS = readList(OUTBOX_NAMES)
 const INBOX_COLUMNS = readList(INBOX_NAMES)
 
+/** When an enqueue calls `pg_notify` (the store's `notify` option). */
+export type PostgresNotifyMode = 'waiting' | 'always' | 'off'
+
 /**
- * The wake-up of an enqueue, folded into its result row: with notify, one `pg_notify` on the
- * channel ($7) when the statement inserted at least one row (CASE, so it is not evaluated
- * otherwise). The notification is delivered only if the transaction commits.
+ * The wake-up of an enqueue, folded into its result row: one `pg_notify` on the channel ($7)
+ * when the statement inserted at least one row and, in mode `waiting`, a wakeup of the
+ * channel is asleep (its flag in `<prefix>wakeup` is live). CASE, so `pg_notify` is not
+ * evaluated otherwise; the notification is delivered only if the transaction commits.
+ * Reading the flag is a lookup in a table of a few rows that nobody writes while the relays
+ * are busy; the NOTIFY it avoids takes a database-wide lock at commit.
  */
-const notifyColumn = (notify: boolean): string =>
-  notify ? `, CASE WHEN count(*) > 0 THEN pg_notify($7::text, '')::text END AS notified` : ''
+const notifyColumn = (mode: PostgresNotifyMode, wakeupTable: string): string => {
+  if (mode === 'off') return ''
+  const asleep =
+    mode === 'always'
+      ? ''
+      : ` AND EXISTS (SELECT 1 FROM ${wakeupTable} w WHERE w.channel = $7::text AND w.sleeping_until > statement_timestamp())`
+  return `, CASE WHEN count(*) > 0${asleep} THEN pg_notify($7::text, '')::text END AS notified`
+}
 
 /** A quoted, schema-qualified name. */
 export const qualified = (schema: string, name: string): string => `"${schema}"."${name}"`
 
 export interface OutboxSql {
   readonly table: string
-  readonly insertOne: (notify: boolean) => string
-  readonly insertMany: (notify: boolean) => string
+  readonly insertOne: (notify: PostgresNotifyMode) => string
+  readonly insertMany: (notify: PostgresNotifyMode) => string
   readonly getMany: string
   readonly get: string
   readonly exists: string
@@ -111,6 +123,7 @@ export interface OutboxSql {
 
 export const outboxSql = (schema: string, prefix: string): OutboxSql => {
   const table = qualified(schema, `${prefix}outbox`)
+  const wakeupTable = qualified(schema, `${prefix}wakeup`)
   // "Holds the claim" for fenced writes: $2 is the workerId, or NULL for an unfenced write.
   const fence = `($2::text IS NULL OR (status = 'publishing' AND claimed_by = $2::text))`
   return {
@@ -126,7 +139,7 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
         ON CONFLICT (event_id) DO NOTHING
         RETURNING 1
       )
-      SELECT count(*)::int AS inserted${notifyColumn(notify)} FROM inserted`,
+      SELECT count(*)::int AS inserted${notifyColumn(notify, wakeupTable)} FROM inserted`,
     // One round trip enqueues a whole batch (ids are deduplicated by the caller, first
     // occurrence kept), answering how many rows it inserted, as insertOne does.
     // - seq is drawn from the identity's sequence in input order (unnest WITH ORDINALITY yields
@@ -146,7 +159,7 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
         ON CONFLICT (event_id) DO NOTHING
         RETURNING 1
       )
-      SELECT count(*)::int AS inserted${notifyColumn(notify)} FROM inserted`,
+      SELECT count(*)::int AS inserted${notifyColumn(notify, wakeupTable)} FROM inserted`,
     // The stored rows of ids an enqueue did not insert (sent only when it inserted fewer rows
     // than it was given).
     getMany: `SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = ANY($1::text[])`,
@@ -371,4 +384,78 @@ export const claimQuery = (table: string, args: ClaimArgs): string => {
         FOR UPDATE SKIP LOCKED
       )
       RETURNING ${OUTBOX_COLUMNS}`
+}
+
+/** The statements of a relay's wakeup (see `PostgresWakeup`) on the `<prefix>wakeup` flags. */
+export interface WakeupSql {
+  /**
+   * Raises (or extends) this wakeup's flag: $1 channel, $2 listener, $3 lifetime in ms. First
+   * deletes the expired flags of others on the channel (wakeups that died asleep), skipping
+   * rows another session holds, so two wakeups never wait on each other.
+   */
+  readonly raise: string
+  /** Lowers this wakeup's flag: $1 channel, $2 listener. */
+  readonly lower: string
+  /** The check after raising the flag; see {@link wakeupCheckQuery}. */
+  readonly check: (args: WakeupCheckArgs) => string
+}
+
+/** The values of one wakeup check. */
+export interface WakeupCheckArgs {
+  /** The store's clock: what is due. */
+  readonly now: Date
+  /** Only these writers (virtual transaction ids of a previous check); all when undefined. */
+  readonly among?: readonly string[] | undefined
+}
+
+export const wakeupSql = (schema: string, prefix: string): WakeupSql => {
+  const flags = qualified(schema, `${prefix}wakeup`)
+  const outbox = qualified(schema, `${prefix}outbox`)
+  return {
+    raise: `
+      WITH expired AS (
+        DELETE FROM ${flags}
+        WHERE (channel, listener) IN (
+          SELECT channel, listener FROM ${flags}
+          WHERE channel = $1::text AND listener <> $2::text AND sleeping_until < statement_timestamp()
+          FOR UPDATE SKIP LOCKED
+        )
+      )
+      INSERT INTO ${flags} (channel, listener, sleeping_until)
+      VALUES ($1::text, $2::text, statement_timestamp() + $3::int * interval '1 millisecond')
+      ON CONFLICT (channel, listener) DO UPDATE SET sleeping_until = EXCLUDED.sleeping_until`,
+    lower: `DELETE FROM ${flags} WHERE channel = $1::text AND listener = $2::text`,
+    check: (args) => wakeupCheckQuery(outbox, args),
+  }
+}
+
+/**
+ * Run once the flag has committed: which enqueues could have missed it, then whether
+ * anything is claimable, as two statements of one simple-protocol query (each its own
+ * snapshot under READ COMMITTED, in this order). An enqueue that read the flag before it
+ * committed holds ROW EXCLUSIVE on the outbox from before that read (locks are taken before
+ * a statement's snapshot) until it commits; so it is either listed by the first statement,
+ * or it has committed before the second one's snapshot and its event is counted there.
+ * Listed writers are re-checked (`among`) until they end: each has then committed (its
+ * event visible to the next check) or rolled back. Other relays' claims and marks hold the
+ * same lock briefly and are listed too; that costs a re-check, never a missed event.
+ */
+export const wakeupCheckQuery = (outbox: string, args: WakeupCheckArgs): string => {
+  const now = timestamp(args.now)
+  const among =
+    args.among === undefined
+      ? ''
+      : ` AND virtualtransaction = ANY(ARRAY[${args.among.map(literal).join(', ')}]::text[])`
+  return `
+      SELECT ARRAY(
+        SELECT DISTINCT virtualtransaction FROM pg_locks
+        WHERE locktype = 'relation' AND relation = ${literal(outbox)}::regclass
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()${among}
+      ) AS writers;
+      SELECT EXISTS (
+        SELECT 1 FROM ${outbox}
+        WHERE status IN ('pending', 'publishing')
+          AND ((status = 'pending' AND available_at <= ${now}) OR (status = 'publishing' AND lease_until <= ${now}))
+      ) AS due`
 }

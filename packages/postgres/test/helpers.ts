@@ -1,7 +1,12 @@
 import { uniqueSuffix } from '@txbox/conformance'
 import { type Clock, ManualClock } from '@txbox/core'
 import pg from 'pg'
-import { createPostgresStore, type PostgresStore, type PostgresStoreOptions } from '../src/index.js'
+import {
+  createPostgresStore,
+  type PostgresNotifyMode,
+  type PostgresStore,
+  type PostgresStoreOptions,
+} from '../src/index.js'
 
 /** The server URL, or undefined: tests that need it are skipped with this reason. */
 export const url = process.env.TXBOX_POSTGRES_URL
@@ -28,7 +33,7 @@ export interface Namespace {
 
 /** A migrated store in its own schema, with a frozen manual clock. */
 export const createNamespace = async (
-  options: { max?: number; notify?: boolean } = {},
+  options: { max?: number; notify?: PostgresNotifyMode } = {},
 ): Promise<Namespace> => {
   const pool = newPool(options.max)
   const schema = freshSchema()

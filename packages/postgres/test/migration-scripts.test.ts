@@ -159,11 +159,16 @@ describe.skipIf(noServer)(`printed migrations${noServer ? ` (skipped: ${skipReas
     const streamKey = async () =>
       (await catalog(schema, 'txbox_')).constraints.filter((c) => c.startsWith('<p>inbox_stream_key'))
     expect(await streamKey()).toEqual([])
-    await applyPrinted(pool, { schema, direction: 'down', from: 2, to: 2 })
+    const wakeupTable = async () =>
+      (await catalog(schema, 'txbox_')).relations.filter((relation) => relation === '<p>wakeup | r')
+    expect(await wakeupTable()).toEqual(['<p>wakeup | r'])
+    await applyPrinted(pool, { schema, direction: 'down', from: 2, to: 3 })
     expect((await history(schema)).map((row) => row.version)).toEqual([1])
     expect(await streamKey()).toEqual(['<p>inbox_stream_key | <p>inbox | UNIQUE (stream, stream_seq)'])
+    expect(await wakeupTable()).toEqual([])
     await applyPrinted(pool, { schema, from: 2 })
-    expect((await history(schema)).map((row) => row.version)).toEqual([1, 2])
+    expect((await history(schema)).map((row) => row.version)).toEqual([1, 2, 3])
     expect(await streamKey()).toEqual([])
+    expect(await wakeupTable()).toEqual(['<p>wakeup | r'])
   })
 })

@@ -19,8 +19,10 @@ const statements = (): Record<string, string> => {
   for (const [name, value] of Object.entries(outbox)) {
     if (typeof value === 'string') named[`outbox.${name}`] = value
   }
-  named['outbox.insertMany'] = outbox.insertMany(false)
-  named['outbox.insertManyNotify'] = outbox.insertMany(true)
+  for (const mode of ['off', 'always', 'waiting'] as const) {
+    named[`outbox.insertOne.${mode}`] = outbox.insertOne(mode)
+    named[`outbox.insertMany.${mode}`] = outbox.insertMany(mode)
+  }
   named['outbox.claim'] = claimQuery(outbox.table, {
     workerId: 'w',
     now: new Date(0),
