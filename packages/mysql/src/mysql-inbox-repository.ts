@@ -16,7 +16,7 @@ import { eventBytes, limitParam, type Param, type Row, Runner, runWrite, selectR
 import { ADAPTER, classifyMySqlError, isDuplicateKey } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
-import { fromDateTime, toDateTime, toInboxEvent } from './rows.js'
+import { fromDateTime, insertedInboxEvent, toDateTime, toInboxEvent } from './rows.js'
 import { type InboxSql, inboxSql, SQL_SWEEP_BATCH, tableNames } from './sql.js'
 
 /** How often a delivery is looked up again after losing an insert race (each time to a committed row). */
@@ -62,44 +62,52 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction
   }
 
   /**
-   * The row of this delivery, by its id alone, inserted if new, in a short transaction.
-   * `(stream, streamSeq)` is recorded, never an identity (a re-created stream restarts at
-   * sequence 1); a redelivery of a stored id keeps the position recorded first. Concurrent
-   * first deliveries race on the unique event id: the loser's INSERT waits for the winner's
-   * commit and fails with a duplicate key, and the loser then commits nothing and looks again
-   * (in a fresh transaction, so it holds no shared lock that could deadlock with the other
-   * losers), finding the winner's row.
+   * The row of this delivery, by its id alone, inserted if new. `(stream, streamSeq)` is
+   * recorded, never an identity (a re-created stream restarts at sequence 1); a redelivery
+   * of a stored id keeps the position recorded first. A new delivery, the common case, is one
+   * autocommit INSERT answered as written; a stored id fails it with a duplicate key (nothing
+   * written, no lock kept) and is then handled in a short transaction that locks the row.
+   * Concurrent first deliveries race on the unique event id: the loser's INSERT waits for
+   * the winner's commit and fails with a duplicate key, and the loser then commits nothing
+   * and looks again (in a fresh transaction, so it holds no shared lock that could deadlock
+   * with the other losers), finding the winner's row.
    */
   async #findOrInsert<T>(
     params: InboxParams,
     now: Date,
     claim: NewClaim | undefined,
     onStored: (connection: PoolConnection, row: Row) => Promise<T>,
-    onInserted: (row: Row) => T,
+    onInserted: (event: InboxEvent) => T,
   ): Promise<T> {
     const limit = await this.run.maxEventBytes()
     const size = eventBytes(params)
     if (size > limit) throw new PayloadTooLargeError(ADAPTER, params.eventId, size, limit)
+    const values: Param[] = [
+      params.eventId,
+      params.subject,
+      params.payload,
+      params.headers ?? null,
+      params.stream ?? null,
+      params.streamSeq ?? null,
+      toDateTime(now),
+      claim ? toDateTime(now) : null,
+      claim ? claim.workerId : null,
+      claim ? toDateTime(claim.leaseUntil) : null,
+    ]
+    const inserted = () => onInserted(insertedInboxEvent(params, now, claim))
+    try {
+      await this.run.auto((db) => runWrite(db, this.sql.insert, values))
+      return inserted()
+    } catch (error) {
+      if (!isDuplicateKey(error)) throw error
+    }
     for (let race = 0; ; race++) {
       const outcome = await this.run.transaction(async (connection) => {
         const [stored] = await selectRows(connection, this.sql.byIdLocking, [params.eventId])
         if (stored) return { done: true as const, value: await onStored(connection, stored) }
         try {
-          const result = await runWrite(connection, this.sql.insert, [
-            params.eventId,
-            params.subject,
-            params.payload,
-            params.headers ?? null,
-            params.stream ?? null,
-            params.streamSeq ?? null,
-            toDateTime(now),
-            claim ? toDateTime(now) : null,
-            claim ? claim.workerId : null,
-            claim ? toDateTime(claim.leaseUntil) : null,
-          ])
-          const [row] = await selectRows(connection, this.sql.bySeq, [String(result.insertId)])
-          if (!row) throw new TypeError('the inserted inbox row is not readable')
-          return { done: true as const, value: onInserted(row) }
+          await runWrite(connection, this.sql.insert, values)
+          return { done: true as const, value: inserted() }
         } catch (error) {
           if (isDuplicateKey(error) && race < MAX_INSERT_RACES) return { done: false as const }
           throw error
@@ -118,7 +126,7 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction
         await runWrite(connection, this.sql.countDelivery, [String(row.seq)])
         return this.#reread(connection, row)
       },
-      toInboxEvent,
+      (event) => event,
     )
   }
 
@@ -150,7 +158,7 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction
         }
         return { event: await this.#reread(connection, row), shouldProcess }
       },
-      (row) => ({ event: toInboxEvent(row), shouldProcess: true }),
+      (event) => ({ event, shouldProcess: true }),
     )
   }
 

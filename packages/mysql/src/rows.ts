@@ -1,4 +1,11 @@
-import type { InboxEvent, InboxStatus, NewOutboxEventParams, OutboxEvent, OutboxStatus } from '@txbox/core'
+import type {
+  InboxEvent,
+  InboxParams,
+  InboxStatus,
+  NewOutboxEventParams,
+  OutboxEvent,
+  OutboxStatus,
+} from '@txbox/core'
 import type { Row } from './client.js'
 
 /**
@@ -97,6 +104,36 @@ export const toInboxEvent = (row: Row): InboxEvent => {
   if (claimedBy !== undefined) event.claimedBy = claimedBy
   const leaseUntil = optionalDate(row.lease_until)
   if (leaseUntil !== undefined) event.leaseUntil = leaseUntil
+  return event
+}
+
+/**
+ * The delivery an inbox INSERT of `params` at `now` stored (`processing`, one delivery, with
+ * the claim's lease when there is one), as reading the new row back would answer it.
+ */
+export const insertedInboxEvent = (
+  params: InboxParams,
+  now: Date,
+  claim: { readonly workerId: string; readonly leaseUntil: Date } | undefined,
+): InboxEvent => {
+  const event: InboxEvent = {
+    eventId: params.eventId,
+    subject: params.subject,
+    payload: params.payload,
+    status: 'processing',
+    receivedAt: new Date(now.getTime()),
+    deliveries: 1,
+  }
+  if (params.headers !== undefined) event.headers = params.headers
+  if (params.stream !== undefined && params.streamSeq !== undefined) {
+    event.stream = params.stream
+    event.streamSeq = params.streamSeq
+  }
+  if (claim !== undefined) {
+    event.claimedAt = new Date(now.getTime())
+    event.claimedBy = claim.workerId
+    event.leaseUntil = new Date(claim.leaseUntil.getTime())
+  }
   return event
 }
 

@@ -2,21 +2,9 @@ import { ManualClock, type OutboxEvent } from '@txbox/core'
 import type { Pool, PoolOptions } from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MySqlStore } from '../src/index.js'
-import { freshStore, makePool, SKIP, SKIP_REASON } from './helpers.js'
+import { countStatements, freshStore, makePool, SKIP, SKIP_REASON } from './helpers.js'
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0, 123)
-
-/** The SELECTs a pool runs, counted by wrapping its execute (the adapter's only statement path). */
-const countSelects = (pool: Pool): { selects: () => number } => {
-  let selects = 0
-  const execute = pool.execute.bind(pool) as (...args: unknown[]) => unknown
-  ;(pool as unknown as { execute: (...args: unknown[]) => unknown }).execute = (...args: unknown[]) => {
-    const sql = typeof args[0] === 'string' ? args[0] : (args[0] as { sql: string }).sql
-    if (/^\s*SELECT/i.test(sql)) selects++
-    return execute(...args)
-  }
-  return { selects: () => selects }
-}
 
 // The enqueue answers the events it inserted as written and reads back only ids that were
 // already stored. Whether a row was inserted is read from the server's answer, whose counts
@@ -36,7 +24,7 @@ describe.skipIf(SKIP)(`mysql enqueue answers${SKIP ? ` (skipped: ${SKIP_REASON})
       beforeAll(async () => {
         pool = makePool({ ...options, connectionLimit: 4 })
         ;({ store, drop } = await freshStore(pool, { clock: clock.now }))
-        ;({ selects } = countSelects(pool))
+        ;({ selects } = countStatements(pool))
         // The connection check (max_allowed_packet, charset) is read once, before counting.
         await store.serverMaxEventBytes()
       })

@@ -59,3 +59,20 @@ export const ordersTable = async (
     },
   }
 }
+
+/**
+ * Counts the statements the adapter runs on a pool (its `execute`, the only way it sends
+ * them outside a transaction): all of them, and the SELECTs.
+ */
+export const countStatements = (pool: Pool): { statements: () => number; selects: () => number } => {
+  let statements = 0
+  let selects = 0
+  const execute = pool.execute.bind(pool) as (...args: unknown[]) => unknown
+  ;(pool as unknown as { execute: (...args: unknown[]) => unknown }).execute = (...args: unknown[]) => {
+    const sql = typeof args[0] === 'string' ? args[0] : (args[0] as { sql: string }).sql
+    statements++
+    if (/^\s*SELECT/i.test(sql)) selects++
+    return execute(...args)
+  }
+  return { statements: () => statements, selects: () => selects }
+}
