@@ -34,6 +34,11 @@ const nextMessage = (type: ParentMessage['type']): Promise<void> =>
   })
 
 const main = async (): Promise<void> => {
+  // As in the parent: the AWS SDK's Node-version notice says nothing about the run.
+  process.removeAllListeners('warning')
+  process.on('warning', (warning) => {
+    if (!`${warning.name} ${warning.message}`.includes('NodeVersionSupportWarning')) console.warn(warning)
+  })
   const spec = JSON.parse(process.argv[2] ?? 'null') as RelayChildSpec | null
   if (!spec) throw new Error('usage: relay-child <spec as JSON>')
   const opened = await openEndpoint(spec.endpoint)

@@ -101,8 +101,10 @@ export const runRelay = async (
   const url = process.env.TXBOX_NATS_URL
   const full = target.relayEvents ?? RELAY_EVENTS
   const events = quick ? Math.min(2_000, full) : full
-  const runs = quick ? 1 : Math.min(3, target.maxRuns ?? 3)
   const label = configLabel(config)
+  const withRaw = config === DEFAULT_RELAY && hasRawRelay(target.name)
+  // A txbox-only row has no ratio to steady: one run keeps the slow servers' rows short.
+  const runs = quick || !hasRawRelay(target.name) ? 1 : Math.min(3, target.maxRuns ?? 3)
   const rows: RelayRow[] = []
   for (const relays of [1, 4]) {
     if (!url) {
@@ -110,7 +112,6 @@ export const runRelay = async (
       continue
     }
     try {
-      const withRaw = config === DEFAULT_RELAY && hasRawRelay(target.name)
       const samples: Record<RelaySide, number[]> = { txbox: [], raw: [] }
       await withStream(url, async (stream) => {
         let stored = 0

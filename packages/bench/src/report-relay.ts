@@ -31,7 +31,7 @@ const rawFor = (rows: readonly RelayRow[], row: RelayRow): number | undefined =>
 
 const relayTable = (rows: readonly RelayRow[]): string[] => {
   const lines = [
-    `From a pre-filled outbox to acknowledged JetStream messages marked sent (the stream's message count is checked after each run), txbox against the raw relay in alternating runs. ${RELAY_MODE}. Median of the runs; ratio = txbox/raw, goal ${RELAY_GOALS.oneProcess.toFixed(1)} with 1 process and ${RELAY_GOALS.fourProcesses.toFixed(1)} with 4 (bold = below). A row with other relay options than the defaults runs txbox only and is compared with the raw relay of the defaults row above it.`,
+    `From a pre-filled outbox to acknowledged JetStream messages marked sent (the stream's message count is checked after each run), txbox against the raw relay in alternating runs. ${RELAY_MODE}. Median of the runs; ratio = txbox/raw, goal ${RELAY_GOALS.oneProcess.toFixed(1)} with 1 process and ${RELAY_GOALS.fourProcesses.toFixed(1)} with 4 (bold = below). A row with other relay options than the defaults runs txbox only and is compared with the raw relay of the defaults row above it. MongoDB and DynamoDB have no raw relay: one txbox run each.`,
     '',
     '| store | processes | txbox relay options | events per run | txbox ev/s | raw ev/s | txbox/raw | runs: txbox / raw (ev/s) |',
     '|---|--:|---|--:|--:|--:|--:|---|',
