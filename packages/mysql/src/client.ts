@@ -147,6 +147,8 @@ export class Runner {
   readonly #onRetry: ((event: RetryEvent) => void) | undefined
   /** The adapter's own short transactions: READ COMMITTED (see {@link Runner.transaction}). */
   readonly #transactions: MySqlTransactionDriver
+  /** Short transactions at the session's level (see {@link Runner.atomic}). */
+  readonly #sessionTransactions: MySqlTransactionDriver
 
   #maxEventBytes: Promise<number> | undefined
   #identity: Promise<ServerIdentity> | undefined
@@ -155,6 +157,7 @@ export class Runner {
     this.pool = pool
     this.#onRetry = onRetry
     this.#transactions = new MySqlTransactionDriver(pool, 'READ COMMITTED')
+    this.#sessionTransactions = new MySqlTransactionDriver(pool)
   }
 
   /** Runs `run` as the repository operation `operation` (the name `onRetry` reports). */
@@ -236,4 +239,28 @@ export class Runner {
   transaction<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {
     return this.#retrying(() => this.#transactions.run(run))
   }
+
+  /**
+   * Writes on one pooled connection that take effect together or not at all: committed when
+   * `run` answers true, rolled back when it answers false; retried as a whole on conflict.
+   * At the session's isolation level (no `SET TRANSACTION` round trip), for writes by unique
+   * key, whose locks are the same under READ COMMITTED and REPEATABLE READ for the rows they
+   * change.
+   */
+  atomic(run: (connection: PoolConnection) => Promise<boolean>): Promise<boolean> {
+    return this.#retrying(async () => {
+      try {
+        return await this.#sessionTransactions.run(async (connection) => {
+          if (await run(connection)) return true
+          throw new Undone()
+        })
+      } catch (error) {
+        if (error instanceof Undone) return false
+        throw error
+      }
+    })
+  }
 }
+
+/** Thrown inside {@link Runner.atomic} to roll its transaction back; never leaves it. */
+class Undone extends Error {}

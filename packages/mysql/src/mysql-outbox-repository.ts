@@ -240,31 +240,35 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
 
   /**
    * One short READ COMMITTED transaction: lock up to `limit` claimable rows with
-   * `FOR UPDATE SKIP LOCKED` (expired leases and due pending rows, each scan in seq order),
-   * keep the first `limit` by seq, mark them, read them back, commit. A concurrent claimer
-   * skips the rows we locked, so no row is returned twice; deadlocks retry as a whole.
+   * `FOR UPDATE SKIP LOCKED` (expired leases and due pending rows, each scan in seq order,
+   * read whole), keep the first `limit` by seq, mark them, commit. A concurrent claimer
+   * skips the rows we locked, so no row is returned twice; deadlocks retry as a whole. The
+   * rows stay locked from the read to the commit, so the claimed events are the rows read
+   * with the claim's four columns set.
    */
   protected claimEvents({ now, leaseUntil, workerId, limit }: ClaimRequest): Promise<OutboxEvent[]> {
     const nowText = toDateTime(now)
     return this.run.transaction(async (connection) => {
-      const expired = await selectRows(connection, this.sql.claimExpired, [nowText, limitParam(limit)])
-      const due = await selectRows(connection, this.sql.claimDue, [nowText, limitParam(limit)])
-      const seqs = [...expired, ...due]
-        .map((row) => String(row.seq))
-        .sort(compareSeq)
+      const rows = (
+        await selectRows(connection, this.sql.claim, [nowText, limitParam(limit), nowText, limitParam(limit)])
+      )
+        .sort((a, b) => compareSeq(String(a.seq), String(b.seq)))
         .slice(0, limit)
-      if (seqs.length === 0) return []
-      const claimed: Row[] = []
-      for (const part of chunk(seqs, MAX_LIST)) {
+      for (const part of chunk(rows, MAX_LIST)) {
         await runWrite(connection, this.sql.claimUpdate(part.length), [
           workerId,
           nowText,
           toDateTime(leaseUntil),
-          ...padList(part),
+          ...padList(part.map((row) => String(row.seq))),
         ])
-        claimed.push(...(await selectRows(connection, this.sql.bySeqs(part.length), padList(part))))
       }
-      return claimed.sort((a, b) => compareSeq(String(a.seq), String(b.seq))).map(toOutboxEvent)
+      return rows.map((row) => ({
+        ...toOutboxEvent(row),
+        status: 'publishing' as const,
+        claimedAt: new Date(now.getTime()),
+        claimedBy: workerId,
+        leaseUntil: new Date(leaseUntil.getTime()),
+      }))
     })
   }
 
@@ -282,12 +286,35 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     })
   }
 
-  /** Locks the stored rows, keeps those the worker holds (all, without a worker), marks them sent. */
-  protected markSent(
+  /**
+   * With a worker: one fenced UPDATE of all the ids in a short transaction, committed when it
+   * changed every one of them (the relay's case; a changed row counts once with or without
+   * CLIENT_FOUND_ROWS, and status moves from publishing, so every match is a change). When
+   * some id was not held, which ones cannot be told afterwards (an event sent by the worker
+   * that took over a lost lease looks like one sent now), so the UPDATE is rolled back and
+   * the ids are marked one by one under locks, as without a worker.
+   */
+  protected async markSent(
     eventIds: readonly string[],
     workerId: string | undefined,
     now: Date,
   ): Promise<string[]> {
+    if (workerId !== undefined) {
+      const allHeld = await this.run.atomic(async (connection) => {
+        let changed = 0
+        for (const part of chunk(eventIds, MAX_LIST)) {
+          const values = [toDateTime(now), ...padList(part), workerId]
+          changed += (await runWrite(connection, this.sql.sendHeld(part.length), values)).affectedRows
+        }
+        return changed === eventIds.length
+      })
+      if (allHeld) return [...eventIds]
+    }
+    return this.#markSentLocked(eventIds, workerId, now)
+  }
+
+  /** Locks the stored rows, keeps those the worker holds (all, without a worker), marks them sent. */
+  #markSentLocked(eventIds: readonly string[], workerId: string | undefined, now: Date): Promise<string[]> {
     return this.run.transaction(async (connection) => {
       const applied: Row[] = []
       for (const part of chunk(eventIds, MAX_LIST)) {

@@ -117,20 +117,19 @@ export const outboxSql = (table: string) => {
     cleanup: `DELETE FROM ${t} WHERE status = 'sent' AND sent_at < ? ORDER BY seq LIMIT ?`,
     resetStale: `UPDATE ${t} SET status = 'pending', ${clearLease} WHERE status = 'publishing' AND claimed_at < ?`,
     counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
-    // The claim, part 1: one index range scan per claimable status (an OR across the two
-    // would make the server sort every candidate, and a locking read locks every row it
-    // examines). Due pending rows in seq order through ix_claim, stopping after `limit`
-    // matches; expired leases through ix_lease, whose range holds only matching rows (they
-    // are rare: a crashed relay's events). Rows another claimer holds are skipped, never
-    // waited for: claimers never return the same row and never block each other.
-    claimExpired: `SELECT seq FROM ${t} FORCE INDEX (ix_lease) WHERE status = 'publishing' AND lease_until <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED`,
-    claimDue: `SELECT seq FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED`,
+    // The claim, part 1: one index range scan per claimable status, in one statement (an OR
+    // across the two would make the server sort every candidate, and a locking read locks
+    // every row it examines). Due pending rows in seq order through ix_claim, stopping after
+    // `limit` matches; expired leases through ix_lease, whose range holds only matching rows
+    // (they are rare: a crashed relay's events). Rows another claimer holds are skipped, never
+    // waited for: claimers never return the same row and never block each other. The whole
+    // rows are read here, locked, so the claimed events need no read after the UPDATE.
+    claim: `(SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_lease) WHERE status = 'publishing' AND lease_until <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED) UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)`,
     // Part 2, on the rows part 1 locked, in the same short transaction.
     claimUpdate: bySize(
       (n) =>
         `UPDATE ${t} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ? WHERE seq IN (${marks(n)})`,
     ),
-    bySeqs: bySize((n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} WHERE seq IN (${marks(n)})`),
     heldBy: bySize(
       (n) =>
         `SELECT seq, event_id FROM ${t} WHERE event_id IN (${marks(n)}) AND status = 'publishing' AND claimed_by = ? FOR UPDATE`,
@@ -138,6 +137,10 @@ export const outboxSql = (table: string) => {
     renew: bySize((n) => `UPDATE ${t} SET lease_until = ? WHERE seq IN (${marks(n)})`),
     lockForSend: bySize(
       (n) => `SELECT seq, event_id, status, claimed_by FROM ${t} WHERE event_id IN (${marks(n)}) FOR UPDATE`,
+    ),
+    sendHeld: bySize(
+      (n) =>
+        `UPDATE ${t} SET status = 'sent', sent_at = ?, ${clearLease} WHERE event_id IN (${marks(n)}) AND status = 'publishing' AND claimed_by = ?`,
     ),
     sendSeqs: bySize(
       (n) => `UPDATE ${t} SET status = 'sent', sent_at = ?, ${clearLease} WHERE seq IN (${marks(n)})`,
