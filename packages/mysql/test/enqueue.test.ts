@@ -45,7 +45,7 @@ describe.skipIf(SKIP)(`mysql enqueue answers${SKIP ? ` (skipped: ${SKIP_REASON})
           subject: 'orders.created',
           payload: '{"emoji":"😀","quote":"\'","nul":"\u0000"}',
           headers: '',
-          availableAt: new Date(Date.UTC(1, 0, 1, 0, 0, 0, 1)),
+          availableAt: new Date(Date.UTC(1000, 0, 1, 0, 0, 0, 1)),
         })
         const many = await store.outbox.findOrCreateMany(
           Array.from({ length: 100 }, (_, i) => ({
