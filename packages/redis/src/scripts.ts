@@ -80,6 +80,12 @@ local function mark_sent(key, id, status, now)
   bump('sent', 1)
 end
 
+-- One ZREM or ZADD for a whole batch instead of one per event, in slices of 1,000 values
+-- (Lua's unpack takes at most ~8,000; an even slice never splits a score-member pair).
+local function call_batched(command, key, args)
+  for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
+end
+
 -- First write wins: an existing event is returned as stored (HGETALL), a new one is
 -- written and its seq returned. The seq comes from INCR inside the script, so enqueue
 -- order is the order in which scripts ran, ties on enqueuedAt included.
@@ -137,18 +143,26 @@ for _, id in ipairs(expired) do
   candidates[#candidates + 1] = { id, tonumber(redis.call('HGET', EVENT .. id, 'seq')), false }
 end
 table.sort(candidates, function(a, b) return a[2] < b[2] end)
-local out = {}
+local out, taken, leases, claims = {}, {}, {}, {}
 for i = 1, math.min(limit, #candidates) do
   local id, from_ready = candidates[i][1], candidates[i][3]
   local key = EVENT .. id
-  if from_ready then
-    leave(id, 'pending')
-    bump('publishing', 1)
-  end
+  if from_ready then taken[#taken + 1] = id end
   redis.call('HSET', key, 'status', 'publishing', 'claimedAt', now, 'claimedBy', worker, 'leaseUntil', lease_until)
-  redis.call('ZADD', LEASES, lease_until, id)
-  redis.call('ZADD', PUBLISHING, now, id)
+  leases[#leases + 1] = lease_until
+  leases[#leases + 1] = id
+  claims[#claims + 1] = now
+  claims[#claims + 1] = id
   out[#out + 1] = redis.call('HGETALL', key)
+end
+-- The indexes and counts move once for the whole batch: a due pending event is in READY
+-- alone (DELAYED only holds events not due, and the ones promoted above left it).
+call_batched('ZREM', READY, taken)
+call_batched('ZADD', LEASES, leases)
+call_batched('ZADD', PUBLISHING, claims)
+if #taken > 0 then
+  bump('pending', -#taken)
+  bump('publishing', #taken)
 end
 return out
 `
@@ -195,16 +209,39 @@ mark_sent(key, id, status, ARGV[2])
 return 1
 `
 
-/** KEYS: prelude, one event key per (distinct) id. ARGV: now, workerId or '', ids... Returns the ids applied. */
+/**
+ * KEYS: prelude, one event key per (distinct) id. ARGV: now, workerId or '', ids... Returns
+ * the ids applied. What mark_sent does per event, with the index and count updates gathered
+ * into one ZREM or ZADD per index and one HINCRBY per status for the whole batch.
+ */
 const OUTBOX_MARK_MANY_SENT = `${OUTBOX_PRELUDE}
-local now, worker, applied = ARGV[1], ARGV[2], {}
+local now, worker, applied, sent = ARGV[1], ARGV[2], {}, {}
+local STATUSES = { 'pending', 'publishing', 'sent', 'failed' }
+local left = { pending = {}, publishing = {}, sent = {}, failed = {} }
 for i = 10, #KEYS do
-  local id = ARGV[i - 7]
-  local status = fenced_status(KEYS[i], worker)
+  local key, id = KEYS[i], ARGV[i - 7]
+  local status = fenced_status(key, worker)
   if status then
-    mark_sent(KEYS[i], id, status, now)
+    local from = left[status]
+    from[#from + 1] = id
+    redis.call('HDEL', key, 'claimedBy', 'leaseUntil')
+    redis.call('HSET', key, 'status', 'sent', 'sentAt', now)
+    sent[#sent + 1] = now
+    sent[#sent + 1] = id
     applied[#applied + 1] = id
   end
+end
+call_batched('ZREM', READY, left.pending)
+call_batched('ZREM', DELAYED, left.pending)
+call_batched('ZREM', PUBLISHING, left.publishing)
+call_batched('ZREM', SENT, left.sent)
+call_batched('ZREM', FAILED, left.failed)
+call_batched('ZREM', LEASES, applied)
+call_batched('ZADD', SENT, sent)
+for _, status in ipairs(STATUSES) do
+  local delta = -#left[status]
+  if status == 'sent' then delta = delta + #applied end
+  if delta ~= 0 then bump(status, delta) end
 end
 return applied
 `

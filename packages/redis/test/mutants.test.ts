@@ -45,9 +45,8 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'claim: candidates sorted newest first',
     statements: ['outboxClaim'],
-    find: 'return a[2] < b[2] end)\nlocal out = {}\nfor i = 1, math.min(limit, #candidates) do\n  local id, from_ready',
-    replace:
-      'return a[2] > b[2] end)\nlocal out = {}\nfor i = 1, math.min(limit, #candidates) do\n  local id, from_ready',
+    find: 'return a[2] < b[2] end)\nlocal out, taken, leases, claims',
+    replace: 'return a[2] > b[2] end)\nlocal out, taken, leases, claims',
     kills: ['outbox.order.claim-order', 'outbox.order.frozen-clock'],
   },
   {
@@ -56,6 +55,86 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
     find: 'for i = 1, math.min(limit, #candidates) do\n  local id, from_ready',
     replace: 'for i = 1, #candidates do\n  local id, from_ready',
     kills: ['outbox.claim.limit-counts-expired', 'outbox.claim.fenced-after-release'],
+  },
+  {
+    id: 'claim: claimed events left in READY',
+    statements: ['outboxClaim'],
+    find: "call_batched('ZREM', READY, taken)",
+    replace: "call_batched('ZREM', READY, {})",
+    // Of the 18 cases that fail, the ones that fail fast: the others page until the outbox
+    // is empty, which with the events never leaving READY takes until the test timeout.
+    kills: ['outbox.order.claim-order', 'outbox.find-pending.pending-only', 'outbox.fields.as-stored'],
+  },
+  {
+    id: 'claim: LEASES not written, so an expired lease is never found',
+    statements: ['outboxClaim'],
+    find: "call_batched('ZADD', LEASES, leases)",
+    replace: "call_batched('ZADD', LEASES, {})",
+    kills: [
+      'outbox.claim.lease-expiry-reclaim',
+      'outbox.claim.limit-counts-expired',
+      'outbox.claim.fencing',
+      'outbox.retry.dead-letter',
+      'outbox.reset-stale.live-claims-untouched',
+      'outbox.claim.fenced-after-release',
+      'outbox.fields.as-stored',
+    ],
+  },
+  {
+    id: 'claim: counts not moved from pending to publishing',
+    statements: ['outboxClaim'],
+    find: "  bump('pending', -#taken)\n  bump('publishing', #taken)",
+    replace: "  bump('pending', 0)\n  bump('publishing', 0)",
+    kills: [
+      'outbox.counts.all-statuses',
+      'outbox.validation.unknown-ids-create-nothing',
+      'outbox.paging.many-pages',
+    ],
+  },
+  {
+    id: 'call_batched: only the first slice of a batch',
+    statements: OUTBOX_SCRIPTS,
+    find: 'for i = 1, #args, 1000 do',
+    replace: 'for i = 1, math.min(#args, 1), 1000 do',
+    kills: ['outbox.paging.many-pages'],
+  },
+  {
+    id: 'markManyAsSent: claimedBy and leaseUntil left on the sent events',
+    statements: ['outboxMarkManySent'],
+    find: "from[#from + 1] = id\n    redis.call('HDEL', key, 'claimedBy', 'leaseUntil')",
+    replace: 'from[#from + 1] = id',
+    kills: ['outbox.claim.fencing'],
+  },
+  {
+    id: 'markManyAsSent: leases left in the LEASES index',
+    statements: ['outboxMarkManySent'],
+    find: "call_batched('ZREM', LEASES, applied)",
+    replace: "call_batched('ZREM', LEASES, {})",
+    kills: [],
+    survives: {
+      reason:
+        'not equivalent (the next claim after the lease ends takes the sent event again): no case marks a batch with markManyAsSent and then waits out the lease; test/scripts.test.ts (a batch over one slice) kills it through the index check',
+      cases: ['outbox.claim.lease-expiry-reclaim', 'outbox.claim.fenced-after-release'],
+    },
+  },
+  {
+    id: 'markManyAsSent: sent events left in PUBLISHING (resetStale would take them back)',
+    statements: ['outboxMarkManySent'],
+    find: "call_batched('ZREM', PUBLISHING, left.publishing)",
+    replace: "call_batched('ZREM', PUBLISHING, {})",
+    kills: [],
+    survives: {
+      reason:
+        'not equivalent (resetStale moves the sent events back to pending): no case runs resetStale after markManyAsSent; test/scripts.test.ts (a batch over one slice) kills it through the index check',
+      cases: ['outbox.cleanup.batches', 'outbox.claim.fencing'],
+    },
+  },
+  {
+    id: 'markManyAsSent: counts not moved',
+    statements: ['outboxMarkManySent'],
+    find: 'if delta ~= 0 then bump(status, delta) end',
+    replace: 'if false then bump(status, delta) end',
+    kills: ['outbox.cleanup.batches'],
   },
   {
     id: 'fence: claimedBy not compared',

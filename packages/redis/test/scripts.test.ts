@@ -98,6 +98,42 @@ describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
     expect(await outbox.getCountByStatus()).toEqual({ pending: 0, publishing: 0, sent: 0, failed: 0 })
   })
 
+  it('claims and marks a batch larger than one slice of the batched index writes, every index and count exact', async () => {
+    const { store, clock } = await fresh()
+    const { outbox } = store
+    // 1,200 events: 2,400 score-member values per index, three slices of call_batched.
+    const ids = Array.from({ length: 1200 }, (_, index) => `big-${String(index).padStart(4, '0')}`)
+    for (let start = 0; start < ids.length; start += 500)
+      await outbox.findOrCreateMany(ids.slice(start, start + 500).map((id) => ev(id)))
+    const claimed = await outbox.claim({ ...LEASE, limit: 1200 })
+    expect(claimed.map((e) => e.eventId)).toEqual(ids)
+    expect(await outboxProblems(redis, store), 'claimed').toEqual([])
+    expect(await outbox.getCountByStatus()).toEqual({ pending: 0, publishing: 1200, sent: 0, failed: 0 })
+    expect(await outbox.markManyAsSent([...ids, 'missing'], { workerId: 'w1' })).toEqual(['missing'])
+    expect(await outboxProblems(redis, store), 'sent').toEqual([])
+    expect(await outbox.getCountByStatus()).toEqual({ pending: 0, publishing: 0, sent: 1200, failed: 0 })
+    // Nothing of the leases or claims is left to take the sent events back.
+    clock.advance(LEASE.leaseMs + 10 * MINUTE)
+    expect(await outbox.claim({ ...LEASE, workerId: 'w2', limit: 10 })).toEqual([])
+    expect(await outbox.resetStale(1)).toBe(0)
+  })
+
+  it('marks sent, unfenced, events of every status in one batch with every index and count exact', async () => {
+    const { store, clock } = await fresh()
+    const { outbox } = store
+    await outbox.findOrCreateMany(['pub', 'fail', 'done', 'due'].map((id) => ev(id)))
+    await outbox.findOrCreate(ev('delayed', { availableAt: new Date(clock.peekMs() + MINUTE) }))
+    await outbox.claim({ ...LEASE, limit: 3 })
+    await outbox.markAsFailed('fail', 'boom', { workerId: 'w1' })
+    await outbox.markAsSent('done', { workerId: 'w1' })
+    clock.advance(1000)
+    const ids = ['pub', 'fail', 'done', 'due', 'delayed']
+    expect(await outbox.markManyAsSent([...ids, 'missing'])).toEqual(['missing'])
+    expect(await outboxProblems(redis, store)).toEqual([])
+    expect(await outbox.getCountByStatus()).toEqual({ pending: 0, publishing: 0, sent: 5, failed: 0 })
+    for (const id of ids) expect((await outbox.get(id))?.sentAt?.getTime(), id).toBe(clock.peekMs())
+  })
+
   it('keeps the inbox counts hash and indexes exact through every transition, and writes no alias', async () => {
     const { store, clock } = await fresh()
     const { inbox } = store
