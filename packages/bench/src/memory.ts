@@ -97,9 +97,9 @@ const memoryOf = async (
       processes.start()
       await processes.waitForPublished(events, 600_000, 20)
       const seconds = (performance.now() - started) / 1000
-      const [hwmKb] = await processes.stop()
+      const [stopped] = await processes.stop()
       processes = undefined
-      peakKb = Math.max(peakKb, hwmKb ?? 0)
+      peakKb = Math.max(peakKb, stopped?.hwmKb ?? 0)
       const result: MemoryResult = {
         store: 'sqlite',
         relay,

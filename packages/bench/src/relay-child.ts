@@ -78,14 +78,22 @@ const main = async (): Promise<void> => {
   const started = nextMessage('start')
   await send({ type: 'ready', rssKb: rss() })
   await started
+  const cpuAtStart = process.cpuUsage()
   relay.start()
   const timer = setInterval(() => {
     void send({ type: 'progress', ...relay.counters(), rssKb: rss() })
   }, spec.reportEveryMs)
   await stopped
+  const cpu = process.cpuUsage(cpuAtStart)
   clearInterval(timer)
   await relay.stop()
-  await send({ type: 'done', ...relay.counters(), rssKb: statusKb('VmRSS'), hwmKb: statusKb('VmHWM') })
+  await send({
+    type: 'done',
+    ...relay.counters(),
+    rssKb: statusKb('VmRSS'),
+    hwmKb: statusKb('VmHWM'),
+    cpuMs: (cpu.user + cpu.system) / 1000,
+  })
   await nc.close()
   await opened.close()
 }

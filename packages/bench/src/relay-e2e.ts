@@ -113,6 +113,7 @@ export const runRelay = async (
     }
     try {
       const samples: Record<RelaySide, number[]> = { txbox: [], raw: [] }
+      const cpu: Record<RelaySide, number[]> = { txbox: [], raw: [] }
       await withStream(url, async (stream) => {
         let stored = 0
         for (let run = 0; run < runs; run++) {
@@ -122,9 +123,18 @@ export const runRelay = async (
               ? ['txbox', 'raw']
               : ['raw', 'txbox']
           for (const side of order) {
-            samples[side].push(
-              await relayOnce(target, url, stream.subject, events, relays, side, `r${relays}-${run}`, config),
+            const measured = await relayOnce(
+              target,
+              url,
+              stream.subject,
+              events,
+              relays,
+              side,
+              `r${relays}-${run}`,
+              config,
             )
+            samples[side].push(measured.perSecond)
+            cpu[side].push(measured.cpuUsPerEvent)
             stored += events
             const inStream = await streamMessages(url, stream.name)
             if (inStream !== stored)
@@ -139,11 +149,13 @@ export const runRelay = async (
         events,
         eventsPerSecond: txbox,
         samples: samples.txbox,
+        cpuUsPerEvent: median(cpu.txbox),
         config: label,
         ...(withRaw
           ? {
               rawEventsPerSecond: median(samples.raw),
               rawSamples: samples.raw,
+              rawCpuUsPerEvent: median(cpu.raw),
               ratio: txbox / median(samples.raw),
             }
           : {}),
@@ -152,7 +164,7 @@ export const runRelay = async (
       log(
         `${target.name} relay x${relays} processes (${label}): txbox ${txbox.toFixed(0)} events/s${
           withRaw ? `, raw ${row.rawEventsPerSecond?.toFixed(0)}, ratio ${row.ratio?.toFixed(2)}` : ''
-        } (${events} events)`,
+        }; relay CPU ${row.cpuUsPerEvent?.toFixed(0)}${withRaw ? ` vs ${row.rawCpuUsPerEvent?.toFixed(0)}` : ''} us/event (${events} events)`,
       )
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error)
@@ -178,7 +190,7 @@ const relayOnce = async (
   side: RelaySide,
   tag: string,
   config: RelayConfig,
-): Promise<number> => {
+): Promise<{ perSecond: number; cpuUsPerEvent: number }> => {
   const ns = await target.namespace()
   let processes: RelayProcesses | undefined
   try {
@@ -198,9 +210,10 @@ const relayOnce = async (
     processes.start()
     await processes.waitForPublished(events, 180_000)
     const seconds = (performance.now() - started) / 1000
-    await processes.stop()
+    const stopped = await processes.stop()
     processes = undefined
-    return events / seconds
+    const cpuMs = stopped.reduce((sum, child) => sum + child.cpuMs, 0)
+    return { perSecond: events / seconds, cpuUsPerEvent: (cpuMs * 1000) / events }
   } finally {
     processes?.kill()
     await ns.dispose().catch(() => undefined)

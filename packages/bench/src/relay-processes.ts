@@ -8,6 +8,7 @@ interface ChildState {
   errors: number
   rssKb: number
   hwmKb: number
+  cpuMs: number
   done: boolean
 }
 
@@ -41,7 +42,15 @@ export class RelayProcesses {
       const child = fork(new URL('./relay-child.js', import.meta.url), [JSON.stringify(spec)], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       })
-      const state: ChildState = { child, published: 0, errors: 0, rssKb: 0, hwmKb: 0, done: false }
+      const state: ChildState = {
+        child,
+        published: 0,
+        errors: 0,
+        rssKb: 0,
+        hwmKb: 0,
+        cpuMs: 0,
+        done: false,
+      }
       states.push(state)
       ready.push(
         new Promise<void>((resolve, reject) => {
@@ -57,6 +66,7 @@ export class RelayProcesses {
             if (message.type === 'done') {
               state.done = true
               state.hwmKb = message.hwmKb
+              state.cpuMs = message.cpuMs
             }
           })
           child.on('exit', (code) => {
@@ -113,8 +123,8 @@ export class RelayProcesses {
     }
   }
 
-  /** Stops every relay and waits for the processes to exit; returns each one's peak RSS (VmHWM, kB). */
-  async stop(): Promise<number[]> {
+  /** Stops every relay and waits for the processes to exit; returns each one's peak RSS (VmHWM, kB) and CPU time. */
+  async stop(): Promise<Array<{ hwmKb: number; cpuMs: number }>> {
     const exited = this.#children.map(
       (state) =>
         new Promise<void>((resolve) => {
@@ -125,7 +135,7 @@ export class RelayProcesses {
     this.#post({ type: 'stop' })
     await Promise.all(exited)
     if (this.#failure) throw this.#failure
-    return this.#children.map((state) => state.hwmKb)
+    return this.#children.map(({ hwmKb, cpuMs }) => ({ hwmKb, cpuMs }))
   }
 
   /** Ends every process at once (after a failure: nothing to wait for). */

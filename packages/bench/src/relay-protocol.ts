@@ -29,4 +29,6 @@ export type ChildMessage =
       readonly errors: number
       readonly rssKb: number
       readonly hwmKb: number
+      /** CPU time (user + system) the process spent from 'start' to 'stop'. */
+      readonly cpuMs: number
     }

@@ -29,17 +29,23 @@ const rawFor = (rows: readonly RelayRow[], row: RelayRow): number | undefined =>
   rows.find((other) => other.store === row.store && other.relays === row.relays && other.rawEventsPerSecond)
     ?.rawEventsPerSecond
 
+/** CPU time the relay processes spent per event, txbox / raw (median of the runs). */
+const cpuCell = (row: RelayRow): string =>
+  row.cpuUsPerEvent === undefined
+    ? ''
+    : `${Math.round(row.cpuUsPerEvent)}${row.rawCpuUsPerEvent === undefined ? '' : ` / ${Math.round(row.rawCpuUsPerEvent)}`}`
+
 const relayTable = (rows: readonly RelayRow[]): string[] => {
   const lines = [
-    `From a pre-filled outbox to acknowledged JetStream messages marked sent (the stream's message count is checked after each run), txbox against the raw relay in alternating runs. ${RELAY_MODE}. Median of the runs; ratio = txbox/raw, goal ${RELAY_GOALS.oneProcess.toFixed(1)} with 1 process and ${RELAY_GOALS.fourProcesses.toFixed(1)} with 4 (bold = below). A row with other relay options than the defaults runs txbox only and is compared with the raw relay of the defaults row above it. MongoDB and DynamoDB have no raw relay: one txbox run each.`,
+    `From a pre-filled outbox to acknowledged JetStream messages marked sent (the stream's message count is checked after each run), txbox against the raw relay in alternating runs. ${RELAY_MODE}. Median of the runs; ratio = txbox/raw (events/s), goal ${RELAY_GOALS.oneProcess.toFixed(1)} with 1 process and ${RELAY_GOALS.fourProcesses.toFixed(1)} with 4 (bold = below). A row with other relay options than the defaults runs txbox only and is compared with the raw relay of the defaults row above it. MongoDB and DynamoDB have no raw relay: one txbox run each. "Relay CPU" is the CPU time (user + system) of all the relay processes of a run from start to stop, per event: on a machine shared with other work it moves far less than events/s.`,
     '',
-    '| store | processes | txbox relay options | events per run | txbox ev/s | raw ev/s | txbox/raw | runs: txbox / raw (ev/s) |',
-    '|---|--:|---|--:|--:|--:|--:|---|',
+    '| store | processes | txbox relay options | events per run | txbox ev/s | raw ev/s | txbox/raw | relay CPU us/event: txbox / raw | runs: txbox / raw (ev/s) |',
+    '|---|--:|---|--:|--:|--:|--:|--:|---|',
   ]
   for (const row of rows) {
     const head = `| ${row.store} | ${row.relays} | ${row.config ?? ''} | ${row.events ? row.events.toLocaleString('en-US') : ''}`
     if (row.notRun) {
-      lines.push(`${head} | not run: ${cell(row.notRun)} | | | |`)
+      lines.push(`${head} | not run: ${cell(row.notRun)} | | | | |`)
       continue
     }
     const raw = rawFor(rows, row)
@@ -48,7 +54,7 @@ const relayTable = (rows: readonly RelayRow[]): string[] => {
     const goal = row.relays === 1 ? RELAY_GOALS.oneProcess : RELAY_GOALS.fourProcesses
     const runs = `${(row.samples ?? []).map(rate).join(', ')}${row.rawSamples ? ` / ${row.rawSamples.map(rate).join(', ')}` : ''}`
     lines.push(
-      `${head} | ${rate(row.eventsPerSecond)} | ${row.rawEventsPerSecond === undefined ? (raw === undefined ? '' : `(${rate(raw)})`) : rate(raw)} | ${goalCell(ratio, goal, true)} | ${runs} |`,
+      `${head} | ${rate(row.eventsPerSecond)} | ${row.rawEventsPerSecond === undefined ? (raw === undefined ? '' : `(${rate(raw)})`) : rate(raw)} | ${goalCell(ratio, goal, true)} | ${cpuCell(row)} | ${runs} |`,
     )
   }
   return lines

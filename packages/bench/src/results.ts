@@ -29,6 +29,9 @@ export interface RelayRow {
   rawSamples?: number[]
   /** txbox / raw. */
   ratio?: number
+  /** CPU time of the relay processes per event (median of the runs): steadier than events/s on a loaded machine. */
+  cpuUsPerEvent?: number
+  rawCpuUsPerEvent?: number
   config?: string
   notRun?: string
 }
