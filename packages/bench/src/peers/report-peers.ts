@@ -1,7 +1,7 @@
 import { barChart, type ChartGroup } from '../chart.js'
 import type { PeerRow, Results } from '../results.js'
-import { PEER, PEER_DEFAULTS, PEER_TUNED, PEER_VERSION } from './pg-transactional-outbox.js'
 import { peerDrainSide } from './peer-drain.js'
+import { PEER, PEER_DEFAULTS, PEER_TUNED, PEER_VERSION } from './pg-transactional-outbox.js'
 
 /** The chart of the "txbox vs raw vs peers" table, beside docs/benchmarks.svg. */
 export const PEERS_SVG = 'benchmarks-peers.svg'
