@@ -215,10 +215,16 @@ export class MongoDbClient {
           if (result.matchedCount === 1) applied.add(first.id)
           continue
         }
-        await collection.updateMany(
+        const result = await collection.updateMany(
           { $or: chunk.map((write) => ({ _id: write.id, rev: write.rev })) },
           update(first),
         )
+        // Ids are distinct, so each `{ _id, rev }` matches at most one document: when all
+        // matched, all were written, and no read is needed to tell which.
+        if (result.matchedCount === chunk.length) {
+          for (const write of chunk) applied.add(write.id)
+          continue
+        }
         // The new version is unique to this call: it names exactly the documents it changed.
         const changed = await collection
           .find({ _id: { $in: chunk.map((write) => write.id) }, rev }, { projection: { _id: 1 } })

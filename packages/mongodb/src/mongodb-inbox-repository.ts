@@ -67,11 +67,14 @@ export class MongoDbInboxRepository extends InboxRepositoryKernel<ClientSession>
    */
   async #receive(params: InboxParams, now: Date, lease: Lease | undefined): Promise<InboxClaimResult> {
     assertDocumentFits(params)
+    // Most deliveries are new: the insert comes first, and only a duplicate key reads.
+    const doc = this.#document(params, now, lease)
+    if (await this.#create(doc)) return { event: toInboxEvent(doc), shouldProcess: true }
     for (let round = 1; round <= MAX_ROUNDS; round++) {
       if (round > 2) await sleep(Math.random() * Math.min(20, round))
       const stored = await this.#events.findOne({ _id: encode(params.eventId) })
       if (stored === null) {
-        const doc = this.#document(params, now, lease)
+        // Deleted (cleanup) since the duplicate key: insert again.
         if (await this.#create(doc)) return { event: toInboxEvent(doc), shouldProcess: true }
         continue
       }

@@ -209,6 +209,42 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     expect((await guarded.outbox.get('stuck'))?.status).toBe('sent')
     expect(await db.collection(names.locks).countDocuments({})).toBe(0)
   })
+
+  it('an uncontended claim and markManyAsSent read nothing back after their updates; a new inbox message is one insert', async () => {
+    const watched = new MongoClient(url ?? '', { monitorCommands: true })
+    await watched.connect()
+    try {
+      const prefix = freshPrefix()
+      const watchedStore = createMongoDbStore({ db: watched.db(), collectionPrefix: prefix })
+      await watchedStore.migrate()
+      const ids = ['a', 'b', 'c']
+      await watchedStore.outbox.findOrCreateMany(
+        ids.map((eventId) => ({ eventId, subject: 's', payload: 'p' })),
+      )
+      // The first guarded write detects the server (hello, buildInfo): out of the count.
+      await watchedStore.outbox.markAsPublishing('a')
+      await watchedStore.outbox.retryLater('a', { errorMessage: 'warm-up', delayMs: 0 })
+      const sent: string[] = []
+      watched.on('commandStarted', (event) => sent.push(event.commandName))
+      const claimed = await watchedStore.outbox.claim({ limit: 3, leaseMs: 60_000, workerId: 'w' })
+      expect(claimed.map((event) => event.eventId)).toEqual(ids)
+      expect(await watchedStore.outbox.markManyAsSent(ids, { workerId: 'w' })).toEqual([])
+      // FerretDB: each guarded update between taking its version locks and releasing them.
+      const guarded = ferretdb ? ['insert', 'update', 'delete'] : ['update']
+      expect(sent.splice(0)).toEqual(['find', ...guarded, 'find', ...guarded])
+      expect((await watchedStore.outbox.getCountByStatus()).sent).toBe(3)
+      sent.splice(0)
+      const claim = await watchedStore.inbox.claim(
+        { eventId: 'new', subject: 's', payload: 'p' },
+        { leaseMs: 60_000, workerId: 'w' },
+      )
+      expect(claim.shouldProcess).toBe(true)
+      expect(sent).toEqual(['insert'])
+      expect(await watchedStore.inbox.get('new')).toEqual(claim.event)
+    } finally {
+      await watched.close()
+    }
+  })
 })
 
 describe('mongodb adapter without a server', () => {
