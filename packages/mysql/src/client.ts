@@ -4,7 +4,7 @@ import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql
 import { ADAPTER, classifyMySqlError } from './errors.js'
 import type { RetryEvent } from './mysql-options.js'
 import { type MySqlTransaction, type StatementTarget, toQueryHandle } from './query-handle.js'
-import { openConnection, readIdentity, type ServerIdentity } from './transaction-check.js'
+import { isConnectionOf, openConnection, readIdentity, type ServerIdentity } from './transaction-check.js'
 import { MySqlTransactionDriver } from './transaction-driver.js'
 
 /** What a statement can run on: the pool (autocommit) or one connection (a transaction). */
@@ -170,12 +170,15 @@ export class Runner {
    * `max_allowed_packet`, and a bigger one makes the server drop the connection (errno
    * 1153), so events are measured before they are sent. Read once per repository, with a
    * check that the pool talks utf8mb4: a utf8mb3 connection cannot carry emoji, and a
-   * non-strict server would store them as '?'.
+   * non-strict server would store them as '?'. `db`, a connection of the pool the caller
+   * already holds (its transaction's), is asked instead of the pool: when callers' open
+   * transactions hold every connection of the pool, waiting for another would never end.
    */
-  maxEventBytes(): Promise<number> {
+  maxEventBytes(db?: Queryable): Promise<number> {
+    const via = db !== undefined && isConnectionOf(db, this.pool) ? db : this.pool
     this.#maxEventBytes ??= runStorageOperation(ADAPTER, 'connection check', classifyMySqlError, async () => {
       const rows = await selectRows(
-        this.pool,
+        via,
         'SELECT @@max_allowed_packet AS bytes, @@character_set_connection AS charset',
         [],
       )

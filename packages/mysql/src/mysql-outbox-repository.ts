@@ -19,6 +19,7 @@ import {
   insertedRows,
   limitParam,
   type Param,
+  type Queryable,
   type Row,
   Runner,
   runWrite,
@@ -108,8 +109,8 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
    * option the server could never honour is a configuration error, said once, not an
    * event-by-event `PayloadTooLargeError`.
    */
-  async checkMaxEventBytes(): Promise<number> {
-    const serverLimit = await this.run.maxEventBytes()
+  async checkMaxEventBytes(db?: Queryable): Promise<number> {
+    const serverLimit = await this.run.maxEventBytes(db)
     if (this.maxEventBytes > serverLimit && this.#explicitMaxEventBytes) {
       throw new ValidationError(
         ADAPTER,
@@ -131,15 +132,16 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     now: Date,
     tx: MySqlTransaction | undefined,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
-    // Within maxEventBytes, a statement can still be over the packet (the SQL carries the
-    // subject and JSON quoting that the NATS message does not).
-    const limit = await this.checkMaxEventBytes()
-    for (const event of events) {
-      const size = eventBytes(event)
-      if (size > limit) throw new PayloadTooLargeError(ADAPTER, event.eventId, size, limit)
-    }
     const enqueuedAt = toDateTime(now)
     return this.run.write(tx, async (db) => {
+      // Within maxEventBytes, a statement can still be over the packet (the SQL carries the
+      // subject and JSON quoting that the NATS message does not). Asked on the connection at
+      // hand: in the caller's transaction the pool may have no other connection to give.
+      const limit = await this.checkMaxEventBytes(db)
+      for (const event of events) {
+        const size = eventBytes(event)
+        if (size > limit) throw new PayloadTooLargeError(ADAPTER, event.eventId, size, limit)
+      }
       const stored = new Map<string, OutboxEvent>()
       const readBack: string[] = []
       for (const batch of insertBatches(events)) {

@@ -30,6 +30,18 @@ export const readIdentity = async (db: Pool | StatementTarget): Promise<ServerId
 const where = (identity: ServerIdentity): string =>
   `${identity.host}:${identity.port}, database ${identity.database}`
 
+/** True when `core` (a mysql2 core connection) is one of `pool`'s connections. */
+const isOfPool = (core: object, pool: Pool): boolean => {
+  const corePool = (core as { _pool?: unknown })._pool
+  return corePool !== undefined && corePool === (pool as unknown as { pool?: unknown }).pool
+}
+
+/** True when `db` is a connection of `pool` (a promise wrapper over one of its core connections). */
+export const isConnectionOf = (db: object, pool: Pool): boolean => {
+  const core = (db as { connection?: unknown }).connection
+  return typeof core === 'object' && core !== null && isOfPool(core, pool)
+}
+
 /** Another pool's connection keeps its server and database: read once per physical connection. */
 const identities = new WeakMap<object, Promise<ServerIdentity>>()
 
@@ -67,8 +79,7 @@ export const openConnection = async (
     )
   // The store's own pool cannot point elsewhere; anything else is asked once per connection.
   const key = session ?? coreConnection(connection as Connection)
-  const corePool = (key as { _pool?: unknown })._pool
-  if (corePool !== undefined && corePool === (pool as unknown as { pool?: unknown }).pool) return connection
+  if (isOfPool(key, pool)) return connection
   let identity = identities.get(key)
   if (identity === undefined) {
     identity = readIdentity(connection)

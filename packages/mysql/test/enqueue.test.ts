@@ -1,7 +1,7 @@
 import { ManualClock, type OutboxEvent } from '@txbox/core'
 import type { Pool, PoolOptions } from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { MySqlStore } from '../src/index.js'
+import { createMySqlStore, type MySqlStore } from '../src/index.js'
 import { countStatements, freshStore, makePool, SKIP, SKIP_REASON } from './helpers.js'
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0, 123)
@@ -115,3 +115,42 @@ describe.skipIf(SKIP)(`mysql enqueue answers${SKIP ? ` (skipped: ${SKIP_REASON})
     })
   }
 })
+
+describe.skipIf(SKIP)(
+  `mysql enqueue on a pool its callers hold${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`,
+  () => {
+    it("enqueues first in transactions that hold every connection of the pool: the server's limits are read on the caller's connection", async () => {
+      const pool = makePool({ connectionLimit: 2 })
+      const { store, drop } = await freshStore(pool)
+      // A fresh store on the same tables: its first enqueue still has to read the server's limits.
+      const fresh = createMySqlStore({ pool, tablePrefix: store.tablePrefix })
+      const connections = [await pool.getConnection(), await pool.getConnection()]
+      try {
+        const enqueues = Promise.all(
+          connections.map(async (connection, i) => {
+            await connection.beginTransaction()
+            const event = await fresh.outbox.findOrCreate(
+              { eventId: `held-${i}`, subject: 's', payload: 'p' },
+              { tx: connection },
+            )
+            await connection.commit()
+            return event
+          }),
+        )
+        // Before the fix both waited for a third connection forever; a deadline makes that a failure.
+        let timer: NodeJS.Timeout | undefined
+        const deadline = new Promise<'stuck'>((resolve) => {
+          timer = setTimeout(() => resolve('stuck'), 10_000)
+        })
+        const outcome = await Promise.race([enqueues, deadline])
+        clearTimeout(timer)
+        expect(outcome).not.toBe('stuck')
+        expect((outcome as OutboxEvent[]).map((event) => event.eventId)).toEqual(['held-0', 'held-1'])
+      } finally {
+        for (const connection of connections) connection.release()
+        await drop()
+        await pool.end()
+      }
+    })
+  },
+)
