@@ -416,12 +416,15 @@ describe('txbox-relay on PostgreSQL hands its LISTEN wakeup to the relay', () =>
       const schema = `wake_${suffix}`
       const { default: pg } = await import('pg')
       const observer = new pg.Pool({ connectionString: postgresUrl, max: 1 })
+      // The wakeup's connection: its last statement is the LISTEN, or (once the relay idles)
+      // one of the wake-up flag statements, which name the schema's wakeup table or pg_locks.
       const listening = async () =>
         Number(
           (
             await observer.query<{ count: string }>(
-              'SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1',
-              [`LISTEN "${schema}_%`],
+              `SELECT count(*) FROM pg_stat_activity
+               WHERE query LIKE $1 OR query LIKE $2 OR (query LIKE '%pg_locks%' AND query LIKE $3)`,
+              [`LISTEN "${schema}_%`, `%"${schema}"."txbox_wakeup"%`, `%"${schema}".%`],
             )
           ).rows[0]?.count,
         )
