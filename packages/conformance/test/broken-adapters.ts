@@ -1061,15 +1061,18 @@ const connectionWideTransactionTarget = (): ConformanceTarget<MemoryTransaction>
         ...fixture,
         outbox,
         inbox,
+        // A function that is not one goes to the store as it is, to be refused there.
         storeTransaction: (fn, transactionOptions) =>
-          ambient.run(async (tx, info) => {
-            open = tx
-            try {
-              return await fn(tx, info)
-            } finally {
-              open = undefined
-            }
-          }, transactionOptions),
+          typeof fn !== 'function'
+            ? ambient.run(fn, transactionOptions)
+            : ambient.run(async (tx, info) => {
+                open = tx
+                try {
+                  return await fn(tx, info)
+                } finally {
+                  open = undefined
+                }
+              }, transactionOptions),
         oracle: snapshotOracle(outbox, inbox),
       }
     },
@@ -1248,6 +1251,24 @@ const endedHandleOpenTarget = (): ConformanceTarget<MemoryTransaction> => {
         storeTransaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
         oracle: snapshotOracle(outbox, inbox),
       }
+    },
+  }
+}
+
+/**
+ * A `store.transaction` that drops its options on the way to the store's own: bad options
+ * run the function instead of being refused, and a nested call may set retries.
+ */
+const optionsDroppedTarget = (): ConformanceTarget<MemoryTransaction> => {
+  const base = createMemoryTarget()
+  return {
+    ...base,
+    name: 'transaction-options-dropped',
+    async create(options) {
+      const fixture = await base.create(options)
+      const storeTransaction = fixture.storeTransaction
+      if (storeTransaction === undefined) throw new Error('the memory target has a storeTransaction')
+      return { ...fixture, storeTransaction: (fn) => storeTransaction(fn) }
     },
   }
 }
@@ -1477,5 +1498,9 @@ export const brokenAdapters: readonly {
   {
     target: endedHandleOpenTarget(),
     mustFail: ['outbox.tx.ended-handle-refused'],
+  },
+  {
+    target: optionsDroppedTarget(),
+    mustFail: ['outbox.tx.store-transaction-input'],
   },
 ]

@@ -51,7 +51,86 @@ const expectNothingWritten = async (
   )
 }
 
+/** Options `store.transaction` must refuse, each with what is wrong in it. */
+const BAD_TRANSACTION_OPTIONS: readonly (readonly [string, unknown])[] = [
+  ['a string', 'retries'],
+  ['null', null],
+  ['an array', [3]],
+  ['a negative retries', { retries: -1 }],
+  ['a fractional retries', { retries: 1.5 }],
+  ['a retries string', { retries: '2' }],
+  ['an unknown key', { retry: 2 }],
+]
+
 export const transactionHandleCases = [
+  defineCase({
+    id: 'outbox.tx.store-transaction-input',
+    title:
+      'store.transaction refuses a function that is not one and bad options with ValidationError before it begins; a nested call joins with the outer tx and attempt, and refuses retries',
+    skipReason: requiresTransactions,
+    async run({ store }) {
+      if (store.storeTransaction === undefined) return skipCase(NO_STORE_TRANSACTION_REASON)
+      const storeTransaction = store.storeTransaction.bind(store)
+      for (const [what, fn] of [
+        ['a string', 'fn'],
+        ['undefined', undefined],
+        ['an object', {}],
+      ] as const)
+        await expectTxboxError(
+          'ValidationError',
+          () => storeTransaction(fn as never),
+          `store.transaction with ${what} as the function`,
+        )
+      let ran = 0
+      for (const [what, options] of BAD_TRANSACTION_OPTIONS)
+        await expectTxboxError(
+          'ValidationError',
+          () =>
+            storeTransaction(async () => {
+              ran++
+              await store.outbox.findOrCreate(outboxEvent('input-refused'))
+            }, options as never),
+          `store.transaction with ${what} as options`,
+        )
+      expectSame(ran, 0, 'no function ran under refused options')
+      expectSame(
+        await store.oracle.outbox('input-refused'),
+        null,
+        'oracle: nothing written under refused options',
+      )
+      const answers = await storeTransaction(
+        async (tx, { attempt }) => {
+          await expectTxboxError(
+            'ValidationError',
+            () => storeTransaction(async () => undefined, { retries: 1 }),
+            'a nested store.transaction that sets retries',
+          )
+          const nested = await storeTransaction(async (innerTx, inner) => {
+            await store.outbox.findOrCreate(outboxEvent('input-nested'))
+            return { sameTx: innerTx === tx, attempt: inner.attempt }
+          })
+          return { ...nested, outerAttempt: attempt }
+        },
+        { retries: 0 },
+      )
+      expectSame(answers.sameTx, true, 'the nested call gets the outer transaction')
+      expectSame(answers.attempt, answers.outerAttempt, "the nested call gets the outer call's attempt")
+      expectSame(answers.outerAttempt, 1, 'the first run is attempt 1')
+      expectSame(
+        (await storedOutbox(store, 'input-nested')).status,
+        'pending',
+        'oracle: the nested write committed with the outer transaction',
+      )
+      await storeTransaction(async (tx) => {
+        await store.outbox.findOrCreate(outboxEvent('input-empty-options'), { tx })
+      }, {})
+      expectSame(
+        (await storedOutbox(store, 'input-empty-options')).status,
+        'pending',
+        'oracle: empty options are valid',
+      )
+    },
+  }),
   defineCase({
     id: 'outbox.tx.ended-handle-refused',
     title:
