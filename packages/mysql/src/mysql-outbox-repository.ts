@@ -31,6 +31,7 @@ import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
 import { compareSeq, insertedOutboxEvent, toDateTime, toOutboxEvent } from './rows.js'
 import {
   chunk,
+  insertSize,
   MAX_INSERT_BYTES,
   MAX_INSERT_ROWS,
   MAX_LIST,
@@ -145,7 +146,7 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
       const stored = new Map<string, OutboxEvent>()
       const readBack: string[] = []
       for (const batch of insertBatches(events)) {
-        const rows = padList(batch)
+        const rows = padList(batch, insertSize)
         // Padding rows repeat the last id after it, so each one is a no-op duplicate; their
         // payload is never stored and is sent empty rather than repeated.
         const values = rows.flatMap((event, index) => [

@@ -4,13 +4,24 @@ import { describe, expect, it } from 'vitest'
 import { insertedRows, type Queryable, selectRows } from '../src/client.js'
 import { mySqlMigrations } from '../src/migrate.js'
 import { compareSeq, fromDateTime, toDateTime } from '../src/rows.js'
-import { chunk, listSize, padList } from '../src/sql.js'
+import { chunk, insertSize, listSize, MAX_INSERT_ROWS, padList } from '../src/sql.js'
 
 describe('statement helpers (no server)', () => {
   it('pads id lists to a few fixed lengths by repeating the last value', () => {
     expect([1, 2, 3, 5, 17, 513, 1000].map(listSize)).toEqual([1, 2, 4, 8, 32, 1000, 1000])
     expect(padList(['a', 'b', 'c'])).toEqual(['a', 'b', 'c', 'c'])
     expect(chunk([1, 2, 3, 4, 5], 2)).toEqual([[1, 2], [3, 4], [5]])
+  })
+
+  it('pads multi-row inserts by at most a quarter, to a bounded set of row counts', () => {
+    expect([1, 7, 8, 9, 100, 129, 500, 512].map(insertSize)).toEqual([1, 7, 8, 10, 112, 160, 512, 512])
+    const sizes = new Set(Array.from({ length: MAX_INSERT_ROWS }, (_, i) => insertSize(i + 1)))
+    expect(sizes.size).toBe(32)
+    for (let n = 1; n <= MAX_INSERT_ROWS; n++) {
+      expect(insertSize(n)).toBeGreaterThanOrEqual(n)
+      expect(insertSize(n)).toBeLessThanOrEqual(Math.max(n, Math.ceil(n * 1.25)))
+    }
+    expect(padList(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'], insertSize)).toHaveLength(10)
   })
 
   it('formats and parses DATETIME(3) as UTC, whatever the process time zone', () => {
