@@ -7,7 +7,7 @@ import { runLatency } from './latency.js'
 import { loadAverage, machineInfo } from './machine.js'
 import { runMemory } from './memory.js'
 import { runPeers } from './peers/run-peers.js'
-import { runRelay, TUNED_RELAY } from './relay-e2e.js'
+import { LOCKSTEP_RELAY, runRelay, TUNED_RELAY } from './relay-e2e.js'
 import { writeDocs } from './report.js'
 import type { RelayRow, Results, ScenarioRow } from './results.js'
 import { makeWork, NotRun, SCENARIO_INFO, SCENARIOS, type ScenarioName } from './scenarios.js'
@@ -269,9 +269,11 @@ const main = async (): Promise<void> => {
           ? await runRelay(target, options.quick, log)
           : []
       results.relay.push(...rows)
-      // The two stores the relay target is about also run with bigger batches, to show the lever.
+      // Two stores also run the lockstep relay of before issue 16 (the pipeline's before/after)
+      // and bigger batches, to show the levers.
       if (options.relay && !hung && (target.name === 'postgres' || target.name === 'sqlite'))
-        results.relay.push(...(await runRelay(target, options.quick, log, TUNED_RELAY)))
+        for (const config of [LOCKSTEP_RELAY, TUNED_RELAY])
+          results.relay.push(...(await runRelay(target, options.quick, log, config)))
       if (options.e2e && !hung && E2E_STORES.includes(target.name)) {
         const rawDrain = rows.find((row) => row.relays === 1)?.rawEventsPerSecond
         // What txbox's producers sustained in this run (8 clients; SQLite: its one writer).

@@ -77,6 +77,8 @@ const memoryOf = async (
             workerId: `memory-${relay}`,
             batchSize: relay === 'raw' ? RAW_BATCH : undefined,
             concurrency: undefined,
+            batchesInFlight: undefined,
+            maxBatchBytes: undefined,
             pollIntervalMs: POLL_INTERVAL_MS,
             reportEveryMs: 100,
             rss: true,

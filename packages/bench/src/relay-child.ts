@@ -62,6 +62,8 @@ const main = async (): Promise<void> => {
       pollIntervalMs: spec.pollIntervalMs,
       ...(spec.batchSize === undefined ? {} : { batchSize: spec.batchSize }),
       ...(spec.concurrency === undefined ? {} : { concurrency: spec.concurrency }),
+      ...(spec.batchesInFlight === undefined ? {} : { batchesInFlight: spec.batchesInFlight }),
+      ...(spec.maxBatchBytes === undefined ? {} : { maxBatchBytes: spec.maxBatchBytes }),
       retention: { sentOlderThanDays: null, staleMinutes: null },
     })
     relay = {

@@ -9,25 +9,32 @@ import type { RelayRow } from './results.js'
 import { makeEvents } from './scenarios.js'
 import type { Target } from './types.js'
 
-/** batchSize and concurrency of the txbox relay; undefined = the relay's own default. */
+/** Options of the txbox relay; undefined = the relay's own default. */
 export interface RelayConfig {
   readonly batchSize?: number
   readonly concurrency?: number
+  readonly batchesInFlight?: number
+  readonly maxBatchBytes?: number
 }
 
 /** The relay's defaults, whatever they are in the build measured. */
 export const DEFAULT_RELAY: RelayConfig = {}
-/** Bigger batches: fewer claim/mark round trips and fewer stalls at batch boundaries. */
-export const TUNED_RELAY: RelayConfig = { batchSize: 500, concurrency: 256 }
+/**
+ * Bigger batches: fewer claim/mark round trips per event. maxBatchBytes too, since the
+ * default (128 MiB) caps a claim at 128 events of the 1 MiB maxEventBytes NATS allows.
+ */
+export const TUNED_RELAY: RelayConfig = { batchSize: 500, concurrency: 256, maxBatchBytes: 536_870_912 }
+/** The relay as it was before issue 16: claim, publish, mark in lockstep. */
+export const LOCKSTEP_RELAY: RelayConfig = { batchesInFlight: 1 }
 /** The raw relay's claim size: the txbox relay's documented default batch. */
 export const RAW_BATCH = 100
 /** Both relays wait this long after an empty claim (the drain only sees it at its very end). */
 export const POLL_INTERVAL_MS = 20
 
-export const configLabel = (config: RelayConfig): string =>
-  config.batchSize === undefined && config.concurrency === undefined
-    ? 'defaults'
-    : `batchSize ${config.batchSize ?? 'default'}, concurrency ${config.concurrency ?? 'default'}`
+export const configLabel = (config: RelayConfig): string => {
+  const set = Object.entries(config).filter(([, value]) => value !== undefined)
+  return set.length === 0 ? 'defaults' : set.map(([name, value]) => `${name} ${String(value)}`).join(', ')
+}
 
 export const RELAY_MODE = `N relays = N child processes, each with its own store connection and its own NATS connection (\`noAsyncTraces: true\` on both sides, as the relay CLI connects); the parent fills the outbox, starts them all at once, and times until their reported published-and-marked count reaches the events of the run. txbox = \`OutboxRelay\` + \`JetStreamPublisher\`; raw = the minimal relay in \`packages/bench/src/raw-relay/\` (claim ${RAW_BATCH} with a lease, \`FOR UPDATE SKIP LOCKED\` where the database has it, every publish of the batch in flight, await the acks, one mark), on the same tables; both poll every ${POLL_INTERVAL_MS} ms when the outbox is empty`
 
@@ -83,6 +90,8 @@ export const childSpec = (
   workerId: `${target.name}-${workerId}`,
   batchSize: side === 'raw' ? RAW_BATCH : config.batchSize,
   concurrency: side === 'raw' ? undefined : config.concurrency,
+  batchesInFlight: side === 'raw' ? undefined : config.batchesInFlight,
+  maxBatchBytes: side === 'raw' ? undefined : config.maxBatchBytes,
   pollIntervalMs: POLL_INTERVAL_MS,
   ...reporting,
 })

@@ -10,6 +10,10 @@ export interface RelayChildSpec {
   readonly batchSize: number | undefined
   /** txbox only; undefined = the relay's default. */
   readonly concurrency: number | undefined
+  /** txbox only; undefined = the relay's default (2; 1 = the lockstep relay before issue 16). */
+  readonly batchesInFlight: number | undefined
+  /** txbox only; undefined = the relay's default (128 MiB, which caps a claim at 128 events of the 1 MiB maxEventBytes). */
+  readonly maxBatchBytes: number | undefined
   readonly pollIntervalMs: number
   /** How often the child reports its progress (and RSS when `rss`). */
   readonly reportEveryMs: number

@@ -33,7 +33,7 @@ const results = (): Results => ({
       relays: 1,
       events: 20_000,
       eventsPerSecond: 4_000,
-      config: 'batchSize 500, concurrency 256',
+      config: 'batchSize 500, concurrency 256, maxBatchBytes 536870912',
     },
     {
       store: 'postgres',
