@@ -174,16 +174,34 @@ export class PostgresWakeup {
     if (connection === undefined) return this.#takePending()
     this.#raised++
     try {
-      const check = await this.#storage(async () => {
-        await connection.query(this.#sql.raise, [this.channel, this.#listener, FLAG_LIFETIME_MS])
-        return this.#check(connection, undefined)
-      })
+      let check: WakeupCheck
+      try {
+        check = await this.#storage(async () => {
+          await connection.query(this.#sql.raise, [this.channel, this.#listener, FLAG_LIFETIME_MS])
+          return this.#check(connection, undefined)
+        })
+      } catch (error) {
+        if (!this.#connectionLost(connection, error)) throw error
+        return true
+      }
       if (this.#takePending() || check.due) return true
       if (signal?.aborted || this.#closed) return false
       return await this.#sleep(connection, check.writers, timeoutMs, signal)
     } finally {
       this.#lower(connection)
     }
+  }
+
+  /**
+   * Whether `error` is `connection` breaking (its 'error' or 'end' event may come after the
+   * failed query): then it may have dropped notifications, so the caller looks now, as every
+   * waiter does when the listeners see it, and the next wait listens again.
+   */
+  #connectionLost(connection: ClientBase, error: unknown): boolean {
+    if (!(error instanceof StorageError) || error.reason !== 'unavailable') return false
+    if (connection === this.#connection) this.#onConnectionLost(error)
+    this.#pending = false
+    return true
   }
 
   #takePending(): boolean {
@@ -257,7 +275,8 @@ export class PostgresWakeup {
               if (check.due) finish(true)
               else recheckLater(check.writers)
             },
-            (error: unknown) => finish(false, error),
+            (error: unknown) =>
+              this.#connectionLost(connection, error) ? finish(true) : finish(false, error),
           )
         }, pause)
         pause = Math.min(pause * 2, RECHECK_LONGEST_MS)
