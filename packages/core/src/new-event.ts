@@ -4,7 +4,8 @@ import type { EnqueueParams, OutboxEvent } from './outbox.js'
 /**
  * The event `findOrCreate` stores for new params: `pending`, `retryCount` 0, `availableAt`
  * = `params.availableAt ?? now`. Adapters that must answer before the write is visible (a
- * MULTI, a transaction collector) return this as the event that will be stored.
+ * MULTI, a transaction collector) and adapters whose INSERT stores every field as given (so
+ * reading the new row back would answer the same) return this as the stored event.
  */
 export const newOutboxEvent = (params: EnqueueParams, now: Date): OutboxEvent => {
   const event: OutboxEvent = {
@@ -12,9 +13,10 @@ export const newOutboxEvent = (params: EnqueueParams, now: Date): OutboxEvent =>
     subject: params.subject,
     payload: params.payload,
     status: 'pending',
-    enqueuedAt: now,
+    // Own Date objects: one `now` serves a whole batch, and `availableAt` is the caller's.
+    enqueuedAt: new Date(now.getTime()),
     retryCount: 0,
-    availableAt: params.availableAt ?? now,
+    availableAt: new Date((params.availableAt ?? now).getTime()),
   }
   if (params.headers !== undefined) event.headers = params.headers
   return event

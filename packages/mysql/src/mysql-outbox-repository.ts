@@ -3,6 +3,7 @@ import {
   type ClaimRequest,
   type FencedOutcome,
   type NewOutboxEventParams,
+  newOutboxEvent,
   type OutboxChange,
   type OutboxEvent,
   OutboxRepositoryKernel,
@@ -28,7 +29,7 @@ import {
 import { ADAPTER, classifyMySqlError } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
-import { compareSeq, insertedOutboxEvent, toDateTime, toOutboxEvent } from './rows.js'
+import { compareSeq, toDateTime, toOutboxEvent } from './rows.js'
 import {
   chunk,
   insertSize,
@@ -159,7 +160,9 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
         ])
         const header = await runWrite(db, this.sql.insert(rows.length), values)
         if (insertedRows(header, rows.length) === batch.length) {
-          for (const event of batch) stored.set(event.eventId, insertedOutboxEvent(event, now))
+          // Every column is written as given (DATETIME(3) holds a Date's milliseconds, and
+          // validation refuses what utf8mb4 text cannot hold): the new row is the event built.
+          for (const event of batch) stored.set(event.eventId, newOutboxEvent(event, now))
         } else {
           for (const event of batch) readBack.push(event.eventId)
         }

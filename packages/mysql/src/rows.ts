@@ -59,25 +59,6 @@ export const toOutboxEvent = (row: Row): OutboxEvent => {
   return event
 }
 
-/**
- * The event an INSERT of `event` at `enqueuedAt` stored, as reading the new row back would
- * answer it: every column is written as given (DATETIME(3) holds the milliseconds a Date
- * has, and validation refuses what utf8mb4 text cannot hold), so no read is needed.
- */
-export const insertedOutboxEvent = (event: NewOutboxEventParams, enqueuedAt: Date): OutboxEvent => {
-  const stored: OutboxEvent = {
-    eventId: event.eventId,
-    subject: event.subject,
-    payload: event.payload,
-    status: 'pending',
-    enqueuedAt: new Date(enqueuedAt.getTime()),
-    retryCount: 0,
-    availableAt: new Date(event.availableAt.getTime()),
-  }
-  if (event.headers !== undefined) stored.headers = event.headers
-  return stored
-}
-
 /** A stored inbox row as an event. */
 export const toInboxEvent = (row: Row): InboxEvent => {
   const event: InboxEvent = {
