@@ -1,4 +1,4 @@
-export { repeatInBatches } from './batches.js'
+export { boundedChunks, repeatInBatches } from './batches.js'
 export { type Capabilities, defineCapabilities } from './capabilities.js'
 export { addMs, type Clock, cutoffDays, cutoffMinutes, ManualClock, systemClock } from './clock.js'
 export { inboxCounts, outboxCounts } from './counts.js'

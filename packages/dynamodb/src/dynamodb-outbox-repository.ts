@@ -1,6 +1,7 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import {
   type AmbientTransactions,
+  boundedChunks,
   type ClaimRequest,
   type FencedOutcome,
   type NewOutboxEventParams,
@@ -58,26 +59,12 @@ const bySeqKey = (a: Item, b: Item): number => {
 }
 
 /** `items` in order, cut into chunks one TransactWriteItems can carry (100 actions, the size limit). */
-const transactionChunks = (items: readonly Item[]): Item[][] => {
-  const chunks: Item[][] = []
-  let chunk: Item[] = []
-  let bytes = 0
-  for (const item of items) {
-    const size = itemBytes(item)
-    if (
-      chunk.length === MAX_TRANSACTION_ACTIONS ||
-      (chunk.length > 0 && bytes + size > MAX_TRANSACTION_ITEM_BYTES)
-    ) {
-      chunks.push(chunk)
-      chunk = []
-      bytes = 0
-    }
-    chunk.push(item)
-    bytes += size
-  }
-  if (chunk.length > 0) chunks.push(chunk)
-  return chunks
-}
+const transactionChunks = (items: readonly Item[]): Item[][] =>
+  boundedChunks(items, {
+    maxItems: MAX_TRANSACTION_ACTIONS,
+    maxBytes: MAX_TRANSACTION_ITEM_BYTES,
+    sizeOf: itemBytes,
+  })
 
 const FENCE = '#status = :publishing AND #claimedBy = :worker'
 const EXISTS = 'attribute_exists(#pk)'

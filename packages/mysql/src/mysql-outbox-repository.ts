@@ -1,5 +1,6 @@
 import {
   type AmbientTransactions,
+  boundedChunks,
   type ClaimRequest,
   type FencedOutcome,
   type NewOutboxEventParams,
@@ -44,23 +45,8 @@ import {
 } from './sql.js'
 
 /** Splits events into multi-row INSERTs bounded in rows and in bytes (max_allowed_packet). */
-const insertBatches = <E extends NewOutboxEventParams>(events: readonly E[]): E[][] => {
-  const batches: E[][] = []
-  let current: E[] = []
-  let bytes = 0
-  for (const event of events) {
-    const size = eventBytes(event)
-    if (current.length > 0 && (current.length >= MAX_INSERT_ROWS || bytes + size > MAX_INSERT_BYTES)) {
-      batches.push(current)
-      current = []
-      bytes = 0
-    }
-    current.push(event)
-    bytes += size
-  }
-  if (current.length > 0) batches.push(current)
-  return batches
-}
+const insertBatches = <E extends NewOutboxEventParams>(events: readonly E[]): E[][] =>
+  boundedChunks(events, { maxItems: MAX_INSERT_ROWS, maxBytes: MAX_INSERT_BYTES, sizeOf: eventBytes })
 
 /**
  * The outbox on MySQL 8.0+ / MariaDB 10.6+ (InnoDB): the kernel's primitives as statements.
