@@ -23,6 +23,13 @@ export interface Capabilities {
    * leaves it out is checked against the default.
    */
   readonly maxEventBytes?: number
+  /**
+   * True when the store keeps ordering keys (`orderingKey`, `keySeq`) and claims only the
+   * first unsent event of each key (docs/CONTRACT.md, "Ordering keys"). A store without it
+   * refuses `orderingKey` with `ValidationError`; the suite's `outbox.ordering.*` cases are
+   * skipped and the `ordering` area is not certified.
+   */
+  readonly orderingKeys?: boolean
   /** Why `transactions` is `none`, said in the conformance report when the transaction cases are skipped. */
   readonly transactionsNote?: string
 }

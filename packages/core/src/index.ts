@@ -121,7 +121,9 @@ export {
 export {
   assertEventFits,
   DEFAULT_MAX_EVENT_BYTES,
+  KEY_SEQ,
   natsMessageBytes,
+  ORDERING_KEY,
   resolveMaxEventBytes,
 } from './nats-message.js'
 export { newInboxEvent, newOutboxEvent } from './new-event.js'
@@ -129,6 +131,7 @@ export {
   type ClaimOptions,
   type EnqueueParams,
   type FenceOptions,
+  type KeyedDeadLetters,
   OUTBOX_STATUSES,
   type OutboxCounts,
   type OutboxEvent,

@@ -16,6 +16,12 @@ export const RAW_HEADERS = 'Txbox-Headers'
 export const RAW_HEADERS_BASE64 = 'Txbox-Headers-Base64'
 /** The JetStream dedup header; set to the event id. */
 export const MSG_ID = 'Nats-Msg-Id'
+/** The header that carries a keyed event's `orderingKey` (docs/CONTRACT.md, "Ordering keys"). */
+export const ORDERING_KEY = 'Txbox-Ordering-Key'
+/** The header that carries a keyed event's `keySeq`, in decimal. */
+export const KEY_SEQ = 'Txbox-Key-Seq'
+/** The longest `Txbox-Key-Seq` value (`Number.MAX_SAFE_INTEGER` has 16 digits): what enqueue counts, before the store assigns it. */
+const KEY_SEQ_MAX_DIGITS = String(Number.MAX_SAFE_INTEGER).length
 
 /** NATS's default `max_payload` (1 MiB): the default `maxEventBytes` of every store. */
 export const DEFAULT_MAX_EVENT_BYTES: number = 1_048_576
@@ -73,15 +79,31 @@ export const headerEntries = (stored: string): [string, string][] | undefined =>
 
 /**
  * Every header of an outbox event's NATS message, in the order they are written:
- * `Nats-Msg-Id` first, then the event's own headers. JetStream (nats-server 2.9) reads the
+ * `Nats-Msg-Id` first, then a keyed event's `Txbox-Ordering-Key` and `Txbox-Key-Seq`, then
+ * the event's own headers. JetStream (nats-server 2.9) reads the
  * dedup id at the first occurrence of the text `Nats-Msg-Id` in the header block; a header
  * named `X-Nats-Msg-Id`, or a value mentioning it, written earlier would hide the real one
  * and turn dedup off for that message.
  */
-export const eventHeaderPairs = (eventId: string, stored: string | undefined): [string, string][] => [
-  [MSG_ID, eventId],
-  ...encodeEventHeaders(stored),
-]
+export const eventHeaderPairs = (
+  eventId: string,
+  stored: string | undefined,
+  ordering?: OrderingHeaders,
+): [string, string][] => {
+  const pairs: [string, string][] = [[MSG_ID, eventId]]
+  if (ordering?.orderingKey !== undefined) {
+    pairs.push([ORDERING_KEY, ordering.orderingKey])
+    if (ordering.keySeq !== undefined) pairs.push([KEY_SEQ, String(ordering.keySeq)])
+  }
+  pairs.push(...encodeEventHeaders(stored))
+  return pairs
+}
+
+/** A keyed event's ordering fields; `keySeq` is absent before the store assigned it. */
+export interface OrderingHeaders {
+  readonly orderingKey?: string | undefined
+  readonly keySeq?: number | undefined
+}
 
 const HEADER_LINE = 'NATS/1.0\r\n'
 // `Name: value\r\n` per header, and the blank line that ends the block.
@@ -97,11 +119,16 @@ const utf8Length = (text: string): number => Buffer.byteLength(text, 'utf8')
  * compares with the server's `max_payload`. Headers a publisher adds by its own options
  * (`Nats-Expected-Stream`) are not counted.
  */
-export const natsMessageBytes = (event: Pick<EnqueueParams, 'eventId' | 'payload' | 'headers'>): number => {
+export const natsMessageBytes = (
+  event: Pick<EnqueueParams, 'eventId' | 'payload' | 'headers' | 'orderingKey'> & OrderingHeaders,
+): number => {
   let bytes = utf8Length(event.payload) + HEADER_LINE.length + END_BYTES
-  for (const [name, value] of eventHeaderPairs(event.eventId, event.headers)) {
+  for (const [name, value] of eventHeaderPairs(event.eventId, event.headers, event)) {
     bytes += name.length + SEPARATOR_BYTES + utf8Length(value)
   }
+  // Before the store assigns it, `Txbox-Key-Seq` is counted at its longest.
+  if (event.orderingKey !== undefined && event.keySeq === undefined)
+    bytes += KEY_SEQ.length + SEPARATOR_BYTES + KEY_SEQ_MAX_DIGITS
   return bytes
 }
 
@@ -112,11 +139,17 @@ export const natsMessageBytes = (event: Pick<EnqueueParams, 'eventId' | 'payload
  */
 export const assertEventFits = (
   adapter: string,
-  params: Pick<EnqueueParams, 'eventId' | 'payload' | 'headers'>,
+  params: Pick<EnqueueParams, 'eventId' | 'payload' | 'headers' | 'orderingKey'>,
   maxEventBytes: number,
 ): void => {
   // A UTF-16 code unit is at most 3 UTF-8 bytes and base64 makes 4 of every 3: cheap bound first.
-  const bound = 4 * (params.payload.length + (params.headers?.length ?? 0) + params.eventId.length) + 256
+  const bound =
+    4 *
+      (params.payload.length +
+        (params.headers?.length ?? 0) +
+        params.eventId.length +
+        (params.orderingKey?.length ?? 0)) +
+    256
   if (bound <= maxEventBytes) return
   const bytes = natsMessageBytes(params)
   if (bytes > maxEventBytes) {

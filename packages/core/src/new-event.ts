@@ -5,9 +5,10 @@ import type { EnqueueParams, OutboxEvent } from './outbox.js'
  * The event `findOrCreate` stores for new params: `pending`, `retryCount` 0, `availableAt`
  * = `params.availableAt ?? now`. Adapters that must answer before the write is visible (a
  * MULTI, a transaction collector) and adapters whose INSERT stores every field as given (so
- * reading the new row back would answer the same) return this as the stored event.
+ * reading the new row back would answer the same) return this as the stored event, with the
+ * `keySeq` the store assigned to a keyed event (absent when it is assigned at commit).
  */
-export const newOutboxEvent = (params: EnqueueParams, now: Date): OutboxEvent => {
+export const newOutboxEvent = (params: EnqueueParams, now: Date, keySeq?: number): OutboxEvent => {
   const event: OutboxEvent = {
     eventId: params.eventId,
     subject: params.subject,
@@ -19,6 +20,10 @@ export const newOutboxEvent = (params: EnqueueParams, now: Date): OutboxEvent =>
     availableAt: new Date((params.availableAt ?? now).getTime()),
   }
   if (params.headers !== undefined) event.headers = params.headers
+  if (params.orderingKey !== undefined) {
+    event.orderingKey = params.orderingKey
+    if (keySeq !== undefined) event.keySeq = keySeq
+  }
   return event
 }
 

@@ -36,6 +36,18 @@ export interface OutboxEvent {
   claimedBy?: string
   /** When the lease expires; after it the event may be claimed again. */
   leaseUntil?: Date
+  /**
+   * The caller's ordering key (e.g. the aggregate id): events of one key are published in
+   * their `keySeq` order, one at a time (docs/CONTRACT.md, "Ordering keys").
+   */
+  orderingKey?: string
+  /**
+   * The event's position among the events of its `orderingKey`: assigned by the store when
+   * the event is stored, strictly increasing per key in commit order, never reused for the
+   * key (gaps are possible). Absent for an event without a key, and on the provisional event
+   * that a store deciding at commit (a MULTI, the memory store) returns inside a transaction.
+   */
+  keySeq?: number
 }
 
 /** What `findOrCreate` stores. */
@@ -46,6 +58,13 @@ export interface EnqueueParams {
   headers?: string | undefined
   /** Not claimable before this instant (delayed publish). Defaults to now. */
   availableAt?: Date | undefined
+  /**
+   * Publish this event after every earlier-committed event with the same key, and never two
+   * of them at once (e.g. the aggregate id). Carried verbatim as a NATS header value: a
+   * non-empty string of at most 255 UTF-16 code units, no edge whitespace, no control
+   * character. Case-sensitive. A store that does not declare `orderingKeys` refuses it.
+   */
+  orderingKey?: string | undefined
 }
 
 /** Options of a write that may join the caller's database transaction. */
@@ -72,7 +91,16 @@ export interface ClaimOptions {
   leaseMs: number
   /** Who holds the claim. */
   workerId: string
+  /**
+   * What a dead-lettered (`failed`) event with an ordering key does to the later events of
+   * its key: `block` (default) holds them until it is redriven (`requeueFailed`) and sent;
+   * `skip` lets them go on (the dead letter, if redriven, is then published out of order).
+   */
+  keyedDeadLetters?: KeyedDeadLetters | undefined
 }
+
+/** See {@link ClaimOptions.keyedDeadLetters}. */
+export type KeyedDeadLetters = 'block' | 'skip'
 
 /** Options of `renewLease`. */
 export interface RenewLeaseOptions {

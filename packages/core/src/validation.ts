@@ -1,6 +1,12 @@
 import { ValidationError } from './errors.js'
 import type { InboxClaimOptions, InboxParams } from './inbox.js'
-import type { ClaimOptions, EnqueueParams, RenewLeaseOptions, RetryLaterOptions } from './outbox.js'
+import type {
+  ClaimOptions,
+  EnqueueParams,
+  KeyedDeadLetters,
+  RenewLeaseOptions,
+  RetryLaterOptions,
+} from './outbox.js'
 
 /** Longest accepted `eventId`, in UTF-16 code units. */
 export const MAX_EVENT_ID_LENGTH = 255
@@ -89,22 +95,42 @@ export class Validator {
    * {@link eventId}, so events stored before this rule can still be inspected and redriven.
    */
   newEventId(value: unknown, name = 'eventId'): string {
-    const id = this.eventId(value, name)
-    if (id.trim() !== id) {
-      const edge = id.trimStart() === id ? id.at(-1) : id.charAt(0)
+    return this.#headerVerbatim(
+      this.eventId(value, name),
+      name,
+      'so JetStream would dedupe it under another id',
+    )
+  }
+
+  /**
+   * An event's `orderingKey`: the general id rule (non-empty, at most 255 UTF-16 code units,
+   * well-formed) and, since it travels as the `Txbox-Ordering-Key` header, one NATS carries verbatim.
+   */
+  orderingKey(value: unknown): string {
+    return this.#headerVerbatim(
+      this.eventId(value, 'orderingKey'),
+      'orderingKey',
+      'so a consumer would see another key than the one stored',
+    )
+  }
+
+  /** `text` unchanged when a NATS header value carries it verbatim (no edge whitespace, no control character). */
+  #headerVerbatim(text: string, name: string, consequence: string): string {
+    if (text.trim() !== text) {
+      const edge = text.trimStart() === text ? text.at(-1) : text.charAt(0)
       this.#fail(
-        `${name} must not start or end with whitespace (it has ${codePoint(edge ?? ' ')}); got ${describe(id)}: ` +
-          'NATS trims header values, so JetStream would dedupe it under another id. Remove the whitespace',
+        `${name} must not start or end with whitespace (it has ${codePoint(edge ?? ' ')}); got ${describe(text)}: ` +
+          `NATS trims header values, ${consequence}. Remove the whitespace`,
       )
     }
-    const control = CONTROL.exec(id)
+    const control = CONTROL.exec(text)
     if (control) {
       this.#fail(
-        `${name} must not contain control characters (${codePoint(control[0])} at index ${control.index}); got ${describe(id)}: ` +
+        `${name} must not contain control characters (${codePoint(control[0])} at index ${control.index}); got ${describe(text)}: ` +
           'a NATS header cannot carry CR, LF, tab, U+0000-U+001F, U+007F-U+009F. Use printable characters',
       )
     }
-    return id
+    return text
   }
 
   /** A list of event ids: an array of at most 10,000 valid ids. */
@@ -278,6 +304,7 @@ export class Validator {
     if (headers !== undefined) normalized.headers = headers
     const availableAt = this.optionalDate(params.availableAt, 'availableAt')
     if (availableAt !== undefined) normalized.availableAt = availableAt
+    if (params.orderingKey !== undefined) normalized.orderingKey = this.orderingKey(params.orderingKey)
     return normalized
   }
 
@@ -322,13 +349,25 @@ export class Validator {
   }
 
   /** `claim`'s options. */
-  claimOptions(value: unknown): Required<Pick<ClaimOptions, 'leaseMs' | 'workerId'>> & { limit: number } {
+  claimOptions(value: unknown): Required<Pick<ClaimOptions, 'leaseMs' | 'workerId' | 'keyedDeadLetters'>> & {
+    limit: number
+  } {
     const options = this.#object<Record<string, unknown>>(value, 'options')
     return {
       limit: this.limit(options.limit),
       leaseMs: this.leaseMs(options.leaseMs),
       workerId: this.workerId(options.workerId),
+      keyedDeadLetters: this.keyedDeadLetters(options.keyedDeadLetters),
     }
+  }
+
+  /** What a keyed dead letter does to its key: `block` (default) or `skip`. */
+  keyedDeadLetters(value: unknown): KeyedDeadLetters {
+    if (value === undefined) return 'block'
+    if (value !== 'block' && value !== 'skip') {
+      this.#fail(`keyedDeadLetters must be 'block' or 'skip'; got ${describe(value)}`)
+    }
+    return value
   }
 
   /** `renewLease`'s and the inbox `claim`'s options. */

@@ -1,7 +1,7 @@
 import { repeatInBatches } from '../batches.js'
 import { addMs, type Clock, cutoffDays, cutoffMinutes } from '../clock.js'
 import { outboxCounts } from '../counts.js'
-import { EventNotFoundError, LeaseLostError, StorageError } from '../errors.js'
+import { EventNotFoundError, LeaseLostError, StorageError, ValidationError } from '../errors.js'
 import { assertEventFits } from '../nats-message.js'
 import type {
   ClaimOptions,
@@ -51,6 +51,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   readonly #transaction: ((tx: Tx | undefined) => Tx | undefined) | undefined
   readonly #ambient: AmbientTransactions<Tx> | undefined
   readonly #sweepBatch: number
+  readonly #orderingKeys: boolean
 
   constructor(settings: RepositorySettings<Tx>) {
     this.adapter = settings.adapter
@@ -61,6 +62,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     this.#transaction = settings.transaction
     this.#ambient = settings.ambient
     this.#sweepBatch = settings.sweepBatch ?? SWEEP_BATCH
+    this.#orderingKeys = settings.orderingKeys === true
   }
 
   // ---------------------------------------------------------------- primitives ---
@@ -170,6 +172,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
 
   async findOrCreate(params: EnqueueParams, options?: WriteOptions<Tx>): Promise<OutboxEvent> {
     const valid = this.validate.enqueueParams(params)
+    this.#assertKeySupported(valid)
     assertEventFits(this.adapter, valid, this.maxEventBytes)
     const tx = this.#tx(options)
     const [event] = await this.#enqueue('findOrCreate', this.#traced([valid]), tx)
@@ -181,10 +184,23 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     options?: WriteOptions<Tx>,
   ): Promise<OutboxEvent[]> {
     const valid = this.validate.enqueueParamsList(params)
-    for (const event of valid) assertEventFits(this.adapter, event, this.maxEventBytes)
+    for (const event of valid) {
+      this.#assertKeySupported(event)
+      assertEventFits(this.adapter, event, this.maxEventBytes)
+    }
     const tx = this.#tx(options)
     if (valid.length === 0) return []
     return this.#enqueue('findOrCreateMany', this.#traced(valid), tx)
+  }
+
+  /** A store that does not keep ordering keys refuses a keyed event rather than drop its key. */
+  #assertKeySupported(event: EnqueueParams): void {
+    if (event.orderingKey === undefined || this.#orderingKeys) return
+    throw new ValidationError(
+      this.adapter,
+      `outbox: orderingKey is not supported by this store (its capabilities do not declare orderingKeys); got it on ${JSON.stringify(event.eventId)}: ` +
+        'use a store that keeps ordering keys, or enqueue without orderingKey',
+    )
   }
 
   /** The events with the active OpenTelemetry trace context in their headers, when there is one. */
@@ -278,9 +294,15 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   }
 
   async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
-    const { limit, leaseMs, workerId } = this.validate.claimOptions(options)
+    const { limit, leaseMs, workerId, keyedDeadLetters } = this.validate.claimOptions(options)
     const now = this.clock()
-    const request: ClaimRequest = { now, leaseUntil: addMs(now, leaseMs), workerId, limit }
+    const request: ClaimRequest = {
+      now,
+      leaseUntil: addMs(now, leaseMs),
+      workerId,
+      limit,
+      deadLettersBlockKeys: keyedDeadLetters === 'block',
+    }
     return this.storage('claim', () => this.claimEvents(request))
   }
 

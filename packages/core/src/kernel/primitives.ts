@@ -31,6 +31,12 @@ export interface RepositorySettings<Tx> {
   readonly ambient?: AmbientTransactions<Tx> | undefined
   /** Rows per sweep step; default {@link SWEEP_BATCH}. */
   readonly sweepBatch?: number | undefined
+  /**
+   * True when the store implements ordering keys (stores `orderingKey`, assigns `keySeq`,
+   * claims heads of keys only). Without it an event with an `orderingKey` is refused with
+   * `ValidationError` before any write, so no key is ever silently dropped.
+   */
+  readonly orderingKeys?: boolean | undefined
 }
 
 /** An event to insert: valid, its `availableAt` resolved (`params.availableAt ?? now`). */
@@ -61,6 +67,12 @@ export interface ClaimRequest {
   readonly leaseUntil: Date
   readonly workerId: string
   readonly limit: number
+  /**
+   * Ordering keys: an event with an `orderingKey` is claimable only while no event of its
+   * key with a lower `keySeq` is `pending` or `publishing`, nor `failed` when this is true
+   * (`keyedDeadLetters: 'block'`, the default).
+   */
+  readonly deadLettersBlockKeys: boolean
 }
 
 /** What a redrive did: how many `failed` events moved, and the ids that are not stored. */

@@ -42,6 +42,8 @@ const copy = ({ seq: _seq, ...event }: StoredOutboxEvent): OutboxEvent => ({ ...
 export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransaction> {
   protected readonly events = new Map<string, StoredOutboxEvent>()
   #nextSeq = 1
+  /** The last `keySeq` given per ordering key; kept after `cleanup`, so a key's sequence never restarts. */
+  readonly #lastKeySeq = new Map<string, number>()
 
   constructor(options: MemoryOutboxOptions = {}) {
     super({
@@ -50,6 +52,7 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
       maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
       ambient: options.ambient,
       transaction: transactionsOf(options.identity),
+      orderingKeys: true,
     })
   }
 
@@ -74,14 +77,26 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
     const staged = tx?.staged<OutboxEvent>(this).get(params.eventId)
     if (staged) return { ...staged }
     const event = newOutboxEvent(params, now)
-    const write = () => {
-      if (!this.events.has(event.eventId)) this.events.set(event.eventId, { ...event, seq: this.#nextSeq++ })
+    // The enqueue position and the key's sequence are taken when the event becomes visible
+    // (at commit for a transaction), so both follow commit order.
+    const write = (): StoredOutboxEvent => {
+      const existing = this.events.get(event.eventId)
+      if (existing) return existing
+      const stored: StoredOutboxEvent = { ...event, seq: this.#nextSeq++ }
+      if (event.orderingKey !== undefined) stored.keySeq = this.#takeKeySeq(event.orderingKey)
+      this.events.set(event.eventId, stored)
+      return stored
     }
-    if (tx) {
-      tx.staged<OutboxEvent>(this).set(event.eventId, event)
-      tx.enlist(write)
-    } else write()
+    if (!tx) return copy(write())
+    tx.staged<OutboxEvent>(this).set(event.eventId, event)
+    tx.enlist(write)
     return { ...event }
+  }
+
+  #takeKeySeq(orderingKey: string): number {
+    const keySeq = (this.#lastKeySeq.get(orderingKey) ?? 0) + 1
+    this.#lastKeySeq.set(orderingKey, keySeq)
+    return keySeq
   }
 
   /** True when `workerId` (if given) holds the claim on `event`: the fence of every fenced write. */
@@ -161,8 +176,19 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
     return counts
   }
 
-  protected async claimEvents({ now, leaseUntil, workerId, limit }: ClaimRequest): Promise<OutboxEvent[]> {
-    const claimable = this.ordered().filter((event) => this.isClaimable(event, now.getTime()))
+  protected async claimEvents({
+    now,
+    leaseUntil,
+    workerId,
+    limit,
+    deadLettersBlockKeys,
+  }: ClaimRequest): Promise<OutboxEvent[]> {
+    const heads = this.keyHeads(deadLettersBlockKeys)
+    const claimable = this.ordered().filter(
+      (event) =>
+        this.isClaimable(event, now.getTime()) &&
+        (event.orderingKey === undefined || heads.get(event.orderingKey) === event.keySeq),
+    )
     return claimable.slice(0, limit).map((event) => {
       event.status = 'publishing'
       event.claimedAt = now
@@ -170,6 +196,25 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
       event.leaseUntil = leaseUntil
       return copy(event)
     })
+  }
+
+  /**
+   * Per ordering key, the lowest `keySeq` among its events that hold the key: `pending`,
+   * `publishing`, and `failed` when dead letters block. Only that event of a key may be claimed.
+   */
+  protected keyHeads(deadLettersBlockKeys: boolean): Map<string, number> {
+    const heads = new Map<string, number>()
+    for (const event of this.events.values()) {
+      if (event.orderingKey === undefined || event.keySeq === undefined) continue
+      const holds =
+        event.status === 'pending' ||
+        event.status === 'publishing' ||
+        (event.status === 'failed' && deadLettersBlockKeys)
+      if (!holds) continue
+      const head = heads.get(event.orderingKey)
+      if (head === undefined || event.keySeq < head) heads.set(event.orderingKey, event.keySeq)
+    }
+    return heads
   }
 
   /** `pending` and due, or `publishing` with an expired lease. */

@@ -16,6 +16,7 @@ export const memoryCapabilities = defineCapabilities({
   transactions: 'native',
   claim: 'single-writer',
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+  orderingKeys: true,
 })
 
 /** Options of {@link createMemoryStore}. */

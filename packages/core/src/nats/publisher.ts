@@ -84,7 +84,7 @@ export class JetStreamPublisher implements OutboxPublisher {
 
   async publish(event: OutboxEvent): Promise<PublishReceipt> {
     const data = encoder.encode(event.payload)
-    const headers = natsHeadersFor(event.eventId, event.headers)
+    const headers = natsHeadersFor(event.eventId, event.headers, event)
     const maxPayload = this.maxMessageBytes()
     if (maxPayload !== undefined) {
       const size =

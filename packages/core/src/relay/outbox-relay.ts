@@ -2,7 +2,7 @@ import { type Clock, cutoffDays, cutoffMinutes, systemClock } from '../clock.js'
 import { LeaseLostError, ValidationError } from '../errors.js'
 import { type LoggerOption, resolveLogger, type TxboxLogger } from '../logger.js'
 import { DEFAULT_MAX_EVENT_BYTES, resolveMaxEventBytes } from '../nats-message.js'
-import type { OutboxEvent, OutboxRepository } from '../outbox.js'
+import type { KeyedDeadLetters, OutboxEvent, OutboxRepository } from '../outbox.js'
 import { RelayTelemetry } from '../telemetry/relay-telemetry.js'
 import { MAX_LIMIT, Validator } from '../validation.js'
 import { type BackoffOptions, backoffDelayMs, type ResolvedBackoff, resolveBackoff } from './backoff.js'
@@ -70,6 +70,12 @@ export interface OutboxRelayOptions {
    * Each batch is held under its own renewed lease, so a higher value holds more events claimed.
    */
   batchesInFlight?: number | undefined
+  /**
+   * What a dead-lettered event with an ordering key does to the later events of its key
+   * (passed to every claim): `block` (default) holds them until it is redriven and sent,
+   * `skip` lets them go on without it (docs/CONTRACT.md, "Ordering keys").
+   */
+  keyedDeadLetters?: KeyedDeadLetters | undefined
   /**
    * Bytes (payload + headers, UTF-8) of events one claim may hold (default 128 MiB). A claim
    * asks for min(batchSize, max(1, floor(maxBatchBytes / maxEventBytes))) events.
@@ -195,6 +201,7 @@ export class OutboxRelay {
   readonly #renewEveryMs: number
   readonly #window: PublishWindow
   readonly #batchesInFlight: number
+  readonly #keyedDeadLetters: KeyedDeadLetters
   readonly #maxAttempts: number
   readonly #backoff: ResolvedBackoff
   readonly #pollIntervalMs: number
@@ -267,6 +274,7 @@ export class OutboxRelay {
       'batchesInFlight',
       MAX_BATCHES_IN_FLIGHT,
     )
+    this.#keyedDeadLetters = validate.keyedDeadLetters(options.keyedDeadLetters)
     this.#maxAttempts = validate.positiveInteger(options.maxAttempts ?? 10, 'maxAttempts')
     this.#backoff = resolveBackoff(COMPONENT, options.backoff)
     this.#pollIntervalMs = validate.timerMs(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
@@ -605,7 +613,12 @@ export class OutboxRelay {
     const claimStarted = performance.now()
     let events: OutboxEvent[]
     try {
-      events = await this.#outbox.claim({ limit, leaseMs: this.#leaseMs, workerId: this.workerId })
+      events = await this.#outbox.claim({
+        limit,
+        leaseMs: this.#leaseMs,
+        workerId: this.workerId,
+        keyedDeadLetters: this.#keyedDeadLetters,
+      })
     } catch (error) {
       this.#telemetry.claimed(performance.now() - claimStarted, undefined, error)
       this.#storeError('outbox.claim', error)
