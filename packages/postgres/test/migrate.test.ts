@@ -21,7 +21,7 @@ describe('migration files', () => {
       expect(rendered).not.toMatch(/\{\{/)
       expect(rendered).toMatch(/"app"\."ob_(outbox|inbox|wakeup)"/)
     }
-    expect(migrations.map((m) => m.name)).toEqual(['initial', 'inbox_id_only', 'wakeup'])
+    expect(migrations.map((m) => m.name)).toEqual(['initial', 'inbox_id_only', 'wakeup', 'ordering'])
     expect(readFileSync(new URL('0001_initial.sql', migrationsDirectory), 'utf8')).toBe(migrations[0]?.body)
   })
 })
@@ -56,6 +56,7 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
     expect(tables.rows.map((row) => row.table_name)).toEqual([
       'txbox_inbox',
       'txbox_outbox',
+      'txbox_outbox_keys',
       'txbox_schema_version',
       'txbox_wakeup',
     ])
@@ -122,7 +123,10 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
     await store.migrate()
     const after = await history()
     expect(after.slice(0, 2)).toEqual(before)
-    expect(after.slice(2).map((row) => [row.version, row.name])).toEqual([[3, 'wakeup']])
+    expect(after.slice(2).map((row) => [row.version, row.name])).toEqual([
+      [3, 'wakeup'],
+      [4, 'ordering'],
+    ])
     expect(before.map((row) => row.applied_at.getTime())).toEqual([appliedAt.getTime(), appliedAt.getTime()])
     await store.outbox.findOrCreate({ eventId: 'a', subject: 's', payload: 'p' })
     const [claimed] = await store.outbox.claim({ leaseMs: 30_000, workerId: 'w' })
