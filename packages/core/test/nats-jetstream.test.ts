@@ -370,6 +370,30 @@ describe.skipIf(!url)(
       expect(refused).toMatchObject({ code: 'MAX_PAYLOAD_EXCEEDED' })
     })
 
+    it("carries a keyed event's orderingKey and keySeq as headers, and counts the sequence at its longest at enqueue", async () => {
+      const store = createMemoryStore()
+      const orderingKey = 'Order-42 é'
+      const [first, second] = await store.outbox.findOrCreateMany([
+        { eventId: 'keyed-1', subject: wireSubject('keyed'), payload: 'a', orderingKey },
+        { eventId: 'keyed-2', subject: wireSubject('keyed'), payload: 'b', orderingKey },
+      ])
+      expect([first?.keySeq, second?.keySeq]).toEqual([1, 2])
+      const publisher = createJetStreamPublisher({ connection: nc })
+      const receipt = await publisher.publish(second as OutboxEvent)
+      const back = await jsm.streams.getMessage(wireStream, { seq: receipt.seq as number })
+      expect(back.header?.get('Txbox-Ordering-Key')).toBe(orderingKey)
+      expect(back.header?.get('Txbox-Key-Seq')).toBe('2')
+      const decoded = decodeNatsHeaders(back.header)
+      expect(decoded).toMatchObject({ eventId: 'keyed-2', orderingKey, keySeq: 2, stored: undefined })
+      expect(decoded.map).toEqual({})
+      // The written header block is what natsMessageBytes counts with the assigned keySeq.
+      const written = natsHeadersFor('keyed-2', undefined, second) as unknown as { encode(): Uint8Array }
+      expect(written.encode().length + 1).toBe(natsMessageBytes(second as OutboxEvent))
+      // Before the store assigns it, the sequence counts as 16 digits: the largest it can be.
+      const unassigned = { eventId: 'keyed-3', payload: 'c', orderingKey }
+      expect(natsMessageBytes(unassigned) - natsMessageBytes({ ...unassigned, keySeq: 2 })).toBe(15)
+    })
+
     it('puts Nats-Msg-Id first, so a header that mentions it cannot hide the dedup id from JetStream', async () => {
       const js = nc.jetstream()
       for (const headers of [

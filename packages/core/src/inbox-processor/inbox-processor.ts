@@ -14,6 +14,7 @@ import { errorFields, messageOf } from '../relay/sleep.js'
 import { InboxTelemetry, type MessageTrace } from '../telemetry/inbox-telemetry.js'
 import type { TransactionalStore } from '../transactions/transactional-store.js'
 import { Validator } from '../validation.js'
+import { KeyOrder } from './key-order.js'
 import type {
   InboxHandler,
   InboxMessage,
@@ -71,6 +72,12 @@ export interface InboxProcessorCommonOptions<Tx> {
    * handler is not redelivered meanwhile. Off by default; set it below the consumer's ack wait.
    */
   ackProgressEveryMs?: number | undefined
+  /**
+   * How long a keyed message put back for redelivery keeps the later messages of its key
+   * waiting when it does not come back (default 300,000 ms): JetStream drops a message after
+   * the consumer's `max_deliver`, and the key must not wait for it forever.
+   */
+  orderHoldMs?: number | undefined
   /** Redelivery delay after a handler error (`nak(delay)`), by delivery count. */
   backoff?: BackoffOptions | undefined
   clock?: Clock | undefined
@@ -159,6 +166,8 @@ export interface InboxProcessorCounters {
   duplicates: number
   /** Messages put back because another worker's handler holds the event right now. */
   inFlightElsewhere: number
+  /** Keyed messages put back, handler not run, because an earlier message of their key awaits redelivery. */
+  heldForOrder: number
   /** Handler (or processed-mark) failures. */
   handlerErrors: number
   /** Messages nak'ed for redelivery after a failure. */
@@ -221,6 +230,7 @@ export class InboxProcessor<Tx = never> {
   readonly #clock: Clock
   readonly #random: () => number
   readonly #logger: TxboxLogger
+  readonly #keyOrder: KeyOrder
 
   #state: State = 'idle'
   #subscription: InboxSubscription | undefined
@@ -236,6 +246,7 @@ export class InboxProcessor<Tx = never> {
     processed: 0,
     duplicates: 0,
     inFlightElsewhere: 0,
+    heldForOrder: 0,
     handlerErrors: 0,
     redelivered: 0,
     terminated: 0,
@@ -293,6 +304,7 @@ export class InboxProcessor<Tx = never> {
     this.#clock = options.clock ?? systemClock
     this.#random = options.random ?? Math.random
     this.#logger = resolveLogger(COMPONENT, options.logger, { workerId: this.workerId })
+    this.#keyOrder = new KeyOrder(validate.timerMs(options.orderHoldMs ?? 300_000, 'orderHoldMs', 1))
   }
 
   /**
@@ -457,11 +469,47 @@ export class InboxProcessor<Tx = never> {
     this.#counters.received++
     this.#lastTickAt = this.#clock().getTime()
     try {
-      await this.#handle(message)
+      const key = message.orderingKey
+      if (key === undefined) await this.#handle(message)
+      else await this.#keyOrder.inTurn(key, () => this.#handleKeyed(message, key))
     } finally {
       this.#inFlight--
       this.#lastTickAt = this.#clock().getTime()
     }
+  }
+
+  /**
+   * A keyed message: put back without running the handler while an earlier message of its
+   * key awaits redelivery; else handled, and when it is put back itself it holds its key.
+   */
+  async #handleKeyed(message: InboxMessage, key: string): Promise<void> {
+    const eventId = inboxEventId(message)
+    const keySeq = message.keySeq
+    if (eventId === undefined || keySeq === undefined) return this.#handle(message)
+    const order = this.#keyOrder
+    const nowMs = () => this.#clock().getTime()
+    if (order.holds(key, eventId, keySeq, nowMs())) {
+      this.#counters.heldForOrder++
+      order.putBack(key, eventId, keySeq, nowMs())
+      await this.#settle(() => message.nak(this.#delay(1)))
+      return
+    }
+    await this.#handle({
+      ...message,
+      ack: () => {
+        order.finished(key, eventId)
+        return message.ack()
+      },
+      nak: (delayMs) => {
+        order.putBack(key, eventId, keySeq, nowMs())
+        return message.nak(delayMs)
+      },
+      term: (reason) => {
+        order.finished(key, eventId)
+        return message.term(reason)
+      },
+      ...(message.working === undefined ? {} : { working: message.working.bind(message) }),
+    })
   }
 
   async #handle(message: InboxMessage): Promise<void> {

@@ -23,6 +23,10 @@ export interface InboxMessage {
    * because a stream deleted and re-created under its name restarts at sequence 1.
    */
   streamCreated?: string | undefined
+  /** The event's ordering key (`Txbox-Ordering-Key`), when it has one: its messages are handled in order. */
+  orderingKey?: string | undefined
+  /** The event's position among its key's events (`Txbox-Key-Seq`), when it has one. */
+  keySeq?: number | undefined
   /** How many times the transport has delivered this message, this delivery included (1 = first). */
   deliveryCount: number
   /** Done: never deliver again. */

@@ -39,6 +39,8 @@ export const toInboxMessage = (msg: JsMsg, streamCreated?: string): InboxMessage
   return {
     ...(streamCreated === undefined ? {} : { streamCreated }),
     eventId: headers.eventId,
+    ...(headers.orderingKey === undefined ? {} : { orderingKey: headers.orderingKey }),
+    ...(headers.keySeq === undefined ? {} : { keySeq: headers.keySeq }),
     subject: msg.subject,
     payload: decoder.decode(msg.data),
     headers: headers.map,
