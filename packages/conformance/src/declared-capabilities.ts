@@ -21,7 +21,10 @@ export const capabilityProblems = (declared: unknown): string[] => {
     return [
       `capabilities must be an object such as { transactions: 'native', claim: 'skip-locked', maxEventBytes: 1048576 }, got ${shown(declared)}`,
     ]
-  const { transactions, claim, maxEventBytes, transactionsNote } = declared as Record<string, unknown>
+  const { transactions, claim, maxEventBytes, orderingKeys, transactionsNote } = declared as Record<
+    string,
+    unknown
+  >
   const problems: string[] = []
   if (!TRANSACTIONS.includes(transactions as Capabilities['transactions']))
     problems.push(
@@ -35,6 +38,8 @@ export const capabilityProblems = (declared: unknown): string[] => {
     problems.push(
       `capabilities.maxEventBytes must be a positive integer (bytes) or absent, got ${shown(maxEventBytes)}`,
     )
+  if (orderingKeys !== undefined && typeof orderingKeys !== 'boolean')
+    problems.push(`capabilities.orderingKeys must be true, false or absent, got ${shown(orderingKeys)}`)
   if (transactionsNote !== undefined && typeof transactionsNote !== 'string')
     problems.push(`capabilities.transactionsNote must be a string or absent, got ${shown(transactionsNote)}`)
   return problems

@@ -41,7 +41,11 @@ export interface TargetInfo {
  * format (column types, lossless text escapes) but applies none of its logic.
  */
 export interface Oracle {
-  /** The stored outbox row, or null. */
+  /**
+   * The stored outbox row, or null; with `orderingKey` and `keySeq` as stored (both absent,
+   * not null, on an event without a key): the `outbox.ordering.*` cases compare them with
+   * what the adapter answered.
+   */
   outbox(eventId: string): Promise<OutboxEvent | null>
   /** The stored inbox row, or null. */
   inbox(eventId: string): Promise<InboxEvent | null>

@@ -56,6 +56,12 @@ export const CAPABILITY_AREAS: readonly CapabilityArea[] = Object.freeze([
         : `${capabilities.maxEventBytes} bytes`,
   },
   {
+    area: 'ordering',
+    means:
+      'ordering keys: keySeq strictly increasing per key in commit order and never reused, only the first unsent event of a key is claimable (across connections, through retries, expired leases and dead letters), keyedDeadLetters honoured',
+    prefixes: ['outbox.ordering.'],
+  },
+  {
     area: 'schema',
     means: 'migrations are idempotent and safe to run concurrently; namespaces are isolated',
     prefixes: ['schema.', 'isolation.'],

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { expectEqual, expectSame, mustBeSame } from '../src/assertions.js'
+import { NO_ORDERING_KEYS_REASON } from '../src/cases/outbox-ordering.js'
 import { NO_BREAK_REASON } from '../src/cases/rules-2.js'
 import {
   CAPABILITY_AREAS,
@@ -272,6 +273,12 @@ describe('declared capabilities are validated', () => {
     ],
     ['a fractional maxEventBytes', { ...capabilities, maxEventBytes: 1.5 }, /maxEventBytes .*got 1\.5/],
     ['a maxEventBytes string', { ...capabilities, maxEventBytes: '1MB' }, /maxEventBytes .*got "1MB"/],
+    [
+      'an orderingKeys string',
+      { ...capabilities, orderingKeys: 'yes' },
+      /orderingKeys must be true, false or absent, got "yes"/,
+    ],
+    ['an orderingKeys of 1', { ...capabilities, orderingKeys: 1 }, /orderingKeys .*got 1/],
   ]
   for (const [label, declared, message] of declarations) {
     it(`reports ${label} as a target error, never a certificate`, async () => {
@@ -316,7 +323,7 @@ describe('capability-scoped verdicts', () => {
       CAPABILITY_AREAS.map(({ area }) => [area, area === 'driver-errors' ? 'not-certified' : 'certified']),
     )
     expect(report.verdict.text).toBe(
-      `CERTIFIED for: outbox, inbox, claim (${capabilities.claim === 'single-writer' ? 'single-writer: the database serializes every writer, so claims are disjoint only within that' : capabilities.claim}), transactions (${capabilities.transactions}), payload-limit (${capabilities.maxEventBytes} bytes), schema; NOT certified: driver-errors (skipped: ${NO_BREAK_REASON})`,
+      `CERTIFIED for: outbox, inbox, claim (${capabilities.claim === 'single-writer' ? 'single-writer: the database serializes every writer, so claims are disjoint only within that' : capabilities.claim}), transactions (${capabilities.transactions}), payload-limit (${capabilities.maxEventBytes} bytes), ordering, schema; NOT certified: driver-errors (skipped: ${NO_BREAK_REASON})`,
     )
   })
 
@@ -330,9 +337,38 @@ describe('capability-scoped verdicts', () => {
       /^CERTIFIED for: outbox, inbox, claim \([^)]*\), payload-limit \(\d+ bytes\), schema; /,
     )
     expect(report.verdict.text).toMatch(
-      /NOT certified: transactions \(skipped: the store reports transactions: 'none' \(a standalone server\)\); NOT certified: driver-errors \(skipped: .+\)$/,
+      /NOT certified: transactions \(skipped: the store reports transactions: 'none' \(a standalone server\)\); NOT certified: ordering \(skipped: the store reports transactions: 'none' \(a standalone server\)\); NOT certified: driver-errors \(skipped: .+\)$/,
     )
     expect(formatReport(report).split('\n').at(-1)).toBe(report.verdict.text)
+  })
+
+  it('skips every ordering case, with the reason, for a target that does not declare orderingKeys', async () => {
+    for (const declared of [false, undefined]) {
+      const { orderingKeys: _, ...rest } = capabilities
+      const report = await runConformance({
+        ...memory,
+        capabilities: declared === undefined ? rest : { ...rest, orderingKeys: declared },
+      })
+      expect(report.ok).toBe(true)
+      const ordering = report.cases.filter((result) => result.id.startsWith('outbox.ordering.'))
+      expect(ordering.map((result) => result.id)).toEqual(
+        conformanceCases.filter((c) => c.id.startsWith('outbox.ordering.')).map((c) => c.id),
+      )
+      expect(ordering.length).toBe(6)
+      for (const result of ordering) {
+        expect(result.status).toBe('skip')
+        expect(result.reason).toBe(NO_ORDERING_KEYS_REASON)
+      }
+      expect(report.verdict.areas.find((area) => area.area === 'ordering')).toMatchObject({
+        status: 'not-certified',
+        reasons: [`skipped: ${NO_ORDERING_KEYS_REASON}`],
+      })
+      expect(report.verdict.text).toMatch(
+        /NOT certified: ordering \(skipped: the target does not declare orderingKeys\)/,
+      )
+    }
+    expect(caseArea('outbox.ordering.key-seq')).toBe('ordering')
+    expect(caseArea('outbox.order.fifo')).toBe('outbox')
   })
 
   it('fails the run when a required area is not certified', async () => {
@@ -346,7 +382,7 @@ describe('capability-scoped verdicts', () => {
       /^NOT CERTIFIED \(required but not certified: transactions\); certified for: outbox, .*; NOT certified: transactions \(skipped: /,
     )
     await expect(runConformance(memory, { require: ['transactionz'] })).rejects.toThrow(
-      /unknown capability area "transactionz": use outbox, inbox, claim, transactions, payload-limit, schema/,
+      /unknown capability area "transactionz": use outbox, inbox, claim, transactions, payload-limit, ordering, schema, driver-errors$/,
     )
   })
 

@@ -6,6 +6,7 @@ import { outboxClaimCases } from './outbox-claim.js'
 import { outboxIdempotencyCases } from './outbox-idempotency.js'
 import { outboxMaintenanceCases } from './outbox-maintenance.js'
 import { outboxOrderCases } from './outbox-order.js'
+import { outboxOrderingCases } from './outbox-ordering.js'
 import { outboxRetryCases } from './outbox-retry.js'
 import { outboxTransactionCases } from './outbox-transactions.js'
 import { pagingCases } from './paging.js'
@@ -31,6 +32,7 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...ruleCases2,
   ...ruleCases3,
   ...payloadCases,
+  ...outboxOrderingCases,
   ...absentFieldCases,
   ...inboxCases,
   ...concurrencyCases,
