@@ -233,6 +233,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
         ...optional('leaseMs', config.leaseMs),
         ...optional('concurrency', config.concurrency),
         ...optional('batchesInFlight', config.batchesInFlight),
+        ...optional('keyedDeadLetters', config.keyedDeadLetters),
         ...optional('maxAttempts', config.maxAttempts),
         ...optional('pollIntervalMs', config.pollIntervalMs),
         ...optional('minPollIntervalMs', config.minPollIntervalMs),

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import {
   LOG_LEVELS,
+  type KeyedDeadLetters,
   type LogLevel,
   OutboxRelay,
   type OutboxRelayOptions,
@@ -54,6 +55,10 @@ const FLAGS = {
   'batches-in-flight': {
     type: 'string',
     help: 'batches claimed and not yet marked at once, 1..64 (default 2; 1 = lockstep)',
+  },
+  'keyed-dead-letters': {
+    type: 'string',
+    help: "a dead-lettered event with an ordering key: 'block' holds its key until redriven, 'skip' lets the key go on (default block)",
   },
   'max-attempts': { type: 'string', help: 'publish attempts before dead letter (default 10)' },
   'poll-interval-ms': { type: 'string', help: 'wait when nothing is due (default 1000)' },
@@ -138,6 +143,7 @@ export interface RelayConfig {
   leaseMs: number | undefined
   concurrency: number | undefined
   batchesInFlight: number | undefined
+  keyedDeadLetters: KeyedDeadLetters | undefined
   maxAttempts: number | undefined
   pollIntervalMs: number | undefined
   minPollIntervalMs: number | undefined
@@ -307,6 +313,7 @@ const RELAY_OPTION_FLAGS = {
   leaseMs: 'lease-ms',
   concurrency: 'concurrency',
   batchesInFlight: 'batches-in-flight',
+  keyedDeadLetters: 'keyed-dead-letters',
   maxAttempts: 'max-attempts',
   pollIntervalMs: 'poll-interval-ms',
   minPollIntervalMs: 'min-poll-interval-ms',
@@ -447,6 +454,8 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
     leaseMs: source.number('lease-ms'),
     concurrency: source.number('concurrency'),
     batchesInFlight: source.number('batches-in-flight'),
+    // Checked by the relay below, which names the flag in its refusal.
+    keyedDeadLetters: get('keyed-dead-letters') as KeyedDeadLetters | undefined,
     maxAttempts: source.number('max-attempts'),
     pollIntervalMs: source.number('poll-interval-ms'),
     minPollIntervalMs: source.number('min-poll-interval-ms'),

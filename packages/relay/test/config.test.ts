@@ -11,6 +11,12 @@ const sqlite = ['--store', 'sqlite', '--url', 'outbox.db']
 /** [what, argv, env, the start of what stderr must say]. Each must exit 2 at once. */
 const refused: [string, string[], Record<string, string>, string][] = [
   [
+    'a keyed dead-letter policy the relay does not know',
+    [...sqlite, '--keyed-dead-letters', 'drop'],
+    {},
+    "--keyed-dead-letters must be 'block' or 'skip'; got \"drop\"",
+  ],
+  [
     'a lease the store would refuse',
     [...sqlite, '--lease-ms', '9999999999'],
     {},
@@ -308,6 +314,8 @@ describe('txbox-relay refuses configuration that can never work, naming the flag
         '1',
         '--publish-timeout-ms',
         '2147483647',
+        '--keyed-dead-letters',
+        'skip',
       ],
       {
         TXBOX_RELAY_MIGRATE: 'false',
@@ -328,6 +336,7 @@ describe('txbox-relay refuses configuration that can never work, naming the flag
         maxBatchBytes: 1,
         maxEventBytes: Number.MAX_SAFE_INTEGER,
         publishTimeoutMs: 2_147_483_647,
+        keyedDeadLetters: 'skip',
         httpPort: 0,
         store: { migrate: false },
       },
