@@ -6,6 +6,7 @@ import type { PoolClient } from 'pg'
 import pg from 'pg'
 import { statementName, withTransaction } from './client.js'
 import { connectPostgres, type PostgresConnection } from './connect.js'
+import type { PostgresPartitioningOptions } from './postgres-partitions.js'
 import { createPostgresStore, postgresCapabilities } from './postgres-store.js'
 import { type InboxRow, inboxEventFromRow, type OutboxRow, outboxEventFromRow } from './rows.js'
 
@@ -29,6 +30,12 @@ export interface PostgresConformanceOptions {
    * schema does not exist yet when it runs.
    */
   readonly applySchema?: ((namespace: PostgresNamespace) => Promise<void>) | undefined
+  /**
+   * Runs every case on the time-partitioned layout (target `postgres-partitioned`): each
+   * fixture's store, and its peers, are created with this option, so `migrate()` converts
+   * the tables it has just created.
+   */
+  readonly partitioning?: PostgresPartitioningOptions | undefined
 }
 
 /** Where a fixture's tables go: `pool`, `schema` (fresh per fixture), `tablePrefix`. */
@@ -72,7 +79,7 @@ const rewritingPool = (pool: pg.Pool, rewrite: (text: string) => string): pg.Poo
 export const createConformanceTarget = (
   options: PostgresConformanceOptions = {},
 ): ConformanceTarget<PoolClient> => {
-  const { rewriteStatement, applySchema } = options
+  const { rewriteStatement, applySchema, partitioning } = options
   const storePool = (pool: pg.Pool): pg.Pool =>
     rewriteStatement === undefined ? pool : rewritingPool(pool, rewriteStatement)
   let connection: PostgresConnection | undefined
@@ -82,7 +89,7 @@ export const createConformanceTarget = (
     return connection.client
   }
   return {
-    name: 'postgres',
+    name: partitioning === undefined ? 'postgres' : 'postgres-partitioned',
     version: VERSION,
     engine: 'postgres',
     capabilities: postgresCapabilities,
@@ -100,7 +107,7 @@ export const createConformanceTarget = (
       }
       // Registered before migrate(): a migration that fails halfway leaves no schema behind.
       onDispose?.(dropSchema)
-      const store = createPostgresStore({ pool: storePool(db), schema, clock })
+      const store = createPostgresStore({ pool: storePool(db), schema, clock, partitioning })
       if (applySchema === undefined) await store.migrate()
       else await applySchema({ pool: db, schema, tablePrefix: 'txbox_' })
       const outboxTable = `"${schema}"."txbox_outbox"`
@@ -139,7 +146,7 @@ export const createConformanceTarget = (
         // Its own pool: its claims run in sessions of their own, as another process's would.
         async peer() {
           const peerPool = new pg.Pool({ connectionString: url, max: 2 })
-          const peerStore = createPostgresStore({ pool: storePool(peerPool), schema, clock })
+          const peerStore = createPostgresStore({ pool: storePool(peerPool), schema, clock, partitioning })
           let ended: Promise<void> | undefined
           const end = () => {
             ended ??= peerPool.end()

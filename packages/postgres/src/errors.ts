@@ -13,6 +13,9 @@ export const SQLSTATE = {
   serializationFailure: '40001',
   deadlockDetected: '40P01',
   undefinedTable: '42P01',
+  lockNotAvailable: '55P03',
+  // ON CONFLICT (event_id) on a table without that unique key: a partitioned table.
+  invalidColumnReference: '42P10',
   insufficientPrivilege: '42501',
 } as const
 
@@ -33,7 +36,7 @@ const BY_CODE: Readonly<Record<string, Failure>> = {
   [SQLSTATE.serializationFailure]: ['conflict', true],
   [SQLSTATE.deadlockDetected]: ['conflict', true],
   // lock_timeout / NOWAIT, and statement_timeout (query_canceled).
-  '55P03': ['timeout', true],
+  [SQLSTATE.lockNotAvailable]: ['timeout', true],
   '57014': ['timeout', true],
   // The server's idle_in_transaction_session_timeout ended the session.
   '25P03': ['timeout', true],
@@ -50,6 +53,7 @@ const BY_CODE: Readonly<Record<string, Failure>> = {
   '53100': ['limit', false],
   '53400': ['limit', false],
   [SQLSTATE.undefinedTable]: ['schema', false],
+  [SQLSTATE.invalidColumnReference]: ['schema', false],
   '42703': ['schema', false],
   '42883': ['schema', false],
   '3F000': ['schema', false],
@@ -90,6 +94,8 @@ const hint = (code: string): string => {
   switch (code) {
     case SQLSTATE.undefinedTable:
       return ' (did you run migrate()?)'
+    case SQLSTATE.invalidColumnReference:
+      return " (are the tables partitioned? create the store with the partitioning option they were migrated with, e.g. partitioning: { interval: 'daily' })"
     case SQLSTATE.serializationFailure:
     case SQLSTATE.deadlockDetected:
       return ' (the caller may retry its transaction)'

@@ -7,6 +7,7 @@ export {
   migrationsDirectory,
   type PostgresMigrationScriptOptions,
 } from './migrate.js'
+export type { PartitionInterval } from './partition-sql.js'
 export { PostgresInboxRepository } from './postgres-inbox-repository.js'
 export {
   DEFAULT_SCHEMA,
@@ -15,6 +16,10 @@ export {
   type PostgresStoreOptions,
 } from './postgres-options.js'
 export { PostgresOutboxRepository } from './postgres-outbox-repository.js'
+export {
+  PARTITION_LOCK_TIMEOUT_MS,
+  type PostgresPartitioningOptions,
+} from './postgres-partitions.js'
 export { createPostgresStore, type PostgresStore, postgresCapabilities } from './postgres-store.js'
 export {
   createPostgresWakeup,

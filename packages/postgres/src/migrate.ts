@@ -14,12 +14,14 @@ import {
 import type { ClientBase, Pool } from 'pg'
 import { withTransaction } from './client.js'
 import { ADAPTER, classifyPostgresError } from './errors.js'
+import { INBOX_PARTITIONS, OUTBOX_PARTITIONS } from './partition-sql.js'
 import {
   DEFAULT_SCHEMA,
   type PostgresStoreOptions,
   resolveNamespace,
   resolveOptions,
 } from './postgres-options.js'
+import { PostgresPartitions, partitionTable, type ResolvedPartitioning } from './postgres-partitions.js'
 import { qualified } from './sql.js'
 
 /**
@@ -147,9 +149,33 @@ const postgresHistory = (pool: Pool, schema: string, prefix: string): MigrationH
  * A history written by an earlier release (versions 1..n) is read as it is.
  */
 export const migratePostgres = async (options: PostgresStoreOptions): Promise<void> => {
-  const { pool, schema, tablePrefix, clock } = resolveOptions(options)
+  const { pool, schema, tablePrefix, clock, partitioning } = resolveOptions(options)
   const migrations = postgresMigrations()
-  await runStorageOperation(ADAPTER, 'migrate', classifyPostgresError, () =>
-    applyMigrations(postgresHistory(pool, schema, tablePrefix), migrations, clock),
-  )
+  await runStorageOperation(ADAPTER, 'migrate', classifyPostgresError, async () => {
+    await applyMigrations(postgresHistory(pool, schema, tablePrefix), migrations, clock)
+    if (partitioning !== undefined) await partitionTables(pool, schema, tablePrefix, partitioning, clock())
+  })
+}
+
+/**
+ * The time-partitioned layout, after the linear migrations: converts the tables not yet
+ * partitioned (in one transaction behind migrate's advisory lock, so a failure leaves them
+ * as they were), then creates the partitions of now and ahead. Outside the numbered
+ * versions: the layout is the user's choice, and every numbered migration applies to
+ * either layout (docs/MIGRATIONS.md).
+ */
+const partitionTables = async (
+  pool: Pool,
+  schema: string,
+  prefix: string,
+  partitioning: ResolvedPartitioning,
+  now: Date,
+): Promise<void> => {
+  const sql = migrationSql(schema, prefix)
+  const tables = [OUTBOX_PARTITIONS, INBOX_PARTITIONS]
+  await withTransaction(pool, async (client) => {
+    await client.query(sql.lock, [schema])
+    for (const spec of tables) await partitionTable(client, schema, prefix, spec, partitioning, now)
+  })
+  for (const spec of tables) await new PostgresPartitions(pool, schema, prefix, spec).createAhead(now)
 }

@@ -1,5 +1,6 @@
 import {
   type AmbientTransactions,
+  cutoffDays,
   encodeStoredText,
   type InboxClaimRequest,
   type InboxClaimResult,
@@ -16,7 +17,9 @@ import {
   transactionHandle,
 } from './client.js'
 import { ADAPTER, classifyPostgresError } from './errors.js'
+import { INBOX_PARTITIONS } from './partition-sql.js'
 import { type PostgresStoreOptions, resolveOptions } from './postgres-options.js'
+import { PostgresPartitions } from './postgres-partitions.js'
 import { type InboxRow, inboxEventFromRow } from './rows.js'
 import { type InboxSql, inboxSql, POSTGRES_SWEEP_BATCH } from './sql.js'
 
@@ -31,6 +34,7 @@ type ClaimedRow = InboxRow & { should_process: boolean }
 export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTransaction> {
   readonly #pool: Pool
   readonly #query: StatementRunner
+  readonly #partitions: PostgresPartitions
   readonly #sql: InboxSql
 
   /**
@@ -49,7 +53,13 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
     })
     this.#pool = resolved.pool
     this.#query = statementRunner(resolved.pool, resolved.preparedStatements)
-    this.#sql = inboxSql(resolved.schema, resolved.tablePrefix)
+    this.#sql = inboxSql(resolved.schema, resolved.tablePrefix, resolved.partitioning !== undefined)
+    this.#partitions = new PostgresPartitions(
+      resolved.pool,
+      resolved.schema,
+      resolved.tablePrefix,
+      INBOX_PARTITIONS,
+    )
   }
 
   #params(params: InboxParams, now: Date): unknown[] {
@@ -112,6 +122,27 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
       encode(errorMessage),
     ])
     return result.rowCount !== 0
+  }
+
+  /**
+   * On time-partitioned tables, first retires the partitions whose every row is `processed`
+   * before the cutoff (a DROP instead of a DELETE per row) and creates the partitions ahead;
+   * then deletes the processed rows left in the partitions that stay, as on plain tables. The
+   * count includes the rows of the dropped partitions.
+   */
+  override async cleanup(olderThanDays: number): Promise<number> {
+    const now = this.clock()
+    const cutoff = cutoffDays(now, this.validate.nonNegative(olderThanDays, 'olderThanDays'))
+    const retired = await this.storage('cleanup', async () => {
+      await this.#partitions.createAhead(now)
+      return this.#partitions.retire(cutoff)
+    })
+    return retired + (await super.cleanup(olderThanDays))
+  }
+
+  /** Creates the partitions of now and ahead, on time-partitioned tables; answers how many. */
+  maintainPartitions(): Promise<number> {
+    return this.storage('maintainPartitions', () => this.#partitions.createAhead(this.clock()))
   }
 
   protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {

@@ -3,6 +3,11 @@ import { type Clock, resolveMaxEventBytes, systemClock, ValidationError, Validat
 import type { Pool } from 'pg'
 import { isPool } from './client.js'
 import { ADAPTER } from './errors.js'
+import {
+  type PostgresPartitioningOptions,
+  type ResolvedPartitioning,
+  resolvePartitioning,
+} from './postgres-partitions.js'
 import type { PostgresNotifyMode } from './sql.js'
 
 /** The options' validator (also the wakeup's). */
@@ -41,6 +46,14 @@ export interface PostgresStoreOptions {
    * (PgBouncer in transaction mode before 1.21, or without `max_prepared_statements`).
    */
   preparedStatements?: boolean | undefined
+  /**
+   * Time-partitioned outbox and inbox tables (PostgreSQL 13 or later): `{ interval: 'daily' }`
+   * or `'monthly'`, `ahead` partitions created in advance. `migrate()` converts existing
+   * tables (see docs/MIGRATIONS.md); `cleanup` then drops whole partitions whose every row
+   * is `sent` (`processed`) before the cutoff, and keeps the partitions ahead. Every store on
+   * partitioned tables needs this option: its enqueue and inbox statements differ.
+   */
+  partitioning?: PostgresPartitioningOptions | undefined
 }
 
 /** The options after validation, with defaults applied. */
@@ -53,6 +66,7 @@ export interface ResolvedPostgresOptions {
   readonly channel: string
   readonly maxEventBytes: number
   readonly preparedStatements: boolean
+  readonly partitioning: ResolvedPartitioning | undefined
 }
 
 const NOTIFY_MODES: readonly unknown[] = ['waiting', 'always', 'off'] satisfies PostgresNotifyMode[]
@@ -140,5 +154,6 @@ export const resolveOptions = (options: PostgresStoreOptions): ResolvedPostgresO
     channel,
     maxEventBytes: resolveMaxEventBytes(ADAPTER, options.maxEventBytes),
     preparedStatements: options.preparedStatements ?? true,
+    partitioning: resolvePartitioning(options.partitioning),
   }
 }

@@ -50,6 +50,13 @@ export interface PostgresStore extends TxboxStore<PostgresTransaction> {
    * connection of the store's pool while listening, or `client` when given.
    */
   createWakeup(options?: { client?: ClientBase | undefined }): PostgresWakeup
+  /**
+   * On time-partitioned tables (the `partitioning` option), creates the partitions of now
+   * and the `ahead` ones after it that are missing, for the outbox and the inbox; answers
+   * how many. `migrate()` and every `cleanup` do it too; call it from a scheduler when
+   * neither runs once per period (the default partition takes the rows meanwhile).
+   */
+  maintainPartitions(): Promise<number>
 }
 
 /**
@@ -65,15 +72,18 @@ export const createPostgresStore = (options: PostgresStoreOptions): PostgresStor
     driver: new PostgresTransactionDriver(pool),
     classify: classifyPostgresError,
   })
+  const outbox = new PostgresOutboxRepository(resolved, ambient)
+  const inbox = new PostgresInboxRepository(resolved, ambient)
   return {
-    outbox: new PostgresOutboxRepository(resolved, ambient),
-    inbox: new PostgresInboxRepository(resolved, ambient),
+    outbox,
+    inbox,
     transaction: (fn, transactionOptions) => ambient.run(fn, transactionOptions),
     capabilities: defineCapabilities({ ...postgresCapabilities, maxEventBytes: resolved.maxEventBytes }),
     schema,
     tablePrefix,
     channel,
     migrate: () => migratePostgres(resolved),
+    maintainPartitions: async () => (await outbox.maintainPartitions()) + (await inbox.maintainPartitions()),
     createWakeup: (wakeupOptions = {}) => {
       const namespace = { schema, tablePrefix, channel, clock: resolved.clock }
       return createPostgresWakeup(

@@ -95,6 +95,15 @@ const notifyColumn = (mode: PostgresNotifyMode, wakeupTable: string): string => 
   return `, CASE WHEN count(*) > 0${asleep} THEN pg_notify($7::text, '')::text END AS notified`
 }
 
+/**
+ * How an insert yields to a stored event id. On the time-partitioned layout the tables have
+ * no unique key on event_id (a partitioned table's unique keys must hold the partition
+ * key): a trigger skips a row whose id `<prefix><table>_ids` already holds (see
+ * partition-sql.ts), and the statement names no conflict target.
+ */
+const duplicateIdClause = (partitioned: boolean): string =>
+  partitioned ? 'ON CONFLICT DO NOTHING' : 'ON CONFLICT (event_id) DO NOTHING'
+
 /** A quoted, schema-qualified name. */
 export const qualified = (schema: string, name: string): string => `"${schema}"."${name}"`
 
@@ -121,8 +130,9 @@ export interface OutboxSql {
   readonly requeueFailed: string
 }
 
-export const outboxSql = (schema: string, prefix: string): OutboxSql => {
+export const outboxSql = (schema: string, prefix: string, partitioned = false): OutboxSql => {
   const table = qualified(schema, `${prefix}outbox`)
+  const onDuplicateId = duplicateIdClause(partitioned)
   const wakeupTable = qualified(schema, `${prefix}wakeup`)
   // "Holds the claim" for fenced writes: $2 is the workerId, or NULL for an unfenced write.
   const fence = `($2::text IS NULL OR (status = 'publishing' AND claimed_by = $2::text))`
@@ -136,7 +146,7 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
       WITH inserted AS (
         INSERT INTO ${table} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
         VALUES ($1, $2, $3, $4, 'pending', $5, 0, $6)
-        ON CONFLICT (event_id) DO NOTHING
+        ${onDuplicateId}
         RETURNING 1
       )
       SELECT count(*)::int AS inserted${notifyColumn(notify, wakeupTable)} FROM inserted`,
@@ -156,7 +166,7 @@ export const outboxSql = (schema: string, prefix: string): OutboxSql => {
         OVERRIDING SYSTEM VALUE
         SELECT seq, event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at
         FROM input ORDER BY event_id COLLATE "C"
-        ON CONFLICT (event_id) DO NOTHING
+        ${onDuplicateId}
         RETURNING 1
       )
       SELECT count(*)::int AS inserted${notifyColumn(notify, wakeupTable)} FROM inserted`,
@@ -253,8 +263,9 @@ export interface InboxSql {
   readonly failed: string
 }
 
-export const inboxSql = (schema: string, prefix: string): InboxSql => {
+export const inboxSql = (schema: string, prefix: string, partitioned = false): InboxSql => {
   const table = qualified(schema, `${prefix}inbox`)
+  const onDuplicateId = duplicateIdClause(partitioned)
   // The stored row for this delivery, by event id alone: (stream, stream_seq) is recorded,
   // never an identity, since a JetStream stream re-created under its name restarts at
   // sequence 1. A redelivery of a stored id keeps the position recorded first.
@@ -268,7 +279,7 @@ export const inboxSql = (schema: string, prefix: string): InboxSql => {
     INSERT INTO ${table}
       (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries${claim ? ', claimed_at, claimed_by, lease_until' : ''})
     VALUES ($1, $2, $3, $4, $5::text, $6::bigint, 'processing', $7, 1${claim ? ', $7, $8, $9' : ''})
-    ON CONFLICT (event_id) DO NOTHING
+    ${onDuplicateId}
     RETURNING ${INBOX_COLUMNS}, true AS should_process`
   return {
     table,

@@ -112,6 +112,7 @@ describe('classifyPostgresError', () => {
     ['53400', 'limit', false],
     ['54000', 'limit', false],
     ['42P01', 'schema', false],
+    ['42P10', 'schema', false],
     ['42703', 'schema', false],
     ['42883', 'schema', false],
     ['3F000', 'schema', false],
@@ -128,6 +129,9 @@ describe('classifyPostgresError', () => {
   it('adds the known hints', () => {
     expect(classifyPostgresError(serverError('42P01')).detail).toMatch(/\(did you run migrate\(\)\?\)$/)
     expect(classifyPostgresError(serverError('40001')).detail).toMatch(/may retry its transaction\)$/)
+    expect(classifyPostgresError(serverError('42P10')).detail).toMatch(
+      /partitioning: \{ interval: 'daily' \}\)$/,
+    )
   })
 
   it.each([
