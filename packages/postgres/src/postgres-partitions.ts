@@ -181,7 +181,9 @@ export class PostgresPartitions {
       const from = start.getTime() < layout.legacyUntil.getTime() ? layout.legacyUntil : start
       const name = `${this.#table.parentName}_${periodSuffix(layout.interval, start)}`
       if (existing.has(name)) continue
-      if (await this.#createPartition(name, from, end)) created++
+      // Not granted in time: the table is busy; the next run tries again.
+      if (!(await this.#createPartition(name, from, end))) break
+      created++
     }
     return created
   }
