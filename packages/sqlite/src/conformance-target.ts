@@ -47,6 +47,8 @@ const rawOutbox = (row: Raw): OutboxEvent =>
     claimedAt: optionalDate(row, 'claimed_at'),
     claimedBy: optionalText(row, 'claimed_by'),
     leaseUntil: optionalDate(row, 'lease_until'),
+    orderingKey: optionalText(row, 'ordering_key'),
+    keySeq: (row.key_seq ?? undefined) as number | undefined,
   } as OutboxEvent)
 
 const rawInbox = (row: Raw): InboxEvent =>
@@ -225,6 +227,7 @@ export const createConformanceTarget = (
               if (db.inTransaction) db.exec('ROLLBACK')
               db.exec(
                 `DROP TABLE IF EXISTS ${outboxTable}; DROP TABLE IF EXISTS ${inboxTable};` +
+                  ` DROP TABLE IF EXISTS ${outboxTable}_keys;` +
                   ` DROP TABLE IF EXISTS ${tablePrefix}schema_version;`,
               )
             }

@@ -16,6 +16,8 @@ export interface OutboxRow {
   claimed_at: number | null
   claimed_by: string | null
   lease_until: number | null
+  ordering_key: string | null
+  key_seq: number | null
 }
 
 /** An inbox row as SQLite returns it. */
@@ -72,6 +74,8 @@ export const toOutboxEvent = (row: OutboxRow): OutboxEvent => {
     availableAt: new Date(row.available_at),
   }
   if (row.sent_at !== null) event.sentAt = new Date(row.sent_at)
+  if (row.ordering_key !== null) event.orderingKey = row.ordering_key
+  if (row.key_seq !== null) event.keySeq = row.key_seq
   return withOptionalColumns(event, row)
 }
 

@@ -6,6 +6,8 @@
 /** The table names of one store. */
 export interface Tables {
   readonly outbox: string
+  /** The last `keySeq` given per ordering key. */
+  readonly outboxKeys: string
   readonly inbox: string
   readonly schemaVersion: string
   /** The prefix the names were built from; index names start with it too. */
@@ -15,6 +17,7 @@ export interface Tables {
 /** The tables for a validated prefix. */
 export const tablesFor = (prefix: string): Tables => ({
   outbox: `${prefix}outbox`,
+  outboxKeys: `${prefix}outbox_keys`,
   inbox: `${prefix}inbox`,
   schemaVersion: `${prefix}schema_version`,
   prefix,
@@ -35,7 +38,7 @@ export const historySql = (t: Tables) =>
   }) as const
 
 const OUTBOX_COLUMNS = `seq, event_id, subject, payload, headers, status, enqueued_at, sent_at, error_message,
-  retry_count, available_at, claimed_at, claimed_by, lease_until`
+  retry_count, available_at, claimed_at, claimed_by, lease_until, ordering_key, key_seq`
 
 const INBOX_COLUMNS = `seq, event_id, subject, payload, headers, stream, stream_seq, status, received_at,
   processed_at, deliveries, error_message, claimed_at, claimed_by, lease_until`
@@ -68,10 +71,33 @@ export const insertOutboxRows = (t: Tables, rows: number): string =>
 VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, 'pending', ?, 0, ?)").join(', ')}
 ON CONFLICT (event_id) DO NOTHING`
 
+/**
+ * The same INSERT for a batch with at least one ordering key: two more columns, so fewer rows
+ * per statement (124 x 8 = 992 bound parameters). A batch without keys keeps the statement
+ * above, unchanged.
+ */
+export const MAX_KEYED_INSERT_ROWS = 124
+
+export const insertKeyedOutboxRows = (t: Tables, rows: number): string =>
+  `INSERT INTO ${t.outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at,
+  ordering_key, key_seq)
+VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?)").join(', ')}
+ON CONFLICT (event_id) DO NOTHING`
+
 /** The outbox statements. */
 export const outboxSql = (t: Tables) =>
   ({
     selectById: `SELECT ${OUTBOX_COLUMNS} FROM ${t.outbox} WHERE event_id = ?`,
+    // Reserves key_seqs for one batch: the bound JSON object maps each key to how many events
+    // of the batch carry it, and each key's counter moves up by that many in one statement.
+    // It runs in the same transaction as the INSERT that uses them, and SQLite has one writer,
+    // so no other enqueue can take a key_seq of the key until that INSERT commits: key_seqs
+    // follow commit order and a claim never sees a key_seq before the lower ones. (WHERE true
+    // tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to the SELECT's join.)
+    reserveKeySeqs: `INSERT INTO ${t.outboxKeys} (ordering_key, last_key_seq)
+SELECT key, value FROM json_each(?) WHERE true
+ON CONFLICT (ordering_key) DO UPDATE SET last_key_seq = last_key_seq + excluded.last_key_seq
+RETURNING ordering_key, last_key_seq`,
     selectByIds: `SELECT ${OUTBOX_COLUMNS} FROM ${t.outbox} WHERE event_id IN ${ID_LIST}`,
     exists: `SELECT 1 FROM ${t.outbox} WHERE event_id = ?`,
     markAsPublishing: `UPDATE ${t.outbox} SET status = 'publishing', claimed_at = ? WHERE event_id = ?`,
@@ -105,11 +131,25 @@ WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?`,
     // as 'publishing' with a live lease, so two claims never return the same event.
     // INDEXED BY walks the partial claimable index in seq order and stops at LIMIT; left to
     // itself, the planner may pick the status index and sort every due row per claim.
+    //
+    // Ordering keys: a keyed row is taken only as the head of its key, when no row of its key
+    // with a lower key_seq holds the key (pending, due or not; publishing, live or expired;
+    // failed when the last parameter is 1, keyedDeadLetters 'block'). The check reads the
+    // same snapshot under the same write lock, so no claimer can take a second event of a
+    // key while the first is in flight. An unkeyed row skips the check (ordering_key IS NULL
+    // first); a keyed one costs one probe of the partial key_holds index, whose WHERE the
+    // subquery repeats word for word so that SQLite may use it.
     claim: `UPDATE ${t.outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ?
 WHERE seq IN (
-  SELECT seq FROM ${t.outbox} INDEXED BY ${t.prefix}outbox_claimable
+  SELECT seq FROM ${t.outbox} AS candidate INDEXED BY ${t.prefix}outbox_claimable
   WHERE status IN ('pending', 'publishing')
     AND ((status = 'pending' AND available_at <= ?) OR (status = 'publishing' AND lease_until <= ?))
+    AND (candidate.ordering_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM ${t.outbox} AS earlier INDEXED BY ${t.prefix}outbox_key_holds
+      WHERE earlier.ordering_key = candidate.ordering_key AND earlier.key_seq < candidate.key_seq
+        AND earlier.ordering_key IS NOT NULL AND earlier.status IN ('pending', 'publishing', 'failed')
+        AND (earlier.status <> 'failed' OR ? = 1)
+    ))
   ORDER BY seq LIMIT ?
 )
 RETURNING ${OUTBOX_COLUMNS}`,

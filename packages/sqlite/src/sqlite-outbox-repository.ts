@@ -15,7 +15,13 @@ import { ADAPTER } from './errors.js'
 import { assertStorable } from './row-limit.js'
 import { type OutboxRow, type StatusCountRow, statusCounts, toOutboxEvent } from './rows.js'
 import { SizedStatements } from './sized-statements.js'
-import { insertOutboxRows, MAX_INSERT_ROWS, outboxSql } from './sql.js'
+import {
+  insertKeyedOutboxRows,
+  insertOutboxRows,
+  MAX_INSERT_ROWS,
+  MAX_KEYED_INSERT_ROWS,
+  outboxSql,
+} from './sql.js'
 import { resolveSqliteOptions, type SqliteDatabase, type SqliteOptions } from './sqlite-options.js'
 
 type Statements = keyof ReturnType<typeof outboxSql>
@@ -29,14 +35,16 @@ type Statements = keyof ReturnType<typeof outboxSql>
 export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabase> {
   readonly #client: SqliteClient<Statements>
   readonly #inserts: SizedStatements<OutboxRow>
+  readonly #keyedInserts: SizedStatements<OutboxRow>
 
   /** `shared` is internal: what `createSqliteStore` gives both of its repositories. */
   constructor(options: SqliteOptions, shared?: SqliteStoreShared) {
     const { db, tables, clock, maxEventBytes } = resolveSqliteOptions(options)
     const client = new SqliteClient(db, outboxSql(tables), shared?.turns)
-    super({ ...repositorySettings(client, clock, shared), maxEventBytes })
+    super({ ...repositorySettings(client, clock, shared), maxEventBytes, orderingKeys: true })
     this.#client = client
     this.#inserts = new SizedStatements(db, (rows) => insertOutboxRows(tables, rows))
+    this.#keyedInserts = new SizedStatements(db, (rows) => insertKeyedOutboxRows(tables, rows))
   }
 
   /** Every primitive runs in the store's turn on the connection (see ConnectionTurns). */
@@ -59,13 +67,16 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
    * are what it wrote, with nothing to read back. Otherwise some ids were stored already:
    * every id is read back under BEGIN IMMEDIATE (a SAVEPOINT in an open transaction), where
    * nothing can delete a row between the lookup and the answer; an event that cleanup deleted
-   * after the INSERT skipped it is inserted there.
+   * after the INSERT skipped it is inserted there. A batch with an ordering key takes its
+   * key_seqs and inserts in one atomic step (see {@link #insertKeyed}).
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
     now: Date,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
     for (const event of events) assertStorable(event)
+    if (events.some((event) => event.orderingKey !== undefined))
+      return this.#client.atomic(() => this.#insertKeyed(events, now))
     const nowMs = now.getTime()
     /** Inserts the events whose id is not stored; answers how many rows it inserted. */
     const insert = (list: readonly NewOutboxEventParams[]): number => {
@@ -78,20 +89,80 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     }
     const written = (): Map<string, OutboxEvent> =>
       new Map(events.map((event) => [event.eventId, newOutboxEvent(event, now)]))
-    const readBack = (): Map<string, OutboxEvent> => {
-      const stored = new Map<string, OutboxEvent>()
-      const ids = JSON.stringify(events.map((event) => event.eventId))
-      for (const row of this.#client.statement<OutboxRow>('selectByIds').all(ids))
-        stored.set(row.event_id, toOutboxEvent(row))
-      const deleted = events.filter((event) => !stored.has(event.eventId))
-      insert(deleted)
-      for (const event of deleted) stored.set(event.eventId, newOutboxEvent(event, now))
-      return stored
-    }
+    const readBack = () => this.#readBack(events, now, insert, undefined)
     if (events.length <= MAX_INSERT_ROWS)
       return insert(events) === events.length ? written() : this.#client.atomic(readBack)
     // Several statements: all of them, or none, are applied.
     return this.#client.atomic(() => (insert(events) === events.length ? written() : readBack()))
+  }
+
+  /**
+   * A batch with at least one ordering key, inside one transaction: reserve the key_seqs,
+   * then insert. Reserving before knowing which ids are stored already means a duplicate id
+   * leaves a gap in its key's sequence, which the contract allows; the stored event keeps its
+   * own key_seq. Several events of one key get increasing key_seqs in input order.
+   */
+  #insertKeyed(events: readonly NewOutboxEventParams[], now: Date): Map<string, OutboxEvent> {
+    const keySeqs = this.#reserveKeySeqs(events)
+    const nowMs = now.getTime()
+    const insert = (list: readonly NewOutboxEventParams[]): number => {
+      let inserted = 0
+      for (let start = 0; start < list.length; start += MAX_KEYED_INSERT_ROWS) {
+        const chunk = list.slice(start, start + MAX_KEYED_INSERT_ROWS)
+        inserted += this.#keyedInserts
+          .for(chunk.length)
+          .run(...keyedInsertParams(chunk, nowMs, keySeqs)).changes
+      }
+      return inserted
+    }
+    if (insert(events) !== events.length) return this.#readBack(events, now, insert, keySeqs)
+    return new Map(
+      events.map((event) => [event.eventId, newOutboxEvent(event, now, keySeqs.get(event.eventId))]),
+    )
+  }
+
+  /** The key_seq of each keyed event of the batch, by event id: its key's counter moved past them. */
+  #reserveKeySeqs(events: readonly NewOutboxEventParams[]): Map<string, number> {
+    const perKey = new Map<string, number>()
+    for (const { orderingKey } of events)
+      if (orderingKey !== undefined) perKey.set(orderingKey, (perKey.get(orderingKey) ?? 0) + 1)
+    const next = new Map<string, number>()
+    const reserved = this.#client
+      .statement<{ ordering_key: string; last_key_seq: number }>('reserveKeySeqs')
+      .all(JSON.stringify(Object.fromEntries(perKey)))
+    for (const row of reserved)
+      next.set(row.ordering_key, row.last_key_seq - (perKey.get(row.ordering_key) ?? 0) + 1)
+    const keySeqs = new Map<string, number>()
+    for (const { eventId, orderingKey } of events) {
+      if (orderingKey === undefined) continue
+      const keySeq = next.get(orderingKey)
+      if (keySeq === undefined)
+        throw new Error(`no key_seq reserved for ordering key ${JSON.stringify(orderingKey)}`)
+      keySeqs.set(eventId, keySeq)
+      next.set(orderingKey, keySeq + 1)
+    }
+    return keySeqs
+  }
+
+  /**
+   * Some ids were stored already (run atomically): the stored ones answer as stored, and any
+   * that cleanup deleted since the INSERT skipped it is inserted now.
+   */
+  #readBack(
+    events: readonly NewOutboxEventParams[],
+    now: Date,
+    insert: (list: readonly NewOutboxEventParams[]) => number,
+    keySeqs: ReadonlyMap<string, number> | undefined,
+  ): Map<string, OutboxEvent> {
+    const stored = new Map<string, OutboxEvent>()
+    const ids = JSON.stringify(events.map((event) => event.eventId))
+    for (const row of this.#client.statement<OutboxRow>('selectByIds').all(ids))
+      stored.set(row.event_id, toOutboxEvent(row))
+    const deleted = events.filter((event) => !stored.has(event.eventId))
+    insert(deleted)
+    for (const event of deleted)
+      stored.set(event.eventId, newOutboxEvent(event, now, keySeqs?.get(event.eventId)))
+    return stored
   }
 
   protected async setPublishing(eventId: string, now: Date): Promise<boolean> {
@@ -149,7 +220,13 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     return statusCounts(this.#client.statement<StatusCountRow>('counts').all())
   }
 
-  protected async claimEvents({ now, leaseUntil, workerId, limit }: ClaimRequest): Promise<OutboxEvent[]> {
+  protected async claimEvents({
+    now,
+    leaseUntil,
+    workerId,
+    limit,
+    deadLettersBlockKeys,
+  }: ClaimRequest): Promise<OutboxEvent[]> {
     if (this.#client.db.inTransaction) {
       // Inside an open transaction the claim would see (and the relay would publish) events
       // that this transaction may still roll back, and its lease would only become visible
@@ -164,7 +241,7 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     // One statement, its own write transaction: see the claim in sql.ts.
     const rows = this.#client
       .statement<OutboxRow>('claim')
-      .all(workerId, nowMs, leaseUntil.getTime(), nowMs, nowMs, limit)
+      .all(workerId, nowMs, leaseUntil.getTime(), nowMs, nowMs, deadLettersBlockKeys ? 1 : 0, limit)
     // RETURNING gives rows in no promised order; enqueue order is seq order.
     return rows.sort((a, b) => a.seq - b.seq).map(toOutboxEvent)
   }
@@ -230,6 +307,27 @@ const insertParams = (events: readonly NewOutboxEventParams[], nowMs: number): u
       event.headers ?? null,
       nowMs,
       event.availableAt.getTime(),
+    )
+  return params
+}
+
+/** The bound parameters of `events` in the column order of {@link insertKeyedOutboxRows}. */
+const keyedInsertParams = (
+  events: readonly NewOutboxEventParams[],
+  nowMs: number,
+  keySeqs: ReadonlyMap<string, number>,
+): unknown[] => {
+  const params: unknown[] = []
+  for (const event of events)
+    params.push(
+      event.eventId,
+      event.subject,
+      event.payload,
+      event.headers ?? null,
+      nowMs,
+      event.availableAt.getTime(),
+      event.orderingKey ?? null,
+      keySeqs.get(event.eventId) ?? null,
     )
   return params
 }

@@ -22,6 +22,7 @@ import { sqliteTransactionDriver } from './transaction-driver.js'
 export const sqliteCapabilities = defineCapabilities({
   transactions: 'native',
   claim: 'single-writer',
+  orderingKeys: true,
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
 })
 

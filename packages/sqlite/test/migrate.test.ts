@@ -33,10 +33,13 @@ describe('the migration files', () => {
       '0001_init.sql',
       '0002_inbox_id_only.down.sql',
       '0002_inbox_id_only.sql',
+      '0003_ordering_keys.down.sql',
+      '0003_ordering_keys.sql',
     ])
     expect(sqliteMigrations().map(({ version, name }) => [version, name])).toEqual([
       [1, 'init'],
       [2, 'inbox_id_only'],
+      [3, 'ordering_keys'],
     ])
     for (const { body, down } of sqliteMigrations()) {
       for (const text of [body, down ?? '']) {
@@ -78,14 +81,16 @@ describe('migrate', () => {
     db.exec('CREATE INDEX txbox_inbox_stream_seq ON txbox_inbox (stream)')
     const indexes = names(db, 'index')
 
-    await createSqliteStore({ db }).migrate()
+    await createSqliteStore({ db, clock: () => new Date(3_000) }).migrate()
 
-    expect(names(db, 'index')).toEqual(indexes)
+    // Only version 3, which release 0.1.0 did not have, is applied: it adds one index.
+    expect(names(db, 'index')).toEqual([...indexes, 'txbox_outbox_key_holds'].sort())
     expect(
       db.prepare('SELECT version, applied_at FROM txbox_schema_version ORDER BY version').raw().all(),
     ).toEqual([
       [1, 1_000],
       [2, 2_000],
+      [3, 3_000],
     ])
     expect((await before.outbox.get('kept'))?.status).toBe('pending')
     db.close()
@@ -110,9 +115,36 @@ describe('migrate', () => {
     expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
     expect((await store.inbox.get('old-7'))?.status).toBe('processed')
     expect(db.prepare('SELECT version FROM txbox_schema_version ORDER BY version').pluck().all()).toEqual([
-      1, 2,
+      1, 2, 3,
     ])
     expect(names(db, 'index')).not.toContain('txbox_inbox_stream_seq')
+    db.close()
+  })
+
+  it('upgrades a version 2 database in place: stored events stay unkeyed, the next enqueues take keys', async () => {
+    const db = new Database(temp.file('upgrade-from-2.db'))
+    db.exec(RELEASE_0_1_0_HISTORY)
+    db.exec(rendered(1))
+    db.exec(rendered(2))
+    db.prepare('INSERT INTO txbox_schema_version (version, applied_at) VALUES (?, ?)').run(1, 1_000)
+    db.prepare('INSERT INTO txbox_schema_version (version, applied_at) VALUES (?, ?)').run(2, 2_000)
+    db.prepare(
+      `INSERT INTO txbox_outbox (event_id, subject, payload, status, enqueued_at, retry_count, available_at)
+       VALUES ('old', 'orders.created', '{}', 'pending', 0, 0, 0)`,
+    ).run()
+    const store = createSqliteStore({ db })
+    await expect(
+      store.outbox.findOrCreate({ ...event('too-early'), orderingKey: 'order-1' }),
+    ).rejects.toThrow(StorageError)
+
+    await store.migrate()
+    const old = await store.outbox.get('old')
+    expect(old).toMatchObject({ eventId: 'old', status: 'pending' })
+    expect(old).not.toHaveProperty('orderingKey')
+    expect(old).not.toHaveProperty('keySeq')
+    const keyed = await store.outbox.findOrCreate({ ...event('new'), orderingKey: 'order-1' })
+    expect(keyed).toMatchObject({ orderingKey: 'order-1', keySeq: 1 })
+    expect(await store.outbox.get('new')).toMatchObject({ orderingKey: 'order-1', keySeq: 1 })
     db.close()
   })
 

@@ -116,12 +116,21 @@ describe('sqlite migrationScripts', () => {
       const uniqueStreamIndex = () =>
         catalog(db, 'app_').filter((entry) => entry.name === '<p>inbox_stream_seq').length
       expect(uniqueStreamIndex()).toBe(0)
+      const outboxColumns = () =>
+        db.prepare("SELECT name FROM pragma_table_info('app_outbox') ORDER BY cid").pluck().all()
+      expect(outboxColumns()).toContain('ordering_key')
+      applyPrinted(db, { tablePrefix: 'app_', direction: 'down', from: 3, to: 3 })
+      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2])
+      expect(outboxColumns()).not.toContain('ordering_key')
+      expect(outboxColumns()).not.toContain('key_seq')
+      expect(catalog(db, 'app_').map((entry) => entry.name)).not.toContain('<p>outbox_keys')
       applyPrinted(db, { tablePrefix: 'app_', direction: 'down', from: 2, to: 2 })
       expect(history(db, 'app_').map((row) => row.version)).toEqual([1])
       expect(uniqueStreamIndex()).toBe(1)
       applyPrinted(db, { tablePrefix: 'app_', from: 2 })
-      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2])
+      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2, 3])
       expect(uniqueStreamIndex()).toBe(0)
+      expect(outboxColumns()).toContain('key_seq')
     } finally {
       db.close()
     }

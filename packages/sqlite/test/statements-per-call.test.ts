@@ -63,6 +63,34 @@ describe('statements per call', () => {
     db.close()
   })
 
+  it('enqueues keyed events with one counter upsert and one INSERT in a transaction; unkeyed stays one INSERT', async () => {
+    const { db, store } = await openStore(':memory:')
+    const keyed = (id: string, orderingKey: string) => ({ ...event(id), orderingKey })
+    let results: Awaited<ReturnType<typeof store.outbox.findOrCreateMany>> = []
+    expect(
+      await statementsOf(async () => {
+        results = await store.outbox.findOrCreateMany([
+          keyed('k1', 'order-1'),
+          event('plain'),
+          keyed('k2', 'order-2'),
+          keyed('k3', 'order-1'),
+        ])
+      }),
+    ).toEqual(['BEGIN IMMEDIATE', 'INSERT INTO', 'INSERT INTO', 'COMMIT'])
+    expect(results.map((e) => [e.eventId, e.orderingKey, e.keySeq])).toEqual([
+      ['k1', 'order-1', 1],
+      ['plain', undefined, undefined],
+      ['k2', 'order-2', 1],
+      ['k3', 'order-1', 2],
+    ])
+    for (const answered of results) expect(await store.outbox.get(answered.eventId)).toEqual(answered)
+    expect(await statementsOf(() => store.outbox.findOrCreate(event('plain-2')))).toEqual(['INSERT INTO'])
+    expect(await statementsOf(() => store.outbox.claim({ workerId: 'w', limit: 10, ...LEASE }))).toEqual([
+      'UPDATE',
+    ])
+    db.close()
+  })
+
   it('reads back, under BEGIN IMMEDIATE, only the ids that were stored already: first write wins', async () => {
     const clock = new ManualClock()
     const { db, store } = await openStore(':memory:', { clock: clock.now })
