@@ -32,6 +32,7 @@ const outboxFromRow = (row: RowDataPacket): OutboxEvent => ({
   ...(has(row.claimed_at) ? { claimedAt: utc(row.claimed_at) } : {}),
   ...(has(row.claimed_by) ? { claimedBy: row.claimed_by } : {}),
   ...(has(row.lease_until) ? { leaseUntil: utc(row.lease_until) } : {}),
+  ...(has(row.ordering_key) ? { orderingKey: row.ordering_key, keySeq: Number(row.key_seq) } : {}),
 })
 
 const inboxFromRow = (row: RowDataPacket): InboxEvent => ({
@@ -178,7 +179,7 @@ export const createConformanceTarget = (
             await close()
           } finally {
             await adminPool.query(
-              `DROP TABLE IF EXISTS ${outboxTable}, ${inboxTable}, \`${tablePrefix}schema_version\``,
+              `DROP TABLE IF EXISTS ${outboxTable}, \`${tablePrefix}outbox_keys\`, ${inboxTable}, \`${tablePrefix}schema_version\``,
             )
           }
         },

@@ -7,6 +7,10 @@ export const ADAPTER = 'mysql'
 const ER_DUP_ENTRY = 1062
 /** `ER_CANT_DROP_FIELD_OR_KEY`: the column or key to drop does not exist. */
 export const ER_CANT_DROP_FIELD_OR_KEY = 1091
+/** `ER_DUP_FIELDNAME`: the column to add is already there. */
+export const ER_DUP_FIELDNAME = 1060
+/** `ER_DUP_KEYNAME`: the key to add is already there. */
+export const ER_DUP_KEYNAME = 1061
 
 /** The server error number mysql2 puts on its errors, or undefined for anything else. */
 export const errnoOf = (error: unknown): number | undefined => {

@@ -11,16 +11,31 @@ import {
   type MigrationScriptRange,
   renderMigration,
   runStorageOperation,
+  splitStatements,
   ValidationError,
   Validator,
 } from '@txbox/core'
 import type { Pool, PoolConnection } from 'mysql2/promise'
 import { runWrite, selectRows } from './client.js'
 import { detectDialect, parseDialect } from './dialect.js'
-import { ADAPTER, classifyMySqlError, ER_CANT_DROP_FIELD_OR_KEY, errnoOf } from './errors.js'
+import {
+  ADAPTER,
+  classifyMySqlError,
+  ER_CANT_DROP_FIELD_OR_KEY,
+  ER_DUP_FIELDNAME,
+  ER_DUP_KEYNAME,
+  errnoOf,
+} from './errors.js'
 import { DEFAULT_TABLE_PREFIX } from './mysql-options.js'
 import { toDateTime } from './rows.js'
 import { schemaVersionSql, tableNames } from './sql.js'
+
+/** What a DDL statement fails with when it ran before: the column or key is already added, or gone. */
+const ALREADY_DONE: ReadonlySet<number> = new Set([
+  ER_CANT_DROP_FIELD_OR_KEY,
+  ER_DUP_FIELDNAME,
+  ER_DUP_KEYNAME,
+])
 
 /** Seconds a migrator waits for another one to finish. */
 const LOCK_TIMEOUT_SECONDS = 30
@@ -117,14 +132,18 @@ export class MySqlMigrationHistory implements MigrationHistory {
 
   async apply(migration: Migration): Promise<void> {
     const { connection, idCollation } = this.#locked()
-    try {
-      await connection.query(
-        renderMigration(migration.body, { prefix: this.#prefix, id_collation: idCollation }),
-      )
-    } catch (error) {
-      // A step that drops a key is idempotent only this way (MySQL has no DROP INDEX IF
-      // EXISTS): the key is already gone when the step ran before its version was recorded.
-      if (errnoOf(error) !== ER_CANT_DROP_FIELD_OR_KEY) throw error
+    const body = renderMigration(migration.body, { prefix: this.#prefix, id_collation: idCollation })
+    // One statement per call (the pool does not allow multiple statements), each committed on
+    // its own: a step interrupted halfway is completed by the next migrate().
+    for (const statement of splitStatements(body)) {
+      try {
+        await connection.query(statement)
+      } catch (error) {
+        // A statement that adds or drops a column or key is idempotent only this way (MySQL
+        // has no ADD COLUMN / ADD KEY / DROP INDEX IF [NOT] EXISTS): it already took effect
+        // when the step ran before its version was recorded.
+        if (!ALREADY_DONE.has(errnoOf(error) ?? 0)) throw error
+      }
     }
   }
 
@@ -162,7 +181,9 @@ export interface MySqlMigrationScriptOptions extends MigrationScriptRange {
  * and record it in `<prefix>schema_version`, so a later `migrate()` applies nothing; the down
  * scripts (newest first) undo them, version 1's down leaving no table or history of txbox
  * behind. MySQL commits each DDL statement on its own: a script that fails halfway is not
- * rolled back, and every statement but the `DROP INDEX` of version 3 can simply be run again.
+ * rolled back; every statement can simply be run again except those that add or drop a
+ * column or key (the `DROP INDEX` of version 3, the `ALTER TABLE`s of version 4), which fail
+ * with "already there" / "not there" (errors 1060, 1061, 1091) once they took effect.
  */
 export const migrationScripts = (options: MySqlMigrationScriptOptions): MigrationScript[] => {
   checkMigrationScriptOptions(ADAPTER, options, ['tablePrefix', 'serverVersion'])

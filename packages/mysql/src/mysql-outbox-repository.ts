@@ -75,9 +75,11 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
       transaction: (tx) => (tx === undefined ? undefined : toQueryHandle(tx)),
       ambient,
       sweepBatch: SQL_SWEEP_BATCH,
+      orderingKeys: true,
     })
-    this.table = validate.identifier(tableNames(prefix).outbox, 'outbox table name')
-    this.sql = outboxSql(this.table)
+    const names = tableNames(prefix)
+    this.table = validate.identifier(names.outbox, 'outbox table name')
+    this.sql = outboxSql(this.table, validate.identifier(names.outboxKeys, 'outbox keys table name'))
     this.run = new Runner(options.pool, options.onRetry)
     this.#explicitMaxEventBytes = options.maxEventBytes !== undefined
   }
@@ -114,56 +116,140 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
    * callers agree, and an id stored earlier keeps its row: first write wins). A statement
    * that inserted every event of its batch answers them as written; only a batch in which
    * some id was already stored, by an earlier or concurrent caller, is read back.
+   *
+   * Keyed events first take their keySeqs from the key counters, which stay locked until
+   * the transaction ends: the caller's, or without one a short transaction of the store's
+   * own (an autocommit counter update would release the lock before the event is stored,
+   * and a later enqueue of the key could then commit first). Unkeyed batches run as before.
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
     now: Date,
     tx: MySqlTransaction | undefined,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
-    const enqueuedAt = toDateTime(now)
-    return this.run.write(tx, async (db) => {
-      // Within maxEventBytes, a statement can still be over the packet (the SQL carries the
-      // subject and JSON quoting that the NATS message does not). Asked on the connection at
-      // hand: in the caller's transaction the pool may have no other connection to give.
-      const limit = await this.checkMaxEventBytes(db)
-      for (const event of events) {
-        const size = eventBytes(event)
-        if (size > limit) throw new PayloadTooLargeError(ADAPTER, event.eventId, size, limit)
+    const keyed = events.some((event) => event.orderingKey !== undefined)
+    if (!keyed) return this.run.write(tx, (db) => this.#insert(db, events, now, tx, undefined))
+    const insertKeyed = async (db: Queryable) =>
+      this.#insert(db, events, now, tx, await this.#takeKeySeqs(db, events))
+    return tx === undefined ? this.run.transaction(insertKeyed) : this.run.write(tx, insertKeyed)
+  }
+
+  /**
+   * The keySeq of each keyed event (by position in `events`): each key's counter is raised
+   * by its number of events, which get the new numbers in input order. Keys are taken in
+   * sorted order, so two batches with overlapping keys wait for each other, never deadlock.
+   */
+  async #takeKeySeqs(
+    db: Queryable,
+    events: readonly NewOutboxEventParams[],
+  ): Promise<(number | undefined)[]> {
+    const counts = new Map<string, number>()
+    for (const { orderingKey } of events) {
+      if (orderingKey !== undefined) counts.set(orderingKey, (counts.get(orderingKey) ?? 0) + 1)
+    }
+    const sorted = [...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    const last = new Map<string, number>()
+    const [only] = sorted
+    if (sorted.length === 1 && only !== undefined) {
+      const [key, n] = only
+      const header = await runWrite(db, this.sql.takeKeySeq, [key, String(n), String(n)])
+      last.set(key, Number(header.insertId))
+    } else {
+      for (const part of chunk(sorted, MAX_INSERT_ROWS)) {
+        const rows = padList(part, insertSize)
+        const values = rows.flatMap(([key, n], index) => [key, index < part.length ? String(n) : '0'])
+        await runWrite(db, this.sql.takeKeySeqs(rows.length), values)
       }
-      const stored = new Map<string, OutboxEvent>()
-      const readBack: string[] = []
-      for (const batch of insertBatches(events)) {
-        const rows = padList(batch, insertSize)
-        // Padding rows repeat the last id after it, so each one is a no-op duplicate; their
-        // payload is never stored and is sent empty rather than repeated.
-        const values = rows.flatMap((event, index) => [
+      for (const part of chunk(sorted, MAX_LIST)) {
+        const keys = padList(part.map(([key]) => key))
+        for (const row of await selectRows(db, this.sql.keySeqs(keys.length), keys)) {
+          last.set(String(row.ordering_key), Number(row.last_seq))
+        }
+      }
+    }
+    // The first new number of each key; handed out in input order.
+    const next = new Map<string, number>()
+    for (const [key, n] of sorted) {
+      const lastSeq = last.get(key)
+      if (lastSeq === undefined)
+        throw new Error(`the counter of ordering key ${JSON.stringify(key)} was not read back`)
+      next.set(key, lastSeq - n + 1)
+    }
+    return events.map(({ orderingKey }) => {
+      if (orderingKey === undefined) return undefined
+      const keySeq = next.get(orderingKey) as number
+      next.set(orderingKey, keySeq + 1)
+      return keySeq
+    })
+  }
+
+  /** The inserts and read-back of {@link insertEvents}; `keySeqs` (by position) when some event is keyed. */
+  async #insert(
+    db: Queryable,
+    events: readonly NewOutboxEventParams[],
+    now: Date,
+    tx: MySqlTransaction | undefined,
+    keySeqs: readonly (number | undefined)[] | undefined,
+  ): Promise<Map<string, OutboxEvent>> {
+    const enqueuedAt = toDateTime(now)
+    // Within maxEventBytes, a statement can still be over the packet (the SQL carries the
+    // subject and JSON quoting that the NATS message does not). Asked on the connection at
+    // hand: in the caller's transaction the pool may have no other connection to give.
+    const limit = await this.checkMaxEventBytes(db)
+    for (const event of events) {
+      const size = eventBytes(event)
+      if (size > limit) throw new PayloadTooLargeError(ADAPTER, event.eventId, size, limit)
+    }
+    const keySeqOf = new Map<string, number>()
+    if (keySeqs !== undefined) {
+      events.forEach((event, index) => {
+        const keySeq = keySeqs[index]
+        if (keySeq !== undefined) keySeqOf.set(event.eventId, keySeq)
+      })
+    }
+    const stored = new Map<string, OutboxEvent>()
+    const readBack: string[] = []
+    for (const batch of insertBatches(events)) {
+      const rows = padList(batch, insertSize)
+      // Padding rows repeat the last id after it, so each one is a no-op duplicate; their
+      // payload is never stored and is sent empty rather than repeated.
+      const values = rows.flatMap((event, index) => {
+        const row: Param[] = [
           event.eventId,
           event.subject,
           index < batch.length ? event.payload : '',
           index < batch.length ? (event.headers ?? null) : null,
           enqueuedAt,
           toDateTime(event.availableAt),
-        ])
-        const header = await runWrite(db, this.sql.insert(rows.length), values)
-        if (insertedRows(header, rows.length) === batch.length) {
-          // Every column is written as given (DATETIME(3) holds a Date's milliseconds, and
-          // validation refuses what utf8mb4 text cannot hold): the new row is the event built.
-          for (const event of batch) stored.set(event.eventId, newOutboxEvent(event, now))
-        } else {
-          for (const event of batch) readBack.push(event.eventId)
+        ]
+        if (keySeqs !== undefined) {
+          const keySeq = keySeqOf.get(event.eventId)
+          row.push(event.orderingKey ?? null, keySeq === undefined ? null : String(keySeq))
         }
-      }
-      for (const part of chunk(readBack, MAX_LIST)) {
-        // Inside the caller's REPEATABLE READ transaction a plain SELECT reads its snapshot
-        // and may miss a row another session committed after it; the locking read sees it.
-        const sql = tx === undefined ? this.sql.byIds(part.length) : this.sql.byIdsLocking(part.length)
-        for (const row of await selectRows(db, sql, padList(part))) {
-          const event = toOutboxEvent(row)
-          stored.set(event.eventId, event)
+        return row
+      })
+      const sql = keySeqs === undefined ? this.sql.insert(rows.length) : this.sql.insertKeyed(rows.length)
+      const header = await runWrite(db, sql, values)
+      if (insertedRows(header, rows.length) === batch.length) {
+        // Every column is written as given (DATETIME(3) holds a Date's milliseconds, and
+        // validation refuses what utf8mb4 text cannot hold): the new row is the event built.
+        for (const event of batch) {
+          stored.set(event.eventId, newOutboxEvent(event, now, keySeqOf.get(event.eventId)))
         }
+      } else {
+        for (const event of batch) readBack.push(event.eventId)
       }
-      return stored
-    })
+    }
+    for (const part of chunk(readBack, MAX_LIST)) {
+      // Inside the caller's REPEATABLE READ transaction a plain SELECT reads its snapshot
+      // and may miss a row another session committed after it; the locking read sees it.
+      const sql = tx === undefined ? this.sql.byIds(part.length) : this.sql.byIdsLocking(part.length)
+      for (const row of await selectRows(db, sql, padList(part))) {
+        const event = toOutboxEvent(row)
+        stored.set(event.eventId, event)
+      }
+    }
+    return stored
   }
 
   /**
@@ -233,16 +319,24 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
   /**
    * One short READ COMMITTED transaction: lock up to `limit` claimable rows with
    * `FOR UPDATE SKIP LOCKED` (expired leases and due pending rows, each scan in seq order,
-   * read whole), keep the first `limit` by seq, mark them, commit. A concurrent claimer
+   * read whole; a keyed row only as the head of its key), keep the first `limit` by seq,
+   * mark them, commit. A concurrent claimer
    * skips the rows we locked, so no row is returned twice; deadlocks retry as a whole. The
    * rows stay locked from the read to the commit, so the claimed events are the rows read
    * with the claim's four columns set.
    */
-  protected claimEvents({ now, leaseUntil, workerId, limit }: ClaimRequest): Promise<OutboxEvent[]> {
+  protected claimEvents({
+    now,
+    leaseUntil,
+    workerId,
+    limit,
+    deadLettersBlockKeys,
+  }: ClaimRequest): Promise<OutboxEvent[]> {
     const nowText = toDateTime(now)
+    const sql = deadLettersBlockKeys ? this.sql.claim.deadLettersBlock : this.sql.claim.deadLettersSkip
     return this.run.transaction(async (connection) => {
       const rows = (
-        await selectRows(connection, this.sql.claim, [nowText, limitParam(limit), nowText, limitParam(limit)])
+        await selectRows(connection, sql, [nowText, limitParam(limit), nowText, limitParam(limit)])
       )
         .sort((a, b) => compareSeq(String(a.seq), String(b.seq)))
         .slice(0, limit)

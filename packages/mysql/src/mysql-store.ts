@@ -21,6 +21,7 @@ export const mySqlCapabilities = defineCapabilities({
   transactions: 'native',
   claim: 'skip-locked',
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+  orderingKeys: true,
 })
 
 /**

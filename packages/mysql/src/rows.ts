@@ -1,11 +1,4 @@
-import type {
-  InboxEvent,
-  InboxParams,
-  InboxStatus,
-  NewOutboxEventParams,
-  OutboxEvent,
-  OutboxStatus,
-} from '@txbox/core'
+import type { InboxEvent, InboxParams, InboxStatus, OutboxEvent, OutboxStatus } from '@txbox/core'
 import type { Row } from './client.js'
 
 /**
@@ -56,6 +49,11 @@ export const toOutboxEvent = (row: Row): OutboxEvent => {
   if (claimedBy !== undefined) event.claimedBy = claimedBy
   const leaseUntil = optionalDate(row.lease_until)
   if (leaseUntil !== undefined) event.leaseUntil = leaseUntil
+  const orderingKey = optionalText(row.ordering_key)
+  if (orderingKey !== undefined) {
+    event.orderingKey = orderingKey
+    event.keySeq = Number(row.key_seq)
+  }
   return event
 }
 

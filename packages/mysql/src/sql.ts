@@ -1,3 +1,5 @@
+import type { OutboxStatus } from '@txbox/core'
+
 /**
  * Every statement of the adapter, built once per table prefix from validated identifiers.
  * Values always travel as prepared-statement parameters.
@@ -52,18 +54,21 @@ const bySize = (
 /** The names of a store's tables. */
 interface TableNames {
   readonly outbox: string
+  /** The outbox's per-key counters (ordering keys). */
+  readonly outboxKeys: string
   readonly inbox: string
   readonly schemaVersion: string
 }
 
 export const tableNames = (prefix: string): TableNames => ({
   outbox: `${prefix}outbox`,
+  outboxKeys: `${prefix}outbox_keys`,
   inbox: `${prefix}inbox`,
   schemaVersion: `${prefix}schema_version`,
 })
 
 const OUTBOX_COLUMNS =
-  'seq, event_id, subject, payload, headers, status, enqueued_at, available_at, sent_at, error_message, retry_count, claimed_at, claimed_by, lease_until'
+  'seq, event_id, subject, payload, headers, status, enqueued_at, available_at, sent_at, error_message, retry_count, claimed_at, claimed_by, lease_until, ordering_key, key_seq'
 
 const INBOX_COLUMNS =
   'seq, event_id, subject, payload, headers, stream, stream_seq, status, received_at, processed_at, deliveries, error_message, claimed_at, claimed_by, lease_until'
@@ -101,8 +106,46 @@ export const MAX_INSERT_BYTES = 4 * 1024 * 1024
  */
 export const SQL_SWEEP_BATCH = 1000
 
-export const outboxSql = (table: string) => {
+/**
+ * The claim's head check on the candidate row `o` (docs/CONTRACT.md §2 "Ordering keys"): an
+ * unkeyed row passes; a keyed one only when no row of its key in a blocking status has a
+ * lower key_seq. One lookup per blocking status, each the first entry of ix_key_head
+ * (ordering_key, status, key_seq): a NOT EXISTS over "key_seq < o.key_seq" would instead walk
+ * every entry of the key and status past the candidate itself.
+ *
+ * These subqueries are plain reads (the locking clause of the outer SELECT does not reach
+ * them, on MySQL 8 and MariaDB alike, so a lower row held by another claimer is seen, not
+ * skipped) from one snapshot taken when the statement first reads through it, while the
+ * outer locking scan sees rows committed later. A row of the key enqueued and committed
+ * after that snapshot, and its lower row with it, would then be invisible to the check; so
+ * the candidate must itself be in the snapshot (the last EXISTS): its lower rows committed
+ * before it did (the key's counter lock), so the snapshot holds them too. Without it, a
+ * claim that skipped a lower row locked by another claimer claimed the next row as well.
+ */
+const headCheck = (t: string, blocking: readonly OutboxStatus[]): string => {
+  const lowest = (status: OutboxStatus) =>
+    `o.key_seq <= COALESCE((SELECT l.key_seq FROM ${t} AS l FORCE INDEX (ix_key_head) WHERE l.ordering_key = o.ordering_key AND l.status = '${status}' ORDER BY l.key_seq LIMIT 1), o.key_seq)`
+  return `(o.ordering_key IS NULL OR (${blocking.map(lowest).join(' AND ')} AND EXISTS (SELECT 1 FROM ${t} AS s WHERE s.seq = o.seq)))`
+}
+
+/** The statuses that hold an ordering key, without and with dead letters. */
+const HOLDING: readonly OutboxStatus[] = ['pending', 'publishing']
+const HOLDING_WITH_DEAD_LETTERS: readonly OutboxStatus[] = ['pending', 'publishing', 'failed']
+
+export const outboxSql = (table: string, keysTable: string) => {
   const t = `\`${table}\``
+  const keys = `\`${keysTable}\``
+  // The claim, part 1: one index range scan per claimable status, in one statement (an OR
+  // across the two would make the server sort every candidate, and a locking read locks
+  // every row it examines). Due pending rows in seq order through ix_claim, stopping after
+  // `limit` matches; expired leases through ix_lease, whose range holds only matching rows
+  // (they are rare: a crashed relay's events). Rows another claimer holds are skipped, never
+  // waited for: claimers never return the same row and never block each other. The whole
+  // rows are read here, locked, so the claimed events need no read after the UPDATE. A row
+  // failing the head check is unlocked at once (READ COMMITTED releases the rows a locking
+  // read examined but did not return).
+  const claim = (blocking: readonly OutboxStatus[]) =>
+    `(SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_lease) WHERE o.status = 'publishing' AND o.lease_until <= ? AND ${headCheck(t, blocking)} ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED) UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_claim) WHERE o.status = 'pending' AND o.available_at <= ? AND ${headCheck(t, blocking)} ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)`
   const clearLease = 'claimed_by = NULL, lease_until = NULL'
   const fenced = (sql: string) => ({
     open: sql,
@@ -120,6 +163,30 @@ export const outboxSql = (table: string) => {
         ).join(', ')} ON DUPLICATE KEY UPDATE event_id = event_id`,
       insertSize,
     ),
+    // The insert of a batch that holds a keyed event; unkeyed batches keep the statement above.
+    insertKeyed: bySize(
+      (n) =>
+        `INSERT INTO ${t} (event_id, subject, payload, headers, status, enqueued_at, available_at, retry_count, ordering_key, key_seq) VALUES ${Array.from(
+          { length: n },
+          () => "(?, ?, ?, ?, 'pending', ?, ?, 0, ?, ?)",
+        ).join(', ')} ON DUPLICATE KEY UPDATE event_id = event_id`,
+      insertSize,
+    ),
+    // Ordering keys: takes `n` numbers of one key and answers the last one as the statement's
+    // insert id (LAST_INSERT_ID(expr), in the OK packet: no read back). The row stays locked
+    // until the transaction ends, so enqueues of one key are serialized in commit order.
+    takeKeySeq: `INSERT INTO ${keys} (ordering_key, last_seq) VALUES (?, LAST_INSERT_ID(?)) ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + ?)`,
+    // The same for several keys, in the given (sorted) order, so two batches with overlapping
+    // keys lock them in one order and never deadlock; read back with keySeqs. A padding row
+    // repeats the last key with 0: a no-op. VALUES() is deprecated on MySQL 8.0.20+ (a
+    // warning), and the only form MariaDB knows.
+    takeKeySeqs: bySize(
+      (n) =>
+        `INSERT INTO ${keys} (ordering_key, last_seq) VALUES ${Array.from({ length: n }, () => '(?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)`,
+      insertSize,
+    ),
+    // Rows this transaction just changed: its own snapshot shows them, at any isolation level.
+    keySeqs: bySize((n) => `SELECT ordering_key, last_seq FROM ${keys} WHERE ordering_key IN (${marks(n)})`),
     byIds: bySize((n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} WHERE event_id IN (${marks(n)})`),
     // Inside the caller's REPEATABLE READ transaction a plain SELECT reads its snapshot and
     // may miss a row another session committed after it; the locking read sees it (and we
@@ -143,14 +210,8 @@ export const outboxSql = (table: string) => {
     cleanup: `DELETE FROM ${t} WHERE status = 'sent' AND sent_at < ? ORDER BY seq LIMIT ?`,
     resetStale: `UPDATE ${t} SET status = 'pending', ${clearLease} WHERE status = 'publishing' AND claimed_at < ?`,
     counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
-    // The claim, part 1: one index range scan per claimable status, in one statement (an OR
-    // across the two would make the server sort every candidate, and a locking read locks
-    // every row it examines). Due pending rows in seq order through ix_claim, stopping after
-    // `limit` matches; expired leases through ix_lease, whose range holds only matching rows
-    // (they are rare: a crashed relay's events). Rows another claimer holds are skipped, never
-    // waited for: claimers never return the same row and never block each other. The whole
-    // rows are read here, locked, so the claimed events need no read after the UPDATE.
-    claim: `(SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_lease) WHERE status = 'publishing' AND lease_until <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED) UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)`,
+    /** With `keyedDeadLetters: 'block'` (a failed event holds its key) and with `'skip'`. */
+    claim: { deadLettersBlock: claim(HOLDING_WITH_DEAD_LETTERS), deadLettersSkip: claim(HOLDING) },
     // Part 2, on the rows part 1 locked, in the same short transaction.
     claimUpdate: bySize(
       (n) =>

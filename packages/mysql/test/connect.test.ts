@@ -55,7 +55,7 @@ describe.skipIf(SKIP)(`connectMySql against a real server${SKIP ? ` (skipped: ${
       expect(connection.client.pool.config.connectionLimit).toBe(3)
     } finally {
       await connection.client.query(
-        `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
+        `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}outbox_keys\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
       )
       await connection.close()
       await connection.close()

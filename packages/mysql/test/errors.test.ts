@@ -167,7 +167,7 @@ describe.skipIf(SKIP)(
         expect(error).toMatchObject({ name: 'StorageError', reason: 'limit', retryable: false })
       } finally {
         await pool.query(
-          `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
+          `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}outbox_keys\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
         )
       }
     })

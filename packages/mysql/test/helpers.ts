@@ -26,7 +26,9 @@ export const freshStore = async (
   return {
     store,
     drop: async () => {
-      await pool.query(`DROP TABLE IF EXISTS \`${p}outbox\`, \`${p}inbox\`, \`${p}schema_version\``)
+      await pool.query(
+        `DROP TABLE IF EXISTS \`${p}outbox\`, \`${p}outbox_keys\`, \`${p}inbox\`, \`${p}schema_version\``,
+      )
     },
   }
 }

@@ -32,7 +32,7 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
 
   afterAll(async () => {
     await pool?.query(
-      `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
+      `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}outbox_keys\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
     )
     await pool?.end()
   })
@@ -53,31 +53,69 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
       [1, '0001_outbox'],
       [2, '0002_inbox'],
       [3, '0003_inbox_id_only'],
+      [4, '0004_ordering_keys'],
     ])
     const [columns] = await pool.query<RowDataPacket[]>(
-      `SELECT COLUMN_NAME AS name, COLLATION_NAME AS coll FROM information_schema.COLUMNS
-       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME IN ('event_id', 'payload')`,
-      [`${prefix}outbox`],
+      `SELECT TABLE_NAME AS t, COLUMN_NAME AS name, COLLATION_NAME AS coll FROM information_schema.COLUMNS
+       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?) AND COLUMN_NAME IN ('event_id', 'payload', 'ordering_key')`,
+      [`${prefix}outbox`, `${prefix}outbox_keys`],
     )
-    const collations = Object.fromEntries(columns.map((row) => [row.name, row.coll]))
-    expect(collations.event_id).toMatch(/^utf8mb4_(nopad_bin|0900_bin)$/)
-    expect(collations.payload).toBe('utf8mb4_bin')
+    const collations = Object.fromEntries(
+      columns.map((row) => [`${row.t.slice(prefix.length)}.${row.name}`, row.coll]),
+    )
+    expect(collations['outbox.event_id']).toMatch(/^utf8mb4_(nopad_bin|0900_bin)$/)
+    expect(collations['outbox.payload']).toBe('utf8mb4_bin')
+    // Ordering keys compare like ids: binary and NO PAD, in the events and in the counters.
+    expect(collations['outbox.ordering_key']).toBe(collations['outbox.event_id'])
+    expect(collations['outbox_keys.ordering_key']).toBe(collations['outbox.event_id'])
   })
 
   it('re-runs a step whose version row is missing without failing (each DDL is idempotent)', async () => {
-    // Version 3 drops a key that is already gone: migrate() must count that as done.
-    await pool.query(`DELETE FROM \`${prefix}schema_version\` WHERE version IN (2, 3)`)
+    // Version 3 drops a key that is already gone, version 4 adds columns and a key that are
+    // already there: migrate() must count both as done.
+    await pool.query(`DELETE FROM \`${prefix}schema_version\` WHERE version IN (2, 3, 4)`)
     await createMySqlStore({ pool, tablePrefix: prefix }).migrate()
     const [versions] = await pool.query<RowDataPacket[]>(
       `SELECT COUNT(*) AS n FROM \`${prefix}schema_version\``,
     )
-    expect(Number(versions[0]?.n)).toBe(3)
+    expect(Number(versions[0]?.n)).toBe(4)
+  })
+
+  it('completes version 4 when only its first statement ran (a migrator stopped halfway)', async () => {
+    const half = freshPrefix()
+    const drop = () =>
+      pool.query(
+        `DROP TABLE IF EXISTS \`${half}outbox\`, \`${half}outbox_keys\`, \`${half}inbox\`, \`${half}schema_version\``,
+      )
+    try {
+      await migrateAsPreviousRelease(half, 3)
+      // The columns of version 4 without its index, counter table or history row.
+      await pool.query(
+        `ALTER TABLE \`${half}outbox\` ADD COLUMN ordering_key VARCHAR(255) CHARACTER SET utf8mb4 COLLATE ${(await detectDialect(pool)).idCollation} NULL, ADD COLUMN key_seq BIGINT NULL`,
+      )
+      const store = createMySqlStore({ pool, tablePrefix: half })
+      await store.migrate()
+      const [keys] = await pool.query<RowDataPacket[]>(
+        `SELECT DISTINCT INDEX_NAME AS name FROM information_schema.STATISTICS
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`,
+        [`${half}outbox`],
+      )
+      expect(keys.map((row) => row.name)).toContain('ix_key_head')
+      expect(
+        (await store.outbox.findOrCreate({ eventId: 'k1', subject: 's', payload: 'p', orderingKey: 'A' }))
+          .keySeq,
+      ).toBe(1)
+    } finally {
+      await drop()
+    }
   })
 
   it('upgrades a version 2 schema: a new id at a stored (stream, streamSeq) is a new event', async () => {
     const old = freshPrefix()
     const drop = () =>
-      pool.query(`DROP TABLE IF EXISTS \`${old}outbox\`, \`${old}inbox\`, \`${old}schema_version\``)
+      pool.query(
+        `DROP TABLE IF EXISTS \`${old}outbox\`, \`${old}outbox_keys\`, \`${old}inbox\`, \`${old}schema_version\``,
+      )
     try {
       // The schema exactly as version 2 of migrate() left it, with its UNIQUE (stream, stream_seq).
       await migrateAsPreviousRelease(old, 2)
@@ -115,10 +153,12 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
       await drop()
     }
   })
-  it('recognises a history the previous release wrote: nothing is applied again, the store works', async () => {
+  it('recognises a history the previous release wrote: only version 4 is applied, stored events stay, the store works', async () => {
     const old = freshPrefix()
     const drop = () =>
-      pool.query(`DROP TABLE IF EXISTS \`${old}outbox\`, \`${old}inbox\`, \`${old}schema_version\``)
+      pool.query(
+        `DROP TABLE IF EXISTS \`${old}outbox\`, \`${old}outbox_keys\`, \`${old}inbox\`, \`${old}schema_version\``,
+      )
     const history = async () =>
       (
         await pool.query<RowDataPacket[]>(
@@ -129,18 +169,32 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
       await migrateAsPreviousRelease(old, 3)
       const before = await history()
       expect(before).toHaveLength(3)
+      // An event the previous release stored, still pending at the upgrade.
+      await pool.query(
+        `INSERT INTO \`${old}outbox\` (event_id, subject, payload, status, enqueued_at, available_at) VALUES ('stored', 's', 'p', 'pending', '2025-06-01 08:00:00.000', '2025-06-01 08:00:00.000')`,
+      )
       const clock = new ManualClock(Date.UTC(2026, 0, 1))
-      // The core mechanism over this history: every version is recorded, so none runs.
+      // The core mechanism over this history: versions 1-3 are recorded, so only 4 runs.
       expect(
         await applyMigrations(new MySqlMigrationHistory(pool, old), mySqlMigrations(), clock.now),
-      ).toEqual([])
+      ).toEqual([4])
       const store = createMySqlStore({ pool, tablePrefix: old, clock: clock.now })
       await store.migrate()
-      expect(await history()).toEqual(before)
-      await store.outbox.findOrCreate({ eventId: 'kept', subject: 's', payload: 'p' })
+      expect(await history()).toEqual([...before, [4, '0004_ordering_keys', '2026-01-01 00:00:00.000']])
+      const stored = await store.outbox.get('stored')
+      expect(stored).toMatchObject({ eventId: 'stored', status: 'pending' })
+      expect(stored).not.toHaveProperty('orderingKey')
+      expect(stored).not.toHaveProperty('keySeq')
+      await store.outbox.findOrCreate({ eventId: 'kept', subject: 's', payload: 'p', orderingKey: 'order-1' })
       expect(
-        (await store.outbox.claim({ limit: 5, leaseMs: 1000, workerId: 'w' })).map((e) => e.eventId),
-      ).toEqual(['kept'])
+        (await store.outbox.claim({ limit: 5, leaseMs: 1000, workerId: 'w' })).map((e) => [
+          e.eventId,
+          e.keySeq,
+        ]),
+      ).toEqual([
+        ['stored', undefined],
+        ['kept', 1],
+      ])
       expect(
         (
           await store.inbox.claim(
@@ -158,14 +212,14 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
     const partial = freshPrefix()
     const drop = () =>
       pool.query(
-        `DROP TABLE IF EXISTS \`${partial}outbox\`, \`${partial}inbox\`, \`${partial}schema_version\``,
+        `DROP TABLE IF EXISTS \`${partial}outbox\`, \`${partial}outbox_keys\`, \`${partial}inbox\`, \`${partial}schema_version\``,
       )
     try {
       await migrateAsPreviousRelease(partial, 1)
       const clock = new ManualClock(Date.UTC(2026, 0, 1, 0, 0, 0, 5))
       expect(
         await applyMigrations(new MySqlMigrationHistory(pool, partial), mySqlMigrations(), clock.now),
-      ).toEqual([2, 3])
+      ).toEqual([2, 3, 4])
       const [rows] = await pool.query<RowDataPacket[]>(
         `SELECT version, name, CAST(applied_at AS CHAR) AS at FROM \`${partial}schema_version\` ORDER BY version`,
       )
@@ -173,6 +227,7 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
         [1, '0001_outbox', '2025-06-01 08:00:00.000'],
         [2, '0002_inbox', '2026-01-01 00:00:00.005'],
         [3, '0003_inbox_id_only', '2026-01-01 00:00:00.005'],
+        [4, '0004_ordering_keys', '2026-01-01 00:00:00.005'],
       ])
     } finally {
       await drop()

@@ -40,7 +40,7 @@ describe.skipIf(SKIP)(
     afterAll(async () => {
       for (const prefix of prefixes)
         await pool.query(
-          `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
+          `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}outbox_keys\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
         )
       await pool.query(
         'DROP TABLE IF EXISTS `rk_knex_migrations`, `rk_knex_migrations_lock`, `rt_typeorm_migrations`',

@@ -53,7 +53,7 @@ describe.skipIf(SKIP)(`printed migrations${SKIP ? ` (skipped: ${SKIP_REASON})` :
   afterAll(async () => {
     for (const prefix of prefixes)
       await pool.query(
-        `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
+        `DROP TABLE IF EXISTS \`${prefix}outbox\`, \`${prefix}outbox_keys\`, \`${prefix}inbox\`, \`${prefix}schema_version\``,
       )
     await pool?.end()
   })
@@ -123,7 +123,7 @@ describe.skipIf(SKIP)(`printed migrations${SKIP ? ` (skipped: ${SKIP_REASON})` :
     }
     await createMySqlStore({ pool, tablePrefix: runtime }).migrate()
     const built = await catalog(printed)
-    expect(built.tables).toHaveLength(3)
+    expect(built.tables).toHaveLength(4)
     expect(built.columns.join('\n')).toContain(
       `<p>outbox | event_id | varchar(255) | ${(await detectDialect(pool)).idCollation}`,
     )
@@ -182,12 +182,23 @@ describe.skipIf(SKIP)(`printed migrations${SKIP ? ` (skipped: ${SKIP_REASON})` :
     expect(await catalog(neighbourPrefix)).toEqual(neighbour)
   })
 
-  it('steps one version down and up again', async () => {
+  it('steps versions down and up again', async () => {
     const prefix = prefixFor()
     await applyStatements(pool, { tablePrefix: prefix, serverVersion })
+    const full = await catalog(prefix)
     const streamKey = async () =>
       (await catalog(prefix)).indexes.filter((row) => row.includes('ux_stream_seq'))
+    const ordering = async () => {
+      const { tables, columns, indexes } = await catalog(prefix)
+      return [...tables, ...columns, ...indexes].filter((row) =>
+        /outbox_keys|ordering_key|key_seq|ix_key_head/.test(row),
+      )
+    }
     expect(await streamKey()).toEqual([])
+    expect(await ordering()).not.toEqual([])
+    await applyStatements(pool, { tablePrefix: prefix, serverVersion, direction: 'down', from: 4, to: 4 })
+    expect((await history(prefix)).map((row) => row.version)).toEqual([1, 2, 3])
+    expect(await ordering()).toEqual([])
     await applyStatements(pool, { tablePrefix: prefix, serverVersion, direction: 'down', from: 3, to: 3 })
     expect((await history(prefix)).map((row) => row.version)).toEqual([1, 2])
     expect(await streamKey()).toEqual([
@@ -195,7 +206,8 @@ describe.skipIf(SKIP)(`printed migrations${SKIP ? ` (skipped: ${SKIP_REASON})` :
       '<p>inbox | ux_stream_seq | 0 | 2 | stream_seq',
     ])
     await applyStatements(pool, { tablePrefix: prefix, serverVersion, from: 3 })
-    expect((await history(prefix)).map((row) => row.version)).toEqual([1, 2, 3])
+    expect((await history(prefix)).map((row) => row.version)).toEqual([1, 2, 3, 4])
     expect(await streamKey()).toEqual([])
+    expect(await catalog(prefix)).toEqual(full)
   })
 })

@@ -24,7 +24,10 @@ describe.skipIf(SKIP)(`MySQL 8${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
 
   afterAll(async () => {
     const p = store?.tablePrefix
-    if (p) await pool.query(`DROP TABLE IF EXISTS \`${p}outbox\`, \`${p}inbox\`, \`${p}schema_version\``)
+    if (p)
+      await pool.query(
+        `DROP TABLE IF EXISTS \`${p}outbox\`, \`${p}outbox_keys\`, \`${p}inbox\`, \`${p}schema_version\``,
+      )
     await pool?.end()
   })
 
