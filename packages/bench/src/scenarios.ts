@@ -8,6 +8,12 @@ import {
 import type { Work } from './harness.js'
 import type { Claimer, Namespace } from './types.js'
 
+/**
+ * Ordering keys in the keyed scenarios (issue 18's goal: keyed >= 0.8 of unkeyed with >= 100
+ * active keys). Both sides are txbox, so the ratio is what ordering costs.
+ */
+export const ACTIVE_KEYS = 200
+
 export const SCENARIOS = [
   'enqueue-one',
   'enqueue-batch',
@@ -17,6 +23,8 @@ export const SCENARIOS = [
   'enqueue-otel',
   'drain-1',
   'drain-4',
+  'enqueue-keyed',
+  'drain-keyed',
   'inbox',
 ] as const
 export type ScenarioName = (typeof SCENARIOS)[number]
@@ -54,6 +62,16 @@ export const SCENARIO_INFO: Record<ScenarioName, ScenarioInfo> = {
   },
   'drain-1': { title: 'claim 100 + markManyAsSent, 1 claimer', target: 0.8, events: 5000 },
   'drain-4': { title: 'claim 100 + markManyAsSent, 4 claimers', target: 0.8, events: 5000 },
+  'enqueue-keyed': {
+    title: `enqueue 100 per call over ${ACTIVE_KEYS} ordering keys (raw: the same events unkeyed)`,
+    target: 0.8,
+    events: 5000,
+  },
+  'drain-keyed': {
+    title: `claim 100 + markManyAsSent, 4 claimers, ${ACTIVE_KEYS} ordering keys (raw: the same events unkeyed)`,
+    target: 0.8,
+    events: 5000,
+  },
   inbox: { title: 'inbox claim + markAsProcessed', target: 0.6, events: 1000 },
 }
 
@@ -72,6 +90,12 @@ const PAYLOAD = JSON.stringify({
 
 export const makeEvents = (tag: string, count: number, subject = 'bench.orders.created'): EnqueueParams[] =>
   Array.from({ length: count }, (_, i) => ({ eventId: `${tag}-${i}`, subject, payload: PAYLOAD }))
+
+/** `makeEvents` spread round-robin over {@link ACTIVE_KEYS} ordering keys (unkeyed when `keyed` is false). */
+const makeKeyedEvents = (tag: string, count: number, keyed: boolean): EnqueueParams[] =>
+  makeEvents(tag, count).map((event, i) =>
+    keyed ? { ...event, orderingKey: `order-${tag}-${i % ACTIVE_KEYS}` } : event,
+  )
 
 let streamSeq = 0
 const makeMessages = (tag: string, count: number): InboxParams[] =>
@@ -119,6 +143,38 @@ const drain = async (
     }),
   )
   if (total !== expected) throw new Error(`${side}: drained ${total} events, expected ${expected}`)
+}
+
+/**
+ * The keyed drain (both sides through the adapter): an empty claim does not mean done, since
+ * the next events of a key become claimable only when its head is marked sent by another
+ * claimer; each claimer goes on until every event is sent.
+ */
+const drainUntilAllSent = async (
+  claimers: readonly Claimer[],
+  expected: number,
+  tag: string,
+): Promise<void> => {
+  let total = 0
+  await Promise.all(
+    claimers.map(async (claimer, k) => {
+      const workerId = `${tag}-w${k}`
+      while (total < expected) {
+        const events = await claimer.outbox.claim({ limit: BATCH, leaseMs: LEASE_MS, workerId })
+        if (events.length === 0) {
+          await new Promise<void>((resolve) => setImmediate(resolve))
+          continue
+        }
+        const notApplied = await claimer.outbox.markManyAsSent(
+          events.map((event) => event.eventId),
+          { workerId },
+        )
+        if (notApplied.length > 0) throw new Error(`${notApplied.length} events were not marked sent`)
+        total += events.length
+      }
+    }),
+  )
+  if (total !== expected) throw new Error(`drained ${total} events, expected ${expected}`)
 }
 
 /**
@@ -198,6 +254,29 @@ export const makeWork = async (
         calls: Math.ceil(events / BATCH),
         setup: () => ns.prefill(batch, side === 'raw'),
         run: () => drain(claimers, side, events, id),
+      }
+    }
+    case 'enqueue-keyed': {
+      const groups = chunks(makeKeyedEvents(id, events, side === 'adapter'), BATCH)
+      return {
+        events,
+        calls: groups.length,
+        async run() {
+          for (const group of groups) await ns.outbox.findOrCreateMany(group)
+        },
+      }
+    }
+    case 'drain-keyed': {
+      const claimers = await Promise.all(Array.from({ length: 4 }, (_, k) => ns.claimer(k)))
+      const batch = makeKeyedEvents(id, events, side === 'adapter')
+      return {
+        events,
+        calls: Math.ceil(events / BATCH),
+        // Through the adapter on both sides: the raw prefills know nothing of ordering keys.
+        async setup() {
+          for (const group of chunks(batch, BATCH)) await ns.outbox.findOrCreateMany(group)
+        },
+        run: () => drainUntilAllSent(claimers, events, id),
       }
     }
     case 'inbox': {
