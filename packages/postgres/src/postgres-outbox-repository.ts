@@ -57,6 +57,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   /** The enqueue statements of this store's notify mode, built once (their text names their prepared statement). */
   readonly #insertOne: string
   readonly #insertMany: string
+  readonly #insertKeyed: string
   /** The `LISTEN/NOTIFY` channel an enqueue notifies on (see `createPostgresWakeup`). */
   readonly channel: string
 
@@ -74,6 +75,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
       transaction: transactionHandle,
       sweepBatch: POSTGRES_SWEEP_BATCH,
       ambient,
+      orderingKeys: true,
     })
     this.#pool = resolved.pool
     this.#query = statementRunner(resolved.pool, resolved.preparedStatements)
@@ -87,6 +89,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
     this.#notify = resolved.notify
     this.#insertOne = this.#sql.insertOne(resolved.notify)
     this.#insertMany = this.#sql.insertMany(resolved.notify)
+    this.#insertKeyed = this.#sql.insertKeyed(resolved.notify)
     this.channel = resolved.channel
   }
 
@@ -104,6 +107,11 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
    * ON CONFLICT DO UPDATE would return it at once, but it rewrites (and locks) an existing
    * row on every duplicate enqueue. Under REPEATABLE READ the server raises a serialization
    * failure instead (StorageError).
+   *
+   * Keyed events take their keySeq from their key's counter row, which stays locked until the
+   * enqueuing transaction ends (see `insertKeyed`): a concurrent enqueue of the same key, in
+   * autocommit or in another transaction, waits for it. Under REPEATABLE READ or SERIALIZABLE,
+   * the second one fails with a serialization failure instead (StorageError, retryable).
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
@@ -114,9 +122,11 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
     const stored = new Map<string, OutboxEvent>()
     let missing = events
     for (let attempt = 0; attempt < MAX_ENQUEUE_ATTEMPTS && missing.length > 0; attempt++) {
-      const inserted = await this.#insert(db, missing, now)
+      const { inserted, keySeqs } = await this.#insert(db, missing, now)
       if (inserted === missing.length) {
-        for (const event of missing) stored.set(event.eventId, newOutboxEvent(event, now))
+        missing.forEach((event, index) => {
+          stored.set(event.eventId, newOutboxEvent(event, now, keySeqs?.[index]))
+        })
         return stored
       }
       const result = await this.#query<OutboxRow>(db, this.#sql.getMany, [
@@ -136,12 +146,18 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
     return stored
   }
 
-  /** Inserts the events whose id is not stored yet; answers how many it inserted. */
-  async #insert(db: Queryable, events: readonly NewOutboxEventParams[], now: Date): Promise<number> {
+  /**
+   * Inserts the events whose id is not stored yet; answers how many it inserted and, when
+   * any event is keyed, the keySeq each input event was given (in input order).
+   */
+  async #insert(db: Queryable, events: readonly NewOutboxEventParams[], now: Date): Promise<InsertOutcome> {
     const [single] = events
     let text: string
     let values: unknown[]
-    if (events.length === 1 && single !== undefined) {
+    if (events.some((event) => event.orderingKey !== undefined)) {
+      text = this.#insertKeyed
+      values = [...batchColumns(events), now, events.map((event) => event.orderingKey ?? null)]
+    } else if (events.length === 1 && single !== undefined) {
       text = this.#insertOne
       values = [
         encode(single.eventId),
@@ -152,25 +168,16 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
         single.availableAt,
       ]
     } else {
-      // One pass over the batch: this runs for every enqueue, in the caller's request.
-      const ids: string[] = []
-      const subjects: string[] = []
-      const payloads: string[] = []
-      const headers: (string | null)[] = []
-      const availableAt: Date[] = []
-      for (const event of events) {
-        ids.push(encode(event.eventId))
-        subjects.push(encode(event.subject))
-        payloads.push(encode(event.payload))
-        headers.push(encodeOptional(event.headers))
-        availableAt.push(event.availableAt)
-      }
       text = this.#insertMany
-      values = [ids, subjects, payloads, headers, availableAt, now]
+      values = [...batchColumns(events), now]
     }
     if (this.#notify !== 'off') values.push(this.channel)
-    const result = await this.#query<{ inserted: number }>(db, text, values)
-    return result.rows[0]?.inserted ?? 0
+    const result = await this.#query<{ inserted: number; key_seqs?: (string | null)[] }>(db, text, values)
+    const row = result.rows[0]
+    return {
+      inserted: row?.inserted ?? 0,
+      keySeqs: row?.key_seqs?.map((keySeq) => (keySeq === null ? undefined : Number(keySeq))),
+    }
   }
 
   protected async setPublishing(eventId: string, now: Date): Promise<boolean> {
@@ -301,6 +308,34 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
     const row = result.rows[0]
     return row ? outboxEventFromRow(row) : null
   }
+}
+
+/** What one insert statement did: rows inserted, and the keySeq given to each input event (keyed batches). */
+interface InsertOutcome {
+  readonly inserted: number
+  readonly keySeqs: readonly (number | undefined)[] | undefined
+}
+
+/**
+ * The column arrays of a batch insert (ids, subjects, payloads, headers, availableAt), in one
+ * pass over the batch: this runs for every enqueue, in the caller's request.
+ */
+const batchColumns = (
+  events: readonly NewOutboxEventParams[],
+): [string[], string[], string[], (string | null)[], Date[]] => {
+  const ids: string[] = []
+  const subjects: string[] = []
+  const payloads: string[] = []
+  const headers: (string | null)[] = []
+  const availableAt: Date[] = []
+  for (const event of events) {
+    ids.push(encode(event.eventId))
+    subjects.push(encode(event.subject))
+    payloads.push(encode(event.payload))
+    headers.push(encodeOptional(event.headers))
+    availableAt.push(event.availableAt)
+  }
+  return [ids, subjects, payloads, headers, availableAt]
 }
 
 const bySeq = (a: Pick<OutboxRow, 'seq'>, b: Pick<OutboxRow, 'seq'>): number => {

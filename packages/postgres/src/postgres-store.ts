@@ -16,13 +16,14 @@ import { createPostgresWakeup, type PostgresWakeup } from './postgres-wakeup.js'
 import { PostgresTransactionDriver } from './transaction-driver.js'
 
 /**
- * What the PostgreSQL store promises: the caller's own transaction, and SKIP LOCKED claims
- * (with the default `maxEventBytes`; a store's own `capabilities` carry its configured limit).
+ * What the PostgreSQL store promises: the caller's own transaction, SKIP LOCKED claims, and
+ * ordering keys (with the default `maxEventBytes`; a store's own `capabilities` carry its configured limit).
  */
 export const postgresCapabilities = defineCapabilities({
   transactions: 'native',
   claim: 'skip-locked',
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+  orderingKeys: true,
 })
 
 /** The store returned by {@link createPostgresStore}. */

@@ -31,6 +31,9 @@ export interface OutboxRow {
   claimed_at: StoredTime | null
   claimed_by: string | null
   lease_until: StoredTime | null
+  /** NULL on unkeyed events (and every row stored before migration 0004). */
+  ordering_key: string | null
+  key_seq: string | number | bigint | null
 }
 
 /** An inbox row as read from the table. */
@@ -72,6 +75,9 @@ export const outboxEventFromRow = (row: OutboxRow): OutboxEvent => {
   if (row.claimed_at !== null) event.claimedAt = toDate(row.claimed_at)
   if (row.claimed_by !== null) event.claimedBy = decodeStoredText(row.claimed_by)
   if (row.lease_until !== null) event.leaseUntil = toDate(row.lease_until)
+  // Stored exactly as given (a valid key holds no U+0000, so it needs no escape).
+  if (row.ordering_key !== null) event.orderingKey = row.ordering_key
+  if (row.key_seq !== null) event.keySeq = Number(row.key_seq)
   return event
 }
 

@@ -26,6 +26,8 @@ const OUTBOX_NAMES = [
   'claimed_at',
   'claimed_by',
   'lease_until',
+  'ordering_key',
+  'key_seq',
 ]
 const INBOX_NAMES = [
   'seq',
@@ -53,7 +55,7 @@ const TIMESTAMPS = new Set([
   'received_at',
   'processed_at',
 ])
-const BIGINTS = new Set(['seq', 'stream_seq'])
+const BIGINTS = new Set(['seq', 'stream_seq', 'key_seq'])
 
 /**
  * The select list of a row. Timestamps come back as epoch milliseconds and bigints as text,
@@ -79,20 +81,21 @@ const INBOX_COLUMNS = readList(INBOX_NAMES)
 export type PostgresNotifyMode = 'waiting' | 'always' | 'off'
 
 /**
- * The wake-up of an enqueue, folded into its result row: one `pg_notify` on the channel ($7)
+ * The wake-up of an enqueue, folded into its result row: one `pg_notify` on the channel
+ * (bind parameter number `channel`, after the statement's own)
  * when the statement inserted at least one row and, in mode `waiting`, a wakeup of the
  * channel is asleep (its flag in `<prefix>wakeup` is live). CASE, so `pg_notify` is not
  * evaluated otherwise; the notification is delivered only if the transaction commits.
  * Reading the flag is a lookup in a table of a few rows that nobody writes while the relays
  * are busy; the NOTIFY it avoids takes a database-wide lock at commit.
  */
-const notifyColumn = (mode: PostgresNotifyMode, wakeupTable: string): string => {
+const notifyColumn = (mode: PostgresNotifyMode, wakeupTable: string, channel = 7): string => {
   if (mode === 'off') return ''
   const asleep =
     mode === 'always'
       ? ''
-      : ` AND EXISTS (SELECT 1 FROM ${wakeupTable} w WHERE w.channel = $7::text AND w.sleeping_until > statement_timestamp())`
-  return `, CASE WHEN count(*) > 0${asleep} THEN pg_notify($7::text, '')::text END AS notified`
+      : ` AND EXISTS (SELECT 1 FROM ${wakeupTable} w WHERE w.channel = $${channel}::text AND w.sleeping_until > statement_timestamp())`
+  return `, CASE WHEN count(*) > 0${asleep} THEN pg_notify($${channel}::text, '')::text END AS notified`
 }
 
 /**
@@ -111,6 +114,7 @@ export interface OutboxSql {
   readonly table: string
   readonly insertOne: (notify: PostgresNotifyMode) => string
   readonly insertMany: (notify: PostgresNotifyMode) => string
+  readonly insertKeyed: (notify: PostgresNotifyMode) => string
   readonly getMany: string
   readonly get: string
   readonly exists: string
@@ -133,6 +137,7 @@ export interface OutboxSql {
 export const outboxSql = (schema: string, prefix: string, partitioned = false): OutboxSql => {
   const table = qualified(schema, `${prefix}outbox`)
   const onDuplicateId = duplicateIdClause(partitioned)
+  const keysTable = qualified(schema, `${prefix}outbox_keys`)
   const wakeupTable = qualified(schema, `${prefix}wakeup`)
   // "Holds the claim" for fenced writes: $2 is the workerId, or NULL for an unfenced write.
   const fence = `($2::text IS NULL OR (status = 'publishing' AND claimed_by = $2::text))`
@@ -170,6 +175,52 @@ export const outboxSql = (schema: string, prefix: string, partitioned = false): 
         RETURNING 1
       )
       SELECT count(*)::int AS inserted${notifyColumn(notify, wakeupTable)} FROM inserted`,
+    // A batch (or a single event) of which at least one carries an ordering key ($7, NULL for
+    // the unkeyed ones); unkeyed batches keep insertMany and its cost. As insertMany, plus:
+    // - counters takes one number per keyed event from its key's row in <prefix>outbox_keys
+    //   (an upsert: the first event of a key creates the row). The upsert locks each row until
+    //   the transaction ends, so a second transaction enqueuing the same key waits here for
+    //   this one to commit or roll back, and then reads the row's latest version (ON CONFLICT
+    //   DO UPDATE does, even under READ COMMITTED): key_seq grows in commit order, and an
+    //   event becomes visible only after every lower key_seq of its key (or never, if rolled
+    //   back: the number is then taken again). Rows are locked in key order, and the insert
+    //   below sorts its whole input first, so every statement takes all its key locks before
+    //   any id lock: two batches sharing keys and ids cannot deadlock each other.
+    // - numbered gives a key's events of the batch consecutive numbers in input order, ending
+    //   at the counter's new value. An id that is stored already keeps its stored key_seq;
+    //   the number it was given stays unused (a gap, allowed by the contract).
+    // - key_seqs answers the number of every input event (NULL when unkeyed), in input order,
+    //   so the caller builds the new events without reading them back.
+    insertKeyed: (notify) => `
+      WITH input AS (
+        SELECT u.*, nextval((SELECT pg_get_serial_sequence('${table}', 'seq'))::regclass) AS seq
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $7::text[])
+          WITH ORDINALITY AS u(event_id, subject, payload, headers, available_at, ordering_key, ord)
+      ), wanted AS (
+        SELECT ordering_key, count(*) AS taken FROM input
+        WHERE ordering_key IS NOT NULL
+        GROUP BY ordering_key
+      ), counters AS (
+        INSERT INTO ${keysTable} AS k (ordering_key, last_seq)
+        SELECT ordering_key, taken FROM wanted ORDER BY ordering_key COLLATE "C"
+        ON CONFLICT (ordering_key) DO UPDATE SET last_seq = k.last_seq + EXCLUDED.last_seq
+        RETURNING k.ordering_key, k.last_seq
+      ), numbered AS (
+        SELECT i.*,
+          c.last_seq - count(*) OVER (PARTITION BY i.ordering_key)
+            + row_number() OVER (PARTITION BY i.ordering_key ORDER BY i.ord) AS key_seq
+        FROM input i LEFT JOIN counters c ON c.ordering_key = i.ordering_key
+      ), inserted AS (
+        INSERT INTO ${table} (seq, event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at, ordering_key, key_seq)
+        OVERRIDING SYSTEM VALUE
+        SELECT seq, event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at, ordering_key, key_seq
+        FROM numbered ORDER BY event_id COLLATE "C"
+        ${onDuplicateId}
+        RETURNING 1
+      )
+      SELECT count(*)::int AS inserted,
+        ARRAY(SELECT key_seq::text FROM numbered ORDER BY ord) AS key_seqs${notifyColumn(notify, wakeupTable, 8)}
+      FROM inserted`,
     // The stored rows of ids an enqueue did not insert (sent only when it inserted fewer rows
     // than it was given).
     getMany: `SELECT ${OUTBOX_COLUMNS} FROM ${table} WHERE event_id = ANY($1::text[])`,
@@ -355,6 +406,8 @@ export interface ClaimArgs {
   readonly leaseUntil: Date
   /** A validated integer from 1 to 10,000. */
   readonly limit: number
+  /** `keyedDeadLetters: 'block'`: a `failed` event holds the later events of its key. */
+  readonly deadLettersBlockKeys: boolean
 }
 
 /**
@@ -368,6 +421,32 @@ export interface ClaimArgs {
  * statistics say; the claim needs nothing else.
  */
 export const CLAIM_PLANNER_SETTINGS = 'SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;'
+
+/**
+ * The head-of-key rule of a claim, on the candidate row `t`: an unkeyed row passes at once (OR
+ * short-circuits: no probe, no join on the unkeyed path); a keyed row only when no row of its
+ * key with a lower key_seq still holds the key (pending, due or not; publishing, lease live or
+ * expired; failed when dead letters block). The probe is one range scan of the partial index
+ * on (ordering_key, key_seq), whose predicate the redundant `IS NOT NULL` and status list let
+ * the planner match; kept an OR'ed correlated subquery on purpose, so it is never planned as an
+ * anti-join over every keyed row.
+ *
+ * Races (READ COMMITTED): the rule is read in the statement's snapshot, where the key's
+ * earlier rows can only look *more* unsent than they are (a row leaves the set only by being
+ * marked sent or failed; rows of a key become visible in key_seq order, as the enqueue's
+ * counter lock makes them commit in that order), so a concurrent mark at worst makes this
+ * claim skip a head that the next claim takes. A candidate another claimer changed after the
+ * snapshot is re-read by FOR UPDATE (EvalPlanQual) and must still be claimable as it now is
+ * (a live lease, or sent, fails the recheck); one it still holds locked is skipped. So no
+ * two rows of a key are ever publishing at once. The exceptions are the user's:
+ * `requeueFailed` with keyedDeadLetters 'skip' puts a dead letter back behind its successors.
+ */
+const keyHead = (table: string, deadLettersBlockKeys: boolean): string =>
+  `(t.ordering_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM ${table} h
+            WHERE h.ordering_key = t.ordering_key AND h.key_seq < t.key_seq AND h.ordering_key IS NOT NULL
+              AND h.status IN (${deadLettersBlockKeys ? "'pending', 'publishing', 'failed'" : "'pending', 'publishing'"})
+          ))`
 
 /** A PostgreSQL string literal in the E'' form, correct whatever `standard_conforming_strings` is. */
 const literal = (text: string): string => `E'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`
@@ -387,9 +466,10 @@ export const claimQuery = (table: string, args: ClaimArgs): string => {
       SET status = 'publishing', claimed_by = ${literal(args.workerId)}, claimed_at = ${now},
           lease_until = ${timestamp(args.leaseUntil)}
       WHERE seq IN (
-        SELECT seq FROM ${table}
+        SELECT seq FROM ${table} t
         WHERE status IN ('pending', 'publishing')
           AND ((status = 'pending' AND available_at <= ${now}) OR (status = 'publishing' AND lease_until <= ${now}))
+          AND ${keyHead(table, args.deadLettersBlockKeys)}
         ORDER BY seq
         LIMIT ${args.limit}
         FOR UPDATE SKIP LOCKED
@@ -450,6 +530,11 @@ export const wakeupSql = (schema: string, prefix: string): WakeupSql => {
  * Listed writers are re-checked (`among`) until they end: each has then committed (its
  * event visible to the next check) or rolled back. Other relays' claims and marks hold the
  * same lock briefly and are listed too; that costs a re-check, never a missed event.
+ * "Claimable" includes the head-of-key rule, so a key whose head is in flight does not keep
+ * a relay from sleeping: a relay would claim nothing and check again at once. Dead letters
+ * count as holding their key here (the default, 'block'): with 'skip', an event that only a
+ * dead letter held back is not seen as due and is claimed at the next enqueue's notification
+ * or poll, never spun on.
  */
 export const wakeupCheckQuery = (outbox: string, args: WakeupCheckArgs): string => {
   const now = timestamp(args.now)
@@ -465,8 +550,9 @@ export const wakeupCheckQuery = (outbox: string, args: WakeupCheckArgs): string 
           AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()${among}
       ) AS writers;
       SELECT EXISTS (
-        SELECT 1 FROM ${outbox}
+        SELECT 1 FROM ${outbox} t
         WHERE status IN ('pending', 'publishing')
           AND ((status = 'pending' AND available_at <= ${now}) OR (status = 'publishing' AND lease_until <= ${now}))
+          AND ${keyHead(outbox, true)}
       ) AS due`
 }

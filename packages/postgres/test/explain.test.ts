@@ -53,7 +53,13 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
     const sql = outboxSql(ns.schema, 'txbox_')
     const now = new Date(ns.clock.peekMs())
     const plan = await explainClaim(
-      sql.claim({ workerId: 'w', now, leaseUntil: new Date(now.getTime() + 30_000), limit: 100 }),
+      sql.claim({
+        workerId: 'w',
+        now,
+        leaseUntil: new Date(now.getTime() + 30_000),
+        limit: 100,
+        deadLettersBlockKeys: true,
+      }),
     )
     expect(plan.map((node) => node['Index Name'])).toContain('txbox_outbox_claimable_idx')
     expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([])
@@ -77,6 +83,7 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
         now,
         leaseUntil: new Date(now.getTime() + 30_000),
         limit: 100,
+        deadLettersBlockKeys: true,
       })
       const explainOn = async (text: string): Promise<PlanNode[]> => {
         type Explained = { rows: { 'QUERY PLAN': [{ Plan: PlanNode }] }[] }

@@ -22,12 +22,14 @@ const statements = (): Record<string, string> => {
   for (const mode of ['off', 'always', 'waiting'] as const) {
     named[`outbox.insertOne.${mode}`] = outbox.insertOne(mode)
     named[`outbox.insertMany.${mode}`] = outbox.insertMany(mode)
+    named[`outbox.insertKeyed.${mode}`] = outbox.insertKeyed(mode)
   }
   named['outbox.claim'] = claimQuery(outbox.table, {
     workerId: 'w',
     now: new Date(0),
     leaseUntil: new Date(1),
     limit: 7,
+    deadLettersBlockKeys: true,
   })
   for (const [name, value] of Object.entries(inbox)) named[`inbox.${name}`] = value
   return named
