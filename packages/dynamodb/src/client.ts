@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import {
   type AttributeValue,
   BatchGetItemCommand,
@@ -36,8 +37,14 @@ export const MAX_TRANSACTION_ITEM_BYTES = 3_500_000
  */
 export type CancelledPut = { outcome: 'stored'; item: Item | undefined } | { outcome: 'retry' }
 
+/** Why one action of a cancelled transaction failed, with the item it met when its condition was false (ALL_OLD). */
+export interface CancellationReason {
+  code: string
+  item: Item | undefined
+}
+
 /** Cancellation reasons that mean "try again": another transaction held the item, or throttling. */
-const RETRY_CODES = new Set([
+export const RETRY_CODES = new Set([
   'None',
   'TransactionConflict',
   'ThrottlingError',
@@ -280,6 +287,43 @@ export class DynamoDbContext {
     }
   }
 
+  /**
+   * Sends `actions` in one TransactWriteItems (its own ClientRequestToken, so the SDK's
+   * retry of a timed-out request cannot apply it twice): `undefined` when it committed,
+   * else the reason of each action, in action order, and the error to rethrow when a
+   * reason is not one the caller handles. Any failure that is not a cancellation is thrown.
+   */
+  async transact(
+    actions: TransactWriteItem[],
+  ): Promise<{ reasons: CancellationReason[]; error: unknown } | undefined> {
+    try {
+      await this.options.client.send(
+        new TransactWriteItemsCommand({ TransactItems: actions, ClientRequestToken: randomUUID() }),
+      )
+      return undefined
+    } catch (error) {
+      if (!isTransactionCanceled(error)) throw error
+      const reasons = (error as { CancellationReasons?: { Code?: string; Item?: Item }[] })
+        .CancellationReasons
+      if (reasons?.length !== actions.length) throw error
+      return { reasons: reasons.map((reason) => ({ code: reason.Code ?? 'None', item: reason.Item })), error }
+    }
+  }
+
+  /** The `ConditionCheck` action of a transaction: the transaction commits only while `condition` holds on `pk`. */
+  conditionCheckAction(pk: string, condition: string, values: Values): TransactWriteItem {
+    return {
+      ConditionCheck: {
+        TableName: this.tableName,
+        Key: { pk: S(pk) },
+        ConditionExpression: condition,
+        ExpressionAttributeNames: namesOf(condition),
+        ExpressionAttributeValues: valuesOf(values, condition),
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      },
+    }
+  }
+
   /** A conditional update returning the new item, or undefined when the condition failed. */
   async update(pk: string, spec: UpdateSpec): Promise<Item | undefined> {
     try {
@@ -316,9 +360,14 @@ export class DynamoDbContext {
     }
   }
 
-  /** The `Update` action of a transaction, for `{ tx }` collectors. */
-  updateAction(pk: string, spec: UpdateSpec): TransactWriteItem {
-    return { Update: this.#updateInput(pk, spec) }
+  /**
+   * The `Update` action of a transaction, for `{ tx }` collectors. With `storedOnFailure`, a
+   * failed condition returns the item it met in the cancellation reasons (ALL_OLD), which
+   * tells why the transaction was cancelled.
+   */
+  updateAction(pk: string, spec: UpdateSpec, storedOnFailure = false): TransactWriteItem {
+    const input = this.#updateInput(pk, spec)
+    return { Update: storedOnFailure ? { ...input, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } : input }
   }
 
   #updateInput(pk: string, spec: UpdateSpec) {
@@ -332,14 +381,15 @@ export class DynamoDbContext {
     }
   }
 
-  /** The `Put` action of a transaction. */
-  putAction(item: Item, condition: string): TransactWriteItem {
+  /** The `Put` action of a transaction (with `storedOnFailure`, a failed condition returns the stored item). */
+  putAction(item: Item, condition: string, storedOnFailure = false): TransactWriteItem {
     return {
       Put: {
         TableName: this.tableName,
         Item: item,
         ConditionExpression: condition,
         ExpressionAttributeNames: namesOf(condition),
+        ...(storedOnFailure ? { ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } : {}),
       },
     }
   }

@@ -11,6 +11,7 @@ import type { ConformanceFixture, ConformanceTarget, ServerConnection } from '@t
 import { uniqueSuffix } from '@txbox/conformance'
 import { connectDynamoDb, type DynamoDbConnection, dynamoDbClientConfig } from './connect.js'
 import { createDynamoDbStore, dynamoDbCapabilities } from './dynamodb-store.js'
+import { lostKeyCounter } from './errors.js'
 import { INBOX_EVENT_PREFIX, inboxPk, OUTBOX_EVENT_PREFIX, outboxPk } from './keys.js'
 import { toInboxEvent, toOutboxEvent } from './rows.js'
 
@@ -25,6 +26,9 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
  * A destroyed DynamoDBClient is no break: it opens new connections on the next send.
  */
 const DEAD_ENDPOINT = 'http://127.0.0.1:9'
+
+/** Runs of a fixture transaction that keeps losing an ordering key's counter before its error is thrown. */
+const KEY_COUNTER_RETRIES = 10
 
 /** Items in `tableName` whose pk starts with `prefix`, by a raw paginated Scan. */
 const countByPrefix = async (client: DynamoDBClient, tableName: string, prefix: string): Promise<number> => {
@@ -104,13 +108,21 @@ export const createConformanceTarget = (): ConformanceTarget<TransactWriteItem[]
             },
           }
         },
+        // A transaction that enqueued a keyed event is cancelled when another enqueue of the
+        // key committed first (the counter moved): the caller runs it again, as the contract
+        // says for DynamoDB, with a new collector that reads the counter again.
         async transaction(fn, options) {
-          const items: TransactWriteItem[] = []
-          const result = await fn(items)
-          if (!options?.rollback && items.length > 0) {
-            await raw.send(new TransactWriteItemsCommand({ TransactItems: items }))
+          for (let attempt = 1; ; attempt++) {
+            const items: TransactWriteItem[] = []
+            const result = await fn(items)
+            if (options?.rollback || items.length === 0) return result
+            try {
+              await raw.send(new TransactWriteItemsCommand({ TransactItems: items }))
+              return result
+            } catch (error) {
+              if (!lostKeyCounter(error) || attempt >= KEY_COUNTER_RETRIES) throw error
+            }
           }
-          return result
         },
         storeTransaction: store.transaction,
         // A collector has no connection: what makes it foreign is the store whose

@@ -18,6 +18,7 @@ import {
   MAX_TRANSACTION_ACTIONS,
   MAX_TRANSACTION_ITEM_BYTES,
   mapLimit,
+  RETRY_CODES,
   type UpdateSpec,
   type Values,
   WRITE_CONCURRENCY,
@@ -25,20 +26,52 @@ import {
 import { type DynamoDbStoreOptions, resolveOptions } from './dynamodb-options.js'
 import { DynamoDbFailure } from './errors.js'
 import {
+  chainBytes,
+  counterOf,
+  counterSpec,
+  holdingCondition,
+  type KeyCounter,
+  linkOfItem,
+  parkedAttributes,
+  placement,
+  predecessorState,
+  releasedCondition,
+  UNPARK_ATTRIBUTES,
+  unparkSpec,
+} from './key-chain.js'
+import {
+  type ChainLink,
   CLAIM_INDEX,
   type ClaimPartition,
+  chainedOrderKey,
+  chainOf,
   claimPk,
+  keyCounterPk,
   nextSequence,
   orderKey,
   outboxIdOf,
   outboxPk,
   outboxStatusPk,
+  STATUS_INDEX,
   timeKey,
 } from './keys.js'
 import { assertItemFits, type Item, itemBytes, N, num, requiredStr, S, toOutboxEvent } from './rows.js'
 
 /** Rounds of "insert, else read" before a row that keeps vanishing is reported. */
 const MAX_ATTEMPTS = 5
+/**
+ * Rounds of a keyed enqueue's transaction (optimistic concurrency on the key's counter:
+ * each round that loses, lost to an enqueue of the same key that committed) before it is
+ * reported as a retryable conflict. Only a key enqueued by ~50 writers at once gets there.
+ */
+const MAX_KEY_ATTEMPTS = 50
+/**
+ * Keyed events per TransactWriteItems of the adapter's own: each may bring its key's counter
+ * update, so 50 events always fit in DynamoDB's 100 actions.
+ */
+const KEYED_PER_TRANSACTION = MAX_TRANSACTION_ACTIONS / 2
+/** Room kept in a keyed transaction for the counter items (a key and an id each, at their longest). */
+const COUNTER_BYTES = 2 * 1024
 /** Under contention a claim picks from a window up to 2^MAX_SPREAD times the batch it wants. */
 const MAX_SPREAD = 4
 
@@ -67,10 +100,29 @@ const transactionChunks = (items: readonly Item[]): Item[][] =>
   })
 
 const FENCE = '#status = :publishing AND #claimedBy = :worker'
+/** Pending and due, or publishing with an expired lease (the claim index only proposes; this decides). */
+const CLAIMABLE =
+  '(#status = :pending AND #availableAt <= :now) OR (#status = :publishing AND #leaseUntil <= :now)'
 const EXISTS = 'attribute_exists(#pk)'
 const NOT_STORED = 'attribute_not_exists(#pk)'
 /** The attributes that put an event in the claim index; removed when it can no longer be claimed. */
-const LEAVE_DUE = '#gsi1pk, #gsi1sk, #dueAt'
+const LEAVE_DUE = `#gsi1pk, #gsi1sk, #dueAt, ${UNPARK_ATTRIBUTES}`
+
+/** What each action of a keyed enqueue's transaction is: the key's counter, or an event's put. */
+type KeyedAction = { kind: 'counter'; key: string } | { kind: 'put'; base: Item }
+
+/**
+ * The keys a `{ tx }` collector already advanced: their counter update (still unsent, with
+ * the value it was read at) and the put of their last event, so a second enqueue of the key
+ * into the same collector continues the chain instead of writing the counter twice.
+ */
+interface CollectedKey {
+  counterAction: TransactWriteItem
+  read: KeyCounter
+  counter: KeyCounter
+  lastPut: TransactWriteItem
+}
+const collectedKeys = new WeakMap<TransactWriteItem[], Map<string, CollectedKey>>()
 
 /**
  * The outbox on DynamoDB. Each event is one item (`pk = ob#e#<eventId>`); two sparse,
@@ -92,7 +144,7 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
   /** `ambient` is internal: the `store.transaction` that `createDynamoDbStore` gives both repositories. */
   constructor(options: DynamoDbStoreOptions, ambient?: AmbientTransactions<TransactWriteItem[]>) {
     const db = new DynamoDbContext(resolveOptions(options), ambient)
-    super({ ...db.settings, maxEventBytes: db.options.maxEventBytes })
+    super({ ...db.settings, maxEventBytes: db.options.maxEventBytes, orderingKeys: true })
     this.#db = db
   }
 
@@ -125,8 +177,61 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       gsi2sk: S(key),
     }
     if (params.headers !== undefined) item.headers = S(params.headers)
-    assertItemFits(item, params.eventId)
+    if (params.orderingKey === undefined) assertItemFits(item, params.eventId)
+    else {
+      item.orderingKey = S(params.orderingKey)
+      assertItemFits(item, params.eventId, chainBytes(params.orderingKey))
+    }
     return item
+  }
+
+  /**
+   * A keyed event's item at its place in its key's chain: `keySeq`, the predecessor, the
+   * chain link in `seqKey` (and the index keys that copy it), and either its index placement
+   * or, `parked`, the recheck slot (see key-chain.ts).
+   */
+  #linked(base: Item, link: ChainLink, parked: boolean, nowMs: number): Item {
+    const seqKey = chainedOrderKey(requiredStr(base, 'seqKey'), link)
+    const shard = this.#db.shardOf(requiredStr(base, 'eventId'))
+    const availableAt = num(base, 'availableAt') ?? nowMs
+    const item: Item = { ...base, keySeq: N(link.keySeq), seqKey: S(seqKey), gsi2sk: S(seqKey) }
+    if (link.prevEventId !== undefined) item.prevEventId = S(link.prevEventId)
+    if (parked) return Object.assign(item, parkedAttributes(availableAt, nowMs, seqKey, shard))
+    const place = placement(availableAt, nowMs, seqKey, shard)
+    item.gsi1pk = S(place.pk)
+    item.gsi1sk = S(place.sk)
+    return item
+  }
+
+  /**
+   * The items of `group` (events of `key`, in input order) chained after `counter`: keySeqs
+   * `lastSeq + 1...`, each one's predecessor the one before it. The first waits in the claim
+   * index (a claim checks its predecessor, and parks it if that one still holds the key)
+   * unless `firstParked`; the others are parked at once behind it, each named in the
+   * previous one's `nextEventId`.
+   */
+  #chain(
+    key: string,
+    group: readonly Item[],
+    counter: KeyCounter,
+    nowMs: number,
+    firstParked = false,
+  ): { items: Item[]; next: KeyCounter } {
+    let { lastSeq, lastEventId } = counter
+    const items = group.map((base, index) => {
+      lastSeq += 1
+      const link: ChainLink = {
+        orderingKey: key,
+        keySeq: lastSeq,
+        prevEventId: lastSeq > 1 ? lastEventId : undefined,
+      }
+      const item = this.#linked(base, link, index > 0 || firstParked, nowMs)
+      const following = group[index + 1]
+      if (following) item.nextEventId = S(requiredStr(following, 'eventId'))
+      lastEventId = requiredStr(base, 'eventId')
+      return item
+    })
+    return { items, next: { lastSeq, lastEventId } }
   }
 
   protected async insertEvents(
@@ -135,22 +240,122 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     tx: TransactWriteItem[] | undefined,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
     // Order keys follow input order; every item is built (and size-checked) before any I/O.
-    const items = events.map((event) => this.#newItem(event, now.getTime()))
-    let stored: OutboxEvent[]
+    const nowMs = now.getTime()
+    const items = events.map((event) => this.#newItem(event, nowMs))
     if (tx) {
       this.#db.checkCollector(
         tx,
         items.map((item) => item.pk?.S ?? ''),
       )
-      stored = await this.#enlist(tx, items)
-    } else if (this.#db.options.batchEnqueue === 'transaction' && items.length > 1) {
-      stored = await this.#insertInTransactions(items)
-    } else {
-      // BatchWriteItem cannot be conditional, so it would overwrite stored events: each new
-      // event is its own conditional put, in parallel (single-rate WCU, one request each).
-      stored = await mapLimit(items, WRITE_CONCURRENCY, (item) => this.#insert(item))
+      const stored = await this.#enlist(tx, items, nowMs)
+      return new Map(stored.map((event) => [event.eventId, event]))
     }
-    return new Map(stored.map((event) => [event.eventId, event]))
+    const unkeyed = items.filter((item) => item.orderingKey === undefined)
+    const keyed = items.filter((item) => item.orderingKey !== undefined)
+    const [plain, chained] = await Promise.all([
+      this.#insertUnkeyed(unkeyed),
+      this.#insertKeyed(keyed, nowMs),
+    ])
+    return new Map([...plain, ...chained].map((event) => [event.eventId, event]))
+  }
+
+  async #insertUnkeyed(items: readonly Item[]): Promise<OutboxEvent[]> {
+    if (items.length === 0) return []
+    if (this.#db.options.batchEnqueue === 'transaction' && items.length > 1)
+      return this.#insertInTransactions(items)
+    // BatchWriteItem cannot be conditional, so it would overwrite stored events: each new
+    // event is its own conditional put, in parallel (single-rate WCU, one request each).
+    return mapLimit(items, WRITE_CONCURRENCY, (item) => this.#insert(item))
+  }
+
+  /**
+   * Inserts keyed events (whatever `batchEnqueue` says: a keySeq needs its counter written
+   * in the same transaction). Reads the keys' counters (one BatchGetItem), then per chunk of
+   * up to 50 events one TransactWriteItems: each key's counter update, conditioned on the
+   * value read, and the events' conditional puts. A cancelled chunk is rebuilt from its
+   * cancellation reasons: a counter that moved (another enqueue of the key committed) is
+   * taken from the reason (ALL_OLD) and the chunk chained again after it; a stored id
+   * (duplicate) is answered as stored and left out, so it takes no keySeq and leaves no
+   * hole; a conflicting transaction is waited out. Optimistic concurrency, bounded by
+   * MAX_KEY_ATTEMPTS, then a retryable conflict.
+   */
+  async #insertKeyed(items: readonly Item[], nowMs: number): Promise<OutboxEvent[]> {
+    if (items.length === 0) return []
+    const keyOf = (item: Item): string => requiredStr(item, 'orderingKey')
+    const keys = [...new Set(items.map(keyOf))]
+    const read = await this.#db.batchGet(keys.map(keyCounterPk))
+    const counters = new Map(keys.map((key) => [key, counterOf(read.get(keyCounterPk(key)))]))
+    const found = new Map<string, OutboxEvent>()
+    const chunks = boundedChunks(items, {
+      maxItems: KEYED_PER_TRANSACTION,
+      maxBytes: MAX_TRANSACTION_ITEM_BYTES - KEYED_PER_TRANSACTION * COUNTER_BYTES,
+      sizeOf: (item) => itemBytes(item) + chainBytes(keyOf(item)),
+    })
+    for (const chunk of chunks) {
+      let pending = chunk
+      for (let attempt = 1; pending.length > 0; attempt++) {
+        if (attempt > MAX_KEY_ATTEMPTS) {
+          throw new DynamoDbFailure(
+            'conflict',
+            true,
+            `ordering key ${JSON.stringify(keyOf(pending[0] as Item))} kept being enqueued by others during ${MAX_KEY_ATTEMPTS} attempts; try again`,
+          )
+        }
+        const groups = new Map<string, Item[]>()
+        for (const item of pending) groups.set(keyOf(item), [...(groups.get(keyOf(item)) ?? []), item])
+        const actions: TransactWriteItem[] = []
+        const roles: KeyedAction[] = []
+        const written: Item[] = []
+        const advanced = new Map<string, KeyCounter>()
+        for (const [key, group] of groups) {
+          const counter = counters.get(key) ?? counterOf(undefined)
+          const { items: linked, next } = this.#chain(key, group, counter, nowMs)
+          actions.push(this.#db.updateAction(keyCounterPk(key), counterSpec(counter, next), true))
+          roles.push({ kind: 'counter', key })
+          group.forEach((base, index) => {
+            actions.push(this.#db.putAction(linked[index] as Item, NOT_STORED, true))
+            roles.push({ kind: 'put', base })
+          })
+          written.push(...linked)
+          advanced.set(key, next)
+        }
+        const cancelled = await this.#db.transact(actions)
+        if (!cancelled) {
+          for (const [key, next] of advanced) counters.set(key, next)
+          for (const item of written) found.set(requiredStr(item, 'eventId'), toOutboxEvent(item))
+          break
+        }
+        const stored = new Set<Item>()
+        const unreturned: Item[] = []
+        let lostRace = true
+        cancelled.reasons.forEach((reason, index) => {
+          const role = roles[index] as KeyedAction
+          if (reason.code === 'ConditionalCheckFailed') {
+            lostRace = false
+            if (role.kind === 'counter') counters.set(role.key, counterOf(reason.item))
+            else if (reason.item) {
+              found.set(requiredStr(role.base, 'eventId'), toOutboxEvent(reason.item))
+              stored.add(role.base)
+            } else unreturned.push(role.base)
+          } else if (!RETRY_CODES.has(reason.code)) throw cancelled.error
+        })
+        // A stored id whose item did not come back is read; if cleanup deleted it since, it goes in again.
+        const reread = await this.#db.batchGet(unreturned.map((item) => requiredStr(item, 'pk')))
+        for (const base of unreturned) {
+          const item = reread.get(requiredStr(base, 'pk'))
+          if (!item) continue
+          found.set(requiredStr(base, 'eventId'), toOutboxEvent(item))
+          stored.add(base)
+        }
+        pending = pending.filter((item) => !stored.has(item))
+        // Only conflicts with other transactions: wait before the next round. A lost counter
+        // is retried at once, then with a short jittered pause so that many writers of one
+        // key spread out.
+        if (lostRace) await backoff(Math.min(attempt, 6))
+        else if (attempt > 2) await backoff(1)
+      }
+    }
+    return items.map((item) => found.get(requiredStr(item, 'eventId')) as OutboxEvent)
   }
 
   /** Inserts unless the id is stored; returns what is stored either way. */
@@ -212,16 +417,59 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
    * caller's commit cancels the caller's transaction with reason ConditionalCheckFailed at
    * that action's index: the transaction never overwrites an event.
    */
-  async #enlist(tx: TransactWriteItem[], items: Item[]): Promise<OutboxEvent[]> {
-    const stored = await this.#db.batchGet(items.map((item) => item.pk?.S ?? ''))
-    const fresh = items.filter((item) => !stored.has(item.pk?.S ?? ''))
+  async #enlist(tx: TransactWriteItem[], items: Item[], nowMs: number): Promise<OutboxEvent[]> {
+    const keys = [...new Set(items.flatMap((item) => item.orderingKey?.S ?? []))]
+    // The events' ids and their keys' counters, in one read.
+    const stored = await this.#db.batchGet([
+      ...items.map((item) => requiredStr(item, 'pk')),
+      ...keys.map(keyCounterPk),
+    ])
+    const fresh = items.filter((item) => !stored.has(requiredStr(item, 'pk')))
+    const collected = collectedKeys.get(tx) ?? new Map<string, CollectedKey>()
+    // An array sent (or emptied) and filled again no longer holds those counter updates.
+    for (const [key, entry] of collected) if (!tx.includes(entry.counterAction)) collected.delete(key)
+    const groups = new Map<string, Item[]>()
+    for (const item of fresh) {
+      const key = item.orderingKey?.S
+      if (key !== undefined) groups.set(key, [...(groups.get(key) ?? []), item])
+    }
+    const newCounters = [...groups.keys()].filter((key) => !collected.has(key)).map(keyCounterPk)
     // Checked again now: other calls may have added actions to the collector meanwhile.
-    this.#db.checkCollector(
-      tx,
-      fresh.map((item) => item.pk?.S ?? ''),
-    )
-    for (const item of fresh) tx.push(this.#db.putAction(item, NOT_STORED))
-    return items.map((item) => toOutboxEvent(stored.get(item.pk?.S ?? '') ?? item))
+    this.#db.checkCollector(tx, [...fresh.map((item) => requiredStr(item, 'pk')), ...newCounters])
+    for (const item of fresh)
+      if (item.orderingKey === undefined) tx.push(this.#db.putAction(item, NOT_STORED))
+    const linked = new Map<Item, Item>()
+    for (const [key, group] of groups) {
+      const earlier = collected.get(key)
+      const read = earlier?.read ?? counterOf(stored.get(keyCounterPk(key)))
+      // A key this collector already advanced continues from there: its first new event is
+      // parked behind the previous call's last one (both pending once committed), and the
+      // one counter update of the transaction now ends at the new last event.
+      const { items: chained, next } = this.#chain(
+        key,
+        group,
+        earlier?.counter ?? read,
+        nowMs,
+        earlier !== undefined,
+      )
+      const counterAction = this.#db.updateAction(keyCounterPk(key), counterSpec(read, next), true)
+      if (earlier) {
+        const previous = earlier.lastPut.Put?.Item
+        if (previous) previous.nextEventId = S(requiredStr(chained[0] as Item, 'eventId'))
+        earlier.counterAction.Update = counterAction.Update
+      } else tx.push(counterAction)
+      const puts = chained.map((item) => this.#db.putAction(item, NOT_STORED))
+      tx.push(...puts)
+      collected.set(key, {
+        counterAction: earlier?.counterAction ?? counterAction,
+        read,
+        counter: next,
+        lastPut: puts[puts.length - 1] as TransactWriteItem,
+      })
+      for (const [index, base] of group.entries()) linked.set(base, chained[index] as Item)
+    }
+    if (collected.size > 0) collectedKeys.set(tx, collected)
+    return items.map((item) => toOutboxEvent(stored.get(requiredStr(item, 'pk')) ?? linked.get(item) ?? item))
   }
 
   /** The condition and values of a write fenced by `workerId` (without it, the event only has to exist). */
@@ -237,7 +485,12 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     workerId: string | undefined,
   ): Promise<FencedOutcome> {
     const pk = outboxPk(eventId)
-    if (await this.#db.update(pk, this.#fenced(this.#changeSpec(eventId, change), workerId))) return 'applied'
+    const written = await this.#db.update(pk, this.#fenced(this.#changeSpec(eventId, change), workerId))
+    if (written) {
+      // A keyed event that stops holding its key wakes the one parked behind it.
+      if (change.status !== 'pending') await this.#wakeSuccessors([written])
+      return 'applied'
+    }
     // A false condition is told apart afterwards: a missing item, or a lease lost.
     return (await this.#db.exists(pk)) ? 'lost' : 'missing'
   }
@@ -266,7 +519,7 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       update:
         'SET #status = :pending, #retryCount = #retryCount + :one, #errorMessage = :msg, #availableAt = :available,' +
         ` #dueAt = :available, #gsi1pk = :g1pk, #gsi1sk = ${ready ? '#seqKey' : ':g1sk'}, #gsi2pk = :g2pk, #gsi2sk = #seqKey` +
-        ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
+        ` REMOVE #claimedBy, #leaseUntil, #expiresAt, ${UNPARK_ATTRIBUTES}`,
       values: {
         ':pending': S('pending'),
         ':one': N(1),
@@ -319,7 +572,7 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
   }
 
   /**
-   * Claimable index entries (with `pendingOnly`, pending-due ones), the first `window` in
+   * Claimable index entries, the first `window` in
    * enqueue order: the head of `ready` plus the due range of `timed`, merged by the
    * projected seqKey. Exact whenever no more than `window` delayed, retried or lease-expired
    * events are due at once; beyond that the earliest-due of them come first. With `sampling`
@@ -329,7 +582,6 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     nowMs: number,
     window: number,
     skip: ReadonlySet<string>,
-    pendingOnly: boolean,
     sampling = false,
   ): Promise<Item[]> {
     const now = N(nowMs)
@@ -350,17 +602,28 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     const parts = await Promise.all([
       // `ready` holds events due when written; the filter only guards a clock set back.
       query('ready', { filter: '#dueAt <= :now', values: { ':now': now } }),
-      query('timed', {
-        skBelow: timeKey(nowMs + 1),
-        ...(pendingOnly ? { filter: '#status = :pending', values: { ':pending': S('pending') } } : {}),
-      }),
+      query('timed', { skBelow: timeKey(nowMs + 1) }),
     ])
     return parts.flat().sort(bySeqKey).slice(0, window)
   }
 
+  /**
+   * Due pending events from the status index, where every pending event sorts by its enqueue
+   * position (the claim index would miss events parked behind their key's predecessor).
+   */
   protected async selectPending(now: Date, limit: number): Promise<OutboxEvent[]> {
     const nowMs = now.getTime()
-    const entries = await this.#claimable(nowMs, limit, new Set(), true)
+    const entries = await this.#db.firstAcrossShards(
+      (shard) => ({
+        index: STATUS_INDEX,
+        pkName: 'gsi2pk',
+        pk: outboxStatusPk('pending', shard),
+        skName: 'gsi2sk',
+        filter: '#availableAt <= :now',
+        values: { ':now': N(nowMs) },
+      }),
+      limit,
+    )
     const items = await this.#db.confirm(
       entries,
       (item) => item.status?.S === 'pending' && (num(item, 'availableAt') ?? Infinity) <= nowMs,
@@ -411,9 +674,34 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     return this.#db.countStatuses(OUTBOX_STATUSES, outboxStatusPk)
   }
 
-  protected async claimEvents({ now, leaseUntil, workerId, limit }: ClaimRequest): Promise<OutboxEvent[]> {
+  /** The claiming write: `publishing` with this worker's lease, into `timed` at the lease's end. */
+  #claimSpec(pk: string, request: ClaimRequest): UpdateSpec {
+    const nowMs = request.now.getTime()
+    const leaseMs = request.leaseUntil.getTime()
+    const shard = this.#db.shardOf(outboxIdOf(pk))
+    return {
+      update:
+        'SET #status = :publishing, #claimedBy = :worker, #claimedAt = :now, #leaseUntil = :lease,' +
+        ' #dueAt = :lease, #gsi1pk = :g1pk, #gsi1sk = :g1sk, #gsi2pk = :g2pk, #gsi2sk = :g2sk' +
+        ` REMOVE ${UNPARK_ATTRIBUTES}`,
+      condition: CLAIMABLE,
+      values: {
+        ':publishing': S('publishing'),
+        ':pending': S('pending'),
+        ':worker': S(request.workerId),
+        ':now': N(nowMs),
+        ':lease': N(leaseMs),
+        ':g1pk': S(claimPk('timed', shard)),
+        ':g1sk': S(timeKey(leaseMs)),
+        ':g2pk': S(outboxStatusPk('publishing', shard)),
+        ':g2sk': S(timeKey(nowMs)),
+      },
+    }
+  }
+
+  protected async claimEvents(request: ClaimRequest): Promise<OutboxEvent[]> {
+    const { now, limit } = request
     const nowMs = now.getTime()
-    const leaseMs = leaseUntil.getTime()
     const claimed: Item[] = []
     const tried = new Set<string>()
     let lost = 0
@@ -430,39 +718,143 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       // of the queue, so it picks `want` at random from a window 2^spread times larger:
       // claimers spread out instead of all losing the same writes (each costs a WCU).
       const window = Math.min(1_000, want * 2 ** this.#spread)
-      const candidates = await this.#claimable(nowMs, window, tried, false, window > want)
+      const candidates = await this.#claimable(nowMs, window, tried, window > want)
       if (candidates.length === 0) break
       const chosen = candidates.length > want ? sample(candidates, want) : candidates
-      const taken = await mapLimit(chosen, WRITE_CONCURRENCY, (candidate) => {
-        const pk = requiredStr(candidate, 'pk')
-        const shard = this.#db.shardOf(outboxIdOf(pk))
-        tried.add(pk)
-        return this.#db.update(pk, {
-          update:
-            'SET #status = :publishing, #claimedBy = :worker, #claimedAt = :now, #leaseUntil = :lease,' +
-            ' #dueAt = :lease, #gsi1pk = :g1pk, #gsi1sk = :g1sk, #gsi2pk = :g2pk, #gsi2sk = :g2sk',
-          condition:
-            '(#status = :pending AND #availableAt <= :now) OR (#status = :publishing AND #leaseUntil <= :now)',
-          values: {
-            ':publishing': S('publishing'),
-            ':pending': S('pending'),
-            ':worker': S(workerId),
-            ':now': N(nowMs),
-            ':lease': N(leaseMs),
-            ':g1pk': S(claimPk('timed', shard)),
-            ':g1sk': S(timeKey(leaseMs)),
-            ':g2pk': S(outboxStatusPk('publishing', shard)),
-            ':g2sk': S(timeKey(nowMs)),
-          },
-        })
+      // A keyed event after the first of its key (its index entry's seqKey names the event
+      // before it) is claimed only as the head of its key: its item and its predecessor are
+      // read first (strongly consistent, one BatchGetItem), then claimed in a transaction.
+      const chained = chosen.flatMap((candidate) => {
+        const prev = chainOf(requiredStr(candidate, 'seqKey'))?.prevEventId
+        return prev === undefined ? [] : [requiredStr(candidate, 'pk'), outboxPk(prev)]
       })
-      for (const item of taken) if (item) claimed.push(item)
+      const reads = chained.length > 0 ? await this.#db.batchGet(chained) : new Map<string, Item>()
+      const taken = await mapLimit(chosen, WRITE_CONCURRENCY, async (candidate) => {
+        const pk = requiredStr(candidate, 'pk')
+        tried.add(pk)
+        if (chainOf(requiredStr(candidate, 'seqKey'))?.prevEventId === undefined)
+          return this.#db.update(pk, this.#claimSpec(pk, request))
+        return this.#claimChained(reads.get(pk), reads, request)
+      })
+      for (const item of taken) if (item && item !== 'waits') claimed.push(item)
       const lostNow = taken.filter((item) => item === undefined).length
       if (lostNow > 0) this.#spread = Math.min(MAX_SPREAD, this.#spread + 1)
       lost += lostNow
     }
     if (lost === 0 && this.#spread > 0) this.#spread--
     return claimed.sort(bySeqKey).map(toOutboxEvent)
+  }
+
+  /**
+   * Claims a keyed event that has a predecessor, only while that predecessor is released
+   * (sent or deleted; or failed, when dead letters do not block): one TransactWriteItems of
+   * the claiming update and a ConditionCheck on the predecessor, so the head check and the
+   * claim happen at one instant, strongly consistent. The update also requires the item to
+   * be the one read (chain, retries, availableAt), whose other attributes the claimed event
+   * is built from. Answers the claimed item, `undefined` for a lost race, or `waits` when
+   * the event is not the head of its key (then, if its predecessor holds the key, it is
+   * parked behind it so that claims stop reading it).
+   */
+  async #claimChained(
+    item: Item | undefined,
+    reads: ReadonlyMap<string, Item>,
+    request: ClaimRequest,
+  ): Promise<Item | 'waits' | undefined> {
+    const link = item && linkOfItem(item)
+    if (!item || link?.prevEventId === undefined) return undefined
+    const nowMs = request.now.getTime()
+    const status = item.status?.S
+    const claimable =
+      (status === 'pending' && (num(item, 'availableAt') ?? Infinity) <= nowMs) ||
+      (status === 'publishing' && (num(item, 'leaseUntil') ?? Infinity) <= nowMs)
+    if (!claimable) return undefined
+    const prevPk = outboxPk(link.prevEventId)
+    const state = predecessorState(reads.get(prevPk), link)
+    if (state === 'holding') {
+      await this.#park(item, link, nowMs)
+      return 'waits'
+    }
+    if (state === 'failed' && request.deadLettersBlockKeys) return 'waits'
+    const pk = requiredStr(item, 'pk')
+    const spec = this.#claimSpec(pk, request)
+    const released = releasedCondition(link, request.deadLettersBlockKeys)
+    const cancelled = await this.#db.transact([
+      this.#db.updateAction(pk, {
+        ...spec,
+        condition: `(${CLAIMABLE}) AND #prevEventId = :prev AND #retryCount = :rc AND #availableAt = :av`,
+        values: {
+          ...spec.values,
+          ':prev': S(link.prevEventId),
+          ':rc': N(num(item, 'retryCount') ?? 0),
+          ':av': N(num(item, 'availableAt') ?? 0),
+        },
+      }),
+      this.#db.conditionCheckAction(prevPk, released.condition, released.values),
+    ])
+    if (cancelled) return undefined
+    const values = spec.values ?? {}
+    const taken: Item = {
+      ...item,
+      status: S('publishing'),
+      claimedBy: values[':worker'] as Item[string],
+      claimedAt: N(nowMs),
+      leaseUntil: values[':lease'] as Item[string],
+    }
+    return taken
+  }
+
+  /**
+   * Parks a pending event behind its predecessor, which holds the key: in one transaction,
+   * the event moves to its recheck slot and the predecessor (still holding, still its
+   * predecessor) gets `nextEventId`, so the write that makes it sent or failed puts the
+   * event back. If the predecessor moved on meanwhile nothing is written: the event stays.
+   */
+  async #park(item: Item, link: ChainLink, nowMs: number): Promise<void> {
+    if (item.status?.S !== 'pending' || link.prevEventId === undefined) return
+    const eventId = requiredStr(item, 'eventId')
+    const availableAt = num(item, 'availableAt') ?? nowMs
+    const parked = parkedAttributes(
+      availableAt,
+      nowMs,
+      requiredStr(item, 'seqKey'),
+      this.#db.shardOf(eventId),
+    )
+    const holding = holdingCondition(link)
+    await this.#db.transact([
+      this.#db.updateAction(requiredStr(item, 'pk'), {
+        update: 'SET #gsi1pk = :g1pk, #gsi1sk = :g1sk, #dueAt = :due, #unparkPk = :upk, #unparkSk = :usk',
+        condition: '#status = :pending AND #availableAt = :av AND #prevEventId = :prev',
+        values: {
+          ':g1pk': parked.gsi1pk as Item[string],
+          ':g1sk': parked.gsi1sk as Item[string],
+          ':due': parked.dueAt as Item[string],
+          ':upk': parked.unparkPk as Item[string],
+          ':usk': parked.unparkSk as Item[string],
+          ':pending': S('pending'),
+          ':av': N(availableAt),
+          ':prev': S(link.prevEventId),
+        },
+      }),
+      this.#db.updateAction(outboxPk(link.prevEventId), {
+        update: 'SET #nextEventId = :next',
+        condition: holding.condition,
+        values: { ...holding.values, ':next': S(eventId) },
+      }),
+    ])
+  }
+
+  /**
+   * After events left `pending`/`publishing` for `sent` or `failed`: puts back the events
+   * parked behind them (`nextEventId` of the written items). Best effort by design: a lost
+   * write here only delays that event to its recheck instant.
+   */
+  async #wakeSuccessors(items: readonly (Item | undefined)[]): Promise<void> {
+    const next = items.flatMap((item) =>
+      item?.nextEventId?.S === undefined ? [] : [[item.nextEventId.S, requiredStr(item, 'eventId')] as const],
+    )
+    await mapLimit(next, WRITE_CONCURRENCY, ([nextId, prevId]) =>
+      this.#db.update(outboxPk(nextId), unparkSpec(prevId)),
+    )
   }
 
   protected async renewLeases(
@@ -497,6 +889,7 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     const applied = await mapLimit(eventIds, WRITE_CONCURRENCY, (id) =>
       this.#db.update(outboxPk(id), this.#fenced(this.#sentSpec(id, now.getTime()), workerId)),
     )
+    await this.#wakeSuccessors(applied)
     return eventIds.filter((_, index) => applied[index] !== undefined)
   }
 

@@ -15,7 +15,8 @@ import { dynamoDbTransactionDriver } from './transaction-driver.js'
 
 /**
  * What the DynamoDB adapter promises: `{ tx }` is a TransactWriteItem[] collector, claims
- * are per-item conditional updates, and an event must fit DynamoDB's 400 KB item, which is
+ * are per-item conditional updates (a transaction with a check on the predecessor for a
+ * keyed event), ordering keys are kept, and an event must fit DynamoDB's 400 KB item, which is
  * also the default and largest `maxEventBytes` (a store's own `capabilities` carry its
  * configured limit).
  */
@@ -23,6 +24,7 @@ export const dynamoDbCapabilities = defineCapabilities({
   transactions: 'collector',
   claim: 'conditional-update',
   maxEventBytes: MAX_ITEM_BYTES,
+  orderingKeys: true,
 })
 
 /** The DynamoDB store: outbox and inbox on one table, with `tx` = TransactWriteItem[]. */

@@ -1,4 +1,5 @@
 import type { StorageErrorReason, StorageFailure } from '@txbox/core'
+import { KEY_COUNTER_PREFIX } from './keys.js'
 
 /** The adapter name in every error message. */
 export const ADAPTER = 'dynamodb'
@@ -56,6 +57,22 @@ export const isTransientConflict = (error: unknown): boolean => {
 const cancellationCodes = (error: unknown): string[] => {
   const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? []
   return reasons.map((reason) => reason.Code ?? 'None')
+}
+
+/**
+ * True when a cancelled transaction lost an ordering key's counter to another enqueue of
+ * the key that committed first: the counter update's condition failed, and its reason
+ * returns the counter item (ALL_OLD). Running the transaction again (read the counter
+ * again, as a new collector does) can succeed: a retryable conflict.
+ */
+export const lostKeyCounter = (error: unknown): boolean => {
+  if (!isTransactionCanceled(error)) return false
+  const reasons = (error as { CancellationReasons?: { Code?: string; Item?: { pk?: { S?: string } } }[] })
+    .CancellationReasons
+  return (reasons ?? []).some(
+    (reason) =>
+      reason.Code === 'ConditionalCheckFailed' && reason.Item?.pk?.S?.startsWith(KEY_COUNTER_PREFIX),
+  )
 }
 
 /** Requests refused for load or quota; the SDK already retried them with backoff. */
@@ -122,9 +139,11 @@ export const classifyDynamoDbError = (error: unknown): StorageFailure => {
   if (name === 'ConditionalCheckFailedException') return { reason: 'conflict', retryable: false }
   if (name === 'TransactionCanceledException') {
     const codes = cancellationCodes(error)
-    const transient = codes.some((code) =>
-      ['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded'].includes(code),
-    )
+    const transient =
+      lostKeyCounter(error) ||
+      codes.some((code) =>
+        ['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded'].includes(code),
+      )
     return {
       reason: 'conflict',
       retryable: transient,

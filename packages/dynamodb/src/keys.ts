@@ -15,6 +15,14 @@ export const inboxPk = (eventId: string): string => `ib#e#${eventId}`
 /** The event id of an inbox event's `pk`. */
 export const inboxIdOf = (pk: string): string => pk.slice('ib#e#'.length)
 
+/**
+ * `pk` of an ordering key's counter item: `{ lastSeq, lastEventId }`, the last `keySeq` given
+ * to the key and the event that holds it. Its own key space, never deleted, so a key's
+ * sequence survives `cleanup` (docs/CONTRACT.md §2 "Ordering keys").
+ */
+export const keyCounterPk = (orderingKey: string): string => `ob#k#${orderingKey}`
+export const KEY_COUNTER_PREFIX = 'ob#k#'
+
 /** Prefixes, for raw scans (the conformance oracle counts by them). */
 export const OUTBOX_EVENT_PREFIX = 'ob#e#'
 export const INBOX_EVENT_PREFIX = 'ib#e#'
@@ -55,6 +63,39 @@ export const timeKey = (ms: number): string => Math.max(0, Math.trunc(ms)).toStr
 /** `timeKey` followed by a sequence number: the enqueue-order sort key. */
 export const orderKey = (ms: number, seq: number): string =>
   `${timeKey(ms)}#${seq.toString().padStart(12, '0')}`
+
+/** Length of an `orderKey`: the fixed-width part of every `seqKey`. */
+const ORDER_KEY_LENGTH = orderKey(0, 0).length
+
+/** Where a keyed event sits in its key's chain: the key, its `keySeq`, the event before it. */
+export interface ChainLink {
+  orderingKey: string
+  keySeq: number
+  /** The event with `keySeq - 1` of the same key; absent for the key's first event. */
+  prevEventId: string | undefined
+}
+
+/**
+ * The `seqKey` of a keyed event: its `orderKey` followed by its chain link. The claim index
+ * projects only `dueAt`, `seqKey` and `status` (a GSI's projection cannot change once
+ * created), so the link rides in `seqKey` for the claim to read from the index which
+ * candidate is the lowest of its key and which event it waits for. The fixed-width
+ * `orderKey` prefix still decides the order; the suffix only breaks ties between processes,
+ * which are unspecified anyway. Immutable, like the attributes it copies.
+ */
+export const chainedOrderKey = (order: string, link: ChainLink): string =>
+  `${order}#${JSON.stringify([link.orderingKey, link.keySeq, link.prevEventId ?? null])}`
+
+/** The chain link a `seqKey` carries; undefined for an unkeyed event's. */
+export const chainOf = (seqKey: string): ChainLink | undefined => {
+  if (seqKey.length <= ORDER_KEY_LENGTH) return undefined
+  const [orderingKey, keySeq, prevEventId] = JSON.parse(seqKey.slice(ORDER_KEY_LENGTH + 1)) as [
+    string,
+    number,
+    string | null,
+  ]
+  return { orderingKey, keySeq, prevEventId: prevEventId ?? undefined }
+}
 
 /**
  * The shard of an event: FNV-1a over the id's UTF-16 code units. Stable across processes

@@ -67,10 +67,11 @@ export const itemBytes = (item: Item): number => {
 
 /**
  * Refuses, before any write, an item that cannot take the attributes later transitions
- * add: PayloadTooLargeError with the item's size, whatever `maxEventBytes` allowed.
+ * add (`laterBytes` more than the usual reserve, e.g. a keyed event's chain attributes):
+ * PayloadTooLargeError with the item's size, whatever `maxEventBytes` allowed.
  */
-export const assertItemFits = (item: Item, eventId: string): void => {
-  const size = itemBytes(item) + RESERVED_BYTES
+export const assertItemFits = (item: Item, eventId: string, laterBytes = 0): void => {
+  const size = itemBytes(item) + RESERVED_BYTES + laterBytes
   if (size > MAX_ITEM_BYTES) throw new PayloadTooLargeError(ADAPTER, eventId, size, MAX_ITEM_BYTES)
 }
 
@@ -103,7 +104,11 @@ export const toOutboxEvent = (item: Item): OutboxEvent =>
       availableAt: new Date(requiredNum(item, 'availableAt')),
     } satisfies OutboxEvent,
     item,
-    { text: ['headers', 'errorMessage', 'claimedBy'], dates: ['sentAt', 'claimedAt', 'leaseUntil'] },
+    {
+      text: ['headers', 'orderingKey', 'errorMessage', 'claimedBy'],
+      numbers: ['keySeq'],
+      dates: ['sentAt', 'claimedAt', 'leaseUntil'],
+    },
   )
 
 /** The event an inbox item stores. */
