@@ -10,6 +10,7 @@ import { runPeers } from './peers/run-peers.js'
 import { LOCKSTEP_RELAY, runRelay, TUNED_RELAY } from './relay-e2e.js'
 import { writeDocs } from './report.js'
 import type { RelayRow, Results, ScenarioRow } from './results.js'
+import { type RetentionRow, runRetention } from './retention.js'
 import { makeWork, NotRun, SCENARIO_INFO, SCENARIOS, type ScenarioName } from './scenarios.js'
 import type { Target } from './types.js'
 
@@ -34,7 +35,10 @@ const usage = `pnpm bench [-- options]
   --scenarios a,b     only these scenarios (${SCENARIOS.join(', ')}, relay, e2e, memory, peers)
   --quick             a tenth of the work and 2 runs: a smoke check, not numbers to publish
   --runs N            timed runs per scenario and side (default 5)
-  --docs / --no-docs  write docs/BENCHMARKS.md and docs/benchmarks.svg (default: only on a full run)`
+  --docs / --no-docs  write docs/BENCHMARKS.md and docs/benchmarks.svg (default: only on a full run)
+  --retention         instead of all this: PostgreSQL retention over 5,000,000 sent events, row
+                      deletes vs daily partition drops (several minutes; --quick: 500,000;
+                      --retention-events N to choose); results in results/retention.json`
 
 const parseList = <T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T[] => {
   const items = (value ?? '').split(',').filter((item) => item.length > 0)
@@ -219,7 +223,31 @@ const measureScenario = async (
   }
 }
 
+/**
+ * `--retention`: the retention scenario alone (issue 18), too long for the default run. Both
+ * layouts one after the other on the same server, each in a schema of its own.
+ */
+const mainRetention = async (argv: readonly string[]): Promise<void> => {
+  const url = process.env.TXBOX_POSTGRES_URL
+  if (!url) throw new Error('--retention needs TXBOX_POSTGRES_URL')
+  const index = argv.indexOf('--retention-events')
+  const events = index === -1 ? (argv.includes('--quick') ? 500_000 : 5_000_000) : Number(argv[index + 1])
+  if (!Number.isSafeInteger(events) || events < 10_000)
+    throw new Error('--retention-events must be an integer >= 10000')
+  const machine = machineInfo()
+  log(`txbox bench --retention: ${events} events; load ${machine.loadBefore}`)
+  const rows: RetentionRow[] = []
+  for (const layout of ['delete', 'partitions'] as const)
+    rows.push(await runRetention(url, layout, { events, days: 10, retentionDays: 3 }, log))
+  machine.loadAfter = loadAverage()
+  const out = join(packageRoot, 'results')
+  mkdirSync(out, { recursive: true })
+  writeFileSync(join(out, 'retention.json'), `${JSON.stringify({ machine, rows }, null, 2)}\n`)
+  log(`results in ${join(out, 'retention.json')}`)
+}
+
 const main = async (): Promise<void> => {
+  if (process.argv.includes('--retention')) return mainRetention(process.argv.slice(2))
   // The AWS SDK warns on every run that future versions need Node 22; it says nothing about this run.
   process.removeAllListeners('warning')
   process.on('warning', (warning) => {
