@@ -91,6 +91,7 @@ export class MongoDbClient {
       transaction: (tx) => this.#checkSession(tx),
       sweepBatch: SWEEP_BATCH,
       ambient: this.ambient,
+      orderingKeys: true,
     }
   }
 

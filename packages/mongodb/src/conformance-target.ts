@@ -140,7 +140,7 @@ export const createConformanceTarget = (): ConformanceTarget<ClientSession> => {
           }
         },
         async dispose() {
-          for (const name of [names.outbox, names.inbox, names.locks, names.meta]) {
+          for (const name of Object.values(names)) {
             await db
               .collection(name)
               .drop()

@@ -41,6 +41,8 @@ export const DEFAULT_COLLECTION_PREFIX = 'txbox_'
 export interface CollectionNames {
   /** Outbox events, `_id` = the encoded event id. */
   readonly outbox: string
+  /** The per-ordering-key counters of the outbox, `_id` = the encoded key. */
+  readonly outboxKeys: string
   /** Inbox events, `_id` = the encoded event id. */
   readonly inbox: string
   /** Short-lived write locks, used only where the server's updates are not atomic (FerretDB v1). */
@@ -51,6 +53,7 @@ export interface CollectionNames {
 
 export const collectionNames = (prefix: string): CollectionNames => ({
   outbox: `${prefix}outbox`,
+  outboxKeys: `${prefix}outbox_keys`,
   inbox: `${prefix}inbox`,
   locks: `${prefix}locks`,
   meta: `${prefix}meta`,

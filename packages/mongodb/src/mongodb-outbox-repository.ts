@@ -9,10 +9,11 @@ import {
   type RequeueOutcome,
   type StatusCountRows,
 } from '@txbox/core'
-import type { ClientSession, Collection } from 'mongodb'
+import type { ClientSession, Collection, Filter } from 'mongodb'
 import { type Change, type Decision, LEASE_FIELDS, MongoDbClient } from './client.js'
 import { ContentionError } from './errors.js'
 import { insertUnordered } from './inserts.js'
+import { KeySequences } from './key-sequences.js'
 import { type MongoDbStoreOptions, resolveMongoDbOptions } from './mongodb-options.js'
 import {
   assertDocumentFits,
@@ -27,6 +28,12 @@ import {
 const CLAIM_ROUNDS = 8
 /** Insert rounds of an event that a cleanup deleted between our duplicate key and our read. */
 const INSERT_ROUNDS = 3
+/**
+ * A claim numbers a keyed event left without `keySeq` (its enqueuer died between insert
+ * and numbering) once it is this old; a younger one is most likely being numbered by its
+ * enqueuer right now, and helping would only make the two wait for each other's lock.
+ */
+export const NUMBER_ORPHANS_AFTER_MS = 2_000
 
 /**
  * The txbox outbox on a MongoDB collection (`<prefix>outbox`, `_id` = event id). `{ tx }`
@@ -36,6 +43,7 @@ const INSERT_ROUNDS = 3
 export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSession> {
   readonly #client: MongoDbClient
   readonly #seq = new SequenceClock()
+  readonly #keys: KeySequences
 
   /** @param client internal: the store passes the client its repositories share */
   constructor(
@@ -44,6 +52,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
   ) {
     super(client.settings)
     this.#client = client
+    this.#keys = new KeySequences(client)
   }
 
   get #events(): Collection<OutboxDocument> {
@@ -63,6 +72,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
       rev: randomUUID(),
     }
     if (params.headers !== undefined) doc.headers = encode(params.headers)
+    if (params.orderingKey !== undefined) doc.orderingKey = encode(params.orderingKey)
     return doc
   }
 
@@ -94,8 +104,32 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     for (const event of events) assertDocumentFits(event)
     const session = await this.#client.session(tx)
     const docs = events.map((event) => this.#document(event, now))
-    const stored = session ? await this.#upsertInTransaction(docs, session) : await this.#insertNew(docs)
+    const stored = session
+      ? await this.#upsertInTransaction(docs, session)
+      : await this.#numbered(await this.#insertNew(docs))
     return new Map(stored.map((doc) => [decode(doc._id), toOutboxEvent(doc)]))
+  }
+
+  /**
+   * Numbers the keyed events among `docs` that are stored without `keySeq` (ours just
+   * inserted, or a duplicate whose enqueuer is still at it or died), and answers the docs
+   * with their numbers. Unkeyed docs cost nothing here.
+   */
+  async #numbered(docs: OutboxDocument[]): Promise<OutboxDocument[]> {
+    const unnumbered = docs.filter((doc) => doc.orderingKey !== undefined && doc.keySeq === undefined)
+    if (unnumbered.length === 0) return docs
+    const keys = [...new Set(unnumbered.map((doc) => doc.orderingKey as string))].sort()
+    const numbered = await this.#keys.numberWaiting(keys)
+    // Events another numberer set (a claimer, a concurrent enqueue of the same key) are read back.
+    const others = unnumbered.filter((doc) => !numbered.has(doc._id)).map((doc) => doc._id)
+    const reread = new Map<string, OutboxDocument>()
+    if (others.length > 0)
+      for (const doc of await this.#events.find({ _id: { $in: others } }).toArray()) reread.set(doc._id, doc)
+    return docs.map((doc) => {
+      const keySeq = numbered.get(doc._id)
+      if (keySeq !== undefined) return { ...doc, keySeq }
+      return reread.get(doc._id) ?? doc
+    })
   }
 
   /** The unique `_id` decides: one insert wins, every other caller reads what it stored. */
@@ -128,6 +162,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     docs: readonly OutboxDocument[],
     session: ClientSession,
   ): Promise<OutboxDocument[]> {
+    await this.#numberInSession(docs, session)
     await this.#events.bulkWrite(
       docs.map(({ _id, ...fields }) => ({
         updateOne: { filter: { _id }, update: { $setOnInsert: fields }, upsert: true },
@@ -135,6 +170,27 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
       { session, ordered: true },
     )
     return this.#events.find({ _id: { $in: docs.map((doc) => doc._id) } }, { session }).toArray()
+  }
+
+  /**
+   * Gives the keyed docs their numbers from the key counters, in the session: the counter
+   * stays write-locked until the transaction ends, so numbers follow commit order. Keys in
+   * sorted order, the batch's events of a key in input order. A doc whose id turns out to
+   * be stored already leaves its number unused (a gap).
+   */
+  async #numberInSession(docs: readonly OutboxDocument[], session: ClientSession): Promise<void> {
+    const byKey = new Map<string, OutboxDocument[]>()
+    for (const doc of docs) {
+      if (doc.orderingKey === undefined) continue
+      const group = byKey.get(doc.orderingKey)
+      if (group) group.push(doc)
+      else byKey.set(doc.orderingKey, [doc])
+    }
+    for (const key of [...byKey.keys()].sort()) {
+      const group = byKey.get(key) ?? []
+      const first = await this.#keys.reserveInSession(key, group.length, session)
+      for (const [index, doc] of group.entries()) doc.keySeq = first + index
+    }
   }
 
   protected setPublishing(eventId: string, now: Date): Promise<boolean> {
@@ -185,30 +241,116 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     return this.#client.countByStatus('outbox')
   }
 
-  protected async claimEvents({ now, leaseUntil, workerId, limit }: ClaimRequest): Promise<OutboxEvent[]> {
+  protected async claimEvents({
+    now,
+    leaseUntil,
+    workerId,
+    limit,
+    deadLettersBlockKeys,
+  }: ClaimRequest): Promise<OutboxEvent[]> {
     const claimedBy = encode(workerId)
     const claimed: OutboxDocument[] = []
+    // Keys already decided in this claim (their head taken, or held): later rounds skip them.
+    const decidedKeys = new Set<string>()
     for (let round = 0; round < CLAIM_ROUNDS && claimed.length < limit; round++) {
-      const candidates = await this.#events
-        .find({
-          $or: [
-            { status: 'pending', availableAt: { $lte: now } },
-            { status: 'publishing', leaseUntil: { $lte: now } },
-          ],
-        })
-        .sort({ seq: 1 })
-        .limit(limit - claimed.length)
-        .toArray()
+      const wanted = limit - claimed.length
+      const filter: Filter<OutboxDocument> = {
+        $or: [
+          { status: 'pending', availableAt: { $lte: now } },
+          { status: 'publishing', leaseUntil: { $lte: now } },
+        ],
+      }
+      if (decidedKeys.size > 0) filter.orderingKey = { $nin: [...decidedKeys] }
+      const candidates = await this.#events.find(filter).sort({ seq: 1 }).limit(wanted).toArray()
       if (candidates.length === 0) break
+      const { claimable, numberedOrphans } = await this.#headsOnly(
+        candidates,
+        now,
+        deadLettersBlockKeys,
+        decidedKeys,
+      )
       const set = { status: 'publishing' as const, claimedBy, claimedAt: now, leaseUntil }
       const applied = await this.#client.compareAndSet(
         'outbox',
-        candidates.map((doc) => ({ id: doc._id, rev: doc.rev, set })),
+        claimable.map((doc) => ({ id: doc._id, rev: doc.rev, set })),
       )
-      for (const doc of candidates) if (applied.has(doc._id)) claimed.push({ ...doc, ...set })
-      if (applied.size === candidates.length) break
+      for (const doc of claimable) if (applied.has(doc._id)) claimed.push({ ...doc, ...set })
+      const everyCandidateTaken = applied.size === candidates.length
+      const noMoreToRead = candidates.length < wanted && applied.size === claimable.length && !numberedOrphans
+      if (everyCandidateTaken || noMoreToRead) break
     }
     return claimed.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(toOutboxEvent)
+  }
+
+  /**
+   * The candidates a claim may take: every unkeyed one, and per key only its head, the
+   * candidate with the lowest `keySeq`, when no event of its key with a lower `keySeq` is
+   * `pending` (due or not), `publishing` (live or expired lease) or, if dead letters block,
+   * `failed`; nor any of its events unnumbered (its number may still come out lower). Adds
+   * every keyed candidate's key to `decidedKeys`, except keys whose orphans it just numbered.
+   *
+   * Between this read and the claim's compare-and-set no event of the key can get a lower
+   * number (numbers below the head's were taken for events already inserted, hence seen
+   * here) nor start holding the key again (`sent` is final; a `failed` one returns to
+   * `pending` only by a redrive, and blocks already unless dead letters are skipped).
+   */
+  async #headsOnly(
+    candidates: readonly OutboxDocument[],
+    now: Date,
+    deadLettersBlockKeys: boolean,
+    decidedKeys: Set<string>,
+  ): Promise<{ claimable: OutboxDocument[]; numberedOrphans: boolean }> {
+    const heads = new Map<string, OutboxDocument>()
+    const held = new Set<string>()
+    const orphanKeys = new Set<string>()
+    const orphanBefore = now.getTime() - NUMBER_ORPHANS_AFTER_MS
+    for (const doc of candidates) {
+      if (doc.orderingKey === undefined) continue
+      decidedKeys.add(doc.orderingKey)
+      if (doc.keySeq === undefined) {
+        held.add(doc.orderingKey)
+        if (doc.enqueuedAt.getTime() <= orphanBefore) orphanKeys.add(doc.orderingKey)
+        continue
+      }
+      const head = heads.get(doc.orderingKey)
+      if (head?.keySeq === undefined || doc.keySeq < head.keySeq) heads.set(doc.orderingKey, doc)
+    }
+    for (const key of held) heads.delete(key)
+    if (heads.size > 0) {
+      const holding = deadLettersBlockKeys ? ['pending', 'publishing', 'failed'] : ['pending', 'publishing']
+      const blockers = await this.#events
+        .find({
+          $or: [...heads].map(([key, head]) => ({
+            orderingKey: key,
+            status: { $in: holding },
+            $or: [{ keySeq: { $lt: head.keySeq } }, { keySeq: { $exists: false } }],
+          })),
+        } as Filter<OutboxDocument>)
+        .project<Pick<OutboxDocument, 'orderingKey' | 'keySeq' | 'enqueuedAt'>>({
+          _id: 0,
+          orderingKey: 1,
+          keySeq: 1,
+          enqueuedAt: 1,
+        })
+        .toArray()
+      for (const blocker of blockers) {
+        if (blocker.orderingKey === undefined) continue
+        heads.delete(blocker.orderingKey)
+        if (blocker.keySeq === undefined && blocker.enqueuedAt.getTime() <= orphanBefore)
+          orphanKeys.add(blocker.orderingKey)
+      }
+    }
+    let numberedOrphans = false
+    if (orphanKeys.size > 0) {
+      for (const key of await this.#keys.numberIfFree([...orphanKeys])) {
+        decidedKeys.delete(key)
+        numberedOrphans = true
+      }
+    }
+    const claimable = candidates.filter(
+      (doc) => doc.orderingKey === undefined || heads.get(doc.orderingKey) === doc,
+    )
+    return { claimable, numberedOrphans }
   }
 
   protected renewLeases(eventIds: readonly string[], workerId: string, leaseUntil: Date): Promise<string[]> {

@@ -28,6 +28,7 @@ export const mongoDbCapabilities = defineCapabilities({
   transactions: 'native',
   claim: 'conditional-update',
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+  orderingKeys: true,
 })
 
 /** The capabilities of the server behind `runtime`, for a store whose limit is `maxEventBytes`. */
@@ -41,6 +42,7 @@ const runtimeCapabilities = (
         transactions: 'none',
         claim: 'conditional-update',
         maxEventBytes,
+        orderingKeys: true,
         transactionsNote: runtime.transactionsNote ?? 'the server has no transactions',
       })
 

@@ -48,10 +48,24 @@ export interface OutboxDocument {
   claimedAt?: Date
   claimedBy?: string
   leaseUntil?: Date
+  /** The caller's ordering key, text-encoded; absent on an event without one. */
+  orderingKey?: string
+  /**
+   * The event's position in its key (see key-sequences.ts); absent on an event without a
+   * key, and for a moment on a keyed event that is stored but not numbered yet.
+   */
+  keySeq?: number
   /** The enqueue-order key: see {@link SequenceClock}. */
   seq: string
   /** A fresh random token on every write: the compare-and-set version of the document. */
   rev: string
+}
+
+/** A key's counter in `<prefix>outbox_keys`: the last `keySeq` given to an event of the key. */
+export interface OutboxKeyDocument {
+  /** The text-encoded ordering key. */
+  _id: string
+  lastSeq: number
 }
 
 /** An inbox document; same text encoding as {@link OutboxDocument}. */
@@ -106,6 +120,10 @@ export const toOutboxEvent = (doc: OutboxDocument): OutboxEvent => {
   }
   copyCommon(doc, event)
   if (doc.sentAt instanceof Date) event.sentAt = doc.sentAt
+  if (typeof doc.orderingKey === 'string') {
+    event.orderingKey = decode(doc.orderingKey)
+    if (typeof doc.keySeq === 'number') event.keySeq = doc.keySeq
+  }
   return event
 }
 

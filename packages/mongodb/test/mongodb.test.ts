@@ -97,7 +97,7 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     await upgraded.migrate()
   })
 
-  it('takes a database as the previous release left it (history at version 2): nothing is applied again', async () => {
+  it('takes a database as the previous release left it (history at version 2): only the ordering-keys step is applied', async () => {
     const prefix = freshPrefix()
     const names = collectionNames(prefix)
     // What the previous release's migrate() left: the collections, their indexes and
@@ -121,10 +121,13 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     await old.migrate()
     const indexes = (await db.collection(names.outbox).listIndexes().toArray()).map((index) => index.name)
     expect(indexes).not.toContain('txbox_status_sent_at')
-    expect(indexes).toContain('txbox_status_seq')
+    expect(indexes).toEqual(expect.arrayContaining(['txbox_status_seq', 'txbox_ordering_key_key_seq']))
     expect(await db.collection(names.meta).find({}).toArray()).toEqual([
-      { _id: 'schema', version: 2, migratedAt },
+      { _id: 'schema', version: 3, migratedAt: expect.any(Date) },
     ])
+    expect(await db.listCollections({ name: names.outboxKeys }).toArray()).toHaveLength(1)
+    // The event stored before the upgrade has no key and is claimed as before.
+    expect(await old.outbox.get('before')).not.toHaveProperty('orderingKey')
     const [claimed] = await old.outbox.claim({ limit: 1, leaseMs: 1_000, workerId: 'w' })
     expect(claimed?.eventId).toBe('before')
     await old.outbox.markAsSent('before', { workerId: 'w' })
@@ -289,19 +292,30 @@ describe('mongodb migrations files', () => {
   it('are numbered 1..n, the last one is SCHEMA_VERSION, and each is a step migrate() can read', async () => {
     const { loadMigrations } = await import('@txbox/core')
     const migrations = loadMigrations(new URL('../migrations/', import.meta.url))
-    expect(migrations.map((migration) => migration.name)).toEqual(['indexes', 'inbox_id_only'])
+    expect(migrations.map((migration) => migration.name)).toEqual([
+      'indexes',
+      'inbox_id_only',
+      'ordering_keys',
+    ])
     expect(migrations.at(-1)?.version).toBe(SCHEMA_VERSION)
-    const [indexes, idOnly] = migrations.map(
+    const [indexes, idOnly, orderingKeys] = migrations.map(
       (migration) =>
         JSON.parse(migration.body) as {
           collections?: Record<string, { name: string }[]>
           dropCollections?: string[]
         },
     )
-    // Every collection the store names is created by the first step.
-    expect(Object.keys(indexes?.collections ?? {}).sort()).toEqual(
-      Object.keys(collectionNames('txbox_')).sort(),
+    // Every collection the store names is created by a step (the key counters by the third).
+    const created = [
+      ...Object.keys(indexes?.collections ?? {}),
+      ...Object.keys(orderingKeys?.collections ?? {}).filter((key) => key !== 'outbox'),
+    ]
+    expect(created.map((key) => `txbox_${key}`).sort()).toEqual(
+      Object.values(collectionNames('txbox_')).sort(),
     )
+    expect(orderingKeys?.collections?.outbox?.map((index) => index.name)).toEqual([
+      'txbox_ordering_key_key_seq',
+    ])
     expect(indexes?.collections?.outbox?.map((index) => index.name)).toContain('txbox_status_seq')
     expect(idOnly?.dropCollections).toEqual(['inbox_streams'])
   })

@@ -1,0 +1,285 @@
+import { randomUUID } from 'node:crypto'
+import { type EnqueueParams, ManualClock, type OutboxEvent } from '@txbox/core'
+import { type Db, MongoClient } from 'mongodb'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createMongoDbStore, type MongoDbStore } from '../src/index.js'
+import { KEY_LOCK_TTL_MS } from '../src/key-sequences.js'
+import { collectionNames } from '../src/mongodb-options.js'
+import { NUMBER_ORPHANS_AFTER_MS } from '../src/mongodb-outbox-repository.js'
+import type { OutboxDocument, OutboxKeyDocument } from '../src/rows.js'
+
+const url = process.env.TXBOX_MONGODB_URL
+if (!url && process.env.TXBOX_REQUIRE_ALL === '1') {
+  throw new Error(
+    'TXBOX_REQUIRE_ALL=1 but TXBOX_MONGODB_URL is not set: start it with scripts/services.sh up mongodb',
+  )
+}
+
+const keyed = (eventId: string, orderingKey: string): EnqueueParams => ({
+  eventId,
+  subject: 'orders.events',
+  payload: '{}',
+  orderingKey,
+})
+const lease = { leaseMs: 60_000 }
+
+/**
+ * Ordering keys on the server of TXBOX_MONGODB_URL (FerretDB v1 here: no transactions, and
+ * updates that are not atomic), through the numbering without a transaction: insert first,
+ * then number under the key's lock. Concurrency goes through separate MongoClients, as
+ * separate processes would.
+ */
+describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
+  const clients: MongoClient[] = []
+  const prefixes: string[] = []
+  let db: Db
+
+  const connect = async (): Promise<Db> => {
+    const client = await new MongoClient(url ?? '').connect()
+    clients.push(client)
+    return client.db()
+  }
+
+  beforeAll(async () => {
+    db = await connect()
+  })
+
+  afterAll(async () => {
+    for (const prefix of prefixes)
+      for (const name of Object.values(collectionNames(prefix)))
+        await db
+          .collection(name)
+          .drop()
+          .catch(() => {})
+    for (const client of clients) await client.close()
+  })
+
+  /** A migrated store on a fresh prefix, and a peer on its own client (another process). */
+  const stores = async (
+    clock = new ManualClock(),
+  ): Promise<{ store: MongoDbStore; peer: MongoDbStore; prefix: string; clock: ManualClock }> => {
+    const prefix = `t_${randomUUID().replaceAll('-', '').slice(0, 12)}_`
+    prefixes.push(prefix)
+    const store = createMongoDbStore({ db, collectionPrefix: prefix, clock: clock.now })
+    await store.migrate()
+    const peer = createMongoDbStore({ db: await connect(), collectionPrefix: prefix, clock: clock.now })
+    return { store, peer, prefix, clock }
+  }
+
+  it('numbers each key from 1, a batch in input order, keeps the number of a duplicate, and none on unkeyed events', async () => {
+    const { store, prefix } = await stores()
+    const first = await store.outbox.findOrCreate(keyed('a1', 'A'))
+    expect(first).toMatchObject({ orderingKey: 'A', keySeq: 1 })
+    const batch = await store.outbox.findOrCreateMany([
+      keyed('b1', 'B'),
+      keyed('a2', 'A'),
+      { eventId: 'plain', subject: 's', payload: 'p' },
+      keyed('b2', 'B'),
+      keyed('a3', 'A'),
+      keyed('lower-a', 'a'),
+    ])
+    expect(batch.map((event) => [event.eventId, event.orderingKey, event.keySeq])).toEqual([
+      ['b1', 'B', 1],
+      ['a2', 'A', 2],
+      ['plain', undefined, undefined],
+      ['b2', 'B', 2],
+      ['a3', 'A', 3],
+      ['lower-a', 'a', 1],
+    ])
+    expect(batch[2]).not.toHaveProperty('keySeq')
+    expect(batch[2]).not.toHaveProperty('orderingKey')
+    // A duplicate answers the stored event and changes nothing, whatever key it names.
+    expect(await store.outbox.findOrCreate(keyed('a2', 'B'))).toMatchObject({ orderingKey: 'A', keySeq: 2 })
+    expect(await store.outbox.get('a3')).toMatchObject({ orderingKey: 'A', keySeq: 3 })
+    const names = collectionNames(prefix)
+    expect(
+      await db.collection<OutboxKeyDocument>(names.outboxKeys).find({}).sort({ _id: 1 }).toArray(),
+    ).toEqual([
+      { _id: 'A', lastSeq: 3 },
+      { _id: 'B', lastSeq: 2 },
+      { _id: 'a', lastSeq: 1 },
+    ])
+    expect(await db.collection(names.locks).countDocuments({})).toBe(0)
+  })
+
+  it("keeps a key's counter after cleanup deleted every event of the key", async () => {
+    const { store, clock } = await stores()
+    await store.outbox.findOrCreate(keyed('k1', 'K'))
+    const [claimed] = await store.outbox.claim({ limit: 10, workerId: 'w', ...lease })
+    expect(claimed?.keySeq).toBe(1)
+    await store.outbox.markAsSent('k1', { workerId: 'w' })
+    clock.advance(2 * 86_400_000)
+    expect(await store.outbox.cleanup(1)).toBe(1)
+    expect(await store.outbox.findOrCreate(keyed('k2', 'K'))).toMatchObject({ keySeq: 2 })
+    // The id enqueued again after cleanup is a new event with a new number.
+    expect(await store.outbox.findOrCreate(keyed('k1', 'K'))).toMatchObject({ keySeq: 3 })
+  })
+
+  it('claims only the head of each key: a retry keeps the key held, an expired lease gives back the same event, a dead letter blocks until redriven', async () => {
+    const { store, clock } = await stores()
+    await store.outbox.findOrCreateMany([
+      keyed('x1', 'X'),
+      keyed('x2', 'X'),
+      keyed('y1', 'Y'),
+      { eventId: 'free', subject: 's', payload: 'p' },
+      keyed('y2', 'Y'),
+    ])
+    const claim = (workerId: string, keyedDeadLetters?: 'block' | 'skip') =>
+      store.outbox.claim({ limit: 10, workerId, ...lease, ...(keyedDeadLetters ? { keyedDeadLetters } : {}) })
+    const ids = (events: OutboxEvent[]) => events.map((event) => event.eventId)
+    expect(ids(await claim('w1'))).toEqual(['x1', 'y1', 'free'])
+    expect(await claim('w2')).toEqual([])
+    await store.outbox.retryLater('x1', { errorMessage: 'nats down', delayMs: 5_000, workerId: 'w1' })
+    await store.outbox.markAsSent('y1', { workerId: 'w1' })
+    // x1 waits for its backoff and holds X; y1 is sent, so Y goes on.
+    expect(ids(await claim('w2'))).toEqual(['y2'])
+    clock.advance(5_000)
+    expect(ids(await claim('w2'))).toEqual(['x1'])
+    clock.advance(lease.leaseMs)
+    // The leases expired: the same events again, never the next one of X.
+    expect(ids(await claim('w3'))).toEqual(['x1', 'free', 'y2'])
+    await store.outbox.markAsFailed('x1', 'poison', { workerId: 'w3' })
+    expect(await claim('w4')).toEqual([])
+    expect(ids(await claim('w4', 'skip'))).toEqual(['x2'])
+    await store.outbox.markAsSent('x2', { workerId: 'w4' })
+    expect(await store.outbox.requeueFailed(['x1'])).toBe(1)
+    expect(ids(await claim('w5'))).toEqual(['x1'])
+  })
+
+  it('reads past a long key: the heads of keys behind its backlog are claimed in the same call', async () => {
+    const { store } = await stores()
+    await store.outbox.findOrCreateMany(
+      Array.from({ length: 30 }, (_, index) => keyed(`hot-${index}`, 'hot')),
+    )
+    await store.outbox.findOrCreateMany([keyed('c1', 'C'), keyed('d1', 'D'), keyed('c2', 'C')])
+    const claimed = await store.outbox.claim({ limit: 10, workerId: 'w', ...lease })
+    expect(claimed.map((event) => event.eventId)).toEqual(['hot-0', 'c1', 'd1'])
+  })
+
+  it('two clients enqueueing one key at once: distinct numbers, increasing in each caller’s completion order, no lock left', async () => {
+    const { store, peer, prefix } = await stores()
+    const sequential = async (repository: MongoDbStore, name: string): Promise<number[]> => {
+      const numbers: number[] = []
+      for (let index = 0; index < 15; index++) {
+        const event =
+          index % 3 === 0
+            ? await repository.outbox.findOrCreateMany([
+                keyed(`${name}-${index}`, 'K'),
+                keyed(`${name}-${index}b`, 'K'),
+              ])
+            : [await repository.outbox.findOrCreate(keyed(`${name}-${index}`, 'K'))]
+        numbers.push(...event.map((stored) => stored.keySeq ?? Number.NaN))
+      }
+      return numbers
+    }
+    const [mine, theirs] = await Promise.all([sequential(store, 'mine'), sequential(peer, 'theirs')])
+    for (const numbers of [mine, theirs])
+      expect(numbers).toEqual([...numbers].sort((a, b) => a - b).filter((n, i, all) => all.indexOf(n) === i))
+    const all = [...mine, ...theirs]
+    expect(new Set(all).size).toBe(40)
+    // The stored numbers are the ones answered.
+    const stored = await db
+      .collection<OutboxDocument>(collectionNames(prefix).outbox)
+      .find({}, { projection: { keySeq: 1 } })
+      .toArray()
+    expect(stored.map((doc) => doc.keySeq).sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual(
+      [...all].sort((a, b) => a - b),
+    )
+    expect(await db.collection(collectionNames(prefix).locks).countDocuments({})).toBe(0)
+  })
+
+  it('enqueuers racing two claimers: every event is claimed once, and per key only after the previous one was sent, in keySeq order', async () => {
+    const { store, peer } = await stores()
+    const keys = ['P', 'Q', 'R']
+    const perEnqueuer = 12
+    let enqueuing = true
+    const enqueue = async (repository: MongoDbStore, name: string): Promise<void> => {
+      for (let index = 0; index < perEnqueuer; index++)
+        await repository.outbox.findOrCreate(keyed(`${name}-${index}`, keys[index % keys.length] ?? 'P'))
+    }
+    const published: OutboxEvent[] = []
+    const inFlight = new Map<string, string>()
+    const violations: string[] = []
+    const relay = async (repository: MongoDbStore, workerId: string): Promise<void> => {
+      for (;;) {
+        const wasEnqueuing = enqueuing
+        const batch = await repository.outbox.claim({ limit: 5, workerId, ...lease })
+        for (const event of batch) {
+          const key = event.orderingKey ?? ''
+          const holder = inFlight.get(key)
+          if (holder !== undefined) violations.push(`${event.eventId} claimed while ${holder} is in flight`)
+          inFlight.set(key, event.eventId)
+        }
+        for (const event of batch) {
+          published.push(event)
+          inFlight.delete(event.orderingKey ?? '')
+          await repository.outbox.markAsSent(event.eventId, { workerId })
+        }
+        if (batch.length === 0 && !wasEnqueuing) return
+      }
+    }
+    const relays = Promise.all([relay(store, 'r1'), relay(peer, 'r2')])
+    await Promise.all([enqueue(store, 'e1'), enqueue(peer, 'e2')])
+    enqueuing = false
+    await relays
+    expect(violations).toEqual([])
+    expect(published).toHaveLength(2 * perEnqueuer)
+    expect(new Set(published.map((event) => event.eventId)).size).toBe(2 * perEnqueuer)
+    for (const key of keys) {
+      const order = published.filter((event) => event.orderingKey === key).map((event) => event.keySeq ?? 0)
+      expect(order).toEqual([...order].sort((a, b) => a - b))
+    }
+  })
+
+  it('an event whose enqueuer died before numbering it holds its key, until a claim numbers it once it is old', async () => {
+    const { store, prefix, clock } = await stores()
+    const outbox = db.collection<OutboxDocument>(collectionNames(prefix).outbox)
+    await store.outbox.findOrCreateMany([keyed('first', 'O'), keyed('later', 'O')])
+    // What a crash between the insert and the numbering leaves: the event without keySeq
+    // (the next numbering of the key would number it too, so it comes last here).
+    await store.outbox.findOrCreate(keyed('orphan', 'O'))
+    await outbox.updateOne({ _id: 'orphan' }, { $unset: { keySeq: '' } })
+    expect(await store.outbox.get('orphan')).not.toHaveProperty('keySeq')
+    // 'first' (1) and 'later' (2) are numbered, but the orphan's number might come out lower.
+    expect(await store.outbox.claim({ limit: 10, workerId: 'w', ...lease })).toEqual([])
+    clock.advance(NUMBER_ORPHANS_AFTER_MS)
+    const [head] = await store.outbox.claim({ limit: 10, workerId: 'w', ...lease })
+    expect(head).toMatchObject({ eventId: 'first', keySeq: 1 })
+    expect(await store.outbox.get('orphan')).toMatchObject({ keySeq: 4 })
+    await store.outbox.markAsSent('first', { workerId: 'w' })
+    const [next] = await store.outbox.claim({ limit: 10, workerId: 'w', ...lease })
+    expect(next?.eventId).toBe('later')
+  })
+
+  it('a duplicate of an event still unnumbered numbers it and answers its number', async () => {
+    const { store, prefix } = await stores()
+    await store.outbox.findOrCreate(keyed('d', 'D'))
+    await db
+      .collection<OutboxDocument>(collectionNames(prefix).outbox)
+      .updateOne({ _id: 'd' }, { $unset: { keySeq: '' } })
+    expect(await store.outbox.findOrCreate(keyed('d', 'D'))).toMatchObject({ orderingKey: 'D', keySeq: 2 })
+  })
+
+  it("frees a key's numbering lock whose holder died (older than the TTL), and waits for a live one", async () => {
+    const { store, peer, prefix } = await stores()
+    const locks = db.collection<{ _id: string; at: Date; token: string }>(collectionNames(prefix).locks)
+    await locks.insertOne({ _id: 'key|dead', at: new Date(Date.now() - KEY_LOCK_TTL_MS - 1_000), token: 't' })
+    expect(await store.outbox.findOrCreate(keyed('after-crash', 'dead'))).toMatchObject({ keySeq: 1 })
+    await locks.insertOne({ _id: 'key|live', at: new Date(), token: 't' })
+    const waiting = peer.outbox.findOrCreate(keyed('waits', 'live'))
+    // It is stored at once but not answered while the lock is held.
+    const raw = db.collection<OutboxDocument>(collectionNames(prefix).outbox)
+    const deadline = Date.now() + 10_000
+    while ((await raw.countDocuments({ _id: 'waits' })) === 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    let answered = false
+    void waiting.then(() => {
+      answered = true
+    })
+    expect(await raw.findOne({ _id: 'waits' })).not.toHaveProperty('keySeq')
+    expect(answered).toBe(false)
+    await locks.deleteOne({ _id: 'key|live' })
+    expect(await waiting).toMatchObject({ keySeq: 1 })
+    expect(await locks.countDocuments({})).toBe(0)
+  })
+})
