@@ -82,13 +82,23 @@ class CheckThenInsertOutbox extends MemoryOutboxRepository {
   }
 }
 
+/**
+ * The ordering-key rule of a claim (only the first unsent event of a key), for the fixtures
+ * that rewrite the claim to break something else: each keeps it, so it fails only its own cases.
+ */
+const headRule =
+  (heads: ReadonlyMap<string, number>) =>
+  (event: OutboxEvent): boolean =>
+    event.orderingKey === undefined || heads.get(event.orderingKey) === event.keySeq
+
 /** `claim` as `findPending` + `markAsPublishing`: two relays publish the same rows. */
 class FindThenMarkClaimOutbox extends MemoryOutboxRepository {
   override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
-    const { limit, leaseMs, workerId } = this.validate.claimOptions(options)
+    const { limit, leaseMs, workerId, keyedDeadLetters } = this.validate.claimOptions(options)
     const now = this.clock()
+    const isHead = headRule(this.keyHeads(keyedDeadLetters === 'block'))
     const candidates = this.ordered()
-      .filter((event) => this.isClaimable(event, now.getTime()))
+      .filter((event) => this.isClaimable(event, now.getTime()) && isHead(event))
       .slice(0, limit)
     await yieldToOthers()
     return candidates.map((event) => {
@@ -921,14 +931,16 @@ class DedupeRecordKeepingInbox extends MemoryInboxRepository {
 class ExpiredBeyondLimitOutbox extends MemoryOutboxRepository {
   protected override async claimEvents(request: ClaimRequest): Promise<OutboxEvent[]> {
     const nowMs = request.now.getTime()
+    const isHead = headRule(this.keyHeads(request.deadLettersBlockKeys))
     const expired = this.ordered().filter(
       (event) =>
         event.status === 'publishing' &&
         event.leaseUntil !== undefined &&
-        event.leaseUntil.getTime() <= nowMs,
+        event.leaseUntil.getTime() <= nowMs &&
+        isHead(event),
     )
     const pending = this.ordered()
-      .filter((event) => event.status === 'pending' && event.availableAt.getTime() <= nowMs)
+      .filter((event) => event.status === 'pending' && event.availableAt.getTime() <= nowMs && isHead(event))
       .slice(0, request.limit)
     return [...expired, ...pending]
       .sort((a, b) => a.seq - b.seq)
@@ -1273,6 +1285,122 @@ const optionsDroppedTarget = (): ConformanceTarget<MemoryTransaction> => {
   }
 }
 
+/**
+ * Ordering keys with the head rule left out: a claim takes every due event of a key at once,
+ * as `SELECT ... WHERE status = 'pending' ORDER BY seq LIMIT n` without the per-key filter
+ * would, so two relays publish one aggregate's events side by side.
+ */
+class HeadsIgnoringOutbox extends MemoryOutboxRepository {
+  protected override async claimEvents({ now, leaseUntil, workerId, limit }: ClaimRequest) {
+    return this.ordered()
+      .filter((event) => this.isClaimable(event, now.getTime()))
+      .slice(0, limit)
+      .map((event) => {
+        Object.assign(event, { status: 'publishing', claimedAt: now, claimedBy: workerId, leaseUntil })
+        const { seq: _seq, ...copy } = event
+        return { ...copy }
+      })
+  }
+}
+
+/**
+ * A store that numbers keyed events its own way: `keySeqFor` runs when the event is
+ * inserted (inside the caller's transaction, if any) and its number replaces the memory
+ * store's when the event becomes visible.
+ */
+abstract class RenumberingOutbox extends MemoryOutboxRepository {
+  protected abstract keySeqFor(orderingKey: string): number
+
+  protected override insert(params: EnqueueParams, now: Date, tx: MemoryTransaction | undefined) {
+    const known = this.events.has(params.eventId) || tx?.staged(this).has(params.eventId) === true
+    if (known || params.orderingKey === undefined) return super.insert(params, now, tx)
+    const keySeq = this.keySeqFor(params.orderingKey)
+    const event = super.insert(params, now, tx)
+    const renumber = () => {
+      const row = this.events.get(params.eventId)
+      if (row) row.keySeq = keySeq
+    }
+    if (tx) {
+      tx.enlist(renumber)
+      return event
+    }
+    renumber()
+    return { ...event, keySeq }
+  }
+}
+
+/**
+ * keySeq numbered within each repository call (a batch's rank of the key, as `ROW_NUMBER()
+ * OVER (PARTITION BY key)` over the inserted rows would) instead of from a per-key counter:
+ * every call restarts the key at 1.
+ */
+class PerCallKeySeqOutbox extends RenumberingOutbox {
+  #inCall = new Map<string, number>()
+
+  protected override insertEvents(
+    events: Parameters<MemoryOutboxRepository['insertEvents']>[0],
+    now: Date,
+    tx: MemoryTransaction | undefined,
+  ) {
+    this.#inCall = new Map()
+    return super.insertEvents(events, now, tx)
+  }
+
+  protected keySeqFor(orderingKey: string): number {
+    const keySeq = (this.#inCall.get(orderingKey) ?? 0) + 1
+    this.#inCall.set(orderingKey, keySeq)
+    return keySeq
+  }
+}
+
+/**
+ * keySeq as one more than the highest stored for the key (`SELECT MAX(key_seq) + 1`): once
+ * cleanup deleted every event of a key, the key starts again at 1 and a consumer that
+ * remembers the last keySeq it saw takes the new events for replays.
+ */
+class MaxPlusOneKeySeqOutbox extends RenumberingOutbox {
+  protected keySeqFor(orderingKey: string): number {
+    let highest = 0
+    for (const event of this.events.values())
+      if (event.orderingKey === orderingKey) highest = Math.max(highest, event.keySeq ?? 0)
+    return highest + 1
+  }
+}
+
+/**
+ * keySeq taken from a per-key counter when the event is inserted, not when it commits, and
+ * nothing serializes the key's enqueues (a counter outside the transaction: a sequence, an
+ * INCR): an event enqueued later from outside commits first with the higher keySeq, is
+ * claimed and published before the lower one that is still to commit.
+ */
+class KeySeqAtInsertOutbox extends RenumberingOutbox {
+  readonly #counters = new Map<string, number>()
+
+  protected keySeqFor(orderingKey: string): number {
+    const keySeq = (this.#counters.get(orderingKey) ?? 0) + 1
+    this.#counters.set(orderingKey, keySeq)
+    return keySeq
+  }
+}
+
+/** Declares orderingKeys but has no column for the key: a keyed event is stored without it. */
+class KeyDroppingOutbox extends MemoryOutboxRepository {
+  protected override insert(params: EnqueueParams, now: Date, tx: MemoryTransaction | undefined) {
+    const { orderingKey: _dropped, ...unkeyed } = params
+    return super.insert(unkeyed, now, tx)
+  }
+}
+
+/**
+ * A dead letter never holds its key, whatever `keyedDeadLetters` says (the claim's filter
+ * lists only `pending` and `publishing`): under the default 'block' a failed head's key goes on.
+ */
+class FailedHeadNotHoldingOutbox extends MemoryOutboxRepository {
+  protected override keyHeads(_deadLettersBlockKeys: boolean): Map<string, number> {
+    return super.keyHeads(false)
+  }
+}
+
 export const brokenAdapters: readonly {
   target: ConformanceTarget<MemoryTransaction>
   mustFail: readonly string[]
@@ -1284,8 +1412,13 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('find-then-mark-claim', FindThenMarkClaimOutbox),
-    // The memory target's peer is the same store: its racing claimers meet the defect too.
-    mustFail: ['outbox.claim.disjoint-concurrent', 'outbox.claim.disjoint-across-connections'],
+    // The memory target's peer is the same store: its racing claimers meet the defect too,
+    // and so do the claimers racing for the heads of keys.
+    mustFail: [
+      'outbox.claim.disjoint-concurrent',
+      'outbox.ordering.heads-across-connections',
+      'outbox.claim.disjoint-across-connections',
+    ],
   },
   {
     target: brokenTarget('reset-by-enqueue-time', ResetByEnqueueTimeOutbox),
@@ -1308,6 +1441,7 @@ export const brokenAdapters: readonly {
       'outbox.claim.limit-counts-expired',
       'outbox.retry.dead-letter',
       'outbox.retry.requeue',
+      'outbox.ordering.heads-only',
     ],
   },
   {
@@ -1396,7 +1530,11 @@ export const brokenAdapters: readonly {
   {
     target: instanceLockedTarget(),
     // Within one instance the lock makes claims disjoint: only the cases across connections see it.
-    mustFail: ['outbox.claim.disjoint-across-connections', 'inbox.claim.exactly-one-across-connections'],
+    mustFail: [
+      'outbox.ordering.heads-across-connections',
+      'outbox.claim.disjoint-across-connections',
+      'inbox.claim.exactly-one-across-connections',
+    ],
   },
   {
     target: brokenTarget('lease-record-fence', LeaseRecordFenceOutbox),
@@ -1430,7 +1568,13 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenPairTarget('sideless-messages', SidelessMessagesOutbox, SidelessMessagesInbox),
-    mustFail: ['outbox.validation.names-side-and-field', 'inbox.validation.names-side-and-field'],
+    // The ordering cases read the side and field in the messages about orderingKey and keyedDeadLetters.
+    mustFail: [
+      'outbox.validation.names-side-and-field',
+      'inbox.validation.names-side-and-field',
+      'outbox.ordering.validation',
+      'outbox.ordering.dead-letter-policy',
+    ],
   },
   {
     target: brokenInboxTarget('dedupe-record-kept', DedupeRecordKeepingInbox),
@@ -1451,12 +1595,13 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('gap-skipping-claims', GapSkippingOutbox),
-    mustFail: ['outbox.tx.commit-order'],
+    // ordering.commit-order claims the outside event while the open transaction's is to commit.
+    mustFail: ['outbox.tx.commit-order', 'outbox.ordering.commit-order'],
   },
   {
     target: brokenTarget('uncommitted-reading-claim', UncommittedReadingClaimOutbox),
-    // commit-order claims between two commits, while the first transaction is still open.
-    mustFail: ['outbox.tx.commit-order', 'outbox.tx.claim-while-open'],
+    // Both commit-order cases claim while a transaction is still open.
+    mustFail: ['outbox.tx.commit-order', 'outbox.tx.claim-while-open', 'outbox.ordering.commit-order'],
   },
   {
     target: brokenTarget('last-commit-wins', LastCommitWinsOutbox),
@@ -1502,5 +1647,48 @@ export const brokenAdapters: readonly {
   {
     target: optionsDroppedTarget(),
     mustFail: ['outbox.tx.store-transaction-input'],
+  },
+  {
+    target: brokenTarget('heads-ignored', HeadsIgnoringOutbox),
+    mustFail: [
+      'outbox.ordering.heads-only',
+      'outbox.ordering.dead-letter-policy',
+      'outbox.ordering.heads-across-connections',
+    ],
+  },
+  {
+    target: brokenTarget('key-seq-per-call', PerCallKeySeqOutbox),
+    // Two calls give a key two events numbered 1: both are heads, and the two enqueues of
+    // commit-order tie.
+    mustFail: [
+      'outbox.ordering.key-seq',
+      'outbox.ordering.heads-across-connections',
+      'outbox.ordering.commit-order',
+    ],
+  },
+  {
+    target: brokenTarget('key-seq-max-plus-one', MaxPlusOneKeySeqOutbox),
+    // Its MAX reads no uncommitted event either: the enqueue from outside ties with the open one.
+    mustFail: ['outbox.ordering.key-seq', 'outbox.ordering.commit-order'],
+  },
+  {
+    target: brokenTarget('key-seq-at-insert', KeySeqAtInsertOutbox),
+    mustFail: ['outbox.ordering.commit-order'],
+  },
+  {
+    target: brokenTarget('ordering-key-dropped', KeyDroppingOutbox),
+    // Every case that enqueues a keyed event; validation's last step stores two.
+    mustFail: [
+      'outbox.ordering.key-seq',
+      'outbox.ordering.validation',
+      'outbox.ordering.heads-only',
+      'outbox.ordering.dead-letter-policy',
+      'outbox.ordering.heads-across-connections',
+      'outbox.ordering.commit-order',
+    ],
+  },
+  {
+    target: brokenTarget('failed-head-not-holding', FailedHeadNotHoldingOutbox),
+    mustFail: ['outbox.ordering.heads-only', 'outbox.ordering.dead-letter-policy'],
   },
 ]

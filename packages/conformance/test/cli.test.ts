@@ -134,6 +134,7 @@ describe('txbox-conformance', () => {
       'outbox.counts.all-statuses',
       'outbox.tx.rollback-invisible',
       'outbox.validation.unknown-ids-create-nothing',
+      'outbox.ordering.validation',
       'outbox.paging.many-pages',
       'isolation.prefix',
     ])

@@ -585,8 +585,12 @@ export const outboxOrderingCases = [
           `key-${key}, enqueued in order`,
         )
 
-      /** Per key, the event claimed and not yet handed to markManyAsSent. */
-      const inFlight = new Map<string, string>()
+      /**
+       * Per key, the event claimed and not yet sent, and whether its markManyAsSent has been
+       * called: once it has, the store may have applied it, so the next event of the key may
+       * be claimed before that call answers.
+       */
+      const inFlight = new Map<string, { readonly eventId: string; marking: boolean }>()
       /** Per key, the keySeq of each claim, in the order the claims answered. */
       const claimOrder = new Map<string, number[]>()
       const claimedBy = new Map<string, string>()
@@ -606,6 +610,7 @@ export const outboxOrderingCases = [
             await turns(1)
             continue
           }
+          const held: { readonly key: string; readonly entry: { eventId: string; marking: boolean } }[] = []
           for (const event of claimed) {
             const stored = enqueued.get(event.eventId)
             if (!stored) strangers.push(event.eventId)
@@ -619,19 +624,23 @@ export const outboxOrderingCases = [
                 `${event.eventId} claimed as ${String(event.orderingKey)}/${String(event.keySeq)}`,
               )
             const holder = inFlight.get(key)
-            if (holder !== undefined) overlaps.push(`${event.eventId} claimed while ${holder} was unsent`)
-            inFlight.set(key, event.eventId)
+            if (holder !== undefined && !holder.marking)
+              overlaps.push(
+                `${event.eventId} claimed while ${holder.eventId} was neither sent nor being marked sent`,
+              )
+            const entry = { eventId: event.eventId, marking: false }
+            inFlight.set(key, entry)
+            held.push({ key, entry })
             claimOrder.set(key, [...(claimOrder.get(key) ?? []), stored?.keySeq ?? Number.NaN])
           }
-          // Released before the write: once it may have applied, the next event is claimable.
-          for (const event of claimed) {
-            const key = enqueued.get(event.eventId)?.orderingKey
-            if (key !== undefined && inFlight.get(key) === event.eventId) inFlight.delete(key)
-          }
+          // The publish: other claimers run while these events are held.
+          await turns(1)
+          for (const { entry } of held) entry.marking = true
           const notApplied = await outbox.markManyAsSent(
             claimed.map(({ eventId }) => eventId),
             { workerId },
           )
+          for (const { key, entry } of held) if (inFlight.get(key) === entry) inFlight.delete(key)
           unapplied.push(...notApplied)
           sentCount += claimed.length - notApplied.length
         }
