@@ -237,7 +237,11 @@ export const outboxSql = (schema: string, prefix: string, partitioned = false): 
     // snapshot is re-checked against the WHERE clause before it is locked, so an event just
     // claimed by someone else (lease in the future) is never taken twice. The redundant
     // `status IN (...)` lets the planner match the partial index whatever it makes of the OR.
-    // One statement: no transaction stays open after it returns.
+    // The seqs go through an array (an InitPlan run once), so the UPDATE itself is primary-key
+    // lookups of rows already locked: `seq IN (subquery)` let the planner hash-join them
+    // against a sequential scan of the table whenever many rows are live. Keyed rows also pass
+    // the head-of-key rule (see keyHead). One statement: no transaction stays open after it
+    // returns.
     claim: (args) => claimQuery(table, args),
     markAsPublishing: `
       UPDATE ${table} SET status = 'publishing', claimed_at = $2
@@ -465,7 +469,7 @@ export const claimQuery = (table: string, args: ClaimArgs): string => {
       UPDATE ${table}
       SET status = 'publishing', claimed_by = ${literal(args.workerId)}, claimed_at = ${now},
           lease_until = ${timestamp(args.leaseUntil)}
-      WHERE seq IN (
+      WHERE seq = ANY(ARRAY(
         SELECT seq FROM ${table} t
         WHERE status IN ('pending', 'publishing')
           AND ((status = 'pending' AND available_at <= ${now}) OR (status = 'publishing' AND lease_until <= ${now}))
@@ -473,7 +477,7 @@ export const claimQuery = (table: string, args: ClaimArgs): string => {
         ORDER BY seq
         LIMIT ${args.limit}
         FOR UPDATE SKIP LOCKED
-      )
+      ))
       RETURNING ${OUTBOX_COLUMNS}`
 }
 

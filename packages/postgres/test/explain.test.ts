@@ -114,6 +114,45 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
     }
   })
 
+  it("claim checks a keyed row's head with one probe of the key-head index, never a scan", async () => {
+    const keyed = await createNamespace()
+    try {
+      // 500 keys with 10 unsent events each, behind a history of sent keyed rows.
+      await keyed.store.outbox.findOrCreateMany(
+        Array.from({ length: 10_000 }, (_, i) => event(`k-${i}`, { orderingKey: `key-${i % 500}` })),
+      )
+      const table = `"${keyed.schema}".txbox_outbox`
+      await keyed.pool.query(`UPDATE ${table} SET status = 'sent', sent_at = enqueued_at WHERE seq <= 5000`)
+      await keyed.pool.query(`ANALYZE ${table}`)
+      const now = new Date(keyed.clock.peekMs())
+      for (const deadLettersBlockKeys of [true, false]) {
+        const claim = outboxSql(keyed.schema, 'txbox_').claim({
+          workerId: 'w',
+          now,
+          leaseUntil: new Date(now.getTime() + 30_000),
+          limit: 100,
+          deadLettersBlockKeys,
+        })
+        const results = (await keyed.pool.query(
+          claim.replace(CLAIM_PLANNER_SETTINGS, `${CLAIM_PLANNER_SETTINGS} EXPLAIN (FORMAT JSON)`),
+        )) as unknown as { rows: { 'QUERY PLAN': [{ Plan: PlanNode }] }[] }[]
+        const [explained] = results.at(-1)!.rows[0]!['QUERY PLAN']
+        const plan = nodes(explained.Plan)
+        const indexes = plan.map((node) => node['Index Name'])
+        expect(indexes).toContain('txbox_outbox_claimable_idx')
+        expect(indexes).toContain('txbox_outbox_key_head_idx')
+        expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([])
+        expect(plan.map((node) => node['Node Type'])).not.toContain('Hash Anti Join')
+      }
+      // And the claim takes the 500 heads, keySeq 6 of each (1-5 were sent), in enqueue order.
+      const claimed = await keyed.store.outbox.claim({ limit: 10_000, leaseMs: 30_000, workerId: 'w' })
+      expect(claimed.map((e) => e.eventId)).toEqual(Array.from({ length: 500 }, (_, i) => `k-${5000 + i}`))
+      expect(new Set(claimed.map((e) => e.keySeq))).toEqual(new Set([11]))
+    } finally {
+      await keyed.dispose()
+    }
+  })
+
   it('findPending uses the same index', async () => {
     const sql = outboxSql(ns.schema, 'txbox_')
     const plan = await explain(sql.findPending, [new Date(ns.clock.peekMs()), 100])

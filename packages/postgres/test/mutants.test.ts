@@ -88,15 +88,15 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'claim: FOR UPDATE SKIP LOCKED removed',
     statements: ['outbox.claim'],
-    find: 'FOR UPDATE SKIP LOCKED\n      )\n      RETURNING',
-    replace: '\n      )\n      RETURNING',
+    find: 'FOR UPDATE SKIP LOCKED\n      ))\n      RETURNING',
+    replace: '\n      ))\n      RETURNING',
     kills: ['outbox.claim.disjoint-concurrent', 'outbox.claim.disjoint-across-connections'],
   },
   {
     id: 'claim: SKIP LOCKED dropped (plain FOR UPDATE)',
     statements: ['outbox.claim'],
-    find: 'FOR UPDATE SKIP LOCKED\n      )\n      RETURNING',
-    replace: 'FOR UPDATE\n      )\n      RETURNING',
+    find: 'FOR UPDATE SKIP LOCKED\n      ))\n      RETURNING',
+    replace: 'FOR UPDATE\n      ))\n      RETURNING',
     kills: [],
     survives: {
       reason:
