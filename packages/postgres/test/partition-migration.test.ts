@@ -60,6 +60,11 @@ describe.skipIf(noServer)(
         { eventId: 'm4', subject: 's', payload: 'm4' },
         { leaseMs: 60_000, workerId: 'w' },
       )
+      // Keyed events: their keySeq and the key's counter carry over.
+      await plain.outbox.findOrCreateMany([
+        event('key-1', { orderingKey: 'order-7' }),
+        event('key-2', { orderingKey: 'order-7' }),
+      ])
       // Deleted rows consumed seq values: the partitioned table must not hand them out again.
       await plain.outbox.findOrCreate(event('gone'))
       await plain.outbox.markAsSent('gone')
@@ -121,7 +126,8 @@ describe.skipIf(noServer)(
       )
 
       // The relay picks up where it was, in enqueue order: the expired leases, the retry now
-      // due, the pending ones; the ids still deduplicate, on both sides.
+      // due, the pending ones, the head of the key (key-2 waits behind it); the ids still
+      // deduplicate, on both sides.
       const next = await partitioned.outbox.claim({ limit: 100, leaseMs: 60_000, workerId: 'relay-b' })
       expect(next.map((e) => e.eventId)).toEqual([
         'd0-3',
@@ -135,6 +141,7 @@ describe.skipIf(noServer)(
         'd2-1',
         'd2-2',
         'd2-3',
+        'key-1',
       ])
       const again = await partitioned.outbox.findOrCreate(event('d0-2', { payload: 'other' }))
       expect(again.status).toBe('failed')
@@ -147,11 +154,14 @@ describe.skipIf(noServer)(
       )
       expect(Number(freshSeq.rows[0]?.seq)).toBeGreaterThan(maxSeq + 1)
       expect(fresh.status).toBe('pending')
+      expect((await partitioned.outbox.findOrCreate(event('key-3', { orderingKey: 'order-7' }))).keySeq).toBe(
+        3,
+      )
 
       // A second migrate, with or without the option, changes nothing.
       await partitioned.migrate()
       await plain.migrate()
-      expect((await snapshot(schema, 'outbox')).length).toBe(outboxBefore.length + 1)
+      expect((await snapshot(schema, 'outbox')).length).toBe(outboxBefore.length + 2)
     })
   },
 )

@@ -147,6 +147,24 @@ describe.skipIf(noServer)(`partitioned tables${noServer ? ` (skipped: ${skipReas
     expect(await homes(['m'], 'inbox')).toEqual({ m: 'p20260312' })
   })
 
+  it('ordering keys hold across partitions: keySeq goes on, a duplicate answers its stored keySeq, an older unsent event of the key blocks a newer one', async () => {
+    const first = await store.outbox.findOrCreate(event('k1', { orderingKey: 'order-42' }))
+    clock.advance(DAY)
+    const [second, again] = await store.outbox.findOrCreateMany([
+      event('k2', { orderingKey: 'order-42' }),
+      event('k1', { orderingKey: 'order-42', payload: 'other' }),
+    ])
+    expect([first.keySeq, second?.keySeq, again?.keySeq]).toEqual([1, expect.any(Number), 1])
+    expect(second?.keySeq).toBeGreaterThan(1)
+    expect(await homes(['k1', 'k2'])).toEqual({ k1: 'pold', k2: 'p20260311' })
+    // k1 (older partition) is the head: the claim takes it alone, then k2 once k1 is sent.
+    const heads = await store.outbox.claim({ limit: 10, leaseMs: 60_000, workerId: 'w' })
+    expect(heads.map((e) => e.eventId)).toEqual(['k1'])
+    await store.outbox.markAsSent('k1', { workerId: 'w' })
+    const next = await store.outbox.claim({ limit: 10, leaseMs: 60_000, workerId: 'w' })
+    expect(next.map((e) => e.eventId)).toEqual(['k2'])
+  })
+
   it('an insert beyond the partitions ahead lands in the default partition, and moves out when its partition is created', async () => {
     const early = await store.outbox.findOrCreate(event('early'))
     clock.advance(30 * DAY)
