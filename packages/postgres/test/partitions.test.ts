@@ -3,7 +3,16 @@ import type pg from 'pg'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createPostgresStore, PARTITION_LOCK_TIMEOUT_MS, type PostgresStore } from '../src/index.js'
 import { nextPeriod, periodOfSuffix, periodStart, periodSuffix } from '../src/postgres-partitions.js'
+import { CLAIM_PLANNER_SETTINGS, outboxSql } from '../src/sql.js'
 import { event, freshSchema, newPool, noServer, skipReason } from './helpers.js'
+
+interface PlanNode {
+  'Node Type': string
+  'Index Name'?: string
+  'Relation Name'?: string
+  Plans?: PlanNode[]
+}
+const planNodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(planNodes)]
 
 const DAY = 86_400_000
 /** Noon, so that hours of clock movement inside a test stay within one UTC day. */
@@ -163,6 +172,52 @@ describe.skipIf(noServer)(`partitioned tables${noServer ? ` (skipped: ${skipReas
     await store.outbox.markAsSent('k1', { workerId: 'w' })
     const next = await store.outbox.claim({ limit: 10, leaseMs: 60_000, workerId: 'w' })
     expect(next.map((e) => e.eventId)).toEqual(['k2'])
+  })
+
+  it("the claim walks each partition's claimable index in seq order and merges them: no sort, no scan of a partition with rows", async () => {
+    for (let day = 0; day < 4; day++) {
+      await store.outbox.findOrCreateMany(Array.from({ length: 3000 }, (_, i) => event(`e${day}-${i}`)))
+      clock.advance(DAY)
+    }
+    // Most of the history sent, as in production: the claimable indexes hold the rest.
+    await pool.query(
+      `UPDATE "${schema}"."txbox_outbox" SET status = 'sent', sent_at = enqueued_at WHERE event_id LIKE '%-1%'`,
+    )
+    await pool.query(`ANALYZE "${schema}"."txbox_outbox"`)
+    const now = clock.now()
+    const claim = outboxSql(schema, 'txbox_', true).claim({
+      workerId: 'w',
+      now,
+      leaseUntil: new Date(now.getTime() + 30_000),
+      limit: 100,
+      deadLettersBlockKeys: true,
+    })
+    const results = (await pool.query(
+      claim.replace(CLAIM_PLANNER_SETTINGS, `${CLAIM_PLANNER_SETTINGS} EXPLAIN (FORMAT JSON)`),
+    )) as unknown as { rows: { 'QUERY PLAN': [{ Plan: PlanNode }] }[] }[]
+    const plan = planNodes(results.at(-1)!.rows[0]!['QUERY PLAN'][0].Plan)
+    const types = plan.map((node) => node['Node Type'])
+    expect(types).toContain('Merge Append')
+    expect(types).not.toContain('Sort')
+    // Only the empty default partition may be read whole: that costs nothing.
+    const scanned = plan
+      .filter((node) => node['Node Type'] === 'Seq Scan')
+      .map((node) => node['Relation Name'])
+    expect(new Set(scanned)).toEqual(new Set(['txbox_outbox_default']))
+    const claimable = plan.filter(
+      (node) => node['Index Name']?.endsWith('_seq_idx') || node['Index Name'] === 'txbox_outbox_pold_1',
+    )
+    expect(new Set(claimable.map((node) => node['Relation Name']))).toEqual(
+      new Set([
+        'txbox_outbox_pold',
+        'txbox_outbox_p20260311',
+        'txbox_outbox_p20260312',
+        'txbox_outbox_p20260313',
+        'txbox_outbox_default',
+      ]),
+    )
+    const claimed = await store.outbox.claim({ limit: 5, leaseMs: 30_000, workerId: 'w' })
+    expect(claimed.map((e) => e.eventId)).toEqual(['e0-0', 'e0-2', 'e0-3', 'e0-4', 'e0-5'])
   })
 
   it('an insert beyond the partitions ahead lands in the default partition, and moves out when its partition is created', async () => {
