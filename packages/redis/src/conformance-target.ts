@@ -49,6 +49,8 @@ const rawOutbox = (h: Record<string, string>): OutboxEvent | null => {
     claimedAt: ms(h.claimedAt),
     claimedBy: h.claimedBy,
     leaseUntil: ms(h.leaseUntil),
+    orderingKey: h.orderingKey,
+    keySeq: h.keySeq === undefined ? undefined : Number(h.keySeq),
   }
   return Object.fromEntries(
     Object.entries(event).filter(([, v]) => v !== undefined),

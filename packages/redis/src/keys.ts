@@ -16,6 +16,22 @@
  * - `failed`       zset of `failed` events, scored by seq (dead letters, oldest first)
  * - `counts`       hash: status -> number of events (a field is removed at zero)
  *
+ * Ordering keys (layout 3; an event without a key is in none of these):
+ * - `keyseq`          hash: ordering key -> the last keySeq given (never deleted: a key's
+ *                     sequence does not restart after cleanup)
+ * - `kl:<key>`        zset of the key's `pending` and `publishing` events, scored by keySeq:
+ *                     its lowest member is the key's head, the only one of them a claim takes
+ * - `kf:<key>`        zset of the key's `failed` events, scored by keySeq (they hold the key
+ *                     for a claim with keyedDeadLetters 'block')
+ * - `blocked`         zset of `pending`, due heads with a dead letter below them, scored by
+ *                     seq: only a 'skip' claim looks here
+ * - `parked`          zset of `pending` keyed events that are not their key's head, scored by
+ *                     seq: no claim looks here; findPending does, and a head leaving its key
+ *                     moves the next one to `ready`, `delayed` or `blocked`
+ *   A keyed head that is `pending` is in `ready` or `delayed` (as an unkeyed event) or
+ *   `blocked`; so `ready` holds only events a claim may take, and a claim's work stays
+ *   proportional to its batch however long a key's backlog is.
+ *
  * Inbox (`txbox:{p}:inbox:`):
  * - `e:<eventId>`             hash: the event
  * - `a:<streamSeq>:<stream>`  string: version 1's alias of a JetStream position; never read
@@ -51,7 +67,14 @@ export interface OutboxKeys {
   readonly failed: string
   readonly counts: string
   readonly seq: string
-  /** KEYS[1..9] of every outbox script, in the order the Lua prelude expects. */
+  readonly keySeqs: string
+  /** Prefix of a key's live events zset: `<liveKeyPrefix><orderingKey>`. */
+  readonly livePrefix: string
+  /** Prefix of a key's dead letters zset: `<deadKeyPrefix><orderingKey>`. */
+  readonly deadPrefix: string
+  readonly blocked: string
+  readonly parked: string
+  /** KEYS[1..14] of every outbox script, in the order the Lua prelude expects. */
   readonly indexKeys: readonly string[]
   event(eventId: string): string
 }
@@ -69,6 +92,11 @@ export const outboxKeys = (keyPrefix: string): OutboxKeys => {
     failed: `${base}failed`,
     counts: `${base}counts`,
     seq: `${base}seq`,
+    keySeqs: `${base}keyseq`,
+    livePrefix: `${base}kl:`,
+    deadPrefix: `${base}kf:`,
+    blocked: `${base}blocked`,
+    parked: `${base}parked`,
   }
   return {
     ...keys,
@@ -82,6 +110,11 @@ export const outboxKeys = (keyPrefix: string): OutboxKeys => {
       keys.failed,
       keys.counts,
       keys.seq,
+      keys.keySeqs,
+      keys.livePrefix,
+      keys.deadPrefix,
+      keys.blocked,
+      keys.parked,
     ]),
     event: (eventId) => `${eventPrefix}${eventId}`,
   }

@@ -54,6 +54,7 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
       transaction: multiHandleFor(options.redis),
       sweepBatch: REDIS_SWEEP_BATCH,
       ambient,
+      orderingKeys: true,
     })
     this.redis = options.redis
     this.keys = outboxKeys(this.validate.identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix'))
@@ -74,12 +75,16 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
    * (EXISTS, INCR seq, HSET, index, count), so 20 concurrent calls store one event and all
    * return it.
    *
+   * A keyed event's keySeq is taken by the same script when it runs, so it follows the
+   * order in which the writes executed.
+   *
    * With `tx`: a MULTI cannot hand back a reply before EXEC, so the stored events are read
    * first (outside the transaction) and returned where they exist; otherwise the event as it
    * will be stored is returned. The same idempotent script is queued either way, so EXEC
    * inserts only what is still absent: when another client stores the same id between our
    * read and the caller's EXEC, the first write wins and what we returned may differ from
-   * what is stored (same id, another payload/enqueuedAt).
+   * what is stored (same id, another payload/enqueuedAt). A new keyed event is returned
+   * without its keySeq: the script takes it at EXEC (read it back with `get` after EXEC).
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
@@ -94,9 +99,13 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
     if (!Array.isArray(reply) || reply.length !== events.length)
       throw new UnexpectedReplyError('reply', reply)
     events.forEach((event, index) => {
-      // A new event's seq: we know what we wrote. A stored one: its hash.
+      // A new event's seq (its keySeq when keyed): we know what we wrote. A stored one: its hash.
       const answer: unknown = reply[index]
-      if (typeof answer === 'number') byId.set(event.eventId, newOutboxEvent(event, now))
+      if (typeof answer === 'number')
+        byId.set(
+          event.eventId,
+          newOutboxEvent(event, now, event.orderingKey === undefined ? undefined : answer),
+        )
       else if (Array.isArray(answer)) byId.set(event.eventId, toOutboxEvent(fieldsOf(answer)))
       else throw new UnexpectedReplyError('reply', reply)
     })
@@ -146,7 +155,12 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
       change.status === 'sent'
         ? await scripts.outboxMarkSent.run(this.redis, keys, [eventId, change.sentAt.getTime(), worker])
         : change.status === 'failed'
-          ? await scripts.outboxMarkFailed.run(this.redis, keys, [eventId, change.errorMessage, worker])
+          ? await scripts.outboxMarkFailed.run(this.redis, keys, [
+              eventId,
+              change.errorMessage,
+              worker,
+              this.clock().getTime(),
+            ])
           : await scripts.outboxRetryLater.run(this.redis, keys, [
               eventId,
               change.now.getTime(),
@@ -191,6 +205,7 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
       request.workerId,
       request.limit,
       SCAN_CAP,
+      request.deadLettersBlockKeys ? '1' : '0',
     ])
     return eventsOf(reply, toOutboxEvent)
   }

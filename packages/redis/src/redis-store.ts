@@ -23,6 +23,7 @@ import { redisTransactionDriver } from './transaction-driver.js'
 export const redisCapabilities = defineCapabilities({
   transactions: 'multi',
   claim: 'atomic-script',
+  orderingKeys: true,
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
 })
 

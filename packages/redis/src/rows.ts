@@ -84,6 +84,10 @@ export const toOutboxEvent = (fields: ReadonlyMap<string, string>): OutboxEvent 
   }
   const sentAt = fields.get('sentAt')
   if (sentAt !== undefined) event.sentAt = date(sentAt)
+  const orderingKey = fields.get('orderingKey')
+  if (orderingKey !== undefined) event.orderingKey = orderingKey
+  const keySeq = fields.get('keySeq')
+  if (keySeq !== undefined) event.keySeq = Number(keySeq)
   return event
 }
 
@@ -118,7 +122,10 @@ export const eventsOf = <E>(reply: unknown, map: (fields: ReadonlyMap<string, st
   return reply.map((item) => map(fieldsOf(item)))
 }
 
-/** One outbox event's ARGV in the enqueue script: id, subject, payload, hasHeaders, headers, availableAt. */
+/**
+ * One outbox event's ARGV in the enqueue script: id, subject, payload, hasHeaders, headers,
+ * availableAt, orderingKey ('' = none: a valid key is never empty).
+ */
 export const outboxEventArgs = (event: NewOutboxEventParams): (string | number)[] => [
   event.eventId,
   event.subject,
@@ -126,6 +133,7 @@ export const outboxEventArgs = (event: NewOutboxEventParams): (string | number)[
   event.headers === undefined ? '0' : '1',
   event.headers ?? '',
   event.availableAt.getTime(),
+  event.orderingKey ?? '',
 ]
 
 /**

@@ -25,23 +25,38 @@ import { LuaScript } from './client.js'
 const OUTBOX_PRELUDE = `
 local EVENT, READY, DELAYED, LEASES, PUBLISHING, SENT, FAILED, COUNTS, SEQ =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local KEYSEQ, LIVE, DEAD, BLOCKED, PARKED = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+-- A per-event script's event keys start here.
+local FIRST_EVENT = 15
 
 -- A field at zero is removed, so an empty store leaves no counts hash behind.
 local function bump(status, delta)
   if redis.call('HINCRBY', COUNTS, status, delta) == 0 then redis.call('HDEL', COUNTS, status) end
 end
 
--- Takes the event out of the one index of its current status.
-local function leave(id, status)
+-- Takes the event out of the one index of its current status, and a keyed event out of its
+-- key's sets (the caller then files it again and settles the key).
+local function leave(id, status, okey)
   if status == 'pending' then
     redis.call('ZREM', READY, id)
     redis.call('ZREM', DELAYED, id)
+    if okey then
+      redis.call('ZREM', BLOCKED, id)
+      redis.call('ZREM', PARKED, id)
+    end
   elseif status == 'publishing' then
     redis.call('ZREM', PUBLISHING, id)
   elseif status == 'sent' then
     redis.call('ZREM', SENT, id)
   elseif status == 'failed' then
     redis.call('ZREM', FAILED, id)
+  end
+  if okey then
+    if status == 'failed' then
+      redis.call('ZREM', DEAD .. okey, id)
+    elseif status ~= 'sent' then
+      redis.call('ZREM', LIVE .. okey, id)
+    end
   end
   bump(status, -1)
 end
@@ -51,11 +66,53 @@ local function clear_lease(key, id)
   redis.call('ZREM', LEASES, id)
 end
 
+-- Ordering keys. LIVE .. key holds the key's pending and publishing events by keySeq, its
+-- lowest the head; DEAD .. key its failed ones. A dead letter below key_seq holds the key for
+-- a claim with keyedDeadLetters 'block'.
+local function dead_below(okey, key_seq)
+  return #redis.call('ZRANGEBYSCORE', DEAD .. okey, '-inf', '(' .. key_seq, 'LIMIT', 0, 1) > 0
+end
+
+-- Files a pending keyed event under the one index its place in its key calls for: the head
+-- in DELAYED when not due, in BLOCKED when a dead letter is below it, else in READY; any
+-- other event of the key in PARKED, where no claim looks.
+local function file_keyed(key, id, now)
+  local f = redis.call('HMGET', key, 'availableAt', 'seq', 'orderingKey', 'keySeq')
+  redis.call('ZREM', READY, id)
+  redis.call('ZREM', DELAYED, id)
+  redis.call('ZREM', BLOCKED, id)
+  redis.call('ZREM', PARKED, id)
+  if redis.call('ZRANGE', LIVE .. f[3], 0, 0)[1] ~= id then
+    redis.call('ZADD', PARKED, f[2], id)
+  elseif tonumber(f[1]) > tonumber(now) then
+    redis.call('ZADD', DELAYED, f[1], id)
+  elseif dead_below(f[3], f[4]) then
+    redis.call('ZADD', BLOCKED, f[2], id)
+  else
+    redis.call('ZADD', READY, f[2], id)
+  end
+end
+
+-- After any change to a key's events: its two lowest live events are filed again if pending
+-- (a new head, or a head displaced by a redriven event below it). Every other event of the
+-- key keeps its place: only the head's changes.
+local function settle(okey, now)
+  for _, id in ipairs(redis.call('ZRANGE', LIVE .. okey, 0, 1)) do
+    local key = EVENT .. id
+    if redis.call('HGET', key, 'status') == 'pending' then file_keyed(key, id, now) end
+  end
+end
+
 -- A due pending event waits in READY ordered by seq (claim order); one that is not due yet
--- waits in DELAYED ordered by availableAt until a claim promotes it.
+-- waits in DELAYED ordered by availableAt until a claim promotes it. A keyed one joins its
+-- key's live events and is filed by its place in the key.
 local function enter_pending(key, id, now)
-  local f = redis.call('HMGET', key, 'availableAt', 'seq')
-  if tonumber(f[1]) <= tonumber(now) then
+  local f = redis.call('HMGET', key, 'availableAt', 'seq', 'orderingKey', 'keySeq')
+  if f[3] then
+    redis.call('ZADD', LIVE .. f[3], f[4], id)
+    file_keyed(key, id, now)
+    settle(f[3], now)
+  elseif tonumber(f[1]) <= tonumber(now) then
     redis.call('ZADD', READY, f[2], id)
   else
     redis.call('ZADD', DELAYED, f[1], id)
@@ -63,21 +120,23 @@ local function enter_pending(key, id, now)
   bump('pending', 1)
 end
 
--- The fence: returns the status, or nil and 0 (not stored) / -1 (lease lost).
--- worker '' means the caller did not fence (a workerId is never empty).
+-- The fence: returns the status, 1 and the ordering key (false when none), or nil and 0
+-- (not stored) / -1 (lease lost). worker '' means the caller did not fence (a workerId is
+-- never empty).
 local function fenced_status(key, worker)
-  local f = redis.call('HMGET', key, 'status', 'claimedBy')
+  local f = redis.call('HMGET', key, 'status', 'claimedBy', 'orderingKey')
   if not f[1] then return nil, 0 end
   if worker ~= '' and (f[1] ~= 'publishing' or f[2] ~= worker) then return nil, -1 end
-  return f[1], 1
+  return f[1], 1, f[3]
 end
 
-local function mark_sent(key, id, status, now)
-  leave(id, status)
+local function mark_sent(key, id, status, okey, now)
+  leave(id, status, okey)
   clear_lease(key, id)
   redis.call('HSET', key, 'status', 'sent', 'sentAt', now)
   redis.call('ZADD', SENT, now, id)
   bump('sent', 1)
+  if okey then settle(okey, now) end
 end
 
 -- One ZREM or ZADD for a whole batch instead of one per event, in slices of 1,000 values
@@ -87,36 +146,47 @@ local function call_batched(command, key, args)
 end
 
 -- First write wins: an existing event is returned as stored (HGETALL), a new one is
--- written and its seq returned. The seq comes from INCR inside the script, so enqueue
--- order is the order in which scripts ran, ties on enqueuedAt included.
-local function find_or_create(key, id, subject, payload, has_headers, headers, now, available_at)
+-- written and its seq returned (its keySeq when it has an ordering key). The seq comes from
+-- INCR inside the script, so enqueue order is the order in which scripts ran, ties on
+-- enqueuedAt included; the keySeq likewise from HINCRBY of the key's counter, which nothing
+-- deletes, so it follows the order in which the writes executed (EXEC for a MULTI).
+local function find_or_create(key, id, subject, payload, has_headers, headers, now, available_at, okey)
   if redis.call('EXISTS', key) == 1 then return redis.call('HGETALL', key) end
   local seq = redis.call('INCR', SEQ)
   redis.call('HSET', key, 'eventId', id, 'subject', subject, 'payload', payload, 'status', 'pending',
     'enqueuedAt', now, 'availableAt', available_at, 'retryCount', 0, 'seq', seq)
   if has_headers == '1' then redis.call('HSET', key, 'headers', headers) end
+  if okey ~= '' then
+    local key_seq = redis.call('HINCRBY', KEYSEQ, okey, 1)
+    redis.call('HSET', key, 'orderingKey', okey, 'keySeq', key_seq)
+    enter_pending(key, id, now)
+    return key_seq
+  end
   enter_pending(key, id, now)
   return seq
 end
 `
 
 /**
- * KEYS: prelude, one event key per event. ARGV: now, then 6 per event (id, subject, payload,
- * hasHeaders, headers, availableAt); the ids are distinct. One script for the whole batch:
- * all or nothing, one round trip, consecutive seqs. Answers, per event, its seq when new or
- * the stored hash.
+ * KEYS: prelude, one event key per event. ARGV: now, then 7 per event (id, subject, payload,
+ * hasHeaders, headers, availableAt, orderingKey or ''); the ids are distinct. One script for
+ * the whole batch: all or nothing, one round trip, consecutive seqs, and consecutive keySeqs
+ * per key in input order. Answers, per event, its seq (its keySeq when keyed) when new or the
+ * stored hash.
  */
 export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_PRELUDE}
 local now, out = ARGV[1], {}
-for i = 10, #KEYS do
-  local a = 2 + (i - 10) * 6
-  out[#out + 1] = find_or_create(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], now, ARGV[a + 5])
+for i = FIRST_EVENT, #KEYS do
+  local a = 2 + (i - FIRST_EVENT) * 7
+  out[#out + 1] = find_or_create(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], now,
+    ARGV[a + 5], ARGV[a + 6])
 end
 return out
 `
 
 /**
- * ARGV: now, leaseUntil, workerId, limit, cap. Returns the claimed events (HGETALL each).
+ * ARGV: now, leaseUntil, workerId, limit, cap, deadLettersBlockKeys ('1' or '0'). Returns the
+ * claimed events (HGETALL each).
  *
  * Claimable = due pending (READY, after promoting DELAYED events whose availableAt <= now)
  * or publishing with an expired lease (LEASES scored by leaseUntil <= now). The first
@@ -125,22 +195,41 @@ return out
  * can never take the same event: the second one runs after the first has moved it out of
  * READY and pushed its lease into the future.
  *
+ * Ordering keys: READY holds only the head of each key (the others are PARKED), so a claim
+ * takes at most one event per key without looking at the rest of the key; a 'skip' claim
+ * also takes the heads waiting behind a dead letter (BLOCKED). An expired lease is taken
+ * only if its event is still its key's head (a redriven event below it would be the head)
+ * and, for 'block', no dead letter is below it. The head stays in its key's live set while
+ * publishing, so the next event waits until it is sent (or dead, for 'skip').
+ *
  * `cap` bounds the work of one call: at most that many due events are promoted and that
  * many expired leases considered (the rest on the next call).
  */
 const OUTBOX_CLAIM = `${OUTBOX_PRELUDE}
 local now, lease_until, worker, limit, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local block = ARGV[6] == '1'
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, cap)
 for _, id in ipairs(due) do
-  redis.call('ZADD', READY, redis.call('HGET', EVENT .. id, 'seq'), id)
+  local f = redis.call('HMGET', EVENT .. id, 'seq', 'orderingKey', 'keySeq')
+  if f[2] and dead_below(f[2], f[3]) then
+    redis.call('ZADD', BLOCKED, f[1], id)
+  else
+    redis.call('ZADD', READY, f[1], id)
+  end
   redis.call('ZREM', DELAYED, id)
 end
 local candidates = {}
 local ready = redis.call('ZRANGE', READY, 0, limit - 1, 'WITHSCORES')
 for i = 1, #ready, 2 do candidates[#candidates + 1] = { ready[i], tonumber(ready[i + 1]), true } end
+if not block then
+  local blocked = redis.call('ZRANGE', BLOCKED, 0, limit - 1, 'WITHSCORES')
+  for i = 1, #blocked, 2 do candidates[#candidates + 1] = { blocked[i], tonumber(blocked[i + 1]), true } end
+end
 local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, cap)
 for _, id in ipairs(expired) do
-  candidates[#candidates + 1] = { id, tonumber(redis.call('HGET', EVENT .. id, 'seq')), false }
+  local f = redis.call('HMGET', EVENT .. id, 'seq', 'orderingKey', 'keySeq')
+  local head = not f[2] or (redis.call('ZRANGE', LIVE .. f[2], 0, 0)[1] == id and not (block and dead_below(f[2], f[3])))
+  if head then candidates[#candidates + 1] = { id, tonumber(f[1]), false } end
 end
 table.sort(candidates, function(a, b) return a[2] < b[2] end)
 local out, taken, leases, claims = {}, {}, {}, {}
@@ -156,8 +245,9 @@ for i = 1, math.min(limit, #candidates) do
   out[#out + 1] = redis.call('HGETALL', key)
 end
 -- The indexes and counts move once for the whole batch: a due pending event is in READY
--- alone (DELAYED only holds events not due, and the ones promoted above left it).
+-- (or BLOCKED) alone (DELAYED only holds events not due, and the ones promoted above left it).
 call_batched('ZREM', READY, taken)
+if not block then call_batched('ZREM', BLOCKED, taken) end
 call_batched('ZADD', LEASES, leases)
 call_batched('ZADD', PUBLISHING, claims)
 if #taken > 0 then
@@ -170,7 +260,9 @@ return out
 /**
  * Read-only. ARGV: now, limit, cap. Due pending events in enqueue order: the head of READY
  * merged by seq with the DELAYED events that are due by now but not promoted yet (a claim
- * promotes them; findPending must not write, so it computes the same set without moving).
+ * promotes them; findPending must not write, so it computes the same set without moving),
+ * and with the keyed events no claim would take now (BLOCKED heads, and the due ones among
+ * the first `cap` PARKED): findPending is a read, not a claim.
  */
 const OUTBOX_FIND_PENDING = `${OUTBOX_PRELUDE}
 local now, limit, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -181,6 +273,20 @@ local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, cap)
 for _, id in ipairs(due) do
   candidates[#candidates + 1] = { id, tonumber(redis.call('HGET', EVENT .. id, 'seq')) }
 end
+local blocked = redis.call('ZRANGE', BLOCKED, 0, limit - 1, 'WITHSCORES')
+for i = 1, #blocked, 2 do candidates[#candidates + 1] = { blocked[i], tonumber(blocked[i + 1]) } end
+local found, scanned = 0, 0
+while found < limit and scanned < cap do
+  local parked = redis.call('ZRANGE', PARKED, scanned, scanned + limit - 1, 'WITHSCORES')
+  if #parked == 0 then break end
+  for i = 1, #parked, 2 do
+    if tonumber(redis.call('HGET', EVENT .. parked[i], 'availableAt')) <= tonumber(now) then
+      candidates[#candidates + 1] = { parked[i], tonumber(parked[i + 1]) }
+      found = found + 1
+    end
+  end
+  scanned = scanned + #parked / 2
+end
 table.sort(candidates, function(a, b) return a[2] < b[2] end)
 local out = {}
 for i = 1, math.min(limit, #candidates) do out[i] = redis.call('HGETALL', EVENT .. candidates[i][1]) end
@@ -189,38 +295,44 @@ return out
 
 /** KEYS: prelude, event key. ARGV: id, now. Returns 0 when not stored, else 1. */
 const OUTBOX_MARK_PUBLISHING = `${OUTBOX_PRELUDE}
-local key, id, now = KEYS[10], ARGV[1], ARGV[2]
-local status = redis.call('HGET', key, 'status')
+local key, id, now = KEYS[FIRST_EVENT], ARGV[1], ARGV[2]
+local f = redis.call('HMGET', key, 'status', 'orderingKey', 'keySeq')
+local status, okey = f[1], f[2]
 if not status then return 0 end
-leave(id, status)
+leave(id, status, okey)
 -- claimedBy and leaseUntil are left as they are: an event leased by claim keeps its lease.
 redis.call('HSET', key, 'status', 'publishing', 'claimedAt', now)
 redis.call('ZADD', PUBLISHING, now, id)
 bump('publishing', 1)
+if okey then
+  redis.call('ZADD', LIVE .. okey, f[3], id)
+  settle(okey, now)
+end
 return 1
 `
 
 /** KEYS: prelude, event key. ARGV: id, now, workerId or ''. Returns 1, 0 (not stored) or -1 (lease lost). */
 const OUTBOX_MARK_SENT = `${OUTBOX_PRELUDE}
-local key, id = KEYS[10], ARGV[1]
-local status, code = fenced_status(key, ARGV[3])
+local key, id = KEYS[FIRST_EVENT], ARGV[1]
+local status, code, okey = fenced_status(key, ARGV[3])
 if not status then return code end
-mark_sent(key, id, status, ARGV[2])
+mark_sent(key, id, status, okey, ARGV[2])
 return 1
 `
 
 /**
  * KEYS: prelude, one event key per (distinct) id. ARGV: now, workerId or '', ids... Returns
  * the ids applied. What mark_sent does per event, with the index and count updates gathered
- * into one ZREM or ZADD per index and one HINCRBY per status for the whole batch.
+ * into one ZREM or ZADD per index and one HINCRBY per status for the whole batch; the keyed
+ * events then leave their keys' sets, and each key is settled once they all left.
  */
 const OUTBOX_MARK_MANY_SENT = `${OUTBOX_PRELUDE}
-local now, worker, applied, sent = ARGV[1], ARGV[2], {}, {}
+local now, worker, applied, sent, keyed = ARGV[1], ARGV[2], {}, {}, {}
 local STATUSES = { 'pending', 'publishing', 'sent', 'failed' }
 local left = { pending = {}, publishing = {}, sent = {}, failed = {} }
-for i = 10, #KEYS do
-  local key, id = KEYS[i], ARGV[i - 7]
-  local status = fenced_status(key, worker)
+for i = FIRST_EVENT, #KEYS do
+  local key, id = KEYS[i], ARGV[i - FIRST_EVENT + 3]
+  local status, _, okey = fenced_status(key, worker)
   if status then
     local from = left[status]
     from[#from + 1] = id
@@ -229,6 +341,7 @@ for i = 10, #KEYS do
     sent[#sent + 1] = now
     sent[#sent + 1] = id
     applied[#applied + 1] = id
+    if okey then keyed[#keyed + 1] = { id, status, okey } end
   end
 end
 call_batched('ZREM', READY, left.pending)
@@ -243,32 +356,50 @@ for _, status in ipairs(STATUSES) do
   if status == 'sent' then delta = delta + #applied end
   if delta ~= 0 then bump(status, delta) end
 end
+for _, k in ipairs(keyed) do
+  local id, status, okey = k[1], k[2], k[3]
+  if status == 'pending' then
+    redis.call('ZREM', BLOCKED, id)
+    redis.call('ZREM', PARKED, id)
+  end
+  if status == 'failed' then
+    redis.call('ZREM', DEAD .. okey, id)
+  elseif status ~= 'sent' then
+    redis.call('ZREM', LIVE .. okey, id)
+  end
+end
+for _, k in ipairs(keyed) do settle(k[3], now) end
 return applied
 `
 
-/** KEYS: prelude, event key. ARGV: id, errorMessage, workerId or ''. Returns 1, 0 or -1. */
+/** KEYS: prelude, event key. ARGV: id, errorMessage, workerId or '', now. Returns 1, 0 or -1. */
 const OUTBOX_MARK_FAILED = `${OUTBOX_PRELUDE}
-local key, id = KEYS[10], ARGV[1]
-local status, code = fenced_status(key, ARGV[3])
+local key, id = KEYS[FIRST_EVENT], ARGV[1]
+local status, code, okey = fenced_status(key, ARGV[3])
 if not status then return code end
-leave(id, status)
+leave(id, status, okey)
 clear_lease(key, id)
 redis.call('HSET', key, 'status', 'failed', 'errorMessage', ARGV[2])
 redis.call('HINCRBY', key, 'retryCount', 1)
 redis.call('ZADD', FAILED, redis.call('HGET', key, 'seq'), id)
 bump('failed', 1)
+if okey then
+  redis.call('ZADD', DEAD .. okey, redis.call('HGET', key, 'keySeq'), id)
+  settle(okey, ARGV[4])
+end
 return 1
 `
 
 /**
  * KEYS: prelude, event key. ARGV: id, now, availableAt, errorMessage, workerId or ''. Returns
  * 1, 0 or -1. A retry due at once goes back into READY at its seq; a delayed one into DELAYED.
+ * A keyed one stays its key's head through its backoff (its key's live set keeps it).
  */
 const OUTBOX_RETRY_LATER = `${OUTBOX_PRELUDE}
-local key, id, now, available_at = KEYS[10], ARGV[1], ARGV[2], ARGV[3]
-local status, code = fenced_status(key, ARGV[5])
+local key, id, now, available_at = KEYS[FIRST_EVENT], ARGV[1], ARGV[2], ARGV[3]
+local status, code, okey = fenced_status(key, ARGV[5])
 if not status then return code end
-leave(id, status)
+leave(id, status, okey)
 clear_lease(key, id)
 redis.call('HSET', key, 'status', 'pending', 'errorMessage', ARGV[4], 'availableAt', available_at)
 redis.call('HINCRBY', key, 'retryCount', 1)
@@ -282,13 +413,14 @@ return 1
  */
 const OUTBOX_REQUEUE_FAILED = `${OUTBOX_PRELUDE}
 local now, out = ARGV[1], { 0 }
-for i = 10, #KEYS do
-  local key, id = KEYS[i], ARGV[i - 8]
-  local status = redis.call('HGET', key, 'status')
+for i = FIRST_EVENT, #KEYS do
+  local key, id = KEYS[i], ARGV[i - FIRST_EVENT + 2]
+  local f = redis.call('HMGET', key, 'status', 'orderingKey')
+  local status = f[1]
   if not status then
     out[#out + 1] = id
   elseif status == 'failed' then
-    leave(id, status)
+    leave(id, status, f[2])
     clear_lease(key, id)
     redis.call('HSET', key, 'status', 'pending', 'availableAt', now, 'retryCount', 0)
     enter_pending(key, id, now)
@@ -301,8 +433,8 @@ return out
 /** KEYS: prelude, one event key per id. ARGV: leaseUntil, workerId, ids... Returns the ids renewed. */
 const OUTBOX_RENEW_LEASE = `${OUTBOX_PRELUDE}
 local lease_until, worker, renewed = ARGV[1], ARGV[2], {}
-for i = 10, #KEYS do
-  local id = ARGV[i - 7]
+for i = FIRST_EVENT, #KEYS do
+  local id = ARGV[i - FIRST_EVENT + 3]
   local f = redis.call('HMGET', KEYS[i], 'status', 'claimedBy')
   if f[1] == 'publishing' and f[2] == worker then
     redis.call('HSET', KEYS[i], 'leaseUntil', lease_until)
@@ -323,7 +455,7 @@ local now = ARGV[2]
 local ids = redis.call('ZRANGEBYSCORE', PUBLISHING, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
   local key = EVENT .. id
-  leave(id, 'publishing')
+  leave(id, 'publishing', redis.call('HGET', key, 'orderingKey'))
   clear_lease(key, id)
   redis.call('HSET', key, 'status', 'pending')
   enter_pending(key, id, now)
@@ -331,7 +463,10 @@ end
 return #ids
 `
 
-/** ARGV: cutoff, limit. Deletes up to `limit` sent events with sentAt < cutoff; returns how many. */
+/**
+ * ARGV: cutoff, limit. Deletes up to `limit` sent events with sentAt < cutoff; returns how
+ * many. A sent event is in no set of its ordering key, and the key's counter (KEYSEQ) stays.
+ */
 const OUTBOX_CLEANUP = `${OUTBOX_PRELUDE}
 local ids = redis.call('ZRANGEBYSCORE', SENT, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do

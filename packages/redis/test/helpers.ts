@@ -116,12 +116,29 @@ export const outboxProblems = async (redis: Redis, store: RedisStore): Promise<s
     for (let i = 0; i < flat.length; i += 2) map.set(flat[i]!, Number(flat[i + 1]))
     return map
   }
-  const [ready, delayed, leases, publishing, sent, failed] = await Promise.all(
-    [k.ready, k.delayed, k.leases, k.publishing, k.sent, k.failed].map(zset),
+  const [ready, delayed, leases, publishing, sent, failed, blocked, parked] = await Promise.all(
+    [k.ready, k.delayed, k.leases, k.publishing, k.sent, k.failed, k.blocked, k.parked].map(zset),
   )
   const indexed = new Map<string, string[]>()
-  for (const [name, set] of Object.entries({ ready, delayed, publishing, sent, failed })) {
+  for (const [name, set] of Object.entries({ ready, delayed, publishing, sent, failed, blocked, parked })) {
     for (const id of set!.keys()) indexed.set(id, [...(indexed.get(id) ?? []), name])
+  }
+  /** Per ordering key: its live and dead sets as stored, and what the event hashes say they must hold. */
+  const keyed = new Map<
+    string,
+    { live: Map<string, number>; dead: Map<string, number>; events: Record<string, string>[] }
+  >()
+  const keyOf = async (orderingKey: string) => {
+    let entry = keyed.get(orderingKey)
+    if (entry === undefined) {
+      entry = {
+        live: await zset(`${k.livePrefix}${orderingKey}`),
+        dead: await zset(`${k.deadPrefix}${orderingKey}`),
+        events: [],
+      }
+      keyed.set(orderingKey, entry)
+    }
+    return entry
   }
   const seen = new Set<string>()
   let cursor = '0'
@@ -133,8 +150,11 @@ export const outboxProblems = async (redis: Redis, store: RedisStore): Promise<s
       const id = h.eventId!
       seen.add(id)
       const where = indexed.get(id) ?? []
-      // A pending event is in exactly one of ready (due) and delayed (not due when written).
-      const expected = h.status === 'pending' ? (ready!.has(id) ? 'ready' : 'delayed') : h.status!
+      if (h.orderingKey !== undefined) (await keyOf(h.orderingKey)).events.push(h)
+      // A pending event is in exactly one of ready (due) and delayed (not due when written);
+      // a keyed one may be blocked or parked instead (checked against its key below).
+      const pendingIndex = ['ready', 'delayed', 'blocked', 'parked'].find((name) => where.includes(name))
+      const expected = h.status === 'pending' ? (pendingIndex ?? 'ready') : h.status!
       if (where.length !== 1 || where[0] !== expected)
         problems.push(`${id} (${h.status}) indexed in [${where}]`)
       if (h.status === 'pending' && delayed!.has(id) && delayed!.get(id) !== Number(h.availableAt))
@@ -155,6 +175,48 @@ export const outboxProblems = async (redis: Redis, store: RedisStore): Promise<s
         problems.push(`${id} lease score is not leaseUntil`)
     }
   } while (cursor !== '0')
+  for (const [orderingKey, { live, dead, events }] of keyed) {
+    const holds = (status: string | undefined) => status === 'pending' || status === 'publishing'
+    const expectLive = events.filter((h) => holds(h.status))
+    const expectDead = events.filter((h) => h.status === 'failed')
+    for (const [set, expected, name] of [
+      [live, expectLive, 'live'],
+      [dead, expectDead, 'dead'],
+    ] as const) {
+      if (set.size !== expected.length)
+        problems.push(`key ${orderingKey}: ${name} set has ${set.size}, expected ${expected.length}`)
+      for (const h of expected)
+        if (set.get(h.eventId!) !== Number(h.keySeq))
+          problems.push(`key ${orderingKey}: ${h.eventId} not in its ${name} set at its keySeq`)
+    }
+    const lowestLive = expectLive.reduce<Record<string, string> | undefined>(
+      (low, h) => (low === undefined || Number(h.keySeq) < Number(low.keySeq) ? h : low),
+      undefined,
+    )
+    for (const h of events.filter((event) => event.status === 'pending')) {
+      const where = indexed.get(h.eventId!) ?? []
+      if (h !== lowestLive) {
+        if (!where.includes('parked'))
+          problems.push(`key ${orderingKey}: ${h.eventId} is not its head but not parked`)
+        continue
+      }
+      const deadBelow = expectDead.some((d) => Number(d.keySeq) < Number(h.keySeq))
+      if (where.includes('parked')) problems.push(`key ${orderingKey}: its head ${h.eventId} is parked`)
+      if (where.includes('blocked') !== deadBelow && !where.includes('delayed'))
+        problems.push(
+          `key ${orderingKey}: head ${h.eventId} blocked ${where.includes('blocked')} but dead letter below ${deadBelow}`,
+        )
+    }
+    const last = Number(await redis.hget(k.keySeqs, orderingKey))
+    for (const h of events)
+      if (!(Number(h.keySeq) <= last))
+        problems.push(`key ${orderingKey}: ${h.eventId} keySeq ${h.keySeq} above the counter ${last}`)
+  }
+  for (const id of [...blocked!.keys(), ...parked!.keys()]) {
+    const h = await redis.hmget(k.event(id), 'status', 'orderingKey')
+    if (h[0] !== 'pending' || h[1] === null)
+      problems.push(`${id} (${h[0]}, key ${h[1]}) is blocked or parked`)
+  }
   for (const id of indexed.keys()) if (!seen.has(id)) problems.push(`${id} is indexed but not stored`)
   for (const id of leases!.keys()) if (!seen.has(id)) problems.push(`${id} is leased but not stored`)
   const counts = await redis.hgetall(k.counts)

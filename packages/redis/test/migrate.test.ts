@@ -12,8 +12,9 @@ describe('the migration files', () => {
     expect(REDIS_MIGRATIONS.map(({ version, name }) => [version, name])).toEqual([
       [1, 'initial'],
       [2, 'inbox_id_only'],
+      [3, 'ordering_keys'],
     ])
-    expect(SCHEMA_VERSION).toBe('2')
+    expect(SCHEMA_VERSION).toBe('3')
     for (const migration of REDIS_MIGRATIONS) {
       expect(JSON.parse(migration.body)).toMatchObject({ layout: migration.version })
     }
@@ -50,14 +51,14 @@ describe.skipIf(SKIP)(`migrate() and the schema key (${SKIP ? SKIP_REASON : 'red
 
   it('a new store gets every version, recorded as one number; a second run applies nothing', async () => {
     const keyPrefix = fresh()
-    expect(await applied(keyPrefix)).toEqual([1, 2])
-    expect(await redis.get(schemaKey(keyPrefix))).toBe('2')
+    expect(await applied(keyPrefix)).toEqual([1, 2, 3])
+    expect(await redis.get(schemaKey(keyPrefix))).toBe('3')
     expect(await applied(keyPrefix)).toEqual([])
     // Redis has no schema: migrating creates no key but the history.
     expect(await keysOf(redis, keyPrefix)).toEqual([schemaKey(keyPrefix)])
   })
 
-  it('a store the previous release migrated and used is recognised: nothing re-applied, its events work on', async () => {
+  it('a store the previous release migrated and used is recognised: only layout 3 is applied, its events work on', async () => {
     const keyPrefix = fresh()
     const clock = new ManualClock()
     // What the previous release left: its SET of the layout version, then events in that layout.
@@ -68,10 +69,12 @@ describe.skipIf(SKIP)(`migrate() and the schema key (${SKIP ? SKIP_REASON : 'red
       { eventId: 'b', subject: 's', payload: '2' },
     ])
     await before.inbox.claim({ eventId: 'in', subject: 's', payload: 'x' }, { leaseMs: 1000, workerId: 'w' })
-    expect(await applied(keyPrefix)).toEqual([])
+    expect(await applied(keyPrefix)).toEqual([3])
     const store = createRedisStore({ redis, keyPrefix, clock: clock.now })
     await store.migrate()
-    expect(await redis.get(schemaKey(keyPrefix))).toBe('2')
+    expect(await redis.get(schemaKey(keyPrefix))).toBe('3')
+    // Layout 3 moves no data: the events of layout 2 are unkeyed and stay where they are.
+    expect(await store.outbox.get('a')).not.toHaveProperty('orderingKey')
     expect((await store.outbox.claim({ leaseMs: 1000, workerId: 'w' })).map((e) => e.eventId)).toEqual([
       'a',
       'b',
@@ -82,20 +85,20 @@ describe.skipIf(SKIP)(`migrate() and the schema key (${SKIP ? SKIP_REASON : 'red
     expect(await store.inbox.isProcessed('in')).toBe(true)
   })
 
-  it('a store at layout 1 gets layout 2 only', async () => {
+  it('a store at layout 1 gets layouts 2 and 3 only', async () => {
     const keyPrefix = fresh()
     await redis.set(schemaKey(keyPrefix), '1')
-    expect(await applied(keyPrefix)).toEqual([2])
-    expect(await redis.get(schemaKey(keyPrefix))).toBe('2')
+    expect(await applied(keyPrefix)).toEqual([2, 3])
+    expect(await redis.get(schemaKey(keyPrefix))).toBe('3')
   })
 
   it('a store a newer release migrated keeps its version: recording never lowers it', async () => {
     const keyPrefix = fresh()
-    await redis.set(schemaKey(keyPrefix), '3')
+    await redis.set(schemaKey(keyPrefix), '4')
     await createRedisStore({ redis, keyPrefix }).migrate()
-    expect(await redis.get(schemaKey(keyPrefix))).toBe('3')
+    expect(await redis.get(schemaKey(keyPrefix))).toBe('4')
     // Recording an older version directly (a slower concurrent migrate) leaves it too.
     await new RedisMigrationHistory(redis, keyPrefix).record(REDIS_MIGRATIONS[0] as Migration)
-    expect(await redis.get(schemaKey(keyPrefix))).toBe('3')
+    expect(await redis.get(schemaKey(keyPrefix))).toBe('4')
   })
 })

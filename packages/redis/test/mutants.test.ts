@@ -23,9 +23,9 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'claim: a delayed event due at exactly now not promoted (ZRANGEBYSCORE bound exclusive)',
     statements: ['outboxClaim'],
-    find: "DELAYED, '-inf', now, 'LIMIT', 0, cap)\nfor _, id in ipairs(due) do\n  redis.call('ZADD', READY",
+    find: "DELAYED, '-inf', now, 'LIMIT', 0, cap)\nfor _, id in ipairs(due) do\n  local f = redis.call('HMGET'",
     replace:
-      "DELAYED, '-inf', '(' .. now, 'LIMIT', 0, cap)\nfor _, id in ipairs(due) do\n  redis.call('ZADD', READY",
+      "DELAYED, '-inf', '(' .. now, 'LIMIT', 0, cap)\nfor _, id in ipairs(due) do\n  local f = redis.call('HMGET'",
     kills: ['outbox.retry.backoff-honoured', 'outbox.order.claim-order'],
   },
   {
@@ -238,6 +238,20 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
     find: 'tonumber(lease) > tonumber(now)',
     replace: 'tonumber(lease) >= tonumber(now)',
     kills: ['inbox.claim.expired-lease'],
+  },
+  {
+    id: "claim: a dead letter never holds its key ('block' read as 'skip')",
+    statements: ['outboxClaim'],
+    find: "local block = ARGV[6] == '1'",
+    replace: 'local block = false',
+    kills: ['outbox.ordering.heads-only', 'outbox.ordering.dead-letter-policy'],
+  },
+  {
+    id: 'ordering keys: every pending keyed event filed as its key head (nothing parked)',
+    statements: OUTBOX_SCRIPTS,
+    find: "if redis.call('ZRANGE', LIVE .. f[3], 0, 0)[1] ~= id then",
+    replace: 'if false then',
+    kills: ['outbox.ordering.heads-only', 'outbox.ordering.heads-across-connections'],
   },
 ]
 

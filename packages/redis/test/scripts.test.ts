@@ -191,7 +191,7 @@ describe.skipIf(SKIP)(`Lua scripts (${SKIP ? SKIP_REASON : 'redis'})`, () => {
       script.run(
         redis,
         [...store.outbox.keys.indexKeys, store.outbox.keys.event(id)],
-        [1 /* now */, id, 's', 'p', '0', '', 1 /* availableAt */],
+        [1 /* now */, id, 's', 'p', '0', '', 1 /* availableAt */, '' /* no orderingKey */],
       )
     expect(await redis.script('EXISTS', script.sha)).toEqual([0])
     expect(await call('n0')).toEqual([expect.any(Number)])
