@@ -70,6 +70,8 @@ const MAX_KEY_ATTEMPTS = 50
  * update, so 50 events always fit in DynamoDB's 100 actions.
  */
 const KEYED_PER_TRANSACTION = MAX_TRANSACTION_ACTIONS / 2
+/** Ordering keys whose last counter value an outbox instance remembers (see `#counters`). */
+const COUNTER_CACHE = 10_000
 /** Room kept in a keyed transaction for the counter items (a key and an id each, at their longest). */
 const COUNTER_BYTES = 2 * 1024
 /** Under contention a claim picks from a window up to 2^MAX_SPREAD times the batch it wants. */
@@ -140,12 +142,27 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
    * loses races, lowered by a claim that loses none. See `claimEvents`.
    */
   #spread = 0
+  /**
+   * The last counter value this instance wrote per ordering key (at most COUNTER_CACHE keys,
+   * the oldest forgotten first): a key enqueued again from here needs no read before its
+   * transaction. Only a guess: the transaction's condition checks it.
+   */
+  readonly #counters = new Map<string, KeyCounter>()
 
   /** `ambient` is internal: the `store.transaction` that `createDynamoDbStore` gives both repositories. */
   constructor(options: DynamoDbStoreOptions, ambient?: AmbientTransactions<TransactWriteItem[]>) {
     const db = new DynamoDbContext(resolveOptions(options), ambient)
     super({ ...db.settings, maxEventBytes: db.options.maxEventBytes, orderingKeys: true })
     this.#db = db
+  }
+
+  #remember(key: string, counter: KeyCounter): void {
+    this.#counters.delete(key)
+    this.#counters.set(key, counter)
+    if (this.#counters.size > COUNTER_CACHE) {
+      const oldest = this.#counters.keys().next()
+      if (!oldest.done) this.#counters.delete(oldest.value)
+    }
   }
 
   /** The enqueue-order key: time, then this process's sequence (docs/CONTRACT.md §4). */
@@ -283,8 +300,14 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     if (items.length === 0) return []
     const keyOf = (item: Item): string => requiredStr(item, 'orderingKey')
     const keys = [...new Set(items.map(keyOf))]
-    const read = await this.#db.batchGet(keys.map(keyCounterPk))
-    const counters = new Map(keys.map((key) => [key, counterOf(read.get(keyCounterPk(key)))]))
+    // Counters this instance wrote or saw last are taken as they were; only the others are
+    // read. A counter that moved since cancels the round and comes back in its reason.
+    const unknown = keys.filter((key) => !this.#counters.has(key))
+    const read =
+      unknown.length > 0 ? await this.#db.batchGet(unknown.map(keyCounterPk)) : new Map<string, Item>()
+    const counters = new Map(
+      keys.map((key) => [key, this.#counters.get(key) ?? counterOf(read.get(keyCounterPk(key)))]),
+    )
     const found = new Map<string, OutboxEvent>()
     const chunks = boundedChunks(items, {
       maxItems: KEYED_PER_TRANSACTION,
@@ -321,7 +344,10 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
         }
         const cancelled = await this.#db.transact(actions)
         if (!cancelled) {
-          for (const [key, next] of advanced) counters.set(key, next)
+          for (const [key, next] of advanced) {
+            counters.set(key, next)
+            this.#remember(key, next)
+          }
           for (const item of written) found.set(requiredStr(item, 'eventId'), toOutboxEvent(item))
           break
         }
@@ -332,8 +358,10 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
           const role = roles[index] as KeyedAction
           if (reason.code === 'ConditionalCheckFailed') {
             lostRace = false
-            if (role.kind === 'counter') counters.set(role.key, counterOf(reason.item))
-            else if (reason.item) {
+            if (role.kind === 'counter') {
+              counters.set(role.key, counterOf(reason.item))
+              this.#counters.delete(role.key)
+            } else if (reason.item) {
               found.set(requiredStr(role.base, 'eventId'), toOutboxEvent(reason.item))
               stored.add(role.base)
             } else unreturned.push(role.base)

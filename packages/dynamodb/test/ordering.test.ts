@@ -104,6 +104,19 @@ describe.skipIf(!url)(`ordering keys on DynamoDB Local${url ? '' : ` (skipped: $
       expect((batch[1] as OutboxEvent).keySeq).toBe(((batch[0] as OutboxEvent).keySeq ?? 0) + 1)
   })
 
+  it('an instance whose remembered counter went stale (another client enqueued the key) chains after the stored one', async () => {
+    const { store, peer, expectChain } = await freshStore()
+    const other = peer()
+    expect((await store.outbox.findOrCreate(keyed('a', 'k'))).keySeq).toBe(1)
+    expect(
+      (await other.outbox.findOrCreateMany([keyed('b', 'k'), keyed('c', 'k')])).map((e) => e.keySeq),
+    ).toEqual([2, 3])
+    expect(
+      (await store.outbox.findOrCreateMany([keyed('d', 'k'), keyed('e', 'other')])).map((e) => e.keySeq),
+    ).toEqual([4, 1])
+    await expectChain('k', 4)
+  })
+
   it('a stored id in a keyed batch is answered as stored and takes no keySeq: the chain has no hole', async () => {
     const { store, expectChain } = await freshStore()
     const first = await store.outbox.findOrCreate(keyed('a', 'k', 'first'))
