@@ -314,76 +314,102 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       maxBytes: MAX_TRANSACTION_ITEM_BYTES - KEYED_PER_TRANSACTION * COUNTER_BYTES,
       sizeOf: (item) => itemBytes(item) + chainBytes(keyOf(item)),
     })
+    // Chunks that share no key are independent: each wave runs its chunks at once, and a
+    // chunk goes in a later wave than every earlier chunk with one of its keys, so one key's
+    // events still commit in input order.
+    const waves: Item[][][] = []
+    const waveOfKey = new Map<string, number>()
     for (const chunk of chunks) {
-      let pending = chunk
-      for (let attempt = 1; pending.length > 0; attempt++) {
-        if (attempt > MAX_KEY_ATTEMPTS) {
-          throw new DynamoDbFailure(
-            'conflict',
-            true,
-            `ordering key ${JSON.stringify(keyOf(pending[0] as Item))} kept being enqueued by others during ${MAX_KEY_ATTEMPTS} attempts; try again`,
-          )
-        }
-        const groups = new Map<string, Item[]>()
-        for (const item of pending) groups.set(keyOf(item), [...(groups.get(keyOf(item)) ?? []), item])
-        const actions: TransactWriteItem[] = []
-        const roles: KeyedAction[] = []
-        const written: Item[] = []
-        const advanced = new Map<string, KeyCounter>()
-        for (const [key, group] of groups) {
-          const counter = counters.get(key) ?? counterOf(undefined)
-          const { items: linked, next } = this.#chain(key, group, counter, nowMs)
-          actions.push(this.#db.updateAction(keyCounterPk(key), counterSpec(counter, next), true))
-          roles.push({ kind: 'counter', key })
-          group.forEach((base, index) => {
-            actions.push(this.#db.putAction(linked[index] as Item, NOT_STORED, true))
-            roles.push({ kind: 'put', base })
-          })
-          written.push(...linked)
-          advanced.set(key, next)
-        }
-        const cancelled = await this.#db.transact(actions)
-        if (!cancelled) {
-          for (const [key, next] of advanced) {
-            counters.set(key, next)
-            this.#remember(key, next)
-          }
-          for (const item of written) found.set(requiredStr(item, 'eventId'), toOutboxEvent(item))
-          break
-        }
-        const stored = new Set<Item>()
-        const unreturned: Item[] = []
-        let lostRace = true
-        cancelled.reasons.forEach((reason, index) => {
-          const role = roles[index] as KeyedAction
-          if (reason.code === 'ConditionalCheckFailed') {
-            lostRace = false
-            if (role.kind === 'counter') {
-              counters.set(role.key, counterOf(reason.item))
-              this.#counters.delete(role.key)
-            } else if (reason.item) {
-              found.set(requiredStr(role.base, 'eventId'), toOutboxEvent(reason.item))
-              stored.add(role.base)
-            } else unreturned.push(role.base)
-          } else if (!RETRY_CODES.has(reason.code)) throw cancelled.error
-        })
-        // A stored id whose item did not come back is read; if cleanup deleted it since, it goes in again.
-        const reread = await this.#db.batchGet(unreturned.map((item) => requiredStr(item, 'pk')))
-        for (const base of unreturned) {
-          const item = reread.get(requiredStr(base, 'pk'))
-          if (!item) continue
-          found.set(requiredStr(base, 'eventId'), toOutboxEvent(item))
-          stored.add(base)
-        }
-        pending = pending.filter((item) => !stored.has(item))
-        // Only conflicts with other transactions: wait before the next round. A lost counter
-        // is retried at once, then with a short jittered pause so that many writers of one
-        // key spread out.
-        if (lostRace) await backoff(Math.min(attempt, 6))
-        else if (attempt > 2) await backoff(1)
-      }
+      const chunkKeys = [...new Set(chunk.map(keyOf))]
+      let wave = Math.max(-1, ...chunkKeys.map((key) => waveOfKey.get(key) ?? -1)) + 1
+      while ((waves[wave]?.length ?? 0) >= WRITE_CONCURRENCY) wave++
+      waves[wave] = [...(waves[wave] ?? []), chunk]
+      for (const key of chunkKeys) waveOfKey.set(key, wave)
     }
+    for (const wave of waves)
+      await Promise.all(wave.map((chunk) => this.#commitKeyed(chunk, counters, found, nowMs)))
     return items.map((item) => found.get(requiredStr(item, 'eventId')) as OutboxEvent)
+  }
+
+  /**
+   * One chunk of keyed events, chained after `counters` (updated as it commits), in one
+   * TransactWriteItems, rebuilt from the cancellation reasons until it commits (see
+   * `#insertKeyed`). Stored and stored-before events go into `found`.
+   */
+  async #commitKeyed(
+    chunk: readonly Item[],
+    counters: Map<string, KeyCounter>,
+    found: Map<string, OutboxEvent>,
+    nowMs: number,
+  ): Promise<void> {
+    const keyOf = (item: Item): string => requiredStr(item, 'orderingKey')
+    let pending = chunk
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      if (attempt > MAX_KEY_ATTEMPTS) {
+        throw new DynamoDbFailure(
+          'conflict',
+          true,
+          `ordering key ${JSON.stringify(keyOf(pending[0] as Item))} kept being enqueued by others during ${MAX_KEY_ATTEMPTS} attempts; try again`,
+        )
+      }
+      const groups = new Map<string, Item[]>()
+      for (const item of pending) groups.set(keyOf(item), [...(groups.get(keyOf(item)) ?? []), item])
+      const actions: TransactWriteItem[] = []
+      const roles: KeyedAction[] = []
+      const written: Item[] = []
+      const advanced = new Map<string, KeyCounter>()
+      for (const [key, group] of groups) {
+        const counter = counters.get(key) ?? counterOf(undefined)
+        const { items: linked, next } = this.#chain(key, group, counter, nowMs)
+        actions.push(this.#db.updateAction(keyCounterPk(key), counterSpec(counter, next), true))
+        roles.push({ kind: 'counter', key })
+        group.forEach((base, index) => {
+          actions.push(this.#db.putAction(linked[index] as Item, NOT_STORED, true))
+          roles.push({ kind: 'put', base })
+        })
+        written.push(...linked)
+        advanced.set(key, next)
+      }
+      const cancelled = await this.#db.transact(actions)
+      if (!cancelled) {
+        for (const [key, next] of advanced) {
+          counters.set(key, next)
+          this.#remember(key, next)
+        }
+        for (const item of written) found.set(requiredStr(item, 'eventId'), toOutboxEvent(item))
+        break
+      }
+      const stored = new Set<Item>()
+      const unreturned: Item[] = []
+      let lostRace = true
+      cancelled.reasons.forEach((reason, index) => {
+        const role = roles[index] as KeyedAction
+        if (reason.code === 'ConditionalCheckFailed') {
+          lostRace = false
+          if (role.kind === 'counter') {
+            counters.set(role.key, counterOf(reason.item))
+            this.#counters.delete(role.key)
+          } else if (reason.item) {
+            found.set(requiredStr(role.base, 'eventId'), toOutboxEvent(reason.item))
+            stored.add(role.base)
+          } else unreturned.push(role.base)
+        } else if (!RETRY_CODES.has(reason.code)) throw cancelled.error
+      })
+      // A stored id whose item did not come back is read; if cleanup deleted it since, it goes in again.
+      const reread = await this.#db.batchGet(unreturned.map((item) => requiredStr(item, 'pk')))
+      for (const base of unreturned) {
+        const item = reread.get(requiredStr(base, 'pk'))
+        if (!item) continue
+        found.set(requiredStr(base, 'eventId'), toOutboxEvent(item))
+        stored.add(base)
+      }
+      pending = pending.filter((item) => !stored.has(item))
+      // Only conflicts with other transactions: wait before the next round. A lost counter
+      // is retried at once, then with a short jittered pause so that many writers of one
+      // key spread out.
+      if (lostRace) await backoff(Math.min(attempt, 6))
+      else if (attempt > 2) await backoff(1)
+    }
   }
 
   /** Inserts unless the id is stored; returns what is stored either way. */

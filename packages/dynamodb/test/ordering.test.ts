@@ -117,6 +117,25 @@ describe.skipIf(!url)(`ordering keys on DynamoDB Local${url ? '' : ` (skipped: $
     await expectChain('k', 4)
   })
 
+  it('a large batch: one key across several transactions keeps input order, many keys commit in parallel chunks', async () => {
+    const { store, expectChain } = await freshStore()
+    const params = [
+      ...Array.from({ length: 120 }, (_, index) => keyed(`long-${index}`, 'long')),
+      ...Array.from({ length: 130 }, (_, index) => keyed(`wide-${index}`, `wide-${index}`)),
+    ]
+    // Interleaved, so that the long key's events fall into every chunk.
+    const mixed = params.map(
+      (_, index) => params[index % 2 === 0 ? index / 2 : 125 + (index - 1) / 2] as (typeof params)[number],
+    )
+    const answered = await store.outbox.findOrCreateMany(mixed)
+    expect(answered).toHaveLength(250)
+    const long = answered.filter((e) => e.orderingKey === 'long')
+    expect(long.map((e) => e.eventId)).toEqual(Array.from({ length: 120 }, (_, index) => `long-${index}`))
+    expect(long.map((e) => e.keySeq)).toEqual(Array.from({ length: 120 }, (_, index) => index + 1))
+    await expectChain('long', 120)
+    for (const e of answered.filter((e) => e.orderingKey !== 'long')) expect(e.keySeq).toBe(1)
+  })
+
   it('a stored id in a keyed batch is answered as stored and takes no keySeq: the chain has no hole', async () => {
     const { store, expectChain } = await freshStore()
     const first = await store.outbox.findOrCreate(keyed('a', 'k', 'first'))
