@@ -107,25 +107,32 @@ export const MAX_INSERT_BYTES = 4 * 1024 * 1024
 export const SQL_SWEEP_BATCH = 1000
 
 /**
- * The claim's head check on the candidate row `o` (docs/CONTRACT.md §2 "Ordering keys"): an
- * unkeyed row passes; a keyed one only when no row of its key in a blocking status has a
- * lower key_seq. One lookup per blocking status, each the first entry of ix_key_head
- * (ordering_key, status, key_seq): a NOT EXISTS over "key_seq < o.key_seq" would instead walk
- * every entry of the key and status past the candidate itself.
+ * The claim's head check on the candidate row `o`, whose status is `own` (docs/CONTRACT.md
+ * §2 "Ordering keys"): an unkeyed row passes; a keyed one only when it is the first row of
+ * its key in its own status, and no row of its key in another blocking status comes before
+ * it. One lookup per status, each the first entry of ix_key_head (ordering_key, status,
+ * key_seq): a NOT EXISTS over "key_seq < o.key_seq" would instead walk every entry of the
+ * key and status past the candidate itself. The ORDER BY names the whole index prefix:
+ * with only key_seq, MySQL 8 sorts the key's rows instead of reading the first one.
  *
  * These subqueries are plain reads (the locking clause of the outer SELECT does not reach
  * them, on MySQL 8 and MariaDB alike, so a lower row held by another claimer is seen, not
  * skipped) from one snapshot taken when the statement first reads through it, while the
  * outer locking scan sees rows committed later. A row of the key enqueued and committed
  * after that snapshot, and its lower row with it, would then be invisible to the check; so
- * the candidate must itself be in the snapshot (the last EXISTS): its lower rows committed
- * before it did (the key's counter lock), so the snapshot holds them too. Without it, a
- * claim that skipped a lower row locked by another claimer claimed the next row as well.
+ * the candidate must itself be in the snapshot, which the equality on its own status proves:
+ * its lower rows committed before it did (the key's counter lock), so the snapshot holds
+ * them too. Without that, a claim that skipped a lower row locked by another claimer
+ * claimed the next row as well. (An EXISTS on the candidate's own primary key would prove it
+ * too, but MariaDB materializes that semi-join: a scan of the whole table per claim.)
  */
-const headCheck = (t: string, blocking: readonly OutboxStatus[]): string => {
-  const lowest = (status: OutboxStatus) =>
-    `o.key_seq <= COALESCE((SELECT l.key_seq FROM ${t} AS l FORCE INDEX (ix_key_head) WHERE l.ordering_key = o.ordering_key AND l.status = '${status}' ORDER BY l.key_seq LIMIT 1), o.key_seq)`
-  return `(o.ordering_key IS NULL OR (${blocking.map(lowest).join(' AND ')} AND EXISTS (SELECT 1 FROM ${t} AS s WHERE s.seq = o.seq)))`
+const headCheck = (t: string, own: OutboxStatus, blocking: readonly OutboxStatus[]): string => {
+  const first = (status: OutboxStatus) =>
+    `(SELECT l.key_seq FROM ${t} AS l FORCE INDEX (ix_key_head) WHERE l.ordering_key = o.ordering_key AND l.status = '${status}' ORDER BY l.ordering_key, l.status, l.key_seq LIMIT 1)`
+  const before = blocking
+    .filter((status) => status !== own)
+    .map((status) => ` AND COALESCE(o.key_seq < ${first(status)}, TRUE)`)
+  return `(o.ordering_key IS NULL OR (o.key_seq = ${first(own)}${before.join('')}))`
 }
 
 /** The statuses that hold an ordering key, without and with dead letters. */
@@ -145,7 +152,7 @@ export const outboxSql = (table: string, keysTable: string) => {
   // failing the head check is unlocked at once (READ COMMITTED releases the rows a locking
   // read examined but did not return).
   const claim = (blocking: readonly OutboxStatus[]) =>
-    `(SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_lease) WHERE o.status = 'publishing' AND o.lease_until <= ? AND ${headCheck(t, blocking)} ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED) UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_claim) WHERE o.status = 'pending' AND o.available_at <= ? AND ${headCheck(t, blocking)} ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)`
+    `(SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_lease) WHERE o.status = 'publishing' AND o.lease_until <= ? AND ${headCheck(t, 'publishing', blocking)} ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED) UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_claim) WHERE o.status = 'pending' AND o.available_at <= ? AND ${headCheck(t, 'pending', blocking)} ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)`
   const clearLease = 'claimed_by = NULL, lease_until = NULL'
   const fenced = (sql: string) => ({
     open: sql,

@@ -272,6 +272,35 @@ for (const [server, url, variable] of SERVERS) {
         expect(ids(await store.outbox.claim(lease))).toEqual(['k1', 'm1'])
       })
 
+      it('checks each candidate in a few index reads, however long the backlog of its key', async () => {
+        store = await fresh()
+        await store.outbox.findOrCreateMany(Array.from({ length: 400 }, (_, i) => ev(`b${i}`, 'K')))
+        await store.outbox.findOrCreate(ev('other', 'L'))
+        const sql = outboxSql(`${store.tablePrefix}outbox`, `${store.tablePrefix}outbox_keys`)
+        const connection = await pool.getConnection()
+        try {
+          await connection.query('FLUSH STATUS')
+          await connection.beginTransaction()
+          const now = '2026-01-01 00:00:00.000'
+          const [rows] = await connection.execute<RowDataPacket[]>(sql.claim.deadLettersBlock, [
+            now,
+            '10',
+            now,
+            '10',
+          ])
+          await connection.rollback()
+          expect(rows.map((row) => row.event_id)).toEqual(['b0', 'other'])
+          const [status] = await connection.query<RowDataPacket[]>(
+            "SHOW SESSION STATUS LIKE 'Handler_read_next'",
+          )
+          // The scan steps over K's 399 waiting events, each checked by reading the first
+          // index entry per status; reading all of K's entries per check would be ~160,000.
+          expect(Number(status[0]?.Value)).toBeLessThan(4000)
+        } finally {
+          connection.release()
+        }
+      })
+
       it('does not claim a row committed during its scan beside a lower row of its key it could not see', async () => {
         store = await fresh()
         await store.outbox.findOrCreate(ev('early', 'E'))
