@@ -275,19 +275,23 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
         claimable.map((doc) => ({ id: doc._id, rev: doc.rev, set })),
       )
       for (const doc of claimable) if (applied.has(doc._id)) claimed.push({ ...doc, ...set })
-      const everyCandidateTaken = applied.size === candidates.length
-      const noMoreToRead = candidates.length < wanted && applied.size === claimable.length && !numberedOrphans
-      if (everyCandidateTaken || noMoreToRead) break
+      // Fewer candidates than asked for: there are no more to read, unless a write lost
+      // (re-read: the event may be claimable still) or orphans were just numbered.
+      const readAll = candidates.length < wanted
+      if (readAll && applied.size === claimable.length && !numberedOrphans) break
     }
     return claimed.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(toOutboxEvent)
   }
 
   /**
-   * The candidates a claim may take: every unkeyed one, and per key only its head, the
-   * candidate with the lowest `keySeq`, when no event of its key with a lower `keySeq` is
-   * `pending` (due or not), `publishing` (live or expired lease) or, if dead letters block,
-   * `failed`; nor any of its events unnumbered (its number may still come out lower). Adds
-   * every keyed candidate's key to `decidedKeys`, except keys whose orphans it just numbered.
+   * The events a claim may take from `candidates`: every unkeyed one, and per key only its
+   * head, the lowest-`keySeq` event that is `pending` (due or not), `publishing` (live or
+   * expired lease) or, if dead letters block, `failed` — when that head is itself claimable
+   * now. The head may be a candidate or an event further back in enqueue order (events of
+   * several instances, or a transaction that committed late, need not be in `keySeq` order
+   * by `seq`), so it is read with the candidates' lower holders. A key with an unnumbered
+   * holder is held (its number may still come out lower). Adds each key it looked at to
+   * `decidedKeys`, except keys whose orphans it just numbered.
    *
    * Between this read and the claim's compare-and-set no event of the key can get a lower
    * number (numbers below the head's were taken for events already inserted, hence seen
@@ -304,12 +308,15 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     const held = new Set<string>()
     const orphanKeys = new Set<string>()
     const orphanBefore = now.getTime() - NUMBER_ORPHANS_AFTER_MS
+    const noteUnnumbered = (key: string, enqueuedAt: Date) => {
+      held.add(key)
+      if (enqueuedAt.getTime() <= orphanBefore) orphanKeys.add(key)
+    }
     for (const doc of candidates) {
       if (doc.orderingKey === undefined) continue
       decidedKeys.add(doc.orderingKey)
       if (doc.keySeq === undefined) {
-        held.add(doc.orderingKey)
-        if (doc.enqueuedAt.getTime() <= orphanBefore) orphanKeys.add(doc.orderingKey)
+        noteUnnumbered(doc.orderingKey, doc.enqueuedAt)
         continue
       }
       const head = heads.get(doc.orderingKey)
@@ -318,7 +325,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     for (const key of held) heads.delete(key)
     if (heads.size > 0) {
       const holding = deadLettersBlockKeys ? ['pending', 'publishing', 'failed'] : ['pending', 'publishing']
-      const blockers = await this.#events
+      const lower = await this.#events
         .find({
           $or: [...heads].map(([key, head]) => ({
             orderingKey: key,
@@ -326,18 +333,29 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
             $or: [{ keySeq: { $lt: head.keySeq } }, { keySeq: { $exists: false } }],
           })),
         } as Filter<OutboxDocument>)
-        .project<Pick<OutboxDocument, 'orderingKey' | 'keySeq' | 'enqueuedAt'>>({
-          _id: 0,
-          orderingKey: 1,
-          keySeq: 1,
-          enqueuedAt: 1,
-        })
+        .project<HolderView>(HOLDER_VIEW)
         .toArray()
-      for (const blocker of blockers) {
-        if (blocker.orderingKey === undefined) continue
-        heads.delete(blocker.orderingKey)
-        if (blocker.keySeq === undefined && blocker.enqueuedAt.getTime() <= orphanBefore)
-          orphanKeys.add(blocker.orderingKey)
+      const lowest = new Map<string, HolderView>()
+      for (const holder of lower) {
+        if (holder.orderingKey === undefined) continue
+        if (holder.keySeq === undefined) {
+          noteUnnumbered(holder.orderingKey, holder.enqueuedAt)
+          continue
+        }
+        const current = lowest.get(holder.orderingKey)
+        if (current?.keySeq === undefined || holder.keySeq < current.keySeq)
+          lowest.set(holder.orderingKey, holder)
+      }
+      const behind: string[] = []
+      for (const [key, holder] of lowest) {
+        heads.delete(key)
+        if (!held.has(key) && claimableNow(holder, now)) behind.push(holder._id)
+      }
+      for (const key of held) heads.delete(key)
+      if (behind.length > 0) {
+        // Read whole, for the compare-and-set's version and the claim's answer.
+        for (const doc of await this.#events.find({ _id: { $in: behind } }).toArray())
+          if (doc.orderingKey !== undefined && claimableNow(doc, now)) heads.set(doc.orderingKey, doc)
       }
     }
     let numberedOrphans = false
@@ -347,9 +365,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
         numberedOrphans = true
       }
     }
-    const claimable = candidates.filter(
-      (doc) => doc.orderingKey === undefined || heads.get(doc.orderingKey) === doc,
-    )
+    const claimable = [...candidates.filter((doc) => doc.orderingKey === undefined), ...heads.values()]
     return { claimable, numberedOrphans }
   }
 
@@ -401,6 +417,29 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     return doc ? toOutboxEvent(doc) : null
   }
 }
+
+/** What the head check reads of an event that holds its key. */
+type HolderView = Pick<
+  OutboxDocument,
+  '_id' | 'orderingKey' | 'keySeq' | 'status' | 'availableAt' | 'leaseUntil' | 'enqueuedAt'
+>
+const HOLDER_VIEW = {
+  _id: 1,
+  orderingKey: 1,
+  keySeq: 1,
+  status: 1,
+  availableAt: 1,
+  leaseUntil: 1,
+  enqueuedAt: 1,
+}
+
+/** `pending` and due, or `publishing` with an expired lease: what a claim may take. */
+const claimableNow = (doc: HolderView, now: Date): boolean =>
+  doc.status === 'pending'
+    ? doc.availableAt.getTime() <= now.getTime()
+    : doc.status === 'publishing' &&
+      doc.leaseUntil instanceof Date &&
+      doc.leaseUntil.getTime() <= now.getTime()
 
 /** The worker holds the claim iff the event is publishing and claimed by it. */
 const holds = (doc: OutboxDocument, workerId: string): boolean =>

@@ -156,6 +156,28 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     expect(claimed.map((event) => event.eventId)).toEqual(['hot-0', 'c1', 'd1'])
   })
 
+  it('claims a head that sorts behind a later event of its key in enqueue order (two instances, one frozen clock)', async () => {
+    const { store, peer, clock } = await stores()
+    // Each instance orders its own events; across instances in one millisecond the order is
+    // unspecified, so the key's second event may sort before its first.
+    const later = new Date(clock.now().getTime() + 60_000)
+    await store.outbox.findOrCreateMany(
+      Array.from({ length: 5 }, (_, index) => ({
+        eventId: `delayed-${index}`,
+        subject: 's',
+        payload: 'p',
+        availableAt: later,
+      })),
+    )
+    expect(await store.outbox.findOrCreate(keyed('first', 'K'))).toMatchObject({ keySeq: 1 })
+    expect(await peer.outbox.findOrCreate(keyed('second', 'K'))).toMatchObject({ keySeq: 2 })
+    const [candidate] = await store.outbox.findPending({ limit: 1 })
+    expect(candidate?.eventId).toBe('second')
+    const claimed = await store.outbox.claim({ limit: 1, workerId: 'w', ...lease })
+    expect(claimed.map((event) => [event.eventId, event.keySeq])).toEqual([['first', 1]])
+    expect(await peer.outbox.claim({ limit: 1, workerId: 'w2', ...lease })).toEqual([])
+  })
+
   it('two clients enqueueing one key at once: distinct numbers, increasing in each caller’s completion order, no lock left', async () => {
     const { store, peer, prefix } = await stores()
     const sequential = async (repository: MongoDbStore, name: string): Promise<number[]> => {
