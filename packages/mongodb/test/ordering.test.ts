@@ -210,6 +210,24 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     expect(await db.collection(collectionNames(prefix).locks).countDocuments({})).toBe(0)
   })
 
+  it('40 enqueues of one key at once from four clients: 40 distinct numbers, each stored as answered', async () => {
+    const { store, peer, prefix } = await stores()
+    const others = await Promise.all(
+      [0, 1].map(async () => createMongoDbStore({ db: await connect(), collectionPrefix: prefix })),
+    )
+    const repositories = [store, peer, ...others]
+    const answered = await Promise.all(
+      Array.from({ length: 40 }, (_, index) =>
+        (repositories[index % repositories.length] as MongoDbStore).outbox.findOrCreate(
+          keyed(`burst-${index}`, 'hot'),
+        ),
+      ),
+    )
+    const numbers = answered.map((event) => event.keySeq)
+    expect(new Set(numbers).size).toBe(40)
+    for (const event of answered) expect((await store.outbox.get(event.eventId))?.keySeq).toBe(event.keySeq)
+  })
+
   it('enqueuers racing two claimers: every event is claimed once, and per key only after the previous one was sent, in keySeq order', async () => {
     const { store, peer } = await stores()
     const keys = ['P', 'Q', 'R']
