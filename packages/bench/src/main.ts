@@ -10,7 +10,7 @@ import { runPeers } from './peers/run-peers.js'
 import { LOCKSTEP_RELAY, runRelay, TUNED_RELAY } from './relay-e2e.js'
 import { writeDocs } from './report.js'
 import type { RelayRow, Results, ScenarioRow } from './results.js'
-import { type RetentionRow, runRetention } from './retention.js'
+import { type RetentionRow, runEnqueueCost, runRetention } from './retention.js'
 import { makeWork, NotRun, SCENARIO_INFO, SCENARIOS, type ScenarioName } from './scenarios.js'
 import type { Target } from './types.js'
 
@@ -236,13 +236,18 @@ const mainRetention = async (argv: readonly string[]): Promise<void> => {
     throw new Error('--retention-events must be an integer >= 10000')
   const machine = machineInfo()
   log(`txbox bench --retention: ${events} events; load ${machine.loadBefore}`)
+  const enqueue = await runEnqueueCost(url, 7, log)
+  for (const row of enqueue)
+    log(
+      `retention enqueue ${row.layout}: ${row.onePerCall.toFixed(0)}/s one per call, ${row.hundredPerCall.toFixed(0)}/s 100 per call`,
+    )
   const rows: RetentionRow[] = []
   for (const layout of ['delete', 'partitions'] as const)
     rows.push(await runRetention(url, layout, { events, days: 10, retentionDays: 3 }, log))
   machine.loadAfter = loadAverage()
   const out = join(packageRoot, 'results')
   mkdirSync(out, { recursive: true })
-  writeFileSync(join(out, 'retention.json'), `${JSON.stringify({ machine, rows }, null, 2)}\n`)
+  writeFileSync(join(out, 'retention.json'), `${JSON.stringify({ machine, enqueue, rows }, null, 2)}\n`)
   log(`results in ${join(out, 'retention.json')}`)
 }
 

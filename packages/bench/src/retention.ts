@@ -68,6 +68,87 @@ const PAYLOAD = JSON.stringify({
 
 const seconds = (from: number): number => (performance.now() - from) / 1000
 
+/** The enqueue cost of the id trigger, through the store: events per second, medians of alternating runs. */
+export interface EnqueueCostRow {
+  readonly layout: RetentionLayout
+  /** `findOrCreate`, one event per call (autocommit). */
+  readonly onePerCall: number
+  /** `findOrCreateMany`, 100 events per call. */
+  readonly hundredPerCall: number
+  readonly runs: number
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)] ?? 0
+}
+
+/**
+ * What the partitioned layout costs an enqueue: the store's own statements on both layouts,
+ * one after the other in each run (so load changes hit both), 1,000 single enqueues and 100
+ * batches of 100 per run and layout, one client each.
+ */
+export const runEnqueueCost = async (
+  url: string,
+  runs: number,
+  log: (line: string) => void,
+): Promise<EnqueueCostRow[]> => {
+  const pool = new pg.Pool({ connectionString: url, max: 2 })
+  const layouts = ['delete', 'partitions'] as const
+  const schemas = layouts.map((layout) => uniqueName(`enqueue_${layout}`))
+  const stores = layouts.map((layout, i) =>
+    createPostgresStore({
+      pool,
+      schema: schemas[i],
+      notify: 'off',
+      partitioning: layout === 'partitions' ? { interval: 'daily' } : undefined,
+    }),
+  )
+  const one: number[][] = [[], []]
+  const hundred: number[][] = [[], []]
+  try {
+    for (const store of stores) await store.migrate()
+    for (let run = -1; run < runs; run++) {
+      for (const [i, store] of stores.entries()) {
+        let started = performance.now()
+        for (let n = 0; n < 1000; n++)
+          await store.outbox.findOrCreate({
+            eventId: `one-${run}-${n}`,
+            subject: 'orders.created',
+            payload: PAYLOAD,
+          })
+        const oneRate = 1000 / seconds(started)
+        started = performance.now()
+        for (let b = 0; b < 100; b++)
+          await store.outbox.findOrCreateMany(
+            Array.from({ length: 100 }, (_, n) => ({
+              eventId: `many-${run}-${b}-${n}`,
+              subject: 'orders.created',
+              payload: PAYLOAD,
+            })),
+          )
+        const hundredRate = 10_000 / seconds(started)
+        // Run -1 warms up connections, prepared statements and caches.
+        if (run >= 0) {
+          one[i]?.push(oneRate)
+          hundred[i]?.push(hundredRate)
+        }
+      }
+      log(`retention enqueue cost run ${run + 1}/${runs}; load ${loadAverage()}`)
+    }
+    return layouts.map((layout, i) => ({
+      layout,
+      onePerCall: median(one[i] ?? []),
+      hundredPerCall: median(hundred[i] ?? []),
+      runs,
+    }))
+  } finally {
+    for (const schema of schemas)
+      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined)
+    await pool.end()
+  }
+}
+
 export const runRetention = async (
   url: string,
   layout: RetentionLayout,
