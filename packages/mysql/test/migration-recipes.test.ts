@@ -109,6 +109,7 @@ describe.skipIf(SKIP)(
         expect(await tablesOf(prefix)).toEqual([
           `${prefix}inbox`,
           `${prefix}outbox`,
+          `${prefix}outbox_keys`,
           `${prefix}schema_version`,
         ])
         await migrateFindsNothing(prefix)
@@ -151,6 +152,7 @@ describe.skipIf(SKIP)(
         expect(await tablesOf(prefix)).toEqual([
           `${prefix}inbox`,
           `${prefix}outbox`,
+          `${prefix}outbox_keys`,
           `${prefix}schema_version`,
         ])
         await migrateFindsNothing(prefix)
