@@ -23,6 +23,7 @@ import {
   type Values,
   WRITE_CONCURRENCY,
 } from './client.js'
+import { type CollectedKey, collectedKeys } from './collector-keys.js'
 import { type DynamoDbStoreOptions, resolveOptions } from './dynamodb-options.js'
 import { DynamoDbFailure } from './errors.js'
 import {
@@ -112,19 +113,6 @@ const LEAVE_DUE = `#gsi1pk, #gsi1sk, #dueAt, ${UNPARK_ATTRIBUTES}`
 
 /** What each action of a keyed enqueue's transaction is: the key's counter, or an event's put. */
 type KeyedAction = { kind: 'counter'; key: string } | { kind: 'put'; base: Item }
-
-/**
- * The keys a `{ tx }` collector already advanced: their counter update (still unsent, with
- * the value it was read at) and the put of their last event, so a second enqueue of the key
- * into the same collector continues the chain instead of writing the counter twice.
- */
-interface CollectedKey {
-  counterAction: TransactWriteItem
-  read: KeyCounter
-  counter: KeyCounter
-  lastPut: TransactWriteItem
-}
-const collectedKeys = new WeakMap<TransactWriteItem[], Map<string, CollectedKey>>()
 
 /**
  * The outbox on DynamoDB. Each event is one item (`pk = ob#e#<eventId>`); two sparse,
@@ -479,9 +467,7 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       ...keys.map(keyCounterPk),
     ])
     const fresh = items.filter((item) => !stored.has(requiredStr(item, 'pk')))
-    const collected = collectedKeys.get(tx) ?? new Map<string, CollectedKey>()
-    // An array sent (or emptied) and filled again no longer holds those counter updates.
-    for (const [key, entry] of collected) if (!tx.includes(entry.counterAction)) collected.delete(key)
+    const collected = collectedKeys(tx)
     const groups = new Map<string, Item[]>()
     for (const item of fresh) {
       const key = item.orderingKey?.S
@@ -492,38 +478,51 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     this.#db.checkCollector(tx, [...fresh.map((item) => requiredStr(item, 'pk')), ...newCounters])
     for (const item of fresh)
       if (item.orderingKey === undefined) tx.push(this.#db.putAction(item, NOT_STORED))
-    const linked = new Map<Item, Item>()
     for (const [key, group] of groups) {
-      const earlier = collected.get(key)
-      const read = earlier?.read ?? counterOf(stored.get(keyCounterPk(key)))
-      // A key this collector already advanced continues from there: its first new event is
-      // parked behind the previous call's last one (both pending once committed), and the
-      // one counter update of the transaction now ends at the new last event.
-      const { items: chained, next } = this.#chain(
-        key,
-        group,
-        earlier?.counter ?? read,
-        nowMs,
-        earlier !== undefined,
-      )
-      const counterAction = this.#db.updateAction(keyCounterPk(key), counterSpec(read, next), true)
-      if (earlier) {
-        const previous = earlier.lastPut.Put?.Item
-        if (previous) previous.nextEventId = S(requiredStr(chained[0] as Item, 'eventId'))
-        earlier.counterAction.Update = counterAction.Update
-      } else tx.push(counterAction)
-      const puts = chained.map((item) => this.#db.putAction(item, NOT_STORED))
-      tx.push(...puts)
-      collected.set(key, {
-        counterAction: earlier?.counterAction ?? counterAction,
-        read,
-        counter: next,
-        lastPut: puts[puts.length - 1] as TransactWriteItem,
-      })
-      for (const [index, base] of group.entries()) linked.set(base, chained[index] as Item)
+      const entry =
+        collected.get(key) ?? this.#collectKey(tx, key, counterOf(stored.get(keyCounterPk(key))), nowMs)
+      collected.set(key, entry)
+      entry.add(group)
     }
-    if (collected.size > 0) collectedKeys.set(tx, collected)
-    return items.map((item) => toOutboxEvent(stored.get(requiredStr(item, 'pk')) ?? linked.get(item) ?? item))
+    // A keyed event's keySeq is final only at commit (store.transaction chains it again after
+    // an enqueue of its key that committed first), so the answer inside has none yet.
+    return items.map((item) => toOutboxEvent(stored.get(requiredStr(item, 'pk')) ?? item))
+  }
+
+  /**
+   * Starts a key's chain in collector `tx` after `read`: the counter update goes in now, and
+   * each `add` appends the key's next events (their puts pushed to `tx`) and rebuilds the
+   * chain, as does `rechain` after a commit that found the counter moved: every put of the
+   * key gets its keySeq, predecessor and placement again, in place.
+   */
+  #collectKey(tx: TransactWriteItem[], key: string, read: KeyCounter, nowMs: number): CollectedKey {
+    const bases: Item[] = []
+    const puts: TransactWriteItem[] = []
+    const counterPk = keyCounterPk(key)
+    const counterAction: TransactWriteItem = this.#db.updateAction(counterPk, counterSpec(read, read), true)
+    tx.push(counterAction)
+    let after = read
+    const rebuild = () => {
+      const { items: chained, next } = this.#chain(key, bases, after, nowMs)
+      for (const [index, put] of puts.entries()) if (put.Put) put.Put.Item = chained[index] as Item
+      counterAction.Update = this.#db.updateAction(counterPk, counterSpec(after, next), true).Update
+    }
+    return {
+      counterAction,
+      rechain: (current) => {
+        after = current
+        rebuild()
+      },
+      add: (group) => {
+        for (const base of group) {
+          bases.push(base)
+          const put = this.#db.putAction(base, NOT_STORED)
+          puts.push(put)
+          tx.push(put)
+        }
+        rebuild()
+      },
+    }
   }
 
   /** The condition and values of a write fenced by `workerId` (without it, the event only has to exist). */

@@ -5,9 +5,10 @@ import {
   TransactWriteItemsCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb'
-import { ManualClock, type OutboxEvent, StorageError } from '@txbox/core'
+import { ManualClock, type OutboxEvent } from '@txbox/core'
 import { describe, expect, it } from 'vitest'
-import { createDynamoDbStore, type DynamoDbStoreOptions } from '../src/index.js'
+import { lostKeyCounter } from '../src/errors.js'
+import { classifyDynamoDbError, createDynamoDbStore, type DynamoDbStoreOptions } from '../src/index.js'
 import { PARK_RECHECK_MS } from '../src/key-chain.js'
 import { chainedOrderKey, chainOf, orderKey } from '../src/keys.js'
 import { event, skipReason as reason, tablesOnServer, url } from './helpers.js'
@@ -233,42 +234,56 @@ describe.skipIf(!url)(`ordering keys on DynamoDB Local${url ? '' : ` (skipped: $
     expect(order).toEqual(ids)
   })
 
-  it('two enqueues of one key into one collector continue one chain with a single counter write', async () => {
+  it('enqueues of one key into one collector continue one chain with a single counter write; keySeq is given at commit', async () => {
     const { store, raw, expectChain } = await freshStore()
     await store.outbox.findOrCreate(keyed('before', 'k'))
     const tx: TransactWriteItem[] = []
     const a = await store.outbox.findOrCreate(keyed('a', 'k'), { tx })
     const [b, c] = await store.outbox.findOrCreateMany([keyed('b', 'k'), keyed('c', 'k')], { tx })
-    expect([a.keySeq, b?.keySeq, c?.keySeq]).toEqual([2, 3, 4])
+    // Provisional answers: the keySeq is decided when the collector commits.
+    expect([a.orderingKey, a.keySeq, b?.keySeq, c?.keySeq]).toEqual(['k', undefined, undefined, undefined])
     expect(tx).toHaveLength(4) // one counter update, three puts
     await server.clients[0]!.send(new TransactWriteItemsCommand({ TransactItems: tx }))
     await expectChain('k', 4)
+    expect((await store.outbox.get('c'))?.keySeq).toBe(4)
     expect((await raw('ob#e#a'))?.nextEventId?.S).toBe('b')
     expect((await raw('ob#e#b'))?.unparkPk).toBeDefined()
   })
 
-  it('a transaction whose key counter moved is a retryable conflict; store.transaction with retries commits it', async () => {
-    const { store, peer } = await freshStore()
+  it('store.transaction chains its keyed events after an enqueue of the key that committed while it was open', async () => {
+    const { store, peer, raw, expectChain } = await freshStore()
     const other = peer()
-    const lost = store.transaction(async (tx) => {
-      await store.outbox.findOrCreate(keyed('in-tx', 'k'), { tx })
+    let runs = 0
+    await store.transaction(async (tx) => {
+      runs++
+      await store.outbox.findOrCreateMany([keyed('in-tx-1', 'k'), keyed('in-tx-2', 'k')], { tx })
+      tx.push({
+        Put: { TableName: store.tableName, Item: { pk: { S: 'app#order#42' }, state: { S: 'paid' } } },
+      })
       await other.outbox.findOrCreate(keyed('outside', 'k'))
     })
-    await expect(lost).rejects.toBeInstanceOf(StorageError)
-    await expect(lost).rejects.toMatchObject({ reason: 'conflict', retryable: true })
-    expect(await store.outbox.get('in-tx')).toBeNull()
-
-    let runs = 0
-    await store.transaction(
-      async (tx, { attempt }) => {
-        runs++
-        await store.outbox.findOrCreate(keyed('in-tx-2', 'k'), { tx })
-        if (attempt === 1) await other.outbox.findOrCreate(keyed('outside-2', 'k'))
-      },
-      { retries: 1 },
-    )
-    expect(runs).toBe(2)
-    expect((await store.outbox.get('outside-2'))?.keySeq).toBe(2)
+    // Sent again with the key re-chained, not run again; the caller's own action went with it.
+    expect(runs).toBe(1)
+    expect((await store.outbox.get('outside'))?.keySeq).toBe(1)
+    expect((await store.outbox.get('in-tx-1'))?.keySeq).toBe(2)
     expect((await store.outbox.get('in-tx-2'))?.keySeq).toBe(3)
+    expect((await raw('app#order#42'))?.state?.S).toBe('paid')
+    await expectChain('k', 3)
+  })
+
+  it('a collector sent by the caller after its key counter moved is cancelled: a retryable conflict', async () => {
+    const { store, peer } = await freshStore()
+    const other = peer()
+    const tx: TransactWriteItem[] = []
+    await store.outbox.findOrCreate(keyed('in-tx', 'k'), { tx })
+    await other.outbox.findOrCreate(keyed('outside', 'k'))
+    const sent = server.clients[0]!.send(new TransactWriteItemsCommand({ TransactItems: tx }))
+    const error = await sent.then(
+      () => undefined,
+      (failure: unknown) => failure,
+    )
+    expect(lostKeyCounter(error)).toBe(true)
+    expect(classifyDynamoDbError(error)).toMatchObject({ reason: 'conflict', retryable: true })
+    expect(await store.outbox.get('in-tx')).toBeNull()
   })
 })
