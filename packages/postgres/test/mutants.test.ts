@@ -35,6 +35,8 @@ const statements = (): Record<string, string> => {
   return named
 }
 
+const KEYED_INSERTS = ['outbox.insertKeyed.off', 'outbox.insertKeyed.always', 'outbox.insertKeyed.waiting']
+
 const FENCED = ['outbox.markAsSent', 'outbox.markManyAsSent', 'outbox.markAsFailed', 'outbox.retryLater']
 
 const POSTGRES_MUTANTS: readonly StatementMutant[] = [
@@ -103,6 +105,51 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
         'equivalent for the contract: a claimer waits for a concurrent one instead of skipping its rows (slower, never a double claim: the re-check after the wait drops rows claimed meanwhile)',
       cases: ['outbox.claim.disjoint-across-connections'],
     },
+  },
+  {
+    id: 'claim: head-of-key rule dropped',
+    statements: ['outbox.claim'],
+    find: '(t.ordering_key IS NULL OR NOT EXISTS (',
+    replace: '(true OR NOT EXISTS (',
+    // heads-across-connections catches it only when two claims happen to overlap on a key.
+    kills: ['outbox.ordering.heads-only'],
+  },
+  {
+    id: 'claim: head probe <= (a keyed event holds its own key)',
+    statements: ['outbox.claim'],
+    find: 'h.key_seq < t.key_seq',
+    replace: 'h.key_seq <= t.key_seq',
+    // heads-across-connections fails too, after its drain deadline (90 s): not run here.
+    kills: ['outbox.ordering.heads-only'],
+  },
+  {
+    id: 'claim: a publishing event does not hold its key',
+    statements: ['outbox.claim'],
+    find: "h.status IN ('pending', 'publishing', 'failed')",
+    replace: "h.status IN ('pending', 'failed')",
+    // heads-across-connections catches it only when two claims happen to overlap on a key.
+    kills: ['outbox.ordering.heads-only'],
+  },
+  {
+    id: "claim: dead letters never hold their key ('block' read as 'skip')",
+    statements: ['outbox.claim'],
+    find: "h.status IN ('pending', 'publishing', 'failed')",
+    replace: "h.status IN ('pending', 'publishing')",
+    kills: ['outbox.ordering.dead-letter-policy'],
+  },
+  {
+    id: 'insertKeyed: the counter overwritten instead of advanced',
+    statements: KEYED_INSERTS,
+    find: 'SET last_seq = k.last_seq + EXCLUDED.last_seq',
+    replace: 'SET last_seq = EXCLUDED.last_seq',
+    kills: ['outbox.ordering.key-seq'],
+  },
+  {
+    id: 'insertKeyed: a batch numbered against its input order',
+    statements: KEYED_INSERTS,
+    find: 'ORDER BY i.ord)',
+    replace: 'ORDER BY i.ord DESC)',
+    kills: ['outbox.ordering.key-seq'],
   },
   {
     id: 'fence: claimed_by = $2 dropped',
