@@ -169,4 +169,43 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
     )
     expect(constraints.rows.map((row) => row.conname)).not.toContain('txbox_inbox_stream_key')
   })
+
+  it('upgrades a version 3 outbox in place: stored events read as unkeyed and are claimed as before; keys work after', async () => {
+    const schema = freshSchema()
+    schemas.push(schema)
+    const pool = pools[0]!
+    const sql = migrationSql(schema, 'txbox_')
+    await pool.query(`CREATE SCHEMA "${schema}"`)
+    await pool.query(sql.createVersionTable)
+    for (const migration of postgresMigrations().filter((m) => m.version <= 3)) {
+      await pool.query(renderPostgresMigration(migration, schema, 'txbox_'))
+      await pool.query(sql.recordVersion, [migration.version, migration.name, new Date()])
+    }
+    // Rows as version 3's statements wrote them: one pending, one failed.
+    const table = `"${schema}"."txbox_outbox"`
+    await pool.query(
+      `INSERT INTO ${table} (event_id, subject, payload, status, enqueued_at, available_at, retry_count, error_message)
+       VALUES ('v3-pending', 's', 'p', 'pending', now(), now(), 0, NULL),
+              ('v3-failed', 's', 'p', 'failed', now(), now(), 1, 'boom')`,
+    )
+    const before = await pool.query(`SELECT * FROM ${table} ORDER BY seq`)
+    const store = createPostgresStore({ pool, schema })
+    await store.migrate()
+    expect(await versions(schema)).toEqual(postgresMigrations().map((m) => m.version))
+    const after = await pool.query(`SELECT * FROM ${table} ORDER BY seq`)
+    expect(after.rows).toEqual(before.rows.map((row) => ({ ...row, ordering_key: null, key_seq: null })))
+    const stored = await store.outbox.get('v3-pending')
+    expect(stored).not.toHaveProperty('orderingKey')
+    expect(stored).not.toHaveProperty('keySeq')
+    const keyed = await store.outbox.findOrCreate({
+      eventId: 'v4-keyed',
+      subject: 's',
+      payload: 'p',
+      orderingKey: 'k',
+    })
+    expect(keyed.keySeq).toBe(1)
+    // The old failed row holds no key (it has none): both the old pending one and the new head go.
+    const claimed = await store.outbox.claim({ leaseMs: 30_000, workerId: 'w' })
+    expect(claimed.map((event) => event.eventId)).toEqual(['v3-pending', 'v4-keyed'])
+  })
 })
