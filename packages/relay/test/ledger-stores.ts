@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   CreateTableCommand,
-  DynamoDBClient,
   ScanCommand,
   type ScanCommandInput,
   type TransactWriteItem,
@@ -28,6 +27,7 @@ import { type ChainableCommander, Redis } from 'ioredis'
 import { type ClientSession, MongoClient, MongoServerError } from 'mongodb'
 import { createPool, type PoolConnection, type RowDataPacket } from 'mysql2/promise'
 import pg from 'pg'
+import { CrashableDynamoDbLocal } from './dynamodb-local-crash.js'
 import { PrivateService } from './harness.js'
 import type { LedgerPair } from './ledger-scenario.js'
 
@@ -435,17 +435,15 @@ export const openMongo = async (postgresUrl: string): Promise<OpenedPair<ClientS
 
 // ----------------------------------------------------------------- DynamoDB Local (private) ---
 
-/** DynamoDB Local keeps its tables in a directory here, so a crash and restart keeps them. */
+/**
+ * DynamoDB Local keeps its tables in a directory, so a crash and restart keeps them; it is
+ * crashed through {@link CrashableDynamoDbLocal}, which keeps the transactions it answered
+ * (DynamoDB Local alone can lose them to a SIGKILL; real DynamoDB does not).
+ */
 export const openDynamo = async (): Promise<OpenedPair<TransactWriteItem[]>> => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'txbox-ledger-dynamodb-'))
-  const server = await PrivateService.create('dynamodb', { TXBOX_DYNAMODB_DB_PATH: dataDir })
-  await server.up()
-  const url = `http://127.0.0.1:${server.port}`
-  const client = new DynamoDBClient({
-    endpoint: url,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  })
+  const local = await CrashableDynamoDbLocal.start()
+  const url = local.url
+  const client = local.client()
   const suffix = uniqueSuffix()
   const tableName = `ledger_${suffix}`
   const appTable = `ledger_app_${suffix}`
@@ -530,13 +528,12 @@ export const openDynamo = async (): Promise<OpenedPair<TransactWriteItem[]>> => 
           items.map((item) => [(item.pk?.S ?? '').slice(LEDGER.length), Number(item.runs?.N ?? 0)]),
         )
       },
-      restartServer: () => server.crashAndRestart(CRASH_DOWN_MS),
+      restartServer: () => local.crashAndRestart(CRASH_DOWN_MS),
     },
     close: () =>
       releaseAll(
         () => client.destroy(),
-        () => server.destroy(),
-        () => rmSync(dataDir, { recursive: true, force: true }),
+        () => local.destroy(),
       ),
   }
 }
