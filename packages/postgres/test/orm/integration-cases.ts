@@ -78,6 +78,41 @@ export const describeOrmIntegration = <Raw>(
       expect((await outbox.get('commit-3'))?.status).toBe('pending')
     })
 
+    it("keyed enqueues in the ORM's transaction: keySeqs answered through its driver, in commit order", async () => {
+      const { outbox } = ns.store
+      const stored = await orm.transaction(async (raw) => {
+        await orm.insertOrder(raw, ns.schema, 'keyed-1')
+        const first = await outbox.findOrCreate(event('keyed-1', { orderingKey: 'orm-key' }), {
+          tx: orm.handle(raw),
+        })
+        const batch = await outbox.findOrCreateMany(
+          [
+            event('keyed-2', { orderingKey: 'orm-key' }),
+            event('keyed-3'),
+            event('keyed-4', { orderingKey: 'orm-key' }),
+          ],
+          { tx: orm.handle(raw) },
+        )
+        return [first, ...batch]
+      })
+      expect(stored.map((e) => [e.eventId, e.orderingKey, e.keySeq])).toEqual([
+        ['keyed-1', 'orm-key', 1],
+        ['keyed-2', 'orm-key', 2],
+        ['keyed-3', undefined, undefined],
+        ['keyed-4', 'orm-key', 3],
+      ])
+      for (const answered of stored) expect(answered).toEqual(await outbox.get(answered.eventId))
+      // A rolled-back keyed enqueue leaves no event; the key's next one follows the last committed.
+      await expect(
+        orm.transaction(async (raw) => {
+          await outbox.findOrCreate(event('keyed-5', { orderingKey: 'orm-key' }), { tx: orm.handle(raw) })
+          throw new Error('business rule failed')
+        }),
+      ).rejects.toThrow('business rule failed')
+      expect(await outbox.get('keyed-5')).toBeNull()
+      expect((await outbox.findOrCreate(event('keyed-6', { orderingKey: 'orm-key' }))).keySeq).toBe(4)
+    })
+
     it('a business write and an enqueue roll back together', async () => {
       const { outbox } = ns.store
       await expect(
