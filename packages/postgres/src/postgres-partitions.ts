@@ -1,6 +1,5 @@
 import { ValidationError } from '@txbox/core'
-import type { ClientBase, Pool } from 'pg'
-import { withTransaction } from './client.js'
+import type { ClientBase, Pool, PoolClient } from 'pg'
 import { ADAPTER, SQLSTATE, sqlState } from './errors.js'
 import {
   CONVERTED_SUFFIX,
@@ -51,6 +50,22 @@ export const PARTITION_LOCK_TIMEOUT_MS = 2_000
 const FORGET_BATCH = 10_000
 
 const lockTimeout = `SET LOCAL lock_timeout = ${PARTITION_LOCK_TIMEOUT_MS}`
+
+/** BEGIN, fn, COMMIT on one client (ROLLBACK and rethrow when fn throws). */
+const inTransaction = async <T>(client: ClientBase, fn: () => Promise<T>): Promise<T> => {
+  await client.query('BEGIN')
+  try {
+    const result = await fn()
+    await client.query('COMMIT')
+    return result
+  } catch (error) {
+    await client.query('ROLLBACK')
+    throw error
+  }
+}
+
+/** What one attempt to create a partition did. */
+type Creation = 'created' | 'busy'
 
 export const resolvePartitioning = (value: unknown): ResolvedPartitioning | undefined => {
   if (value === undefined) return undefined
@@ -147,10 +162,13 @@ export class PostgresPartitions {
   readonly #sql: PartitionSql
   readonly #table: TablePartitionSql
   readonly #schema: string
+  /** One maintenance run at a time per table, across processes (every relay runs cleanup). */
+  readonly #lockKey: string
 
   constructor(pool: Pool, schema: string, prefix: string, spec: PartitionedTableSpec) {
     this.#pool = pool
     this.#schema = schema
+    this.#lockKey = `txbox:partitions:${schema}.${prefix}${spec.name}`
     this.#prefix = prefix
     this.#spec = spec
     this.#sql = partitionSql(schema, prefix)
@@ -171,7 +189,11 @@ export class PostgresPartitions {
   async createAhead(now: Date): Promise<number> {
     const layout = await this.layout()
     if (layout === undefined) return 0
-    const existing = await this.#partitionNames()
+    return this.#exclusive(0, (client) => this.#createAhead(client, layout, now))
+  }
+
+  async #createAhead(client: ClientBase, layout: Layout, now: Date): Promise<number> {
+    const existing = await this.#partitionNames(client)
     let created = 0
     let start = periodStart(layout.interval, now)
     for (let i = 0; i <= layout.ahead; i++, start = nextPeriod(layout.interval, start)) {
@@ -181,9 +203,10 @@ export class PostgresPartitions {
       const from = start.getTime() < layout.legacyUntil.getTime() ? layout.legacyUntil : start
       const name = `${this.#table.parentName}_${periodSuffix(layout.interval, start)}`
       if (existing.has(name)) continue
+      const creation = await this.#createPartition(client, name, from, end)
       // Not granted in time: the table is busy; the next run tries again.
-      if (!(await this.#createPartition(name, from, end))) break
-      created++
+      if (creation === 'busy') break
+      if (creation === 'created') created++
     }
     return created
   }
@@ -196,29 +219,60 @@ export class PostgresPartitions {
   async retire(cutoff: Date): Promise<number> {
     const layout = await this.layout()
     if (layout === undefined) return 0
+    return this.#exclusive(0, (client) => this.#retire(client, layout, cutoff))
+  }
+
+  async #retire(client: ClientBase, layout: Layout, cutoff: Date): Promise<number> {
     const candidates: { name: string; end: Date }[] = []
-    for (const name of await this.#partitionNames()) {
+    for (const name of await this.#partitionNames(client)) {
       const suffix = name.slice(this.#table.parentName.length + 1)
       const end = suffix === CONVERTED_SUFFIX ? layout.legacyUntil : periodOfSuffix(suffix)?.end
       if (end !== undefined && end.getTime() <= cutoff.getTime()) candidates.push({ name, end })
     }
     candidates.sort((a, b) => a.end.getTime() - b.end.getTime())
     for (const { name } of candidates) {
-      if (await this.#holdsLiveRows(this.#pool, name, cutoff)) continue
-      await this.#detach(name, cutoff)
+      if (await this.#holdsLiveRows(client, name, cutoff)) continue
+      await this.#detach(client, name, cutoff)
     }
     let rows = 0
-    const retired = await this.#pool.query<{ name: string }>(this.#table.retired)
-    for (const { name } of retired.rows) rows += await this.#finish(name)
+    const retired = await client.query<{ name: string }>(this.#table.retired)
+    for (const { name } of retired.rows) rows += await this.#finish(client, name)
     return rows
   }
 
-  async #partitionNames(): Promise<Set<string>> {
-    const result = await this.#pool.query<{ name: string }>(this.#table.partitions)
+  /**
+   * Runs `fn` on a client holding this table's maintenance lock (a session advisory lock),
+   * or answers `none` at once when another process holds it: two relays never create,
+   * detach or drop the same partition at once. Every statement of a run goes through that
+   * one client, so a pool of one connection is enough. A client that fails is destroyed,
+   * which also frees the lock.
+   */
+  async #exclusive<T>(none: T, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect()
+    let failed = false
+    try {
+      const lock = await client.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked',
+        [this.#lockKey],
+      )
+      if (lock.rows[0]?.locked !== true) return none
+      const result = await fn(client)
+      await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [this.#lockKey])
+      return result
+    } catch (error) {
+      failed = true
+      throw error
+    } finally {
+      client.release(failed)
+    }
+  }
+
+  async #partitionNames(client: ClientBase): Promise<Set<string>> {
+    const result = await client.query<{ name: string }>(this.#table.partitions)
     return new Set(result.rows.map((row) => row.name))
   }
 
-  async #holdsLiveRows(db: Pool | ClientBase, partition: string, cutoff: Date): Promise<boolean> {
+  async #holdsLiveRows(db: ClientBase, partition: string, cutoff: Date): Promise<boolean> {
     const result = await db.query<{ live: boolean }>(this.#table.holdsLiveRows(partition), [cutoff])
     return result.rows[0]?.live !== false
   }
@@ -229,9 +283,9 @@ export class PostgresPartitions {
    * whose clock lags could still insert into an old range). The table's lock is not waited
    * for beyond the lock timeout: the partition is then retried on the next run.
    */
-  async #detach(partition: string, cutoff: Date): Promise<boolean> {
+  async #detach(client: ClientBase, partition: string, cutoff: Date): Promise<boolean> {
     try {
-      return await withTransaction(this.#pool, async (client) => {
+      return await inTransaction(client, async () => {
         await client.query(lockTimeout)
         await client.query(
           `ALTER TABLE ${this.#table.parent} DETACH PARTITION ${qualified(this.#schema, partition)}`,
@@ -256,12 +310,12 @@ export class PostgresPartitions {
    * is held long) and drops it. Until its ids are forgotten, an id of it enqueued again is
    * neither stored nor readable: the enqueue fails and may be retried a moment later.
    */
-  async #finish(retired: string): Promise<number> {
+  async #finish(client: ClientBase, retired: string): Promise<number> {
     const table = qualified(this.#schema, retired)
-    const counted = await this.#pool.query<{ count: number }>(`SELECT count(*)::int AS count FROM ${table}`)
+    const counted = await client.query<{ count: number }>(`SELECT count(*)::int AS count FROM ${table}`)
     let last = ''
     for (;;) {
-      const batch = await this.#pool.query<{ last: string | null; count: number }>(
+      const batch = await client.query<{ last: string | null; count: number }>(
         this.#table.forgetRetiredIds(retired),
         [last, FORGET_BATCH],
       )
@@ -270,7 +324,7 @@ export class PostgresPartitions {
       last = row.last
       if (row.count < FORGET_BATCH) break
     }
-    await this.#pool.query(`DROP TABLE ${table}`)
+    await client.query(`DROP TABLE ${table}`)
     return counted.rows[0]?.count ?? 0
   }
 
@@ -280,13 +334,13 @@ export class PostgresPartitions {
    * rows are moved into the new partition in the same transaction, through the table, so
    * the id table's triggers see a delete and an insert of the same ids.
    */
-  async #createPartition(name: string, from: Date, to: Date): Promise<boolean> {
+  async #createPartition(client: ClientBase, name: string, from: Date, to: Date): Promise<Creation> {
     const partition = qualified(this.#schema, name)
     const bounds = `FOR VALUES FROM (${instant(from)}) TO (${instant(to)})`
     const create = `CREATE TABLE ${partition} PARTITION OF ${this.#table.parent} ${bounds}`
     const { key } = this.#spec
     try {
-      return await withTransaction(this.#pool, async (client) => {
+      return await inTransaction(client, async (): Promise<Creation> => {
         await client.query(lockTimeout)
         // CREATE ... PARTITION OF takes this lock anyway; taken first, no insert can reach
         // the default partition between the check below and the CREATE.
@@ -297,7 +351,7 @@ export class PostgresPartitions {
         )
         if (stray.rows.length === 0) {
           await client.query(create)
-          return true
+          return 'created'
         }
         const moving = `"${this.#prefix}moving_${this.#spec.name}"`
         await client.query(`CREATE TEMPORARY TABLE ${moving} (LIKE ${this.#table.parent}) ON COMMIT DROP`)
@@ -310,10 +364,10 @@ export class PostgresPartitions {
         await client.query(
           `INSERT INTO ${this.#table.parent} OVERRIDING SYSTEM VALUE SELECT * FROM ${moving} ORDER BY seq`,
         )
-        return true
+        return 'created'
       })
     } catch (error) {
-      if (sqlState(error) === SQLSTATE.lockNotAvailable) return false
+      if (sqlState(error) === SQLSTATE.lockNotAvailable) return 'busy'
       throw error
     }
   }

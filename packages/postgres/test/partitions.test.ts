@@ -337,6 +337,34 @@ describe.skipIf(noServer)(`partitioned tables${noServer ? ` (skipped: ${skipReas
     expect(await partitions('outbox')).not.toContain('p20260311')
   })
 
+  it('two processes running cleanup at once: one maintains, the other skips; no error, no row counted twice', async () => {
+    clock.advance(DAY)
+    await store.outbox.findOrCreateMany(Array.from({ length: 50 }, (_, i) => event(`x${i}`)))
+    await sendAll(Array.from({ length: 50 }, (_, i) => `x${i}`))
+    clock.advance(8 * DAY)
+    const otherPool = newPool(1)
+    try {
+      const other = createPostgresStore({
+        pool: otherPool,
+        schema,
+        clock: clock.now,
+        partitioning: { interval: 'daily' },
+      })
+      const counts = await Promise.all([
+        store.outbox.cleanup(7),
+        other.outbox.cleanup(7),
+        store.outbox.cleanup(7),
+      ])
+      expect(counts.reduce((a, b) => a + b, 0)).toBe(50)
+      expect(await partitions('outbox')).not.toContain('p20260311')
+      expect(await idCount('outbox')).toBe(0)
+      // A pool of one connection is enough for the maintenance run.
+      expect(await other.maintainPartitions()).toBeGreaterThanOrEqual(0)
+    } finally {
+      await otherPool.end()
+    }
+  })
+
   it('finishes a partition that a previous run detached but did not drop', async () => {
     clock.advance(DAY)
     await store.outbox.findOrCreateMany([event('x'), event('y')])
