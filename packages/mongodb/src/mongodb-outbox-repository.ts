@@ -26,6 +26,12 @@ import {
 
 /** Claim rounds when other claimers took some of the candidates. */
 const CLAIM_ROUNDS = 8
+/**
+ * After a first round, a claim reads this many times the events it still wants: a later
+ * round runs only when candidates were lost to other claimers or held by their keys, and
+ * behind held keys the claimable heads are usually further back.
+ */
+const LATER_ROUND_READ_FACTOR = 4
 /** Insert rounds of an event that a cleanup deleted between our duplicate key and our read. */
 const INSERT_ROUNDS = 3
 /**
@@ -261,14 +267,15 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
         ],
       }
       if (decidedKeys.size > 0) filter.orderingKey = { $nin: [...decidedKeys] }
-      const candidates = await this.#events.find(filter).sort({ seq: 1 }).limit(wanted).toArray()
+      const read = round === 0 ? wanted : wanted * LATER_ROUND_READ_FACTOR
+      const candidates = await this.#events.find(filter).sort({ seq: 1 }).limit(read).toArray()
       if (candidates.length === 0) break
-      const { claimable, numberedOrphans } = await this.#headsOnly(
-        candidates,
-        now,
-        deadLettersBlockKeys,
-        decidedKeys,
-      )
+      const heads = await this.#headsOnly(candidates, now, deadLettersBlockKeys, decidedKeys)
+      const { numberedOrphans } = heads
+      const claimable = heads.claimable.sort(bySeq)
+      // A wider read may find more than is wanted: the keys of heads left for later stay open.
+      for (const doc of claimable.splice(wanted))
+        if (doc.orderingKey !== undefined) decidedKeys.delete(doc.orderingKey)
       const set = { status: 'publishing' as const, claimedBy, claimedAt: now, leaseUntil }
       const applied = await this.#client.compareAndSet(
         'outbox',
@@ -277,10 +284,10 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
       for (const doc of claimable) if (applied.has(doc._id)) claimed.push({ ...doc, ...set })
       // Fewer candidates than asked for: there are no more to read, unless a write lost
       // (re-read: the event may be claimable still) or orphans were just numbered.
-      const readAll = candidates.length < wanted
+      const readAll = candidates.length < read
       if (readAll && applied.size === claimable.length && !numberedOrphans) break
     }
-    return claimed.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)).map(toOutboxEvent)
+    return claimed.sort(bySeq).map(toOutboxEvent)
   }
 
   /**
@@ -333,9 +340,8 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
             $or: [{ keySeq: { $lt: head.keySeq } }, { keySeq: { $exists: false } }],
           })),
         } as Filter<OutboxDocument>)
-        .project<HolderView>(HOLDER_VIEW)
         .toArray()
-      const lowest = new Map<string, HolderView>()
+      const lowest = new Map<string, OutboxDocument>()
       for (const holder of lower) {
         if (holder.orderingKey === undefined) continue
         if (holder.keySeq === undefined) {
@@ -346,17 +352,12 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
         if (current?.keySeq === undefined || holder.keySeq < current.keySeq)
           lowest.set(holder.orderingKey, holder)
       }
-      const behind: string[] = []
+      // The lowest holder below a candidate is its key's head: claim it if it is claimable.
       for (const [key, holder] of lowest) {
-        heads.delete(key)
-        if (!held.has(key) && claimableNow(holder, now)) behind.push(holder._id)
+        if (!held.has(key) && claimableNow(holder, now)) heads.set(key, holder)
+        else heads.delete(key)
       }
       for (const key of held) heads.delete(key)
-      if (behind.length > 0) {
-        // Read whole, for the compare-and-set's version and the claim's answer.
-        for (const doc of await this.#events.find({ _id: { $in: behind } }).toArray())
-          if (doc.orderingKey !== undefined && claimableNow(doc, now)) heads.set(doc.orderingKey, doc)
-      }
     }
     let numberedOrphans = false
     if (orphanKeys.size > 0) {
@@ -418,23 +419,11 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
   }
 }
 
-/** What the head check reads of an event that holds its key. */
-type HolderView = Pick<
-  OutboxDocument,
-  '_id' | 'orderingKey' | 'keySeq' | 'status' | 'availableAt' | 'leaseUntil' | 'enqueuedAt'
->
-const HOLDER_VIEW = {
-  _id: 1,
-  orderingKey: 1,
-  keySeq: 1,
-  status: 1,
-  availableAt: 1,
-  leaseUntil: 1,
-  enqueuedAt: 1,
-}
+/** Enqueue order. */
+const bySeq = (a: OutboxDocument, b: OutboxDocument): number => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)
 
 /** `pending` and due, or `publishing` with an expired lease: what a claim may take. */
-const claimableNow = (doc: HolderView, now: Date): boolean =>
+const claimableNow = (doc: OutboxDocument, now: Date): boolean =>
   doc.status === 'pending'
     ? doc.availableAt.getTime() <= now.getTime()
     : doc.status === 'publishing' &&
