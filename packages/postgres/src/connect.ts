@@ -8,6 +8,7 @@ import {
 } from '@txbox/core'
 import pg from 'pg'
 import { ADAPTER, classifyPostgresError } from './errors.js'
+import type { PostgresPartitioningOptions } from './postgres-partitions.js'
 import { createPostgresStore, type PostgresStore } from './postgres-store.js'
 import type { PostgresNotifyMode } from './sql.js'
 
@@ -21,6 +22,11 @@ export interface PostgresConnectOptions extends ConnectOptions {
   readonly channel?: string | undefined
   /** The store's `preparedStatements` option (default `true`; `false` behind PgBouncer in transaction mode). */
   readonly preparedStatements?: boolean | undefined
+  /**
+   * The store's `partitioning` option: needed by a store that enqueues or receives on
+   * time-partitioned tables; a relay maintains the partitions without it.
+   */
+  readonly partitioning?: PostgresPartitioningOptions | undefined
 }
 
 /** Connections in the pool when `poolSize` is not given: a relay claims on one, listens on one. */
@@ -63,6 +69,7 @@ export const connectPostgres = (url: string, options: PostgresConnectOptions = {
         channel: options.channel,
         maxEventBytes: options.maxEventBytes,
         preparedStatements: options.preparedStatements,
+        partitioning: options.partitioning,
       }),
     serverVersion: async () => {
       const result = await pool.query<{ server_version: string }>('SHOW server_version')

@@ -1,10 +1,15 @@
 import { ManualClock, StorageError, ValidationError } from '@txbox/core'
 import type pg from 'pg'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createPostgresStore, PARTITION_LOCK_TIMEOUT_MS, type PostgresStore } from '../src/index.js'
+import {
+  connectPostgres,
+  createPostgresStore,
+  PARTITION_LOCK_TIMEOUT_MS,
+  type PostgresStore,
+} from '../src/index.js'
 import { nextPeriod, periodOfSuffix, periodStart, periodSuffix } from '../src/postgres-partitions.js'
 import { CLAIM_PLANNER_SETTINGS, outboxSql } from '../src/sql.js'
-import { event, freshSchema, newPool, noServer, skipReason } from './helpers.js'
+import { event, freshSchema, newPool, noServer, skipReason, url } from './helpers.js'
 
 interface PlanNode {
   'Node Type': string
@@ -387,6 +392,27 @@ describe.skipIf(noServer)(`partitioned tables${noServer ? ` (skipped: ${skipReas
     expect(error).toBeInstanceOf(StorageError)
     expect((error as StorageError).message).toMatch(/42P10.*partitioning: \{ interval: 'daily' \}/)
     expect(await plain.outbox.getCountByStatus()).toMatchObject({ pending: 0 })
+  })
+
+  it('a relay store without the option maintains the partitions; connectPostgres passes the option on', async () => {
+    const connection = connectPostgres(url ?? '', {
+      schema,
+      clock: clock.now,
+      partitioning: { interval: 'daily' },
+    })
+    try {
+      clock.advance(DAY)
+      await connection.store.outbox.findOrCreate(event('via-url'))
+      await connection.store.outbox.markAsSent('via-url')
+    } finally {
+      await connection.close()
+    }
+    clock.advance(8 * DAY)
+    // What a relay opened from a URL has: no partitioning option. It cleans up by partition.
+    const relayStore = createPostgresStore({ pool, schema, clock: clock.now })
+    expect(await relayStore.outbox.cleanup(7)).toBe(1)
+    expect(await partitions('outbox')).not.toContain('p20260311')
+    expect(await partitions('outbox')).toContain('p20260322')
   })
 
   it('refuses another interval on migrate(), changing nothing', async () => {
