@@ -35,6 +35,7 @@ describe('options', () => {
       transactions: 'native',
       claim: 'skip-locked',
       maxEventBytes: 1_048_576,
+      orderingKeys: true,
     })
     expect(Object.isFrozen(store.capabilities)).toBe(true)
   })
