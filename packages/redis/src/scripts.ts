@@ -93,14 +93,32 @@ local function file_keyed(key, id, now)
   end
 end
 
--- After any change to a key's events: its two lowest live events are filed again if pending
--- (a new head, or a head displaced by a redriven event below it). Every other event of the
--- key keeps its place: only the head's changes.
-local function settle(okey, now)
-  for _, id in ipairs(redis.call('ZRANGE', LIVE .. okey, 0, 1)) do
+-- After a change to a key's events, files its lowest live events again if pending: the head
+-- (1), and with 2 the one after it too, when the change may have put an event below the head
+-- (a redrive, a retry, a reset: the old head must be parked). The others keep their place.
+local function settle(okey, now, count)
+  for _, id in ipairs(redis.call('ZRANGE', LIVE .. okey, 0, count - 1)) do
     local key = EVENT .. id
     if redis.call('HGET', key, 'status') == 'pending' then file_keyed(key, id, now) end
   end
+end
+
+-- A new keyed event has its key's highest keySeq: it is the head only when the key has no
+-- live event, and no other event of the key moves.
+local function enter_new_keyed(id, now, okey, key_seq, seq, available_at)
+  local live = LIVE .. okey
+  local head = redis.call('ZCARD', live) == 0
+  redis.call('ZADD', live, key_seq, id)
+  if not head then
+    redis.call('ZADD', PARKED, seq, id)
+  elseif tonumber(available_at) > tonumber(now) then
+    redis.call('ZADD', DELAYED, available_at, id)
+  elseif dead_below(okey, key_seq) then
+    redis.call('ZADD', BLOCKED, seq, id)
+  else
+    redis.call('ZADD', READY, seq, id)
+  end
+  bump('pending', 1)
 end
 
 -- A due pending event waits in READY ordered by seq (claim order); one that is not due yet
@@ -111,7 +129,7 @@ local function enter_pending(key, id, now)
   if f[3] then
     redis.call('ZADD', LIVE .. f[3], f[4], id)
     file_keyed(key, id, now)
-    settle(f[3], now)
+    settle(f[3], now, 2)
   elseif tonumber(f[1]) <= tonumber(now) then
     redis.call('ZADD', READY, f[2], id)
   else
@@ -136,7 +154,7 @@ local function mark_sent(key, id, status, okey, now)
   redis.call('HSET', key, 'status', 'sent', 'sentAt', now)
   redis.call('ZADD', SENT, now, id)
   bump('sent', 1)
-  if okey then settle(okey, now) end
+  if okey then settle(okey, now, 1) end
 end
 
 -- One ZREM or ZADD for a whole batch instead of one per event, in slices of 1,000 values
@@ -159,7 +177,7 @@ local function find_or_create(key, id, subject, payload, has_headers, headers, n
   if okey ~= '' then
     local key_seq = redis.call('HINCRBY', KEYSEQ, okey, 1)
     redis.call('HSET', key, 'orderingKey', okey, 'keySeq', key_seq)
-    enter_pending(key, id, now)
+    enter_new_keyed(id, now, okey, key_seq, seq, available_at)
     return key_seq
   end
   enter_pending(key, id, now)
@@ -306,7 +324,7 @@ redis.call('ZADD', PUBLISHING, now, id)
 bump('publishing', 1)
 if okey then
   redis.call('ZADD', LIVE .. okey, f[3], id)
-  settle(okey, now)
+  settle(okey, now, 2)
 end
 return 1
 `
@@ -368,7 +386,7 @@ for _, k in ipairs(keyed) do
     redis.call('ZREM', LIVE .. okey, id)
   end
 end
-for _, k in ipairs(keyed) do settle(k[3], now) end
+for _, k in ipairs(keyed) do settle(k[3], now, 1) end
 return applied
 `
 
@@ -385,7 +403,7 @@ redis.call('ZADD', FAILED, redis.call('HGET', key, 'seq'), id)
 bump('failed', 1)
 if okey then
   redis.call('ZADD', DEAD .. okey, redis.call('HGET', key, 'keySeq'), id)
-  settle(okey, ARGV[4])
+  settle(okey, ARGV[4], 1)
 end
 return 1
 `

@@ -247,10 +247,10 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
     kills: ['outbox.ordering.heads-only', 'outbox.ordering.dead-letter-policy'],
   },
   {
-    id: 'ordering keys: every pending keyed event filed as its key head (nothing parked)',
+    id: 'enqueue: every new keyed event filed as its key head (nothing parked)',
     statements: OUTBOX_SCRIPTS,
-    find: "if redis.call('ZRANGE', LIVE .. f[3], 0, 0)[1] ~= id then",
-    replace: 'if false then',
+    find: "  if not head then\n    redis.call('ZADD', PARKED, seq, id)",
+    replace: "  if false then\n    redis.call('ZADD', PARKED, seq, id)",
     kills: ['outbox.ordering.heads-only', 'outbox.ordering.heads-across-connections'],
   },
 ]

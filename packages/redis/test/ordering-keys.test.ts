@@ -82,6 +82,21 @@ describe.skipIf(SKIP)(`redis ordering keys (${SKIP ? SKIP_REASON : 'redis'})`, (
     expect(await outboxProblems(redis, store)).toEqual([])
   })
 
+  it('parks the head a redriven dead letter below it displaces, so no claim takes both', async () => {
+    const { store } = await fresh()
+    await store.outbox.findOrCreateMany([keyed('d1', 'D'), keyed('d2', 'D'), keyed('d3', 'D')])
+    expect(ids(await store.outbox.claim(LEASE))).toEqual(['d1'])
+    await store.outbox.markAsFailed('d1', 'dead', { workerId: 'w' })
+    expect(await redis.zrange(store.outbox.keys.blocked, 0, -1)).toEqual(['d2'])
+    expect(await store.outbox.requeueFailed(['d1'])).toBe(1)
+    expect(await redis.zrange(store.outbox.keys.parked, 0, -1)).toEqual(['d2', 'd3'])
+    expect(ids(await store.outbox.claim({ ...LEASE, keyedDeadLetters: 'skip' }))).toEqual(['d1'])
+    // A retry of d1 with its backoff keeps it the head: d2 stays parked.
+    await store.outbox.retryLater('d1', { errorMessage: 'again', delayMs: 0, workerId: 'w' })
+    expect(ids(await store.outbox.claim({ ...LEASE, keyedDeadLetters: 'skip' }))).toEqual(['d1'])
+    expect(await outboxProblems(redis, store)).toEqual([])
+  })
+
   it('stores keys with braces, colons and any script exactly, apart from each other', async () => {
     const { store } = await fresh()
     const names = ['{other}', 'a:b', 'A:b', 'ключ🙂', `${'x'.repeat(254)}}`]
