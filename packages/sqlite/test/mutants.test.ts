@@ -235,6 +235,24 @@ const SQLITE_MUTANTS: readonly StatementMutant[] = [
     replace: 'received_at < ?',
     kills: ['inbox.reset-stale.claim-time'],
   },
+  {
+    id: 'claim: head check compares nothing (every keyed row taken as a head)',
+    statements: ['outbox.claim'],
+    find: 'earlier.key_seq < candidate.key_seq',
+    replace: 'earlier.key_seq < 0',
+    kills: [
+      'outbox.ordering.heads-only',
+      'outbox.ordering.dead-letter-policy',
+      'outbox.ordering.heads-across-connections',
+    ],
+  },
+  {
+    id: "claim: a dead letter never holds its key ('block' read as 'skip')",
+    statements: ['outbox.claim'],
+    find: "(earlier.status <> 'failed' OR ? = 1)",
+    replace: "(earlier.status <> 'failed' OR ? = 2)",
+    kills: ['outbox.ordering.heads-only', 'outbox.ordering.dead-letter-policy'],
+  },
 ]
 
 describe('SQLite SQL mutants fail their cases', () => {
