@@ -1630,7 +1630,9 @@ export const brokenAdapters: readonly {
   },
   {
     target: connectionWideTransactionTarget(),
-    mustFail: ['outbox.tx.store-transaction-isolated'],
+    // ordering.commit-order's outside enqueue joins the open transaction: it answers at once
+    // yet commits with it, after the transaction's own event.
+    mustFail: ['outbox.tx.store-transaction-isolated', 'outbox.ordering.commit-order'],
   },
   {
     target: unwrappedDriverErrorsTarget(),
