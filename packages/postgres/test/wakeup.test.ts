@@ -290,6 +290,8 @@ describe.skipIf(noServer)(`LISTEN/NOTIFY wake-up${noServer ? ` (skipped: ${skipR
   it('an expired flag (a wakeup that died asleep) notifies nobody, and the next wakeup to sleep deletes it', async () => {
     await flush()
     await settle()
+    // settle's waits lower their flags in the background: only the dead flag may be left.
+    await eventually(async () => (await liveFlags()) === 0, 'every earlier wait lowered its flag')
     await ns.pool.query(
       `INSERT INTO "${ns.schema}".txbox_wakeup (channel, listener, sleeping_until) VALUES ($1, 'dead', statement_timestamp() - interval '1 second')`,
       [ns.store.channel],
