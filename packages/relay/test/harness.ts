@@ -1,5 +1,5 @@
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -373,4 +373,23 @@ export const waitUntil = async (
     await sleep(everyMs)
   }
   return check()
+}
+
+/** Builds the relay's dist (the relay children run `bin/txbox-relay.js`), or keeps an existing one. */
+export const buildRelay = (): void => {
+  // Relays run from dist (bin/txbox-relay.js); tsc -b builds the relay and every package it
+  // references (incremental: fast when nothing changed).
+  try {
+    execFileSync('pnpm', ['exec', 'tsc', '-b', 'packages/relay'], {
+      cwd: ROOT,
+      stdio: 'pipe',
+      timeout: 300_000,
+    })
+  } catch (error) {
+    // In a shared work tree another package may not compile at this very moment; a dist from
+    // an earlier build still runs the scenario. Without any dist there is nothing to run.
+    if (!existsSync(join(ROOT, 'packages/relay/dist/cli.js'))) throw error
+    const output = (error as { stdout?: Buffer }).stdout?.toString() ?? String(error)
+    console.warn(`[ledger] build failed, running the existing dist:\n${output.slice(0, 2_000)}`)
+  }
 }

@@ -8,12 +8,11 @@
  * The scenario is ledger-scenario.ts, the stores ledger-stores.ts; docs/RELIABILITY.md has
  * a measured run.
  */
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { freePort, NatsCluster, NatsServerProcess, natsServerAvailable, ROOT } from './harness.js'
+import { buildRelay, freePort, NatsCluster, NatsServerProcess, natsServerAvailable } from './harness.js'
 import {
   type Broker,
   clusterWithNodeKill,
@@ -104,24 +103,6 @@ const STORES: StoreCase[] = [
     open: () => openDynamo() as Promise<OpenedPair<never>>,
   },
 ]
-
-const buildRelay = (): void => {
-  // Relays run from dist (bin/txbox-relay.js); tsc -b builds the relay and every package it
-  // references (incremental: fast when nothing changed).
-  try {
-    execFileSync('pnpm', ['exec', 'tsc', '-b', 'packages/relay'], {
-      cwd: ROOT,
-      stdio: 'pipe',
-      timeout: 300_000,
-    })
-  } catch (error) {
-    // In a shared work tree another package may not compile at this very moment; a dist from
-    // an earlier build still runs the scenario. Without any dist there is nothing to run.
-    if (!existsSync(join(ROOT, 'packages/relay/dist/cli.js'))) throw error
-    const output = (error as { stdout?: Buffer }).stdout?.toString() ?? String(error)
-    console.warn(`[ledger] build failed, running the existing dist:\n${output.slice(0, 2_000)}`)
-  }
-}
 
 const runCase = async (store: StoreCase, broker: Broker): Promise<void> => {
   const opened = await store.open()
