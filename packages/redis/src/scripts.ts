@@ -78,10 +78,12 @@ end
 -- other event of the key in PARKED, where no claim looks.
 local function file_keyed(key, id, now)
   local f = redis.call('HMGET', key, 'availableAt', 'seq', 'orderingKey', 'keySeq')
-  redis.call('ZREM', READY, id)
-  redis.call('ZREM', DELAYED, id)
-  redis.call('ZREM', BLOCKED, id)
-  redis.call('ZREM', PARKED, id)
+  -- A pending event is in one index only: a parked one (the usual new head) in no other.
+  if redis.call('ZREM', PARKED, id) == 0 then
+    redis.call('ZREM', READY, id)
+    redis.call('ZREM', DELAYED, id)
+    redis.call('ZREM', BLOCKED, id)
+  end
   if redis.call('ZRANGE', LIVE .. f[3], 0, 0)[1] ~= id then
     redis.call('ZADD', PARKED, f[2], id)
   elseif tonumber(f[1]) > tonumber(now) then
