@@ -83,7 +83,7 @@ export interface TablePartitionSql {
   readonly holdsLiveRows: (partition: string) => string
   /** `<prefix><table>_ids`: the event ids of every row of every partition. */
   readonly createIds: string
-  /** The functions and triggers that keep `<prefix><table>_ids` in step with the table. */
+  /** The function and trigger that forget the ids of deleted rows in `<prefix><table>_ids`. */
   readonly idTriggers: readonly string[]
   /** $1 last id of the previous batch, $2 batch size: forgets one batch of a retired partition's ids. */
   readonly forgetRetiredIds: (retired: string) => string
@@ -115,7 +115,6 @@ export const partitionSql = (schema: string, prefix: string): PartitionSql => {
       const parentName = `${prefix}${spec.name}`
       const parent = qualified(schema, parentName)
       const ids = qualified(schema, `${parentName}_ids`)
-      const claimId = qualified(schema, `${parentName}_claim_id`)
       const forgetIds = qualified(schema, `${parentName}_forget_ids`)
       return {
         parent,
@@ -152,23 +151,12 @@ export const partitionSql = (schema: string, prefix: string): PartitionSql => {
           return `SELECT ${[...open, late].join(' OR ')} AS live`
         },
         // Event-id uniqueness across partitions. A partitioned table's unique keys must hold
-        // its partition key, so the id's key lives in this unpartitioned table: the row is
-        // inserted only if its id was claimed here, which waits for (and then yields to) a
+        // its partition key, so the id's key lives in this unpartitioned table: the store's
+        // insert statements claim each id here first and insert only the rows whose id they
+        // claimed (see duplicateIds in sql.ts), which waits for (and then yields to) a
         // concurrent inserter of the same id exactly as ON CONFLICT on the table did.
         createIds: `CREATE TABLE IF NOT EXISTS ${ids} (event_id text NOT NULL, CONSTRAINT "${parentName}_ids_pkey" PRIMARY KEY (event_id))`,
         idTriggers: [
-          `CREATE OR REPLACE FUNCTION ${claimId}() RETURNS trigger LANGUAGE plpgsql AS $fn$
-BEGIN
-  INSERT INTO ${ids} (event_id) VALUES (NEW.event_id) ON CONFLICT (event_id) DO NOTHING;
-  IF FOUND THEN
-    RETURN NEW;
-  END IF;
-  RETURN NULL;
-END
-$fn$`,
-          `DROP TRIGGER IF EXISTS "${parentName}_claim_id" ON ${parent}`,
-          `CREATE TRIGGER "${parentName}_claim_id" BEFORE INSERT ON ${parent}
-            FOR EACH ROW EXECUTE FUNCTION ${claimId}()`,
           // A deleted row leaves no trace: its id may be enqueued (received) again. One
           // statement per DELETE, over its transition table, rather than a call per row.
           `CREATE OR REPLACE FUNCTION ${forgetIds}() RETURNS trigger LANGUAGE plpgsql AS $fn$

@@ -331,8 +331,8 @@ export class PostgresPartitions {
   /**
    * CREATE ... PARTITION OF checks that the default partition holds no row of the new
    * range; when it does (maintenance did not run for longer than `ahead` periods), those
-   * rows are moved into the new partition in the same transaction, through the table, so
-   * the id table's triggers see a delete and an insert of the same ids.
+   * rows are moved into the new partition in the same transaction, through the table (its
+   * delete trigger forgets their ids, which are claimed again before they go back).
    */
   async #createPartition(client: ClientBase, name: string, from: Date, to: Date): Promise<Creation> {
     const partition = qualified(this.#schema, name)
@@ -361,6 +361,8 @@ export class PostgresPartitions {
           [from, to],
         )
         await client.query(create)
+        // The DELETE forgot their ids (its trigger); the rows come back with the same ids.
+        await client.query(`INSERT INTO ${this.#table.ids} (event_id) SELECT event_id FROM ${moving}`)
         await client.query(
           `INSERT INTO ${this.#table.parent} OVERRIDING SYSTEM VALUE SELECT * FROM ${moving} ORDER BY seq`,
         )

@@ -99,13 +99,39 @@ const notifyColumn = (mode: PostgresNotifyMode, wakeupTable: string, channel = 7
 }
 
 /**
- * How an insert yields to a stored event id. On the time-partitioned layout the tables have
- * no unique key on event_id (a partitioned table's unique keys must hold the partition
- * key): a trigger skips a row whose id `<prefix><table>_ids` already holds (see
- * partition-sql.ts), and the statement names no conflict target.
+ * How an insert yields to a stored event id. Plain tables: ON CONFLICT on their unique key.
+ * Time-partitioned tables have no unique key on event_id (a partitioned table's unique keys
+ * must hold the partition key); the id's key lives in the unpartitioned `<prefix><table>_ids`
+ * (see partition-sql.ts): the statement first claims its ids there (`claimed`, ON CONFLICT
+ * DO NOTHING, in event_id order, so it waits for and then yields to a concurrent inserter
+ * of the same id exactly as the table's own key would), and inserts only the rows whose id
+ * it claimed. Set-based in the statement: a per-row trigger cost 2-3x on every insert.
  */
-const duplicateIdClause = (partitioned: boolean): string =>
-  partitioned ? 'ON CONFLICT DO NOTHING' : 'ON CONFLICT (event_id) DO NOTHING'
+interface DuplicateIds {
+  /** A CTE claiming the ids of `source` (with its trailing comma), or nothing. */
+  readonly claim: (source: string) => string
+  /** Restricts the insert's SELECT to the claimed ids, or nothing. */
+  readonly onlyClaimed: string
+  /** The insert's ON CONFLICT clause, or nothing. */
+  readonly onConflict: string
+}
+
+/** The one input row of a single-row insert, as a relation `claimed` can be taken from. */
+const ONE_ID = '(SELECT $1::text AS event_id) AS one'
+
+const duplicateIds = (idTable: string, partitioned: boolean): DuplicateIds =>
+  partitioned
+    ? {
+        claim: (source) => `claimed AS (
+        INSERT INTO ${idTable} (event_id)
+        SELECT event_id FROM ${source} ORDER BY event_id COLLATE "C"
+        ON CONFLICT DO NOTHING
+        RETURNING event_id
+      ), `,
+        onlyClaimed: 'WHERE event_id IN (SELECT event_id FROM claimed)',
+        onConflict: '',
+      }
+    : { claim: () => '', onlyClaimed: '', onConflict: 'ON CONFLICT (event_id) DO NOTHING' }
 
 /** A quoted, schema-qualified name. */
 export const qualified = (schema: string, name: string): string => `"${schema}"."${name}"`
@@ -136,7 +162,7 @@ export interface OutboxSql {
 
 export const outboxSql = (schema: string, prefix: string, partitioned = false): OutboxSql => {
   const table = qualified(schema, `${prefix}outbox`)
-  const onDuplicateId = duplicateIdClause(partitioned)
+  const ids = duplicateIds(qualified(schema, `${prefix}outbox_ids`), partitioned)
   const keysTable = qualified(schema, `${prefix}outbox_keys`)
   const wakeupTable = qualified(schema, `${prefix}wakeup`)
   // "Holds the claim" for fenced writes: $2 is the workerId, or NULL for an unfenced write.
@@ -147,11 +173,17 @@ export const outboxSql = (schema: string, prefix: string, partitioned = false): 
     // rows it inserted: the caller built the new event from what it sent, so returning and
     // converting the stored columns would only repeat it. A duplicate id inserts nothing and
     // the caller reads the stored row with `getMany`.
+    // On partitioned tables the row comes from `one`, restricted to a claimed id.
     insertOne: (notify) => `
-      WITH inserted AS (
+      WITH ${ids.claim(ONE_ID)}inserted AS (
         INSERT INTO ${table} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
-        VALUES ($1, $2, $3, $4, 'pending', $5, 0, $6)
-        ${onDuplicateId}
+        ${
+          partitioned
+            ? `SELECT event_id, $2::text, $3::text, $4::text, 'pending', $5::timestamptz, 0, $6::timestamptz
+        FROM ${ONE_ID} ${ids.onlyClaimed}`
+            : `VALUES ($1, $2, $3, $4, 'pending', $5, 0, $6)`
+        }
+        ${ids.onConflict}
         RETURNING 1
       )
       SELECT count(*)::int AS inserted${notifyColumn(notify, wakeupTable)} FROM inserted`,
@@ -166,12 +198,12 @@ export const outboxSql = (schema: string, prefix: string, partitioned = false): 
         SELECT u.*, nextval((SELECT pg_get_serial_sequence('${table}', 'seq'))::regclass) AS seq
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
           WITH ORDINALITY AS u(event_id, subject, payload, headers, available_at, ord)
-      ), inserted AS (
+      ), ${ids.claim('input')}inserted AS (
         INSERT INTO ${table} (seq, event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at)
         OVERRIDING SYSTEM VALUE
         SELECT seq, event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at
-        FROM input ORDER BY event_id COLLATE "C"
-        ${onDuplicateId}
+        FROM input ${ids.onlyClaimed} ORDER BY event_id COLLATE "C"
+        ${ids.onConflict}
         RETURNING 1
       )
       SELECT count(*)::int AS inserted${notifyColumn(notify, wakeupTable)} FROM inserted`,
@@ -210,12 +242,12 @@ export const outboxSql = (schema: string, prefix: string, partitioned = false): 
           c.last_seq - count(*) OVER (PARTITION BY i.ordering_key)
             + row_number() OVER (PARTITION BY i.ordering_key ORDER BY i.ord) AS key_seq
         FROM input i LEFT JOIN counters c ON c.ordering_key = i.ordering_key
-      ), inserted AS (
+      ), ${ids.claim('numbered')}inserted AS (
         INSERT INTO ${table} (seq, event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at, ordering_key, key_seq)
         OVERRIDING SYSTEM VALUE
         SELECT seq, event_id, subject, payload, headers, 'pending', $6::timestamptz, 0, available_at, ordering_key, key_seq
-        FROM numbered ORDER BY event_id COLLATE "C"
-        ${onDuplicateId}
+        FROM numbered ${ids.onlyClaimed} ORDER BY event_id COLLATE "C"
+        ${ids.onConflict}
         RETURNING 1
       )
       SELECT count(*)::int AS inserted,
@@ -320,7 +352,7 @@ export interface InboxSql {
 
 export const inboxSql = (schema: string, prefix: string, partitioned = false): InboxSql => {
   const table = qualified(schema, `${prefix}inbox`)
-  const onDuplicateId = duplicateIdClause(partitioned)
+  const ids = duplicateIds(qualified(schema, `${prefix}inbox_ids`), partitioned)
   // The stored row for this delivery, by event id alone: (stream, stream_seq) is recorded,
   // never an identity, since a JetStream stream re-created under its name restarts at
   // sequence 1. A redelivery of a stored id keeps the position recorded first.
@@ -333,13 +365,19 @@ export const inboxSql = (schema: string, prefix: string, partitioned = false): I
   const insert = (claim: boolean) => `
     INSERT INTO ${table}
       (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries${claim ? ', claimed_at, claimed_by, lease_until' : ''})
-    VALUES ($1, $2, $3, $4, $5::text, $6::bigint, 'processing', $7, 1${claim ? ', $7, $8, $9' : ''})
-    ${onDuplicateId}
+    ${
+      partitioned
+        ? `SELECT event_id, $2::text, $3::text, $4::text, $5::text, $6::bigint, 'processing', $7::timestamptz, 1${claim ? ', $7::timestamptz, $8::text, $9::timestamptz' : ''}
+    FROM ${ONE_ID} ${ids.onlyClaimed}`
+        : `VALUES ($1, $2, $3, $4, $5::text, $6::bigint, 'processing', $7, 1${claim ? ', $7, $8, $9' : ''})`
+    }
+    ${ids.onConflict}
     RETURNING ${INBOX_COLUMNS}, true AS should_process`
+  const claimOne = ids.claim(ONE_ID)
   return {
     table,
     findOrCreate: `
-      WITH inserted AS (${insert(false)}),
+      WITH ${claimOne}inserted AS (${insert(false)}),
       updated AS (
         UPDATE ${table} SET deliveries = deliveries + 1
         WHERE seq = (${lookup})
@@ -351,7 +389,7 @@ export const inboxSql = (schema: string, prefix: string, partitioned = false): I
     // decided on what is really stored while no one else can change it: exactly one of N
     // concurrent claimers sees a new/failed/expired row and takes it; the rest see its lease.
     claim: `
-      WITH inserted AS (${insert(true)}),
+      WITH ${claimOne}inserted AS (${insert(true)}),
       current AS (
         -- A processing row without a lease (findOrCreate flow) is live: NULL <= $7 must read
         -- as false, not NULL, hence COALESCE.
