@@ -115,6 +115,32 @@ describe('InboxProcessor', () => {
     expect(processor.counters()).toMatchObject({ terminated: 1, redelivered: 2, handlerErrors: 3 })
   })
 
+  it('puts the last delivery back instead of terminating it when the failed mark cannot be written', async () => {
+    const { store, processor, clock } = setup(async () => {
+      throw new Error('poison')
+    })
+    for (let delivery = 1; delivery <= 2; delivery++)
+      await processor.handle(message({ eventId: 'p-2', deliveryCount: delivery }))
+    // The store fails the third failed mark: a terminate now would leave the row `processing`
+    // for good, with nothing left to deliver it again.
+    const markAsFailed = store.inbox.markAsFailed.bind(store.inbox)
+    store.inbox.markAsFailed = async () => {
+      throw new Error('store down')
+    }
+    const last = message({ eventId: 'p-2', deliveryCount: 3 })
+    await processor.handle(last)
+    expect(last.settled).toEqual({ kind: 'nak', delayMs: 5_000 })
+    expect(await store.inbox.get('p-2')).toMatchObject({ status: 'processing', deliveries: 3 })
+    // Redelivered once the lease has ended, it is claimed again and dead-lettered for real.
+    store.inbox.markAsFailed = markAsFailed
+    clock.advance(5_000)
+    const again = message({ eventId: 'p-2', deliveryCount: 4 })
+    await processor.handle(again)
+    expect(again.settled).toEqual({ kind: 'term', reason: 'failed 4 times: poison' })
+    expect(await store.inbox.get('p-2')).toMatchObject({ status: 'failed', errorMessage: 'poison' })
+    expect(processor.counters()).toMatchObject({ terminated: 1, storeErrors: 1 })
+  })
+
   it('counts only deliveries the inbox stored towards maxDeliveries, so a store outage cannot dead-letter an event', async () => {
     let calls = 0
     const { store, processor } = setup(async () => {

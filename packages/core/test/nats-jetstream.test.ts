@@ -11,6 +11,7 @@ import {
   PayloadTooLargeError,
   ValidationError,
 } from '../src/index.js'
+import { serverTakesTermReason, toInboxMessage } from '../src/nats/inbox-source.js'
 import {
   createJetStreamInboxSource,
   createJetStreamPublisher,
@@ -72,6 +73,18 @@ describe('event headers over NATS', () => {
     expect(encodeEventHeaders('not json')).toEqual([['Txbox-Headers', 'not json']])
     expect(encodeEventHeaders('line\nbreak')[0]?.[0]).toBe('Txbox-Headers-Base64')
     expect(roundTrip(undefined)).toEqual({ eventId: 'id-1', map: {}, stored: undefined })
+  })
+})
+
+describe('terminate with a reason', () => {
+  it('is sent only to servers that honour it (2.10 and later); older or unknown servers get the bare terminate', () => {
+    expect(serverTakesTermReason('2.10.0')).toBe(true)
+    expect(serverTakesTermReason('2.11.3')).toBe(true)
+    expect(serverTakesTermReason('3.0.0')).toBe(true)
+    expect(serverTakesTermReason('2.9.10')).toBe(false)
+    expect(serverTakesTermReason('2.9.25')).toBe(false)
+    expect(serverTakesTermReason(undefined)).toBe(false)
+    expect(serverTakesTermReason('garbage')).toBe(false)
   })
 })
 
@@ -392,6 +405,34 @@ describe.skipIf(!url)(
       // Before the store assigns it, the sequence counts as 16 digits: the largest it can be.
       const unassigned = { eventId: 'keyed-3', payload: 'c', orderingKey }
       expect(natsMessageBytes(unassigned) - natsMessageBytes({ ...unassigned, keySeq: 2 })).toBe(15)
+    })
+
+    it('a terminated message is done on this server: not pending, never delivered again', async () => {
+      const durable = `term${suffix}`
+      await ensureDurableConsumer(jsm, {
+        stream: wireStream,
+        durable,
+        ackWaitMs: 30_000,
+        filterSubject: wireSubject('term'),
+      })
+      await createJetStreamPublisher({ connection: nc }).publish(
+        event('term-1', { subject: wireSubject('term') }),
+      )
+      const consumer = await nc.jetstream().consumers.get(wireStream, durable)
+      const msg = await consumer.next({ expires: 5_000 })
+      if (msg === null) throw new Error('the message was not delivered')
+      // What createJetStreamInboxSource hands the processor, with the same server check.
+      const received = toInboxMessage(msg, undefined, () => serverTakesTermReason(nc.info?.version))
+      await received.term('poison: never deliver again')
+      await nc.flush()
+      const deadline = Date.now() + 5_000
+      let pending = -1
+      while (Date.now() < deadline) {
+        pending = (await jsm.consumers.info(wireStream, durable)).num_ack_pending
+        if (pending === 0) break
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      expect(pending).toBe(0)
     })
 
     it('puts Nats-Msg-Id first, so a header that mentions it cannot hide the dedup id from JetStream', async () => {

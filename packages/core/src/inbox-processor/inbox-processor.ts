@@ -616,9 +616,15 @@ export class InboxProcessor<Tx = never> {
     try {
       await this.#inbox.markAsFailed(event.eventId, errorMessage)
     } catch (markError) {
-      // The claim's lease expires on its own; the redelivery then claims the event again.
+      // The claim's lease expires on its own; the redelivery then claims the event again. So
+      // it must come back even after its last attempt: terminated now, the event would stay
+      // `processing` for good, neither dead-lettered nor delivered again.
       this.#counters.storeErrors++
       this.#logger.error('inbox.markAsFailed failed', { eventId: event.eventId, error: messageOf(markError) })
+      trace.failed(error, false)
+      this.#counters.redelivered++
+      await this.#settle(() => message.nak(Math.max(this.#leaseMs, this.#delay(message.deliveryCount))))
+      return
     }
     // JetStream counts every delivery, also those that never reached the handler because the
     // inbox store was down; the store counts only deliveries it claimed. The smaller of the

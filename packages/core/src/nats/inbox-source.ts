@@ -34,7 +34,11 @@ export interface JetStreamInboxSourceOptions {
  * time (its stream info `created`), which the source looks up for a message without
  * `Nats-Msg-Id`, so that its fallback id tells apart two streams of one name.
  */
-export const toInboxMessage = (msg: JsMsg, streamCreated?: string): InboxMessage => {
+export const toInboxMessage = (
+  msg: JsMsg,
+  streamCreated?: string,
+  termTakesReason: () => boolean = () => true,
+): InboxMessage => {
   const headers = decodeNatsHeaders(msg.headers)
   return {
     ...(streamCreated === undefined ? {} : { streamCreated }),
@@ -50,9 +54,22 @@ export const toInboxMessage = (msg: JsMsg, streamCreated?: string): InboxMessage
     deliveryCount: msg.info.deliveryCount,
     ack: () => msg.ack(),
     nak: (delayMs) => msg.nak(delayMs),
-    term: (reason) => msg.term(reason),
+    // nats-server before 2.10 ignores a terminate that carries a reason (`+TERM <reason>`) and
+    // redelivers the message every ack wait: there only the bare `+TERM` ends it.
+    term: (reason) => (termTakesReason() ? msg.term(reason) : msg.term()),
     working: () => msg.working(),
   }
+}
+
+/**
+ * Whether a server of this version honours `+TERM <reason>` (2.10 and later). Unknown: no, since
+ * the bare terminate works on every server and only the reason in its advisory is lost.
+ */
+export const serverTakesTermReason = (version: string | undefined): boolean => {
+  const match = /^v?(\d+)\.(\d+)\./.exec(version ?? '')
+  if (!match) return false
+  const [major, minor] = [Number(match[1]), Number(match[2])]
+  return major > 2 || (major === 2 && minor >= 10)
 }
 
 /** Delay before a message whose stream could not be looked up is delivered again. */
@@ -104,12 +121,14 @@ export const createJetStreamInboxSource = (options: JetStreamInboxSourceOptions)
     )
   const state = ConnectionState.of(options.connection)
   const creationTimes = new StreamCreationTimes(options.connection)
+  // Asked at each terminate: a reconnect may have reached a server of another version.
+  const termTakesReason = () => serverTakesTermReason(options.connection.info?.version)
   /** The message with its stream's creation time when it has no `Nats-Msg-Id`; undefined: put back. */
   const adapt = async (msg: JsMsg): Promise<InboxMessage | undefined> => {
-    const message = toInboxMessage(msg)
+    const message = toInboxMessage(msg, undefined, termTakesReason)
     if (message.eventId !== undefined) return message
     try {
-      return toInboxMessage(msg, await creationTimes.of(msg))
+      return toInboxMessage(msg, await creationTimes.of(msg), termTakesReason)
     } catch {
       // Without the creation time the message has no id that is safe across a re-created
       // stream: it is delivered again rather than recorded under one that could collide.
