@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import {
-  LOG_LEVELS,
   type KeyedDeadLetters,
+  LOG_LEVELS,
   type LogLevel,
   OutboxRelay,
   type OutboxRelayOptions,
