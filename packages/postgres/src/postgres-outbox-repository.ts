@@ -223,10 +223,7 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   override async cleanup(olderThanDays: number): Promise<number> {
     const now = this.clock()
     const cutoff = cutoffDays(now, this.validate.nonNegative(olderThanDays, 'olderThanDays'))
-    const retired = await this.storage('cleanup', async () => {
-      await this.#partitions.createAhead(now)
-      return this.#partitions.retire(cutoff)
-    })
+    const retired = await this.storage('cleanup', () => this.#partitions.maintain(now, cutoff))
     return retired + (await super.cleanup(olderThanDays))
   }
 

@@ -216,6 +216,16 @@ export class PostgresPartitions {
    * ends at or before `cutoff` and whose every row is done before it, oldest first; then
    * finishes retired partitions a previous run left. Answers how many rows went with them.
    */
+  /**
+   * What `cleanup` does first on time-partitioned tables, for the outbox and the inbox alike:
+   * creates the partitions of `now` and ahead, then retires those whose every row is done
+   * before `cutoff`; answers the rows the dropped partitions held.
+   */
+  async maintain(now: Date, cutoff: Date): Promise<number> {
+    await this.createAhead(now)
+    return this.retire(cutoff)
+  }
+
   async retire(cutoff: Date): Promise<number> {
     const layout = await this.layout()
     if (layout === undefined) return 0
