@@ -329,17 +329,28 @@ export const runLedgerScenario = async <Tx>(
 
   // SIGKILL a relay while it provably holds a claimed, unmarked batch (mid-batch): poll the
   // outbox for events `publishing` under its worker id, and kill the moment there are some.
+  // The other live relays are paused (SIGSTOP) meanwhile, so the burst is the victim's to
+  // claim: left running, they could drain a short burst on a slow store before the victim's
+  // next poll, and the kill would hit an idle relay (seen on FerretDB in CI).
   const heldAtKill: number[] = []
   const killMidBatch = async (relay: RelayProcess, burst: Promise<void>): Promise<void> => {
-    const deadline = Date.now() + 15_000
-    let held = 0
-    while (Date.now() < deadline) {
-      held = (await attempt(() => pair.heldBy(relay.name))) ?? 0
-      if (held > 0) break
-      await sleep(1)
+    const others = relays.filter(
+      (other) => other !== relay && other.child.exitCode === null && other.child.signalCode === null,
+    )
+    for (const other of others) other.kill('SIGSTOP')
+    try {
+      const deadline = Date.now() + 15_000
+      let held = 0
+      while (Date.now() < deadline) {
+        held = (await attempt(() => pair.heldBy(relay.name))) ?? 0
+        if (held > 0) break
+        await sleep(1)
+      }
+      relay.kill('SIGKILL')
+      heldAtKill.push(held)
+    } finally {
+      for (const other of others) other.kill('SIGCONT')
     }
-    relay.kill('SIGKILL')
-    heldAtKill.push(held)
     await burst
   }
 
