@@ -26,9 +26,13 @@ const classNames = (target: abstract new (...args: never[]) => unknown): string[
  */
 export class TxboxError extends Error {
   /** `instanceof` also recognises the same class of another copy of `@txbox/core` (see {@link ERROR_CLASSES}). */
+  // `this` is the class `instanceof` asks about (a subclass inherits this method), never
+  // TxboxError itself for `x instanceof LeaseLostError`: the class name would be wrong here.
   static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: the subclass asked about, see above
     if (Function.prototype[Symbol.hasInstance].call(this, value)) return true
     const names = typeof value === 'object' && value !== null ? Reflect.get(value, ERROR_CLASSES) : undefined
+    // biome-ignore lint/complexity/noThisInStatic: the subclass asked about, see above
     return Array.isArray(names) && names.includes(this.name)
   }
 

@@ -232,7 +232,7 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
   ): Promise<string[]> {
     return eventIds.filter((id) => {
       const event = this.events.get(id)
-      if (!event || event.status !== 'publishing' || !this.holdsClaim(event, workerId)) return false
+      if (event?.status !== 'publishing' || !this.holdsClaim(event, workerId)) return false
       event.leaseUntil = leaseUntil
       return true
     })
