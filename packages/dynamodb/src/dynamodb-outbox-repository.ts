@@ -37,6 +37,7 @@ import {
   placement,
   predecessorState,
   releasedCondition,
+  skippedSpec,
   UNPARK_ATTRIBUTES,
   unparkSpec,
 } from './key-chain.js'
@@ -50,6 +51,7 @@ import {
   keyCounterPk,
   nextSequence,
   orderKey,
+  orderKeyOf,
   outboxIdOf,
   outboxPk,
   outboxStatusPk,
@@ -785,8 +787,15 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       const taken = await mapLimit(chosen, WRITE_CONCURRENCY, async (candidate) => {
         const pk = requiredStr(candidate, 'pk')
         tried.add(pk)
-        if (chainOf(requiredStr(candidate, 'seqKey'))?.prevEventId === undefined)
-          return this.#db.update(pk, this.#claimSpec(pk, request))
+        if (chainOf(requiredStr(candidate, 'seqKey'))?.prevEventId === undefined) {
+          // The item must have no predecessor either: an index entry may still show the
+          // seqKey of a dead letter since chained again behind another event (see #rechain).
+          const spec = this.#claimSpec(pk, request)
+          return this.#db.update(pk, {
+            ...spec,
+            condition: `(${CLAIMABLE}) AND attribute_not_exists(#prevEventId)`,
+          })
+        }
         return this.#claimChained(reads.get(pk), reads, request)
       })
       for (const item of taken) if (item && item !== 'waits') claimed.push(item)
@@ -830,7 +839,13 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
     if (state === 'failed' && request.deadLettersBlockKeys) return 'waits'
     const pk = requiredStr(item, 'pk')
     const spec = this.#claimSpec(pk, request)
-    const released = releasedCondition(link, request.deadLettersBlockKeys)
+    const released = releasedCondition(link)
+    // Going past a dead letter ('skip') marks it in the same instant, so that its redrive
+    // knows this event may be in flight or sent already (see #rechain).
+    const predecessor =
+      state === 'failed'
+        ? this.#db.updateAction(prevPk, skippedSpec(link))
+        : this.#db.conditionCheckAction(prevPk, released.condition, released.values)
     const cancelled = await this.#db.transact([
       this.#db.updateAction(pk, {
         ...spec,
@@ -842,7 +857,7 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
           ':av': N(num(item, 'availableAt') ?? 0),
         },
       }),
-      this.#db.conditionCheckAction(prevPk, released.condition, released.values),
+      predecessor,
     ])
     if (cancelled) return undefined
     const values = spec.values ?? {}
@@ -947,30 +962,110 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
   }
 
   protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {
+    const nowMs = now.getTime()
     const outcomes = await mapLimit(eventIds, WRITE_CONCURRENCY, async (id) => {
       const shard = this.#db.shardOf(id)
       const pk = outboxPk(id)
-      const moved = await this.#db.update(pk, {
-        update:
-          'SET #status = :pending, #availableAt = :now, #dueAt = :now, #retryCount = :zero, #gsi1pk = :g1pk,' +
-          ' #gsi1sk = #seqKey, #gsi2pk = :g2pk, #gsi2sk = #seqKey REMOVE #claimedBy, #leaseUntil, #expiresAt',
-        condition: '#status = :failed',
-        values: {
-          ':pending': S('pending'),
-          ':failed': S('failed'),
-          ':now': N(now.getTime()),
-          ':zero': N(0),
-          ':g1pk': S(claimPk('ready', shard)),
-          ':g2pk': S(outboxStatusPk('pending', shard)),
-        },
-      })
-      if (moved) return 'moved'
-      return (await this.#db.exists(pk)) ? 'other' : 'missing'
+      for (let attempt = 1; attempt <= MAX_KEY_ATTEMPTS; attempt++) {
+        // A dead letter no later event of its key went past (or an unkeyed one) goes back
+        // to its place: one write. A skipped one is chained again at the end of its key.
+        const moved = await this.#db.update(pk, {
+          update:
+            'SET #status = :pending, #availableAt = :now, #dueAt = :now, #retryCount = :zero, #gsi1pk = :g1pk,' +
+            ' #gsi1sk = #seqKey, #gsi2pk = :g2pk, #gsi2sk = #seqKey REMOVE #claimedBy, #leaseUntil, #expiresAt',
+          condition: '#status = :failed AND attribute_not_exists(#skipped)',
+          values: {
+            ':pending': S('pending'),
+            ':failed': S('failed'),
+            ':now': N(nowMs),
+            ':zero': N(0),
+            ':g1pk': S(claimPk('ready', shard)),
+            ':g2pk': S(outboxStatusPk('pending', shard)),
+          },
+        })
+        if (moved) return 'moved'
+        const item = await this.#db.get(pk)
+        if (!item) return 'missing'
+        if (item.status?.S !== 'failed') return 'other'
+        if (item.skipped === undefined) continue
+        const outcome = await this.#rechain(item, nowMs)
+        if (outcome === 'moved') return 'moved'
+        if (outcome === 'conflict') await backoff(Math.min(attempt, 6))
+      }
+      throw new DynamoDbFailure(
+        'conflict',
+        true,
+        `dead letter ${pk} kept changing while being redriven; try again`,
+      )
     })
     return {
       requeued: outcomes.filter((outcome) => outcome === 'moved').length,
       missing: eventIds.filter((_, index) => outcomes[index] === 'missing'),
     }
+  }
+
+  /**
+   * Redrives a dead letter that a later event of its key went past (`keyedDeadLetters:
+   * 'skip'`): that event may be in flight or sent, so the dead letter cannot be the head of
+   * its key again (it would run beside it). It is chained at the end of its key instead, in
+   * one TransactWriteItems with the key's counter (conditioned on the value read): its
+   * position (`chainSeq`) is the counter's next value, a number no event gets as its keySeq
+   * (a gap, which the contract allows), its predecessor the key's last event, and events
+   * enqueued later chain after it. Its keySeq stays. The events that went past it see it
+   * as released (no longer at the place they follow), so no two events wait for each other.
+   */
+  async #rechain(item: Item, nowMs: number): Promise<'moved' | 'changed' | 'conflict'> {
+    const link = linkOfItem(item)
+    if (!link) throw new TypeError(`stored item ${item.pk?.S ?? '?'} is skipped but has no ordering key`)
+    const key = link.orderingKey
+    const eventId = requiredStr(item, 'eventId')
+    const counter = counterOf(await this.#db.get(keyCounterPk(key)))
+    // Something after it went past it, so the counter names a later event.
+    if (counter.lastEventId === undefined || counter.lastEventId === eventId)
+      throw new TypeError(
+        `the counter of ordering key ${JSON.stringify(key)} is behind its skipped event ${eventId}`,
+      )
+    const next: KeyCounter = { lastSeq: counter.lastSeq + 1, lastEventId: eventId }
+    const oldSeqKey = requiredStr(item, 'seqKey')
+    const seqKey = chainedOrderKey(orderKeyOf(oldSeqKey), {
+      orderingKey: key,
+      keySeq: next.lastSeq,
+      prevEventId: counter.lastEventId,
+    })
+    const shard = this.#db.shardOf(eventId)
+    const cancelled = await this.#db.transact([
+      this.#db.updateAction(keyCounterPk(key), counterSpec(counter, next)),
+      this.#db.updateAction(requiredStr(item, 'pk'), {
+        update:
+          'SET #status = :pending, #availableAt = :now, #dueAt = :now, #retryCount = :zero, #chainSeq = :pos,' +
+          ' #prevEventId = :prev, #seqKey = :seq, #gsi1pk = :g1pk, #gsi1sk = :seq, #gsi2pk = :g2pk, #gsi2sk = :seq' +
+          ' REMOVE #claimedBy, #leaseUntil, #expiresAt, #skipped, #nextEventId',
+        condition: '#status = :failed AND attribute_exists(#skipped) AND #seqKey = :oldSeq',
+        values: {
+          ':pending': S('pending'),
+          ':failed': S('failed'),
+          ':now': N(nowMs),
+          ':zero': N(0),
+          ':pos': N(next.lastSeq),
+          ':prev': S(counter.lastEventId),
+          ':seq': S(seqKey),
+          ':oldSeq': S(oldSeqKey),
+          ':g1pk': S(claimPk('ready', shard)),
+          ':g2pk': S(outboxStatusPk('pending', shard)),
+        },
+      }),
+    ])
+    if (!cancelled) {
+      this.#remember(key, next)
+      return 'moved'
+    }
+    if (cancelled.reasons.some((reason) => reason.code === 'ConditionalCheckFailed')) {
+      this.#counters.delete(key)
+      return 'changed'
+    }
+    if (cancelled.reasons.every((reason) => reason.code === 'None' || RETRY_CODES.has(reason.code)))
+      return 'conflict'
+    throw cancelled.error
   }
 
   protected async selectFailed(limit: number): Promise<OutboxEvent[]> {

@@ -46,27 +46,27 @@ export const counterSpec = (old: KeyCounter, next: KeyCounter): UpdateSpec => ({
   values: { ':next': N(next.lastSeq), ':lastId': S(next.lastEventId ?? ''), ':old': N(old.lastSeq) },
 })
 
+/** An event's position in its key's chain: `chainSeq` once chained again (see `ChainLink`), else `keySeq`. */
+const positionOf = (item: Item): number | undefined => num(item, 'chainSeq') ?? num(item, 'keySeq')
+
 /** The chain link a stored keyed event carries (undefined for an unkeyed one). */
 export const linkOfItem = (item: Item): ChainLink | undefined => {
   const orderingKey = item.orderingKey?.S
-  const keySeq = num(item, 'keySeq')
+  const keySeq = positionOf(item)
   if (orderingKey === undefined || keySeq === undefined) return undefined
   return { orderingKey, keySeq, prevEventId: item.prevEventId?.S }
 }
 
 /**
  * What a predecessor means for the event after it: `released` (sent, deleted by cleanup, or
- * no longer that event: its id was deleted and enqueued again as another event), `failed`
- * (blocks only when dead letters block keys), or `holding` (pending or publishing).
+ * no longer at that place: its id was deleted and enqueued again as another event, or it was
+ * a dead letter redriven to the end of its key), `failed` (blocks only when dead letters
+ * block keys), or `holding` (pending or publishing).
  */
 export type PredecessorState = 'released' | 'failed' | 'holding'
 
 export const predecessorState = (prev: Item | undefined, link: ChainLink): PredecessorState => {
-  if (
-    prev === undefined ||
-    prev.orderingKey?.S !== link.orderingKey ||
-    num(prev, 'keySeq') !== link.keySeq - 1
-  )
+  if (prev === undefined || prev.orderingKey?.S !== link.orderingKey || positionOf(prev) !== link.keySeq - 1)
     return 'released'
   const status = prev.status?.S
   if (status === 'sent') return 'released'
@@ -83,28 +83,46 @@ const predecessorValues = (link: ChainLink): Values => ({
   ':publishing': S('publishing'),
 })
 
-/** The ConditionCheck on the predecessor that lets a claim take the event after it. */
-export const releasedCondition = (
-  link: ChainLink,
-  deadLettersBlockKeys: boolean,
-): { condition: string; values: Values } => ({
-  condition:
-    'attribute_not_exists(#pk) OR attribute_not_exists(#keySeq) OR #orderingKey <> :key OR #keySeq <> :prevSeq' +
-    ` OR #status = :sent${deadLettersBlockKeys ? '' : ' OR #status = :failed'}`,
+/** The predecessor sits at position `:prevSeq` of the chain (`positionOf` in a condition). */
+const AT_PREV_POSITION = '(#chainSeq = :prevSeq OR (attribute_not_exists(#chainSeq) AND #keySeq = :prevSeq))'
+
+/**
+ * The ConditionCheck on the predecessor that lets a claim take the event after it: the
+ * predecessor is sent or no longer at that place. A `failed` one is not in it: a claim
+ * that goes past a dead letter marks it instead (`skippedSpec`), in the same transaction.
+ */
+export const releasedCondition = (link: ChainLink): { condition: string; values: Values } => ({
+  condition: `attribute_not_exists(#pk) OR attribute_not_exists(#keySeq) OR #orderingKey <> :key OR NOT ${AT_PREV_POSITION} OR #status = :sent`,
   values: predecessorValues(link),
 })
 
 /** The condition that the predecessor is this chain's and `holding` (the case in which its successor parks). */
 export const holdingCondition = (link: ChainLink): { condition: string; values: Values } => ({
-  condition: '#orderingKey = :key AND #keySeq = :prevSeq AND (#status = :pending OR #status = :publishing)',
+  condition: `#orderingKey = :key AND ${AT_PREV_POSITION} AND (#status = :pending OR #status = :publishing)`,
   values: predecessorValues(link),
 })
 
 /** The condition that the predecessor is this chain's and `failed`. */
 export const failedCondition = (link: ChainLink): { condition: string; values: Values } => ({
-  condition: '#orderingKey = :key AND #keySeq = :prevSeq AND #status = :failed',
+  condition: `#orderingKey = :key AND ${AT_PREV_POSITION} AND #status = :failed`,
   values: predecessorValues(link),
 })
+
+/**
+ * The write with which a claim under `keyedDeadLetters: 'skip'` goes past a dead letter (its
+ * predecessor, still this chain's and failed): it marks it `skipped`, so that a redrive
+ * (`requeueFailed`) knows a later event of the key may be in flight or sent, and chains the
+ * dead letter again at the end of its key instead of making it the head (which would let it
+ * run beside that later event).
+ */
+export const skippedSpec = (link: ChainLink): UpdateSpec => {
+  const failed = failedCondition(link)
+  return {
+    update: 'SET #skipped = :one',
+    condition: failed.condition,
+    values: { ...failed.values, ':one': N(1) },
+  }
+}
 
 /** Where an event sits in the claim index when it is not parked: `ready` at its position, or `timed` until due. */
 export const placement = (

@@ -67,11 +67,17 @@ export const orderKey = (ms: number, seq: number): string =>
 /** Length of an `orderKey`: the fixed-width part of every `seqKey`. */
 const ORDER_KEY_LENGTH = orderKey(0, 0).length
 
-/** Where a keyed event sits in its key's chain: the key, its `keySeq`, the event before it. */
+/**
+ * Where a keyed event sits in its key's chain: the key, its position, the event before it.
+ * The position is the event's `keySeq`, except for a dead letter redriven after later events
+ * of its key went past it (`keyedDeadLetters: 'skip'`): that one is chained again at the end
+ * of its key, at a position taken from the key's counter (its `chainSeq`; its `keySeq` stays).
+ */
 export interface ChainLink {
   orderingKey: string
+  /** The chain position: `chainSeq` when the event was chained again, else its `keySeq`. */
   keySeq: number
-  /** The event with `keySeq - 1` of the same key; absent for the key's first event. */
+  /** The event at position `keySeq - 1` of the same key; absent for the key's first event. */
   prevEventId: string | undefined
 }
 
@@ -85,6 +91,9 @@ export interface ChainLink {
  */
 export const chainedOrderKey = (order: string, link: ChainLink): string =>
   `${order}#${JSON.stringify([link.orderingKey, link.keySeq, link.prevEventId ?? null])}`
+
+/** The `orderKey` at the start of a `seqKey` (the part that decides the enqueue order). */
+export const orderKeyOf = (seqKey: string): string => seqKey.slice(0, ORDER_KEY_LENGTH)
 
 /** The chain link a `seqKey` carries; undefined for an unkeyed event's. */
 export const chainOf = (seqKey: string): ChainLink | undefined => {

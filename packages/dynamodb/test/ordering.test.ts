@@ -234,6 +234,51 @@ describe.skipIf(!url)(`ordering keys on DynamoDB Local${url ? '' : ` (skipped: $
     expect(order).toEqual(ids)
   })
 
+  it("'skip': a redriven dead letter goes to the end of its key and never runs beside an event that went past it", async () => {
+    const { store, clock, raw } = await freshStore()
+    const skip = (workerId: string) => ({ ...lease(workerId), keyedDeadLetters: 'skip' as const })
+    const ids = async (claimed: Promise<OutboxEvent[]>) => (await claimed).map((e) => e.eventId)
+    await store.outbox.findOrCreateMany([keyed('f1', 'F'), keyed('f2', 'F'), keyed('f3', 'F')])
+    expect(await ids(store.outbox.claim(skip('w')))).toEqual(['f1'])
+    await store.outbox.markAsFailed('f1', 'dead letter', { workerId: 'w' })
+    expect(await ids(store.outbox.claim(skip('w')))).toEqual(['f2'])
+    // f2 is in flight when f1 is redriven: f1 must not be claimed beside it, by either policy.
+    expect(await store.outbox.requeueFailed(['f1'])).toBe(1)
+    expect(await ids(store.outbox.claim(skip('w2')))).toEqual([])
+    expect(await ids(store.outbox.claim(lease('w2')))).toEqual([])
+    // f2 sent: f3 (which followed f1) goes first, then the redriven f1; one at a time.
+    expect(await store.outbox.markManyAsSent(['f2'], { workerId: 'w' })).toEqual([])
+    expect(await ids(store.outbox.claim(skip('w')))).toEqual(['f3'])
+    expect(await ids(store.outbox.claim(skip('w2')))).toEqual([])
+    // An event enqueued after the redrive waits for the redriven f1.
+    await store.outbox.findOrCreate(keyed('f4', 'F'))
+    expect(await store.outbox.markManyAsSent(['f3'], { workerId: 'w' })).toEqual([])
+    const f1 = await store.outbox.claim(skip('w'))
+    expect(f1.map((e) => [e.eventId, e.keySeq])).toEqual([['f1', 1]])
+    expect(await ids(store.outbox.claim(skip('w2')))).toEqual([])
+    expect(await store.outbox.markManyAsSent(['f1'], { workerId: 'w' })).toEqual([])
+    expect((await store.outbox.claim(skip('w'))).map((e) => [e.eventId, e.keySeq])).toEqual([['f4', 5]])
+    // The redrive took keySeq 4 for the redriven event's new place: the counter never goes back.
+    expect((await raw('ob#k#F'))?.lastSeq?.N).toBe('5')
+    expect(await store.outbox.markManyAsSent(['f4'], { workerId: 'w' })).toEqual([])
+    clock.advance(PARK_RECHECK_MS)
+    expect(await store.outbox.claim(skip('w'))).toEqual([])
+  })
+
+  it("'skip': a dead letter redriven before anything went past it is the head again, as under 'block'", async () => {
+    const { store } = await freshStore()
+    const skip = (workerId: string) => ({ ...lease(workerId), keyedDeadLetters: 'skip' as const })
+    const ids = async (claimed: Promise<OutboxEvent[]>) => (await claimed).map((e) => e.eventId)
+    await store.outbox.findOrCreateMany([keyed('g1', 'G'), keyed('g2', 'G')])
+    expect(await ids(store.outbox.claim(skip('w')))).toEqual(['g1'])
+    await store.outbox.markAsFailed('g1', 'dead letter', { workerId: 'w' })
+    expect(await store.outbox.requeueFailed(['g1'])).toBe(1)
+    expect(await ids(store.outbox.claim(skip('w')))).toEqual(['g1'])
+    expect(await ids(store.outbox.claim(skip('w2')))).toEqual([])
+    expect(await store.outbox.markManyAsSent(['g1'], { workerId: 'w' })).toEqual([])
+    expect(await ids(store.outbox.claim(skip('w')))).toEqual(['g2'])
+  })
+
   it('enqueues of one key into one collector continue one chain with a single counter write; keySeq is given at commit', async () => {
     const { store, raw, expectChain } = await freshStore()
     await store.outbox.findOrCreate(keyed('before', 'k'))
