@@ -116,6 +116,12 @@ export const eventBytes = (event: {
   utf8Bytes(event.eventId) +
   utf8Bytes(event.subject)
 
+/** What the adapter reads once per repository about the server and its connections. */
+interface ConnectionCheck {
+  readonly maxEventBytes: number
+  readonly insertReturning: boolean
+}
+
 /** Room in a packet for the statement text, the other columns and the protocol framing. */
 const PACKET_OVERHEAD_BYTES = 16 * 1024
 
@@ -150,7 +156,7 @@ export class Runner {
   /** Short transactions at the session's level (see {@link Runner.atomic}). */
   readonly #sessionTransactions: MySqlTransactionDriver
 
-  #maxEventBytes: Promise<number> | undefined
+  #connectionCheck: Promise<ConnectionCheck> | undefined
   #identity: Promise<ServerIdentity> | undefined
 
   constructor(pool: Pool, onRetry?: (event: RetryEvent) => void) {
@@ -174,29 +180,51 @@ export class Runner {
    * already holds (its transaction's), is asked instead of the pool: when callers' open
    * transactions hold every connection of the pool, waiting for another would never end.
    */
-  maxEventBytes(db?: Queryable): Promise<number> {
+  async maxEventBytes(db?: Queryable): Promise<number> {
+    return (await this.#check(db)).maxEventBytes
+  }
+
+  /**
+   * Whether `INSERT ... ON DUPLICATE KEY UPDATE ... RETURNING` answers the rows it wrote
+   * (MariaDB 10.5+; MySQL has no RETURNING): read with the connection check, no round trip
+   * of its own.
+   */
+  async insertReturning(db?: Queryable): Promise<boolean> {
+    return (await this.#check(db)).insertReturning
+  }
+
+  #check(db: Queryable | undefined): Promise<ConnectionCheck> {
     const via = db !== undefined && isConnectionOf(db, this.pool) ? db : this.pool
-    this.#maxEventBytes ??= runStorageOperation(ADAPTER, 'connection check', classifyMySqlError, async () => {
-      const rows = await selectRows(
-        via,
-        'SELECT @@max_allowed_packet AS bytes, @@character_set_connection AS charset',
-        [],
-      )
-      const charset = String(rows[0]?.charset)
-      if (charset !== 'utf8mb4') {
-        throw new StorageError(
-          ADAPTER,
-          'connection check',
-          undefined,
-          `the connection character set is ${charset}, not utf8mb4: create the pool with charset: 'utf8mb4_bin'`,
+    this.#connectionCheck ??= runStorageOperation(
+      ADAPTER,
+      'connection check',
+      classifyMySqlError,
+      async () => {
+        const rows = await selectRows(
+          via,
+          'SELECT @@max_allowed_packet AS bytes, @@character_set_connection AS charset, VERSION() AS version',
+          [],
         )
-      }
-      return Number(rows[0]?.bytes) - PACKET_OVERHEAD_BYTES
-    }).catch((error: unknown) => {
-      this.#maxEventBytes = undefined
+        const charset = String(rows[0]?.charset)
+        if (charset !== 'utf8mb4') {
+          throw new StorageError(
+            ADAPTER,
+            'connection check',
+            undefined,
+            `the connection character set is ${charset}, not utf8mb4: create the pool with charset: 'utf8mb4_bin'`,
+          )
+        }
+        return {
+          maxEventBytes: Number(rows[0]?.bytes) - PACKET_OVERHEAD_BYTES,
+          // MariaDB says so in its version (10.5+ has RETURNING; the adapter needs 10.6 anyway).
+          insertReturning: /mariadb/i.test(String(rows[0]?.version)),
+        }
+      },
+    ).catch((error: unknown) => {
+      this.#connectionCheck = undefined
       throw error
     })
-    return this.#maxEventBytes
+    return this.#connectionCheck
   }
 
   /** The server and database of the store's pool, read once (a caller's `{ tx }` must match it). */
@@ -241,6 +269,15 @@ export class Runner {
    */
   transaction<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {
     return this.#retrying(() => this.#transactions.run(run))
+  }
+
+  /**
+   * A short transaction at the session's isolation level (no `SET TRANSACTION` round trip) on
+   * one pooled connection, committed before this returns and retried as a whole on conflict:
+   * for the statements an enqueue runs in a caller's transaction too, at whatever level.
+   */
+  sessionTransaction<T>(run: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    return this.#retrying(() => this.#sessionTransactions.run(run))
   }
 
   /**

@@ -120,7 +120,9 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
    * Keyed events first take their keySeqs from the key counters, which stay locked until
    * the transaction ends: the caller's, or without one a short transaction of the store's
    * own (an autocommit counter update would release the lock before the event is stored,
-   * and a later enqueue of the key could then commit first). Unkeyed batches run as before.
+   * and a later enqueue of the key could then commit first). That transaction runs at the
+   * session's isolation level, as the same statements do in a caller's transaction: no
+   * `SET TRANSACTION` round trip. Unkeyed batches run as before.
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
@@ -131,13 +133,15 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     if (!keyed) return this.run.write(tx, (db) => this.#insert(db, events, now, tx, undefined))
     const insertKeyed = async (db: Queryable) =>
       this.#insert(db, events, now, tx, await this.#takeKeySeqs(db, events))
-    return tx === undefined ? this.run.transaction(insertKeyed) : this.run.write(tx, insertKeyed)
+    return tx === undefined ? this.run.sessionTransaction(insertKeyed) : this.run.write(tx, insertKeyed)
   }
 
   /**
    * The keySeq of each keyed event (by position in `events`): each key's counter is raised
    * by its number of events, which get the new numbers in input order. Keys are taken in
    * sorted order, so two batches with overlapping keys wait for each other, never deadlock.
+   * One statement for one key (its number in the OK packet) and on MariaDB (RETURNING); two
+   * on MySQL, which reads the counters back.
    */
   async #takeKeySeqs(
     db: Queryable,
@@ -154,6 +158,15 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
       const [key, n] = only
       const header = await runWrite(db, this.sql.takeKeySeq, [key, String(n), String(n)])
       last.set(key, Number(header.insertId))
+    } else if (await this.run.insertReturning(db)) {
+      for (const part of chunk(sorted, MAX_INSERT_ROWS)) {
+        const rows = padList(part, insertSize)
+        const values = rows.flatMap(([key, n], index) => [key, index < part.length ? String(n) : '0'])
+        // A padding row (the last key again, + 0) answers that key's number a second time.
+        for (const row of await selectRows(db, this.sql.takeKeySeqsReturning(rows.length), values)) {
+          last.set(String(row.ordering_key), Number(row.last_seq))
+        }
+      }
     } else {
       for (const part of chunk(sorted, MAX_INSERT_ROWS)) {
         const rows = padList(part, insertSize)
@@ -241,9 +254,13 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
       }
     }
     for (const part of chunk(readBack, MAX_LIST)) {
-      // Inside the caller's REPEATABLE READ transaction a plain SELECT reads its snapshot
-      // and may miss a row another session committed after it; the locking read sees it.
-      const sql = tx === undefined ? this.sql.byIds(part.length) : this.sql.byIdsLocking(part.length)
+      // Inside a REPEATABLE READ transaction (the caller's, or the store's own for a keyed
+      // batch, whose counter read may have taken the snapshot) a plain SELECT reads its
+      // snapshot and may miss a row another session committed after it; the locking read sees it.
+      const sql =
+        tx === undefined && keySeqs === undefined
+          ? this.sql.byIds(part.length)
+          : this.sql.byIdsLocking(part.length)
       for (const row of await selectRows(db, sql, padList(part))) {
         const event = toOutboxEvent(row)
         stored.set(event.eventId, event)

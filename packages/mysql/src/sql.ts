@@ -192,6 +192,13 @@ export const outboxSql = (table: string, keysTable: string) => {
         `INSERT INTO ${keys} (ordering_key, last_seq) VALUES ${Array.from({ length: n }, () => '(?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)`,
       insertSize,
     ),
+    // MariaDB: the same upsert answering each key's new last number itself (RETURNING), so the
+    // read below is not needed.
+    takeKeySeqsReturning: bySize(
+      (n) =>
+        `INSERT INTO ${keys} (ordering_key, last_seq) VALUES ${Array.from({ length: n }, () => '(?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq) RETURNING ordering_key, last_seq`,
+      insertSize,
+    ),
     // Rows this transaction just changed: its own snapshot shows them, at any isolation level.
     keySeqs: bySize((n) => `SELECT ordering_key, last_seq FROM ${keys} WHERE ordering_key IN (${marks(n)})`),
     byIds: bySize((n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} WHERE event_id IN (${marks(n)})`),

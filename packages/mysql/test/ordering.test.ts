@@ -131,6 +131,47 @@ for (const [server, url, variable] of SERVERS) {
         ).toEqual([['x1', 'a', 1]])
       })
 
+      it('an autocommitted batch of several keys: no SET TRANSACTION; MariaDB takes the numbers in one statement (RETURNING, padding row included), MySQL reads them back', async () => {
+        store = await fresh()
+        await store.outbox.findOrCreate(ev('k8-0', 'k8'))
+        await store.serverMaxEventBytes()
+        // Every statement sent on a connection the store takes from the pool.
+        const sent: string[] = []
+        const getConnection = pool.getConnection.bind(pool)
+        pool.getConnection = async () => {
+          const connection = await getConnection()
+          for (const method of ['query', 'execute'] as const) {
+            const original = connection[method].bind(connection) as (...args: unknown[]) => unknown
+            ;(connection as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+              const sql = typeof args[0] === 'string' ? args[0] : (args[0] as { sql: string }).sql
+              sent.push(sql.slice(0, 30))
+              return original(...args)
+            }
+          }
+          return connection
+        }
+        let stored: OutboxEvent[]
+        try {
+          // Nine keys, the last one (k8) twice: the counter upsert is padded to ten rows.
+          stored = await store.outbox.findOrCreateMany([
+            ...Array.from({ length: 9 }, (_, i) => ev(`k${i}-1`, `k${i}`)),
+            ev('k8-2', 'k8'),
+          ])
+        } finally {
+          pool.getConnection = getConnection
+        }
+        expect(stored.map((event) => [event.eventId, event.keySeq])).toEqual([
+          ...Array.from({ length: 8 }, (_, i) => [`k${i}-1`, 1]),
+          ['k8-1', 2],
+          ['k8-2', 3],
+        ])
+        for (const event of stored) expect(await store.outbox.get(event.eventId)).toEqual(event)
+        const statements = sent.map((sql) => sql.split(' ').slice(0, 3).join(' '))
+        expect(statements).not.toContain('SET TRANSACTION ISOLATION')
+        const counterReads = sent.filter((sql) => sql.startsWith('SELECT ordering_key')).length
+        expect(counterReads).toBe(server === 'MariaDB' ? 0 : 1)
+      })
+
       it('a duplicate id keeps its stored keySeq; the key goes on after a gap', async () => {
         store = await fresh()
         await store.outbox.findOrCreate(ev('d1', 'K'))
