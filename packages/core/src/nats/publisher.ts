@@ -1,4 +1,4 @@
-import { type JetStreamClient, type JetStreamManager, type NatsConnection, NatsError } from 'nats'
+import type { JetStreamManager, NatsConnection } from 'nats'
 import { ValidationError } from '../errors.js'
 import { natsMessageBytes } from '../nats-message.js'
 import type { OutboxEvent } from '../outbox.js'
@@ -6,8 +6,11 @@ import type { DuplicateCheck, OutboxPublisher, PublishReceipt } from '../relay/t
 import { MAX_TIMER_MS, Validator } from '../validation.js'
 import { ConnectionState } from './connection-state.js'
 import { MSG_ID, natsHeadersFor } from './headers.js'
+import { type PubAck, PubAckCorrelator, PubAckFailure } from './pub-acks.js'
 
 const COMPONENT = 'nats'
+/** JetStream refuses the message unless the stream that would store it has this name. */
+const EXPECTED_STREAM = 'Nats-Expected-Stream'
 const encoder = new TextEncoder()
 
 /** Why a publish failed. `too-large` is permanent: no retry can publish it. */
@@ -57,7 +60,7 @@ export interface JetStreamPublisherOptions {
  */
 export class JetStreamPublisher implements OutboxPublisher {
   readonly #connection: NatsConnection
-  readonly #js: JetStreamClient
+  readonly #acks: PubAckCorrelator
   #jsm: Promise<JetStreamManager> | undefined
   readonly #timeoutMs: number
   readonly #expectStream: string | undefined
@@ -68,7 +71,6 @@ export class JetStreamPublisher implements OutboxPublisher {
     if (typeof options?.connection?.jetstream !== 'function')
       throw new ValidationError(COMPONENT, 'options.connection must be a NatsConnection from connect()')
     this.#connection = options.connection
-    this.#js = options.connection.jetstream()
     // Node fires a timer longer than 2^31 - 1 ms after 1 ms: such a timeout would fail every publish.
     this.#timeoutMs = new Validator(COMPONENT).positiveInteger(
       options.timeoutMs ?? 5_000,
@@ -80,6 +82,7 @@ export class JetStreamPublisher implements OutboxPublisher {
     if (!Number.isSafeInteger(this.#window) || this.#window < 1)
       throw new ValidationError(COMPONENT, `window must be a positive integer; got ${this.#window}`)
     this.#state = ConnectionState.of(options.connection)
+    this.#acks = new PubAckCorrelator(options.connection, this.#timeoutMs)
   }
 
   async publish(event: OutboxEvent): Promise<PublishReceipt> {
@@ -91,7 +94,7 @@ export class JetStreamPublisher implements OutboxPublisher {
         natsMessageBytes(event) +
         (this.#expectStream === undefined
           ? 0
-          : Buffer.byteLength(`Nats-Expected-Stream: ${this.#expectStream}\r\n`))
+          : Buffer.byteLength(`${EXPECTED_STREAM}: ${this.#expectStream}\r\n`))
       if (size > maxPayload)
         throw new JetStreamPublishError(
           'too-large',
@@ -101,16 +104,12 @@ export class JetStreamPublisher implements OutboxPublisher {
           undefined,
         )
     }
-    let ack: Awaited<ReturnType<JetStreamClient['publish']>>
+    // `Nats-Msg-Id` comes first (see natsHeadersFor): nats-server 2.9 takes the first header
+    // line that merely contains "Nats-Msg-Id:" (e.g. `X-Nats-Msg-Id`) as the dedup id.
+    if (this.#expectStream !== undefined) headers.set(EXPECTED_STREAM, this.#expectStream)
+    let ack: PubAck
     try {
-      // No `msgID` option: nats.js would append Nats-Msg-Id after the event's own headers, and
-      // nats-server 2.9 takes the first header line that merely contains "Nats-Msg-Id:"
-      // (e.g. `X-Nats-Msg-Id`) as the dedup id; natsHeadersFor already puts it first.
-      ack = await this.#js.publish(event.subject, data, {
-        headers,
-        timeout: this.#timeoutMs,
-        ...(this.#expectStream === undefined ? {} : { expect: { streamName: this.#expectStream } }),
-      })
+      ack = await this.#acks.publish(event.subject, data, headers)
     } catch (error) {
       throw publishError(event, error)
     }
@@ -199,8 +198,8 @@ const sameBytes = (left: Uint8Array, right: Uint8Array): boolean =>
   left.length === right.length && Buffer.compare(left, right) === 0
 
 const publishError = (event: OutboxEvent, error: unknown): JetStreamPublishError => {
-  const code = error instanceof NatsError ? error.code : undefined
-  if (code === '503') {
+  const reason = error instanceof PubAckFailure ? error.reason : undefined
+  if (reason === 'no-stream') {
     // JetStream answers a publish to a subject no stream listens on with "no responders".
     return new JetStreamPublishError(
       'no-stream',
@@ -210,7 +209,7 @@ const publishError = (event: OutboxEvent, error: unknown): JetStreamPublishError
       error,
     )
   }
-  if (code === 'TIMEOUT')
+  if (reason === 'timeout')
     return new JetStreamPublishError(
       'timeout',
       event,
