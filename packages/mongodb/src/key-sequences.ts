@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ClientSession, Collection } from 'mongodb'
 import type { MongoDbClient } from './client.js'
@@ -6,50 +5,62 @@ import { ContentionError } from './errors.js'
 import { insertUnordered } from './inserts.js'
 import type { OutboxDocument, OutboxKeyDocument } from './rows.js'
 
-/** A key's numbering lock in `<prefix>locks`: `_id` = `key|<encoded key>`. */
-interface KeyLockDocument {
+/**
+ * A numbering decision in `<prefix>outbox_key_decisions`: `_id` = `seq|<encoded key>|<from>`. It gives the
+ * key's numbers `from + 1 ..` to `events`, in that order. At most one decision exists per
+ * `(key, from)`: the unique `_id` is the fence of the numbering.
+ */
+export interface KeyDecisionDocument {
   _id: string
-  /** Wall-clock time the lock was taken, to recover a lock whose holder died. */
+  /** When the decision was made (the store's clock): for people reading the collection. */
   at: Date
-  /** Names this taking of the lock, so a recoverer deletes only the dead holder's lock. */
-  token: string
+  key: string
+  /** The counter's `lastSeq` the decision was made on. */
+  from: number
+  /** Stored event `_id`s, in the order they are numbered. */
+  events: string[]
 }
 
-/** After this long a key lock's holder is presumed dead (as the version locks of ferretdb.ts). */
-export const KEY_LOCK_TTL_MS = 30_000
-/** A waiting enqueuer gives up after this long: a dead holder's lock is freed well before. */
-const KEY_LOCK_WAIT_MS = 2 * KEY_LOCK_TTL_MS
+/** A waiting enqueuer gives up after this many rounds lost to other numberers of its keys. */
+const NUMBER_ROUNDS = 200
 
 /** An unnumbered event the numbering read: what it needs to number it in enqueue order. */
 type Unnumbered = Pick<OutboxDocument, '_id' | 'orderingKey' | 'seq' | 'rev'>
 
-const keyLockId = (key: string): string => `key|${key}`
+export const decisionId = (key: string, from: number): string => `seq|${key}|${from}`
+
+const bySeq = (a: Unnumbered, b: Unnumbered): number => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)
 
 /**
  * Gives keyed events their `keySeq` from the per-key counters of `<prefix>outbox_keys`.
  *
  * Without a transaction (FerretDB v1, a standalone mongod, or an enqueue without `{ tx }`)
- * an event is inserted FIRST, without `keySeq`, and numbered after, under the key's lock:
- * read the key's unnumbered events in enqueue order, add their count to the counter, set
- * each one's number. A keyed event without `keySeq` holds its whole key in the claim (its
- * number is not known yet). That makes visibility prefix-closed: a number below `n` was
- * taken from the counter before `n`, and only for an event that was already inserted, so
- * when the event numbered `n` is visible to a claim, every event that will ever get a
- * lower number is visible too, numbered or holding its key unnumbered.
+ * an event is inserted FIRST, without `keySeq`, and numbered after. A keyed event without
+ * `keySeq` holds its whole key in the claim (its number is not known yet), which makes
+ * visibility prefix-closed: a number is only ever decided for an event already inserted.
  *
- * The lock serializes the numbering of one key, so a batch's events of a key get
- * increasing numbers in input order however the enqueuer and a claimer interleave (the
- * counter's `$inc` alone would not: FerretDB v1's updates are not atomic, and two numberers
- * setting the events of one batch could each win some of them). Whoever holds the lock
- * numbers every unnumbered event of the key, its own or not; so a claimer that finds an
- * event whose enqueuer died before numbering it numbers it, and a key is never held for good.
- * Only one key's lock is ever awaited at a time, and nothing is awaited while holding one,
- * so two batches with overlapping keys cannot deadlock.
+ * Numbering a key is three idempotent steps, each batched over every key of a call:
+ * 1. DECIDE: read the counter (`lastSeq` L) and the key's unnumbered events (enqueue order),
+ *    then insert the decision `seq|<key>|L` listing them. The unique `_id` lets exactly one
+ *    decision through per counter value: that is the fence. A numberer that paused for any
+ *    time (GC, network) between its read and its insert finds the decision another one made
+ *    on L (duplicate key), and neither writes a number of its own nor loses an event.
+ * 2. APPLY: set each listed event's `keySeq` (compare-and-set, only where still unset).
+ * 3. ADVANCE: move the counter from L to L + count (filter `lastSeq: L`).
+ * Whoever finds a decision on L (a rival, or the next numberer after a crash) completes it
+ * (apply, then advance) before deciding again, so a decision is never half-done for good,
+ * and every writer of a step writes the same values: no step can conflict with another
+ * writer of it, which is why no lock with a takeover is needed. Applying before advancing
+ * keeps a decision's events out of the next one: when a numberer reads `lastSeq` L, every
+ * decision below L is applied, so an unnumbered event it reads is in no decision yet.
  *
- * Inside a MongoDB transaction the counter is incremented in the session instead and the
- * event inserted with its number: the counter document stays write-locked until the
- * transaction ends, so a second transaction of the key gets a WriteConflict (retried by
- * `withTransaction` / `store.transaction({ retries })`) and numbers follow commit order.
+ * Decision documents are kept: the fence needs the decision on L as long as a numberer
+ * that read L may still try to insert it. They are small (a key, two numbers, the ids).
+ *
+ * Inside a MongoDB transaction the counter is incremented in the session and the event
+ * inserted with its number; the same decision document is upserted in the session, so a
+ * decision of a `{ tx }`-less numberer on the same counter value makes the transaction
+ * fail with a retryable conflict instead of handing the same numbers out twice.
  */
 export class KeySequences {
   readonly #client: MongoDbClient
@@ -66,141 +77,162 @@ export class KeySequences {
     return this.#client.collection<OutboxKeyDocument>('outboxKeys')
   }
 
-  get #locks(): Collection<KeyLockDocument> {
-    return this.#client.collection<KeyLockDocument>('locks')
+  get #decisions(): Collection<KeyDecisionDocument> {
+    return this.#client.collection<KeyDecisionDocument>('outboxKeyDecisions')
   }
 
-  /** Takes `count` numbers of `key` in the session's transaction; answers the first. */
-  async reserveInSession(key: string, count: number, session: ClientSession): Promise<number> {
+  /** Takes numbers of `key` for `ids` (in order) in the session's transaction; answers the first. */
+  async reserveInSession(key: string, ids: readonly string[], session: ClientSession): Promise<number> {
+    const count = ids.length
     const counter = await this.#counters.findOneAndUpdate(
       { _id: key },
       { $inc: { lastSeq: count } },
       { upsert: true, returnDocument: 'after', session },
     )
     if (!counter) throw new ContentionError(`the counter of an ordering key was not returned by its upsert`)
-    return counter.lastSeq - count + 1
+    const from = counter.lastSeq - count
+    const decision = await this.#decisions.updateOne(
+      { _id: decisionId(key, from) },
+      { $setOnInsert: { at: this.#client.clock(), key, from, events: [...ids] } },
+      { upsert: true, session },
+    )
+    if (decision.upsertedCount !== 1)
+      throw new ContentionError(
+        'an enqueue without a transaction numbered the same ordering key at the same moment; retry the transaction',
+      )
+    return from + 1
   }
 
   /**
-   * Numbers every unnumbered event of `keys` (encoded), waiting for each key's lock.
-   * Answers the numbers this call set, by stored event `_id`; an event another numberer
-   * set is not in it.
+   * Numbers every unnumbered event of `keys` (encoded), completing other numberers'
+   * decisions on the way. Answers the numbers of every event it applied or found decided,
+   * by stored event `_id`.
    */
   async numberWaiting(keys: readonly string[]): Promise<Map<string, number>> {
     const numbered = new Map<string, number>()
     let waiting = [...new Set(keys)]
-    const deadline = Date.now() + KEY_LOCK_WAIT_MS
     for (let attempt = 1; waiting.length > 0; attempt++) {
-      if (attempt > 1) {
-        if (Date.now() > deadline)
-          throw new ContentionError(`the numbering lock of ${waiting.length} ordering key(s) stayed taken`)
-        await sleep(Math.random() * Math.min(20, attempt))
-      }
-      const { granted, busy } = await this.#lock(waiting)
-      if (granted.length > 0)
-        for (const [id, keySeq] of await this.#numberLocked(granted)) numbered.set(id, keySeq)
-      waiting = busy
+      if (attempt > NUMBER_ROUNDS)
+        throw new ContentionError(`${waiting.length} ordering key(s) kept being numbered by others`)
+      if (attempt > 2) await sleep(Math.random() * Math.min(20, attempt))
+      waiting = await this.#round(waiting, numbered)
     }
     return numbered
   }
 
-  /** Numbers the keys whose lock is free now (a claimer's help); answers the keys it numbered. */
-  async numberIfFree(keys: readonly string[]): Promise<string[]> {
-    const { granted } = await this.#lock([...new Set(keys)])
-    if (granted.length > 0) await this.#numberLocked(granted)
-    return granted
+  /** One round for a claimer that found orphans: answers the keys it numbered or completed. */
+  async numberOnce(keys: readonly string[]): Promise<string[]> {
+    const unique = [...new Set(keys)]
+    const retry = new Set(await this.#round(unique, new Map()))
+    return unique.filter((key) => !retry.has(key))
   }
 
-  /** Takes the free locks of `keys` (one unordered insert) and frees those a dead holder left. */
-  async #lock(keys: readonly string[]): Promise<{ granted: string[]; busy: string[] }> {
-    const tokens = new Map(keys.map((key) => [key, randomUUID()]))
-    const at = new Date()
-    const taken = await insertUnordered(
-      this.#locks,
-      keys.map((key) => ({ _id: keyLockId(key), at, token: tokens.get(key) ?? '' })),
-    )
-    const busy = keys.filter((_, index) => taken.has(index))
-    if (busy.length > 0) {
-      const stale = await this.#locks
-        .find({ _id: { $in: busy.map(keyLockId) }, at: { $lt: new Date(Date.now() - KEY_LOCK_TTL_MS) } })
-        .toArray()
-      // The token names the dead holder's lock: a recoverer that lost the race to another
-      // matches nothing, and never deletes the lock the winner took after it.
-      for (const lock of stale) await this.#locks.deleteOne({ _id: lock._id, token: lock.token })
-    }
-    return { granted: keys.filter((_, index) => !taken.has(index)), busy }
-  }
-
-  /** Numbers the unnumbered events of keys whose lock this call holds, then releases the locks. */
-  async #numberLocked(keys: readonly string[]): Promise<Map<string, number>> {
-    try {
-      const unnumbered = (await this.#events
-        .find(
-          { orderingKey: { $in: [...keys] }, keySeq: { $exists: false } },
-          { projection: { _id: 1, orderingKey: 1, seq: 1, rev: 1 } },
-        )
-        .toArray()) as Unnumbered[]
-      const byKey = new Map<string, Unnumbered[]>()
-      for (const doc of unnumbered) {
-        if (doc.orderingKey === undefined) continue
-        const group = byKey.get(doc.orderingKey)
-        if (group) group.push(doc)
-        else byKey.set(doc.orderingKey, [doc])
-      }
-      const wanted = new Map<string, { doc: Unnumbered; keySeq: number }>()
-      await Promise.all(
-        [...byKey].map(async ([key, docs]) => {
-          // Enqueue order: a batch's events of one key were given increasing `seq` in input order.
-          docs.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0))
-          // Only lock holders write a counter outside a transaction, so this $inc, though
-          // FerretDB applies it in two steps, has no concurrent writer to lose against.
-          const counter = await this.#counters.findOneAndUpdate(
-            { _id: key },
-            { $inc: { lastSeq: docs.length } },
-            { upsert: true, returnDocument: 'after' },
-          )
-          if (!counter)
-            throw new ContentionError('the counter of an ordering key was not returned by its upsert')
-          const first = counter.lastSeq - docs.length + 1
-          for (const [index, doc] of docs.entries()) wanted.set(doc._id, { doc, keySeq: first + index })
-        }),
+  /** Decides, applies and advances once per key; answers the keys another numberer's decision beat. */
+  async #round(keys: readonly string[], numbered: Map<string, number>): Promise<string[]> {
+    const counters = await this.#counters.find({ _id: { $in: [...keys] } }).toArray()
+    const lastSeq = new Map(counters.map((counter) => [counter._id, counter.lastSeq]))
+    // Read after the counters: an event unnumbered now is in no decision below lastSeq.
+    const unnumbered = (await this.#events
+      .find(
+        { orderingKey: { $in: [...keys] }, keySeq: { $exists: false } },
+        { projection: { _id: 1, orderingKey: 1, seq: 1, rev: 1 } },
       )
-      return await this.#setNumbers(wanted)
-    } finally {
-      await this.#locks.deleteMany({ _id: { $in: keys.map(keyLockId) } })
+      .toArray()) as Unnumbered[]
+    if (unnumbered.length === 0) return []
+    const byKey = new Map<string, Unnumbered[]>()
+    for (const doc of unnumbered) {
+      if (doc.orderingKey === undefined) continue
+      const group = byKey.get(doc.orderingKey)
+      if (group) group.push(doc)
+      else byKey.set(doc.orderingKey, [doc])
+    }
+    const at = this.#client.clock()
+    const proposed: KeyDecisionDocument[] = [...byKey].map(([key, docs]) => {
+      // Enqueue order: a batch's events of one key were given increasing `seq` in input order.
+      docs.sort(bySeq)
+      const from = lastSeq.get(key) ?? 0
+      return { _id: decisionId(key, from), at, key, from, events: docs.map((doc) => doc._id) }
+    })
+    const taken = await insertUnordered(this.#decisions, proposed)
+    const decisions = proposed.filter((_, index) => !taken.has(index))
+    const beaten = proposed.filter((_, index) => taken.has(index))
+    if (beaten.length > 0)
+      decisions.push(
+        ...(await this.#decisions.find({ _id: { $in: beaten.map((decision) => decision._id) } }).toArray()),
+      )
+    const revs = new Map(unnumbered.map((doc) => [doc._id, doc.rev]))
+    await this.#complete(decisions, revs, numbered)
+    return beaten.map((decision) => decision.key)
+  }
+
+  /** Applies then advances `decisions`; `revs` are versions read of some of their events. */
+  async #complete(
+    decisions: readonly KeyDecisionDocument[],
+    revs: ReadonlyMap<string, string>,
+    numbered: Map<string, number>,
+  ): Promise<void> {
+    const wanted = new Map<string, number>()
+    for (const decision of decisions)
+      for (const [index, id] of decision.events.entries()) wanted.set(id, decision.from + 1 + index)
+    await this.#apply(wanted, revs)
+    for (const [id, keySeq] of wanted) numbered.set(id, keySeq)
+    await this.#advance(decisions)
+  }
+
+  /**
+   * Sets each event's decided number with the store's compare-and-set, where it is still
+   * unset: an event read again after a lost write (an unfenced change of the event, such
+   * as markAsPublishing, or a rival applying the same decision) gets the same number.
+   */
+  async #apply(wanted: ReadonlyMap<string, number>, revs: ReadonlyMap<string, string>): Promise<void> {
+    let pending = [...wanted.keys()]
+    let known = revs
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      if (attempt > 20)
+        throw new ContentionError(`${pending.length} keyed event(s) kept changing while numbered`)
+      const unknown = pending.filter((id) => !known.has(id))
+      if (unknown.length > 0) {
+        const fresh = await this.#events
+          .find({ _id: { $in: unknown }, keySeq: { $exists: false } })
+          .project<Unnumbered>({ _id: 1, rev: 1 })
+          .toArray()
+        known = new Map([...known, ...fresh.map((doc): [string, string] => [doc._id, doc.rev])])
+        pending = pending.filter((id) => known.has(id))
+      }
+      const writes = pending.map((id) => ({ id, rev: known.get(id) ?? '', set: { keySeq: wanted.get(id) } }))
+      const applied = await this.#client.compareAndSet('outbox', writes)
+      pending = pending.filter((id) => !applied.has(id))
+      // A lost write is read again: the event may be numbered by now, or changed otherwise.
+      known = new Map()
     }
   }
 
   /**
-   * Sets each event's number with the store's compare-and-set, keeping the number when a
-   * write lost to an unfenced change of the event (markAsPublishing, a mark without
-   * workerId): it is read again and numbered again while it has no number.
+   * Moves each decision's counter from `from` to `from + count`. Every writer of one
+   * decision writes the same value, and the filter on `from` makes a late writer (whose
+   * counter moved on) match nothing: FerretDB's two-step update needs no guard here.
    */
-  async #setNumbers(
-    wanted: ReadonlyMap<string, { doc: Unnumbered; keySeq: number }>,
-  ): Promise<Map<string, number>> {
-    const numbered = new Map<string, number>()
-    let pending = [...wanted.values()]
-    for (let attempt = 1; pending.length > 0; attempt++) {
-      if (attempt > 20)
-        throw new ContentionError(`${pending.length} keyed event(s) kept changing while numbered`)
-      const applied = await this.#client.compareAndSet(
-        'outbox',
-        pending.map(({ doc, keySeq }) => ({ id: doc._id, rev: doc.rev, set: { keySeq } })),
+  async #advance(decisions: readonly KeyDecisionDocument[]): Promise<void> {
+    const fresh = decisions.filter((decision) => decision.from === 0)
+    if (fresh.length > 0)
+      // A duplicate: another writer of the same decision created the counter first.
+      await insertUnordered(
+        this.#counters,
+        fresh.map((decision) => ({ _id: decision.key, lastSeq: decision.events.length })),
       )
-      for (const { doc, keySeq } of pending) if (applied.has(doc._id)) numbered.set(doc._id, keySeq)
-      const lost = pending.filter(({ doc }) => !applied.has(doc._id))
-      if (lost.length === 0) break
-      const fresh = await this.#events
-        .find({ _id: { $in: lost.map(({ doc }) => doc._id) }, keySeq: { $exists: false } })
-        .project<Unnumbered>({ _id: 1, orderingKey: 1, seq: 1, rev: 1 })
-        .toArray()
-      const byId = new Map(fresh.map((doc) => [doc._id, doc]))
-      pending = lost.flatMap(({ doc, keySeq }) => {
-        const now = byId.get(doc._id)
-        return now ? [{ doc: now, keySeq }] : []
-      })
+    const groups = new Map<string, KeyDecisionDocument[]>()
+    for (const decision of decisions) {
+      if (decision.from === 0) continue
+      const group = `${decision.from}:${decision.events.length}`
+      groups.set(group, [...(groups.get(group) ?? []), decision])
     }
-    return numbered
+    for (const group of groups.values()) {
+      const [first] = group
+      if (!first) continue
+      await this.#counters.updateMany(
+        { _id: { $in: group.map((decision) => decision.key) }, lastSeq: first.from },
+        { $set: { lastSeq: first.from + first.events.length } },
+      )
+    }
   }
 }

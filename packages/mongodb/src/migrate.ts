@@ -140,5 +140,5 @@ export const migrateMongoDb = (client: MongoDbClient): Promise<number[]> =>
 export const migrationScripts = (_options?: object): never =>
   noMigrationScripts(
     ADAPTER,
-    "migrate() creates the collections <prefix>outbox, <prefix>outbox_keys, <prefix>inbox, <prefix>locks and <prefix>meta with the indexes of @txbox/mongodb's migrations/*.json, and records the version in <prefix>meta",
+    "migrate() creates the collections <prefix>outbox, <prefix>outbox_keys, <prefix>outbox_key_decisions, <prefix>inbox, <prefix>locks and <prefix>meta with the indexes of @txbox/mongodb's migrations/*.json, and records the version in <prefix>meta",
   )

@@ -43,6 +43,8 @@ export interface CollectionNames {
   readonly outbox: string
   /** The per-ordering-key counters of the outbox, `_id` = the encoded key. */
   readonly outboxKeys: string
+  /** The numbering decisions of ordering keys without a transaction (see key-sequences.ts). */
+  readonly outboxKeyDecisions: string
   /** Inbox events, `_id` = the encoded event id. */
   readonly inbox: string
   /** Short-lived write locks, used only where the server's updates are not atomic (FerretDB v1). */
@@ -54,6 +56,7 @@ export interface CollectionNames {
 export const collectionNames = (prefix: string): CollectionNames => ({
   outbox: `${prefix}outbox`,
   outboxKeys: `${prefix}outbox_keys`,
+  outboxKeyDecisions: `${prefix}outbox_key_decisions`,
   inbox: `${prefix}inbox`,
   locks: `${prefix}locks`,
   meta: `${prefix}meta`,

@@ -37,7 +37,7 @@ const INSERT_ROUNDS = 3
 /**
  * A claim numbers a keyed event left without `keySeq` (its enqueuer died between insert
  * and numbering) once it is this old; a younger one is most likely being numbered by its
- * enqueuer right now, and helping would only make the two wait for each other's lock.
+ * enqueuer right now, and helping would only race it for the same numbering decision.
  */
 export const NUMBER_ORPHANS_AFTER_MS = 2_000
 
@@ -194,7 +194,11 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     }
     for (const key of [...byKey.keys()].sort()) {
       const group = byKey.get(key) ?? []
-      const first = await this.#keys.reserveInSession(key, group.length, session)
+      const first = await this.#keys.reserveInSession(
+        key,
+        group.map((doc) => doc._id),
+        session,
+      )
       for (const [index, doc] of group.entries()) doc.keySeq = first + index
     }
   }
@@ -361,7 +365,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     }
     let numberedOrphans = false
     if (orphanKeys.size > 0) {
-      for (const key of await this.#keys.numberIfFree([...orphanKeys])) {
+      for (const key of await this.#keys.numberOnce([...orphanKeys])) {
         decidedKeys.delete(key)
         numberedOrphans = true
       }

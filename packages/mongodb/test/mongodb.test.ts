@@ -97,7 +97,7 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     await upgraded.migrate()
   })
 
-  it('takes a database as the previous release left it (history at version 2): only the ordering-keys step is applied', async () => {
+  it('takes a database as an older release left it (history at version 2): only the ordering-keys steps are applied', async () => {
     const prefix = freshPrefix()
     const names = collectionNames(prefix)
     // What the previous release's migrate() left: the collections, their indexes and
@@ -123,7 +123,7 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     expect(indexes).not.toContain('txbox_status_sent_at')
     expect(indexes).toEqual(expect.arrayContaining(['txbox_status_seq', 'txbox_ordering_key_key_seq']))
     expect(await db.collection(names.meta).find({}).toArray()).toEqual([
-      { _id: 'schema', version: 3, migratedAt: expect.any(Date) },
+      { _id: 'schema', version: SCHEMA_VERSION, migratedAt: expect.any(Date) },
     ])
     expect(await db.listCollections({ name: names.outboxKeys }).toArray()).toHaveLength(1)
     // The event stored before the upgrade has no key and is claimed as before.
@@ -132,6 +132,40 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
     expect(claimed?.eventId).toBe('before')
     await old.outbox.markAsSent('before', { workerId: 'w' })
     expect((await old.outbox.get('before'))?.status).toBe('sent')
+  })
+
+  it('takes a database as the previous release left it (history at version 3, keys numbered): numbering goes on from the counters', async () => {
+    const prefix = freshPrefix()
+    const names = collectionNames(prefix)
+    const { loadMigrations } = await import('@txbox/core')
+    const migrations = loadMigrations(new URL('../migrations/', import.meta.url))
+    const store = createMongoDbStore({ db, collectionPrefix: prefix })
+    // Version 3's collections and indexes, then what its numbering left: numbered events,
+    // a counter, and a numbering lock of a process that stopped.
+    for (const migration of migrations.slice(0, 3)) {
+      const { collections } = JSON.parse(migration.body) as {
+        collections?: Record<string, { key: Record<string, number>; name: string }[]>
+      }
+      for (const [key, indexes] of Object.entries(collections ?? {})) {
+        if (indexes.length > 0) await db.collection(`${prefix}${key}`).createIndexes(indexes)
+        else await db.createCollection(`${prefix}${key}`)
+      }
+    }
+    await db.collection(names.meta).insertOne({ _id: 'schema' as never, version: 3, migratedAt: new Date() })
+    await db.collection(names.outboxKeys).insertOne({ _id: 'K' as never, lastSeq: 2 })
+    await db.collection(names.locks).insertOne({ _id: 'key|K' as never, at: new Date(), token: 't' })
+
+    await store.migrate()
+    expect(await db.listCollections({ name: names.outboxKeyDecisions }).toArray()).toHaveLength(1)
+    expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({ version: 4 })
+    // The old lock does not stop numbering; the counter goes on where version 3 left it.
+    expect(
+      await store.outbox.findOrCreate({ eventId: 'k3', subject: 's', payload: 'p', orderingKey: 'K' }),
+    ).toMatchObject({
+      keySeq: 3,
+    })
+    await store.migrate()
+    expect(await db.collection(names.meta).countDocuments({})).toBe(1)
   })
 
   it('round-trips U+0000 and U+0001 in every text field that may hold them, stored escaped', async () => {
@@ -296,19 +330,22 @@ describe('mongodb migrations files', () => {
       'indexes',
       'inbox_id_only',
       'ordering_keys',
+      'key_decisions',
     ])
     expect(migrations.at(-1)?.version).toBe(SCHEMA_VERSION)
-    const [indexes, idOnly, orderingKeys] = migrations.map(
+    const [indexes, idOnly, orderingKeys, keyDecisions] = migrations.map(
       (migration) =>
         JSON.parse(migration.body) as {
           collections?: Record<string, { name: string }[]>
           dropCollections?: string[]
         },
     )
-    // Every collection the store names is created by a step (the key counters by the third).
+    // Every collection the store names is created by a step (the key counters by the third,
+    // the numbering decisions by the fourth).
     const created = [
       ...Object.keys(indexes?.collections ?? {}),
       ...Object.keys(orderingKeys?.collections ?? {}).filter((key) => key !== 'outbox'),
+      ...Object.keys(keyDecisions?.collections ?? {}),
     ]
     expect(created.map((key) => `txbox_${key}`).sort()).toEqual(
       Object.values(collectionNames('txbox_')).sort(),

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import { type EnqueueParams, ManualClock, type OutboxEvent } from '@txbox/core'
-import { type Db, MongoClient } from 'mongodb'
+import { type Collection, type Db, MongoClient } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createMongoDbStore, type MongoDbStore } from '../src/index.js'
-import { KEY_LOCK_TTL_MS } from '../src/key-sequences.js'
+import { decisionId, type KeyDecisionDocument } from '../src/key-sequences.js'
 import { collectionNames } from '../src/mongodb-options.js'
 import { NUMBER_ORPHANS_AFTER_MS } from '../src/mongodb-outbox-repository.js'
 import type { OutboxDocument, OutboxKeyDocument } from '../src/rows.js'
@@ -300,26 +300,129 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     expect(await store.outbox.findOrCreate(keyed('d', 'D'))).toMatchObject({ orderingKey: 'D', keySeq: 2 })
   })
 
-  it("frees a key's numbering lock whose holder died (older than the TTL), and waits for a live one", async () => {
-    const { store, peer, prefix } = await stores()
-    const locks = db.collection<{ _id: string; at: Date; token: string }>(collectionNames(prefix).locks)
-    await locks.insertOne({ _id: 'key|dead', at: new Date(Date.now() - KEY_LOCK_TTL_MS - 1_000), token: 't' })
-    expect(await store.outbox.findOrCreate(keyed('after-crash', 'dead'))).toMatchObject({ keySeq: 1 })
-    await locks.insertOne({ _id: 'key|live', at: new Date(), token: 't' })
-    const waiting = peer.outbox.findOrCreate(keyed('waits', 'live'))
-    // It is stored at once but not answered while the lock is held.
-    const raw = db.collection<OutboxDocument>(collectionNames(prefix).outbox)
-    const deadline = Date.now() + 10_000
-    while ((await raw.countDocuments({ _id: 'waits' })) === 0 && Date.now() < deadline)
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    let answered = false
-    void waiting.then(() => {
-      answered = true
+  /**
+   * A store whose inserts into `<prefix>locks` stop at a gate while `gate.closed`: the
+   * numberer is paused (a GC pause, a partition) at the moment it writes its decision.
+   */
+  const pausable = async (prefix: string, clock: ManualClock) => {
+    const gate = { closed: false, reached: () => {}, open: () => {} }
+    const reached = new Promise<void>((resolve) => {
+      gate.reached = resolve
     })
-    expect(await raw.findOne({ _id: 'waits' })).not.toHaveProperty('keySeq')
-    expect(answered).toBe(false)
-    await locks.deleteOne({ _id: 'key|live' })
-    expect(await waiting).toMatchObject({ keySeq: 1 })
-    expect(await locks.countDocuments({})).toBe(0)
+    const opened = new Promise<void>((resolve) => {
+      gate.open = resolve
+    })
+    const real = await connect()
+    const locksName = collectionNames(prefix).locks
+    const paused = new Proxy(real, {
+      get(target, property, receiver) {
+        if (property !== 'collection') return Reflect.get(target, property, receiver)
+        return (name: string) => {
+          const collection = target.collection(name)
+          if (name !== locksName) return collection
+          return new Proxy(collection, {
+            get(inner, method, innerReceiver) {
+              const value = Reflect.get(inner, method, innerReceiver)
+              if (method !== 'insertMany' || typeof value !== 'function') return value
+              return async (...args: unknown[]) => {
+                if (gate.closed) {
+                  gate.closed = false
+                  gate.reached()
+                  await opened
+                }
+                return (value as (...a: unknown[]) => unknown).apply(inner, args)
+              }
+            },
+          }) as Collection
+        }
+      },
+    }) as Db
+    const store = createMongoDbStore({ db: paused, collectionPrefix: prefix, clock: clock.now })
+    return { store, gate, reached }
+  }
+
+  it('a numberer paused past any lease between its read and its decision writes no number: the rival decides, the paused one retries and numbers after it', async () => {
+    const { store, prefix, clock } = await stores()
+    const { store: slow, gate, reached } = await pausable(prefix, clock)
+    await store.outbox.findOrCreate(keyed('k1', 'K'))
+    gate.closed = true
+    // The slow numberer has read lastSeq 1 and its events (s1, s2 unnumbered), then pauses.
+    const slowBatch = slow.outbox.findOrCreateMany([keyed('s1', 'K'), keyed('s2', 'K')])
+    await reached
+    clock.advance(10 * 60_000)
+    // The rival numbers every unnumbered event of K in enqueue order, the slow one's too.
+    const rival = await store.outbox.findOrCreateMany([keyed('r1', 'K'), keyed('r2', 'K')])
+    expect(rival.map((event) => event.keySeq)).toEqual([4, 5])
+    gate.open()
+    const resumed = await slowBatch
+    expect(resumed.map((event) => [event.eventId, event.keySeq])).toEqual([
+      ['s1', 2],
+      ['s2', 3],
+    ])
+    const stored = await db
+      .collection<OutboxDocument>(collectionNames(prefix).outbox)
+      .find({}, { projection: { keySeq: 1, seq: 1 } })
+      .sort({ seq: 1 })
+      .toArray()
+    expect(stored.map((doc) => [doc._id, doc.keySeq])).toEqual([
+      ['k1', 1],
+      ['s1', 2],
+      ['s2', 3],
+      ['r1', 4],
+      ['r2', 5],
+    ])
+    expect(
+      await db.collection<OutboxKeyDocument>(collectionNames(prefix).outboxKeys).findOne({ _id: 'K' }),
+    ).toEqual({
+      _id: 'K',
+      lastSeq: 5,
+    })
+  })
+
+  it('a numberer paused past any lease after its read, while rivals decide on the same counter value, never hands out a number twice', async () => {
+    const { store, peer, prefix, clock } = await stores()
+    const { store: slow, gate, reached } = await pausable(prefix, clock)
+    gate.closed = true
+    const slowBatch = slow.outbox.findOrCreateMany([keyed('s1', 'K'), keyed('s2', 'K'), keyed('s3', 'J')])
+    await reached
+    clock.advance(10 * 60_000)
+    // Rivals number K and J (s1..s3 among them) and go on: the counters move past the
+    // value the paused numberer read.
+    await Promise.all([
+      store.outbox.findOrCreateMany([keyed('a1', 'K'), keyed('a2', 'J')]),
+      peer.outbox.findOrCreateMany([keyed('b1', 'K'), keyed('b2', 'K')]),
+    ])
+    await store.outbox.findOrCreate(keyed('c1', 'K'))
+    gate.open()
+    await slowBatch
+    await slow.outbox.findOrCreate(keyed('s4', 'K'))
+    const outbox = db.collection<OutboxDocument>(collectionNames(prefix).outbox)
+    // No number twice, none skipped; the paused numberer's events, enqueued first, come first.
+    for (const key of ['K', 'J']) {
+      const numbers = (await outbox.find({ orderingKey: key }).toArray()).map((event) => event.keySeq)
+      expect(numbers.sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual(
+        Array.from({ length: numbers.length }, (_, index) => index + 1),
+      )
+    }
+    const numberOf = async (id: string) => (await outbox.findOne({ _id: id }))?.keySeq
+    expect([await numberOf('s1'), await numberOf('s2'), await numberOf('s3')]).toEqual([1, 2, 1])
+    expect(await numberOf('s4')).toBe(7)
+  })
+
+  it('a decision whose numberer died before applying it is completed by the next numbering of the key', async () => {
+    const { store, prefix } = await stores()
+    const names = collectionNames(prefix)
+    const outbox = db.collection<OutboxDocument>(names.outbox)
+    const decisions = db.collection<KeyDecisionDocument>(names.outboxKeyDecisions)
+    await store.outbox.findOrCreate(keyed('d1', 'D'))
+    // What a crash right after the decision leaves: d2 and d3 inserted and decided (2, 3),
+    // not numbered, the counter still at 1.
+    await store.outbox.findOrCreateMany([keyed('d2', 'D'), keyed('d3', 'D')])
+    await outbox.updateMany({ _id: { $in: ['d2', 'd3'] } }, { $unset: { keySeq: '' } })
+    await db.collection<OutboxKeyDocument>(names.outboxKeys).updateOne({ _id: 'D' }, { $set: { lastSeq: 1 } })
+    expect(await decisions.findOne({ _id: decisionId('D', 1) })).toMatchObject({ events: ['d2', 'd3'] })
+    expect(await store.outbox.findOrCreate(keyed('d4', 'D'))).toMatchObject({ keySeq: 4 })
+    expect(await store.outbox.get('d2')).toMatchObject({ keySeq: 2 })
+    expect(await store.outbox.get('d3')).toMatchObject({ keySeq: 3 })
   })
 })
