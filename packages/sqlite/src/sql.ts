@@ -72,32 +72,37 @@ VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, 'pending', ?, 0, ?)").
 ON CONFLICT (event_id) DO NOTHING`
 
 /**
- * The same INSERT for a batch with at least one ordering key: two more columns, so fewer rows
- * per statement (124 x 8 = 992 bound parameters). A batch without keys keeps the statement
- * above, unchanged.
+ * The INSERT for a batch with at least one ordering key: each row gives its seq itself, one
+ * above the table's sequence plus its 1-based position in the batch, and a keyed row takes
+ * that seq as its key_seq. AUTOINCREMENT hands seqs out in commit order (one writer) and never
+ * again, not even after cleanup, so key_seqs are strictly increasing per key in commit order
+ * and never reused with no per-key counter to bump: one statement, like an unkeyed batch.
+ * Skipped duplicates leave gaps, which the contract allows. Each row also names the previous
+ * live event of its key (key_prev, see migrations/0004_key_heads.sql): an earlier row of the
+ * batch by its position, else the key's tail; the insert trigger checks it against the tail
+ * and corrects it (a skipped duplicate), so the hint only saves that trigger a write. ORDER BY
+ * inserts the rows in position order, so the last row inserted has the highest seq.
+ * 124 x 8 = 992 bound parameters.
  */
 export const MAX_KEYED_INSERT_ROWS = 124
 
 export const insertKeyedOutboxRows = (t: Tables, rows: number): string =>
-  `INSERT INTO ${t.outbox} (event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at,
-  ordering_key, key_seq)
-VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?)").join(', ')}
+  `INSERT INTO ${t.outbox} (seq, event_id, subject, payload, headers, status, enqueued_at, retry_count, available_at,
+  ordering_key, key_seq, key_prev)
+SELECT base.seq + batch.column1, batch.column2, batch.column3, batch.column4, batch.column5, 'pending', batch.column6, 0,
+  batch.column7, batch.column8, CASE WHEN batch.column8 IS NOT NULL THEN base.seq + batch.column1 END,
+  CASE WHEN batch.column8 IS NULL THEN NULL WHEN batch.column9 IS NOT NULL THEN base.seq + batch.column9
+    ELSE (SELECT tail_seq FROM ${t.outboxKeys} WHERE ordering_key = batch.column8) END
+FROM (SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = '${t.outbox}'), 0),
+  coalesce((SELECT max(seq) FROM ${t.outbox}), 0)) AS seq) AS base,
+  (VALUES ${Array.from({ length: rows }, (_, i) => `(${i + 1}, ?, ?, ?, ?, ?, ?, ?, ?)`).join(', ')}) AS batch
+ORDER BY batch.column1
 ON CONFLICT (event_id) DO NOTHING`
 
 /** The outbox statements. */
 export const outboxSql = (t: Tables) =>
   ({
     selectById: `SELECT ${OUTBOX_COLUMNS} FROM ${t.outbox} WHERE event_id = ?`,
-    // Reserves key_seqs for one batch: the bound JSON object maps each key to how many events
-    // of the batch carry it, and each key's counter moves up by that many in one statement.
-    // It runs in the same transaction as the INSERT that uses them, and SQLite has one writer,
-    // so no other enqueue can take a key_seq of the key until that INSERT commits: key_seqs
-    // follow commit order and a claim never sees a key_seq before the lower ones. (WHERE true
-    // tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to the SELECT's join.)
-    reserveKeySeqs: `INSERT INTO ${t.outboxKeys} (ordering_key, last_key_seq)
-SELECT key, value FROM json_each(?) WHERE true
-ON CONFLICT (ordering_key) DO UPDATE SET last_key_seq = last_key_seq + excluded.last_key_seq
-RETURNING ordering_key, last_key_seq`,
     selectByIds: `SELECT ${OUTBOX_COLUMNS} FROM ${t.outbox} WHERE event_id IN ${ID_LIST}`,
     exists: `SELECT 1 FROM ${t.outbox} WHERE event_id = ?`,
     markAsPublishing: `UPDATE ${t.outbox} SET status = 'publishing', claimed_at = ? WHERE event_id = ?`,
@@ -132,23 +137,23 @@ WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?`,
     // INDEXED BY walks the partial claimable index in seq order and stops at LIMIT; left to
     // itself, the planner may pick the status index and sort every due row per claim.
     //
-    // Ordering keys: a keyed row is taken only as the head of its key, when no row of its key
-    // with a lower key_seq holds the key (pending, due or not; publishing, live or expired;
-    // failed when the last parameter is 1, keyedDeadLetters 'block'). The check reads the
-    // same snapshot under the same write lock, so no claimer can take a second event of a
-    // key while the first is in flight. An unkeyed row skips the check (ordering_key IS NULL
-    // first); a keyed one costs one probe of the partial key_holds index, whose WHERE the
-    // subquery repeats word for word so that SQLite may use it.
+    // Ordering keys: a keyed row is taken only as the head of its key, its first live
+    // (pending or publishing) event, and under keyedDeadLetters 'block' (last parameter 1)
+    // only while no failed event of its key has a lower key_seq. The claimable_heads index
+    // holds exactly the live rows without a previous live event of their key (key_prev IS
+    // NULL: unkeyed rows and heads; migrations/0004_key_heads.sql), so the walk never passes a
+    // key's waiting events, only heads in flight; the same write lock and snapshot mean no
+    // claimer can take a second event of a key while the first is in flight. The failed check
+    // probes an index of failed keyed rows, empty while nothing fails.
     claim: `UPDATE ${t.outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ?
 WHERE seq IN (
-  SELECT seq FROM ${t.outbox} AS candidate INDEXED BY ${t.prefix}outbox_claimable
-  WHERE status IN ('pending', 'publishing')
+  SELECT seq FROM ${t.outbox} AS candidate INDEXED BY ${t.prefix}outbox_claimable_heads
+  WHERE status IN ('pending', 'publishing') AND key_prev IS NULL
     AND ((status = 'pending' AND available_at <= ?) OR (status = 'publishing' AND lease_until <= ?))
-    AND (candidate.ordering_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM ${t.outbox} AS earlier INDEXED BY ${t.prefix}outbox_key_holds
-      WHERE earlier.ordering_key = candidate.ordering_key AND earlier.key_seq < candidate.key_seq
-        AND earlier.ordering_key IS NOT NULL AND earlier.status IN ('pending', 'publishing', 'failed')
-        AND (earlier.status <> 'failed' OR ? = 1)
+    AND (candidate.ordering_key IS NULL OR ? = 0 OR NOT EXISTS (
+      SELECT 1 FROM ${t.outbox} AS failed INDEXED BY ${t.prefix}outbox_key_failed
+      WHERE failed.ordering_key = candidate.ordering_key AND failed.key_seq < candidate.key_seq
+        AND failed.ordering_key IS NOT NULL AND failed.status = 'failed'
     ))
   ORDER BY seq LIMIT ?
 )

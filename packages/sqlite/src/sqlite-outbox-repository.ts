@@ -62,106 +62,80 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
 
   /**
    * First write wins. The common case, no id stored yet and at most {@link MAX_INSERT_ROWS}
-   * events, is one multi-row `INSERT ... ON CONFLICT DO NOTHING`, atomic on its own (in
-   * autocommit or inside the caller's transaction): when it inserted every row, the events
-   * are what it wrote, with nothing to read back. Otherwise some ids were stored already:
-   * every id is read back under BEGIN IMMEDIATE (a SAVEPOINT in an open transaction), where
-   * nothing can delete a row between the lookup and the answer; an event that cleanup deleted
-   * after the INSERT skipped it is inserted there. A batch with an ordering key takes its
-   * key_seqs and inserts in one atomic step (see {@link #insertKeyed}).
+   * events ({@link MAX_KEYED_INSERT_ROWS} with an ordering key), is one multi-row `INSERT ...
+   * ON CONFLICT DO NOTHING`, atomic on its own (in autocommit or inside the caller's
+   * transaction): when it inserted every row, the events are what it wrote, with nothing to
+   * read back. A keyed batch's statement gives each row its seq as key_seq (see
+   * {@link insertKeyedOutboxRows}); the last row inserted has the highest, so lastInsertRowid
+   * tells every keySeq. Otherwise some ids were stored already: every id is read back under
+   * BEGIN IMMEDIATE (a SAVEPOINT in an open transaction), where nothing can delete a row
+   * between the lookup and the answer; an event that cleanup deleted after the INSERT skipped
+   * it is inserted there.
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
     now: Date,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
     for (const event of events) assertStorable(event)
-    if (events.some((event) => event.orderingKey !== undefined))
-      return this.#client.atomic(() => this.#insertKeyed(events, now))
+    const keyed = events.some((event) => event.orderingKey !== undefined)
+    const statements = keyed ? this.#keyedInserts : this.#inserts
+    const maxRows = keyed ? MAX_KEYED_INSERT_ROWS : MAX_INSERT_ROWS
     const nowMs = now.getTime()
-    /** Inserts the events whose id is not stored; answers how many rows it inserted. */
-    const insert = (list: readonly NewOutboxEventParams[]): number => {
-      let inserted = 0
-      for (let start = 0; start < list.length; start += MAX_INSERT_ROWS) {
-        const chunk = list.slice(start, start + MAX_INSERT_ROWS)
-        inserted += this.#inserts.for(chunk.length).run(...insertParams(chunk, nowMs)).changes
-      }
-      return inserted
-    }
-    const written = (): Map<string, OutboxEvent> =>
-      new Map(events.map((event) => [event.eventId, newOutboxEvent(event, now)]))
-    const readBack = () => this.#readBack(events, now, insert, undefined)
-    if (events.length <= MAX_INSERT_ROWS)
-      return insert(events) === events.length ? written() : this.#client.atomic(readBack)
-    // Several statements: all of them, or none, are applied.
-    return this.#client.atomic(() => (insert(events) === events.length ? written() : readBack()))
-  }
-
-  /**
-   * A batch with at least one ordering key, inside one transaction: reserve the key_seqs,
-   * then insert. Reserving before knowing which ids are stored already means a duplicate id
-   * leaves a gap in its key's sequence, which the contract allows; the stored event keeps its
-   * own key_seq. Several events of one key get increasing key_seqs in input order.
-   */
-  #insertKeyed(events: readonly NewOutboxEventParams[], now: Date): Map<string, OutboxEvent> {
-    const keySeqs = this.#reserveKeySeqs(events)
-    const nowMs = now.getTime()
-    const insert = (list: readonly NewOutboxEventParams[]): number => {
-      let inserted = 0
-      for (let start = 0; start < list.length; start += MAX_KEYED_INSERT_ROWS) {
-        const chunk = list.slice(start, start + MAX_KEYED_INSERT_ROWS)
-        inserted += this.#keyedInserts
+    /** The seq of each event of `list`, by position, when every one was inserted; else undefined. */
+    const insert = (list: readonly NewOutboxEventParams[]): number[] | undefined => {
+      const seqs: number[] = []
+      let all = true
+      for (let start = 0; start < list.length; start += maxRows) {
+        const chunk = list.slice(start, start + maxRows)
+        const { changes, lastInsertRowid } = statements
           .for(chunk.length)
-          .run(...keyedInsertParams(chunk, nowMs, keySeqs)).changes
+          .run(...insertParams(chunk, nowMs, keyed))
+        if (changes !== chunk.length) all = false
+        const last = Number(lastInsertRowid)
+        for (let i = 0; i < chunk.length; i++) seqs.push(last - chunk.length + 1 + i)
       }
-      return inserted
+      return all ? seqs : undefined
     }
-    if (insert(events) !== events.length) return this.#readBack(events, now, insert, keySeqs)
-    return new Map(
-      events.map((event) => [event.eventId, newOutboxEvent(event, now, keySeqs.get(event.eventId))]),
-    )
-  }
-
-  /** The key_seq of each keyed event of the batch, by event id: its key's counter moved past them. */
-  #reserveKeySeqs(events: readonly NewOutboxEventParams[]): Map<string, number> {
-    const perKey = new Map<string, number>()
-    for (const { orderingKey } of events)
-      if (orderingKey !== undefined) perKey.set(orderingKey, (perKey.get(orderingKey) ?? 0) + 1)
-    const next = new Map<string, number>()
-    const reserved = this.#client
-      .statement<{ ordering_key: string; last_key_seq: number }>('reserveKeySeqs')
-      .all(JSON.stringify(Object.fromEntries(perKey)))
-    for (const row of reserved)
-      next.set(row.ordering_key, row.last_key_seq - (perKey.get(row.ordering_key) ?? 0) + 1)
-    const keySeqs = new Map<string, number>()
-    for (const { eventId, orderingKey } of events) {
-      if (orderingKey === undefined) continue
-      const keySeq = next.get(orderingKey)
-      if (keySeq === undefined)
-        throw new Error(`no key_seq reserved for ordering key ${JSON.stringify(orderingKey)}`)
-      keySeqs.set(eventId, keySeq)
-      next.set(orderingKey, keySeq + 1)
+    const written = (seqs: readonly number[]): Map<string, OutboxEvent> =>
+      new Map(
+        events.map((event, i) => [
+          event.eventId,
+          newOutboxEvent(event, now, event.orderingKey === undefined ? undefined : seqs[i]),
+        ]),
+      )
+    const readBack = () => this.#readBack(events, (list) => insert(list) !== undefined)
+    const once = (): Map<string, OutboxEvent> => {
+      const seqs = insert(events)
+      return seqs === undefined ? this.#client.atomic(readBack) : written(seqs)
     }
-    return keySeqs
+    if (events.length <= maxRows) return once()
+    // Several statements: all of them, or none, are applied.
+    return this.#client.atomic(() => {
+      const seqs = insert(events)
+      return seqs === undefined ? readBack() : written(seqs)
+    })
   }
 
   /**
-   * Some ids were stored already (run atomically): the stored ones answer as stored, and any
-   * that cleanup deleted since the INSERT skipped it is inserted now.
+   * Some ids were stored already (run atomically): every event answers as stored, and any
+   * that cleanup deleted since the INSERT skipped it is inserted now and read back too.
    */
   #readBack(
     events: readonly NewOutboxEventParams[],
-    now: Date,
-    insert: (list: readonly NewOutboxEventParams[]) => number,
-    keySeqs: ReadonlyMap<string, number> | undefined,
+    insert: (list: readonly NewOutboxEventParams[]) => unknown,
   ): Map<string, OutboxEvent> {
     const stored = new Map<string, OutboxEvent>()
-    const ids = JSON.stringify(events.map((event) => event.eventId))
-    for (const row of this.#client.statement<OutboxRow>('selectByIds').all(ids))
-      stored.set(row.event_id, toOutboxEvent(row))
+    const read = (list: readonly NewOutboxEventParams[]) => {
+      const ids = JSON.stringify(list.map((event) => event.eventId))
+      for (const row of this.#client.statement<OutboxRow>('selectByIds').all(ids))
+        stored.set(row.event_id, toOutboxEvent(row))
+    }
+    read(events)
     const deleted = events.filter((event) => !stored.has(event.eventId))
-    insert(deleted)
-    for (const event of deleted)
-      stored.set(event.eventId, newOutboxEvent(event, now, keySeqs?.get(event.eventId)))
+    if (deleted.length > 0) {
+      insert(deleted)
+      read(deleted)
+    }
     return stored
   }
 
@@ -296,10 +270,15 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
   }
 }
 
-/** The bound parameters of `events` in the column order of {@link insertOutboxRows}. */
-const insertParams = (events: readonly NewOutboxEventParams[], nowMs: number): unknown[] => {
+/**
+ * The bound parameters of `events` in the column order of {@link insertOutboxRows}; `keyed`:
+ * of {@link insertKeyedOutboxRows}, with each row's ordering key and the 1-based position in
+ * `events` of the previous event of its key, if any.
+ */
+const insertParams = (events: readonly NewOutboxEventParams[], nowMs: number, keyed: boolean): unknown[] => {
   const params: unknown[] = []
-  for (const event of events)
+  const lastOfKey = new Map<string, number>()
+  events.forEach((event, i) => {
     params.push(
       event.eventId,
       event.subject,
@@ -308,26 +287,10 @@ const insertParams = (events: readonly NewOutboxEventParams[], nowMs: number): u
       nowMs,
       event.availableAt.getTime(),
     )
-  return params
-}
-
-/** The bound parameters of `events` in the column order of {@link insertKeyedOutboxRows}. */
-const keyedInsertParams = (
-  events: readonly NewOutboxEventParams[],
-  nowMs: number,
-  keySeqs: ReadonlyMap<string, number>,
-): unknown[] => {
-  const params: unknown[] = []
-  for (const event of events)
-    params.push(
-      event.eventId,
-      event.subject,
-      event.payload,
-      event.headers ?? null,
-      nowMs,
-      event.availableAt.getTime(),
-      event.orderingKey ?? null,
-      keySeqs.get(event.eventId) ?? null,
-    )
+    if (!keyed) return
+    const key = event.orderingKey
+    params.push(key ?? null, key === undefined ? null : (lastOfKey.get(key) ?? null))
+    if (key !== undefined) lastOfKey.set(key, i + 1)
+  })
   return params
 }

@@ -35,11 +35,14 @@ describe('the migration files', () => {
       '0002_inbox_id_only.sql',
       '0003_ordering_keys.down.sql',
       '0003_ordering_keys.sql',
+      '0004_key_heads.down.sql',
+      '0004_key_heads.sql',
     ])
     expect(sqliteMigrations().map(({ version, name }) => [version, name])).toEqual([
       [1, 'init'],
       [2, 'inbox_id_only'],
       [3, 'ordering_keys'],
+      [4, 'key_heads'],
     ])
     for (const { body, down } of sqliteMigrations()) {
       for (const text of [body, down ?? '']) {
@@ -83,14 +86,23 @@ describe('migrate', () => {
 
     await createSqliteStore({ db, clock: () => new Date(3_000) }).migrate()
 
-    // Only version 3, which release 0.1.0 did not have, is applied: it adds one index.
-    expect(names(db, 'index')).toEqual([...indexes, 'txbox_outbox_key_holds'].sort())
+    // Only versions 3 and 4, which release 0.1.0 did not have, are applied: 4 replaces the
+    // claimable index by the heads' and adds the chain's (3's key_holds goes again).
+    expect(names(db, 'index')).toEqual(
+      [
+        ...indexes.filter((name) => name !== 'txbox_outbox_claimable'),
+        'txbox_outbox_claimable_heads',
+        'txbox_outbox_key_failed',
+        'txbox_outbox_key_next',
+      ].sort(),
+    )
     expect(
       db.prepare('SELECT version, applied_at FROM txbox_schema_version ORDER BY version').raw().all(),
     ).toEqual([
       [1, 1_000],
       [2, 2_000],
       [3, 3_000],
+      [4, 3_000],
     ])
     expect((await before.outbox.get('kept'))?.status).toBe('pending')
     db.close()
@@ -115,7 +127,7 @@ describe('migrate', () => {
     expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
     expect((await store.inbox.get('old-7'))?.status).toBe('processed')
     expect(db.prepare('SELECT version FROM txbox_schema_version ORDER BY version').pluck().all()).toEqual([
-      1, 2, 3,
+      1, 2, 3, 4,
     ])
     expect(names(db, 'index')).not.toContain('txbox_inbox_stream_seq')
     db.close()
@@ -143,8 +155,67 @@ describe('migrate', () => {
     expect(old).not.toHaveProperty('orderingKey')
     expect(old).not.toHaveProperty('keySeq')
     const keyed = await store.outbox.findOrCreate({ ...event('new'), orderingKey: 'order-1' })
-    expect(keyed).toMatchObject({ orderingKey: 'order-1', keySeq: 1 })
-    expect(await store.outbox.get('new')).toMatchObject({ orderingKey: 'order-1', keySeq: 1 })
+    expect(keyed).toMatchObject({ orderingKey: 'order-1', keySeq: 2 })
+    expect(await store.outbox.get('new')).toMatchObject({ orderingKey: 'order-1', keySeq: 2 })
+    db.close()
+  })
+
+  it('upgrades a version 3 database with keyed events in flight: each key goes on from its head, above every keySeq given', async () => {
+    const db = new Database(temp.file('upgrade-from-3.db'))
+    db.exec(RELEASE_0_1_0_HISTORY)
+    for (const version of [1, 2, 3]) {
+      db.exec(rendered(version))
+      db.prepare('INSERT INTO txbox_schema_version (version, applied_at) VALUES (?, ?)').run(version, 1_000)
+    }
+    // As version 3 left them: key A with a sent head, one in flight and two waiting; key B's
+    // counter at 500 with every event cleaned up (its seqs were far below); C failed then waiting.
+    const insert = db.prepare(
+      `INSERT INTO txbox_outbox (event_id, subject, payload, status, enqueued_at, retry_count, available_at,
+         ordering_key, key_seq, claimed_by, lease_until)
+       VALUES (?, 's', '{}', ?, 0, 0, 0, ?, ?, ?, ?)`,
+    )
+    insert.run('a1', 'sent', 'A', 1, null, null)
+    insert.run('a2', 'publishing', 'A', 2, 'w', 10 ** 15)
+    insert.run('u1', 'pending', null, null, null, null)
+    insert.run('a3', 'pending', 'A', 3, null, null)
+    insert.run('c1', 'failed', 'C', 1, null, null)
+    insert.run('a4', 'pending', 'A', 4, null, null)
+    insert.run('c2', 'pending', 'C', 2, null, null)
+    db.exec("INSERT INTO txbox_outbox_keys VALUES ('A', 4), ('B', 500), ('C', 2)")
+    const store = createSqliteStore({ db })
+    await store.migrate()
+
+    const chain = db
+      .prepare('SELECT event_id, key_prev FROM txbox_outbox WHERE key_prev IS NOT NULL ORDER BY seq')
+      .raw()
+      .all()
+    expect(chain).toEqual([
+      ['a3', 2],
+      ['a4', 4],
+    ])
+    expect(db.prepare('SELECT ordering_key, tail_seq FROM txbox_outbox_keys ORDER BY 1').raw().all()).toEqual(
+      [
+        ['A', 6],
+        ['B', null],
+        ['C', 7],
+      ],
+    )
+    // a2 is in flight, c1 a dead letter: only u1 is claimable, and c2 under 'skip'.
+    expect((await store.outbox.claim({ workerId: 'w', ...LEASE })).map((e) => e.eventId)).toEqual(['u1'])
+    const skip = await store.outbox.claim({ workerId: 'w', ...LEASE, keyedDeadLetters: 'skip' })
+    expect(skip.map((e) => e.eventId)).toEqual(['c2'])
+    await store.outbox.markAsSent('a2')
+    expect((await store.outbox.claim({ workerId: 'w', ...LEASE })).map((e) => e.eventId)).toEqual(['a3'])
+    // New events go on above every key_seq version 3 gave, B's 500 too.
+    const [b, a5] = await store.outbox.findOrCreateMany([
+      { ...event('b501'), orderingKey: 'B' },
+      { ...event('a5'), orderingKey: 'A' },
+    ])
+    expect(b?.keySeq).toBe(501)
+    expect(a5?.keySeq).toBe(502)
+    expect(
+      db.prepare("SELECT last_key_seq FROM txbox_outbox_keys WHERE ordering_key = 'B'").pluck().get(),
+    ).toBe(501)
     db.close()
   })
 

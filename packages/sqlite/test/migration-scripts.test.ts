@@ -119,6 +119,21 @@ describe('sqlite migrationScripts', () => {
       const outboxColumns = () =>
         db.prepare("SELECT name FROM pragma_table_info('app_outbox') ORDER BY cid").pluck().all()
       expect(outboxColumns()).toContain('ordering_key')
+      const triggers = () =>
+        db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name").pluck().all()
+      expect(triggers()).toEqual([
+        'app_outbox_key_delete',
+        'app_outbox_key_join',
+        'app_outbox_key_leave',
+        'app_outbox_key_return',
+      ])
+      applyPrinted(db, { tablePrefix: 'app_', direction: 'down', from: 4, to: 4 })
+      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2, 3])
+      expect(outboxColumns()).not.toContain('key_prev')
+      expect(triggers()).toEqual([])
+      expect(catalog(db, 'app_').map((entry) => entry.name)).toEqual(
+        expect.arrayContaining(['<p>outbox_claimable', '<p>outbox_key_holds']),
+      )
       applyPrinted(db, { tablePrefix: 'app_', direction: 'down', from: 3, to: 3 })
       expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2])
       expect(outboxColumns()).not.toContain('ordering_key')
@@ -128,9 +143,11 @@ describe('sqlite migrationScripts', () => {
       expect(history(db, 'app_').map((row) => row.version)).toEqual([1])
       expect(uniqueStreamIndex()).toBe(1)
       applyPrinted(db, { tablePrefix: 'app_', from: 2 })
-      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2, 3])
+      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2, 3, 4])
       expect(uniqueStreamIndex()).toBe(0)
       expect(outboxColumns()).toContain('key_seq')
+      expect(outboxColumns()).toContain('key_prev')
+      expect(triggers()).toHaveLength(4)
     } finally {
       db.close()
     }

@@ -236,22 +236,18 @@ const SQLITE_MUTANTS: readonly StatementMutant[] = [
     kills: ['inbox.reset-stale.claim-time'],
   },
   {
-    id: 'claim: head check compares nothing (every keyed row taken as a head)',
+    id: 'claim: a dead letter never holds its key (its key_seq compared with 0)',
     statements: ['outbox.claim'],
-    find: 'earlier.key_seq < candidate.key_seq',
-    replace: 'earlier.key_seq < 0',
-    kills: [
-      'outbox.ordering.heads-only',
-      'outbox.ordering.dead-letter-policy',
-      'outbox.ordering.heads-across-connections',
-    ],
+    find: 'failed.key_seq < candidate.key_seq',
+    replace: 'failed.key_seq < 0',
+    kills: ['outbox.ordering.dead-letter-policy'],
   },
   {
-    id: "claim: a dead letter never holds its key ('block' read as 'skip')",
+    id: "claim: keyedDeadLetters inverted ('block' read as 'skip' and back)",
     statements: ['outbox.claim'],
-    find: "(earlier.status <> 'failed' OR ? = 1)",
-    replace: "(earlier.status <> 'failed' OR ? = 2)",
-    kills: ['outbox.ordering.heads-only', 'outbox.ordering.dead-letter-policy'],
+    find: '? = 0 OR NOT EXISTS',
+    replace: '? = 1 OR NOT EXISTS',
+    kills: ['outbox.ordering.dead-letter-policy'],
   },
 ]
 

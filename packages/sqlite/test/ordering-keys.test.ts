@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
-import { ManualClock, type OutboxEvent } from '@txbox/core'
+import { EventNotFoundError, ManualClock, type OutboxEvent } from '@txbox/core'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createSqliteStore } from '../src/index.js'
@@ -16,22 +16,24 @@ const keyed = (eventId: string, orderingKey: string) => ({ ...event(eventId), or
 const seqs = (events: readonly OutboxEvent[]) => events.map((e) => [e.eventId, e.keySeq])
 
 describe('sqlite ordering keys: keySeq', () => {
-  it('counts per key, case-sensitively, in input order, and goes on after cleanup deleted every event of the key', async () => {
+  it('numbers an event by its seq: per key increasing in input order, keys case-sensitive, never reused after cleanup deleted every event of the key', async () => {
     const clock = new ManualClock()
     const { db, store } = await openStore(':memory:', { clock: clock.now })
     expect(
       seqs(await store.outbox.findOrCreateMany([keyed('a1', 'A'), keyed('x1', 'a'), keyed('a2', 'A')])),
     ).toEqual([
       ['a1', 1],
-      ['x1', 1],
-      ['a2', 2],
+      ['x1', 2],
+      ['a2', 3],
     ])
-    expect((await store.outbox.findOrCreate(keyed('a3', 'A'))).keySeq).toBe(3)
+    expect((await store.outbox.findOrCreate(keyed('a3', 'A'))).keySeq).toBe(4)
     for (const id of ['a1', 'a2', 'a3']) await store.outbox.markAsSent(id)
     clock.advance(3 * 86_400_000)
     expect(await store.outbox.cleanup(1)).toBe(3)
     expect(db.prepare("SELECT COUNT(*) FROM txbox_outbox WHERE ordering_key = 'A'").pluck().get()).toBe(0)
-    expect((await store.outbox.findOrCreate(keyed('a4', 'A'))).keySeq).toBe(4)
+    // The newest seqs were deleted too: AUTOINCREMENT still goes on above them.
+    expect((await store.outbox.findOrCreate(keyed('a4', 'A'))).keySeq).toBe(5)
+    expect(await store.outbox.get('a4')).toMatchObject({ orderingKey: 'A', keySeq: 5 })
     db.close()
   })
 
@@ -44,13 +46,13 @@ describe('sqlite ordering keys: keySeq', () => {
     ])
     expect(again).toEqual(first)
     expect(await store.outbox.get('dup')).toEqual(first)
-    // The duplicate's reservation is a gap (allowed); the next event is still after it.
+    // The skipped duplicate's seq is a gap (allowed); the next event is still after it.
     expect(next?.keySeq).toBeGreaterThan(first.keySeq ?? Number.POSITIVE_INFINITY)
     expect(await store.outbox.get('after')).toEqual(next)
     db.close()
   })
 
-  it('rolls the reservation back with the caller transaction, and stores keys of any length and script exactly', async () => {
+  it('rolls a keySeq back with the caller transaction (never seen outside it), and stores keys of any length and script exactly', async () => {
     const { db, store } = await openStore(':memory:')
     await expect(
       store.transaction(async (tx) => {
@@ -64,7 +66,7 @@ describe('sqlite ordering keys: keySeq', () => {
     expect(long.length).toBe(255)
     expect(await store.outbox.findOrCreate(keyed('long', long))).toMatchObject({
       orderingKey: long,
-      keySeq: 1,
+      keySeq: 2,
     })
     expect((await store.outbox.get('long'))?.orderingKey).toBe(long)
     db.close()
@@ -141,21 +143,24 @@ db.close()
 
     const db = new Database(file)
     const rows = db
-      .prepare('SELECT event_id, ordering_key, key_seq FROM txbox_outbox ORDER BY seq')
-      .all() as { event_id: string; ordering_key: string | null; key_seq: number | null }[]
+      .prepare('SELECT seq, event_id, ordering_key, key_seq FROM txbox_outbox ORDER BY seq')
+      .all() as { seq: number; event_id: string; ordering_key: string | null; key_seq: number | null }[]
     expect(rows).toHaveLength(2 * (75 + 75 * 3))
-    // seq is commit order (one writer): per key, key_seq rises strictly along it, with no gap here.
+    // seq is commit order (one writer), and a keyed event's key_seq is its seq.
     const perKey = new Map<string, number[]>()
     for (const row of rows) {
       if (row.ordering_key === null) {
         expect(row.key_seq).toBeNull()
         continue
       }
+      expect(row.key_seq).toBe(row.seq)
       perKey.set(row.ordering_key, [...(perKey.get(row.ordering_key) ?? []), row.key_seq as number])
     }
     expect([...perKey.keys()].sort()).toEqual(['key-0', 'key-1', 'key-2'])
-    for (const keySeqs of perKey.values())
-      expect(keySeqs).toEqual(Array.from({ length: keySeqs.length }, (_, index) => index + 1))
+    for (const keySeqs of perKey.values()) {
+      expect(keySeqs).toHaveLength(2 * 75)
+      expect(keySeqs).toEqual([...new Set(keySeqs)].sort((a, b) => a - b))
+    }
     // What each process was answered is what was stored.
     const stored = new Map(rows.map((row) => [row.event_id, row.key_seq]))
     for (const [eventId, keySeq] of answers.flat()) expect(stored.get(eventId)).toBe(keySeq)
@@ -164,7 +169,7 @@ db.close()
 })
 
 describe('sqlite ordering keys: claim', () => {
-  it('probes the head index for a keyed candidate and walks the claimable index in seq order', () => {
+  it('walks the index of heads and unkeyed rows in seq order, probing the failed keyed rows only under block', () => {
     const db = new Database(':memory:')
     const store = createSqliteStore({ db })
     return store.migrate().then(() => {
@@ -172,9 +177,9 @@ describe('sqlite ordering keys: claim', () => {
         .prepare(`EXPLAIN QUERY PLAN ${outboxSql(tablesFor('txbox_')).claim}`)
         .all('w', 0, 1, 0, 0, 1, 10) as { detail: string }[]
       const details = plan.map((row) => row.detail)
-      expect(details).toContain('SCAN candidate USING INDEX txbox_outbox_claimable')
+      expect(details).toContain('SCAN candidate USING INDEX txbox_outbox_claimable_heads')
       expect(details).toContain(
-        'SEARCH earlier USING INDEX txbox_outbox_key_holds (ordering_key=? AND key_seq<?)',
+        'SEARCH failed USING COVERING INDEX txbox_outbox_key_failed (ordering_key=? AND key_seq<?)',
       )
       db.close()
     })
@@ -192,6 +197,89 @@ describe('sqlite ordering keys: claim', () => {
         (e) => [e.eventId, e.keySeq],
       ),
     ).toEqual([['k2', 2]])
+    db.close()
+  })
+
+  it("keeps each key's chain of live events (the claim's heads) through every change of status any method makes", async () => {
+    const clock = new ManualClock()
+    const { db, store } = await openStore(temp.file('chain.db'), { clock: clock.now })
+    /** key_prev of each live keyed row and each key's tail_seq, as migrations/0004 defines them. */
+    const checkChains = (step: string) => {
+      const rows = db
+        .prepare(
+          "SELECT seq, ordering_key AS key, key_prev AS prev FROM txbox_outbox WHERE ordering_key IS NOT NULL AND status IN ('pending', 'publishing') ORDER BY seq",
+        )
+        .all() as { seq: number; key: string; prev: number | null }[]
+      const last = new Map<string, number>()
+      for (const row of rows) {
+        expect({ step, seq: row.seq, prev: row.prev }).toEqual({
+          step,
+          seq: row.seq,
+          prev: last.get(row.key) ?? null,
+        })
+        last.set(row.key, row.seq)
+      }
+      const tails = db
+        .prepare('SELECT ordering_key AS key, tail_seq AS tail FROM txbox_outbox_keys')
+        .all() as {
+        key: string
+        tail: number | null
+      }[]
+      for (const { key, tail } of tails)
+        expect({ step, key, tail }).toEqual({ step, key, tail: last.get(key) ?? null })
+      // A head is what the claim may take: the lowest live event of its key.
+      const heads = db
+        .prepare(
+          "SELECT event_id FROM txbox_outbox INDEXED BY txbox_outbox_claimable_heads WHERE status IN ('pending', 'publishing') AND key_prev IS NULL AND ordering_key IS NOT NULL ORDER BY seq",
+        )
+        .pluck()
+        .all()
+      expect(heads.length).toBe(new Set(rows.map((row) => row.key)).size)
+    }
+    let random = 7
+    const next = (n: number) => {
+      random = (random * 1_103_515_245 + 12_345) % 2_147_483_648
+      return random % n
+    }
+    const ids: string[] = []
+    /** Methods on an id that cleanup may have deleted meanwhile. */
+    const unlessDeleted = async (write: Promise<unknown>) => {
+      try {
+        await write
+      } catch (error) {
+        if (!(error instanceof EventNotFoundError)) throw error
+      }
+    }
+    for (let step = 0; step < 400; step++) {
+      const id = ids.length === 0 ? undefined : ids[next(ids.length)]
+      const action = next(11)
+      const name = `${step}: ${action} ${id ?? ''}`
+      if (action <= 1 || id === undefined) {
+        // A batch over three keys, with an id stored already now and then (its seq is a gap).
+        const batch = Array.from({ length: 1 + next(4) }, (_, i) => keyed(`e${step}-${i}`, `K${next(3)}`))
+        if (id !== undefined && next(2) === 0) batch.splice(next(batch.length), 0, keyed(id, 'K0'))
+        await store.outbox.findOrCreateMany(batch)
+        for (const e of batch) if (!ids.includes(e.eventId)) ids.push(e.eventId)
+      } else if (action === 2) {
+        for (const claimed of await store.outbox.claim({ workerId: 'w', limit: 3, ...LEASE }))
+          await store.outbox.markAsSent(claimed.eventId, { workerId: 'w' })
+      } else if (action === 3) await unlessDeleted(store.outbox.markAsSent(id))
+      else if (action === 4) await unlessDeleted(store.outbox.markAsFailed(id, 'poison'))
+      else if (action === 5) await unlessDeleted(store.outbox.requeueFailed([id]))
+      else if (action === 6)
+        await unlessDeleted(store.outbox.retryLater(id, { errorMessage: 'again', delayMs: 0 }))
+      else if (action === 7) await unlessDeleted(store.outbox.markAsPublishing(id))
+      else if (action === 8) await store.outbox.markManyAsSent(ids.slice(next(ids.length)).slice(0, 5))
+      else if (action === 9) {
+        clock.advance(86_400_000)
+        await store.outbox.cleanup(1)
+        await store.outbox.resetStale(1)
+      } else await store.outbox.claim({ workerId: 'v', limit: 2, ...LEASE, keyedDeadLetters: 'skip' })
+      checkChains(name)
+    }
+    // Over 125 events in one call: several statements, one chain.
+    await store.outbox.findOrCreateMany(Array.from({ length: 300 }, (_, i) => keyed(`big-${i}`, `K${i % 4}`)))
+    checkChains('a batch of 300')
     db.close()
   })
 
@@ -264,8 +352,14 @@ describe('sqlite ordering keys: claim', () => {
       expect(step).toBeLessThan(10_000)
     }
     expect(sent.size).toBe(KEYS)
-    for (const keySeqs of sent.values())
-      expect(keySeqs).toEqual(Array.from({ length: PER_KEY }, (_, index) => index + 1))
+    for (const [key, keySeqs] of sent) {
+      const k = key.slice('key-'.length)
+      const enqueued = await Promise.all(
+        Array.from({ length: PER_KEY }, (_, round) => stores[0]?.outbox.get(`k${k}-${round}`)),
+      )
+      expect(keySeqs).toEqual(enqueued.map((stored) => stored?.keySeq))
+      expect(keySeqs).toEqual([...keySeqs].sort((a, b) => a - b))
+    }
     for (const db of connections) db.close()
   })
 })
