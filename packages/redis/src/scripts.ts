@@ -105,24 +105,6 @@ local function settle(okey, now, count)
   end
 end
 
--- A new keyed event has its key's highest keySeq: it is the head only when the key has no
--- live event, and no other event of the key moves.
-local function enter_new_keyed(id, now, okey, key_seq, seq, available_at)
-  local live = LIVE .. okey
-  local head = redis.call('ZCARD', live) == 0
-  redis.call('ZADD', live, key_seq, id)
-  if not head then
-    redis.call('ZADD', PARKED, seq, id)
-  elseif tonumber(available_at) > tonumber(now) then
-    redis.call('ZADD', DELAYED, available_at, id)
-  elseif dead_below(okey, key_seq) then
-    redis.call('ZADD', BLOCKED, seq, id)
-  else
-    redis.call('ZADD', READY, seq, id)
-  end
-  bump('pending', 1)
-end
-
 -- A due pending event waits in READY ordered by seq (claim order); one that is not due yet
 -- waits in DELAYED ordered by availableAt until a claim promotes it. A keyed one joins its
 -- key's live events and is filed by its place in the key.
@@ -164,27 +146,6 @@ end
 local function call_batched(command, key, args)
   for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
 end
-
--- First write wins: an existing event is returned as stored (HGETALL), a new one is
--- written and its seq returned (its keySeq when it has an ordering key). The seq comes from
--- INCR inside the script, so enqueue order is the order in which scripts ran, ties on
--- enqueuedAt included; the keySeq likewise from HINCRBY of the key's counter, which nothing
--- deletes, so it follows the order in which the writes executed (EXEC for a MULTI).
-local function find_or_create(key, id, subject, payload, has_headers, headers, now, available_at, okey)
-  if redis.call('EXISTS', key) == 1 then return redis.call('HGETALL', key) end
-  local seq = redis.call('INCR', SEQ)
-  redis.call('HSET', key, 'eventId', id, 'subject', subject, 'payload', payload, 'status', 'pending',
-    'enqueuedAt', now, 'availableAt', available_at, 'retryCount', 0, 'seq', seq)
-  if has_headers == '1' then redis.call('HSET', key, 'headers', headers) end
-  if okey ~= '' then
-    local key_seq = redis.call('HINCRBY', KEYSEQ, okey, 1)
-    redis.call('HSET', key, 'orderingKey', okey, 'keySeq', key_seq)
-    enter_new_keyed(id, now, okey, key_seq, seq, available_at)
-    return key_seq
-  end
-  enter_pending(key, id, now)
-  return seq
-end
 `
 
 /**
@@ -195,12 +156,74 @@ end
  * stored hash.
  */
 export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_PRELUDE}
-local now, out = ARGV[1], {}
+local now, out, fresh = ARGV[1], {}, {}
+-- First write wins: a stored event is answered as it is (HGETALL), and only the others are
+-- written, each answered with its seq (its keySeq when keyed).
 for i = FIRST_EVENT, #KEYS do
-  local a = 2 + (i - FIRST_EVENT) * 7
-  out[#out + 1] = find_or_create(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], now,
-    ARGV[a + 5], ARGV[a + 6])
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[#out + 1] = redis.call('HGETALL', KEYS[i])
+  else
+    out[#out + 1] = false
+    fresh[#fresh + 1] = i
+  end
 end
+if #fresh == 0 then return out end
+-- One INCRBY for the batch: the script runs alone, so its seqs are consecutive in input order
+-- and follow every earlier script's, which keeps enqueue order the order in which scripts ran
+-- (ties on enqueuedAt included). A keySeq comes from HINCRBY of the key's counter, which
+-- nothing deletes, so it follows the order in which the writes executed (EXEC for a MULTI).
+local seq = redis.call('INCRBY', SEQ, #fresh) - #fresh
+local ready, delayed, parked, any_failed = {}, {}, {}, nil
+for _, i in ipairs(fresh) do
+  seq = seq + 1
+  local key, a = KEYS[i], 2 + (i - FIRST_EVENT) * 7
+  local id, available_at, okey = ARGV[a], ARGV[a + 5], ARGV[a + 6]
+  local due = tonumber(available_at) <= tonumber(now)
+  if okey == '' then
+    redis.call('HSET', key, 'eventId', id, 'subject', ARGV[a + 1], 'payload', ARGV[a + 2], 'status', 'pending',
+      'enqueuedAt', now, 'availableAt', available_at, 'retryCount', 0, 'seq', seq)
+    if due then
+      ready[#ready + 1] = seq
+      ready[#ready + 1] = id
+    else
+      delayed[#delayed + 1] = available_at
+      delayed[#delayed + 1] = id
+    end
+    out[i - FIRST_EVENT + 1] = seq
+  else
+    local key_seq = redis.call('HINCRBY', KEYSEQ, okey, 1)
+    redis.call('HSET', key, 'eventId', id, 'subject', ARGV[a + 1], 'payload', ARGV[a + 2], 'status', 'pending',
+      'enqueuedAt', now, 'availableAt', available_at, 'retryCount', 0, 'seq', seq, 'orderingKey', okey,
+      'keySeq', key_seq)
+    -- It has its key's highest keySeq: the head only when the key has no live event, and no
+    -- other event of the key moves. A key has a dead letter only while FAILED is not empty
+    -- (one ZCARD for the batch spares the per-key look-up in the usual case).
+    local live = LIVE .. okey
+    local head = redis.call('ZCARD', live) == 0
+    redis.call('ZADD', live, key_seq, id)
+    if not head then
+      parked[#parked + 1] = seq
+      parked[#parked + 1] = id
+    elseif not due then
+      delayed[#delayed + 1] = available_at
+      delayed[#delayed + 1] = id
+    else
+      if any_failed == nil then any_failed = redis.call('ZCARD', FAILED) > 0 end
+      if any_failed and dead_below(okey, key_seq) then
+        redis.call('ZADD', BLOCKED, seq, id)
+      else
+        ready[#ready + 1] = seq
+        ready[#ready + 1] = id
+      end
+    end
+    out[i - FIRST_EVENT + 1] = key_seq
+  end
+  if ARGV[a + 3] == '1' then redis.call('HSET', key, 'headers', ARGV[a + 4]) end
+end
+call_batched('ZADD', READY, ready)
+call_batched('ZADD', DELAYED, delayed)
+call_batched('ZADD', PARKED, parked)
+bump('pending', #fresh)
 return out
 `
 
@@ -376,19 +399,50 @@ for _, status in ipairs(STATUSES) do
   if status == 'sent' then delta = delta + #applied end
   if delta ~= 0 then bump(status, delta) end
 end
+-- The usual keyed event is its key's publishing head, alone of its key in the batch (a claim
+-- hands out heads): the next event of the key, parked until now, becomes the head and is filed
+-- at once (4 commands; READY gets one ZADD for the batch). Any other case takes the general
+-- way: every event of the batch leaves its key's sets, then each such key is settled.
+local in_batch, unsettled, seen, ready = {}, {}, {}, {}
+for _, k in ipairs(keyed) do in_batch[k[3]] = (in_batch[k[3]] or 0) + 1 end
+local any_failed = redis.call('ZCARD', FAILED) > 0
 for _, k in ipairs(keyed) do
   local id, status, okey = k[1], k[2], k[3]
-  if status == 'pending' then
-    redis.call('ZREM', BLOCKED, id)
-    redis.call('ZREM', PARKED, id)
-  end
-  if status == 'failed' then
-    redis.call('ZREM', DEAD .. okey, id)
-  elseif status ~= 'sent' then
+  local low = status == 'publishing' and in_batch[okey] == 1 and redis.call('ZRANGE', LIVE .. okey, 0, 1)
+  if low and low[1] == id then
     redis.call('ZREM', LIVE .. okey, id)
+    local next_id = low[2]
+    local f = next_id and redis.call('HMGET', EVENT .. next_id, 'status', 'availableAt', 'seq', 'keySeq')
+    if f and f[1] == 'pending' then
+      if redis.call('ZREM', PARKED, next_id) == 0 then
+        file_keyed(EVENT .. next_id, next_id, now)
+      elseif tonumber(f[2]) > tonumber(now) then
+        redis.call('ZADD', DELAYED, f[2], next_id)
+      elseif any_failed and dead_below(okey, f[4]) then
+        redis.call('ZADD', BLOCKED, f[3], next_id)
+      else
+        ready[#ready + 1] = f[3]
+        ready[#ready + 1] = next_id
+      end
+    end
+  else
+    if status == 'pending' then
+      redis.call('ZREM', BLOCKED, id)
+      redis.call('ZREM', PARKED, id)
+    end
+    if status == 'failed' then
+      redis.call('ZREM', DEAD .. okey, id)
+    elseif status ~= 'sent' then
+      redis.call('ZREM', LIVE .. okey, id)
+    end
+    if not seen[okey] then
+      seen[okey] = true
+      unsettled[#unsettled + 1] = okey
+    end
   end
 end
-for _, k in ipairs(keyed) do settle(k[3], now, 1) end
+call_batched('ZADD', READY, ready)
+for _, okey in ipairs(unsettled) do settle(okey, now, 1) end
 return applied
 `
 

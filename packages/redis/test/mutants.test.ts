@@ -248,10 +248,21 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: 'enqueue: every new keyed event filed as its key head (nothing parked)',
-    statements: OUTBOX_SCRIPTS,
-    find: "  if not head then\n    redis.call('ZADD', PARKED, seq, id)",
-    replace: "  if false then\n    redis.call('ZADD', PARKED, seq, id)",
+    statements: ['outboxFindOrCreate'],
+    find: '    if not head then\n      parked[#parked + 1] = seq',
+    replace: '    if false then\n      parked[#parked + 1] = seq',
     kills: ['outbox.ordering.heads-only', 'outbox.ordering.heads-across-connections'],
+  },
+  {
+    id: 'markManyAsSent: the next event of a sent head left parked (its key stalls)',
+    statements: ['outboxMarkManySent'],
+    find: '      else\n        ready[#ready + 1] = f[3]\n        ready[#ready + 1] = next_id\n      end',
+    replace: '      end',
+    kills: [
+      'outbox.ordering.dead-letter-policy',
+      'outbox.ordering.heads-across-connections',
+      'outbox.ordering.heads-only',
+    ],
   },
 ]
 
