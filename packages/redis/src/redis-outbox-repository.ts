@@ -122,13 +122,9 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
     this.#queuedByMulti.set(tx, earlier)
     const fresh = events.filter((event) => !earlier.has(event.eventId))
     if (fresh.length > 0) {
-      const pipeline = this.redis.pipeline()
-      for (const event of fresh) pipeline.hgetall(this.keys.event(event.eventId))
-      const stored = (await pipeline.exec()) ?? []
+      const stored = await this.#readStored(fresh.map((event) => this.keys.event(event.eventId)))
       fresh.forEach((event, index) => {
-        const [error, record] = stored[index] ?? [null, {}]
-        if (error) throw error
-        const fields = fieldsOfObject(record as Record<string, string>)
+        const fields = stored[index]
         earlier.set(event.eventId, fields ? toOutboxEvent(fields) : newOutboxEvent(event, now))
       })
       scripts.outboxFindOrCreate.queue(tx, this.#keysOf(fresh.map((event) => event.eventId)), [
@@ -137,6 +133,21 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
       ])
     }
     return new Map(events.map((event) => [event.eventId, earlier.get(event.eventId) as OutboxEvent]))
+  }
+
+  /**
+   * The stored hash under each key, null where none. One event: its HGETALL. A batch: one
+   * EXISTS of all its keys (they share the store's slot), so the usual batch of new ids costs
+   * one command; only when some are stored does a pipeline of HGETALLs follow.
+   */
+  async #readStored(keys: readonly string[]): Promise<(Map<string, string> | null)[]> {
+    if (keys.length > 1 && (await this.redis.exists(...keys)) === 0) return keys.map(() => null)
+    const pipeline = this.redis.pipeline()
+    for (const key of keys) pipeline.hgetall(key)
+    return ((await pipeline.exec()) ?? []).map(([error, record]) => {
+      if (error) throw error
+      return fieldsOfObject(record as Record<string, string>)
+    })
   }
 
   protected async setPublishing(eventId: string, now: Date): Promise<boolean> {

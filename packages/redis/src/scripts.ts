@@ -22,7 +22,12 @@ import { LuaScript } from './client.js'
 // Outbox
 // ---------------------------------------------------------------------------------------
 
-const OUTBOX_PRELUDE = `
+/**
+ * The part of the prelude every outbox script needs: the keys, the counts, the dead-letter
+ * look-up and the batched index writes. The enqueue script has only this, since with `{ tx }`
+ * its whole text is sent as EVAL in every caller's MULTI.
+ */
+const OUTBOX_BASE = `
 local EVENT, READY, DELAYED, LEASES, PUBLISHING, SENT, FAILED, COUNTS, SEQ =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local KEYSEQ, LIVE, DEAD, BLOCKED, PARKED = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
@@ -34,6 +39,21 @@ local function bump(status, delta)
   if redis.call('HINCRBY', COUNTS, status, delta) == 0 then redis.call('HDEL', COUNTS, status) end
 end
 
+-- Ordering keys. LIVE .. key holds the key's pending and publishing events by keySeq, its
+-- lowest the head; DEAD .. key its failed ones. A dead letter below key_seq holds the key for
+-- a claim with keyedDeadLetters 'block'.
+local function dead_below(okey, key_seq)
+  return #redis.call('ZRANGEBYSCORE', DEAD .. okey, '-inf', '(' .. key_seq, 'LIMIT', 0, 1) > 0
+end
+
+-- One ZREM or ZADD for a whole batch instead of one per event, in slices of 1,000 values
+-- (Lua's unpack takes at most ~8,000; an even slice never splits a score-member pair).
+local function call_batched(command, key, args)
+  for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
+end
+`
+
+const OUTBOX_PRELUDE = `${OUTBOX_BASE}
 -- Takes the event out of the one index of its current status, and a keyed event out of its
 -- key's sets (the caller then files it again and settles the key).
 local function leave(id, status, okey)
@@ -64,13 +84,6 @@ end
 local function clear_lease(key, id)
   redis.call('HDEL', key, 'claimedBy', 'leaseUntil')
   redis.call('ZREM', LEASES, id)
-end
-
--- Ordering keys. LIVE .. key holds the key's pending and publishing events by keySeq, its
--- lowest the head; DEAD .. key its failed ones. A dead letter below key_seq holds the key for
--- a claim with keyedDeadLetters 'block'.
-local function dead_below(okey, key_seq)
-  return #redis.call('ZRANGEBYSCORE', DEAD .. okey, '-inf', '(' .. key_seq, 'LIMIT', 0, 1) > 0
 end
 
 -- Files a pending keyed event under the one index its place in its key calls for: the head
@@ -140,12 +153,6 @@ local function mark_sent(key, id, status, okey, now)
   bump('sent', 1)
   if okey then settle(okey, now, 1) end
 end
-
--- One ZREM or ZADD for a whole batch instead of one per event, in slices of 1,000 values
--- (Lua's unpack takes at most ~8,000; an even slice never splits a score-member pair).
-local function call_batched(command, key, args)
-  for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
-end
 `
 
 /**
@@ -155,7 +162,7 @@ end
  * per key in input order. Answers, per event, its seq (its keySeq when keyed) when new or the
  * stored hash.
  */
-export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_PRELUDE}
+export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_BASE}
 local now, out, fresh = ARGV[1], {}, {}
 -- First write wins: a stored event is answered as it is (HGETALL), and only the others are
 -- written, each answered with its seq (its keySeq when keyed).

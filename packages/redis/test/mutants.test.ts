@@ -16,8 +16,11 @@ import { REDIS_URL, SKIP, SKIP_REASON } from './helpers.js'
 const statements = (): Record<string, string> =>
   Object.fromEntries(Object.entries(scripts).map(([name, script]) => [name, script.lua]))
 
-/** Every script that includes the outbox prelude. */
+/** Every outbox script: each includes OUTBOX_BASE (the counts, call_batched). */
 const OUTBOX_SCRIPTS = Object.keys(scripts).filter((name) => name.startsWith('outbox'))
+
+/** Every script that includes the whole outbox prelude (the fence, clear_lease): all but the enqueue. */
+const OUTBOX_PRELUDE_SCRIPTS = OUTBOX_SCRIPTS.filter((name) => name !== 'outboxFindOrCreate')
 
 const REDIS_MUTANTS: readonly StatementMutant[] = [
   {
@@ -138,14 +141,14 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: 'fence: claimedBy not compared',
-    statements: OUTBOX_SCRIPTS,
+    statements: OUTBOX_PRELUDE_SCRIPTS,
     find: "(f[1] ~= 'publishing' or f[2] ~= worker)",
     replace: "(f[1] ~= 'publishing')",
     kills: ['outbox.claim.fencing', 'outbox.claim.fenced-after-release'],
   },
   {
     id: "fence: status 'publishing' not checked",
-    statements: OUTBOX_SCRIPTS,
+    statements: OUTBOX_PRELUDE_SCRIPTS,
     find: "(f[1] ~= 'publishing' or f[2] ~= worker)",
     replace: '(f[2] ~= worker)',
     kills: [],
@@ -157,14 +160,14 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: 'clear_lease: HDEL of claimedBy/leaseUntil missing',
-    statements: OUTBOX_SCRIPTS,
+    statements: OUTBOX_PRELUDE_SCRIPTS,
     find: "redis.call('HDEL', key, 'claimedBy', 'leaseUntil')\n  redis.call('ZREM', LEASES, id)",
     replace: "redis.call('ZREM', LEASES, id)",
     kills: ['outbox.claim.fenced-after-release', 'outbox.fields.absent-undefined'],
   },
   {
     id: 'clear_lease: lease left in the LEASES index',
-    statements: OUTBOX_SCRIPTS,
+    statements: OUTBOX_PRELUDE_SCRIPTS,
     find: "redis.call('HDEL', key, 'claimedBy', 'leaseUntil')\n  redis.call('ZREM', LEASES, id)",
     replace: "redis.call('HDEL', key, 'claimedBy', 'leaseUntil')",
     kills: ['outbox.retry.dead-letter', 'outbox.fields.as-stored'],

@@ -1,6 +1,6 @@
 import { EventNotFoundError, StorageError, ValidationError } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { execTransaction } from '../src/index.js'
 import { schemaKey, storeBase } from '../src/keys.js'
 import { keysOf, outboxProblems, SKIP, SKIP_REASON, useStores } from './helpers.js'
@@ -92,6 +92,37 @@ describe.skipIf(SKIP)(`{ tx } = a MULTI (${SKIP ? SKIP_REASON : 'redis'})`, () =
     await execTransaction(multi)
     expect(await store.outbox.get('dup')).toEqual(first)
     expect((await store.outbox.get('new'))?.payload).toBe('n')
+  })
+
+  it('a batch in a MULTI reads its ids with one EXISTS when all are new, and returns the stored ones as stored', async () => {
+    const { store, clock } = await fresh()
+    const kept = await store.outbox.findOrCreate(ev('kept', 'first'))
+    clock.advance(1000)
+    const exists = vi.spyOn(redis, 'exists')
+    const pipeline = vi.spyOn(redis, 'pipeline')
+    try {
+      const multi = redis.multi()
+      const fresh3 = await store.outbox.findOrCreateMany([ev('n1'), ev('n2'), ev('n3')], { tx: multi })
+      expect([exists.mock.calls.length, pipeline.mock.calls.length]).toEqual([1, 0])
+      const mixed = await store.outbox.findOrCreateMany([ev('m1'), ev('kept', 'second'), ev('m2')], {
+        tx: multi,
+      })
+      expect([exists.mock.calls.length, pipeline.mock.calls.length]).toEqual([2, 1])
+      expect(mixed[1]).toEqual(kept)
+      expect(mixed.map((e) => [e.eventId, e.payload, e.status])).toEqual([
+        ['m1', 'p', 'pending'],
+        ['kept', 'first', 'pending'],
+        ['m2', 'p', 'pending'],
+      ])
+      await execTransaction(multi)
+      for (const event of [...fresh3, mixed[0], mixed[2]])
+        expect(await store.outbox.get(event!.eventId)).toEqual(event)
+      expect(await store.outbox.get('kept')).toEqual(kept)
+      expect(await outboxProblems(redis, store)).toEqual([])
+    } finally {
+      exists.mockRestore()
+      pipeline.mockRestore()
+    }
   })
 
   it('inbox markAsProcessed with tx: unknown id throws before exec; known id applies at exec', async () => {
