@@ -290,88 +290,129 @@ for (const [server, url, variable] of SERVERS) {
       it('a claimer never takes the next event of a key whose head another claimer holds', async () => {
         store = await fresh()
         await store.outbox.findOrCreateMany([ev('k1', 'K'), ev('k2', 'K'), ev('m1', 'M')])
-        // A claimer stopped right after its locking read: it holds k1 and m1, not yet marked.
+        // A claimer stopped right after its part 1: it holds the keys K and M.
         const holder = await pool.getConnection()
         try {
           await holder.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
           await holder.beginTransaction()
           const sql = outboxSql(`${store.tablePrefix}outbox`, `${store.tablePrefix}outbox_keys`)
           const now = '2026-01-01 00:00:00.000'
-          const [locked] = await holder.execute<RowDataPacket[]>(sql.claim.deadLettersBlock, [
-            now,
-            '10',
-            now,
-            '10',
+          const [locked] = await holder.execute<RowDataPacket[]>(sql.dueKeys.deadLettersBlock, [now, '10'])
+          expect(locked.map((row) => [row.ordering_key, row.pending_head])).toEqual([
+            ['K', expect.stringMatching(/^1 \d+$/)],
+            ['M', expect.stringMatching(/^1 \d+$/)],
           ])
-          expect(locked.map((row) => row.event_id)).toEqual(['k1', 'm1'])
-          // k1 is skipped (locked), but it is still pending: k2 is not a head.
+          // Both keys are skipped, not waited for: nothing to claim, k2 least of all.
           expect(await store.outbox.claim(lease)).toEqual([])
         } finally {
           await holder.rollback()
           holder.release()
         }
         expect(ids(await store.outbox.claim(lease))).toEqual(['k1', 'm1'])
+        expect(await store.outbox.claim({ ...lease, workerId: 'w2' })).toEqual([])
       })
 
-      it('checks each candidate in a few index reads, however long the backlog of its key', async () => {
+      it('reads the keys due, never the events waiting behind a head in flight, and wakes a key by its mark, its lease end or its next enqueue', async () => {
         store = await fresh()
         await store.outbox.findOrCreateMany(Array.from({ length: 400 }, (_, i) => ev(`b${i}`, 'K')))
         await store.outbox.findOrCreate(ev('other', 'L'))
+        expect(ids(await store.outbox.claim(lease))).toEqual(['b0', 'other'])
+        const keysTable = `\`${store.tablePrefix}outbox_keys\``
+        const headAt = async () => {
+          const [rows] = await pool.query<RowDataPacket[]>(
+            `SELECT ordering_key, DATE_FORMAT(head_at, '%Y-%m-%d %H:%i:%s.%f') AS head_at FROM ${keysTable} ORDER BY ordering_key`,
+          )
+          return rows.map((row) => [
+            row.ordering_key,
+            row.head_at === null ? null : String(row.head_at).slice(0, 23),
+          ])
+        }
+        // Both heads in flight: their keys are due when the leases end.
+        expect(await headAt()).toEqual([
+          ['K', '2026-01-01 00:01:00.000'],
+          ['L', '2026-01-01 00:01:00.000'],
+        ])
         const sql = outboxSql(`${store.tablePrefix}outbox`, `${store.tablePrefix}outbox_keys`)
         const connection = await pool.getConnection()
         try {
           await connection.query('FLUSH STATUS')
+          await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
           await connection.beginTransaction()
           const now = '2026-01-01 00:00:00.000'
-          const [rows] = await connection.execute<RowDataPacket[]>(sql.claim.deadLettersBlock, [
+          const [keys] = await connection.execute<RowDataPacket[]>(sql.dueKeys.deadLettersSkip, [
             now,
-            '10',
+            '100',
             now,
-            '10',
+            '100',
+          ])
+          const [events] = await connection.execute<RowDataPacket[]>(sql.claimUnkeyed, [
+            now,
+            '100',
+            now,
+            '100',
           ])
           await connection.rollback()
-          expect(rows.map((row) => row.event_id)).toEqual(['b0', 'other'])
+          expect([keys.length, events.length]).toEqual([0, 0])
           const [status] = await connection.query<RowDataPacket[]>(
             "SHOW SESSION STATUS LIKE 'Handler_read_next'",
           )
-          // The scan steps over K's 399 waiting events, each checked by reading the first
-          // index entry per status; reading all of K's entries per check would be ~160,000.
-          expect(Number(status[0]?.Value)).toBeLessThan(4000)
+          // The 399 events waiting behind b0 are not read (the old walk read each of them).
+          expect(Number(status[0]?.Value)).toBeLessThan(20)
         } finally {
           connection.release()
         }
+        // Its mark makes K due at once: the next claim takes b1.
+        await store.outbox.markAsSent('b0', { workerId: 'w1' })
+        expect(ids(await store.outbox.claim(lease))).toEqual(['b1'])
+        // L has nothing left once 'other' is sent: a claim finds it empty (NULL), and its next
+        // enqueue makes it due again.
+        await store.outbox.markManyAsSent(['other'], { workerId: 'w1' })
+        expect(await store.outbox.claim(lease)).toEqual([])
+        expect((await headAt())[1]).toEqual(['L', null])
+        await store.outbox.findOrCreate(ev('other-2', 'L'))
+        expect(ids(await store.outbox.claim(lease))).toEqual(['other-2'])
+        // A head whose relay died: K is due when b1's lease ends, and b1 (not b2) is claimed again.
+        clock.advance(60_000)
+        expect(ids(await store.outbox.claim({ ...lease, workerId: 'w2' }))).toEqual(['b1', 'other-2'])
       })
 
-      it('does not claim a row committed during its scan beside a lower row of its key it could not see', async () => {
+      it('leaves a key written after the snapshot its claim reads as it is: events enqueued mid-claim are not mistaken for an empty key', async () => {
         store = await fresh()
+        // N is due with nothing to send (its only event was just marked), E has its first event.
+        await store.outbox.findOrCreate(ev('n0', 'N'))
+        expect(ids(await store.outbox.claim(lease))).toEqual(['n0'])
+        await store.outbox.markAsSent('n0', { workerId: 'w1' })
         await store.outbox.findOrCreate(ev('early', 'E'))
         const sql = outboxSql(`${store.tablePrefix}outbox`, `${store.tablePrefix}outbox_keys`)
-        // The real statement, slowed down after the head check of its first row (a keyed row:
-        // its check takes the snapshot the checks read), so that two events of one key commit
-        // mid-scan.
-        const slowed = sql.claim.deadLettersBlock.replace(
-          / ORDER BY o\.seq LIMIT \? FOR UPDATE SKIP LOCKED\)$/,
-          " AND (o.event_id <> 'early' OR SLEEP(1) = 0) ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)",
+        // The real part 1, slowed down on its first key (E) after a read that takes the
+        // snapshot, so that two events of N commit before the statement locks N.
+        const slowed = sql.dueKeys.deadLettersBlock.replace(
+          ' AND k.head_at <= ?',
+          ` AND k.head_at <= ? AND (k.ordering_key <> 'E' OR ((SELECT COUNT(*) FROM \`${store.tablePrefix}outbox\`) >= 0 AND SLEEP(1) = 0))`,
         )
-        expect(slowed).not.toBe(sql.claim.deadLettersBlock)
+        expect(slowed).not.toBe(sql.dueKeys.deadLettersBlock)
         const claimer = await pool.getConnection()
         try {
           await claimer.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
           await claimer.beginTransaction()
           const now = '2026-01-01 00:00:00.000'
-          const scan = claimer.execute<RowDataPacket[]>(slowed, [now, '10', now, '10'])
+          const scan = claimer.execute<RowDataPacket[]>(slowed, [now, '10'])
           await new Promise((resolve) => setTimeout(resolve, 300))
           await store.outbox.findOrCreate(ev('n1', 'N'))
           await store.outbox.findOrCreate(ev('n2', 'N'))
           const [rows] = await scan
-          const claimed = rows.map((row) => String(row.event_id))
-          // n1 may or may not be taken (it is the head), n2 never.
-          expect(claimed).toContain('early')
-          expect(claimed).not.toContain('n2')
+          expect(rows.map((row) => [row.ordering_key, row.pending_head === null])).toEqual([
+            ['E', false],
+            // N's events are not in the snapshot: it looks empty, but its locked row is newer.
+            ['N', true],
+          ])
+          const n = rows[1]
+          expect(String(n?.version)).not.toBe(String(n?.seen_version))
         } finally {
           await claimer.rollback()
           claimer.release()
         }
+        expect(ids(await store.outbox.claim(lease))).toEqual(['early', 'n1'])
       })
     },
   )
