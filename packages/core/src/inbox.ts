@@ -53,6 +53,22 @@ export interface InboxClaimResult {
   shouldProcess: boolean
 }
 
+/**
+ * Fencing of the inbox marks: a mark that names a worker applies only while that worker holds
+ * the claim (the event is `processing` and `claimedBy` is that worker; a lease that expired
+ * but was not taken over still counts, as in the outbox), else `LeaseLostError`.
+ */
+export interface InboxFenceOptions {
+  /** The worker that claimed the event (`claim`'s `workerId`). */
+  workerId?: string | undefined
+}
+
+/** Options of `markAsProcessed`. */
+export interface InboxProcessedOptions<Tx = never> extends InboxFenceOptions {
+  /** The caller's transaction: the mark commits or rolls back with the handler's writes. */
+  tx?: Tx | undefined
+}
+
 /** A count for every inbox status, zeros included. */
 export type InboxCounts = Record<InboxStatus, number>
 
@@ -68,14 +84,20 @@ export interface InboxRepository<Tx = never> {
   findOrCreate(params: InboxParams): Promise<InboxEvent>
 
   /**
-   * Sets status `processed`, `processedAt` = now. With `tx` (or, without it, inside
-   * `store.transaction`), commits or rolls back with the caller's handler writes. Unknown
-   * id: `EventNotFoundError`.
+   * Sets status `processed`, `processedAt` = now; the lease is cleared. With `tx` (or, without
+   * it, inside `store.transaction`), commits or rolls back with the caller's handler writes.
+   * With `workerId`, only while that worker holds the claim, else `LeaseLostError` (with `tx`,
+   * thrown inside the transaction, so rolling it back undoes the handler's writes: another
+   * worker took the event over). Unknown id: `EventNotFoundError`.
    */
-  markAsProcessed(eventId: string, options?: { tx?: Tx | undefined }): Promise<void>
+  markAsProcessed(eventId: string, options?: InboxProcessedOptions<Tx>): Promise<void>
 
-  /** Sets status `failed` and `errorMessage`; the lease is cleared. Unknown id: `EventNotFoundError`. */
-  markAsFailed(eventId: string, errorMessage: string): Promise<void>
+  /**
+   * Sets status `failed` and `errorMessage`; the lease is cleared. With `workerId`, only while
+   * that worker holds the claim, else `LeaseLostError`. Without it, a `processed` event is
+   * final: the call changes nothing. Unknown id: `EventNotFoundError`.
+   */
+  markAsFailed(eventId: string, errorMessage: string, options?: InboxFenceOptions): Promise<void>
 
   /** True only for a `processed` event. */
   isProcessed(eventId: string): Promise<boolean>

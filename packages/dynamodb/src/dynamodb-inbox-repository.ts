@@ -1,6 +1,7 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import {
   type AmbientTransactions,
+  type FencedOutcome,
   INBOX_STATUSES,
   type InboxClaimRequest,
   type InboxClaimResult,
@@ -21,6 +22,20 @@ const MAX_ATTEMPTS = 20
 
 const NOT_STORED = 'attribute_not_exists(#pk)'
 const EXISTS = 'attribute_exists(#pk)'
+/** Unfenced `markAsFailed`: a processed event is final. */
+const NOT_PROCESSED = 'attribute_exists(#pk) AND #status <> :processed'
+/** "Holds the claim", as the outbox's fence: processing and claimed by this worker. */
+const FENCE = 'attribute_exists(#pk) AND #status = :processing AND #claimedBy = :worker'
+
+/** The spec with the fence as its condition when `workerId` is given. */
+const fenced = (spec: UpdateSpec, workerId: string | undefined): UpdateSpec =>
+  workerId === undefined
+    ? spec
+    : {
+        ...spec,
+        condition: FENCE,
+        values: { ...spec.values, ':processing': S('processing'), ':worker': S(workerId) },
+      }
 /** Counts one more delivery of a stored event. */
 const BUMP: UpdateSpec = { update: 'ADD #deliveries :one', condition: EXISTS, values: { ':one': N(1) } }
 
@@ -134,34 +149,55 @@ export class DynamoDbInboxRepository extends InboxRepositoryKernel<TransactWrite
     eventId: string,
     now: Date,
     tx: TransactWriteItem[] | undefined,
-  ): Promise<boolean> {
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
     const pk = inboxPk(eventId)
-    const spec = this.#processedSpec(eventId, now.getTime())
-    if (!tx) return (await this.#db.update(pk, spec)) !== undefined
+    const spec = fenced(this.#processedSpec(eventId, now.getTime()), workerId)
+    if (!tx) return this.#outcome(pk, await this.#db.update(pk, spec))
     this.#db.checkCollector(tx, [pk])
-    // Unknown ids fail now, like without tx, not later as a cancelled transaction. The
-    // Update keeps its existence condition: an event deleted before the caller commits
-    // cancels the caller's transaction (reason ConditionalCheckFailed at this action).
-    if (!(await this.#db.exists(pk))) return false
+    // Unknown ids and lost leases fail now, like without tx, not later as a cancelled
+    // transaction. The Update keeps its condition (existence, and the fence): an event
+    // deleted or taken over before the caller commits cancels the caller's whole
+    // transaction (reason ConditionalCheckFailed at this action), handler writes included.
+    const stored = await this.#db.get(pk, '#status, #claimedBy')
+    if (stored === undefined) return 'missing'
+    if (workerId !== undefined && !(stored.status?.S === 'processing' && stored.claimedBy?.S === workerId))
+      return 'lost'
     // Checked again now: other calls may have added actions to the collector meanwhile.
     this.#db.checkCollector(tx, [pk])
     tx.push(this.#db.updateAction(pk, spec))
-    return true
+    return 'applied'
   }
 
-  protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
-    const failed = await this.#db.update(inboxPk(eventId), {
-      update:
-        'SET #status = :failed, #errorMessage = :msg, #gsi2pk = :g2pk, #gsi2sk = #receivedKey' +
-        ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
-      condition: EXISTS,
-      values: {
-        ':failed': S('failed'),
-        ':msg': S(errorMessage),
-        ':g2pk': S(inboxStatusPk('failed', this.#db.shardOf(eventId))),
+  /** Unfenced, a processed event is final: failing it would make it claimable again. */
+  protected async setFailed(
+    eventId: string,
+    errorMessage: string,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    const pk = inboxPk(eventId)
+    const spec = fenced(
+      {
+        update:
+          'SET #status = :failed, #errorMessage = :msg, #gsi2pk = :g2pk, #gsi2sk = #receivedKey' +
+          ' REMOVE #claimedBy, #leaseUntil, #expiresAt',
+        condition: workerId === undefined ? NOT_PROCESSED : EXISTS,
+        values: {
+          ':failed': S('failed'),
+          ':msg': S(errorMessage),
+          ':g2pk': S(inboxStatusPk('failed', this.#db.shardOf(eventId))),
+          ':processed': S('processed'),
+        },
       },
-    })
-    return failed !== undefined
+      workerId,
+    )
+    return this.#outcome(pk, await this.#db.update(pk, spec))
+  }
+
+  /** A false condition is told apart afterwards: a missing item, or a refused fence. */
+  async #outcome(pk: string, written: Item | undefined): Promise<FencedOutcome> {
+    if (written) return 'applied'
+    return (await this.#db.exists(pk)) ? 'lost' : 'missing'
   }
 
   protected override async readStatus(eventId: string): Promise<InboxStatus | undefined> {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
+  type FencedOutcome,
   type InboxClaimRequest,
   type InboxClaimResult,
   type InboxEvent,
@@ -18,6 +19,13 @@ import { assertDocumentFits, encode, type InboxDocument, SequenceClock, toInboxE
 
 /** Rounds of a receive (findOrCreate / claim) under contention before giving up. */
 const MAX_ROUNDS = 200
+
+/**
+ * The fence of the inbox marks, as the outbox's: `workerId` holds the claim while the event
+ * is `processing` and claimed by it (an expired lease nobody took over still counts).
+ */
+const held = (doc: InboxDocument, workerId: string | undefined): boolean =>
+  workerId === undefined || (doc.status === 'processing' && doc.claimedBy === encode(workerId))
 
 /** A claim's lease, when the delivery is a claim. */
 type Lease = Pick<InboxClaimRequest, 'workerId' | 'leaseUntil'>
@@ -122,34 +130,59 @@ export class MongoDbInboxRepository extends InboxRepositoryKernel<ClientSession>
     }
   }
 
-  /** One event, read-decide-write; false when it is not stored. */
-  async #change(eventId: string, change: Change): Promise<boolean> {
+  /**
+   * One event, read-decide-write (compare-and-set on its version, behind the write guard
+   * where the server's update is not atomic): applied only while `holds` accepts the stored
+   * document, decided again if another writer changed it in between.
+   */
+  async #change(
+    eventId: string,
+    change: Change,
+    holds: (doc: InboxDocument) => boolean,
+  ): Promise<FencedOutcome> {
     const id = encode(eventId)
-    const results = await this.#client.updateEach<InboxDocument, boolean>('inbox', [id], (doc) =>
-      doc ? { write: change, result: true } : { result: false },
-    )
-    return results.get(id) === true
+    const results = await this.#client.updateEach<InboxDocument, FencedOutcome>('inbox', [id], (doc) => {
+      if (!doc) return { result: 'missing' }
+      return holds(doc) ? { write: change, result: 'applied' } : { result: 'lost' }
+    })
+    return results.get(id) as FencedOutcome
   }
 
-  protected async setProcessed(eventId: string, now: Date, tx: ClientSession | undefined): Promise<boolean> {
+  protected async setProcessed(
+    eventId: string,
+    now: Date,
+    tx: ClientSession | undefined,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
     const session = await this.#client.session(tx)
     const set = { status: 'processed' as const, processedAt: now }
-    if (!session) return this.#change(eventId, { set, unset: LEASE_FIELDS })
-    // Inside the caller's transaction the server isolates the read and the write; a
-    // concurrent writer is a write conflict that the caller's withTransaction retries.
+    if (!session) return this.#change(eventId, { set, unset: LEASE_FIELDS }, (doc) => held(doc, workerId))
+    // Inside the caller's transaction the fence is the update's filter: the server isolates
+    // the read and the write, and a concurrent writer that changed the document since this
+    // transaction's snapshot is a write conflict, so a taken-over event never commits twice.
+    const id = encode(eventId)
+    const fence = workerId === undefined ? {} : { status: 'processing' as const, claimedBy: encode(workerId) }
     const result = await this.#events.updateOne(
-      { _id: encode(eventId) },
+      { _id: id, ...fence },
       { $set: { ...set, rev: randomUUID() }, $unset: { claimedBy: '', leaseUntil: '' } },
       { session },
     )
-    return result.matchedCount === 1
+    if (result.matchedCount === 1) return 'applied'
+    const stored = await this.#events.findOne({ _id: id }, { session, projection: { _id: 1 } })
+    return stored ? 'lost' : 'missing'
   }
 
-  protected setFailed(eventId: string, errorMessage: string): Promise<boolean> {
-    return this.#change(eventId, {
-      set: { status: 'failed', errorMessage: encode(errorMessage) },
-      unset: LEASE_FIELDS,
-    })
+  /** Unfenced, a processed event is final: failing it would make it claimable again. */
+  protected setFailed(
+    eventId: string,
+    errorMessage: string,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    return this.#change(
+      eventId,
+      { set: { status: 'failed', errorMessage: encode(errorMessage) }, unset: LEASE_FIELDS },
+      (doc) => held(doc, workerId) && doc.status !== 'processed',
+    )
   }
 
   protected deleteProcessed(cutoff: Date, limit: number): Promise<number> {

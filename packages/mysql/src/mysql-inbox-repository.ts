@@ -1,5 +1,6 @@
 import {
   type AmbientTransactions,
+  type FencedOutcome,
   type InboxClaimRequest,
   type InboxClaimResult,
   type InboxEvent,
@@ -169,20 +170,44 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction
   }
 
   /** A single-row UPDATE; when it changed nothing, one read tells "not stored" from "already so". */
-  #update(sql: string, values: Param[], eventId: string, tx?: MySqlTransaction): Promise<boolean> {
-    return this.run.write(tx, async (db) => {
-      if ((await runWrite(db, sql, values)).affectedRows > 0) return true
-      const [row] = await selectRows(db, this.sql.exists, [eventId])
-      return row !== undefined
+  /**
+   * One UPDATE carrying its condition; when it changed nothing, one read tells why: the id is
+   * not stored, the condition refused (a fenced mark always changes the row it matches), or,
+   * unfenced, the row already had these values (servers without CLIENT_FOUND_ROWS report 0
+   * rows then) or was processed (final: `markAsFailed` leaves it).
+   */
+  #mark(
+    statement: { readonly open: string; readonly fenced: string },
+    values: Param[],
+    eventId: string,
+    workerId: string | undefined,
+    tx?: MySqlTransaction,
+  ): Promise<FencedOutcome> {
+    const [sql, params] =
+      workerId === undefined ? [statement.open, values] : [statement.fenced, [...values, workerId]]
+    return this.run.write(tx, async (db): Promise<FencedOutcome> => {
+      if ((await runWrite(db, sql, params)).affectedRows > 0) return 'applied'
+      const [row] = await selectRows(db, this.sql.status, [eventId])
+      if (!row) return 'missing'
+      return workerId !== undefined || row.status === 'processed' ? 'lost' : 'applied'
     })
   }
 
-  protected setProcessed(eventId: string, now: Date, tx: MySqlTransaction | undefined): Promise<boolean> {
-    return this.#update(this.sql.markAsProcessed, [toDateTime(now), eventId], eventId, tx)
+  protected setProcessed(
+    eventId: string,
+    now: Date,
+    tx: MySqlTransaction | undefined,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    return this.#mark(this.sql.markAsProcessed, [toDateTime(now), eventId], eventId, workerId, tx)
   }
 
-  protected setFailed(eventId: string, errorMessage: string): Promise<boolean> {
-    return this.#update(this.sql.markAsFailed, [errorMessage, eventId], eventId)
+  protected setFailed(
+    eventId: string,
+    errorMessage: string,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    return this.#mark(this.sql.markAsFailed, [errorMessage, eventId], eventId, workerId)
   }
 
   protected deleteProcessed(cutoff: Date, limit: number): Promise<number> {

@@ -303,8 +303,17 @@ export const inboxSql = (table: string) => {
     insert: `INSERT INTO ${t} (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries, claimed_at, claimed_by, lease_until) VALUES (?, ?, ?, ?, ?, ?, 'processing', ?, 1, ?, ?, ?)`,
     countDelivery: `UPDATE ${t} SET deliveries = deliveries + 1 WHERE seq = ?`,
     claimStored: `UPDATE ${t} SET deliveries = deliveries + 1, status = 'processing', claimed_at = ?, claimed_by = ?, lease_until = ?, error_message = NULL WHERE seq = ?`,
-    markAsProcessed: `UPDATE ${t} SET status = 'processed', processed_at = ?, ${clearLease} WHERE event_id = ?`,
-    markAsFailed: `UPDATE ${t} SET status = 'failed', error_message = ?, ${clearLease} WHERE event_id = ?`,
+    // The fenced marks: only while the worker holds the claim, checked by the UPDATE itself
+    // (a current read: it waits for a concurrent marker's commit and sees its row).
+    markAsProcessed: {
+      open: `UPDATE ${t} SET status = 'processed', processed_at = ?, ${clearLease} WHERE event_id = ?`,
+      fenced: `UPDATE ${t} SET status = 'processed', processed_at = ?, ${clearLease} WHERE event_id = ? AND status = 'processing' AND claimed_by = ?`,
+    },
+    // Unfenced, a processed event is final: failing it would make it claimable again.
+    markAsFailed: {
+      open: `UPDATE ${t} SET status = 'failed', error_message = ?, ${clearLease} WHERE event_id = ? AND status <> 'processed'`,
+      fenced: `UPDATE ${t} SET status = 'failed', error_message = ?, ${clearLease} WHERE event_id = ? AND status = 'processing' AND claimed_by = ?`,
+    },
     status: `SELECT status FROM ${t} WHERE event_id = ?`,
     cleanup: `DELETE FROM ${t} WHERE status = 'processed' AND processed_at < ? ORDER BY received_at, seq LIMIT ?`,
     resetStale: `UPDATE ${t} SET status = 'failed', error_message = ?, ${clearLease} WHERE status = 'processing' AND COALESCE(claimed_at, received_at) < ?`,

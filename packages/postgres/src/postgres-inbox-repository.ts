@@ -2,6 +2,7 @@ import {
   type AmbientTransactions,
   cutoffDays,
   encodeStoredText,
+  type FencedOutcome,
   type InboxClaimRequest,
   type InboxClaimResult,
   type InboxEvent,
@@ -12,6 +13,7 @@ import {
 import type { Pool } from 'pg'
 import {
   type PostgresTransaction,
+  type Queryable,
   type StatementRunner,
   statementRunner,
   transactionHandle,
@@ -24,6 +26,8 @@ import { type InboxRow, inboxEventFromRow } from './rows.js'
 import { type InboxSql, inboxSql, POSTGRES_SWEEP_BATCH } from './sql.js'
 
 const encode = encodeStoredText
+const encodeOptional = (text: string | undefined): string | null =>
+  text === undefined ? null : encodeStoredText(text)
 
 /** See the outbox: a retry happens only when a concurrent inserter committed mid-statement. */
 const MAX_ATTEMPTS = 5
@@ -105,23 +109,31 @@ export class PostgresInboxRepository extends InboxRepositoryKernel<PostgresTrans
     eventId: string,
     now: Date,
     tx: PostgresTransaction | undefined,
-  ): Promise<boolean> {
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
     // With tx the mark runs on the caller's connection, inside its BEGIN: it commits or
     // rolls back together with the handler's own writes.
-    const result = await this.#query(
-      tx === undefined ? this.#pool : transactionHandle(tx),
-      this.#sql.markAsProcessed,
-      [encode(eventId), now],
-    )
-    return result.rows.length > 0
+    const handle = tx === undefined ? this.#pool : transactionHandle(tx)
+    return this.#fenced(handle, this.#sql.markAsProcessed, [encode(eventId), now, encodeOptional(workerId)])
   }
 
-  protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
-    const result = await this.#query(this.#pool, this.#sql.markAsFailed, [
+  protected async setFailed(
+    eventId: string,
+    errorMessage: string,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    return this.#fenced(this.#pool, this.#sql.markAsFailed, [
       encode(eventId),
       encode(errorMessage),
+      encodeOptional(workerId),
     ])
-    return result.rowCount !== 0
+  }
+
+  /** One UPDATE carrying its condition; only when it touched nothing does a read tell lost from missing. */
+  async #fenced(handle: Queryable, text: string, values: unknown[]): Promise<FencedOutcome> {
+    if ((await this.#query(handle, text, values)).rows.length > 0) return 'applied'
+    const exists = await this.#query(handle, this.#sql.exists, [values[0]])
+    return exists.rows.length === 0 ? 'missing' : 'lost'
   }
 
   /**

@@ -344,6 +344,7 @@ export interface InboxSql {
   readonly get: string
   readonly markAsProcessed: string
   readonly markAsFailed: string
+  readonly exists: string
   readonly cleanupBatch: string
   readonly resetStale: string
   readonly countByStatus: string
@@ -374,6 +375,8 @@ export const inboxSql = (schema: string, prefix: string, partitioned = false): I
     ${ids.onConflict}
     RETURNING ${INBOX_COLUMNS}, true AS should_process`
   const claimOne = ids.claim(ONE_ID)
+  // "Holds the claim" for fenced marks, as the outbox's: $3 is the workerId, or NULL unfenced.
+  const inboxFence = `($3::text IS NULL OR (status = 'processing' AND claimed_by = $3::text))`
   return {
     table,
     findOrCreate: `
@@ -414,13 +417,20 @@ export const inboxSql = (schema: string, prefix: string, partitioned = false): I
     get: `SELECT ${INBOX_COLUMNS} FROM ${table} WHERE event_id = $1`,
     // RETURNING: run through a caller's transaction handle, a statement reports what it touched
     // by its rows (Prisma's raw queries answer rows, not a row count).
+    // The fence ($3: the workerId, or NULL unfenced) is in the WHERE, never a prior SELECT: a
+    // row another transaction is marking stays locked until it commits, and READ COMMITTED
+    // then evaluates the WHERE again on the committed version, so a worker whose event was
+    // taken over and processed meanwhile updates nothing (and its caller rolls back).
     markAsProcessed: `
       UPDATE ${table} SET status = 'processed', processed_at = $2, claimed_by = NULL, lease_until = NULL
-      WHERE event_id = $1
+      WHERE event_id = $1 AND ${inboxFence}
       RETURNING event_id`,
+    // Unfenced, a processed event is final: marking it failed would make it claimable again.
     markAsFailed: `
       UPDATE ${table} SET status = 'failed', error_message = $2, claimed_by = NULL, lease_until = NULL
-      WHERE event_id = $1`,
+      WHERE event_id = $1 AND ${inboxFence} AND ($3::text IS NOT NULL OR status <> 'processed')
+      RETURNING event_id`,
+    exists: `SELECT 1 FROM ${table} WHERE event_id = $1`,
     cleanupBatch: `
       DELETE FROM ${table}
       WHERE seq = ANY(ARRAY(

@@ -1,5 +1,6 @@
 import {
   type AmbientTransactions,
+  type FencedOutcome,
   type InboxClaimRequest,
   type InboxClaimResult,
   type InboxEvent,
@@ -17,6 +18,14 @@ import { DEFAULT_KEY_PREFIX, type InboxKeys, inboxKeys } from './keys.js'
 import { REDIS_SWEEP_BATCH, type RedisStoreOptions } from './redis-options.js'
 import { eventsOf, fieldsOf, fieldsOfObject, inboxEventArgs, toInboxEvent } from './rows.js'
 import { scripts } from './scripts.js'
+
+/** A mark script's reply: 1 applied, 0 not stored, -1 the fence refused. */
+const fenceOutcome = (reply: number): FencedOutcome => {
+  if (reply === 1) return 'applied'
+  if (reply === 0) return 'missing'
+  if (reply === -1) return 'lost'
+  throw new UnexpectedReplyError('reply', reply)
+}
 
 /**
  * The inbox on Redis. findOrCreate and claim are one script each, which looks the event up
@@ -79,28 +88,41 @@ export class RedisInboxRepository extends InboxRepositoryKernel<ChainableCommand
   }
 
   /**
-   * With `tx`, the existence check runs now (so an unknown id throws before the caller's
-   * EXEC) and the script is queued into the caller's MULTI: it runs at EXEC together with
-   * the handler's writes, and leaves no trace if the MULTI is discarded.
+   * With `tx`, the fence and existence check run now (so an unknown id or a lost lease throws
+   * before the caller's EXEC, and the caller discards its MULTI), pinning the claim until that
+   * EXEC; the script, fenced again, is queued into the caller's MULTI: it runs at EXEC
+   * together with the handler's writes, and leaves no trace if the MULTI is discarded.
    */
   protected async setProcessed(
     eventId: string,
     now: Date,
     tx: ChainableCommander | undefined,
-  ): Promise<boolean> {
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
     const keys = this.#keysOf(eventId)
-    const args = [eventId, now.getTime()]
+    const worker = workerId ?? ''
+    const args = [eventId, now.getTime(), worker]
     if (tx) {
-      if ((await this.redis.exists(this.keys.event(eventId))) === 0) return false
-      scripts.inboxMarkProcessed.queue(tx, keys, args)
-      return true
+      const held = await scripts.inboxHold.runForNumber(
+        this.redis,
+        [this.keys.event(eventId)],
+        [worker, now.getTime()],
+      )
+      if (held !== 1) return fenceOutcome(held)
+      scripts.inboxMarkProcessed.queue(tx, keys, [...args, 'queued'])
+      return 'applied'
     }
-    return (await scripts.inboxMarkProcessed.runForNumber(this.redis, keys, args)) === 1
+    return fenceOutcome(await scripts.inboxMarkProcessed.runForNumber(this.redis, keys, args))
   }
 
-  protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
+  protected async setFailed(
+    eventId: string,
+    errorMessage: string,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
     const keys = this.#keysOf(eventId)
-    return (await scripts.inboxMarkFailed.runForNumber(this.redis, keys, [eventId, errorMessage])) === 1
+    const args = [eventId, errorMessage, workerId ?? '']
+    return fenceOutcome(await scripts.inboxMarkFailed.runForNumber(this.redis, keys, args))
   }
 
   protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {

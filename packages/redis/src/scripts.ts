@@ -674,13 +674,35 @@ return { 2, redis.call('HGETALL', found) }
 `
 
 /**
- * KEYS: prelude, event key. ARGV: id, now. Returns 0 when not stored (a no-op, so that a
- * caller's EXEC is not failed by an event cleaned up meanwhile), else 1.
+ * The fence of the inbox marks, as the outbox's: a worker holds the claim while the event is
+ * processing and claimed by it (an expired lease nobody took over still counts). worker ''
+ * means the caller did not fence (a workerId is never empty). Returns the status and 1, or
+ * nil and 0 (not stored) / -1 (lease lost).
  */
-const INBOX_MARK_PROCESSED = `${INBOX_PRELUDE}
+const INBOX_FENCE = `
+local function inbox_fenced(key, worker)
+  local f = redis.call('HMGET', key, 'status', 'claimedBy')
+  if not f[1] then return nil, 0 end
+  if worker ~= '' and (f[1] ~= 'processing' or f[2] ~= worker) then return nil, -1 end
+  return f[1], 1
+end
+`
+
+/**
+ * KEYS: prelude, event key. ARGV: id, now, worker ('' unfenced), 'queued' when the script
+ * runs inside a caller's MULTI. Returns 0 when not stored (a no-op, so that a caller's EXEC
+ * is not failed by an event cleaned up meanwhile), -1 when the fence refused, else 1. Queued,
+ * a refused fence is an error reply: Redis cannot undo the caller's commands queued before
+ * it, so EXEC must not report success (the pin of INBOX_HOLD makes this the rare case of an
+ * EXEC sent later than a whole lease after the mark).
+ */
+const INBOX_MARK_PROCESSED = `${INBOX_PRELUDE}${INBOX_FENCE}
 local key, id, now = KEYS[8], ARGV[1], ARGV[2]
-local status = redis.call('HGET', key, 'status')
-if not status then return 0 end
+local status, code = inbox_fenced(key, ARGV[3])
+if code == -1 and ARGV[4] == 'queued' then
+  return redis.error_reply('TXBOXLEASELOST the worker no longer holds the lease on the inbox event')
+end
+if not status then return code end
 leave(key, id, status)
 redis.call('HSET', key, 'status', 'processed', 'processedAt', now)
 redis.call('HDEL', key, 'claimedBy', 'leaseUntil')
@@ -689,11 +711,36 @@ bump('processed', 1)
 return 1
 `
 
-/** KEYS: prelude, event key. ARGV: id, errorMessage. Returns 0 when not stored, else 1. */
-const INBOX_MARK_FAILED = `${INBOX_PRELUDE}
+/**
+ * KEYS: event key. ARGV: worker, now. The fence of a processed mark queued into a caller's
+ * MULTI, checked when the mark is called: 0 not stored, -1 lease lost, else 1, and then the
+ * claim is pinned until the caller's EXEC: a lease shorter than its own length from now is
+ * extended to it (the score that resetStale reads, claimedAt, is unchanged), so no other
+ * worker can take the event over between this check and the EXEC that marks it processed.
+ */
+const INBOX_HOLD = `${INBOX_FENCE}
+local key, now = KEYS[1], tonumber(ARGV[2])
+local status, code = inbox_fenced(key, ARGV[1])
+if not status then return code end
+if ARGV[1] ~= '' then
+  local f = redis.call('HMGET', key, 'claimedAt', 'leaseUntil')
+  local claimed, lease = tonumber(f[1]), tonumber(f[2])
+  if claimed and lease and lease < now + (lease - claimed) then
+    redis.call('HSET', key, 'leaseUntil', now + (lease - claimed))
+  end
+end
+return 1
+`
+
+/**
+ * KEYS: prelude, event key. ARGV: id, errorMessage, worker ('' unfenced). Returns 0 when not
+ * stored, -1 when the fence refused (unfenced: the event is processed, which is final), else 1.
+ */
+const INBOX_MARK_FAILED = `${INBOX_PRELUDE}${INBOX_FENCE}
 local key, id = KEYS[8], ARGV[1]
-local status = redis.call('HGET', key, 'status')
-if not status then return 0 end
+local status, code = inbox_fenced(key, ARGV[3])
+if not status then return code end
+if status == 'processed' then return -1 end
 leave(key, id, status)
 enter_failed(key, id, ARGV[2])
 return 1
@@ -777,6 +824,7 @@ export const scripts = {
   inboxFindOrCreate: new LuaScript(INBOX_FIND_OR_CREATE),
   inboxClaim: new LuaScript(INBOX_CLAIM),
   inboxMarkProcessed: new LuaScript(INBOX_MARK_PROCESSED),
+  inboxHold: new LuaScript(INBOX_HOLD),
   inboxMarkFailed: new LuaScript(INBOX_MARK_FAILED),
   inboxResetStale: new LuaScript(INBOX_RESET_STALE),
   inboxCleanup: new LuaScript(INBOX_CLEANUP),

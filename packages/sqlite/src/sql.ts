@@ -188,7 +188,14 @@ RETURNING ${INBOX_COLUMNS}`,
 WHERE seq = ?
 RETURNING ${INBOX_COLUMNS}`,
     markAsProcessed: `UPDATE ${t.inbox} SET status = 'processed', processed_at = ?, ${CLEAR_LEASE} WHERE event_id = ?`,
-    markAsFailed: `UPDATE ${t.inbox} SET status = 'failed', error_message = ?, ${CLEAR_LEASE} WHERE event_id = ?`,
+    // The fenced marks: only while the worker holds the claim, checked in the same statement.
+    markAsProcessedFenced: `UPDATE ${t.inbox} SET status = 'processed', processed_at = ?, ${CLEAR_LEASE}
+WHERE event_id = ? AND status = 'processing' AND claimed_by = ?`,
+    // Unfenced, a processed event is final: failing it would make it claimable again.
+    markAsFailed: `UPDATE ${t.inbox} SET status = 'failed', error_message = ?, ${CLEAR_LEASE}
+WHERE event_id = ? AND status <> 'processed'`,
+    markAsFailedFenced: `UPDATE ${t.inbox} SET status = 'failed', error_message = ?, ${CLEAR_LEASE}
+WHERE event_id = ? AND status = 'processing' AND claimed_by = ?`,
     status: `SELECT status FROM ${t.inbox} WHERE event_id = ?`,
     cleanupBatch: `DELETE FROM ${t.inbox} WHERE seq IN (
   SELECT seq FROM ${t.inbox} INDEXED BY ${t.prefix}inbox_processed

@@ -1,4 +1,5 @@
 import {
+  type FencedOutcome,
   type InboxClaimRequest,
   type InboxClaimResult,
   type InboxEvent,
@@ -137,12 +138,44 @@ export class SqliteInboxRepository extends InboxRepositoryKernel<SqliteDatabase>
    * One statement on the connection: inside the caller's open transaction (`tx` is that
    * connection, checked by the kernel) it commits or rolls back with the handler's writes.
    */
-  protected async setProcessed(eventId: string, now: Date): Promise<boolean> {
-    return this.#client.statement('markAsProcessed').run(now.getTime(), eventId).changes > 0
+  // The caller's transaction, when there is one, is open on this same connection: the
+  // statement joins it, and one writer at a time means no concurrent mark can interleave.
+  protected async setProcessed(
+    eventId: string,
+    now: Date,
+    _tx: SqliteDatabase | undefined,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    const at = now.getTime()
+    return this.#mark(eventId, () =>
+      workerId === undefined
+        ? this.#client.statement('markAsProcessed').run(at, eventId).changes
+        : this.#client.statement('markAsProcessedFenced').run(at, eventId, workerId).changes,
+    )
   }
 
-  protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
-    return this.#client.statement('markAsFailed').run(errorMessage, eventId).changes > 0
+  protected async setFailed(
+    eventId: string,
+    errorMessage: string,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    return this.#mark(eventId, () =>
+      workerId === undefined
+        ? this.#client.statement('markAsFailed').run(errorMessage, eventId).changes
+        : this.#client.statement('markAsFailedFenced').run(errorMessage, eventId, workerId).changes,
+    )
+  }
+
+  /**
+   * One UPDATE with its condition. Not applied: tell "not stored" from "refused" in one atomic
+   * step, trying the write again there, so the answer holds at one instant (as the outbox's).
+   */
+  #mark(eventId: string, write: () => number): FencedOutcome {
+    if (write() > 0) return 'applied'
+    return this.#client.atomic(() => {
+      if (write() > 0) return 'applied'
+      return this.#client.statement('status').get(eventId) === undefined ? 'missing' : 'lost'
+    })
   }
 
   protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {

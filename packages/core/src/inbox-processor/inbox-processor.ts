@@ -1,6 +1,6 @@
 import type { Capabilities } from '../capabilities.js'
 import { type Clock, systemClock } from '../clock.js'
-import { ValidationError } from '../errors.js'
+import { LeaseLostError, ValidationError } from '../errors.js'
 import type { InboxEvent, InboxParams, InboxRepository } from '../inbox.js'
 import { type LoggerOption, resolveLogger, type TxboxLogger } from '../logger.js'
 import {
@@ -176,6 +176,11 @@ export interface InboxProcessorCounters {
   terminated: number
   /** Store calls that failed outside a handler (claim, markAsFailed). */
   storeErrors: number
+  /**
+   * Marks refused with `LeaseLostError`: this worker's lease had expired and another worker
+   * took the event over (a processed mark's transaction rolled back). Put back, never acked.
+   */
+  leaseLost: number
 }
 
 /** A point-in-time view of a processor. */
@@ -251,6 +256,7 @@ export class InboxProcessor<Tx = never> {
     redelivered: 0,
     terminated: 0,
     storeErrors: 0,
+    leaseLost: 0,
   }
 
   /** With a `transaction` runner: the handler's `tx` is the store's open transaction. */
@@ -571,6 +577,7 @@ export class InboxProcessor<Tx = never> {
       return
     }
     const event = claim.event
+    let lostOnMark: LeaseLostError | undefined
     const working = message.working?.bind(message)
     const progress =
       this.#ackProgressEveryMs === undefined || working === undefined
@@ -582,20 +589,33 @@ export class InboxProcessor<Tx = never> {
       const context = { event, headers: message.headers, message }
       const handler = this.#handler
       const transaction = this.#transaction
+      // Fenced by this worker's claim: a worker whose lease expired and whose event another
+      // worker took over gets LeaseLostError inside its transaction, which then rolls back,
+      // so the handler's writes never commit twice.
+      const markProcessed = async (tx: Tx | undefined): Promise<void> => {
+        try {
+          await this.#inbox.markAsProcessed(event.eventId, { tx, workerId: this.workerId })
+        } catch (error) {
+          if (error instanceof LeaseLostError) lostOnMark = error
+          throw error
+        }
+      }
       // Inside the `process` span: the handler's own spans nest under it.
       await trace.process(async () => {
         if (transaction !== undefined) {
           await transaction(async (tx) => {
             await handler({ ...context, tx })
-            await this.#inbox.markAsProcessed(event.eventId, { tx })
+            await markProcessed(tx)
           })
         } else {
           await handler({ ...context, tx: undefined })
-          await this.#inbox.markAsProcessed(event.eventId)
+          await markProcessed(undefined)
         }
       })
     } catch (error) {
-      await this.#failed(message, event, error, trace)
+      if (lostOnMark !== undefined)
+        await this.#leaseLost(message, event, lostOnMark, trace, 'markAsProcessed')
+      else await this.#failed(message, event, error, trace)
       return
     } finally {
       if (progress !== undefined) clearInterval(progress)
@@ -614,8 +634,12 @@ export class InboxProcessor<Tx = never> {
     this.#counters.handlerErrors++
     const errorMessage = messageOf(error).slice(0, MAX_ERROR_MESSAGE)
     try {
-      await this.#inbox.markAsFailed(event.eventId, errorMessage)
+      await this.#inbox.markAsFailed(event.eventId, errorMessage, { workerId: this.workerId })
     } catch (markError) {
+      if (markError instanceof LeaseLostError) {
+        await this.#leaseLost(message, event, markError, trace, 'markAsFailed')
+        return
+      }
       // The claim's lease expires on its own; the redelivery then claims the event again. So
       // it must come back even after its last attempt: terminated now, the event would stay
       // `processing` for good, neither dead-lettered nor delivered again.
@@ -645,6 +669,30 @@ export class InboxProcessor<Tx = never> {
     this.#counters.redelivered++
     this.#logger.warn('handler failed; redelivering', { eventId: event.eventId, error: errorMessage })
     await this.#settle(() => message.nak(this.#delay(attempts)))
+  }
+
+  /**
+   * A mark refused because another worker took the event over after this worker's lease
+   * expired. Never acked: the other worker's handler may still fail, and an acked message
+   * would then never come back. Put back for one lease, so the redelivery finds the event
+   * processed (acked as a duplicate), failed (processed again) or still held (put back).
+   * Never terminated either: this worker's attempt does not count against the event.
+   */
+  async #leaseLost(
+    message: InboxMessage,
+    event: InboxEvent,
+    error: LeaseLostError,
+    trace: MessageTrace,
+    operation: 'markAsProcessed' | 'markAsFailed',
+  ): Promise<void> {
+    this.#counters.leaseLost++
+    this.#counters.redelivered++
+    this.#logger.warn(`inbox.${operation}: lease lost, another worker took the event over; redelivering`, {
+      eventId: event.eventId,
+      error: error.message,
+    })
+    trace.failed(error, false)
+    await this.#settle(() => message.nak(this.#leaseMs))
   }
 
   #delay(deliveryCount: number): number {

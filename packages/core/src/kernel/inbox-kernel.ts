@@ -1,13 +1,15 @@
 import { repeatInBatches } from '../batches.js'
 import { addMs, type Clock, cutoffDays, cutoffMinutes } from '../clock.js'
 import { inboxCounts } from '../counts.js'
-import { EventNotFoundError } from '../errors.js'
+import { EventNotFoundError, LeaseLostError, StorageError } from '../errors.js'
 import {
   type InboxClaimOptions,
   type InboxClaimResult,
   type InboxCounts,
   type InboxEvent,
+  type InboxFenceOptions,
   type InboxParams,
+  type InboxProcessedOptions,
   type InboxRepository,
   type InboxStatus,
   PROCESSING_TIMEOUT_MESSAGE,
@@ -15,6 +17,7 @@ import {
 import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import { Validator } from '../validation.js'
 import {
+  type FencedOutcome,
   type InboxClaimRequest,
   type RepositorySettings,
   type StatusCountRows,
@@ -63,13 +66,30 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
   protected abstract claimDelivery(request: InboxClaimRequest): Promise<InboxClaimResult>
 
   /**
-   * `processed`, `processedAt` = `now`, lease cleared; with `tx`, inside the caller's
-   * transaction. False when the id is not stored.
+   * `processed`, `processedAt` = `now`, lease cleared, in one atomic step that checks the
+   * fence: with `workerId`, only while the event is `processing` and claimed by that worker
+   * (an expired lease nobody took over still counts, as in the outbox). With `tx`, inside the
+   * caller's transaction, the fence evaluated on the row as the transaction's write sees it
+   * (after a concurrent writer's commit), never by a read before the write. Answers
+   * `missing` when the id is not stored, `lost` when the fence refused.
    */
-  protected abstract setProcessed(eventId: string, now: Date, tx: Tx | undefined): Promise<boolean>
+  protected abstract setProcessed(
+    eventId: string,
+    now: Date,
+    tx: Tx | undefined,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome>
 
-  /** `failed` with `errorMessage`, lease cleared. False when the id is not stored. */
-  protected abstract setFailed(eventId: string, errorMessage: string): Promise<boolean>
+  /**
+   * `failed` with `errorMessage`, lease cleared, in one atomic step: with `workerId`, fenced
+   * as `setProcessed`; without, only while the event is not `processed` (processed is final).
+   * Answers `missing` when the id is not stored, `lost` when the condition refused.
+   */
+  protected abstract setFailed(
+    eventId: string,
+    errorMessage: string,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome>
 
   /** Deletes at most `limit` `processed` events with `processedAt < cutoff`; answers how many. */
   protected abstract deleteProcessed(cutoff: Date, limit: number): Promise<number>
@@ -116,22 +136,48 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
     return this.storage('claim', () => this.claimDelivery(request))
   }
 
-  async markAsProcessed(eventId: string, options?: { tx?: Tx | undefined }): Promise<void> {
+  async markAsProcessed(eventId: string, options?: InboxProcessedOptions<Tx>): Promise<void> {
     const id = this.validate.eventId(eventId)
-    const explicit = this.validate.writeOptions(options)?.tx as Tx | undefined
+    const valid = this.validate.writeOptions(options) as { tx?: unknown; workerId?: unknown } | undefined
+    const workerId = this.validate.optionalWorkerId(valid?.workerId)
+    const explicit = valid?.tx as Tx | undefined
     if (explicit !== undefined) this.#ambient?.assertJoinable(explicit)
     const given = explicit ?? this.#ambient?.current()
     const tx = this.#transaction === undefined ? given : this.#transaction(given)
     const now = this.clock()
-    const found = await this.storage('markAsProcessed', () => this.setProcessed(id, now, tx))
-    if (!found) throw new EventNotFoundError(this.adapter, id, 'inbox')
+    const outcome = await this.storage('markAsProcessed', () => this.setProcessed(id, now, tx, workerId))
+    this.#fenceOutcome(outcome, id, workerId, 'markAsProcessed')
   }
 
-  async markAsFailed(eventId: string, errorMessage: string): Promise<void> {
+  async markAsFailed(eventId: string, errorMessage: string, options?: InboxFenceOptions): Promise<void> {
     const id = this.validate.eventId(eventId)
     const message = this.validate.text(errorMessage, 'errorMessage')
-    const found = await this.storage('markAsFailed', () => this.setFailed(id, message))
-    if (!found) throw new EventNotFoundError(this.adapter, id, 'inbox')
+    const workerId = this.validate.fence(options)
+    const outcome = await this.storage('markAsFailed', () => this.setFailed(id, message, workerId))
+    this.#fenceOutcome(outcome, id, workerId, 'markAsFailed')
+  }
+
+  /**
+   * The one mapping of a mark's outcome: not stored is `EventNotFoundError`; a refused fence
+   * is `LeaseLostError`; an unfenced `markAsFailed` of a `processed` event changes nothing
+   * and is not an error (processed is final: the handler's effects committed once).
+   */
+  #fenceOutcome(
+    outcome: FencedOutcome,
+    eventId: string,
+    workerId: string | undefined,
+    operation: 'markAsProcessed' | 'markAsFailed',
+  ): void {
+    if (outcome === 'applied') return
+    if (outcome === 'missing') throw new EventNotFoundError(this.adapter, eventId, 'inbox')
+    if (workerId !== undefined) throw new LeaseLostError(this.adapter, eventId, workerId)
+    if (operation === 'markAsFailed') return
+    throw new StorageError(
+      this.adapter,
+      `inbox.${operation}`,
+      undefined,
+      `the store answered "lease lost" for an unfenced write of ${JSON.stringify(eventId)}`,
+    )
   }
 
   async isProcessed(eventId: string): Promise<boolean> {

@@ -1,7 +1,7 @@
 import { type Clock, systemClock } from '../clock.js'
 import type { InboxClaimResult, InboxEvent, InboxParams } from '../inbox.js'
 import { InboxRepositoryKernel } from '../kernel/inbox-kernel.js'
-import type { InboxClaimRequest, StatusCountRows } from '../kernel/primitives.js'
+import type { FencedOutcome, InboxClaimRequest, StatusCountRows } from '../kernel/primitives.js'
 import { newInboxEvent } from '../new-event.js'
 import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import { type MemoryTransaction, transactionsOf } from './memory-transaction.js'
@@ -98,31 +98,56 @@ export class MemoryInboxRepository extends InboxRepositoryKernel<MemoryTransacti
     return { event: copy(event), shouldProcess: true }
   }
 
+  /** The fence: `workerId` holds the claim while the event is `processing` and claimed by it. */
+  protected holdsClaim(event: StoredInboxEvent, workerId: string | undefined): boolean {
+    return workerId === undefined || (event.status === 'processing' && event.claimedBy === workerId)
+  }
+
   protected async setProcessed(
     eventId: string,
     now: Date,
     tx: MemoryTransaction | undefined,
-  ): Promise<boolean> {
-    if (!this.events.has(eventId)) return false
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    const stored = this.events.get(eventId)
+    if (!stored) return 'missing'
+    if (!this.holdsClaim(stored, workerId)) return 'lost'
+    // This store has no row lock to make a take-over wait for the caller's commit: a fenced
+    // mark in a transaction pins the claim instead (as Redis does), extending a lease shorter
+    // than its own length from now, so no other claim can take the message before the commit.
+    if (tx && workerId !== undefined) this.#pin(stored, now)
     const write = () => {
       const event = this.events.get(eventId)
-      if (!event) return
+      // Checked again at commit: a claim lost anyway (a commit later than a whole lease)
+      // keeps the other worker's row.
+      if (!event || !this.holdsClaim(event, workerId)) return
       event.status = 'processed'
       event.processedAt = now
       this.clearLease(event)
     }
     if (tx) tx.enlist(write)
     else write()
-    return true
+    return 'applied'
   }
 
-  protected async setFailed(eventId: string, errorMessage: string): Promise<boolean> {
+  #pin(event: StoredInboxEvent, now: Date): void {
+    if (event.claimedAt === undefined || event.leaseUntil === undefined) return
+    const pinned = now.getTime() + (event.leaseUntil.getTime() - event.claimedAt.getTime())
+    if (event.leaseUntil.getTime() < pinned) event.leaseUntil = new Date(pinned)
+  }
+
+  protected async setFailed(
+    eventId: string,
+    errorMessage: string,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
     const event = this.events.get(eventId)
-    if (!event) return false
+    if (!event) return 'missing'
+    if (!this.holdsClaim(event, workerId) || event.status === 'processed') return 'lost'
     event.status = 'failed'
     event.errorMessage = errorMessage
     this.clearLease(event)
-    return true
+    return 'applied'
   }
 
   protected async deleteProcessed(cutoff: Date, limit: number): Promise<number> {
