@@ -7,12 +7,15 @@ import {
   cutoffMinutes,
   type EnqueueParams,
   EventNotFoundError,
+  type FencedOutcome,
   type FenceOptions,
   type InboxClaimOptions,
   type InboxClaimResult,
   type InboxCounts,
   type InboxEvent,
+  type InboxFenceOptions,
   type InboxParams,
+  type InboxProcessedOptions,
   LeaseLostError,
   MemoryInboxRepository,
   MemoryOutboxRepository,
@@ -209,7 +212,7 @@ class PhantomWriteOutbox extends MemoryOutboxRepository {
 class PhantomWriteInbox extends MemoryInboxRepository {
   override async markAsProcessed(
     eventId: string,
-    options?: { tx?: MemoryTransaction | undefined },
+    options?: InboxProcessedOptions<MemoryTransaction>,
   ): Promise<void> {
     const tx = options?.tx
     if (!tx || this.events.has(eventId)) return super.markAsProcessed(eventId, options)
@@ -654,9 +657,14 @@ class UnprunedFailedIndexOutbox extends MemoryOutboxRepository {
 class UnprunedFailedIndexInbox extends MemoryInboxRepository {
   readonly #failed = new Set<string>()
 
-  override async markAsFailed(eventId: string, errorMessage: string): Promise<void> {
-    await super.markAsFailed(eventId, errorMessage)
-    this.#failed.add(eventId)
+  override async markAsFailed(
+    eventId: string,
+    errorMessage: string,
+    options?: InboxFenceOptions,
+  ): Promise<void> {
+    await super.markAsFailed(eventId, errorMessage, options)
+    // Indexed when it became failed (a processed message stays processed: nothing to index).
+    if (this.events.get(eventId)?.status === 'failed') this.#failed.add(eventId)
   }
 
   override async resetStale(staleMinutes: number): Promise<number> {
@@ -883,28 +891,61 @@ class IdTieBreakFailedInbox extends MemoryInboxRepository {
 }
 
 /**
+ * The inbox before fenced marks: `markAsProcessed` ignores the worker, so a worker whose
+ * message was taken over and processed by another marks it again (and, with `{ tx }`, commits
+ * its handler's writes a second time).
+ */
+class UnfencedProcessedInbox extends MemoryInboxRepository {
+  protected override setProcessed(
+    eventId: string,
+    now: Date,
+    tx: MemoryTransaction | undefined,
+  ): Promise<FencedOutcome> {
+    return super.setProcessed(eventId, now, tx, undefined)
+  }
+}
+
+/** The fence checked without `{ tx }` only: inside a transaction the late worker's mark goes through. */
+class UnfencedInTransactionInbox extends MemoryInboxRepository {
+  protected override setProcessed(
+    eventId: string,
+    now: Date,
+    tx: MemoryTransaction | undefined,
+    workerId: string | undefined,
+  ): Promise<FencedOutcome> {
+    return super.setProcessed(eventId, now, tx, tx === undefined ? workerId : undefined)
+  }
+}
+
+/**
+ * The inbox before fenced marks: `markAsFailed` ignores the worker and the status, so a late
+ * failure overwrites another worker's `processed` and the next delivery runs the handler again.
+ */
+class UnfencedFailedInbox extends MemoryInboxRepository {
+  protected override async setFailed(eventId: string, errorMessage: string): Promise<FencedOutcome> {
+    const event = this.events.get(eventId)
+    if (!event) return 'missing'
+    event.status = 'failed'
+    event.errorMessage = errorMessage
+    this.clearLease(event)
+    return 'applied'
+  }
+}
+
+/** A fence that also requires a live lease: the holder of an expired lease nobody took over is refused. */
+class LiveLeaseFencedInbox extends MemoryInboxRepository {
+  protected override holdsClaim(event: InboxEvent & { seq: number }, workerId: string | undefined): boolean {
+    if (workerId === undefined) return true
+    const live = event.leaseUntil !== undefined && event.leaseUntil.getTime() > this.clock().getTime()
+    return super.holdsClaim(event, workerId) && live
+  }
+}
+
+/**
  * Cleanup deletes the row but keeps the id's dedupe record (its delivery count), as a store
  * with a separate dedupe key or table that cleanup forgets would: a message received again
  * after cleanup continues the old count instead of starting a new message.
  */
-/** Inbox cleanup keyed on `processedAt` alone: a processed message later marked failed is deleted with it. */
-class StatusBlindCleanupInbox extends MemoryInboxRepository {
-  override async cleanup(olderThanDays: number): Promise<number> {
-    const cutoff = cutoffDays(
-      this.clock(),
-      this.validate.nonNegative(olderThanDays, 'olderThanDays'),
-    ).getTime()
-    let deleted = 0
-    for (const event of [...this.events.values()]) {
-      if (event.processedAt && event.processedAt.getTime() < cutoff) {
-        this.events.delete(event.eventId)
-        deleted++
-      }
-    }
-    return deleted
-  }
-}
-
 class DedupeRecordKeepingInbox extends MemoryInboxRepository {
   readonly #deliveriesOfDeleted = new Map<string, number>()
 
@@ -1189,12 +1230,15 @@ class OutboxWordedNotFoundInbox extends MemoryInboxRepository {
     }
   }
 
-  override markAsProcessed(eventId: string, options?: WriteOptions<MemoryTransaction>): Promise<void> {
+  override markAsProcessed(
+    eventId: string,
+    options?: InboxProcessedOptions<MemoryTransaction>,
+  ): Promise<void> {
     return this.#reworded(() => super.markAsProcessed(eventId, options), eventId)
   }
 
-  override markAsFailed(eventId: string, errorMessage: string): Promise<void> {
-    return this.#reworded(() => super.markAsFailed(eventId, errorMessage), eventId)
+  override markAsFailed(eventId: string, errorMessage: string, options?: InboxFenceOptions): Promise<void> {
+    return this.#reworded(() => super.markAsFailed(eventId, errorMessage, options), eventId)
   }
 }
 
@@ -1581,8 +1625,20 @@ export const brokenAdapters: readonly {
     mustFail: ['inbox.cleanup.no-trace'],
   },
   {
-    target: brokenInboxTarget('status-blind-inbox-cleanup', StatusBlindCleanupInbox),
-    mustFail: ['inbox.cleanup.failed-kept'],
+    target: brokenInboxTarget('unfenced-processed-mark', UnfencedProcessedInbox),
+    mustFail: ['inbox.fence.processed-after-takeover', 'inbox.fence.holder-marks'],
+  },
+  {
+    target: brokenInboxTarget('unfenced-processed-mark-in-tx', UnfencedInTransactionInbox),
+    mustFail: ['inbox.fence.processed-after-takeover'],
+  },
+  {
+    target: brokenInboxTarget('unfenced-failed-mark', UnfencedFailedInbox),
+    mustFail: ['inbox.cleanup.failed-kept', 'inbox.fence.failed-never-overwrites-processed'],
+  },
+  {
+    target: brokenInboxTarget('live-lease-fence', LiveLeaseFencedInbox),
+    mustFail: ['inbox.fence.holder-marks'],
   },
   {
     target: brokenInboxTarget('id-tie-break-failed-inbox', IdTieBreakFailedInbox),

@@ -253,9 +253,12 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
     statements: ['inbox.cleanupBatch'],
     find: "WHERE status = 'processed' AND processed_at < $1",
     replace: 'WHERE processed_at < $1',
-    // A processed message marked failed afterwards keeps its processed_at: a dead letter that
-    // a status-blind cleanup would delete.
-    kills: ['inbox.cleanup.failed-kept'],
+    kills: [],
+    survives: {
+      reason:
+        "equivalent: only a processed row has processed_at (processed is final: markAsFailed never moves it, §3), so processed_at < $1 already implies status = 'processed'",
+      cases: ['inbox.cleanup.failed-kept', 'inbox.cleanup.processed-only'],
+    },
   },
 ]
 

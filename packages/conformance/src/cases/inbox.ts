@@ -1,10 +1,21 @@
-import { expectEqual, expectNoLease, expectSame, storedInbox, storedOutbox } from '../assertions.js'
+import {
+  expectEqual,
+  expectNoLease,
+  expectSame,
+  expectTxboxError,
+  storedInbox,
+  storedOutbox,
+} from '../assertions.js'
 import { defineCase, requiresTransactions } from '../case.js'
 import { FOLDED_PAIRS, inboxEvent, outboxEvent } from '../events.js'
 
 const MINUTE = 60_000
 const DAY = 86_400_000
 const LEASE = { leaseMs: 60_000, workerId: 'inbox-worker' }
+/** The fence cases: worker A's lease expires, worker B takes the message over. */
+const A = 'worker-a'
+const B = 'worker-b'
+const SHORT = 1_000
 
 export const inboxCases = [
   defineCase({
@@ -455,6 +466,178 @@ export const inboxCases = [
       await store.inbox.markAsFailed('i2', 'x')
       expectEqual(await store.inbox.getCountByStatus(), { processing: 2, processed: 1, failed: 1 }, 'counts')
       expectSame(await store.oracle.inboxCount(), 4, 'oracle: four rows')
+    },
+  }),
+  defineCase({
+    id: 'inbox.fence.processed-after-takeover',
+    title:
+      "a worker whose message was taken over cannot mark it processed (LeaseLostError), and with { tx } its handler's writes roll back",
+    async run({ store, clock, capabilities }) {
+      await store.inbox.claim(inboxEvent('taken'), { leaseMs: SHORT, workerId: A })
+      clock.advance(SHORT)
+      expectSame(
+        (await store.inbox.claim(inboxEvent('taken'), { leaseMs: SHORT, workerId: B })).shouldProcess,
+        true,
+        'B takes the expired lease over',
+      )
+      await expectTxboxError(
+        'LeaseLostError',
+        () => store.inbox.markAsProcessed('taken', { workerId: A }),
+        "A's markAsProcessed while B holds the claim",
+      )
+      const heldByB = await storedInbox(store, 'taken')
+      expectSame(heldByB.status, 'processing', "oracle: still processing, A's mark refused")
+      expectSame(heldByB.claimedBy, B, 'oracle: still held by B')
+      clock.advance(5)
+      const processedAt = clock.peekMs()
+      await store.inbox.markAsProcessed('taken', { workerId: B })
+      clock.advance(5)
+      await expectTxboxError(
+        'LeaseLostError',
+        () => store.inbox.markAsProcessed('taken', { workerId: A }),
+        "A's markAsProcessed after B processed the message",
+      )
+      const processed = await storedInbox(store, 'taken')
+      expectSame(processed.status, 'processed', "oracle: B's processed mark stays")
+      expectSame(processed.processedAt?.getTime(), processedAt, "oracle: B's processedAt, not A's")
+      expectNoLease(processed, 'oracle: processed')
+      expectSame(
+        (await store.inbox.claim(inboxEvent('taken'), { leaseMs: SHORT, workerId: A })).shouldProcess,
+        false,
+        'a redelivery is a duplicate',
+      )
+      if (capabilities.transactions === 'none') return
+      // The duplicate effect itself: A's handler writes in its transaction, then its fenced
+      // mark fails, so the transaction rolls back and the handler's write never commits.
+      await store.inbox.claim(inboxEvent('taken-tx'), { leaseMs: SHORT, workerId: A })
+      clock.advance(SHORT)
+      await store.inbox.claim(inboxEvent('taken-tx'), { leaseMs: SHORT, workerId: B })
+      await store.transaction(async (tx) => {
+        await store.outbox.findOrCreate(outboxEvent('effect-of-b'), { tx })
+        await store.inbox.markAsProcessed('taken-tx', { tx, workerId: B })
+      })
+      await expectTxboxError(
+        'LeaseLostError',
+        () =>
+          store.transaction(async (tx) => {
+            await store.outbox.findOrCreate(outboxEvent('effect-of-a'), { tx })
+            await store.inbox.markAsProcessed('taken-tx', { tx, workerId: A })
+          }),
+        "A's markAsProcessed with { tx } after B processed the message",
+      )
+      expectSame(await store.oracle.outbox('effect-of-a'), null, "oracle: A's handler write rolled back")
+      await storedOutbox(store, 'effect-of-b')
+      const once = await storedInbox(store, 'taken-tx')
+      expectSame(once.status, 'processed', 'oracle: processed once, by B')
+    },
+  }),
+  defineCase({
+    id: 'inbox.fence.failed-never-overwrites-processed',
+    title:
+      'markAsFailed never turns a processed message into a failed one: fenced it is LeaseLostError, unfenced it changes nothing',
+    async run({ store, clock }) {
+      await store.inbox.claim(inboxEvent('done-by-b'), { leaseMs: SHORT, workerId: A })
+      clock.advance(SHORT)
+      await store.inbox.claim(inboxEvent('done-by-b'), { leaseMs: SHORT, workerId: B })
+      await expectTxboxError(
+        'LeaseLostError',
+        () => store.inbox.markAsFailed('done-by-b', 'A timed out', { workerId: A }),
+        "A's markAsFailed while B holds the claim",
+      )
+      const heldByB = await storedInbox(store, 'done-by-b')
+      expectSame(heldByB.status, 'processing', "oracle: still processing, A's mark refused")
+      expectSame(heldByB.claimedBy, B, 'oracle: still held by B')
+      expectSame(heldByB.errorMessage, undefined, 'oracle: no error message')
+      await store.inbox.markAsProcessed('done-by-b', { workerId: B })
+      await expectTxboxError(
+        'LeaseLostError',
+        () => store.inbox.markAsFailed('done-by-b', 'A failed late', { workerId: A }),
+        "A's markAsFailed after B processed the message",
+      )
+      await expectTxboxError(
+        'LeaseLostError',
+        () => store.inbox.markAsFailed('done-by-b', 'B failed after processing', { workerId: B }),
+        "B's own markAsFailed after it processed the message (it no longer holds a claim)",
+      )
+      await store.inbox.markAsFailed('done-by-b', 'an unfenced late failure')
+      const processed = await storedInbox(store, 'done-by-b')
+      expectSame(processed.status, 'processed', 'oracle: processed is final')
+      expectSame(processed.errorMessage, undefined, 'oracle: no error message written')
+      expectEqual(await store.inbox.getFailedEvents(), [], 'nothing listed as failed')
+      expectEqual(
+        await store.inbox.getCountByStatus(),
+        { processing: 0, processed: 1, failed: 0 },
+        'counts: one processed',
+      )
+      expectSame(
+        (await store.inbox.claim(inboxEvent('done-by-b'), { leaseMs: SHORT, workerId: A })).shouldProcess,
+        false,
+        'a redelivery is a duplicate: the handler does not run again',
+      )
+      await expectTxboxError(
+        'EventNotFoundError',
+        () => store.inbox.markAsFailed('not-stored', 'x', { workerId: A }),
+        'fenced markAsFailed of an unknown id',
+      )
+      await expectTxboxError(
+        'EventNotFoundError',
+        () => store.inbox.markAsProcessed('not-stored', { workerId: A }),
+        'fenced markAsProcessed of an unknown id',
+      )
+      expectSame(await store.oracle.inbox('not-stored'), null, 'oracle: the unknown id is not created')
+    },
+  }),
+  defineCase({
+    id: 'inbox.fence.holder-marks',
+    title:
+      'the worker holding the claim marks the message processed or failed with its workerId (also after its lease expired, while nobody took it over)',
+    async run({ store, clock, capabilities }) {
+      await store.inbox.claim(inboxEvent('held'), { leaseMs: SHORT, workerId: A })
+      clock.advance(5)
+      await store.inbox.markAsProcessed('held', { workerId: A })
+      const processed = await storedInbox(store, 'held')
+      expectSame(processed.status, 'processed', 'oracle: processed by its holder')
+      expectSame(processed.processedAt?.getTime(), clock.peekMs(), 'oracle: processedAt = now')
+      expectNoLease(processed, 'oracle: processed')
+      await expectTxboxError(
+        'LeaseLostError',
+        () => store.inbox.markAsProcessed('held', { workerId: A }),
+        'a second fenced mark: the claim ended with the first',
+      )
+      await store.inbox.claim(inboxEvent('expired-held'), { leaseMs: SHORT, workerId: A })
+      clock.advance(SHORT * 5)
+      await store.inbox.markAsFailed('expired-held', 'handler crashed', { workerId: A })
+      const failed = await storedInbox(store, 'expired-held')
+      expectSame(failed.status, 'failed', 'oracle: an expired lease nobody took over is still held')
+      expectSame(failed.errorMessage, 'handler crashed', 'oracle: errorMessage')
+      expectNoLease(failed, 'oracle: failed')
+      await store.inbox.claim(inboxEvent('bad-worker'), { leaseMs: SHORT, workerId: A })
+      for (const [workerId, label] of [
+        ['', 'an empty workerId'],
+        [42, 'a workerId that is not a string'],
+      ] as const) {
+        await expectTxboxError(
+          'ValidationError',
+          () => store.inbox.markAsProcessed('bad-worker', { workerId: workerId as unknown as string }),
+          `markAsProcessed with ${label}`,
+        )
+        await expectTxboxError(
+          'ValidationError',
+          () => store.inbox.markAsFailed('bad-worker', 'x', { workerId: workerId as unknown as string }),
+          `markAsFailed with ${label}`,
+        )
+      }
+      const untouched = await storedInbox(store, 'bad-worker')
+      expectSame(untouched.status, 'processing', 'oracle: refused before any write')
+      expectSame(untouched.claimedBy, A, 'oracle: still held by A')
+      if (capabilities.transactions === 'none') return
+      await store.inbox.claim(inboxEvent('held-tx'), { leaseMs: SHORT, workerId: A })
+      await store.transaction(async (tx) => {
+        await store.outbox.findOrCreate(outboxEvent('effect-of-holder'), { tx })
+        await store.inbox.markAsProcessed('held-tx', { tx, workerId: A })
+      })
+      expectSame((await storedInbox(store, 'held-tx')).status, 'processed', 'oracle: processed with { tx }')
+      await storedOutbox(store, 'effect-of-holder')
     },
   }),
 ]

@@ -167,21 +167,26 @@ export const ruleCases2 = [
   defineCase({
     id: 'inbox.cleanup.failed-kept',
     title:
-      'inbox cleanup deletes processed messages only: a processed message later marked failed keeps its processedAt but is a dead letter, and stays',
+      'inbox cleanup deletes processed messages only: a dead letter as old stays, and a processed message stays processed (a late markAsFailed changes nothing) until cleanup deletes it',
     async run({ store, clock }) {
       const lease = { leaseMs: 60_000, workerId: 'w' }
-      for (const id of ['done', 'refailed']) {
-        await store.inbox.claim(inboxEvent(id), lease)
-        await store.inbox.markAsProcessed(id)
-      }
-      await store.inbox.markAsFailed('refailed', 'side effect reverted by an operator')
-      const before = await storedInbox(store, 'refailed')
-      expectSame(before.status, 'failed', 'oracle: the message is failed')
+      for (const id of ['done', 'refailed', 'dead']) await store.inbox.claim(inboxEvent(id), lease)
+      for (const id of ['done', 'refailed']) await store.inbox.markAsProcessed(id)
+      await store.inbox.markAsFailed('dead', 'handler failed')
+      // Processed is final (§3): a late failure report of a processed message changes nothing.
+      await store.inbox.markAsFailed('refailed', 'a late failure of a superseded attempt')
+      expectSame((await storedInbox(store, 'refailed')).status, 'processed', 'oracle: still processed')
+      const before = await storedInbox(store, 'dead')
       clock.advance(2 * 86_400_000)
-      expectSame(await store.inbox.cleanup(1), 1, 'cleanup deletes the processed message only')
+      expectSame(await store.inbox.cleanup(1), 2, 'cleanup deletes the processed messages only')
       expectSame(await store.oracle.inbox('done'), null, 'oracle: the processed message is gone')
-      expectEqual(await storedInbox(store, 'refailed'), before, 'oracle: the failed message is untouched')
-      expectIds(await store.inbox.getFailedEvents(), ['refailed'], 'the dead letter is still listed')
+      expectSame(
+        await store.oracle.inbox('refailed'),
+        null,
+        'oracle: the late-failed processed message is gone',
+      )
+      expectEqual(await storedInbox(store, 'dead'), before, 'oracle: the failed message is untouched')
+      expectIds(await store.inbox.getFailedEvents(), ['dead'], 'the dead letter is still listed')
     },
   }),
   defineCase({
