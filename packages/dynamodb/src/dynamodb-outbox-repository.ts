@@ -73,10 +73,21 @@ const MAX_KEY_ATTEMPTS = 50
  * update, so 50 events always fit in DynamoDB's 100 actions.
  */
 const KEYED_PER_TRANSACTION = MAX_TRANSACTION_ACTIONS / 2
+/** The same when events may also be parked at enqueue (a third action: their predecessor's `nextEventId`). */
+const KEYED_PER_PARKING_TRANSACTION = Math.floor(MAX_TRANSACTION_ACTIONS / 3)
+/** Keyed enqueues, while parking at enqueue is off, between two that try it again. */
+const PARKING_PROBE_EVERY = 16
 /** Ordering keys whose last counter value an outbox instance remembers (see `#counters`). */
 const COUNTER_CACHE = 10_000
 /** Room kept in a keyed transaction for the counter items (a key and an id each, at their longest). */
 const COUNTER_BYTES = 2 * 1024
+/**
+ * Weight of the latest keyed enqueue in `#unknownKeysStored` (an exponential average), and
+ * the average from which an instance reads the counters of keys it does not remember
+ * instead of taking them for new keys.
+ */
+const GUESS_WEIGHT = 0.25
+const GUESS_LIMIT = 0.5
 /** Under contention a claim picks from a window up to 2^MAX_SPREAD times the batch it wants. */
 const MAX_SPREAD = 4
 
@@ -113,8 +124,30 @@ const NOT_STORED = 'attribute_not_exists(#pk)'
 /** The attributes that put an event in the claim index; removed when it can no longer be claimed. */
 const LEAVE_DUE = `#gsi1pk, #gsi1sk, #dueAt, ${UNPARK_ATTRIBUTES}`
 
-/** What each action of a keyed enqueue's transaction is: the key's counter, or an event's put. */
-type KeyedAction = { kind: 'counter'; key: string } | { kind: 'put'; base: Item }
+/**
+ * What each action of a keyed enqueue's transaction is: the key's counter, an event's put,
+ * or the `nextEventId` of the key's last event, behind which the first new event is parked.
+ */
+type KeyedAction =
+  | { kind: 'counter'; key: string }
+  | { kind: 'put'; base: Item }
+  | { kind: 'prev'; key: string }
+
+/** What the chunks of one keyed enqueue share (see `#insertKeyed`). */
+interface KeyedRound {
+  /** Each key's counter as known: updated as chunks commit or come back cancelled. */
+  counters: Map<string, KeyCounter>
+  /** The answer: stored and stored-before events by id. */
+  found: Map<string, OutboxEvent>
+  nowMs: number
+  /** Keys taken for new without a read, and those of them that had a counter after all. */
+  guessed: ReadonlySet<string>
+  guessedWrong: Set<string>
+  /** Whether new events are parked at enqueue behind a predecessor; how often that was tried, and failed. */
+  parking: boolean
+  parksTried: number
+  parksFailed: number
+}
 
 /**
  * The outbox on DynamoDB. Each event is one item (`pk = ob#e#<eventId>`); two sparse,
@@ -138,6 +171,23 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
    * transaction. Only a guess: the transaction's condition checks it.
    */
   readonly #counters = new Map<string, KeyCounter>()
+  /**
+   * How often, lately, a keyed enqueue met a stored counter among the keys this instance did
+   * not remember (0..1, see GUESS_WEIGHT). While it is low, such keys are taken for new keys
+   * without reading their counters first (the transaction's condition that the counter does
+   * not exist checks the guess; a wrong guess costs a cancelled round whose reasons return
+   * the stored counters); once it is high, they are read first (one BatchGetItem).
+   */
+  #unknownKeysStored = 0
+  /**
+   * How often, lately, the last event of a key was no longer pending or publishing when an
+   * enqueue of the key tried to park its new event behind it (0..1, averaged like
+   * `#unknownKeysStored`). While it is low, keyed enqueues park their events at once (the
+   * key has a backlog: claims then read only heads); once high, they leave that to the
+   * claims, and try again every PARKING_PROBE_EVERY calls.
+   */
+  #predecessorsReleased = 0
+  #keyedCalls = 0
 
   /** `ambient` is internal: the `store.transaction` that `createDynamoDbStore` gives both repositories. */
   constructor(options: DynamoDbStoreOptions, ambient?: AmbientTransactions<TransactWriteItem[]>) {
@@ -153,6 +203,11 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       const oldest = this.#counters.keys().next()
       if (!oldest.done) this.#counters.delete(oldest.value)
     }
+  }
+
+  /** Records whether the keys a keyed enqueue did not remember had stored counters (see `#unknownKeysStored`). */
+  #learnUnknownKeys(stored: boolean): void {
+    this.#unknownKeysStored += GUESS_WEIGHT * ((stored ? 1 : 0) - this.#unknownKeysStored)
   }
 
   /** The enqueue-order key: time, then this process's sequence (docs/CONTRACT.md §4). */
@@ -277,31 +332,56 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
 
   /**
    * Inserts keyed events (whatever `batchEnqueue` says: a keySeq needs its counter written
-   * in the same transaction). Reads the keys' counters (one BatchGetItem), then per chunk of
-   * up to 50 events one TransactWriteItems: each key's counter update, conditioned on the
-   * value read, and the events' conditional puts. A cancelled chunk is rebuilt from its
-   * cancellation reasons: a counter that moved (another enqueue of the key committed) is
-   * taken from the reason (ALL_OLD) and the chunk chained again after it; a stored id
+   * in the same transaction). Takes the keys' counters as remembered, guessed new, or read
+   * (one BatchGetItem; see `#unknownKeysStored`), then per chunk of up to 50 events (33 when
+   * parking) one TransactWriteItems: each key's counter update, conditioned on the value
+   * taken, the events' conditional puts, and, while keys have backlogs (see
+   * `#predecessorsReleased`), the `nextEventId` of each key's last event, conditioned on it
+   * still holding the key, so that the key's first new event is parked behind it at once.
+   * A cancelled chunk is rebuilt from its cancellation reasons: a counter that moved (another
+   * enqueue of the key committed, or a wrong guess) is taken from the reason (ALL_OLD) and
+   * the chunk chained again after it; a stored id
    * (duplicate) is answered as stored and left out, so it takes no keySeq and leaves no
-   * hole; a conflicting transaction is waited out. Optimistic concurrency, bounded by
+   * hole; a predecessor that no longer holds its key gets no parked event in the next round;
+   * a conflicting transaction is waited out. Optimistic concurrency, bounded by
    * MAX_KEY_ATTEMPTS, then a retryable conflict.
    */
   async #insertKeyed(items: readonly Item[], nowMs: number): Promise<OutboxEvent[]> {
     if (items.length === 0) return []
     const keyOf = (item: Item): string => requiredStr(item, 'orderingKey')
     const keys = [...new Set(items.map(keyOf))]
-    // Counters this instance wrote or saw last are taken as they were; only the others are
-    // read. A counter that moved since cancels the round and comes back in its reason.
+    // Counters this instance wrote or saw last are taken as they were. The others are taken
+    // for new keys (no counter item) while that guess has been right lately, else read. A
+    // counter that is not what was taken cancels the round and comes back in its reason.
     const unknown = keys.filter((key) => !this.#counters.has(key))
+    const guess = unknown.length > 0 && this.#unknownKeysStored < GUESS_LIMIT
     const read =
-      unknown.length > 0 ? await this.#db.batchGet(unknown.map(keyCounterPk)) : new Map<string, Item>()
+      unknown.length > 0 && !guess
+        ? await this.#db.batchGet(unknown.map(keyCounterPk))
+        : new Map<string, Item>()
+    if (unknown.length > 0 && !guess) this.#learnUnknownKeys(read.size > 0)
     const counters = new Map(
       keys.map((key) => [key, this.#counters.get(key) ?? counterOf(read.get(keyCounterPk(key)))]),
     )
-    const found = new Map<string, OutboxEvent>()
+    this.#keyedCalls++
+    const round: KeyedRound = {
+      counters,
+      found: new Map<string, OutboxEvent>(),
+      nowMs,
+      guessed: new Set(guess ? unknown : []),
+      guessedWrong: new Set<string>(),
+      parking: this.#predecessorsReleased < GUESS_LIMIT || this.#keyedCalls % PARKING_PROBE_EVERY === 0,
+      parksTried: 0,
+      parksFailed: 0,
+    }
+    // Parking at enqueue needs a third action per event only when a key has events already.
+    const perTransaction =
+      round.parking && (items.length > keys.length || [...counters.values()].some((c) => c.lastSeq > 0))
+        ? KEYED_PER_PARKING_TRANSACTION
+        : KEYED_PER_TRANSACTION
     const chunks = boundedChunks(items, {
-      maxItems: KEYED_PER_TRANSACTION,
-      maxBytes: MAX_TRANSACTION_ITEM_BYTES - KEYED_PER_TRANSACTION * COUNTER_BYTES,
+      maxItems: perTransaction,
+      maxBytes: MAX_TRANSACTION_ITEM_BYTES - perTransaction * 2 * COUNTER_BYTES,
       sizeOf: (item) => itemBytes(item) + chainBytes(keyOf(item)),
     })
     // Chunks that share no key are independent: each wave runs its chunks at once, and a
@@ -316,9 +396,13 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       waves[wave] = [...(waves[wave] ?? []), chunk]
       for (const key of chunkKeys) waveOfKey.set(key, wave)
     }
-    for (const wave of waves)
-      await Promise.all(wave.map((chunk) => this.#commitKeyed(chunk, counters, found, nowMs)))
-    return items.map((item) => found.get(requiredStr(item, 'eventId')) as OutboxEvent)
+    for (const wave of waves) await Promise.all(wave.map((chunk) => this.#commitKeyed(chunk, round)))
+    if (guess) this.#learnUnknownKeys(round.guessedWrong.size > 0)
+    if (round.parksTried > 0) {
+      const released = round.parksFailed / round.parksTried
+      this.#predecessorsReleased += GUESS_WEIGHT * (released - this.#predecessorsReleased)
+    }
+    return items.map((item) => round.found.get(requiredStr(item, 'eventId')) as OutboxEvent)
   }
 
   /**
@@ -326,12 +410,10 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
    * TransactWriteItems, rebuilt from the cancellation reasons until it commits (see
    * `#insertKeyed`). Stored and stored-before events go into `found`.
    */
-  async #commitKeyed(
-    chunk: readonly Item[],
-    counters: Map<string, KeyCounter>,
-    found: Map<string, OutboxEvent>,
-    nowMs: number,
-  ): Promise<void> {
+  async #commitKeyed(chunk: readonly Item[], round: KeyedRound): Promise<void> {
+    const { counters, found, nowMs, guessed, guessedWrong } = round
+    // Keys whose last event was found released: their new events go to the claim index.
+    const released = new Set<string>()
     const keyOf = (item: Item): string => requiredStr(item, 'orderingKey')
     let pending = chunk
     for (let attempt = 1; pending.length > 0; attempt++) {
@@ -350,9 +432,36 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
       const advanced = new Map<string, KeyCounter>()
       for (const [key, group] of groups) {
         const counter = counters.get(key) ?? counterOf(undefined)
-        const { items: linked, next } = this.#chain(key, group, counter, nowMs)
+        const prevId = counter.lastSeq > 0 ? counter.lastEventId : undefined
+        // Not behind an id this round puts again (a duplicate of the key's last event): one
+        // transaction cannot write one item twice, and the put is answered as stored anyway.
+        const park =
+          round.parking &&
+          prevId !== undefined &&
+          !released.has(key) &&
+          !pending.some((item) => item.eventId?.S === prevId)
+        const { items: linked, next } = this.#chain(key, group, counter, nowMs, park)
         actions.push(this.#db.updateAction(keyCounterPk(key), counterSpec(counter, next), true))
         roles.push({ kind: 'counter', key })
+        if (park && prevId !== undefined) {
+          // Parked behind the key's last event, in the same instant as that event learns of
+          // it (the write that makes it sent or failed puts this one back), while it holds
+          // the key; if it no longer does, the round is cancelled and goes to the claim index.
+          const holding = holdingCondition({
+            orderingKey: key,
+            keySeq: counter.lastSeq + 1,
+            prevEventId: prevId,
+          })
+          actions.push(
+            this.#db.updateAction(outboxPk(prevId), {
+              update: 'SET #nextEventId = :next',
+              condition: holding.condition,
+              values: { ...holding.values, ':next': S(requiredStr(group[0] as Item, 'eventId')) },
+            }),
+          )
+          roles.push({ kind: 'prev', key })
+          round.parksTried++
+        }
         group.forEach((base, index) => {
           actions.push(this.#db.putAction(linked[index] as Item, NOT_STORED, true))
           roles.push({ kind: 'put', base })
@@ -376,7 +485,11 @@ export class DynamoDbOutboxRepository extends OutboxRepositoryKernel<TransactWri
         const role = roles[index] as KeyedAction
         if (reason.code === 'ConditionalCheckFailed') {
           lostRace = false
-          if (role.kind === 'counter') {
+          if (role.kind === 'prev') {
+            released.add(role.key)
+            round.parksFailed++
+          } else if (role.kind === 'counter') {
+            if (guessed.has(role.key) && reason.item) guessedWrong.add(role.key)
             counters.set(role.key, counterOf(reason.item))
             this.#counters.delete(role.key)
           } else if (reason.item) {

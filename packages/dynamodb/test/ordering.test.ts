@@ -118,6 +118,35 @@ describe.skipIf(!url)(`ordering keys on DynamoDB Local${url ? '' : ` (skipped: $
     await expectChain('k', 4)
   })
 
+  it('keys an instance does not remember are taken for new ones until that guess keeps failing, then read first', async () => {
+    const { store, tableName, clock, expectChain } = await freshStore()
+    const keys = Array.from({ length: 8 }, (_, index) => `k${index}`)
+    await store.outbox.findOrCreateMany(keys.map((key) => keyed(`${key}-1`, key)))
+    const client = server.client()
+    const sent: string[] = []
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        sent.push(context.commandName ?? '?')
+        return next(args)
+      },
+      { step: 'initialize', name: 'countCommands' },
+    )
+    const other = createDynamoDbStore({ client, tableName, clock: clock.now })
+    const commandsOf = async (key: string) => {
+      sent.length = 0
+      const [event] = await other.outbox.findOrCreateMany([keyed(`${key}-2`, key)])
+      expect(event?.keySeq).toBe(2)
+      return sent.join(',')
+    }
+    // A guess that the key is new: cancelled by the stored counter, chained again after it.
+    expect(await commandsOf('k0')).toBe('TransactWriteItemsCommand,TransactWriteItemsCommand')
+    expect(await commandsOf('k1')).toBe('TransactWriteItemsCommand,TransactWriteItemsCommand')
+    expect(await commandsOf('k2')).toBe('TransactWriteItemsCommand,TransactWriteItemsCommand')
+    // Three wrong guesses in a row: the counters of unknown keys are read first.
+    expect(await commandsOf('k3')).toBe('BatchGetItemCommand,TransactWriteItemsCommand')
+    for (const key of keys) await expectChain(key, key <= 'k3' ? 2 : 1)
+  })
+
   it('a large batch: one key across several transactions keeps input order, many keys commit in parallel chunks', async () => {
     const { store, expectChain } = await freshStore()
     const params = [
@@ -192,6 +221,35 @@ describe.skipIf(!url)(`ordering keys on DynamoDB Local${url ? '' : ` (skipped: $
     expect(back?.unparkPk).toBeUndefined()
     expect((await store.outbox.claim(lease('w2'))).map((e) => [e.eventId, e.orderingKey, e.keySeq])).toEqual([
       ['b', 'k', 2],
+    ])
+  })
+
+  it("an enqueue parks its event behind the key's last event while that one holds the key, else files it for claims", async () => {
+    const { store, raw } = await freshStore({ shards: 1 })
+    await store.outbox.findOrCreate(keyed('a', 'k'))
+    await store.outbox.findOrCreate(keyed('b', 'k'))
+    // a is pending: b is parked at once, named in a's nextEventId, and a claim reads only a.
+    const parked = await raw('ob#e#b')
+    expect(parked?.gsi1pk?.S).toBe('ob#timed#0')
+    expect(parked?.unparkPk?.S).toBe('ob#ready#0')
+    expect((await raw('ob#e#a'))?.nextEventId?.S).toBe('b')
+    expect((await store.outbox.findPending()).map((e) => e.eventId)).toEqual(['a', 'b'])
+    expect((await store.outbox.claim(lease('w'))).map((e) => e.eventId)).toEqual(['a'])
+    expect(await store.outbox.markManyAsSent(['a'], { workerId: 'w' })).toEqual([])
+    expect((await raw('ob#e#b'))?.gsi1pk?.S).toBe('ob#ready#0')
+    expect((await store.outbox.claim(lease('w'))).map((e) => [e.eventId, e.keySeq])).toEqual([['b', 2]])
+    expect(await store.outbox.markManyAsSent(['b'], { workerId: 'w' })).toEqual([])
+    // b is sent: c (enqueued after) is not parked behind it but filed in the claim index.
+    await store.outbox.findOrCreate(keyed('c', 'k'))
+    expect((await raw('ob#e#c'))?.gsi1pk?.S).toBe('ob#ready#0')
+    expect((await raw('ob#e#b'))?.nextEventId).toBeUndefined()
+    expect((await store.outbox.claim(lease('w'))).map((e) => [e.eventId, e.keySeq])).toEqual([['c', 3]])
+    // The key's last event enqueued again (pending, so parking is on): answered as stored.
+    await store.outbox.findOrCreate(keyed('d', 'k'))
+    const again = await store.outbox.findOrCreateMany([keyed('d', 'k', 'other'), keyed('e', 'k')])
+    expect(again.map((e) => [e.eventId, e.keySeq, e.payload])).toEqual([
+      ['d', 4, event('d').payload],
+      ['e', 5, event('e').payload],
     ])
   })
 
