@@ -34,6 +34,8 @@ import { compareSeq, toDateTime, toOutboxEvent } from './rows.js'
 import {
   chunk,
   insertSize,
+  type KeyRow,
+  keyRow,
   MAX_INSERT_BYTES,
   MAX_INSERT_ROWS,
   MAX_LIST,
@@ -70,24 +72,23 @@ interface Candidate {
  * reset (NULL), as is a key with nothing pending or publishing (its next enqueue).
  */
 const keyHead = (
-  row: Row,
+  row: KeyRow,
   deadLettersBlockKeys: boolean,
 ):
   | { candidate: Candidate; dueAt?: undefined; held?: undefined }
   | { candidate?: undefined; dueAt: string | null; held: boolean } => {
-  const key = String(row.ordering_key)
   // "key_seq seq" and "key_seq seq lease_until" (date and time: two more words).
-  const pending = row.pending_head === null ? undefined : String(row.pending_head).split(' ')
-  const publishing = row.publishing_head === null ? undefined : String(row.publishing_head).split(' ')
+  const pending = row.pendingHead?.split(' ')
+  const publishing = row.publishingHead?.split(' ')
   const useful = [pending, publishing].filter((head): head is string[] => head !== undefined)
   const [head] = useful.sort((a, b) => Number(a[0]) - Number(b[0]))
   if (head === undefined) return { dueAt: null, held: false }
   const [keySeq = '', seq = ''] = head
-  const held = row.failed_head !== null && Number(row.failed_head) < Number(keySeq)
-  if (held && deadLettersBlockKeys) return { dueAt: String(row.head_at), held }
+  const held = row.failedHead !== null && Number(row.failedHead) < Number(keySeq)
+  if (held && deadLettersBlockKeys) return { dueAt: row.headAt, held }
   const status = head === pending ? 'pending' : 'publishing'
   if (status === 'publishing' && head.length < 4) return { dueAt: null, held }
-  return { candidate: { key, seq, keySeq, status, held } }
+  return { candidate: { key: row.orderingKey, seq, keySeq, status, held } }
 }
 
 /**
@@ -427,34 +428,33 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
   }: ClaimRequest): Promise<OutboxEvent[]> {
     const nowText = toDateTime(now)
     const leaseText = toDateTime(leaseUntil)
-    const dueKeys = deadLettersBlockKeys
-      ? this.sql.dueKeys.deadLettersBlock
-      : this.sql.dueKeys.deadLettersSkip
+    const start = deadLettersBlockKeys
+      ? this.sql.claimStart.deadLettersBlock
+      : this.sql.claimStart.deadLettersSkip
     return this.run.transaction(async (connection) => {
       // Locked keys with when each is due next and whether a dead letter holds it.
       const parked = new Map<string, { headAt: string | null; held: boolean }>()
       // Candidate heads by seq.
       const candidates = new Map<string, Candidate>()
-      const keyParams = deadLettersBlockKeys
-        ? [nowText, limitParam(limit)]
-        : [nowText, limitParam(limit), nowText, limitParam(limit)]
-      for (const row of await selectRows(connection, dueKeys, keyParams)) {
+      const scan = [nowText, limitParam(limit)]
+      const params = deadLettersBlockKeys ? [...scan, ...scan, ...scan] : [...scan, ...scan, ...scan, ...scan]
+      const locked: Row[] = []
+      for (const row of await selectRows(connection, start, params)) {
+        if (row.status !== 'key') {
+          locked.push(row)
+          continue
+        }
+        const key = keyRow(row)
         // Written since the snapshot the subqueries read: what they say may be out of date.
-        if (String(row.version) !== String(row.seen_version)) continue
-        const key = String(row.ordering_key)
-        const head = keyHead(row, deadLettersBlockKeys)
-        if (head.candidate === undefined) parked.set(key, { headAt: head.dueAt, held: head.held })
+        if (key.version !== key.seenVersion) continue
+        const head = keyHead(key, deadLettersBlockKeys)
+        if (head.candidate === undefined) parked.set(key.orderingKey, { headAt: head.dueAt, held: head.held })
         else candidates.set(head.candidate.seq, head.candidate)
       }
       const seqs = [...candidates.keys()]
-      const unkeyedParams = [nowText, limitParam(limit), nowText, limitParam(limit)]
-      const locked =
-        seqs.length === 0
-          ? await selectRows(connection, this.sql.claimUnkeyed, unkeyedParams)
-          : await selectRows(connection, this.sql.claimHeads(seqs.length), [
-              ...unkeyedParams,
-              ...padList(seqs),
-            ])
+      for (const part of chunk(seqs, MAX_LIST)) {
+        locked.push(...(await selectRows(connection, this.sql.claimHeads(part.length), padList(part))))
+      }
       const rows: Row[] = []
       const taken = new Set<string>()
       for (const row of locked) {

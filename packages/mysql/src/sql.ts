@@ -140,17 +140,20 @@ export const outboxSql = (table: string, keysTable: string) => {
   // key: `seen_version` is the key's row in that snapshot, `version` the row locked, and a key
   // whose two differ is left as it is (every write that adds an event of the key or changes
   // one's status raises the version in its transaction).
-  const dueKeys = (where: string, index: string) =>
-    `(SELECT k.ordering_key, k.version, k.head_at, (SELECT s.version FROM ${keys} AS s WHERE s.ordering_key = k.ordering_key) AS seen_version, ${first('pending', "CONCAT(l.key_seq, ' ', l.seq)")} AS pending_head, ${first('publishing', "CONCAT_WS(' ', l.key_seq, l.seq, l.lease_until)")} AS publishing_head, ${first('failed', 'l.key_seq')} AS failed_head FROM ${keys} AS k FORCE INDEX (${index}) WHERE ${where} AND k.head_at <= ? ORDER BY k.head_at LIMIT ? FOR UPDATE SKIP LOCKED)`
-  // Part 2: events without a key, one index range scan per claimable status in one statement
-  // (an OR across the two would make the server sort every candidate, and a locking read locks
-  // every row it examines): expired leases through ix_lease, whose range holds only matching
-  // rows (they are rare: a crashed relay's events; keyed ones are part 1's); due pending rows
-  // through ix_key_head's NULL prefix, in seq order (the index's entries end with the primary
-  // key), stopping after `limit`: the events of keys are never walked. And the heads part 1
-  // chose, by seq. Rows another claimer holds are skipped, never waited for: claimers never
-  // return the same row and never block each other. The whole rows are read here, locked, so
-  // the claimed events need no read after the UPDATE.
+  // Its rows come in the same statement as part 2's first rows, under the outbox's column
+  // names, with status 'key' (see keyRow).
+  const dueKeys = (where: string) =>
+    `(SELECT NULL, NULL, ${first('pending', "CONCAT(l.key_seq, ' ', l.seq)")}, ${first('publishing', "CONCAT_WS(' ', l.key_seq, l.seq, l.lease_until)")}, CAST(${first('failed', 'l.key_seq')} AS CHAR), 'key', NULL, k.head_at, NULL, CAST((SELECT s.version FROM ${keys} AS s WHERE s.ordering_key = k.ordering_key) AS CHAR), NULL, NULL, NULL, NULL, k.ordering_key, k.version FROM ${keys} AS k FORCE INDEX (ix_ready) WHERE ${where} AND k.head_at <= ? ORDER BY k.head_at LIMIT ? FOR UPDATE SKIP LOCKED)`
+  // Part 2: events without a key, one index range scan per claimable status (an OR across
+  // the two would make the server sort every candidate, and a locking read locks every row it
+  // examines): expired leases through ix_lease, whose range holds only matching rows (they are
+  // rare: a crashed relay's events; keyed ones are part 1's); due pending rows through
+  // ix_key_head's NULL prefix, in seq order (the index's entries end with the primary key),
+  // stopping after `limit`: the events of keys are never walked. It runs in one statement with
+  // part 1 (these first), and the heads part 1 chose are locked by seq in a second one. Rows
+  // another claimer holds are skipped, never waited for: claimers never return the same row
+  // and never block each other. The whole rows are read here, locked, so the claimed events
+  // need no read after the UPDATE.
   const unkeyed = `(SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_lease) WHERE o.status = 'publishing' AND o.lease_until <= ? AND o.ordering_key IS NULL ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED) UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_key_head) WHERE o.ordering_key IS NULL AND o.status = 'pending' AND o.key_seq IS NULL AND o.available_at <= ? ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)`
   return {
     // A no-op update on the unique key: a duplicate id is the idempotent case and leaves the
@@ -225,18 +228,17 @@ export const outboxSql = (table: string, keysTable: string) => {
     resetStaleKeys: `UPDATE ${t} AS o FORCE INDEX (ix_lease) STRAIGHT_JOIN ${keys} AS k ON k.ordering_key = o.ordering_key SET ${KEY_DUE} WHERE o.status = 'publishing' AND o.claimed_at < ?`,
     counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
     /**
-     * Part 1 with `keyedDeadLetters: 'block'` (keys held by a dead letter passed by) and with
-     * `'skip'` (those too: one range scan per value of held, the due keys of each in order).
+     * Parts 2 and 1 in one statement, with `keyedDeadLetters: 'block'` (keys held by a dead
+     * letter passed by) and with `'skip'` (those too: one range scan per value of held, the
+     * due keys of each in order). Parameters: now, limit, now, limit, then now, limit per scan.
      */
-    dueKeys: {
-      deadLettersBlock: dueKeys('k.held = 0', 'ix_ready'),
-      deadLettersSkip: `${dueKeys('k.held = 0', 'ix_ready')} UNION ALL ${dueKeys('k.held = 1', 'ix_ready')}`,
+    claimStart: {
+      deadLettersBlock: `${unkeyed} UNION ALL ${dueKeys('k.held = 0')}`,
+      deadLettersSkip: `${unkeyed} UNION ALL ${dueKeys('k.held = 0')} UNION ALL ${dueKeys('k.held = 1')}`,
     },
-    /** Part 2 without keyed heads, and with `n` of them (by seq). */
-    claimUnkeyed: unkeyed,
+    /** Part 2 for the heads part 1 chose, by seq. */
     claimHeads: bySize(
-      (n) =>
-        `${unkeyed} UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o WHERE o.seq IN (${marks(n)}) FOR UPDATE SKIP LOCKED)`,
+      (n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o WHERE o.seq IN (${marks(n)}) FOR UPDATE SKIP LOCKED`,
     ),
     // Part 3, on the rows part 2 locked, in the same short transaction; a claimed keyed event's
     // key (part 1 locked it) is due again when the lease ends, or at once when the event is
@@ -291,6 +293,33 @@ export const outboxSql = (table: string, keysTable: string) => {
 }
 
 export type OutboxSql = ReturnType<typeof outboxSql>
+
+/** Part 1's row of a key in the claim's first statement, under the outbox's column names. */
+export interface KeyRow {
+  readonly orderingKey: string
+  /** The key's row as locked, and as the subqueries' snapshot saw it (null: not there yet). */
+  readonly version: string
+  readonly seenVersion: string | null
+  readonly headAt: string
+  /** `key_seq seq` of its first pending event; `key_seq seq lease_until` of its first publishing one. */
+  readonly pendingHead: string | null
+  readonly publishingHead: string | null
+  /** key_seq of its first failed event. */
+  readonly failedHead: string | null
+}
+
+const text = (value: unknown): string | null => (value === null || value === undefined ? null : String(value))
+
+/** The key row of a row of `claimStart` whose status is 'key', by the column each value travels in. */
+export const keyRow = (row: Record<string, unknown>): KeyRow => ({
+  orderingKey: String(row.ordering_key),
+  version: String(row.key_seq),
+  seenVersion: text(row.error_message),
+  headAt: String(row.available_at),
+  pendingHead: text(row.subject),
+  publishingHead: text(row.payload),
+  failedHead: text(row.headers),
+})
 
 export const inboxSql = (table: string) => {
   const t = `\`${table}\``

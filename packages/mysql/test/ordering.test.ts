@@ -3,7 +3,7 @@ import { createPool, type Pool, type PoolConnection, type RowDataPacket } from '
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createMySqlStore, type MySqlStore } from '../src/index.js'
 import type { RetryEvent } from '../src/mysql-options.js'
-import { outboxSql } from '../src/sql.js'
+import { keyRow, outboxSql } from '../src/sql.js'
 import { freshPrefix } from './helpers.js'
 
 // Ordering keys on both server families: MariaDB and MySQL 8 differ in how a locking read
@@ -297,8 +297,12 @@ for (const [server, url, variable] of SERVERS) {
           await holder.beginTransaction()
           const sql = outboxSql(`${store.tablePrefix}outbox`, `${store.tablePrefix}outbox_keys`)
           const now = '2026-01-01 00:00:00.000'
-          const [locked] = await holder.execute<RowDataPacket[]>(sql.dueKeys.deadLettersBlock, [now, '10'])
-          expect(locked.map((row) => [row.ordering_key, row.pending_head])).toEqual([
+          const [locked] = await holder.execute<RowDataPacket[]>(sql.claimStart.deadLettersBlock, [
+            ...[now, '10'],
+            ...[now, '10'],
+            ...[now, '10'],
+          ])
+          expect(locked.map((row) => [keyRow(row).orderingKey, keyRow(row).pendingHead])).toEqual([
             ['K', expect.stringMatching(/^1 \d+$/)],
             ['M', expect.stringMatching(/^1 \d+$/)],
           ])
@@ -339,20 +343,14 @@ for (const [server, url, variable] of SERVERS) {
           await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
           await connection.beginTransaction()
           const now = '2026-01-01 00:00:00.000'
-          const [keys] = await connection.execute<RowDataPacket[]>(sql.dueKeys.deadLettersSkip, [
-            now,
-            '100',
-            now,
-            '100',
-          ])
-          const [events] = await connection.execute<RowDataPacket[]>(sql.claimUnkeyed, [
-            now,
-            '100',
-            now,
-            '100',
+          const [rows] = await connection.execute<RowDataPacket[]>(sql.claimStart.deadLettersSkip, [
+            ...[now, '100'],
+            ...[now, '100'],
+            ...[now, '100'],
+            ...[now, '100'],
           ])
           await connection.rollback()
-          expect([keys.length, events.length]).toEqual([0, 0])
+          expect(rows).toEqual([])
           const [status] = await connection.query<RowDataPacket[]>(
             "SHOW SESSION STATUS LIKE 'Handler_read_next'",
           )
@@ -384,30 +382,29 @@ for (const [server, url, variable] of SERVERS) {
         await store.outbox.markAsSent('n0', { workerId: 'w1' })
         await store.outbox.findOrCreate(ev('early', 'E'))
         const sql = outboxSql(`${store.tablePrefix}outbox`, `${store.tablePrefix}outbox_keys`)
-        // The real part 1, slowed down on its first key (E) after a read that takes the
+        // The real statement, slowed down on its first key (E) after a read that takes the
         // snapshot, so that two events of N commit before the statement locks N.
-        const slowed = sql.dueKeys.deadLettersBlock.replace(
+        const slowed = sql.claimStart.deadLettersBlock.replace(
           ' AND k.head_at <= ?',
           ` AND k.head_at <= ? AND (k.ordering_key <> 'E' OR ((SELECT COUNT(*) FROM \`${store.tablePrefix}outbox\`) >= 0 AND SLEEP(1) = 0))`,
         )
-        expect(slowed).not.toBe(sql.dueKeys.deadLettersBlock)
+        expect(slowed).not.toBe(sql.claimStart.deadLettersBlock)
         const claimer = await pool.getConnection()
         try {
           await claimer.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
           await claimer.beginTransaction()
           const now = '2026-01-01 00:00:00.000'
-          const scan = claimer.execute<RowDataPacket[]>(slowed, [now, '10'])
+          const scan = claimer.execute<RowDataPacket[]>(slowed, [now, '10', now, '10', now, '10'])
           await new Promise((resolve) => setTimeout(resolve, 300))
           await store.outbox.findOrCreate(ev('n1', 'N'))
           await store.outbox.findOrCreate(ev('n2', 'N'))
-          const [rows] = await scan
-          expect(rows.map((row) => [row.ordering_key, row.pending_head === null])).toEqual([
+          const rows = (await scan)[0].map(keyRow)
+          expect(rows.map((row) => [row.orderingKey, row.pendingHead === null])).toEqual([
             ['E', false],
             // N's events are not in the snapshot: it looks empty, but its locked row is newer.
             ['N', true],
           ])
-          const n = rows[1]
-          expect(String(n?.version)).not.toBe(String(n?.seen_version))
+          expect(rows[1]?.version).not.toBe(rows[1]?.seenVersion)
         } finally {
           await claimer.rollback()
           claimer.release()
