@@ -34,8 +34,6 @@ import { compareSeq, toDateTime, toOutboxEvent } from './rows.js'
 import {
   chunk,
   insertSize,
-  type KeyRow,
-  keyRow,
   MAX_INSERT_BYTES,
   MAX_INSERT_ROWS,
   MAX_LIST,
@@ -49,47 +47,6 @@ import {
 /** Splits events into multi-row INSERTs bounded in rows and in bytes (max_allowed_packet). */
 const insertBatches = <E extends NewOutboxEventParams>(events: readonly E[]): E[][] =>
   boundedChunks(events, { maxItems: MAX_INSERT_ROWS, maxBytes: MAX_INSERT_BYTES, sizeOf: eventBytes })
-
-/** How many claimed events a repository remembers the key of (see `#claimedKeys`). */
-const MAX_REMEMBERED_CLAIMS = 100_000
-
-/** A key's head that a claim may take, as the claim's part 1 read it. */
-interface Candidate {
-  readonly key: string
-  readonly seq: string
-  readonly keySeq: string
-  readonly status: 'pending' | 'publishing'
-  /** Whether a dead letter comes before it (the key is held under `keyedDeadLetters: 'block'`). */
-  readonly held: boolean
-}
-
-/**
- * What the claim's part 1 row of a key says: its head as a candidate, or, when it has none to
- * give, when the key is due next (`dueAt`) and whether a dead letter holds it. The head is the
- * first of the key's first pending and first publishing events (by key_seq); a dead letter
- * before it holds the key under 'block'. A publishing head is a candidate (its lease may have
- * expired: part 2 checks); one marked publishing without a lease is due only when marked or
- * reset (NULL), as is a key with nothing pending or publishing (its next enqueue).
- */
-const keyHead = (
-  row: KeyRow,
-  deadLettersBlockKeys: boolean,
-):
-  | { candidate: Candidate; dueAt?: undefined; held?: undefined }
-  | { candidate?: undefined; dueAt: string | null; held: boolean } => {
-  // "key_seq seq" and "key_seq seq lease_until" (date and time: two more words).
-  const pending = row.pendingHead?.split(' ')
-  const publishing = row.publishingHead?.split(' ')
-  const useful = [pending, publishing].filter((head): head is string[] => head !== undefined)
-  const [head] = useful.sort((a, b) => Number(a[0]) - Number(b[0]))
-  if (head === undefined) return { dueAt: null, held: false }
-  const [keySeq = '', seq = ''] = head
-  const held = row.failedHead !== null && Number(row.failedHead) < Number(keySeq)
-  if (held && deadLettersBlockKeys) return { dueAt: row.headAt, held }
-  const status = head === pending ? 'pending' : 'publishing'
-  if (status === 'publishing' && head.length < 4) return { dueAt: null, held }
-  return { candidate: { key: row.orderingKey, seq, keySeq, status, held } }
-}
 
 /**
  * The outbox on MySQL 8.0+ / MariaDB 10.6+ (InnoDB): the kernel's primitives as statements.
@@ -105,14 +62,6 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
   // The default (1 MiB) is kept even on a server whose packet is smaller: there the packet
   // check refuses the few events in between, with PayloadTooLargeError.
   readonly #explicitMaxEventBytes: boolean
-  /**
-   * The ordering key (null: none) of the events this repository claimed and has not marked
-   * sent yet, so that a bulk mark of them knows what it changes without reading it: marks of
-   * events without a key skip the keys, and marks of keyed ones change events and keys in one
-   * statement. Bounded; an id not in it (claimed by another process, or forgotten) only costs
-   * one more statement.
-   */
-  readonly #claimedKeys = new Map<string, string | null>()
 
   /** `ambient`: the store's `store.transaction`, which writes taking `{ tx }` join when called without one. */
   constructor(options: MySqlStoreOptions, ambient?: AmbientTransactions<MySqlTransaction>) {
@@ -183,7 +132,7 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     const keyed = events.some((event) => event.orderingKey !== undefined)
     if (!keyed) return this.run.write(tx, (db) => this.#insert(db, events, now, tx, undefined))
     const insertKeyed = async (db: Queryable) =>
-      this.#insert(db, events, now, tx, await this.#takeKeySeqs(db, events, now))
+      this.#insert(db, events, now, tx, await this.#takeKeySeqs(db, events))
     return tx === undefined ? this.run.sessionTransaction(insertKeyed) : this.run.write(tx, insertKeyed)
   }
 
@@ -197,9 +146,7 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
   async #takeKeySeqs(
     db: Queryable,
     events: readonly NewOutboxEventParams[],
-    now: Date,
   ): Promise<(number | undefined)[]> {
-    const nowText = toDateTime(now)
     const counts = new Map<string, number>()
     for (const { orderingKey } of events) {
       if (orderingKey !== undefined) counts.set(orderingKey, (counts.get(orderingKey) ?? 0) + 1)
@@ -209,16 +156,12 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     const [only] = sorted
     if (sorted.length === 1 && only !== undefined) {
       const [key, n] = only
-      const header = await runWrite(db, this.sql.takeKeySeq, [key, String(n), nowText, String(n)])
+      const header = await runWrite(db, this.sql.takeKeySeq, [key, String(n), String(n)])
       last.set(key, Number(header.insertId))
     } else if (await this.run.insertReturning(db)) {
       for (const part of chunk(sorted, MAX_INSERT_ROWS)) {
         const rows = padList(part, insertSize)
-        const values = rows.flatMap(([key, n], index) => [
-          key,
-          index < part.length ? String(n) : '0',
-          nowText,
-        ])
+        const values = rows.flatMap(([key, n], index) => [key, index < part.length ? String(n) : '0'])
         // A padding row (the last key again, + 0) answers that key's number a second time.
         for (const row of await selectRows(db, this.sql.takeKeySeqsReturning(rows.length), values)) {
           last.set(String(row.ordering_key), Number(row.last_seq))
@@ -227,11 +170,7 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     } else {
       for (const part of chunk(sorted, MAX_INSERT_ROWS)) {
         const rows = padList(part, insertSize)
-        const values = rows.flatMap(([key, n], index) => [
-          key,
-          index < part.length ? String(n) : '0',
-          nowText,
-        ])
+        const values = rows.flatMap(([key, n], index) => [key, index < part.length ? String(n) : '0'])
         await runWrite(db, this.sql.takeKeySeqs(rows.length), values)
       }
       for (const part of chunk(sorted, MAX_LIST)) {
@@ -357,16 +296,12 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     change: OutboxChange,
     workerId: string | undefined,
   ): Promise<FencedOutcome> {
-    // The last value before the id: when the event's key is due again (now).
     const [statement, values]: [{ open: string; fenced: string }, Param[]] =
       change.status === 'sent'
-        ? [this.sql.markAsSent, [toDateTime(change.sentAt), toDateTime(change.sentAt), eventId]]
+        ? [this.sql.markAsSent, [toDateTime(change.sentAt), eventId]]
         : change.status === 'failed'
-          ? [this.sql.markAsFailed, [change.errorMessage, toDateTime(this.clock()), eventId]]
-          : [
-              this.sql.retryLater,
-              [change.errorMessage, toDateTime(change.availableAt), toDateTime(change.now), eventId],
-            ]
+          ? [this.sql.markAsFailed, [change.errorMessage, eventId]]
+          : [this.sql.retryLater, [change.errorMessage, toDateTime(change.availableAt), eventId]]
     const sql = workerId === undefined ? statement.open : statement.fenced
     return this.#update(sql, workerId === undefined ? values : [...values, workerId], eventId, workerId)
   }
@@ -385,15 +320,11 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     )
   }
 
-  /**
-   * All stale events in one short transaction (they are few: a crashed relay's claims), so
-   * `limit` is not needed: their keys are made due now, then the events reset.
-   */
-  protected resetPublishing(cutoff: Date, now: Date): Promise<number> {
-    return this.run.transaction(async (connection) => {
-      await runWrite(connection, this.sql.resetStaleKeys, [toDateTime(now), toDateTime(cutoff)])
-      return (await runWrite(connection, this.sql.resetStale, [toDateTime(cutoff)])).affectedRows
-    })
+  /** All stale events in one atomic statement (they are few: a crashed relay's claims), so `limit` is not needed. */
+  protected resetPublishing(cutoff: Date): Promise<number> {
+    return this.run.auto(
+      async (db) => (await runWrite(db, this.sql.resetStale, [toDateTime(cutoff)])).affectedRows,
+    )
   }
 
   protected countStatuses(): Promise<StatusCountRows> {
@@ -403,21 +334,13 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
   }
 
   /**
-   * One short READ COMMITTED transaction (statements in sql.ts, parts 1-4). Part 1 locks up to
-   * `limit` keys due now (`FOR UPDATE SKIP LOCKED`: one claimer per key, none waiting for an
-   * enqueue or a mark that holds one) and reads their first events: a key's head
-   * (docs/CONTRACT.md §2 "Ordering keys": its first pending or publishing event, unless
-   * `keyedDeadLetters: 'block'` and a dead letter comes first) is a candidate when pending, or
-   * publishing with its lease expired. Part 2 locks, with `SKIP LOCKED`, expired leases and due
-   * pending events without a key (in seq order), and the candidates by seq (taken when
-   * unchanged and due); part 3 marks the first `limit` by seq, and makes a claimed head's key
-   * due when its lease ends (its mark makes it due at once). Part 4 gives each other locked key
-   * the time it is due next: its head's lease end while in flight, NULL when it has nothing
-   * to claim (the next enqueue makes it due), a retried head's `availableAt`. A claim thus
-   * reads the keys that can give a head, never the events waiting behind one in flight.
-   * Concurrent claimers skip what another one locked, so no row is returned twice; deadlocks
-   * retry as a whole. The rows stay locked from the read to the commit, so the claimed events
-   * are the rows read with the claim's four columns set.
+   * One short READ COMMITTED transaction: lock up to `limit` claimable rows with
+   * `FOR UPDATE SKIP LOCKED` (expired leases and due pending rows, each scan in seq order,
+   * read whole; a keyed row only as the head of its key), keep the first `limit` by seq,
+   * mark them, commit. A concurrent claimer
+   * skips the rows we locked, so no row is returned twice; deadlocks retry as a whole. The
+   * rows stay locked from the read to the commit, so the claimed events are the rows read
+   * with the claim's four columns set.
    */
   protected claimEvents({
     now,
@@ -427,79 +350,22 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     deadLettersBlockKeys,
   }: ClaimRequest): Promise<OutboxEvent[]> {
     const nowText = toDateTime(now)
-    const leaseText = toDateTime(leaseUntil)
-    const start = deadLettersBlockKeys
-      ? this.sql.claimStart.deadLettersBlock
-      : this.sql.claimStart.deadLettersSkip
+    const sql = deadLettersBlockKeys ? this.sql.claim.deadLettersBlock : this.sql.claim.deadLettersSkip
     return this.run.transaction(async (connection) => {
-      // Locked keys with when each is due next and whether a dead letter holds it.
-      const parked = new Map<string, { headAt: string | null; held: boolean }>()
-      // Candidate heads by seq.
-      const candidates = new Map<string, Candidate>()
-      const scan = [nowText, limitParam(limit)]
-      const params = deadLettersBlockKeys ? [...scan, ...scan, ...scan] : [...scan, ...scan, ...scan, ...scan]
-      const locked: Row[] = []
-      for (const row of await selectRows(connection, start, params)) {
-        if (row.status !== 'key') {
-          locked.push(row)
-          continue
-        }
-        const key = keyRow(row)
-        // Written since the snapshot the subqueries read: what they say may be out of date.
-        if (key.version !== key.seenVersion) continue
-        const head = keyHead(key, deadLettersBlockKeys)
-        if (head.candidate === undefined) parked.set(key.orderingKey, { headAt: head.dueAt, held: head.held })
-        else candidates.set(head.candidate.seq, head.candidate)
-      }
-      const seqs = [...candidates.keys()]
-      for (const part of chunk(seqs, MAX_LIST)) {
-        locked.push(...(await selectRows(connection, this.sql.claimHeads(part.length), padList(part))))
-      }
-      const rows: Row[] = []
-      const taken = new Set<string>()
-      for (const row of locked) {
-        const seq = String(row.seq)
-        if (taken.has(seq)) continue
-        const candidate = candidates.get(seq)
-        if (candidate !== undefined) {
-          // Changed since part 1 read it (a markAsPublishing, a mark): the key is left as it is.
-          if (row.status !== candidate.status || String(row.key_seq) !== candidate.keySeq) continue
-          const dueAt = String(candidate.status === 'pending' ? row.available_at : row.lease_until)
-          if (dueAt > nowText) {
-            parked.set(candidate.key, { headAt: dueAt, held: candidate.held })
-            continue
-          }
-        }
-        taken.add(seq)
-        rows.push(row)
-      }
-      rows.sort((a, b) => compareSeq(String(a.seq), String(b.seq)))
-      const claimed = rows.slice(0, limit)
-      for (const part of chunk(claimed, MAX_LIST)) {
+      const rows = (
+        await selectRows(connection, sql, [nowText, limitParam(limit), nowText, limitParam(limit)])
+      )
+        .sort((a, b) => compareSeq(String(a.seq), String(b.seq)))
+        .slice(0, limit)
+      for (const part of chunk(rows, MAX_LIST)) {
         await runWrite(connection, this.sql.claimUpdate(part.length), [
           workerId,
           nowText,
-          leaseText,
-          leaseText,
+          toDateTime(leaseUntil),
           ...padList(part.map((row) => String(row.seq))),
         ])
       }
-      // Keys whose candidate was not taken (locked elsewhere, beyond `limit`) stay as they are.
-      const keys = [...parked].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      for (const part of chunk(keys, MAX_LIST)) {
-        await runWrite(
-          connection,
-          this.sql.parkKeys(part.length),
-          padList(part).flatMap(([key, { headAt, held }]) => [key, headAt, held ? 1 : 0]),
-        )
-      }
-      if (this.#claimedKeys.size > MAX_REMEMBERED_CLAIMS) this.#claimedKeys.clear()
-      for (const row of claimed)
-        this.#claimedKeys.set(
-          String(row.event_id),
-          row.ordering_key === null ? null : String(row.ordering_key),
-        )
-      return claimed.map((row) => ({
+      return rows.map((row) => ({
         ...toOutboxEvent(row),
         status: 'publishing' as const,
         claimedAt: new Date(now.getTime()),
@@ -537,46 +403,15 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     now: Date,
   ): Promise<string[]> {
     if (workerId !== undefined) {
-      const nowText = toDateTime(now)
-      // The keys of the events, when this repository claimed them all.
-      const keys = new Set<string | null>()
-      for (const id of eventIds) {
-        const key = this.#claimedKeys.get(id)
-        if (key === undefined) {
-          keys.clear()
-          break
-        }
-        keys.add(key)
-      }
-      const known = keys.size > 0
-      keys.delete(null)
       const allHeld = await this.run.atomic(async (connection) => {
         let changed = 0
-        if (known && keys.size > 0 && eventIds.length <= MAX_LIST) {
-          // Events and their keys (due now) in one statement: it changes each held event and,
-          // once, the key of each; so every event was held when it changed n + keys rows.
-          const values = [nowText, nowText, ...padList(eventIds), workerId]
-          changed = (await runWrite(connection, this.sql.sendHeldKeysDue(eventIds.length), values))
-            .affectedRows
-          return changed === eventIds.length + keys.size
-        }
         for (const part of chunk(eventIds, MAX_LIST)) {
-          const values = [nowText, ...padList(part), workerId]
+          const values = [toDateTime(now), ...padList(part), workerId]
           changed += (await runWrite(connection, this.sql.sendHeld(part.length), values)).affectedRows
         }
-        if (changed !== eventIds.length) return false
-        // The marked heads' keys are due now (their next events), in the same transaction.
-        if (!known) {
-          for (const part of chunk(eventIds, MAX_LIST)) {
-            await runWrite(connection, this.sql.keysOfIdsDue(part.length), [nowText, ...padList(part)])
-          }
-        }
-        return true
+        return changed === eventIds.length
       })
-      if (allHeld) {
-        for (const id of eventIds) this.#claimedKeys.delete(id)
-        return [...eventIds]
-      }
+      if (allHeld) return [...eventIds]
     }
     return this.#markSentLocked(eventIds, workerId, now)
   }
@@ -595,25 +430,17 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
       for (const part of chunk(seqs, MAX_LIST)) {
         await runWrite(connection, this.sql.sendSeqs(part.length), [toDateTime(now), ...padList(part)])
       }
-      const keys = [
-        ...new Set(applied.flatMap((row) => (row.ordering_key === null ? [] : [String(row.ordering_key)]))),
-      ].sort()
-      for (const part of chunk(keys, MAX_LIST)) {
-        await runWrite(connection, this.sql.keysDue(part.length), [toDateTime(now), ...padList(part)])
-      }
       return applied.map((row) => String(row.event_id))
     })
   }
 
-  /** The redrive and, in its transaction, its keys made due and no longer held by a dead letter. */
   protected requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {
-    return this.run.transaction(async (db) => {
+    return this.run.auto(async (db) => {
       let requeued = 0
       const stored = new Set<string>()
       for (const part of chunk(eventIds, MAX_LIST)) {
         requeued += (await runWrite(db, this.sql.requeue(part.length), [toDateTime(now), ...padList(part)]))
           .affectedRows
-        await runWrite(db, this.sql.keysOfIdsRedriven(part.length), [toDateTime(now), ...padList(part)])
         for (const row of await selectRows(db, this.sql.existing(part.length), padList(part))) {
           stored.add(String(row.event_id))
         }

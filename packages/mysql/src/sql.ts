@@ -106,55 +106,58 @@ export const MAX_INSERT_BYTES = 4 * 1024 * 1024
  */
 export const SQL_SWEEP_BATCH = 1000
 
-/** What an enqueue does to its keys' rows besides numbering: an empty key becomes due. */
-const ENQUEUED = 'head_at = COALESCE(head_at, VALUES(head_at)), version = version + 1'
-
 /**
- * What a change of a keyed event's status does to its key's row (schema version 5): the key is
- * due from `?` (the change's time), so the next claim reads its new head at once.
+ * The claim's head check on the candidate row `o`, whose status is `own` (docs/CONTRACT.md
+ * §2 "Ordering keys"): an unkeyed row passes; a keyed one only when it is the first row of
+ * its key in its own status, and no row of its key in another blocking status comes before
+ * it. One lookup per status, each the first entry of ix_key_head (ordering_key, status,
+ * key_seq): a NOT EXISTS over "key_seq < o.key_seq" would instead walk every entry of the
+ * key and status past the candidate itself. The ORDER BY names the whole index prefix:
+ * with only key_seq, MySQL 8 sorts the key's rows instead of reading the first one.
+ *
+ * These subqueries are plain reads (the locking clause of the outer SELECT does not reach
+ * them, on MySQL 8 and MariaDB alike, so a lower row held by another claimer is seen, not
+ * skipped) from one snapshot taken when the statement first reads through it, while the
+ * outer locking scan sees rows committed later. A row of the key enqueued and committed
+ * after that snapshot, and its lower row with it, would then be invisible to the check; so
+ * the candidate must itself be in the snapshot, which the equality on its own status proves:
+ * its lower rows committed before it did (the key's counter lock), so the snapshot holds
+ * them too. Without that, a claim that skipped a lower row locked by another claimer
+ * claimed the next row as well. (An EXISTS on the candidate's own primary key would prove it
+ * too, but MariaDB materializes that semi-join: a scan of the whole table per claim.)
  */
-const KEY_DUE = 'k.head_at = ?, k.version = k.version + 1'
+const headCheck = (t: string, own: OutboxStatus, blocking: readonly OutboxStatus[]): string => {
+  const first = (status: OutboxStatus) =>
+    `(SELECT l.key_seq FROM ${t} AS l FORCE INDEX (ix_key_head) WHERE l.ordering_key = o.ordering_key AND l.status = '${status}' ORDER BY l.ordering_key, l.status, l.key_seq LIMIT 1)`
+  const before = blocking
+    .filter((status) => status !== own)
+    .map((status) => ` AND COALESCE(o.key_seq < ${first(status)}, TRUE)`)
+  return `(o.ordering_key IS NULL OR (o.key_seq = ${first(own)}${before.join('')}))`
+}
+
+/** The statuses that hold an ordering key, without and with dead letters. */
+const HOLDING: readonly OutboxStatus[] = ['pending', 'publishing']
+const HOLDING_WITH_DEAD_LETTERS: readonly OutboxStatus[] = ['pending', 'publishing', 'failed']
 
 export const outboxSql = (table: string, keysTable: string) => {
   const t = `\`${table}\``
   const keys = `\`${keysTable}\``
+  // The claim, part 1: one index range scan per claimable status, in one statement (an OR
+  // across the two would make the server sort every candidate, and a locking read locks
+  // every row it examines). Due pending rows in seq order through ix_claim, stopping after
+  // `limit` matches; expired leases through ix_lease, whose range holds only matching rows
+  // (they are rare: a crashed relay's events). Rows another claimer holds are skipped, never
+  // waited for: claimers never return the same row and never block each other. The whole
+  // rows are read here, locked, so the claimed events need no read after the UPDATE. A row
+  // failing the head check is unlocked at once (READ COMMITTED releases the rows a locking
+  // read examined but did not return).
+  const claim = (blocking: readonly OutboxStatus[]) =>
+    `(SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_lease) WHERE o.status = 'publishing' AND o.lease_until <= ? AND ${headCheck(t, 'publishing', blocking)} ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED) UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_claim) WHERE o.status = 'pending' AND o.available_at <= ? AND ${headCheck(t, 'pending', blocking)} ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)`
   const clearLease = 'claimed_by = NULL, lease_until = NULL'
   const fenced = (sql: string) => ({
     open: sql,
     fenced: `${sql} AND status = 'publishing' AND claimed_by = ?`,
   })
-  // A mark of one event: the outbox row and, for a keyed event, its key's row (due now) in
-  // one autocommit statement. The key's row is reached only through a changed outbox row, so
-  // the statement changes rows exactly when it changes the event.
-  const withKeyDue = (set: string) =>
-    `UPDATE ${t} AS o LEFT JOIN ${keys} AS k ON k.ordering_key = o.ordering_key SET ${set}, ${KEY_DUE} WHERE o.event_id = ?`
-  // The first event of key k.ordering_key in one status, from ix_key_head: `what` of it.
-  const first = (status: OutboxStatus, what: string) =>
-    `(SELECT ${what} FROM ${t} AS l FORCE INDEX (ix_key_head) WHERE l.ordering_key = k.ordering_key AND l.status = '${status}' ORDER BY l.ordering_key, l.status, l.key_seq LIMIT 1)`
-  // The claim, part 1 (schema version 5): lock up to `limit` due keys, oldest head_at first,
-  // skipping keys another transaction holds (an enqueue, a mark, another claimer: none waits),
-  // and read their first pending (key_seq, seq), publishing (key_seq, seq, lease_until: none
-  // after markAsPublishing) and failed (key_seq) events. These subqueries are plain reads (the
-  // locking clause does not reach them, on MySQL 8 and MariaDB alike) of one snapshot, taken
-  // when the statement first reads through it, which may be older than the lock of a later
-  // key: `seen_version` is the key's row in that snapshot, `version` the row locked, and a key
-  // whose two differ is left as it is (every write that adds an event of the key or changes
-  // one's status raises the version in its transaction).
-  // Its rows come in the same statement as part 2's first rows, under the outbox's column
-  // names, with status 'key' (see keyRow).
-  const dueKeys = (where: string) =>
-    `(SELECT NULL, NULL, ${first('pending', "CONCAT(l.key_seq, ' ', l.seq)")}, ${first('publishing', "CONCAT_WS(' ', l.key_seq, l.seq, l.lease_until)")}, CAST(${first('failed', 'l.key_seq')} AS CHAR), 'key', NULL, k.head_at, NULL, CAST((SELECT s.version FROM ${keys} AS s WHERE s.ordering_key = k.ordering_key) AS CHAR), NULL, NULL, NULL, NULL, k.ordering_key, k.version FROM ${keys} AS k FORCE INDEX (ix_ready) WHERE ${where} AND k.head_at <= ? ORDER BY k.head_at LIMIT ? FOR UPDATE SKIP LOCKED)`
-  // Part 2: events without a key, one index range scan per claimable status (an OR across
-  // the two would make the server sort every candidate, and a locking read locks every row it
-  // examines): expired leases through ix_lease, whose range holds only matching rows (they are
-  // rare: a crashed relay's events; keyed ones are part 1's); due pending rows through
-  // ix_key_head's NULL prefix, in seq order (the index's entries end with the primary key),
-  // stopping after `limit`: the events of keys are never walked. It runs in one statement with
-  // part 1 (these first), and the heads part 1 chose are locked by seq in a second one. Rows
-  // another claimer holds are skipped, never waited for: claimers never return the same row
-  // and never block each other. The whole rows are read here, locked, so the claimed events
-  // need no read after the UPDATE.
-  const unkeyed = `(SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_lease) WHERE o.status = 'publishing' AND o.lease_until <= ? AND o.ordering_key IS NULL ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED) UNION ALL (SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o FORCE INDEX (ix_key_head) WHERE o.ordering_key IS NULL AND o.status = 'pending' AND o.key_seq IS NULL AND o.available_at <= ? ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)`
   return {
     // A no-op update on the unique key: a duplicate id is the idempotent case and leaves the
     // stored row untouched (first write wins). INSERT IGNORE would also swallow truncation
@@ -179,23 +182,21 @@ export const outboxSql = (table: string, keysTable: string) => {
     // Ordering keys: takes `n` numbers of one key and answers the last one as the statement's
     // insert id (LAST_INSERT_ID(expr), in the OK packet: no read back). The row stays locked
     // until the transaction ends, so enqueues of one key are serialized in commit order.
-    // Each also makes an empty key due from the enqueue's time (head_at, schema version 5);
-    // a key whose head is in flight or retried keeps its time.
-    takeKeySeq: `INSERT INTO ${keys} (ordering_key, last_seq, head_at) VALUES (?, LAST_INSERT_ID(?), ?) ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + ?), ${ENQUEUED}`,
+    takeKeySeq: `INSERT INTO ${keys} (ordering_key, last_seq) VALUES (?, LAST_INSERT_ID(?)) ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + ?)`,
     // The same for several keys, in the given (sorted) order, so two batches with overlapping
     // keys lock them in one order and never deadlock; read back with keySeqs. A padding row
     // repeats the last key with 0: a no-op. VALUES() is deprecated on MySQL 8.0.20+ (a
     // warning), and the only form MariaDB knows.
     takeKeySeqs: bySize(
       (n) =>
-        `INSERT INTO ${keys} (ordering_key, last_seq, head_at) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq), ${ENQUEUED}`,
+        `INSERT INTO ${keys} (ordering_key, last_seq) VALUES ${Array.from({ length: n }, () => '(?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)`,
       insertSize,
     ),
     // MariaDB: the same upsert answering each key's new last number itself (RETURNING), so the
     // read below is not needed.
     takeKeySeqsReturning: bySize(
       (n) =>
-        `INSERT INTO ${keys} (ordering_key, last_seq, head_at) VALUES ${Array.from({ length: n }, () => '(?, ?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq), ${ENQUEUED} RETURNING ordering_key, last_seq`,
+        `INSERT INTO ${keys} (ordering_key, last_seq) VALUES ${Array.from({ length: n }, () => '(?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq) RETURNING ordering_key, last_seq`,
       insertSize,
     ),
     // Rows this transaction just changed: its own snapshot shows them, at any isolation level.
@@ -211,47 +212,24 @@ export const outboxSql = (table: string, keysTable: string) => {
     probe: `SELECT status, claimed_by FROM ${t} WHERE event_id = ?`,
     existing: bySize((n) => `SELECT event_id FROM ${t} WHERE event_id IN (${marks(n)})`),
     markAsPublishing: `UPDATE ${t} SET status = 'publishing', claimed_at = ? WHERE event_id = ?`,
-    markAsSent: fenced(withKeyDue(`status = 'sent', sent_at = ?, ${clearLease}`)),
+    markAsSent: fenced(`UPDATE ${t} SET status = 'sent', sent_at = ?, ${clearLease} WHERE event_id = ?`),
     markAsFailed: fenced(
-      withKeyDue(`status = 'failed', error_message = ?, retry_count = retry_count + 1, ${clearLease}`),
+      `UPDATE ${t} SET status = 'failed', error_message = ?, retry_count = retry_count + 1, ${clearLease} WHERE event_id = ?`,
     ),
     retryLater: fenced(
-      withKeyDue(
-        `status = 'pending', retry_count = retry_count + 1, error_message = ?, available_at = ?, ${clearLease}`,
-      ),
+      `UPDATE ${t} SET status = 'pending', retry_count = retry_count + 1, error_message = ?, available_at = ?, ${clearLease} WHERE event_id = ?`,
     ),
     findPending: `SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?`,
     failed: `SELECT ${OUTBOX_COLUMNS} FROM ${t} FORCE INDEX (ix_claim) WHERE status = 'failed' ORDER BY seq LIMIT ?`,
     cleanup: `DELETE FROM ${t} WHERE status = 'sent' AND sent_at < ? ORDER BY seq LIMIT ?`,
     resetStale: `UPDATE ${t} SET status = 'pending', ${clearLease} WHERE status = 'publishing' AND claimed_at < ?`,
-    // Before resetStale, in its transaction: the keys of the events it resets are due now.
-    resetStaleKeys: `UPDATE ${t} AS o FORCE INDEX (ix_lease) STRAIGHT_JOIN ${keys} AS k ON k.ordering_key = o.ordering_key SET ${KEY_DUE} WHERE o.status = 'publishing' AND o.claimed_at < ?`,
     counts: `SELECT status, COUNT(*) AS n FROM ${t} GROUP BY status`,
-    /**
-     * Parts 2 and 1 in one statement, with `keyedDeadLetters: 'block'` (keys held by a dead
-     * letter passed by) and with `'skip'` (those too: one range scan per value of held, the
-     * due keys of each in order). Parameters: now, limit, now, limit, then now, limit per scan.
-     */
-    claimStart: {
-      deadLettersBlock: `${unkeyed} UNION ALL ${dueKeys('k.held = 0')}`,
-      deadLettersSkip: `${unkeyed} UNION ALL ${dueKeys('k.held = 0')} UNION ALL ${dueKeys('k.held = 1')}`,
-    },
-    /** Part 2 for the heads part 1 chose, by seq. */
-    claimHeads: bySize(
-      (n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} AS o WHERE o.seq IN (${marks(n)}) FOR UPDATE SKIP LOCKED`,
-    ),
-    // Part 3, on the rows part 2 locked, in the same short transaction; a claimed keyed event's
-    // key (part 1 locked it) is due again when the lease ends, or at once when the event is
-    // marked.
+    /** With `keyedDeadLetters: 'block'` (a failed event holds its key) and with `'skip'`. */
+    claim: { deadLettersBlock: claim(HOLDING_WITH_DEAD_LETTERS), deadLettersSkip: claim(HOLDING) },
+    // Part 2, on the rows part 1 locked, in the same short transaction.
     claimUpdate: bySize(
       (n) =>
-        `UPDATE ${t} AS o LEFT JOIN ${keys} AS k ON k.ordering_key = o.ordering_key SET o.status = 'publishing', o.claimed_by = ?, o.claimed_at = ?, o.lease_until = ?, k.head_at = ?, k.version = k.version + 1 WHERE o.seq IN (${marks(n)})`,
-    ),
-    // Part 4, for the keys part 1 locked that gave no event: when each is due next, whether a
-    // dead letter holds it. The rows exist and are locked: every row is an update.
-    parkKeys: bySize(
-      (n) =>
-        `INSERT INTO ${keys} (ordering_key, last_seq, head_at, held) VALUES ${Array.from({ length: n }, () => '(?, 0, ?, ?)').join(', ')} ON DUPLICATE KEY UPDATE head_at = VALUES(head_at), held = VALUES(held), version = version + 1`,
+        `UPDATE ${t} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ? WHERE seq IN (${marks(n)})`,
     ),
     heldBy: bySize(
       (n) =>
@@ -259,24 +237,7 @@ export const outboxSql = (table: string, keysTable: string) => {
     ),
     renew: bySize((n) => `UPDATE ${t} SET lease_until = ? WHERE seq IN (${marks(n)})`),
     lockForSend: bySize(
-      (n) =>
-        `SELECT seq, event_id, status, claimed_by, ordering_key FROM ${t} WHERE event_id IN (${marks(n)}) FOR UPDATE`,
-    ),
-    // After a bulk mark, in its transaction: the keys of the marked events are due now; the
-    // keys by name (sorted, so two marks lock them in one order), or through the events' ids.
-    keysDue: bySize((n) => `UPDATE ${keys} AS k SET ${KEY_DUE} WHERE k.ordering_key IN (${marks(n)})`),
-    keysOfIdsDue: bySize(
-      (n) =>
-        `UPDATE ${t} AS o STRAIGHT_JOIN ${keys} AS k ON k.ordering_key = o.ordering_key SET ${KEY_DUE} WHERE o.event_id IN (${marks(n)})`,
-    ),
-    // A redrive: the keys of the redriven events are due now and no longer held.
-    keysOfIdsRedriven: bySize(
-      (n) =>
-        `UPDATE ${t} AS o STRAIGHT_JOIN ${keys} AS k ON k.ordering_key = o.ordering_key SET ${KEY_DUE}, k.held = 0 WHERE o.event_id IN (${marks(n)})`,
-    ),
-    sendHeldKeysDue: bySize(
-      (n) =>
-        `UPDATE ${t} AS o LEFT JOIN ${keys} AS k ON k.ordering_key = o.ordering_key SET o.status = 'sent', o.sent_at = ?, o.claimed_by = NULL, o.lease_until = NULL, ${KEY_DUE} WHERE o.event_id IN (${marks(n)}) AND o.status = 'publishing' AND o.claimed_by = ?`,
+      (n) => `SELECT seq, event_id, status, claimed_by FROM ${t} WHERE event_id IN (${marks(n)}) FOR UPDATE`,
     ),
     sendHeld: bySize(
       (n) =>
@@ -293,33 +254,6 @@ export const outboxSql = (table: string, keysTable: string) => {
 }
 
 export type OutboxSql = ReturnType<typeof outboxSql>
-
-/** Part 1's row of a key in the claim's first statement, under the outbox's column names. */
-export interface KeyRow {
-  readonly orderingKey: string
-  /** The key's row as locked, and as the subqueries' snapshot saw it (null: not there yet). */
-  readonly version: string
-  readonly seenVersion: string | null
-  readonly headAt: string
-  /** `key_seq seq` of its first pending event; `key_seq seq lease_until` of its first publishing one. */
-  readonly pendingHead: string | null
-  readonly publishingHead: string | null
-  /** key_seq of its first failed event. */
-  readonly failedHead: string | null
-}
-
-const text = (value: unknown): string | null => (value === null || value === undefined ? null : String(value))
-
-/** The key row of a row of `claimStart` whose status is 'key', by the column each value travels in. */
-export const keyRow = (row: Record<string, unknown>): KeyRow => ({
-  orderingKey: String(row.ordering_key),
-  version: String(row.key_seq),
-  seenVersion: text(row.error_message),
-  headAt: String(row.available_at),
-  pendingHead: text(row.subject),
-  publishingHead: text(row.payload),
-  failedHead: text(row.headers),
-})
 
 export const inboxSql = (table: string) => {
   const t = `\`${table}\``

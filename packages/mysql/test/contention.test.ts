@@ -28,10 +28,11 @@ describe.skipIf(SKIP)(`claim locks only what it returns${SKIP ? ` (skipped: ${SK
       await holder.beginTransaction()
       const sql = outboxSql(`${store.tablePrefix}outbox`, `${store.tablePrefix}outbox_keys`)
       const now = '2026-01-01 00:00:00.000'
-      const [locked] = await holder.execute<RowDataPacket[]>(sql.claimStart.deadLettersBlock, [
-        ...[now, '10'],
-        ...[now, '10'],
-        ...[now, '10'],
+      const [locked] = await holder.execute<RowDataPacket[]>(sql.claim.deadLettersBlock, [
+        now,
+        '10',
+        now,
+        '10',
       ])
       expect(locked).toHaveLength(10)
       const next = await store.outbox.claim({ limit: 10, leaseMs: 1000, workerId: 'second' })

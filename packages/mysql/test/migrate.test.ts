@@ -1,4 +1,4 @@
-import { applyMigrations, ManualClock, renderMigration, StorageError, splitStatements } from '@txbox/core'
+import { applyMigrations, ManualClock, renderMigration, StorageError } from '@txbox/core'
 import type { Pool, RowDataPacket } from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { detectDialect } from '../src/dialect.js'
@@ -20,10 +20,7 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
     const versions = schemaVersionSql(tableNames(tablePrefix).schemaVersion)
     await pool.query(versions.create)
     for (const step of mySqlMigrations().filter((m) => m.version <= upTo)) {
-      for (const statement of splitStatements(
-        renderMigration(step.body, { prefix: tablePrefix, id_collation: idCollation }),
-      ))
-        await pool.query(statement)
+      await pool.query(renderMigration(step.body, { prefix: tablePrefix, id_collation: idCollation }))
       const name = `${String(step.version).padStart(4, '0')}_${step.name}`
       await pool.query(versions.record, [step.version, name, '2025-06-01 08:00:00.000'])
     }
@@ -57,7 +54,6 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
       [2, '0002_inbox'],
       [3, '0003_inbox_id_only'],
       [4, '0004_ordering_keys'],
-      [5, '0005_key_heads'],
     ])
     const [columns] = await pool.query<RowDataPacket[]>(
       `SELECT TABLE_NAME AS t, COLUMN_NAME AS name, COLLATION_NAME AS coll FROM information_schema.COLUMNS
@@ -75,14 +71,14 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
   })
 
   it('re-runs a step whose version row is missing without failing (each DDL is idempotent)', async () => {
-    // Version 3 drops a key that is already gone, versions 4 and 5 add columns and keys that
-    // are already there: migrate() must count them all as done.
-    await pool.query(`DELETE FROM \`${prefix}schema_version\` WHERE version IN (2, 3, 4, 5)`)
+    // Version 3 drops a key that is already gone, version 4 adds columns and a key that are
+    // already there: migrate() must count both as done.
+    await pool.query(`DELETE FROM \`${prefix}schema_version\` WHERE version IN (2, 3, 4)`)
     await createMySqlStore({ pool, tablePrefix: prefix }).migrate()
     const [versions] = await pool.query<RowDataPacket[]>(
       `SELECT COUNT(*) AS n FROM \`${prefix}schema_version\``,
     )
-    expect(Number(versions[0]?.n)).toBe(5)
+    expect(Number(versions[0]?.n)).toBe(4)
   })
 
   it('completes version 4 when only its first statement ran (a migrator stopped halfway)', async () => {
@@ -157,7 +153,7 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
       await drop()
     }
   })
-  it('recognises a history the previous release wrote: only versions 4 and 5 are applied, stored events stay, the store works', async () => {
+  it('recognises a history the previous release wrote: only version 4 is applied, stored events stay, the store works', async () => {
     const old = freshPrefix()
     const drop = () =>
       pool.query(
@@ -178,17 +174,13 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
         `INSERT INTO \`${old}outbox\` (event_id, subject, payload, status, enqueued_at, available_at) VALUES ('stored', 's', 'p', 'pending', '2025-06-01 08:00:00.000', '2025-06-01 08:00:00.000')`,
       )
       const clock = new ManualClock(Date.UTC(2026, 0, 1))
-      // The core mechanism over this history: versions 1-3 are recorded, so only 4 and 5 run.
+      // The core mechanism over this history: versions 1-3 are recorded, so only 4 runs.
       expect(
         await applyMigrations(new MySqlMigrationHistory(pool, old), mySqlMigrations(), clock.now),
-      ).toEqual([4, 5])
+      ).toEqual([4])
       const store = createMySqlStore({ pool, tablePrefix: old, clock: clock.now })
       await store.migrate()
-      expect(await history()).toEqual([
-        ...before,
-        [4, '0004_ordering_keys', '2026-01-01 00:00:00.000'],
-        [5, '0005_key_heads', '2026-01-01 00:00:00.000'],
-      ])
+      expect(await history()).toEqual([...before, [4, '0004_ordering_keys', '2026-01-01 00:00:00.000']])
       const stored = await store.outbox.get('stored')
       expect(stored).toMatchObject({ eventId: 'stored', status: 'pending' })
       expect(stored).not.toHaveProperty('orderingKey')
@@ -216,60 +208,6 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
     }
   })
 
-  it('upgrades a version 4 outbox with keyed events waiting and in flight: every key is examined once, order kept', async () => {
-    const old = freshPrefix()
-    const drop = () =>
-      pool.query(
-        `DROP TABLE IF EXISTS \`${old}outbox\`, \`${old}outbox_keys\`, \`${old}inbox\`, \`${old}schema_version\``,
-      )
-    try {
-      await migrateAsPreviousRelease(old, 4)
-      const t = `\`${old}outbox\``
-      // What version 4 stored: key A with a1 in flight (live lease) and a2 waiting, key B with b1
-      // pending, key C with only a sent event.
-      const row = (id: string, key: string, seq: number, status: string, lease: string | null) =>
-        pool.query(
-          `INSERT INTO ${t} (event_id, subject, payload, status, enqueued_at, available_at, ordering_key, key_seq, claimed_by, claimed_at, lease_until, sent_at) VALUES (?, 's', 'p', ?, '2025-12-31 00:00:00.000', '2025-12-31 00:00:00.000', ?, ?, ?, ?, ?, ?)`,
-          [
-            id,
-            status,
-            key,
-            seq,
-            lease && 'old',
-            lease && '2025-12-31 23:59:00.000',
-            lease,
-            status === 'sent' ? '2025-12-31 00:00:00.000' : null,
-          ],
-        )
-      await row('a1', 'A', 1, 'publishing', '2026-01-01 00:01:00.000')
-      await row('a2', 'A', 2, 'pending', null)
-      await row('b1', 'B', 1, 'pending', null)
-      await row('c1', 'C', 1, 'sent', null)
-      await pool.query(
-        `INSERT INTO \`${old}outbox_keys\` (ordering_key, last_seq) VALUES ('A', 2), ('B', 1), ('C', 1)`,
-      )
-      const clock = new ManualClock(Date.UTC(2026, 0, 1))
-      const store = createMySqlStore({ pool, tablePrefix: old, clock: clock.now })
-      await store.migrate()
-      const lease = { limit: 10, leaseMs: 60_000, workerId: 'w' }
-      // a2 waits for a1; C has nothing to send.
-      expect((await store.outbox.claim(lease)).map((e) => e.eventId)).toEqual(['b1'])
-      expect(await store.outbox.claim(lease)).toEqual([])
-      // The old relay's lease ends (and b1's): a1 again, never a2 before it.
-      clock.advance(60_000)
-      expect((await store.outbox.claim(lease)).map((e) => e.eventId)).toEqual(['a1', 'b1'])
-      await store.outbox.markManyAsSent(['a1', 'b1'], { workerId: 'w' })
-      expect((await store.outbox.claim(lease)).map((e) => [e.eventId, e.keySeq])).toEqual([['a2', 2]])
-      expect(
-        (await store.outbox.findOrCreate({ eventId: 'c2', subject: 's', payload: 'p', orderingKey: 'C' }))
-          .keySeq,
-      ).toBe(2)
-      expect((await store.outbox.claim(lease)).map((e) => e.eventId)).toEqual(['c2'])
-    } finally {
-      await drop()
-    }
-  })
-
   it('applies only the missing versions of a partial history and answers them', async () => {
     const partial = freshPrefix()
     const drop = () =>
@@ -281,7 +219,7 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
       const clock = new ManualClock(Date.UTC(2026, 0, 1, 0, 0, 0, 5))
       expect(
         await applyMigrations(new MySqlMigrationHistory(pool, partial), mySqlMigrations(), clock.now),
-      ).toEqual([2, 3, 4, 5])
+      ).toEqual([2, 3, 4])
       const [rows] = await pool.query<RowDataPacket[]>(
         `SELECT version, name, CAST(applied_at AS CHAR) AS at FROM \`${partial}schema_version\` ORDER BY version`,
       )
@@ -290,7 +228,6 @@ describe.skipIf(SKIP)(`migrate${SKIP ? ` (skipped: ${SKIP_REASON})` : ''}`, () =
         [2, '0002_inbox', '2026-01-01 00:00:00.005'],
         [3, '0003_inbox_id_only', '2026-01-01 00:00:00.005'],
         [4, '0004_ordering_keys', '2026-01-01 00:00:00.005'],
-        [5, '0005_key_heads', '2026-01-01 00:00:00.005'],
       ])
     } finally {
       await drop()

@@ -196,15 +196,6 @@ describe.skipIf(SKIP)(`printed migrations${SKIP ? ` (skipped: ${SKIP_REASON})` :
     }
     expect(await streamKey()).toEqual([])
     expect(await ordering()).not.toEqual([])
-    const heads = async () =>
-      (await catalog(prefix)).columns.filter(
-        (row) => /head_at|held|version/.test(row) && row.includes('outbox_keys'),
-      )
-    expect(await heads()).toHaveLength(3)
-    await applyStatements(pool, { tablePrefix: prefix, serverVersion, direction: 'down', from: 5, to: 5 })
-    expect((await history(prefix)).map((row) => row.version)).toEqual([1, 2, 3, 4])
-    expect(await heads()).toEqual([])
-    expect(await ordering()).not.toEqual([])
     await applyStatements(pool, { tablePrefix: prefix, serverVersion, direction: 'down', from: 4, to: 4 })
     expect((await history(prefix)).map((row) => row.version)).toEqual([1, 2, 3])
     expect(await ordering()).toEqual([])
@@ -215,7 +206,7 @@ describe.skipIf(SKIP)(`printed migrations${SKIP ? ` (skipped: ${SKIP_REASON})` :
       '<p>inbox | ux_stream_seq | 0 | 2 | stream_seq',
     ])
     await applyStatements(pool, { tablePrefix: prefix, serverVersion, from: 3 })
-    expect((await history(prefix)).map((row) => row.version)).toEqual([1, 2, 3, 4, 5])
+    expect((await history(prefix)).map((row) => row.version)).toEqual([1, 2, 3, 4])
     expect(await streamKey()).toEqual([])
     expect(await catalog(prefix)).toEqual(full)
   })

@@ -42,7 +42,6 @@ describe('statement helpers (no server)', () => {
       [2, 'inbox'],
       [3, 'inbox_id_only'],
       [4, 'ordering_keys'],
-      [5, 'key_heads'],
     ])
     const sql = renderMigration(files[0]?.body ?? '', { prefix: 'app_', id_collation: 'utf8mb4_nopad_bin' })
     expect(sql).toContain('CREATE TABLE IF NOT EXISTS `app_outbox`')

@@ -687,10 +687,13 @@ export class InboxProcessor<Tx = never> {
   ): Promise<void> {
     this.#counters.leaseLost++
     this.#counters.redelivered++
-    this.#logger.warn(`inbox.${operation}: lease lost, another worker took the event over; redelivering`, {
-      eventId: event.eventId,
-      error: error.message,
-    })
+    this.#logger.warn(
+      `inbox.${operation}: lease lost (the message was taken over, or finished by another delivery); redelivering`,
+      {
+        eventId: event.eventId,
+        error: error.message,
+      },
+    )
     trace.failed(error, false)
     await this.#settle(() => message.nak(this.#leaseMs))
   }
