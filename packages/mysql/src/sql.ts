@@ -262,7 +262,6 @@ export const inboxSql = (table: string) => {
     byIdLocking: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE event_id = ? FOR UPDATE`,
     bySeq: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE seq = ?`,
     get: `SELECT ${INBOX_COLUMNS} FROM ${t} WHERE event_id = ?`,
-    exists: `SELECT 1 AS found FROM ${t} WHERE event_id = ?`,
     insert: `INSERT INTO ${t} (event_id, subject, payload, headers, stream, stream_seq, status, received_at, deliveries, claimed_at, claimed_by, lease_until) VALUES (?, ?, ?, ?, ?, ?, 'processing', ?, 1, ?, ?, ?)`,
     countDelivery: `UPDATE ${t} SET deliveries = deliveries + 1 WHERE seq = ?`,
     claimStored: `UPDATE ${t} SET deliveries = deliveries + 1, status = 'processing', claimed_at = ?, claimed_by = ?, lease_until = ?, error_message = NULL WHERE seq = ?`,
