@@ -2,10 +2,28 @@ import type {
   InboxMessage,
   InboxSource,
   InboxSubscription,
+  MemoryStore,
+  MemoryTransaction,
   OutboxEvent,
   OutboxPublisher,
   PublishReceipt,
+  TransactionRunner,
 } from '../src/index.js'
+
+/** A transaction runner over the memory store: commit when `fn` resolves, roll back when it throws. */
+export const memoryTransactionRunner =
+  (store: MemoryStore): TransactionRunner<MemoryTransaction> =>
+  async (fn) => {
+    const tx = store.begin()
+    try {
+      const result = await fn(tx)
+      tx.commit()
+      return result
+    } catch (error) {
+      tx.rollback()
+      throw error
+    }
+  }
 
 /** Lets every queued callback and microtask run (the relay's awaits), without real time passing. */
 export const flush = async (rounds = 20): Promise<void> => {

@@ -7,7 +7,7 @@ import {
   ManualClock,
   type MemoryTransaction,
 } from '../src/index.js'
-import { message } from './helpers.js'
+import { memoryTransactionRunner, message } from './helpers.js'
 
 const LEASE_MS = 5_000
 
@@ -44,17 +44,7 @@ const setup = () => {
         warn: (text: string, fields?: Record<string, unknown>) => warnings.push({ message: text, fields }),
         error: () => {},
       },
-      transaction: async (fn) => {
-        const tx = store.begin()
-        try {
-          const result = await fn(tx)
-          tx.commit()
-          return result
-        } catch (error) {
-          tx.rollback()
-          throw error
-        }
-      },
+      transaction: memoryTransactionRunner(store),
     })
   return { clock, store, ledger, warnings, worker }
 }

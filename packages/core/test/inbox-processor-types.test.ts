@@ -7,7 +7,7 @@ import {
   type TransactionRunner,
   type TxboxStore,
 } from '../src/index.js'
-import { FakeSource, message } from './helpers.js'
+import { FakeSource, memoryTransactionRunner, message } from './helpers.js'
 
 // These cases are checked by `tsc` (`pnpm typecheck` includes test/): with the old typing
 // (`tx: Tx | undefined` whatever the options) the `tx.enlist` calls and the
@@ -15,17 +15,7 @@ import { FakeSource, message } from './helpers.js'
 // `@ts-expect-error` lines become unused directives, which fail too.
 
 const store = createMemoryStore()
-const runner: TransactionRunner<MemoryTransaction> = async (fn) => {
-  const tx = store.begin()
-  try {
-    const result = await fn(tx)
-    tx.commit()
-    return result
-  } catch (error) {
-    tx.rollback()
-    throw error
-  }
-}
+const runner: TransactionRunner<MemoryTransaction> = memoryTransactionRunner(store)
 
 describe('InboxProcessor handler types follow the options', () => {
   it('with a transaction runner, tx is the store transaction (no `?.`, no `!`)', async () => {

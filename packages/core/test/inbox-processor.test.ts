@@ -8,7 +8,7 @@ import {
   ManualClock,
   type MemoryTransaction,
 } from '../src/index.js'
-import { FakeSource, flush, message } from './helpers.js'
+import { FakeSource, flush, memoryTransactionRunner, message } from './helpers.js'
 
 const setup = (
   handler: InboxHandler<MemoryTransaction>,
@@ -29,17 +29,7 @@ const setup = (
     backoff: { baseMs: 100, maxMs: 1_000, jitter: 0.5 },
     maxDeliveries: 3,
     leaseMs: 5_000,
-    transaction: async (fn) => {
-      const tx = store.begin()
-      try {
-        const result = await fn(tx)
-        tx.commit()
-        return result
-      } catch (error) {
-        tx.rollback()
-        throw error
-      }
-    },
+    transaction: memoryTransactionRunner(store),
     ...options,
   })
   return { clock, store, source, processor, ledger }
