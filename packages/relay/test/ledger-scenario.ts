@@ -329,29 +329,34 @@ export const runLedgerScenario = async <Tx>(
 
   // SIGKILL a relay while it provably holds a claimed, unmarked batch (mid-batch): poll the
   // outbox for events `publishing` under its worker id, and kill the moment there are some.
-  // The other live relays are paused (SIGSTOP) meanwhile, so the burst is the victim's to
-  // claim: left running, they could drain a short burst on a slow store before the victim's
-  // next poll, and the kill would hit an idle relay (seen on FerretDB in CI).
+  // The other relays run on: on a slow store they can drain the burst before the victim's next
+  // poll, so while the victim holds nothing and the burst is done, a few more transactions
+  // follow, one at a time, until it claims some (they are committed events like any other).
+  // Pausing the others instead (SIGSTOP) froze a relay inside a FerretDB write-guard lock or a
+  // SQLite write transaction, which then kept the victim from claiming at all.
   const heldAtKill: number[] = []
   const killMidBatch = async (relay: RelayProcess, burst: Promise<void>): Promise<void> => {
-    const others = relays.filter(
-      (other) => other !== relay && other.child.exitCode === null && other.child.signalCode === null,
-    )
-    for (const other of others) other.kill('SIGSTOP')
-    try {
-      const deadline = Date.now() + 15_000
-      let held = 0
-      while (Date.now() < deadline) {
-        held = (await attempt(() => pair.heldBy(relay.name))) ?? 0
-        if (held > 0) break
-        await sleep(1)
-      }
-      relay.kill('SIGKILL')
-      heldAtKill.push(held)
-    } finally {
-      for (const other of others) other.kill('SIGCONT')
+    let burstDone = false
+    const done = () => {
+      burstDone = true
     }
+    void burst.then(done, done)
+    let more: Promise<void> | undefined
+    const deadline = Date.now() + 30_000
+    let held = 0
+    while (Date.now() < deadline) {
+      held = (await attempt(() => pair.heldBy(relay.name))) ?? 0
+      if (held > 0) break
+      if (burstDone && more === undefined)
+        more = transactionOnce(nextTransaction++).finally(() => {
+          more = undefined
+        })
+      await sleep(1)
+    }
+    relay.kill('SIGKILL')
+    heldAtKill.push(held)
     await burst
+    await more
   }
 
   const faults: FaultFigures[] = []
