@@ -1,7 +1,6 @@
 import { repeatInBatches } from '../batches.js'
 import { addMs, type Clock, cutoffDays, cutoffMinutes } from '../clock.js'
 import { inboxCounts } from '../counts.js'
-import { EventNotFoundError, LeaseLostError, StorageError } from '../errors.js'
 import {
   type InboxClaimOptions,
   type InboxClaimResult,
@@ -16,6 +15,7 @@ import {
 } from '../inbox.js'
 import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import { Validator } from '../validation.js'
+import { assertFenceApplied } from './fence-outcome.js'
 import {
   type FencedOutcome,
   type InboxClaimRequest,
@@ -158,9 +158,9 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
   }
 
   /**
-   * The one mapping of a mark's outcome: not stored is `EventNotFoundError`; a refused fence
-   * is `LeaseLostError`; an unfenced `markAsFailed` of a `processed` event changes nothing
-   * and is not an error (processed is final: the handler's effects committed once).
+   * A mark's outcome, mapped as every fenced write's; besides, an unfenced `markAsFailed` of a
+   * `processed` event changes nothing and is not an error (processed is final: the handler's
+   * effects committed once).
    */
   #fenceOutcome(
     outcome: FencedOutcome,
@@ -168,16 +168,8 @@ export abstract class InboxRepositoryKernel<Tx = never> implements InboxReposito
     workerId: string | undefined,
     operation: 'markAsProcessed' | 'markAsFailed',
   ): void {
-    if (outcome === 'applied') return
-    if (outcome === 'missing') throw new EventNotFoundError(this.adapter, eventId, 'inbox')
-    if (workerId !== undefined) throw new LeaseLostError(this.adapter, eventId, workerId)
-    if (operation === 'markAsFailed') return
-    throw new StorageError(
-      this.adapter,
-      `inbox.${operation}`,
-      undefined,
-      `the store answered "lease lost" for an unfenced write of ${JSON.stringify(eventId)}`,
-    )
+    if (outcome === 'lost' && workerId === undefined && operation === 'markAsFailed') return
+    assertFenceApplied(outcome, { adapter: this.adapter, side: 'inbox', operation }, eventId, workerId)
   }
 
   async isProcessed(eventId: string): Promise<boolean> {

@@ -1,7 +1,7 @@
 import { repeatInBatches } from '../batches.js'
 import { addMs, type Clock, cutoffDays, cutoffMinutes } from '../clock.js'
 import { outboxCounts } from '../counts.js'
-import { EventNotFoundError, LeaseLostError, StorageError, ValidationError } from '../errors.js'
+import { EventNotFoundError, StorageError, ValidationError } from '../errors.js'
 import { assertEventFits } from '../nats-message.js'
 import type {
   ClaimOptions,
@@ -17,6 +17,7 @@ import type {
 import { withEnqueueContext } from '../telemetry/enqueue-context.js'
 import type { AmbientTransactions } from '../transactions/ambient-transactions.js'
 import { Validator } from '../validation.js'
+import { assertFenceApplied } from './fence-outcome.js'
 import {
   type ClaimRequest,
   type FencedOutcome,
@@ -159,15 +160,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     workerId: string | undefined,
     operation: string,
   ): void {
-    if (outcome === 'applied') return
-    if (outcome === 'missing') throw new EventNotFoundError(this.adapter, eventId)
-    if (workerId !== undefined) throw new LeaseLostError(this.adapter, eventId, workerId)
-    throw new StorageError(
-      this.adapter,
-      `outbox.${operation}`,
-      undefined,
-      `the store answered "lease lost" for an unfenced write of ${JSON.stringify(eventId)}`,
-    )
+    assertFenceApplied(outcome, { adapter: this.adapter, side: 'outbox', operation }, eventId, workerId)
   }
 
   async findOrCreate(params: EnqueueParams, options?: WriteOptions<Tx>): Promise<OutboxEvent> {
