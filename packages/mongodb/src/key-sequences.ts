@@ -139,13 +139,7 @@ export class KeySequences {
       )
       .toArray()) as Unnumbered[]
     if (unnumbered.length === 0) return []
-    const byKey = new Map<string, Unnumbered[]>()
-    for (const doc of unnumbered) {
-      if (doc.orderingKey === undefined) continue
-      const group = byKey.get(doc.orderingKey)
-      if (group) group.push(doc)
-      else byKey.set(doc.orderingKey, [doc])
-    }
+    const byKey = groupByOrderingKey(unnumbered)
     const at = this.#client.clock()
     const proposed: KeyDecisionDocument[] = [...byKey].map(([key, docs]) => {
       // Enqueue order: a batch's events of one key were given increasing `seq` in input order.
@@ -235,4 +229,18 @@ export class KeySequences {
       )
     }
   }
+}
+
+/** The keyed documents by their ordering key, each group in input order; unkeyed ones left out. */
+export const groupByOrderingKey = <Doc extends { orderingKey?: string | undefined }>(
+  docs: readonly Doc[],
+): Map<string, Doc[]> => {
+  const byKey = new Map<string, Doc[]>()
+  for (const doc of docs) {
+    if (doc.orderingKey === undefined) continue
+    const group = byKey.get(doc.orderingKey)
+    if (group) group.push(doc)
+    else byKey.set(doc.orderingKey, [doc])
+  }
+  return byKey
 }

@@ -13,7 +13,7 @@ import type { ClientSession, Collection, Filter } from 'mongodb'
 import { type Change, type Decision, LEASE_FIELDS, MongoDbClient } from './client.js'
 import { ContentionError } from './errors.js'
 import { insertUnordered } from './inserts.js'
-import { KeySequences } from './key-sequences.js'
+import { groupByOrderingKey, KeySequences } from './key-sequences.js'
 import { type MongoDbStoreOptions, resolveMongoDbOptions } from './mongodb-options.js'
 import {
   assertDocumentFits,
@@ -192,13 +192,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
    * be stored already leaves its number unused (a gap).
    */
   async #numberInSession(docs: readonly OutboxDocument[], session: ClientSession): Promise<void> {
-    const byKey = new Map<string, OutboxDocument[]>()
-    for (const doc of docs) {
-      if (doc.orderingKey === undefined) continue
-      const group = byKey.get(doc.orderingKey)
-      if (group) group.push(doc)
-      else byKey.set(doc.orderingKey, [doc])
-    }
+    const byKey = groupByOrderingKey(docs)
     for (const key of [...byKey.keys()].sort()) {
       const group = byKey.get(key) ?? []
       const first = await this.#keys.reserveInSession(
