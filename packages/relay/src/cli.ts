@@ -190,8 +190,9 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
           maxReconnectAttempts: -1,
           reconnectTimeWait: 250,
           timeout: 5_000,
-          // nats.js captures two stack traces per publish for a timeout that almost never
-          // comes (docs/BENCHMARKS.md); the relay's errors name the event and the reason.
+          // nats.js captures two stack traces per request (duplicate checks, stream lookups;
+          // publishes are not nats.js requests) for a timeout that almost never comes
+          // (docs/BENCHMARKS.md); the relay's errors name the event and the reason.
           noAsyncTraces: true,
         }),
       discard: (late) => {
