@@ -181,6 +181,7 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction
     values: Param[],
     eventId: string,
     workerId: string | undefined,
+    refusesProcessed: boolean,
     tx?: MySqlTransaction,
   ): Promise<FencedOutcome> {
     const [sql, params] =
@@ -189,7 +190,7 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction
       if ((await runWrite(db, sql, params)).affectedRows > 0) return 'applied'
       const [row] = await selectRows(db, this.sql.status, [eventId])
       if (!row) return 'missing'
-      return workerId !== undefined || row.status === 'processed' ? 'lost' : 'applied'
+      return workerId !== undefined || (refusesProcessed && row.status === 'processed') ? 'lost' : 'applied'
     })
   }
 
@@ -199,7 +200,9 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction
     tx: MySqlTransaction | undefined,
     workerId: string | undefined,
   ): Promise<FencedOutcome> {
-    return this.#mark(this.sql.markAsProcessed, [toDateTime(now), eventId], eventId, workerId, tx)
+    // Unfenced, marking a processed event processed again at the same instant changes no
+    // value: without CLIENT_FOUND_ROWS the server reports 0 rows, which is still applied.
+    return this.#mark(this.sql.markAsProcessed, [toDateTime(now), eventId], eventId, workerId, false, tx)
   }
 
   protected setFailed(
@@ -207,7 +210,7 @@ export class MySqlInboxRepository extends InboxRepositoryKernel<MySqlTransaction
     errorMessage: string,
     workerId: string | undefined,
   ): Promise<FencedOutcome> {
-    return this.#mark(this.sql.markAsFailed, [errorMessage, eventId], eventId, workerId)
+    return this.#mark(this.sql.markAsFailed, [errorMessage, eventId], eventId, workerId, true)
   }
 
   protected deleteProcessed(cutoff: Date, limit: number): Promise<number> {
