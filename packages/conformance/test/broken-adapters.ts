@@ -1445,6 +1445,27 @@ class FailedHeadNotHoldingOutbox extends MemoryOutboxRepository {
   }
 }
 
+/**
+ * The head of a key is its lowest `keySeq` still `pending` or `publishing` (or `failed` when
+ * dead letters block), as the rule read before: with 'skip', a dead letter redriven while a
+ * later event of its key is publishing has the lowest `keySeq`, so it is claimed beside it.
+ */
+class LowestKeySeqHeadOutbox extends MemoryOutboxRepository {
+  protected override keyHeads(deadLettersBlockKeys: boolean): Map<string, number> {
+    const heads = new Map<string, number>()
+    for (const event of this.events.values()) {
+      if (event.orderingKey === undefined || event.keySeq === undefined) continue
+      const holds =
+        event.status === 'pending' ||
+        event.status === 'publishing' ||
+        (event.status === 'failed' && deadLettersBlockKeys)
+      const head = heads.get(event.orderingKey)
+      if (holds && (head === undefined || event.keySeq < head)) heads.set(event.orderingKey, event.keySeq)
+    }
+    return heads
+  }
+}
+
 export const brokenAdapters: readonly {
   target: ConformanceTarget<MemoryTransaction>
   mustFail: readonly string[]
@@ -1711,8 +1732,13 @@ export const brokenAdapters: readonly {
     mustFail: [
       'outbox.ordering.heads-only',
       'outbox.ordering.dead-letter-policy',
+      'outbox.ordering.skip-redrive-in-flight',
       'outbox.ordering.heads-across-connections',
     ],
+  },
+  {
+    target: brokenTarget('lowest-key-seq-head', LowestKeySeqHeadOutbox),
+    mustFail: ['outbox.ordering.skip-redrive-in-flight'],
   },
   {
     target: brokenTarget('key-seq-per-call', PerCallKeySeqOutbox),
@@ -1741,6 +1767,7 @@ export const brokenAdapters: readonly {
       'outbox.ordering.validation',
       'outbox.ordering.heads-only',
       'outbox.ordering.dead-letter-policy',
+      'outbox.ordering.skip-redrive-in-flight',
       'outbox.ordering.heads-across-connections',
       'outbox.ordering.commit-order',
     ],

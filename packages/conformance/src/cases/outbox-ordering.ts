@@ -557,6 +557,43 @@ export const outboxOrderingCases = [
     },
   }),
   defineCase({
+    id: 'outbox.ordering.skip-redrive-in-flight',
+    title:
+      "with 'skip', a dead letter redriven while a later event of its key is publishing waits for it: a key with an event publishing has no other claimable event, that event (once its lease expires) is the one claimed again, then the key drains one event per claim",
+    skipReason: requiresOrderingKeys,
+    async run({ store, clock }) {
+      const o = store.outbox
+      const skip = { limit: 100, leaseMs: MINUTE, workerId: 'w', keyedDeadLetters: 'skip' as const }
+      await o.findOrCreateMany([keyed('r1', 'R'), keyed('r2', 'R'), keyed('r3', 'R')])
+      expectIds(await o.claim(skip), ['r1'], 'the head of R')
+      await o.markAsFailed('r1', 'dead letter', { workerId: 'w' })
+      expectIds(await o.claim(skip), ['r2'], "'skip': R goes on without its dead letter")
+      expectSame(await o.requeueFailed(['r1']), 1, 'r1 redriven while r2 is publishing')
+      expectIds(await o.claim(skip), [], 'r2 is publishing: neither the redriven r1 nor r3 is claimable')
+      expectIds(
+        await o.claim({ ...skip, keyedDeadLetters: 'block' }),
+        [],
+        "'block' too: r2 is publishing, so nothing else of R is claimable",
+      )
+      clock.advance(MINUTE + SECOND)
+      expectIds(await o.claim(skip), ['r2'], "r2's lease expired: r2 (not r1) is claimed again")
+      expectIds(await o.claim(skip), [], 'r2 publishing again: still nothing else of R')
+      expectEqual(await o.markManyAsSent(['r2'], { workerId: 'w' }), [], 'r2 sent')
+      // The order of r1 against r3 is given up by 'skip'; one event of R per claim is not.
+      const drained: string[] = []
+      for (let round = 0; round < 2; round++) {
+        const claimed = (await o.claim(skip)).map((event) => event.eventId)
+        expectSame(claimed.length, 1, `round ${round + 1}: exactly one event of R per claim, got [${claimed.join(', ')}]`)
+        expectIds(await o.claim(skip), [], `round ${round + 1}: nothing else of R while ${claimed[0]} is publishing`)
+        expectEqual(await o.markManyAsSent(claimed, { workerId: 'w' }), [], `round ${round + 1}: sent`)
+        drained.push(...claimed)
+      }
+      expectEqual([...drained].sort(), ['r1', 'r3'], 'r1 and r3 were each claimed once')
+      for (const id of ['r1', 'r2', 'r3'])
+        expectSame((await storedOutbox(store, id)).status, 'sent', `oracle: ${id} sent`)
+    },
+  }),
+  defineCase({
     id: 'outbox.ordering.heads-across-connections',
     title: `${RACE_CLAIMERS} claimers over the fixture and ${RACE_PEERS} peers drain ${RACE_KEYS} keys x ${RACE_EVENTS_PER_KEY} events (and ${RACE_UNKEYED} unkeyed): never two events of one key claimed and unsent at once, each key claimed in keySeq order, every event sent once`,
     skipReason: requiresOrderingKeys,

@@ -199,21 +199,24 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
   }
 
   /**
-   * Per ordering key, the lowest `keySeq` among its events that hold the key: `pending`,
-   * `publishing`, and `failed` when dead letters block. Only that event of a key may be claimed.
+   * Per ordering key, the `keySeq` of the one event of the key that may be claimed: the event
+   * `publishing` if the key has one (claimable again only once its lease expires; with
+   * `keyedDeadLetters: 'skip'` a dead letter redriven while a later event of its key publishes
+   * has the lower `keySeq`, and still waits), else the lowest `keySeq` among its events that
+   * hold the key: `pending`, and `failed` when dead letters block.
    */
   protected keyHeads(deadLettersBlockKeys: boolean): Map<string, number> {
     const heads = new Map<string, number>()
+    const publishing = new Map<string, number>()
     for (const event of this.events.values()) {
       if (event.orderingKey === undefined || event.keySeq === undefined) continue
-      const holds =
-        event.status === 'pending' ||
-        event.status === 'publishing' ||
-        (event.status === 'failed' && deadLettersBlockKeys)
+      if (event.status === 'publishing') publishing.set(event.orderingKey, event.keySeq)
+      const holds = event.status === 'pending' || (event.status === 'failed' && deadLettersBlockKeys)
       if (!holds) continue
       const head = heads.get(event.orderingKey)
       if (head === undefined || event.keySeq < head) heads.set(event.orderingKey, event.keySeq)
     }
+    for (const [orderingKey, keySeq] of publishing) heads.set(orderingKey, keySeq)
     return heads
   }
 
