@@ -37,12 +37,15 @@ describe('the migration files', () => {
       '0003_ordering_keys.sql',
       '0004_key_heads.down.sql',
       '0004_key_heads.sql',
+      '0005_redrive_behind_publishing.down.sql',
+      '0005_redrive_behind_publishing.sql',
     ])
     expect(sqliteMigrations().map(({ version, name }) => [version, name])).toEqual([
       [1, 'init'],
       [2, 'inbox_id_only'],
       [3, 'ordering_keys'],
       [4, 'key_heads'],
+      [5, 'redrive_behind_publishing'],
     ])
     for (const { body, down } of sqliteMigrations()) {
       for (const text of [body, down ?? '']) {
@@ -86,8 +89,9 @@ describe('migrate', () => {
 
     await createSqliteStore({ db, clock: () => new Date(3_000) }).migrate()
 
-    // Only versions 3 and 4, which release 0.1.0 did not have, are applied: 4 replaces the
-    // claimable index by the heads' and adds the chain's (3's key_holds goes again).
+    // Only versions 3 to 5, which release 0.1.0 did not have, are applied: 4 replaces the
+    // claimable index by the heads' and adds the chain's (3's key_holds goes again); 5 only
+    // replaces a trigger.
     expect(names(db, 'index')).toEqual(
       [
         ...indexes.filter((name) => name !== 'txbox_outbox_claimable'),
@@ -103,6 +107,7 @@ describe('migrate', () => {
       [2, 2_000],
       [3, 3_000],
       [4, 3_000],
+      [5, 3_000],
     ])
     expect((await before.outbox.get('kept'))?.status).toBe('pending')
     db.close()
@@ -127,7 +132,7 @@ describe('migrate', () => {
     expect(claimed.event).toMatchObject({ eventId: 'new-7', stream: 'ORDERS', streamSeq: 7, deliveries: 1 })
     expect((await store.inbox.get('old-7'))?.status).toBe('processed')
     expect(db.prepare('SELECT version FROM txbox_schema_version ORDER BY version').pluck().all()).toEqual([
-      1, 2, 3, 4,
+      1, 2, 3, 4, 5,
     ])
     expect(names(db, 'index')).not.toContain('txbox_inbox_stream_seq')
     db.close()
@@ -216,6 +221,41 @@ describe('migrate', () => {
     expect(
       db.prepare("SELECT last_key_seq FROM txbox_outbox_keys WHERE ordering_key = 'B'").pluck().get(),
     ).toBe(501)
+    db.close()
+  })
+
+  it("version 5's down script puts a chain that a redrive left out of seq order back in it, as version 4's walk needs", async () => {
+    const db = new Database(':memory:')
+    const store = createSqliteStore({ db })
+    await store.migrate()
+    const skip = { workerId: 'w', ...LEASE, keyedDeadLetters: 'skip' } as const
+    await store.outbox.findOrCreateMany(['r1', 'r2', 'r3'].map((id) => ({ ...event(id), orderingKey: 'R' })))
+    await store.outbox.claim(skip)
+    await store.outbox.markAsFailed('r1', 'dead letter', { workerId: 'w' })
+    await store.outbox.claim(skip)
+    await store.outbox.requeueFailed(['r1'])
+    const chain = () =>
+      db
+        .prepare("SELECT event_id, key_prev FROM txbox_outbox WHERE status <> 'sent' ORDER BY seq")
+        .raw()
+        .all()
+    const tail = () =>
+      db.prepare("SELECT tail_seq FROM txbox_outbox_keys WHERE ordering_key = 'R'").pluck().get()
+    // Version 5: r1 waits behind r2, which is publishing.
+    expect(chain()).toEqual([
+      ['r1', 2],
+      ['r2', null],
+      ['r3', 1],
+    ])
+    expect(tail()).toBe(3)
+    const down = sqliteMigrations().find((step) => step.version === 5)?.down
+    db.exec(renderMigration(down ?? '', { prefix: 'txbox_' }))
+    expect(chain()).toEqual([
+      ['r1', null],
+      ['r2', 1],
+      ['r3', 2],
+    ])
+    expect(tail()).toBe(3)
     db.close()
   })
 

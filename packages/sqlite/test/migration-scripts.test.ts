@@ -127,6 +127,16 @@ describe('sqlite migrationScripts', () => {
         'app_outbox_key_leave',
         'app_outbox_key_return',
       ])
+      const returnTrigger = () =>
+        db
+          .prepare("SELECT sql FROM sqlite_master WHERE name = 'app_outbox_key_return'")
+          .pluck()
+          .get() as string
+      expect(returnTrigger()).toContain("status = 'publishing'")
+      applyPrinted(db, { tablePrefix: 'app_', direction: 'down', from: 5, to: 5 })
+      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2, 3, 4])
+      expect(triggers()).toHaveLength(4)
+      expect(returnTrigger()).not.toContain("status = 'publishing'")
       applyPrinted(db, { tablePrefix: 'app_', direction: 'down', from: 4, to: 4 })
       expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2, 3])
       expect(outboxColumns()).not.toContain('key_prev')
@@ -143,11 +153,12 @@ describe('sqlite migrationScripts', () => {
       expect(history(db, 'app_').map((row) => row.version)).toEqual([1])
       expect(uniqueStreamIndex()).toBe(1)
       applyPrinted(db, { tablePrefix: 'app_', from: 2 })
-      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2, 3, 4])
+      expect(history(db, 'app_').map((row) => row.version)).toEqual([1, 2, 3, 4, 5])
       expect(uniqueStreamIndex()).toBe(0)
       expect(outboxColumns()).toContain('key_seq')
       expect(outboxColumns()).toContain('key_prev')
       expect(triggers()).toHaveLength(4)
+      expect(returnTrigger()).toContain("status = 'publishing'")
     } finally {
       db.close()
     }
