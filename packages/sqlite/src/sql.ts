@@ -143,8 +143,11 @@ WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?`,
     // holds exactly the live rows without a previous live event of their key (key_prev IS
     // NULL: unkeyed rows and heads; migrations/0004_key_heads.sql), so the walk never passes a
     // key's waiting events, only heads in flight; the same write lock and snapshot mean no
-    // claimer can take a second event of a key while the first is in flight. The failed check
-    // probes an index of failed keyed rows, empty while nothing fails.
+    // claimer can take a second event of a key while the first is in flight. A publishing
+    // event stays its key's head even when a dead letter of the key is redriven meanwhile (it
+    // goes behind it: migrations/0005_redrive_behind_publishing.sql), so it is the one claimed
+    // again once its lease expires. The failed check probes an index of failed keyed rows,
+    // empty while nothing fails.
     claim: `UPDATE ${t.outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ?
 WHERE seq IN (
   SELECT seq FROM ${t.outbox} AS candidate INDEXED BY ${t.prefix}outbox_claimable_heads
