@@ -108,12 +108,16 @@ export const SQL_SWEEP_BATCH = 1000
 
 /**
  * The claim's head check on the candidate row `o`, whose status is `own` (docs/CONTRACT.md
- * §2 "Ordering keys"): an unkeyed row passes; a keyed one only when it is the first row of
- * its key in its own status, and no row of its key in another blocking status comes before
- * it. One lookup per status, each the first entry of ix_key_head (ordering_key, status,
- * key_seq): a NOT EXISTS over "key_seq < o.key_seq" would instead walk every entry of the
- * key and status past the candidate itself. The ORDER BY names the whole index prefix:
- * with only key_seq, MySQL 8 sorts the key's rows instead of reading the first one.
+ * §2 "Claim: one event of a key at a time"): an unkeyed row passes. A keyed `publishing` row
+ * (its lease expired) is the one event of its key in flight and is claimed again whatever lies
+ * below it (with keyedDeadLetters 'skip', a dead letter redriven while it was in flight). A
+ * keyed `pending` row only when it is the first pending row of its key, no row of its key is
+ * publishing at all (not even a later one: that redriven dead letter waits for it), and no
+ * failed row comes before it when dead letters block. One lookup per status, each the first
+ * entry of ix_key_head (ordering_key, status, key_seq): a NOT EXISTS over "key_seq <
+ * o.key_seq" would instead walk every entry of the key and status past the candidate itself.
+ * The ORDER BY names the whole index prefix: with only key_seq, MySQL 8 sorts the key's rows
+ * instead of reading the first one.
  *
  * These subqueries are plain reads (the locking clause of the outer SELECT does not reach
  * them, on MySQL 8 and MariaDB alike, so a lower row held by another claimer is seen, not
@@ -124,14 +128,20 @@ export const SQL_SWEEP_BATCH = 1000
  * its lower rows committed before it did (the key's counter lock), so the snapshot holds
  * them too. Without that, a claim that skipped a lower row locked by another claimer
  * claimed the next row as well. (An EXISTS on the candidate's own primary key would prove it
- * too, but MariaDB materializes that semi-join: a scan of the whole table per claim.)
+ * too, but MariaDB materializes that semi-join: a scan of the whole table per claim.) One
+ * window is left to the user's 'skip': a requeueFailed that commits while a claim statement
+ * that read before it runs can let that claim take the dead letter's successor while a later
+ * claim takes the redriven dead letter (whose order 'skip' gave up).
  */
 const headCheck = (t: string, own: OutboxStatus, blocking: readonly OutboxStatus[]): string => {
   const first = (status: OutboxStatus) =>
     `(SELECT l.key_seq FROM ${t} AS l FORCE INDEX (ix_key_head) WHERE l.ordering_key = o.ordering_key AND l.status = '${status}' ORDER BY l.ordering_key, l.status, l.key_seq LIMIT 1)`
+  if (own === 'publishing') return `(o.ordering_key IS NULL OR o.key_seq = ${first('publishing')})`
   const before = blocking
     .filter((status) => status !== own)
-    .map((status) => ` AND COALESCE(o.key_seq < ${first(status)}, TRUE)`)
+    .map((status) =>
+      status === 'publishing' ? ` AND ${first(status)} IS NULL` : ` AND COALESCE(o.key_seq < ${first(status)}, TRUE)`,
+    )
   return `(o.ordering_key IS NULL OR (o.key_seq = ${first(own)}${before.join('')}))`
 }
 

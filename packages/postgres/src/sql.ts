@@ -475,13 +475,21 @@ export interface ClaimArgs {
 export const CLAIM_PLANNER_SETTINGS = 'SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;'
 
 /**
- * The head-of-key rule of a claim, on the candidate row `t`: an unkeyed row passes at once (OR
- * short-circuits: no probe, no join on the unkeyed path); a keyed row only when no row of its
- * key with a lower key_seq still holds the key (pending, due or not; publishing, lease live or
- * expired; failed when dead letters block). The probe is one range scan of the partial index
- * on (ordering_key, key_seq), whose predicate the redundant `IS NOT NULL` and status list let
- * the planner match; kept an OR'ed correlated subquery on purpose, so it is never planned as an
- * anti-join over every keyed row.
+ * The head-of-key rule of a claim, on the candidate row `t` (docs/CONTRACT.md §2 "Claim: one
+ * event of a key at a time"): an unkeyed row passes at once (OR short-circuits: no probe, no
+ * join on the unkeyed path). A keyed row `publishing` (its lease expired, or it would not be a
+ * candidate) is the one event of its key in flight: it is claimed again whatever lies below
+ * it. A keyed `pending` row only when no row of its key with a lower key_seq still holds the
+ * key (pending, due or not; publishing; failed when dead letters block), and no row of its key
+ * is publishing at all. That second probe matters only for a dead letter redriven with
+ * keyedDeadLetters 'skip' while a later event of its key was in flight, so it runs only on
+ * rows that were retried or redriven (error_message is set by markAsFailed and retryLater and
+ * kept by requeueFailed): a row that never failed became visible before every later row of
+ * its key (the enqueue's counter lock) and held the key ever since, so none of them can have
+ * been claimed. Each probe is one range scan of the partial index on (ordering_key, key_seq),
+ * whose predicate the redundant `IS NOT NULL` and status list let the planner match; kept
+ * OR'ed correlated subqueries on purpose, so they are never planned as anti-joins over every
+ * keyed row.
  *
  * Races (READ COMMITTED): the rule is read in the statement's snapshot, where the key's
  * earlier rows can only look *more* unsent than they are (a row leaves the set only by being
@@ -490,15 +498,24 @@ export const CLAIM_PLANNER_SETTINGS = 'SET LOCAL enable_bitmapscan = off; SET LO
  * claim skip a head that the next claim takes. A candidate another claimer changed after the
  * snapshot is re-read by FOR UPDATE (EvalPlanQual) and must still be claimable as it now is
  * (a live lease, or sent, fails the recheck); one it still holds locked is skipped. So no
- * two rows of a key are ever publishing at once. The exceptions are the user's:
- * `requeueFailed` with keyedDeadLetters 'skip' puts a dead letter back behind its successors.
+ * two rows of a key are ever publishing at once. One window is left to the user's 'skip': a
+ * requeueFailed that commits while a claim statement taken before it runs can let that claim
+ * take the dead letter's successor while a later claim takes the redriven dead letter (whose
+ * order 'skip' gave up); redrive with the relays' claims quiet to rule it out.
  */
 const keyHead = (table: string, deadLettersBlockKeys: boolean): string =>
-  `(t.ordering_key IS NULL OR NOT EXISTS (
-            SELECT 1 FROM ${table} h
-            WHERE h.ordering_key = t.ordering_key AND h.key_seq < t.key_seq AND h.ordering_key IS NOT NULL
-              AND h.status IN (${deadLettersBlockKeys ? "'pending', 'publishing', 'failed'" : "'pending', 'publishing'"})
-          ))`
+  `(t.ordering_key IS NULL OR (t.status = 'publishing' OR (
+            NOT EXISTS (
+              SELECT 1 FROM ${table} h
+              WHERE h.ordering_key = t.ordering_key AND h.key_seq < t.key_seq AND h.ordering_key IS NOT NULL
+                AND h.status IN (${deadLettersBlockKeys ? "'pending', 'publishing', 'failed'" : "'pending', 'publishing'"})
+            )
+            AND (t.error_message IS NULL OR NOT EXISTS (
+              SELECT 1 FROM ${table} p
+              WHERE p.ordering_key = t.ordering_key AND p.key_seq > t.key_seq AND p.ordering_key IS NOT NULL
+                AND p.status IN ('publishing')
+            ))
+          )))`
 
 /** A PostgreSQL string literal in the E'' form, correct whatever `standard_conforming_strings` is. */
 const literal = (text: string): string => `E'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`

@@ -109,10 +109,25 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'claim: head-of-key rule dropped',
     statements: ['outbox.claim'],
-    find: '(t.ordering_key IS NULL OR NOT EXISTS (',
-    replace: '(true OR NOT EXISTS (',
+    find: "(t.ordering_key IS NULL OR (t.status = 'publishing' OR (",
+    replace: "(true OR (t.status = 'publishing' OR (",
     // heads-across-connections catches it only when two claims happen to overlap on a key.
     kills: ['outbox.ordering.heads-only'],
+  },
+  {
+    id: 'claim: an expired publishing event waits for a lower redriven dead letter',
+    statements: ['outbox.claim'],
+    find: "(t.ordering_key IS NULL OR (t.status = 'publishing' OR (",
+    replace: '(t.ordering_key IS NULL OR (false OR (',
+    // The redriven dead letter waits for the expired event and the expired event for it.
+    kills: ['outbox.ordering.skip-redrive-in-flight'],
+  },
+  {
+    id: "claim: a later publishing event does not hold a redriven dead letter's key",
+    statements: ['outbox.claim'],
+    find: 'AND (t.error_message IS NULL OR NOT EXISTS (',
+    replace: 'AND (true OR NOT EXISTS (',
+    kills: ['outbox.ordering.skip-redrive-in-flight'],
   },
   {
     id: 'claim: head probe <= (a keyed event holds its own key)',
