@@ -63,7 +63,7 @@ describe('InboxProcessor: fenced marks after a take-over', () => {
     const first = message({ eventId: 'm-1' })
     const running = a.handle(first)
     await Promise.resolve()
-    expect(await store.inbox.get('m-1')).toMatchObject({ status: 'processing', claimedBy: 'worker-a' })
+    expect(await store.inbox.get('m-1')).toMatchObject({ status: 'processing', claimedBy: 'worker-a#1' })
     // A's handler is slower than its lease: JetStream redelivers, B takes the message over.
     clock.advance(LEASE_MS)
     const redelivery = message({ eventId: 'm-1', deliveryCount: 2 })
@@ -138,17 +138,57 @@ describe('InboxProcessor: fenced marks after a take-over', () => {
     clock.advance(LEASE_MS)
     const runningB = b.handle(message({ eventId: 'm-3', deliveryCount: 2 }))
     await Promise.resolve()
-    expect(await store.inbox.get('m-3')).toMatchObject({ status: 'processing', claimedBy: 'worker-b' })
+    expect(await store.inbox.get('m-3')).toMatchObject({ status: 'processing', claimedBy: 'worker-b#1' })
     slowA.open()
     await runningA
     expect(first.settled).toEqual({ kind: 'nak', delayMs: LEASE_MS })
     const held = await store.inbox.get('m-3')
-    expect(held).toMatchObject({ status: 'processing', claimedBy: 'worker-b' })
+    expect(held).toMatchObject({ status: 'processing', claimedBy: 'worker-b#1' })
     expect(held?.errorMessage).toBeUndefined()
     slowB.open()
     await runningB
     expect(await store.inbox.get('m-3')).toMatchObject({ status: 'processed' })
     expect(a.counters()).toMatchObject({ leaseLost: 1, terminated: 0 })
+  })
+
+  it('gives each delivery its own claim: the first copy failing late, while the redelivery to this same processor runs, neither fails the message nor spoils the redelivery', async () => {
+    const { clock, store, ledger, worker } = setup()
+    const firstCopy = gate()
+    const secondCopy = gate()
+    let calls = 0
+    const a = worker('worker-a', async ({ event, tx }) => {
+      calls++
+      if (calls === 1) {
+        await firstCopy.opened
+        throw new Error('timed out downstream')
+      }
+      await secondCopy.opened
+      tx?.enlist(() => ledger.push(`a:${event.eventId}`))
+    })
+    const first = message({ eventId: 'm-6' })
+    const runningFirst = a.handle(first)
+    await Promise.resolve()
+    expect(await store.inbox.get('m-6')).toMatchObject({ status: 'processing', claimedBy: 'worker-a#1' })
+    // The first copy outlives its lease: JetStream redelivers to the same processor, which
+    // takes the expired claim over under a claim of its own.
+    clock.advance(LEASE_MS)
+    const second = message({ eventId: 'm-6', deliveryCount: 2 })
+    const runningSecond = a.handle(second)
+    await Promise.resolve()
+    expect(await store.inbox.get('m-6')).toMatchObject({ status: 'processing', claimedBy: 'worker-a#2' })
+    // The first copy fails while the second runs: its claim is gone, so the message is not
+    // failed under the running copy (sharing one claim, it was, and the second then lost it).
+    firstCopy.open()
+    await runningFirst
+    expect(first.settled).toEqual({ kind: 'nak', delayMs: LEASE_MS })
+    expect(await store.inbox.get('m-6')).toMatchObject({ status: 'processing', claimedBy: 'worker-a#2' })
+    secondCopy.open()
+    await runningSecond
+    expect(second.settled).toEqual({ kind: 'ack' })
+    expect(ledger).toEqual(['a:m-6'])
+    expect(await store.inbox.get('m-6')).toMatchObject({ status: 'processed', deliveries: 2 })
+    expect(await store.inbox.getFailedEvents()).toEqual([])
+    expect(a.counters()).toMatchObject({ processed: 1, leaseLost: 1, terminated: 0 })
   })
 
   it('marks with its workerId: the holder of an expired lease nobody took over still completes', async () => {

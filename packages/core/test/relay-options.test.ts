@@ -279,6 +279,11 @@ const refusedByProcessor: [string, Partial<InboxProcessorCommonOptions<never>>, 
     'ackProgressEveryMs must be a number of milliseconds from 1',
   ],
   ['concurrency 0', { concurrency: 0 }, 'concurrency must be an integer from 1 to'],
+  [
+    'workerId without room for the delivery number',
+    { workerId: 'w'.repeat(244) },
+    'workerId must be at most 243 characters',
+  ],
   ['maxDeliveries fractional', { maxDeliveries: 2.5 }, 'maxDeliveries must be an integer from 1 to'],
   [
     'backoff.baseMs beyond exact integers',
@@ -300,12 +305,13 @@ describe('InboxProcessor refuses, when built, options that can never work', () =
 
   it('accepts every limit itself', () => {
     const processor = processorWith({
-      workerId: 'w'.repeat(255),
+      // 243 + '#' and up to 11 base-36 digits of the delivery number: 255, the claim's limit.
+      workerId: 'w'.repeat(243),
       leaseMs: MAX_LEASE_MS,
       ackProgressEveryMs: MAX_TIMER_MS,
       backoff: { baseMs: 0, maxMs: Number.MAX_SAFE_INTEGER, jitter: 0 },
     })
-    expect(processor.workerId).toBe('w'.repeat(255))
+    expect(processor.workerId).toBe('w'.repeat(243))
   })
 })
 

@@ -13,7 +13,7 @@ import type { HealthReport } from '../relay/metrics.js'
 import { errorFields, messageOf } from '../relay/sleep.js'
 import { InboxTelemetry, type MessageTrace } from '../telemetry/inbox-telemetry.js'
 import type { TransactionalStore } from '../transactions/transactional-store.js'
-import { Validator } from '../validation.js'
+import { MAX_NAME_LENGTH, Validator } from '../validation.js'
 import { KeyOrder } from './key-order.js'
 import type {
   InboxHandler,
@@ -25,6 +25,8 @@ import type {
 
 const COMPONENT = 'inbox-processor'
 const MAX_ERROR_MESSAGE = 2_000
+/** `#` and a delivery number in base 36 (11 digits hold every safe integer). */
+const CLAIM_SUFFIX_LENGTH = 12
 
 /**
  * The store an {@link InboxProcessor} can take instead of `inbox`: its inbox, and its
@@ -58,7 +60,11 @@ export interface InboxProcessorCommonOptions<Tx> {
   store?: InboxProcessorStore<Tx> | undefined
   /** The messages (e.g. `createJetStreamInboxSource` from `@txbox/core/nats`). */
   source: InboxSource
-  /** Who holds the inbox claims (default `inbox-<random>`). */
+  /**
+   * Who holds the inbox claims (default `inbox-<random>`), at most 243 characters: each
+   * delivery claims under its own `<workerId>#<n>` (`claimedBy` on the inbox row), so two
+   * deliveries of one message to this processor never share a claim.
+   */
   workerId?: string | undefined
   /** How long a claim protects a running handler from a concurrent duplicate (default 60,000 ms). */
   leaseMs?: number | undefined
@@ -220,6 +226,8 @@ export const inboxEventId = (message: InboxMessage): string | undefined => {
  */
 export class InboxProcessor<Tx = never> {
   readonly workerId: string
+  /** Deliveries claimed so far: the `<n>` of the next `<workerId>#<n>`. */
+  #claims = 0
   readonly #inbox: InboxRepository<Tx>
   readonly #source: InboxSource
   /** Runs the handler and the processed mark in one transaction; undefined: one after the other. */
@@ -296,6 +304,11 @@ export class InboxProcessor<Tx = never> {
     this.workerId = validate.workerId(
       options.workerId ?? `inbox-${globalThis.crypto.randomUUID().slice(0, 8)}`,
     )
+    if (this.workerId.length > MAX_NAME_LENGTH - CLAIM_SUFFIX_LENGTH)
+      throw new ValidationError(
+        COMPONENT,
+        `workerId must be at most ${MAX_NAME_LENGTH - CLAIM_SUFFIX_LENGTH} characters (each delivery claims as "<workerId>#<n>", at most ${MAX_NAME_LENGTH}); got ${this.workerId.length}`,
+      )
     this.#leaseMs = validate.leaseMs(options.leaseMs ?? 60_000)
     this.#ackProgressEveryMs =
       options.ackProgressEveryMs === undefined
@@ -406,6 +419,12 @@ export class InboxProcessor<Tx = never> {
     await this.#starting
     await this.#loop
     if (this.#loop === undefined) this.#state = 'stopped'
+  }
+
+  /** The claim id of one delivery: unique within this processor, its workerId visible. */
+  #nextClaimant(): string {
+    this.#claims++
+    return `${this.workerId}#${this.#claims.toString(36)}`
   }
 
   /** The processor's state. */
@@ -536,8 +555,13 @@ export class InboxProcessor<Tx = never> {
       streamSeq: message.streamSeq,
     }
     let claim: { event: InboxEvent; shouldProcess: boolean }
+    // This delivery's own claim: JetStream redelivers a message whose handler outlives its
+    // ack wait, possibly to this processor. Sharing the processor's id, the new copy would take
+    // the expired claim over from the old one and both would pass the fence; the old copy's
+    // late markAsFailed would then fail the message under the running new one.
+    const claimant = this.#nextClaimant()
     try {
-      claim = await this.#inbox.claim(params, { leaseMs: this.#leaseMs, workerId: this.workerId })
+      claim = await this.#inbox.claim(params, { leaseMs: this.#leaseMs, workerId: claimant })
     } catch (error) {
       if (error instanceof ValidationError) {
         // The message can never be stored (e.g. an id over 255 characters): retrying is futile.
@@ -594,7 +618,7 @@ export class InboxProcessor<Tx = never> {
       // so the handler's writes never commit twice.
       const markProcessed = async (tx: Tx | undefined): Promise<void> => {
         try {
-          await this.#inbox.markAsProcessed(event.eventId, { tx, workerId: this.workerId })
+          await this.#inbox.markAsProcessed(event.eventId, { tx, workerId: claimant })
         } catch (error) {
           if (error instanceof LeaseLostError) lostOnMark = error
           throw error
@@ -615,7 +639,7 @@ export class InboxProcessor<Tx = never> {
     } catch (error) {
       if (lostOnMark !== undefined)
         await this.#leaseLost(message, event, lostOnMark, trace, 'markAsProcessed')
-      else await this.#failed(message, event, error, trace)
+      else await this.#failed(message, event, claimant, error, trace)
       return
     } finally {
       if (progress !== undefined) clearInterval(progress)
@@ -628,13 +652,14 @@ export class InboxProcessor<Tx = never> {
   async #failed(
     message: InboxMessage,
     event: InboxEvent,
+    claimant: string,
     error: unknown,
     trace: MessageTrace,
   ): Promise<void> {
     this.#counters.handlerErrors++
     const errorMessage = messageOf(error).slice(0, MAX_ERROR_MESSAGE)
     try {
-      await this.#inbox.markAsFailed(event.eventId, errorMessage, { workerId: this.workerId })
+      await this.#inbox.markAsFailed(event.eventId, errorMessage, { workerId: claimant })
     } catch (markError) {
       if (markError instanceof LeaseLostError) {
         await this.#leaseLost(message, event, markError, trace, 'markAsFailed')
