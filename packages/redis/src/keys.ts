@@ -20,7 +20,9 @@
  * - `keyseq`          hash: ordering key -> the last keySeq given (never deleted: a key's
  *                     sequence does not restart after cleanup)
  * - `kl:<key>`        zset of the key's `pending` and `publishing` events, scored by keySeq:
- *                     its lowest member is the key's head, the only one of them a claim takes
+ *                     its lowest member is the key's head, the only one of them a claim takes.
+ *                     A publishing event is scored -keySeq where a pending one could come in
+ *                     below it (a redrive, markAsPublishing), so it stays the head
  * - `kf:<key>`        zset of the key's `failed` events, scored by keySeq (they hold the key
  *                     for a claim with keyedDeadLetters 'block')
  * - `blocked`         zset of `pending`, due heads with a dead letter below them, scored by

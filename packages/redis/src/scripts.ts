@@ -41,7 +41,11 @@ end
 
 -- Ordering keys. LIVE .. key holds the key's pending and publishing events by keySeq, its
 -- lowest the head; DEAD .. key its failed ones. A dead letter below key_seq holds the key for
--- a claim with keyedDeadLetters 'block'.
+-- a claim with keyedDeadLetters 'block'. A publishing event is always the lowest of LIVE: a
+-- claim takes only the lowest, and where a pending event could come in below one (a redrive
+-- of a dead letter a 'skip' claim went past, markAsPublishing of a later event) the
+-- publishing one is scored -keySeq instead (pinned), so a key with an event in flight has no
+-- other head, and that event stays the one its expired lease gives back.
 local function dead_below(okey, key_seq)
   return #redis.call('ZRANGEBYSCORE', DEAD .. okey, '-inf', '(' .. key_seq, 'LIMIT', 0, 1) > 0
 end
@@ -79,6 +83,17 @@ local function leave(id, status, okey)
     end
   end
   bump(status, -1)
+end
+
+-- Pins the key's head if it is publishing (see the LIVE comment in the base), before a
+-- pending event with a lower keySeq enters LIVE: that event is then parked behind it. The pin,
+-- the entry and the parking are one script, so no claim runs between them and sees the
+-- redriven event as the head beside the one in flight.
+local function pin_publishing_head(okey)
+  local head = redis.call('ZRANGE', LIVE .. okey, 0, 0, 'WITHSCORES')
+  if head[1] and tonumber(head[2]) > 0 and redis.call('HGET', EVENT .. head[1], 'status') == 'publishing' then
+    redis.call('ZADD', LIVE .. okey, -tonumber(head[2]), head[1])
+  end
 end
 
 local function clear_lease(key, id)
@@ -247,10 +262,12 @@ return out
  *
  * Ordering keys: READY holds only the head of each key (the others are PARKED), so a claim
  * takes at most one event per key without looking at the rest of the key; a 'skip' claim
- * also takes the heads waiting behind a dead letter (BLOCKED). An expired lease is taken
- * only if its event is still its key's head (a redriven event below it would be the head)
- * and, for 'block', no dead letter is below it. The head stays in its key's live set while
- * publishing, so the next event waits until it is sent (or dead, for 'skip').
+ * also takes the heads waiting behind a dead letter (BLOCKED). The head stays in its key's
+ * live set while publishing, so the next event waits until it is sent (or dead, for 'skip'),
+ * and a redriven dead letter waits behind it (the redrive pins it, see LIVE in the base). An
+ * expired lease is taken when its event is still its key's head, whatever the dead letters
+ * below it: a key with an event publishing has that one claimable event, for 'block' too
+ * (a 'skip' claim took it past them; the same event is claimed again, never another).
  *
  * `cap` bounds the work of one call: at most that many due events are promoted and that
  * many expired leases considered (the rest on the next call).
@@ -277,8 +294,8 @@ if not block then
 end
 local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, cap)
 for _, id in ipairs(expired) do
-  local f = redis.call('HMGET', EVENT .. id, 'seq', 'orderingKey', 'keySeq')
-  local head = not f[2] or (redis.call('ZRANGE', LIVE .. f[2], 0, 0)[1] == id and not (block and dead_below(f[2], f[3])))
+  local f = redis.call('HMGET', EVENT .. id, 'seq', 'orderingKey')
+  local head = not f[2] or redis.call('ZRANGE', LIVE .. f[2], 0, 0)[1] == id
   if head then candidates[#candidates + 1] = { id, tonumber(f[1]), false } end
 end
 table.sort(candidates, function(a, b) return a[2] < b[2] end)
@@ -355,7 +372,8 @@ redis.call('HSET', key, 'status', 'publishing', 'claimedAt', now)
 redis.call('ZADD', PUBLISHING, now, id)
 bump('publishing', 1)
 if okey then
-  redis.call('ZADD', LIVE .. okey, f[3], id)
+  -- Pinned: pending events of the key below it are parked behind it (see LIVE above).
+  redis.call('ZADD', LIVE .. okey, -tonumber(f[3]), id)
   settle(okey, now, 2)
 end
 return 1
@@ -504,6 +522,10 @@ for i = FIRST_EVENT, #KEYS do
     leave(id, status, f[2])
     clear_lease(key, id)
     redis.call('HSET', key, 'status', 'pending', 'availableAt', now, 'retryCount', 0)
+    -- A 'skip' claim may have gone past this dead letter: a later event of its key may be
+    -- publishing, and must stay the only one of the key in flight (and the one its lease gives
+    -- back). The claim needs no check for it, so this costs only redrives.
+    if f[2] then pin_publishing_head(f[2]) end
     enter_pending(key, id, now)
     out[1] = out[1] + 1
   end

@@ -185,14 +185,29 @@ export const outboxProblems = async (redis: Redis, store: RedisStore): Promise<s
     ] as const) {
       if (set.size !== expected.length)
         problems.push(`key ${orderingKey}: ${name} set has ${set.size}, expected ${expected.length}`)
-      for (const h of expected)
-        if (set.get(h.eventId!) !== Number(h.keySeq))
+      for (const h of expected) {
+        const score = set.get(h.eventId!)
+        // A publishing event may be pinned ahead of its key's pending ones (-keySeq).
+        const pinned = name === 'live' && h.status === 'publishing' && score === -Number(h.keySeq)
+        if (score !== Number(h.keySeq) && !pinned)
           problems.push(`key ${orderingKey}: ${h.eventId} not in its ${name} set at its keySeq`)
+      }
     }
-    const lowestLive = expectLive.reduce<Record<string, string> | undefined>(
-      (low, h) => (low === undefined || Number(h.keySeq) < Number(low.keySeq) ? h : low),
-      undefined,
+    const publishing = expectLive.filter((h) => h.status === 'publishing')
+    const lowestPending = Math.min(
+      ...expectLive.filter((h) => h.status === 'pending').map((h) => live.get(h.eventId!) ?? Number.NaN),
     )
+    for (const h of publishing)
+      if (!((live.get(h.eventId!) ?? Number.NaN) < lowestPending))
+        problems.push(`key ${orderingKey}: ${h.eventId} is publishing but a pending event is below it`)
+    // A key with an event in flight has no pending head: every pending event is parked.
+    const lowestLive =
+      publishing.length > 0
+        ? undefined
+        : expectLive.reduce<Record<string, string> | undefined>(
+            (low, h) => (low === undefined || Number(h.keySeq) < Number(low.keySeq) ? h : low),
+            undefined,
+          )
     for (const h of events.filter((event) => event.status === 'pending')) {
       const where = indexed.get(h.eventId!) ?? []
       if (h !== lowestLive) {

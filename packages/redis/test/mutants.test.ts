@@ -46,6 +46,13 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
     kills: ['outbox.claim.lease-expiry-reclaim', 'outbox.claim.fencing'],
   },
   {
+    id: 'requeueFailed: a publishing head not pinned before a redriven dead letter enters below it',
+    statements: ['outboxRequeueFailed'],
+    find: 'if f[2] then pin_publishing_head(f[2]) end',
+    replace: '',
+    kills: ['outbox.ordering.skip-redrive-in-flight'],
+  },
+  {
     id: 'claim: candidates sorted newest first',
     statements: ['outboxClaim'],
     find: 'return a[2] < b[2] end)\nlocal out, taken, leases, claims',

@@ -97,6 +97,30 @@ describe.skipIf(SKIP)(`redis ordering keys (${SKIP ? SKIP_REASON : 'redis'})`, (
     expect(await outboxProblems(redis, store)).toEqual([])
   })
 
+  it("pins a publishing event ahead of a dead letter redriven below it, and gives back that event when its lease expires, for 'block' too", async () => {
+    const { store, clock } = await fresh()
+    const skip = { ...LEASE, keyedDeadLetters: 'skip' } as const
+    await store.outbox.findOrCreateMany([keyed('p1', 'P'), keyed('p2', 'P'), keyed('p3', 'P')])
+    expect(ids(await store.outbox.claim(skip))).toEqual(['p1'])
+    await store.outbox.markAsFailed('p1', 'dead', { workerId: 'w' })
+    expect(ids(await store.outbox.claim(skip))).toEqual(['p2'])
+    clock.advance(LEASE.leaseMs)
+    // p2 went past the dead letter p1 under 'skip': a 'block' claim takes it again, never p3.
+    expect(ids(await store.outbox.claim(LEASE))).toEqual(['p2'])
+    expect(await store.outbox.requeueFailed(['p1'])).toBe(1)
+    const live = `${store.outbox.keys.livePrefix}P`
+    expect(await redis.zrange(live, 0, -1, 'WITHSCORES')).toEqual(['p2', '-2', 'p1', '1', 'p3', '3'])
+    expect(await redis.zrange(store.outbox.keys.parked, 0, -1)).toEqual(['p1', 'p3'])
+    expect(await store.outbox.claim(skip)).toEqual([])
+    clock.advance(LEASE.leaseMs)
+    expect(ids(await store.outbox.claim(LEASE))).toEqual(['p2'])
+    await store.outbox.retryLater('p2', { errorMessage: 'again', delayMs: 0, workerId: 'w' })
+    // Back to pending, p2 is unpinned: the lowest keySeq, the redriven p1, is the head again.
+    expect(await redis.zrange(live, 0, -1, 'WITHSCORES')).toEqual(['p1', '1', 'p2', '2', 'p3', '3'])
+    expect(ids(await store.outbox.claim(LEASE))).toEqual(['p1'])
+    expect(await outboxProblems(redis, store)).toEqual([])
+  })
+
   it('stores keys with braces, colons and any script exactly, apart from each other', async () => {
     const { store } = await fresh()
     const names = ['{other}', 'a:b', 'A:b', 'ключ🙂', `${'x'.repeat(254)}}`]
