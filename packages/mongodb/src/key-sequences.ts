@@ -25,7 +25,10 @@ export interface KeyDecisionDocument {
 const NUMBER_ROUNDS = 200
 
 /** An unnumbered event the numbering read: what it needs to number it in enqueue order. */
-type Unnumbered = Pick<OutboxDocument, '_id' | 'orderingKey' | 'seq' | 'rev'>
+type Unnumbered = Pick<OutboxDocument, '_id' | 'orderingKey' | 'seq' | 'rev' | 'redrivenFrom'>
+
+/** The version of an event a numbering write is decided on. */
+type Version = Pick<OutboxDocument, 'rev' | 'redrivenFrom'>
 
 export const decisionId = (key: string, from: number): string => `seq|${key}|${from}`
 
@@ -135,7 +138,7 @@ export class KeySequences {
     const unnumbered = (await this.#events
       .find(
         { orderingKey: { $in: [...keys] }, keySeq: { $exists: false } },
-        { projection: { _id: 1, orderingKey: 1, seq: 1, rev: 1 } },
+        { projection: { _id: 1, orderingKey: 1, seq: 1, rev: 1, redrivenFrom: 1 } },
       )
       .toArray()) as Unnumbered[]
     if (unnumbered.length === 0) return []
@@ -154,22 +157,25 @@ export class KeySequences {
       decisions.push(
         ...(await this.#decisions.find({ _id: { $in: beaten.map((decision) => decision._id) } }).toArray()),
       )
-    const revs = new Map(unnumbered.map((doc) => [doc._id, doc.rev]))
-    await this.#complete(decisions, revs, numbered)
+    const versions = new Map<string, Version>(unnumbered.map((doc) => [doc._id, doc]))
+    await this.#complete(decisions, versions, numbered)
     return beaten.map((decision) => decision.key)
   }
 
-  /** Applies then advances `decisions`; `revs` are versions read of some of their events. */
+  /**
+   * Applies then advances `decisions`; `versions` are versions read of some of their events.
+   * Records in `numbered` the events that hold their decided number.
+   */
   async #complete(
     decisions: readonly KeyDecisionDocument[],
-    revs: ReadonlyMap<string, string>,
+    versions: ReadonlyMap<string, Version>,
     numbered: Map<string, number>,
   ): Promise<void> {
     const wanted = new Map<string, number>()
     for (const decision of decisions)
       for (const [index, id] of decision.events.entries()) wanted.set(id, decision.from + 1 + index)
-    await this.#apply(wanted, revs)
-    for (const [id, keySeq] of wanted) numbered.set(id, keySeq)
+    const holding = await this.#apply(wanted, versions)
+    for (const [id, keySeq] of wanted) if (holding.has(id)) numbered.set(id, keySeq)
     await this.#advance(decisions)
   }
 
@@ -177,28 +183,56 @@ export class KeySequences {
    * Sets each event's decided number with the store's compare-and-set, where it is still
    * unset: an event read again after a lost write (an unfenced change of the event, such
    * as markAsPublishing, or a rival applying the same decision) gets the same number.
+   * Answers the events that hold their decided number (set here or by a rival).
+   *
+   * A redriven dead letter is unnumbered again (redrives.ts), and was listed by the decision
+   * that first numbered it: a numberer that paused since could complete that decision now.
+   * A decision made before the redrive gives it at most the number it had (`redrivenFrom`),
+   * every decision after it a higher one, so a number not above `redrivenFrom` is not applied.
    */
-  async #apply(wanted: ReadonlyMap<string, number>, revs: ReadonlyMap<string, string>): Promise<void> {
+  async #apply(
+    wanted: ReadonlyMap<string, number>,
+    versions: ReadonlyMap<string, Version>,
+  ): Promise<Set<string>> {
+    const holding = new Set<string>()
+    const current = (id: string, version: Version | undefined): version is Version => {
+      const keySeq = wanted.get(id)
+      return version !== undefined && keySeq !== undefined && keySeq > (version.redrivenFrom ?? 0)
+    }
     let pending = [...wanted.keys()]
-    let known = revs
+    let known = versions
     for (let attempt = 1; pending.length > 0; attempt++) {
       if (attempt > 20)
         throw new ContentionError(`${pending.length} keyed event(s) kept changing while numbered`)
       const unknown = pending.filter((id) => !known.has(id))
       if (unknown.length > 0) {
-        const fresh = await this.#events
-          .find({ _id: { $in: unknown }, keySeq: { $exists: false } })
-          .project<Unnumbered>({ _id: 1, rev: 1 })
-          .toArray()
-        known = new Map([...known, ...fresh.map((doc): [string, string] => [doc._id, doc.rev])])
-        pending = pending.filter((id) => known.has(id))
+        const fresh = (await this.#events
+          .find({ _id: { $in: unknown } })
+          .project<Version & Pick<OutboxDocument, '_id' | 'keySeq'>>({
+            _id: 1,
+            rev: 1,
+            keySeq: 1,
+            redrivenFrom: 1,
+          })
+          .toArray()) as (Version & Pick<OutboxDocument, '_id' | 'keySeq'>)[]
+        const next = new Map(known)
+        for (const doc of fresh) {
+          if (doc.keySeq === undefined) next.set(doc._id, doc)
+          else if (doc.keySeq === wanted.get(doc._id)) holding.add(doc._id)
+        }
+        known = next
       }
-      const writes = pending.map((id) => ({ id, rev: known.get(id) ?? '', set: { keySeq: wanted.get(id) } }))
+      const writes = pending.flatMap((id) => {
+        const version = known.get(id)
+        return current(id, version) ? [{ id, rev: version.rev, set: { keySeq: wanted.get(id) } }] : []
+      })
       const applied = await this.#client.compareAndSet('outbox', writes)
-      pending = pending.filter((id) => !applied.has(id))
+      for (const id of applied) holding.add(id)
+      pending = writes.filter((write) => !applied.has(write.id)).map((write) => write.id)
       // A lost write is read again: the event may be numbered by now, or changed otherwise.
       known = new Map()
     }
+    return holding
   }
 
   /**

@@ -15,6 +15,7 @@ import { ContentionError } from './errors.js'
 import { insertUnordered } from './inserts.js'
 import { groupByOrderingKey, KeySequences } from './key-sequences.js'
 import { type MongoDbStoreOptions, resolveMongoDbOptions } from './mongodb-options.js'
+import { KeyedRedrives, type Redriven, waitingSince } from './redrives.js'
 import {
   assertDocumentFits,
   decode,
@@ -50,6 +51,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
   readonly #client: MongoDbClient
   readonly #seq = new SequenceClock()
   readonly #keys: KeySequences
+  readonly #redrives: KeyedRedrives
 
   /** @param client internal: the store passes the client its repositories share */
   constructor(
@@ -59,6 +61,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     super(client.settings)
     this.#client = client
     this.#keys = new KeySequences(client)
+    this.#redrives = new KeyedRedrives(client, this.#keys)
   }
 
   get #events(): Collection<OutboxDocument> {
@@ -326,8 +329,12 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
    *
    * Between this read and the claim's compare-and-set no event of the key can get a lower
    * number (numbers below the head's were taken for events already inserted, hence seen
-   * here) nor start holding the key again (`sent` is final; a `failed` one returns to
-   * `pending` only by a redrive, and blocks already unless dead letters are skipped).
+   * here) nor start holding the key again below the head: `sent` is final, and a `failed`
+   * one returns to `pending` only by a redrive, unnumbered (so it holds the key for every
+   * claim that reads after it) until it is placed again; it gets its old number back only
+   * after the key's pending events a claim like this one may take got new versions (this
+   * claim's compare-and-set then fails), and only if no later event of its key is
+   * `publishing`, else a number at the end of its key (redrives.ts).
    */
   async #headsOnly(
     candidates: readonly OutboxDocument[],
@@ -339,15 +346,15 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     const held = new Set<string>()
     const orphanKeys = new Set<string>()
     const orphanBefore = now.getTime() - NUMBER_ORPHANS_AFTER_MS
-    const noteUnnumbered = (key: string, enqueuedAt: Date) => {
+    const noteUnnumbered = (key: string, doc: OutboxDocument) => {
       held.add(key)
-      if (enqueuedAt.getTime() <= orphanBefore) orphanKeys.add(key)
+      if (waitingSince(doc).getTime() <= orphanBefore) orphanKeys.add(key)
     }
     for (const doc of candidates) {
       if (doc.orderingKey === undefined) continue
       decidedKeys.add(doc.orderingKey)
       if (doc.keySeq === undefined) {
-        noteUnnumbered(doc.orderingKey, doc.enqueuedAt)
+        noteUnnumbered(doc.orderingKey, doc)
         continue
       }
       const head = heads.get(doc.orderingKey)
@@ -373,7 +380,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
       for (const holder of lower) {
         if (holder.orderingKey === undefined) continue
         if (holder.keySeq === undefined) {
-          noteUnnumbered(holder.orderingKey, holder.enqueuedAt)
+          noteUnnumbered(holder.orderingKey, holder)
           continue
         }
         const current = lowest.get(holder.orderingKey)
@@ -435,19 +442,29 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     )
   }
 
+  /**
+   * A keyed dead letter leaves `failed` without its `keySeq` (holding its key in every claim
+   * from this write on) and is then placed in its key again: see redrives.ts.
+   */
   protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {
+    const keyed = new Map<string, Redriven>()
     const outcome = await this.#client.updateEach<OutboxDocument, 'missing' | 'moved' | 'ignored'>(
       'outbox',
       eventIds.map(encode),
       (doc) => {
         if (!doc) return { result: 'missing' }
         if (doc.status !== 'failed') return { result: 'ignored' }
+        const set = { status: 'pending', availableAt: now, retryCount: 0 }
+        if (doc.orderingKey === undefined || doc.keySeq === undefined)
+          return { write: { set, unset: LEASE_FIELDS }, result: 'moved' }
+        keyed.set(doc._id, { id: doc._id, key: doc.orderingKey, keySeq: doc.keySeq })
         return {
-          write: { set: { status: 'pending', availableAt: now, retryCount: 0 }, unset: LEASE_FIELDS },
+          write: { set: { ...set, redrivenFrom: doc.keySeq }, unset: [...LEASE_FIELDS, 'keySeq'] },
           result: 'moved',
         }
       },
     )
+    await this.#redrives.place([...keyed.values()].filter((event) => outcome.get(event.id) === 'moved'))
     const results = [...outcome]
     return {
       requeued: results.filter(([, result]) => result === 'moved').length,
@@ -475,6 +492,7 @@ const HEAD_FIELDS = {
   availableAt: 1,
   leaseUntil: 1,
   enqueuedAt: 1,
+  redrivenFrom: 1,
   seq: 1,
   rev: 1,
 } as const

@@ -55,6 +55,12 @@ export interface OutboxDocument {
    * key, and for a moment on a keyed event that is stored but not numbered yet.
    */
   keySeq?: number
+  /**
+   * Set by `requeueFailed` on a keyed dead letter: the `keySeq` it had, while it waits to be
+   * placed in its key again (see redrives.ts), and after; a numbering decision that would
+   * give it this number or a lower one was made before the redrive and is not applied.
+   */
+  redrivenFrom?: number
   /** The enqueue-order key: see {@link SequenceClock}. */
   seq: string
   /** A fresh random token on every write: the compare-and-set version of the document. */

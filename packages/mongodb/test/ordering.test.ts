@@ -425,4 +425,63 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     expect(await store.outbox.get('d2')).toMatchObject({ keySeq: 2 })
     expect(await store.outbox.get('d3')).toMatchObject({ keySeq: 3 })
   })
+
+  it('a redrive gives new versions to the pending events a claim that read before it may take, and a dead letter nothing went past its old number', async () => {
+    const { store, prefix } = await stores()
+    const outbox = db.collection<OutboxDocument>(collectionNames(prefix).outbox)
+    const rev = async (id: string) => (await outbox.findOne({ _id: id }))?.rev
+    await store.outbox.findOrCreateMany([keyed('h1', 'H'), keyed('h2', 'H'), keyed('h3', 'H')])
+    const block = { limit: 10, workerId: 'w', ...lease }
+    expect((await store.outbox.claim(block)).map((event) => event.eventId)).toEqual(['h1'])
+    await store.outbox.markAsFailed('h1', 'dead letter', { workerId: 'w' })
+    // What a claim with 'skip' that read H now would write its head h2 with.
+    const [h2, h3] = [await rev('h2'), await rev('h3')]
+    expect(await store.outbox.requeueFailed(['h1'])).toBe(1)
+    // Its compare-and-set would match nothing now; h3 was never a head past h1.
+    expect(await rev('h2')).not.toBe(h2)
+    expect(await rev('h3')).toBe(h3)
+    expect(await store.outbox.get('h1')).toMatchObject({ status: 'pending', keySeq: 1 })
+    expect((await store.outbox.claim(block)).map((event) => event.eventId)).toEqual(['h1'])
+  })
+
+  it('a dead letter whose requeuer died before placing it holds its key, then claims number it at the end, never at its old number from a stale decision', async () => {
+    const { store, prefix, clock } = await stores()
+    const names = collectionNames(prefix)
+    const outbox = db.collection<OutboxDocument>(names.outbox)
+    const skip = { limit: 10, workerId: 'w', ...lease, keyedDeadLetters: 'skip' as const }
+    const ids = (events: OutboxEvent[]) => events.map((event) => event.eventId)
+    await store.outbox.findOrCreate(keyed('r0', 'R'))
+    expect(ids(await store.outbox.claim(skip))).toEqual(['r0'])
+    await store.outbox.markAsSent('r0', { workerId: 'w' })
+    // One decision on R's counter at 1 numbers r1, r2, r3 (2, 3, 4).
+    await store.outbox.findOrCreateMany([keyed('r1', 'R'), keyed('r2', 'R'), keyed('r3', 'R')])
+    expect(ids(await store.outbox.claim(skip))).toEqual(['r1'])
+    await store.outbox.markAsFailed('r1', 'dead letter', { workerId: 'w' })
+    expect(ids(await store.outbox.claim(skip))).toEqual(['r2'])
+    // What the redrive's first write leaves when its requeuer dies right after it.
+    await outbox.updateOne(
+      { _id: 'r1' },
+      {
+        $set: {
+          status: 'pending',
+          availableAt: clock.now(),
+          retryCount: 0,
+          redrivenFrom: 2,
+          rev: randomUUID(),
+        },
+        $unset: { keySeq: '', claimedBy: '', leaseUntil: '' },
+      },
+    )
+    // A numberer that read R's counter before r1 was first numbered, paused since: it finds
+    // the decision that gave r1 its number 2 and completes it.
+    await db.collection<OutboxKeyDocument>(names.outboxKeys).updateOne({ _id: 'R' }, { $set: { lastSeq: 1 } })
+    expect(await store.outbox.claim(skip), 'r1 is unnumbered: R is held').toEqual([])
+    clock.advance(NUMBER_ORPHANS_AFTER_MS)
+    // The claims complete the old decision (r1 keeps no number from it), then number r1 anew.
+    for (let round = 0; round < 3; round++) expect(await store.outbox.claim(skip)).toEqual([])
+    expect(await store.outbox.get('r1')).toMatchObject({ status: 'pending', keySeq: 5 })
+    expect(await store.outbox.get('r2')).toMatchObject({ status: 'publishing', keySeq: 3 })
+    await store.outbox.markAsSent('r2', { workerId: 'w' })
+    expect(ids(await store.outbox.claim(skip))).toEqual(['r3'])
+  })
 })
