@@ -319,9 +319,9 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
 
   /**
    * The events a claim may take from `candidates`: every unkeyed one, and per key only its
-   * head, the lowest-`keySeq` event that is `pending` (due or not), `publishing` (live or
-   * expired lease) or, if dead letters block, `failed` — when that head is itself claimable
-   * now. The head may be a candidate or an event further back in enqueue order (events of
+   * head — its `publishing` event (live or expired lease) if it has one, else the
+   * lowest-`keySeq` event that is `pending` (due or not) or, if dead letters block, `failed`
+   * — when that head is itself claimable now. The head may be a candidate or an event further back in enqueue order (events of
    * several instances, or a transaction that committed late, need not be in `keySeq` order
    * by `seq`), so it is read with the candidates' lower holders. A key with an unnumbered
    * holder is held (its number may still come out lower). Adds each key it looked at to
@@ -372,9 +372,17 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
         undefined,
         HEAD_FIELDS,
       )
+      // A `publishing` event of the key (any keySeq) is its only claimable event: once a
+      // redrive has placed its dead letter, none sits below it, so this costs nothing more
+      // (the read above returns every holder of the keys); it keeps the rule if a claim
+      // whose read was not a snapshot ran past a redrive's fence (see redrives.ts).
       const lower = holders.filter((holder) => {
         const head = holder.orderingKey === undefined ? undefined : heads.get(holder.orderingKey)
-        return head?.keySeq !== undefined && (holder.keySeq === undefined || holder.keySeq < head.keySeq)
+        return (
+          head?.keySeq !== undefined &&
+          holder._id !== head._id &&
+          (holder.keySeq === undefined || holder.keySeq < head.keySeq || holder.status === 'publishing')
+        )
       })
       const lowest = new Map<string, OutboxDocument>()
       for (const holder of lower) {
@@ -384,8 +392,7 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
           continue
         }
         const current = lowest.get(holder.orderingKey)
-        if (current?.keySeq === undefined || holder.keySeq < current.keySeq)
-          lowest.set(holder.orderingKey, holder)
+        if (current?.keySeq === undefined || before(holder, current)) lowest.set(holder.orderingKey, holder)
       }
       // The lowest holder below a candidate is its key's head: claim it if it is claimable.
       const behind: string[] = []
@@ -496,6 +503,12 @@ const HEAD_FIELDS = {
   seq: 1,
   rev: 1,
 } as const
+
+/** Which of two holders of a key is its head: a `publishing` one, else the lower `keySeq`. */
+const before = (a: OutboxDocument, b: OutboxDocument): boolean =>
+  a.status === 'publishing' || b.status === 'publishing'
+    ? a.status === 'publishing' && (b.status !== 'publishing' || (a.keySeq ?? 0) < (b.keySeq ?? 0))
+    : (a.keySeq ?? 0) < (b.keySeq ?? 0)
 
 /** Enqueue order. */
 const bySeq = (a: OutboxDocument, b: OutboxDocument): number => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)

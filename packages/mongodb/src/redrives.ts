@@ -44,7 +44,10 @@ type Placed = Pick<OutboxDocument, '_id' | 'rev' | 'keySeq' | 'redrivenFrom' | '
  * claim's head h had, at its read, only `sent` or `failed` events between the dead letter
  * and h; `sent` is final and a `failed` one is pending again only through a redrive (which
  * marks it `redrivenFrom`), a renumbered one sits above h, so the walk reaches h. A stale
- * claim that won before the fence shows up as `publishing` in the check.
+ * claim that won before the fence shows up as `publishing` in the check. (On MongoDB one
+ * query is not a snapshot: a claim whose single read spans the redrive's first write and its
+ * fence could miss the dead letter yet read the head's new version; the claim then treats a
+ * `publishing` event of a key as its only claimable one, whatever its `keySeq`.)
  *
  * If the requeuer dies before placing, claims number the event at the end of its key as an
  * orphan ({@link waitingSince}): always safe, only the order of that event is given up.

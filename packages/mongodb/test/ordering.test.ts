@@ -484,4 +484,17 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     await store.outbox.markAsSent('r2', { workerId: 'w' })
     expect(ids(await store.outbox.claim(skip))).toEqual(['r3'])
   })
+
+  it('a publishing event is the only claimable event of its key, even above a pending one (a claim that ran past a redrive)', async () => {
+    const { store, prefix, clock } = await stores()
+    const outbox = db.collection<OutboxDocument>(collectionNames(prefix).outbox)
+    const claim = () => store.outbox.claim({ limit: 10, workerId: 'w', ...lease, keyedDeadLetters: 'skip' })
+    await store.outbox.findOrCreateMany([keyed('p1', 'P'), keyed('p2', 'P')])
+    expect((await claim()).map((event) => event.eventId)).toEqual(['p1'])
+    // The state such a claim leaves: the event in flight above a pending one of its key.
+    await outbox.updateOne({ _id: 'p1' }, { $set: { keySeq: 3, rev: randomUUID() } })
+    expect(await claim(), 'p1 is publishing: p2 waits although its keySeq is lower').toEqual([])
+    clock.advance(lease.leaseMs)
+    expect((await claim()).map((event) => event.eventId)).toEqual(['p1'])
+  })
 })
