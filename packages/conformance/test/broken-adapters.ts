@@ -1466,6 +1466,30 @@ class LowestKeySeqHeadOutbox extends MemoryOutboxRepository {
   }
 }
 
+/**
+ * A lease index kept beside the events (as a Redis sorted set would be) that marking sent
+ * forgets to clean: once the lease time passes, the claim finds the sent event there and
+ * claims it again, as if its publisher had crashed.
+ */
+class SentLeftInLeaseIndexOutbox extends MemoryOutboxRepository {
+  readonly #leaseIndex = new Map<string, number>()
+
+  protected override async claimEvents(request: ClaimRequest) {
+    const claimed = await super.claimEvents(request)
+    for (const event of claimed) this.#leaseIndex.set(event.eventId, request.leaseUntil.getTime())
+    return claimed
+  }
+
+  protected override isClaimable(event: OutboxEvent & { seq: number }, nowMs: number): boolean {
+    const indexed = this.#leaseIndex.get(event.eventId)
+    // Every other path keeps its index entry right; only an event marked sent is left behind.
+    return (
+      super.isClaimable(event, nowMs) ||
+      (event.status === 'sent' && indexed !== undefined && indexed <= nowMs)
+    )
+  }
+}
+
 export const brokenAdapters: readonly {
   target: ConformanceTarget<MemoryTransaction>
   mustFail: readonly string[]
@@ -1604,7 +1628,12 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('lease-record-fence', LeaseRecordFenceOutbox),
     // A fence that reads a lease record the mark does not clear lets a repeated fenced mark apply twice.
-    mustFail: ['outbox.claim.fenced-after-release', 'outbox.sent.repeated-ids'],
+    // sent-batch-stays-sent: the holder renews the lease of events it marked sent.
+    mustFail: [
+      'outbox.claim.sent-batch-stays-sent',
+      'outbox.claim.fenced-after-release',
+      'outbox.sent.repeated-ids',
+    ],
   },
   {
     target: brokenTarget('status-blind-reads', StatusBlindOutbox),
@@ -1735,6 +1764,11 @@ export const brokenAdapters: readonly {
       'outbox.ordering.skip-redrive-in-flight',
       'outbox.ordering.heads-across-connections',
     ],
+  },
+  {
+    target: brokenTarget('sent-left-in-lease-index', SentLeftInLeaseIndexOutbox),
+    // A sent event claimed again: also a sent event's fields change, and a key's later event waits.
+    mustFail: ['outbox.claim.sent-batch-stays-sent', 'outbox.fields.as-stored', 'outbox.ordering.heads-only'],
   },
   {
     target: brokenTarget('lowest-key-seq-head', LowestKeySeqHeadOutbox),

@@ -120,24 +120,15 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
     statements: ['outboxMarkManySent'],
     find: "call_batched('ZREM', LEASES, applied)",
     replace: "call_batched('ZREM', LEASES, {})",
-    kills: [],
-    survives: {
-      reason:
-        'not equivalent (the next claim after the lease ends takes the sent event again): no case marks a batch with markManyAsSent and then waits out the lease; test/scripts.test.ts (a batch over one slice) kills it through the index check',
-      cases: ['outbox.claim.lease-expiry-reclaim', 'outbox.claim.fenced-after-release'],
-    },
+    // The next claim after the lease ends takes the sent events again.
+    kills: ['outbox.claim.sent-batch-stays-sent'],
   },
   {
     id: 'markManyAsSent: sent events left in PUBLISHING (resetStale would take them back)',
     statements: ['outboxMarkManySent'],
     find: "call_batched('ZREM', PUBLISHING, left.publishing)",
     replace: "call_batched('ZREM', PUBLISHING, {})",
-    kills: [],
-    survives: {
-      reason:
-        'not equivalent (resetStale moves the sent events back to pending): no case runs resetStale after markManyAsSent; test/scripts.test.ts (a batch over one slice) kills it through the index check',
-      cases: ['outbox.cleanup.batches', 'outbox.claim.fencing'],
-    },
+    kills: ['outbox.claim.sent-batch-stays-sent'],
   },
   {
     id: 'markManyAsSent: counts not moved',

@@ -205,4 +205,44 @@ export const outboxClaimCases = [
       expectSame((await storedOutbox(store, 'r2')).claimedBy, 'w2', 'oracle: held by w2')
     },
   }),
+  defineCase({
+    id: 'outbox.claim.sent-batch-stays-sent',
+    title:
+      'a batch marked sent stays sent: long after its lease and any stale cutoff, no claim takes it again, resetStale resets none of it, renewLease holds none of it, and its lease is cleared',
+    async run({ store, clock }) {
+      const ids = ['s1', 's2', 's3']
+      await store.outbox.findOrCreateMany(ids.map((id) => outboxEvent(id)))
+      expectIds(
+        await store.outbox.claim({ limit: 10, leaseMs: 1_000, workerId: 'w' }),
+        ids,
+        'the batch is claimed',
+      )
+      expectIds(
+        await store.outbox.markManyAsSent(ids, { workerId: 'w' }),
+        [],
+        'the whole batch is marked sent',
+      )
+      clock.advance(2 * 60 * 60 * 1_000)
+      expectIds(
+        await store.outbox.claim({ limit: 10, leaseMs: 1_000, workerId: 'w2' }),
+        [],
+        'a claim long after the lease takes nothing sent',
+      )
+      expectSame(await store.outbox.resetStale(1), 0, 'resetStale resets nothing sent')
+      expectIds(
+        await store.outbox.renewLease(ids, { workerId: 'w', leaseMs: 1_000 }),
+        [],
+        'the worker holds nothing it marked sent',
+      )
+      for (const id of ids) {
+        const row = await storedOutbox(store, id)
+        expectSame(row.status, 'sent', `oracle: ${id} is still sent`)
+        expectNoLease(row, `oracle: ${id}`)
+      }
+      const counts = await store.outbox.getCountByStatus()
+      expectSame(counts.sent, 3, 'counts: 3 sent')
+      expectSame(counts.publishing, 0, 'counts: none publishing')
+      expectSame(counts.pending, 0, 'counts: none pending')
+    },
+  }),
 ]

@@ -583,8 +583,16 @@ export const outboxOrderingCases = [
       const drained: string[] = []
       for (let round = 0; round < 2; round++) {
         const claimed = (await o.claim(skip)).map((event) => event.eventId)
-        expectSame(claimed.length, 1, `round ${round + 1}: exactly one event of R per claim, got [${claimed.join(', ')}]`)
-        expectIds(await o.claim(skip), [], `round ${round + 1}: nothing else of R while ${claimed[0]} is publishing`)
+        expectSame(
+          claimed.length,
+          1,
+          `round ${round + 1}: exactly one event of R per claim, got [${claimed.join(', ')}]`,
+        )
+        expectIds(
+          await o.claim(skip),
+          [],
+          `round ${round + 1}: nothing else of R while ${claimed[0]} is publishing`,
+        )
         expectEqual(await o.markManyAsSent(claimed, { workerId: 'w' }), [], `round ${round + 1}: sent`)
         drained.push(...claimed)
       }
