@@ -298,23 +298,43 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
 
   /**
    * The documents matching any of `branches` (each one status, by equality), the first
-   * `limit` in enqueue order if a limit is given. On FerretDB v1 one query per branch, in
-   * parallel: it hands a top-level status equality to its backend (an index on a table of
-   * mostly sent events) and scans the whole collection for an `$or` or a `$in` (100 pending of
-   * 3,000: 60 ms vs 1.3 s, load 17). MongoDB serves the `$or` from its indexes in one query.
+   * `limit` in enqueue order. On FerretDB v1 one query per branch, in parallel: it hands a
+   * top-level status equality to its backend (an index on a table of mostly sent events) and
+   * scans the whole collection for an `$or` or a `$in` (100 pending of 3,000: 60 ms vs 1.3 s,
+   * load 17). MongoDB serves the `$or` from its indexes in one query.
    */
-  async #readEach(
-    branches: readonly Filter<OutboxDocument>[],
-    limit: number | undefined,
-    projection?: Readonly<Record<string, 1>>,
-  ): Promise<OutboxDocument[]> {
-    const query = (filter: Filter<OutboxDocument>) => {
-      const cursor = this.#events.find(filter, projection ? { projection } : {})
-      return (limit === undefined ? cursor : cursor.sort({ seq: 1 }).limit(limit)).toArray()
-    }
+  async #readEach(branches: readonly Filter<OutboxDocument>[], limit: number): Promise<OutboxDocument[]> {
+    const query = (filter: Filter<OutboxDocument>) =>
+      this.#events.find(filter).sort({ seq: 1 }).limit(limit).toArray()
     if (!(await this.#client.runtime()).ferretdb) return query({ $or: [...branches] })
-    const docs = (await Promise.all(branches.map(query))).flat().sort(bySeq)
-    return limit === undefined ? docs : docs.slice(0, limit)
+    return (await Promise.all(branches.map(query))).flat().sort(bySeq).slice(0, limit)
+  }
+
+  /**
+   * The events of `keys` in `statuses` (the head fields only), read for the head check.
+   *
+   * On FerretDB v1 one query per status (a status equality is what it hands to its backend,
+   * see {@link #readEach}), ONE AFTER THE OTHER in the order given, never in parallel: each
+   * query is its own snapshot, and a claim that moved a holder from `pending` to
+   * `publishing` between two parallel reads (the `publishing` one answered first) was in
+   * neither answer, so the key's next event looked like its head and was claimed beside it.
+   * Read `pending` first, then `publishing`, then `failed`: an event that moves forward
+   * through that order between two reads (a claim; a failure, fenced or not) is seen by the
+   * later one. An event moved back (a retry or resetStale: `publishing` to `pending`) between
+   * the first two reads is still missed; only one snapshot of all holders would close that.
+   * MongoDB answers the `$or` in one query.
+   */
+  async #holders(
+    keys: readonly string[],
+    statuses: readonly OutboxDocument['status'][],
+  ): Promise<OutboxDocument[]> {
+    const query = (filter: Filter<OutboxDocument>) =>
+      this.#events.find(filter, { projection: HEAD_FIELDS }).toArray()
+    const byStatus = statuses.map((status) => ({ status, orderingKey: { $in: [...keys] } }))
+    if (!(await this.#client.runtime()).ferretdb) return query({ $or: byStatus })
+    const holders: OutboxDocument[] = []
+    for (const filter of byStatus) holders.push(...(await query(filter)))
+    return holders
   }
 
   /**
@@ -362,16 +382,13 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     }
     for (const key of held) heads.delete(key)
     if (heads.size > 0) {
+      // In this order: see #holders.
       const holding: OutboxDocument['status'][] = deadLettersBlockKeys
         ? ['pending', 'publishing', 'failed']
         : ['pending', 'publishing']
       // Every holder of the keys, filtered below: FerretDB v1 tests an `$or` of one branch per
       // key against every document (seconds for 100 keys), a flat `$in` in milliseconds.
-      const holders = await this.#readEach(
-        holding.map((status) => ({ status, orderingKey: { $in: [...heads.keys()] } })),
-        undefined,
-        HEAD_FIELDS,
-      )
+      const holders = await this.#holders([...heads.keys()], holding)
       // A `publishing` event of the key (any keySeq) is its only claimable event: once a
       // redrive has placed its dead letter, none sits below it, so this costs nothing more
       // (the read above returns every holder of the keys); it keeps the rule if a claim

@@ -485,6 +485,101 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     expect(ids(await store.outbox.claim(skip))).toEqual(['r3'])
   })
 
+  /**
+   * A store whose claim stops at its head check's read of the keys' `pending` holders while
+   * `gate.closed`, until `gate.open()`. `others` are the answers of the head check's other
+   * reads (`publishing`, `failed`) issued so far: each a query of its own (a snapshot of its
+   * own on FerretDB v1), which another claim can land between.
+   */
+  const holdsPendingRead = async (prefix: string, clock: ManualClock) => {
+    const gate = { closed: false, reached: () => {}, open: () => {}, others: [] as Promise<unknown>[] }
+    const reached = new Promise<void>((resolve) => {
+      gate.reached = resolve
+    })
+    const opened = new Promise<void>((resolve) => {
+      gate.open = resolve
+    })
+    const real = await connect()
+    const outboxName = collectionNames(prefix).outbox
+    const isHolderRead = (filter: unknown): filter is { status: string } => {
+      const { orderingKey } = (filter ?? {}) as { orderingKey?: { $in?: unknown } }
+      return orderingKey?.$in !== undefined
+    }
+    const held = new Proxy(real, {
+      get(target, property, receiver) {
+        if (property !== 'collection') return Reflect.get(target, property, receiver)
+        return (name: string) => {
+          const collection = target.collection(name)
+          if (name !== outboxName) return collection
+          return new Proxy(collection, {
+            get(inner, method, innerReceiver) {
+              const value = Reflect.get(inner, method, innerReceiver)
+              if (method !== 'find' || typeof value !== 'function') return value
+              return (filter: unknown, ...rest: unknown[]) => {
+                const cursor = (value as (...a: unknown[]) => { toArray(): Promise<unknown[]> }).apply(
+                  inner,
+                  [filter, ...rest],
+                )
+                if (!isHolderRead(filter)) return cursor
+                return new Proxy(cursor, {
+                  get(base, member, baseReceiver) {
+                    const original = Reflect.get(base, member, baseReceiver)
+                    if (member !== 'toArray' || typeof original !== 'function') return original
+                    return async () => {
+                      if (filter.status === 'pending' && gate.closed) {
+                        gate.closed = false
+                        gate.reached()
+                        await opened
+                      } else if (filter.status !== 'pending') {
+                        const answer = (original as () => Promise<unknown[]>).apply(base)
+                        gate.others.push(answer)
+                        return answer
+                      }
+                      return (original as () => Promise<unknown[]>).apply(base)
+                    }
+                  },
+                })
+              }
+            },
+          }) as Collection
+        }
+      },
+    }) as Db
+    const store = createMongoDbStore({ db: held, collectionPrefix: prefix, clock: clock.now })
+    return { store, gate, reached }
+  }
+
+  it("a claim that lands between another claim's reads of a key's holders is seen by it: that claim does not take the key's next event beside it", async () => {
+    const { store, prefix, clock } = await stores()
+    const { store: slow, gate, reached } = await holdsPendingRead(prefix, clock)
+    const later = new Date(clock.now().getTime() + 60_000)
+    await store.outbox.findOrCreateMany(
+      Array.from({ length: 5 }, (_, index) => ({
+        eventId: `delayed-${index}`,
+        subject: 's',
+        payload: 'p',
+        availableAt: later,
+      })),
+    )
+    // One frozen millisecond, two instances: 'second' sorts before 'first' in enqueue order,
+    // so a claim of one event reads 'second' as its candidate and finds 'first' as a holder.
+    expect(await store.outbox.findOrCreate(keyed('first', 'K'))).toMatchObject({ keySeq: 1 })
+    expect(await slow.outbox.findOrCreate(keyed('second', 'K'))).toMatchObject({ keySeq: 2 })
+    gate.closed = true
+    const slowClaim = slow.outbox.claim({ limit: 1, workerId: 'slow', ...lease })
+    await reached
+    // Whatever the slow claim read of the holders before its `pending` read has answered.
+    await Promise.all(gate.others)
+    const fast = await store.outbox.claim({ limit: 1, workerId: 'fast', ...lease })
+    expect(fast.map((event) => event.eventId)).toEqual(['first'])
+    gate.open()
+    expect(
+      (await slowClaim).map((event) => event.eventId),
+      "'first' is publishing: 'second' is not its key's head",
+    ).toEqual([])
+    expect(await store.outbox.get('second')).toMatchObject({ status: 'pending' })
+  })
+
   it('a publishing event is the only claimable event of its key, even above a pending one (a claim that ran past a redrive)', async () => {
     const { store, prefix, clock } = await stores()
     const outbox = db.collection<OutboxDocument>(collectionNames(prefix).outbox)
