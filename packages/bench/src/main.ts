@@ -7,7 +7,7 @@ import { runLatency } from './latency.js'
 import { loadAverage, machineInfo } from './machine.js'
 import { runMemory } from './memory.js'
 import { runPeers } from './peers/run-peers.js'
-import { LOCKSTEP_RELAY, runRelay, TUNED_RELAY } from './relay-e2e.js'
+import { hasRawRelay, KEYED_RELAY, LOCKSTEP_RELAY, runRelay, TUNED_RELAY } from './relay-e2e.js'
 import { writeDocs } from './report.js'
 import type { RelayRow, Results, ScenarioRow } from './results.js'
 import { type RetentionRow, runEnqueueCost, runRetention } from './retention.js'
@@ -307,6 +307,9 @@ const main = async (): Promise<void> => {
       if (options.relay && !hung && (target.name === 'postgres' || target.name === 'sqlite'))
         for (const config of [LOCKSTEP_RELAY, TUNED_RELAY])
           results.relay.push(...(await runRelay(target, options.quick, log, config)))
+      // Ordering keys' cost at the relay (issue 18), on the stores the relay goals name.
+      if (options.relay && !hung && hasRawRelay(target.name))
+        results.relay.push(...(await runRelay(target, options.quick, log, KEYED_RELAY)))
       if (options.e2e && !hung && E2E_STORES.includes(target.name)) {
         const rawDrain = rows.find((row) => row.relays === 1)?.rawEventsPerSecond
         // What txbox's producers sustained in this run (8 clients; SQLite: its one writer).

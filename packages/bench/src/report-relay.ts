@@ -42,7 +42,7 @@ const relayTable = (rows: readonly RelayRow[]): string[] => {
     '| store | processes | txbox relay options | events per run | txbox ev/s | raw ev/s | txbox/raw | relay CPU us/event: txbox / raw | runs: txbox / raw (ev/s) |',
     '|---|--:|---|--:|--:|--:|--:|--:|---|',
   ]
-  for (const row of rows) {
+  for (const row of rows.filter((relayRow) => relayRow.keys === undefined)) {
     const head = `| ${row.store} | ${row.relays} | ${row.config ?? ''} | ${row.events ? row.events.toLocaleString('en-US') : ''}`
     if (row.notRun) {
       lines.push(`${head} | not run: ${cell(row.notRun)} | | | | |`)
@@ -55,6 +55,45 @@ const relayTable = (rows: readonly RelayRow[]): string[] => {
     const runs = `${(row.samples ?? []).map(rate).join(', ')}${row.rawSamples ? ` / ${row.rawSamples.map(rate).join(', ')}` : ''}`
     lines.push(
       `${head} | ${rate(row.eventsPerSecond)} | ${row.rawEventsPerSecond === undefined ? (raw === undefined ? '' : `(${rate(raw)})`) : rate(raw)} | ${goalCell(ratio, goal, true)} | ${cpuCell(row)} | ${runs} |`,
+    )
+  }
+  return lines
+}
+
+/** Issue 18's goal: keyed events drain at >= 0.8 of unkeyed ones with >= 100 active keys. */
+const KEYED_GOAL = 0.8
+
+/** The relay over keyed events against the same relay (defaults) over unkeyed ones, same store and processes. */
+const keyedRelayTable = (rows: readonly RelayRow[]): string[] => {
+  const lines = [
+    `The txbox relay at its defaults over events spread round-robin over N ordering keys (prefilled through the adapter, so each key's events carry their keySeq), against the same relay over unkeyed events (the defaults row of the table above: same store, same processes, same run). Issue 18's goal: keyed >= ${KEYED_GOAL.toFixed(1)} x unkeyed with >= 100 active keys (bold = below). Every event of a key waits for the one before it to be published and marked sent.`,
+    '',
+    '| store | processes | keys | events per run | keyed ev/s | unkeyed ev/s | keyed/unkeyed | relay CPU us/event: keyed / unkeyed | runs (ev/s) |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|---|',
+  ]
+  for (const row of rows.filter((relayRow) => relayRow.keys !== undefined)) {
+    const head = `| ${row.store} | ${row.relays} | ${row.keys} | ${row.events ? row.events.toLocaleString('en-US') : ''}`
+    if (row.notRun) {
+      lines.push(`${head} | not run: ${cell(row.notRun)} | | | | |`)
+      continue
+    }
+    const unkeyed = rows.find(
+      (other) =>
+        other.store === row.store &&
+        other.relays === row.relays &&
+        other.config === 'defaults' &&
+        other.keys === undefined,
+    )
+    const ratio =
+      row.eventsPerSecond !== undefined && unkeyed?.eventsPerSecond !== undefined
+        ? row.eventsPerSecond / unkeyed.eventsPerSecond
+        : undefined
+    const cpu =
+      row.cpuUsPerEvent === undefined
+        ? ''
+        : `${Math.round(row.cpuUsPerEvent)}${unkeyed?.cpuUsPerEvent === undefined ? '' : ` / ${Math.round(unkeyed.cpuUsPerEvent)}`}`
+    lines.push(
+      `${head} | ${rate(row.eventsPerSecond)} | ${rate(unkeyed?.eventsPerSecond)} | ${goalCell(ratio, KEYED_GOAL, true)} | ${cpu} | ${(row.samples ?? []).map(rate).join(', ')} |`,
     )
   }
   return lines
@@ -125,6 +164,8 @@ export const renderRelaySections = (results: Results): string[] => {
   const lines: string[] = []
   if (results.relay.length > 0)
     lines.push('', '### Relay: txbox vs the raw relay', '', ...relayTable(results.relay))
+  if (results.relay.some((row) => row.keys !== undefined))
+    lines.push('', '### Relay with ordering keys', '', ...keyedRelayTable(results.relay))
   if (results.latency && results.latency.length > 0)
     lines.push(
       '',

@@ -33,6 +33,8 @@ export interface RelayRow {
   cpuUsPerEvent?: number
   rawCpuUsPerEvent?: number
   config?: string
+  /** Ordering keys the events were spread over (undefined: unkeyed). */
+  keys?: number
   notRun?: string
 }
 

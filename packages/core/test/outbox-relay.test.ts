@@ -255,6 +255,53 @@ describe('OutboxRelay', () => {
     expect(relay.state).toBe('stopped')
   })
 
+  it('after a partial claim while keyed events are in flight, claims again when their batch is done: no poll wait, no claims spun on a wake-up hint', async () => {
+    // A hint that answers at once while events are pending, as PostgreSQL's check does (here:
+    // the waiting events of the keys in flight), and otherwise waits to be aborted.
+    let hints = 0
+    const wakeup = {
+      wait: async (signal: AbortSignal) => {
+        hints++
+        // (Bounded, so a relay that spins on it fails this test instead of hanging it.)
+        if (hints < 100 && (await store.outbox.getCountByStatus()).pending > 0) return true
+        return new Promise<boolean>((resolve) =>
+          signal.addEventListener('abort', () => resolve(false), { once: true }),
+        )
+      },
+    }
+    const { store, publisher, relay } = setup({ batchSize: 10, pollIntervalMs: 3_600_000, wakeup })
+    await store.outbox.findOrCreateMany(
+      ['a', 'b'].flatMap((key) =>
+        [1, 2, 3].map((n) => ({
+          eventId: `${key}-${n}`,
+          subject: 'orders.created',
+          payload: '{}',
+          orderingKey: key,
+        })),
+      ),
+    )
+    publisher.hold()
+    relay.start()
+    await flush()
+    // The heads a-1 and b-1 are publishing; nothing else is claimable until they are marked.
+    expect(relay.counters()).toMatchObject({ claims: 1, published: 0 })
+    expect(hints).toBe(0)
+    publisher.release()
+    await flush()
+    // Each round: the keys' next events, claimed as soon as the batch before was marked sent
+    // (no poll timer fired: the poll interval is an hour).
+    expect(relay.counters()).toMatchObject({ published: 6 })
+    expect(publisher.published.map((event) => event.eventId)).toEqual([
+      'a-1',
+      'b-1',
+      'a-2',
+      'b-2',
+      'a-3',
+      'b-3',
+    ])
+    await relay.stop()
+  })
+
   it('polls at minPollIntervalMs 20 by default, and never longer than pollIntervalMs', async () => {
     const defaults = setup({ batchSize: 10 })
     await enqueue(defaults.store, 5)

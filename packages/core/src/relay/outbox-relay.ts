@@ -229,6 +229,8 @@ export class OutboxRelay {
   #inFlight = 0
   /** The batches claimed and not yet finished; each promise settles (never rejects) when its batch is done. */
   readonly #batches = new Set<Promise<void>>()
+  /** The batches in flight that hold keyed events: their marks make the next events of those keys claimable. */
+  readonly #keyedBatches = new Set<Promise<void>>()
   #lastTickAt: number | null = null
   #nextMaintenanceAt: number | null = null
   #claimLatency = { last: 0, total: 0, max: 0 }
@@ -531,7 +533,7 @@ export class OutboxRelay {
         // once while the database is down) and just wait.
         if (batch === undefined) await this.#idle(false, this.#pollIntervalMs)
         else if (batch.events.length < this.#lastClaimLimit)
-          await this.#idle(true, this.#nextPollMs(batch.events.length))
+          await this.#idle(true, this.#nextPollMs(batch.events.length), this.#keyedBatchDone())
       }
     } catch (error) {
       // Every expected failure is handled inside the turn; this is a bug or a broken store
@@ -565,7 +567,20 @@ export class OutboxRelay {
     return Math.min(this.#pollIntervalMs, this.#minPollIntervalMs * 2 ** this.#emptyClaims)
   }
 
-  async #idle(useWakeup: boolean, waitMs: number): Promise<void> {
+  /**
+   * After a claim that was not full, while a batch holding keyed events is in flight: the
+   * first such batch to finish. Its marks make the next events of its keys claimable, and
+   * nothing else was claimable a moment ago (the claim was not full), so that is when to claim
+   * again: neither after the poll interval (the keyed drain waited 20 ms and more per round
+   * while a batch takes a few) nor at the wake-up hint (PostgreSQL's check answers at once
+   * while the waiting events of those keys are due: a claim per turn finding nothing).
+   * Undefined when no keyed batch is in flight.
+   */
+  #keyedBatchDone(): Promise<void> | undefined {
+    return this.#keyedBatches.size === 0 ? undefined : Promise.race(this.#keyedBatches)
+  }
+
+  async #idle(useWakeup: boolean, waitMs: number, keyedBatchDone?: Promise<void>): Promise<void> {
     const controller = new AbortController()
     const stop = this.#stopController.signal
     const abort = () => controller.abort()
@@ -573,7 +588,8 @@ export class OutboxRelay {
     try {
       const timeout = this.#sleep(waitMs, controller.signal)
       const waits: Promise<unknown>[] = [timeout]
-      if (useWakeup && this.#wakeup) {
+      if (keyedBatchDone !== undefined) waits.push(keyedBatchDone)
+      else if (useWakeup && this.#wakeup) {
         // A failing hint must not turn into a hot loop: fall back to the poll timeout. So does
         // a wait that answers `false` at once (a closed PostgreSQL wakeup): that is no hint.
         waits.push(
@@ -600,8 +616,12 @@ export class OutboxRelay {
         // Every expected failure is handled inside; this is a bug or a broken store object.
         this.#logger.error('publishing a batch crashed', { error: messageOf(error) })
       })
-      .finally(() => this.#batches.delete(batch))
+      .finally(() => {
+        this.#batches.delete(batch)
+        this.#keyedBatches.delete(batch)
+      })
     this.#batches.add(batch)
+    if (events.some((event) => event.orderingKey !== undefined)) this.#keyedBatches.add(batch)
   }
 
   /** Claims one batch. Returns it (maybe empty), or undefined when the claim failed. */
