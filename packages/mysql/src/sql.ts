@@ -140,7 +140,9 @@ const headCheck = (t: string, own: OutboxStatus, blocking: readonly OutboxStatus
   const before = blocking
     .filter((status) => status !== own)
     .map((status) =>
-      status === 'publishing' ? ` AND ${first(status)} IS NULL` : ` AND COALESCE(o.key_seq < ${first(status)}, TRUE)`,
+      status === 'publishing'
+        ? ` AND ${first(status)} IS NULL`
+        : ` AND COALESCE(o.key_seq < ${first(status)}, TRUE)`,
     )
   return `(o.ordering_key IS NULL OR (o.key_seq = ${first(own)}${before.join('')}))`
 }
