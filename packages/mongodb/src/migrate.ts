@@ -7,7 +7,7 @@ import {
   runStorageOperation,
   versionsThrough,
 } from '@txbox/core'
-import type { Db, IndexDescription } from 'mongodb'
+import type { Db, Document, Filter, IndexDescription } from 'mongodb'
 import type { MongoDbClient } from './client.js'
 import { ADAPTER, classifyMongoDbError } from './errors.js'
 import { createMissingIndexes } from './ferretdb.js'
@@ -19,11 +19,29 @@ const MIGRATIONS = loadMigrations(new URL('../migrations/', import.meta.url))
 /** The schema version `migrate()` records in `<prefix>meta`: the number of the last migration file. */
 export const SCHEMA_VERSION: number = MIGRATIONS.length
 
-/** One migration file: collections to create with their indexes, collections to drop. Keys are suffixes of the prefix. */
+/**
+ * A data step of a migration file: `set` on every document of `collection` that matches
+ * `where`, which must stop matching a document once it is set (the step reads until none
+ * is left).
+ */
+interface Backfill {
+  readonly collection: 'outbox' | 'inbox'
+  readonly where: Filter<Document>
+  readonly set: Document
+}
+
+/**
+ * One migration file: collections to create with their indexes, documents to backfill,
+ * collections to drop, in that order. Keys are suffixes of the prefix.
+ */
 interface MongoDbMigrationStep {
   readonly collections?: Readonly<Record<string, IndexDescription[]>>
+  readonly backfill?: readonly Backfill[]
   readonly dropCollections?: readonly string[]
 }
+
+/** Documents a backfill reads and writes per step. */
+const BACKFILL_PAGE = 500
 
 /**
  * The history document `{ _id: 'schema', version, migratedAt }` in `<prefix>meta`, as every
@@ -42,13 +60,15 @@ interface MetaDocument {
  * moved up, so two processes migrating at once both succeed and agree on the result.
  */
 class MongoDbMigrationHistory implements MigrationHistory {
+  readonly #client: MongoDbClient
   readonly #db: Db
   readonly #prefix: string
   readonly #ferretdb: boolean
 
-  constructor(db: Db, prefix: string, ferretdb: boolean) {
-    this.#db = db
-    this.#prefix = prefix
+  constructor(client: MongoDbClient, ferretdb: boolean) {
+    this.#client = client
+    this.#db = client.db
+    this.#prefix = client.prefix
     this.#ferretdb = ferretdb
   }
 
@@ -75,7 +95,30 @@ class MongoDbMigrationHistory implements MigrationHistory {
       // MongoDB treats an index identical to an existing one as created: a no-op.
       else await this.#db.collection(name).createIndexes(indexes)
     }
+    for (const backfill of step.backfill ?? []) await this.#backfill(backfill)
     for (const key of step.dropCollections ?? []) await this.#dropCollection(`${this.#prefix}${key}`)
+  }
+
+  /**
+   * Writes `set` page by page, each document by compare-and-set on the version it was read
+   * with (the store's own write path, version locks on FerretDB), so a process still running
+   * beside the migration never has a write of its own overwritten: the backfill's write or
+   * the process's wins, and a document the backfill lost is read again by the next page if
+   * it still matches. Idempotent: a second migrate() finds nothing left to set.
+   */
+  async #backfill({ collection, where, set }: Backfill): Promise<void> {
+    const documents = this.#client.collection<{ _id: string; rev: string }>(collection)
+    for (;;) {
+      const page = await documents
+        .find(where as Filter<{ _id: string; rev: string }>, { projection: { _id: 1, rev: 1 } })
+        .limit(BACKFILL_PAGE)
+        .toArray()
+      if (page.length === 0) return
+      await this.#client.compareAndSet(
+        collection,
+        page.map((doc) => ({ id: doc._id, rev: doc.rev, set })),
+      )
+    }
   }
 
   async record(migration: Migration, appliedAt: Date): Promise<void> {
@@ -128,7 +171,7 @@ const retryOnce = async <T>(run: () => Promise<T>): Promise<T> => {
 export const migrateMongoDb = (client: MongoDbClient): Promise<number[]> =>
   runStorageOperation(ADAPTER, 'migrate', classifyMongoDbError, async () => {
     const { ferretdb } = await client.runtime()
-    const history = new MongoDbMigrationHistory(client.db, client.prefix, ferretdb)
+    const history = new MongoDbMigrationHistory(client, ferretdb)
     return applyMigrations(history, MIGRATIONS, client.clock)
   })
 

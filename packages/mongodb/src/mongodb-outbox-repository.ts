@@ -82,7 +82,10 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
       rev,
     }
     if (params.headers !== undefined) doc.headers = encode(params.headers)
-    if (params.orderingKey !== undefined) doc.orderingKey = encode(params.orderingKey)
+    if (params.orderingKey !== undefined) {
+      doc.orderingKey = encode(params.orderingKey)
+      doc.holding = true
+    }
     return doc
   }
 
@@ -311,30 +314,25 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
   }
 
   /**
-   * The events of `keys` in `statuses` (the head fields only), read for the head check.
-   *
-   * On FerretDB v1 one query per status (a status equality is what it hands to its backend,
-   * see {@link #readEach}), ONE AFTER THE OTHER in the order given, never in parallel: each
-   * query is its own snapshot, and a claim that moved a holder from `pending` to
-   * `publishing` between two parallel reads (the `publishing` one answered first) was in
-   * neither answer, so the key's next event looked like its head and was claimed beside it.
-   * Read `pending` first, then `publishing`, then `failed`: an event that moves forward
-   * through that order between two reads (a claim; a failure, fenced or not) is seen by the
-   * later one. An event moved back (a retry or resetStale: `publishing` to `pending`) between
-   * the first two reads is still missed; only one snapshot of all holders would close that.
-   * MongoDB answers the `$or` in one query.
+   * The events of `keys` in `statuses` (the head fields only), read for the head check: ONE
+   * query for every event of the keys that is not `sent` (`holding: true`), statuses
+   * filtered here. One query is one snapshot on FerretDB, and on MongoDB one scan of the
+   * `{ orderingKey, holding }` index, whose entry of an event does not change while it moves
+   * between `pending`, `publishing` and `failed`: an event moving either way while the claim
+   * reads (a claim, a failure, a retry, resetStale) is seen once, in one of its statuses.
+   * FerretDB v1 hands the boolean equality to its backend as it did the status one. Reads of
+   * one status each (the previous release on FerretDB) missed an event that moved between two
+   * of them, and the key's next event was claimed beside it. The `holding` field is set at
+   * insert and removed only by {@link fencedWrite}'s `sent`.
    */
   async #holders(
     keys: readonly string[],
     statuses: readonly OutboxDocument['status'][],
   ): Promise<OutboxDocument[]> {
-    const query = (filter: Filter<OutboxDocument>) =>
-      this.#events.find(filter, { projection: HEAD_FIELDS }).toArray()
-    const byStatus = statuses.map((status) => ({ status, orderingKey: { $in: [...keys] } }))
-    if (!(await this.#client.runtime()).ferretdb) return query({ $or: byStatus })
-    const holders: OutboxDocument[] = []
-    for (const filter of byStatus) holders.push(...(await query(filter)))
-    return holders
+    const holders = await this.#events
+      .find({ holding: true, orderingKey: { $in: [...keys] } }, { projection: HEAD_FIELDS })
+      .toArray()
+    return holders.filter((holder) => statuses.includes(holder.status))
   }
 
   /**
@@ -382,7 +380,6 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
     }
     for (const key of held) heads.delete(key)
     if (heads.size > 0) {
-      // In this order: see #holders.
       const holding: OutboxDocument['status'][] = deadLettersBlockKeys
         ? ['pending', 'publishing', 'failed']
         : ['pending', 'publishing']
@@ -544,7 +541,9 @@ const holds = (doc: OutboxDocument, workerId: string): boolean =>
 
 /** What a fenced change writes to the document as it was read; the lease is cleared. */
 const fencedWrite = (doc: OutboxDocument, change: OutboxChange): Change => {
-  if (change.status === 'sent') return { set: { status: 'sent', sentAt: change.sentAt }, unset: LEASE_FIELDS }
+  // The only write that makes an event `sent`: it stops holding its key in the same write.
+  if (change.status === 'sent')
+    return { set: { status: 'sent', sentAt: change.sentAt }, unset: [...LEASE_FIELDS, 'holding'] }
   const failure = { errorMessage: encode(change.errorMessage), retryCount: doc.retryCount + 1 }
   if (change.status === 'failed') return { set: { status: 'failed', ...failure }, unset: LEASE_FIELDS }
   return { set: { status: 'pending', ...failure, availableAt: change.availableAt }, unset: LEASE_FIELDS }

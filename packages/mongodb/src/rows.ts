@@ -61,6 +61,14 @@ export interface OutboxDocument {
    * give it this number or a lower one was made before the redrive and is not applied.
    */
   redrivenFrom?: number
+  /**
+   * `true` on a keyed event from its insert until the write that marks it `sent` (which
+   * removes the field): every event that may hold its key (`pending`, `publishing`,
+   * `failed`) has it, so the claim's head check reads all holders of a key with one query
+   * (one snapshot on FerretDB, where a query per status missed an event that moved between
+   * two of them). Absent on unkeyed events and on sent ones.
+   */
+  holding?: true
   /** The enqueue-order key: see {@link SequenceClock}. */
   seq: string
   /** A fresh random token on every write: the compare-and-set version of the document. */

@@ -157,13 +157,100 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
 
     await store.migrate()
     expect(await db.listCollections({ name: names.outboxKeyDecisions }).toArray()).toHaveLength(1)
-    expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({ version: 4 })
+    expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({
+      version: SCHEMA_VERSION,
+    })
     // The old lock does not stop numbering; the counter goes on where version 3 left it.
     expect(
       await store.outbox.findOrCreate({ eventId: 'k3', subject: 's', payload: 'p', orderingKey: 'K' }),
     ).toMatchObject({
       keySeq: 3,
     })
+    await store.migrate()
+    expect(await db.collection(names.meta).countDocuments({})).toBe(1)
+  })
+
+  it('takes a database as version 4 left it (keyed events in every status, no holding field): after migrate the claim takes only the heads a key may give', async () => {
+    const prefix = freshPrefix()
+    const names = collectionNames(prefix)
+    const { loadMigrations } = await import('@txbox/core')
+    const migrations = loadMigrations(new URL('../migrations/', import.meta.url))
+    const clock = new ManualClock()
+    const store = createMongoDbStore({ db, collectionPrefix: prefix, clock: clock.now })
+    for (const migration of migrations.slice(0, 4)) {
+      const { collections } = JSON.parse(migration.body) as {
+        collections?: Record<string, { key: Record<string, number>; name: string }[]>
+      }
+      for (const [key, indexes] of Object.entries(collections ?? {})) {
+        if (indexes.length > 0) await db.collection(`${prefix}${key}`).createIndexes(indexes)
+        else await db.createCollection(`${prefix}${key}`)
+      }
+    }
+    await db.collection(names.meta).insertOne({ _id: 'schema' as never, version: 4, migratedAt: new Date() })
+    // What version 4 stored: the same documents, without `holding`.
+    const now = clock.now()
+    const later = new Date(now.getTime() + 60_000)
+    let seq = 0
+    const event = (
+      _id: string,
+      orderingKey: string | undefined,
+      keySeq: number | undefined,
+      status: OutboxDocument['status'],
+      more: Partial<OutboxDocument> = {},
+    ): OutboxDocument => ({
+      _id,
+      subject: 's',
+      payload: 'p',
+      status,
+      enqueuedAt: now,
+      retryCount: 0,
+      availableAt: now,
+      seq: `${String(now.getTime()).padStart(15, '0')}.${String(seq++).padStart(9, '0')}`,
+      rev: randomUUID(),
+      ...(orderingKey === undefined || keySeq === undefined ? {} : { orderingKey, keySeq }),
+      ...more,
+    })
+    await db.collection<OutboxDocument>(names.outbox).insertMany([
+      // A: its head is in flight (a live lease), so a3 waits.
+      event('a1', 'A', 1, 'sent', { sentAt: now }),
+      event('a2', 'A', 2, 'publishing', { claimedBy: 'old', claimedAt: now, leaseUntil: later }),
+      event('a3', 'A', 3, 'pending'),
+      // B: a dead letter blocks its key ('block').
+      event('b1', 'B', 1, 'failed', { errorMessage: 'x', retryCount: 3 }),
+      event('b2', 'B', 2, 'pending'),
+      // C: its head waits for a retry, so c2 waits.
+      event('c1', 'C', 1, 'pending', { availableAt: later, retryCount: 1 }),
+      event('c2', 'C', 2, 'pending'),
+      // D: its first event was sent: d2 is the head.
+      event('d1', 'D', 1, 'sent', { sentAt: now }),
+      event('d2', 'D', 2, 'pending'),
+      event('u1', undefined, undefined, 'pending'),
+    ])
+    await db.collection(names.outboxKeys).insertMany(
+      ['A', 'B', 'C', 'D'].map((key) => ({
+        _id: key as never,
+        lastSeq: key === 'A' ? 3 : 2,
+      })),
+    )
+
+    await store.migrate()
+    expect(await db.collection(names.meta).findOne({ _id: 'schema' as never })).toMatchObject({ version: 5 })
+    const outbox = db.collection<OutboxDocument>(names.outbox)
+    const holding = await outbox.find({ holding: true }, { projection: { _id: 1 } }).toArray()
+    expect(holding.map((doc) => doc._id).sort()).toEqual(['a2', 'a3', 'b1', 'b2', 'c1', 'c2', 'd2'])
+    expect(await outbox.indexExists('txbox_ordering_key_holding')).toBe(true)
+    const claimed = await store.outbox.claim({ limit: 10, leaseMs: 60_000, workerId: 'w' })
+    expect(claimed.map((e) => e.eventId)).toEqual(['d2', 'u1'])
+    // Sent: it no longer holds its key, and the key's next event is its head.
+    expect(await store.outbox.markManyAsSent(['d2', 'u1'], { workerId: 'w' })).toEqual([])
+    expect(await outbox.findOne({ _id: 'd2' })).not.toHaveProperty('holding')
+    await store.outbox.findOrCreate({ eventId: 'd3', subject: 's', payload: 'p', orderingKey: 'D' })
+    expect(await outbox.findOne({ _id: 'd3' })).toMatchObject({ holding: true, keySeq: 3 })
+    clock.advance(60_000)
+    // The lease of a2 and the retry of c1 are over: each key gives back its head, never a later event.
+    expect(
+      (await store.outbox.claim({ limit: 10, leaseMs: 60_000, workerId: 'w' })).map((e) => e.eventId).sort(),
+    ).toEqual(['a2', 'c1', 'd3'])
     await store.migrate()
     expect(await db.collection(names.meta).countDocuments({})).toBe(1)
   })
@@ -287,6 +374,62 @@ describe.skipIf(!url)('mongodb adapter against a real server (TXBOX_MONGODB_URL)
       await watched.close()
     }
   })
+
+  it("a keyed claim round reads its keys' holders (pending, publishing, failed) with one query", async () => {
+    const watched = new MongoClient(url ?? '', { monitorCommands: true })
+    await watched.connect()
+    try {
+      const prefix = freshPrefix()
+      const watchedStore = createMongoDbStore({ db: watched.db(), collectionPrefix: prefix })
+      await watchedStore.migrate()
+      await watchedStore.outbox.findOrCreateMany(
+        ['a1', 'a2', 'b1'].map((eventId) => ({
+          eventId,
+          subject: 's',
+          payload: 'p',
+          orderingKey: eventId[0],
+        })),
+      )
+      // The first guarded write detects the server (hello, buildInfo): out of the count.
+      await watchedStore.outbox.markAsPublishing('b1')
+      await watchedStore.outbox.retryLater('b1', { errorMessage: 'warm-up', delayMs: 0 })
+      const finds: { filter?: Record<string, unknown> }[] = []
+      watched.on('commandStarted', (event) => {
+        if (event.commandName === 'find') finds.push(event.command as { filter?: Record<string, unknown> })
+      })
+      const claim = async (keyedDeadLetters: 'block' | 'skip') => {
+        finds.splice(0)
+        const claimed = await watchedStore.outbox.claim({
+          limit: 3,
+          leaseMs: 60_000,
+          workerId: 'w',
+          keyedDeadLetters,
+        })
+        return {
+          claimed: claimed.map((event) => event.eventId),
+          holderReads: finds.filter((find) => find.filter?.holding !== undefined).map((find) => find.filter),
+          otherHolderReads: finds.filter(
+            (find) =>
+              find.filter?.holding === undefined && (find.filter?.orderingKey as { $in?: unknown })?.$in,
+          ),
+        }
+      }
+      // One round: candidates a1, a2, b1; heads a1, b1 ('block': failed holders count too).
+      expect(await claim('block')).toEqual({
+        claimed: ['a1', 'b1'],
+        holderReads: [{ holding: true, orderingKey: { $in: ['a', 'b'] } }],
+        otherHolderReads: [],
+      })
+      // a2's key has a1 in flight: read with the same one query.
+      expect(await claim('skip')).toEqual({
+        claimed: [],
+        holderReads: [{ holding: true, orderingKey: { $in: ['a'] } }],
+        otherHolderReads: [],
+      })
+    } finally {
+      await watched.close()
+    }
+  })
 })
 
 describe('mongodb adapter without a server', () => {
@@ -336,15 +479,24 @@ describe('mongodb migrations files', () => {
       'inbox_id_only',
       'ordering_keys',
       'key_decisions',
+      'holding',
     ])
     expect(migrations.at(-1)?.version).toBe(SCHEMA_VERSION)
-    const [indexes, idOnly, orderingKeys, keyDecisions] = migrations.map(
+    const [indexes, idOnly, orderingKeys, keyDecisions, holding] = migrations.map(
       (migration) =>
         JSON.parse(migration.body) as {
           collections?: Record<string, { name: string }[]>
+          backfill?: { collection: string; where: { status?: string }; set: Record<string, unknown> }[]
           dropCollections?: string[]
         },
     )
+    expect(holding?.collections?.outbox?.map((index) => index.name)).toEqual(['txbox_ordering_key_holding'])
+    // The backfill covers every status that holds a key, and only those.
+    expect(holding?.backfill?.map((step) => [step.collection, step.where.status, step.set])).toEqual([
+      ['outbox', 'pending', { holding: true }],
+      ['outbox', 'publishing', { holding: true }],
+      ['outbox', 'failed', { holding: true }],
+    ])
     // Every collection the store names is created by a step (the key counters by the third,
     // the numbering decisions by the fourth).
     const created = [

@@ -491,7 +491,17 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
    * reads (`publishing`, `failed`) issued so far: each a query of its own (a snapshot of its
    * own on FerretDB v1), which another claim can land between.
    */
-  const holdsPendingRead = async (prefix: string, clock: ManualClock) => {
+  /**
+   * A store whose claim stops before the first holder read (a read by `orderingKey: { $in }`)
+   * that `stopsAt` picks, once `gate.closed`; the holder reads before it answer (`gate.others`).
+   * One head check reads all holders at once (`holding: true`); the per-status reads of the
+   * previous release are still told apart, so the tests show what such a read missed.
+   */
+  const holdsHolderRead = async (
+    prefix: string,
+    clock: ManualClock,
+    stopsAt: (filter: { status?: string; holding?: boolean }) => boolean,
+  ) => {
     const gate = { closed: false, reached: () => {}, open: () => {}, others: [] as Promise<unknown>[] }
     const reached = new Promise<void>((resolve) => {
       gate.reached = resolve
@@ -501,7 +511,7 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     })
     const real = await connect()
     const outboxName = collectionNames(prefix).outbox
-    const isHolderRead = (filter: unknown): filter is { status: string } => {
+    const isHolderRead = (filter: unknown): filter is { status?: string; holding?: boolean } => {
       const { orderingKey } = (filter ?? {}) as { orderingKey?: { $in?: unknown } }
       return orderingKey?.$in !== undefined
     }
@@ -526,11 +536,11 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
                     const original = Reflect.get(base, member, baseReceiver)
                     if (member !== 'toArray' || typeof original !== 'function') return original
                     return async () => {
-                      if (filter.status === 'pending' && gate.closed) {
+                      if (gate.closed && stopsAt(filter)) {
                         gate.closed = false
                         gate.reached()
                         await opened
-                      } else if (filter.status !== 'pending') {
+                      } else {
                         const answer = (original as () => Promise<unknown[]>).apply(base)
                         gate.others.push(answer)
                         return answer
@@ -551,7 +561,16 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
 
   it("a claim that lands between another claim's reads of a key's holders is seen by it: that claim does not take the key's next event beside it", async () => {
     const { store, prefix, clock } = await stores()
-    const { store: slow, gate, reached } = await holdsPendingRead(prefix, clock)
+    // Before its `pending` read, or its one read of every holder.
+    const {
+      store: slow,
+      gate,
+      reached,
+    } = await holdsHolderRead(
+      prefix,
+      clock,
+      (filter) => filter.status === 'pending' || filter.holding === true,
+    )
     const later = new Date(clock.now().getTime() + 60_000)
     await store.outbox.findOrCreateMany(
       Array.from({ length: 5 }, (_, index) => ({
@@ -578,6 +597,38 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
       "'first' is publishing: 'second' is not its key's head",
     ).toEqual([])
     expect(await store.outbox.get('second')).toMatchObject({ status: 'pending' })
+  })
+
+  it("a head moved back to pending (retryLater) while another claim reads the key's holders is seen by it: that claim takes nothing of the key", async () => {
+    const { store, prefix, clock } = await stores()
+    // Before its `publishing` read (its `pending` one answered), or its one read of every holder.
+    const {
+      store: slow,
+      gate,
+      reached,
+    } = await holdsHolderRead(
+      prefix,
+      clock,
+      (filter) => filter.status === 'publishing' || filter.holding === true,
+    )
+    await store.outbox.findOrCreateMany([keyed('first', 'K'), keyed('second', 'K')])
+    expect(
+      (await store.outbox.claim({ limit: 1, workerId: 'fast', ...lease })).map((e) => e.eventId),
+    ).toEqual(['first'])
+    gate.closed = true
+    const slowClaim = slow.outbox.claim({ limit: 1, workerId: 'slow', ...lease })
+    await reached
+    await Promise.all(gate.others)
+    await store.outbox.retryLater('first', { errorMessage: 'nats down', delayMs: 5_000, workerId: 'fast' })
+    gate.open()
+    expect(
+      (await slowClaim).map((event) => event.eventId),
+      "'first' is pending again, waiting for its retry: 'second' is not its key's head",
+    ).toEqual([])
+    clock.advance(5_000)
+    expect(
+      (await store.outbox.claim({ limit: 2, workerId: 'fast', ...lease })).map((e) => e.eventId),
+    ).toEqual(['first'])
   })
 
   it('a publishing event is the only claimable event of its key, even above a pending one (a claim that ran past a redrive)', async () => {
