@@ -32,11 +32,8 @@ const date = (ms: string): Date => new Date(Number(ms))
 const OUTBOX_STATUSES = new Set<string>(['pending', 'publishing', 'sent', 'failed'])
 const INBOX_STATUSES = new Set<string>(['processing', 'processed', 'failed'])
 
-/** What the outbox and inbox hashes have in common: the body, and the error and lease fields. */
-interface SharedFields {
-  eventId: string
-  subject: string
-  payload: string
+/** The optional fields the outbox and inbox hashes have in common: the error and the lease. */
+interface SharedOptionalFields {
   headers?: string
   errorMessage?: string
   claimedAt?: Date
@@ -44,23 +41,22 @@ interface SharedFields {
   leaseUntil?: Date
 }
 
-const sharedFields = (fields: ReadonlyMap<string, string>): SharedFields => {
-  const shared: SharedFields = {
-    eventId: required(fields, 'eventId'),
-    subject: required(fields, 'subject'),
-    payload: required(fields, 'payload'),
-  }
+/**
+ * Copies the shared optional fields onto an event built as one object literal. Not a spread
+ * of a separate object: V8 copies such an object (its shape depends on which fields were
+ * present) on a slow path, which made mapping a claimed batch of 100 cost about 1 ms.
+ */
+const addSharedFields = (event: SharedOptionalFields, fields: ReadonlyMap<string, string>): void => {
   const headers = fields.get('headers')
-  if (headers !== undefined) shared.headers = headers
+  if (headers !== undefined) event.headers = headers
   const errorMessage = fields.get('errorMessage')
-  if (errorMessage !== undefined) shared.errorMessage = errorMessage
+  if (errorMessage !== undefined) event.errorMessage = errorMessage
   const claimedAt = fields.get('claimedAt')
-  if (claimedAt !== undefined) shared.claimedAt = date(claimedAt)
+  if (claimedAt !== undefined) event.claimedAt = date(claimedAt)
   const claimedBy = fields.get('claimedBy')
-  if (claimedBy !== undefined) shared.claimedBy = claimedBy
+  if (claimedBy !== undefined) event.claimedBy = claimedBy
   const leaseUntil = fields.get('leaseUntil')
-  if (leaseUntil !== undefined) shared.leaseUntil = date(leaseUntil)
-  return shared
+  if (leaseUntil !== undefined) event.leaseUntil = date(leaseUntil)
 }
 
 const statusOf = <S extends string>(
@@ -76,12 +72,15 @@ const statusOf = <S extends string>(
 /** Maps a stored outbox hash to the event. */
 export const toOutboxEvent = (fields: ReadonlyMap<string, string>): OutboxEvent => {
   const event: OutboxEvent = {
-    ...sharedFields(fields),
+    eventId: required(fields, 'eventId'),
+    subject: required(fields, 'subject'),
+    payload: required(fields, 'payload'),
     status: statusOf<OutboxStatus>(fields, OUTBOX_STATUSES, 'outbox'),
     enqueuedAt: date(required(fields, 'enqueuedAt')),
     retryCount: Number(required(fields, 'retryCount')),
     availableAt: date(required(fields, 'availableAt')),
   }
+  addSharedFields(event, fields)
   const sentAt = fields.get('sentAt')
   if (sentAt !== undefined) event.sentAt = date(sentAt)
   const orderingKey = fields.get('orderingKey')
@@ -94,11 +93,14 @@ export const toOutboxEvent = (fields: ReadonlyMap<string, string>): OutboxEvent 
 /** Maps a stored inbox hash to the event. */
 export const toInboxEvent = (fields: ReadonlyMap<string, string>): InboxEvent => {
   const event: InboxEvent = {
-    ...sharedFields(fields),
+    eventId: required(fields, 'eventId'),
+    subject: required(fields, 'subject'),
+    payload: required(fields, 'payload'),
     status: statusOf<InboxStatus>(fields, INBOX_STATUSES, 'inbox'),
     receivedAt: date(required(fields, 'receivedAt')),
     deliveries: Number(required(fields, 'deliveries')),
   }
+  addSharedFields(event, fields)
   const stream = fields.get('stream')
   const streamSeq = fields.get('streamSeq')
   if (stream !== undefined && streamSeq !== undefined) {
