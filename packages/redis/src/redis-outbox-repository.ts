@@ -236,7 +236,7 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
     now: Date,
   ): Promise<Iterable<string>> {
     const args = [now.getTime(), workerId ?? '', ...eventIds]
-    return scripts.outboxMarkManySent.runForIds(this.redis, this.#keysOf(eventIds), args)
+    return scripts.outboxMarkManySent.runForIds(this.redis, this.keys.indexKeys, args)
   }
 
   protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {

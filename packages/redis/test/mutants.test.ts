@@ -55,25 +55,65 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'claim: candidates sorted newest first',
     statements: ['outboxClaim'],
-    find: 'return a[2] < b[2] end)\nlocal out, taken, leases, claims',
-    replace: 'return a[2] > b[2] end)\nlocal out, taken, leases, claims',
-    kills: ['outbox.order.claim-order', 'outbox.order.frozen-clock'],
+    find: 'return a[2] < b[2] end)\n  local pending = {}',
+    replace: 'return a[2] > b[2] end)\n  local pending = {}',
+    // Only the merge (expired leases or BLOCKED heads beside READY) sorts: the usual claim
+    // pops READY, already in seq order, so the plain claim-order cases no longer see it.
+    kills: [
+      'outbox.claim.limit-counts-expired',
+      'outbox.claim.renew-lease',
+      'outbox.claim.fenced-after-release',
+    ],
   },
   {
     id: 'claim: limit ignored when expired leases add candidates',
     statements: ['outboxClaim'],
-    find: 'for i = 1, math.min(limit, #candidates) do\n  local id, from_ready',
-    replace: 'for i = 1, #candidates do\n  local id, from_ready',
+    find: 'for i = 1, math.min(limit, #candidates) do\n    claimed[i]',
+    replace: 'for i = 1, #candidates do\n    claimed[i]',
     kills: ['outbox.claim.limit-counts-expired', 'outbox.claim.fenced-after-release'],
   },
   {
-    id: 'claim: claimed events left in READY',
+    id: 'claim: claimed events left in READY (the usual claim reads READY instead of popping it)',
     statements: ['outboxClaim'],
-    find: "call_batched('ZREM', READY, taken)",
-    replace: "call_batched('ZREM', READY, {})",
-    // Of the 18 cases that fail, the ones that fail fast: the others page until the outbox
+    find: "redis.call('ZPOPMIN', READY, limit)",
+    replace: "redis.call('ZRANGE', READY, 0, limit - 1, 'WITHSCORES')",
+    // Of the 24 cases that fail, the ones that fail fast: the others page until the outbox
     // is empty, which with the events never leaving READY takes until the test timeout.
     kills: ['outbox.order.claim-order', 'outbox.find-pending.pending-only', 'outbox.fields.as-stored'],
+  },
+  {
+    id: 'claim: claimed events left in READY (the merge with expired leases)',
+    statements: ['outboxClaim'],
+    find: "call_batched('ZREM', READY, pending)",
+    replace: "call_batched('ZREM', READY, {})",
+    kills: ['outbox.claim.limit-counts-expired'],
+  },
+  {
+    id: 'claim: the usual claim (READY alone) taken while a lease has expired',
+    statements: ['outboxClaim'],
+    find: 'if #expired == 0 and #blocked == 0 then',
+    replace: 'if #blocked == 0 then',
+    // Ten cases fail; these four cover reclaim, the fence and a keyed head in flight.
+    kills: [
+      'outbox.claim.lease-expiry-reclaim',
+      'outbox.claim.fencing',
+      'outbox.retry.dead-letter',
+      'outbox.ordering.skip-redrive-in-flight',
+    ],
+  },
+  {
+    id: "claim: the usual claim (READY alone) taken while BLOCKED has heads ('skip' misses them)",
+    statements: ['outboxClaim'],
+    find: 'if #expired == 0 and #blocked == 0 then',
+    replace: 'if #expired == 0 then',
+    kills: ['outbox.ordering.dead-letter-policy', 'outbox.ordering.skip-redrive-in-flight'],
+  },
+  {
+    id: "claim: a 'skip' claim leaves the BLOCKED heads it took in BLOCKED",
+    statements: ['outboxClaim'],
+    find: "if not block then call_batched('ZREM', BLOCKED, pending) end",
+    replace: '',
+    kills: ['outbox.ordering.dead-letter-policy', 'outbox.ordering.skip-redrive-in-flight'],
   },
   {
     id: 'claim: LEASES not written, so an expired lease is never found',
@@ -93,7 +133,7 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'claim: counts not moved from pending to publishing',
     statements: ['outboxClaim'],
-    find: "  bump('pending', -#taken)\n  bump('publishing', #taken)",
+    find: "  bump('pending', -taken)\n  bump('publishing', taken)",
     replace: "  bump('pending', 0)\n  bump('publishing', 0)",
     kills: [
       'outbox.counts.all-statuses',
