@@ -130,6 +130,7 @@ describe('txbox-conformance', () => {
       .map((c: { id: string }) => c.id)
     // Every case that reads a zero count catches it.
     expect(failed).toEqual([
+      'outbox.claim.sent-batch-stays-sent',
       'outbox.cleanup.batches',
       'outbox.counts.all-statuses',
       'outbox.tx.rollback-invisible',
