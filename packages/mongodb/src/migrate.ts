@@ -21,13 +21,21 @@ export const SCHEMA_VERSION: number = MIGRATIONS.length
 
 /**
  * A data step of a migration file: `set` on every document of `collection` that matches
- * `where`, which must stop matching a document once it is set (the step reads until none
- * is left).
+ * `where`, which must stop matching a document once it is set (the step reads until a read
+ * finds none). Only the step's last read proves that nothing is left, so a `where` that a
+ * running process can make a document match again after the step (a status moving back)
+ * needs a later step whose `where` keeps matching it (see migration 0005).
  */
 interface Backfill {
   readonly collection: 'outbox' | 'inbox'
   readonly where: Filter<Document>
   readonly set: Document
+  /**
+   * The index MongoDB reads `where` by (FerretDB v1 ignores hints): one whose entry of a
+   * document does not change while a running process writes it, so that one read cannot
+   * miss a document that moves within the index during the read.
+   */
+  readonly hint?: string
 }
 
 /**
@@ -106,11 +114,12 @@ class MongoDbMigrationHistory implements MigrationHistory {
    * the process's wins, and a document the backfill lost is read again by the next page if
    * it still matches. Idempotent: a second migrate() finds nothing left to set.
    */
-  async #backfill({ collection, where, set }: Backfill): Promise<void> {
+  async #backfill({ collection, where, set, hint }: Backfill): Promise<void> {
     const documents = this.#client.collection<{ _id: string; rev: string }>(collection)
+    const options = { projection: { _id: 1, rev: 1 }, ...(hint === undefined ? {} : { hint }) }
     for (;;) {
       const page = await documents
-        .find(where as Filter<{ _id: string; rev: string }>, { projection: { _id: 1, rev: 1 } })
+        .find(where as Filter<{ _id: string; rev: string }>, options)
         .limit(BACKFILL_PAGE)
         .toArray()
       if (page.length === 0) return
