@@ -1,27 +1,13 @@
 import { randomUUID } from 'node:crypto'
-import { type EnqueueParams, ManualClock, type OutboxEvent } from '@txbox/core'
-import { type Collection, type Db, MongoClient } from 'mongodb'
+import { ManualClock, type OutboxEvent } from '@txbox/core'
+import type { Db } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createMongoDbStore, type MongoDbStore } from '../src/index.js'
 import { decisionId, type KeyDecisionDocument } from '../src/key-sequences.js'
 import { collectionNames } from '../src/mongodb-options.js'
 import { NUMBER_ORPHANS_AFTER_MS } from '../src/mongodb-outbox-repository.js'
 import type { OutboxDocument, OutboxKeyDocument } from '../src/rows.js'
-
-const url = process.env.TXBOX_MONGODB_URL
-if (!url && process.env.TXBOX_REQUIRE_ALL === '1') {
-  throw new Error(
-    'TXBOX_REQUIRE_ALL=1 but TXBOX_MONGODB_URL is not set: start it with scripts/services.sh up mongodb',
-  )
-}
-
-const keyed = (eventId: string, orderingKey: string): EnqueueParams => ({
-  eventId,
-  subject: 'orders.events',
-  payload: '{}',
-  orderingKey,
-})
-const lease = { leaseMs: 60_000 }
+import { gate, interceptCalls, interceptReads, keyed, lease, TestServer, url } from './support.js'
 
 /**
  * Ordering keys on the server of TXBOX_MONGODB_URL (FerretDB v1 here: no transactions, and
@@ -30,36 +16,21 @@ const lease = { leaseMs: 60_000 }
  * separate processes would.
  */
 describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
-  const clients: MongoClient[] = []
-  const prefixes: string[] = []
+  const server = new TestServer()
+  const connect = () => server.connect()
   let db: Db
-
-  const connect = async (): Promise<Db> => {
-    const client = await new MongoClient(url ?? '').connect()
-    clients.push(client)
-    return client.db()
-  }
 
   beforeAll(async () => {
     db = await connect()
   })
 
-  afterAll(async () => {
-    for (const prefix of prefixes)
-      for (const name of Object.values(collectionNames(prefix)))
-        await db
-          .collection(name)
-          .drop()
-          .catch(() => {})
-    for (const client of clients) await client.close()
-  })
+  afterAll(() => server.close())
 
   /** A migrated store on a fresh prefix, and a peer on its own client (another process). */
   const stores = async (
     clock = new ManualClock(),
   ): Promise<{ store: MongoDbStore; peer: MongoDbStore; prefix: string; clock: ManualClock }> => {
-    const prefix = `t_${randomUUID().replaceAll('-', '').slice(0, 12)}_`
-    prefixes.push(prefix)
+    const prefix = server.freshPrefix()
     const store = createMongoDbStore({ db, collectionPrefix: prefix, clock: clock.now })
     await store.migrate()
     const peer = createMongoDbStore({ db: await connect(), collectionPrefix: prefix, clock: clock.now })
@@ -305,40 +276,22 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
    * numberer is paused (a GC pause, a partition) at the moment it writes its decision.
    */
   const pausable = async (prefix: string, clock: ManualClock) => {
-    const gate = { closed: false, reached: () => {}, open: () => {} }
-    const reached = new Promise<void>((resolve) => {
-      gate.reached = resolve
-    })
-    const opened = new Promise<void>((resolve) => {
-      gate.open = resolve
-    })
-    const real = await connect()
-    const locksName = collectionNames(prefix).locks
-    const paused = new Proxy(real, {
-      get(target, property, receiver) {
-        if (property !== 'collection') return Reflect.get(target, property, receiver)
-        return (name: string) => {
-          const collection = target.collection(name)
-          if (name !== locksName) return collection
-          return new Proxy(collection, {
-            get(inner, method, innerReceiver) {
-              const value = Reflect.get(inner, method, innerReceiver)
-              if (method !== 'insertMany' || typeof value !== 'function') return value
-              return async (...args: unknown[]) => {
-                if (gate.closed) {
-                  gate.closed = false
-                  gate.reached()
-                  await opened
-                }
-                return (value as (...a: unknown[]) => unknown).apply(inner, args)
-              }
-            },
-          }) as Collection
+    const pause = gate()
+    const control = { closed: false, open: pause.open }
+    const paused = interceptCalls(
+      await connect(),
+      collectionNames(prefix).locks,
+      'insertMany',
+      async (call) => {
+        if (control.closed) {
+          control.closed = false
+          await pause.wait()
         }
+        return call()
       },
-    }) as Db
+    )
     const store = createMongoDbStore({ db: paused, collectionPrefix: prefix, clock: clock.now })
-    return { store, gate, reached }
+    return { store, gate: control, reached: pause.reached }
   }
 
   it('a numberer paused past any lease between its read and its decision writes no number: the rival decides, the paused one retries and numbers after it', async () => {
@@ -486,12 +439,6 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
   })
 
   /**
-   * A store whose claim stops at its head check's read of the keys' `pending` holders while
-   * `gate.closed`, until `gate.open()`. `others` are the answers of the head check's other
-   * reads (`publishing`, `failed`) issued so far: each a query of its own (a snapshot of its
-   * own on FerretDB v1), which another claim can land between.
-   */
-  /**
    * A store whose claim stops before the first holder read (a read by `orderingKey: { $in }`)
    * that `stopsAt` picks, once `gate.closed`; the holder reads before it answer (`gate.others`).
    * One head check reads all holders at once (`holding: true`); the per-status reads of the
@@ -502,61 +449,21 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     clock: ManualClock,
     stopsAt: (filter: { status?: string; holding?: boolean }) => boolean,
   ) => {
-    const gate = { closed: false, reached: () => {}, open: () => {}, others: [] as Promise<unknown>[] }
-    const reached = new Promise<void>((resolve) => {
-      gate.reached = resolve
+    const pause = gate()
+    const control = { closed: false, open: pause.open, others: [] as Promise<unknown>[] }
+    const held = interceptReads(await connect(), collectionNames(prefix).outbox, (filter, read) => {
+      const { orderingKey } = filter as { orderingKey?: { $in?: unknown } }
+      if (orderingKey?.$in === undefined) return read()
+      if (control.closed && stopsAt(filter)) {
+        control.closed = false
+        return pause.wait().then(read)
+      }
+      const answer = read()
+      control.others.push(answer)
+      return answer
     })
-    const opened = new Promise<void>((resolve) => {
-      gate.open = resolve
-    })
-    const real = await connect()
-    const outboxName = collectionNames(prefix).outbox
-    const isHolderRead = (filter: unknown): filter is { status?: string; holding?: boolean } => {
-      const { orderingKey } = (filter ?? {}) as { orderingKey?: { $in?: unknown } }
-      return orderingKey?.$in !== undefined
-    }
-    const held = new Proxy(real, {
-      get(target, property, receiver) {
-        if (property !== 'collection') return Reflect.get(target, property, receiver)
-        return (name: string) => {
-          const collection = target.collection(name)
-          if (name !== outboxName) return collection
-          return new Proxy(collection, {
-            get(inner, method, innerReceiver) {
-              const value = Reflect.get(inner, method, innerReceiver)
-              if (method !== 'find' || typeof value !== 'function') return value
-              return (filter: unknown, ...rest: unknown[]) => {
-                const cursor = (value as (...a: unknown[]) => { toArray(): Promise<unknown[]> }).apply(
-                  inner,
-                  [filter, ...rest],
-                )
-                if (!isHolderRead(filter)) return cursor
-                return new Proxy(cursor, {
-                  get(base, member, baseReceiver) {
-                    const original = Reflect.get(base, member, baseReceiver)
-                    if (member !== 'toArray' || typeof original !== 'function') return original
-                    return async () => {
-                      if (gate.closed && stopsAt(filter)) {
-                        gate.closed = false
-                        gate.reached()
-                        await opened
-                      } else {
-                        const answer = (original as () => Promise<unknown[]>).apply(base)
-                        gate.others.push(answer)
-                        return answer
-                      }
-                      return (original as () => Promise<unknown[]>).apply(base)
-                    }
-                  },
-                })
-              }
-            },
-          }) as Collection
-        }
-      },
-    }) as Db
     const store = createMongoDbStore({ db: held, collectionPrefix: prefix, clock: clock.now })
-    return { store, gate, reached }
+    return { store, gate: control, reached: pause.reached }
   }
 
   it("a claim that lands between another claim's reads of a key's holders is seen by it: that claim does not take the key's next event beside it", async () => {
