@@ -5,11 +5,12 @@ import { createMongoDbStore, type MongoDbStore, SCHEMA_VERSION } from '../src/in
 import { collectionNames } from '../src/mongodb-options.js'
 import type { OutboxDocument } from '../src/rows.js'
 import {
-  gate,
-  interceptCalls,
   interceptReads,
   keyed,
   lease,
+  type PausedDb,
+  pauseAfterCall,
+  pauseAfterRead,
   schemaThrough,
   TestServer,
   url,
@@ -164,44 +165,29 @@ describe.skipIf(!url)('mongodb migration 0005 beside running processes (TXBOX_MO
   }
 
   /**
-   * On a version-4 database, `act` on a store whose `pausing` Db calls `once()` where the test
-   * wants it stopped: the first call waits there while another store's migrate() runs whole.
+   * On a version-4 database, `act` on a store of the Db `pausing` gives: where it stops, it
+   * waits while another store's migrate() runs whole.
    */
   const whileMigrating = async <T>(
-    pausing: (db: Db, outbox: string, once: () => Promise<void>) => Db,
+    pausing: (db: Db, outbox: string) => PausedDb,
     act: (store: MongoDbStore) => Promise<T>,
   ) => {
     const prefix = server.freshPrefix()
     const outbox = collectionNames(prefix).outbox
     const clock = new ManualClock()
     await version4(prefix, clock.now())
-    const paused = gate()
-    let first = true
-    const once = async () => {
-      if (!first) return
-      first = false
-      await paused.wait()
-    }
-    const store = createMongoDbStore({
-      db: pausing(await server.connect(), outbox, once),
-      collectionPrefix: prefix,
-      clock: clock.now,
-    })
+    const { db: paused, pause } = pausing(await server.connect(), outbox)
+    const store = createMongoDbStore({ db: paused, collectionPrefix: prefix, clock: clock.now })
     const acting = act(store)
-    await paused.reached
+    await pause.reached
     await createMongoDbStore({ db, collectionPrefix: prefix, clock: clock.now }).migrate()
-    paused.open()
+    pause.open()
     return { result: await acting, store, outbox: db.collection<OutboxDocument>(outbox) }
   }
 
   it("a claim paused between its head check and its compare-and-set while migrate() runs loses that write, and the next claim takes the key's head", async () => {
     const { result, store, outbox } = await whileMigrating(
-      (base, name, once) =>
-        interceptReads(base, name, async (filter, read) => {
-          const answer = await read()
-          if (filter.holding === true) await once()
-          return answer
-        }),
+      (base, name) => pauseAfterRead(base, name, (filter) => filter.holding === true),
       (store) => store.outbox.claim({ limit: 1, workerId: 'slow', ...lease }),
     )
     // Its write of c1 lost to the backfill's (a new version); C is decided for this claim, which goes on past it.
@@ -213,12 +199,7 @@ describe.skipIf(!url)('mongodb migration 0005 beside running processes (TXBOX_MO
 
   it('a mark paused between its read and its write while migrate() runs applies, and a sent event keeps no holding field', async () => {
     const { outbox } = await whileMigrating(
-      (base, name, once) =>
-        interceptCalls(base, name, 'findOne', async (call) => {
-          const answer = await call()
-          await once()
-          return answer
-        }),
+      (base, name) => pauseAfterCall(base, name, 'findOne'),
       (store) => store.outbox.markAsSent('e1', { workerId: 'old' }),
     )
     const stored = await outbox.findOne({ _id: 'e1' })

@@ -7,7 +7,17 @@ import { decisionId, type KeyDecisionDocument } from '../src/key-sequences.js'
 import { collectionNames } from '../src/mongodb-options.js'
 import { NUMBER_ORPHANS_AFTER_MS } from '../src/mongodb-outbox-repository.js'
 import type { OutboxDocument, OutboxKeyDocument } from '../src/rows.js'
-import { gate, interceptCalls, interceptReads, keyed, lease, TestServer, url } from './support.js'
+import {
+  gate,
+  ids,
+  interceptCalls,
+  interceptReads,
+  keyed,
+  lease,
+  pauseAfterRead,
+  TestServer,
+  url,
+} from './support.js'
 
 /**
  * Ordering keys on the server of TXBOX_MONGODB_URL (FerretDB v1 here: no transactions, and
@@ -97,7 +107,6 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     ])
     const claim = (workerId: string, keyedDeadLetters?: 'block' | 'skip') =>
       store.outbox.claim({ limit: 10, workerId, ...lease, ...(keyedDeadLetters ? { keyedDeadLetters } : {}) })
-    const ids = (events: OutboxEvent[]) => events.map((event) => event.eventId)
     expect(ids(await claim('w1'))).toEqual(['x1', 'y1', 'free'])
     expect(await claim('w2')).toEqual([])
     await store.outbox.retryLater('x1', { errorMessage: 'nats down', delayMs: 5_000, workerId: 'w1' })
@@ -397,12 +406,34 @@ describe.skipIf(!url)('mongodb ordering keys (TXBOX_MONGODB_URL)', () => {
     expect((await store.outbox.claim(block)).map((event) => event.eventId)).toEqual(['h1'])
   })
 
+  it("a claim with 'skip' that chose a key's next event before a redrive of its dead letter, and writes after it, takes nothing of the key", async () => {
+    const { store, prefix, clock } = await stores()
+    // The claim stops once its head check has answered, before its compare-and-set.
+    const { db: paused, pause } = pauseAfterRead(
+      await connect(),
+      collectionNames(prefix).outbox,
+      (filter) => filter.holding === true,
+    )
+    const stale = createMongoDbStore({ db: paused, collectionPrefix: prefix, clock: clock.now })
+    await store.outbox.findOrCreateMany([keyed('x1', 'X'), keyed('x2', 'X')])
+    const claim = () => store.outbox.claim({ limit: 10, workerId: 'w', ...lease })
+    expect(ids(await claim())).toEqual(['x1'])
+    await store.outbox.markAsFailed('x1', 'dead letter', { workerId: 'w' })
+    const claiming = stale.outbox.claim({ limit: 10, workerId: 'stale', ...lease, keyedDeadLetters: 'skip' })
+    await pause.reached
+    // x1 gets its number back (nothing of X is publishing): it is X's head again.
+    expect(await store.outbox.requeueFailed(['x1'])).toBe(1)
+    pause.open()
+    expect(ids(await claiming), 'x2 is no longer the head of X').toEqual([])
+    expect(await store.outbox.get('x2')).toMatchObject({ status: 'pending' })
+    expect(ids(await claim())).toEqual(['x1'])
+  })
+
   it('a dead letter whose requeuer died before placing it holds its key, then claims number it at the end, never at its old number from a stale decision', async () => {
     const { store, prefix, clock } = await stores()
     const names = collectionNames(prefix)
     const outbox = db.collection<OutboxDocument>(names.outbox)
     const skip = { limit: 10, workerId: 'w', ...lease, keyedDeadLetters: 'skip' as const }
-    const ids = (events: OutboxEvent[]) => events.map((event) => event.eventId)
     await store.outbox.findOrCreate(keyed('r0', 'R'))
     expect(ids(await store.outbox.claim(skip))).toEqual(['r0'])
     await store.outbox.markAsSent('r0', { workerId: 'w' })

@@ -21,6 +21,9 @@ export const keyed = (eventId: string, orderingKey: string): EnqueueParams => ({
 
 export const lease = { leaseMs: 60_000 }
 
+/** The ids of events, in the order given. */
+export const ids = (events: readonly { eventId: string }[]): string[] => events.map((event) => event.eventId)
+
 /**
  * Clients and collection prefixes of one test file: each `connect()` is a client of its own
  * (another process, as far as the server can tell), and `close()` drops every collection of
@@ -130,6 +133,49 @@ export const interceptReads = (
       },
     })
   })
+
+/** A paused Db of {@link pauseAfterRead} / {@link pauseAfterCall}: `pause.reached` once it stopped. */
+export interface PausedDb {
+  readonly db: Db
+  readonly pause: ReturnType<typeof gate>
+}
+
+/**
+ * `db` that stops once, right after the first read of collection `name` that `stops` picks
+ * has answered (before its caller goes on with the answer), until `pause.open()`.
+ */
+export const pauseAfterRead = (
+  db: Db,
+  name: string,
+  stops: (filter: Record<string, unknown>) => boolean,
+): PausedDb => {
+  const pause = gate()
+  let first = true
+  const paused = interceptReads(db, name, async (filter, read) => {
+    const answer = await read()
+    if (first && stops(filter)) {
+      first = false
+      await pause.wait()
+    }
+    return answer
+  })
+  return { db: paused, pause }
+}
+
+/** `db` that stops once, right after the first call of `method` on collection `name` has answered. */
+export const pauseAfterCall = (db: Db, name: string, method: string): PausedDb => {
+  const pause = gate()
+  let first = true
+  const paused = interceptCalls(db, name, method, async (call) => {
+    const answer = await call()
+    if (first) {
+      first = false
+      await pause.wait()
+    }
+    return answer
+  })
+  return { db: paused, pause }
+}
 
 /** The migration files, as the package ships them. */
 export const migrationFiles = () => loadMigrations(new URL('../migrations/', import.meta.url))
