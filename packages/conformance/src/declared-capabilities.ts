@@ -21,7 +21,7 @@ export const capabilityProblems = (declared: unknown): string[] => {
     return [
       `capabilities must be an object such as { transactions: 'native', claim: 'skip-locked', maxEventBytes: 1048576 }, got ${shown(declared)}`,
     ]
-  const { transactions, claim, maxEventBytes, orderingKeys, transactionsNote } = declared as Record<
+  const { transactions, claim, maxEventBytes, orderingKeys, keyRuns, transactionsNote } = declared as Record<
     string,
     unknown
   >
@@ -40,6 +40,10 @@ export const capabilityProblems = (declared: unknown): string[] => {
     )
   if (orderingKeys !== undefined && typeof orderingKeys !== 'boolean')
     problems.push(`capabilities.orderingKeys must be true, false or absent, got ${shown(orderingKeys)}`)
+  if (keyRuns !== undefined && typeof keyRuns !== 'boolean')
+    problems.push(`capabilities.keyRuns must be true, false or absent, got ${shown(keyRuns)}`)
+  if (keyRuns === true && orderingKeys !== true)
+    problems.push('capabilities.keyRuns is true but orderingKeys is not: key runs are runs of ordering keys')
   if (transactionsNote !== undefined && typeof transactionsNote !== 'string')
     problems.push(`capabilities.transactionsNote must be a string or absent, got ${shown(transactionsNote)}`)
   return problems

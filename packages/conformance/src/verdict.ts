@@ -62,6 +62,12 @@ export const CAPABILITY_AREAS: readonly CapabilityArea[] = Object.freeze([
     prefixes: ['outbox.ordering.'],
   },
   {
+    area: 'key-runs',
+    means:
+      "key runs: a claim's keyRun hands one claimer a key's head and its next claimable events in keySeq order under one lease, stopping at the first event that is not claimable, counted in the limit; release is fenced and keeps retryCount; an expired run is claimed again from its lowest unsent event",
+    prefixes: ['outbox.key-runs.'],
+  },
+  {
     area: 'schema',
     means: 'migrations are idempotent and safe to run concurrently; namespaces are isolated',
     prefixes: ['schema.', 'isolation.'],

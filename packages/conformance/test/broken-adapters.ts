@@ -86,20 +86,24 @@ class CheckThenInsertOutbox extends MemoryOutboxRepository {
 }
 
 /**
- * The ordering-key rule of a claim (only the first unsent event of a key), for the fixtures
- * that rewrite the claim to break something else: each keeps it, so it fails only its own cases.
+ * The ordering-key rule of a claim (the head of a key and, with `keyRun`, its run), for the
+ * fixtures that rewrite the claim to break something else: each keeps it, so it fails only
+ * its own cases. `runs` are the ids of `runsOfKeys`.
  */
 const headRule =
-  (heads: ReadonlyMap<string, number>) =>
+  (runs: ReadonlySet<string>) =>
   (event: OutboxEvent): boolean =>
-    event.orderingKey === undefined || heads.get(event.orderingKey) === event.keySeq
+    event.orderingKey === undefined || runs.has(event.eventId)
 
 /** `claim` as `findPending` + `markAsPublishing`: two relays publish the same rows. */
 class FindThenMarkClaimOutbox extends MemoryOutboxRepository {
   override async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
     const { limit, leaseMs, workerId, keyedDeadLetters } = this.validate.claimOptions(options)
+    const keyRun = this.validate.keyRun(options.keyRun, limit)
     const now = this.clock()
-    const isHead = headRule(this.keyHeads(keyedDeadLetters === 'block'))
+    const isHead = headRule(
+      this.runsOfKeys(this.keyHeads(keyedDeadLetters === 'block'), now.getTime(), keyRun),
+    )
     const candidates = this.ordered()
       .filter((event) => this.isClaimable(event, now.getTime()) && isHead(event))
       .slice(0, limit)
@@ -972,7 +976,9 @@ class DedupeRecordKeepingInbox extends MemoryInboxRepository {
 class ExpiredBeyondLimitOutbox extends MemoryOutboxRepository {
   protected override async claimEvents(request: ClaimRequest): Promise<OutboxEvent[]> {
     const nowMs = request.now.getTime()
-    const isHead = headRule(this.keyHeads(request.deadLettersBlockKeys))
+    const isHead = headRule(
+      this.runsOfKeys(this.keyHeads(request.deadLettersBlockKeys), nowMs, request.keyRun),
+    )
     const expired = this.ordered().filter(
       (event) =>
         event.status === 'publishing' &&
@@ -1490,6 +1496,120 @@ class SentLeftInLeaseIndexOutbox extends MemoryOutboxRepository {
   }
 }
 
+/** Ignores `keyRun`'s cap: a run takes every claimable event of its key. */
+class UncappedKeyRunOutbox extends MemoryOutboxRepository {
+  protected override runsOfKeys(heads: ReadonlyMap<string, number>, nowMs: number, _keyRun: number) {
+    return super.runsOfKeys(heads, nowMs, Number.MAX_SAFE_INTEGER)
+  }
+}
+
+/**
+ * Counts only heads against the claim's limit: the first `limit` heads and unkeyed events,
+ * each head with its whole run, as a claim that picks heads and then joins their followers.
+ */
+class RunsOutsideLimitOutbox extends MemoryOutboxRepository {
+  protected override async claimEvents(request: ClaimRequest): Promise<OutboxEvent[]> {
+    const nowMs = request.now.getTime()
+    const heads = this.keyHeads(request.deadLettersBlockKeys)
+    const runs = this.runsOfKeys(heads, nowMs, request.keyRun)
+    const picked = new Set<string>()
+    let counted = 0
+    for (const event of this.ordered()) {
+      if (counted >= request.limit) break
+      const isHead = event.orderingKey !== undefined && heads.get(event.orderingKey) === event.keySeq
+      if (
+        event.orderingKey === undefined
+          ? !this.isClaimable(event, nowMs)
+          : !isHead || !runs.has(event.eventId)
+      )
+        continue
+      counted++
+      picked.add(event.eventId)
+      for (const follower of this.ordered())
+        if (
+          follower.orderingKey === event.orderingKey &&
+          event.orderingKey !== undefined &&
+          runs.has(follower.eventId)
+        )
+          picked.add(follower.eventId)
+    }
+    return this.ordered()
+      .filter((event) => picked.has(event.eventId))
+      .map((event) => {
+        event.status = 'publishing'
+        event.claimedAt = request.now
+        event.claimedBy = request.workerId
+        event.leaseUntil = request.leaseUntil
+        const { seq: _seq, ...copy } = event
+        return { ...copy }
+      })
+  }
+}
+
+/**
+ * A run passes over the events of its key that are not claimable (not due, in a retry's
+ * backoff, dead letters) instead of stopping at the first, as a claim that filters the key's
+ * followers by status and due time without requiring them to be consecutive.
+ */
+class RunPastGapsOutbox extends MemoryOutboxRepository {
+  protected override runsOfKeys(heads: ReadonlyMap<string, number>, nowMs: number, keyRun: number) {
+    const ids = new Set<string>()
+    const taken = new Map<string, number>()
+    const byKeySeq = [...this.events.values()].sort((a, b) => (a.keySeq ?? 0) - (b.keySeq ?? 0))
+    for (const event of byKeySeq) {
+      if (event.orderingKey === undefined || event.keySeq === undefined) continue
+      const head = heads.get(event.orderingKey)
+      if (head === undefined || event.keySeq < head || !this.isClaimable(event, nowMs)) continue
+      // The head itself must be claimable, as in the store's rule.
+      const headEvent = byKeySeq.find((e) => e.orderingKey === event.orderingKey && e.keySeq === head)
+      if (headEvent === undefined || !this.isClaimable(headEvent, nowMs)) continue
+      const count = taken.get(event.orderingKey) ?? 0
+      if (count >= keyRun) continue
+      taken.set(event.orderingKey, count + 1)
+      ids.add(event.eventId)
+    }
+    return ids
+  }
+}
+
+/** `release` without its fence: any worker gives back any `publishing` event. */
+class UnfencedReleaseOutbox extends MemoryOutboxRepository {
+  protected override releaseHeld(eventIds: readonly string[], _workerId: string, now: Date) {
+    return Promise.all(
+      eventIds.map(async (id) => {
+        const holder = (await this.get(id))?.claimedBy
+        return holder === undefined ? [] : super.releaseHeld([id], holder, now)
+      }),
+    ).then((applied) => applied.flat())
+  }
+}
+
+/**
+ * The head of a key with several events publishing is the last one found (as one
+ * publishing event per key used to allow): an expired run is taken again from its end.
+ */
+class ExpiredRunFromLastOutbox extends MemoryOutboxRepository {
+  protected override keyHeads(deadLettersBlockKeys: boolean): Map<string, number> {
+    const heads = super.keyHeads(deadLettersBlockKeys)
+    for (const event of this.events.values())
+      if (event.orderingKey !== undefined && event.keySeq !== undefined && event.status === 'publishing')
+        heads.set(event.orderingKey, Math.max(heads.get(event.orderingKey) ?? 0, event.keySeq))
+    return heads
+  }
+}
+
+/** Clamps a `keyRun` it should refuse into 1..limit (1 when it is not a number). */
+class ClampedKeyRunOutbox extends MemoryOutboxRepository {
+  override claim(options: ClaimOptions): Promise<OutboxEvent[]> {
+    const limit = options.limit ?? 100
+    const keyRun =
+      typeof options.keyRun === 'number' && Number.isFinite(options.keyRun)
+        ? Math.min(limit, Math.max(1, Math.floor(options.keyRun)))
+        : 1
+    return super.claim({ ...options, keyRun })
+  }
+}
+
 export const brokenAdapters: readonly {
   target: ConformanceTarget<MemoryTransaction>
   mustFail: readonly string[]
@@ -1531,6 +1651,9 @@ export const brokenAdapters: readonly {
       'outbox.retry.dead-letter',
       'outbox.retry.requeue',
       'outbox.ordering.heads-only',
+      'outbox.key-runs.one-claimer',
+      'outbox.key-runs.limit',
+      'outbox.key-runs.stops',
     ],
   },
   {
@@ -1609,7 +1732,13 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('physical-order-ties', PhysicalOrderOutbox),
     // Dead letters listed oldest first are ordered too: two failed in reverse order show it.
-    mustFail: ['outbox.order.not-physical', 'outbox.retry.dead-letter'],
+    mustFail: [
+      'outbox.order.not-physical',
+      'outbox.retry.dead-letter',
+      'outbox.key-runs.stops',
+      'outbox.key-runs.release',
+      'outbox.key-runs.expired-run',
+    ],
   },
   {
     target: brokenPairTarget('one-page', OnePageOutbox, OnePageInbox),
@@ -1668,6 +1797,7 @@ export const brokenAdapters: readonly {
       'inbox.validation.names-side-and-field',
       'outbox.ordering.validation',
       'outbox.ordering.dead-letter-policy',
+      'outbox.key-runs.validation',
     ],
   },
   {
@@ -1763,6 +1893,11 @@ export const brokenAdapters: readonly {
       'outbox.ordering.dead-letter-policy',
       'outbox.ordering.skip-redrive-in-flight',
       'outbox.ordering.heads-across-connections',
+      'outbox.key-runs.one-claimer',
+      'outbox.key-runs.limit',
+      'outbox.key-runs.stops',
+      'outbox.key-runs.release',
+      'outbox.key-runs.expired-run',
     ],
   },
   {
@@ -1782,6 +1917,7 @@ export const brokenAdapters: readonly {
       'outbox.ordering.key-seq',
       'outbox.ordering.heads-across-connections',
       'outbox.ordering.commit-order',
+      'outbox.key-runs.stops',
     ],
   },
   {
@@ -1804,10 +1940,48 @@ export const brokenAdapters: readonly {
       'outbox.ordering.skip-redrive-in-flight',
       'outbox.ordering.heads-across-connections',
       'outbox.ordering.commit-order',
+      'outbox.key-runs.one-claimer',
+      'outbox.key-runs.limit',
+      'outbox.key-runs.stops',
+      'outbox.key-runs.release',
+      'outbox.key-runs.expired-run',
     ],
   },
   {
     target: brokenTarget('failed-head-not-holding', FailedHeadNotHoldingOutbox),
-    mustFail: ['outbox.ordering.heads-only', 'outbox.ordering.dead-letter-policy'],
+    mustFail: ['outbox.ordering.heads-only', 'outbox.ordering.dead-letter-policy', 'outbox.key-runs.stops'],
+  },
+  {
+    target: brokenTarget('key-run-uncapped', UncappedKeyRunOutbox),
+    mustFail: [
+      'outbox.ordering.heads-only',
+      'outbox.ordering.dead-letter-policy',
+      'outbox.ordering.skip-redrive-in-flight',
+      'outbox.key-runs.one-claimer',
+      'outbox.key-runs.limit',
+      'outbox.key-runs.stops',
+      'outbox.key-runs.release',
+      'outbox.key-runs.expired-run',
+    ],
+  },
+  {
+    target: brokenTarget('key-runs-outside-limit', RunsOutsideLimitOutbox),
+    mustFail: ['outbox.key-runs.limit'],
+  },
+  {
+    target: brokenTarget('key-run-past-gaps', RunPastGapsOutbox),
+    mustFail: ['outbox.key-runs.stops'],
+  },
+  {
+    target: brokenTarget('release-unfenced', UnfencedReleaseOutbox),
+    mustFail: ['outbox.key-runs.release', 'outbox.key-runs.expired-run'],
+  },
+  {
+    target: brokenTarget('expired-run-from-last', ExpiredRunFromLastOutbox),
+    mustFail: ['outbox.key-runs.expired-run'],
+  },
+  {
+    target: brokenTarget('key-run-clamped', ClampedKeyRunOutbox),
+    mustFail: ['outbox.key-runs.validation'],
   },
 ]

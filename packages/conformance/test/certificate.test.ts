@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { expectEqual, expectSame, mustBeSame } from '../src/assertions.js'
+import { NO_KEY_RUNS_REASON } from '../src/cases/outbox-key-runs.js'
 import { NO_ORDERING_KEYS_REASON } from '../src/cases/outbox-ordering.js'
 import { NO_BREAK_REASON } from '../src/cases/rules-2.js'
 import {
@@ -323,7 +324,7 @@ describe('capability-scoped verdicts', () => {
       CAPABILITY_AREAS.map(({ area }) => [area, area === 'driver-errors' ? 'not-certified' : 'certified']),
     )
     expect(report.verdict.text).toBe(
-      `CERTIFIED for: outbox, inbox, claim (${capabilities.claim === 'single-writer' ? 'single-writer: the database serializes every writer, so claims are disjoint only within that' : capabilities.claim}), transactions (${capabilities.transactions}), payload-limit (${capabilities.maxEventBytes} bytes), ordering, schema; NOT certified: driver-errors (skipped: ${NO_BREAK_REASON})`,
+      `CERTIFIED for: outbox, inbox, claim (${capabilities.claim === 'single-writer' ? 'single-writer: the database serializes every writer, so claims are disjoint only within that' : capabilities.claim}), transactions (${capabilities.transactions}), payload-limit (${capabilities.maxEventBytes} bytes), ordering, key-runs, schema; NOT certified: driver-errors (skipped: ${NO_BREAK_REASON})`,
     )
   })
 
@@ -334,7 +335,7 @@ describe('capability-scoped verdicts', () => {
     })
     expect(report.ok).toBe(true)
     expect(report.verdict.text).toMatch(
-      /^CERTIFIED for: outbox, inbox, claim \([^)]*\), payload-limit \(\d+ bytes\), schema; /,
+      /^CERTIFIED for: outbox, inbox, claim \([^)]*\), payload-limit \(\d+ bytes\), key-runs, schema; /,
     )
     expect(report.verdict.text).toMatch(
       /NOT certified: transactions \(skipped: the store reports transactions: 'none' \(a standalone server\)\); NOT certified: ordering \(skipped: the store reports transactions: 'none' \(a standalone server\)\); NOT certified: driver-errors \(skipped: .+\)$/,
@@ -342,9 +343,33 @@ describe('capability-scoped verdicts', () => {
     expect(formatReport(report).split('\n').at(-1)).toBe(report.verdict.text)
   })
 
+  it('skips every key-runs case, with the reason, for a target that does not declare keyRuns; the other areas stay certified', async () => {
+    for (const declared of [false, undefined]) {
+      const { keyRuns: _, ...rest } = capabilities
+      const report = await runConformance({
+        ...memory,
+        capabilities: declared === undefined ? rest : { ...rest, keyRuns: declared },
+      })
+      expect(report.ok).toBe(true)
+      const runs = report.cases.filter((result) => result.id.startsWith('outbox.key-runs.'))
+      expect(runs.length).toBe(6)
+      for (const result of runs) {
+        expect(result.status).toBe('skip')
+        expect(result.reason).toBe(NO_KEY_RUNS_REASON)
+      }
+      expect(report.verdict.text).toMatch(
+        /ordering, schema; NOT certified: key-runs \(skipped: the target does not declare keyRuns\)/,
+      )
+    }
+    expect(caseArea('outbox.key-runs.release')).toBe('key-runs')
+    const report = await runConformance({ ...memory, capabilities: { ...capabilities, orderingKeys: false } })
+    expect(report.targetError?.message).toMatch(/keyRuns is true but orderingKeys is not/)
+  })
+
   it('skips every ordering case, with the reason, for a target that does not declare orderingKeys', async () => {
     for (const declared of [false, undefined]) {
-      const { orderingKeys: _, ...rest } = capabilities
+      // Key runs are runs of ordering keys: a target without orderingKeys declares neither.
+      const { orderingKeys: _, keyRuns: _runs, ...rest } = capabilities
       const report = await runConformance({
         ...memory,
         capabilities: declared === undefined ? rest : { ...rest, orderingKeys: declared },
@@ -382,7 +407,7 @@ describe('capability-scoped verdicts', () => {
       /^NOT CERTIFIED \(required but not certified: transactions\); certified for: outbox, .*; NOT certified: transactions \(skipped: /,
     )
     await expect(runConformance(memory, { require: ['transactionz'] })).rejects.toThrow(
-      /unknown capability area "transactionz": use outbox, inbox, claim, transactions, payload-limit, ordering, schema, driver-errors$/,
+      /unknown capability area "transactionz": use outbox, inbox, claim, transactions, payload-limit, ordering, key-runs, schema, driver-errors$/,
     )
   })
 

@@ -190,7 +190,7 @@ describe('txbox-conformance', () => {
     const { io, out } = capture()
     expect(await runCli(['run', '--target', noTxModule], io)).toBe(0)
     expect(out.join('\n').split('\n').at(-1)).toMatch(
-      /^CERTIFIED for: outbox, inbox, claim \([^)]+\), payload-limit \(\d+ bytes\), schema; NOT certified: transactions \(skipped: the store reports transactions: 'none' \(standalone server\)\); NOT certified: ordering \(skipped: the store reports transactions: 'none' \(standalone server\)\); NOT certified: driver-errors \(skipped: .+\)$/,
+      /^CERTIFIED for: outbox, inbox, claim \([^)]+\), payload-limit \(\d+ bytes\), key-runs, schema; NOT certified: transactions \(skipped: the store reports transactions: 'none' \(standalone server\)\); NOT certified: ordering \(skipped: the store reports transactions: 'none' \(standalone server\)\); NOT certified: driver-errors \(skipped: .+\)$/,
     )
   })
 

@@ -30,6 +30,13 @@ export interface Capabilities {
    * skipped and the `ordering` area is not certified.
    */
   readonly orderingKeys?: boolean
+  /**
+   * True when `claim` takes `keyRun` above 1 (a run of consecutive events of one key to one
+   * claimer) and the outbox has `release` (docs/CONTRACT.md, "Key runs"). Only with
+   * `orderingKeys`. A store without it refuses `keyRun > 1` with `ValidationError`; the
+   * suite's `outbox.key-runs.*` cases are skipped.
+   */
+  readonly keyRuns?: boolean
   /** Why `transactions` is `none`, said in the conformance report when the transaction cases are skipped. */
   readonly transactionsNote?: string
 }

@@ -97,6 +97,19 @@ export interface ClaimOptions {
    * `skip` lets them go on (the dead letter, if redriven, is then published out of order).
    */
   keyedDeadLetters?: KeyedDeadLetters | undefined
+  /**
+   * The most events of one ordering key this claim may return (an integer 1..`limit`,
+   * default 1): the head of the key and its next unsent events in `keySeq` order while each
+   * is claimable, all held by this claimer (docs/CONTRACT.md, "Key runs"). Above 1 only on a
+   * store whose capabilities declare `keyRuns`; others refuse it with `ValidationError`.
+   */
+  keyRun?: number | undefined
+}
+
+/** Options of `release`. */
+export interface ReleaseOptions {
+  /** The worker that holds the claims: only its `publishing` events are released. */
+  workerId: string
 }
 
 /** See {@link ClaimOptions.keyedDeadLetters}. */
@@ -205,4 +218,19 @@ export interface OutboxRepository<Tx = never> {
 
   /** The stored event, or `null`. */
   get(eventId: string): Promise<OutboxEvent | null>
+
+  /**
+   * True when `claim` takes `keyRun` above 1 and `release` exists (the store's
+   * `capabilities.keyRuns`): the relay reads it to claim runs of a key.
+   */
+  readonly keyRuns?: boolean | undefined
+
+  /**
+   * Gives back claims never acted on (the rest of a key's run after a failed publish): each
+   * event `publishing` and held by `workerId` goes back to `pending`, lease cleared,
+   * `availableAt`, `retryCount` and `errorMessage` unchanged, so it is claimable again at
+   * once in its key's order. Returns the ids not applied (another worker holds them, or they
+   * are not stored), as `markManyAsSent`. Present on stores that declare `keyRuns`.
+   */
+  release?(eventIds: readonly string[], options: ReleaseOptions): Promise<string[]>
 }

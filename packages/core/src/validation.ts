@@ -47,6 +47,10 @@ export const describe = (value: unknown): string => {
   return typeof value
 }
 
+/** What `options` and `params` must be: an object, not null, not an array. */
+const isObject = (value: unknown): value is object =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
 const isWellFormed = (value: string): boolean =>
   (value as unknown as { isWellFormed(): boolean }).isWellFormed()
 
@@ -63,6 +67,8 @@ export class Validator {
    * not tell a caller using both repositories which call was wrong.
    */
   readonly side: 'outbox' | 'inbox' | undefined
+  /** The last subject {@link subject} accepted. */
+  #validSubject: string | undefined
 
   constructor(adapter: string, side?: 'outbox' | 'inbox') {
     this.adapter = adapter
@@ -149,6 +155,9 @@ export class Validator {
    * and matched by a consumer filter on that exact subject, so it is accepted.
    */
   subject(value: unknown): string {
+    // The subject of a batch is usually the one of the call before: checked once. Strings are
+    // immutable and the rule depends on the text alone, so an equal text is valid as well.
+    if (typeof value === 'string' && value === this.#validSubject) return value
     if (typeof value !== 'string' || value.length === 0 || value.length > MAX_SUBJECT_LENGTH) {
       this.#fail(
         `subject must be a non-empty string of at most ${MAX_SUBJECT_LENGTH} characters; got ${describe(value)}`,
@@ -169,6 +178,7 @@ export class Validator {
           'an event is published to one subject, not a pattern. Name the subject (e.g. orders.created)',
       )
     }
+    this.#validSubject = value
     return value
   }
 
@@ -283,7 +293,7 @@ export class Validator {
   }
 
   #object<T>(value: unknown, name: string): T {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    if (!isObject(value)) {
       this.#fail(`${name} must be an object; got ${describe(value)}`)
     }
     return value as T
@@ -294,7 +304,11 @@ export class Validator {
    * The id must be one NATS carries verbatim ({@link newEventId}).
    */
   enqueueParams(value: unknown, name = 'params'): EnqueueParams {
-    const params = this.#object<Record<string, unknown>>(value, name)
+    return this.#enqueueFields(this.#object<Record<string, unknown>>(value, name))
+  }
+
+  /** The fields of {@link enqueueParams}, of an input known to be an object. */
+  #enqueueFields(params: Record<string, unknown>): EnqueueParams {
     const normalized: EnqueueParams = {
       eventId: this.newEventId(params.eventId),
       subject: this.subject(params.subject),
@@ -313,7 +327,12 @@ export class Validator {
     if (!Array.isArray(value)) this.#fail(`params must be an array of events; got ${describe(value)}`)
     if (value.length > MAX_LIMIT)
       this.#fail(`params must hold at most ${MAX_LIMIT} events; got ${value.length}`)
-    return value.map((item, index) => this.enqueueParams(item, `params[${index}]`))
+    // The position is named only when it is wrong: no label string per valid event.
+    return value.map((item, index) =>
+      this.#enqueueFields(
+        isObject(item) ? (item as Record<string, unknown>) : this.#object(item, `params[${index}]`),
+      ),
+    )
   }
 
   /**
@@ -359,6 +378,24 @@ export class Validator {
       workerId: this.workerId(options.workerId),
       keyedDeadLetters: this.keyedDeadLetters(options.keyedDeadLetters),
     }
+  }
+
+  /** `claim`'s `keyRun`: the most events of one key per claim, an integer 1..`limit` (default 1). */
+  keyRun(value: unknown, limit: number): number {
+    if (value === undefined) return 1
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > limit) {
+      this.#fail(
+        `keyRun must be an integer from 1 to the claim's limit (${limit}); got ${describe(value)}: ` +
+          'pass at most limit, or 1 for one event per key',
+      )
+    }
+    return value
+  }
+
+  /** `release`'s options: the worker whose claims are given back. */
+  releaseOptions(value: unknown): { workerId: string } {
+    const options = this.#object<Record<string, unknown>>(value, 'options')
+    return { workerId: this.workerId(options.workerId) }
   }
 
   /** What a keyed dead letter does to its key: `block` (default) or `skip`. */

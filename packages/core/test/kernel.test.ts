@@ -126,6 +126,26 @@ describe('the repository kernel', () => {
     expect(outbox.calls.at(-1)).toEqual({ primitive: 'markSent', args: [['a', 'b'], 'w'] })
   })
 
+  it("never writes to the caller's params, nor keeps them: frozen input is taken and left as it was", async () => {
+    const clock = new ManualClock(new Date('2026-01-01T00:00:00Z'))
+    const outbox = new WatchedOutbox(clock)
+    const later = new Date('2026-01-02T00:00:00Z')
+    const params = [event('a'), { ...event('b'), availableAt: later }, event('a')].map((p) =>
+      Object.freeze(p),
+    )
+    const before = structuredClone(params)
+    const stored = await outbox.findOrCreateMany(params)
+    expect(params).toStrictEqual(before)
+    expect(stored.map((e) => e.availableAt)).toEqual([clock.now(), later, clock.now()])
+    // The caller's Date is not the stored one: moving it later changes nothing stored.
+    later.setTime(0)
+    expect((await outbox.get('b'))?.availableAt).toEqual(new Date('2026-01-02T00:00:00Z'))
+    // What findOrCreate answers is the caller's to change: the stored event stays as it was.
+    const single = await outbox.findOrCreate(Object.freeze(event('c')))
+    single.payload = 'changed'
+    expect((await outbox.get('c'))?.payload).toBe('{}')
+  })
+
   it('turns primitive outcomes into the contract errors', async () => {
     const outbox = new WatchedOutbox(new ManualClock())
     await outbox.findOrCreate(event('a'))

@@ -269,7 +269,8 @@ describe('OutboxRelay', () => {
         )
       },
     }
-    const { store, publisher, relay } = setup({ batchSize: 10, pollIntervalMs: 3_600_000, wakeup })
+    // keyRun 1: one event per key per claim, so each round waits for the previous batch's marks.
+    const { store, publisher, relay } = setup({ batchSize: 10, pollIntervalMs: 3_600_000, wakeup, keyRun: 1 })
     await store.outbox.findOrCreateMany(
       ['a', 'b'].flatMap((key) =>
         [1, 2, 3].map((n) => ({

@@ -199,6 +199,21 @@ describe('subjects NATS can publish to', () => {
       expect(v.subject(subject)).toBe(subject)
     }
   })
+
+  it('checks every subject after a valid one: only an equal text skips the checks', () => {
+    // The validator remembers the last subject it accepted (a batch repeats it); nothing else passes.
+    const fresh = new Validator('x')
+    expect(fresh.subject('orders.created')).toBe('orders.created')
+    for (const bad of [undefined, null, '', 'orders..created', 'orders.*', ' orders.created', 42]) {
+      expect(() => fresh.subject(bad)).toThrow(ValidationError)
+    }
+    // An equal text built apart is the same subject.
+    expect(fresh.subject(['orders', 'created'].join('.'))).toBe('orders.created')
+    // A subject that never passed is not remembered: `undefined` stays refused on a new validator.
+    expect(() => new Validator('x').subject(undefined)).toThrow(
+      '[txbox] [x] subject must be a non-empty string of at most 500 characters; got undefined',
+    )
+  })
 })
 
 describe('maxEventBytes: what NATS could never accept is refused at enqueue', () => {

@@ -132,7 +132,8 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
         ...fresh.flatMap(outboxEventArgs),
       ])
     }
-    return new Map(events.map((event) => [event.eventId, earlier.get(event.eventId) as OutboxEvent]))
+    // Copies: `earlier` answers the MULTI's next calls, and the caller may change what it gets.
+    return new Map(events.map((event) => [event.eventId, { ...(earlier.get(event.eventId) as OutboxEvent) }]))
   }
 
   /**

@@ -4,6 +4,7 @@ import { concurrencyCases } from './concurrency.js'
 import { inboxCases } from './inbox.js'
 import { outboxClaimCases } from './outbox-claim.js'
 import { outboxIdempotencyCases } from './outbox-idempotency.js'
+import { outboxKeyRunCases } from './outbox-key-runs.js'
 import { outboxMaintenanceCases } from './outbox-maintenance.js'
 import { outboxOrderCases } from './outbox-order.js'
 import { outboxOrderingCases } from './outbox-ordering.js'
@@ -33,6 +34,7 @@ export const conformanceCases: readonly ConformanceCase[] = Object.freeze([
   ...ruleCases3,
   ...payloadCases,
   ...outboxOrderingCases,
+  ...outboxKeyRunCases,
   ...absentFieldCases,
   ...inboxCases,
   ...concurrencyCases,

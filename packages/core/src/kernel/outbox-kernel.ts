@@ -10,6 +10,7 @@ import type {
   OutboxCounts,
   OutboxEvent,
   OutboxRepository,
+  ReleaseOptions,
   RenewLeaseOptions,
   RetryLaterOptions,
   WriteOptions,
@@ -53,6 +54,8 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   readonly #ambient: AmbientTransactions<Tx> | undefined
   readonly #sweepBatch: number
   readonly #orderingKeys: boolean
+  /** The store's `keyRuns` capability: `claim` takes `keyRun` above 1 and `release` works. */
+  readonly keyRuns: boolean
 
   constructor(settings: RepositorySettings<Tx>) {
     this.adapter = settings.adapter
@@ -64,6 +67,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     this.#ambient = settings.ambient
     this.#sweepBatch = settings.sweepBatch ?? SWEEP_BATCH
     this.#orderingKeys = settings.orderingKeys === true
+    this.keyRuns = this.#orderingKeys && settings.keyRuns === true
   }
 
   // ---------------------------------------------------------------- primitives ---
@@ -73,6 +77,8 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
    * `now`, `availableAt` as given) and answers the stored event of every id: the existing one
    * unchanged, or the new one. Ids are distinct. With `tx` the insert joins the caller's
    * transaction (or, for a store that queues writes, answers the event as it will be stored).
+   * Each answered event is an object of its own, kept nowhere else (a row read back, or
+   * `newOutboxEvent`): the kernel hands it to the caller as it is, who may change it.
    */
   protected abstract insertEvents(
     events: readonly NewOutboxEventParams[],
@@ -140,6 +146,21 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
   /** The stored event, or null. */
   protected abstract read(eventId: string): Promise<OutboxEvent | null>
 
+  /**
+   * Back to `pending`, lease cleared, everything else unchanged, for each id that is
+   * `publishing` and claimed by `workerId`; answers the ids applied. Ids are distinct. Only
+   * called on a store whose settings declare `keyRuns`, which must override it.
+   */
+  protected releaseHeld(
+    _eventIds: readonly string[],
+    _workerId: string,
+    _now: Date,
+  ): Promise<Iterable<string>> {
+    return Promise.reject(
+      new Error(`${this.adapter}: the store declares keyRuns but does not implement releaseHeld`),
+    )
+  }
+
   // ---------------------------------------------------------------- the contract ---
 
   /** Runs a primitive as `operation`: driver errors become a classified StorageError. */
@@ -201,31 +222,58 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
     return withEnqueueContext(valid, this.maxEventBytes)
   }
 
-  /** First occurrence wins inside a batch: every position of an id gets the one stored event. */
+  /**
+   * First occurrence wins inside a batch: every position of an id gets the one stored event.
+   * `valid` holds the kernel's own objects (built by validation or by the trace context, never
+   * the caller's), so each becomes the primitive's input in place, its `availableAt` resolved.
+   * The primitive answers objects of their own (see {@link insertEvents}): the first position
+   * of an id gets that object, a repeated one a copy.
+   */
   async #enqueue(
     operation: string,
     valid: readonly EnqueueParams[],
     tx: Tx | undefined,
   ): Promise<OutboxEvent[]> {
     const now = this.clock()
-    const unique = new Map<string, NewOutboxEventParams>()
-    for (const event of valid) {
-      if (!unique.has(event.eventId))
-        unique.set(event.eventId, { ...event, availableAt: event.availableAt ?? now })
+    let unique = valid as NewOutboxEventParams[]
+    let ids: Set<string> | undefined
+    for (let i = 0; i < valid.length; i++) {
+      const event = valid[i] as EnqueueParams
+      if (ids?.has(event.eventId)) {
+        // The first repeat: from here on, only first occurrences go to the store.
+        if (unique === valid) unique = valid.slice(0, i) as NewOutboxEventParams[]
+        continue
+      }
+      if (event.availableAt === undefined) event.availableAt = now
+      if (unique !== valid) unique.push(event as NewOutboxEventParams)
+      if (valid.length > 1) {
+        ids ??= new Set()
+        ids.add(event.eventId)
+      }
     }
-    const stored = await this.storage(operation, () => this.insertEvents([...unique.values()], now, tx))
-    return valid.map((event) => {
-      const found = stored.get(event.eventId)
+    const stored = await this.storage(operation, () => this.insertEvents(unique, now, tx))
+    const repeated = unique === valid ? undefined : new Set<string>()
+    const answer: OutboxEvent[] = new Array(valid.length)
+    for (let i = 0; i < valid.length; i++) {
+      const { eventId } = valid[i] as EnqueueParams
+      const found = stored.get(eventId)
       if (!found) {
         throw new StorageError(
           this.adapter,
           `outbox.${operation}`,
           undefined,
-          `the store did not answer the stored event of ${JSON.stringify(event.eventId)}`,
+          `the store did not answer the stored event of ${JSON.stringify(eventId)}`,
         )
       }
-      return { ...found }
-    })
+      // Two positions, two objects: a caller mutating one does not change the other.
+      if (repeated === undefined) answer[i] = found
+      else if (repeated.has(eventId)) answer[i] = { ...found }
+      else {
+        repeated.add(eventId)
+        answer[i] = found
+      }
+    }
+    return answer
   }
 
   async markAsPublishing(eventId: string): Promise<void> {
@@ -288,6 +336,8 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
 
   async claim(options: ClaimOptions): Promise<OutboxEvent[]> {
     const { limit, leaseMs, workerId, keyedDeadLetters } = this.validate.claimOptions(options)
+    const keyRun = this.validate.keyRun(options.keyRun, limit)
+    if (keyRun > 1) this.#assertKeyRuns(`claim with keyRun ${keyRun}`, 'claim with keyRun 1 (the default)')
     const now = this.clock()
     const request: ClaimRequest = {
       now,
@@ -295,6 +345,7 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
       workerId,
       limit,
       deadLettersBlockKeys: keyedDeadLetters === 'block',
+      keyRun,
     }
     return this.storage('claim', () => this.claimEvents(request))
   }
@@ -326,6 +377,33 @@ export abstract class OutboxRepositoryKernel<Tx = never> implements OutboxReposi
       seen.add(id)
       return !applied.has(id) || (repeated && workerId !== undefined)
     })
+  }
+
+  async release(eventIds: readonly string[], options: ReleaseOptions): Promise<string[]> {
+    const ids = this.validate.eventIds(eventIds)
+    const { workerId } = this.validate.releaseOptions(options)
+    this.#assertKeyRuns('release', 'claim without keyRun, so that there is nothing to release')
+    if (ids.length === 0) return []
+    const now = this.clock()
+    const applied = new Set(
+      await this.storage('release', () => this.releaseHeld(distinct(ids), workerId, now)),
+    )
+    // As markManyAsSent with a fence: a repeated id finds its claim already given back.
+    const seen = new Set<string>()
+    return ids.filter((id) => {
+      const repeated = seen.has(id)
+      seen.add(id)
+      return !applied.has(id) || repeated
+    })
+  }
+
+  /** A store without key runs refuses what needs them, rather than claim one event per key silently. */
+  #assertKeyRuns(what: string, instead: string): void {
+    if (this.keyRuns) return
+    throw new ValidationError(
+      this.adapter,
+      `outbox: ${what} is not supported by this store (its capabilities do not declare keyRuns): ${instead}`,
+    )
   }
 
   async getFailedEvents(limit?: number): Promise<OutboxEvent[]> {

@@ -37,6 +37,11 @@ export interface RepositorySettings<Tx> {
    * `ValidationError` before any write, so no key is ever silently dropped.
    */
   readonly orderingKeys?: boolean | undefined
+  /**
+   * True when the store's claim honours `ClaimRequest.keyRun` above 1 and it implements
+   * `releaseHeld`. Without it `keyRun > 1` and `release` are refused with `ValidationError`.
+   */
+  readonly keyRuns?: boolean | undefined
 }
 
 /** An event to insert: valid, its `availableAt` resolved (`params.availableAt ?? now`). */
@@ -73,6 +78,13 @@ export interface ClaimRequest {
    * (`keyedDeadLetters: 'block'`, the default).
    */
   readonly deadLettersBlockKeys: boolean
+  /**
+   * The most events of one key to return (1: the head only, today's rule). Above 1 only on
+   * a store declaring `keyRuns`: the head, then the key's next unsent events in `keySeq`
+   * order while each is claimable (pending and due; publishing with an expired lease),
+   * stopping at the first that is not.
+   */
+  readonly keyRun: number
 }
 
 /** What a redrive did: how many `failed` events moved, and the ids that are not stored. */

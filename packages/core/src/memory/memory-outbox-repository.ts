@@ -53,6 +53,7 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
       ambient: options.ambient,
       transaction: transactionsOf(options.identity),
       orderingKeys: true,
+      keyRuns: true,
     })
   }
 
@@ -182,12 +183,11 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
     workerId,
     limit,
     deadLettersBlockKeys,
+    keyRun,
   }: ClaimRequest): Promise<OutboxEvent[]> {
-    const heads = this.keyHeads(deadLettersBlockKeys)
-    const claimable = this.ordered().filter(
-      (event) =>
-        this.isClaimable(event, now.getTime()) &&
-        (event.orderingKey === undefined || heads.get(event.orderingKey) === event.keySeq),
+    const runs = this.runsOfKeys(this.keyHeads(deadLettersBlockKeys), now.getTime(), keyRun)
+    const claimable = this.ordered().filter((event) =>
+      event.orderingKey === undefined ? this.isClaimable(event, now.getTime()) : runs.has(event.eventId),
     )
     return claimable.slice(0, limit).map((event) => {
       event.status = 'publishing'
@@ -199,8 +199,35 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
   }
 
   /**
-   * Per ordering key, the `keySeq` of the one event of the key that may be claimed: the event
-   * `publishing` if the key has one (claimable again only once its lease expires; with
+   * The ids of the keyed events a claim may take: per key whose head is claimable, the head
+   * and then the key's next unsent events in `keySeq` order while each is claimable, at most
+   * `keyRun` of them. A run stops at the first event that is not claimable (not due, retried
+   * into its backoff, a dead letter, publishing under a live lease); `sent` events are passed over.
+   */
+  protected runsOfKeys(heads: ReadonlyMap<string, number>, nowMs: number, keyRun: number): Set<string> {
+    const byKey = new Map<string, StoredOutboxEvent[]>()
+    for (const event of this.events.values()) {
+      if (event.orderingKey === undefined || event.keySeq === undefined) continue
+      const head = heads.get(event.orderingKey)
+      if (head === undefined || event.keySeq < head || event.status === 'sent') continue
+      const events = byKey.get(event.orderingKey)
+      if (events) events.push(event)
+      else byKey.set(event.orderingKey, [event])
+    }
+    const ids = new Set<string>()
+    for (const events of byKey.values()) {
+      events.sort((a, b) => (a.keySeq ?? 0) - (b.keySeq ?? 0))
+      for (const event of events.slice(0, keyRun)) {
+        if (!this.isClaimable(event, nowMs)) break
+        ids.add(event.eventId)
+      }
+    }
+    return ids
+  }
+
+  /**
+   * Per ordering key, the `keySeq` of the one event of the key that may be claimed first: the
+   * lowest event `publishing` if the key has one (claimable again only once its lease expires; with
    * `keyedDeadLetters: 'skip'` a dead letter redriven while a later event of its key publishes
    * has the lower `keySeq`, and still waits), else the lowest `keySeq` among its events that
    * hold the key: `pending`, and `failed` when dead letters block.
@@ -210,7 +237,10 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
     const publishing = new Map<string, number>()
     for (const event of this.events.values()) {
       if (event.orderingKey === undefined || event.keySeq === undefined) continue
-      if (event.status === 'publishing') publishing.set(event.orderingKey, event.keySeq)
+      // A key run leaves several events of a key publishing: the lowest is its head.
+      const held = publishing.get(event.orderingKey)
+      if (event.status === 'publishing' && (held === undefined || event.keySeq < held))
+        publishing.set(event.orderingKey, event.keySeq)
       const holds = event.status === 'pending' || (event.status === 'failed' && deadLettersBlockKeys)
       if (!holds) continue
       const head = heads.get(event.orderingKey)
@@ -251,6 +281,20 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
       if (!event || !this.holdsClaim(event, workerId)) return false
       event.status = 'sent'
       event.sentAt = now
+      this.clearLease(event)
+      return true
+    })
+  }
+
+  protected override async releaseHeld(
+    eventIds: readonly string[],
+    workerId: string,
+    _now: Date,
+  ): Promise<string[]> {
+    return eventIds.filter((id) => {
+      const event = this.events.get(id)
+      if (event?.status !== 'publishing' || !this.holdsClaim(event, workerId)) return false
+      event.status = 'pending'
       this.clearLease(event)
       return true
     })

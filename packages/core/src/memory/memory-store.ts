@@ -17,6 +17,7 @@ export const memoryCapabilities = defineCapabilities({
   claim: 'single-writer',
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
   orderingKeys: true,
+  keyRuns: true,
 })
 
 /** Options of {@link createMemoryStore}. */

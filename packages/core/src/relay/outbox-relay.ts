@@ -26,6 +26,9 @@ const DEFAULT_MIN_POLL_INTERVAL_MS = 20
 /** Enough doublings to reach any timer (2^31 ms) from 1 ms; keeps 2 ** n finite. */
 const MAX_POLL_DOUBLINGS = 31
 
+/** Events of one key a claim may hand this relay, on a store that declares `keyRuns` (`keyRun`). */
+const DEFAULT_KEY_RUN = 32
+
 /** Longest `errorMessage` the relay stores; a transport error can carry a whole stack. */
 const MAX_ERROR_MESSAGE = 2_000
 
@@ -76,6 +79,14 @@ export interface OutboxRelayOptions {
    * `skip` lets them go on without it (docs/CONTRACT.md, "Ordering keys").
    */
   keyedDeadLetters?: KeyedDeadLetters | undefined
+  /**
+   * On a store that declares `keyRuns` (its `outbox.keyRuns`): the most consecutive events of
+   * one ordering key a claim hands this relay, 1..10,000 (default 32; never above the claim's
+   * limit). The relay publishes a key's run in `keySeq` order, each after the previous PubAck,
+   * different keys concurrently; after a failed publish it releases the rest of the run. 1
+   * claims one event per key per claim. Above 1 on another store is refused here.
+   */
+  keyRun?: number | undefined
   /**
    * Bytes (payload + headers, UTF-8) of events one claim may hold (default 128 MiB). A claim
    * asks for min(batchSize, max(1, floor(maxBatchBytes / maxEventBytes))) events.
@@ -202,6 +213,8 @@ export class OutboxRelay {
   readonly #window: PublishWindow
   readonly #batchesInFlight: number
   readonly #keyedDeadLetters: KeyedDeadLetters
+  /** Events of one key per claim: 1 unless the store declares `keyRuns`. */
+  readonly #keyRun: number
   readonly #maxAttempts: number
   readonly #backoff: ResolvedBackoff
   readonly #pollIntervalMs: number
@@ -277,6 +290,7 @@ export class OutboxRelay {
       MAX_BATCHES_IN_FLIGHT,
     )
     this.#keyedDeadLetters = validate.keyedDeadLetters(options.keyedDeadLetters)
+    this.#keyRun = resolveKeyRun(validate, options.keyRun, this.#outbox)
     this.#maxAttempts = validate.positiveInteger(options.maxAttempts ?? 10, 'maxAttempts')
     this.#backoff = resolveBackoff(COMPONENT, options.backoff)
     this.#pollIntervalMs = validate.timerMs(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
@@ -638,6 +652,7 @@ export class OutboxRelay {
         leaseMs: this.#leaseMs,
         workerId: this.workerId,
         keyedDeadLetters: this.#keyedDeadLetters,
+        ...(this.#keyRun > 1 ? { keyRun: Math.min(this.#keyRun, limit) } : {}),
       })
     } catch (error) {
       this.#telemetry.claimed(performance.now() - claimStarted, undefined, error)
@@ -678,9 +693,10 @@ export class OutboxRelay {
     const renewal = this.#renewWhileInFlight(held, batchDone.signal)
     try {
       // Every publish of the batch queues for a slot of the relay-wide window now, so slots
-      // go out in claim order: this batch's events before those of a batch claimed later.
-      const publishes = events.map((stored, index) => {
-        const publish = () => this.#publishOne(stored, sizes[index] ?? 0, held, published)
+      // go out in claim order: this batch's events before those of a batch claimed later. The
+      // events of one key (a run) share one slot and go out one after the other.
+      const publishes = runsOf(events, sizes).map((run) => {
+        const publish = () => this.#publishRun(run, held, published)
         const slot = this.#window.acquire()
         return (slot === undefined ? publish() : slot.then(publish)).finally(() => this.#window.release())
       })
@@ -714,14 +730,60 @@ export class OutboxRelay {
     }
   }
 
-  /** Publishes one event of a batch; every outcome is recorded, none is thrown. */
+  /**
+   * Publishes the events of one key in order, each after the previous one's PubAck (an
+   * unkeyed event is a run of one). When one is not published (failed, dead-lettered, lease
+   * lost), the rest were never published: they are released before its failure is recorded,
+   * so the key's next claim starts from it again.
+   */
+  async #publishRun(run: readonly RunEvent[], held: Set<string>, published: string[]): Promise<void> {
+    for (let index = 0; index < run.length; index++) {
+      const { stored, size } = run[index] as RunEvent
+      const rest = run.slice(index + 1)
+      let gaveBack = rest.length === 0
+      const giveBack = async (): Promise<boolean> => {
+        gaveBack = true
+        return this.#release(rest, held)
+      }
+      if (await this.#publishOne(stored, size, held, published, giveBack)) continue
+      if (!gaveBack) await this.#release(rest, held)
+      return
+    }
+  }
+
+  /**
+   * Gives back the claims of events never published (`release`), so they are claimable again
+   * at once in their key's order. False when the store failed: they stay `publishing` until
+   * their lease expires.
+   */
+  async #release(events: readonly RunEvent[], held: Set<string>): Promise<boolean> {
+    const ids = events.map(({ stored }) => stored.eventId).filter((id) => held.has(id))
+    if (ids.length === 0) return true
+    for (const id of ids) held.delete(id)
+    try {
+      const notApplied = (await this.#outbox.release?.(ids, { workerId: this.workerId })) ?? []
+      this.#counters.leaseLost += notApplied.length
+      return true
+    } catch (error) {
+      this.#storeError('outbox.release', error)
+      return false
+    }
+  }
+
+  /**
+   * Publishes one event of a batch; every outcome is recorded, none is thrown. True when it
+   * was published (to be marked sent). `giveBack` runs before a failure is recorded (the
+   * rest of its key's run); when it answers false the event is left `publishing` under the
+   * lease it holds, so its key resumes from it once the lease expires.
+   */
   async #publishOne(
     stored: OutboxEvent,
     size: number,
     held: Set<string>,
     published: string[],
-  ): Promise<void> {
-    if (!held.has(stored.eventId)) return
+    giveBack: () => Promise<boolean>,
+  ): Promise<boolean> {
+    if (!held.has(stored.eventId)) return false
     this.#telemetry.publishing(stored)
     let mapped: MappedSubject
     try {
@@ -734,8 +796,9 @@ export class OutboxRelay {
         `the subject map gave no subject NATS can publish to for ${JSON.stringify(stored.subject)}: ${messageOf(error)}. ` +
           'Fix the subject map, then requeueFailed',
         held,
+        giveBack,
       )
-      return
+      return false
     }
     // What NATS gets (and what logs name); the stored event keeps its subject.
     const event = mapped.subject === stored.subject ? stored : { ...stored, subject: mapped.subject }
@@ -748,8 +811,9 @@ export class OutboxRelay {
           'it can never be published, so it was dead-lettered without retry. Raise the NATS server max_payload ' +
           'and maxEventBytes, or replace the event with smaller ones, then requeueFailed',
         held,
+        giveBack,
       )
-      return
+      return false
     }
     this.#inFlight++
     const started = this.#clock().getTime()
@@ -762,18 +826,20 @@ export class OutboxRelay {
         this.#publishedByMapEntry[label] = (this.#publishedByMapEntry[label] ?? 0) + 1
       }
       this.#telemetry.acknowledged(event.eventId, receipt)
-      if (receipt.duplicate && !(await this.#acceptDuplicate(event, receipt, held))) return
+      if (receipt.duplicate && !(await this.#acceptDuplicate(event, receipt, held, giveBack))) return false
       this.#telemetry.end(event.eventId, receipt.duplicate ? 'duplicate' : 'published')
       published.push(event.eventId)
+      return true
     } catch (error) {
       this.#publishDuration.observe(this.#clock().getTime() - started)
       this.#counters.failed++
       this.#telemetry.failed(event.eventId, error)
-      if (held.has(event.eventId)) await this.#recordFailure(event, error, held)
+      if (held.has(event.eventId)) await this.#recordFailure(event, error, held, giveBack)
       else {
         this.#failures.failed(event, error, false)
         this.#telemetry.end(event.eventId, 'lease-lost')
       }
+      return false
     } finally {
       this.#inFlight--
       this.#tick()
@@ -808,7 +874,12 @@ export class OutboxRelay {
    * A duplicate answer is proof of delivery only if the stored message is this event.
    * Returns whether to mark the event sent.
    */
-  async #acceptDuplicate(event: OutboxEvent, receipt: PublishReceipt, held: Set<string>): Promise<boolean> {
+  async #acceptDuplicate(
+    event: OutboxEvent,
+    receipt: PublishReceipt,
+    held: Set<string>,
+    giveBack: () => Promise<boolean>,
+  ): Promise<boolean> {
     this.#counters.duplicates++
     const where = {
       eventId: event.eventId,
@@ -837,7 +908,7 @@ export class OutboxRelay {
           detail: receipt.duplicateDetail,
         },
       )
-      await this.#deadLetter(event, 'duplicate-conflict', message, held)
+      await this.#deadLetter(event, 'duplicate-conflict', message, held, giveBack)
       return false
     }
     this.#counters.duplicatesUnverified++
@@ -852,8 +923,15 @@ export class OutboxRelay {
   }
 
   /** Dead-letters at once (fenced); the reason is counted in `deadLettered`. */
-  async #deadLetter(event: OutboxEvent, reason: string, message: string, held: Set<string>): Promise<void> {
+  async #deadLetter(
+    event: OutboxEvent,
+    reason: string,
+    message: string,
+    held: Set<string>,
+    giveBack: () => Promise<boolean>,
+  ): Promise<void> {
     held.delete(event.eventId)
+    if (!(await giveBack())) return
     const errorMessage = message.slice(0, MAX_ERROR_MESSAGE)
     this.#telemetry.deadLettered(event.eventId, reason, errorMessage)
     try {
@@ -873,7 +951,12 @@ export class OutboxRelay {
     }
   }
 
-  async #recordFailure(event: OutboxEvent, error: unknown, held: Set<string>): Promise<void> {
+  async #recordFailure(
+    event: OutboxEvent,
+    error: unknown,
+    held: Set<string>,
+    giveBack: () => Promise<boolean>,
+  ): Promise<void> {
     const attempt = event.retryCount + 1
     const permanent = isPermanentFailure(error)
     const willRetry = !permanent && attempt < this.#maxAttempts
@@ -883,10 +966,11 @@ export class OutboxRelay {
       const prefix = permanent
         ? 'publish failed permanently (not retried)'
         : `publish failed ${attempt} times`
-      await this.#deadLetter(event, reason, `${prefix}: ${messageOf(error)}`, held)
+      await this.#deadLetter(event, reason, `${prefix}: ${messageOf(error)}`, held, giveBack)
       return
     }
     held.delete(event.eventId)
+    if (!(await giveBack())) return
     const errorMessage = `publish failed: ${messageOf(error)}`.slice(0, MAX_ERROR_MESSAGE)
     try {
       const delayMs = backoffDelayMs(attempt, this.#backoff, this.#random)
@@ -898,4 +982,56 @@ export class OutboxRelay {
       else this.#storeError('outbox.retryLater', markError)
     }
   }
+}
+
+/** One claimed event and its size in bytes. */
+interface RunEvent {
+  readonly stored: OutboxEvent
+  readonly size: number
+}
+
+/**
+ * A batch cut into what may publish concurrently: each unkeyed event alone, the events of one
+ * ordering key together in claim order (their key's order), in the order each first appears.
+ */
+const runsOf = (events: readonly OutboxEvent[], sizes: readonly number[]): RunEvent[][] => {
+  const runs: RunEvent[][] = []
+  const byKey = new Map<string, RunEvent[]>()
+  events.forEach((stored, index) => {
+    const event = { stored, size: sizes[index] ?? 0 }
+    if (stored.orderingKey === undefined) {
+      runs.push([event])
+      return
+    }
+    const run = byKey.get(stored.orderingKey)
+    if (run) run.push(event)
+    else {
+      const started = [event]
+      byKey.set(stored.orderingKey, started)
+      runs.push(started)
+    }
+  })
+  return runs
+}
+
+/**
+ * The relay's `keyRun`: the option (1..10,000) on a store that declares `keyRuns`, default
+ * {@link DEFAULT_KEY_RUN}; 1 on any other store, which refuses a value above 1 here rather
+ * than on every claim.
+ */
+const resolveKeyRun = (
+  validate: Validator,
+  value: number | undefined,
+  outbox: OutboxRepository<never>,
+): number => {
+  const keyRun = value === undefined ? undefined : validate.positiveInteger(value, 'keyRun', MAX_LIMIT)
+  const supported = outbox.keyRuns === true && typeof outbox.release === 'function'
+  if (supported) return keyRun ?? DEFAULT_KEY_RUN
+  if (keyRun !== undefined && keyRun > 1)
+    throw new ValidationError(
+      COMPONENT,
+      `keyRun ${keyRun} needs a store whose capabilities declare keyRuns (this outbox's keyRuns is not true): ` +
+        'leave keyRun out or set it to 1',
+    )
+  return 1
 }
