@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { timestampText } from '../src/postgres-outbox-repository.js'
 import { createNamespace, event, type Namespace, newPool, noServer, skipReason } from './helpers.js'
 
 describe.skipIf(noServer)(`enqueue and inbox races${noServer ? ` (skipped: ${skipReason})` : ''}`, () => {
@@ -181,6 +182,40 @@ describe.skipIf(noServer)(`enqueue and inbox races${noServer ? ` (skipped: ${ski
       `SELECT deliveries FROM "${ns.schema}".txbox_inbox WHERE event_id = 'in-race'`,
     )
     expect(again.rows).toEqual([{ deliveries: 20 }])
+  })
+
+  it('a batch stores every availableAt to the millisecond: `now` once as text, a given Date as it is', async () => {
+    ns.clock.advance(891)
+    const now = ns.clock.peekMs()
+    const given = new Date(now + 86_400_001)
+    const yearOne = new Date('0001-02-03T04:05:06.789Z')
+    const events = [
+      event('at-now-1'),
+      event('at-given', { availableAt: given }),
+      event('at-now-2'),
+      event('at-year-one', { availableAt: yearOne }),
+    ]
+    const answered = await ns.store.outbox.findOrCreateMany(events)
+    const stored = await ns.pool.query<{ event_id: string; available_at: Date; enqueued_at: Date }>(
+      `SELECT event_id, available_at, enqueued_at FROM "${ns.schema}".txbox_outbox WHERE event_id LIKE 'at-%' ORDER BY seq`,
+    )
+    const expected = [now, given.getTime(), now, yearOne.getTime()]
+    expect(stored.rows.map((row) => row.available_at.getTime())).toEqual(expected)
+    expect(stored.rows.map((row) => row.enqueued_at.getTime())).toEqual([now, now, now, now])
+    expect(answered.map((e) => e.availableAt.getTime())).toEqual(expected)
+  })
+
+  it('writes a timestamp as ISO text only for years 0001-9999, where PostgreSQL reads it as the same instant', () => {
+    expect(timestampText(new Date('2026-03-04T05:06:07.891Z'))).toBe('2026-03-04T05:06:07.891Z')
+    expect(timestampText(new Date('0001-01-01T00:00:00.000Z'))).toBe('0001-01-01T00:00:00.000Z')
+    // Year 0 (1 BC), negative and five-digit years: the Date, for node-postgres's own format.
+    for (const date of [
+      new Date('0000-12-31T00:00:00.000Z'),
+      new Date('-000100-01-01T00:00:00.000Z'),
+      new Date('+010000-01-01T00:00:00.000Z'),
+    ]) {
+      expect(timestampText(date)).toBe(date)
+    }
   })
 
   it('inbox: 20 concurrent findOrCreate of one id store one row with 20 deliveries', async () => {
