@@ -161,6 +161,52 @@ WHERE seq IN (
   ORDER BY seq LIMIT ?
 )
 RETURNING ${OUTBOX_COLUMNS}`,
+    // The claim with keyRun above 1 (docs/CONTRACT.md "Key runs"): the heads as above, then
+    // each keyed head's next live events along its chain (outbox_key_next), while each is
+    // claimable, at most keyRun per key. The chain skips sent and failed rows, so a follower is
+    // taken only while no failed event of its key lies between it and the previous one (a run
+    // stops at a dead letter, under either policy) and while key_seq rises (a dead letter
+    // redriven behind a publishing event sits in the chain below it: the run stops there). The
+    // heads are cut at the limit first: every event of a run comes after its head in seq
+    // order, so the first `limit` claimable events in seq order are among those heads' runs.
+    claimRuns: `UPDATE ${t.outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ?
+WHERE seq IN (
+  WITH RECURSIVE heads (seq, ordering_key, key_seq) AS (
+    SELECT seq, ordering_key, key_seq FROM ${t.outbox} AS candidate INDEXED BY ${t.prefix}outbox_claimable_heads
+    WHERE candidate.status IN ('pending', 'publishing') AND candidate.key_prev IS NULL
+      AND ((candidate.status = 'pending' AND candidate.available_at <= ?)
+        OR (candidate.status = 'publishing' AND candidate.lease_until <= ?))
+      AND (candidate.ordering_key IS NULL OR 0 = ? OR NOT EXISTS (
+        SELECT 1 FROM ${t.outbox} AS failed INDEXED BY ${t.prefix}outbox_key_failed
+        WHERE failed.ordering_key = candidate.ordering_key AND candidate.key_seq > failed.key_seq
+          AND failed.ordering_key IS NOT NULL AND failed.status = 'failed'
+      ))
+    ORDER BY candidate.seq LIMIT ?
+  ),
+  run (seq, ordering_key, key_seq, n) AS (
+    SELECT seq, ordering_key, key_seq, 1 FROM heads WHERE ordering_key IS NOT NULL
+    UNION ALL
+    SELECT next.seq, next.ordering_key, next.key_seq, run.n + 1
+    FROM run JOIN ${t.outbox} AS next INDEXED BY ${t.prefix}outbox_key_next ON next.key_prev = run.seq
+    WHERE run.n < ? AND next.key_prev IS NOT NULL AND next.status IN ('pending', 'publishing')
+      AND ((next.status = 'pending' AND next.available_at <= ?) OR (next.status = 'publishing' AND next.lease_until <= ?))
+      AND next.key_seq > run.key_seq
+      AND NOT EXISTS (
+        SELECT 1 FROM ${t.outbox} AS failed INDEXED BY ${t.prefix}outbox_key_failed
+        WHERE failed.ordering_key = next.ordering_key AND failed.key_seq < next.key_seq
+          AND failed.key_seq > run.key_seq AND failed.ordering_key IS NOT NULL AND failed.status = 'failed'
+      )
+  )
+  SELECT seq FROM heads WHERE ordering_key IS NULL
+  UNION ALL
+  SELECT seq FROM run
+  ORDER BY 1 LIMIT ?
+)
+RETURNING ${OUTBOX_COLUMNS}`,
+    // Gives back claims never acted on (the rest of a key run): fenced, nothing else changes.
+    release: `UPDATE ${t.outbox} SET status = 'pending', ${CLEAR_LEASE}
+WHERE event_id IN ${ID_LIST} AND claimed_by = ? AND status = 'publishing'
+RETURNING event_id`,
     renewLeases: `UPDATE ${t.outbox} SET lease_until = ?
 WHERE event_id IN ${ID_LIST} AND status = 'publishing' AND claimed_by = ?
 RETURNING event_id`,

@@ -41,7 +41,7 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
   constructor(options: SqliteOptions, shared?: SqliteStoreShared) {
     const { db, tables, clock, maxEventBytes } = resolveSqliteOptions(options)
     const client = new SqliteClient(db, outboxSql(tables), shared?.turns)
-    super({ ...repositorySettings(client, clock, shared), maxEventBytes, orderingKeys: true })
+    super({ ...repositorySettings(client, clock, shared), maxEventBytes, orderingKeys: true, keyRuns: true })
     this.#client = client
     this.#inserts = new SizedStatements(db, (rows) => insertOutboxRows(tables, rows))
     this.#keyedInserts = new SizedStatements(db, (rows) => insertKeyedOutboxRows(tables, rows))
@@ -200,6 +200,7 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     workerId,
     limit,
     deadLettersBlockKeys,
+    keyRun,
   }: ClaimRequest): Promise<OutboxEvent[]> {
     if (this.#client.db.inTransaction) {
       // Inside an open transaction the claim would see (and the relay would publish) events
@@ -213,9 +214,27 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     }
     const nowMs = now.getTime()
     // One statement, its own write transaction: see the claim in sql.ts.
-    const rows = this.#client
-      .statement<OutboxRow>('claim')
-      .all(workerId, nowMs, leaseUntil.getTime(), nowMs, nowMs, deadLettersBlockKeys ? 1 : 0, limit)
+    const block = deadLettersBlockKeys ? 1 : 0
+    const rows =
+      keyRun === 1
+        ? this.#client
+            .statement<OutboxRow>('claim')
+            .all(workerId, nowMs, leaseUntil.getTime(), nowMs, nowMs, block, limit)
+        : this.#client
+            .statement<OutboxRow>('claimRuns')
+            .all(
+              workerId,
+              nowMs,
+              leaseUntil.getTime(),
+              nowMs,
+              nowMs,
+              block,
+              limit,
+              keyRun,
+              nowMs,
+              nowMs,
+              limit,
+            )
     // RETURNING gives rows in no promised order; enqueue order is seq order.
     return rows.sort((a, b) => a.seq - b.seq).map(toOutboxEvent)
   }
@@ -228,6 +247,18 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     return this.#client
       .statement<{ event_id: string }>('renewLeases')
       .all(leaseUntil.getTime(), JSON.stringify(eventIds), workerId)
+      .map((row) => row.event_id)
+  }
+
+  /** One fenced statement for the whole list: the ids it returns are the ones released. */
+  protected override async releaseHeld(
+    eventIds: readonly string[],
+    workerId: string,
+    _now: Date,
+  ): Promise<string[]> {
+    return this.#client
+      .statement<{ event_id: string }>('release')
+      .all(JSON.stringify(eventIds), workerId)
       .map((row) => row.event_id)
   }
 

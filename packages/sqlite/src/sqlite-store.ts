@@ -23,6 +23,7 @@ export const sqliteCapabilities = defineCapabilities({
   transactions: 'native',
   claim: 'single-writer',
   orderingKeys: true,
+  keyRuns: true,
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
 })
 

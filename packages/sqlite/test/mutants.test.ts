@@ -249,6 +249,48 @@ const SQLITE_MUTANTS: readonly StatementMutant[] = [
     replace: '? = 1 OR NOT EXISTS',
     kills: ['outbox.ordering.dead-letter-policy'],
   },
+  {
+    id: 'claimRuns: a run not capped at keyRun',
+    statements: ['outbox.claimRuns'],
+    find: 'WHERE run.n < ? AND',
+    replace: 'WHERE run.n < 10000 + ? AND',
+    kills: ['outbox.key-runs.one-claimer'],
+  },
+  {
+    id: 'claimRuns: a run passes a not-due event',
+    statements: ['outbox.claimRuns'],
+    find: "(next.status = 'pending' AND next.available_at <= ?)",
+    replace: "(next.status = 'pending' AND (next.available_at <= ? OR 1))",
+    kills: ['outbox.key-runs.stops'],
+  },
+  {
+    id: 'claimRuns: a run passes a dead letter of its key',
+    statements: ['outbox.claimRuns'],
+    find: 'AND failed.key_seq > run.key_seq AND failed.ordering_key IS NOT NULL',
+    replace: 'AND failed.key_seq > run.key_seq AND 0',
+    kills: ['outbox.key-runs.stops'],
+  },
+  {
+    id: 'claimRuns: the rest of an expired run not taken with it',
+    statements: ['outbox.claimRuns'],
+    find: "OR (next.status = 'publishing' AND next.lease_until <= ?)",
+    replace: 'OR (0 AND next.lease_until <= ?)',
+    kills: ['outbox.key-runs.expired-run'],
+  },
+  {
+    id: 'claimRuns: the limit cuts the heads only',
+    statements: ['outbox.claimRuns'],
+    find: 'ORDER BY 1 LIMIT ?\n)',
+    replace: 'ORDER BY 1 LIMIT 10000 + ?\n)',
+    kills: ['outbox.key-runs.limit'],
+  },
+  {
+    id: 'release: claimed_by = ? ignored',
+    statements: ['outbox.release'],
+    find: "AND claimed_by = ? AND status = 'publishing'\nRETURNING",
+    replace: "AND (claimed_by = ? OR 1) AND status = 'publishing'\nRETURNING",
+    kills: ['outbox.key-runs.release', 'outbox.key-runs.expired-run'],
+  },
 ]
 
 describe('SQLite SQL mutants fail their cases', () => {

@@ -155,7 +155,7 @@ export const outboxKeyRunCases = [
   defineCase({
     id: 'outbox.key-runs.stops',
     title:
-      'a run stops at the first event of its key that is not claimable: not due yet, retried into its backoff, a dead letter; sent events are never returned',
+      'a run stops at the first event of its key that is not claimable: not due yet, retried into its backoff, a dead letter (under either policy); sent events are never returned',
     skipReason: requiresKeyRuns,
     async run({ store, clock }) {
       const { o, claim, sent, expectWaiting } = helpers(store)
@@ -225,6 +225,14 @@ export const outboxKeyRunCases = [
         ['h1'],
         "'skip': the run from h1 stops at the dead letter h2 (h3 waits for the next claim)",
       )
+      // A run stops at a follower not due yet, though its head is due.
+      await o.findOrCreateMany([
+        keyed('x1', 'X'),
+        keyed('x2', 'X', { availableAt: new Date(t0 + HOUR) }),
+        keyed('x3', 'X'),
+      ])
+      expectIds(await claim('w', 10), ['x1'], 'X: x1 only; the run stops at x2, not due (x3 is due)')
+      await expectWaiting(['x2', 'x3'], 'behind the not-due x2')
     },
   }),
 
