@@ -1,10 +1,16 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { runStorageOperation, StorageError, utf8Bytes } from '@txbox/core'
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise'
-import { ADAPTER, classifyMySqlError } from './errors.js'
+import { ADAPTER, classifyMySqlError, ER_DATA_OUT_OF_RANGE, errnoOf } from './errors.js'
 import type { RetryEvent } from './mysql-options.js'
 import { type MySqlTransaction, type StatementTarget, toQueryHandle } from './query-handle.js'
-import { isConnectionOf, openConnection, readIdentity, type ServerIdentity } from './transaction-check.js'
+import {
+  isConnectionOf,
+  notInTransaction,
+  openConnection,
+  readIdentity,
+  type ServerIdentity,
+} from './transaction-check.js'
 import { MySqlTransactionDriver } from './transaction-driver.js'
 
 /** What a statement can run on: the pool (autocommit) or one connection (a transaction). */
@@ -157,6 +163,8 @@ export class Runner {
   readonly #sessionTransactions: MySqlTransactionDriver
 
   #connectionCheck: Promise<ConnectionCheck> | undefined
+  /** Whether the server has `@@in_transaction` (MariaDB), once the connection check answered. */
+  #inTransactionVariable = false
   #identity: Promise<ServerIdentity> | undefined
 
   constructor(pool: Pool, onRetry?: (event: RetryEvent) => void) {
@@ -214,10 +222,12 @@ export class Runner {
             `the connection character set is ${charset}, not utf8mb4: create the pool with charset: 'utf8mb4_bin'`,
           )
         }
+        // MariaDB says so in its version (10.5+ has RETURNING; the adapter needs 10.6 anyway).
+        const mariadb = /mariadb/i.test(String(rows[0]?.version))
+        this.#inTransactionVariable = mariadb
         return {
           maxEventBytes: Number(rows[0]?.bytes) - PACKET_OVERHEAD_BYTES,
-          // MariaDB says so in its version (10.5+ has RETURNING; the adapter needs 10.6 anyway).
-          insertReturning: /mariadb/i.test(String(rows[0]?.version)),
+          insertReturning: mariadb,
         }
       },
     ).catch((error: unknown) => {
@@ -254,7 +264,34 @@ export class Runner {
    */
   async write<T>(tx: MySqlTransaction | undefined, run: (db: Queryable) => Promise<T>): Promise<T> {
     if (tx === undefined) return this.#retrying(() => run(this.pool))
-    return run(await openConnection(toQueryHandle(tx), this.pool, this.#storeIdentity))
+    return run((await openConnection(toQueryHandle(tx), this.pool, this.#storeIdentity)).connection)
+  }
+
+  /**
+   * As {@link write}, but on a server known to have `@@in_transaction` (MariaDB) a caller's
+   * connection whose transaction state is unknown is not asked first (`DO 0`): `run` gets
+   * `guard` true and must send, as its first statement, one guarded by
+   * `IN_TRANSACTION_GUARD` (sql.ts), which fails outside a transaction and writes nothing;
+   * that failure is thrown as the ValidationError the question would have raised. One round
+   * trip fewer per enqueue in a raw mysql2 transaction. Until the connection check has
+   * answered (the store's first write), it asks.
+   */
+  async writeGuarded<T>(
+    tx: MySqlTransaction | undefined,
+    run: (db: Queryable, guard: boolean) => Promise<T>,
+  ): Promise<T> {
+    if (tx === undefined) return this.#retrying(() => run(this.pool, false))
+    const handle = toQueryHandle(tx)
+    const { connection, unchecked } = await openConnection(handle, this.pool, this.#storeIdentity, {
+      deferOpenCheck: this.#inTransactionVariable,
+    })
+    if (!unchecked) return run(connection, false)
+    try {
+      return await run(connection, true)
+    } catch (error) {
+      if (errnoOf(error) === ER_DATA_OUT_OF_RANGE) throw notInTransaction(handle)
+      throw error
+    }
   }
 
   /** Autocommit statements on the pool, retried as a whole on conflict. */

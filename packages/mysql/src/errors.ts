@@ -11,6 +11,8 @@ export const ER_CANT_DROP_FIELD_OR_KEY = 1091
 export const ER_DUP_FIELDNAME = 1060
 /** `ER_DUP_KEYNAME`: the key to add is already there. */
 export const ER_DUP_KEYNAME = 1061
+/** `ER_DATA_OUT_OF_RANGE`: an overflow, how the fenced mark says "not held" and a guarded insert "not in a transaction". */
+export const ER_DATA_OUT_OF_RANGE = 1690
 
 /** The server error number mysql2 puts on its errors, or undefined for anything else. */
 export const errnoOf = (error: unknown): number | undefined => {

@@ -27,7 +27,7 @@ import {
   runWrite,
   selectRows,
 } from './client.js'
-import { ADAPTER, classifyMySqlError } from './errors.js'
+import { ADAPTER, classifyMySqlError, ER_DATA_OUT_OF_RANGE, errnoOf } from './errors.js'
 import { DEFAULT_TABLE_PREFIX, type MySqlStoreOptions } from './mysql-options.js'
 import { type MySqlTransaction, toQueryHandle } from './query-handle.js'
 import { compareSeq, toDateTime, toOutboxEvent } from './rows.js'
@@ -130,7 +130,8 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     tx: MySqlTransaction | undefined,
   ): Promise<ReadonlyMap<string, OutboxEvent>> {
     const keyed = events.some((event) => event.orderingKey !== undefined)
-    if (!keyed) return this.run.write(tx, (db) => this.#insert(db, events, now, tx, undefined))
+    if (!keyed)
+      return this.run.writeGuarded(tx, (db, guard) => this.#insert(db, events, now, tx, undefined, guard))
     const insertKeyed = async (db: Queryable) =>
       this.#insert(db, events, now, tx, await this.#takeKeySeqs(db, events))
     return tx === undefined ? this.run.sessionTransaction(insertKeyed) : this.run.write(tx, insertKeyed)
@@ -203,6 +204,7 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     now: Date,
     tx: MySqlTransaction | undefined,
     keySeqs: readonly (number | undefined)[] | undefined,
+    guard = false,
   ): Promise<Map<string, OutboxEvent>> {
     const enqueuedAt = toDateTime(now)
     // Within maxEventBytes, a statement can still be over the packet (the SQL carries the
@@ -222,6 +224,9 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     }
     const stored = new Map<string, OutboxEvent>()
     const readBack: string[] = []
+    // `guard`: the caller's transaction is checked by the first statement itself (see
+    // Runner.writeGuarded); the statements after it run in the same transaction.
+    let guarded = guard
     for (const batch of insertBatches(events)) {
       const rows = padList(batch, insertSize)
       // Padding rows repeat the last id after it, so each one is a no-op duplicate; their
@@ -241,8 +246,14 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
         }
         return row
       })
-      const sql = keySeqs === undefined ? this.sql.insert(rows.length) : this.sql.insertKeyed(rows.length)
+      const sql =
+        keySeqs !== undefined
+          ? this.sql.insertKeyed(rows.length)
+          : guarded
+            ? this.sql.insertGuarded(rows.length)
+            : this.sql.insert(rows.length)
       const header = await runWrite(db, sql, values)
+      guarded = false
       if (insertedRows(header, rows.length) === batch.length) {
         // Every column is written as given (DATETIME(3) holds a Date's milliseconds, and
         // validation refuses what utf8mb4 text cannot hold): the new row is the event built.
@@ -390,19 +401,27 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
   }
 
   /**
-   * With a worker: one fenced UPDATE of all the ids in a short transaction, committed when it
-   * changed every one of them (the relay's case; a changed row counts once with or without
-   * CLIENT_FOUND_ROWS, and status moves from publishing, so every match is a change). When
-   * some id was not held, which ones cannot be told afterwards (an event sent by the worker
-   * that took over a lost lease looks like one sent now), so the UPDATE is rolled back and
-   * the ids are marked one by one under locks, as without a worker.
+   * With a worker: one autocommit UPDATE of all the ids that applies only if the worker holds
+   * every stored one (the relay's case): for a row it does not hold, the statement fails with
+   * an overflow (see `sendAllHeld`, errno 1690) and InnoDB undoes it whole. The fence is
+   * evaluated on each row under its exclusive lock, so a take-over that commits first is
+   * seen, and one that comes later waits for this statement. When some id was not held, which
+   * ones cannot be told after a partial UPDATE (an event sent by the worker that took over a
+   * lost lease looks like one sent now), so the ids are then marked one by one under locks, as
+   * without a worker. An id not stored matches no row: when the statement changed fewer rows
+   * than ids, the rows it sent (status `sent` at this `now`) are read back. Over `MAX_LIST`
+   * ids (several statements), one fenced UPDATE per part in a transaction, committed only when
+   * every id was changed.
    */
   protected async markSent(
     eventIds: readonly string[],
     workerId: string | undefined,
     now: Date,
   ): Promise<string[]> {
-    if (workerId !== undefined) {
+    if (workerId !== undefined && eventIds.length <= MAX_LIST) {
+      const sent = await this.#sendAllHeld(eventIds, workerId, now)
+      if (sent !== undefined) return sent
+    } else if (workerId !== undefined) {
       const allHeld = await this.run.atomic(async (connection) => {
         let changed = 0
         for (const part of chunk(eventIds, MAX_LIST)) {
@@ -414,6 +433,26 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
       if (allHeld) return [...eventIds]
     }
     return this.#markSentLocked(eventIds, workerId, now)
+  }
+
+  /** The ids sent by one all-or-nothing UPDATE (at most `MAX_LIST`), or undefined when some stored id was not held. */
+  #sendAllHeld(eventIds: readonly string[], workerId: string, now: Date): Promise<string[] | undefined> {
+    const nowText = toDateTime(now)
+    return this.run.auto(async (db) => {
+      let changed: number
+      try {
+        const values = [workerId, nowText, ...padList(eventIds)]
+        changed = (await runWrite(db, this.sql.sendAllHeld(eventIds.length), values)).affectedRows
+      } catch (error) {
+        if (errnoOf(error) === ER_DATA_OUT_OF_RANGE) return undefined
+        throw error
+      }
+      // Every changed row moved from publishing to sent, so it counts once with or without
+      // CLIENT_FOUND_ROWS. Fewer: some ids are not stored; the rows sent now are the others.
+      if (changed === eventIds.length) return [...eventIds]
+      const rows = await selectRows(db, this.sql.sentAt(eventIds.length), [...padList(eventIds), nowText])
+      return rows.map((row) => String(row.event_id))
+    })
   }
 
   /** Locks the stored rows, keeps those the worker holds (all, without a worker), marks them sent. */

@@ -9,6 +9,17 @@ import type { OutboxStatus } from '@txbox/core'
  * connection prepares a bounded number of distinct statements instead of one per list length.
  */
 
+/**
+ * A value 0 that only a statement inside a transaction can compute, for the first row of a
+ * guarded INSERT: on MariaDB `@@in_transaction` is 1 inside BEGIN, and `@@autocommit` 0 makes
+ * every statement part of one (the two flags `DO 0` reads from the OK packet otherwise).
+ * Outside a transaction the second branch runs, 1 + the largest BIGINT UNSIGNED, and fails
+ * with error 1690 in every sql_mode: the autocommit statement is undone, nothing is written.
+ * Both branches read session variables, so nothing is folded when the statement is prepared.
+ */
+export const IN_TRANSACTION_GUARD =
+  'IF(@@in_transaction = 1 OR @@autocommit = 0, 0, @@autocommit + 18446744073709551615)'
+
 /** The largest list one statement takes; longer lists are split. */
 export const MAX_LIST = 1000
 const LIST_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, MAX_LIST]
@@ -182,6 +193,16 @@ export const outboxSql = (table: string, keysTable: string) => {
         ).join(', ')} ON DUPLICATE KEY UPDATE event_id = event_id`,
       insertSize,
     ),
+    // The same, failing outside a transaction (IN_TRANSACTION_GUARD as the first row's
+    // retry_count): the first insert through a caller's connection whose state is unknown.
+    insertGuarded: bySize(
+      (n) =>
+        `INSERT INTO ${t} (event_id, subject, payload, headers, status, enqueued_at, available_at, retry_count) VALUES ${Array.from(
+          { length: n },
+          (_, i) => `(?, ?, ?, ?, 'pending', ?, ?, ${i === 0 ? IN_TRANSACTION_GUARD : '0'})`,
+        ).join(', ')} ON DUPLICATE KEY UPDATE event_id = event_id`,
+      insertSize,
+    ),
     // The insert of a batch that holds a keyed event; unkeyed batches keep the statement above.
     insertKeyed: bySize(
       (n) =>
@@ -254,6 +275,16 @@ export const outboxSql = (table: string, keysTable: string) => {
     sendHeld: bySize(
       (n) =>
         `UPDATE ${t} SET status = 'sent', sent_at = ?, ${clearLease} WHERE event_id IN (${marks(n)}) AND status = 'publishing' AND claimed_by = ?`,
+    ),
+    // Every id is held, or the statement fails as a whole: the first assignment, evaluated on
+    // the locked row, overflows a BIGINT UNSIGNED (error 1690 whatever the sql_mode) for a row
+    // the worker does not hold, and InnoDB rolls the statement back (see markSent).
+    sendAllHeld: bySize(
+      (n) =>
+        `UPDATE ${t} SET status = IF(status = 'publishing' AND claimed_by = ?, 'sent', seq + 18446744073709551615 + 1), sent_at = ?, ${clearLease} WHERE event_id IN (${marks(n)})`,
+    ),
+    sentAt: bySize(
+      (n) => `SELECT event_id FROM ${t} WHERE event_id IN (${marks(n)}) AND status = 'sent' AND sent_at = ?`,
     ),
     sendSeqs: bySize(
       (n) => `UPDATE ${t} SET status = 'sent', sent_at = ?, ${clearLease} WHERE seq IN (${marks(n)})`,

@@ -59,27 +59,36 @@ const inTransaction = async (connection: StatementTarget): Promise<boolean> => {
   return (header.serverStatus & IN_TRANS) !== 0 || (header.serverStatus & AUTOCOMMIT) === 0
 }
 
+/** What a write through a `{ tx }` that is not inside a transaction is refused with. */
+export const notInTransaction = (handle: MySqlQueryHandle): ValidationError =>
+  new ValidationError(
+    ADAPTER,
+    `tx (${handle.source}) is not inside a transaction: it was never begun, or it was already committed or rolled back, ` +
+      'so the write would commit on its own. Write inside the open transaction (beginTransaction() first), or use store.transaction(fn)',
+  )
+
 /**
  * The connection of a caller's `{ tx }`, checked before the first write through it: the
  * transaction is open (a write outside it would autocommit on its own), and the connection
  * writes to the store's server and database with utf8mb4 (else the event would land in
- * another database's tables, or lose characters). ValidationErrors name the handle.
+ * another database's tables, or lose characters). ValidationErrors name the handle. With
+ * `deferOpenCheck` a handle that does not know its state is not asked (`unchecked`): the
+ * caller's first statement through it must fail outside a transaction, and then throw
+ * {@link notInTransaction}.
  */
 export const openConnection = async (
   handle: MySqlQueryHandle,
   pool: Pool,
   storeIdentity: () => Promise<ServerIdentity>,
-): Promise<StatementTarget> => {
+  options: { readonly deferOpenCheck?: boolean } = {},
+): Promise<{ readonly connection: StatementTarget; readonly unchecked: boolean }> => {
   const { connection, open, session } = await handle.connect(pool)
-  if (!open && !(await inTransaction(connection)))
-    throw new ValidationError(
-      ADAPTER,
-      `tx (${handle.source}) is not inside a transaction: it was never begun, or it was already committed or rolled back, ` +
-        'so the write would commit on its own. Write inside the open transaction (beginTransaction() first), or use store.transaction(fn)',
-    )
+  // Deferred: the caller's first statement checks it itself (see `IN_TRANSACTION_GUARD`).
+  const unchecked = !open && options.deferOpenCheck === true
+  if (!open && !unchecked && !(await inTransaction(connection))) throw notInTransaction(handle)
   // The store's own pool cannot point elsewhere; anything else is asked once per connection.
   const key = session ?? coreConnection(connection as Connection)
-  if (isOfPool(key, pool)) return connection
+  if (isOfPool(key, pool)) return { connection, unchecked }
   let identity = identities.get(key)
   if (identity === undefined) {
     identity = readIdentity(connection)
@@ -99,5 +108,5 @@ export const openConnection = async (
       `tx (${handle.source}) talks ${theirs.charset}, not utf8mb4, so emoji and other 4-byte characters would be lost: ` +
         "configure its connections with charset 'utf8mb4' (e.g. 'utf8mb4_bin')",
     )
-  return connection
+  return { connection, unchecked }
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { ValidationError } from '@txbox/core'
 import type { Pool, PoolConnection } from 'mysql2/promise'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { MySqlStore, MySqlTransaction } from '../src/index.js'
 import { freshStore, MYSQL_URL, makePool, SKIP, SKIP_REASON } from './helpers.js'
 
@@ -125,5 +125,48 @@ describe.skipIf(SKIP)(`{ tx } as a mysql2 connection${SKIP ? ` (skipped: ${SKIP_
     })
     expect((await store.outbox.get('e-promise'))?.status).toBe('pending')
     expect((await store.outbox.get('e-callback'))?.status).toBe('pending')
+  })
+
+  // Once the store knows the server has @@in_transaction (MariaDB), a raw connection is not
+  // asked (`DO 0`) before an enqueue: its INSERT fails outside a transaction and writes nothing.
+  it('checks a raw connection with its INSERT on MariaDB, refusing it outside a transaction all the same', async () => {
+    await store.outbox.findOrCreate(event('e-warm-up'))
+    const [[server]] = (await pool.query('SELECT VERSION() AS v')) as unknown as [[{ v: string }]]
+    const mariadb = /mariadb/i.test(String(server?.v))
+    await withConnection(async (connection) => {
+      const query = vi.spyOn(connection, 'query')
+      const execute = vi.spyOn(connection, 'execute')
+      try {
+        // A stored id too: the guard is evaluated before the duplicate key is met.
+        for (const ids of [['g-1'], ['g-2', 'g-3', 'g-4'], ['e-warm-up']]) {
+          const error = await store.outbox
+            .findOrCreateMany(ids.map(event), { tx: connection })
+            .catch((caught: unknown) => caught)
+          expect(error).toBeInstanceOf(ValidationError)
+          expect((error as Error).message).toMatch(/is not inside a transaction/)
+        }
+        await connection.beginTransaction()
+        query.mockClear()
+        execute.mockClear()
+        await store.outbox.findOrCreateMany(['g-5', 'g-6'].map(event), { tx: connection })
+        // One INSERT on MariaDB; MySQL 8 asks first (DO 0).
+        expect(query).toHaveBeenCalledTimes(mariadb ? 0 : 1)
+        expect(execute).toHaveBeenCalledTimes(1)
+        await connection.commit()
+        // autocommit off: every statement is inside a transaction, also without BEGIN.
+        await connection.query('SET autocommit = 0')
+        try {
+          await store.outbox.findOrCreate(event('g-7'), { tx: connection })
+          await connection.commit()
+        } finally {
+          await connection.query('SET autocommit = 1')
+        }
+      } finally {
+        query.mockRestore()
+        execute.mockRestore()
+      }
+    })
+    for (const id of ['g-1', 'g-2', 'g-3', 'g-4']) expect(await store.outbox.get(id)).toBeNull()
+    for (const id of ['g-5', 'g-6', 'g-7']) expect((await store.outbox.get(id))?.status).toBe('pending')
   })
 })
