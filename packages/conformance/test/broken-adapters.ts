@@ -101,12 +101,7 @@ class FindThenMarkClaimOutbox extends MemoryOutboxRepository {
     const { limit, leaseMs, workerId, keyedDeadLetters } = this.validate.claimOptions(options)
     const keyRun = this.validate.keyRun(options.keyRun, limit)
     const now = this.clock()
-    const isHead = headRule(
-      this.runsOfKeys(this.keyHeads(keyedDeadLetters === 'block'), now.getTime(), keyRun),
-    )
-    const candidates = this.ordered()
-      .filter((event) => this.isClaimable(event, now.getTime()) && isHead(event))
-      .slice(0, limit)
+    const candidates = this.claimable(now.getTime(), keyedDeadLetters === 'block', keyRun, limit)
     await yieldToOthers()
     return candidates.map((event) => {
       Object.assign(event, {
@@ -986,9 +981,13 @@ class ExpiredBeyondLimitOutbox extends MemoryOutboxRepository {
         event.leaseUntil.getTime() <= nowMs &&
         isHead(event),
     )
-    const pending = this.ordered()
-      .filter((event) => event.status === 'pending' && event.availableAt.getTime() <= nowMs && isHead(event))
-      .slice(0, request.limit)
+    const pending = this.claimable(
+      nowMs,
+      request.deadLettersBlockKeys,
+      request.keyRun,
+      request.limit,
+      (event) => event.status === 'pending',
+    )
     return [...expired, ...pending]
       .sort((a, b) => a.seq - b.seq)
       .map((event) => {
@@ -1827,7 +1826,11 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('expired-beyond-limit', ExpiredBeyondLimitOutbox),
     // fenced-after-release also claims with a limit below the due plus expired events.
-    mustFail: ['outbox.claim.limit-counts-expired', 'outbox.claim.fenced-after-release'],
+    mustFail: [
+      'outbox.claim.limit-counts-expired',
+      'outbox.claim.fenced-after-release',
+      'outbox.key-runs.expired-run',
+    ],
   },
   {
     target: brokenTarget('gap-skipping-claims', GapSkippingOutbox),
@@ -1957,6 +1960,7 @@ export const brokenAdapters: readonly {
       'outbox.ordering.heads-only',
       'outbox.ordering.dead-letter-policy',
       'outbox.ordering.skip-redrive-in-flight',
+      'outbox.ordering.heads-across-connections',
       'outbox.key-runs.one-claimer',
       'outbox.key-runs.limit',
       'outbox.key-runs.stops',

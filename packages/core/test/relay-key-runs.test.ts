@@ -125,7 +125,7 @@ describe('OutboxRelay over key runs', () => {
   })
 
   it('after a failed publish mid-run, releases the rest unpublished; the key resumes from the retried event after its backoff, in order', async () => {
-    const { clock, store, publisher, relay } = setup({ batchSize: 100 })
+    const { clock, store, publisher, relay } = setup({ batchSize: 100, keyRun: 10 })
     await store.outbox.findOrCreateMany(keyed('k', 4))
     const first = relay.runOnce()
     await flush()
@@ -161,7 +161,7 @@ describe('OutboxRelay over key runs', () => {
   })
 
   it('when the release fails, leaves the failed event and the rest publishing: the expired run is claimed again from the failed event', async () => {
-    const { clock, store, publisher, relay } = setup({ batchSize: 100, leaseMs: 10_000 })
+    const { clock, store, publisher, relay } = setup({ batchSize: 100, leaseMs: 10_000, keyRun: 10 })
     await store.outbox.findOrCreateMany(keyed('k', 3))
     const release = store.outbox.release.bind(store.outbox)
     store.outbox.release = async () => {
@@ -187,8 +187,8 @@ describe('OutboxRelay over key runs', () => {
     expect(publisher.acked).toEqual(['k-1', 'k-2', 'k-3'])
   })
 
-  it('keyRun 1 claims one event per key per claim, as before', async () => {
-    const { store, publisher, relay } = setup({ batchSize: 100, keyRun: 1 })
+  it('keyRun 1 (the default) claims one event per key per claim, as before', async () => {
+    const { store, publisher, relay } = setup({ batchSize: 100 })
     await store.outbox.findOrCreateMany(keyed('k', 2))
     const first = relay.runOnce()
     await flush()

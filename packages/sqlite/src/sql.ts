@@ -167,8 +167,8 @@ RETURNING ${OUTBOX_COLUMNS}`,
     // taken only while no failed event of its key lies between it and the previous one (a run
     // stops at a dead letter, under either policy) and while key_seq rises (a dead letter
     // redriven behind a publishing event sits in the chain below it: the run stops there). The
-    // heads are cut at the limit first: every event of a run comes after its head in seq
-    // order, so the first `limit` claimable events in seq order are among those heads' runs.
+    // claim takes the heads in seq order, each with its run, until the limit (so only the first
+    // `limit` heads can matter: they are cut there before their runs are walked).
     claimRuns: `UPDATE ${t.outbox} SET status = 'publishing', claimed_by = ?, claimed_at = ?, lease_until = ?
 WHERE seq IN (
   WITH RECURSIVE heads (seq, ordering_key, key_seq) AS (
@@ -183,10 +183,10 @@ WHERE seq IN (
       ))
     ORDER BY candidate.seq LIMIT ?
   ),
-  run (seq, ordering_key, key_seq, n) AS (
-    SELECT seq, ordering_key, key_seq, 1 FROM heads WHERE ordering_key IS NOT NULL
+  run (seq, ordering_key, key_seq, head, n) AS (
+    SELECT seq, ordering_key, key_seq, seq, 1 FROM heads WHERE ordering_key IS NOT NULL
     UNION ALL
-    SELECT next.seq, next.ordering_key, next.key_seq, run.n + 1
+    SELECT next.seq, next.ordering_key, next.key_seq, run.head, run.n + 1
     FROM run JOIN ${t.outbox} AS next INDEXED BY ${t.prefix}outbox_key_next ON next.key_prev = run.seq
     WHERE run.n < ? AND next.key_prev IS NOT NULL AND next.status IN ('pending', 'publishing')
       AND ((next.status = 'pending' AND next.available_at <= ?) OR (next.status = 'publishing' AND next.lease_until <= ?))
@@ -197,10 +197,12 @@ WHERE seq IN (
           AND failed.key_seq > run.key_seq AND failed.ordering_key IS NOT NULL AND failed.status = 'failed'
       )
   )
-  SELECT seq FROM heads WHERE ordering_key IS NULL
-  UNION ALL
-  SELECT seq FROM run
-  ORDER BY 1 LIMIT ?
+  SELECT seq FROM (
+    SELECT seq, seq AS head, 1 AS n FROM heads WHERE ordering_key IS NULL
+    UNION ALL
+    SELECT seq, head, n FROM run
+  )
+  ORDER BY head, n LIMIT ?
 )
 RETURNING ${OUTBOX_COLUMNS}`,
     // Gives back claims never acted on (the rest of a key run): fenced, nothing else changes.

@@ -280,8 +280,15 @@ const SQLITE_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'claimRuns: the limit cuts the heads only',
     statements: ['outbox.claimRuns'],
-    find: 'ORDER BY 1 LIMIT ?\n)',
-    replace: 'ORDER BY 1 LIMIT 10000 + ?\n)',
+    find: 'ORDER BY head, n LIMIT ?\n)',
+    replace: 'ORDER BY head, n LIMIT 10000 + ?\n)',
+    kills: ['outbox.key-runs.limit'],
+  },
+  {
+    id: 'claimRuns: runs taken in seq order, not each head with its run',
+    statements: ['outbox.claimRuns'],
+    find: 'ORDER BY head, n LIMIT ?\n)',
+    replace: 'ORDER BY seq, n LIMIT ?\n)',
     kills: ['outbox.key-runs.limit'],
   },
   {

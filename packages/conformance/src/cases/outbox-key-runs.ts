@@ -119,34 +119,54 @@ export const outboxKeyRunCases = [
   defineCase({
     id: 'outbox.key-runs.limit',
     title:
-      "the claim's limit counts every event of a run: the first limit events in enqueue order among the heads and their runs; keyRun 1 (and no keyRun) claims only heads, as before",
+      'a claim takes the claimable heads and unkeyed events in enqueue order, each head with its run, until limit events: the limit counts every event of a run and may cut the last one; keyRun 1 (and no keyRun) claims only heads, as before',
     skipReason: requiresKeyRuns,
     async run({ store }) {
       const { o, claim, sent } = helpers(store)
       await o.findOrCreateMany([
         keyed('p1', 'P'),
+        keyed('q1', 'Q'),
         keyed('p2', 'P'),
         outboxEvent('u1'),
-        keyed('p3', 'P'),
-        keyed('q1', 'Q'),
         keyed('q2', 'Q'),
+        keyed('p3', 'P'),
+        keyed('q3', 'Q'),
       ])
       expectIds(
         await claim('w', 3, 3),
-        ['p1', 'p2', 'u1'],
-        'limit 3, keyRun 3: the first three in enqueue order, run events counted',
+        ['p1', 'p2', 'p3'],
+        'limit 3, keyRun 3: the run of P, the first head, fills it',
       )
-      await sent(['p1', 'p2', 'u1'], 'w')
-      expectIds(await claim('w', 1), ['p3', 'q1'], 'keyRun 1: the head of each key only')
+      expectIds(
+        await claim('w', 3, 4),
+        ['q1', 'u1', 'q2', 'q3'],
+        'limit 4, keyRun 3: the run of Q, then u1 (in enqueue order in the result)',
+      )
+      await sent(['p1', 'p2', 'p3', 'q1', 'u1', 'q2', 'q3'], 'w')
+      await o.findOrCreateMany([
+        keyed('r1', 'R'),
+        keyed('t1', 'T'),
+        keyed('r2', 'R'),
+        keyed('t2', 'T'),
+        keyed('r3', 'R'),
+      ])
+      expectIds(
+        await claim('w', 2, 3),
+        ['r1', 't1', 'r2'],
+        "limit 3, keyRun 2: R's run, then T's cut after its head",
+      )
+      await sent(['r1', 't1', 'r2'], 'w')
+      expectIds(await claim('w', 1), ['t2', 'r3'], 'keyRun 1: the head of each key only')
+      await o.findOrCreateMany([keyed('t3', 'T')])
       expectIds(
         await o.claim({ limit: 100, leaseMs: MINUTE, workerId: 'w' }),
         [],
         'no keyRun: nothing behind the heads',
       )
-      await sent(['p3', 'q1'], 'w')
+      await sent(['t2', 'r3'], 'w')
       expectIds(
         await o.claim({ limit: 100, leaseMs: MINUTE, workerId: 'w' }),
-        ['q2'],
+        ['t3'],
         'no keyRun: the next head',
       )
     },

@@ -185,17 +185,53 @@ export class MemoryOutboxRepository extends OutboxRepositoryKernel<MemoryTransac
     deadLettersBlockKeys,
     keyRun,
   }: ClaimRequest): Promise<OutboxEvent[]> {
-    const runs = this.runsOfKeys(this.keyHeads(deadLettersBlockKeys), now.getTime(), keyRun)
-    const claimable = this.ordered().filter((event) =>
-      event.orderingKey === undefined ? this.isClaimable(event, now.getTime()) : runs.has(event.eventId),
-    )
-    return claimable.slice(0, limit).map((event) => {
+    return this.claimable(now.getTime(), deadLettersBlockKeys, keyRun, limit).map((event) => {
       event.status = 'publishing'
       event.claimedAt = now
       event.claimedBy = workerId
       event.leaseUntil = leaseUntil
       return copy(event)
     })
+  }
+
+  /**
+   * What a claim takes, in enqueue order: walking the claimable unkeyed events and heads of
+   * keys in enqueue order, each head with its run (see {@link runsOfKeys}), until `limit`
+   * events (a run counts every event; the last one taken may be cut). `include` narrows the
+   * candidates (a test's broken claim): what it leaves out is not taken.
+   */
+  protected claimable(
+    nowMs: number,
+    deadLettersBlockKeys: boolean,
+    keyRun: number,
+    limit: number,
+    include: (event: OutboxEvent) => boolean = () => true,
+  ): StoredOutboxEvent[] {
+    const heads = this.keyHeads(deadLettersBlockKeys)
+    const runIds = this.runsOfKeys(heads, nowMs, keyRun)
+    const ordered = this.ordered()
+    const runs = new Map<string, StoredOutboxEvent[]>()
+    for (const event of ordered) {
+      if (event.orderingKey === undefined || !runIds.has(event.eventId) || !include(event)) continue
+      const run = runs.get(event.orderingKey)
+      if (run) run.push(event)
+      else runs.set(event.orderingKey, [event])
+    }
+    const picked: StoredOutboxEvent[] = []
+    for (const event of ordered) {
+      if (picked.length >= limit) break
+      if (event.orderingKey === undefined) {
+        if (this.isClaimable(event, nowMs) && include(event)) picked.push(event)
+        continue
+      }
+      if (heads.get(event.orderingKey) !== event.keySeq || !include(event)) continue
+      for (const member of runs.get(event.orderingKey) ?? []) {
+        if (picked.length >= limit) break
+        picked.push(member)
+      }
+    }
+    const taken = new Set(picked)
+    return ordered.filter((event) => taken.has(event))
   }
 
   /**

@@ -26,8 +26,13 @@ const DEFAULT_MIN_POLL_INTERVAL_MS = 20
 /** Enough doublings to reach any timer (2^31 ms) from 1 ms; keeps 2 ** n finite. */
 const MAX_POLL_DOUBLINGS = 31
 
-/** Events of one key a claim may hand this relay, on a store that declares `keyRuns` (`keyRun`). */
-const DEFAULT_KEY_RUN = 32
+/**
+ * Events of one key a claim may hand this relay by default: 1, runs are opt-in. Measured on
+ * SQLite (100 keys x 200 events, docs/BENCHMARKS.md "Key runs"), runs of 4 to 32 were no
+ * faster than one event per key, and slower from 8 on (each key's run publishes one event at
+ * a time, so a claim of few long runs publishes few events at once).
+ */
+const DEFAULT_KEY_RUN = 1
 
 /** Longest `errorMessage` the relay stores; a transport error can carry a whole stack. */
 const MAX_ERROR_MESSAGE = 2_000
@@ -81,8 +86,8 @@ export interface OutboxRelayOptions {
   keyedDeadLetters?: KeyedDeadLetters | undefined
   /**
    * On a store that declares `keyRuns` (its `outbox.keyRuns`): the most consecutive events of
-   * one ordering key a claim hands this relay, 1..10,000 (default 32; never above the claim's
-   * limit). The relay publishes a key's run in `keySeq` order, each after the previous PubAck,
+   * one ordering key a claim hands this relay, 1..10,000 (default 1: runs are opt-in; never
+   * above the claim's limit). The relay publishes a key's run in `keySeq` order, each after the previous PubAck,
    * different keys concurrently; after a failed publish it releases the rest of the run. 1
    * claims one event per key per claim. Above 1 on another store is refused here.
    */
