@@ -46,8 +46,12 @@ end
 -- a claim with keyedDeadLetters 'block'. A publishing event is always the lowest of LIVE: a
 -- claim takes only the lowest, and where a pending event could come in below one (a redrive
 -- of a dead letter a 'skip' claim went past, markAsPublishing of a later event) the
--- publishing one is scored -keySeq instead (pinned), so a key with an event in flight has no
--- other head, and that event stays the one its expired lease gives back.
+-- publishing one is scored keySeq - 2^53 instead (pinned: below every keySeq, and pinned
+-- events among themselves still by keySeq), so a key with an event in flight has no other
+-- head, and when several are publishing the lowest is the head, the one an expired lease
+-- gives back first (CONTRACT §2).
+local function pinned(key_seq) return tonumber(key_seq) - 9007199254740992 end
+
 local function dead_below(okey, key_seq)
   return #redis.call('ZRANGEBYSCORE', DEAD .. okey, '-inf', '(' .. key_seq, 'LIMIT', 0, 1) > 0
 end
@@ -94,7 +98,7 @@ end
 local function pin_publishing_head(okey)
   local head = redis.call('ZRANGE', LIVE .. okey, 0, 0, 'WITHSCORES')
   if head[1] and tonumber(head[2]) > 0 and redis.call('HGET', EVENT .. head[1], 'status') == 'publishing' then
-    redis.call('ZADD', LIVE .. okey, -tonumber(head[2]), head[1])
+    redis.call('ZADD', LIVE .. okey, pinned(head[2]), head[1])
   end
 end
 
@@ -387,8 +391,10 @@ redis.call('HSET', key, 'status', 'publishing', 'claimedAt', now)
 redis.call('ZADD', PUBLISHING, now, id)
 bump('publishing', 1)
 if okey then
-  -- Pinned: pending events of the key below it are parked behind it (see LIVE above).
-  redis.call('ZADD', LIVE .. okey, -tonumber(f[3]), id)
+  -- Pinned: pending events of the key below it are parked behind it (see LIVE above). A
+  -- publishing head is pinned first, so it stays ahead of this one if its keySeq is lower.
+  pin_publishing_head(okey)
+  redis.call('ZADD', LIVE .. okey, pinned(f[3]), id)
   settle(okey, now, 2)
 end
 return 1

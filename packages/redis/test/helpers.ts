@@ -187,8 +187,8 @@ export const outboxProblems = async (redis: Redis, store: RedisStore): Promise<s
         problems.push(`key ${orderingKey}: ${name} set has ${set.size}, expected ${expected.length}`)
       for (const h of expected) {
         const score = set.get(h.eventId!)
-        // A publishing event may be pinned ahead of its key's pending ones (-keySeq).
-        const pinned = name === 'live' && h.status === 'publishing' && score === -Number(h.keySeq)
+        // A publishing event may be pinned ahead of its key's pending ones (keySeq - 2^53).
+        const pinned = name === 'live' && h.status === 'publishing' && score === Number(h.keySeq) - 2 ** 53
         if (score !== Number(h.keySeq) && !pinned)
           problems.push(`key ${orderingKey}: ${h.eventId} not in its ${name} set at its keySeq`)
       }
