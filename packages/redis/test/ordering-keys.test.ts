@@ -109,7 +109,14 @@ describe.skipIf(SKIP)(`redis ordering keys (${SKIP ? SKIP_REASON : 'redis'})`, (
     expect(ids(await store.outbox.claim(LEASE))).toEqual(['p2'])
     expect(await store.outbox.requeueFailed(['p1'])).toBe(1)
     const live = `${store.outbox.keys.livePrefix}P`
-    expect(await redis.zrange(live, 0, -1, 'WITHSCORES')).toEqual(['p2', String(2 - 2 ** 53), 'p1', '1', 'p3', '3'])
+    expect(await redis.zrange(live, 0, -1, 'WITHSCORES')).toEqual([
+      'p2',
+      String(2 - 2 ** 53),
+      'p1',
+      '1',
+      'p3',
+      '3',
+    ])
     expect(await redis.zrange(store.outbox.keys.parked, 0, -1)).toEqual(['p1', 'p3'])
     expect(await store.outbox.claim(skip)).toEqual([])
     clock.advance(LEASE.leaseMs)
