@@ -386,16 +386,20 @@ export class MongoDbOutboxRepository extends OutboxRepositoryKernel<ClientSessio
       // Every holder of the keys, filtered below: FerretDB v1 tests an `$or` of one branch per
       // key against every document (seconds for 100 keys), a flat `$in` in milliseconds.
       const holders = await this.#holders([...heads.keys()], holding)
-      // A `publishing` event of the key (any keySeq) is its only claimable event: once a
-      // redrive has placed its dead letter, none sits below it, so this costs nothing more
-      // (the read above returns every holder of the keys); it keeps the rule if a claim
-      // whose read was not a snapshot ran past a redrive's fence (see redrives.ts).
+      // A `publishing` event of the key (any keySeq; the lowest when several are) is its only
+      // claimable event: once a redrive has placed its dead letter, none sits below it, so
+      // this costs nothing more (the read above returns every holder of the keys); it keeps
+      // the rule if a claim whose read was not a snapshot ran past a redrive's fence (see
+      // redrives.ts).
       const lower = holders.filter((holder) => {
         const head = holder.orderingKey === undefined ? undefined : heads.get(holder.orderingKey)
         return (
           head?.keySeq !== undefined &&
           holder._id !== head._id &&
-          (holder.keySeq === undefined || holder.keySeq < head.keySeq || holder.status === 'publishing')
+          (holder.keySeq === undefined ||
+            holder.keySeq < head.keySeq ||
+            // A publishing holder above a publishing head is not its head: the lowest is.
+            (holder.status === 'publishing' && head.status !== 'publishing'))
         )
       })
       const lowest = new Map<string, OutboxDocument>()
