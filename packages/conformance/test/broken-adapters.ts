@@ -1472,6 +1472,24 @@ class LowestKeySeqHeadOutbox extends MemoryOutboxRepository {
 }
 
 /**
+ * Takes the highest publishing event of a key as its head (the event marked last, as a store
+ * pinning every markAsPublishing ahead of the key would): with two publishing, the lower one's
+ * expired lease gives nothing back, or the later one goes first.
+ */
+class HighestPublishingHeadOutbox extends MemoryOutboxRepository {
+  protected override keyHeads(deadLettersBlockKeys: boolean): Map<string, number> {
+    const heads = super.keyHeads(deadLettersBlockKeys)
+    for (const event of this.events.values()) {
+      if (event.orderingKey === undefined || event.keySeq === undefined || event.status !== 'publishing')
+        continue
+      const head = heads.get(event.orderingKey)
+      if (head === undefined || event.keySeq > head) heads.set(event.orderingKey, event.keySeq)
+    }
+    return heads
+  }
+}
+
+/**
  * A lease index kept beside the events (as a Redis sorted set would be) that marking sent
  * forgets to clean: once the lease time passes, the claim finds the sent event there and
  * claims it again, as if its publisher had crashed.
@@ -1895,6 +1913,7 @@ export const brokenAdapters: readonly {
       'outbox.ordering.heads-only',
       'outbox.ordering.dead-letter-policy',
       'outbox.ordering.skip-redrive-in-flight',
+      'outbox.ordering.lowest-publishing-head',
       'outbox.ordering.heads-across-connections',
       'outbox.key-runs.one-claimer',
       'outbox.key-runs.limit',
@@ -1911,6 +1930,10 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('lowest-key-seq-head', LowestKeySeqHeadOutbox),
     mustFail: ['outbox.ordering.skip-redrive-in-flight'],
+  },
+  {
+    target: brokenTarget('highest-publishing-head', HighestPublishingHeadOutbox),
+    mustFail: ['outbox.ordering.lowest-publishing-head', 'outbox.key-runs.expired-run'],
   },
   {
     target: brokenTarget('key-seq-per-call', PerCallKeySeqOutbox),
@@ -1941,6 +1964,7 @@ export const brokenAdapters: readonly {
       'outbox.ordering.heads-only',
       'outbox.ordering.dead-letter-policy',
       'outbox.ordering.skip-redrive-in-flight',
+      'outbox.ordering.lowest-publishing-head',
       'outbox.ordering.heads-across-connections',
       'outbox.ordering.commit-order',
       'outbox.key-runs.one-claimer',
@@ -1960,6 +1984,7 @@ export const brokenAdapters: readonly {
       'outbox.ordering.heads-only',
       'outbox.ordering.dead-letter-policy',
       'outbox.ordering.skip-redrive-in-flight',
+      'outbox.ordering.lowest-publishing-head',
       'outbox.ordering.heads-across-connections',
       'outbox.key-runs.one-claimer',
       'outbox.key-runs.limit',
@@ -1982,7 +2007,7 @@ export const brokenAdapters: readonly {
   },
   {
     target: brokenTarget('expired-run-from-last', ExpiredRunFromLastOutbox),
-    mustFail: ['outbox.key-runs.expired-run'],
+    mustFail: ['outbox.ordering.lowest-publishing-head', 'outbox.key-runs.expired-run'],
   },
   {
     target: brokenTarget('key-run-clamped', ClampedKeyRunOutbox),

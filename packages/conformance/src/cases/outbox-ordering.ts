@@ -602,6 +602,28 @@ export const outboxOrderingCases = [
     },
   }),
   defineCase({
+    id: 'outbox.ordering.lowest-publishing-head',
+    title:
+      'when two events of a key are publishing (markAsPublishing of a later one while the head is claimed), the lower keySeq stays the head: nothing of the key is claimable under its live lease, and once it expires that same event is claimed again, never the later one',
+    skipReason: requiresOrderingKeys,
+    async run({ store, clock }) {
+      const o = store.outbox
+      const claim = { limit: 100, leaseMs: MINUTE, workerId: 'w' }
+      await o.findOrCreateMany([keyed('l1', 'L'), keyed('l2', 'L'), keyed('l3', 'L')])
+      expectIds(await o.claim(claim), ['l1'], 'the head of L')
+      await o.markAsPublishing('l2')
+      expectIds(await o.claim(claim), [], 'l1 publishing under a live lease: nothing of L is claimable')
+      clock.advance(MINUTE + SECOND)
+      expectIds(
+        await o.claim(claim),
+        ['l1'],
+        "l1's lease expired: l1 (the lowest publishing event) is claimed again",
+      )
+      expectEqual(await o.markManyAsSent(['l1'], { workerId: 'w' }), [], 'l1 sent')
+      expectSame((await storedOutbox(store, 'l3')).status, 'pending', 'oracle: l3 never claimed')
+    },
+  }),
+  defineCase({
     id: 'outbox.ordering.heads-across-connections',
     title: `${RACE_CLAIMERS} claimers over the fixture and ${RACE_PEERS} peers drain ${RACE_KEYS} keys x ${RACE_EVENTS_PER_KEY} events (and ${RACE_UNKEYED} unkeyed): never two events of one key claimed and unsent at once, each key claimed in keySeq order, every event sent once`,
     skipReason: requiresOrderingKeys,
