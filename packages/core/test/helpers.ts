@@ -1,13 +1,18 @@
-import type {
-  InboxMessage,
-  InboxSource,
-  InboxSubscription,
-  MemoryStore,
-  MemoryTransaction,
-  OutboxEvent,
-  OutboxPublisher,
-  PublishReceipt,
-  TransactionRunner,
+import {
+  createMemoryStore,
+  type InboxMessage,
+  type InboxSource,
+  type InboxSubscription,
+  ManualClock,
+  type MemoryStore,
+  type MemoryTransaction,
+  type OutboxEvent,
+  type OutboxPublisher,
+  OutboxRelay,
+  type OutboxRelayOptions,
+  type PublishReceipt,
+  silentLogger,
+  type TransactionRunner,
 } from '../src/index.js'
 
 /** A transaction runner over the memory store: commit when `fn` resolves, roll back when it throws. */
@@ -171,4 +176,33 @@ export class FakeSource implements InboxSource {
       },
     }
   }
+}
+
+/**
+ * An `OutboxRelay` over a fresh memory store on a manual clock and sleeper, as the relay tests
+ * drive it: worker 'relay-a', no jitter from `random`, full batches from the first claim (the
+ * ramp-up has its own tests), silent unless given a logger. `options` override any of it;
+ * `publisher` defaults to a `FakePublisher`.
+ */
+export const relayOverMemory = <P extends OutboxPublisher = FakePublisher>(
+  options: Partial<Omit<OutboxRelayOptions, 'publisher'>> & { publisher?: P } = {},
+  storeOptions: { maxEventBytes?: number } = {},
+) => {
+  const clock = new ManualClock()
+  const store = createMemoryStore({ clock: clock.now, ...storeOptions })
+  const publisher = (options.publisher ?? new FakePublisher()) as P
+  const sleeper = new ManualSleeper()
+  const relay = new OutboxRelay({
+    outbox: store.outbox,
+    workerId: 'relay-a',
+    clock: clock.now,
+    sleep: sleeper.sleep,
+    random: () => 0,
+    backoff: { baseMs: 100, maxMs: 1_000, jitter: 0 },
+    claimRampUp: false,
+    logger: silentLogger,
+    ...options,
+    publisher,
+  })
+  return { clock, store, publisher, sleeper, relay }
 }

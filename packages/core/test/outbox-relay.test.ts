@@ -3,7 +3,6 @@ import {
   backoffDelayMs,
   createMemoryStore,
   createPrometheusExporter,
-  ManualClock,
   type MemoryStore,
   OutboxRelay,
   type OutboxRelayOptions,
@@ -12,7 +11,7 @@ import {
   silentLogger,
   ValidationError,
 } from '../src/index.js'
-import { FakePublisher, flush, ManualSleeper } from './helpers.js'
+import { FakePublisher, flush, relayOverMemory } from './helpers.js'
 
 const enqueue = async (store: MemoryStore, count: number, prefix = 'e'): Promise<string[]> => {
   const ids = Array.from({ length: count }, (_, index) => `${prefix}-${index}`)
@@ -22,26 +21,9 @@ const enqueue = async (store: MemoryStore, count: number, prefix = 'e'): Promise
   return ids
 }
 
-const setup = (options: Partial<OutboxRelayOptions> = {}) => {
-  const clock = new ManualClock()
-  const store = createMemoryStore({ clock: clock.now })
-  const publisher = new FakePublisher()
-  const sleeper = new ManualSleeper()
-  const relay = new OutboxRelay({
-    outbox: store.outbox,
-    publisher,
-    workerId: 'relay-a',
-    clock: clock.now,
-    sleep: sleeper.sleep,
-    random: () => 0,
-    backoff: { baseMs: 100, maxMs: 1_000, jitter: 0.5 },
-    // These tests are about batches; the ramp-up from a claim of 1 has its own tests.
-    claimRampUp: false,
-    logger: silentLogger,
-    ...options,
-  })
-  return { clock, store, publisher, sleeper, relay }
-}
+// These tests are about batches; the ramp-up from a claim of 1 has its own tests.
+const setup = (options: Partial<Omit<OutboxRelayOptions, 'publisher'>> = {}) =>
+  relayOverMemory({ backoff: { baseMs: 100, maxMs: 1_000, jitter: 0.5 }, ...options })
 
 describe('backoff', () => {
   const backoff = resolveBackoff('test', { baseMs: 100, maxMs: 5_000, jitter: 0.3 })

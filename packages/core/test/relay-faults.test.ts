@@ -9,7 +9,7 @@ import {
   type OutboxRelayOptions,
   type TxboxLogger,
 } from '../src/index.js'
-import { FakePublisher, flush, ManualSleeper } from './helpers.js'
+import { FakePublisher, flush, ManualSleeper, relayOverMemory } from './helpers.js'
 
 /** A logger that keeps every line, to assert on what an operator would read. */
 class RecordingLogger implements TxboxLogger {
@@ -33,25 +33,12 @@ class RecordingLogger implements TxboxLogger {
 
 const MiB = 1_048_576
 
-const setup = (options: Partial<OutboxRelayOptions> = {}, storeOptions: { maxEventBytes?: number } = {}) => {
-  const clock = new ManualClock()
-  const store = createMemoryStore({ clock: clock.now, ...storeOptions })
-  const publisher = new FakePublisher()
+const setup = (
+  options: Partial<Omit<OutboxRelayOptions, 'publisher'>> = {},
+  storeOptions: { maxEventBytes?: number } = {},
+) => {
   const logger = new RecordingLogger()
-  const sleeper = new ManualSleeper()
-  const relay = new OutboxRelay({
-    outbox: store.outbox,
-    publisher,
-    workerId: 'relay-a',
-    clock: clock.now,
-    sleep: sleeper.sleep,
-    random: () => 0,
-    backoff: { baseMs: 100, maxMs: 1_000, jitter: 0 },
-    claimRampUp: false,
-    logger,
-    ...options,
-  })
-  return { clock, store, publisher, logger, sleeper, relay }
+  return { ...relayOverMemory({ logger, ...options }, storeOptions), logger }
 }
 
 const enqueue = async (store: MemoryStore, ids: string[], payload = (id: string) => id): Promise<void> => {

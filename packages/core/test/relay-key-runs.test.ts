@@ -1,16 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import {
   createMemoryStore,
-  ManualClock,
   MemoryOutboxRepository,
   type OutboxEvent,
   OutboxRelay,
   type OutboxRelayOptions,
   type PublishReceipt,
-  silentLogger,
   ValidationError,
 } from '../src/index.js'
-import { flush, ManualSleeper } from './helpers.js'
+import { flush, relayOverMemory } from './helpers.js'
 
 /** A publish the test answers by hand, in any order. */
 interface PendingPublish {
@@ -73,25 +71,12 @@ const keyed = (key: string, count: number) =>
     orderingKey: key,
   }))
 
-const setup = (options: Partial<OutboxRelayOptions> = {}) => {
-  const clock = new ManualClock()
-  const store = createMemoryStore({ clock: clock.now })
-  const publisher = new ManualAckPublisher()
-  const sleeper = new ManualSleeper()
-  const relay = new OutboxRelay({
-    outbox: store.outbox,
-    publisher,
-    workerId: 'relay-a',
-    clock: clock.now,
-    sleep: sleeper.sleep,
-    random: () => 0,
+const setup = (options: Partial<Omit<OutboxRelayOptions, 'publisher'>> = {}) =>
+  relayOverMemory({
+    publisher: new ManualAckPublisher(),
     backoff: { baseMs: 1_000, maxMs: 1_000, jitter: 0 },
-    claimRampUp: false,
-    logger: silentLogger,
     ...options,
   })
-  return { clock, store, publisher, relay }
-}
 
 describe('OutboxRelay over key runs', () => {
   it("claims a key's run at once and publishes it in keySeq order, each event after the previous PubAck, keys side by side", async () => {
