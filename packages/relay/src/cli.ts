@@ -234,6 +234,7 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
         ...optional('leaseMs', config.leaseMs),
         ...optional('concurrency', config.concurrency),
         ...optional('batchesInFlight', config.batchesInFlight),
+        ...optional('keyRun', config.keyRun),
         ...optional('keyedDeadLetters', config.keyedDeadLetters),
         ...optional('maxAttempts', config.maxAttempts),
         ...optional('pollIntervalMs', config.pollIntervalMs),
@@ -248,8 +249,10 @@ export const runRelayCli = async (argv: readonly string[], io: CliIo = {}): Prom
         logger,
       })
     } catch (error) {
-      // parseCli checks each option against core; a combination core still refuses lands here.
-      if (error instanceof TxboxError) throw new ConfigurationError(messageOf(error), { cause: error })
+      // parseCli checks each option against core; what only the opened store can refuse
+      // (a key run on a store without runs) lands here, named as the user set it.
+      if (error instanceof TxboxError)
+        throw new ConfigurationError(config.inFlagTerms(error), { cause: error })
       throw error
     }
     relay.start()

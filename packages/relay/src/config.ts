@@ -56,6 +56,10 @@ const FLAGS = {
     type: 'string',
     help: 'batches claimed and not yet marked at once, 1..64 (default 2; 1 = lockstep)',
   },
+  'key-run': {
+    type: 'string',
+    help: 'events of one ordering key a claim may take together, 1..10000, on a store that declares keyRuns (default 1)',
+  },
   'keyed-dead-letters': {
     type: 'string',
     help: "a dead-lettered event with an ordering key: 'block' holds its key until redriven, 'skip' lets the key go on (default block)",
@@ -143,6 +147,7 @@ export interface RelayConfig {
   leaseMs: number | undefined
   concurrency: number | undefined
   batchesInFlight: number | undefined
+  keyRun: number | undefined
   keyedDeadLetters: KeyedDeadLetters | undefined
   maxAttempts: number | undefined
   pollIntervalMs: number | undefined
@@ -160,6 +165,12 @@ export interface RelayConfig {
   natsAuth: NatsAuth
   httpPort: number | undefined
   logLevel: LogLevel
+  /**
+   * Core's refusal of a relay option in the user's terms (the flag, variable or file key that
+   * set it): for what only the opened store can refuse, such as `--key-run` on a store
+   * without key runs.
+   */
+  inFlagTerms(error: TxboxError): string
 }
 
 /** What the command line asks for: run with a configuration, or print the help or the version. */
@@ -191,9 +202,17 @@ ${lines.join('\n')}
 
 const coreValidator = new Validator('relay')
 
-/** An outbox and a publisher that are never called: enough for core to validate options. */
+/**
+ * An outbox and a publisher that are never called: enough for core to validate options. The
+ * outbox declares key runs, so that `--key-run` is checked for its range here; whether the
+ * store takes runs is known once it is open.
+ */
 const inert = {
-  outbox: { claim: async () => [] } as unknown as OutboxRepository<never>,
+  outbox: {
+    claim: async () => [],
+    release: async () => {},
+    keyRuns: true,
+  } as unknown as OutboxRepository<never>,
   publisher: { publish: async () => ({ duplicate: false }) },
 }
 
@@ -313,6 +332,7 @@ const RELAY_OPTION_FLAGS = {
   leaseMs: 'lease-ms',
   concurrency: 'concurrency',
   batchesInFlight: 'batches-in-flight',
+  keyRun: 'key-run',
   keyedDeadLetters: 'keyed-dead-letters',
   maxAttempts: 'max-attempts',
   pollIntervalMs: 'poll-interval-ms',
@@ -454,6 +474,7 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
     leaseMs: source.number('lease-ms'),
     concurrency: source.number('concurrency'),
     batchesInFlight: source.number('batches-in-flight'),
+    keyRun: source.number('key-run'),
     // Checked by the relay below, which names the flag in its refusal.
     keyedDeadLetters: get('keyed-dead-letters') as KeyedDeadLetters | undefined,
     maxAttempts: source.number('max-attempts'),
@@ -501,6 +522,7 @@ export const parseCli = (argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
       natsAuth,
       httpPort,
       logLevel,
+      inFlagTerms: (error) => source.inFlagTerms(error),
     },
   }
 }

@@ -407,6 +407,66 @@ describe('txbox-relay event size bounds', () => {
   )
 })
 
+/** `target` with `keyRuns` answered `false`, its methods bound to it (class private fields). */
+const withoutKeyRuns = <T extends object>(target: T): T =>
+  new Proxy(target, {
+    get: (object, property) => {
+      if (property === 'keyRuns') return false
+      const value = Reflect.get(object, property, object)
+      return typeof value === 'function' ? value.bind(object) : value
+    },
+  })
+
+describe('txbox-relay --key-run', () => {
+  it.skipIf(!natsUrl && !required)(
+    'exits 2 naming the flag when the opened store does not take key runs',
+    async () => {
+      if (!natsUrl) throw new Error('TXBOX_REQUIRE_ALL=1 but missing TXBOX_NATS_URL')
+      const dir = mkdtempSync(join(tmpdir(), 'txbox-relay-keyrun-'))
+      const sqlite = await import('@txbox/sqlite')
+      // The SQLite adapter declares key runs; this one is the same store saying it does not.
+      const importer: Importer = async (specifier) => {
+        if (specifier !== '@txbox/sqlite') return import(specifier)
+        return {
+          ...sqlite,
+          connectSqlite: (path: string, options: Parameters<typeof sqlite.connectSqlite>[1]) => {
+            const connection = sqlite.connectSqlite(path, options)
+            const store = new Proxy(connection.store, {
+              get: (object, property) =>
+                property === 'outbox' ? withoutKeyRuns(object.outbox) : Reflect.get(object, property, object),
+            })
+            return new Proxy(connection, {
+              get: (object, property) => {
+                if (property === 'store') return store
+                const value = Reflect.get(object, property, object)
+                return typeof value === 'function' ? value.bind(object) : value
+              },
+            })
+          },
+        }
+      }
+      try {
+        const argv = ['--store', 'sqlite', '--url', join(dir, 'outbox.db'), '--nats', natsUrl, '--migrate']
+        const stderr = sink()
+        expect(await runRelayCli([...argv, '--key-run', '4'], { env: {}, stderr, importer })).toBe(2)
+        expect(stderr.lines.join('')).toContain(
+          '--key-run 4 needs a store whose capabilities declare keyRuns',
+        )
+        expect(stderr.lines.join('')).toContain('leave --key-run out or set it to 1')
+        // From the variable, the message names the variable.
+        const fromEnv = sink()
+        expect(
+          await runRelayCli(argv, { env: { TXBOX_RELAY_KEY_RUN: '2' }, stderr: fromEnv, importer }),
+        ).toBe(2)
+        expect(fromEnv.lines.join('')).toContain('TXBOX_RELAY_KEY_RUN 2 needs a store')
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    30_000,
+  )
+})
+
 describe('txbox-relay on PostgreSQL hands its LISTEN wakeup to the relay', () => {
   const postgresUrl = process.env.TXBOX_POSTGRES_URL
   it.skipIf((!natsUrl || !postgresUrl) && !required)(

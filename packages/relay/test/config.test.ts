@@ -17,6 +17,18 @@ const refused: [string, string[], Record<string, string>, string][] = [
     "--keyed-dead-letters must be 'block' or 'skip'; got \"drop\"",
   ],
   [
+    'a key run of 0',
+    [...sqlite, '--key-run', '0'],
+    {},
+    '--key-run must be an integer from 1 to 10000; got 0',
+  ],
+  [
+    'a key run beyond the claim limit, from its variable',
+    sqlite,
+    { TXBOX_RELAY_KEY_RUN: '10001' },
+    'TXBOX_RELAY_KEY_RUN must be an integer from 1 to 10000; got 10001',
+  ],
+  [
     'a lease the store would refuse',
     [...sqlite, '--lease-ms', '9999999999'],
     {},
@@ -316,6 +328,8 @@ describe('txbox-relay refuses configuration that can never work, naming the flag
         '2147483647',
         '--keyed-dead-letters',
         'skip',
+        '--key-run',
+        '10000',
       ],
       {
         TXBOX_RELAY_MIGRATE: 'false',
@@ -337,6 +351,7 @@ describe('txbox-relay refuses configuration that can never work, naming the flag
         maxEventBytes: Number.MAX_SAFE_INTEGER,
         publishTimeoutMs: 2_147_483_647,
         keyedDeadLetters: 'skip',
+        keyRun: 10_000,
         httpPort: 0,
         store: { migrate: false },
       },
