@@ -179,24 +179,52 @@ const attempt = async <T>(read: () => Promise<T>): Promise<T | undefined> => {
   }
 }
 
+/** How {@link progressFrom} saw the count move: what a failed resumption check prints. */
+interface ProgressTrace {
+  seconds: number | null
+  /** The count when the wait began, and the last one read (undefined: never read). */
+  baseline: number | undefined
+  last: number | undefined
+  /** Reads that failed (the server still recovering). */
+  failedReads: number
+  /** Seconds from the start of the wait to the baseline read. */
+  baselineAfterSeconds: number | null
+}
+
 /**
  * Seconds until `count` passes what it is now (null: not within `withinMs`, e.g. because
- * nothing was left to do). Reads that fail (the server still recovering) count as no progress.
+ * nothing was left to do), with what it read on the way. Reads that fail (the server still
+ * recovering) count as no progress.
  */
-const progressFrom = async (count: () => Promise<number>, withinMs: number): Promise<number | null> => {
+const progressFrom = async (count: () => Promise<number>, withinMs: number): Promise<ProgressTrace> => {
   const from = Date.now()
-  let baseline: number | undefined
-  while (baseline === undefined && Date.now() - from < withinMs) {
-    baseline = await attempt(count)
-    if (baseline === undefined) await sleep(50)
+  const trace: ProgressTrace = {
+    seconds: null,
+    baseline: undefined,
+    last: undefined,
+    failedReads: 0,
+    baselineAfterSeconds: null,
   }
-  if (baseline === undefined) return null
+  const read = async (): Promise<number | undefined> => {
+    const value = await attempt(count)
+    if (value === undefined) trace.failedReads++
+    else trace.last = value
+    return value
+  }
+  while (trace.baseline === undefined && Date.now() - from < withinMs) {
+    trace.baseline = await read()
+    if (trace.baseline === undefined) await sleep(50)
+  }
+  if (trace.baseline === undefined) return trace
+  trace.baselineAfterSeconds = (Date.now() - from) / 1_000
+  const baseline = trace.baseline
   const done = await waitUntil(
-    async () => ((await attempt(count)) ?? -1) > (baseline as number),
+    async () => ((await read()) ?? -1) > baseline,
     withinMs - (Date.now() - from),
     50,
   )
-  return done ? (Date.now() - from) / 1_000 : null
+  if (done) trace.seconds = (Date.now() - from) / 1_000
+  return trace
 }
 
 /**
@@ -361,6 +389,8 @@ export const runLedgerScenario = async <Tx>(
 
   const faults: FaultFigures[] = []
   const resumptions: Promise<void>[] = []
+  /** How the inbox's processed count moved after each fault: the message of a failed check. */
+  const resumeTraces = new Map<FaultFigures, ProgressTrace>()
   /** Runs a fault, then measures in the background how long until events flow again. */
   const injectFault = async (target: FaultFigures['target'], run: () => Promise<string>): Promise<void> => {
     const before = await backlog()
@@ -376,11 +406,12 @@ export const runLedgerScenario = async <Tx>(
     }
     faults.push(figures)
     resumptions.push(
-      progressFrom(async () => (await pair.outbox.getCountByStatus()).sent, 30_000).then((seconds) => {
-        figures.publishingResumedAfterSeconds = seconds
+      progressFrom(async () => (await pair.outbox.getCountByStatus()).sent, 30_000).then((trace) => {
+        figures.publishingResumedAfterSeconds = trace.seconds
       }),
-      progressFrom(async () => (await pair.inbox.getCountByStatus()).processed, 90_000).then((seconds) => {
-        figures.resumedAfterSeconds = seconds
+      progressFrom(async () => (await pair.inbox.getCountByStatus()).processed, 90_000).then((trace) => {
+        figures.resumedAfterSeconds = trace.seconds
+        resumeTraces.set(figures, trace)
       }),
     )
   }
@@ -515,7 +546,10 @@ export const runLedgerScenario = async <Tx>(
     expect(heldAtKill.every((held) => held > 0)).toBe(true)
     for (const fault of faults) {
       if (fault.target === 'store') expect(fault.backlog, fault.fault).toBeGreaterThan(0)
-      expect(fault.resumedAfterSeconds, fault.fault).not.toBeNull()
+      expect(
+        fault.resumedAfterSeconds,
+        `${fault.fault}: inbox processed count after it ${JSON.stringify(resumeTraces.get(fault))}, fault ${JSON.stringify(fault)}`,
+      ).not.toBeNull()
     }
     // Graceful stop: every live relay drained and exited 0.
     expect(exitCodes.every((code) => code === 0)).toBe(true)
