@@ -122,7 +122,9 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
    * own (an autocommit counter update would release the lock before the event is stored,
    * and a later enqueue of the key could then commit first). That transaction runs at the
    * session's isolation level, as the same statements do in a caller's transaction: no
-   * `SET TRANSACTION` round trip. Unkeyed batches run as before.
+   * `SET TRANSACTION` round trip. In a caller's transaction the first statement checks that
+   * the transaction is open where it can (see `Runner.writeGuarded`): the counters' upsert
+   * of a keyed batch, the INSERT of an unkeyed one.
    */
   protected async insertEvents(
     events: readonly NewOutboxEventParams[],
@@ -132,9 +134,11 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     const keyed = events.some((event) => event.orderingKey !== undefined)
     if (!keyed)
       return this.run.writeGuarded(tx, (db, guard) => this.#insert(db, events, now, tx, undefined, guard))
-    const insertKeyed = async (db: Queryable) =>
-      this.#insert(db, events, now, tx, await this.#takeKeySeqs(db, events))
-    return tx === undefined ? this.run.sessionTransaction(insertKeyed) : this.run.write(tx, insertKeyed)
+    const insertKeyed = async (db: Queryable, guard: boolean) =>
+      this.#insert(db, events, now, tx, await this.#takeKeySeqs(db, events, guard))
+    return tx === undefined
+      ? this.run.sessionTransaction((db) => insertKeyed(db, false))
+      : this.run.writeGuarded(tx, insertKeyed)
   }
 
   /**
@@ -142,11 +146,13 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
    * by its number of events, which get the new numbers in input order. Keys are taken in
    * sorted order, so two batches with overlapping keys wait for each other, never deadlock.
    * One statement for one key (its number in the OK packet) and on MariaDB (RETURNING); two
-   * on MySQL, which reads the counters back.
+   * on MySQL, which reads the counters back. `guard`: the first statement must fail outside
+   * a transaction (`IN_TRANSACTION_GUARD`, offered only on MariaDB).
    */
   async #takeKeySeqs(
     db: Queryable,
     events: readonly NewOutboxEventParams[],
+    guard: boolean,
   ): Promise<(number | undefined)[]> {
     const counts = new Map<string, number>()
     for (const { orderingKey } of events) {
@@ -157,18 +163,24 @@ export class MySqlOutboxRepository extends OutboxRepositoryKernel<MySqlTransacti
     const [only] = sorted
     if (sorted.length === 1 && only !== undefined) {
       const [key, n] = only
-      const header = await runWrite(db, this.sql.takeKeySeq, [key, String(n), String(n)])
+      const sql = guard ? this.sql.takeKeySeqGuarded : this.sql.takeKeySeq
+      const header = await runWrite(db, sql, [key, String(n), String(n)])
       last.set(key, Number(header.insertId))
     } else if (await this.run.insertReturning(db)) {
+      let guarded = guard
       for (const part of chunk(sorted, MAX_INSERT_ROWS)) {
         const rows = padList(part, insertSize)
         const values = rows.flatMap(([key, n], index) => [key, index < part.length ? String(n) : '0'])
+        const sql = guarded ? this.sql.takeKeySeqsReturningGuarded : this.sql.takeKeySeqsReturning
+        guarded = false
         // A padding row (the last key again, + 0) answers that key's number a second time.
-        for (const row of await selectRows(db, this.sql.takeKeySeqsReturning(rows.length), values)) {
+        for (const row of await selectRows(db, sql(rows.length), values)) {
           last.set(String(row.ordering_key), Number(row.last_seq))
         }
       }
     } else {
+      // Only MariaDB defers the open check to a guarded statement, and it has RETURNING.
+      if (guard) throw new TypeError('a guarded counter upsert needs INSERT ... RETURNING (MariaDB)')
       for (const part of chunk(sorted, MAX_INSERT_ROWS)) {
         const rows = padList(part, insertSize)
         const values = rows.flatMap(([key, n], index) => [key, index < part.length ? String(n) : '0'])

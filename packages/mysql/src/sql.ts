@@ -158,6 +158,21 @@ const headCheck = (t: string, own: OutboxStatus, blocking: readonly OutboxStatus
   return `(o.ordering_key IS NULL OR (o.key_seq = ${first(own)}${before.join('')}))`
 }
 
+/** A key counter's count parameter, plus {@link IN_TRANSACTION_GUARD} when `guarded`. */
+const countParam = (guarded: boolean): string => (guarded ? `? + ${IN_TRANSACTION_GUARD}` : '?')
+
+const takeKeySeq = (keys: string, guarded: boolean): string =>
+  `INSERT INTO ${keys} (ordering_key, last_seq) VALUES (?, LAST_INSERT_ID(${countParam(guarded)})) ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + ?)`
+
+const RETURNING_LAST_SEQ = ' RETURNING ordering_key, last_seq'
+
+/** The counters' upsert of `n` keys; `guarded`: its first row fails outside a transaction. */
+const takeKeySeqs = (keys: string, n: number, guarded: boolean, returning: string): string =>
+  `INSERT INTO ${keys} (ordering_key, last_seq) VALUES ${Array.from(
+    { length: n },
+    (_, i) => `(?, ${countParam(guarded && i === 0)})`,
+  ).join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)${returning}`
+
 /** The statuses that hold an ordering key, without and with dead letters. */
 const HOLDING: readonly OutboxStatus[] = ['pending', 'publishing']
 const HOLDING_WITH_DEAD_LETTERS: readonly OutboxStatus[] = ['pending', 'publishing', 'failed']
@@ -215,23 +230,20 @@ export const outboxSql = (table: string, keysTable: string) => {
     // Ordering keys: takes `n` numbers of one key and answers the last one as the statement's
     // insert id (LAST_INSERT_ID(expr), in the OK packet: no read back). The row stays locked
     // until the transaction ends, so enqueues of one key are serialized in commit order.
-    takeKeySeq: `INSERT INTO ${keys} (ordering_key, last_seq) VALUES (?, LAST_INSERT_ID(?)) ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + ?)`,
+    takeKeySeq: takeKeySeq(keys, false),
+    // The same, failing outside a transaction (IN_TRANSACTION_GUARD added to the count, which
+    // the VALUES row evaluates before the duplicate key is met): the first statement of a
+    // keyed enqueue through a caller's connection whose state is unknown, as insertGuarded.
+    takeKeySeqGuarded: takeKeySeq(keys, true),
     // The same for several keys, in the given (sorted) order, so two batches with overlapping
     // keys lock them in one order and never deadlock; read back with keySeqs. A padding row
     // repeats the last key with 0: a no-op. VALUES() is deprecated on MySQL 8.0.20+ (a
     // warning), and the only form MariaDB knows.
-    takeKeySeqs: bySize(
-      (n) =>
-        `INSERT INTO ${keys} (ordering_key, last_seq) VALUES ${Array.from({ length: n }, () => '(?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)`,
-      insertSize,
-    ),
+    takeKeySeqs: bySize((n) => takeKeySeqs(keys, n, false, ''), insertSize),
     // MariaDB: the same upsert answering each key's new last number itself (RETURNING), so the
-    // read below is not needed.
-    takeKeySeqsReturning: bySize(
-      (n) =>
-        `INSERT INTO ${keys} (ordering_key, last_seq) VALUES ${Array.from({ length: n }, () => '(?, ?)').join(', ')} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq) RETURNING ordering_key, last_seq`,
-      insertSize,
-    ),
+    // read below is not needed; guarded (first row) like takeKeySeqGuarded.
+    takeKeySeqsReturning: bySize((n) => takeKeySeqs(keys, n, false, RETURNING_LAST_SEQ), insertSize),
+    takeKeySeqsReturningGuarded: bySize((n) => takeKeySeqs(keys, n, true, RETURNING_LAST_SEQ), insertSize),
     // Rows this transaction just changed: its own snapshot shows them, at any isolation level.
     keySeqs: bySize((n) => `SELECT ordering_key, last_seq FROM ${keys} WHERE ordering_key IN (${marks(n)})`),
     byIds: bySize((n) => `SELECT ${OUTBOX_COLUMNS} FROM ${t} WHERE event_id IN (${marks(n)})`),

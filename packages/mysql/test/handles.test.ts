@@ -169,4 +169,86 @@ describe.skipIf(SKIP)(`{ tx } as a mysql2 connection${SKIP ? ` (skipped: ${SKIP_
     for (const id of ['g-1', 'g-2', 'g-3', 'g-4']) expect(await store.outbox.get(id)).toBeNull()
     for (const id of ['g-5', 'g-6', 'g-7']) expect((await store.outbox.get(id))?.status).toBe('pending')
   })
+
+  // The same for keyed events: the counters' upsert comes first, so it carries the check, and
+  // outside a transaction neither a counter nor an event is written.
+  it('checks a raw connection with its counter upsert on MariaDB, refusing it outside a transaction all the same', async () => {
+    await store.outbox.findOrCreate({ ...event('k-warm-up'), orderingKey: 'k-a' })
+    const [[server]] = (await pool.query('SELECT VERSION() AS v')) as unknown as [[{ v: string }]]
+    const mariadb = /mariadb/i.test(String(server?.v))
+    const counters = `\`${store.tablePrefix}outbox_keys\``
+    const counter = async (key: string): Promise<number | undefined> => {
+      const [rows] = (await pool.query(`SELECT last_seq FROM ${counters} WHERE ordering_key = ?`, [
+        key,
+      ])) as unknown as [{ last_seq: string | number }[]]
+      return rows[0] === undefined ? undefined : Number(rows[0].last_seq)
+    }
+    const keyed = (eventId: string, orderingKey: string) => ({ ...event(eventId), orderingKey })
+    await withConnection(async (connection) => {
+      const query = vi.spyOn(connection, 'query')
+      const execute = vi.spyOn(connection, 'execute')
+      try {
+        // One key (the LAST_INSERT_ID statement) and several (RETURNING), known and new keys,
+        // and a stored id.
+        for (const batch of [
+          [keyed('kg-1', 'k-a')],
+          [keyed('kg-2', 'k-new')],
+          [keyed('kg-3', 'k-a'), keyed('kg-4', 'k-b'), keyed('kg-5', 'k-a')],
+          [keyed('k-warm-up', 'k-a')],
+        ]) {
+          const error = await store.outbox
+            .findOrCreateMany(batch, { tx: connection })
+            .catch((caught: unknown) => caught)
+          expect(error).toBeInstanceOf(ValidationError)
+          expect((error as Error).message).toMatch(/is not inside a transaction/)
+        }
+        expect(await counter('k-a')).toBe(1)
+        expect(await counter('k-new')).toBeUndefined()
+        expect(await counter('k-b')).toBeUndefined()
+        await connection.beginTransaction()
+        query.mockClear()
+        execute.mockClear()
+        const one = await store.outbox.findOrCreate(keyed('kg-6', 'k-a'), { tx: connection })
+        const many = await store.outbox.findOrCreateMany(
+          [keyed('kg-7', 'k-b'), keyed('kg-8', 'k-a'), keyed('kg-9', 'k-b')],
+          { tx: connection },
+        )
+        // Counters and INSERT per call on MariaDB; MySQL 8 asks first (DO 0, each call) and
+        // reads the counters of several keys back.
+        expect(query).toHaveBeenCalledTimes(mariadb ? 0 : 2)
+        expect(execute).toHaveBeenCalledTimes(mariadb ? 4 : 5)
+        expect(one.keySeq).toBe(2)
+        expect(many.map((stored) => stored.keySeq)).toEqual([1, 3, 2])
+        await connection.commit()
+        // autocommit off: every statement is inside a transaction, also without BEGIN.
+        await connection.query('SET autocommit = 0')
+        try {
+          await store.outbox.findOrCreateMany([keyed('kg-10', 'k-a'), keyed('kg-11', 'k-c')], {
+            tx: connection,
+          })
+          await store.outbox.findOrCreate(keyed('kg-12', 'k-a'), { tx: connection })
+          await connection.commit()
+        } finally {
+          await connection.query('SET autocommit = 1')
+        }
+      } finally {
+        query.mockRestore()
+        execute.mockRestore()
+      }
+    })
+    for (const id of ['kg-1', 'kg-2', 'kg-3', 'kg-4', 'kg-5']) expect(await store.outbox.get(id)).toBeNull()
+    const stored = await Promise.all(
+      ['kg-6', 'kg-7', 'kg-8', 'kg-9', 'kg-10', 'kg-11', 'kg-12'].map((id) => store.outbox.get(id)),
+    )
+    expect(stored.map((found) => [found?.orderingKey, found?.keySeq])).toEqual([
+      ['k-a', 2],
+      ['k-b', 1],
+      ['k-a', 3],
+      ['k-b', 2],
+      ['k-a', 4],
+      ['k-c', 1],
+      ['k-a', 5],
+    ])
+    expect([await counter('k-a'), await counter('k-b'), await counter('k-c')]).toEqual([5, 2, 1])
+  })
 })
