@@ -249,6 +249,42 @@ for (const [server, url, variable] of SERVERS) {
         expect(ids(await store.outbox.claim(lease))).toEqual(['t2'])
       })
 
+      // After the store's first write, a raw connection's keyed enqueue on MariaDB is checked by
+      // its guarded counter upsert (no DO 0 first): that statement is the one that waits.
+      it('serializes two raw-connection transactions sharing keys across several keys: the later waits on the shared counter, numbers follow commit order', async () => {
+        store = await fresh()
+        await store.outbox.findOrCreate(ev('warm-up'))
+        const first = await inTransaction((connection) =>
+          store.outbox.findOrCreateMany([ev('a1', 'K1'), ev('a2', 'K2'), ev('a3', 'K1')], { tx: connection }),
+        )
+        expect((await first.result).map((event) => event.keySeq)).toEqual([1, 1, 2])
+        let secondDone = false
+        const second = await inTransaction((connection) =>
+          store.outbox
+            .findOrCreateMany([ev('b1', 'K3'), ev('b2', 'K2'), ev('b3', 'K3')], { tx: connection })
+            .then((events) => {
+              secondDone = true
+              return events
+            }),
+        )
+        await untilSomeoneWaits(pool, `${store.tablePrefix}outbox_keys`)
+        expect(secondDone).toBe(false)
+        // Nothing of either transaction is visible yet.
+        expect(ids(await store.outbox.claim(lease))).toEqual(['warm-up'])
+        await first.connection.commit()
+        first.connection.release()
+        expect((await second.result).map((event) => [event.eventId, event.keySeq])).toEqual([
+          ['b1', 1],
+          ['b2', 2],
+          ['b3', 2],
+        ])
+        expect(ids(await store.outbox.claim(lease))).toEqual(['a1', 'a2'])
+        await second.connection.commit()
+        second.connection.release()
+        await store.outbox.markManyAsSent(['a1', 'a2'], { workerId: 'w1' })
+        expect(ids(await store.outbox.claim(lease))).toEqual(['a3', 'b1', 'b2'])
+      })
+
       it('a rolled back enqueue leaves no event and no number in use; the waiting one goes on', async () => {
         store = await fresh()
         const first = await inTransaction((connection) =>
