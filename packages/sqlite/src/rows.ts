@@ -79,6 +79,63 @@ export const toOutboxEvent = (row: OutboxRow): OutboxEvent => {
   return withOptionalColumns(event, row)
 }
 
+/**
+ * A row as the claim returns it (sql.ts CLAIMED_COLUMNS, in that order), read as an array:
+ * the columns the claim does not set.
+ */
+export type ClaimedRow = [
+  seq: number,
+  eventId: string,
+  subject: string,
+  payload: string,
+  headers: string | null,
+  enqueuedAt: number,
+  sentAt: number | null,
+  errorMessage: string | null,
+  retryCount: number,
+  availableAt: number,
+  orderingKey: string | null,
+  keySeq: number | null,
+]
+
+/** What one claim wrote on every row it took (its status is 'publishing'). */
+export interface ClaimWrite {
+  readonly workerId: string
+  readonly claimedAtMs: number
+  readonly leaseUntilMs: number
+}
+
+/**
+ * A claimed event from its {@link ClaimedRow} and what the claim wrote: the same event
+ * {@link toOutboxEvent} makes of the whole row read after the claim.
+ */
+export const toClaimedEvent = (row: ClaimedRow, claim: ClaimWrite): OutboxEvent => {
+  // Read by index, not destructured: this runs for every claimed event.
+  const event: OutboxEvent = {
+    eventId: row[1],
+    subject: row[2],
+    payload: row[3],
+    status: 'publishing',
+    enqueuedAt: new Date(row[5]),
+    retryCount: row[8],
+    availableAt: new Date(row[9]),
+  }
+  const sentAt = row[6]
+  const orderingKey = row[10]
+  const keySeq = row[11]
+  const headers = row[4]
+  const errorMessage = row[7]
+  if (sentAt !== null) event.sentAt = new Date(sentAt)
+  if (orderingKey !== null) event.orderingKey = orderingKey
+  if (keySeq !== null) event.keySeq = keySeq
+  if (headers !== null) event.headers = headers
+  if (errorMessage !== null) event.errorMessage = errorMessage
+  event.claimedAt = new Date(claim.claimedAtMs)
+  event.claimedBy = claim.workerId
+  event.leaseUntil = new Date(claim.leaseUntilMs)
+  return event
+}
+
 export const toInboxEvent = (row: InboxRow): InboxEvent => {
   const event: InboxEvent = {
     eventId: row.event_id,

@@ -54,6 +54,36 @@ const CLEAR_LEASE = 'claimed_by = NULL, lease_until = NULL'
 const ID_LIST = '(SELECT value FROM json_each(?))'
 
 /**
+ * The ids of a list that `workerId` (the last `?`) still holds. The unary `+` keeps `status`
+ * out of the planner's choice of index: without statistics it prefers the status index for
+ * `status = 'publishing'`, and the statement then walks every publishing row of every claimer
+ * (each relay's events in flight, any stale claims) and filters them by the list, where
+ * looking each id up in the event_id index touches only the listed rows.
+ */
+const HELD_IDS = `event_id IN ${ID_LIST} AND +status = 'publishing' AND claimed_by = ?`
+
+/**
+ * The columns a claim returns, in this order (it reads them as arrays: see toClaimedEvent).
+ * status, claimed_by, claimed_at and lease_until are left out: the claim itself sets them,
+ * so the caller knows them already, and returning fewer columns is what makes the claim
+ * cheaper (building each returned value costs the driver more than the UPDATE's own work).
+ */
+export const CLAIMED_COLUMNS = [
+  'seq',
+  'event_id',
+  'subject',
+  'payload',
+  'headers',
+  'enqueued_at',
+  'sent_at',
+  'error_message',
+  'retry_count',
+  'available_at',
+  'ordering_key',
+  'key_seq',
+] as const
+
+/**
  * The most rows one multi-row INSERT carries: 128 x 6 = 768 bound parameters, under the
  * 999 that even a SQLite built with the old default SQLITE_MAX_VARIABLE_NUMBER accepts.
  */
@@ -124,7 +154,7 @@ WHERE event_id = ? AND status = 'publishing' AND claimed_by = ?`,
 WHERE event_id IN ${ID_LIST}
 RETURNING event_id`,
     markManyAsSentFenced: `UPDATE ${t.outbox} SET status = 'sent', sent_at = ?, ${CLEAR_LEASE}
-WHERE event_id IN ${ID_LIST} AND status = 'publishing' AND claimed_by = ?
+WHERE ${HELD_IDS}
 RETURNING event_id`,
     findPending: `SELECT ${OUTBOX_COLUMNS} FROM ${t.outbox}
 WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?`,
@@ -160,7 +190,7 @@ WHERE seq IN (
     ))
   ORDER BY seq LIMIT ?
 )
-RETURNING ${OUTBOX_COLUMNS}`,
+RETURNING ${CLAIMED_COLUMNS.join(', ')}`,
     // The claim with keyRun above 1 (docs/CONTRACT.md "Key runs"): the heads as above, then
     // each keyed head's next live events along its chain (outbox_key_next), while each is
     // claimable, at most keyRun per key. The chain skips sent and failed rows, so a follower is
@@ -204,13 +234,13 @@ WHERE seq IN (
   )
   ORDER BY head, n LIMIT ?
 )
-RETURNING ${OUTBOX_COLUMNS}`,
+RETURNING ${CLAIMED_COLUMNS.join(', ')}`,
     // Gives back claims never acted on (the rest of a key run): fenced, nothing else changes.
     release: `UPDATE ${t.outbox} SET status = 'pending', ${CLEAR_LEASE}
-WHERE event_id IN ${ID_LIST} AND claimed_by = ? AND status = 'publishing'
+WHERE ${HELD_IDS}
 RETURNING event_id`,
     renewLeases: `UPDATE ${t.outbox} SET lease_until = ?
-WHERE event_id IN ${ID_LIST} AND status = 'publishing' AND claimed_by = ?
+WHERE ${HELD_IDS}
 RETURNING event_id`,
     resetStale: `UPDATE ${t.outbox} SET status = 'pending', ${CLEAR_LEASE} WHERE status = 'publishing' AND claimed_at < ?`,
     // A range scan of the partial sent index (the planner, without statistics, prefers the

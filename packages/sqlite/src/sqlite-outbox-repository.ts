@@ -13,7 +13,15 @@ import {
 import { repositorySettings, SqliteClient, type SqliteStoreShared } from './client.js'
 import { ADAPTER } from './errors.js'
 import { assertStorable } from './row-limit.js'
-import { type OutboxRow, type StatusCountRow, statusCounts, toOutboxEvent } from './rows.js'
+import {
+  type ClaimedRow,
+  type ClaimWrite,
+  type OutboxRow,
+  type StatusCountRow,
+  statusCounts,
+  toClaimedEvent,
+  toOutboxEvent,
+} from './rows.js'
 import { SizedStatements } from './sized-statements.js'
 import {
   insertKeyedOutboxRows,
@@ -213,30 +221,20 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
       )
     }
     const nowMs = now.getTime()
+    const leaseUntilMs = leaseUntil.getTime()
     // One statement, its own write transaction: see the claim in sql.ts.
     const block = deadLettersBlockKeys ? 1 : 0
     const rows =
       keyRun === 1
         ? this.#client
-            .statement<OutboxRow>('claim')
-            .all(workerId, nowMs, leaseUntil.getTime(), nowMs, nowMs, block, limit)
+            .arrays<ClaimedRow>('claim')
+            .all(workerId, nowMs, leaseUntilMs, nowMs, nowMs, block, limit)
         : this.#client
-            .statement<OutboxRow>('claimRuns')
-            .all(
-              workerId,
-              nowMs,
-              leaseUntil.getTime(),
-              nowMs,
-              nowMs,
-              block,
-              limit,
-              keyRun,
-              nowMs,
-              nowMs,
-              limit,
-            )
-    // RETURNING gives rows in no promised order; enqueue order is seq order.
-    return rows.sort((a, b) => a.seq - b.seq).map(toOutboxEvent)
+            .arrays<ClaimedRow>('claimRuns')
+            .all(workerId, nowMs, leaseUntilMs, nowMs, nowMs, block, limit, keyRun, nowMs, nowMs, limit)
+    // RETURNING gives rows in no promised order; enqueue order is seq order (each row's first value).
+    const claim: ClaimWrite = { workerId, claimedAtMs: nowMs, leaseUntilMs }
+    return rows.sort((a, b) => a[0] - b[0]).map((row) => toClaimedEvent(row, claim))
   }
 
   protected async renewLeases(
@@ -245,9 +243,8 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     leaseUntil: Date,
   ): Promise<string[]> {
     return this.#client
-      .statement<{ event_id: string }>('renewLeases')
+      .firstColumn<string>('renewLeases')
       .all(leaseUntil.getTime(), JSON.stringify(eventIds), workerId)
-      .map((row) => row.event_id)
   }
 
   /** One fenced statement for the whole list: the ids it returns are the ones released. */
@@ -256,10 +253,7 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     workerId: string,
     _now: Date,
   ): Promise<string[]> {
-    return this.#client
-      .statement<{ event_id: string }>('release')
-      .all(JSON.stringify(eventIds), workerId)
-      .map((row) => row.event_id)
+    return this.#client.firstColumn<string>('release').all(JSON.stringify(eventIds), workerId)
   }
 
   /** One statement for the whole list: the ids it returns are the ones applied. */
@@ -269,13 +263,9 @@ export class SqliteOutboxRepository extends OutboxRepositoryKernel<SqliteDatabas
     now: Date,
   ): Promise<string[]> {
     const ids = JSON.stringify(eventIds)
-    const rows =
-      workerId === undefined
-        ? this.#client.statement<{ event_id: string }>('markManyAsSent').all(now.getTime(), ids)
-        : this.#client
-            .statement<{ event_id: string }>('markManyAsSentFenced')
-            .all(now.getTime(), ids, workerId)
-    return rows.map((row) => row.event_id)
+    return workerId === undefined
+      ? this.#client.firstColumn<string>('markManyAsSent').all(now.getTime(), ids)
+      : this.#client.firstColumn<string>('markManyAsSentFenced').all(now.getTime(), ids, workerId)
   }
 
   protected async requeue(eventIds: readonly string[], now: Date): Promise<RequeueOutcome> {

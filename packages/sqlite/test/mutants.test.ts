@@ -107,24 +107,25 @@ const SQLITE_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'renewLease: claimed_by = ? ignored',
     statements: ['outbox.renewLeases'],
-    find: "lease_until = ?\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND claimed_by = ?",
+    find: "lease_until = ?\nWHERE event_id IN (SELECT value FROM json_each(?)) AND +status = 'publishing' AND claimed_by = ?",
     replace:
-      "lease_until = ?\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND (claimed_by = ? OR 1)",
+      "lease_until = ?\nWHERE event_id IN (SELECT value FROM json_each(?)) AND +status = 'publishing' AND (claimed_by = ? OR 1)",
     kills: ['outbox.claim.renew-lease'],
   },
   {
     id: 'markManyAsSent (fenced): claimed_by = ? ignored',
     statements: ['outbox.markManyAsSentFenced'],
-    find: "lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND claimed_by = ?",
+    find: "sent_at = ?, claimed_by = NULL, lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND +status = 'publishing' AND claimed_by = ?",
     replace:
-      "lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND (claimed_by = ? OR 1)",
+      "sent_at = ?, claimed_by = NULL, lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND +status = 'publishing' AND (claimed_by = ? OR 1)",
     kills: ['outbox.claim.fencing', 'outbox.claim.fenced-after-release'],
   },
   {
     id: "markManyAsSent (fenced): status = 'publishing' dropped",
     statements: ['outbox.markManyAsSentFenced'],
-    find: "lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND status = 'publishing' AND claimed_by = ?",
-    replace: 'lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND claimed_by = ?',
+    find: "sent_at = ?, claimed_by = NULL, lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND +status = 'publishing' AND claimed_by = ?",
+    replace:
+      'sent_at = ?, claimed_by = NULL, lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND claimed_by = ?',
     kills: [],
     survives: {
       reason:
@@ -294,8 +295,9 @@ const SQLITE_MUTANTS: readonly StatementMutant[] = [
   {
     id: 'release: claimed_by = ? ignored',
     statements: ['outbox.release'],
-    find: "AND claimed_by = ? AND status = 'publishing'\nRETURNING",
-    replace: "AND (claimed_by = ? OR 1) AND status = 'publishing'\nRETURNING",
+    find: "'pending', claimed_by = NULL, lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND +status = 'publishing' AND claimed_by = ?",
+    replace:
+      "'pending', claimed_by = NULL, lease_until = NULL\nWHERE event_id IN (SELECT value FROM json_each(?)) AND +status = 'publishing' AND (claimed_by = ? OR 1)",
     kills: ['outbox.key-runs.release', 'outbox.key-runs.expired-run'],
   },
 ]

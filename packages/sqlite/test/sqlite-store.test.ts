@@ -267,4 +267,45 @@ describe('errors and limits', () => {
     expect(details).not.toContain('TEMP B-TREE')
     db.close()
   })
+
+  it('looks up the ids of a fenced list by event_id, not every publishing row by status', async () => {
+    const { db } = await openStore(':memory:')
+    const sql = outboxSql(tablesFor('txbox_'))
+    for (const statement of [sql.markManyAsSentFenced, sql.renewLeases, sql.release]) {
+      const parameters = Array.from({ length: statement.split('?').length - 1 }, () => '[]')
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${statement}`).all(...parameters) as { detail: string }[]
+      const details = plan.map((step) => step.detail).join('\n')
+      expect(details).toContain('USING INDEX sqlite_autoindex_txbox_outbox_1 (event_id=?)')
+      expect(details).not.toContain('txbox_outbox_status')
+    }
+    db.close()
+  })
+
+  it('answers a claim with the events as stored after it, every optional field included', async () => {
+    const clock = new ManualClock(new Date('2026-12-02T10:00:00.000Z'))
+    const { db, store } = await openStore(':memory:', { clock: clock.now })
+    await store.outbox.findOrCreateMany([
+      event('with-headers', { headers: '{"trace":"t1"}' }),
+      { ...event('keyed'), orderingKey: 'K' },
+      event('plain'),
+      event('retried'),
+    ])
+    // Sent, then retried without a fence: pending again, with its sentAt, error and retry count.
+    await store.outbox.markAsSent('retried')
+    clock.advance(1_000)
+    await store.outbox.retryLater('retried', { errorMessage: 'broker down', delayMs: 0 })
+    clock.advance(1_000)
+    const claimed = await store.outbox.claim({ workerId: 'w', limit: 10, ...LEASE })
+    expect(claimed.map((e) => e.eventId)).toEqual(['with-headers', 'keyed', 'plain', 'retried'])
+    for (const e of claimed) expect(e).toStrictEqual(await store.outbox.get(e.eventId))
+    expect(claimed[3]).toMatchObject({ retryCount: 1, errorMessage: 'broker down', status: 'publishing' })
+    expect(claimed[3]?.sentAt).toEqual(new Date('2026-12-02T10:00:00.000Z'))
+    expect(claimed[1]?.orderingKey).toBe('K')
+    expect(claimed[1] && 'headers' in claimed[1]).toBe(false)
+    expect(claimed[0]).toMatchObject({ headers: '{"trace":"t1"}', claimedBy: 'w' })
+    expect(claimed[0]?.leaseUntil).toEqual(new Date(clock.peekMs() + LEASE.leaseMs))
+    // A second object per event: changing one answer changes nothing else.
+    expect(claimed[0]?.claimedAt).not.toBe(claimed[1]?.claimedAt)
+    db.close()
+  })
 })
