@@ -65,11 +65,11 @@ export const statementRunner =
 
 /**
  * Runs a query string of several statements (the simple protocol: no bind parameters) in
- * one round trip and one implicit transaction; answers the rows of the last statement.
+ * one round trip and one implicit transaction; answers each statement's result, in order.
  */
-export const queryStatements = async <R extends QueryResultRow>(pool: Pool, text: string): Promise<R[]> => {
-  const results = (await pool.query<R>(text)) as unknown as QueryResult<R>[] | QueryResult<R>
-  return Array.isArray(results) ? (results.at(-1)?.rows ?? []) : results.rows
+export const queryStatements = async (pool: Pool, text: string): Promise<QueryResult[]> => {
+  const results = (await pool.query(text)) as unknown as QueryResult[] | QueryResult
+  return Array.isArray(results) ? results : [results]
 }
 
 /** True for a pg Pool (not a client checked out of it). */

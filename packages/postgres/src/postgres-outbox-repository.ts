@@ -27,7 +27,13 @@ import { OUTBOX_PARTITIONS } from './partition-sql.js'
 import { type PostgresStoreOptions, resolveOptions } from './postgres-options.js'
 import { PostgresPartitions } from './postgres-partitions.js'
 import { type OutboxRow, outboxEventFromRow } from './rows.js'
-import { type OutboxSql, outboxSql, POSTGRES_SWEEP_BATCH, type PostgresNotifyMode } from './sql.js'
+import {
+  KEYED_LIVE,
+  type OutboxSql,
+  outboxSql,
+  POSTGRES_SWEEP_BATCH,
+  type PostgresNotifyMode,
+} from './sql.js'
 
 const encode = encodeStoredText
 const encodeOptional = (text: string | undefined): string | null =>
@@ -54,6 +60,11 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   readonly #partitions: PostgresPartitions
   readonly #sql: OutboxSql
   readonly #notify: PostgresNotifyMode
+  /**
+   * Whether the last claim saw a keyed event live: the next claim's shape (sql.ts claimQuery).
+   * A first claim walks: an outbox that never holds keyed events never pays for the other.
+   */
+  #keyedLive = false
   /** The enqueue statements of this store's notify mode, built once (their text names their prepared statement). */
   readonly #insertOne: string
   readonly #insertMany: string
@@ -251,10 +262,12 @@ export class PostgresOutboxRepository extends OutboxRepositoryKernel<PostgresTra
   }
 
   protected async claimEvents(request: ClaimRequest): Promise<OutboxEvent[]> {
-    const rows = await queryStatements<OutboxRow>(
+    const results = await queryStatements(
       this.#pool,
-      this.#sql.claim({ ...request, workerId: encode(request.workerId) }),
+      this.#sql.claim({ ...request, workerId: encode(request.workerId), keyedLive: this.#keyedLive }),
     )
+    this.#keyedLive = results.at(-1)?.rows[0]?.[KEYED_LIVE] === true
+    const rows = (results.find((result) => result.command === 'UPDATE')?.rows ?? []) as OutboxRow[]
     // RETURNING has no defined order; enqueue order is the seq order.
     return rows.sort(bySeq).map(outboxEventFromRow)
   }

@@ -272,8 +272,9 @@ export const outboxSql = (schema: string, prefix: string, partitioned = false): 
     // The seqs go through an array (an InitPlan run once), so the UPDATE itself is primary-key
     // lookups of rows already locked: `seq IN (subquery)` let the planner hash-join them
     // against a sequential scan of the table whenever many rows are live. Keyed rows also pass
-    // the head-of-key rule (see keyHead). One statement: no transaction stays open after it
-    // returns.
+    // the head-of-key rule (see keyHead); while keyed events are live, the candidates come
+    // from the sources claimQuery describes instead of this one walk. One statement: no
+    // transaction stays open after it returns.
     claim: (args) => claimQuery(table, args),
     markAsPublishing: `
       UPDATE ${table} SET status = 'publishing', claimed_at = $2
@@ -460,6 +461,11 @@ export interface ClaimArgs {
   readonly limit: number
   /** `keyedDeadLetters: 'block'`: a `failed` event holds the later events of its key. */
   readonly deadLettersBlockKeys: boolean
+  /**
+   * The previous claim saw a keyed event pending or publishing (see {@link KEYED_LIVE}): claim
+   * with {@link keyedClaim}; otherwise with the single walk, {@link walkClaim}.
+   */
+  readonly keyedLive: boolean
 }
 
 /**
@@ -470,9 +476,12 @@ export interface ClaimArgs {
  * partial index: measured at ~105 ms per claim over 300,000 pending rows (about 2 ms with
  * the walk) until autovacuum analyzes the table, which throttled a relay to ~500 events/s.
  * Without bitmap scans and sorts the only plan left is the ordered index walk, whatever the
- * statistics say; the claim needs nothing else.
+ * statistics say; the claim needs nothing else. The keyed claim still sorts its few merged
+ * seqs, and a disabled node's penalty (10^10) lifts the plan's cost over every JIT threshold:
+ * compiling it took 0.3-4 s per statement (measured), hence no JIT for a claim.
  */
-export const CLAIM_PLANNER_SETTINGS = 'SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;'
+export const CLAIM_PLANNER_SETTINGS =
+  'SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off;'
 
 /**
  * The head-of-key rule of a claim, on the candidate row `t` (docs/CONTRACT.md §2 "Claim: one
@@ -522,15 +531,116 @@ const literal = (text: string): string => `E'${text.replaceAll('\\', '\\\\').rep
 const timestamp = (date: Date): string => `'${date.toISOString()}'::timestamptz`
 
 /**
- * The claim as one query string: the planner settings, then the UPDATE. Sent without bind
- * parameters (a multi-statement query is only possible in the simple protocol), so each
- * value is written as a literal here: the worker id escaped, the times as ISO-8601, the
- * limit a validated integer. Still one round trip and one implicit transaction.
+ * The claim of an outbox with keyed events live. It takes the first `limit` claimable events in enqueue order, as one walk of the claimable
+ * index would, but never walks the blocked events of keys in flight: with every key's head
+ * publishing, that walk probed each pending row of the backlog and found nothing (issue 18:
+ * O(backlog) per claim). Two sources, each locking as it goes and skipping rows another
+ * claimer holds, merged by seq:
+ * - `unkeyed`: the unkeyed events, walked on their own partial index (migration 0005), so a
+ *   keyed backlog never stands in front of them.
+ * - `keyed`: candidates tried one by one until `limit` are locked, each re-checked against the
+ *   claimable condition and keyHead on its row (a primary-key probe). First `near`: the first
+ *   {@link KEYED_WINDOW} x limit claimable rows of any kind in seq order (read only while a
+ *   keyed event is live), where many shallow keys find their heads. Only when those run out
+ *   before `limit` locks (the LIMIT stops the nested loop first otherwise) and the window
+ *   was full: `far`, every active key's one possible head past the window (see
+ *   {@link keyHeads}), O(active keys), never O(backlog). Skipped too when the unkeyed events
+ *   below the window's end fill the claim.
+ * A row is locked only once it passed the rule, so a claim locks at most `limit` keyed and
+ * `limit` unkeyed rows, and frees those it does not take (only when both kinds are due) when
+ * the statement ends. The races are keyHead's: a candidate changed by a claimer that committed
+ * after this statement's snapshot is re-read by FOR UPDATE and re-checked as it now is.
+ */
+const keyedClaim = (table: string, args: ClaimArgs): string => {
+  const now = timestamp(args.now)
+  const limit = args.limit
+  const window = KEYED_WINDOW * limit
+  // Each source names its row differently (u, w, t), so each copy of the rule reads as its own.
+  const claimable = (row: string) => `${row}.status IN ('pending', 'publishing')
+          AND ((${row}.status = 'pending' AND ${row}.available_at <= ${now})
+            OR (${row}.status = 'publishing' AND ${row}.lease_until <= ${now}))`
+  return `
+      WITH RECURSIVE unkeyed AS MATERIALIZED (
+        SELECT u.seq FROM ${table} u
+        WHERE u.ordering_key IS NULL AND ${claimable('u')}
+        ORDER BY u.seq
+        LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED
+      ), near AS MATERIALIZED (
+        SELECT w.seq FROM ${table} w
+        WHERE (SELECT k.seq FROM ${table} k
+               WHERE k.ordering_key IS NOT NULL AND k.status IN ('pending', 'publishing')
+               ORDER BY k.ordering_key LIMIT 1) IS NOT NULL
+          AND ${claimable('w')}
+        ORDER BY w.seq
+        LIMIT ${window}
+      ), ${keyHeads(table, args.deadLettersBlockKeys)},
+      keyed AS MATERIALIZED (
+        SELECT locked.seq FROM (
+          SELECT seq FROM near
+          UNION ALL
+          (SELECT f.seq FROM ${table} f
+           WHERE (SELECT count(*) FROM near) = ${window}
+             AND (SELECT count(*) FROM unkeyed WHERE seq <= (SELECT max(seq) FROM near)) < ${limit}
+             AND f.seq = ANY(ARRAY(SELECT seq FROM far)) AND f.seq > (SELECT max(seq) FROM near)
+             AND f.status IN ('pending', 'publishing')
+           ORDER BY f.seq)
+        ) candidate CROSS JOIN LATERAL (
+          SELECT t.seq FROM ${table} t
+          WHERE t.seq = candidate.seq AND t.ordering_key IS NOT NULL
+            AND ${claimable('t')}
+            AND ${keyHead(table, args.deadLettersBlockKeys)}
+          FOR UPDATE SKIP LOCKED
+        ) locked
+        LIMIT ${limit}
+      )
+      UPDATE ${table}
+      SET status = 'publishing', claimed_by = ${literal(args.workerId)}, claimed_at = ${now},
+          lease_until = ${timestamp(args.leaseUntil)}
+      WHERE seq = ANY(ARRAY(
+        SELECT c.seq FROM (SELECT seq FROM unkeyed UNION ALL SELECT seq FROM keyed) c
+        ORDER BY c.seq
+        LIMIT ${limit}
+      ))
+      RETURNING ${OUTBOX_COLUMNS}`
+}
+
+/**
+ * The claim as one query string: the planner settings, the UPDATE, then whether a keyed event
+ * is live (column {@link KEYED_LIVE}). Sent without bind parameters (a multi-statement query is
+ * only possible in the simple protocol), so each value is written as a literal here: the
+ * worker id escaped, the times as ISO-8601, the limit a validated integer. Still one round
+ * trip and one implicit transaction.
+ *
+ * Two shapes of the UPDATE, equally correct in every state: {@link keyedClaim} never walks
+ * the blocked events of keys in flight, but its planning costs about 1.5 ms more per claim
+ * (eleven references to the table, each matched against six partial indexes; sent in the
+ * simple protocol, it is planned every time), which an outbox without keyed events would pay
+ * for nothing. So the repository takes the keyed shape only while the previous claim saw a
+ * keyed event live, the single walk otherwise. The answer is a hint read in its own
+ * snapshot: stale, it costs one claim the other shape's price, never a wrong result.
  */
 export const claimQuery = (table: string, args: ClaimArgs): string => {
   if (!Number.isSafeInteger(args.limit) || args.limit < 1) throw new Error(`claim limit ${args.limit}`)
+  return `${CLAIM_PLANNER_SETTINGS}${args.keyedLive ? keyedClaim(table, args) : walkClaim(table, args)};
+      SELECT (SELECT k.seq FROM ${table} k
+              WHERE k.ordering_key IS NOT NULL AND k.status IN ('pending', 'publishing')
+              ORDER BY k.ordering_key LIMIT 1) IS NOT NULL AS ${KEYED_LIVE}`
+}
+
+/** The column of the claim's last statement: a keyed event is pending or publishing. */
+export const KEYED_LIVE = 'keyed_live'
+
+/**
+ * The claim of an outbox without keyed events live: one walk of the claimable index in seq
+ * order, locking up to `limit` claimable rows and skipping those another claimer holds.
+ * Keyed rows met on the way pass keyHead as in the keyed shape (one may have been enqueued
+ * since the previous claim), but a walk past many blocked ones costs a probe each: the keyed
+ * shape is for that.
+ */
+const walkClaim = (table: string, args: ClaimArgs): string => {
   const now = timestamp(args.now)
-  return `${CLAIM_PLANNER_SETTINGS}
+  return `
       UPDATE ${table}
       SET status = 'publishing', claimed_by = ${literal(args.workerId)}, claimed_at = ${now},
           lease_until = ${timestamp(args.leaseUntil)}
@@ -544,6 +654,54 @@ export const claimQuery = (table: string, args: ClaimArgs): string => {
         FOR UPDATE SKIP LOCKED
       ))
       RETURNING ${OUTBOX_COLUMNS}`
+}
+
+/**
+ * How many times the claim's limit the keyed window reads (see {@link claimQuery}): enough
+ * for a few relays claiming at once to each find a full batch of heads in it before any of
+ * them falls back to the per-key probes.
+ */
+export const KEYED_WINDOW = 4
+
+/**
+ * The CTEs `heads` and `far` of the claim: the only events of each active key that the
+ * head-of-key rule could let through, found by a recursive skip scan of the key-head index
+ * (one descent per key, in key order) instead of a walk of the key's events. Read only when
+ * the claim's keyed candidates reach them (see {@link claimQuery}).
+ * - `heads`: each key's lowest event still holding it (pending, publishing, and failed
+ *   when dead letters block; a key whose only rows are dead letters under 'skip' is passed
+ *   over). No other pending event of the key can be claimable.
+ * - A publishing event above that lowest one is claimable again once its lease expires;
+ *   that happens only above a dead letter (or one redriven) under 'skip', and such events are
+ *   the only ones between the two. So when the lowest event carries an error, one more probe
+ *   per key walks up past the failed and redriven events to the first publishing event or the
+ *   first never-failed pending one, and offers it if publishing. A retried head costs one
+ *   step of it: the event after it has never failed.
+ */
+const keyHeads = (table: string, deadLettersBlockKeys: boolean): string => {
+  const holding = deadLettersBlockKeys ? "'pending', 'publishing', 'failed'" : "'pending', 'publishing'"
+  const lowest = (after: string) => `
+          SELECT t.ordering_key, t.key_seq, t.seq, t.status, t.error_message FROM ${table} t
+          WHERE ${after}t.ordering_key IS NOT NULL AND t.status IN (${holding})
+          ORDER BY t.ordering_key, t.key_seq
+          LIMIT 1`
+  return `heads AS (
+        (${lowest('')})
+        UNION ALL
+        SELECT n.* FROM heads h CROSS JOIN LATERAL (${lowest('t.ordering_key > h.ordering_key AND ')}) n
+      ), far AS (
+        SELECT seq FROM heads
+        UNION ALL
+        SELECT above.seq FROM heads h CROSS JOIN LATERAL (
+          SELECT a.seq, a.status FROM ${table} a
+          WHERE a.ordering_key = h.ordering_key AND a.key_seq > h.key_seq AND a.ordering_key IS NOT NULL
+            AND a.status IN ('pending', 'publishing', 'failed')
+            AND (a.status = 'publishing' OR (a.status = 'pending' AND a.error_message IS NULL))
+          ORDER BY a.key_seq
+          LIMIT 1
+        ) above
+        WHERE (h.error_message IS NOT NULL OR h.status = 'failed') AND above.status = 'publishing'
+      )`
 }
 
 /** The statements of a relay's wakeup (see `PostgresWakeup`) on the `<prefix>wakeup` flags. */

@@ -11,6 +11,14 @@ interface PlanNode {
 
 const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)]
 
+type StatementResults = { rows: { 'QUERY PLAN'?: [{ Plan: PlanNode }] }[] }[]
+
+/** The plan in the answers of a multi-statement claim (the claim ends with another SELECT). */
+const explainedIn = (results: StatementResults): PlanNode[] => {
+  const explained = results.find((result) => result.rows[0]?.['QUERY PLAN'] !== undefined)
+  return nodes(explained!.rows[0]!['QUERY PLAN']![0].Plan)
+}
+
 const DAY = 86_400_000
 
 describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` : ''}`, () => {
@@ -25,11 +33,10 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
   }
 
   const explainClaim = async (text: string): Promise<PlanNode[]> => {
-    const results = (await ns.pool.query(
+    const results = await ns.pool.query(
       text.replace(CLAIM_PLANNER_SETTINGS, `${CLAIM_PLANNER_SETTINGS} EXPLAIN (FORMAT JSON)`),
-    )) as unknown as { rows: { 'QUERY PLAN': [{ Plan: PlanNode }] }[] }[]
-    const [explained] = results.at(-1)!.rows[0]!['QUERY PLAN']
-    return nodes(explained.Plan)
+    )
+    return explainedIn(results as unknown as StatementResults)
   }
 
   beforeAll(async () => {
@@ -49,20 +56,26 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
     await ns?.dispose()
   })
 
-  it('claim walks the live-row partial index, never a sequential scan', async () => {
+  it('claim walks the live-row partial indexes, never a sequential scan (both shapes)', async () => {
     const sql = outboxSql(ns.schema, 'txbox_')
     const now = new Date(ns.clock.peekMs())
-    const plan = await explainClaim(
-      sql.claim({
-        workerId: 'w',
-        now,
-        leaseUntil: new Date(now.getTime() + 30_000),
-        limit: 100,
-        deadLettersBlockKeys: true,
-      }),
-    )
-    expect(plan.map((node) => node['Index Name'])).toContain('txbox_outbox_claimable_idx')
-    expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([])
+    for (const [keyedLive, walked] of [
+      [false, 'txbox_outbox_claimable_idx'],
+      [true, 'txbox_outbox_unkeyed_claimable_idx'],
+    ] as const) {
+      const plan = await explainClaim(
+        sql.claim({
+          workerId: 'w',
+          now,
+          leaseUntil: new Date(now.getTime() + 30_000),
+          limit: 100,
+          deadLettersBlockKeys: true,
+          keyedLive,
+        }),
+      )
+      expect(plan.map((node) => node['Index Name'])).toContain(walked)
+      expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([])
+    }
   })
 
   it('claim keeps the ordered index walk on a bulk-loaded table that was never analyzed', async () => {
@@ -84,14 +97,10 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
         leaseUntil: new Date(now.getTime() + 30_000),
         limit: 100,
         deadLettersBlockKeys: true,
+        keyedLive: false,
       })
-      const explainOn = async (text: string): Promise<PlanNode[]> => {
-        type Explained = { rows: { 'QUERY PLAN': [{ Plan: PlanNode }] }[] }
-        const answer = (await fresh.pool.query(text)) as unknown as Explained | Explained[]
-        const last = Array.isArray(answer) ? answer.at(-1)! : answer
-        const [explained] = last.rows[0]!['QUERY PLAN']
-        return nodes(explained.Plan)
-      }
+      const explainOn = async (text: string): Promise<PlanNode[]> =>
+        explainedIn((await fresh.pool.query(text)) as unknown as StatementResults)
       const withoutSettings = claim.replace(CLAIM_PLANNER_SETTINGS, 'EXPLAIN (FORMAT JSON)')
       const unguarded = await explainOn(withoutSettings)
       // The hazard is real on this server: from its guesses the planner sorts every live row.
@@ -132,12 +141,12 @@ describe.skipIf(noServer)(`query plans${noServer ? ` (skipped: ${skipReason})` :
           leaseUntil: new Date(now.getTime() + 30_000),
           limit: 100,
           deadLettersBlockKeys,
+          keyedLive: false,
         })
-        const results = (await keyed.pool.query(
+        const results = await keyed.pool.query(
           claim.replace(CLAIM_PLANNER_SETTINGS, `${CLAIM_PLANNER_SETTINGS} EXPLAIN (FORMAT JSON)`),
-        )) as unknown as { rows: { 'QUERY PLAN': [{ Plan: PlanNode }] }[] }[]
-        const [explained] = results.at(-1)!.rows[0]!['QUERY PLAN']
-        const plan = nodes(explained.Plan)
+        )
+        const plan = explainedIn(results as unknown as StatementResults)
         const indexes = plan.map((node) => node['Index Name'])
         expect(indexes).toContain('txbox_outbox_claimable_idx')
         expect(indexes).toContain('txbox_outbox_key_head_idx')

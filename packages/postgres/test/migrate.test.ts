@@ -21,7 +21,13 @@ describe('migration files', () => {
       expect(rendered).not.toMatch(/\{\{/)
       expect(rendered).toMatch(/"app"\."ob_(outbox|inbox|wakeup)"/)
     }
-    expect(migrations.map((m) => m.name)).toEqual(['initial', 'inbox_id_only', 'wakeup', 'ordering'])
+    expect(migrations.map((m) => m.name)).toEqual([
+      'initial',
+      'inbox_id_only',
+      'wakeup',
+      'ordering',
+      'unkeyed_claimable',
+    ])
     expect(readFileSync(new URL('0001_initial.sql', migrationsDirectory), 'utf8')).toBe(migrations[0]?.body)
   })
 })
@@ -126,6 +132,7 @@ describe.skipIf(noServer)(`migrate()${noServer ? ` (skipped: ${skipReason})` : '
     expect(after.slice(2).map((row) => [row.version, row.name])).toEqual([
       [3, 'wakeup'],
       [4, 'ordering'],
+      [5, 'unkeyed_claimable'],
     ])
     expect(before.map((row) => row.applied_at.getTime())).toEqual([appliedAt.getTime(), appliedAt.getTime()])
     await store.outbox.findOrCreate({ eventId: 'a', subject: 's', payload: 'p' })

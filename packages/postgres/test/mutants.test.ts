@@ -24,13 +24,15 @@ const statements = (): Record<string, string> => {
     named[`outbox.insertMany.${mode}`] = outbox.insertMany(mode)
     named[`outbox.insertKeyed.${mode}`] = outbox.insertKeyed(mode)
   }
-  named['outbox.claim'] = claimQuery(outbox.table, {
+  const claim = {
     workerId: 'w',
     now: new Date(0),
     leaseUntil: new Date(1),
     limit: 7,
     deadLettersBlockKeys: true,
-  })
+  }
+  named['outbox.claim'] = claimQuery(outbox.table, { ...claim, keyedLive: true })
+  named['outbox.claim.walk'] = claimQuery(outbox.table, { ...claim, keyedLive: false })
   for (const [name, value] of Object.entries(inbox)) named[`inbox.${name}`] = value
   return named
 }
@@ -40,37 +42,43 @@ const KEYED_INSERTS = ['outbox.insertKeyed.off', 'outbox.insertKeyed.always', 'o
 const FENCED = ['outbox.markAsSent', 'outbox.markManyAsSent', 'outbox.markAsFailed', 'outbox.retryLater']
 
 const POSTGRES_MUTANTS: readonly StatementMutant[] = [
+  // The claim's two shapes (sql.ts claimQuery): outbox.claim.walk, the one walk of the
+  // claimable index an outbox without keyed events live gets (and every store's first claim);
+  // outbox.claim, the keyed shape, whose rule has a copy per source: u the unkeyed walk, w
+  // the keyed window, t each keyed candidate's re-check. The conformance cases run small
+  // tables, where a keyed candidate always comes from the window; the skip scan past it is
+  // covered by test/keyed-claim.test.ts.
   {
     id: 'claim: due pending at exactly now not claimable (<= → <)',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim.walk'],
     find: "(status = 'pending' AND available_at <=",
     replace: "(status = 'pending' AND available_at <",
     kills: ['outbox.order.frozen-clock', 'outbox.claim.lease-expiry-reclaim'],
   },
   {
     id: 'claim: lease expiring at exactly now not reclaimable (<= → <)',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim.walk'],
     find: "(status = 'publishing' AND lease_until <=",
     replace: "(status = 'publishing' AND lease_until <",
     kills: ['outbox.claim.lease-expiry-reclaim', 'outbox.claim.fencing'],
   },
   {
     id: 'claim: lease-expiry branch dropped',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim.walk'],
     find: " OR (status = 'publishing' AND lease_until <=",
     replace: ' OR (false AND lease_until <=',
     kills: ['outbox.claim.lease-expiry-reclaim', 'outbox.claim.fencing'],
   },
   {
     id: 'claim: ORDER BY seq reversed',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim.walk'],
     find: 'ORDER BY seq\n',
     replace: 'ORDER BY seq DESC\n',
     kills: ['outbox.order.claim-order', 'outbox.order.frozen-clock'],
   },
   {
     id: 'claim: ORDER BY seq dropped',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim.walk'],
     find: 'ORDER BY seq\n',
     replace: '\n',
     kills: [],
@@ -82,21 +90,21 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: 'claim: LIMIT ignored',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim.walk'],
     find: 'ORDER BY seq\n        LIMIT ',
     replace: 'ORDER BY seq\n        LIMIT 10000 + ',
     kills: ['outbox.order.claim-order', 'outbox.order.frozen-clock'],
   },
   {
     id: 'claim: FOR UPDATE SKIP LOCKED removed',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim.walk'],
     find: 'FOR UPDATE SKIP LOCKED\n      ))\n      RETURNING',
     replace: '\n      ))\n      RETURNING',
     kills: ['outbox.claim.disjoint-concurrent', 'outbox.claim.disjoint-across-connections'],
   },
   {
     id: 'claim: SKIP LOCKED dropped (plain FOR UPDATE)',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim.walk'],
     find: 'FOR UPDATE SKIP LOCKED\n      ))\n      RETURNING',
     replace: 'FOR UPDATE\n      ))\n      RETURNING',
     kills: [],
@@ -107,8 +115,87 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
     },
   },
   {
-    id: 'claim: head-of-key rule dropped',
+    id: 'keyed claim: a keyed event due at exactly now not claimable (<= → <)',
     statements: ['outbox.claim'],
+    find: "(t.status = 'pending' AND t.available_at <=",
+    replace: "(t.status = 'pending' AND t.available_at <",
+    kills: [
+      'outbox.ordering.heads-only',
+      'outbox.ordering.dead-letter-policy',
+      'outbox.ordering.skip-redrive-in-flight',
+      'outbox.ordering.commit-order',
+    ],
+  },
+  {
+    id: 'keyed claim: an unkeyed event due at exactly now not claimable (<= → <)',
+    statements: ['outbox.claim'],
+    find: "(u.status = 'pending' AND u.available_at <=",
+    replace: "(u.status = 'pending' AND u.available_at <",
+    kills: ['outbox.ordering.heads-only'],
+  },
+  {
+    id: 'keyed claim: ORDER BY of the unkeyed walk reversed',
+    statements: ['outbox.claim'],
+    find: 'ORDER BY u.seq\n',
+    replace: 'ORDER BY u.seq DESC\n',
+    kills: [],
+    survives: {
+      reason:
+        'no conformance case has more unkeyed events due than its claim limit while a keyed event is live; test/keyed-claim.test.ts "with a keyed event live, unkeyed events go oldest first..." kills it',
+      cases: ['outbox.order.claim-order', 'outbox.ordering.heads-only'],
+    },
+  },
+  {
+    id: 'keyed claim: ORDER BY of the keyed window reversed',
+    statements: ['outbox.claim'],
+    find: 'ORDER BY w.seq\n',
+    replace: 'ORDER BY w.seq DESC\n',
+    kills: [],
+    survives: {
+      reason:
+        'heads-across-connections fails after its drain deadline (90 s, not run here); test/keyed-claim.test.ts "many shallow keys are served by the window" kills it',
+      cases: ['outbox.ordering.heads-only', 'outbox.order.claim-order'],
+    },
+  },
+  {
+    id: 'keyed claim: LIMIT of the merge ignored',
+    statements: ['outbox.claim'],
+    find: 'ORDER BY c.seq\n        LIMIT ',
+    replace: 'ORDER BY c.seq\n        LIMIT 10000 + ',
+    kills: [],
+    survives: {
+      reason:
+        'no conformance case has more keyed and unkeyed events due together than its claim limit (each source alone stops at the limit); test/keyed-claim.test.ts "keyed heads past the window come out in enqueue order..." kills it',
+      cases: ['outbox.order.claim-order', 'outbox.ordering.heads-only'],
+    },
+  },
+  {
+    id: 'keyed claim: unkeyed walk not locked',
+    statements: ['outbox.claim'],
+    find: 'FOR UPDATE SKIP LOCKED\n      ), near AS',
+    replace: '\n      ), near AS',
+    kills: [],
+    survives: {
+      reason:
+        'the conformance cases race claimers over unkeyed events only while no keyed event is live (the walk shape); test/keyed-claim.test.ts "with a keyed event live, unkeyed events go oldest first..., skipping one another claimer holds" blocks on the held row',
+      cases: ['outbox.ordering.heads-only', 'outbox.ordering.dead-letter-policy'],
+    },
+  },
+  {
+    id: 'keyed claim: keyed candidates not locked',
+    statements: ['outbox.claim'],
+    find: 'FOR UPDATE SKIP LOCKED\n        ) locked',
+    replace: '\n        ) locked',
+    kills: [],
+    survives: {
+      reason:
+        'heads-across-connections catches it only when two claims overlap on a key; test/keyed-claim.test.ts "a claimer finds heads past the window when another claimer holds..." blocks on the held heads',
+      cases: ['outbox.ordering.heads-only', 'outbox.claim.disjoint-concurrent'],
+    },
+  },
+  {
+    id: 'claim: head-of-key rule dropped',
+    statements: ['outbox.claim', 'outbox.claim.walk'],
     find: "(t.ordering_key IS NULL OR (t.status = 'publishing' OR (",
     replace: "(true OR (t.status = 'publishing' OR (",
     // heads-across-connections catches it only when two claims happen to overlap on a key.
@@ -116,7 +203,7 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: 'claim: an expired publishing event waits for a lower redriven dead letter',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim', 'outbox.claim.walk'],
     find: "(t.ordering_key IS NULL OR (t.status = 'publishing' OR (",
     replace: '(t.ordering_key IS NULL OR (false OR (',
     // The redriven dead letter waits for the expired event and the expired event for it.
@@ -124,14 +211,14 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: "claim: a later publishing event does not hold a redriven dead letter's key",
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim', 'outbox.claim.walk'],
     find: 'AND (t.error_message IS NULL OR NOT EXISTS (',
     replace: 'AND (true OR NOT EXISTS (',
     kills: ['outbox.ordering.skip-redrive-in-flight'],
   },
   {
     id: 'claim: head probe <= (a keyed event holds its own key)',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim', 'outbox.claim.walk'],
     find: 'h.key_seq < t.key_seq',
     replace: 'h.key_seq <= t.key_seq',
     // heads-across-connections fails too, after its drain deadline (90 s): not run here.
@@ -139,7 +226,7 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: 'claim: a publishing event does not hold its key',
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim', 'outbox.claim.walk'],
     find: "h.status IN ('pending', 'publishing', 'failed')",
     replace: "h.status IN ('pending', 'failed')",
     // heads-across-connections catches it only when two claims happen to overlap on a key.
@@ -147,7 +234,7 @@ const POSTGRES_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: "claim: dead letters never hold their key ('block' read as 'skip')",
-    statements: ['outbox.claim'],
+    statements: ['outbox.claim', 'outbox.claim.walk'],
     find: "h.status IN ('pending', 'publishing', 'failed')",
     replace: "h.status IN ('pending', 'publishing')",
     kills: ['outbox.ordering.dead-letter-policy'],

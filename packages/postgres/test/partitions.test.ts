@@ -196,11 +196,13 @@ describe.skipIf(noServer)(`partitioned tables${noServer ? ` (skipped: ${skipReas
       leaseUntil: new Date(now.getTime() + 30_000),
       limit: 100,
       deadLettersBlockKeys: true,
+      keyedLive: false,
     })
     const results = (await pool.query(
       claim.replace(CLAIM_PLANNER_SETTINGS, `${CLAIM_PLANNER_SETTINGS} EXPLAIN (FORMAT JSON)`),
-    )) as unknown as { rows: { 'QUERY PLAN': [{ Plan: PlanNode }] }[] }[]
-    const plan = planNodes(results.at(-1)!.rows[0]!['QUERY PLAN'][0].Plan)
+    )) as unknown as { rows: { 'QUERY PLAN'?: [{ Plan: PlanNode }] }[] }[]
+    const explained = results.find((result) => result.rows[0]?.['QUERY PLAN'] !== undefined)
+    const plan = planNodes(explained!.rows[0]!['QUERY PLAN']![0].Plan)
     const types = plan.map((node) => node['Node Type'])
     expect(types).toContain('Merge Append')
     expect(types).not.toContain('Sort')
