@@ -25,22 +25,44 @@ import { LuaScript } from './client.js'
 // ---------------------------------------------------------------------------------------
 
 /**
- * The part of the prelude every outbox script needs: the keys, the counts, the dead-letter
- * look-up and the batched index writes. The enqueue script has only this, since with `{ tx }`
- * its whole text is sent as EVAL in every caller's MULTI.
+ * The outbox keys by role (KEYS[1..14], in the order of `indexKeys`); a per-event script's
+ * event keys start at FIRST_EVENT. No Lua comments here: with `{ tx }` the enqueue scripts'
+ * whole text is sent as EVAL in every caller's MULTI.
  */
-const OUTBOX_BASE = `
+const OUTBOX_KEYS = `
 local EVENT, READY, DELAYED, LEASES, PUBLISHING, SENT, FAILED, COUNTS, SEQ =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local KEYSEQ, LIVE, DEAD, BLOCKED, PARKED = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
--- A per-event script's event keys start here.
 local FIRST_EVENT = 15
+`
+
+/** Whether the key `okey` has a dead letter below `key_seq` (it holds the key for a 'block' claim). */
+const DEAD_BELOW = `
+local function dead_below(okey, key_seq)
+  return #redis.call('ZRANGEBYSCORE', DEAD .. okey, '-inf', '(' .. key_seq, 'LIMIT', 0, 1) > 0
+end
+`
+
+/**
+ * The part of the prelude every outbox script but the one-event enqueue needs: the keys, the
+ * counts, the dead-letter look-up and the batched index writes. The batch enqueue has only
+ * this, since with `{ tx }` its whole text is sent as EVAL in every caller's MULTI.
+ */
+const OUTBOX_BASE = `${OUTBOX_KEYS}${DEAD_BELOW}
 
 -- A field at zero is removed, so an empty store leaves no counts hash behind.
 local function bump(status, delta)
   if redis.call('HINCRBY', COUNTS, status, delta) == 0 then redis.call('HDEL', COUNTS, status) end
 end
 
+-- One ZREM or ZADD for a whole batch instead of one per event, in slices of 1,000 values
+-- (Lua's unpack takes at most ~8,000; an even slice never splits a score-member pair).
+local function call_batched(command, key, args)
+  for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
+end
+`
+
+const OUTBOX_PRELUDE = `${OUTBOX_BASE}
 -- Ordering keys. LIVE .. key holds the key's pending and publishing events by keySeq, its
 -- lowest the head; DEAD .. key its failed ones. A dead letter below key_seq holds the key for
 -- a claim with keyedDeadLetters 'block'. A publishing event is always the lowest of LIVE: a
@@ -52,18 +74,6 @@ end
 -- gives back first (CONTRACT §2).
 local function pinned(key_seq) return tonumber(key_seq) - 9007199254740992 end
 
-local function dead_below(okey, key_seq)
-  return #redis.call('ZRANGEBYSCORE', DEAD .. okey, '-inf', '(' .. key_seq, 'LIMIT', 0, 1) > 0
-end
-
--- One ZREM or ZADD for a whole batch instead of one per event, in slices of 1,000 values
--- (Lua's unpack takes at most ~8,000; an even slice never splits a score-member pair).
-local function call_batched(command, key, args)
-  for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
-end
-`
-
-const OUTBOX_PRELUDE = `${OUTBOX_BASE}
 -- Takes the event out of the one index of its current status, and a keyed event out of its
 -- key's sets (the caller then files it again and settles the key).
 local function leave(id, status, okey)
@@ -177,16 +187,65 @@ end
 `
 
 /**
- * KEYS: prelude, one event key per event. ARGV: now, then 7 per event (id, subject, payload,
- * hasHeaders, headers, availableAt, orderingKey or ''); the ids are distinct. One script for
- * the whole batch: all or nothing, one round trip, consecutive seqs, and consecutive keySeqs
- * per key in input order. Answers, per event, its seq (its keySeq when keyed) when new or the
- * stored hash.
+ * `write_new(key, a, seq, now)`: writes the new event whose 7 ARGV start at `a` (id, subject,
+ * payload, hasHeaders, headers, availableAt, orderingKey or '') under `key` with enqueue
+ * sequence `seq`, and answers what the caller returns for it (its seq, or its keySeq when
+ * keyed) and the index it belongs in, with its score and member: the caller files it (the
+ * batch with one ZADD per index). A due unkeyed event goes to READY, a not-due one to
+ * DELAYED. A keyed one takes its keySeq from HINCRBY of its key's counter, which nothing
+ * deletes, so keySeqs follow the order in which the writes executed (EXEC for a MULTI); it
+ * has its key's highest keySeq, so it is its key's head only when the key has no live event,
+ * and no other event of the key moves: a head goes where an unkeyed event would, or to
+ * BLOCKED when a dead letter of its key is below it (a key has one only while FAILED is not
+ * empty: one ZCARD per script spares the per-key look-up in the usual case); any other to
+ * PARKED. No Lua comments: see OUTBOX_KEYS.
  */
-export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_BASE}
+const OUTBOX_WRITE_NEW = `
+local any_failed
+local function write_new(key, a, seq, now)
+  local id, available_at, okey = ARGV[a], ARGV[a + 5], ARGV[a + 6]
+  local fields = {'eventId', id, 'subject', ARGV[a + 1], 'payload', ARGV[a + 2], 'status', 'pending',
+    'enqueuedAt', now, 'availableAt', available_at, 'retryCount', 0, 'seq', seq}
+  if ARGV[a + 3] == '1' then
+    fields[#fields + 1] = 'headers'
+    fields[#fields + 1] = ARGV[a + 4]
+  end
+  local due = tonumber(available_at) <= tonumber(now)
+  if okey == '' then
+    redis.call('HSET', key, unpack(fields))
+    if due then return seq, READY, seq, id end
+    return seq, DELAYED, available_at, id
+  end
+  local key_seq = redis.call('HINCRBY', KEYSEQ, okey, 1)
+  fields[#fields + 1] = 'orderingKey'
+  fields[#fields + 1] = okey
+  fields[#fields + 1] = 'keySeq'
+  fields[#fields + 1] = key_seq
+  redis.call('HSET', key, unpack(fields))
+  local live = LIVE .. okey
+  local head = redis.call('ZCARD', live) == 0
+  redis.call('ZADD', live, key_seq, id)
+  if not head then return key_seq, PARKED, seq, id end
+  if not due then return key_seq, DELAYED, available_at, id end
+  if any_failed == nil then any_failed = redis.call('ZCARD', FAILED) > 0 end
+  if any_failed and dead_below(okey, key_seq) then return key_seq, BLOCKED, seq, id end
+  return key_seq, READY, seq, id
+end
+`
+
+/**
+ * KEYS: prelude, one event key per event. ARGV: now, then 7 per event (see OUTBOX_WRITE_NEW);
+ * the ids are distinct. One script for the whole batch: all or nothing, one round trip,
+ * consecutive seqs, and consecutive keySeqs per key in input order. Answers, per event, its
+ * seq (its keySeq when keyed) when new or the stored hash.
+ *
+ * First write wins: a stored event is answered as it is (HGETALL), and only the others are
+ * written. One INCRBY for the batch: the script runs alone, so its seqs are consecutive in
+ * input order and follow every earlier script's, which keeps enqueue order the order in which
+ * scripts ran (ties on enqueuedAt included).
+ */
+export const OUTBOX_FIND_OR_CREATE = `${OUTBOX_BASE}${OUTBOX_WRITE_NEW}
 local now, out, fresh = ARGV[1], {}, {}
--- First write wins: a stored event is answered as it is (HGETALL), and only the others are
--- written, each answered with its seq (its keySeq when keyed).
 for i = FIRST_EVENT, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = redis.call('HGETALL', KEYS[i])
@@ -196,63 +255,37 @@ for i = FIRST_EVENT, #KEYS do
   end
 end
 if #fresh == 0 then return out end
--- One INCRBY for the batch: the script runs alone, so its seqs are consecutive in input order
--- and follow every earlier script's, which keeps enqueue order the order in which scripts ran
--- (ties on enqueuedAt included). A keySeq comes from HINCRBY of the key's counter, which
--- nothing deletes, so it follows the order in which the writes executed (EXEC for a MULTI).
 local seq = redis.call('INCRBY', SEQ, #fresh) - #fresh
-local ready, delayed, parked, any_failed = {}, {}, {}, nil
+local filed = {}
 for _, i in ipairs(fresh) do
   seq = seq + 1
-  local key, a = KEYS[i], 2 + (i - FIRST_EVENT) * 7
-  local id, available_at, okey = ARGV[a], ARGV[a + 5], ARGV[a + 6]
-  local due = tonumber(available_at) <= tonumber(now)
-  if okey == '' then
-    redis.call('HSET', key, 'eventId', id, 'subject', ARGV[a + 1], 'payload', ARGV[a + 2], 'status', 'pending',
-      'enqueuedAt', now, 'availableAt', available_at, 'retryCount', 0, 'seq', seq)
-    if due then
-      ready[#ready + 1] = seq
-      ready[#ready + 1] = id
-    else
-      delayed[#delayed + 1] = available_at
-      delayed[#delayed + 1] = id
-    end
-    out[i - FIRST_EVENT + 1] = seq
-  else
-    local key_seq = redis.call('HINCRBY', KEYSEQ, okey, 1)
-    redis.call('HSET', key, 'eventId', id, 'subject', ARGV[a + 1], 'payload', ARGV[a + 2], 'status', 'pending',
-      'enqueuedAt', now, 'availableAt', available_at, 'retryCount', 0, 'seq', seq, 'orderingKey', okey,
-      'keySeq', key_seq)
-    -- It has its key's highest keySeq: the head only when the key has no live event, and no
-    -- other event of the key moves. A key has a dead letter only while FAILED is not empty
-    -- (one ZCARD for the batch spares the per-key look-up in the usual case).
-    local live = LIVE .. okey
-    local head = redis.call('ZCARD', live) == 0
-    redis.call('ZADD', live, key_seq, id)
-    if not head then
-      parked[#parked + 1] = seq
-      parked[#parked + 1] = id
-    elseif not due then
-      delayed[#delayed + 1] = available_at
-      delayed[#delayed + 1] = id
-    else
-      if any_failed == nil then any_failed = redis.call('ZCARD', FAILED) > 0 end
-      if any_failed and dead_below(okey, key_seq) then
-        redis.call('ZADD', BLOCKED, seq, id)
-      else
-        ready[#ready + 1] = seq
-        ready[#ready + 1] = id
-      end
-    end
-    out[i - FIRST_EVENT + 1] = key_seq
-  end
-  if ARGV[a + 3] == '1' then redis.call('HSET', key, 'headers', ARGV[a + 4]) end
+  local answer, index, score, id = write_new(KEYS[i], 2 + (i - FIRST_EVENT) * 7, seq, now)
+  out[i - FIRST_EVENT + 1] = answer
+  local entries = filed[index] or {}
+  filed[index] = entries
+  entries[#entries + 1] = score
+  entries[#entries + 1] = id
 end
-call_batched('ZADD', READY, ready)
-call_batched('ZADD', DELAYED, delayed)
-call_batched('ZADD', PARKED, parked)
+for index, entries in pairs(filed) do call_batched('ZADD', index, entries) end
 bump('pending', #fresh)
 return out
+`
+
+/**
+ * The batch script for one event (KEYS: the 14 index keys and the event's; ARGV: now and its
+ * 7), answering the same one-element list, with only what one event needs: no loop, no
+ * batching, the count raised with one HINCRBY (a count raised is never 0). With `{ tx }` a
+ * single-event enqueue, the call every request makes, sends this text as EVAL in the
+ * caller's MULTI, where Redis hashes (SHA1) the text of every EVAL to find the compiled
+ * script: this text is about a third of the batch script's.
+ */
+export const OUTBOX_FIND_OR_CREATE_ONE = `${OUTBOX_KEYS}${DEAD_BELOW}${OUTBOX_WRITE_NEW}
+local key = KEYS[FIRST_EVENT]
+if redis.call('EXISTS', key) == 1 then return {redis.call('HGETALL', key)} end
+local answer, index, score, id = write_new(key, 2, redis.call('INCR', SEQ), ARGV[1])
+redis.call('ZADD', index, score, id)
+redis.call('HINCRBY', COUNTS, 'pending', 1)
+return {answer}
 `
 
 /**
@@ -855,6 +888,7 @@ return 1
 /** The scripts, compiled once per process (the SHA1 is computed here, not per call). */
 export const scripts = {
   outboxFindOrCreate: new LuaScript(OUTBOX_FIND_OR_CREATE),
+  outboxFindOrCreateOne: new LuaScript(OUTBOX_FIND_OR_CREATE_ONE),
   outboxClaim: new LuaScript(OUTBOX_CLAIM),
   outboxFindPending: new LuaScript(OUTBOX_FIND_PENDING),
   outboxMarkPublishing: new LuaScript(OUTBOX_MARK_PUBLISHING),

@@ -16,10 +16,15 @@ import { REDIS_URL, SKIP, SKIP_REASON } from './helpers.js'
 const statements = (): Record<string, string> =>
   Object.fromEntries(Object.entries(scripts).map(([name, script]) => [name, script.lua]))
 
-/** Every outbox script: each includes OUTBOX_BASE (the counts, call_batched). */
-const OUTBOX_SCRIPTS = Object.keys(scripts).filter((name) => name.startsWith('outbox'))
+/** The one-event enqueue: the outbox keys, dead_below and write_new only (its text goes in every `{ tx }` MULTI). */
+const ONE_EVENT_ENQUEUE = 'outboxFindOrCreateOne'
 
-/** Every script that includes the whole outbox prelude (the fence, clear_lease): all but the enqueue. */
+/** Every other outbox script: each includes OUTBOX_BASE (the counts, call_batched). */
+const OUTBOX_SCRIPTS = Object.keys(scripts).filter(
+  (name) => name.startsWith('outbox') && name !== ONE_EVENT_ENQUEUE,
+)
+
+/** Every script that includes the whole outbox prelude (the fence, clear_lease): all but the enqueues. */
 const OUTBOX_PRELUDE_SCRIPTS = OUTBOX_SCRIPTS.filter((name) => name !== 'outboxFindOrCreate')
 
 const REDIS_MUTANTS: readonly StatementMutant[] = [
@@ -289,9 +294,9 @@ const REDIS_MUTANTS: readonly StatementMutant[] = [
   },
   {
     id: 'enqueue: every new keyed event filed as its key head (nothing parked)',
-    statements: ['outboxFindOrCreate'],
-    find: '    if not head then\n      parked[#parked + 1] = seq',
-    replace: '    if false then\n      parked[#parked + 1] = seq',
+    statements: ['outboxFindOrCreate', ONE_EVENT_ENQUEUE],
+    find: 'if not head then return key_seq, PARKED, seq, id end',
+    replace: 'if false then return key_seq, PARKED, seq, id end',
     kills: ['outbox.ordering.heads-only', 'outbox.ordering.heads-across-connections'],
   },
   {
