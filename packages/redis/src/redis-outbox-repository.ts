@@ -14,6 +14,7 @@ import {
 } from '@txbox/core'
 import type { ChainableCommander } from 'ioredis'
 import { type LuaScript, multiHandleFor, type RedisClient } from './client.js'
+import { CoalescedHashReads } from './coalesced-hash-reads.js'
 import { ADAPTER, classifyRedisError, UnexpectedReplyError } from './errors.js'
 import { DEFAULT_KEY_PREFIX, type OutboxKeys, outboxKeys } from './keys.js'
 import {
@@ -64,6 +65,7 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
       orderingKeys: true,
     })
     this.redis = options.redis
+    this.#hashReads = new CoalescedHashReads(options.redis)
     this.keys = outboxKeys(this.validate.identifier(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix'))
   }
 
@@ -76,6 +78,8 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
   // enqueue of one id in the same MULTI must return what the first queued (first write wins at
   // EXEC), not an event built from its own, ignored, arguments.
   readonly #queuedByMulti = new WeakMap<ChainableCommander, Map<string, OutboxEvent>>()
+
+  readonly #hashReads: CoalescedHashReads
 
   /**
    * Without `tx`: one script inserts the new events and answers the stored ones atomically
@@ -145,13 +149,14 @@ export class RedisOutboxRepository extends OutboxRepositoryKernel<ChainableComma
   }
 
   /**
-   * The stored hash under each key, null where none. One event: its HGETALL. A batch: one
+   * The stored hash under each key, null where none. One event: its HGETALL, sent together
+   * with the other single-event reads of the same tick (see CoalescedHashReads). A batch: one
    * EXISTS of all its keys (they share the store's slot), so the usual batch of new ids costs
    * one command; only when some are stored does a pipeline of HGETALLs follow.
    */
   async #readStored(keys: readonly string[]): Promise<(Map<string, string> | null)[]> {
     const [only] = keys
-    if (keys.length === 1 && only !== undefined) return [fieldsOfObject(await this.redis.hgetall(only))]
+    if (keys.length === 1 && only !== undefined) return [fieldsOfObject(await this.#hashReads.read(only))]
     if ((await this.redis.exists(...keys)) === 0) return keys.map(() => null)
     const pipeline = this.redis.pipeline()
     for (const key of keys) pipeline.hgetall(key)

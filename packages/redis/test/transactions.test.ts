@@ -125,6 +125,50 @@ describe.skipIf(SKIP)(`{ tx } = a MULTI (${SKIP ? SKIP_REASON : 'redis'})`, () =
     }
   })
 
+  it('single-event enqueues of one tick send their reads as one pipeline, each answered with its own event or error', async () => {
+    const { store, clock } = await fresh()
+    const kept = await store.outbox.findOrCreate(ev('kept', 'first'))
+    await redis.set(store.outbox.keys.event('foreign'), 'not a hash')
+    clock.advance(1000)
+    const multis = Array.from({ length: 4 }, () => redis.multi())
+    const queued = () => multis.map((multi) => (multi as unknown as { length: number }).length)
+    const before = queued()
+    const pipeline = vi.spyOn(redis, 'pipeline')
+    const hgetall = vi.spyOn(redis, 'hgetall')
+    try {
+      const [c1, stored, foreign, c2] = await Promise.allSettled([
+        store.outbox.findOrCreate(ev('c1'), { tx: multis[0] }),
+        store.outbox.findOrCreate(ev('kept', 'second'), { tx: multis[1] }),
+        store.outbox.findOrCreate(ev('foreign'), { tx: multis[2] }),
+        store.outbox.findOrCreate(ev('c2', 'two'), { tx: multis[3] }),
+      ])
+      expect([pipeline.mock.calls.length, hgetall.mock.calls.length]).toEqual([1, 0])
+      expect(stored).toEqual({ status: 'fulfilled', value: kept })
+      expect(foreign.status).toBe('rejected')
+      expect((foreign as PromiseRejectedResult).reason).toBeInstanceOf(StorageError)
+      expect((foreign as PromiseRejectedResult).reason.message).toMatch(/WRONGTYPE/)
+      // The failed enqueue queued nothing; every other MULTI got its script.
+      expect(queued().map((length, i) => length - (before[i] as number))).toEqual([1, 1, 0, 1])
+      // A read alone in its tick is a plain HGETALL.
+      await store.outbox.findOrCreate(ev('c3'), { tx: multis[0] })
+      expect([pipeline.mock.calls.length, hgetall.mock.calls.length]).toEqual([1, 1])
+      for (const multi of [multis[0], multis[1], multis[3]])
+        await execTransaction(multi as ChainableCommander)
+      multis[2]?.discard()
+      expect(c1.status === 'fulfilled' && (await store.outbox.get('c1'))).toEqual(
+        c1.status === 'fulfilled' && c1.value,
+      )
+      expect(c2.status === 'fulfilled' && (await store.outbox.get('c2'))).toEqual(
+        c2.status === 'fulfilled' && c2.value,
+      )
+      expect(await store.outbox.get('kept')).toEqual(kept)
+      expect((await store.outbox.get('c3'))?.status).toBe('pending')
+    } finally {
+      pipeline.mockRestore()
+      hgetall.mockRestore()
+    }
+  })
+
   it('inbox markAsProcessed with tx: unknown id throws before exec; known id applies at exec', async () => {
     const { store } = await fresh()
     await store.inbox.claim({ eventId: 'm', subject: 's', payload: 'x' }, { leaseMs: 1000, workerId: 'w' })
