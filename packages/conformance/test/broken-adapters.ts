@@ -1513,6 +1513,22 @@ class SentLeftInLeaseIndexOutbox extends MemoryOutboxRepository {
   }
 }
 
+/**
+ * Looks for keyed heads and unkeyed events apart and answers both, each up to the limit,
+ * without taking the first `limit` of the two together: a claim that mixes them can answer
+ * more than the limit (the merge's LIMIT dropped).
+ */
+class UnmergedSourcesOutbox extends MemoryOutboxRepository {
+  protected override async claimEvents(request: ClaimRequest) {
+    const claimed = await super.claimEvents(request)
+    const mixed =
+      claimed.some((event) => event.orderingKey === undefined) &&
+      claimed.some((event) => event.orderingKey !== undefined)
+    if (!mixed || claimed.length < request.limit) return claimed
+    return [...claimed, ...(await super.claimEvents(request))]
+  }
+}
+
 /** Ignores `keyRun`'s cap: a run takes every claimable event of its key. */
 class UncappedKeyRunOutbox extends MemoryOutboxRepository {
   protected override runsOfKeys(heads: ReadonlyMap<string, number>, nowMs: number, _keyRun: number) {
@@ -1668,6 +1684,7 @@ export const brokenAdapters: readonly {
       'outbox.retry.dead-letter',
       'outbox.retry.requeue',
       'outbox.ordering.heads-only',
+      'outbox.ordering.mixed-limit',
       'outbox.key-runs.one-claimer',
       'outbox.key-runs.limit',
       'outbox.key-runs.stops',
@@ -1914,6 +1931,7 @@ export const brokenAdapters: readonly {
       'outbox.ordering.dead-letter-policy',
       'outbox.ordering.skip-redrive-in-flight',
       'outbox.ordering.lowest-publishing-head',
+      'outbox.ordering.mixed-limit',
       'outbox.ordering.heads-across-connections',
       'outbox.key-runs.one-claimer',
       'outbox.key-runs.limit',
@@ -1934,6 +1952,10 @@ export const brokenAdapters: readonly {
   {
     target: brokenTarget('highest-publishing-head', HighestPublishingHeadOutbox),
     mustFail: ['outbox.ordering.lowest-publishing-head', 'outbox.key-runs.expired-run'],
+  },
+  {
+    target: brokenTarget('unmerged-claim-sources', UnmergedSourcesOutbox),
+    mustFail: ['outbox.ordering.mixed-limit'],
   },
   {
     target: brokenTarget('key-seq-per-call', PerCallKeySeqOutbox),
@@ -1965,6 +1987,7 @@ export const brokenAdapters: readonly {
       'outbox.ordering.dead-letter-policy',
       'outbox.ordering.skip-redrive-in-flight',
       'outbox.ordering.lowest-publishing-head',
+      'outbox.ordering.mixed-limit',
       'outbox.ordering.heads-across-connections',
       'outbox.ordering.commit-order',
       'outbox.key-runs.one-claimer',

@@ -379,7 +379,7 @@ describe('capability-scoped verdicts', () => {
       expect(ordering.map((result) => result.id)).toEqual(
         conformanceCases.filter((c) => c.id.startsWith('outbox.ordering.')).map((c) => c.id),
       )
-      expect(ordering.length).toBe(8)
+      expect(ordering.length).toBe(9)
       for (const result of ordering) {
         expect(result.status).toBe('skip')
         expect(result.reason).toBe(NO_ORDERING_KEYS_REASON)

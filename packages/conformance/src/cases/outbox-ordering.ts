@@ -624,6 +624,42 @@ export const outboxOrderingCases = [
     },
   }),
   defineCase({
+    id: 'outbox.ordering.mixed-limit',
+    title:
+      'a claim over keyed heads and unkeyed events interleaved takes the first `limit` of them in enqueue order, whatever source each comes from: no more than the limit, none passed over for a later one',
+    skipReason: requiresOrderingKeys,
+    async run({ store }) {
+      const o = store.outbox
+      const claim = (limit: number) => o.claim({ limit, leaseMs: MINUTE, workerId: 'w' })
+      await o.findOrCreateMany([
+        keyed('a1', 'A'),
+        keyed('a2', 'A'),
+        outboxEvent('u1'),
+        keyed('b1', 'B'),
+        outboxEvent('u2'),
+        keyed('c1', 'C'),
+        outboxEvent('u3'),
+      ])
+      // With A's head publishing, a store may look for keyed heads and unkeyed events apart
+      // (PostgreSQL does): 3 unkeyed and 2 keyed heads are claimable, the limit is 3.
+      expectIds(await claim(1), ['a1'], 'limit 1: the first event, the head of A')
+      expectIds(
+        await claim(3),
+        ['u1', 'b1', 'u2'],
+        'limit 3: the first three claimable in enqueue order (a2 waits behind a1), keyed and unkeyed interleaved',
+      )
+      for (const id of ['c1', 'u3', 'a2'])
+        expectSame(
+          (await storedOutbox(store, id)).status,
+          'pending',
+          `oracle: ${id} not claimed beyond the limit`,
+        )
+      expectIds(await claim(10), ['c1', 'u3'], 'the rest of what is claimable')
+      expectEqual(await o.markManyAsSent(['a1'], { workerId: 'w' }), [], 'a1 sent')
+      expectIds(await claim(10), ['a2'], 'a1 sent: a2 is the head of A')
+    },
+  }),
+  defineCase({
     id: 'outbox.ordering.heads-across-connections',
     title: `${RACE_CLAIMERS} claimers over the fixture and ${RACE_PEERS} peers drain ${RACE_KEYS} keys x ${RACE_EVENTS_PER_KEY} events (and ${RACE_UNKEYED} unkeyed): never two events of one key claimed and unsent at once, each key claimed in keySeq order, every event sent once`,
     skipReason: requiresOrderingKeys,
