@@ -42,9 +42,14 @@ describe('txbox-migrations print', () => {
     expect(down.stdout).toBe(
       formatMigrationScripts(postgresScripts({ schema: 'app', direction: 'down', from: 2 })),
     )
-    // Down runs newest first: 0004 (ordering keys), 0003 (the wakeup flags), then 0002, and
-    // stops at --from.
-    expect(down.stdout).toMatch(/^-- txbox postgres migration 0004_ordering \(down\)\n-- For schema "app"/)
+    // Down runs newest first: 0005 (the unkeyed claim index), 0004 (ordering keys), 0003 (the
+    // wakeup flags), then 0002, and stops at --from.
+    expect(down.stdout).toMatch(
+      /^-- txbox postgres migration 0005_unkeyed_claimable \(down\)\n-- For schema "app"/,
+    )
+    expect(down.stdout.indexOf('-- txbox postgres migration 0004_ordering (down)\n')).toBeGreaterThan(
+      down.stdout.indexOf('0005_unkeyed_claimable (down)'),
+    )
     expect(down.stdout).toContain('-- txbox postgres migration 0003_wakeup (down)\n')
     expect(down.stdout).toContain('-- txbox postgres migration 0002_inbox_id_only (down)\n')
     expect(down.stdout).not.toContain('0001')
